@@ -1,0 +1,50 @@
+//! Shared-memory segments for shmq: named POSIX objects, sealed anonymous memfds
+//! and file-backed files, each with a validated header and per-endpoint liveness
+//! markers that the kernel releases when a process dies.
+//!
+//! This crate knows nothing about rings: it maps memory, writes and checks a
+//! header, and answers "is endpoint K alive?". The `shmq` crate builds channels
+//! on top of it.
+//!
+//! # Examples
+//! ```
+//! use shmq_segment::{Expect, Layout, Segment, SegmentOptions};
+//!
+//! let name = shmq_segment::unique_name("doc")?;
+//! let layout = Layout { kind: 1, endpoints: 2, data_len: 4096, ..Layout::default() };
+//! let creating = Segment::create(&name, &layout, &SegmentOptions::new())?;
+//! // ... initialise the region at `creating.data()` ...
+//! let seg = creating.publish()?;
+//! seg.claim_endpoint(0)?;
+//!
+//! let peer = Segment::open(&name, &Expect { kind: Some(1), ..Expect::default() }, &SegmentOptions::new())?;
+//! assert!(peer.endpoint_alive(0)?);
+//! drop(seg);
+//! assert!(!peer.endpoint_alive(0)?);
+//! Segment::unlink(&name)?;
+//! # Ok::<(), shmq_segment::Error>(())
+//! ```
+//!
+//! # Map of the crate
+//! - [`Segment`]: a mapped, validated segment; [`Creating`] while its creator
+//!   initialises it; [`Opened`] from [`Segment::create_or_open`].
+//! - [`Layout`] (what a creator writes), [`Expect`] (what an opener requires),
+//!   [`HeaderInfo`] (what a header says).
+//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks.
+//! - [`Error`]: every failure, one variant per case.
+#![deny(unsafe_code)]
+
+mod error;
+mod header;
+mod map;
+mod name;
+mod segment;
+mod sys;
+
+pub use error::{Error, Result};
+pub use header::{
+    DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, HEADER_LEN, HeaderInfo,
+    Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION,
+};
+pub use name::{NAME_MAX, unique_name, validate_name};
+pub use segment::{Backing, Creating, EndpointInfo, Opened, Segment, SegmentOptions};

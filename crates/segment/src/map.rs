@@ -1,0 +1,130 @@
+//! The mapping: the only place in this crate that holds the raw pointer.
+//!
+//! # Safety
+//!
+//! A [`Mapping`] owns `len` bytes at `ptr`, mapped `MAP_SHARED` from an object
+//! whose `fstat` size was at least `len` when it was mapped, and unmaps them
+//! exactly once, on drop. Offsets become pointers only here, after a bounds
+//! check. Another process may write any byte at any time, so nothing here hands
+//! out `&`/`&mut` to plain bytes: the header and endpoint records are reached
+//! only as structs of atomics, and the user region only as a raw pointer.
+#![allow(unsafe_code)]
+
+use core::ffi::c_void;
+use core::num::NonZeroUsize;
+use core::ptr::NonNull;
+use std::os::fd::AsFd;
+
+use nix::sys::mman::{self, MapFlags, MmapAdvise, MsFlags, ProtFlags};
+
+use crate::error::{Error, Result};
+use crate::header::{ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, EndpointRecord, RawHeader};
+
+/// A shared mapping of a whole segment object.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    locked: bool,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; every access
+// through it goes through atomics or raw pointers whose users synchronise
+// themselves, so moving or sharing the owner between threads is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: `&Mapping` only exposes atomics and raw pointers.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` read-write and shared.
+    ///
+    /// The caller has checked with `fstat` that the object is at least `len` bytes,
+    /// so no access within `len` can fault with `SIGBUS` unless a peer truncates
+    /// the object later (which seals prevent for memfd segments).
+    pub(crate) fn new(fd: impl AsFd, len: u64, populate: bool, lock: bool) -> Result<Mapping> {
+        let len = usize::try_from(len)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or(Error::InvalidArgument { what: "mapping length" })?;
+        let mut flags = MapFlags::MAP_SHARED;
+        if populate {
+            flags |= MapFlags::MAP_POPULATE;
+        }
+        // SAFETY: a fresh mapping at an address the kernel picks cannot alias any
+        // Rust object; `len` is non-zero and within the object (see above).
+        let ptr = unsafe {
+            mman::mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, flags, fd, 0)
+        }
+        .map_err(|e| Error::os("mmap", e))?;
+        let mut map = Mapping { ptr: ptr.cast(), len: len.get(), locked: false };
+        if lock {
+            // SAFETY: the range is exactly the mapping we own.
+            unsafe { mman::mlock(map.ptr.cast::<c_void>(), map.len) }
+                .map_err(|e| Error::os("mlock", e))?;
+            map.locked = true;
+        }
+        Ok(map)
+    }
+
+    /// The header at offset 0.
+    pub(crate) fn header(&self) -> &RawHeader {
+        assert!(self.len >= size_of::<RawHeader>(), "mapping smaller than a header");
+        // SAFETY: the mapping is page-aligned (so aligned for `RawHeader`), at least
+        // `size_of::<RawHeader>()` long (asserted), lives as long as `&self`, and any
+        // bit pattern is a valid value of a struct of integer atomics.
+        unsafe { &*self.ptr.as_ptr().cast::<RawHeader>() }
+    }
+
+    /// The endpoint record `index`, if the mapping holds it.
+    pub(crate) fn endpoint_record(&self, index: u16) -> Option<&EndpointRecord> {
+        let off = ENDPOINT_TABLE_OFFSET + u64::from(index) * ENDPOINT_RECORD_LEN;
+        let end = off + ENDPOINT_RECORD_LEN;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: `off + ENDPOINT_RECORD_LEN <= len` was checked above; `off` is a
+        // multiple of 16 from a page-aligned base, so aligned for the record; any
+        // bit pattern is valid for atomics; the mapping outlives `&self`.
+        Some(unsafe { &*self.ptr.as_ptr().add(off as usize).cast::<EndpointRecord>() })
+    }
+
+    /// Pointer to `len` bytes at `offset`, if they lie within the mapping.
+    pub(crate) fn range(&self, offset: u64, len: u64) -> Option<NonNull<u8>> {
+        let end = offset.checked_add(len)?;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: `offset <= end <= self.len` was checked above, so the result
+        // stays within (or one past the end of) the mapping.
+        Some(unsafe { self.ptr.add(offset as usize) })
+    }
+
+    /// Writes dirty pages back to the file and waits (`msync(MS_SYNC)`).
+    pub(crate) fn flush(&self) -> Result<()> {
+        // SAFETY: the range is exactly the mapping we own.
+        unsafe { mman::msync(self.ptr.cast(), self.len, MsFlags::MS_SYNC) }
+            .map_err(|e| Error::os("msync", e))
+    }
+
+    /// Passes an `madvise` hint for the whole mapping; hints may be ignored.
+    pub(crate) fn advise(&self, advice: MmapAdvise) -> Result<()> {
+        // SAFETY: the range is exactly the mapping we own, and the advice values we
+        // pass (HUGEPAGE, WILLNEED, DONTFORK) do not change its contents.
+        unsafe { mman::madvise(self.ptr.cast(), self.len, advice) }
+            .map_err(|e| Error::os("madvise", e))
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.locked {
+            // SAFETY: the range is exactly the mapping we own. An error only means
+            // the pages were not locked, which munmap makes moot.
+            let _ = unsafe { mman::munlock(self.ptr.cast(), self.len) };
+        }
+        // SAFETY: we own this mapping and nobody can use it after drop: every
+        // pointer handed out is tied to `&self` or documented to be valid only while
+        // the owner lives. munmap can only fail for bad arguments, which we never pass.
+        let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
+    }
+}

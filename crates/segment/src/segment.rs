@@ -1,0 +1,913 @@
+//! Segments: create, open, map, validate, attach and unlink.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{self, OFlag};
+use nix::sys::memfd::{self, MFdFlags};
+use nix::sys::mman::{self, MmapAdvise};
+use nix::sys::stat::{FileStat, Mode};
+
+use crate::error::{Error, Result};
+use crate::header::{HEADER_LEN, HeaderInfo, Layout, MAGIC, STATE_INIT, STATE_READY};
+use crate::map::Mapping;
+use crate::name::validate_name;
+use crate::sys::{self, ENDPOINT_LOCK_BASE, LockKind, OWNER_LOCK, REQUIRED_SEALS, TrustPolicy};
+use crate::Expect;
+
+/// How a segment is created and opened.
+///
+/// Built with [`SegmentOptions::new`] and its setters; the defaults are the
+/// secure ones: mode `0o600` (applied with `fchmod`, so the umask never decides),
+/// space reserved at creation (`posix_fallocate`, so a full `/dev/shm` is an
+/// error now and not `SIGBUS` later), and openers that refuse an object not owned
+/// by this user, writable by group or others, or with more than one link.
+#[derive(Clone, Debug)]
+pub struct SegmentOptions {
+    mode: u32,
+    populate: bool,
+    lock: bool,
+    huge_pages: bool,
+    reserve: bool,
+    reclaim_stale: bool,
+    open_timeout: Duration,
+    max_len: u64,
+    trust: TrustPolicy,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SegmentOptions {
+    /// The defaults described on the type.
+    pub fn new() -> Self {
+        SegmentOptions {
+            mode: 0o600,
+            populate: false,
+            lock: false,
+            huge_pages: false,
+            reserve: true,
+            reclaim_stale: false,
+            open_timeout: Duration::from_secs(2),
+            max_len: 1 << 40,
+            trust: TrustPolicy { owner: Some(sys::euid()), allow_shared_write: false },
+        }
+    }
+
+    /// Permission bits of a created segment (default `0o600`). Bits that let group
+    /// or others write also make openers with these options accept such a mode.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        if self.mode & 0o022 != 0 {
+            self.trust.allow_shared_write = true;
+        }
+        self
+    }
+
+    /// Pre-fault every page when mapping (`MAP_POPULATE`).
+    pub fn populate(mut self, yes: bool) -> Self {
+        self.populate = yes;
+        self
+    }
+
+    /// Lock the mapping in memory (`mlock`); needs `RLIMIT_MEMLOCK` headroom.
+    pub fn lock(mut self, yes: bool) -> Self {
+        self.lock = yes;
+        self
+    }
+
+    /// Back an anonymous segment with huge pages (`MFD_HUGETLB`). Named and
+    /// file-backed segments refuse it with [`Error::HugePagesUnavailable`] (put a
+    /// file-backed segment on a hugetlbfs mount instead).
+    pub fn huge_pages(mut self, yes: bool) -> Self {
+        self.huge_pages = yes;
+        self
+    }
+
+    /// Allocate the segment's pages at creation (`posix_fallocate`, default on), so
+    /// that running out of space is [`Error::NoSpace`] at creation rather than a
+    /// `SIGBUS` on some later write.
+    pub fn reserve(mut self, yes: bool) -> Self {
+        self.reserve = yes;
+        self
+    }
+
+    /// Let `create` replace an existing segment under the same name that no live
+    /// process has open (left behind by a crash), instead of failing with
+    /// [`Error::AlreadyExists`].
+    pub fn reclaim_stale(mut self, yes: bool) -> Self {
+        self.reclaim_stale = yes;
+        self
+    }
+
+    /// How long `open` waits for a creator to publish the header (default 2 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// Largest object `open` agrees to map (default 1 TiB).
+    pub fn max_len(mut self, max: u64) -> Self {
+        self.max_len = max;
+        self
+    }
+
+    /// Owner uid an opened object must have: `Some(uid)`, or `None` for any owner.
+    /// Default: this process's effective uid.
+    pub fn expected_owner(mut self, uid: Option<u32>) -> Self {
+        self.trust.owner = uid;
+        self
+    }
+
+    /// Accept objects that group or others may write (default: refuse them).
+    pub fn allow_shared_write(mut self, yes: bool) -> Self {
+        self.trust.allow_shared_write = yes;
+        self
+    }
+}
+
+/// Where a segment lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// A POSIX shared-memory object (`/dev/shm` on Linux).
+    Named(String),
+    /// A sealed memfd with no name.
+    Anonymous,
+    /// A file at a path.
+    File(PathBuf),
+}
+
+/// The liveness and bookkeeping of one endpoint, as another process sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// Some open file description other than ours holds the endpoint's marker.
+    pub alive: bool,
+    /// Pid recorded by the last process to claim it (0 if never claimed). For
+    /// display only: liveness never relies on it.
+    pub pid: u32,
+    /// How many times the endpoint has been claimed.
+    pub attaches: u32,
+}
+
+/// A named or file path, the two places that have names.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Shm(&'a str),
+    File(&'a Path),
+}
+
+impl Place<'_> {
+    fn display(&self) -> String {
+        match self {
+            Place::Shm(n) => (*n).to_owned(),
+            Place::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn backing(&self) -> Backing {
+        match self {
+            Place::Shm(n) => Backing::Named((*n).to_owned()),
+            Place::File(p) => Backing::File(p.to_path_buf()),
+        }
+    }
+
+    fn open_raw(&self, flags: OFlag, mode: Mode) -> nix::Result<OwnedFd> {
+        let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        match self {
+            Place::Shm(n) => mman::shm_open(*n, flags, mode),
+            Place::File(p) => fcntl::open(*p, flags, mode),
+        }
+    }
+
+    fn unlink(&self) -> nix::Result<()> {
+        match self {
+            Place::Shm(n) => mman::shm_unlink(*n),
+            Place::File(p) => nix::unistd::unlink(*p),
+        }
+    }
+
+    /// Stat of whatever the name refers to now, without following a symlink.
+    fn stat_now(&self) -> nix::Result<FileStat> {
+        match self {
+            Place::Shm(_) => {
+                let fd = self.open_raw(OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())?;
+                nix::sys::stat::fstat(&fd)
+            }
+            Place::File(p) => nix::sys::stat::lstat(*p),
+        }
+    }
+
+    /// Whether the name still refers to the object `fd` has open.
+    fn still_names(&self, fd: impl AsFd) -> Result<bool> {
+        let ours = sys::fstat(fd)?;
+        Ok(self.stat_now().is_ok_and(|now| sys::same_object(&ours, &now)))
+    }
+
+    fn map_open_errno(&self, e: Errno, op: &'static str) -> Error {
+        match e {
+            Errno::ENOENT => Error::NotFound { name: self.display() },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied { name: self.display() },
+            Errno::EEXIST => Error::AlreadyExists { name: self.display(), stale: false },
+            Errno::ELOOP => Error::Untrusted { reason: "the name is a symbolic link".into() },
+            Errno::ENAMETOOLONG | Errno::EINVAL => {
+                Error::InvalidName { name: self.display(), reason: "rejected by the kernel" }
+            }
+            e => Error::os(op, e),
+        }
+    }
+}
+
+/// A mapped shmq segment whose header has been validated (or, for [`Creating`],
+/// is being written by us).
+///
+/// Each `Segment` has its own open file description, through which it holds a
+/// shared lock on the segment's owner byte for as long as it lives (this is how
+/// "no process has it open" is told apart from "in use"), plus the liveness
+/// markers of the endpoints it claimed. Dropping it unmaps the memory and closes
+/// the descriptor, which releases all of them.
+#[derive(Debug)]
+pub struct Segment {
+    map: Mapping,
+    fd: OwnedFd,
+    backing: Backing,
+    info: HeaderInfo,
+    held: Mutex<Vec<u16>>,
+}
+
+/// A segment we created and are still initialising: openers wait until it is
+/// published. Dropping it unpublished removes the segment, so a creator that
+/// fails half-way leaves nothing behind.
+#[derive(Debug)]
+pub struct Creating {
+    seg: Option<Segment>,
+}
+
+/// What [`Segment::create_or_open`] did.
+#[derive(Debug)]
+pub enum Opened {
+    /// We created the segment; initialise the region, then publish it.
+    Created(Creating),
+    /// The segment existed and has been opened and validated.
+    Existing(Segment),
+}
+
+impl Creating {
+    /// Start of the user region (zero-filled), `data_len` bytes long.
+    pub fn data(&self) -> NonNull<u8> {
+        self.seg().data()
+    }
+
+    /// Length of the user region.
+    pub fn data_len(&self) -> u64 {
+        self.seg().data_len()
+    }
+
+    /// The header as written so far (state still `STATE_INIT`).
+    pub fn info(&self) -> &HeaderInfo {
+        &self.seg().info
+    }
+
+    /// The segment, for claiming endpoints before publishing.
+    pub fn segment(&self) -> &Segment {
+        self.seg()
+    }
+
+    fn seg(&self) -> &Segment {
+        self.seg.as_ref().expect("Creating holds its segment until published or dropped")
+    }
+
+    /// Publishes the header (`state = ready`, `Release`): from now on openers
+    /// accept the segment. Our exclusive owner lock becomes a shared one.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the lock cannot be downgraded.
+    pub fn publish(mut self) -> Result<Segment> {
+        let mut seg = self.seg.take().expect("Creating holds its segment until published");
+        seg.map.header().publish();
+        seg.info.state = STATE_READY;
+        // Converting our own exclusive lock to a shared one cannot conflict.
+        sys::try_lock(&seg.fd, OWNER_LOCK, LockKind::Shared)?;
+        Ok(seg)
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        if let Some(seg) = self.seg.take() {
+            // We hold the exclusive owner lock, so nobody else can have attached;
+            // remove the half-made object if the name still refers to it.
+            let _ = seg.remove_place_if_ours();
+        }
+    }
+}
+
+impl Segment {
+    /// Creates a named POSIX shared-memory segment for `layout` and maps it.
+    ///
+    /// `shm_open(O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC|O_NOFOLLOW)`, then `fchmod` to the
+    /// configured mode, `ftruncate`, `posix_fallocate` (unless disabled) and
+    /// `mmap(MAP_SHARED)`. The header is written but not published: openers wait
+    /// until [`Creating::publish`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] before any system call; [`Error::AlreadyExists`]
+    /// (with `stale` set when no process has the old one open, unless
+    /// `reclaim_stale` replaced it); [`Error::PermissionDenied`], [`Error::NoSpace`],
+    /// [`Error::Os`].
+    ///
+    /// # Examples
+    /// ```
+    /// use shmq_segment::{Expect, Layout, Segment, SegmentOptions};
+    /// let name = shmq_segment::unique_name("doc-create")?;
+    /// let layout = Layout { kind: 1, endpoints: 2, data_len: 4096, ..Layout::default() };
+    /// let seg = Segment::create(&name, &layout, &SegmentOptions::new())?.publish()?;
+    /// let other = Segment::open(&name, &Expect { kind: Some(1), ..Expect::default() }, &SegmentOptions::new())?;
+    /// assert_eq!(other.info().total_len, seg.info().total_len);
+    /// Segment::unlink(&name)?;
+    /// # Ok::<(), shmq_segment::Error>(())
+    /// ```
+    pub fn create(name: &str, layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
+        validate_name(name)?;
+        create_at(Place::Shm(name), layout, opts)
+    }
+
+    /// Opens and validates an existing named segment, waiting up to the open
+    /// time-out for its creator to publish it.
+    ///
+    /// `fstat` runs before `mmap`: an object that is not a regular file owned by
+    /// the expected user, is writable by others, has several links, is smaller than
+    /// a header or larger than the limit is refused without being mapped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
+    /// [`Error::Untrusted`], [`Error::TooSmall`], [`Error::TooLarge`],
+    /// [`Error::NotReady`] (time-out), [`Error::Abandoned`] (creator died),
+    /// [`Error::BadMagic`], [`Error::VersionMismatch`], [`Error::LayoutMismatch`],
+    /// [`Error::Corrupt`].
+    pub fn open(name: &str, expect: &Expect, opts: &SegmentOptions) -> Result<Segment> {
+        validate_name(name)?;
+        open_at(Place::Shm(name), expect, opts)
+    }
+
+    /// Creates the named segment, or opens it if it exists (whichever process comes
+    /// first creates; `O_EXCL` decides the race). A segment abandoned by a creator
+    /// that died half-way is replaced.
+    ///
+    /// # Errors
+    /// As [`Segment::create`] and [`Segment::open`].
+    pub fn create_or_open(
+        name: &str,
+        layout: &Layout,
+        expect: &Expect,
+        opts: &SegmentOptions,
+    ) -> Result<Opened> {
+        validate_name(name)?;
+        create_or_open_at(Place::Shm(name), layout, expect, opts)
+    }
+
+    /// Removes a named segment. Processes that have it mapped keep their mapping.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+    pub fn unlink(name: &str) -> Result<()> {
+        validate_name(name)?;
+        let place = Place::Shm(name);
+        place.unlink().map_err(|e| place.map_open_errno(e, "shm_unlink"))
+    }
+
+    /// Whether the named segment exists and no live process has it open (so
+    /// [`SegmentOptions::reclaim_stale`] or `shmq gc` may remove it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+    pub fn is_stale(name: &str) -> Result<bool> {
+        validate_name(name)?;
+        let place = Place::Shm(name);
+        let fd = place
+            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+            .map_err(|e| place.map_open_errno(e, "shm_open"))?;
+        Ok(!sys::is_locked_by_other(&fd, OWNER_LOCK)?)
+    }
+
+    /// Removes the named segment if no live process has it open, atomically with
+    /// respect to openers and creators (they cannot attach while we decide).
+    /// Returns whether it was removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+    pub fn remove_if_stale(name: &str) -> Result<bool> {
+        validate_name(name)?;
+        reclaim(Place::Shm(name))
+    }
+
+    /// Creates an anonymous segment: a memfd (`MFD_CLOEXEC|MFD_ALLOW_SEALING`),
+    /// sized, and sealed `F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL` so that no holder
+    /// can resize it under a peer. Share it across `fork` (see [`Segment::reopen`])
+    /// or pass [`Segment::export_fd`] over a UNIX socket.
+    ///
+    /// # Errors
+    /// [`Error::HugePagesUnavailable`], [`Error::NoSpace`], [`Error::Os`].
+    pub fn anonymous(layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
+        let mut total = layout.total_len()?;
+        let mut flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+        if opts.huge_pages {
+            flags |= MFdFlags::MFD_HUGETLB;
+            total = total.next_multiple_of(huge_page_size());
+        }
+        check_len(total, opts)?;
+        let fd = memfd::memfd_create(c"shmq", flags).map_err(|e| match e {
+            Errno::EINVAL if opts.huge_pages => {
+                Error::HugePagesUnavailable { reason: "the kernel refused MFD_HUGETLB" }
+            }
+            e => Error::os("memfd_create", e),
+        })?;
+        lock_for_init(&fd, opts)?;
+        size_object(&fd, total, opts)?;
+        sys::add_seals(&fd, REQUIRED_SEALS)?;
+        let seg = Segment::map_new(fd, Backing::Anonymous, layout, total, opts)?;
+        Ok(Creating { seg: Some(seg) })
+    }
+
+    /// Opens an anonymous segment from a file descriptor received from another
+    /// process. The seals are checked (`F_GET_SEALS`) before anything is mapped:
+    /// a descriptor that is not a memfd, or lacks SHRINK, GROW or SEAL, is refused.
+    /// The descriptor is re-opened so that this process's liveness markers are its
+    /// own, then closed.
+    ///
+    /// # Errors
+    /// [`Error::Untrusted`] (not a memfd, or not a regular file), [`Error::Unsealed`],
+    /// then as [`Segment::open`].
+    pub fn from_fd(fd: OwnedFd, expect: &Expect, opts: &SegmentOptions) -> Result<Segment> {
+        let seals = sys::seals(&fd)?;
+        let missing = REQUIRED_SEALS.difference(seals);
+        if !missing.is_empty() {
+            return Err(Error::Unsealed { missing: missing.bits() as u32 });
+        }
+        let st = sys::fstat(&fd)?;
+        // A memfd is always ours to trust in ownership terms: it has no name that an
+        // attacker could squat. Type and size still matter.
+        sys::check_trust(&st, &TrustPolicy { owner: None, allow_shared_write: true })?;
+        let own = sys::reopen(&fd)?;
+        drop(fd);
+        attach_fd(own, Backing::Anonymous, None, expect, opts)
+    }
+
+    /// Creates a file-backed segment at `path` (for rings that must outlive a
+    /// reboot); [`Segment::flush`] writes it back.
+    ///
+    /// # Errors
+    /// As [`Segment::create`], with paths instead of names.
+    pub fn create_file(path: &Path, layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
+        create_at(Place::File(path), layout, opts)
+    }
+
+    /// Opens a file-backed segment.
+    ///
+    /// # Errors
+    /// As [`Segment::open`].
+    pub fn open_file(path: &Path, expect: &Expect, opts: &SegmentOptions) -> Result<Segment> {
+        open_at(Place::File(path), expect, opts)
+    }
+
+    /// Creates or opens a file-backed segment.
+    ///
+    /// # Errors
+    /// As [`Segment::create_or_open`].
+    pub fn create_or_open_file(
+        path: &Path,
+        layout: &Layout,
+        expect: &Expect,
+        opts: &SegmentOptions,
+    ) -> Result<Opened> {
+        create_or_open_at(Place::File(path), layout, expect, opts)
+    }
+
+    /// A second handle on the same segment with its own open file description and
+    /// mapping: what a second endpoint in this process (or a child after `fork`)
+    /// uses, so that its liveness markers are independent of ours.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `/proc/self/fd` cannot be opened or mapping fails.
+    pub fn reopen(&self) -> Result<Segment> {
+        let fd = sys::reopen(&self.fd)?;
+        let name = match &self.backing {
+            Backing::Named(n) => Some(Place::Shm(n)),
+            Backing::File(p) => Some(Place::File(p)),
+            Backing::Anonymous => None,
+        };
+        let expect = Expect::default();
+        let opts = SegmentOptions::new().expected_owner(None).allow_shared_write(true);
+        let seg = attach_fd(fd, self.backing.clone(), name, &expect, &opts)?;
+        if seg.info != self.info {
+            return Err(Error::Corrupt { what: "header changed between opens", value: 0 });
+        }
+        Ok(seg)
+    }
+
+    /// A duplicate of the segment's file descriptor (`CLOEXEC`) to send to another
+    /// process with `SCM_RIGHTS`. The receiver uses [`Segment::from_fd`], which
+    /// checks the seals and re-opens it.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `dup` fails.
+    pub fn export_fd(&self) -> Result<OwnedFd> {
+        self.fd.try_clone().map_err(|source| Error::Os { op: "dup", source })
+    }
+
+    /// Writes the segment back to its file and waits (`msync(MS_SYNC)`). Useful for
+    /// file-backed segments; harmless for the others.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `msync` fails.
+    pub fn flush(&self) -> Result<()> {
+        self.map.flush()
+    }
+
+    /// The validated header.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// Where the segment lives.
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// Start of the user region. Valid while `self` lives; another process may
+    /// write it at any time, so it must only be read and written through atomics
+    /// or raw copies whose results are validated.
+    pub fn data(&self) -> NonNull<u8> {
+        self.map
+            .range(self.info.data_offset, self.data_len())
+            .expect("validated data_offset lies within the mapping")
+    }
+
+    /// Length of the user region.
+    pub fn data_len(&self) -> u64 {
+        self.info.data_len()
+    }
+
+    /// Claims endpoint `index`: takes its liveness marker (an exclusive OFD lock
+    /// the kernel releases when this process dies) and records our pid for display.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchEndpoint`]; [`Error::EndpointBusy`] if a live process holds it.
+    pub fn claim_endpoint(&self, index: u16) -> Result<()> {
+        let record = self.record(index)?;
+        if !sys::try_lock(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index), LockKind::Exclusive)? {
+            return Err(Error::EndpointBusy { index });
+        }
+        record.pid.store(std::process::id(), core::sync::atomic::Ordering::Relaxed);
+        record.attaches.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).push(index);
+        Ok(())
+    }
+
+    /// Releases endpoint `index`'s liveness marker (dropping the segment does too).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchEndpoint`], [`Error::Os`].
+    pub fn release_endpoint(&self, index: u16) -> Result<()> {
+        self.record(index)?;
+        sys::unlock(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index))?;
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).retain(|&i| i != index);
+        Ok(())
+    }
+
+    /// Whether endpoint `index` is held by a live process (this handle included).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchEndpoint`], [`Error::Os`].
+    pub fn endpoint_alive(&self, index: u16) -> Result<bool> {
+        self.record(index)?;
+        if self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(&index) {
+            return Ok(true);
+        }
+        sys::is_locked_by_other(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index))
+    }
+
+    /// Liveness and bookkeeping of endpoint `index`.
+    ///
+    /// # Errors
+    /// As [`Segment::endpoint_alive`].
+    pub fn endpoint_info(&self, index: u16) -> Result<EndpointInfo> {
+        let alive = self.endpoint_alive(index)?;
+        let record = self.record(index)?;
+        let r = core::sync::atomic::Ordering::Relaxed;
+        Ok(EndpointInfo { alive, pid: record.pid.load(r), attaches: record.attaches.load(r) })
+    }
+
+    /// If no other process has the segment open, and `unused` agrees, removes its
+    /// name (named and file segments; anonymous ones have none). Returns whether
+    /// it was removed. Call it when this handle is about to be dropped: it gives
+    /// up this handle's shared owner lock to test for others.
+    ///
+    /// Two processes closing at the same time cannot both decline: each releases
+    /// its shared lock before trying the exclusive one, so whichever tries last
+    /// finds the other gone (or holding the exclusive lock and removing it).
+    ///
+    /// # Errors
+    /// [`Error::Os`] if a lock operation fails.
+    pub fn remove_if_unused(&self, unused: impl FnOnce() -> bool) -> Result<bool> {
+        let place = match &self.backing {
+            Backing::Named(n) => Place::Shm(n),
+            Backing::File(p) => Place::File(p),
+            Backing::Anonymous => return Ok(false),
+        };
+        sys::unlock(&self.fd, OWNER_LOCK)?;
+        if !sys::try_lock(&self.fd, OWNER_LOCK, LockKind::Exclusive)? {
+            return Ok(false);
+        }
+        let removed = place.still_names(&self.fd)? && unused() && place.unlink().is_ok();
+        // Back to shared: the handle is still open until it is dropped.
+        sys::try_lock(&self.fd, OWNER_LOCK, LockKind::Shared)?;
+        Ok(removed)
+    }
+
+    fn record(&self, index: u16) -> Result<&crate::header::EndpointRecord> {
+        if index >= self.info.endpoints {
+            return Err(Error::NoSuchEndpoint { index, count: self.info.endpoints });
+        }
+        self.map
+            .endpoint_record(index)
+            .ok_or(Error::NoSuchEndpoint { index, count: self.info.endpoints })
+    }
+
+    fn map_new(
+        fd: OwnedFd,
+        backing: Backing,
+        layout: &Layout,
+        total: u64,
+        opts: &SegmentOptions,
+    ) -> Result<Segment> {
+        let map = Mapping::new(&fd, total, opts.populate, opts.lock).map_err(|e| {
+            if opts.huge_pages {
+                Error::HugePagesUnavailable { reason: "no huge pages could be mapped" }
+            } else {
+                e
+            }
+        })?;
+        if opts.huge_pages {
+            // Best effort: a no-op for hugetlb, useful nowhere else.
+            let _ = map.advise(MmapAdvise::MADV_HUGEPAGE);
+        }
+        map.header().write(layout, total);
+        let info = map.header().snapshot();
+        Ok(Segment { map, fd, backing, info, held: Mutex::new(Vec::new()) })
+    }
+
+    fn remove_place_if_ours(&self) -> Result<()> {
+        let place = match &self.backing {
+            Backing::Named(n) => Place::Shm(n),
+            Backing::File(p) => Place::File(p),
+            Backing::Anonymous => return Ok(()),
+        };
+        if place.still_names(&self.fd)? {
+            let _ = place.unlink();
+        }
+        Ok(())
+    }
+}
+
+fn check_len(total: u64, opts: &SegmentOptions) -> Result<()> {
+    if total > opts.max_len {
+        return Err(Error::TooLarge { size: total, max: opts.max_len });
+    }
+    Ok(())
+}
+
+/// Takes the exclusive owner lock on a new object before it has a size, so that an
+/// opener who sees a non-zero size knows a creator is (or was) at work.
+fn lock_for_init(fd: &OwnedFd, opts: &SegmentOptions) -> Result<()> {
+    // Only a racing opener (who lets go as soon as it sees size 0) can be in the way.
+    if sys::lock_within(fd, OWNER_LOCK, LockKind::Exclusive, opts.open_timeout)? {
+        Ok(())
+    } else {
+        Err(Error::NotReady { waited: opts.open_timeout })
+    }
+}
+
+/// `ftruncate`, then reserve the pages (`posix_fallocate`) unless disabled.
+fn size_object(fd: &OwnedFd, total: u64, opts: &SegmentOptions) -> Result<()> {
+    let len = i64::try_from(total).map_err(|_| Error::TooLarge { size: total, max: opts.max_len })?;
+    nix::unistd::ftruncate(fd, len).map_err(|e| match e {
+        Errno::ENOSPC | Errno::EFBIG => Error::NoSpace { size: total },
+        Errno::ENOMEM if opts.huge_pages => {
+            Error::HugePagesUnavailable { reason: "no free huge pages" }
+        }
+        e => Error::os("ftruncate", e),
+    })?;
+    if opts.reserve {
+        fcntl::posix_fallocate(fd, 0, len).map_err(|e| match e {
+            Errno::ENOSPC if opts.huge_pages => {
+                Error::HugePagesUnavailable { reason: "no free huge pages" }
+            }
+            Errno::ENOSPC | Errno::EFBIG => Error::NoSpace { size: total },
+            e => Error::os("posix_fallocate", e),
+        })?;
+    }
+    Ok(())
+}
+
+fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
+    if opts.huge_pages {
+        return Err(Error::HugePagesUnavailable {
+            reason: "only anonymous segments take huge_pages; put a file-backed segment on hugetlbfs",
+        });
+    }
+    let total = layout.total_len()?;
+    check_len(total, opts)?;
+    let mut reclaimed = false;
+    let fd = loop {
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
+        match place.open_raw(flags, Mode::from_bits_truncate(opts.mode)) {
+            Ok(fd) => break fd,
+            Err(Errno::EEXIST) if opts.reclaim_stale && !reclaimed => {
+                reclaimed = true;
+                reclaim(place)?;
+            }
+            Err(Errno::EEXIST) => {
+                let stale = stale_at(place).unwrap_or(false);
+                return Err(Error::AlreadyExists { name: place.display(), stale });
+            }
+            Err(e) => return Err(place.map_open_errno(e, "open(O_CREAT|O_EXCL)")),
+        }
+    };
+    // From here on, any error must remove what we made.
+    let undo = |err: Error| -> Error {
+        let _ = place.unlink();
+        err
+    };
+    lock_for_init(&fd, opts).map_err(undo)?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(opts.mode))
+        .map_err(|e| undo(Error::os("fchmod", e)))?;
+    size_object(&fd, total, opts).map_err(undo)?;
+    let seg = Segment::map_new(fd, place.backing(), layout, total, opts).map_err(undo)?;
+    Ok(Creating { seg: Some(seg) })
+}
+
+/// No live process has the object under `place` open.
+fn stale_at(place: Place<'_>) -> Result<bool> {
+    let fd = place
+        .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+        .map_err(|e| place.map_open_errno(e, "open"))?;
+    Ok(!sys::is_locked_by_other(&fd, OWNER_LOCK)?)
+}
+
+/// Removes the object under `place` if no live process has it open. Holding its
+/// exclusive owner lock while we check that the name still refers to it and
+/// unlink it keeps openers out (they need the shared lock to attach, and check
+/// the name again once they have it).
+fn reclaim(place: Place<'_>) -> Result<bool> {
+    let fd = match place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(e) => return Err(place.map_open_errno(e, "open")),
+    };
+    let st = sys::fstat(&fd)?;
+    if sys::check_trust(&st, &TrustPolicy { owner: Some(sys::euid()), allow_shared_write: true })
+        .is_err()
+    {
+        return Ok(false);
+    }
+    if !sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)? {
+        return Ok(false);
+    }
+    if !place.still_names(&fd)? {
+        return Ok(false);
+    }
+    Ok(place.unlink().is_ok())
+}
+
+fn create_or_open_at(
+    place: Place<'_>,
+    layout: &Layout,
+    expect: &Expect,
+    opts: &SegmentOptions,
+) -> Result<Opened> {
+    // Each round either creates, opens, or loses a race to a remover; a handful of
+    // rounds is plenty (each loss means another process made progress).
+    let started = Instant::now();
+    for _ in 0..8 {
+        match create_at(place, layout, &opts.clone().reclaim_stale(false)) {
+            Ok(c) => return Ok(Opened::Created(c)),
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        match open_at(place, expect, opts) {
+            Ok(s) => return Ok(Opened::Existing(s)),
+            Err(Error::NotFound { .. }) => {}
+            Err(Error::Abandoned) => {
+                reclaim(place)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::NotReady { waited: started.elapsed() })
+}
+
+fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<Segment> {
+    let started = Instant::now();
+    let deadline = started + opts.open_timeout;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let fd = place
+            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+            .map_err(|e| place.map_open_errno(e, "open"))?;
+        let st = sys::fstat(&fd)?;
+        sys::check_trust(&st, &opts.trust)?;
+        match attach_fd(fd, place.backing(), Some(place), expect, opts) {
+            Err(Error::NotReady { .. }) | Err(Error::NotFound { .. })
+                if Instant::now() < deadline =>
+            {
+                // Still being created, or replaced under us: look again shortly.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+            Err(Error::NotReady { .. }) => {
+                return Err(Error::NotReady { waited: started.elapsed() });
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Takes the shared owner lock on `fd`, checks that the name (if any) still refers
+/// to it, then maps and validates it.
+fn attach_fd(
+    fd: OwnedFd,
+    backing: Backing,
+    place: Option<Place<'_>>,
+    expect: &Expect,
+    opts: &SegmentOptions,
+) -> Result<Segment> {
+    // A creator holds the lock exclusively while it initialises; so does a remover.
+    if !sys::lock_within(&fd, OWNER_LOCK, LockKind::Shared, opts.open_timeout)? {
+        return Err(Error::NotReady { waited: opts.open_timeout });
+    }
+    if let Some(place) = place
+        && !place.still_names(&fd)?
+    {
+        // Removed or replaced between our open and our lock.
+        return Err(Error::NotFound { name: place.display() });
+    }
+    let size = sys::size_of(&sys::fstat(&fd)?);
+    if size == 0 {
+        // The creator has made the object but not yet taken its lock and sized it;
+        // let it, and look again (the caller retries until its deadline).
+        return Err(Error::NotReady { waited: Duration::ZERO });
+    }
+    if size < HEADER_LEN {
+        return Err(Error::TooSmall { size, min: HEADER_LEN });
+    }
+    if size > opts.max_len {
+        return Err(Error::TooLarge { size, max: opts.max_len });
+    }
+    let map = Mapping::new(&fd, size, opts.populate, opts.lock)?;
+    let info = map.header().snapshot();
+    if info.state == STATE_INIT && (info.magic == MAGIC || info.magic == 0) {
+        // We hold the shared lock, so no creator holds the exclusive one: whoever
+        // made this died before publishing it.
+        return Err(Error::Abandoned);
+    }
+    info.validate(size, expect)?;
+    Ok(Segment { map, fd, backing, info, held: Mutex::new(Vec::new()) })
+}
+
+/// Default huge page size from `/proc/meminfo` (2 MiB if it cannot be read).
+fn huge_page_size() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let kb = l.strip_prefix("Hugepagesize:")?.trim().strip_suffix("kB")?;
+                kb.trim().parse::<u64>().ok()
+            })
+        })
+        .map_or(2 << 20, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_sized_layout_round_trip() {
+        let name = crate::unique_name("seg-unit").unwrap();
+        let layout = Layout { kind: 7, endpoints: 3, data_len: 100, ..Layout::default() };
+        let c = Segment::create(&name, &layout, &SegmentOptions::new()).unwrap();
+        assert_eq!(c.info().state, STATE_INIT);
+        let seg = c.publish().unwrap();
+        assert_eq!(seg.info().kind, 7);
+        assert!(seg.data_len() >= 100);
+        assert_eq!(seg.data().as_ptr() as usize % crate::header::DATA_ALIGN as usize, 0);
+        Segment::unlink(&name).unwrap();
+    }
+}
