@@ -154,7 +154,10 @@ pub enum Error {
 impl Error {
     /// Wraps an errno from `op`.
     pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
-        Error::Os { op, source: std::io::Error::from_raw_os_error(errno as i32) }
+        Error::Os {
+            op,
+            source: std::io::Error::from_raw_os_error(errno as i32),
+        }
     }
 }
 

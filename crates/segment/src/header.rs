@@ -124,19 +124,27 @@ impl Layout {
     /// endpoints, empty or overflowing region).
     pub fn total_len(&self) -> Result<u64> {
         if self.kind == 0 {
-            return Err(Error::InvalidArgument { what: "layout kind must not be 0" });
+            return Err(Error::InvalidArgument {
+                what: "layout kind must not be 0",
+            });
         }
         if self.endpoints > MAX_ENDPOINTS {
-            return Err(Error::InvalidArgument { what: "more than MAX_ENDPOINTS endpoints" });
+            return Err(Error::InvalidArgument {
+                what: "more than MAX_ENDPOINTS endpoints",
+            });
         }
         if self.data_len == 0 {
-            return Err(Error::InvalidArgument { what: "layout data_len must not be 0" });
+            return Err(Error::InvalidArgument {
+                what: "layout data_len must not be 0",
+            });
         }
         let page = page_size();
         self.data_offset()
             .checked_add(self.data_len)
             .and_then(|n| n.checked_next_multiple_of(page))
-            .ok_or(Error::InvalidArgument { what: "segment length overflows" })
+            .ok_or(Error::InvalidArgument {
+                what: "segment length overflows",
+            })
     }
 }
 
@@ -227,28 +235,59 @@ impl HeaderInfo {
             return Err(Error::BadMagic { found: self.magic });
         }
         if self.version != VERSION {
-            return Err(Error::VersionMismatch { expected: VERSION, found: self.version });
+            return Err(Error::VersionMismatch {
+                expected: VERSION,
+                found: self.version,
+            });
         }
         if self.state != STATE_READY {
-            return Err(Error::Corrupt { what: "state", value: self.state.into() });
+            return Err(Error::Corrupt {
+                what: "state",
+                value: self.state.into(),
+            });
         }
         if self.kind == 0 {
-            return Err(Error::Corrupt { what: "kind", value: 0 });
+            return Err(Error::Corrupt {
+                what: "kind",
+                value: 0,
+            });
         }
         if self.endpoints > MAX_ENDPOINTS {
-            return Err(Error::Corrupt { what: "endpoints", value: self.endpoints.into() });
+            return Err(Error::Corrupt {
+                what: "endpoints",
+                value: self.endpoints.into(),
+            });
         }
         mismatch("total_len", file_len, self.total_len)?;
-        mismatch("data_offset", Layout::data_offset_for(self.endpoints), self.data_offset)?;
+        mismatch(
+            "data_offset",
+            Layout::data_offset_for(self.endpoints),
+            self.data_offset,
+        )?;
         if self.data_offset >= self.total_len {
-            return Err(Error::Corrupt { what: "data_offset", value: self.data_offset });
+            return Err(Error::Corrupt {
+                what: "data_offset",
+                value: self.data_offset,
+            });
         }
         let checks: [(&'static str, Option<u64>, u64); 6] = [
             ("kind", expect.kind.map(u64::from), self.kind.into()),
-            ("endpoints", expect.endpoints.map(u64::from), self.endpoints.into()),
+            (
+                "endpoints",
+                expect.endpoints.map(u64::from),
+                self.endpoints.into(),
+            ),
             ("capacity", expect.capacity, self.capacity),
-            ("slot_size", expect.slot_size.map(u64::from), self.slot_size.into()),
-            ("slot_align", expect.slot_align.map(u64::from), self.slot_align.into()),
+            (
+                "slot_size",
+                expect.slot_size.map(u64::from),
+                self.slot_size.into(),
+            ),
+            (
+                "slot_align",
+                expect.slot_align.map(u64::from),
+                self.slot_align.into(),
+            ),
             ("type_hash", expect.type_hash, self.type_hash),
         ];
         for (field, want, found) in checks {
@@ -261,7 +300,15 @@ impl HeaderInfo {
 }
 
 fn mismatch(field: &'static str, expected: u64, found: u64) -> Result<()> {
-    if expected == found { Ok(()) } else { Err(Error::LayoutMismatch { field, expected, found }) }
+    if expected == found {
+        Ok(())
+    } else {
+        Err(Error::LayoutMismatch {
+            field,
+            expected,
+            found,
+        })
+    }
 }
 
 impl RawHeader {
@@ -378,12 +425,48 @@ mod tests {
         h.validate(h.total_len, &Expect::default()).unwrap();
 
         let cases: [(&str, Expect); 6] = [
-            ("kind", Expect { kind: Some(4), ..full }),
-            ("endpoints", Expect { endpoints: Some(5), ..full }),
-            ("capacity", Expect { capacity: Some(1024), ..full }),
-            ("slot_size", Expect { slot_size: Some(16), ..full }),
-            ("slot_align", Expect { slot_align: Some(4), ..full }),
-            ("type_hash", Expect { type_hash: Some(78), ..full }),
+            (
+                "kind",
+                Expect {
+                    kind: Some(4),
+                    ..full
+                },
+            ),
+            (
+                "endpoints",
+                Expect {
+                    endpoints: Some(5),
+                    ..full
+                },
+            ),
+            (
+                "capacity",
+                Expect {
+                    capacity: Some(1024),
+                    ..full
+                },
+            ),
+            (
+                "slot_size",
+                Expect {
+                    slot_size: Some(16),
+                    ..full
+                },
+            ),
+            (
+                "slot_align",
+                Expect {
+                    slot_align: Some(4),
+                    ..full
+                },
+            ),
+            (
+                "type_hash",
+                Expect {
+                    type_hash: Some(78),
+                    ..full
+                },
+            ),
         ];
         for (name, e) in cases {
             match h.validate(h.total_len, &e) {
@@ -411,18 +494,46 @@ mod tests {
         ));
         assert!(matches!(
             h.validate(h.total_len + 4096, &e),
-            Err(Error::LayoutMismatch { field: "total_len", .. })
+            Err(Error::LayoutMismatch {
+                field: "total_len",
+                ..
+            })
         ));
         assert!(matches!(
-            HeaderInfo { data_offset: 64, ..h }.validate(h.total_len, &e),
-            Err(Error::LayoutMismatch { field: "data_offset", .. })
+            HeaderInfo {
+                data_offset: 64,
+                ..h
+            }
+            .validate(h.total_len, &e),
+            Err(Error::LayoutMismatch {
+                field: "data_offset",
+                ..
+            })
         ));
         assert!(matches!(
-            HeaderInfo { endpoints: MAX_ENDPOINTS + 1, ..h }.validate(h.total_len, &e),
-            Err(Error::Corrupt { what: "endpoints", .. })
+            HeaderInfo {
+                endpoints: MAX_ENDPOINTS + 1,
+                ..h
+            }
+            .validate(h.total_len, &e),
+            Err(Error::Corrupt {
+                what: "endpoints",
+                ..
+            })
         ));
-        let tiny = HeaderInfo { total_len: 128, endpoints: 0, data_offset: 128, ..h };
-        assert!(matches!(tiny.validate(128, &e), Err(Error::Corrupt { what: "data_offset", .. })));
+        let tiny = HeaderInfo {
+            total_len: 128,
+            endpoints: 0,
+            data_offset: 128,
+            ..h
+        };
+        assert!(matches!(
+            tiny.validate(128, &e),
+            Err(Error::Corrupt {
+                what: "data_offset",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -449,8 +560,22 @@ mod tests {
     fn bad_layouts_are_refused() {
         assert!(Layout { kind: 0, ..L }.total_len().is_err());
         assert!(Layout { data_len: 0, ..L }.total_len().is_err());
-        assert!(Layout { data_len: u64::MAX, ..L }.total_len().is_err());
-        assert!(Layout { endpoints: MAX_ENDPOINTS + 1, ..L }.total_len().is_err());
+        assert!(
+            Layout {
+                data_len: u64::MAX,
+                ..L
+            }
+            .total_len()
+            .is_err()
+        );
+        assert!(
+            Layout {
+                endpoints: MAX_ENDPOINTS + 1,
+                ..L
+            }
+            .total_len()
+            .is_err()
+        );
         assert_eq!(L.total_len().unwrap() % page_size(), 0);
     }
 }

@@ -43,8 +43,8 @@ mod sys;
 
 pub use error::{Error, Result};
 pub use header::{
-    DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, HEADER_LEN, HeaderInfo,
-    Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION,
+    DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, HEADER_LEN, HeaderInfo, Layout,
+    MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
 pub use segment::{Backing, Creating, EndpointInfo, Opened, Segment, SegmentOptions};

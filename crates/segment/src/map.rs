@@ -45,7 +45,9 @@ impl Mapping {
         let len = usize::try_from(len)
             .ok()
             .and_then(NonZeroUsize::new)
-            .ok_or(Error::InvalidArgument { what: "mapping length" })?;
+            .ok_or(Error::InvalidArgument {
+                what: "mapping length",
+            })?;
         let mut flags = MapFlags::MAP_SHARED;
         if populate {
             flags |= MapFlags::MAP_POPULATE;
@@ -53,10 +55,21 @@ impl Mapping {
         // SAFETY: a fresh mapping at an address the kernel picks cannot alias any
         // Rust object; `len` is non-zero and within the object (see above).
         let ptr = unsafe {
-            mman::mmap(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, flags, fd, 0)
+            mman::mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
         }
         .map_err(|e| Error::os("mmap", e))?;
-        let mut map = Mapping { ptr: ptr.cast(), len: len.get(), locked: false };
+        let mut map = Mapping {
+            ptr: ptr.cast(),
+            len: len.get(),
+            locked: false,
+        };
         if lock {
             // SAFETY: the range is exactly the mapping we own.
             unsafe { mman::mlock(map.ptr.cast::<c_void>(), map.len) }
@@ -68,7 +81,10 @@ impl Mapping {
 
     /// The header at offset 0.
     pub(crate) fn header(&self) -> &RawHeader {
-        assert!(self.len >= size_of::<RawHeader>(), "mapping smaller than a header");
+        assert!(
+            self.len >= size_of::<RawHeader>(),
+            "mapping smaller than a header"
+        );
         // SAFETY: the mapping is page-aligned (so aligned for `RawHeader`), at least
         // `size_of::<RawHeader>()` long (asserted), lives as long as `&self`, and any
         // bit pattern is a valid value of a struct of integer atomics.

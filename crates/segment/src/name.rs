@@ -21,7 +21,12 @@ pub const NAME_MAX: usize = 255;
 /// assert!(shmq_segment::validate_name("/a/b").is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidName { name: name.to_owned(), reason });
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     let Some(rest) = name.strip_prefix('/') else {
         return bad("must start with '/'");
     };
@@ -74,7 +79,17 @@ mod tests {
     #[test]
     fn table_of_bad_names() {
         let long = format!("/{}", "x".repeat(NAME_MAX + 1));
-        for name in ["", "/", "noslash", "/a/b", "//a", "/a\0b", "/.", "/..", long.as_str()] {
+        for name in [
+            "",
+            "/",
+            "noslash",
+            "/a/b",
+            "//a",
+            "/a\0b",
+            "/.",
+            "/..",
+            long.as_str(),
+        ] {
             assert!(
                 matches!(validate_name(name), Err(Error::InvalidName { .. })),
                 "{name:?} should be invalid"

@@ -12,12 +12,12 @@ use nix::sys::memfd::{self, MFdFlags};
 use nix::sys::mman::{self, MmapAdvise};
 use nix::sys::stat::{FileStat, Mode};
 
+use crate::Expect;
 use crate::error::{Error, Result};
 use crate::header::{HEADER_LEN, HeaderInfo, Layout, MAGIC, STATE_INIT, STATE_READY};
 use crate::map::Mapping;
 use crate::name::validate_name;
 use crate::sys::{self, ENDPOINT_LOCK_BASE, LockKind, OWNER_LOCK, REQUIRED_SEALS, TrustPolicy};
-use crate::Expect;
 
 /// How a segment is created and opened.
 ///
@@ -57,7 +57,10 @@ impl SegmentOptions {
             reclaim_stale: false,
             open_timeout: Duration::from_secs(2),
             max_len: 1 << 40,
-            trust: TrustPolicy { owner: Some(sys::euid()), allow_shared_write: false },
+            trust: TrustPolicy {
+                owner: Some(sys::euid()),
+                allow_shared_write: false,
+            },
         }
     }
 
@@ -207,18 +210,30 @@ impl Place<'_> {
     /// Whether the name still refers to the object `fd` has open.
     fn still_names(&self, fd: impl AsFd) -> Result<bool> {
         let ours = sys::fstat(fd)?;
-        Ok(self.stat_now().is_ok_and(|now| sys::same_object(&ours, &now)))
+        Ok(self
+            .stat_now()
+            .is_ok_and(|now| sys::same_object(&ours, &now)))
     }
 
     fn map_open_errno(&self, e: Errno, op: &'static str) -> Error {
         match e {
-            Errno::ENOENT => Error::NotFound { name: self.display() },
-            Errno::EACCES | Errno::EPERM => Error::PermissionDenied { name: self.display() },
-            Errno::EEXIST => Error::AlreadyExists { name: self.display(), stale: false },
-            Errno::ELOOP => Error::Untrusted { reason: "the name is a symbolic link".into() },
-            Errno::ENAMETOOLONG | Errno::EINVAL => {
-                Error::InvalidName { name: self.display(), reason: "rejected by the kernel" }
-            }
+            Errno::ENOENT => Error::NotFound {
+                name: self.display(),
+            },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
+                name: self.display(),
+            },
+            Errno::EEXIST => Error::AlreadyExists {
+                name: self.display(),
+                stale: false,
+            },
+            Errno::ELOOP => Error::Untrusted {
+                reason: "the name is a symbolic link".into(),
+            },
+            Errno::ENAMETOOLONG | Errno::EINVAL => Error::InvalidName {
+                name: self.display(),
+                reason: "rejected by the kernel",
+            },
             e => Error::os(op, e),
         }
     }
@@ -280,7 +295,9 @@ impl Creating {
     }
 
     fn seg(&self) -> &Segment {
-        self.seg.as_ref().expect("Creating holds its segment until published or dropped")
+        self.seg
+            .as_ref()
+            .expect("Creating holds its segment until published or dropped")
     }
 
     /// Publishes the header (`state = ready`, `Release`): from now on openers
@@ -289,7 +306,10 @@ impl Creating {
     /// # Errors
     /// [`Error::Os`] if the lock cannot be downgraded.
     pub fn publish(mut self) -> Result<Segment> {
-        let mut seg = self.seg.take().expect("Creating holds its segment until published");
+        let mut seg = self
+            .seg
+            .take()
+            .expect("Creating holds its segment until published");
         seg.map.header().publish();
         seg.info.state = STATE_READY;
         // Converting our own exclusive lock to a shared one cannot conflict.
@@ -379,7 +399,9 @@ impl Segment {
     pub fn unlink(name: &str) -> Result<()> {
         validate_name(name)?;
         let place = Place::Shm(name);
-        place.unlink().map_err(|e| place.map_open_errno(e, "shm_unlink"))
+        place
+            .unlink()
+            .map_err(|e| place.map_open_errno(e, "shm_unlink"))
     }
 
     /// Whether the named segment exists and no live process has it open (so
@@ -423,9 +445,9 @@ impl Segment {
         }
         check_len(total, opts)?;
         let fd = memfd::memfd_create(c"shmq", flags).map_err(|e| match e {
-            Errno::EINVAL if opts.huge_pages => {
-                Error::HugePagesUnavailable { reason: "the kernel refused MFD_HUGETLB" }
-            }
+            Errno::EINVAL if opts.huge_pages => Error::HugePagesUnavailable {
+                reason: "the kernel refused MFD_HUGETLB",
+            },
             e => Error::os("memfd_create", e),
         })?;
         lock_for_init(&fd, opts)?;
@@ -448,12 +470,20 @@ impl Segment {
         let seals = sys::seals(&fd)?;
         let missing = REQUIRED_SEALS.difference(seals);
         if !missing.is_empty() {
-            return Err(Error::Unsealed { missing: missing.bits() as u32 });
+            return Err(Error::Unsealed {
+                missing: missing.bits() as u32,
+            });
         }
         let st = sys::fstat(&fd)?;
         // A memfd is always ours to trust in ownership terms: it has no name that an
         // attacker could squat. Type and size still matter.
-        sys::check_trust(&st, &TrustPolicy { owner: None, allow_shared_write: true })?;
+        sys::check_trust(
+            &st,
+            &TrustPolicy {
+                owner: None,
+                allow_shared_write: true,
+            },
+        )?;
         let own = sys::reopen(&fd)?;
         drop(fd);
         attach_fd(own, Backing::Anonymous, None, expect, opts)
@@ -503,10 +533,15 @@ impl Segment {
             Backing::Anonymous => None,
         };
         let expect = Expect::default();
-        let opts = SegmentOptions::new().expected_owner(None).allow_shared_write(true);
+        let opts = SegmentOptions::new()
+            .expected_owner(None)
+            .allow_shared_write(true);
         let seg = attach_fd(fd, self.backing.clone(), name, &expect, &opts)?;
         if seg.info != self.info {
-            return Err(Error::Corrupt { what: "header changed between opens", value: 0 });
+            return Err(Error::Corrupt {
+                what: "header changed between opens",
+                value: 0,
+            });
         }
         Ok(seg)
     }
@@ -518,7 +553,9 @@ impl Segment {
     /// # Errors
     /// [`Error::Os`] if `dup` fails.
     pub fn export_fd(&self) -> Result<OwnedFd> {
-        self.fd.try_clone().map_err(|source| Error::Os { op: "dup", source })
+        self.fd
+            .try_clone()
+            .map_err(|source| Error::Os { op: "dup", source })
     }
 
     /// Writes the segment back to its file and waits (`msync(MS_SYNC)`). Useful for
@@ -561,12 +598,23 @@ impl Segment {
     /// [`Error::NoSuchEndpoint`]; [`Error::EndpointBusy`] if a live process holds it.
     pub fn claim_endpoint(&self, index: u16) -> Result<()> {
         let record = self.record(index)?;
-        if !sys::try_lock(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index), LockKind::Exclusive)? {
+        if !sys::try_lock(
+            &self.fd,
+            ENDPOINT_LOCK_BASE + i64::from(index),
+            LockKind::Exclusive,
+        )? {
             return Err(Error::EndpointBusy { index });
         }
-        record.pid.store(std::process::id(), core::sync::atomic::Ordering::Relaxed);
-        record.attaches.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).push(index);
+        record
+            .pid
+            .store(std::process::id(), core::sync::atomic::Ordering::Relaxed);
+        record
+            .attaches
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(index);
         Ok(())
     }
 
@@ -577,7 +625,10 @@ impl Segment {
     pub fn release_endpoint(&self, index: u16) -> Result<()> {
         self.record(index)?;
         sys::unlock(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index))?;
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).retain(|&i| i != index);
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|&i| i != index);
         Ok(())
     }
 
@@ -587,7 +638,12 @@ impl Segment {
     /// [`Error::NoSuchEndpoint`], [`Error::Os`].
     pub fn endpoint_alive(&self, index: u16) -> Result<bool> {
         self.record(index)?;
-        if self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(&index) {
+        if self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&index)
+        {
             return Ok(true);
         }
         sys::is_locked_by_other(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index))
@@ -601,7 +657,11 @@ impl Segment {
         let alive = self.endpoint_alive(index)?;
         let record = self.record(index)?;
         let r = core::sync::atomic::Ordering::Relaxed;
-        Ok(EndpointInfo { alive, pid: record.pid.load(r), attaches: record.attaches.load(r) })
+        Ok(EndpointInfo {
+            alive,
+            pid: record.pid.load(r),
+            attaches: record.attaches.load(r),
+        })
     }
 
     /// If no other process has the segment open, and `unused` agrees, removes its
@@ -633,11 +693,17 @@ impl Segment {
 
     fn record(&self, index: u16) -> Result<&crate::header::EndpointRecord> {
         if index >= self.info.endpoints {
-            return Err(Error::NoSuchEndpoint { index, count: self.info.endpoints });
+            return Err(Error::NoSuchEndpoint {
+                index,
+                count: self.info.endpoints,
+            });
         }
         self.map
             .endpoint_record(index)
-            .ok_or(Error::NoSuchEndpoint { index, count: self.info.endpoints })
+            .ok_or(Error::NoSuchEndpoint {
+                index,
+                count: self.info.endpoints,
+            })
     }
 
     fn map_new(
@@ -649,7 +715,9 @@ impl Segment {
     ) -> Result<Segment> {
         let map = Mapping::new(&fd, total, opts.populate, opts.lock).map_err(|e| {
             if opts.huge_pages {
-                Error::HugePagesUnavailable { reason: "no huge pages could be mapped" }
+                Error::HugePagesUnavailable {
+                    reason: "no huge pages could be mapped",
+                }
             } else {
                 e
             }
@@ -660,7 +728,13 @@ impl Segment {
         }
         map.header().write(layout, total);
         let info = map.header().snapshot();
-        Ok(Segment { map, fd, backing, info, held: Mutex::new(Vec::new()) })
+        Ok(Segment {
+            map,
+            fd,
+            backing,
+            info,
+            held: Mutex::new(Vec::new()),
+        })
     }
 
     fn remove_place_if_ours(&self) -> Result<()> {
@@ -678,7 +752,10 @@ impl Segment {
 
 fn check_len(total: u64, opts: &SegmentOptions) -> Result<()> {
     if total > opts.max_len {
-        return Err(Error::TooLarge { size: total, max: opts.max_len });
+        return Err(Error::TooLarge {
+            size: total,
+            max: opts.max_len,
+        });
     }
     Ok(())
 }
@@ -690,25 +767,30 @@ fn lock_for_init(fd: &OwnedFd, opts: &SegmentOptions) -> Result<()> {
     if sys::lock_within(fd, OWNER_LOCK, LockKind::Exclusive, opts.open_timeout)? {
         Ok(())
     } else {
-        Err(Error::NotReady { waited: opts.open_timeout })
+        Err(Error::NotReady {
+            waited: opts.open_timeout,
+        })
     }
 }
 
 /// `ftruncate`, then reserve the pages (`posix_fallocate`) unless disabled.
 fn size_object(fd: &OwnedFd, total: u64, opts: &SegmentOptions) -> Result<()> {
-    let len = i64::try_from(total).map_err(|_| Error::TooLarge { size: total, max: opts.max_len })?;
+    let len = i64::try_from(total).map_err(|_| Error::TooLarge {
+        size: total,
+        max: opts.max_len,
+    })?;
     nix::unistd::ftruncate(fd, len).map_err(|e| match e {
         Errno::ENOSPC | Errno::EFBIG => Error::NoSpace { size: total },
-        Errno::ENOMEM if opts.huge_pages => {
-            Error::HugePagesUnavailable { reason: "no free huge pages" }
-        }
+        Errno::ENOMEM if opts.huge_pages => Error::HugePagesUnavailable {
+            reason: "no free huge pages",
+        },
         e => Error::os("ftruncate", e),
     })?;
     if opts.reserve {
         fcntl::posix_fallocate(fd, 0, len).map_err(|e| match e {
-            Errno::ENOSPC if opts.huge_pages => {
-                Error::HugePagesUnavailable { reason: "no free huge pages" }
-            }
+            Errno::ENOSPC if opts.huge_pages => Error::HugePagesUnavailable {
+                reason: "no free huge pages",
+            },
             Errno::ENOSPC | Errno::EFBIG => Error::NoSpace { size: total },
             e => Error::os("posix_fallocate", e),
         })?;
@@ -735,7 +817,10 @@ fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result
             }
             Err(Errno::EEXIST) => {
                 let stale = stale_at(place).unwrap_or(false);
-                return Err(Error::AlreadyExists { name: place.display(), stale });
+                return Err(Error::AlreadyExists {
+                    name: place.display(),
+                    stale,
+                });
             }
             Err(e) => return Err(place.map_open_errno(e, "open(O_CREAT|O_EXCL)")),
         }
@@ -772,8 +857,14 @@ fn reclaim(place: Place<'_>) -> Result<bool> {
         Err(e) => return Err(place.map_open_errno(e, "open")),
     };
     let st = sys::fstat(&fd)?;
-    if sys::check_trust(&st, &TrustPolicy { owner: Some(sys::euid()), allow_shared_write: true })
-        .is_err()
+    if sys::check_trust(
+        &st,
+        &TrustPolicy {
+            owner: Some(sys::euid()),
+            allow_shared_write: true,
+        },
+    )
+    .is_err()
     {
         return Ok(false);
     }
@@ -810,7 +901,9 @@ fn create_or_open_at(
             Err(e) => return Err(e),
         }
     }
-    Err(Error::NotReady { waited: started.elapsed() })
+    Err(Error::NotReady {
+        waited: started.elapsed(),
+    })
 }
 
 fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<Segment> {
@@ -832,7 +925,9 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
             Err(Error::NotReady { .. }) => {
-                return Err(Error::NotReady { waited: started.elapsed() });
+                return Err(Error::NotReady {
+                    waited: started.elapsed(),
+                });
             }
             other => return other,
         }
@@ -850,25 +945,37 @@ fn attach_fd(
 ) -> Result<Segment> {
     // A creator holds the lock exclusively while it initialises; so does a remover.
     if !sys::lock_within(&fd, OWNER_LOCK, LockKind::Shared, opts.open_timeout)? {
-        return Err(Error::NotReady { waited: opts.open_timeout });
+        return Err(Error::NotReady {
+            waited: opts.open_timeout,
+        });
     }
     if let Some(place) = place
         && !place.still_names(&fd)?
     {
         // Removed or replaced between our open and our lock.
-        return Err(Error::NotFound { name: place.display() });
+        return Err(Error::NotFound {
+            name: place.display(),
+        });
     }
     let size = sys::size_of(&sys::fstat(&fd)?);
     if size == 0 {
         // The creator has made the object but not yet taken its lock and sized it;
         // let it, and look again (the caller retries until its deadline).
-        return Err(Error::NotReady { waited: Duration::ZERO });
+        return Err(Error::NotReady {
+            waited: Duration::ZERO,
+        });
     }
     if size < HEADER_LEN {
-        return Err(Error::TooSmall { size, min: HEADER_LEN });
+        return Err(Error::TooSmall {
+            size,
+            min: HEADER_LEN,
+        });
     }
     if size > opts.max_len {
-        return Err(Error::TooLarge { size, max: opts.max_len });
+        return Err(Error::TooLarge {
+            size,
+            max: opts.max_len,
+        });
     }
     let map = Mapping::new(&fd, size, opts.populate, opts.lock)?;
     let info = map.header().snapshot();
@@ -878,7 +985,13 @@ fn attach_fd(
         return Err(Error::Abandoned);
     }
     info.validate(size, expect)?;
-    Ok(Segment { map, fd, backing, info, held: Mutex::new(Vec::new()) })
+    Ok(Segment {
+        map,
+        fd,
+        backing,
+        info,
+        held: Mutex::new(Vec::new()),
+    })
 }
 
 /// Default huge page size from `/proc/meminfo` (2 MiB if it cannot be read).
@@ -901,13 +1014,21 @@ mod tests {
     #[test]
     fn header_sized_layout_round_trip() {
         let name = crate::unique_name("seg-unit").unwrap();
-        let layout = Layout { kind: 7, endpoints: 3, data_len: 100, ..Layout::default() };
+        let layout = Layout {
+            kind: 7,
+            endpoints: 3,
+            data_len: 100,
+            ..Layout::default()
+        };
         let c = Segment::create(&name, &layout, &SegmentOptions::new()).unwrap();
         assert_eq!(c.info().state, STATE_INIT);
         let seg = c.publish().unwrap();
         assert_eq!(seg.info().kind, 7);
         assert!(seg.data_len() >= 100);
-        assert_eq!(seg.data().as_ptr() as usize % crate::header::DATA_ALIGN as usize, 0);
+        assert_eq!(
+            seg.data().as_ptr() as usize % crate::header::DATA_ALIGN as usize,
+            0
+        );
         Segment::unlink(&name).unwrap();
     }
 }

@@ -103,9 +103,9 @@ pub(crate) fn is_locked_by_other(fd: impl AsFd, byte: i64) -> Result<bool> {
 pub(crate) fn seals(fd: impl AsFd) -> Result<SealFlag> {
     match fcntl::fcntl(fd, FcntlArg::F_GET_SEALS) {
         Ok(bits) => Ok(SealFlag::from_bits_retain(bits)),
-        Err(Errno::EINVAL) => {
-            Err(Error::Untrusted { reason: "file descriptor is not a sealable memfd".into() })
-        }
+        Err(Errno::EINVAL) => Err(Error::Untrusted {
+            reason: "file descriptor is not a sealable memfd".into(),
+        }),
         Err(e) => Err(Error::os("fcntl(F_GET_SEALS)", e)),
     }
 }
@@ -140,7 +140,9 @@ pub(crate) struct TrustPolicy {
 pub(crate) fn check_trust(st: &FileStat, policy: &TrustPolicy) -> Result<()> {
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     if kind != SFlag::S_IFREG {
-        return Err(Error::Untrusted { reason: "not a regular file".into() });
+        return Err(Error::Untrusted {
+            reason: "not a regular file".into(),
+        });
     }
     if let Some(uid) = policy.owner
         && st.st_uid != uid
@@ -155,7 +157,9 @@ pub(crate) fn check_trust(st: &FileStat, policy: &TrustPolicy) -> Result<()> {
         });
     }
     if st.st_nlink > 1 {
-        return Err(Error::Untrusted { reason: format!("{} hard links", st.st_nlink) });
+        return Err(Error::Untrusted {
+            reason: format!("{} hard links", st.st_nlink),
+        });
     }
     Ok(())
 }
@@ -165,8 +169,12 @@ pub(crate) fn check_trust(st: &FileStat, policy: &TrustPolicy) -> Result<()> {
 /// how each endpoint gets locks of its own.
 pub(crate) fn reopen(fd: impl AsFd) -> Result<OwnedFd> {
     let path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
-    fcntl::open(path.as_str(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::os("open(/proc/self/fd)", e))
+    fcntl::open(
+        path.as_str(),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os("open(/proc/self/fd)", e))
 }
 
 /// Whether two stats describe the same object.

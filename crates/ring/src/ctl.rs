@@ -1,0 +1,275 @@
+//! Control blocks: the words at the start of a ring's region.
+//!
+//! Every field is an atomic of fixed width; hot words written by different sides
+//! sit on different 128-byte lines (`Line`), so no two hot values share a cache
+//! line or an adjacent-line-prefetch pair. `crossbeam_utils::CachePadded` is not
+//! used here because its size depends on the target, and this layout is shared
+//! between processes and must be the same in every build; the offsets are pinned
+//! by `const` assertions below.
+
+use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering, fence_seqcst};
+
+/// A value on its own 128-byte line.
+#[repr(C, align(128))]
+pub(crate) struct Line<T>(pub(crate) T);
+
+impl<T> core::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// An endpoint's state word: never attached, attached, or closed.
+pub(crate) const NEVER: u32 = 0;
+/// See [`NEVER`].
+pub(crate) const ATTACHED: u32 = 1;
+/// See [`NEVER`].
+pub(crate) const CLOSED: u32 = 2;
+
+/// What one endpoint announces about itself. Written only by that endpoint.
+#[repr(C)]
+pub(crate) struct EndState {
+    /// [`NEVER`], [`ATTACHED`] or [`CLOSED`].
+    pub(crate) state: AtomicU32,
+    /// Bumped on every attach, so frames and claims of an earlier holder of the
+    /// same slot can be told apart from the current one's.
+    pub(crate) incarnation: AtomicU32,
+}
+
+/// The wake line: futex words and waiting flags for both directions.
+#[repr(C)]
+pub(crate) struct WakeLine {
+    /// Bumped to wake the consumer; it sleeps on this word when the ring is empty.
+    pub(crate) data_seq: FutexWord,
+    /// Set by the consumer before it sleeps; cleared by whoever wakes it.
+    pub(crate) consumer_waiting: AtomicU32,
+    /// Bumped to wake producers; they sleep on this word when the ring is full.
+    pub(crate) space_seq: FutexWord,
+    /// Set by a producer before it sleeps; cleared by whoever wakes them.
+    pub(crate) producers_waiting: AtomicU32,
+}
+
+impl WakeLine {
+    /// Called by a producer after publishing: wakes the consumer if it sleeps.
+    ///
+    /// While the consumer is awake this costs a fence and one load of a line that
+    /// nobody writes, so the line stays shared in both caches: no system call, no
+    /// cache-line transfer.
+    #[inline]
+    pub(crate) fn notify_data(&self) {
+        // SeqCst fence: pairs with the fence in `wait::block` after the consumer sets
+        // `consumer_waiting` (Dekker): either it sees our publication when it
+        // re-checks, or we see its flag here.
+        fence_seqcst();
+        if self.consumer_waiting.load(Ordering::Relaxed) != 0
+            && self.consumer_waiting.swap(0, Ordering::Relaxed) != 0
+        {
+            // Release: pairs with the Acquire load of the sequence in `wait::block`.
+            self.data_seq.fetch_add(1, Ordering::Release);
+            self.data_seq.wake(1);
+        }
+    }
+
+    /// Called by the consumer after freeing space: wakes every producer that sleeps.
+    #[inline]
+    pub(crate) fn notify_space(&self) {
+        // SeqCst fence: as in `notify_data`, with `producers_waiting`.
+        fence_seqcst();
+        if self.producers_waiting.load(Ordering::Relaxed) != 0
+            && self.producers_waiting.swap(0, Ordering::Relaxed) != 0
+        {
+            // Release: pairs with the Acquire load of the sequence in `wait::block`.
+            self.space_seq.fetch_add(1, Ordering::Release);
+            self.space_seq.wake(u32::MAX);
+        }
+    }
+
+    /// Wakes everyone unconditionally (an endpoint attached or closed). Bumping
+    /// each sequence makes a waiter that read the old value return at once from
+    /// its futex wait even if the wake itself comes before it sleeps.
+    pub(crate) fn wake_all(&self) {
+        // Release: pairs with the Acquire load of the sequence in `wait::block`, so a
+        // waiter that reads the new value also sees the state change made before.
+        self.data_seq.fetch_add(1, Ordering::Release);
+        self.space_seq.fetch_add(1, Ordering::Release);
+        self.data_seq.wake(u32::MAX);
+        self.space_seq.wake(u32::MAX);
+    }
+}
+
+/// The endpoints' line: an epoch bumped on every attach and close, and the
+/// consumer's (and, for SPSC, the producer's) state.
+#[repr(C)]
+pub(crate) struct Ends {
+    /// Bumped after any endpoint attaches or closes: a waiter compares it to decide
+    /// whether to look at its peers again.
+    pub(crate) epoch: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+    /// The consumer.
+    pub(crate) consumer: EndState,
+    /// The producer (SPSC only; MPSC producers have slots).
+    pub(crate) producer: EndState,
+}
+
+impl EndState {
+    /// Marks the endpoint attached with a new incarnation, and returns it.
+    pub(crate) fn attach(&self, ends_epoch: &AtomicU32, wake: &WakeLine) -> u32 {
+        let inc = self
+            .incarnation
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        // Release: pairs with the Acquire load of `state` in `EndState::status`.
+        self.state.store(ATTACHED, Ordering::Release);
+        ends_epoch.fetch_add(1, Ordering::Release);
+        wake.wake_all();
+        inc
+    }
+
+    /// Marks the endpoint closed and wakes whoever waits on it.
+    pub(crate) fn close(&self, ends_epoch: &AtomicU32, wake: &WakeLine) {
+        // Release: pairs with the Acquire load of `state` in `EndState::status`, so
+        // that everything this endpoint published before closing is seen first.
+        self.state.store(CLOSED, Ordering::Release);
+        ends_epoch.fetch_add(1, Ordering::Release);
+        wake.wake_all();
+    }
+}
+
+/// The SPSC control block (512 bytes).
+#[repr(C)]
+pub(crate) struct SpscControl {
+    /// Producer line: end of the last published frame. Written by the producer
+    /// only; read by observers and by a producer that attaches later.
+    pub(crate) tail: Line<AtomicU64>,
+    /// Consumer line: start of the first unconsumed frame. Written by the consumer.
+    pub(crate) head: Line<AtomicU64>,
+    /// Futex words and flags.
+    pub(crate) wake: Line<WakeLine>,
+    /// Endpoint states.
+    pub(crate) ends: Line<Ends>,
+}
+
+/// One MPSC producer slot, on its own line (its `claim` is written twice per
+/// message by that producer alone).
+#[repr(C)]
+pub(crate) struct ProducerSlot {
+    /// The producer's state and incarnation.
+    pub(crate) end: EndState,
+    /// `position | 1` while this producer is claiming, or has claimed and not yet
+    /// written a header at, `position` (positions are 8-aligned, so bit 0 is free);
+    /// [`NO_CLAIM`] otherwise. Lets the consumer tell a dead producer's zeroed claim
+    /// from a live producer's (see `mpsc.rs`).
+    pub(crate) claim: AtomicU64,
+}
+
+/// `ProducerSlot::claim` when the producer holds no header-less claim (fresh,
+/// zero-filled memory starts this way).
+pub(crate) const NO_CLAIM: u64 = 0;
+
+/// The fixed part of the MPSC control block; producer slots follow it.
+#[repr(C)]
+pub(crate) struct MpscControl {
+    /// End of the last claim; producers compare-and-swap it.
+    pub(crate) tail: Line<AtomicU64>,
+    /// Start of the first unconsumed frame. Written by the consumer.
+    pub(crate) head: Line<AtomicU64>,
+    /// Futex words and flags.
+    pub(crate) wake: Line<WakeLine>,
+    /// Endpoint states (`producer` unused) and the slot count.
+    pub(crate) ends: Line<Ends>,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<Line<AtomicU64>>() == 128);
+    assert!(size_of::<SpscControl>() == 512);
+    assert!(offset_of!(SpscControl, tail) == 0);
+    assert!(offset_of!(SpscControl, head) == 128);
+    assert!(offset_of!(SpscControl, wake) == 256);
+    assert!(offset_of!(SpscControl, ends) == 384);
+    assert!(offset_of!(WakeLine, data_seq) == 0);
+    assert!(offset_of!(WakeLine, consumer_waiting) == 4);
+    assert!(offset_of!(WakeLine, space_seq) == 8);
+    assert!(offset_of!(WakeLine, producers_waiting) == 12);
+    assert!(offset_of!(Ends, epoch) == 0);
+    assert!(offset_of!(Ends, consumer) == 8);
+    assert!(offset_of!(Ends, producer) == 16);
+    assert!(size_of::<MpscControl>() == 512);
+    assert!(size_of::<Line<ProducerSlot>>() == 128);
+    assert!(offset_of!(ProducerSlot, claim) == 8);
+    // 64-bit positions must be lock-free atomics on this target.
+    assert!(cfg!(target_has_atomic = "64"));
+};
+
+#[cfg(not(loom))]
+impl crate::region::ControlBlock for SpscControl {
+    const LEN: usize = 512;
+}
+#[cfg(not(loom))]
+impl crate::region::ControlBlock for MpscControl {
+    const LEN: usize = 512;
+}
+
+#[cfg(loom)]
+mod loom_new {
+    use super::*;
+    use crate::region::ControlBlock;
+
+    fn end() -> EndState {
+        EndState {
+            state: AtomicU32::new(0),
+            incarnation: AtomicU32::new(0),
+        }
+    }
+    fn wake() -> WakeLine {
+        WakeLine {
+            data_seq: FutexWord::new(0),
+            consumer_waiting: AtomicU32::new(0),
+            space_seq: FutexWord::new(0),
+            producers_waiting: AtomicU32::new(0),
+        }
+    }
+    fn ends() -> Ends {
+        Ends {
+            epoch: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            consumer: end(),
+            producer: end(),
+        }
+    }
+
+    impl ControlBlock for SpscControl {
+        const LEN: usize = 512;
+        fn new() -> Self {
+            SpscControl {
+                tail: Line(AtomicU64::new(0)),
+                head: Line(AtomicU64::new(0)),
+                wake: Line(wake()),
+                ends: Line(ends()),
+            }
+        }
+    }
+
+    impl ControlBlock for MpscControl {
+        const LEN: usize = 512;
+        fn new() -> Self {
+            MpscControl {
+                tail: Line(AtomicU64::new(0)),
+                head: Line(AtomicU64::new(0)),
+                wake: Line(wake()),
+                ends: Line(ends()),
+            }
+        }
+    }
+
+    impl ProducerSlot {
+        pub(crate) fn new() -> Self {
+            ProducerSlot {
+                end: end(),
+                claim: AtomicU64::new(super::NO_CLAIM),
+            }
+        }
+    }
+}

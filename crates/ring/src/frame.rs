@@ -1,0 +1,360 @@
+//! Frames: the 8-byte headers that delimit messages in a byte ring, as pure
+//! encode/decode functions with every check a consumer makes.
+//!
+//! A frame is an 8-byte header followed by the payload, padded to 8 bytes, so
+//! every header is 8-aligned and every message is contiguous. A frame that would
+//! cross the end of the data area is preceded by a padding frame that fills the
+//! rest of the area, and starts at offset 0.
+//!
+//! A header word of 0 means "nothing written here yet": a committed header is
+//! never 0, because its kind is never 0.
+//!
+//! ```text
+//! SPSC header (u64, little-endian):  bits 0..32 payload length, bits 32..64 tag
+//! MPSC header (u64, little-endian):  bits 0..32 length as i32 (< 0: claimed, not
+//!                                    committed), 32..40 kind, 40..48 producer slot,
+//!                                    48..64 producer incarnation (low 16 bits)
+//! ```
+
+/// Size of a frame header.
+pub const HEADER_LEN: usize = 8;
+
+/// SPSC tag of a message frame.
+pub const SPSC_MSG: u32 = 0x4753_4d31;
+/// SPSC tag of a padding frame.
+pub const SPSC_PAD: u32 = 0x4441_5031;
+/// MPSC kind of a message frame.
+pub const MPSC_MSG: u8 = 0x4d;
+/// MPSC kind of a padding frame.
+pub const MPSC_PAD: u8 = 0x50;
+
+/// `n` rounded up to a multiple of 8.
+pub const fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Bytes a frame with `payload` bytes takes: header plus padded payload.
+pub const fn frame_len(payload: usize) -> usize {
+    HEADER_LEN + align8(payload)
+}
+
+/// The largest payload a ring of `capacity` bytes takes: half the ring, less two
+/// headers. With this bound a message always fits once the ring is empty, even
+/// when it must wrap (the padding before it is then shorter than the message).
+pub const fn max_payload(capacity: usize) -> usize {
+    capacity / 2 - 2 * HEADER_LEN
+}
+
+/// A decoded SPSC header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpscFrame {
+    /// Not written yet (the word is 0).
+    Empty,
+    /// A message of `len` payload bytes.
+    Message {
+        /// Payload length.
+        len: usize,
+    },
+    /// Padding of `len` bytes after the header, up to the end of the data area.
+    Padding {
+        /// Bytes after the header.
+        len: usize,
+    },
+}
+
+impl SpscFrame {
+    /// Bytes this frame takes, header included (0 for `Empty`).
+    pub fn size(&self) -> usize {
+        match *self {
+            SpscFrame::Empty => 0,
+            SpscFrame::Message { len } => frame_len(len),
+            SpscFrame::Padding { len } => HEADER_LEN + len,
+        }
+    }
+}
+
+/// Encodes an SPSC message header.
+pub const fn spsc_message(len: usize) -> u64 {
+    ((SPSC_MSG as u64) << 32) | len as u32 as u64
+}
+
+/// Encodes an SPSC padding header covering `len` bytes after it.
+pub const fn spsc_padding(len: usize) -> u64 {
+    ((SPSC_PAD as u64) << 32) | len as u32 as u64
+}
+
+/// Encodes an SPSC frame (`Empty` encodes as 0).
+pub fn encode_spsc(frame: SpscFrame) -> u64 {
+    match frame {
+        SpscFrame::Empty => 0,
+        SpscFrame::Message { len } => spsc_message(len),
+        SpscFrame::Padding { len } => spsc_padding(len),
+    }
+}
+
+/// Decodes and checks the SPSC header word `raw` found at offset `off` of a data
+/// area of `cap` bytes.
+///
+/// # Errors
+/// A short description of the failed check: unknown tag, a message longer than
+/// [`max_payload`] or running past the end of the area, padding that does not
+/// end exactly at the end of the area, or padding at offset 0 (which no producer
+/// writes, and which would let a chain of paddings loop).
+pub fn decode_spsc(raw: u64, off: usize, cap: usize) -> Result<SpscFrame, &'static str> {
+    if raw == 0 {
+        return Ok(SpscFrame::Empty);
+    }
+    let len = (raw as u32) as usize;
+    match (raw >> 32) as u32 {
+        SPSC_MSG => {
+            if len > max_payload(cap) {
+                return Err("message length exceeds the ring's maximum");
+            }
+            if off + frame_len(len) > cap {
+                return Err("message runs past the end of the data area");
+            }
+            Ok(SpscFrame::Message { len })
+        }
+        SPSC_PAD => {
+            if off == 0 {
+                return Err("padding at offset 0");
+            }
+            if len % 8 != 0 || off + HEADER_LEN + len != cap {
+                return Err("padding does not end at the end of the data area");
+            }
+            Ok(SpscFrame::Padding { len })
+        }
+        _ => Err("unknown frame tag"),
+    }
+}
+
+/// A decoded MPSC header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MpscHeader {
+    /// Payload length (message) or bytes after the header (padding); negative
+    /// while a producer is still writing the frame.
+    pub len: i32,
+    /// [`MPSC_MSG`] or [`MPSC_PAD`].
+    pub kind: u8,
+    /// Producer slot that claimed the frame.
+    pub slot: u8,
+    /// Low 16 bits of that producer's incarnation.
+    pub incarnation: u16,
+}
+
+impl MpscHeader {
+    /// Encodes the header.
+    pub const fn encode(&self) -> u64 {
+        (self.len as u32 as u64)
+            | ((self.kind as u64) << 32)
+            | ((self.slot as u64) << 40)
+            | ((self.incarnation as u64) << 48)
+    }
+
+    /// Splits a header word into its fields (no checks).
+    pub const fn from_raw(raw: u64) -> MpscHeader {
+        MpscHeader {
+            len: raw as u32 as i32,
+            kind: (raw >> 32) as u8,
+            slot: (raw >> 40) as u8,
+            incarnation: (raw >> 48) as u16,
+        }
+    }
+
+    /// Bytes the frame takes once committed, header included.
+    pub fn size(&self) -> usize {
+        let len = self.len.unsigned_abs() as usize;
+        if self.kind == MPSC_PAD {
+            HEADER_LEN + len
+        } else {
+            frame_len(len)
+        }
+    }
+}
+
+/// Checks an MPSC header word found at offset `off` of a data area of `cap`
+/// bytes in a ring with `slots` producer slots. `Ok(None)` for 0 (not written).
+///
+/// # Errors
+/// A short description of the failed check: unknown kind, slot out of range,
+/// a length over [`max_payload`] (messages) or not 8-aligned (padding), a frame
+/// running past the end of the area, or a negative padding length.
+pub fn decode_mpsc(
+    raw: u64,
+    off: usize,
+    cap: usize,
+    slots: u16,
+) -> Result<Option<MpscHeader>, &'static str> {
+    if raw == 0 {
+        return Ok(None);
+    }
+    let h = MpscHeader::from_raw(raw);
+    if u16::from(h.slot) >= slots {
+        return Err("producer slot out of range");
+    }
+    let len = h.len.unsigned_abs() as usize;
+    match h.kind {
+        MPSC_MSG => {
+            if len > max_payload(cap) {
+                return Err("message length exceeds the ring's maximum");
+            }
+        }
+        MPSC_PAD => {
+            if h.len < 0 {
+                return Err("padding is never uncommitted");
+            }
+            if len % 8 != 0 {
+                return Err("padding length not 8-aligned");
+            }
+        }
+        _ => return Err("unknown frame kind"),
+    }
+    if off + h.size() > cap {
+        return Err("frame runs past the end of the data area");
+    }
+    Ok(Some(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(frame_len(0), 8);
+        assert_eq!(frame_len(1), 16);
+        assert_eq!(frame_len(8), 16);
+        assert_eq!(frame_len(9), 24);
+        assert_eq!(max_payload(64), 16);
+        assert_eq!(max_payload(1 << 20), (1 << 19) - 16);
+    }
+
+    #[test]
+    fn spsc_checks() {
+        let cap = 256;
+        assert_eq!(decode_spsc(0, 0, cap), Ok(SpscFrame::Empty));
+        assert_eq!(
+            decode_spsc(spsc_message(5), 0, cap),
+            Ok(SpscFrame::Message { len: 5 })
+        );
+        assert_eq!(
+            decode_spsc(spsc_message(0), 248, cap),
+            Ok(SpscFrame::Message { len: 0 })
+        );
+        assert!(
+            decode_spsc(spsc_message(8), 248, cap).is_err(),
+            "runs past the end"
+        );
+        assert!(decode_spsc(spsc_message(max_payload(cap) + 1), 0, cap).is_err());
+        assert_eq!(
+            decode_spsc(spsc_padding(8), 240, cap),
+            Ok(SpscFrame::Padding { len: 8 })
+        );
+        assert_eq!(
+            decode_spsc(spsc_padding(0), 248, cap),
+            Ok(SpscFrame::Padding { len: 0 })
+        );
+        assert!(
+            decode_spsc(spsc_padding(16), 240, cap).is_err(),
+            "past the end"
+        );
+        assert!(
+            decode_spsc(spsc_padding(0), 240, cap).is_err(),
+            "short of the end"
+        );
+        assert!(
+            decode_spsc(spsc_padding(248), 0, cap).is_err(),
+            "at offset 0"
+        );
+        assert!(
+            decode_spsc(0x1234_0000_0000_0005, 0, cap).is_err(),
+            "bad tag"
+        );
+    }
+
+    #[test]
+    fn mpsc_checks() {
+        let cap = 256;
+        let m = MpscHeader {
+            len: 5,
+            kind: MPSC_MSG,
+            slot: 1,
+            incarnation: 7,
+        };
+        assert_eq!(decode_mpsc(m.encode(), 0, cap, 2), Ok(Some(m)));
+        assert!(
+            decode_mpsc(m.encode(), 0, cap, 1).is_err(),
+            "slot out of range"
+        );
+        let claimed = MpscHeader { len: -5, ..m };
+        assert_eq!(decode_mpsc(claimed.encode(), 0, cap, 2), Ok(Some(claimed)));
+        assert!(
+            decode_mpsc(
+                MpscHeader {
+                    len: -8,
+                    kind: MPSC_PAD,
+                    ..m
+                }
+                .encode(),
+                0,
+                cap,
+                2
+            )
+            .is_err()
+        );
+        assert!(
+            decode_mpsc(
+                MpscHeader {
+                    len: 12,
+                    kind: MPSC_PAD,
+                    ..m
+                }
+                .encode(),
+                0,
+                cap,
+                2
+            )
+            .is_err()
+        );
+        assert!(
+            decode_mpsc(
+                MpscHeader {
+                    len: 9,
+                    kind: MPSC_MSG,
+                    ..m
+                }
+                .encode(),
+                240,
+                cap,
+                2
+            )
+            .is_err()
+        );
+        assert!(decode_mpsc(MpscHeader { kind: 3, ..m }.encode(), 0, cap, 2).is_err());
+        assert!(decode_mpsc(MpscHeader { len: i32::MIN, ..m }.encode(), 0, cap, 2).is_err());
+        assert_eq!(decode_mpsc(0, 0, cap, 2), Ok(None));
+    }
+
+    proptest! {
+        #[test]
+        fn spsc_decode_is_total_and_round_trips(raw: u64, off in (0usize..512).prop_map(|o| o * 8), shift in 6u32..16) {
+            let cap = 1usize << shift;
+            let off = off % cap;
+            if let Ok(frame) = decode_spsc(raw, off, cap) {
+                prop_assert_eq!(encode_spsc(frame), raw);
+                prop_assert!(off + frame.size() <= cap);
+            }
+        }
+
+        #[test]
+        fn mpsc_decode_is_total_and_round_trips(raw: u64, off in (0usize..512).prop_map(|o| o * 8), shift in 6u32..16, slots in 1u16..256) {
+            let cap = 1usize << shift;
+            let off = off % cap;
+            if let Ok(Some(h)) = decode_mpsc(raw, off, cap, slots) {
+                prop_assert_eq!(h.encode(), raw);
+                prop_assert!(off + h.size() <= cap);
+            }
+        }
+    }
+}

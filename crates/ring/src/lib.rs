@@ -1,0 +1,65 @@
+//! Lock-free rings for messages between processes: a single-producer
+//! single-consumer ring ([`spsc`]) and a many-producer single-consumer ring
+//! ([`mpsc`]), over any region of memory.
+//!
+//! This crate knows nothing about files or names: a ring lives in a [`Region`],
+//! which is a heap buffer in unit tests and `loom` models, and a shared mapping in
+//! real use (the `shmq` crate makes those). Whether a peer process is still alive
+//! is asked of a [`Liveness`] hook that the caller supplies.
+//!
+//! Messages are variable-length byte frames (8-byte header, 8-byte aligned,
+//! contiguous in memory: see [`frame`]), written and read in place through guards
+//! or copied. Blocking calls wait as a [`WaitStrategy`] says: spinning, then
+//! sleeping on a shared futex that the other side wakes only when it knows it
+//! sleeps, so that while both sides are awake a message costs no system call.
+//! Every value read from shared memory is checked; a failed check is
+//! [`Error::Corrupted`], never undefined behaviour or a panic.
+//!
+//! # Examples
+//! ```
+//! use std::sync::Arc;
+//! use shmq_ring::{spsc, InProcess, Region, WaitConfig};
+//!
+//! let cap = 4096;
+//! let region = Region::heap(spsc::region_len(cap));
+//! spsc::init(&region, cap as u64, 0)?;
+//! let mut tx = spsc::Producer::attach(&region, cap as u64, WaitConfig::default(), Arc::new(InProcess))?;
+//! let mut rx = spsc::Consumer::attach(&region, cap as u64, WaitConfig::default(), Arc::new(InProcess))?;
+//!
+//! tx.send(b"hello")?;
+//! let mut guard = tx.reserve(5)?;
+//! guard.copy_from_slice(b"world");
+//! guard.commit();
+//!
+//! assert_eq!(&*rx.recv()?, b"hello");
+//! assert_eq!(&*rx.recv()?, b"world");
+//! # Ok::<(), shmq_ring::Error>(())
+//! ```
+//!
+//! # Map of the crate
+//! - [`spsc::Producer`], [`spsc::Consumer`]: the SPSC ring; [`spsc::WriteGuard`]
+//!   and [`spsc::ReadGuard`] for zero-copy.
+//! - [`mpsc::Producer`], [`mpsc::Consumer`]: the MPSC ring, with recovery from
+//!   producers that die mid-write.
+//! - [`WaitStrategy`], [`WaitConfig`]: how blocking calls wait.
+//! - [`Liveness`], [`Endpoint`]: the hook that says whether a peer is alive.
+//! - [`frame`]: the frame format and its checks.
+//! - [`Error`]: every failure.
+#![deny(unsafe_code)]
+
+mod ctl;
+mod error;
+pub mod failpoint;
+pub mod frame;
+mod region;
+pub mod spsc;
+mod sync;
+mod wait;
+
+pub use error::{Corruption, Disconnect, Error, Result};
+pub use region::{LINE, Region};
+#[cfg(not(loom))]
+pub use sync::futex_calls;
+pub use wait::{
+    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Liveness, WaitConfig, WaitStrategy,
+};

@@ -1,0 +1,480 @@
+//! Regions: the memory a ring lives in, and the only place offsets become pointers.
+//!
+//! # Safety
+//!
+//! A [`Region`] is `len` bytes that stay valid while any clone of it lives: either
+//! a heap allocation it owns, or memory whose owner (a segment mapping) it keeps
+//! alive. A ring lays a control block (a `#[repr(C)]` struct of atomics) at its
+//! start and a data area after it. Another process may write any of those bytes
+//! at any time, so:
+//! - control words are only reached as atomics;
+//! - frame headers are only reached as `AtomicU64`s, at 8-aligned offsets that
+//!   [`Data`] bounds-checks;
+//! - payload bytes are copied with raw copies, or lent to the user as slices only
+//!   while the ring protocol keeps the peer from writing them (a peer that breaks
+//!   the protocol can change lent bytes, never make us read or write out of bounds).
+//!
+//! Under `--cfg loom` the data area is an array of loom `AtomicU64`s and payload
+//! copies go word by word through them, so loom sees every access.
+#![allow(unsafe_code)]
+
+use core::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::sync::AtomicU64;
+
+/// Bytes a ring's data area is aligned to, and the size of one control "line"
+/// (two 64-byte cache lines: the adjacent-line prefetcher moves pairs).
+pub const LINE: usize = 128;
+
+/// A control block that can live at the start of a region.
+pub(crate) trait ControlBlock: Send + Sync + 'static {
+    /// Bytes the block takes in shared memory (a multiple of [`LINE`]).
+    const LEN: usize;
+    /// A fresh block (used where the block cannot be zero bytes in place: loom).
+    #[cfg(loom)]
+    fn new() -> Self;
+}
+
+/// Memory for one ring: a heap buffer for tests and models, or a mapping for real
+/// use. Cloning shares the memory.
+#[derive(Clone)]
+pub struct Region {
+    inner: Arc<Inner>,
+}
+
+#[cfg(not(loom))]
+struct Inner {
+    base: NonNull<u8>,
+    len: usize,
+    _owner: Option<Box<dyn Send + Sync>>,
+    heap: Option<std::alloc::Layout>,
+}
+
+#[cfg(loom)]
+struct Inner {
+    len: usize,
+    ctl: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    words: Box<[AtomicU64]>,
+}
+
+// SAFETY: `Inner` only holds a pointer to memory that is valid while it lives and
+// that is only accessed through atomics or raw copies (see the module docs).
+#[cfg(not(loom))]
+unsafe impl Send for Inner {}
+// SAFETY: as for `Send`.
+#[cfg(not(loom))]
+unsafe impl Sync for Inner {}
+
+#[cfg(not(loom))]
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(layout) = self.heap {
+            // SAFETY: allocated in `Region::heap` with exactly this layout.
+            unsafe { std::alloc::dealloc(self.base.as_ptr(), layout) }
+        }
+    }
+}
+
+impl core::fmt::Debug for Region {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Region")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Region {
+    /// A zero-filled, page-aligned heap region of `len` bytes, for tests, models
+    /// and rings shared only between threads.
+    ///
+    /// # Panics
+    /// If `len` is 0 or the allocation fails.
+    pub fn heap(len: usize) -> Region {
+        assert!(len > 0, "a region needs at least one byte");
+        #[cfg(not(loom))]
+        {
+            let layout = std::alloc::Layout::from_size_align(len, 4096).expect("region layout");
+            // SAFETY: `layout` has non-zero size.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            let base = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+            Region {
+                inner: Arc::new(Inner {
+                    base,
+                    len,
+                    _owner: None,
+                    heap: Some(layout),
+                }),
+            }
+        }
+        #[cfg(loom)]
+        {
+            let words = (0..len / 8).map(|_| AtomicU64::new(0)).collect();
+            Region {
+                inner: Arc::new(Inner {
+                    len,
+                    ctl: std::sync::OnceLock::new(),
+                    words,
+                }),
+            }
+        }
+    }
+
+    /// A region over memory owned by someone else, such as a shared mapping.
+    ///
+    /// # Safety
+    /// `base` must be aligned to [`LINE`] bytes and valid for reads and writes of
+    /// `len` bytes for as long as `owner` lives, and must never be accessed as
+    /// Rust references to plain (non-atomic) data by anyone in this process.
+    #[cfg(not(loom))]
+    pub unsafe fn from_raw_parts(
+        base: NonNull<u8>,
+        len: usize,
+        owner: Box<dyn Send + Sync>,
+    ) -> Region {
+        assert_eq!(
+            base.as_ptr() as usize % LINE,
+            0,
+            "region base must be LINE-aligned"
+        );
+        Region {
+            inner: Arc::new(Inner {
+                base,
+                len,
+                _owner: Some(owner),
+                heap: None,
+            }),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.inner.len
+    }
+
+    /// Whether the region is empty (never true for a region built by this crate).
+    pub fn is_empty(&self) -> bool {
+        self.inner.len == 0
+    }
+
+    /// Atomically loads the 8-byte word at `off` (`Acquire`), or `None` if `off` is
+    /// not 8-aligned or the word is not inside the region. For tools that inspect a
+    /// ring and for tests that play a peer; rings themselves use typed access.
+    #[cfg(not(loom))]
+    pub fn load_word(&self, off: usize) -> Option<u64> {
+        self.word_at(off)
+            .map(|w| w.load(crate::sync::Ordering::Acquire))
+    }
+
+    /// Atomically stores `value` into the 8-byte word at `off` (`Release`); returns
+    /// whether `off` was valid (8-aligned, inside the region). For tests that play a
+    /// peer, hostile ones included: any value is memory-safe for the ring to read.
+    #[cfg(not(loom))]
+    pub fn store_word(&self, off: usize, value: u64) -> bool {
+        self.word_at(off)
+            .map(|w| w.store(value, crate::sync::Ordering::Release))
+            .is_some()
+    }
+
+    #[cfg(not(loom))]
+    fn word_at(&self, off: usize) -> Option<&AtomicU64> {
+        if off % 8 != 0 || off.checked_add(8).is_none_or(|end| end > self.len()) {
+            return None;
+        }
+        // SAFETY: `off` is 8-aligned and `off + 8 <= len` (checked above); the base is
+        // LINE-aligned; every bit pattern is a valid `AtomicU64`; the region lives as
+        // long as `&self`.
+        Some(unsafe { &*self.inner.base.as_ptr().add(off).cast::<AtomicU64>() })
+    }
+
+    /// The control block of type `C` at the start of the region.
+    ///
+    /// # Panics
+    /// If the region is shorter than `C::LEN` (callers check first).
+    pub(crate) fn control<C: ControlBlock>(&self) -> &C {
+        assert!(
+            self.len() >= C::LEN,
+            "region shorter than its control block"
+        );
+        #[cfg(not(loom))]
+        {
+            const { assert!(core::mem::align_of::<C>() <= LINE) };
+            const { assert!(core::mem::size_of::<C>() <= C::LEN) };
+            // SAFETY: the base is LINE-aligned (checked at construction), the region
+            // is at least `C::LEN >= size_of::<C>()` bytes (asserted), it lives as
+            // long as `&self`, and `C` is a `#[repr(C)]` struct of integer atomics,
+            // for which every bit pattern (including another process's writes) is valid.
+            unsafe { &*self.inner.base.as_ptr().cast::<C>() }
+        }
+        #[cfg(loom)]
+        {
+            self.inner
+                .ctl
+                .get_or_init(|| Box::new(C::new()))
+                .downcast_ref::<C>()
+                .expect("one control block type per region")
+        }
+    }
+
+    /// The data area: `cap` bytes after a control block of `ctl_len` bytes.
+    ///
+    /// # Panics
+    /// If the region is too small or `cap` is not a multiple of 8 (callers check).
+    pub(crate) fn data(&self, ctl_len: usize, cap: usize) -> Data {
+        assert!(
+            cap % 8 == 0 && ctl_len % LINE == 0,
+            "data area must be word-aligned"
+        );
+        assert!(
+            ctl_len
+                .checked_add(cap)
+                .is_some_and(|end| end <= self.len()),
+            "region too small"
+        );
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `ctl_len + cap <= len` was asserted, so the pointer stays in bounds.
+            let bytes = unsafe { self.inner.base.add(ctl_len) };
+            Data {
+                bytes,
+                cap,
+                _region: self.clone(),
+            }
+        }
+        #[cfg(loom)]
+        {
+            let _ = ctl_len;
+            Data {
+                cap,
+                region: self.clone(),
+            }
+        }
+    }
+}
+
+/// A typed handle on a region's control block, checked once when made.
+pub(crate) struct Ctl<C: ControlBlock> {
+    #[cfg(not(loom))]
+    ptr: NonNull<C>,
+    region: Region,
+    _c: core::marker::PhantomData<C>,
+}
+
+// SAFETY: `Ctl` keeps its region alive and `C` is a struct of atomics, which are
+// themselves `Send + Sync`.
+#[cfg(not(loom))]
+unsafe impl<C: ControlBlock> Send for Ctl<C> {}
+// SAFETY: as for `Send`.
+#[cfg(not(loom))]
+unsafe impl<C: ControlBlock> Sync for Ctl<C> {}
+
+impl<C: ControlBlock> Ctl<C> {
+    /// The control block of `region` (whose length the caller has checked).
+    pub(crate) fn new(region: &Region) -> Self {
+        let c: &C = region.control();
+        #[cfg(loom)]
+        let _ = c;
+        Ctl {
+            #[cfg(not(loom))]
+            ptr: NonNull::from(c),
+            region: region.clone(),
+            _c: core::marker::PhantomData,
+        }
+    }
+
+    /// The region this block lives in.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+}
+
+impl<C: ControlBlock> core::ops::Deref for Ctl<C> {
+    type Target = C;
+    #[inline]
+    fn deref(&self) -> &C {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: made from a reference into `self.region`, which we keep alive;
+            // see `Region::control` for why such a reference is valid.
+            unsafe { self.ptr.as_ref() }
+        }
+        #[cfg(loom)]
+        {
+            self.region.control()
+        }
+    }
+}
+
+/// A ring's data area: `cap` bytes, 8-aligned, accessed by byte offset.
+pub(crate) struct Data {
+    #[cfg(not(loom))]
+    bytes: NonNull<u8>,
+    cap: usize,
+    #[cfg(not(loom))]
+    _region: Region,
+    #[cfg(loom)]
+    region: Region,
+}
+
+// SAFETY: `Data` keeps its region alive and only reaches the memory through
+// atomics and raw copies (module docs).
+#[cfg(not(loom))]
+unsafe impl Send for Data {}
+// SAFETY: as for `Send`.
+#[cfg(not(loom))]
+unsafe impl Sync for Data {}
+
+impl Data {
+    /// The 8-byte word at `off` (a frame header).
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or not below the capacity: offsets are masked
+    /// positions or validated lengths, so this is a bug in this crate, never the
+    /// result of a peer's value.
+    #[inline]
+    pub(crate) fn word(&self, off: usize) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off < self.cap, "word offset out of range");
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `off + 8 <= cap` (asserted, with 8-alignment), the area lies within
+            // the region (checked in `Region::data`), the base is 8-aligned, and
+            // `AtomicU64` has the size and alignment of `u64` with every bit pattern valid.
+            unsafe { &*self.bytes.as_ptr().add(off).cast::<AtomicU64>() }
+        }
+        #[cfg(loom)]
+        {
+            &self.region.inner.words[off / 8]
+        }
+    }
+
+    /// Copies `src` into the data area at `off`.
+    ///
+    /// # Panics
+    /// If the range leaves the data area (a bug in this crate).
+    #[inline]
+    pub(crate) fn write(&self, off: usize, src: &[u8]) {
+        assert!(
+            off.checked_add(src.len())
+                .is_some_and(|end| end <= self.cap),
+            "write out of range"
+        );
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the range is within the data area (asserted above), `src` is private
+            // memory so cannot overlap shared memory, and the protocol reserved these
+            // bytes for us: the consumer reads them only after our Release publication.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    self.bytes.as_ptr().add(off),
+                    src.len(),
+                )
+            }
+        }
+        #[cfg(loom)]
+        {
+            for (i, chunk) in src.chunks(8).enumerate() {
+                let mut w = [0u8; 8];
+                w[..chunk.len()].copy_from_slice(chunk);
+                let idx = (off / 8) + i;
+                assert!(off % 8 == 0, "loom payloads are word-aligned");
+                self.region.inner.words[idx]
+                    .store(u64::from_le_bytes(w), crate::sync::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Copies `dst.len()` bytes at `off` out of the data area.
+    ///
+    /// # Panics
+    /// If the range leaves the data area (a bug in this crate).
+    #[inline]
+    pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
+        assert!(
+            off.checked_add(dst.len())
+                .is_some_and(|end| end <= self.cap),
+            "read out of range"
+        );
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the range is within the data area (asserted above) and `dst` is
+            // private memory. A peer writing these bytes concurrently breaks the
+            // protocol; the copy then yields arbitrary bytes, never an out-of-bounds access.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.bytes.as_ptr().add(off),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                )
+            }
+        }
+        #[cfg(loom)]
+        {
+            for (i, chunk) in dst.chunks_mut(8).enumerate() {
+                let w = self.region.inner.words[off / 8 + i].load(crate::sync::Ordering::Relaxed);
+                chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
+            }
+        }
+    }
+
+    /// Zeroes `len` bytes at `off` (both 8-aligned), word by word with `Relaxed`
+    /// atomic stores: the MPSC consumer does this to consumed frames, and a
+    /// producer scanning for frame headers may read these words concurrently.
+    ///
+    /// # Panics
+    /// If the range leaves the data area (a bug in this crate).
+    #[inline]
+    pub(crate) fn zero(&self, off: usize, len: usize) {
+        assert!(off % 8 == 0 && len % 8 == 0, "zeroing is word-aligned");
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= self.cap),
+            "zero out of range"
+        );
+        for w in (off..off + len).step_by(8) {
+            self.word(w).store(0, crate::sync::Ordering::Relaxed);
+        }
+    }
+
+    /// Raw pointer to `len` bytes at `off`, for lending a frame's payload.
+    ///
+    /// # Panics
+    /// If the range leaves the data area (a bug in this crate).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn ptr(&self, off: usize, len: usize) -> *mut u8 {
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= self.cap),
+            "lend out of range"
+        );
+        // SAFETY: `off <= cap`, so the pointer is within (or one past) the data area.
+        unsafe { self.bytes.as_ptr().add(off) }
+    }
+
+    /// Lends `len` bytes at `off` as a shared slice.
+    ///
+    /// # Safety
+    /// The caller guarantees by the ring protocol that no one in this process writes
+    /// these bytes while the slice lives (a peer process that breaks the protocol
+    /// can still change them; see the module docs).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn slice(&self, off: usize, len: usize) -> &[u8] {
+        let p = self.ptr(off, len);
+        // SAFETY: in bounds (checked by `ptr`); exclusivity delegated to the caller.
+        unsafe { core::slice::from_raw_parts(p, len) }
+    }
+
+    /// Lends `len` bytes at `off` as a mutable slice.
+    ///
+    /// # Safety
+    /// The caller guarantees by the ring protocol that nobody reads or writes these
+    /// bytes while the slice lives (they are reserved and not yet published).
+    #[cfg(not(loom))]
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, off: usize, len: usize) -> &mut [u8] {
+        let p = self.ptr(off, len);
+        // SAFETY: in bounds (checked by `ptr`); exclusivity delegated to the caller.
+        unsafe { core::slice::from_raw_parts_mut(p, len) }
+    }
+}

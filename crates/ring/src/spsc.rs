@@ -1,0 +1,1125 @@
+//! The single-producer single-consumer byte ring.
+//!
+//! # Protocol
+//!
+//! Positions are monotonic `u64` byte counts; a position's offset in the data area
+//! is `position & (capacity - 1)`. Each side keeps its own position in its handle.
+//!
+//! **Producer**, to send a frame of `f` bytes at its position `t` (offset `o`):
+//! 1. If the frame would cross the end of the area, it will write a padding frame
+//!    at `o` and the message at offset 0.
+//! 2. It needs `pad + f + 8` free bytes: the frame, and the header slot right
+//!    after it. It checks `t + need - cached_head <= capacity`, re-reading `head`
+//!    (`Acquire`) only when its cached copy says the ring looks full.
+//! 3. It writes the payload, stores **0 into the header slot after the frame**
+//!    (the end marker), then stores the frame's header with `Release` (for a
+//!    wrapped frame: the message header first, the padding header last, with
+//!    `Release`). Then it publishes `tail` (informational) and notifies.
+//!
+//! **Consumer**, at its position `h`, loads the header word at `h` with `Acquire`.
+//! 0 means nothing yet. A message header makes the payload readable in place; a
+//! padding header sends it to offset 0. When it is done it stores `head` with
+//! `Release` (which lets the producer reuse the space) and notifies.
+//!
+//! The consumer polls the header where the next message will land, not `tail`,
+//! so in a request/response exchange one cache line carries both the signal and
+//! (for small messages) the data across cores. The end marker is what makes this
+//! safe: the word at the consumer's position is either 0 or the real header,
+//! never a stale header from an earlier lap or a payload byte that happens to look
+//! like one, whatever the producer's payloads contain.
+//!
+//! # Never trusting the peer
+//! Every header is decoded by [`crate::frame::decode_spsc`] (tag known, length
+//! within the maximum and within the area, padding ending exactly at the end);
+//! every `head` the producer reads satisfies `tail - head <= capacity`. A failed
+//! check is [`Error::Corrupted`] and poisons the handle.
+//!
+//! # Safety
+//! This module lends frames as slices (the guards, and `try_recv_batch`). A
+//! reserved frame is reachable only through the [`WriteGuard`], which holds
+//! `&mut Producer`, until it is published; a published frame only through the
+//! [`ReadGuard`] (or the batch callback), which holds `&mut Consumer`, until its
+//! space is released. The protocol keeps the peer out of both meanwhile.
+#![allow(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ctl::{ATTACHED, CLOSED, NEVER, SpscControl};
+use crate::error::{Corruption, Disconnect, Error, Result};
+use crate::failpoint;
+use crate::frame::{self, HEADER_LEN, SpscFrame};
+use crate::region::{Ctl, Data, LINE, Region};
+use crate::sync::Ordering;
+use crate::wait::{self, Endpoint, Liveness, Side, WaitConfig};
+
+/// Bytes the SPSC control block takes before the data area.
+pub const CONTROL_LEN: usize = 512;
+
+/// Smallest capacity of a byte ring.
+pub const MIN_CAPACITY: u64 = 64;
+/// Largest capacity of a byte ring (payload lengths are 32-bit).
+pub const MAX_CAPACITY: u64 = 1 << 32;
+
+/// Checks a byte-ring capacity: a power of two from [`MIN_CAPACITY`] to
+/// [`MAX_CAPACITY`].
+///
+/// # Errors
+/// [`Error::InvalidCapacity`].
+pub fn check_capacity(capacity: u64) -> Result<usize> {
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(Error::InvalidCapacity(capacity));
+    }
+    usize::try_from(capacity).map_err(|_| Error::InvalidCapacity(capacity))
+}
+
+/// Bytes a region needs for an SPSC ring of `capacity` bytes.
+pub const fn region_len(capacity: usize) -> usize {
+    CONTROL_LEN + capacity
+}
+
+/// Prepares a zero-filled region as an empty SPSC ring whose positions start at
+/// `start` (0 normally; tests start near `u64::MAX` to cross the wrap).
+///
+/// # Errors
+/// [`Error::InvalidCapacity`], [`Error::RegionTooSmall`].
+///
+/// # Panics
+/// If `start` is not a multiple of 8.
+pub fn init(region: &Region, capacity: u64, start: u64) -> Result<()> {
+    assert!(start % 8 == 0, "positions are 8-aligned");
+    let cap = check_region(region, capacity)?;
+    let ctl: Ctl<SpscControl> = Ctl::new(region);
+    // Relaxed: the region is published to peers afterwards by the segment's
+    // Release store of its ready state (or by spawning the threads that use it).
+    ctl.head.store(start, Ordering::Relaxed);
+    ctl.tail.store(start, Ordering::Relaxed);
+    // The header slot at `start` must read 0 (the end marker): it does in fresh
+    // memory, and we make sure for a region being reused.
+    let data = region.data(CONTROL_LEN, cap);
+    data.word((start & (cap as u64 - 1)) as usize)
+        .store(0, Ordering::Relaxed);
+    Ok(())
+}
+
+fn check_region(region: &Region, capacity: u64) -> Result<usize> {
+    let cap = check_capacity(capacity)?;
+    let needed = region_len(cap);
+    if region.len() < needed {
+        return Err(Error::RegionTooSmall {
+            needed: needed as u64,
+            len: region.len() as u64,
+        });
+    }
+    const { assert!(CONTROL_LEN % LINE == 0) };
+    Ok(cap)
+}
+
+/// How a peer's endpoint looks from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// Never attached yet: wait for it.
+    Unattached,
+    /// Attached and alive.
+    Alive,
+    /// Gone.
+    Gone(Disconnect),
+}
+
+/// Reads an endpoint's state word and, if it claims to be attached, asks the
+/// liveness hook.
+pub(crate) fn peer_status(
+    end: &crate::ctl::EndState,
+    liveness: &dyn Liveness,
+    who: Endpoint,
+) -> Result<PeerStatus> {
+    // Acquire: pairs with the Release stores in `EndState::attach`/`close`, so that
+    // a consumer that sees CLOSED then sees every frame published before it.
+    match end.state.load(Ordering::Acquire) {
+        NEVER => Ok(PeerStatus::Unattached),
+        CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
+        ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
+        ATTACHED => Ok(PeerStatus::Gone(Disconnect::Died)),
+        v => Err(Error::corrupted("endpoint state", 0, v.into())),
+    }
+}
+
+/// Rate limit for liveness checks made by non-blocking calls.
+struct CheckClock {
+    next: Option<Instant>,
+}
+
+impl CheckClock {
+    fn due(&mut self, every: Duration) -> bool {
+        let now = Instant::now();
+        match self.next {
+            Some(n) if now < n => false,
+            _ => {
+                self.next = Some(now + every);
+                true
+            }
+        }
+    }
+}
+
+/// The sending side of an SPSC byte ring.
+pub struct Producer {
+    ctl: Ctl<SpscControl>,
+    data: Data,
+    cap: usize,
+    mask: u64,
+    /// Our position: where the next frame goes.
+    tail: u64,
+    /// Last `head` we read; the ring looks full against it before it really is.
+    cached_head: u64,
+    max_payload: usize,
+    cfg: WaitConfig,
+    liveness: Arc<dyn Liveness>,
+    seen_epoch: u32,
+    clock: CheckClock,
+    poisoned: Option<Corruption>,
+    closed: bool,
+}
+
+/// The receiving side of an SPSC byte ring.
+pub struct Consumer {
+    ctl: Ctl<SpscControl>,
+    data: Data,
+    cap: usize,
+    mask: u64,
+    /// Our position: the next frame to read.
+    head: u64,
+    cfg: WaitConfig,
+    liveness: Arc<dyn Liveness>,
+    seen_epoch: u32,
+    clock: CheckClock,
+    poisoned: Option<Corruption>,
+    closed: bool,
+}
+
+impl core::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.cap)
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.cap)
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+/// A frame placement: padding to write first (bytes from `pad_at`), and where
+/// the frame itself starts.
+#[derive(Clone, Copy)]
+struct Placement {
+    pad: usize,
+    pad_at: usize,
+    at: usize,
+}
+
+impl Producer {
+    /// Attaches the producer to an initialised SPSC region.
+    ///
+    /// The caller holds the producer's liveness marker (only one producer may be
+    /// attached at a time). A producer that attaches after an earlier one resumes
+    /// after the earlier one's last published frame, even if that producer died
+    /// before it could update `tail`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`], [`Error::RegionTooSmall`], or
+    /// [`Error::Corrupted`] if the positions in the region are inconsistent.
+    pub fn attach(
+        region: &Region,
+        capacity: u64,
+        cfg: WaitConfig,
+        liveness: Arc<dyn Liveness>,
+    ) -> Result<Producer> {
+        let cap = check_region(region, capacity)?;
+        let ctl: Ctl<SpscControl> = Ctl::new(region);
+        let data = region.data(CONTROL_LEN, cap);
+        let mask = cap as u64 - 1;
+        // Acquire: pairs with the Release stores of `head` by the consumer and of
+        // `tail` by an earlier producer.
+        let head = ctl.head.load(Ordering::Acquire);
+        let mut tail = ctl.tail.load(Ordering::Acquire);
+        check_positions(head, tail, cap)?;
+        // Walk over frames an earlier producer published after its last `tail`
+        // store (it may have died in between): stop at the end marker.
+        for _ in 0..=cap / 8 {
+            let off = (tail & mask) as usize;
+            // Acquire: pairs with the Release header stores of the earlier producer.
+            let raw = data.word(off).load(Ordering::Acquire);
+            let f = frame::decode_spsc(raw, off, cap)
+                .map_err(|what| Error::corrupted(what, tail, raw))?;
+            if f == SpscFrame::Empty {
+                break;
+            }
+            let next = tail.wrapping_add(f.size() as u64);
+            check_positions(head, next, cap)?;
+            tail = next;
+        }
+        ctl.tail.store(tail, Ordering::Release);
+        let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
+        ctl.ends.producer.attach(&ctl.ends.epoch, &ctl.wake);
+        Ok(Producer {
+            ctl,
+            data,
+            cap,
+            mask,
+            tail,
+            cached_head: head,
+            max_payload: frame::max_payload(cap),
+            cfg,
+            liveness,
+            seen_epoch,
+            clock: CheckClock { next: None },
+            poisoned: None,
+            closed: false,
+        })
+    }
+
+    /// The largest message this ring takes.
+    pub fn max_message_len(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Capacity of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The wait configuration.
+    pub fn wait_config(&self) -> WaitConfig {
+        self.cfg
+    }
+
+    /// Changes the wait configuration.
+    pub fn set_wait_config(&mut self, cfg: WaitConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Reserves room for a message of `len` bytes without waiting. Write the
+    /// payload into the guard, then [`WriteGuard::commit`]; dropping the guard
+    /// uncommitted sends nothing.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] (never fits), [`Error::Full`] (not now),
+    /// [`Error::Disconnected`] (the consumer is gone), [`Error::Corrupted`].
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
+        let p = self.reserve_or_full(len)?;
+        Ok(WriteGuard::new(self, p, len))
+    }
+
+    /// Reserves room for `len` bytes, waiting as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve`], without `Full`.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
+        let p = self.reserve_blocking(len, None)?;
+        Ok(WriteGuard::new(self, p, len))
+    }
+
+    /// Reserves room for `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve`], plus [`Error::Timeout`].
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_>> {
+        let p = self.reserve_blocking(len, Some(Instant::now() + timeout))?;
+        Ok(WriteGuard::new(self, p, len))
+    }
+
+    /// Sends a copy of `msg` without waiting.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve`].
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        let p = self.reserve_or_full(msg.len())?;
+        self.write_and_commit(p, msg);
+        Ok(())
+    }
+
+    /// Sends a copy of `msg`, waiting for room as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve`].
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        let p = self.reserve_blocking(msg.len(), None)?;
+        self.write_and_commit(p, msg);
+        Ok(())
+    }
+
+    /// Sends a copy of `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        let p = self.reserve_blocking(msg.len(), Some(Instant::now() + timeout))?;
+        self.write_and_commit(p, msg);
+        Ok(())
+    }
+
+    /// Sends as many of `msgs` as fit now, in order, and publishes them all with a
+    /// single header store and one notification. Returns how many were sent.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if the first message that does not fit never
+    /// could; [`Error::Full`] if not even the first fits; [`Error::Disconnected`],
+    /// [`Error::Corrupted`].
+    pub fn try_send_batch<'m, I>(&mut self, msgs: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = &'m [u8]>,
+    {
+        let mut first: Option<(Placement, usize)> = None;
+        let mut n = 0;
+        for msg in msgs {
+            let Some(p) = self.reserve_now(msg.len())? else {
+                break;
+            };
+            self.data.write(p.at + HEADER_LEN, msg);
+            let size = self.frame_size(p, msg.len());
+            match first {
+                None => first = Some((p, msg.len())),
+                Some(_) => self.write_headers(p, msg.len(), Ordering::Relaxed),
+            }
+            self.tail = self.tail.wrapping_add(size as u64);
+            n += 1;
+        }
+        let Some((p, len)) = first else {
+            self.full_or_gone()?;
+            return Err(Error::Full);
+        };
+        let end = (self.tail & self.mask) as usize;
+        self.data.word(end).store(0, Ordering::Relaxed);
+        // The first frame's header, stored last with Release, publishes the batch.
+        self.write_headers(p, len, Ordering::Release);
+        self.publish_tail();
+        Ok(n)
+    }
+
+    /// Bytes published and not yet consumed, as far as this producer knows.
+    pub fn len_hint(&self) -> usize {
+        // Acquire: pairs with the consumer's Release store of `head`.
+        let head = self.ctl.head.load(Ordering::Acquire);
+        (self.tail.wrapping_sub(head) as usize).min(self.cap)
+    }
+
+    /// Marks the producer closed and wakes the consumer. Dropping does it too; this
+    /// form is for a process that must not release the ring's memory yet.
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.ctl
+                .ends
+                .producer
+                .close(&self.ctl.ends.epoch, &self.ctl.wake);
+        }
+    }
+
+    fn placement(&self, f: usize) -> Placement {
+        let o = (self.tail & self.mask) as usize;
+        if o + f <= self.cap {
+            Placement {
+                pad: 0,
+                pad_at: o,
+                at: o,
+            }
+        } else {
+            Placement {
+                pad: self.cap - o,
+                pad_at: o,
+                at: 0,
+            }
+        }
+    }
+
+    fn frame_size(&self, p: Placement, len: usize) -> usize {
+        p.pad + frame::frame_len(len)
+    }
+
+    /// Finds room for `len` bytes now: `Ok(None)` if the ring is full.
+    #[inline]
+    fn reserve_now(&mut self, len: usize) -> Result<Option<Placement>> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
+        if len > self.max_payload {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.max_payload,
+            });
+        }
+        let f = frame::frame_len(len);
+        let p = self.placement(f);
+        let need = (p.pad + f + HEADER_LEN) as u64;
+        if self.tail.wrapping_sub(self.cached_head) + need > self.cap as u64 {
+            // Acquire: pairs with the consumer's Release store of `head`, so its reads
+            // of the frames it released are done before we overwrite them.
+            let head = self.ctl.head.load(Ordering::Acquire);
+            if let Err(e) = check_positions(head, self.tail, self.cap) {
+                return Err(self.poison(e));
+            }
+            self.cached_head = head;
+            if self.tail.wrapping_sub(head) + need > self.cap as u64 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(p))
+    }
+
+    /// Room now, or `Full`/`Disconnected`.
+    #[inline]
+    fn reserve_or_full(&mut self, len: usize) -> Result<Placement> {
+        match self.reserve_now(len)? {
+            Some(p) => {
+                self.check_consumer_closed()?;
+                Ok(p)
+            }
+            None => {
+                self.full_or_gone()?;
+                Err(Error::Full)
+            }
+        }
+    }
+
+    fn reserve_blocking(&mut self, len: usize, deadline: Option<Instant>) -> Result<Placement> {
+        if let Some(p) = self.reserve_now(len)? {
+            self.check_consumer_closed()?;
+            return Ok(p);
+        }
+        let region = self.ctl.region().clone();
+        let ctl: &SpscControl = region.control();
+        let cfg = self.cfg;
+        let mut side = ProducerSide { p: self, len };
+        wait::block(
+            &mut side,
+            &ctl.wake.space_seq,
+            &ctl.wake.producers_waiting,
+            true,
+            &cfg,
+            deadline,
+        )
+    }
+
+    /// On the fast path: a consumer that announced it closed gets `Disconnected`.
+    #[inline]
+    fn check_consumer_closed(&mut self) -> Result<()> {
+        if self.ctl.ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
+            return Err(Error::Disconnected(Disconnect::Closed));
+        }
+        Ok(())
+    }
+
+    /// After finding the ring full in a non-blocking call: `Err(Disconnected)` if
+    /// the consumer is gone (the death check is rate-limited to once a slice).
+    fn full_or_gone(&mut self) -> Result<()> {
+        self.check_consumer_closed()?;
+        if self.clock.due(self.cfg.slice) {
+            self.check_consumer()?;
+        }
+        Ok(())
+    }
+
+    fn check_consumer(&mut self) -> Result<()> {
+        self.seen_epoch = self.ctl.ends.epoch.load(Ordering::Acquire);
+        match peer_status(&self.ctl.ends.consumer, &*self.liveness, Endpoint::Consumer)? {
+            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
+            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
+        }
+    }
+
+    fn write_and_commit(&mut self, p: Placement, msg: &[u8]) {
+        self.data.write(p.at + HEADER_LEN, msg);
+        failpoint::hit("mid_payload");
+        self.commit_frame(p, msg.len());
+    }
+
+    /// Stores the header(s) of a frame whose payload is written.
+    #[inline]
+    fn write_headers(&self, p: Placement, len: usize, order: Ordering) {
+        if p.pad > 0 {
+            // The message at offset 0 first; the padding header, which the consumer
+            // reaches first, last.
+            self.data
+                .word(p.at)
+                .store(frame::spsc_message(len), Ordering::Relaxed);
+            self.data
+                .word(p.pad_at)
+                .store(frame::spsc_padding(p.pad - HEADER_LEN), order);
+        } else {
+            self.data.word(p.at).store(frame::spsc_message(len), order);
+        }
+    }
+
+    #[inline]
+    fn commit_frame(&mut self, p: Placement, len: usize) {
+        let size = self.frame_size(p, len);
+        let next = self.tail.wrapping_add(size as u64);
+        // The end marker: the header slot after this frame reads 0 until the next
+        // frame is published there. It is inside the room `reserve_now` checked.
+        self.data
+            .word((next & self.mask) as usize)
+            .store(0, Ordering::Relaxed);
+        failpoint::hit("before_commit");
+        // Release: pairs with the consumer's Acquire load of this header; makes the
+        // payload and the end marker visible before the header.
+        self.write_headers(p, len, Ordering::Release);
+        self.tail = next;
+        failpoint::hit("after_commit_before_wake");
+        self.publish_tail();
+    }
+
+    #[inline]
+    fn publish_tail(&self) {
+        // Release: pairs with the Acquire load in `Producer::attach` (a later
+        // producer) and with observers; the consumer does not read `tail`.
+        self.ctl.tail.store(self.tail, Ordering::Release);
+        self.ctl.wake.notify_data();
+    }
+
+    fn poison(&mut self, e: Error) -> Error {
+        if let Error::Corrupted(c) = e {
+            self.poisoned = Some(c);
+        }
+        e
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct ProducerSide<'a> {
+    p: &'a mut Producer,
+    len: usize,
+}
+
+impl Side for ProducerSide<'_> {
+    type Token = Placement;
+
+    fn attempt(&mut self) -> Result<Option<Placement>> {
+        let r = self.p.reserve_now(self.len)?;
+        if r.is_some() {
+            self.p.check_consumer_closed()?;
+        }
+        Ok(r)
+    }
+
+    fn ready(&mut self) -> bool {
+        // Acquire: as in `reserve_now`.
+        let head = self.p.ctl.head.load(Ordering::Acquire);
+        let f = frame::frame_len(self.len);
+        let p = self.p.placement(f);
+        let need = (p.pad + f + HEADER_LEN) as u64;
+        self.p.tail.wrapping_sub(head).wrapping_add(need) <= self.p.cap as u64
+            || self.epoch_changed()
+    }
+
+    fn epoch_changed(&self) -> bool {
+        self.p.ctl.ends.epoch.load(Ordering::Acquire) != self.p.seen_epoch
+    }
+
+    fn check_peer(&mut self) -> Result<()> {
+        self.p.check_consumer()
+    }
+}
+
+/// Room reserved in the ring for one message: write the payload through
+/// `DerefMut`, then [`WriteGuard::commit`]. Dropped uncommitted, it sends nothing.
+pub struct WriteGuard<'a> {
+    producer: &'a mut Producer,
+    p: Placement,
+    len: usize,
+    #[cfg(loom)]
+    buf: Vec<u8>,
+}
+
+impl<'a> WriteGuard<'a> {
+    fn new(producer: &'a mut Producer, p: Placement, len: usize) -> Self {
+        WriteGuard {
+            producer,
+            p,
+            len,
+            #[cfg(loom)]
+            buf: vec![0; len],
+        }
+    }
+
+    /// Publishes the message.
+    pub fn commit(self) {
+        let len = self.len;
+        self.commit_len(len);
+    }
+
+    /// Publishes only the first `len` bytes (for a message whose size was only
+    /// bounded when reserving).
+    ///
+    /// # Panics
+    /// If `len` exceeds the reserved length.
+    pub fn commit_len(self, len: usize) {
+        assert!(len <= self.len, "commit_len beyond the reservation");
+        #[cfg(loom)]
+        self.producer
+            .data
+            .write(self.p.at + HEADER_LEN, &self.buf[..len]);
+        failpoint::hit("mid_payload");
+        self.producer.commit_frame(self.p, len);
+    }
+}
+
+impl core::ops::Deref for WriteGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the bytes were reserved by `reserve_now` and are not published
+            // until `commit`; the consumer reads them only after our Release header
+            // store, and nobody else in this process can reach them (the guard holds
+            // `&mut Producer`).
+            unsafe { self.producer.data.slice(self.p.at + HEADER_LEN, self.len) }
+        }
+        #[cfg(loom)]
+        {
+            &self.buf
+        }
+    }
+}
+
+impl core::ops::DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `deref`; `&mut self` makes this the only access.
+            unsafe {
+                self.producer
+                    .data
+                    .slice_mut(self.p.at + HEADER_LEN, self.len)
+            }
+        }
+        #[cfg(loom)]
+        {
+            &mut self.buf
+        }
+    }
+}
+
+/// A readable frame: where its payload is, and where the next one starts.
+#[derive(Clone, Copy)]
+struct Frame {
+    at: usize,
+    len: usize,
+    next: u64,
+}
+
+impl Consumer {
+    /// Attaches the consumer to an initialised SPSC region, starting at the
+    /// published `head` (a consumer that attaches after an earlier one died may
+    /// thus see the last message that one was reading again).
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`], [`Error::RegionTooSmall`], [`Error::Corrupted`].
+    pub fn attach(
+        region: &Region,
+        capacity: u64,
+        cfg: WaitConfig,
+        liveness: Arc<dyn Liveness>,
+    ) -> Result<Consumer> {
+        let cap = check_region(region, capacity)?;
+        let ctl: Ctl<SpscControl> = Ctl::new(region);
+        let data = region.data(CONTROL_LEN, cap);
+        // Acquire: pairs with the Release store of `head` by an earlier consumer.
+        let head = ctl.head.load(Ordering::Acquire);
+        if head % 8 != 0 {
+            return Err(Error::corrupted("head", head, head));
+        }
+        let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
+        ctl.ends.consumer.attach(&ctl.ends.epoch, &ctl.wake);
+        Ok(Consumer {
+            ctl,
+            data,
+            cap,
+            mask: cap as u64 - 1,
+            head,
+            cfg,
+            liveness,
+            seen_epoch,
+            clock: CheckClock { next: None },
+            poisoned: None,
+            closed: false,
+        })
+    }
+
+    /// Capacity of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The largest message this ring takes.
+    pub fn max_message_len(&self) -> usize {
+        frame::max_payload(self.cap)
+    }
+
+    /// The wait configuration.
+    pub fn wait_config(&self) -> WaitConfig {
+        self.cfg
+    }
+
+    /// Changes the wait configuration.
+    pub fn set_wait_config(&mut self, cfg: WaitConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Receives the next message without waiting, lending its payload in place;
+    /// the space is released when the guard drops.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] (nothing now), [`Error::Disconnected`] (the producer is gone
+    /// and everything it published has been received), [`Error::Corrupted`].
+    pub fn try_recv(&mut self) -> Result<ReadGuard<'_>> {
+        match self.peek()? {
+            Some(f) => Ok(ReadGuard::new(self, f)),
+            None => {
+                self.empty_or_gone()?;
+                Err(Error::Empty)
+            }
+        }
+    }
+
+    /// Receives the next message, waiting as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`], without `Empty`.
+    pub fn recv(&mut self) -> Result<ReadGuard<'_>> {
+        let f = self.recv_blocking(None)?;
+        Ok(ReadGuard::new(self, f))
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`], plus [`Error::Timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>> {
+        let f = self.recv_blocking(Some(Instant::now() + timeout))?;
+        Ok(ReadGuard::new(self, f))
+    }
+
+    /// Receives the next message into `buf` (cleared first), waiting as the wait
+    /// strategy says. The copy is made before the space is released, so the bytes
+    /// are private to the caller whatever the peer does afterwards.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        let f = self.recv_blocking(None)?;
+        self.copy_out(f, buf);
+        Ok(())
+    }
+
+    /// As [`Consumer::recv_into`] without waiting.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`].
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        match self.peek()? {
+            Some(f) => {
+                self.copy_out(f, buf);
+                Ok(())
+            }
+            None => {
+                self.empty_or_gone()?;
+                Err(Error::Empty)
+            }
+        }
+    }
+
+    /// As [`Consumer::recv_into`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        let f = self.recv_blocking(Some(Instant::now() + timeout))?;
+        self.copy_out(f, buf);
+        Ok(())
+    }
+
+    /// Hands up to `max` waiting messages to `each`, in order, in place, then
+    /// releases all their space with a single store and one notification. Returns
+    /// how many were handed over (0 if none were waiting).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if none were waiting and the producer is gone;
+    /// [`Error::Corrupted`].
+    pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let Some(f) = self.peek()? else { break };
+            self.with_payload(f, &mut each);
+            self.head = f.next;
+            n += 1;
+        }
+        if n > 0 {
+            self.release();
+        } else {
+            self.empty_or_gone()?;
+        }
+        Ok(n)
+    }
+
+    /// Bytes published and not yet consumed (reads the producer's `tail`).
+    pub fn len_hint(&self) -> usize {
+        // Acquire: pairs with the producer's Release store of `tail`.
+        let tail = self.ctl.tail.load(Ordering::Acquire);
+        (tail.wrapping_sub(self.head) as usize).min(self.cap)
+    }
+
+    /// Whether a message is waiting now.
+    pub fn has_message(&mut self) -> Result<bool> {
+        Ok(self.peek()?.is_some())
+    }
+
+    /// Marks the consumer closed and wakes the producer. Dropping does it too.
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.ctl
+                .ends
+                .consumer
+                .close(&self.ctl.ends.epoch, &self.ctl.wake);
+        }
+    }
+
+    /// The next readable frame, skipping (and consuming) one padding frame.
+    #[inline]
+    fn peek(&mut self) -> Result<Option<Frame>> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
+        // At most one padding frame precedes a message (padding at offset 0 is
+        // refused by the decoder), so two rounds suffice.
+        for _ in 0..2 {
+            let off = (self.head & self.mask) as usize;
+            // Acquire: pairs with the producer's Release header store in
+            // `commit_frame`/`try_send_batch`: the payload is visible once the header is.
+            let raw = self.data.word(off).load(Ordering::Acquire);
+            match frame::decode_spsc(raw, off, self.cap) {
+                Ok(SpscFrame::Empty) => return Ok(None),
+                Ok(SpscFrame::Message { len }) => {
+                    let next = self.head.wrapping_add(frame::frame_len(len) as u64);
+                    return Ok(Some(Frame {
+                        at: off + HEADER_LEN,
+                        len,
+                        next,
+                    }));
+                }
+                Ok(SpscFrame::Padding { len }) => {
+                    self.head = self.head.wrapping_add((HEADER_LEN + len) as u64);
+                }
+                Err(what) => {
+                    let c = Corruption {
+                        what,
+                        position: self.head,
+                        value: raw,
+                    };
+                    self.poisoned = Some(c);
+                    return Err(Error::Corrupted(c));
+                }
+            }
+        }
+        let c = Corruption {
+            what: "padding after padding",
+            position: self.head,
+            value: 0,
+        };
+        self.poisoned = Some(c);
+        Err(Error::Corrupted(c))
+    }
+
+    fn recv_blocking(&mut self, deadline: Option<Instant>) -> Result<Frame> {
+        if let Some(f) = self.peek()? {
+            return Ok(f);
+        }
+        let region = self.ctl.region().clone();
+        let ctl: &SpscControl = region.control();
+        let cfg = self.cfg;
+        wait::block(
+            &mut ConsumerSide { c: self },
+            &ctl.wake.data_seq,
+            &ctl.wake.consumer_waiting,
+            true,
+            &cfg,
+            deadline,
+        )
+    }
+
+    /// `Empty` from a non-blocking call: is the producer gone (rate-limited)?
+    fn empty_or_gone(&mut self) -> Result<()> {
+        let announced = self.ctl.ends.producer.state.load(Ordering::Relaxed) == CLOSED;
+        if announced || self.clock.due(self.cfg.slice) {
+            self.check_producer()?;
+        }
+        Ok(())
+    }
+
+    /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
+    fn check_producer(&mut self) -> Result<()> {
+        self.seen_epoch = self.ctl.ends.epoch.load(Ordering::Acquire);
+        match peer_status(
+            &self.ctl.ends.producer,
+            &*self.liveness,
+            Endpoint::Producer(0),
+        )? {
+            PeerStatus::Gone(why) => {
+                // The producer's last frames were published before its state changed
+                // (or before it died): look once more before reporting it gone.
+                if self.peek()?.is_some() {
+                    Ok(())
+                } else {
+                    Err(Error::Disconnected(why))
+                }
+            }
+            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
+        }
+    }
+
+    fn with_payload(&self, f: Frame, each: &mut impl FnMut(&[u8])) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the frame was published (Acquire above) and is not released
+            // until `release`, so the producer does not write it meanwhile.
+            each(unsafe { self.data.slice(f.at, f.len) });
+        }
+        #[cfg(loom)]
+        {
+            let mut buf = vec![0; f.len];
+            self.data.read(f.at, &mut buf);
+            each(&buf);
+        }
+    }
+
+    fn copy_out(&mut self, f: Frame, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.resize(f.len, 0);
+        self.data.read(f.at, buf);
+        self.head = f.next;
+        self.release();
+    }
+
+    /// Publishes our position: the producer may reuse everything before it.
+    #[inline]
+    fn release(&mut self) {
+        // Release: pairs with the producer's Acquire load of `head` in `reserve_now`;
+        // our reads of the released frames happen before it overwrites them.
+        self.ctl.head.store(self.head, Ordering::Release);
+        self.ctl.wake.notify_space();
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct ConsumerSide<'a> {
+    c: &'a mut Consumer,
+}
+
+impl Side for ConsumerSide<'_> {
+    type Token = Frame;
+
+    fn attempt(&mut self) -> Result<Option<Frame>> {
+        self.c.peek()
+    }
+
+    fn ready(&mut self) -> bool {
+        matches!(self.c.peek(), Ok(Some(_)) | Err(_)) || self.epoch_changed()
+    }
+
+    fn epoch_changed(&self) -> bool {
+        self.c.ctl.ends.epoch.load(Ordering::Acquire) != self.c.seen_epoch
+    }
+
+    fn check_peer(&mut self) -> Result<()> {
+        self.c.check_producer()
+    }
+}
+
+/// A received message, lent in place; its space is released when the guard drops.
+///
+/// The bytes live in shared memory. The protocol keeps a well-behaved producer
+/// from writing them until the guard drops; a producer that breaks the protocol
+/// can change them under you (never make this process read out of bounds). When
+/// the producer is not trusted, copy with [`Consumer::recv_into`] and validate.
+pub struct ReadGuard<'a> {
+    consumer: &'a mut Consumer,
+    f: Frame,
+    #[cfg(loom)]
+    buf: Vec<u8>,
+}
+
+impl<'a> ReadGuard<'a> {
+    fn new(consumer: &'a mut Consumer, f: Frame) -> Self {
+        #[cfg(loom)]
+        let buf = {
+            let mut b = vec![0; f.len];
+            consumer.data.read(f.at, &mut b);
+            b
+        };
+        ReadGuard {
+            consumer,
+            f,
+            #[cfg(loom)]
+            buf,
+        }
+    }
+
+    /// Copies the payload out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.f.len];
+        self.consumer.data.read(self.f.at, &mut v);
+        v
+    }
+}
+
+impl core::ops::Deref for ReadGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the frame was published (Acquire in `peek`) and is released only
+            // when this guard drops, so the producer does not write it meanwhile;
+            // `&mut Consumer` keeps anyone in this process from releasing it earlier.
+            unsafe { self.consumer.data.slice(self.f.at, self.f.len) }
+        }
+        #[cfg(loom)]
+        {
+            &self.buf
+        }
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.consumer.head = self.f.next;
+        self.consumer.release();
+    }
+}
+
+/// Checks `head <= tail <= head + cap` (in wrapping arithmetic) and alignment.
+fn check_positions(head: u64, tail: u64, cap: usize) -> Result<()> {
+    if head % 8 != 0 {
+        return Err(Error::corrupted("head not 8-aligned", tail, head));
+    }
+    if tail.wrapping_sub(head) > cap as u64 {
+        return Err(Error::corrupted("head out of range", tail, head));
+    }
+    Ok(())
+}

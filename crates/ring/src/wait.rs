@@ -1,0 +1,214 @@
+//! Waiting: strategies, the liveness hook, and the one blocking loop every side
+//! uses (DESIGN.md section 6).
+//!
+//! The waiter, having found nothing to do:
+//! 1. spins (unless the strategy is `Park`), re-trying, for the spin budget;
+//! 2. reads the futex sequence (`Acquire`), sets its waiting flag, `fence(SeqCst)`,
+//!    and re-checks the ring; if still nothing, `FUTEX_WAIT`s on the sequence for
+//!    at most one wait slice;
+//! 3. after every wake or slice, re-tries, and looks at its peer's liveness when
+//!    the peers' epoch changed or a slice has passed.
+//!
+//! The notifier (`WakeLine::notify_*`) publishes, `fence(SeqCst)`, and only if the
+//! flag is set bumps the sequence and `FUTEX_WAKE`s. The two fences make this
+//! Dekker's pattern: the waiter sees the publication or the notifier sees the
+//! flag. Bounded slices mean a peer that dies without notifying is noticed within
+//! a slice.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::sync::{AtomicU32, FutexWord, Ordering, fence_seqcst};
+
+/// How a blocking call waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Never sleeps: lowest latency; burns a CPU while waiting.
+    Spin,
+    /// Spins for `spin`, then sleeps on a futex (the default).
+    SpinThenPark {
+        /// How long to spin before sleeping.
+        spin: Duration,
+    },
+    /// Sleeps on a futex at once: least CPU, a wake-up costs a system call.
+    Park,
+}
+
+/// Default spin budget of [`WaitStrategy::SpinThenPark`].
+///
+/// Long enough to cover a peer's futex wake-up on a VM (tens of microseconds, see
+/// the README's `floor-futex` row), so that in a request/response exchange a side
+/// whose peer had to be woken is still spinning when the reply comes, and the two
+/// never settle into both sleeping on every message.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
+
+/// Default longest single sleep; a waiter checks its peer's liveness at least this
+/// often, so a peer killed without notice is noticed within it.
+pub const DEFAULT_WAIT_SLICE: Duration = Duration::from_millis(50);
+
+impl Default for WaitStrategy {
+    fn default() -> Self {
+        WaitStrategy::SpinThenPark { spin: DEFAULT_SPIN }
+    }
+}
+
+/// A strategy plus the wait slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitConfig {
+    /// The strategy.
+    pub strategy: WaitStrategy,
+    /// Longest single futex sleep (and longest a spinning waiter goes without
+    /// checking its peer). Default [`DEFAULT_WAIT_SLICE`].
+    pub slice: Duration,
+}
+
+impl Default for WaitConfig {
+    fn default() -> Self {
+        WaitConfig {
+            strategy: WaitStrategy::default(),
+            slice: DEFAULT_WAIT_SLICE,
+        }
+    }
+}
+
+impl From<WaitStrategy> for WaitConfig {
+    fn from(strategy: WaitStrategy) -> Self {
+        WaitConfig {
+            strategy,
+            ..WaitConfig::default()
+        }
+    }
+}
+
+/// An endpoint of a ring, as named to a [`Liveness`] hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// The consumer.
+    Consumer,
+    /// The producer in slot `n` (always 0 for SPSC).
+    Producer(u16),
+}
+
+/// Answers "is the holder of this endpoint alive?" from a marker the kernel
+/// releases when a process dies (the `shmq` crate uses segment locks). The ring
+/// calls it only on slow paths (while waiting), never per message.
+pub trait Liveness: Send + Sync {
+    /// Whether some live process holds `endpoint`'s marker.
+    fn is_alive(&self, endpoint: Endpoint) -> bool;
+}
+
+/// A [`Liveness`] for rings shared only between threads of one process, where an
+/// endpoint is alive exactly as long as it is attached (closing is the only way to go).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InProcess;
+
+impl Liveness for InProcess {
+    fn is_alive(&self, _endpoint: Endpoint) -> bool {
+        true
+    }
+}
+
+/// What a blocking loop needs from one side of a ring.
+pub(crate) trait Side {
+    /// Result of a successful attempt (plain data, not a borrow, so that the loop
+    /// can keep borrowing the side).
+    type Token;
+    /// One non-blocking attempt: `Ok(Some)` done, `Ok(None)` not now.
+    fn attempt(&mut self) -> Result<Option<Self::Token>>;
+    /// Cheap re-check after the waiting flag is set (shared memory only): would an
+    /// attempt succeed, or did the peers' epoch change?
+    fn ready(&mut self) -> bool;
+    /// Whether the peers' epoch changed since the last [`Side::check_peer`].
+    fn epoch_changed(&self) -> bool;
+    /// Full look at the peer(s), which may make system calls: `Err` when the
+    /// operation can never complete (the peer is gone). MPSC consumers also
+    /// reclaim dead producers' claims here.
+    fn check_peer(&mut self) -> Result<()>;
+}
+
+/// Spins between time checks in the spin phase.
+const SPIN_BATCH: u32 = 64;
+
+/// Blocks until `side` completes an attempt, the peer goes, or `deadline` passes.
+///
+/// `word`/`flag` are the futex sequence and waiting flag this side sleeps on;
+/// `exclusive` says whether this side is their only waiter (then it clears the
+/// flag itself after waking; shared flags are cleared only by notifiers).
+pub(crate) fn block<S: Side>(
+    side: &mut S,
+    word: &FutexWord,
+    flag: &AtomicU32,
+    exclusive: bool,
+    cfg: &WaitConfig,
+    deadline: Option<Instant>,
+) -> Result<S::Token> {
+    if let Some(t) = side.attempt()? {
+        return Ok(t);
+    }
+    let started = Instant::now();
+    let mut next_check = started + cfg.slice;
+
+    #[cfg(not(loom))]
+    {
+        let spin_until = match cfg.strategy {
+            WaitStrategy::Spin => None,
+            WaitStrategy::SpinThenPark { spin } => Some(started + spin),
+            WaitStrategy::Park => Some(started),
+        };
+        while spin_until.is_none_or(|until| Instant::now() < until) {
+            for _ in 0..SPIN_BATCH {
+                crate::sync::spin_loop();
+                if let Some(t) = side.attempt()? {
+                    return Ok(t);
+                }
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout);
+            }
+            if now >= next_check || side.epoch_changed() {
+                side.check_peer()?;
+                next_check = now + cfg.slice;
+            }
+        }
+    }
+
+    loop {
+        // Acquire: pairs with the Release increment in `WakeLine::notify_*` and
+        // `wake_all`; a notifier's increment after this load makes the futex wait
+        // below return at once.
+        let seq = word.load(Ordering::Acquire);
+        flag.store(1, Ordering::Relaxed);
+        failpoint::hit("after_wait_flag_set");
+        // SeqCst fence: pairs with the fence in `WakeLine::notify_*` (see module docs).
+        fence_seqcst();
+        if !side.ready() {
+            let now = Instant::now();
+            let mut sleep = cfg.slice;
+            if let Some(d) = deadline {
+                sleep = sleep.min(d.saturating_duration_since(now));
+            }
+            if !sleep.is_zero() {
+                word.wait(seq, Some(sleep));
+            }
+        }
+        if exclusive {
+            flag.store(0, Ordering::Relaxed);
+        }
+        if let Some(t) = side.attempt()? {
+            return Ok(t);
+        }
+        let now = Instant::now();
+        if now >= next_check || side.epoch_changed() {
+            side.check_peer()?;
+            next_check = now + cfg.slice;
+            if let Some(t) = side.attempt()? {
+                return Ok(t);
+            }
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Error::Timeout);
+        }
+    }
+}
