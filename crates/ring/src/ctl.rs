@@ -62,9 +62,7 @@ impl WakeLine {
         // `consumer_waiting` (Dekker): either it sees our publication when it
         // re-checks, or we see its flag here.
         fence_seqcst();
-        if self.consumer_waiting.load(Ordering::Relaxed) != 0
-            && self.consumer_waiting.swap(0, Ordering::Relaxed) != 0
-        {
+        if take_flag(&self.consumer_waiting) {
             // Release: pairs with the Acquire load of the sequence in `wait::block`.
             self.data_seq.fetch_add(1, Ordering::Release);
             self.data_seq.wake(1);
@@ -76,9 +74,7 @@ impl WakeLine {
     pub(crate) fn notify_space(&self) {
         // SeqCst fence: as in `notify_data`, with `producers_waiting`.
         fence_seqcst();
-        if self.producers_waiting.load(Ordering::Relaxed) != 0
-            && self.producers_waiting.swap(0, Ordering::Relaxed) != 0
-        {
+        if take_flag(&self.producers_waiting) {
             // Release: pairs with the Acquire load of the sequence in `wait::block`.
             self.space_seq.fetch_add(1, Ordering::Release);
             self.space_seq.wake(u32::MAX);
@@ -96,6 +92,23 @@ impl WakeLine {
         self.data_seq.wake(u32::MAX);
         self.space_seq.wake(u32::MAX);
     }
+}
+
+/// Clears a waiting flag if it is set; returns whether this call cleared it (so
+/// that of several notifiers only one makes the wake system call).
+///
+/// The plain load keeps the common case (nobody waiting) a read of a shared line.
+/// The clear is a compare-and-swap rather than a `swap`: both are correct, but
+/// loom 0.7 mis-models a `swap` followed by a fenced load of the same word in the
+/// same thread (tokio-rs/loom#254, #389) and then reports a lost wake-up that the
+/// C++ memory model forbids; a single compare-and-swap is modelled correctly.
+#[inline]
+fn take_flag(flag: &AtomicU32) -> bool {
+    let seen = flag.load(Ordering::Relaxed);
+    seen != 0
+        && flag
+            .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// The endpoints' line: an epoch bumped on every attach and close, and the
@@ -204,6 +217,11 @@ const _: () = {
 };
 
 #[cfg(not(loom))]
+impl crate::region::ArrayItem for Line<ProducerSlot> {
+    const LEN: usize = 128;
+}
+
+#[cfg(not(loom))]
 impl crate::region::ControlBlock for SpscControl {
     const LEN: usize = 512;
 }
@@ -264,12 +282,13 @@ mod loom_new {
         }
     }
 
-    impl ProducerSlot {
-        pub(crate) fn new() -> Self {
-            ProducerSlot {
+    impl crate::region::ArrayItem for Line<ProducerSlot> {
+        const LEN: usize = 128;
+        fn new() -> Self {
+            Line(ProducerSlot {
                 end: end(),
                 claim: AtomicU64::new(super::NO_CLAIM),
-            }
+            })
         }
     }
 }

@@ -119,7 +119,7 @@ pub fn decode_spsc(raw: u64, off: usize, cap: usize) -> Result<SpscFrame, &'stat
             if off == 0 {
                 return Err("padding at offset 0");
             }
-            if len % 8 != 0 || off + HEADER_LEN + len != cap {
+            if !len.is_multiple_of(8) || off + HEADER_LEN + len != cap {
                 return Err("padding does not end at the end of the data area");
             }
             Ok(SpscFrame::Padding { len })
@@ -203,7 +203,7 @@ pub fn decode_mpsc(
             if h.len < 0 {
                 return Err("padding is never uncommitted");
             }
-            if len % 8 != 0 {
+            if !len.is_multiple_of(8) {
                 return Err("padding length not 8-aligned");
             }
         }

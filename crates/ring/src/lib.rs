@@ -44,6 +44,7 @@
 //! - [`WaitStrategy`], [`WaitConfig`]: how blocking calls wait.
 //! - [`Liveness`], [`Endpoint`]: the hook that says whether a peer is alive.
 //! - [`frame`]: the frame format and its checks.
+//! - [`inspect`]: read-only views of a ring for tools.
 //! - [`Error`]: every failure.
 #![deny(unsafe_code)]
 
@@ -51,12 +52,16 @@ mod ctl;
 mod error;
 pub mod failpoint;
 pub mod frame;
+pub mod inspect;
+pub mod mpsc;
+mod peer;
 mod region;
 pub mod spsc;
 mod sync;
 mod wait;
 
 pub use error::{Corruption, Disconnect, Error, Result};
+pub use peer::PeerStatus;
 pub use region::{LINE, Region};
 #[cfg(not(loom))]
 pub use sync::futex_calls;

@@ -18,6 +18,7 @@
 //! copies go word by word through them, so loom sees every access.
 #![allow(unsafe_code)]
 
+#[cfg(not(loom))]
 use core::ptr::NonNull;
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ struct Inner {
 struct Inner {
     len: usize,
     ctl: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    array: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
     words: Box<[AtomicU64]>,
 }
 
@@ -114,6 +116,7 @@ impl Region {
                 inner: Arc::new(Inner {
                     len,
                     ctl: std::sync::OnceLock::new(),
+                    array: std::sync::OnceLock::new(),
                     words,
                 }),
             }
@@ -178,7 +181,7 @@ impl Region {
 
     #[cfg(not(loom))]
     fn word_at(&self, off: usize) -> Option<&AtomicU64> {
-        if off % 8 != 0 || off.checked_add(8).is_none_or(|end| end > self.len()) {
+        if !off.is_multiple_of(8) || off.checked_add(8).is_none_or(|end| end > self.len()) {
             return None;
         }
         // SAFETY: `off` is 8-aligned and `off + 8 <= len` (checked above); the base is
@@ -222,7 +225,7 @@ impl Region {
     /// If the region is too small or `cap` is not a multiple of 8 (callers check).
     pub(crate) fn data(&self, ctl_len: usize, cap: usize) -> Data {
         assert!(
-            cap % 8 == 0 && ctl_len % LINE == 0,
+            cap.is_multiple_of(8) && ctl_len.is_multiple_of(LINE),
             "data area must be word-aligned"
         );
         assert!(
@@ -248,6 +251,96 @@ impl Region {
                 cap,
                 region: self.clone(),
             }
+        }
+    }
+}
+
+/// An element of an array of control records after the fixed control block.
+pub(crate) trait ArrayItem: Send + Sync + Sized + 'static {
+    /// Bytes one element takes in shared memory.
+    const LEN: usize;
+    /// A fresh element (loom only; in shared memory zero bytes are a fresh element).
+    #[cfg(loom)]
+    fn new() -> Self;
+}
+
+/// A typed handle on `n` records of `T` at a fixed offset of a region.
+pub(crate) struct CtlArray<T: ArrayItem> {
+    #[cfg(not(loom))]
+    ptr: NonNull<T>,
+    n: usize,
+    #[cfg_attr(not(loom), allow(dead_code))]
+    region: Region,
+    _t: core::marker::PhantomData<T>,
+}
+
+// SAFETY: as for `Ctl`: the region is kept alive, `T` is a struct of atomics.
+#[cfg(not(loom))]
+unsafe impl<T: ArrayItem> Send for CtlArray<T> {}
+// SAFETY: as for `Send`.
+#[cfg(not(loom))]
+unsafe impl<T: ArrayItem> Sync for CtlArray<T> {}
+
+impl<T: ArrayItem> CtlArray<T> {
+    /// `n` records starting `offset` bytes into `region`.
+    ///
+    /// # Panics
+    /// If the records do not lie within the region (callers check the region's
+    /// length first) or `offset` is not LINE-aligned.
+    pub(crate) fn new(region: &Region, offset: usize, n: usize) -> Self {
+        assert!(
+            offset.is_multiple_of(LINE),
+            "record arrays are LINE-aligned"
+        );
+        let end = n.checked_mul(T::LEN).and_then(|b| b.checked_add(offset));
+        assert!(
+            end.is_some_and(|e| e <= region.len()),
+            "record array outside the region"
+        );
+        #[cfg(not(loom))]
+        {
+            const { assert!(core::mem::size_of::<T>() == T::LEN) };
+            const { assert!(core::mem::align_of::<T>() <= LINE) };
+            // SAFETY: `offset + n * LEN <= len` (asserted), so the pointer is in bounds.
+            let ptr = unsafe { region.inner.base.add(offset) }.cast::<T>();
+            CtlArray {
+                ptr,
+                n,
+                region: region.clone(),
+                _t: core::marker::PhantomData,
+            }
+        }
+        #[cfg(loom)]
+        {
+            let _ = region
+                .inner
+                .array
+                .get_or_init(|| Box::new((0..n).map(|_| T::new()).collect::<Vec<T>>()));
+            CtlArray {
+                n,
+                region: region.clone(),
+                _t: core::marker::PhantomData,
+            }
+        }
+    }
+}
+
+impl<T: ArrayItem> core::ops::Deref for CtlArray<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `n` records of `T` lie within the region (checked in `new`),
+            // LINE-aligned from a LINE-aligned base, which we keep alive; `T` is a
+            // `#[repr(C)]` struct of integer atomics, valid for every bit pattern.
+            unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.n) }
+        }
+        #[cfg(loom)]
+        {
+            let v = self.region.inner.array.get().expect("made in new");
+            &v.downcast_ref::<Vec<T>>()
+                .expect("one array type per region")[..self.n]
         }
     }
 }
@@ -333,7 +426,10 @@ impl Data {
     /// result of a peer's value.
     #[inline]
     pub(crate) fn word(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off < self.cap, "word offset out of range");
+        assert!(
+            off.is_multiple_of(8) && off < self.cap,
+            "word offset out of range"
+        );
         #[cfg(not(loom))]
         {
             // SAFETY: `off + 8 <= cap` (asserted, with 8-alignment), the area lies within
@@ -377,7 +473,7 @@ impl Data {
                 let mut w = [0u8; 8];
                 w[..chunk.len()].copy_from_slice(chunk);
                 let idx = (off / 8) + i;
-                assert!(off % 8 == 0, "loom payloads are word-aligned");
+                assert!(off.is_multiple_of(8), "loom payloads are word-aligned");
                 self.region.inner.words[idx]
                     .store(u64::from_le_bytes(w), crate::sync::Ordering::Relaxed);
             }
@@ -425,7 +521,10 @@ impl Data {
     /// If the range leaves the data area (a bug in this crate).
     #[inline]
     pub(crate) fn zero(&self, off: usize, len: usize) {
-        assert!(off % 8 == 0 && len % 8 == 0, "zeroing is word-aligned");
+        assert!(
+            off.is_multiple_of(8) && len.is_multiple_of(8),
+            "zeroing is word-aligned"
+        );
         assert!(
             off.checked_add(len).is_some_and(|end| end <= self.cap),
             "zero out of range"

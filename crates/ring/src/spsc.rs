@@ -45,10 +45,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ctl::{ATTACHED, CLOSED, NEVER, SpscControl};
+use crate::ctl::{CLOSED, SpscControl};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
+use crate::peer::{CheckClock, PeerStatus, check_positions, peer_status};
 use crate::region::{Ctl, Data, LINE, Region};
 use crate::sync::Ordering;
 use crate::wait::{self, Endpoint, Liveness, Side, WaitConfig};
@@ -87,7 +88,7 @@ pub const fn region_len(capacity: usize) -> usize {
 /// # Panics
 /// If `start` is not a multiple of 8.
 pub fn init(region: &Region, capacity: u64, start: u64) -> Result<()> {
-    assert!(start % 8 == 0, "positions are 8-aligned");
+    assert!(start.is_multiple_of(8), "positions are 8-aligned");
     let cap = check_region(region, capacity)?;
     let ctl: Ctl<SpscControl> = Ctl::new(region);
     // Relaxed: the region is published to peers afterwards by the segment's
@@ -111,55 +112,8 @@ fn check_region(region: &Region, capacity: u64) -> Result<usize> {
             len: region.len() as u64,
         });
     }
-    const { assert!(CONTROL_LEN % LINE == 0) };
+    const { assert!(CONTROL_LEN.is_multiple_of(LINE)) };
     Ok(cap)
-}
-
-/// How a peer's endpoint looks from here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerStatus {
-    /// Never attached yet: wait for it.
-    Unattached,
-    /// Attached and alive.
-    Alive,
-    /// Gone.
-    Gone(Disconnect),
-}
-
-/// Reads an endpoint's state word and, if it claims to be attached, asks the
-/// liveness hook.
-pub(crate) fn peer_status(
-    end: &crate::ctl::EndState,
-    liveness: &dyn Liveness,
-    who: Endpoint,
-) -> Result<PeerStatus> {
-    // Acquire: pairs with the Release stores in `EndState::attach`/`close`, so that
-    // a consumer that sees CLOSED then sees every frame published before it.
-    match end.state.load(Ordering::Acquire) {
-        NEVER => Ok(PeerStatus::Unattached),
-        CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
-        ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
-        ATTACHED => Ok(PeerStatus::Gone(Disconnect::Died)),
-        v => Err(Error::corrupted("endpoint state", 0, v.into())),
-    }
-}
-
-/// Rate limit for liveness checks made by non-blocking calls.
-struct CheckClock {
-    next: Option<Instant>,
-}
-
-impl CheckClock {
-    fn due(&mut self, every: Duration) -> bool {
-        let now = Instant::now();
-        match self.next {
-            Some(n) if now < n => false,
-            _ => {
-                self.next = Some(now + every);
-                true
-            }
-        }
-    }
 }
 
 /// The sending side of an SPSC byte ring.
@@ -192,6 +146,9 @@ pub struct Consumer {
     cfg: WaitConfig,
     liveness: Arc<dyn Liveness>,
     seen_epoch: u32,
+    /// The last look at the producer found it gone (with data left to drain):
+    /// the next wait must look again rather than sleep.
+    peer_gone: bool,
     clock: CheckClock,
     poisoned: Option<Corruption>,
     closed: bool,
@@ -279,7 +236,7 @@ impl Producer {
             cfg,
             liveness,
             seen_epoch,
-            clock: CheckClock { next: None },
+            clock: CheckClock::default(),
             poisoned: None,
             closed: false,
         })
@@ -408,6 +365,13 @@ impl Producer {
         // Acquire: pairs with the consumer's Release store of `head`.
         let head = self.ctl.head.load(Ordering::Acquire);
         (self.tail.wrapping_sub(head) as usize).min(self.cap)
+    }
+
+    /// Drops this handle without marking the endpoint closed: for a process that
+    /// inherited the handle across `fork` but is not the one using it, so that its
+    /// copy going away does not look, to the peer, like the real endpoint closing.
+    pub fn detach(mut self) {
+        self.closed = true;
     }
 
     /// Marks the producer closed and wakes the consumer. Dropping does it too; this
@@ -593,6 +557,12 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        // Under loom, a model that failed unwinds through here after loom's state is
+        // gone; touching it again would abort the test binary.
+        #[cfg(loom)]
+        if std::thread::panicking() {
+            return;
+        }
         self.close();
     }
 }
@@ -737,7 +707,7 @@ impl Consumer {
         let data = region.data(CONTROL_LEN, cap);
         // Acquire: pairs with the Release store of `head` by an earlier consumer.
         let head = ctl.head.load(Ordering::Acquire);
-        if head % 8 != 0 {
+        if !head.is_multiple_of(8) {
             return Err(Error::corrupted("head", head, head));
         }
         let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
@@ -751,7 +721,8 @@ impl Consumer {
             cfg,
             liveness,
             seen_epoch,
-            clock: CheckClock { next: None },
+            peer_gone: false,
+            clock: CheckClock::default(),
             poisoned: None,
             closed: false,
         })
@@ -885,6 +856,13 @@ impl Consumer {
         Ok(self.peek()?.is_some())
     }
 
+    /// Drops this handle without marking the endpoint closed: for a process that
+    /// inherited the handle across `fork` but is not the one using it, so that its
+    /// copy going away does not look, to the peer, like the real endpoint closing.
+    pub fn detach(mut self) {
+        self.closed = true;
+    }
+
     /// Marks the consumer closed and wakes the producer. Dropping does it too.
     pub fn close(&mut self) {
         if !self.closed {
@@ -977,6 +955,9 @@ impl Consumer {
             Endpoint::Producer(0),
         )? {
             PeerStatus::Gone(why) => {
+                // Remember it (found by loom): otherwise a later wait would take the
+                // epoch as seen and sleep for a wake-up that already happened.
+                self.peer_gone = true;
                 // The producer's last frames were published before its state changed
                 // (or before it died): look once more before reporting it gone.
                 if self.peek()?.is_some() {
@@ -985,7 +966,10 @@ impl Consumer {
                     Err(Error::Disconnected(why))
                 }
             }
-            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
+            PeerStatus::Alive | PeerStatus::Unattached => {
+                self.peer_gone = false;
+                Ok(())
+            }
         }
     }
 
@@ -1024,6 +1008,12 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        // Under loom, a model that failed unwinds through here after loom's state is
+        // gone; touching it again would abort the test binary.
+        #[cfg(loom)]
+        if std::thread::panicking() {
+            return;
+        }
         self.close();
     }
 }
@@ -1044,7 +1034,7 @@ impl Side for ConsumerSide<'_> {
     }
 
     fn epoch_changed(&self) -> bool {
-        self.c.ctl.ends.epoch.load(Ordering::Acquire) != self.c.seen_epoch
+        self.c.peer_gone || self.c.ctl.ends.epoch.load(Ordering::Acquire) != self.c.seen_epoch
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -1111,15 +1101,4 @@ impl Drop for ReadGuard<'_> {
         self.consumer.head = self.f.next;
         self.consumer.release();
     }
-}
-
-/// Checks `head <= tail <= head + cap` (in wrapping arithmetic) and alignment.
-fn check_positions(head: u64, tail: u64, cap: usize) -> Result<()> {
-    if head % 8 != 0 {
-        return Err(Error::corrupted("head not 8-aligned", tail, head));
-    }
-    if tail.wrapping_sub(head) > cap as u64 {
-        return Err(Error::corrupted("head out of range", tail, head));
-    }
-    Ok(())
 }

@@ -47,4 +47,4 @@ pub use header::{
     MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
-pub use segment::{Backing, Creating, EndpointInfo, Opened, Segment, SegmentOptions};
+pub use segment::{Backing, Creating, EndpointInfo, Opened, Peek, Segment, SegmentOptions};

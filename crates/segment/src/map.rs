@@ -42,6 +42,21 @@ impl Mapping {
     /// so no access within `len` can fault with `SIGBUS` unless a peer truncates
     /// the object later (which seals prevent for memfd segments).
     pub(crate) fn new(fd: impl AsFd, len: u64, populate: bool, lock: bool) -> Result<Mapping> {
+        Self::with_prot(fd, len, populate, lock, true)
+    }
+
+    /// Maps `len` bytes of `fd` read-only and shared (for inspecting an object).
+    pub(crate) fn read_only(fd: impl AsFd, len: u64) -> Result<Mapping> {
+        Self::with_prot(fd, len, false, false, false)
+    }
+
+    fn with_prot(
+        fd: impl AsFd,
+        len: u64,
+        populate: bool,
+        lock: bool,
+        writable: bool,
+    ) -> Result<Mapping> {
         let len = usize::try_from(len)
             .ok()
             .and_then(NonZeroUsize::new)
@@ -52,19 +67,15 @@ impl Mapping {
         if populate {
             flags |= MapFlags::MAP_POPULATE;
         }
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
         // SAFETY: a fresh mapping at an address the kernel picks cannot alias any
         // Rust object; `len` is non-zero and within the object (see above).
-        let ptr = unsafe {
-            mman::mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                flags,
-                fd,
-                0,
-            )
-        }
-        .map_err(|e| Error::os("mmap", e))?;
+        let ptr = unsafe { mman::mmap(None, len, prot, flags, fd, 0) }
+            .map_err(|e| Error::os("mmap", e))?;
         let mut map = Mapping {
             ptr: ptr.cast(),
             len: len.get(),

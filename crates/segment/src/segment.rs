@@ -750,6 +750,175 @@ impl Segment {
     }
 }
 
+/// A read-only look at an object that may or may not be a shmq segment, for tools
+/// such as `shmq ls` and `shmq inspect`: it takes no lock, never waits, maps the
+/// object read-only and reports its header without requiring it to be valid.
+#[derive(Debug)]
+pub struct Peek {
+    map: Mapping,
+    fd: OwnedFd,
+    size: u64,
+    header: HeaderInfo,
+    backing: Backing,
+    uid: u32,
+    mode: u32,
+}
+
+impl Segment {
+    /// Looks at the named object read-only (see [`Peek`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
+    /// [`Error::Untrusted`] (not a regular file), [`Error::TooSmall`] (shorter than
+    /// a header: not a segment), [`Error::TooLarge`].
+    pub fn peek(name: &str, opts: &SegmentOptions) -> Result<Peek> {
+        validate_name(name)?;
+        peek_at(Place::Shm(name), opts)
+    }
+
+    /// Looks at a file read-only (see [`Peek`]).
+    ///
+    /// # Errors
+    /// As [`Segment::peek`].
+    pub fn peek_file(path: &Path, opts: &SegmentOptions) -> Result<Peek> {
+        peek_at(Place::File(path), opts)
+    }
+}
+
+fn peek_at(place: Place<'_>, opts: &SegmentOptions) -> Result<Peek> {
+    let fd = place
+        .open_raw(OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())
+        .map_err(|e| place.map_open_errno(e, "open"))?;
+    let st = sys::fstat(&fd)?;
+    sys::check_trust(
+        &st,
+        &TrustPolicy {
+            owner: None,
+            allow_shared_write: true,
+        },
+    )?;
+    let size = sys::size_of(&st);
+    if size < HEADER_LEN {
+        return Err(Error::TooSmall {
+            size,
+            min: HEADER_LEN,
+        });
+    }
+    if size > opts.max_len {
+        return Err(Error::TooLarge {
+            size,
+            max: opts.max_len,
+        });
+    }
+    let map = Mapping::read_only(&fd, size)?;
+    let header = map.header().snapshot();
+    Ok(Peek {
+        map,
+        fd,
+        size,
+        header,
+        backing: place.backing(),
+        uid: st.st_uid,
+        mode: st.st_mode & 0o7777,
+    })
+}
+
+impl Peek {
+    /// The header as found (not validated).
+    pub fn header(&self) -> &HeaderInfo {
+        &self.header
+    }
+
+    /// Size of the object from `fstat`.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where it lives.
+    pub fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// Owner uid.
+    pub fn owner(&self) -> u32 {
+        self.uid
+    }
+
+    /// Permission bits.
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// Whether the first bytes are shmq's magic number (a shmq segment, possibly
+    /// damaged) rather than someone else's object.
+    pub fn is_shmq(&self) -> bool {
+        self.header.magic == MAGIC
+    }
+
+    /// Checks the header as an opener would: [`Error::NotReady`] (creator at work)
+    /// or [`Error::Abandoned`] (creator died) for an unpublished header, otherwise
+    /// as [`HeaderInfo::validate`].
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self, expect: &Expect) -> Result<()> {
+        if self.header.state == STATE_INIT && self.header.magic == MAGIC {
+            return if self.in_use()? {
+                Err(Error::NotReady {
+                    waited: Duration::ZERO,
+                })
+            } else {
+                Err(Error::Abandoned)
+            };
+        }
+        self.header.validate(self.size, expect)
+    }
+
+    /// Whether some process has the segment open (holds its owner lock).
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the lock cannot be queried.
+    pub fn in_use(&self) -> Result<bool> {
+        sys::is_locked_by_other(&self.fd, OWNER_LOCK)
+    }
+
+    /// Liveness and bookkeeping of endpoint `index` (for a header that declares it).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchEndpoint`], [`Error::Os`].
+    pub fn endpoint_info(&self, index: u16) -> Result<EndpointInfo> {
+        let count = self.header.endpoints;
+        let record = (index < count)
+            .then(|| self.map.endpoint_record(index))
+            .flatten()
+            .ok_or(Error::NoSuchEndpoint { index, count })?;
+        let alive = sys::is_locked_by_other(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index))?;
+        let r = core::sync::atomic::Ordering::Relaxed;
+        Ok(EndpointInfo {
+            alive,
+            pid: record.pid.load(r),
+            attaches: record.attaches.load(r),
+        })
+    }
+
+    /// The user region (read-only: never write through it), if the header's
+    /// `data_offset` and `total_len` lie within the object.
+    pub fn data(&self) -> Option<(NonNull<u8>, u64)> {
+        let len = self.header.total_len.checked_sub(self.header.data_offset)?;
+        if self.header.total_len > self.size
+            || !self
+                .header
+                .data_offset
+                .is_multiple_of(crate::header::DATA_ALIGN)
+        {
+            return None;
+        }
+        self.map
+            .range(self.header.data_offset, len)
+            .map(|p| (p, len))
+    }
+}
+
 fn check_len(total: u64, opts: &SegmentOptions) -> Result<()> {
     if total > opts.max_len {
         return Err(Error::TooLarge {

@@ -21,11 +21,6 @@ pub fn futex_calls() -> (u64, u64) {
 pub(crate) struct FutexWord(AtomicU32);
 
 impl FutexWord {
-    #[cfg(test)]
-    pub(crate) fn new(v: u32) -> Self {
-        FutexWord(AtomicU32::new(v))
-    }
-
     pub(crate) fn load(&self, order: Ordering) -> u32 {
         self.0.load(order)
     }

@@ -1,0 +1,300 @@
+//! Loom models of the rings and the wake-up protocol (DESIGN.md section 8,
+//! RELIABILITY-CATALOGUE MC-01 to MC-06).
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmq-ring --test loom --release`.
+//! The futex is a mutex and condition variable that really block and never time
+//! out, so a lost wake-up is a deadlock that loom reports. With
+//! `--cfg shmq_negative_control` the wake-up fences are compiled out and the
+//! `negative_control_*` models must fail (they are `should_panic`).
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+use shmq_ring::{
+    Disconnect, Endpoint, Error, InProcess, Liveness, Region, WaitConfig, WaitStrategy,
+};
+use shmq_ring::{mpsc, spsc};
+
+fn park() -> WaitConfig {
+    WaitConfig::from(WaitStrategy::Park)
+}
+
+fn spsc_ring(cap: usize, start: u64) -> (spsc::Producer, spsc::Consumer) {
+    let region = Region::heap(spsc::region_len(cap));
+    spsc::init(&region, cap as u64, start).unwrap();
+    let tx = spsc::Producer::attach(&region, cap as u64, park(), Arc::new(InProcess)).unwrap();
+    let rx = spsc::Consumer::attach(&region, cap as u64, park(), Arc::new(InProcess)).unwrap();
+    (tx, rx)
+}
+
+/// MC-01: FIFO with a forced wrap (padding), blocking on both sides.
+#[test]
+fn spsc_fifo_with_wrap() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc_ring(64, 0);
+        let t = thread::spawn(move || {
+            for i in 0..3u8 {
+                tx.send(&[i; 16]).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 0..3u8 {
+            rx.recv_into(&mut buf).unwrap();
+            assert_eq!(buf, [i; 16]);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// MC-05: the same across the 64-bit position wrap.
+#[test]
+fn spsc_across_position_wrap() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc_ring(64, u64::MAX - 31);
+        let t = thread::spawn(move || {
+            for i in 0..2u8 {
+                tx.send(&[i; 16]).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 0..2u8 {
+            rx.recv_into(&mut buf).unwrap();
+            assert_eq!(buf, [i; 16]);
+        }
+        t.join().unwrap();
+    });
+}
+
+/// MC-02: a consumer that sleeps on an empty ring is always woken by a send.
+#[test]
+fn spsc_consumer_wakeup_is_never_lost() {
+    loom::model(consumer_wakeup);
+}
+
+/// MC-02: a producer that sleeps on a full ring is always woken by a receive.
+#[test]
+fn spsc_producer_wakeup_is_never_lost() {
+    loom::model(producer_wakeup);
+}
+
+fn consumer_wakeup() {
+    let (mut tx, mut rx) = spsc_ring(64, 0);
+    let t = thread::spawn(move || {
+        tx.send(b"ping").unwrap();
+        tx
+    });
+    assert_eq!(&*rx.recv().unwrap(), b"ping");
+    drop(t.join().unwrap());
+}
+
+fn producer_wakeup() {
+    let (mut tx, mut rx) = spsc_ring(64, 0);
+    // 16-byte payloads: the first frame and its marker take 32 bytes, so a second
+    // 16-byte frame (plus padding at the wrap) cannot fit until the first is read.
+    tx.send(&[1; 16]).unwrap();
+    tx.send(&[2; 16]).unwrap();
+    let t = thread::spawn(move || {
+        tx.send(&[3; 16]).unwrap();
+        tx
+    });
+    let mut buf = Vec::new();
+    for i in 1..=3u8 {
+        rx.recv_into(&mut buf).unwrap();
+        assert_eq!(buf, [i; 16]);
+    }
+    drop(t.join().unwrap());
+}
+
+/// Negative control for MC-02: without the SeqCst fences a wake-up is lost and
+/// loom finds the deadlock.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_consumer_wakeup_without_fences() {
+    loom::model(consumer_wakeup);
+}
+
+/// Negative control for MC-02, the producer side.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_producer_wakeup_without_fences() {
+    loom::model(producer_wakeup);
+}
+
+/// MC-04: the producer closing while the consumer sleeps wakes it with
+/// `Disconnected`, after everything sent was received.
+#[test]
+fn spsc_close_while_consumer_parked() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc_ring(64, 0);
+        let t = thread::spawn(move || {
+            tx.send(b"last").unwrap();
+            drop(tx);
+        });
+        assert_eq!(&*rx.recv().unwrap(), b"last");
+        assert_eq!(
+            rx.recv().err(),
+            Some(Error::Disconnected(Disconnect::Closed))
+        );
+        t.join().unwrap();
+    });
+}
+
+/// MC-04: the consumer closing while the producer sleeps on a full ring wakes it
+/// with `Disconnected`.
+#[test]
+fn spsc_close_while_producer_parked() {
+    loom::model(|| {
+        let (mut tx, rx) = spsc_ring(64, 0);
+        tx.send(&[1; 16]).unwrap();
+        tx.send(&[2; 16]).unwrap();
+        let t = thread::spawn(move || drop(rx));
+        assert_eq!(
+            tx.send(&[3; 16]).err(),
+            Some(Error::Disconnected(Disconnect::Closed))
+        );
+        t.join().unwrap();
+    });
+}
+
+struct Mock(Vec<AtomicBool>);
+
+impl Liveness for Mock {
+    fn is_alive(&self, e: Endpoint) -> bool {
+        let i = match e {
+            Endpoint::Consumer => 0,
+            Endpoint::Producer(s) => 1 + usize::from(s),
+        };
+        self.0[i].load(Ordering::SeqCst)
+    }
+}
+
+fn mpsc_ring(cap: usize, n: u16) -> (Region, Arc<Mock>) {
+    let region = Region::heap(mpsc::region_len(cap, n));
+    mpsc::init(&region, cap as u64, n, 0).unwrap();
+    (
+        region,
+        Arc::new(Mock((0..=n).map(|_| AtomicBool::new(true)).collect())),
+    )
+}
+
+fn mpsc_producer(r: &Region, cap: usize, n: u16, slot: u16, live: &Arc<Mock>) -> mpsc::Producer {
+    mpsc::Producer::attach(r, cap as u64, n, slot, park(), live.clone()).unwrap()
+}
+
+/// MC-03: two producers claim and commit in any order; the consumer never reads
+/// an uncommitted frame, gets each message exactly once, in per-producer order.
+#[test]
+fn mpsc_claims_committed_out_of_order() {
+    loom::model(|| {
+        let cap = 128;
+        let (r, live) = mpsc_ring(cap, 2);
+        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        let ts: Vec<_> = (0..2u16)
+            .map(|s| {
+                let mut tx = mpsc_producer(&r, cap, 2, s, &live);
+                thread::spawn(move || {
+                    for i in 0..2u8 {
+                        let mut g = tx.reserve(8).unwrap();
+                        g.copy_from_slice(&[s as u8 * 16 + i; 8]);
+                        g.commit();
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u8; 2];
+        let mut buf = Vec::new();
+        for _ in 0..4 {
+            rx.recv_into(&mut buf).unwrap();
+            let s = usize::from(buf[0] / 16);
+            assert_eq!(
+                buf,
+                [s as u8 * 16 + next[s]; 8],
+                "uncommitted, duplicated or reordered"
+            );
+            next[s] += 1;
+        }
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(next, [2, 2]);
+    });
+}
+
+/// The wrap with padding under contention: a small ring where claims wrap.
+#[test]
+fn mpsc_wrap_with_padding_under_contention() {
+    loom::model(|| {
+        let cap = 64;
+        let (r, live) = mpsc_ring(cap, 2);
+        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        // Move the positions to offset 40, so that 16-byte payloads (24-byte frames) wrap.
+        {
+            let mut p = mpsc_producer(&r, cap, 2, 0, &live);
+            for _ in 0..5 {
+                p.send(&[]).unwrap();
+                drop(rx.recv().unwrap());
+            }
+            std::mem::forget(p);
+        }
+        let ts: Vec<_> = (0..2u16)
+            .map(|s| {
+                let mut tx = mpsc_producer(&r, cap, 2, s, &live);
+                thread::spawn(move || tx.send(&[s as u8 + 1; 16]).unwrap())
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            rx.recv_into(&mut buf).unwrap();
+            got.push(buf[0]);
+            assert!(buf.iter().all(|&b| b == buf[0]), "torn frame");
+        }
+        got.sort();
+        assert_eq!(got, [1, 2]);
+        for t in ts {
+            t.join().unwrap();
+        }
+    });
+}
+
+/// MC-06: a producer dies holding a claim while another keeps sending; the
+/// consumer reclaims the dead claim only after the death is known, delivers the
+/// live producer's message, and never a torn or uncommitted one.
+#[test]
+fn mpsc_reclaim_of_a_dead_claim_races_a_live_producer() {
+    loom::model(|| {
+        let cap = 128;
+        let (r, live) = mpsc_ring(cap, 2);
+        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        let mut dying = mpsc_producer(&r, cap, 2, 0, &live);
+        let mut alive = mpsc_producer(&r, cap, 2, 1, &live);
+        let live2 = live.clone();
+        let d = thread::spawn(move || {
+            let mut g = dying.reserve(8).unwrap();
+            g.copy_from_slice(&[0xdd; 8]);
+            std::mem::forget(g);
+            std::mem::forget(dying);
+            // The kernel releases its liveness marker.
+            live2.0[1].store(false, Ordering::SeqCst);
+        });
+        let a = thread::spawn(move || {
+            alive.send(&[0xaa; 8]).unwrap();
+            alive
+        });
+        let mut buf = Vec::new();
+        loop {
+            match rx.try_recv_into(&mut buf) {
+                Ok(()) => break,
+                Err(Error::Empty) => thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(buf, [0xaa; 8]);
+        d.join().unwrap();
+        drop(a.join().unwrap());
+    });
+}

@@ -1,0 +1,369 @@
+//! MPSC ring over heap regions: framing, many producers, dead-producer recovery,
+//! disconnection and a hostile peer.
+#![cfg(not(loom))]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shmq_ring::frame::{self, MPSC_MSG, MpscHeader, max_payload};
+use shmq_ring::mpsc::{self, Consumer, Producer, control_len};
+use shmq_ring::{Disconnect, Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy};
+
+/// Liveness we control: index 0 is the consumer, 1 + s producer slot s.
+struct Mock(Vec<AtomicBool>);
+
+impl Mock {
+    fn new(producers: u16) -> Arc<Mock> {
+        Arc::new(Mock(
+            (0..=producers).map(|_| AtomicBool::new(true)).collect(),
+        ))
+    }
+    fn kill(&self, e: Endpoint) {
+        self.0[Self::idx(e)].store(false, Ordering::SeqCst);
+    }
+    fn idx(e: Endpoint) -> usize {
+        match e {
+            Endpoint::Consumer => 0,
+            Endpoint::Producer(s) => 1 + s as usize,
+        }
+    }
+}
+
+impl Liveness for Mock {
+    fn is_alive(&self, e: Endpoint) -> bool {
+        self.0[Self::idx(e)].load(Ordering::SeqCst)
+    }
+}
+
+const PARK: WaitConfig = WaitConfig {
+    strategy: WaitStrategy::Park,
+    slice: Duration::from_millis(5),
+};
+
+fn setup(cap: usize, producers: u16, start: u64) -> (Region, Arc<Mock>) {
+    let region = Region::heap(mpsc::region_len(cap, producers));
+    mpsc::init(&region, cap as u64, producers, start).unwrap();
+    (region, Mock::new(producers))
+}
+
+fn producer(r: &Region, cap: usize, n: u16, slot: u16, live: &Arc<Mock>) -> Producer {
+    Producer::attach(r, cap as u64, n, slot, PARK, live.clone()).unwrap()
+}
+
+fn consumer(r: &Region, cap: usize, n: u16, live: &Arc<Mock>) -> Consumer {
+    Consumer::attach(r, cap as u64, n, PARK, live.clone()).unwrap()
+}
+
+fn msg(id: u8, seq: u64, len: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..len)
+        .map(|i| (seq as usize * 31 + i * 7) as u8 ^ id)
+        .collect();
+    if len >= 9 {
+        m[0] = id;
+        m[1..9].copy_from_slice(&seq.to_le_bytes());
+    }
+    m
+}
+
+#[test]
+fn every_size_at_every_offset() {
+    let cap = 256;
+    let mut buf = Vec::new();
+    for len in 0..=max_payload(cap) {
+        for start in (0..cap as u64).step_by(8) {
+            let (r, live) = setup(cap, 1, start);
+            let mut tx = producer(&r, cap, 1, 0, &live);
+            let mut rx = consumer(&r, cap, 1, &live);
+            for seq in 0..(2 * cap / frame::frame_len(len) + 1) as u64 {
+                let m = msg(1, seq, len);
+                tx.try_send(&m).unwrap();
+                rx.try_recv_into(&mut buf).unwrap();
+                assert_eq!(buf, m, "len {len} start {start} seq {seq}");
+            }
+            assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+            // Everything consumed is zeroed.
+            let data = control_len(1);
+            assert!((0..cap / 8).all(|w| r.load_word(data + w * 8) == Some(0)));
+        }
+    }
+}
+
+#[test]
+fn full_abort_and_too_large() {
+    let cap = 128;
+    let (r, live) = setup(cap, 2, 0);
+    let mut a = producer(&r, cap, 2, 0, &live);
+    let mut b = producer(&r, cap, 2, 1, &live);
+    let mut rx = consumer(&r, cap, 2, &live);
+    assert!(matches!(
+        a.try_send(&[0; 49]),
+        Err(Error::MessageTooLarge { len: 49, max: 48 })
+    ));
+    let mut g = a.try_reserve(8).unwrap();
+    g.copy_from_slice(b"aborted!");
+    drop(g); // becomes padding
+    let mut n = 0;
+    while b.try_send(&msg(2, n, 8)).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 7, "8 frames of 16 bytes fill 128 bytes, one is padding");
+    assert!(matches!(a.try_send(&[1; 8]), Err(Error::Full)));
+    for i in 0..n {
+        assert_eq!(&*rx.try_recv().unwrap(), &msg(2, i, 8)[..]);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn four_threads_exactly_once_in_per_producer_order() {
+    let cap = 4096;
+    let (r, live) = setup(cap, 4, 0);
+    let mut rx = consumer(&r, cap, 4, &live);
+    const N: u64 = 200_000;
+    let handles: Vec<_> = (0..4u16)
+        .map(|s| {
+            let mut tx = producer(&r, cap, 4, s, &live);
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    tx.send(&msg(s as u8, i, 9 + (i % 40) as usize)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u64; 4];
+    let mut buf = Vec::new();
+    for _ in 0..4 * N {
+        rx.recv_into(&mut buf).unwrap();
+        let id = buf[0] as usize;
+        let seq = u64::from_le_bytes(buf[1..9].try_into().unwrap());
+        assert_eq!(seq, next[id], "producer {id}");
+        assert_eq!(buf, msg(id as u8, seq, 9 + (seq % 40) as usize));
+        next[id] += 1;
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(
+        rx.recv().err(),
+        Some(Error::Disconnected(Disconnect::Closed))
+    );
+}
+
+#[test]
+fn a_dead_producers_claimed_frame_is_reclaimed_and_others_go_on() {
+    let cap = 1024;
+    let (r, live) = setup(cap, 2, 0);
+    let mut rx = consumer(&r, cap, 2, &live);
+    let mut dead = producer(&r, cap, 2, 0, &live);
+    let mut alive = producer(&r, cap, 2, 1, &live);
+    dead.send(b"before").unwrap();
+    let mut g = dead.try_reserve(20).unwrap();
+    g.copy_from_slice(&[7; 20]);
+    std::mem::forget(g); // claimed, header negative, never committed
+    std::mem::forget(dead); // and never closed: it "died"
+    alive.send(b"after").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"before");
+    // Alive: the claim blocks the consumer, and is not reclaimed.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(rx.reclaimed(), 0);
+    live.kill(Endpoint::Producer(0));
+    assert_eq!(&*rx.recv_timeout(Duration::from_secs(5)).unwrap(), b"after");
+    assert_eq!(rx.reclaimed(), 1);
+    alive.send(b"more").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"more");
+}
+
+/// Claims `need` bytes the way a producer in `slot` does, then "dies" before
+/// writing any header: intent recorded, tail moved, header left 0.
+fn claim_without_header(r: &Region, slot: u16, need: u64) {
+    let tail = r.load_word(0).unwrap();
+    assert!(r.store_word(512 + slot as usize * 128 + 8, tail | 1));
+    assert!(r.store_word(0, tail + need));
+}
+
+#[test]
+fn a_producer_dead_before_its_header_is_reclaimed_without_tearing_the_next_claim() {
+    let cap = 1024;
+    let (r, live) = setup(cap, 3, 0);
+    let mut rx = consumer(&r, cap, 3, &live);
+    let mut a = producer(&r, cap, 3, 0, &live);
+    let _b = producer(&r, cap, 3, 1, &live);
+    let mut c = producer(&r, cap, 3, 2, &live);
+    a.send(b"first").unwrap();
+    claim_without_header(&r, 1, 32); // b claims 32 bytes and stops
+    // c claims right after b and is still writing (header negative).
+    let mut g = c.try_reserve(5).unwrap();
+    g.copy_from_slice(b"third");
+    assert_eq!(&*rx.recv().unwrap(), b"first");
+    // b alive (only stopped): nothing is reclaimed.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(rx.reclaimed(), 0);
+    live.kill(Endpoint::Producer(1));
+    // b is dead: its zeroed gap, up to c's header, becomes padding; c's live claim
+    // is not touched, and its message arrives once it commits.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(rx.reclaimed(), 1);
+    g.commit();
+    assert_eq!(&*rx.recv().unwrap(), b"third");
+    a.send(b"fourth").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"fourth");
+}
+
+#[test]
+fn a_zero_gap_stops_at_a_live_producers_intent() {
+    let cap = 1024;
+    let (r, live) = setup(cap, 3, 0);
+    let mut rx = consumer(&r, cap, 3, &live);
+    let _b = producer(&r, cap, 3, 1, &live);
+    let _c = producer(&r, cap, 3, 2, &live);
+    claim_without_header(&r, 1, 32); // b, to die
+    claim_without_header(&r, 2, 48); // c, alive, no header yet either
+    live.kill(Endpoint::Producer(1));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(rx.reclaimed(), 1);
+    // The padding covers b's 32 bytes exactly, not c's claim.
+    let pad = MpscHeader::from_raw(r.load_word(control_len(3)).unwrap());
+    assert_eq!((pad.kind, pad.len), (frame::MPSC_PAD, 24));
+    assert_eq!(
+        r.load_word(control_len(3) + 32),
+        Some(0),
+        "c's claim untouched"
+    );
+}
+
+#[test]
+fn wrapping_claims_of_dead_producers_are_reclaimed() {
+    let cap = 256;
+    let (r, live) = setup(cap, 2, 0);
+    let mut rx = consumer(&r, cap, 2, &live);
+    let mut a = producer(&r, cap, 2, 0, &live);
+    let _b = producer(&r, cap, 2, 1, &live);
+    // Move to offset 200, so a 64-byte frame must wrap.
+    for _ in 0..25 {
+        a.send(&[]).unwrap();
+        drop(rx.recv().unwrap());
+    }
+    claim_without_header(&r, 1, 56 + 72); // padding to the end + a 64-byte frame
+    live.kill(Endpoint::Producer(1));
+    a.send(b"after the wrap").unwrap();
+    assert_eq!(
+        &*rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        b"after the wrap"
+    );
+    assert_eq!(rx.reclaimed(), 2, "one padding to the end, one at offset 0");
+}
+
+#[test]
+fn disconnected_once_every_producer_is_gone_and_drained() {
+    let cap = 1024;
+    let (r, live) = setup(cap, 3, 0);
+    let mut rx = consumer(&r, cap, 3, &live);
+    rx.expect_producers(2);
+    let mut a = producer(&r, cap, 3, 0, &live);
+    a.send(b"a").unwrap();
+    drop(a);
+    assert_eq!(&*rx.recv().unwrap(), b"a");
+    // Only one of the two expected producers came: keep waiting.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    let mut b = producer(&r, cap, 3, 1, &live);
+    b.send(b"b").unwrap();
+    std::mem::forget(b);
+    live.kill(Endpoint::Producer(1));
+    assert_eq!(&*rx.recv().unwrap(), b"b");
+    assert_eq!(rx.recv().err(), Some(Error::Disconnected(Disconnect::Died)));
+    let mut tx = producer(&r, cap, 3, 2, &live);
+    drop(rx);
+    assert_eq!(
+        tx.send(b"x").err(),
+        Some(Error::Disconnected(Disconnect::Closed))
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Lie {
+    Tail(u64),
+    Word { at: usize, value: u64 },
+}
+
+fn lie() -> impl Strategy<Value = Lie> {
+    let header = prop_oneof![
+        any::<u64>(),
+        (any::<i32>(), 0u8..4, any::<u16>()).prop_map(|(len, slot, inc)| {
+            MpscHeader {
+                len,
+                kind: MPSC_MSG,
+                slot,
+                incarnation: inc,
+            }
+            .encode()
+        }),
+        (0i32..300, 0u8..4).prop_map(|(len, slot)| {
+            MpscHeader {
+                len,
+                kind: frame::MPSC_PAD,
+                slot,
+                incarnation: 0,
+            }
+            .encode()
+        }),
+    ];
+    prop_oneof![
+        prop_oneof![Just(1u64 << 40), Just(u64::MAX), any::<u64>(), 0u64..2048].prop_map(Lie::Tail),
+        ((0usize..32), header).prop_map(|(at, value)| Lie::Word { at, value }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A hostile producer corrupts lengths, producer ids and `tail`: the consumer
+    /// and honest producers get valid frames or typed errors, never a panic or an
+    /// endless loop (the test would hang).
+    #[test]
+    fn hostile_writes(lies in proptest::collection::vec((0usize..30, lie()), 1..6)) {
+        let cap = 256;
+        let (r, live) = setup(cap, 2, 0);
+        let mut rx = consumer(&r, cap, 2, &live);
+        let mut tx = producer(&r, cap, 2, 0, &live);
+        let mut buf = Vec::new();
+        for step in 0..30 {
+            for (_, l) in lies.iter().filter(|(at, _)| *at == step) {
+                match *l {
+                    Lie::Tail(v) => { r.store_word(0, v); }
+                    Lie::Word { at, value } => { r.store_word(control_len(2) + at * 8, value); }
+                }
+            }
+            match tx.try_send(&msg(0, step as u64, 12)) {
+                Ok(()) | Err(Error::Full) | Err(Error::Corrupted(_)) => {}
+                Err(e) => prop_assert!(false, "send: {e}"),
+            }
+            match rx.try_recv_into(&mut buf) {
+                Ok(()) => prop_assert!(buf.len() <= max_payload(cap)),
+                Err(Error::Empty) | Err(Error::Corrupted(_)) => {}
+                Err(e) => prop_assert!(false, "recv: {e}"),
+            }
+            // The slow path (reclaim and liveness) must also stay bounded.
+            match rx.recv_timeout(Duration::from_millis(1)) {
+                Ok(_) | Err(Error::Timeout) | Err(Error::Corrupted(_)) => {}
+                Err(e) => prop_assert!(false, "recv_timeout: {e}"),
+            }
+        }
+    }
+}
