@@ -128,6 +128,7 @@ pub(crate) trait Side {
 }
 
 /// Spins between time checks in the spin phase.
+#[cfg(not(loom))]
 const SPIN_BATCH: u32 = 64;
 
 /// Blocks until `side` completes an attempt, the peer goes, or `deadline` passes.
