@@ -1,1 +1,72 @@
-//! placeholder
+//! **shmq**: message channels between processes on one Linux host, through rings
+//! in shared memory.
+//!
+//! Pipes and UNIX sockets copy every message through the kernel and usually cost a
+//! system call and a wake-up each. A shmq channel is a ring buffer in shared memory
+//! that the sender writes and the receiver reads in place: while both sides are
+//! awake, a message costs no system call at all, and a sleeping side is woken
+//! through a shared futex only when it really sleeps.
+//!
+//! - [`spsc`]: one sender, one receiver. [`mpsc`]: many senders (in many
+//!   processes), one receiver; a sender that dies mid-message does not block it.
+//! - Byte messages of any length up to half the ring, written and read in place or
+//!   copied; typed messages of any [`bytemuck::Pod`] type (`spsc::typed`,
+//!   `mpsc::typed`).
+//! - Named channels (`/dev/shm`, either side may start first, messages wait for a
+//!   receiver that starts later), anonymous ones for `fork` (`spsc::anonymous`),
+//!   and passing a channel to an unrelated process as a file descriptor.
+//! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
+//!   between spinning (lowest latency), sleeping, or spinning then sleeping (the
+//!   default).
+//! - A peer that dies is noticed (`Error::Disconnected`) within a wait slice,
+//!   through locks the kernel releases; a peer that writes garbage into shared
+//!   memory gets [`Error::Corrupted`], never undefined behaviour in this process.
+//!
+//! # Examples
+//! ```
+//! use shmq::{Options, spsc};
+//!
+//! let name = shmq::unique_name("doc")?;
+//! // In the producer process:
+//! let mut tx = spsc::Sender::create_or_open(&name, &Options::new())?;
+//! tx.send(b"hello")?;
+//! let mut slot = tx.reserve(5)?; // zero-copy: write in place
+//! slot.copy_from_slice(b"world");
+//! slot.commit();
+//!
+//! // In the consumer process:
+//! let mut rx = spsc::Receiver::create_or_open(&name, &Options::new())?;
+//! assert_eq!(&*rx.recv()?, b"hello");
+//! let mut buf = Vec::new();
+//! rx.recv_into(&mut buf)?;
+//! assert_eq!(buf, b"world");
+//! # Ok::<(), shmq::Error>(())
+//! ```
+//!
+//! # Crates
+//! `shmq` is a facade over [`segment`] (`shmq-segment`: shared memory, headers,
+//! liveness) and [`ring`] (`shmq-ring`: the ring algorithms, over any memory).
+#![deny(unsafe_code)]
+
+mod attach;
+mod error;
+pub mod inspect;
+mod macros;
+mod mem;
+pub mod mpsc;
+mod options;
+pub mod spsc;
+mod typed;
+
+pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
+pub use error::{Corruption, Disconnect, Error, Result};
+pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
+pub use shmq_ring::{DEFAULT_SPIN, DEFAULT_WAIT_SLICE, WaitConfig, WaitStrategy, futex_calls};
+pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
+
+/// `bytemuck`, re-exported for `#[derive(Pod, Zeroable)]` on message types.
+pub use bytemuck;
+/// The ring algorithms (`shmq-ring`).
+pub use shmq_ring as ring;
+/// Shared-memory segments (`shmq-segment`).
+pub use shmq_segment as segment;

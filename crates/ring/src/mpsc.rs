@@ -99,7 +99,7 @@ fn check_region(region: &Region, capacity: u64, producers: u16) -> Result<usize>
 }
 
 /// Prepares a zero-filled region as an empty MPSC ring whose positions start at
-/// `start`.
+/// `start`. The data area must be all zeros (fresh memory is).
 ///
 /// # Errors
 /// [`Error::InvalidCapacity`], [`Error::TooManyProducers`] (0 or more than
@@ -109,7 +109,7 @@ fn check_region(region: &Region, capacity: u64, producers: u16) -> Result<usize>
 /// If `start` is not a multiple of 8.
 pub fn init(region: &Region, capacity: u64, producers: u16, start: u64) -> Result<()> {
     assert!(start.is_multiple_of(8), "positions are 8-aligned");
-    let cap = check_region(region, capacity, producers)?;
+    check_region(region, capacity, producers)?;
     let ctl: Ctl<MpscControl> = Ctl::new(region);
     // Relaxed: published by the segment's Release "ready" store, or by thread spawn.
     ctl.head.store(start, Ordering::Relaxed);
@@ -118,7 +118,8 @@ pub fn init(region: &Region, capacity: u64, producers: u16, start: u64) -> Resul
     for slot in slots.iter() {
         slot.claim.store(NO_CLAIM, Ordering::Relaxed);
     }
-    region.data(control_len(producers), cap).zero(0, cap);
+    // The data area must read 0 everywhere (see the module docs); fresh memory
+    // does, and zeroing a large ring here would touch every page for nothing.
     Ok(())
 }
 

@@ -1,0 +1,511 @@
+//! The attach path every channel shares: compute the layout, create or open the
+//! segment, initialise or validate the ring, claim an endpoint, attach the ring
+//! side; and the reverse on drop (close, maybe unlink, release).
+//!
+//! Endpoint `0` of a segment is the consumer; endpoint `1 + s` is producer slot
+//! `s` (SPSC has one slot). Each endpoint claims its segment endpoint's liveness
+//! marker (an OFD lock), so peers learn of its death from the kernel.
+//!
+//! # Fork
+//! A handle belongs to the process that attached it. A copy inherited through
+//! `fork` is inert in the child: dropping it there touches no shared state (the
+//! ring is detached, not closed), so only the real owner's drop looks like a
+//! close to the peer. Endpoints made by `anonymous()` attach lazily, on first use,
+//! through a fresh open of the memfd in the process that uses them: create the
+//! pair, fork, and use one end in each process.
+
+use std::sync::Arc;
+
+use shmq_ring::{
+    Endpoint as RingEndpoint, Liveness, Region, WaitConfig, failpoint, inspect, mpsc, spsc,
+};
+use shmq_segment::{Expect, Layout, Opened, Segment};
+
+use crate::error::{Error, Result};
+use crate::mem;
+use crate::options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
+
+/// Segment kind of an SPSC byte channel.
+pub const KIND_SPSC: u16 = 1;
+/// Segment kind of an SPSC typed channel.
+pub const KIND_SPSC_TYPED: u16 = 2;
+/// Segment kind of an MPSC byte channel.
+pub const KIND_MPSC: u16 = 3;
+/// Segment kind of an MPSC typed channel.
+pub const KIND_MPSC_TYPED: u16 = 4;
+
+/// Identity of a typed channel's element type, as recorded in the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TypeInfo {
+    pub(crate) size: u32,
+    pub(crate) align: u32,
+    pub(crate) hash: u64,
+}
+
+impl TypeInfo {
+    pub(crate) fn of<T: 'static>() -> TypeInfo {
+        // FNV-1a over the type's name, size and alignment: a guard against opening
+        // a channel with the wrong type, not a proof of identity.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let name = std::any::type_name::<T>();
+        let size = size_of::<T>() as u64;
+        let align = align_of::<T>() as u64;
+        for b in name
+            .bytes()
+            .chain(size.to_le_bytes())
+            .chain(align.to_le_bytes())
+        {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        TypeInfo {
+            size: size as u32,
+            align: align as u32,
+            hash: h,
+        }
+    }
+}
+
+/// What a channel looks like: kind, sizes, element type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    pub(crate) kind: u16,
+    /// Byte capacity to create with.
+    capacity: u64,
+    /// Whether an opener requires exactly that capacity (the caller set one).
+    require_capacity: bool,
+    /// Producer slots to create with (MPSC).
+    producers: u16,
+    /// Whether an opener requires exactly that many.
+    require_producers: bool,
+    ty: Option<TypeInfo>,
+}
+
+impl Shape {
+    pub(crate) fn bytes(mpsc: bool, opts: &Options) -> Shape {
+        Shape {
+            kind: if mpsc { KIND_MPSC } else { KIND_SPSC },
+            capacity: opts.capacity.unwrap_or(DEFAULT_CAPACITY),
+            require_capacity: opts.capacity.is_some(),
+            producers: if mpsc {
+                opts.producers.unwrap_or(DEFAULT_PRODUCERS)
+            } else {
+                1
+            },
+            require_producers: mpsc && opts.producers.is_some(),
+            ty: None,
+        }
+    }
+
+    /// A typed channel's shape: the capacity in messages becomes a byte capacity
+    /// that holds that many fixed-size frames (plus the wrap's padding and the end
+    /// marker), and whose largest message is at least one element.
+    pub(crate) fn typed<T: 'static>(mpsc: bool, opts: &Options) -> Shape {
+        let ty = TypeInfo::of::<T>();
+        let frame = shmq_ring::frame::frame_len(ty.size as usize) as u64;
+        let messages = opts.capacity.unwrap_or(DEFAULT_TYPED_CAPACITY);
+        let need = messages
+            .saturating_mul(frame)
+            .saturating_add(frame + 8)
+            .max(2 * (u64::from(ty.size) + 16))
+            .max(spsc::MIN_CAPACITY);
+        Shape {
+            kind: if mpsc {
+                KIND_MPSC_TYPED
+            } else {
+                KIND_SPSC_TYPED
+            },
+            capacity: need.checked_next_power_of_two().unwrap_or(u64::MAX),
+            require_capacity: opts.capacity.is_some(),
+            producers: if mpsc {
+                opts.producers.unwrap_or(DEFAULT_PRODUCERS)
+            } else {
+                1
+            },
+            require_producers: mpsc && opts.producers.is_some(),
+            ty: Some(ty),
+        }
+    }
+
+    fn is_mpsc(&self) -> bool {
+        matches!(self.kind, KIND_MPSC | KIND_MPSC_TYPED)
+    }
+
+    fn layout(&self) -> Result<Layout> {
+        let cap = spsc::check_capacity(self.capacity).map_err(Error::from)?;
+        let data_len = if self.is_mpsc() {
+            if self.producers == 0 || self.producers > mpsc::MAX_PRODUCERS {
+                return Err(Error::TooManyProducers {
+                    max: self.producers,
+                });
+            }
+            mpsc::region_len(cap, self.producers)
+        } else {
+            spsc::region_len(cap)
+        };
+        Ok(Layout {
+            kind: self.kind,
+            endpoints: 1 + self.producers,
+            data_len: data_len as u64,
+            capacity: self.capacity,
+            slot_size: self.ty.map_or(0, |t| t.size),
+            slot_align: self.ty.map_or(0, |t| t.align),
+            type_hash: self.ty.map_or(0, |t| t.hash),
+        })
+    }
+
+    fn expect(&self) -> Expect {
+        Expect {
+            kind: Some(self.kind),
+            endpoints: if self.is_mpsc() {
+                self.require_producers.then_some(self.producers + 1)
+            } else {
+                Some(2)
+            },
+            capacity: self.require_capacity.then_some(self.capacity),
+            slot_size: Some(self.ty.map_or(0, |t| t.size)),
+            slot_align: Some(self.ty.map_or(0, |t| t.align)),
+            type_hash: Some(self.ty.map_or(0, |t| t.hash)),
+        }
+    }
+}
+
+/// A mapped, validated channel segment and the ring region in it.
+pub(crate) struct Mapped {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) region: Region,
+    pub(crate) capacity: u64,
+    pub(crate) slots: u16,
+    pub(crate) mpsc: bool,
+}
+
+impl Mapped {
+    fn new(seg: Segment) -> Mapped {
+        let info = *seg.info();
+        let seg = Arc::new(seg);
+        Mapped {
+            region: mem::region(&seg),
+            seg,
+            capacity: info.capacity,
+            slots: info.endpoints.saturating_sub(1).max(1),
+            mpsc: matches!(info.kind, KIND_MPSC | KIND_MPSC_TYPED),
+        }
+    }
+
+    /// The same segment through a new open file description, so that this
+    /// process's liveness markers are its own.
+    fn reopen(&self) -> Result<Mapped> {
+        Ok(Mapped::new(self.seg.reopen()?))
+    }
+
+    /// Nothing committed is waiting (for unlink-on-close).
+    fn drained(&self) -> bool {
+        let view = if self.mpsc {
+            inspect::mpsc(&self.region, self.capacity, self.slots)
+        } else {
+            inspect::spsc(&self.region, self.capacity)
+        };
+        view.is_ok_and(|v| v.messages == 0 && v.uncommitted == 0 && v.problems.is_empty())
+    }
+}
+
+fn init_ring(shape: &Shape, region: &Region) -> Result<()> {
+    if shape.is_mpsc() {
+        mpsc::init(region, shape.capacity, shape.producers, 0)?;
+    } else {
+        spsc::init(region, shape.capacity, 0)?;
+    }
+    Ok(())
+}
+
+fn finish_creating(shape: &Shape, c: shmq_segment::Creating) -> Result<Segment> {
+    mem::with_creating(&c, |r| init_ring(shape, r))?;
+    failpoint::hit("mid_init");
+    Ok(c.publish()?)
+}
+
+/// How a named channel is reached.
+#[derive(Clone, Copy)]
+pub(crate) enum How<'a> {
+    Create(&'a str),
+    Open(&'a str),
+    CreateOrOpen(&'a str),
+}
+
+pub(crate) fn named(how: How<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
+    let seg = match how {
+        How::Create(name) => finish_creating(
+            shape,
+            Segment::create(name, &shape.layout()?, &opts.segment)?,
+        )?,
+        How::Open(name) => Segment::open(name, &shape.expect(), &opts.segment)?,
+        How::CreateOrOpen(name) => {
+            match Segment::create_or_open(name, &shape.layout()?, &shape.expect(), &opts.segment)? {
+                Opened::Created(c) => finish_creating(shape, c)?,
+                Opened::Existing(s) => s,
+            }
+        }
+    };
+    Ok(Mapped::new(seg))
+}
+
+pub(crate) fn anonymous(shape: &Shape, opts: &Options) -> Result<(Mapped, Mapped)> {
+    let seg = finish_creating(shape, Segment::anonymous(&shape.layout()?, &opts.segment)?)?;
+    let a = Mapped::new(seg);
+    let b = a.reopen()?;
+    Ok((a, b))
+}
+
+pub(crate) fn from_fd(fd: std::os::fd::OwnedFd, shape: &Shape, opts: &Options) -> Result<Mapped> {
+    Ok(Mapped::new(Segment::from_fd(
+        fd,
+        &shape.expect(),
+        &opts.segment,
+    )?))
+}
+
+/// Liveness of a channel's endpoints, from the segment's markers.
+struct SegmentLiveness(Arc<Segment>);
+
+impl Liveness for SegmentLiveness {
+    fn is_alive(&self, e: RingEndpoint) -> bool {
+        let index = match e {
+            RingEndpoint::Consumer => 0,
+            RingEndpoint::Producer(s) => 1 + s,
+        };
+        // If the kernel cannot tell us, assume alive: we never declare a peer dead
+        // (and never reclaim its claims) without positive evidence.
+        self.0.endpoint_alive(index).unwrap_or(true)
+    }
+}
+
+/// One side of a ring, as the facade drives it.
+pub(crate) trait RingSide: Sized {
+    /// `"consumer"` or `"producer"`.
+    const ROLE: &'static str;
+    /// Whether this is the consumer side.
+    const CONSUMER: bool;
+    fn attach(
+        m: &Mapped,
+        slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<Self>;
+    fn detach(self);
+}
+
+impl RingSide for spsc::Producer {
+    const ROLE: &'static str = "producer";
+    const CONSUMER: bool = false;
+    fn attach(
+        m: &Mapped,
+        _slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<Self> {
+        spsc::Producer::attach(&m.region, m.capacity, wait, live)
+    }
+    fn detach(self) {
+        spsc::Producer::detach(self);
+    }
+}
+
+impl RingSide for spsc::Consumer {
+    const ROLE: &'static str = "consumer";
+    const CONSUMER: bool = true;
+    fn attach(
+        m: &Mapped,
+        _slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<Self> {
+        spsc::Consumer::attach(&m.region, m.capacity, wait, live)
+    }
+    fn detach(self) {
+        spsc::Consumer::detach(self);
+    }
+}
+
+impl RingSide for mpsc::Producer {
+    const ROLE: &'static str = "producer";
+    const CONSUMER: bool = false;
+    fn attach(
+        m: &Mapped,
+        slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<Self> {
+        mpsc::Producer::attach(&m.region, m.capacity, m.slots, slot, wait, live)
+    }
+    fn detach(self) {
+        mpsc::Producer::detach(self);
+    }
+}
+
+impl RingSide for mpsc::Consumer {
+    const ROLE: &'static str = "consumer";
+    const CONSUMER: bool = true;
+    fn attach(
+        m: &Mapped,
+        _slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<Self> {
+        mpsc::Consumer::attach(&m.region, m.capacity, m.slots, wait, live)
+    }
+    fn detach(self) {
+        mpsc::Consumer::detach(self);
+    }
+}
+
+/// An attached ring side and the endpoint marker it holds.
+struct Ready<R: RingSide> {
+    /// Always `Some` until dropped.
+    ring: Option<R>,
+    mapped: Mapped,
+    index: u16,
+    pid: u32,
+}
+
+enum State<R: RingSide> {
+    /// Made by `anonymous()`: attaches in the process that first uses it.
+    Pending(Mapped),
+    Ready(Ready<R>),
+    /// Attaching failed; the handle is unusable.
+    Gone,
+}
+
+/// One end of a channel: the facade's handle around a ring side.
+pub(crate) struct End<R: RingSide> {
+    state: State<R>,
+    wait: WaitConfig,
+}
+
+impl<R: RingSide> End<R> {
+    /// Attaches now.
+    pub(crate) fn attached(mapped: Mapped, wait: WaitConfig) -> Result<Self> {
+        Ok(End {
+            state: State::Ready(attach(mapped, wait)?),
+            wait,
+        })
+    }
+
+    /// Attaches on first use (for `anonymous()` pairs that cross `fork`).
+    pub(crate) fn pending(mapped: Mapped, wait: WaitConfig) -> Self {
+        End {
+            state: State::Pending(mapped),
+            wait,
+        }
+    }
+
+    /// The ring side, attaching it first if needed.
+    #[inline]
+    pub(crate) fn ring(&mut self) -> Result<&mut R> {
+        if !matches!(self.state, State::Ready(Ready { ring: Some(_), .. })) {
+            self.attach_now()?;
+        }
+        match &mut self.state {
+            State::Ready(Ready { ring: Some(r), .. }) => Ok(r),
+            _ => Err(not_attached()),
+        }
+    }
+
+    #[cold]
+    fn attach_now(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Pending(m) => {
+                let fresh = m.reopen()?;
+                drop(m);
+                self.state = State::Ready(attach(fresh, self.wait)?);
+                Ok(())
+            }
+            other => {
+                self.state = other;
+                Err(not_attached())
+            }
+        }
+    }
+
+    pub(crate) fn mapped(&self) -> Option<&Mapped> {
+        match &self.state {
+            State::Pending(m) => Some(m),
+            State::Ready(r) => Some(&r.mapped),
+            State::Gone => None,
+        }
+    }
+
+    /// A second handle on the same channel with its own endpoint (MPSC producers).
+    /// A pending handle's clone is pending too, so that a parent can hand each
+    /// child of a `fork` its own, attaching in that child.
+    pub(crate) fn try_clone(&self) -> Result<Self> {
+        match &self.state {
+            State::Pending(m) => Ok(End::pending(m.reopen()?, self.wait)),
+            State::Ready(r) => End::attached(r.mapped.reopen()?, self.wait),
+            State::Gone => Err(not_attached()),
+        }
+    }
+
+    /// The segment (for exporting its descriptor).
+    pub(crate) fn segment(&self) -> Option<&Arc<Segment>> {
+        self.mapped().map(|m| &m.seg)
+    }
+}
+
+fn not_attached() -> Error {
+    Error::Segment(shmq_segment::Error::InvalidArgument {
+        what: "this channel handle failed to attach earlier",
+    })
+}
+
+fn attach<R: RingSide>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
+    let live: Arc<dyn Liveness> = Arc::new(SegmentLiveness(mapped.seg.clone()));
+    let indices: Vec<u16> = if R::CONSUMER {
+        vec![0]
+    } else {
+        (1..=mapped.slots).collect()
+    };
+    let mut busy = false;
+    for index in indices {
+        match mapped.seg.claim_endpoint(index) {
+            Ok(()) => {}
+            Err(shmq_segment::Error::EndpointBusy { .. }) => {
+                busy = true;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let ring = match R::attach(&mapped, index.saturating_sub(1), wait, live.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = mapped.seg.release_endpoint(index);
+                return Err(e.into());
+            }
+        };
+        return Ok(Ready {
+            ring: Some(ring),
+            mapped,
+            index,
+            pid: std::process::id(),
+        });
+    }
+    debug_assert!(busy);
+    if mapped.mpsc && !R::CONSUMER {
+        Err(Error::TooManyProducers { max: mapped.slots })
+    } else {
+        Err(Error::AlreadyAttached { role: R::ROLE })
+    }
+}
+
+impl<R: RingSide> Drop for Ready<R> {
+    fn drop(&mut self) {
+        let Some(ring) = self.ring.take() else { return };
+        if std::process::id() != self.pid {
+            // A copy inherited through fork: leave the real owner's endpoint alone.
+            ring.detach();
+            return;
+        }
+        drop(ring); // marks the endpoint closed and wakes the peer
+        let m = &self.mapped;
+        let _ = m.seg.remove_if_unused(|| m.drained());
+        let _ = m.seg.release_endpoint(self.index);
+    }
+}

@@ -1,0 +1,92 @@
+//! The facade's error type.
+
+pub use shmq_ring::{Corruption, Disconnect};
+
+/// Everything that can fail in `shmq`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No room for the message now (`try_` forms only).
+    #[error("the channel is full")]
+    Full,
+    /// No message now (`try_` forms only).
+    #[error("the channel is empty")]
+    Empty,
+    /// A `_timeout` form waited its whole time-out.
+    #[error("timed out")]
+    Timeout,
+    /// The other side is gone. A receiver gets this only after everything that was
+    /// committed has been received.
+    #[error("the other side is gone ({0:?})")]
+    Disconnected(Disconnect),
+    /// The message can never fit in this channel.
+    #[error("message of {len} bytes exceeds the channel's maximum of {max}")]
+    MessageTooLarge {
+        /// Its length.
+        len: usize,
+        /// The largest message the channel takes.
+        max: usize,
+    },
+    /// A value read from shared memory failed its check: the peer is buggy or
+    /// hostile, or the segment was damaged. The endpoint refuses further use.
+    #[error("channel corrupted: {0}")]
+    Corrupted(Corruption),
+    /// This end of the channel (the consumer, or the SPSC producer) is already held
+    /// by a live process.
+    #[error("the {role} end of this channel is already attached by a live process")]
+    AlreadyAttached {
+        /// `"consumer"` or `"producer"`.
+        role: &'static str,
+    },
+    /// Every producer slot of an MPSC channel is taken by a live producer.
+    #[error("all {max} producer slots of this channel are taken")]
+    TooManyProducers {
+        /// The channel's number of slots.
+        max: u16,
+    },
+    /// The capacity is out of range.
+    #[error("invalid capacity {0}: a byte channel needs a power of two from 64 bytes to 4 GiB")]
+    InvalidCapacity(u64),
+    /// The segment layer failed: bad name, missing, foreign or damaged segment,
+    /// mismatched layout, permissions, ...
+    #[error(transparent)]
+    Segment(#[from] shmq_segment::Error),
+}
+
+impl Error {
+    /// Whether this is [`Error::Disconnected`], for either reason.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected(_))
+    }
+}
+
+impl From<shmq_ring::Error> for Error {
+    fn from(e: shmq_ring::Error) -> Self {
+        use shmq_ring::Error as R;
+        match e {
+            R::Full => Error::Full,
+            R::Empty => Error::Empty,
+            R::Timeout => Error::Timeout,
+            R::Disconnected(d) => Error::Disconnected(d),
+            R::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            R::Corrupted(c) => Error::Corrupted(c),
+            R::InvalidCapacity(c) => Error::InvalidCapacity(c),
+            R::RegionTooSmall { needed, len } => {
+                Error::Segment(shmq_segment::Error::LayoutMismatch {
+                    field: "region length",
+                    expected: needed,
+                    found: len,
+                })
+            }
+            R::TooManyProducers(max) => Error::TooManyProducers { max },
+            _ => Error::Corrupted(Corruption {
+                what: "unexpected ring error",
+                position: 0,
+                value: 0,
+            }),
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

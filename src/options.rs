@@ -1,0 +1,123 @@
+//! Channel options.
+
+use std::time::Duration;
+
+use shmq_ring::{WaitConfig, WaitStrategy};
+use shmq_segment::SegmentOptions;
+
+/// Default capacity of a byte channel: 1 MiB.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+/// Default capacity of a typed channel, in messages.
+pub const DEFAULT_TYPED_CAPACITY: u64 = 1024;
+/// Default number of producer slots of an MPSC channel.
+pub const DEFAULT_PRODUCERS: u16 = 16;
+
+/// How a channel is created, opened and waited on.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmq::{Options, WaitStrategy};
+/// let opts = Options::new()
+///     .capacity(1 << 16)
+///     .wait(WaitStrategy::SpinThenPark { spin: Duration::from_micros(50) })
+///     .mode(0o600);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) capacity: Option<u64>,
+    pub(crate) producers: Option<u16>,
+    pub(crate) wait: WaitConfig,
+    pub(crate) segment: SegmentOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// Defaults: capacity [`DEFAULT_CAPACITY`] bytes (byte channels) or
+    /// [`DEFAULT_TYPED_CAPACITY`] messages (typed channels) when creating and any
+    /// when opening; the default [`WaitStrategy`]; the secure
+    /// [`SegmentOptions`] defaults (mode `0o600`, space reserved at creation).
+    pub fn new() -> Self {
+        Options {
+            capacity: None,
+            producers: None,
+            wait: WaitConfig::default(),
+            segment: SegmentOptions::new(),
+        }
+    }
+
+    /// Capacity: bytes for byte channels (a power of two from 64 B to 4 GiB),
+    /// messages for typed channels. When opening, a set capacity must match.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// Producer slots of an MPSC channel (default [`DEFAULT_PRODUCERS`], at most
+    /// 256). When opening, a set value must match.
+    pub fn max_producers(mut self, n: u16) -> Self {
+        self.producers = Some(n);
+        self
+    }
+
+    /// How blocking calls wait.
+    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
+        self.wait.strategy = strategy;
+        self
+    }
+
+    /// Longest single sleep; a blocked call notices a dead peer within it
+    /// (default 50 ms).
+    pub fn wait_slice(mut self, slice: Duration) -> Self {
+        self.wait.slice = slice;
+        self
+    }
+
+    /// Permission bits of a created segment (default `0o600`), applied with `fchmod`.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.segment = self.segment.mode(mode);
+        self
+    }
+
+    /// Pre-fault the mapping (`MAP_POPULATE`).
+    pub fn populate(mut self, yes: bool) -> Self {
+        self.segment = self.segment.populate(yes);
+        self
+    }
+
+    /// Lock the mapping in memory (`mlock`).
+    pub fn lock(mut self, yes: bool) -> Self {
+        self.segment = self.segment.lock(yes);
+        self
+    }
+
+    /// Huge pages for anonymous channels (`MFD_HUGETLB`).
+    pub fn huge_pages(mut self, yes: bool) -> Self {
+        self.segment = self.segment.huge_pages(yes);
+        self
+    }
+
+    /// How long opening waits for a creator to finish (default 2 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.segment = self.segment.open_timeout(timeout);
+        self
+    }
+
+    /// Let `create` replace a stale segment (no live process has it open) left
+    /// under the same name by a crash.
+    pub fn reclaim_stale(mut self, yes: bool) -> Self {
+        self.segment = self.segment.reclaim_stale(yes);
+        self
+    }
+
+    /// Replaces the segment options wholesale (trust checks, size limits, ...).
+    pub fn segment_options(mut self, segment: SegmentOptions) -> Self {
+        self.segment = segment;
+        self
+    }
+}
