@@ -1,0 +1,68 @@
+#![allow(dead_code)] // each example uses part of this module
+//! The test message format shared by the example programs.
+//!
+//! ```text
+//! 0       8          12         16
+//! | seq u64 | producer u32 | len u32 | payload: byte i = f(seq, producer, i) |
+//! ```
+//! Messages are at least 16 bytes. Every byte is derived from the sequence number
+//! and producer id, so a consumer can verify a message completely.
+
+/// Smallest message: the 16-byte header.
+pub const MIN_SIZE: usize = 16;
+
+/// Payload byte `i` of message `seq` from `producer`.
+#[inline]
+pub fn byte(seq: u64, producer: u32, i: usize) -> u8 {
+    (seq.wrapping_mul(31) ^ u64::from(producer).wrapping_mul(0x9e37) ^ (i as u64).wrapping_mul(7))
+        as u8
+}
+
+/// Writes message `seq` of `producer` into `buf` (its whole length).
+pub fn fill(buf: &mut [u8], seq: u64, producer: u32) {
+    let len = buf.len() as u32;
+    buf[0..8].copy_from_slice(&seq.to_le_bytes());
+    buf[8..12].copy_from_slice(&producer.to_le_bytes());
+    buf[12..16].copy_from_slice(&len.to_le_bytes());
+    for (i, b) in buf[MIN_SIZE..].iter_mut().enumerate() {
+        *b = byte(seq, producer, i);
+    }
+}
+
+/// A decoded, verified message header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Sequence number.
+    pub seq: u64,
+    /// Producer id.
+    pub producer: u32,
+}
+
+/// Checks a received message: its length field and every payload byte.
+pub fn check(buf: &[u8]) -> Result<Header, String> {
+    if buf.len() < MIN_SIZE {
+        return Err(format!(
+            "message of {} bytes is shorter than {MIN_SIZE}",
+            buf.len()
+        ));
+    }
+    let seq = u64::from_le_bytes(buf[0..8].try_into().unwrap());
+    let producer = u32::from_le_bytes(buf[8..12].try_into().unwrap());
+    let len = u32::from_le_bytes(buf[12..16].try_into().unwrap()) as usize;
+    if len != buf.len() {
+        return Err(format!(
+            "message {seq} of producer {producer}: length field {len}, actual {}",
+            buf.len()
+        ));
+    }
+    if let Some(i) = buf[MIN_SIZE..]
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != byte(seq, producer, i))
+    {
+        return Err(format!(
+            "message {seq} of producer {producer}: payload byte {i} is wrong"
+        ));
+    }
+    Ok(Header { seq, producer })
+}

@@ -1,0 +1,162 @@
+//! Receives and verifies messages from a channel.
+//!
+//! ```text
+//! consumer --name NAME --count N [--capacity BYTES] [--mpsc --producers P]
+//! ```
+//! Creates or opens the channel, receives until N messages have arrived, and
+//! verifies every one: per-producer order with no gap and no duplicate, and every
+//! payload byte. The last line printed is a JSON object
+//! `{"received": n, "verified": bool, "lost": n, "duplicated": n,
+//!   "reason": "complete"|"disconnected"|"error", "per_producer": {"0": n, ...}}`.
+//! Exit status: 0 when N were received and all verified; 2 when the producers
+//! went away first and everything received verified; 1 on a verification failure
+//! or any channel error (a foreign, truncated or damaged segment included), with a
+//! message on stderr.
+
+#[path = "common/msg.rs"]
+mod msg;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shmq::{Error, Options, mpsc, spsc};
+
+const EXAMPLE_PRODUCERS: u16 = 64;
+
+#[derive(Parser, Debug)]
+#[command(about = "Receive and verify messages from a shmq channel")]
+struct Args {
+    /// Channel name (e.g. /demo).
+    #[arg(long)]
+    name: String,
+    /// Messages to receive.
+    #[arg(long)]
+    count: u64,
+    /// Ring capacity in bytes, if this program creates the channel.
+    #[arg(long)]
+    capacity: Option<u64>,
+    /// Use an MPSC channel.
+    #[arg(long)]
+    mpsc: bool,
+    /// MPSC: wait until this many producers have attached before treating "no
+    /// producer alive" as the end.
+    #[arg(long, default_value_t = 1)]
+    producers: u32,
+}
+
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    lost: u64,
+    duplicated: u64,
+    next: BTreeMap<u32, u64>,
+    per_producer: BTreeMap<u32, u64>,
+    failure: Option<String>,
+}
+
+impl Tally {
+    fn take(&mut self, buf: &[u8]) {
+        self.received += 1;
+        match msg::check(buf) {
+            Ok(h) => {
+                let next = self.next.entry(h.producer).or_insert(0);
+                if h.seq < *next {
+                    self.duplicated += 1;
+                    self.failure.get_or_insert(format!(
+                        "duplicate or reordered message {} of producer {}",
+                        h.seq, h.producer
+                    ));
+                } else {
+                    if h.seq > *next {
+                        self.lost += h.seq - *next;
+                        self.failure.get_or_insert(format!(
+                            "lost messages {}..{} of producer {}",
+                            *next, h.seq, h.producer
+                        ));
+                    }
+                    *next = h.seq + 1;
+                }
+                *self.per_producer.entry(h.producer).or_insert(0) += 1;
+            }
+            Err(e) => {
+                self.failure.get_or_insert(e);
+            }
+        }
+    }
+}
+
+enum Rx {
+    Spsc(spsc::Receiver),
+    Mpsc(mpsc::Receiver),
+}
+
+fn open(a: &Args) -> shmq::Result<Rx> {
+    let mut opts = Options::new();
+    if let Some(c) = a.capacity {
+        opts = opts.capacity(c);
+    }
+    Ok(if a.mpsc {
+        let mut rx =
+            mpsc::Receiver::create_or_open(&a.name, &opts.max_producers(EXAMPLE_PRODUCERS))?;
+        rx.expect_producers(a.producers)?;
+        Rx::Mpsc(rx)
+    } else {
+        Rx::Spsc(spsc::Receiver::create_or_open(&a.name, &opts)?)
+    })
+}
+
+/// Receives into `tally` until `count`; returns how it ended.
+fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
+    let mut rx = open(a)?;
+    let mut buf = Vec::new();
+    while tally.received < a.count {
+        let r = match &mut rx {
+            Rx::Spsc(r) => r.recv_into(&mut buf),
+            Rx::Mpsc(r) => r.recv_into(&mut buf),
+        };
+        match r {
+            Ok(()) => tally.take(&buf),
+            Err(Error::Disconnected(_)) => return Ok("disconnected"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok("complete")
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let mut tally = Tally::default();
+    let (reason, error) = match run(&a, &mut tally) {
+        Ok(r) => (r, None),
+        Err(e) => ("error", Some(e)),
+    };
+    let verified = tally.failure.is_none() && error.is_none();
+    let per_producer: serde_json::Map<String, serde_json::Value> = tally
+        .per_producer
+        .iter()
+        .map(|(k, v)| (k.to_string(), (*v).into()))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "received": tally.received,
+            "verified": verified,
+            "lost": tally.lost,
+            "duplicated": tally.duplicated,
+            "reason": reason,
+            "per_producer": per_producer,
+        })
+    );
+    if let Some(e) = &error {
+        eprintln!("consumer: {e}");
+    }
+    if let Some(f) = &tally.failure {
+        eprintln!("consumer: verification failed: {f}");
+    }
+    match (verified, reason) {
+        (true, "complete") => ExitCode::SUCCESS,
+        (true, "disconnected") => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
