@@ -1,0 +1,2 @@
+//! The `shmq` command (being written).
+fn main() {}
