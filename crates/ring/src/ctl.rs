@@ -156,11 +156,21 @@ pub(crate) struct SpscControl {
     /// only; read by observers and by a producer that attaches later.
     pub(crate) tail: Line<AtomicU64>,
     /// Consumer line: start of the first unconsumed frame. Written by the consumer.
-    pub(crate) head: Line<AtomicU64>,
+    pub(crate) head: Line<ConsumerLine>,
     /// Futex words and flags.
     pub(crate) wake: Line<WakeLine>,
     /// Endpoint states.
     pub(crate) ends: Line<Ends>,
+}
+
+/// The consumer's line: its position, and how many messages it has received (for
+/// tools that show rates; written with the position, on the consumer's own line).
+#[repr(C)]
+pub(crate) struct ConsumerLine {
+    /// Start of the first unconsumed frame.
+    pub(crate) pos: AtomicU64,
+    /// Messages received since the ring was created.
+    pub(crate) received: AtomicU64,
 }
 
 /// One MPSC producer slot, on its own line (its `claim` is written twice per
@@ -185,8 +195,9 @@ pub(crate) const NO_CLAIM: u64 = 0;
 pub(crate) struct MpscControl {
     /// End of the last claim; producers compare-and-swap it.
     pub(crate) tail: Line<AtomicU64>,
-    /// Start of the first unconsumed frame. Written by the consumer.
-    pub(crate) head: Line<AtomicU64>,
+    /// Start of the first unconsumed frame, and messages received. Written by the
+    /// consumer.
+    pub(crate) head: Line<ConsumerLine>,
     /// Futex words and flags.
     pub(crate) wake: Line<WakeLine>,
     /// Endpoint states (`producer` unused) and the slot count.
@@ -200,6 +211,7 @@ const _: () = {
     assert!(size_of::<SpscControl>() == 512);
     assert!(offset_of!(SpscControl, tail) == 0);
     assert!(offset_of!(SpscControl, head) == 128);
+    assert!(offset_of!(ConsumerLine, received) == 8);
     assert!(offset_of!(SpscControl, wake) == 256);
     assert!(offset_of!(SpscControl, ends) == 384);
     assert!(offset_of!(WakeLine, data_seq) == 0);
@@ -249,6 +261,12 @@ mod loom_new {
             producers_waiting: AtomicU32::new(0),
         }
     }
+    fn consumer_line() -> ConsumerLine {
+        ConsumerLine {
+            pos: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
     fn ends() -> Ends {
         Ends {
             epoch: AtomicU32::new(0),
@@ -263,7 +281,7 @@ mod loom_new {
         fn new() -> Self {
             SpscControl {
                 tail: Line(AtomicU64::new(0)),
-                head: Line(AtomicU64::new(0)),
+                head: Line(consumer_line()),
                 wake: Line(wake()),
                 ends: Line(ends()),
             }
@@ -275,7 +293,7 @@ mod loom_new {
         fn new() -> Self {
             MpscControl {
                 tail: Line(AtomicU64::new(0)),
-                head: Line(AtomicU64::new(0)),
+                head: Line(consumer_line()),
                 wake: Line(wake()),
                 ends: Line(ends()),
             }

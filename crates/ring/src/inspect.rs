@@ -44,6 +44,8 @@ pub struct RingView {
     pub capacity: usize,
     /// The consumer's published position.
     pub head: u64,
+    /// Messages the consumer has received since the ring was created.
+    pub received: u64,
     /// The producers' published position (SPSC) or claim position (MPSC).
     pub tail: u64,
     /// Bytes between `head` and `tail`, if those are consistent.
@@ -106,7 +108,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
     let ctl: Ctl<SpscControl> = Ctl::new(region);
     let data = region.data(spsc::CONTROL_LEN, cap);
     let mask = cap as u64 - 1;
-    let head = ctl.head.load(Ordering::Acquire);
+    let head = ctl.head.pos.load(Ordering::Acquire);
     let tail = ctl.tail.load(Ordering::Acquire);
     let mut problems = Vec::new();
     let used = tail.wrapping_sub(head);
@@ -154,6 +156,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
     Ok(RingView {
         capacity: cap,
         head,
+        received: ctl.head.received.load(Ordering::Relaxed),
         tail,
         used_bytes,
         messages,
@@ -187,7 +190,7 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
     let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
     let data = region.data(mpsc::control_len(producers), cap);
     let mask = cap as u64 - 1;
-    let head = ctl.head.load(Ordering::Acquire);
+    let head = ctl.head.pos.load(Ordering::Acquire);
     let tail = ctl.tail.load(Ordering::Acquire);
     let mut problems = Vec::new();
     let used = tail.wrapping_sub(head);
@@ -253,6 +256,7 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
     Ok(RingView {
         capacity: cap,
         head,
+        received: ctl.head.received.load(Ordering::Relaxed),
         tail,
         used_bytes: sane.then_some(used),
         messages,

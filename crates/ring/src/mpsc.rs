@@ -112,7 +112,7 @@ pub fn init(region: &Region, capacity: u64, producers: u16, start: u64) -> Resul
     check_region(region, capacity, producers)?;
     let ctl: Ctl<MpscControl> = Ctl::new(region);
     // Relaxed: published by the segment's Release "ready" store, or by thread spawn.
-    ctl.head.store(start, Ordering::Relaxed);
+    ctl.head.pos.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
     let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
     for slot in slots.iter() {
@@ -204,7 +204,7 @@ impl Producer {
         let seen_epoch = sh.ctl.ends.epoch.load(Ordering::Acquire);
         let incarnation = me.end.attach(&sh.ctl.ends.epoch, &sh.ctl.wake) as u16;
         // Acquire: pairs with the consumer's Release store of `head`.
-        let cached_head = sh.ctl.head.load(Ordering::Acquire);
+        let cached_head = sh.ctl.head.pos.load(Ordering::Acquire);
         Ok(Producer {
             max_payload: frame::max_payload(sh.cap),
             sh,
@@ -378,7 +378,7 @@ impl Producer {
             if t.wrapping_sub(self.cached_head).wrapping_add(need) > cap {
                 // Acquire: pairs with the consumer's Release store of `head`: the bytes
                 // it released (and zeroed) are ours to write once we see it.
-                let head = sh.ctl.head.load(Ordering::Acquire);
+                let head = sh.ctl.head.pos.load(Ordering::Acquire);
                 if t.wrapping_sub(head) > cap {
                     if head.wrapping_sub(t) <= cap && !stale {
                         // Our `t` is stale: the consumer has passed it since we read
@@ -548,7 +548,7 @@ impl Side for ProducerSide<'_> {
         let sh = &self.p.sh;
         // Relaxed/Acquire as in `claim_now`.
         let t = sh.ctl.tail.load(Ordering::Relaxed) & !7;
-        let head = sh.ctl.head.load(Ordering::Acquire);
+        let head = sh.ctl.head.pos.load(Ordering::Acquire);
         let f = frame::frame_len(self.len);
         let o = (t & sh.mask) as usize;
         let pad = if o + f <= sh.cap { 0 } else { sh.cap - o };
@@ -641,6 +641,8 @@ pub struct Consumer {
     head: u64,
     /// Last `head` published (frames before it are zeroed and released).
     released: u64,
+    /// Messages received (published with `head`).
+    received: u64,
     expected_producers: u32,
     cfg: WaitConfig,
     liveness: Arc<dyn Liveness>,
@@ -685,7 +687,7 @@ impl Consumer {
     ) -> Result<Consumer> {
         let sh = Shared::new(region, capacity, producers)?;
         // Acquire: pairs with an earlier consumer's Release store of `head`.
-        let head = sh.ctl.head.load(Ordering::Acquire);
+        let head = sh.ctl.head.pos.load(Ordering::Acquire);
         if head % 8 != 0 {
             return Err(Error::corrupted("head", head, head));
         }
@@ -694,10 +696,12 @@ impl Consumer {
             .ends
             .consumer
             .attach(&sh.ctl.ends.epoch, &sh.ctl.wake);
+        let received = sh.ctl.head.received.load(Ordering::Relaxed);
         Ok(Consumer {
             sh,
             head,
             released: head,
+            received,
             expected_producers: 1,
             cfg,
             liveness,
@@ -836,7 +840,7 @@ impl Consumer {
             n += 1;
         }
         if n > 0 {
-            self.release();
+            self.release(n as u64);
         } else {
             self.empty_or_gone()?;
         }
@@ -1090,12 +1094,15 @@ impl Consumer {
         buf.resize(f.len, 0);
         self.sh.data.read(f.at, buf);
         self.head = f.next;
-        self.release();
+        self.release(1);
     }
 
     /// Zeroes everything consumed since the last release, then publishes `head`.
-    fn release(&mut self) {
+    fn release(&mut self, messages: u64) {
+        self.received = self.received.wrapping_add(messages);
         let sh = &self.sh;
+        // Relaxed: a statistic for tools, on our own line.
+        sh.ctl.head.received.store(self.received, Ordering::Relaxed);
         let mut pos = self.released;
         while pos != self.head {
             let off = (pos & sh.mask) as usize;
@@ -1105,7 +1112,7 @@ impl Consumer {
         }
         // Release: pairs with the producers' Acquire load of `head`; the zeroes and
         // our reads of the released frames come before any reuse.
-        sh.ctl.head.store(self.head, Ordering::Release);
+        sh.ctl.head.pos.store(self.head, Ordering::Release);
         self.released = self.head;
         sh.ctl.wake.notify_space();
     }
@@ -1192,6 +1199,6 @@ impl core::ops::Deref for ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         self.consumer.head = self.f.next;
-        self.consumer.release();
+        self.consumer.release(1);
     }
 }

@@ -93,7 +93,7 @@ pub fn init(region: &Region, capacity: u64, start: u64) -> Result<()> {
     let ctl: Ctl<SpscControl> = Ctl::new(region);
     // Relaxed: the region is published to peers afterwards by the segment's
     // Release store of its ready state (or by spawning the threads that use it).
-    ctl.head.store(start, Ordering::Relaxed);
+    ctl.head.pos.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
     // The header slot at `start` must read 0 (the end marker): it does in fresh
     // memory, and we make sure for a region being reused.
@@ -143,6 +143,8 @@ pub struct Consumer {
     mask: u64,
     /// Our position: the next frame to read.
     head: u64,
+    /// Messages received (published with `head`).
+    received: u64,
     cfg: WaitConfig,
     liveness: Arc<dyn Liveness>,
     seen_epoch: u32,
@@ -204,7 +206,7 @@ impl Producer {
         let mask = cap as u64 - 1;
         // Acquire: pairs with the Release stores of `head` by the consumer and of
         // `tail` by an earlier producer.
-        let head = ctl.head.load(Ordering::Acquire);
+        let head = ctl.head.pos.load(Ordering::Acquire);
         let mut tail = ctl.tail.load(Ordering::Acquire);
         check_positions(head, tail, cap)?;
         // Walk over frames an earlier producer published after its last `tail`
@@ -363,7 +365,7 @@ impl Producer {
     /// Bytes published and not yet consumed, as far as this producer knows.
     pub fn len_hint(&self) -> usize {
         // Acquire: pairs with the consumer's Release store of `head`.
-        let head = self.ctl.head.load(Ordering::Acquire);
+        let head = self.ctl.head.pos.load(Ordering::Acquire);
         (self.tail.wrapping_sub(head) as usize).min(self.cap)
     }
 
@@ -425,7 +427,7 @@ impl Producer {
         if self.tail.wrapping_sub(self.cached_head) + need > self.cap as u64 {
             // Acquire: pairs with the consumer's Release store of `head`, so its reads
             // of the frames it released are done before we overwrite them.
-            let head = self.ctl.head.load(Ordering::Acquire);
+            let head = self.ctl.head.pos.load(Ordering::Acquire);
             if let Err(e) = check_positions(head, self.tail, self.cap) {
                 return Err(self.poison(e));
             }
@@ -585,7 +587,7 @@ impl Side for ProducerSide<'_> {
 
     fn ready(&mut self) -> bool {
         // Acquire: as in `reserve_now`.
-        let head = self.p.ctl.head.load(Ordering::Acquire);
+        let head = self.p.ctl.head.pos.load(Ordering::Acquire);
         let f = frame::frame_len(self.len);
         let p = self.p.placement(f);
         let need = (p.pad + f + HEADER_LEN) as u64;
@@ -706,18 +708,20 @@ impl Consumer {
         let ctl: Ctl<SpscControl> = Ctl::new(region);
         let data = region.data(CONTROL_LEN, cap);
         // Acquire: pairs with the Release store of `head` by an earlier consumer.
-        let head = ctl.head.load(Ordering::Acquire);
+        let head = ctl.head.pos.load(Ordering::Acquire);
         if !head.is_multiple_of(8) {
             return Err(Error::corrupted("head", head, head));
         }
         let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
         ctl.ends.consumer.attach(&ctl.ends.epoch, &ctl.wake);
+        let received = ctl.head.received.load(Ordering::Relaxed);
         Ok(Consumer {
             ctl,
             data,
             cap,
             mask: cap as u64 - 1,
             head,
+            received,
             cfg,
             liveness,
             seen_epoch,
@@ -837,7 +841,7 @@ impl Consumer {
             n += 1;
         }
         if n > 0 {
-            self.release();
+            self.release(n as u64);
         } else {
             self.empty_or_gone()?;
         }
@@ -993,15 +997,21 @@ impl Consumer {
         buf.resize(f.len, 0);
         self.data.read(f.at, buf);
         self.head = f.next;
-        self.release();
+        self.release(1);
     }
 
     /// Publishes our position: the producer may reuse everything before it.
     #[inline]
-    fn release(&mut self) {
+    fn release(&mut self, messages: u64) {
+        self.received = self.received.wrapping_add(messages);
+        // Relaxed: a statistic for tools, on our own line.
+        self.ctl
+            .head
+            .received
+            .store(self.received, Ordering::Relaxed);
         // Release: pairs with the producer's Acquire load of `head` in `reserve_now`;
         // our reads of the released frames happen before it overwrites them.
-        self.ctl.head.store(self.head, Ordering::Release);
+        self.ctl.head.pos.store(self.head, Ordering::Release);
         self.ctl.wake.notify_space();
     }
 }
@@ -1099,6 +1109,6 @@ impl core::ops::Deref for ReadGuard<'_> {
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         self.consumer.head = self.f.next;
-        self.consumer.release();
+        self.consumer.release(1);
     }
 }
