@@ -8,11 +8,13 @@
 //!
 //! # Fork
 //! A handle belongs to the process that attached it. A copy inherited through
-//! `fork` is inert in the child: dropping it there touches no shared state (the
-//! ring is detached, not closed), so only the real owner's drop looks like a
-//! close to the peer. Endpoints made by `anonymous()` attach lazily, on first use,
-//! through a fresh open of the memfd in the process that uses them: create the
-//! pair, fork, and use one end in each process.
+//! `fork` is inert in the child: using it is [`Error::Forked`], dropping it there
+//! touches no shared state (the ring is detached, not closed), and the child does
+//! not hold the endpoint's liveness marker (the segment layer points the child's
+//! copy of the descriptor at `/dev/null`), so the parent's death is still seen by
+//! its peer. Endpoints made by `anonymous()` attach lazily, on first use, through a
+//! fresh open of the memfd in the process that uses them: create the pair, fork,
+//! and use one end in each process.
 
 use std::sync::Arc;
 
@@ -364,6 +366,9 @@ struct Ready<R: RingSide> {
     mapped: Mapped,
     index: u16,
     pid: u32,
+    /// `fork_generation()` when attached: a handle inherited through `fork` sees a
+    /// different value and refuses to be used.
+    generation: u64,
 }
 
 enum State<R: RingSide> {
@@ -404,7 +409,16 @@ impl<R: RingSide> End<R> {
             self.attach_now()?;
         }
         match &mut self.state {
-            State::Ready(Ready { ring: Some(r), .. }) => Ok(r),
+            State::Ready(Ready {
+                ring: Some(r),
+                generation,
+                ..
+            }) => {
+                if *generation != shmq_segment::fork_generation() {
+                    return Err(Error::Forked);
+                }
+                Ok(r)
+            }
             _ => Err(not_attached()),
         }
     }
@@ -485,6 +499,7 @@ fn attach<R: RingSide>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
             mapped,
             index,
             pid: std::process::id(),
+            generation: shmq_segment::fork_generation(),
         });
     }
     debug_assert!(busy);

@@ -44,6 +44,13 @@ pub enum Error {
         /// The channel's number of slots.
         max: u16,
     },
+    /// This handle was attached by another process and inherited through `fork`;
+    /// it can only be used in the process that attached it (make channels meant to
+    /// cross `fork` with `anonymous()`, whose ends attach where they are first used).
+    #[error(
+        "this channel end was attached by the parent process and inherited through fork; use it there"
+    )]
+    Forked,
     /// The capacity is out of range.
     #[error("invalid capacity {0}: a byte channel needs a power of two from 64 bytes to 4 GiB")]
     InvalidCapacity(u64),

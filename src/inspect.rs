@@ -63,6 +63,9 @@ pub enum EndpointStatus {
     Closed,
     /// Its holder died without closing.
     Dead,
+    /// Claimed once and not held now; whether it closed or died cannot be told
+    /// because the ring is unreadable.
+    Gone,
 }
 
 impl EndpointStatus {
@@ -73,6 +76,7 @@ impl EndpointStatus {
             EndpointStatus::Alive => "alive",
             EndpointStatus::Closed => "closed",
             EndpointStatus::Dead => "dead",
+            EndpointStatus::Gone => "gone",
         }
     }
 }
@@ -184,7 +188,9 @@ pub fn list() -> Result<Vec<(String, Result<Report>)>> {
     for name in names {
         match inspect(&name) {
             Ok(Some(r)) => out.push((name, Ok(r))),
-            Ok(None) => {}
+            // Not ours, or removed since the directory was read (a channel whose
+            // last endpoint closed): nothing to list.
+            Ok(None) | Err(crate::Error::Segment(shmq_segment::Error::NotFound { .. })) => {}
             Err(e) => out.push((name, Err(e))),
         }
     }
@@ -195,9 +201,9 @@ fn report(name: &str, peek: Peek) -> Report {
     let header = *peek.header();
     let mut problems = Vec::new();
     let kind = ChannelKind::from_code(header.kind);
-    if let Err(e) = peek.validate(&Expect::default()) {
-        problems.push(e.to_string());
-    } else if kind.is_none() {
+    let header_problems = peek.problems(&Expect::default());
+    problems.extend(header_problems.iter().map(ToString::to_string));
+    if header_problems.is_empty() && kind.is_none() {
         problems.push(format!("unknown channel kind {}", header.kind));
     }
     let in_use = peek.in_use().unwrap_or(true);
@@ -230,7 +236,7 @@ fn report(name: &str, peek: Peek) -> Report {
                 (true, _) => EndpointStatus::Alive,
                 (false, Some(EndStateKind::Closed)) => EndpointStatus::Closed,
                 (false, Some(EndStateKind::Attached)) => EndpointStatus::Dead,
-                (false, _) if info.attaches > 0 => EndpointStatus::Dead,
+                (false, None) if info.attaches > 0 => EndpointStatus::Gone,
                 (false, _) => EndpointStatus::Never,
             };
             let role = match (index, kind.is_some_and(ChannelKind::is_mpsc)) {

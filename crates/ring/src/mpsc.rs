@@ -63,7 +63,7 @@ use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
 use crate::peer::{CheckClock, PeerStatus, peer_status};
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
 use crate::spsc::check_capacity;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, FutexWord, Ordering};
 use crate::wait::{self, Endpoint, Liveness, Side, WaitConfig};
 
 /// Most producer slots an MPSC ring can have (a frame header names its producer
@@ -456,18 +456,8 @@ impl Producer {
         if let Some(c) = self.claim_now(len)? {
             return Ok(c);
         }
-        let region = self.sh.ctl.region().clone();
-        let ctl: &MpscControl = region.control();
         let cfg = self.cfg;
-        let mut side = ProducerSide { p: self, len };
-        wait::block(
-            &mut side,
-            &ctl.wake.space_seq,
-            &ctl.wake.producers_waiting,
-            false,
-            &cfg,
-            deadline,
-        )
+        wait::block(&mut ProducerSide { p: self, len }, &cfg, deadline)
     }
 
     #[inline]
@@ -557,6 +547,17 @@ impl Side for ProducerSide<'_> {
 
     fn epoch_changed(&self) -> bool {
         self.p.sh.ctl.ends.epoch.load(Ordering::Acquire) != self.p.seen_epoch
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        (
+            &self.p.sh.ctl.wake.space_seq,
+            &self.p.sh.ctl.wake.producers_waiting,
+        )
+    }
+
+    fn exclusive(&self) -> bool {
+        false
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -919,17 +920,8 @@ impl Consumer {
         if let Some(f) = self.peek()? {
             return Ok(f);
         }
-        let region = self.sh.ctl.region().clone();
-        let ctl: &MpscControl = region.control();
         let cfg = self.cfg;
-        wait::block(
-            &mut ConsumerSide { c: self },
-            &ctl.wake.data_seq,
-            &ctl.wake.consumer_waiting,
-            true,
-            &cfg,
-            deadline,
-        )
+        wait::block(&mut ConsumerSide { c: self }, &cfg, deadline)
     }
 
     fn empty_or_gone(&mut self) -> Result<()> {
@@ -1147,6 +1139,17 @@ impl Side for ConsumerSide<'_> {
 
     fn epoch_changed(&self) -> bool {
         self.c.epoch_changed()
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        (
+            &self.c.sh.ctl.wake.data_seq,
+            &self.c.sh.ctl.wake.consumer_waiting,
+        )
+    }
+
+    fn exclusive(&self) -> bool {
+        true
     }
 
     fn check_peer(&mut self) -> Result<()> {

@@ -349,6 +349,8 @@ impl<T: ArrayItem> core::ops::Deref for CtlArray<T> {
 pub(crate) struct Ctl<C: ControlBlock> {
     #[cfg(not(loom))]
     ptr: NonNull<C>,
+    /// Keeps the memory alive (and, under loom, is how the block is reached).
+    #[cfg_attr(not(loom), allow(dead_code))]
     region: Region,
     _c: core::marker::PhantomData<C>,
 }
@@ -373,11 +375,6 @@ impl<C: ControlBlock> Ctl<C> {
             region: region.clone(),
             _c: core::marker::PhantomData,
         }
-    }
-
-    /// The region this block lives in.
-    pub(crate) fn region(&self) -> &Region {
-        &self.region
     }
 }
 

@@ -51,7 +51,7 @@ use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
 use crate::peer::{CheckClock, PeerStatus, check_positions, peer_status};
 use crate::region::{Ctl, Data, LINE, Region};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, FutexWord, Ordering};
 use crate::wait::{self, Endpoint, Liveness, Side, WaitConfig};
 
 /// Bytes the SPSC control block takes before the data area.
@@ -459,18 +459,8 @@ impl Producer {
             self.check_consumer_closed()?;
             return Ok(p);
         }
-        let region = self.ctl.region().clone();
-        let ctl: &SpscControl = region.control();
         let cfg = self.cfg;
-        let mut side = ProducerSide { p: self, len };
-        wait::block(
-            &mut side,
-            &ctl.wake.space_seq,
-            &ctl.wake.producers_waiting,
-            true,
-            &cfg,
-            deadline,
-        )
+        wait::block(&mut ProducerSide { p: self, len }, &cfg, deadline)
     }
 
     /// On the fast path: a consumer that announced it closed gets `Disconnected`.
@@ -597,6 +587,17 @@ impl Side for ProducerSide<'_> {
 
     fn epoch_changed(&self) -> bool {
         self.p.ctl.ends.epoch.load(Ordering::Acquire) != self.p.seen_epoch
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        (
+            &self.p.ctl.wake.space_seq,
+            &self.p.ctl.wake.producers_waiting,
+        )
+    }
+
+    fn exclusive(&self) -> bool {
+        true
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -928,17 +929,8 @@ impl Consumer {
         if let Some(f) = self.peek()? {
             return Ok(f);
         }
-        let region = self.ctl.region().clone();
-        let ctl: &SpscControl = region.control();
         let cfg = self.cfg;
-        wait::block(
-            &mut ConsumerSide { c: self },
-            &ctl.wake.data_seq,
-            &ctl.wake.consumer_waiting,
-            true,
-            &cfg,
-            deadline,
-        )
+        wait::block(&mut ConsumerSide { c: self }, &cfg, deadline)
     }
 
     /// `Empty` from a non-blocking call: is the producer gone (rate-limited)?
@@ -1045,6 +1037,14 @@ impl Side for ConsumerSide<'_> {
 
     fn epoch_changed(&self) -> bool {
         self.c.peer_gone || self.c.ctl.ends.epoch.load(Ordering::Acquire) != self.c.seen_epoch
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        (&self.c.ctl.wake.data_seq, &self.c.ctl.wake.consumer_waiting)
+    }
+
+    fn exclusive(&self) -> bool {
+        true
     }
 
     fn check_peer(&mut self) -> Result<()> {

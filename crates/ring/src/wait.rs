@@ -121,10 +121,23 @@ pub(crate) trait Side {
     fn ready(&mut self) -> bool;
     /// Whether the peers' epoch changed since the last [`Side::check_peer`].
     fn epoch_changed(&self) -> bool;
+    /// The futex sequence and waiting flag this side sleeps on.
+    fn words(&self) -> (&FutexWord, &AtomicU32);
+    /// Whether this side is the only one that sleeps on its flag (then it clears
+    /// the flag itself after waking; a shared flag is cleared only by notifiers).
+    fn exclusive(&self) -> bool;
     /// Full look at the peer(s), which may make system calls: `Err` when the
     /// operation can never complete (the peer is gone). MPSC consumers also
     /// reclaim dead producers' claims here.
     fn check_peer(&mut self) -> Result<()>;
+}
+
+/// Whether a wait slice has passed, so the peer's liveness is due for a look.
+/// Under loom time must not steer a model (it would make it non-deterministic):
+/// there, peers are looked at only when their epoch changes.
+#[inline]
+fn slice_passed(now: Instant, next_check: Instant) -> bool {
+    !cfg!(loom) && now >= next_check
 }
 
 /// Spins between time checks in the spin phase.
@@ -132,15 +145,8 @@ pub(crate) trait Side {
 const SPIN_BATCH: u32 = 64;
 
 /// Blocks until `side` completes an attempt, the peer goes, or `deadline` passes.
-///
-/// `word`/`flag` are the futex sequence and waiting flag this side sleeps on;
-/// `exclusive` says whether this side is their only waiter (then it clears the
-/// flag itself after waking; shared flags are cleared only by notifiers).
 pub(crate) fn block<S: Side>(
     side: &mut S,
-    word: &FutexWord,
-    flag: &AtomicU32,
-    exclusive: bool,
     cfg: &WaitConfig,
     deadline: Option<Instant>,
 ) -> Result<S::Token> {
@@ -179,8 +185,8 @@ pub(crate) fn block<S: Side>(
         // Acquire: pairs with the Release increment in `WakeLine::notify_*` and
         // `wake_all`; a notifier's increment after this load makes the futex wait
         // below return at once.
-        let seq = word.load(Ordering::Acquire);
-        flag.store(1, Ordering::Relaxed);
+        let seq = side.words().0.load(Ordering::Acquire);
+        side.words().1.store(1, Ordering::Relaxed);
         failpoint::hit("after_wait_flag_set");
         // SeqCst fence: pairs with the fence in `WakeLine::notify_*` (see module docs).
         fence_seqcst();
@@ -191,17 +197,17 @@ pub(crate) fn block<S: Side>(
                 sleep = sleep.min(d.saturating_duration_since(now));
             }
             if !sleep.is_zero() {
-                word.wait(seq, Some(sleep));
+                side.words().0.wait(seq, Some(sleep));
             }
         }
-        if exclusive {
-            flag.store(0, Ordering::Relaxed);
+        if side.exclusive() {
+            side.words().1.store(0, Ordering::Relaxed);
         }
         if let Some(t) = side.attempt()? {
             return Ok(t);
         }
         let now = Instant::now();
-        if now >= next_check || side.epoch_changed() {
+        if slice_passed(now, next_check) || side.epoch_changed() {
             side.check_peer()?;
             next_check = now + cfg.slice;
             if let Some(t) = side.attempt()? {

@@ -231,41 +231,56 @@ impl HeaderInfo {
     /// [`Error::BadMagic`], [`Error::VersionMismatch`], [`Error::Corrupt`] or
     /// [`Error::LayoutMismatch`], for the first check that fails.
     pub fn validate(&self, file_len: u64, expect: &Expect) -> Result<()> {
+        match self.problems(file_len, expect).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every check [`HeaderInfo::validate`] makes that fails, in the same order
+    /// (for tools that name all the damage, not just the first). A header with
+    /// another magic number is not checked further.
+    pub fn problems(&self, file_len: u64, expect: &Expect) -> Vec<Error> {
+        let mut out = Vec::new();
         if self.magic != MAGIC {
-            return Err(Error::BadMagic { found: self.magic });
+            out.push(Error::BadMagic { found: self.magic });
+            return out;
         }
         if self.version != VERSION {
-            return Err(Error::VersionMismatch {
+            out.push(Error::VersionMismatch {
                 expected: VERSION,
                 found: self.version,
             });
         }
         if self.state != STATE_READY {
-            return Err(Error::Corrupt {
+            out.push(Error::Corrupt {
                 what: "state",
                 value: self.state.into(),
             });
         }
         if self.kind == 0 {
-            return Err(Error::Corrupt {
+            out.push(Error::Corrupt {
                 what: "kind",
                 value: 0,
             });
         }
         if self.endpoints > MAX_ENDPOINTS {
-            return Err(Error::Corrupt {
+            out.push(Error::Corrupt {
                 what: "endpoints",
                 value: self.endpoints.into(),
             });
         }
-        mismatch("total_len", file_len, self.total_len)?;
-        mismatch(
-            "data_offset",
-            Layout::data_offset_for(self.endpoints),
-            self.data_offset,
-        )?;
+        out.extend(mismatch("total_len", file_len, self.total_len).err());
+        out.extend(
+            mismatch(
+                "data_offset",
+                Layout::data_offset_for(self.endpoints),
+                self.data_offset,
+            )
+            .err(),
+        );
         if self.data_offset >= self.total_len {
-            return Err(Error::Corrupt {
+            out.push(Error::Corrupt {
                 what: "data_offset",
                 value: self.data_offset,
             });
@@ -292,10 +307,10 @@ impl HeaderInfo {
         ];
         for (field, want, found) in checks {
             if let Some(want) = want {
-                mismatch(field, want, found)?;
+                out.extend(mismatch(field, want, found).err());
             }
         }
-        Ok(())
+        out
     }
 }
 
@@ -534,6 +549,46 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn problems_names_every_failed_check() {
+        let h = HeaderInfo {
+            version: 2,
+            state: 0xdead,
+            ..ready(&L)
+        };
+        let p = h.problems(
+            h.total_len + 4096,
+            &Expect {
+                capacity: Some(1),
+                ..Expect::default()
+            },
+        );
+        let names: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(p.len(), 4, "{names:?}");
+        assert!(matches!(p[0], Error::VersionMismatch { found: 2, .. }));
+        assert!(matches!(p[1], Error::Corrupt { what: "state", .. }));
+        assert!(matches!(
+            p[2],
+            Error::LayoutMismatch {
+                field: "total_len",
+                ..
+            }
+        ));
+        assert!(matches!(
+            p[3],
+            Error::LayoutMismatch {
+                field: "capacity",
+                ..
+            }
+        ));
+        assert_eq!(
+            HeaderInfo { magic: 7, ..h }
+                .problems(0, &Expect::default())
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod fork;
 mod header;
 mod map;
 mod name;
@@ -42,6 +43,7 @@ mod segment;
 mod sys;
 
 pub use error::{Error, Result};
+pub use fork::fork_generation;
 pub use header::{
     DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, HEADER_LEN, HeaderInfo, Layout,
     MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION,

@@ -1,6 +1,6 @@
 //! Segments: create, open, map, validate, attach and unlink.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Mutex;
@@ -250,6 +250,9 @@ impl Place<'_> {
 #[derive(Debug)]
 pub struct Segment {
     map: Mapping,
+    /// Registered with `fork.rs` while endpoints are claimed. Declared before `fd`
+    /// so that it is unregistered before the descriptor number is closed.
+    fork_guard: Mutex<Option<crate::fork::Registration>>,
     fd: OwnedFd,
     backing: Backing,
     info: HeaderInfo,
@@ -605,6 +608,13 @@ impl Segment {
         )? {
             return Err(Error::EndpointBusy { index });
         }
+        {
+            // Keep this marker out of children that fork without exec (see fork.rs).
+            let mut guard = self.fork_guard.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(crate::fork::register(self.fd.as_raw_fd()));
+            }
+        }
         record
             .pid
             .store(std::process::id(), core::sync::atomic::Ordering::Relaxed);
@@ -730,6 +740,7 @@ impl Segment {
         let info = map.header().snapshot();
         Ok(Segment {
             map,
+            fork_guard: Mutex::new(None),
             fd,
             backing,
             info,
@@ -862,16 +873,24 @@ impl Peek {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self, expect: &Expect) -> Result<()> {
-        if self.header.state == STATE_INIT && self.header.magic == MAGIC {
-            return if self.in_use()? {
-                Err(Error::NotReady {
-                    waited: Duration::ZERO,
-                })
-            } else {
-                Err(Error::Abandoned)
-            };
+        match self.problems(expect).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        self.header.validate(self.size, expect)
+    }
+
+    /// Every problem [`Peek::validate`] would report, not just the first.
+    pub fn problems(&self, expect: &Expect) -> Vec<Error> {
+        if self.header.state == STATE_INIT && self.header.magic == MAGIC {
+            return vec![match self.in_use() {
+                Ok(true) => Error::NotReady {
+                    waited: Duration::ZERO,
+                },
+                Ok(false) => Error::Abandoned,
+                Err(e) => e,
+            }];
+        }
+        self.header.problems(self.size, expect)
     }
 
     /// Whether some process has the segment open (holds its owner lock).
@@ -1156,6 +1175,7 @@ fn attach_fd(
     info.validate(size, expect)?;
     Ok(Segment {
         map,
+        fork_guard: Mutex::new(None),
         fd,
         backing,
         info,

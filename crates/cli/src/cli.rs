@@ -1,0 +1,227 @@
+//! The command line: every subcommand and flag, parsed by clap.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Look at, clean up, pipe through and benchmark shmq shared-memory channels.
+#[derive(Parser, Debug)]
+#[command(name = "shmq", version, about, long_about = None)]
+pub struct Cli {
+    /// When to colour the output: `auto` colours a terminal unless NO_COLOR is set.
+    #[arg(long, value_enum, default_value_t = ColorMode::Auto, global = true)]
+    pub color: ColorMode,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorMode {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every shmq segment in /dev/shm (other objects are skipped).
+    Ls(LsArgs),
+    /// Decode and check one segment's header, control block and endpoints.
+    Inspect(InspectArgs),
+    /// Remove one segment; refuses one in use unless --force.
+    Rm(RmArgs),
+    /// Remove every stale segment (no process has it open, no endpoint alive).
+    Gc(GcArgs),
+    /// Send stdin into a channel: one message per line, or fixed-size chunks.
+    ///
+    /// Each line goes out without its newline (`shmq recv` puts it back). The
+    /// channel is created if need be, and messages wait in it for a receiver that
+    /// starts later; when the ring is full, sending waits for room. At end of input
+    /// the channel is closed. Exit status 0, or 1 on an error (the receiver went
+    /// away, a line longer than the channel's largest message, ...).
+    Send(SendArgs),
+    /// Write a channel's messages to stdout: one line per message, or raw bytes.
+    ///
+    /// The channel is created if need be. Without --count, stops once the sender
+    /// has closed the channel and everything it sent is written (exit status 0);
+    /// a sender that died without closing may have been cut short (status 1).
+    /// Ctrl-C closes the channel cleanly (status 130).
+    Recv(RecvArgs),
+    /// Show a channel's message and byte rates and fill level, live.
+    ///
+    /// Messages per second come from the consumer's received counter, bytes per
+    /// second from its ring position (frame headers included). On a terminal the
+    /// display is redrawn in place; otherwise one line per refresh is printed.
+    /// Ends after --count refreshes or on Ctrl-C (status 0).
+    Top(TopArgs),
+    /// Run the round-trip latency comparison (the flags of examples/pingpong).
+    Bench(BenchArgs),
+}
+
+/// `shmq bench`: exactly the flags of `examples/pingpong`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The latency comparison's flags.
+    #[command(flatten)]
+    pub pingpong: shmq_bench::pingpong::Args,
+}
+
+/// `shmq ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only segments whose name starts with this (e.g. /myapp-).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Segment name, with its leading slash (e.g. /orders).
+    pub name: String,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq rm`.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Segment name, with its leading slash.
+    pub name: String,
+    /// Remove it even if a process has it open or an endpoint is alive (those
+    /// processes keep their mapping; nobody new can open it).
+    #[arg(long, short)]
+    pub force: bool,
+}
+
+/// `shmq gc`.
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Only segments whose name starts with this (e.g. /myapp-).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only say what would be removed.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// One JSON array of actions instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmq send`.
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Channel name, with its leading slash. Created if it does not exist.
+    pub name: String,
+    /// Send fixed-size chunks of stdin instead of lines.
+    #[arg(long)]
+    pub raw: bool,
+    /// Chunk size in bytes with --raw (the last chunk may be shorter).
+    #[arg(long, default_value_t = 65536, requires = "raw",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk: u64,
+    /// Ring capacity in bytes if this side creates the channel (a power of two
+    /// from 64 B to 4 GiB; default 1 MiB). A message can be at most half of it.
+    #[arg(long)]
+    pub capacity: Option<u64>,
+}
+
+/// `shmq recv`.
+#[derive(Args, Debug)]
+pub struct RecvArgs {
+    /// Channel name, with its leading slash. Created if it does not exist.
+    pub name: String,
+    /// Stop after this many messages (default: until the sender has gone and the
+    /// channel is drained).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Write messages as they are, without a newline after each.
+    #[arg(long)]
+    pub raw: bool,
+    /// Ring capacity in bytes if this side creates the channel (default 1 MiB).
+    #[arg(long)]
+    pub capacity: Option<u64>,
+    /// Give up (exit status 1) when no message has come for this long, e.g. 500ms,
+    /// 10s, 2m (a bare number is seconds).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `shmq top`.
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Channel name, with its leading slash.
+    pub name: String,
+    /// Stop after this many refreshes (default: until Ctrl-C).
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Time between refreshes, e.g. 1s, 250ms (a bare number is seconds).
+    #[arg(long, short, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// One JSON object per refresh instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 2s, 1m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A refresh interval: a duration of at least one millisecond.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err("the interval must be at least 1ms".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_interval("0").is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! `shmq inspect NAME`: one segment's header, control block and endpoints,
+//! decoded, each field checked, every problem named.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::process::ExitCode;
+
+use shmq::inspect::{ChannelKind, EndpointStatus, Report};
+use shmq::ring::inspect::EndStateKind;
+
+use crate::cli::InspectArgs;
+use crate::error::{CliError, Result};
+use crate::out::{self, Align, Cell, Out, Style, Table};
+use crate::report;
+
+/// Fetches the report for `name`: an error for a bad name, a missing object or
+/// an object that is not a shmq segment.
+pub fn fetch(name: &str) -> Result<Report> {
+    shmq::inspect::inspect(name)?.ok_or_else(|| {
+        CliError::msg(format!(
+            "{name} is not a shmq segment (no shmq header): left alone"
+        ))
+    })
+}
+
+/// Prints the report as text, or as one JSON object with `--json`. A damaged
+/// segment is reported, not an error: the exit status is 0 whenever the segment
+/// could be read.
+pub fn run(args: &InspectArgs, out: &Out) -> Result<ExitCode> {
+    let r = fetch(&args.name)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", report::report_json(&r, true))?;
+    } else {
+        stdout.write_all(render(&r, out).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One `label  value  note` line; the note (a failed check) is shown in red.
+fn field(
+    s: &mut String,
+    out: &Out,
+    label: &str,
+    value: impl std::fmt::Display,
+    bad: Option<String>,
+) {
+    let _ = write!(s, "  {label:<20}{value}");
+    if let Some(b) = bad {
+        let _ = write!(s, "  {}", out.paint(&format!("<- {b}"), Style::Red));
+    }
+    s.push('\n');
+}
+
+/// A section title: a blank line, then the title in bold.
+fn title(s: &mut String, out: &Out, t: &str) {
+    s.push('\n');
+    s.push_str(&out.paint(t, Style::Bold));
+    s.push('\n');
+}
+
+/// The whole report as text.
+pub fn render(r: &Report, out: &Out) -> String {
+    let mut s = String::new();
+    let (state, style) = report::state_word(r);
+    let _ = writeln!(
+        s,
+        "{}  {}  {}",
+        out.paint(&r.name, Style::Bold),
+        report::kind_name(r),
+        out.paint(&state, style)
+    );
+
+    title(&mut s, out, "object");
+    field(
+        &mut s,
+        out,
+        "size",
+        format!("{} ({})", r.size, out::bytes(r.size)),
+        None,
+    );
+    field(
+        &mut s,
+        out,
+        "owner",
+        format!("uid {}, mode {:04o}", r.owner, r.mode),
+        None,
+    );
+    field(&mut s, out, "open by a process", yes_no(r.in_use), None);
+
+    header(&mut s, out, r);
+    ring(&mut s, out, r);
+    endpoints(&mut s, out, r);
+
+    title(&mut s, out, "problems");
+    let problems = report::problems(r);
+    if problems.is_empty() {
+        let _ = writeln!(
+            s,
+            "  {}",
+            out.paint("none: the segment is healthy", Style::Green)
+        );
+    } else {
+        for p in &problems {
+            let _ = writeln!(s, "  {}", out.paint(&format!("- {p}"), Style::Red));
+        }
+    }
+    s
+}
+
+/// `yes` or `no`.
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The header, each field decoded and checked (see [`report::header_fields`]).
+fn header(s: &mut String, out: &Out, r: &Report) {
+    title(s, out, "header");
+    for f in report::header_fields(r) {
+        field(s, out, f.label, f.value, f.bad);
+    }
+}
+
+/// The control block and what the walk over the frames found.
+fn ring(s: &mut String, out: &Out, r: &Report) {
+    title(s, out, "ring");
+    let Some(v) = &r.ring else {
+        let _ = writeln!(
+            s,
+            "  {}",
+            out.paint(
+                "not read: the header is not valid enough to locate it",
+                Style::Dim
+            )
+        );
+        return;
+    };
+    field(
+        s,
+        out,
+        "capacity",
+        format!("{} ({})", v.capacity, out::bytes(v.capacity as u64)),
+        None,
+    );
+    field(s, out, "head", v.head, None);
+    field(s, out, "tail", v.tail, None);
+    let used = match v.used_bytes {
+        Some(u) => format!("{} ({})", out::bytes(u), out::percent(u, v.capacity as u64)),
+        None => "-".into(),
+    };
+    field(
+        s,
+        out,
+        "used",
+        used,
+        v.used_bytes
+            .is_none()
+            .then(|| "head and tail are inconsistent".to_owned()),
+    );
+    field(
+        s,
+        out,
+        "messages waiting",
+        format!(
+            "{} ({} of payload)",
+            v.messages,
+            out::bytes(v.message_bytes)
+        ),
+        None,
+    );
+    if r.kind.is_some_and(ChannelKind::is_mpsc) {
+        field(s, out, "uncommitted claims", v.uncommitted, None);
+    }
+    field(
+        s,
+        out,
+        "received",
+        format!("{} messages since creation", v.received),
+        None,
+    );
+    let state_bad = |st: EndStateKind| {
+        matches!(st, EndStateKind::Invalid(_)).then(|| "not a known state".to_owned())
+    };
+    field(
+        s,
+        out,
+        "consumer",
+        format!(
+            "{}, incarnation {}{}",
+            report::end_state_str(v.consumer.state),
+            v.consumer.incarnation,
+            if v.consumer_waiting { ", sleeping" } else { "" }
+        ),
+        state_bad(v.consumer.state),
+    );
+    let mpsc = r.kind.is_some_and(ChannelKind::is_mpsc);
+    for (i, p) in v.producers.iter().enumerate() {
+        if mpsc && p.state == EndStateKind::Never && p.pending_claim.is_none() {
+            continue;
+        }
+        let label = if mpsc {
+            format!("producer {i}")
+        } else {
+            "producer".into()
+        };
+        let claim = p
+            .pending_claim
+            .map(|c| format!(", claim pending at {c}"))
+            .unwrap_or_default();
+        field(
+            s,
+            out,
+            &label,
+            format!(
+                "{}, incarnation {}{claim}",
+                report::end_state_str(p.state),
+                p.incarnation
+            ),
+            state_bad(p.state),
+        );
+    }
+    if mpsc {
+        let never = v
+            .producers
+            .iter()
+            .filter(|p| p.state == EndStateKind::Never && p.pending_claim.is_none())
+            .count();
+        if never > 0 {
+            field(s, out, "unused slots", never, None);
+        }
+    }
+    field(
+        s,
+        out,
+        "producers sleeping",
+        yes_no(v.producers_waiting),
+        None,
+    );
+}
+
+/// The endpoint table: liveness from the kernel's locks, pid and attach count
+/// from the segment's records.
+fn endpoints(s: &mut String, out: &Out, r: &Report) {
+    title(s, out, "endpoints");
+    if r.endpoints.is_empty() {
+        let _ = writeln!(s, "  {}", out.paint("none readable", Style::Dim));
+        return;
+    }
+    let mut t = Table::new(&[
+        ("  ROLE", Align::Left),
+        ("STATUS", Align::Left),
+        ("PID", Align::Right),
+        ("ATTACHES", Align::Right),
+    ]);
+    let mut hidden = 0;
+    for e in &r.endpoints {
+        if r.kind.is_some_and(ChannelKind::is_mpsc)
+            && e.role != "consumer"
+            && e.status == EndpointStatus::Never
+        {
+            hidden += 1;
+            continue;
+        }
+        let pid = if e.pid == 0 {
+            "-".into()
+        } else {
+            e.pid.to_string()
+        };
+        t.row(vec![
+            Cell::plain(format!("  {}", e.role)),
+            Cell::styled(report::status_word(r, e), report::status_style(e.status)),
+            Cell::plain(pid),
+            Cell::plain(e.attaches.to_string()),
+        ]);
+    }
+    s.push_str(&t.render(out));
+    if hidden > 0 {
+        let _ = writeln!(
+            s,
+            "  {}",
+            out.paint(&format!("({hidden} producer slots never used)"), Style::Dim)
+        );
+    }
+}

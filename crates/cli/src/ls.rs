@@ -1,0 +1,103 @@
+//! `shmq ls`: every shmq segment in `/dev/shm`, one row each.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::cli::LsArgs;
+use crate::error::Result;
+use crate::out::{self, Align, Cell, Out, Style, Table};
+use crate::report;
+
+/// Lists the segments as a table, or as a JSON array with `--json`. Objects that
+/// are not shmq segments are skipped (by header, see `shmq::inspect::list`);
+/// damaged ones are listed with their problems; one that cannot be read at all
+/// (permissions, say) is listed with the error.
+pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
+    let found = report::list(args.prefix.as_deref())?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let all: Vec<Value> = found
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(r) => report::report_json(r, false),
+                Err(e) => json!({ "name": name, "error": e.to_string() }),
+            })
+            .collect();
+        writeln!(stdout, "{}", Value::Array(all))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if found.is_empty() {
+        writeln!(stdout, "no shmq segments in /dev/shm")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("KIND", Align::Left),
+        ("CAPACITY", Align::Right),
+        ("USED", Align::Right),
+        ("FILL", Align::Right),
+        ("MSGS", Align::Right),
+        ("PRODUCERS", Align::Left),
+        ("CONSUMER", Align::Left),
+        ("STATE", Align::Left),
+    ]);
+    let mut notes = Vec::new();
+    for (name, r) in &found {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                table.row(vec![
+                    Cell::plain(name.as_str()),
+                    Cell::styled("?", Style::Dim),
+                    Cell::styled("-", Style::Dim),
+                    Cell::styled("-", Style::Dim),
+                    Cell::styled("-", Style::Dim),
+                    Cell::styled("-", Style::Dim),
+                    Cell::styled("-", Style::Dim),
+                    Cell::styled("-", Style::Dim),
+                    Cell::styled("unreadable", Style::Red),
+                ]);
+                notes.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let ring = r.ring.as_ref();
+        let used = ring.and_then(|v| v.used_bytes);
+        let (used, fill) = match used {
+            Some(u) => (out::bytes(u), out::percent(u, r.header.capacity)),
+            None => ("-".into(), "-".into()),
+        };
+        let msgs = match ring {
+            Some(v) if v.uncommitted > 0 => format!("{}+{}?", v.messages, v.uncommitted),
+            Some(v) => v.messages.to_string(),
+            None => "-".into(),
+        };
+        let (producers, p_style) = report::producers_summary(r);
+        let (consumer, c_style) = report::one_status(r, report::consumer(r));
+        let (state, s_style) = report::state_word(r);
+        table.row(vec![
+            Cell::plain(name.as_str()),
+            Cell::plain(report::kind_name(r)),
+            Cell::plain(out::bytes(r.header.capacity)),
+            Cell::plain(used),
+            Cell::plain(fill),
+            Cell::plain(msgs),
+            Cell::styled(producers, p_style),
+            Cell::styled(consumer, c_style),
+            Cell::styled(state, s_style),
+        ]);
+        for p in report::problems(r) {
+            notes.push(format!("{name}: {p}"));
+        }
+    }
+    stdout.write_all(table.render(out).as_bytes())?;
+    if !notes.is_empty() {
+        writeln!(stdout)?;
+        for n in notes {
+            writeln!(stdout, "{}", out.paint(&n, Style::Red))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

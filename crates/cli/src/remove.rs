@@ -1,0 +1,192 @@
+//! `shmq rm NAME` and `shmq gc`: removing segments, carefully.
+//!
+//! Both decide from a [`Report`] and then remove through
+//! [`Segment::remove_if_stale`], which takes the segment's owner lock exclusively
+//! before unlinking: a process that opens the segment between our look and our
+//! removal makes the removal decline instead of pulling the name from under it.
+//! Only `rm --force` unlinks unconditionally.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use shmq::inspect::{EndpointStatus, Report};
+use shmq::segment::Segment;
+
+use crate::cli::{GcArgs, RmArgs};
+use crate::error::{CliError, Result};
+use crate::inspect::fetch;
+use crate::out::{Out, Style};
+use crate::report;
+
+/// Why a segment must not be removed without `--force`, or `None` if it is stale.
+fn why_busy(r: &Report) -> Option<String> {
+    let alive: Vec<String> = r
+        .endpoints
+        .iter()
+        .filter(|e| e.status == EndpointStatus::Alive)
+        .map(|e| format!("{} (pid {})", e.role, e.pid))
+        .collect();
+    if !alive.is_empty() {
+        Some(format!("alive: {}", alive.join(", ")))
+    } else if r.in_use {
+        Some("a process has it open".into())
+    } else {
+        None
+    }
+}
+
+/// Removes one segment. Without `--force` it refuses a segment that a process has
+/// open or with a live endpoint; it never removes an object that is not a shmq
+/// segment.
+pub fn rm(args: &RmArgs) -> Result<ExitCode> {
+    let name = &args.name;
+    let r = fetch(name)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.force {
+        Segment::unlink(name)?;
+        let note = why_busy(&r)
+            .map(|why| format!(" ({why}; those processes keep their mapping)"))
+            .unwrap_or_default();
+        writeln!(stdout, "removed {name}{note}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(why) = why_busy(&r) {
+        return Err(CliError::msg(format!(
+            "refusing to remove {name}: it is in use ({why}); use --force to remove it anyway"
+        )));
+    }
+    if Segment::remove_if_stale(name)? {
+        writeln!(stdout, "removed {name}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Declined: find out why for the message (opened meanwhile, gone, not ours).
+    let why = match shmq::inspect::inspect(name) {
+        Ok(Some(now)) => why_busy(&now).unwrap_or_else(|| "it is not owned by this user".into()),
+        Ok(None) => "it was replaced by a non-shmq object".into(),
+        Err(e) => e.to_string(),
+    };
+    Err(CliError::msg(format!("could not remove {name}: {why}")))
+}
+
+/// What `gc` did (or would do) with one segment.
+struct Action {
+    name: String,
+    action: &'static str,
+    detail: String,
+}
+
+/// Removes every stale segment (no process has it open, no endpoint alive),
+/// damaged ones included; with `--dry-run` only lists them. Segments that cannot
+/// be read are skipped with a note; one whose removal fails makes the exit
+/// status 1.
+pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
+    let mut actions = Vec::new();
+    let mut failed = false;
+    for (name, r) in report::list(args.prefix.as_deref())? {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                // Unreadable (another user's, say): not ours to judge.
+                actions.push(Action {
+                    name,
+                    action: "skipped",
+                    detail: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if !r.is_stale() {
+            continue;
+        }
+        let detail = stale_detail(&r);
+        if args.dry_run {
+            actions.push(Action {
+                name,
+                action: "would remove",
+                detail,
+            });
+            continue;
+        }
+        let action = match Segment::remove_if_stale(&name) {
+            Ok(true) => Action {
+                name,
+                action: "removed",
+                detail,
+            },
+            // Opened (or removed) by someone since we looked: not stale any more.
+            Ok(false) => Action {
+                name,
+                action: "kept",
+                detail: "in use again, removed by another process, or not owned by this user"
+                    .into(),
+            },
+            Err(e) => {
+                failed = true;
+                Action {
+                    name,
+                    action: "error",
+                    detail: e.to_string(),
+                }
+            }
+        };
+        actions.push(action);
+    }
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let all: Vec<Value> = actions
+            .iter()
+            .map(|a| json!({ "name": a.name, "action": a.action, "detail": a.detail }))
+            .collect();
+        writeln!(stdout, "{}", Value::Array(all))?;
+    } else if actions.is_empty() {
+        writeln!(stdout, "no stale segments")?;
+    } else {
+        for a in &actions {
+            let style = match a.action {
+                "removed" | "would remove" => Style::Yellow,
+                "error" => Style::Red,
+                _ => Style::Plain,
+            };
+            writeln!(
+                stdout,
+                "{} {}  {}",
+                out.paint(a.action, style),
+                a.name,
+                out.paint(&format!("({})", a.detail), Style::Dim)
+            )?;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Why a stale segment was left behind, in a few words.
+fn stale_detail(r: &Report) -> String {
+    let mut parts = Vec::new();
+    if report::is_damaged(r) {
+        parts.push("damaged".to_owned());
+    }
+    let dead: Vec<&str> = r
+        .endpoints
+        .iter()
+        .filter(|e| e.status == EndpointStatus::Dead)
+        .map(|e| e.role.as_str())
+        .collect();
+    if !dead.is_empty() {
+        let word = if r.ring.is_none() { "gone" } else { "dead" };
+        parts.push(format!("{word}: {}", dead.join(", ")));
+    }
+    if let Some(v) = &r.ring
+        && v.messages > 0
+    {
+        parts.push(format!("{} messages never received", v.messages));
+    }
+    if parts.is_empty() {
+        parts.push("no process has it open".into());
+    }
+    parts.join("; ")
+}

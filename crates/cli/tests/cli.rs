@@ -1,0 +1,750 @@
+//! End-to-end tests of the `shmq` binary: every subcommand, run as a user would,
+//! against real segments in `/dev/shm`.
+//!
+//! Every test uses names from `shmq::unique_name("cli-test…")`, removes what it
+//! made (a [`Cleanup`] guard unlinks even when an assertion fails) and reaps
+//! every child it starts ([`Child`] kills and waits on drop). Time-outs are only
+//! there to turn a hang into a failure; nothing asserts a duration.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use shmq::inspect::{EndpointStatus, Report};
+use shmq::segment::Segment;
+
+/// Generous limit for anything to happen: only catches hangs.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shmq")
+}
+
+/// `shmq` with a hang-catching time-out; output is plain (stdout is a pipe).
+fn shmq() -> Command {
+    let mut c = Command::new(bin());
+    c.timeout(PATIENCE);
+    c
+}
+
+/// A long-running `shmq` child process.
+fn spawn(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(bin());
+    c.args(args).stderr(Stdio::inherit());
+    c
+}
+
+fn name(tag: &str) -> String {
+    shmq::unique_name(&format!("cli-test-{tag}")).expect("unique name")
+}
+
+fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm{name}"))
+}
+
+/// Unlinks its segments when dropped, whatever happened.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Segment::unlink(n);
+        }
+    }
+}
+
+/// A child process that is killed and reaped when dropped.
+struct Child(Option<std::process::Child>);
+
+impl Child {
+    fn start(cmd: &mut std::process::Command) -> Child {
+        Child(Some(cmd.spawn().expect("spawn shmq")))
+    }
+
+    fn inner(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child not reaped yet")
+    }
+
+    /// Waits for it to exit (panicking after [`PATIENCE`]) and reaps it.
+    fn wait(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.inner().try_wait().expect("try_wait") {
+                self.0 = None;
+                return status;
+            }
+            assert!(started.elapsed() < PATIENCE, "child did not exit in time");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self) {
+        self.inner().kill().expect("kill");
+        self.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls until `ok` holds, panicking after [`PATIENCE`].
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn report(name: &str) -> Option<Report> {
+    shmq::inspect::inspect(name).ok().flatten()
+}
+
+fn endpoint_status(name: &str, index: usize) -> Option<EndpointStatus> {
+    report(name).and_then(|r| r.endpoints.get(index).map(|e| e.status))
+}
+
+/// Starts `shmq send NAME` with its stdin kept open (returned), and waits until
+/// its producer is attached: a channel with a live endpoint.
+fn live_sender(name: &str) -> (Child, std::process::ChildStdin) {
+    let mut child = Child::start(spawn(&["send", name]).stdin(Stdio::piped()));
+    let stdin = child.inner().stdin.take().expect("stdin");
+    wait_until("the producer to attach", || {
+        endpoint_status(name, 1) == Some(EndpointStatus::Alive)
+    });
+    (child, stdin)
+}
+
+/// Makes a stale channel: a sender that sent `lines` and exited.
+fn stale_channel(name: &str, lines: &str) {
+    shmq()
+        .args(["send", name])
+        .write_stdin(lines)
+        .assert()
+        .success();
+    assert!(
+        shm_path(name).exists(),
+        "undelivered messages keep the segment"
+    );
+}
+
+/// The row of `ls` output that starts with `name`.
+fn ls_row(name: &str) -> String {
+    let out = shmq()
+        .arg("ls")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).expect("utf-8");
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not listed in:\n{text}"))
+        .to_owned()
+}
+
+fn ls_json(name: &str) -> Value {
+    let out = shmq()
+        .args(["ls", "--json", "--prefix", name])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let all: Value = serde_json::from_slice(&out).expect("ls --json is JSON");
+    let found: Vec<&Value> = all
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|v| v["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "{all}");
+    found[0].clone()
+}
+
+fn inspect_json(name: &str) -> Value {
+    let out = shmq()
+        .args(["inspect", "--json", name])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("inspect --json is JSON")
+}
+
+/// Overwrites bytes of a segment's file, as a buggy or hostile peer could.
+fn corrupt(name: &str, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .expect("open segment file");
+    f.write_all_at(bytes, offset).expect("write");
+}
+
+fn no_panic() -> impl Predicate<str> {
+    predicate::str::contains("panicked").not()
+}
+
+#[test]
+fn ls_shows_a_live_segment_and_a_killed_producer_as_dead() {
+    let n = name("ls");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let (mut sender, mut stdin) = live_sender(&n);
+    stdin.write_all(b"one\ntwo\n").unwrap();
+    stdin.flush().unwrap();
+    wait_until("two messages in the ring", || {
+        report(&n)
+            .and_then(|r| r.ring)
+            .is_some_and(|v| v.messages == 2)
+    });
+
+    let row = ls_row(&n);
+    assert!(row.contains("spsc/bytes"), "{row}");
+    assert!(row.contains("alive"), "{row}");
+    assert!(row.contains("live"), "{row}");
+    let j = ls_json(&n);
+    assert_eq!(j["producers"][0]["status"], "alive");
+    assert_eq!(j["consumer"]["status"], "never");
+    assert_eq!(j["messages"], 2);
+    assert_eq!(j["stale"], false);
+    assert_eq!(j["damaged"], false);
+
+    sender.kill(); // SIGKILL: no chance to close
+    drop(stdin);
+    let row = ls_row(&n);
+    assert!(row.contains("dead"), "{row}");
+    assert!(row.contains("stale"), "{row}");
+    let j = ls_json(&n);
+    assert_eq!(j["producers"][0]["status"], "dead");
+    assert_eq!(j["stale"], true);
+    assert_eq!(j["messages"], 2, "messages survive the producer");
+}
+
+#[test]
+fn ls_skips_foreign_objects_and_lists_damaged_segments() {
+    let foreign = name("foreign");
+    let damaged = name("damaged");
+    let _cleanup = Cleanup(vec![foreign.clone(), damaged.clone()]);
+    std::fs::write(shm_path(&foreign), vec![0x5a; 4096]).unwrap();
+    stale_channel(&damaged, "x\n");
+    corrupt(&damaged, 8, &7u32.to_le_bytes()); // the version field
+
+    let out = shmq()
+        .arg("ls")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains(&foreign), "foreign object listed:\n{text}");
+    let row = ls_row(&damaged);
+    assert!(row.contains("damaged"), "{row}");
+    assert!(
+        text.contains(&format!(
+            "{damaged}: layout version mismatch: expected 1, found 7"
+        )),
+        "{text}"
+    );
+
+    // Every command refuses the foreign object with one line, and leaves it alone.
+    for args in [
+        vec!["inspect", foreign.as_str()],
+        vec!["rm", foreign.as_str()],
+        vec!["rm", "--force", foreign.as_str()],
+        vec!["top", "--count", "1", foreign.as_str()],
+    ] {
+        shmq()
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("not a shmq segment").and(no_panic()));
+    }
+    shmq()
+        .args(["gc", "--prefix", &foreign])
+        .assert()
+        .success()
+        .stdout("no stale segments\n");
+    assert!(shm_path(&foreign).exists());
+}
+
+#[test]
+fn inspect_names_a_damaged_header() {
+    let n = name("inspect-hdr");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    stale_channel(&n, "a\nb\nc\n");
+    let healthy = shmq().args(["inspect", &n]).assert().success();
+    let text = String::from_utf8(healthy.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("none: the segment is healthy"), "{text}");
+    assert!(text.contains("3 (3 B of payload)"), "{text}");
+
+    corrupt(&n, 8, &99u32.to_le_bytes());
+    shmq().args(["inspect", &n]).assert().success().stdout(
+        predicate::str::contains("layout version mismatch: expected 1, found 99")
+            .and(predicate::str::contains("this build reads version 1"))
+            .and(predicate::str::contains("damaged")),
+    );
+    // A second damaged field is named too, not only the first one found.
+    corrupt(&n, 12, &0xdeadu32.to_le_bytes()); // the state field
+    shmq().args(["inspect", &n]).assert().success().stdout(
+        predicate::str::contains("layout version mismatch: expected 1, found 99")
+            .and(predicate::str::contains("state = 0xdead")),
+    );
+    let j = inspect_json(&n);
+    assert_eq!(j["damaged"], true);
+    assert_eq!(j["header"]["version"], 99);
+    assert_eq!(j["problems"].as_array().map(Vec::len), Some(2), "{j}");
+    // The ring cannot be read, so whether the producer closed or died is unknown.
+    assert_eq!(ls_json(&n)["producers"][0]["status"], "gone");
+    assert!(j["ring"].is_null(), "an invalid header hides the ring: {j}");
+
+    // The channel commands refuse it with one line; nothing panics.
+    for args in [vec!["recv", "--count", "1", &n], vec!["send", &n]] {
+        shmq()
+            .args(&args)
+            .write_stdin("z\n")
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("version mismatch").and(no_panic()));
+    }
+}
+
+#[test]
+fn inspect_names_a_damaged_frame() {
+    let n = name("inspect-frame");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    stale_channel(&n, "hello\nworld\n");
+    let data_offset = inspect_json(&n)["header"]["data_offset"]
+        .as_u64()
+        .expect("data_offset");
+    // The first frame header: the data area follows the SPSC control block.
+    let first_frame = data_offset + shmq::ring::spsc::CONTROL_LEN as u64;
+    corrupt(&n, first_frame, &0xdead_beef_0000_0005u64.to_le_bytes());
+
+    shmq().args(["inspect", &n]).assert().success().stdout(
+        predicate::str::contains("frame at position 0: unknown frame tag")
+            .and(predicate::str::contains("damaged")),
+    );
+    let j = inspect_json(&n);
+    let problems = j["problems"].to_string();
+    assert!(problems.contains("unknown frame tag"), "{problems}");
+    let row = ls_row(&n);
+    assert!(row.contains("damaged"), "{row}");
+
+    // A receiver reports the corruption instead of passing garbage on.
+    shmq()
+        .args(["recv", &n])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("corrupted").and(no_panic()));
+}
+
+#[test]
+fn rm_refuses_a_live_segment_unless_forced() {
+    let n = name("rm");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let (mut sender, _stdin) = live_sender(&n);
+
+    shmq().args(["rm", &n]).assert().code(1).stderr(
+        predicate::str::contains("refusing to remove").and(predicate::str::contains("--force")),
+    );
+    assert!(shm_path(&n).exists());
+
+    shmq()
+        .args(["rm", "--force", &n])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(format!("removed {n}")));
+    assert!(!shm_path(&n).exists());
+    sender.kill();
+
+    // A stale one goes without --force; a missing one is a one-line error.
+    stale_channel(&n, "x\n");
+    shmq().args(["rm", &n]).assert().success();
+    assert!(!shm_path(&n).exists());
+    shmq()
+        .args(["rm", &n])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not found").and(no_panic()));
+}
+
+#[test]
+fn gc_removes_only_stale_segments() {
+    let base = name("gc");
+    let (stale, live) = (format!("{base}-stale"), format!("{base}-live"));
+    let _cleanup = Cleanup(vec![stale.clone(), live.clone()]);
+    stale_channel(&stale, "left\nbehind\n");
+    let (mut sender, _stdin) = live_sender(&live);
+
+    shmq()
+        .args(["gc", "--dry-run", "--prefix", &base])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(format!("would remove {stale}"))
+                .and(predicate::str::contains(&live).not()),
+        );
+    assert!(shm_path(&stale).exists(), "--dry-run removes nothing");
+
+    let out = shmq()
+        .args(["gc", "--json", "--prefix", &base])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let actions: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(actions.as_array().map(Vec::len), Some(1), "{actions}");
+    assert_eq!(actions[0]["name"], stale.as_str());
+    assert_eq!(actions[0]["action"], "removed");
+    assert!(!shm_path(&stale).exists());
+    assert!(shm_path(&live).exists(), "gc must not touch a live segment");
+
+    sender.kill();
+    // Its producer died: now the live one is stale too.
+    shmq()
+        .args(["gc", "--prefix", &base])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("removed {live}")));
+    assert!(!shm_path(&live).exists());
+}
+
+fn numbered_lines(n: u32) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn send_then_recv_reproduces_100000_lines() {
+    let n = name("pipe-send-first");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let input = numbered_lines(100_000);
+
+    let mut sender = Child::start(spawn(&["send", &n]).stdin(Stdio::piped()));
+    let mut stdin = sender.inner().stdin.take().unwrap();
+    let feed = input.clone();
+    // The ring fills long before the input ends: feed from a thread.
+    let writer = thread::spawn(move || stdin.write_all(feed.as_bytes()));
+    wait_until("the sender to create the channel", || {
+        endpoint_status(&n, 1).is_some()
+    });
+
+    let out = shmq()
+        .args(["recv", &n, "--count", "100000"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    writer.join().unwrap().expect("feed the sender");
+    assert!(sender.wait().success());
+    assert!(out == input.as_bytes(), "output differs from input");
+    assert!(
+        !shm_path(&n).exists(),
+        "a drained, closed channel removes itself"
+    );
+}
+
+#[test]
+fn recv_then_send_reproduces_100000_lines() {
+    let n = name("pipe-recv-first");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let input = numbered_lines(100_000);
+
+    let mut receiver =
+        Child::start(spawn(&["recv", &n, "--count", "100000"]).stdout(Stdio::piped()));
+    let mut stdout = receiver.inner().stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    wait_until("the receiver to attach", || {
+        endpoint_status(&n, 0) == Some(EndpointStatus::Alive)
+    });
+
+    shmq()
+        .args(["send", &n])
+        .write_stdin(input.clone())
+        .assert()
+        .success();
+    let out = reader.join().unwrap().expect("read the receiver's output");
+    assert!(receiver.wait().success());
+    assert!(out == input.as_bytes(), "output differs from input");
+    assert!(
+        !shm_path(&n).exists(),
+        "a drained, closed channel removes itself"
+    );
+}
+
+#[test]
+fn recv_without_count_stops_when_the_sender_is_gone() {
+    let n = name("pipe-eof");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    // Empty lines, an unterminated last line (it gains a newline), long lines.
+    let long = "x".repeat(10_000);
+    let input = format!("first\n\n{long}\nlast");
+    stale_channel(&n, &input);
+    shmq()
+        .args(["recv", &n])
+        .assert()
+        .success()
+        .stdout(format!("{input}\n"));
+    assert!(!shm_path(&n).exists());
+}
+
+#[test]
+fn recv_fails_when_the_sender_dies_and_closes_on_ctrl_c() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let n = name("pipe-died");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let (mut sender, mut stdin) = live_sender(&n);
+    stdin.write_all(b"before the crash\n").unwrap();
+    stdin.flush().unwrap();
+    wait_until("the message in the ring", || {
+        report(&n)
+            .and_then(|r| r.ring)
+            .is_some_and(|v| v.messages == 1)
+    });
+    let mut receiver = Child::start(
+        spawn(&["recv", &n])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let streams = (
+        receiver.inner().stdout.take(),
+        receiver.inner().stderr.take(),
+    );
+    wait_until("the receiver to take the message", || {
+        report(&n)
+            .and_then(|r| r.ring)
+            .is_some_and(|v| v.received == 1)
+    });
+    sender.kill();
+    drop(stdin);
+    let status = receiver.wait();
+    let mut out = String::new();
+    let mut err = String::new();
+    streams.0.expect("stdout").read_to_string(&mut out).unwrap();
+    streams.1.expect("stderr").read_to_string(&mut err).unwrap();
+    assert_eq!(
+        out, "before the crash\n",
+        "everything committed is delivered"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a dead sender may have been cut short"
+    );
+    assert!(err.contains("the sender died"), "{err}");
+
+    // Ctrl-C: the receiver closes its end (closed, not dead) and exits 130.
+    let n = name("pipe-int");
+    let _cleanup2 = Cleanup(vec![n.clone()]);
+    let mut receiver = Child::start(spawn(&["recv", &n]).stdout(Stdio::null()));
+    wait_until("the receiver to attach", || {
+        endpoint_status(&n, 0) == Some(EndpointStatus::Alive)
+    });
+    let pid = Pid::from_raw(receiver.inner().id() as i32);
+    kill(pid, Signal::SIGINT).expect("SIGINT");
+    assert_eq!(receiver.wait().code(), Some(130));
+    assert!(
+        !shm_path(&n).exists(),
+        "a cleanly closed, empty channel removes itself"
+    );
+}
+
+#[test]
+fn raw_mode_carries_any_bytes() {
+    let n = name("pipe-raw");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let input: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+
+    let mut receiver =
+        Child::start(spawn(&["recv", &n, "--raw", "--capacity", "8192"]).stdout(Stdio::piped()));
+    let mut stdout = receiver.inner().stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    shmq()
+        .args(["send", &n, "--raw", "--chunk", "1000", "--capacity", "8192"])
+        .write_stdin(input.clone())
+        .assert()
+        .success();
+    let out = reader.join().unwrap().unwrap();
+    assert!(receiver.wait().success());
+    assert!(out == input, "raw bytes differ");
+}
+
+#[test]
+fn send_refuses_what_cannot_fit() {
+    let n = name("pipe-big");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let line = format!("{}\n", "y".repeat(100));
+    shmq()
+        .args(["send", &n, "--capacity", "128"])
+        .write_stdin(line)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("line 1 is 100 bytes").and(no_panic()));
+    shmq()
+        .args(["send", &n, "--raw", "--chunk", "4096", "--capacity", "128"])
+        .write_stdin("z")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--chunk 4096"));
+}
+
+#[test]
+fn recv_timeout_gives_up() {
+    let n = name("pipe-timeout");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    shmq()
+        .args(["recv", &n, "--timeout", "200ms"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no message for"));
+}
+
+#[test]
+fn top_prints_n_refreshes_of_rates() {
+    let n = name("top");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let (mut sender, mut stdin) = live_sender(&n);
+    stdin.write_all(numbered_lines(100).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until("100 messages in the ring", || {
+        report(&n)
+            .and_then(|r| r.ring)
+            .is_some_and(|v| v.messages == 100)
+    });
+
+    let out = shmq()
+        .args(["top", &n, "--count", "3", "--interval", "100ms"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and 3 rows:\n{text}");
+    assert!(
+        lines[0].contains("MSG/S") && lines[0].contains("BYTES/S"),
+        "{text}"
+    );
+    for row in &lines[1..] {
+        assert!(row.contains("alive") && row.contains("B/s"), "{row}");
+    }
+
+    let out = shmq()
+        .args(["top", &n, "--count", "2", "--interval", "50ms", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(r["messages_per_sec"].is_number(), "{r}");
+        assert!(r["bytes_per_sec"].is_number(), "{r}");
+        assert_eq!(r["messages"], 100);
+        assert_eq!(r["producers"], "alive");
+    }
+    sender.kill();
+}
+
+#[test]
+fn top_ends_cleanly_on_ctrl_c() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let n = name("top-int");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    stale_channel(&n, "x\n");
+    let mut top = Child::start(spawn(&["top", &n, "--interval", "50ms"]).stdout(Stdio::piped()));
+    let mut stdout = top.inner().stdout.take().unwrap();
+    // Wait for the header and a first row, so the handler is surely installed.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while seen.iter().filter(|&&b| b == b'\n').count() < 2 {
+        let k = stdout.read(&mut buf).expect("read top's output");
+        assert!(k > 0, "top exited early");
+        seen.extend_from_slice(&buf[..k]);
+    }
+    let pid = Pid::from_raw(top.inner().id() as i32);
+    kill(pid, Signal::SIGINT).expect("SIGINT");
+    assert_eq!(top.wait().code(), Some(0), "Ctrl-C ends top with status 0");
+}
+
+#[test]
+fn bench_takes_the_pingpong_flags() {
+    shmq().args(["bench", "--help"]).assert().success().stdout(
+        predicate::str::contains("--iters")
+            .and(predicate::str::contains("--size"))
+            .and(predicate::str::contains("--transport"))
+            .and(predicate::str::contains("--json"))
+            .and(predicate::str::contains("--plot")),
+    );
+    shmq().args(["bench", "--iters", "many"]).assert().code(2);
+}
+
+#[test]
+fn errors_are_one_line_and_usage_errors_exit_2() {
+    for args in [
+        vec!["inspect", "no-slash"],
+        vec!["inspect", "/a/b"],
+        vec!["rm", ""],
+        vec!["recv", "bad", "--count", "1"],
+        vec!["top", "/", "--count", "1"],
+    ] {
+        let a = shmq().args(&args).assert().code(1);
+        let err = String::from_utf8(a.get_output().stderr.clone()).unwrap();
+        assert!(
+            err.starts_with("shmq: invalid segment name"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    let missing = name("missing");
+    shmq()
+        .args(["inspect", &missing])
+        .assert()
+        .code(1)
+        .stderr(format!("shmq: segment {missing} not found\n"));
+    for args in [
+        vec![],
+        vec!["frobnicate"],
+        vec!["inspect"],
+        vec!["recv", "/x", "--count", "lots"],
+        vec!["top", "/x", "--interval", "0"],
+        vec!["send", "/x", "--chunk", "10"],
+    ] {
+        shmq().args(&args).assert().code(2);
+    }
+}
