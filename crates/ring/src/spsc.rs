@@ -208,6 +208,11 @@ impl Producer {
         // `tail` by an earlier producer.
         let head = ctl.head.pos.load(Ordering::Acquire);
         let mut tail = ctl.tail.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) > cap as u64 && head.wrapping_sub(tail) <= cap as u64 {
+            // An earlier producer died between publishing a frame and storing `tail`,
+            // and the consumer has read past the stale `tail` since: resume at `head`.
+            tail = head;
+        }
         check_positions(head, tail, cap)?;
         // Walk over frames an earlier producer published after its last `tail`
         // store (it may have died in between): stop at the end marker.

@@ -234,6 +234,24 @@ fn a_new_producer_resumes_after_the_last_published_frame() {
 }
 
 #[test]
+fn a_new_producer_resumes_even_when_the_consumer_read_past_a_stale_tail() {
+    let cap = 1024;
+    let (region, mut tx, mut rx) = ring(cap, 0);
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    // The producer "died" after publishing "two" but before storing `tail`...
+    let tail = region.load_word(0).unwrap();
+    region.store_word(0, tail - frame::frame_len(3) as u64);
+    std::mem::forget(tx);
+    // ...and the consumer read both, so `head` is now ahead of `tail`.
+    assert_eq!(&*rx.recv().unwrap(), b"one");
+    assert_eq!(&*rx.recv().unwrap(), b"two");
+    let mut tx2 = Producer::attach(&region, cap as u64, WaitConfig::default(), Arc::new(InProcess)).unwrap();
+    tx2.send(b"three").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"three");
+}
+
+#[test]
 fn threads_stream_a_million_verified_messages() {
     for strategy in [WaitStrategy::Park, WaitStrategy::default()] {
         let cap = 4096;
