@@ -3,8 +3,10 @@
 //! A process started with `SHMQ_FAILPOINT=<name>` stops the first time it reaches
 //! `<name>`: it writes `reached <name>\n` to the file descriptor in
 //! `SHMQ_FAILPOINT_FD` (if set) and then sleeps forever, so the test harness can
-//! `SIGKILL` or `SIGSTOP` it at exactly that step of the protocol. Without the
-//! feature, [`hit`] is an empty inline function.
+//! `SIGKILL` it at exactly that step of the protocol. With
+//! `SHMQ_FAILPOINT=<name>:stop` it instead stops itself with `SIGSTOP` after
+//! writing, and carries on from there when sent `SIGCONT`. Without the feature,
+//! [`hit`] is an empty inline function.
 
 /// The protocol steps with a crash point.
 pub const POINTS: &[&str] = &[
@@ -22,18 +24,30 @@ mod imp {
     use std::io::Write;
     use std::os::fd::FromRawFd;
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    fn armed() -> Option<&'static str> {
-        static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    /// The armed failpoint and whether to `SIGSTOP` (instead of sleeping forever).
+    fn armed() -> Option<(&'static str, bool)> {
+        static ARMED: OnceLock<Option<(String, bool)>> = OnceLock::new();
         ARMED
-            .get_or_init(|| std::env::var("SHMQ_FAILPOINT").ok())
-            .as_deref()
+            .get_or_init(|| {
+                let v = std::env::var("SHMQ_FAILPOINT").ok()?;
+                Some(match v.strip_suffix(":stop") {
+                    Some(n) => (n.to_owned(), true),
+                    None => (v, false),
+                })
+            })
+            .as_ref()
+            .map(|(n, stop)| (n.as_str(), *stop))
     }
 
-    /// Stops here forever if `name` is the armed failpoint.
+    /// Stops here if `name` is the armed failpoint: forever, or, with the `:stop`
+    /// action, until `SIGCONT` (once: a resumed process does not stop again).
     #[inline(never)]
     pub fn hit(name: &str) {
-        if armed() != Some(name) {
+        static DONE: AtomicBool = AtomicBool::new(false);
+        let Some((armed, stop)) = armed() else { return };
+        if armed != name || DONE.swap(true, Ordering::Relaxed) {
             return;
         }
         if let Some(fd) = std::env::var("SHMQ_FAILPOINT_FD")
@@ -41,14 +55,27 @@ mod imp {
             .and_then(|s| s.parse().ok())
         {
             // SAFETY: the harness handed us this descriptor for exactly this use; we
-            // never close it (ManuallyDrop) since we are about to stop forever.
+            // never close it (ManuallyDrop), it stays the harness's.
             let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
             let _ = writeln!(f, "reached {name}");
             let _ = f.flush();
         }
+        if stop {
+            raise_sigstop();
+            return;
+        }
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
+    }
+
+    fn raise_sigstop() {
+        unsafe extern "C" {
+            fn raise(sig: i32) -> i32;
+        }
+        const SIGSTOP: i32 = 19;
+        // SAFETY: `raise` is a plain libc call with no memory-safety preconditions.
+        unsafe { raise(SIGSTOP) };
     }
 
     /// Whether the futex module should (wrongly) use private futexes.

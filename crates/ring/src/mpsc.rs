@@ -214,7 +214,7 @@ impl Producer {
             cfg,
             liveness,
             seen_epoch,
-            clock: CheckClock::default(),
+            clock: CheckClock::starting(cfg.slice),
             poisoned: None,
             closed: false,
         })
@@ -560,6 +560,10 @@ impl Side for ProducerSide<'_> {
         false
     }
 
+    fn liveness_due(&mut self, slice: Duration) -> bool {
+        self.p.clock.due(slice)
+    }
+
     fn check_peer(&mut self) -> Result<()> {
         self.p.check_consumer()
     }
@@ -708,7 +712,7 @@ impl Consumer {
             liveness,
             seen_epoch,
             peers_gone: false,
-            clock: CheckClock::default(),
+            clock: CheckClock::starting(cfg.slice),
             poisoned: None,
             closed: false,
             reclaimed: 0,
@@ -1150,6 +1154,10 @@ impl Side for ConsumerSide<'_> {
 
     fn exclusive(&self) -> bool {
         true
+    }
+
+    fn liveness_due(&mut self, slice: Duration) -> bool {
+        self.c.clock.due(slice)
     }
 
     fn check_peer(&mut self) -> Result<()> {

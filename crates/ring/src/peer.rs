@@ -36,13 +36,22 @@ pub(crate) fn peer_status(
     }
 }
 
-/// Rate limit for liveness checks made by non-blocking calls.
+/// When an endpoint next looks at its peer's liveness (a system call). It lives
+/// in the endpoint, so that a caller polling with short time-outs or `try_` calls
+/// still gets a look once per wait slice (found by the cross-process tests).
 #[derive(Default)]
 pub(crate) struct CheckClock {
     next: Option<Instant>,
 }
 
 impl CheckClock {
+    /// A clock whose first look is due one `every` from now.
+    pub(crate) fn starting(every: Duration) -> CheckClock {
+        CheckClock {
+            next: Some(Instant::now() + every),
+        }
+    }
+
     pub(crate) fn due(&mut self, every: Duration) -> bool {
         // Under loom time does not pass; checking every time keeps models deterministic.
         if cfg!(loom) {

@@ -243,7 +243,7 @@ impl Producer {
             cfg,
             liveness,
             seen_epoch,
-            clock: CheckClock::default(),
+            clock: CheckClock::starting(cfg.slice),
             poisoned: None,
             closed: false,
         })
@@ -532,15 +532,17 @@ impl Producer {
         // payload and the end marker visible before the header.
         self.write_headers(p, len, Ordering::Release);
         self.tail = next;
-        failpoint::hit("after_commit_before_wake");
         self.publish_tail();
     }
 
+    /// Publishes `tail` (`Release`, informational) and wakes the consumer if it
+    /// sleeps.
     #[inline]
     fn publish_tail(&self) {
         // Release: pairs with the Acquire load in `Producer::attach` (a later
         // producer) and with observers; the consumer does not read `tail`.
         self.ctl.tail.store(self.tail, Ordering::Release);
+        failpoint::hit("after_commit_before_wake");
         self.ctl.wake.notify_data();
     }
 
@@ -603,6 +605,10 @@ impl Side for ProducerSide<'_> {
 
     fn exclusive(&self) -> bool {
         true
+    }
+
+    fn liveness_due(&mut self, slice: Duration) -> bool {
+        self.p.clock.due(slice)
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -732,7 +738,7 @@ impl Consumer {
             liveness,
             seen_epoch,
             peer_gone: false,
-            clock: CheckClock::default(),
+            clock: CheckClock::starting(cfg.slice),
             poisoned: None,
             closed: false,
         })
@@ -1046,6 +1052,10 @@ impl Side for ConsumerSide<'_> {
 
     fn words(&self) -> (&FutexWord, &AtomicU32) {
         (&self.c.ctl.wake.data_seq, &self.c.ctl.wake.consumer_waiting)
+    }
+
+    fn liveness_due(&mut self, slice: Duration) -> bool {
+        self.c.clock.due(slice)
     }
 
     fn exclusive(&self) -> bool {

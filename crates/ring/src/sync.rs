@@ -2,13 +2,26 @@
 //!
 //! Under `--cfg loom` the atomics are loom's and the futex is a mutex and condition
 //! variable that really block, so a lost wake-up shows up in a model as a deadlock.
+//!
+//! Under `--cfg shmq_adversary` (and not loom) the atomics are the thin wrappers of
+//! `sync/adversary.rs`: every load, and the read half of every read-modify-write, first
+//! calls a thread-local hook with the word's address, so that a test can count the
+//! reads an operation makes (catalogue HP-04) or play a peer that writes between
+//! any two of them (FZ-05). Normal builds use the core atomics unchanged.
 
 #[cfg(not(loom))]
 pub(crate) use core::hint::spin_loop;
+#[cfg(not(any(loom, shmq_adversary)))]
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64};
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use core::sync::atomic::{Ordering, fence};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+#[cfg(all(shmq_adversary, not(loom)))]
+pub mod adversary;
+#[cfg(all(shmq_adversary, not(loom)))]
+pub(crate) use adversary::{AtomicU32, AtomicU64};
 
 #[cfg_attr(not(loom), path = "sync/futex_linux.rs")]
 #[cfg_attr(loom, path = "sync/futex_loom.rs")]

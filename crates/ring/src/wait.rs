@@ -121,6 +121,9 @@ pub(crate) trait Side {
     fn ready(&mut self) -> bool;
     /// Whether the peers' epoch changed since the last [`Side::check_peer`].
     fn epoch_changed(&self) -> bool;
+    /// Whether a look at the peer's liveness is due (once per `slice`, on a clock
+    /// kept by the endpoint across calls).
+    fn liveness_due(&mut self, slice: Duration) -> bool;
     /// The futex sequence and waiting flag this side sleeps on.
     fn words(&self) -> (&FutexWord, &AtomicU32);
     /// Whether this side is the only one that sleeps on its flag (then it clears
@@ -132,12 +135,12 @@ pub(crate) trait Side {
     fn check_peer(&mut self) -> Result<()>;
 }
 
-/// Whether a wait slice has passed, so the peer's liveness is due for a look.
-/// Under loom time must not steer a model (it would make it non-deterministic):
-/// there, peers are looked at only when their epoch changes.
+/// Whether the peer's liveness is due for a look. Under loom time must not steer
+/// a model (it would make it non-deterministic): there, peers are looked at only
+/// when their epoch changes.
 #[inline]
-fn slice_passed(now: Instant, next_check: Instant) -> bool {
-    !cfg!(loom) && now >= next_check
+fn liveness_due<S: Side>(side: &mut S, cfg: &WaitConfig) -> bool {
+    !cfg!(loom) && side.liveness_due(cfg.slice)
 }
 
 /// Spins between time checks in the spin phase.
@@ -154,7 +157,6 @@ pub(crate) fn block<S: Side>(
         return Ok(t);
     }
     let started = Instant::now();
-    let mut next_check = started + cfg.slice;
 
     #[cfg(not(loom))]
     {
@@ -174,9 +176,8 @@ pub(crate) fn block<S: Side>(
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout);
             }
-            if now >= next_check || side.epoch_changed() {
+            if liveness_due(side, cfg) || side.epoch_changed() {
                 side.check_peer()?;
-                next_check = now + cfg.slice;
             }
         }
     }
@@ -207,9 +208,8 @@ pub(crate) fn block<S: Side>(
             return Ok(t);
         }
         let now = Instant::now();
-        if slice_passed(now, next_check) || side.epoch_changed() {
+        if liveness_due(side, cfg) || side.epoch_changed() {
             side.check_peer()?;
-            next_check = now + cfg.slice;
             if let Some(t) = side.attempt()? {
                 return Ok(t);
             }

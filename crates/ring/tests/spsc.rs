@@ -246,7 +246,13 @@ fn a_new_producer_resumes_even_when_the_consumer_read_past_a_stale_tail() {
     // ...and the consumer read both, so `head` is now ahead of `tail`.
     assert_eq!(&*rx.recv().unwrap(), b"one");
     assert_eq!(&*rx.recv().unwrap(), b"two");
-    let mut tx2 = Producer::attach(&region, cap as u64, WaitConfig::default(), Arc::new(InProcess)).unwrap();
+    let mut tx2 = Producer::attach(
+        &region,
+        cap as u64,
+        WaitConfig::default(),
+        Arc::new(InProcess),
+    )
+    .unwrap();
     tx2.send(b"three").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"three");
 }

@@ -230,10 +230,25 @@ impl Place<'_> {
             Errno::ELOOP => Error::Untrusted {
                 reason: "the name is a symbolic link".into(),
             },
-            Errno::ENAMETOOLONG | Errno::EINVAL => Error::InvalidName {
-                name: self.display(),
-                reason: "rejected by the kernel",
+            Errno::EISDIR => Error::Untrusted {
+                reason: "the name is a directory".into(),
             },
+            Errno::ENAMETOOLONG | Errno::EINVAL => {
+                // glibc's shm_open reports a directory under a valid name as EINVAL:
+                // say what is really there.
+                if let Place::Shm(n) = self
+                    && let Ok(st) = nix::sys::stat::lstat(format!("/dev/shm{n}").as_str())
+                    && st.st_mode & libc::S_IFMT != libc::S_IFREG
+                {
+                    return Error::Untrusted {
+                        reason: "the name is not a regular file".into(),
+                    };
+                }
+                Error::InvalidName {
+                    name: self.display(),
+                    reason: "rejected by the kernel",
+                }
+            }
             e => Error::os(op, e),
         }
     }
@@ -723,7 +738,7 @@ impl Segment {
         total: u64,
         opts: &SegmentOptions,
     ) -> Result<Segment> {
-        let map = Mapping::new(&fd, total, opts.populate, opts.lock).map_err(|e| {
+        let map = map_unlocked(&fd, total, opts).map_err(|e| {
             if opts.huge_pages {
                 Error::HugePagesUnavailable {
                     reason: "no huge pages could be mapped",
@@ -936,6 +951,20 @@ impl Peek {
             .range(self.header.data_offset, len)
             .map(|p| (p, len))
     }
+}
+
+/// Maps the object `fd` refers to through a fresh open file description, never
+/// through `fd` itself.
+///
+/// A mapping keeps a reference to the open file description it was made from,
+/// and a lock on that description lives as long as any reference does. Were the
+/// locks (owner and endpoint markers, taken on `fd`) on the mapped description, a
+/// child that inherits the mapping across `fork` would keep them alive after the
+/// parent died (found by the CF-13 test). The mapping's own description carries no
+/// lock, and its descriptor is closed at once.
+fn map_unlocked(fd: &OwnedFd, len: u64, opts: &SegmentOptions) -> Result<Mapping> {
+    let map_fd = sys::reopen(fd)?;
+    Mapping::new(&map_fd, len, opts.populate, opts.lock)
 }
 
 fn check_len(total: u64, opts: &SegmentOptions) -> Result<()> {
@@ -1165,7 +1194,7 @@ fn attach_fd(
             max: opts.max_len,
         });
     }
-    let map = Mapping::new(&fd, size, opts.populate, opts.lock)?;
+    let map = map_unlocked(&fd, size, opts)?;
     let info = map.header().snapshot();
     if info.state == STATE_INIT && (info.magic == MAGIC || info.magic == 0) {
         // We hold the shared lock, so no creator holds the exclusive one: whoever

@@ -1,0 +1,736 @@
+//! Cross-process tests of MPSC channels (`shmq::mpsc`): many producer processes
+//! into one consumer with per-producer verification, producers SIGKILLed at each
+//! failpoint (their claims reclaimed, the others unaffected), SIGSTOPped
+//! producers that are never reclaimed, and when the consumer is told
+//! `Disconnected`.
+//!
+//! Run: `cargo test --release --features failpoints --test mpsc`.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{
+    Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
+};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use shmq::{Disconnect, Error, Options, mpsc};
+
+fn why(e: &Error) -> String {
+    match e {
+        Error::Disconnected(Disconnect::Closed) => "Closed".into(),
+        Error::Disconnected(Disconnect::Died) => "Died".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Only one heavy test at a time in this process.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Roles
+
+#[test]
+fn child_role() {
+    common::child_main(|role| match role {
+        "send" => role_send(),
+        "fork_fanin" => role_fork_fanin(),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// Opens the MPSC channel NAME, reports `attached` (with its slot), sends COUNT
+/// messages of SIZE bytes as producer ID (MODE=reserve: written in place between
+/// claim and commit; MODE=slow: the same, sleeping 1 ms before each commit;
+/// MODE=send: copied), pausing 1 ms every PACE messages, then
+/// reports `sent` and closes (THEN=close) or hangs (THEN=hang).
+fn role_send() {
+    let name: String = arg("NAME");
+    let id: u32 = arg("ID");
+    let count: u64 = arg("COUNT");
+    let size: usize = arg_or("SIZE", 64);
+    let pace: u64 = arg_or("PACE", 0);
+    let mode: String = arg_or("MODE", "send".to_owned());
+    let mut tx = mpsc::Sender::open(&name, &Options::new()).expect("open sender");
+    emit("attached", json!({ "slot": tx.slot().expect("slot") }));
+    let mut buf = vec![0u8; size];
+    for seq in 0..count {
+        let r = if mode == "reserve" || mode == "slow" {
+            tx.reserve(size).map(|mut slot| {
+                msg::fill(&mut slot, seq, id);
+                if mode == "slow" {
+                    // A slow writer: most of its time is spent inside its claim.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                slot.commit();
+            })
+        } else {
+            msg::fill(&mut buf, seq, id);
+            tx.send(&buf)
+        };
+        if let Err(e) = r {
+            emit("send_error", json!({ "why": why(&e), "sent": seq }));
+            return;
+        }
+        if pace > 0 && seq % pace == pace - 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    emit("sent", json!({ "count": count }));
+    if arg::<String>("THEN") == "hang" {
+        let _keep = tx;
+        hang();
+    }
+}
+
+/// An anonymous MPSC channel across fork: three children each send COUNT
+/// messages through their own `try_clone`d sender; this process verifies them all.
+fn role_fork_fanin() {
+    let count: u64 = arg("COUNT");
+    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (tx, mut rx) =
+        mpsc::anonymous(&Options::new().capacity(1 << 16).max_producers(4)).expect("anonymous");
+    rx.expect_producers(3).expect("expect_producers");
+    let mut children = Vec::new();
+    for id in 0..3u32 {
+        let mut mine = Some(tx.try_clone().expect("try_clone"));
+        children.push(common::fork_child(|| {
+            let mut tx = mine.take().expect("sender");
+            let mut buf = vec![0u8; 48];
+            for seq in 0..count {
+                msg::fill(&mut buf, seq, id);
+                tx.send(&buf).expect("send");
+            }
+            drop(tx);
+            0
+        }));
+        drop(mine);
+    }
+    drop(tx);
+    let mut v = Verifier::new();
+    let mut buf = Vec::new();
+    let end = loop {
+        match rx.recv_into(&mut buf) {
+            Ok(()) => {
+                v.take(&buf);
+            }
+            Err(e) => break why(&e),
+        }
+    };
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| common::wait_child(c, Duration::from_secs(60)))
+        .collect();
+    drop(rx);
+    emit(
+        "done",
+        json!({
+            "per": v.counts(), "end": end, "children": codes,
+            "fds_before": fds0, "fds_after": common::shm_fds(),
+            "maps_before": maps0, "maps_after": common::shm_maps(),
+        }),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A consumer thread in the test process
+
+/// What the consumer thread tells the test as it goes.
+#[derive(Default)]
+struct Progress {
+    received: AtomicU64,
+    reclaimed: AtomicU64,
+    /// Set by the test; the consumer then records the next arrival in `resumed_ns`.
+    mark: AtomicBool,
+    resumed_ns: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Stops the consumer thread when dropped, so that a panic in the test's thread
+/// (which `thread::scope` only propagates once every scoped thread has ended)
+/// cannot leave the consumer waiting forever.
+struct StopOnDrop<'a>(&'a Progress);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the consumer thread returns.
+struct Outcome {
+    v: Verifier,
+    end: String,
+    reclaimed: u64,
+}
+
+/// Receives and verifies until `Disconnected` (or `stop`). The time-out of each
+/// receive (200 ms) is longer than the wait slice (50 ms), so that liveness is
+/// checked while it waits.
+fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
+    let mut v = Verifier::new();
+    let mut buf = Vec::new();
+    let end = loop {
+        match rx.recv_into_timeout(&mut buf, Duration::from_millis(200)) {
+            Ok(()) => {
+                v.take(&buf);
+                p.received.fetch_add(1, Ordering::Relaxed);
+                if p.mark.load(Ordering::Relaxed) && p.resumed_ns.load(Ordering::Relaxed) == 0 {
+                    p.resumed_ns.store(mono_ns(), Ordering::Relaxed);
+                }
+            }
+            Err(Error::Timeout) if p.stop.load(Ordering::Relaxed) => break "stopped".to_owned(),
+            Err(Error::Timeout) => {}
+            Err(e) => break why(&e),
+        }
+        p.reclaimed
+            .store(rx.reclaimed().expect("reclaimed"), Ordering::Relaxed);
+    };
+    let reclaimed = rx.reclaimed().expect("reclaimed");
+    p.reclaimed.store(reclaimed, Ordering::Relaxed);
+    drop(rx);
+    Outcome { v, end, reclaimed }
+}
+
+/// Waits until the consumer has received at least `n` messages.
+fn wait_received(p: &Progress, n: u64) {
+    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    while p.received.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never got {n} messages"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until the consumer has taken every committed message before the first
+/// uncommitted claim (the ring's walk from `head` meets no message before it),
+/// then until it has been quiet for 50 ms; returns its count.
+fn wait_stuck(p: &Progress, name: &str) -> u64 {
+    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    loop {
+        let view = ring_view(name);
+        if view.uncommitted >= 1 && view.messages == 0 {
+            return wait_quiet(p, Duration::from_millis(50));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never got stuck at the claim: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits until the consumer has received nothing for `quiet`; returns its count.
+fn wait_quiet(p: &Progress, quiet: Duration) -> u64 {
+    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let mut last = p.received.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = p.received.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the consumer never went quiet");
+    }
+}
+
+fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
+    let _ = wd;
+    Spawn::role("send")
+        .arg("NAME", name)
+        .arg("ID", id)
+        .arg("COUNT", count)
+        .arg("THEN", "close")
+}
+
+fn ring_view(name: &str) -> shmq::ring::inspect::RingView {
+    shmq::inspect::inspect(name)
+        .expect("inspect")
+        .expect("a shmq segment")
+        .ring
+        .expect("a ring view")
+}
+
+// ---------------------------------------------------------------------------
+// Many producers
+
+#[test]
+fn million_messages_from_four_producer_processes_all_verified() {
+    let _serial = serial();
+    let wd = Watchdog::new("million_four_producers");
+    let names = Names::new();
+    let name = names.name("mpsc-million");
+    let per = scaled(250_000);
+    let mut c = Spawn::example("consumer")
+        .args(["--name", &name, "--mpsc", "--producers", "4"])
+        .args(["--count", &(4 * per).to_string()])
+        .spawn(&wd);
+    let mut producers: Vec<Proc> = (0..4)
+        .map(|id| {
+            Spawn::example("producer")
+                .args(["--name", &name, "--mpsc", "--id", &id.to_string()])
+                .args(["--count", &per.to_string(), "--size", "64"])
+                .spawn(&wd)
+        })
+        .collect();
+    for p in &mut producers {
+        p.expect_success();
+        assert_eq!(num(&p.last_json(), "sent"), per);
+    }
+    c.expect_success();
+    let cj = c.last_json();
+    assert_eq!(num(&cj, "received"), 4 * per, "{cj}");
+    assert_eq!(cj["verified"], true, "{cj}");
+    assert_eq!(cj["lost"], 0, "{cj}");
+    assert_eq!(cj["duplicated"], 0, "{cj}");
+    assert_eq!(
+        cj["per_producer"],
+        json!({ "0": per, "1": per, "2": per, "3": per }),
+        "{cj}"
+    );
+    names.assert_clean();
+}
+
+#[test]
+fn an_anonymous_channel_fans_in_from_forked_producers() {
+    let wd = Watchdog::new("fork_fanin");
+    let count = scaled(100_000);
+    let mut p = Spawn::role("fork_fanin").arg("COUNT", count).spawn(&wd);
+    let ev = p.event("done");
+    p.expect_success();
+    assert_eq!(
+        ev["per"],
+        json!({ "0": count, "1": count, "2": count }),
+        "{ev}"
+    );
+    assert_eq!(ev["end"], "Closed", "{ev}");
+    assert_eq!(ev["children"], json!([0, 0, 0]), "{ev}");
+    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
+    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+}
+
+// ---------------------------------------------------------------------------
+// Producers that die or stop mid-message
+
+/// Three producers stream (paced, so that they are still sending when the victim
+/// claims); the victim stops at `point` with its claim in the middle of the
+/// stream; it is SIGKILLed. Every other message arrives, in order, once.
+#[cfg(feature = "failpoints")]
+fn victim_killed_at(point: &str) {
+    let wd = Watchdog::new(point);
+    let names = Names::new();
+    let name = names.name("mpsc-victim");
+    let n = scaled(20_000);
+    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
+        .expect("create");
+    rx.expect_producers(4).expect("expect_producers");
+    let progress = Progress::default();
+    let committed_before_stop = point == "after_commit_before_wake";
+    let (outcome, t_kill, stalled_at) = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&progress);
+        let consumer = s.spawn(|| consume(rx, &progress));
+        let mut good: Vec<Proc> = (1..=3)
+            .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
+            .collect();
+        wait_received(&progress, 300);
+        let mut victim = sender(&wd, &name, 0, n).failpoint(point).spawn(&wd);
+        assert_eq!(victim.wait_failpoint(), format!("reached {point}"));
+        let mut stalled_at = None;
+        if !committed_before_stop {
+            // The consumer reaches the victim's frame and stops there; the victim is
+            // alive, so its claim must not be touched.
+            stalled_at = Some(wait_quiet(&progress, Duration::from_millis(300)));
+            assert_eq!(
+                progress.reclaimed.load(Ordering::Relaxed),
+                0,
+                "a live producer's claim was reclaimed"
+            );
+            let view = ring_view(&name);
+            assert!(view.uncommitted >= 1, "no uncommitted claim in {view:?}");
+        }
+        progress.mark.store(true, Ordering::Relaxed);
+        let t_kill = victim.kill_now();
+        victim.expect_killed();
+        for g in &mut good {
+            g.expect_success();
+        }
+        let outcome = consumer.join().expect("consumer thread");
+        (outcome, t_kill, stalled_at)
+    });
+    for id in 1..=3 {
+        assert_eq!(outcome.v.count(id), n, "producer {id}: {:?}", outcome.v);
+    }
+    let from_victim = outcome.v.count(0);
+    if committed_before_stop {
+        assert_eq!(
+            from_victim, 1,
+            "the victim's committed message must arrive once"
+        );
+    } else {
+        assert_eq!(
+            from_victim, 0,
+            "the victim's uncommitted message was delivered"
+        );
+        assert!(
+            outcome.reclaimed >= 1,
+            "the dead producer's claim was not reclaimed"
+        );
+    }
+    assert_eq!(outcome.end, "Died", "the end: one producer died");
+    let resumed = progress.resumed_ns.load(Ordering::Relaxed);
+    let latency = Duration::from_nanos(resumed.saturating_sub(t_kill));
+    eprintln!(
+        "{point}: stalled at {stalled_at:?} of {} messages; reclaimed {}; first message {latency:?} after SIGKILL",
+        3 * n,
+        outcome.reclaimed
+    );
+    if !committed_before_stop && stalled_at.is_some_and(|s| s < 3 * n) {
+        assert!(resumed > 0, "nothing arrived after the kill");
+        assert!(
+            latency < Duration::from_secs(1),
+            "the stream resumed only {latency:?} after the victim's SIGKILL"
+        );
+    }
+    names.assert_clean();
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_after_claim_is_reclaimed_and_the_others_go_on() {
+    victim_killed_at("after_claim");
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_mid_payload_is_reclaimed_and_the_others_go_on() {
+    victim_killed_at("mid_payload");
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_before_commit_is_reclaimed_and_the_others_go_on() {
+    victim_killed_at("before_commit");
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_after_commit_before_wake_delivers_its_message_once() {
+    victim_killed_at("after_commit_before_wake");
+}
+
+/// CF-07 with the failpoint: a producer stopped (SIGSTOP) right after its claim is
+/// alive, so nothing beyond its frame is delivered and nothing is reclaimed, for
+/// as long as it stays stopped, and after SIGCONT. The failpoint then holds it
+/// forever, so it cannot complete: it is killed at the end, and reclaimed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
+    let wd = Watchdog::new("stopped_after_claim");
+    let names = Names::new();
+    let name = names.name("mpsc-stopped");
+    let n = scaled(20_000);
+    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
+        .expect("create");
+    rx.expect_producers(4).expect("expect_producers");
+    let progress = Progress::default();
+    let outcome = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&progress);
+        let consumer = s.spawn(|| consume(rx, &progress));
+        let mut good: Vec<Proc> = (1..=3)
+            .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
+            .collect();
+        wait_received(&progress, 300);
+        let mut victim = sender(&wd, &name, 0, n).failpoint("after_claim").spawn(&wd);
+        let slot = num(&victim.event("attached"), "slot") as usize;
+        victim.wait_failpoint();
+        victim.signal(Signal::SIGSTOP);
+        assert!(
+            common::wait_stopped(victim.pid(), Duration::from_secs(5)),
+            "the victim did not stop\n{}",
+            victim.log()
+        );
+        let stalled = wait_stuck(&progress, &name);
+        let view = ring_view(&name);
+        assert!(
+            view.producers[slot].pending_claim.is_some(),
+            "the stopped producer's intent is not visible: {view:?}"
+        );
+        for phase in ["stopped", "continued"] {
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                assert_eq!(
+                    progress.received.load(Ordering::Relaxed),
+                    stalled,
+                    "{phase}: a message beyond the live producer's claim was delivered"
+                );
+                assert_eq!(
+                    progress.reclaimed.load(Ordering::Relaxed),
+                    0,
+                    "{phase}: a live producer's claim was reclaimed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if phase == "stopped" {
+                victim.signal(Signal::SIGCONT);
+            }
+        }
+        victim.signal(Signal::SIGKILL);
+        victim.expect_killed();
+        for g in &mut good {
+            g.expect_success();
+        }
+        consumer.join().expect("consumer thread")
+    });
+    for id in 1..=3 {
+        assert_eq!(outcome.v.count(id), n, "producer {id}");
+    }
+    assert_eq!(outcome.v.count(0), 0);
+    assert!(outcome.reclaimed >= 1, "not reclaimed after the kill");
+    assert_eq!(outcome.end, "Died");
+    names.assert_clean();
+}
+
+/// CF-07 without a failpoint: a producer SIGSTOPped in the middle of writing a
+/// message (caught by stopping it at random moments until `inspect` shows its
+/// claim uncommitted) holds up the consumer, is never reclaimed while stopped
+/// (even with other producers filling the ring behind it), and after SIGCONT
+/// completes: every message of every producer arrives.
+#[test]
+fn a_producer_stopped_mid_message_completes_after_sigcont() {
+    let wd = Watchdog::new("stopped_mid_message");
+    let names = Names::new();
+    let name = names.name("mpsc-sigcont");
+    let victim_count = 300;
+    let others = 2000;
+    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 18).max_producers(8))
+        .expect("create");
+    rx.expect_producers(4).expect("expect_producers");
+    let progress = Progress::default();
+    let (outcome, attempts) = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&progress);
+        let consumer = s.spawn(|| consume(rx, &progress));
+        let mut victim = sender(&wd, &name, 0, victim_count)
+            .arg("SIZE", 1024)
+            .arg("MODE", "slow")
+            .spawn(&wd);
+        victim.event("attached");
+        wait_received(&progress, 10);
+        let mut seed = mono_ns();
+        let mut caught = None;
+        for attempt in 1..=200 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(Duration::from_micros((seed >> 33) % 2000));
+            victim.signal(Signal::SIGSTOP);
+            assert!(
+                common::wait_stopped(victim.pid(), Duration::from_secs(5)),
+                "the victim did not stop\n{}",
+                victim.log()
+            );
+            wait_quiet(&progress, Duration::from_millis(30));
+            if ring_view(&name).uncommitted >= 1 {
+                caught = Some(attempt);
+                break;
+            }
+            victim.signal(Signal::SIGCONT);
+            assert!(
+                progress.received.load(Ordering::Relaxed) < victim_count,
+                "the victim finished before it was caught mid-message"
+            );
+        }
+        let attempts = caught.expect("never caught the producer in the middle of a message");
+        let stalled = wait_stuck(&progress, &name);
+        let mut good: Vec<Proc> = (1..=3)
+            .map(|id| sender(&wd, &name, id, others).spawn(&wd))
+            .collect();
+        for g in &mut good {
+            g.event("attached");
+        }
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            assert_eq!(
+                progress.received.load(Ordering::Relaxed),
+                stalled,
+                "a message beyond the stopped producer's claim was delivered"
+            );
+            assert_eq!(
+                progress.reclaimed.load(Ordering::Relaxed),
+                0,
+                "a stopped producer's claim was reclaimed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        victim.signal(Signal::SIGCONT);
+        victim.expect_success();
+        for g in &mut good {
+            g.expect_success();
+        }
+        (consumer.join().expect("consumer thread"), attempts)
+    });
+    eprintln!("caught the producer mid-message after {attempts} stop(s)");
+    assert_eq!(
+        outcome.v.count(0),
+        victim_count,
+        "the stopped producer's messages"
+    );
+    for id in 1..=3 {
+        assert_eq!(outcome.v.count(id), others, "producer {id}");
+    }
+    assert_eq!(
+        outcome.reclaimed, 0,
+        "nothing may be reclaimed: nobody died"
+    );
+    assert_eq!(outcome.end, "Closed");
+    names.assert_clean();
+}
+
+/// A consumer polling with time-outs shorter than the wait slice must still
+/// reclaim a dead producer's claim (or the channel stalls behind it for good).
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
+    let wd = Watchdog::new("polling_reclaim");
+    let names = Names::new();
+    let name = names.name("mpsc-poll");
+    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let mut victim = sender(&wd, &name, 0, 10)
+        .failpoint("after_claim")
+        .spawn(&wd);
+    victim.wait_failpoint();
+    let mut good = sender(&wd, &name, 1, 100).spawn(&wd);
+    good.expect_success();
+    let mut buf = Vec::new();
+    // Wait once while the victim lives, so the consumer has seen both producers.
+    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    victim.signal(Signal::SIGKILL);
+    victim.expect_killed();
+    let mut v = Verifier::new();
+    let polling = Instant::now();
+    while v.count(1) < 100 && polling.elapsed() < Duration::from_secs(2) {
+        match rx.recv_into_timeout(&mut buf, Duration::from_millis(10)) {
+            Ok(()) => {
+                v.take(&buf);
+            }
+            Err(Error::Timeout) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(
+        v.count(1),
+        100,
+        "after polling for {:?} with 10 ms time-outs, reclaimed = {}",
+        polling.elapsed(),
+        rx.reclaimed().unwrap()
+    );
+    drop(rx);
+    names.assert_clean();
+}
+
+// ---------------------------------------------------------------------------
+// The end of the stream
+
+#[test]
+fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
+    let wd = Watchdog::new("expect_producers");
+    let names = Names::new();
+    let name = names.name("mpsc-end");
+    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    rx.expect_producers(3).expect("expect_producers");
+    let mut v = Verifier::new();
+    let mut buf = Vec::new();
+    let recv_n = |rx: &mut mpsc::Receiver, v: &mut Verifier, buf: &mut Vec<u8>, k: u64| {
+        for _ in 0..k {
+            rx.recv_into_timeout(buf, Duration::from_secs(20))
+                .expect("a message");
+            v.take(buf);
+        }
+    };
+
+    let mut p1 = sender(&wd, &name, 1, 100).spawn(&wd);
+    p1.expect_success();
+    recv_n(&mut rx, &mut v, &mut buf, 100);
+    // One of three expected producers came and went: not the end.
+    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(300));
+    assert!(
+        matches!(r, Err(Error::Timeout)),
+        "after 1 of 3 producers: {r:?}"
+    );
+    assert_eq!(rx.producer_attachments().unwrap(), 1);
+
+    let mut p2 = sender(&wd, &name, 2, 100).spawn(&wd);
+    let mut p3 = sender(&wd, &name, 3, 100).arg("THEN", "hang").spawn(&wd);
+    p3.event("sent");
+    p2.expect_success();
+    recv_n(&mut rx, &mut v, &mut buf, 200);
+    // All three attached, but one lives: not the end.
+    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(300));
+    assert!(
+        matches!(r, Err(Error::Timeout)),
+        "while producer 3 lives: {r:?}"
+    );
+    assert_eq!(rx.producer_attachments().unwrap(), 3);
+
+    let t_kill = p3.kill_now();
+    p3.expect_killed();
+    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
+    let latency = Duration::from_nanos(mono_ns() - t_kill);
+    assert!(
+        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
+        "after the last producer died: {r:?}"
+    );
+    eprintln!("last producer SIGKILLed -> Disconnected(Died) after {latency:?}");
+    assert!(
+        latency < common::DEATH_BUDGET,
+        "Disconnected after {latency:?}"
+    );
+    for id in 1..=3 {
+        assert_eq!(v.count(id), 100);
+    }
+    let r = rx.try_recv_into(&mut buf);
+    assert!(
+        matches!(r, Err(Error::Disconnected(_)) | Err(Error::Empty)),
+        "{r:?}"
+    );
+    drop(rx);
+    names.assert_clean();
+}
+
+#[test]
+fn disconnected_closed_when_the_only_producer_closes() {
+    let wd = Watchdog::new("closed");
+    let names = Names::new();
+    let name = names.name("mpsc-closed");
+    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let mut p = sender(&wd, &name, 5, 50).spawn(&wd);
+    p.expect_success();
+    let mut v = Verifier::new();
+    let mut buf = Vec::new();
+    let end = loop {
+        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
+            Ok(()) => {
+                v.take(&buf);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(v.count(5), 50);
+    assert!(
+        matches!(end, Error::Disconnected(Disconnect::Closed)),
+        "{end:?}"
+    );
+    drop(rx);
+    names.assert_clean();
+}

@@ -1,0 +1,1361 @@
+//! Cross-process tests of the segment layer (`shmq-segment`): a round trip
+//! through a second process, every error variant, modes under any umask, seals
+//! against a forked child, and endpoint liveness across SIGKILL, SIGSTOP, zombies
+//! and `fork` without `exec`.
+//!
+//! Run: `cargo test --release --features failpoints --test segment`.
+
+mod common;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use common::{Names, Spawn, Watchdog, arg, emit, hang};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use shmq::segment::{
+    Backing, Error as SegError, Expect, HEADER_LEN, Layout, MAGIC, Opened, Segment, SegmentOptions,
+    VERSION,
+};
+
+/// The layout the tests create: an arbitrary kind, four endpoints, 64 KiB.
+const LAYOUT: Layout = Layout {
+    kind: 0x7e57,
+    endpoints: 4,
+    data_len: 64 * 1024,
+    capacity: 4096,
+    slot_size: 24,
+    slot_align: 8,
+    type_hash: 0xfeed_f00d,
+};
+
+fn expect_all() -> Expect {
+    Expect {
+        kind: Some(LAYOUT.kind),
+        endpoints: Some(LAYOUT.endpoints),
+        capacity: Some(LAYOUT.capacity),
+        slot_size: Some(LAYOUT.slot_size),
+        slot_align: Some(LAYOUT.slot_align),
+        type_hash: Some(LAYOUT.type_hash),
+    }
+}
+
+fn opts() -> SegmentOptions {
+    SegmentOptions::new()
+}
+
+/// Byte `i` of pattern `seed`.
+fn pat(seed: u64, i: usize) -> u8 {
+    let x = (i as u64)
+        .wrapping_add(seed.wrapping_mul(0x1000_0000_01b3))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8
+}
+
+/// Writes pattern `seed` into `len` bytes at `at` of a segment's user region.
+fn write_pattern(base: NonNull<u8>, region_len: u64, at: usize, len: usize, seed: u64) {
+    assert!((at + len) as u64 <= region_len, "pattern beyond the region");
+    let src: Vec<u8> = (0..len).map(|i| pat(seed, i)).collect();
+    // SAFETY: `at + len <= region_len` (asserted), and the region is mapped for
+    // `region_len` bytes while the segment handle the caller borrowed it from lives;
+    // the bytes are written with a raw copy, never through a reference.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), base.as_ptr().add(at), len) }
+}
+
+/// Copies `len` bytes at `at` of a segment's user region out.
+fn read_region(base: NonNull<u8>, region_len: u64, at: usize, len: usize) -> Vec<u8> {
+    assert!((at + len) as u64 <= region_len, "read beyond the region");
+    let mut out = vec![0u8; len];
+    // SAFETY: as in `write_pattern`: in bounds (asserted), mapped while the caller's
+    // segment lives, and copied out raw into private memory.
+    unsafe { std::ptr::copy_nonoverlapping(base.as_ptr().add(at), out.as_mut_ptr(), len) }
+    out
+}
+
+/// Index of the first byte that is not pattern `seed`, if any.
+fn pattern_mismatch(bytes: &[u8], seed: u64) -> Option<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != pat(seed, i))
+}
+
+fn create_published(name: &str) -> Segment {
+    Segment::create(name, &LAYOUT, &opts())
+        .expect("create")
+        .publish()
+        .expect("publish")
+}
+
+// ---------------------------------------------------------------------------
+// Roles
+
+#[test]
+fn child_role() {
+    common::child_main(|role| match role {
+        "seg_read" => role_seg_read(),
+        "seg_hold" => role_seg_hold(),
+        "seg_claim" => role_seg_claim(),
+        "seg_claim_fork" => role_seg_claim_fork(),
+        "seg_umask" => role_seg_umask(),
+        "spsc_create" => role_spsc_create(),
+        "seg_nospace" => role_seg_nospace(),
+        "seg_as_nobody" => role_seg_as_nobody(),
+        other => panic!("unknown role {other}"),
+    });
+}
+
+/// Opens NAME, checks LEN bytes of pattern SEED_IN, writes pattern SEED_OUT after them.
+fn role_seg_read() {
+    let name: String = arg("NAME");
+    let len: usize = arg("LEN");
+    let seg = Segment::open(&name, &expect_all(), &opts()).expect("open from the second process");
+    let bytes = read_region(seg.data(), seg.data_len(), 0, len);
+    let mismatch = pattern_mismatch(&bytes, arg("SEED_IN"));
+    write_pattern(seg.data(), seg.data_len(), len, len, arg("SEED_OUT"));
+    emit(
+        "read",
+        json!({
+            "mismatch": mismatch,
+            "creator_pid": seg.info().creator_pid,
+            "parent": std::os::unix::process::parent_id(),
+            "data_len": seg.data_len(),
+            "named": matches!(seg.backing(), Backing::Named(n) if *n == name),
+        }),
+    );
+}
+
+/// Creates NAME with LAYOUT, writes pattern SEED, publishes it unless PUBLISH=0,
+/// reports `ready`, and holds it until killed.
+fn role_seg_hold() {
+    let name: String = arg("NAME");
+    let c = Segment::create(&name, &LAYOUT, &opts()).expect("create");
+    write_pattern(c.data(), c.data_len(), 0, 4096, arg("SEED"));
+    if arg::<u8>("PUBLISH") == 1 {
+        let seg = c.publish().expect("publish");
+        emit("ready", json!({}));
+        let _keep = seg;
+        hang();
+    } else {
+        emit("ready", json!({}));
+        let _keep = c;
+        hang();
+    }
+}
+
+/// Opens NAME, claims endpoint IDX, reports, holds it until killed (or, with
+/// THEN=exit, releases it by exiting normally).
+fn role_seg_claim() {
+    let name: String = arg("NAME");
+    let idx: u16 = arg("IDX");
+    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("open");
+    seg.claim_endpoint(idx).expect("claim_endpoint");
+    emit("claimed", json!({}));
+    if arg::<String>("THEN") == "exit" {
+        return;
+    }
+    let _keep = seg;
+    hang();
+}
+
+/// Opens NAME, claims endpoint IDX, then forks a child that does NOT exec and
+/// just lives on (no parent-death signal), reports its pid, and holds until killed.
+fn role_seg_claim_fork() {
+    let name: String = arg("NAME");
+    let idx: u16 = arg("IDX");
+    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("open");
+    seg.claim_endpoint(idx).expect("claim_endpoint");
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    assert!(
+        threads <= 2,
+        "fork needs a single test thread, found {threads}"
+    );
+
+    // SAFETY: this role process has only this thread and libtest's main thread,
+    // which is idle waiting for the test result; the child makes only raw system
+    // calls (pause, _exit) and touches no lock or allocator.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => loop {
+            // SAFETY: pause only sleeps until a signal arrives.
+            unsafe { libc::pause() };
+        },
+        nix::unistd::ForkResult::Parent { child } => {
+            emit("forked", json!({ "child": child.as_raw() }));
+            let _keep = seg;
+            hang();
+        }
+    }
+}
+
+/// For each umask in 000 and 077, creates N<k> segments with the default mode,
+/// with mode 0640, and a facade channel, and reports their `fstat` modes.
+fn role_seg_umask() {
+    use nix::sys::stat::{Mode, fstat, umask};
+    let mode_of = |name: &str| -> u32 {
+        let fd = nix::sys::mman::shm_open(
+            name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("shm_open");
+        fstat(&fd).expect("fstat").st_mode & 0o7777
+    };
+    let mut results = Vec::new();
+    for (k, mask) in [0o000u32, 0o077].into_iter().enumerate() {
+        umask(Mode::from_bits_truncate(mask));
+        let default_name: String = arg(&format!("N{}", 3 * k));
+        let explicit_name: String = arg(&format!("N{}", 3 * k + 1));
+        let channel_name: String = arg(&format!("N{}", 3 * k + 2));
+        let a = create_published(&default_name);
+        let b = Segment::create(&explicit_name, &LAYOUT, &opts().mode(0o640))
+            .expect("create 0640")
+            .publish()
+            .expect("publish");
+        let tx = shmq::spsc::Sender::create(&channel_name, &shmq::Options::new())
+            .expect("channel create");
+        results.push(json!({
+            "umask": mask,
+            "default": mode_of(&default_name),
+            "explicit_0640": mode_of(&explicit_name),
+            "channel": mode_of(&channel_name),
+        }));
+        drop((a, b, tx));
+        for n in [&default_name, &explicit_name] {
+            Segment::unlink(n).expect("unlink");
+        }
+        // The channel's sender removed its segment on drop (nothing was waiting).
+    }
+    emit("modes", json!({ "results": results }));
+}
+
+/// Creates an SPSC channel by name; armed with the `mid_init` failpoint, it stops
+/// after writing the header and before publishing it.
+fn role_spsc_create() {
+    let name: String = arg("NAME");
+    let tx = shmq::spsc::Sender::create(&name, &shmq::Options::new());
+    emit("created", json!({ "ok": tx.is_ok() }));
+    hang();
+}
+
+/// Drops to uid/gid 65534, then opens NAME (a root-owned 0600 segment).
+fn role_seg_as_nobody() {
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).expect("setgid");
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).expect("setuid");
+    let name: String = arg("NAME");
+    let r = Segment::open(&name, &Expect::default(), &opts().expected_owner(None));
+    let shown = match &r {
+        Err(SegError::PermissionDenied { name: n }) if *n == name => "PermissionDenied".to_owned(),
+        other => format!("{other:?}"),
+    };
+    emit("opened", json!({ "result": shown }));
+}
+
+/// In a private mount namespace with a 1 MiB tmpfs on /dev/shm, creating a
+/// 4 MiB segment must fail with NoSpace at creation.
+fn role_seg_nospace() {
+    use std::ffi::CString;
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+        emit(
+            "result",
+            json!({ "skip": format!("unshare(CLONE_NEWNS): {e}") }),
+        );
+        return;
+    }
+    let root = CString::new("/").unwrap();
+    let shm = CString::new("/dev/shm").unwrap();
+    let tmpfs = CString::new("tmpfs").unwrap();
+    let data = CString::new("size=1m,mode=1777").unwrap();
+    // SAFETY: mount(2) with valid NUL-terminated strings (or null where allowed);
+    // it changes only this thread's new, private mount namespace.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        emit(
+            "result",
+            json!({ "skip": format!("mount --make-rprivate /: {e}") }),
+        );
+        return;
+    }
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::mount(
+            tmpfs.as_ptr(),
+            shm.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        emit(
+            "result",
+            json!({ "skip": format!("mount tmpfs on /dev/shm: {e}") }),
+        );
+        return;
+    }
+    let name: String = arg("NAME");
+    let big = Layout {
+        data_len: 4 << 20,
+        ..LAYOUT
+    };
+    let r = Segment::create(&name, &big, &opts());
+    let big_result = match &r {
+        Err(SegError::NoSpace { size }) => json!({ "nospace": size }),
+        Err(e) => json!({ "error": format!("{e:?}") }),
+        Ok(_) => json!({ "created": true }),
+    };
+    drop(r);
+    let left = common::shm_path(&name).exists();
+    // Positive control: a small segment fits.
+    let small = Segment::create(&name, &LAYOUT, &opts()).and_then(|c| c.publish());
+    let small_ok = small.is_ok();
+    drop(small);
+    let _ = Segment::unlink(&name);
+    emit(
+        "result",
+        json!({ "big": big_result, "left_after_failure": left, "small_ok": small_ok }),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Round trip
+
+#[test]
+fn round_trip_through_a_second_process() {
+    let wd = Watchdog::new("round_trip_through_a_second_process");
+    let names = Names::new();
+    let name = names.name("seg-rt");
+    let len = 16 * 1024;
+    let c = Segment::create(&name, &LAYOUT, &opts()).expect("create");
+    write_pattern(c.data(), c.data_len(), 0, len, 11);
+    let seg = c.publish().expect("publish");
+
+    let mut child = Spawn::role("seg_read")
+        .arg("NAME", &name)
+        .arg("LEN", len)
+        .arg("SEED_IN", 11)
+        .arg("SEED_OUT", 22)
+        .spawn(&wd);
+    let ev = child.event("read");
+    child.expect_success();
+    assert!(ev["mismatch"].is_null(), "the child read other bytes: {ev}");
+    assert_eq!(ev["creator_pid"], json!(std::process::id()), "{ev}");
+    assert_eq!(ev["data_len"], json!(seg.data_len()), "{ev}");
+    assert_eq!(ev["named"], json!(true), "{ev}");
+
+    // The child's bytes, through our mapping and through a second one.
+    let back = read_region(seg.data(), seg.data_len(), len, len);
+    assert_eq!(pattern_mismatch(&back, 22), None, "child's write not seen");
+    let again = Segment::open(&name, &expect_all(), &opts()).expect("second open");
+    let both = read_region(again.data(), again.data_len(), 0, 2 * len);
+    assert_eq!(pattern_mismatch(&both[..len], 11), None);
+    assert_eq!(pattern_mismatch(&both[len..], 22), None);
+    drop(again);
+    drop(seg);
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+// ---------------------------------------------------------------------------
+// Every error variant
+
+#[test]
+fn invalid_names_are_refused_before_any_system_call() {
+    let names = Names::new();
+    // Names glibc's shm_open would accept (it strips leading slashes): if the
+    // validation came after the system call, these would create objects.
+    let bare = names.name("seg-bare");
+    let bare = bare.trim_start_matches('/').to_owned();
+    let double = format!("/{}", names.name("seg-dbl"));
+    let long = format!("/{}", "x".repeat(256));
+    let table: Vec<&str> = vec!["", "/", &bare, &double, "/a/b", "/a\0b", "/.", "/..", &long];
+    let l = LAYOUT;
+    let e = Expect::default();
+    for name in &table {
+        let results: Vec<(&str, Result<(), SegError>)> = vec![
+            ("create", Segment::create(name, &l, &opts()).map(drop)),
+            ("open", Segment::open(name, &e, &opts()).map(drop)),
+            (
+                "create_or_open",
+                Segment::create_or_open(name, &l, &e, &opts()).map(drop),
+            ),
+            ("unlink", Segment::unlink(name)),
+            ("is_stale", Segment::is_stale(name).map(drop)),
+            ("remove_if_stale", Segment::remove_if_stale(name).map(drop)),
+            ("peek", Segment::peek(name, &opts()).map(drop)),
+        ];
+        for (op, r) in results {
+            assert!(
+                matches!(&r, Err(SegError::InvalidName { name: n, .. }) if n == name),
+                "{op}({name:?}) gave {r:?}, expected InvalidName"
+            );
+        }
+        let facade = shmq::spsc::Sender::create(name, &shmq::Options::new());
+        assert!(
+            matches!(
+                facade,
+                Err(shmq::Error::Segment(SegError::InvalidName { .. }))
+            ),
+            "spsc::Sender::create({name:?}) gave {facade:?}"
+        );
+        let facade = shmq::mpsc::Receiver::open(name, &shmq::Options::new());
+        assert!(
+            matches!(
+                facade,
+                Err(shmq::Error::Segment(SegError::InvalidName { .. }))
+            ),
+            "mpsc::Receiver::open({name:?}) gave {facade:?}"
+        );
+    }
+    for leaked in [&bare, double.trim_start_matches('/')] {
+        assert!(
+            !common::shm_path(leaked).exists(),
+            "an invalid name reached shm_open: /dev/shm/{leaked} exists"
+        );
+    }
+    names.assert_clean();
+}
+
+#[test]
+fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
+    let wd = Watchdog::new("creating_twice");
+    let names = Names::new();
+    let name = names.name("seg-twice");
+    let mut holder = Spawn::role("seg_hold")
+        .arg("NAME", &name)
+        .arg("PUBLISH", 1)
+        .arg("SEED", 5)
+        .spawn(&wd);
+    holder.event("ready");
+
+    // A live holder: AlreadyExists, not stale, and reclaim_stale must not remove it.
+    let r = Segment::create(&name, &LAYOUT, &opts());
+    assert!(
+        matches!(&r, Err(SegError::AlreadyExists { name: n, stale: false }) if *n == name),
+        "second create while the holder lives: {r:?}"
+    );
+    let r = Segment::create(&name, &LAYOUT, &opts().reclaim_stale(true));
+    assert!(
+        matches!(r, Err(SegError::AlreadyExists { stale: false, .. })),
+        "reclaim_stale replaced a live segment: {r:?}"
+    );
+    assert!(!Segment::is_stale(&name).expect("is_stale"));
+    assert!(!Segment::remove_if_stale(&name).expect("remove_if_stale"));
+    // The holder's segment is intact.
+    let seen = Segment::open(&name, &expect_all(), &opts()).expect("open the live segment");
+    assert_eq!(
+        pattern_mismatch(&read_region(seen.data(), seen.data_len(), 0, 4096), 5),
+        None
+    );
+    drop(seen);
+
+    holder.signal(Signal::SIGKILL);
+    holder.expect_killed();
+    let r = Segment::create(&name, &LAYOUT, &opts());
+    assert!(
+        matches!(r, Err(SegError::AlreadyExists { stale: true, .. })),
+        "second create after the holder died: {r:?}"
+    );
+    assert!(Segment::is_stale(&name).expect("is_stale"));
+    // reclaim_stale replaces it, with fresh (zeroed) memory: no old bytes leak.
+    let fresh = Segment::create(&name, &LAYOUT, &opts().reclaim_stale(true))
+        .expect("create with reclaim_stale")
+        .publish()
+        .expect("publish");
+    let bytes = read_region(fresh.data(), fresh.data_len(), 0, 4096);
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "old payload visible after reclaim"
+    );
+    drop(fresh);
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn opening_a_missing_name_is_not_found() {
+    let names = Names::new();
+    let name = names.name("seg-missing");
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(
+        matches!(&r, Err(SegError::NotFound { name: n }) if *n == name),
+        "{r:?}"
+    );
+    assert!(matches!(
+        Segment::unlink(&name),
+        Err(SegError::NotFound { .. })
+    ));
+    assert!(matches!(
+        Segment::is_stale(&name),
+        Err(SegError::NotFound { .. })
+    ));
+    assert!(matches!(
+        Segment::peek(&name, &opts()),
+        Err(SegError::NotFound { .. })
+    ));
+    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
+    assert!(
+        matches!(r, Err(shmq::Error::Segment(SegError::NotFound { .. }))),
+        "{r:?}"
+    );
+    names.assert_clean();
+}
+
+/// Writes `bytes` as a mode-0600 object under `name` in /dev/shm.
+fn plant(name: &str, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(common::shm_path(name))
+        .expect("plant a file in /dev/shm");
+    f.write_all(bytes).expect("write planted file");
+}
+
+#[test]
+fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
+    let names = Names::new();
+    let name = names.name("seg-small");
+    plant(&name, &[0xAB; 10]);
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(
+        matches!(
+            r,
+            Err(SegError::TooSmall {
+                size: 10,
+                min: HEADER_LEN
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(matches!(
+        Segment::peek(&name, &opts()),
+        Err(SegError::TooSmall { size: 10, .. })
+    ));
+    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
+    assert!(
+        matches!(r, Err(shmq::Error::Segment(SegError::TooSmall { .. }))),
+        "{r:?}"
+    );
+    Segment::unlink(&name).expect("unlink");
+
+    // Size 0 is what a creator's object looks like before ftruncate: an opener
+    // waits for it, up to its time-out, and never maps it.
+    let empty = names.name("seg-empty");
+    plant(&empty, &[]);
+    let started = Instant::now();
+    let r = Segment::open(
+        &empty,
+        &Expect::default(),
+        &opts().open_timeout(Duration::from_millis(200)),
+    );
+    assert!(matches!(r, Err(SegError::NotReady { .. })), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    Segment::unlink(&empty).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn random_bytes_are_bad_magic() {
+    let names = Names::new();
+    let name = names.name("seg-random");
+    let mut bytes = vec![0u8; 8192];
+    getrandom_fill(&mut bytes);
+    if bytes[..8] == MAGIC.to_le_bytes() || bytes[..8] == [0; 8] {
+        bytes[0] ^= 0x55;
+    }
+    let found = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+    plant(&name, &bytes);
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(
+        matches!(r, Err(SegError::BadMagic { found: f }) if f == found),
+        "{r:?}"
+    );
+    let peek = Segment::peek(&name, &opts()).expect("peek a foreign object");
+    assert!(!peek.is_shmq());
+    assert!(matches!(
+        peek.validate(&Expect::default()),
+        Err(SegError::BadMagic { .. })
+    ));
+    drop(peek);
+    let r = shmq::mpsc::Receiver::open(&name, &shmq::Options::new());
+    assert!(
+        matches!(r, Err(shmq::Error::Segment(SegError::BadMagic { .. }))),
+        "{r:?}"
+    );
+    // The file is untouched: an opener never writes a foreign object.
+    assert_eq!(
+        std::fs::read(common::shm_path(&name)).expect("read back"),
+        bytes
+    );
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+fn getrandom_fill(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .expect("read /dev/urandom");
+}
+
+/// Overwrites `bytes` at `offset` of the object under `name` in /dev/shm.
+fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(common::shm_path(name))
+        .expect("open the /dev/shm file");
+    f.write_all_at(bytes, offset).expect("pwrite");
+}
+
+#[test]
+fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
+    let names = Names::new();
+    let name = names.name("seg-version");
+    let seg = create_published(&name);
+    drop(seg);
+    poke(&name, 8, &(VERSION + 1).to_le_bytes());
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(
+        matches!(r, Err(SegError::VersionMismatch { expected: VERSION, found }) if found == VERSION + 1),
+        "{r:?}"
+    );
+    let r = shmq::spsc::Sender::open(&name, &shmq::Options::new());
+    assert!(
+        matches!(
+            r,
+            Err(shmq::Error::Segment(SegError::VersionMismatch { .. }))
+        ),
+        "{r:?}"
+    );
+    // Back to the right version, but a state no creator writes.
+    poke(&name, 8, &VERSION.to_le_bytes());
+    Segment::open(&name, &Expect::default(), &opts()).expect("valid again");
+    poke(&name, 12, &5u32.to_le_bytes());
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(
+        matches!(
+            r,
+            Err(SegError::Corrupt {
+                what: "state",
+                value: 5
+            })
+        ),
+        "{r:?}"
+    );
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn expectations_the_header_does_not_meet_are_layout_mismatch() {
+    let wd = Watchdog::new("layout_mismatch");
+    let names = Names::new();
+    let name = names.name("seg-layout");
+    let mut creator = Spawn::role("seg_hold")
+        .arg("NAME", &name)
+        .arg("PUBLISH", 1)
+        .arg("SEED", 1)
+        .spawn(&wd);
+    creator.event("ready");
+    let full = expect_all();
+    Segment::open(&name, &full, &opts()).expect("the creator's own expectations pass");
+    let cases: [(&str, Expect); 6] = [
+        (
+            "kind",
+            Expect {
+                kind: Some(LAYOUT.kind + 1),
+                ..full
+            },
+        ),
+        (
+            "endpoints",
+            Expect {
+                endpoints: Some(LAYOUT.endpoints + 1),
+                ..full
+            },
+        ),
+        (
+            "capacity",
+            Expect {
+                capacity: Some(LAYOUT.capacity * 2),
+                ..full
+            },
+        ),
+        (
+            "slot_size",
+            Expect {
+                slot_size: Some(LAYOUT.slot_size + 8),
+                ..full
+            },
+        ),
+        (
+            "slot_align",
+            Expect {
+                slot_align: Some(16),
+                ..full
+            },
+        ),
+        (
+            "type_hash",
+            Expect {
+                type_hash: Some(LAYOUT.type_hash ^ 1),
+                ..full
+            },
+        ),
+    ];
+    for (field, e) in cases {
+        let r = Segment::open(&name, &e, &opts());
+        assert!(
+            matches!(r, Err(SegError::LayoutMismatch { field: f, .. }) if f == field),
+            "expecting another {field}: {r:?}"
+        );
+    }
+    // A peer that grows the object under its header: total_len no longer matches.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(common::shm_path(&name))
+        .expect("open");
+    let len = f.metadata().expect("stat").len();
+    f.set_len(len + 4096).expect("grow");
+    drop(f);
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(
+        matches!(r, Err(SegError::LayoutMismatch { field: "total_len", expected, found })
+            if expected == len + 4096 && found == len),
+        "{r:?}"
+    );
+    creator.signal(Signal::SIGKILL);
+    creator.expect_killed();
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
+    let wd = Watchdog::new("not_ready_abandoned");
+    let names = Names::new();
+    let name = names.name("seg-unpub");
+    let mut creator = Spawn::role("seg_hold")
+        .arg("NAME", &name)
+        .arg("PUBLISH", 0)
+        .arg("SEED", 3)
+        .spawn(&wd);
+    creator.event("ready");
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let r = Segment::open(&name, &Expect::default(), &opts().open_timeout(timeout));
+    let took = started.elapsed();
+    assert!(
+        matches!(r, Err(SegError::NotReady { waited }) if waited >= timeout),
+        "{r:?}"
+    );
+    assert!(took >= timeout, "gave up after {took:?}");
+    assert!(took < timeout + Duration::from_secs(5), "waited {took:?}");
+    let peek = Segment::peek(&name, &opts()).expect("peek");
+    assert!(matches!(
+        peek.validate(&Expect::default()),
+        Err(SegError::NotReady { .. })
+    ));
+    drop(peek);
+    assert!(!Segment::is_stale(&name).expect("is_stale"));
+
+    creator.signal(Signal::SIGKILL);
+    creator.expect_killed();
+    let started = Instant::now();
+    let r = Segment::open(&name, &Expect::default(), &opts());
+    assert!(matches!(r, Err(SegError::Abandoned)), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "Abandoned should be immediate, took {:?}",
+        started.elapsed()
+    );
+    assert!(Segment::is_stale(&name).expect("is_stale"));
+    // create_or_open replaces the abandoned object.
+    match Segment::create_or_open(&name, &LAYOUT, &expect_all(), &opts()).expect("create_or_open") {
+        Opened::Created(c) => {
+            let bytes = read_region(c.data(), c.data_len(), 0, 4096);
+            assert!(bytes.iter().all(|&b| b == 0), "half-made data leaked");
+            drop(c.publish().expect("publish"));
+        }
+        Opened::Existing(_) => panic!("opened an abandoned segment"),
+    }
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_creator_killed_at_mid_init_leaves_an_abandoned_segment() {
+    let wd = Watchdog::new("mid_init");
+    let names = Names::new();
+    let name = names.name("seg-midinit");
+    let mut creator = Spawn::role("spsc_create")
+        .arg("NAME", &name)
+        .failpoint("mid_init")
+        .spawn(&wd);
+    assert_eq!(creator.wait_failpoint(), "reached mid_init");
+    let short = shmq::Options::new().open_timeout(Duration::from_millis(200));
+    let r = shmq::spsc::Receiver::open(&name, &short);
+    assert!(
+        matches!(r, Err(shmq::Error::Segment(SegError::NotReady { .. }))),
+        "while the creator lives: {r:?}"
+    );
+    creator.signal(Signal::SIGKILL);
+    creator.expect_killed();
+    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
+    assert!(
+        matches!(r, Err(shmq::Error::Segment(SegError::Abandoned))),
+        "after the creator died: {r:?}"
+    );
+    let peek = Segment::peek(&name, &opts()).expect("peek");
+    assert!(peek.is_shmq());
+    assert!(matches!(
+        peek.validate(&Expect::default()),
+        Err(SegError::Abandoned)
+    ));
+    drop(peek);
+    // The next creator replaces it without a manual rm, and the channel works.
+    let mut rx = shmq::spsc::Receiver::create_or_open(&name, &shmq::Options::new())
+        .expect("create_or_open over the abandoned segment");
+    let mut tx = shmq::spsc::Sender::open(&name, &shmq::Options::new()).expect("open");
+    tx.send(b"after recovery").expect("send");
+    assert_eq!(&*rx.recv().expect("recv"), b"after recovery");
+    drop(tx);
+    drop(rx);
+    names.assert_clean();
+}
+
+const SEAL_SEAL: u32 = libc::F_SEAL_SEAL as u32;
+const SEAL_SHRINK: u32 = libc::F_SEAL_SHRINK as u32;
+const SEAL_GROW: u32 = libc::F_SEAL_GROW as u32;
+
+fn memfd(allow_sealing: bool) -> OwnedFd {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let mut flags = MFdFlags::MFD_CLOEXEC;
+    if allow_sealing {
+        flags |= MFdFlags::MFD_ALLOW_SEALING;
+    }
+    let fd = memfd_create(c"shmq-test-unsealed", flags).expect("memfd_create");
+    nix::unistd::ftruncate(&fd, 1 << 16).expect("ftruncate");
+    fd
+}
+
+fn add_seals(fd: &OwnedFd, seals: u32) {
+    // SAFETY: fcntl(F_ADD_SEALS) on a descriptor we own, with an integer argument.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals as libc::c_int) };
+    assert_eq!(r, 0, "F_ADD_SEALS: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
+    let names = Names::new();
+    let e = Expect::default();
+    let r = Segment::from_fd(memfd(true), &e, &opts());
+    assert!(
+        matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SEAL | SEAL_SHRINK | SEAL_GROW),
+        "no seals: {r:?}"
+    );
+    let partial = memfd(true);
+    add_seals(&partial, SEAL_SHRINK | SEAL_GROW);
+    let r = Segment::from_fd(partial, &e, &opts());
+    assert!(
+        matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SEAL),
+        "SHRINK|GROW without SEAL: {r:?}"
+    );
+    // A memfd made without MFD_ALLOW_SEALING carries only F_SEAL_SEAL.
+    let r = Segment::from_fd(memfd(false), &e, &opts());
+    assert!(
+        matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SHRINK | SEAL_GROW),
+        "memfd without sealing: {r:?}"
+    );
+    let r = shmq::spsc::Receiver::from_fd(memfd(true), &shmq::Options::new());
+    assert!(
+        matches!(r, Err(shmq::Error::Segment(SegError::Unsealed { .. }))),
+        "facade from_fd: {r:?}"
+    );
+    // Not a memfd at all: a pipe, and a named segment's descriptor.
+    let (pipe_r, _pipe_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let r = Segment::from_fd(pipe_r, &e, &opts());
+    assert!(matches!(r, Err(SegError::Untrusted { .. })), "pipe: {r:?}");
+    let name = names.name("seg-namedfd");
+    let named = create_published(&name);
+    let r = Segment::from_fd(named.export_fd().expect("export_fd"), &e, &opts());
+    assert!(
+        matches!(
+            r,
+            Err(SegError::Unsealed { .. } | SegError::Untrusted { .. })
+        ),
+        "a named segment's descriptor is not a sealed memfd: {r:?}"
+    );
+    drop(named);
+    // Positive control: a real anonymous segment's descriptor is accepted.
+    let anon = Segment::anonymous(&LAYOUT, &opts())
+        .expect("anonymous")
+        .publish()
+        .expect("publish");
+    let other = Segment::from_fd(anon.export_fd().expect("export"), &expect_all(), &opts())
+        .expect("from_fd of a sealed memfd");
+    assert_eq!(other.info(), anon.info());
+    drop((other, anon));
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn untrusted_objects_under_the_name_are_refused() {
+    let names = Names::new();
+    let e = Expect::default();
+    let real = names.name("seg-real");
+    let real_seg = create_published(&real);
+    let untrusted = |name: &str, o: &SegmentOptions, what: &str| {
+        let r = Segment::open(name, &e, o);
+        assert!(
+            matches!(r, Err(SegError::Untrusted { .. })),
+            "{what}: open gave {r:?}"
+        );
+    };
+
+    // A symlink to a real segment, and a dangling one.
+    let link = names.name("seg-symlink");
+    std::os::unix::fs::symlink(common::shm_path(&real), common::shm_path(&link)).unwrap();
+    untrusted(&link, &opts(), "symlink");
+    assert!(matches!(
+        Segment::peek(&link, &opts()),
+        Err(SegError::Untrusted { .. })
+    ));
+    let target = names.name("seg-target");
+    let dangling = names.name("seg-dangling");
+    std::os::unix::fs::symlink(common::shm_path(&target), common::shm_path(&dangling)).unwrap();
+    let r = Segment::create(&dangling, &LAYOUT, &opts());
+    assert!(
+        matches!(r, Err(SegError::AlreadyExists { .. })),
+        "create over a dangling symlink: {r:?}"
+    );
+    assert!(
+        !common::shm_path(&target).exists(),
+        "create followed a symlink and made its target"
+    );
+    std::fs::remove_file(common::shm_path(&link)).unwrap();
+    std::fs::remove_file(common::shm_path(&dangling)).unwrap();
+
+    // A FIFO.
+    let fifo = names.name("seg-fifo");
+    nix::unistd::mkfifo(
+        &common::shm_path(&fifo),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    untrusted(&fifo, &opts(), "FIFO");
+    std::fs::remove_file(common::shm_path(&fifo)).unwrap();
+
+    // Writable by group, then by others; accepted only when allowed.
+    let p = common::shm_path(&real);
+    for mode in [0o620, 0o602] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        untrusted(&real, &opts(), &format!("mode {mode:o}"));
+        Segment::open(&real, &e, &opts().allow_shared_write(true))
+            .unwrap_or_else(|err| panic!("mode {mode:o} with allow_shared_write: {err:?}"));
+    }
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A second hard link.
+    let hard = names.name("seg-hardlink");
+    std::fs::hard_link(&p, common::shm_path(&hard)).unwrap();
+    untrusted(&real, &opts(), "two hard links");
+    untrusted(&hard, &opts(), "two hard links (other name)");
+    std::fs::remove_file(common::shm_path(&hard)).unwrap();
+
+    // Another owner (root may chown; as another user this part is skipped).
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+        untrusted(&real, &opts(), "owned by uid 4242");
+        Segment::open(&real, &e, &opts().expected_owner(None)).expect("any owner accepted");
+        Segment::open(&real, &e, &opts().expected_owner(Some(4242))).expect("that owner");
+        nix::unistd::chown(&p, Some(nix::unistd::geteuid()), None).unwrap();
+    } else {
+        eprintln!("skipping the foreign-owner case: chown needs root");
+    }
+    Segment::open(&real, &e, &opts()).expect("trusted again");
+    drop(real_seg);
+    Segment::unlink(&real).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn a_directory_under_the_name_is_untrusted() {
+    let names = Names::new();
+    let dir = names.name("seg-dir");
+    std::fs::create_dir(common::shm_path(&dir)).unwrap();
+    let r = Segment::open(&dir, &Expect::default(), &opts());
+    let p = Segment::peek(&dir, &opts());
+    std::fs::remove_dir(common::shm_path(&dir)).unwrap();
+    assert!(matches!(r, Err(SegError::Untrusted { .. })), "open: {r:?}");
+    assert!(matches!(p, Err(SegError::Untrusted { .. })), "peek: {p:?}");
+    names.assert_clean();
+}
+
+#[test]
+fn modes_are_0600_or_as_asked_whatever_the_umask() {
+    let wd = Watchdog::new("modes");
+    let names = Names::new();
+    let mut spawn = Spawn::role("seg_umask");
+    for k in 0..6 {
+        spawn = spawn.arg(&format!("N{k}"), names.name(&format!("seg-mode{k}")));
+    }
+    let mut child = spawn.spawn(&wd);
+    let ev = child.event("modes");
+    child.expect_success();
+    let results = ev["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    for r in results {
+        assert_eq!(r["default"], json!(0o600), "default mode under {r}");
+        assert_eq!(r["explicit_0640"], json!(0o640), "mode 0640 under {r}");
+        assert_eq!(r["channel"], json!(0o600), "channel mode under {r}");
+    }
+    names.assert_clean();
+}
+
+#[test]
+fn a_sealed_memfd_refuses_resizing_from_a_forked_child() {
+    let len = 8192;
+    let seg = Segment::anonymous(&LAYOUT, &opts())
+        .expect("anonymous")
+        .publish()
+        .expect("publish");
+    write_pattern(seg.data(), seg.data_len(), 0, len, 9);
+    // A plain duplicate: the child gets the memfd itself, whatever the fork guard
+    // does to descriptors holding endpoint markers.
+    let fd = seg.export_fd().expect("export_fd");
+    let raw = fd.as_raw_fd();
+    let size = nix::sys::stat::fstat(&fd).expect("fstat").st_size;
+    let data_off = seg.info().data_offset as libc::off_t;
+    // SAFETY: the child makes only raw system calls (ftruncate, fallocate, fcntl),
+    // reads errno and `_exit`s: no allocation, no lock, so forking this
+    // multi-threaded test process is sound.
+    let child = match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            let errno = || {
+                // SAFETY: reads this thread's errno.
+                unsafe { *libc::__errno_location() }
+            };
+            let mut bad = 0;
+            // SAFETY: a raw system call on an inherited descriptor.
+            if unsafe { libc::ftruncate(raw, 0) } != -1 || errno() != libc::EPERM {
+                bad |= 1;
+            }
+            // SAFETY: as above.
+            if unsafe { libc::ftruncate(raw, size * 2) } != -1 || errno() != libc::EPERM {
+                bad |= 2;
+            }
+            // SAFETY: as above.
+            if unsafe { libc::fallocate(raw, 0, size, 4096) } != -1 || errno() != libc::EPERM {
+                bad |= 4;
+            }
+            // SAFETY: as above: F_SEAL_SEAL forbids removing or adding seals.
+            if unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_WRITE) } != -1
+                || errno() != libc::EPERM
+            {
+                bad |= 8;
+            }
+            // A hostile holder can still punch a hole (seals do not stop it): the
+            // parent must then read zeros, not fault. Exit code bit 16 says it did.
+            // SAFETY: as above.
+            let punched = unsafe {
+                libc::fallocate(
+                    raw,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    data_off,
+                    4096,
+                )
+            } == 0;
+            // SAFETY: _exit ends the child without touching the parent's state.
+            unsafe { libc::_exit(bad | if punched { 16 } else { 0 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    let code = common::wait_child(child, Duration::from_secs(30));
+    assert_eq!(
+        code & 15,
+        0,
+        "a resize was not refused with EPERM (bits: 1 shrink, 2 grow, 4 fallocate, 8 add seal): {code}"
+    );
+    // The parent keeps working: same size, readable and writable mapping.
+    assert_eq!(nix::sys::stat::fstat(&fd).expect("fstat").st_size, size);
+    let bytes = read_region(seg.data(), seg.data_len(), 0, len);
+    if code & 16 != 0 {
+        assert!(
+            bytes[..4096].iter().all(|&b| b == 0),
+            "punched page not zero"
+        );
+        assert_eq!(pattern_mismatch_offset(&bytes, 9, 4096), None);
+    } else {
+        assert_eq!(pattern_mismatch(&bytes, 9), None);
+    }
+    write_pattern(seg.data(), seg.data_len(), 0, len, 10);
+    let bytes = read_region(seg.data(), seg.data_len(), 0, len);
+    assert_eq!(pattern_mismatch(&bytes, 10), None);
+    drop(fd);
+    drop(seg);
+}
+
+/// First index at or after `from` whose byte is not pattern `seed`.
+fn pattern_mismatch_offset(bytes: &[u8], seed: u64, from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&i| bytes[i] != pat(seed, i))
+}
+
+// ---------------------------------------------------------------------------
+// Liveness
+
+#[test]
+fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
+    let wd = Watchdog::new("liveness");
+    let names = Names::new();
+    let name = names.name("seg-live");
+    let seg = create_published(&name);
+    let spawn = |idx: u16| {
+        Spawn::role("seg_claim")
+            .arg("NAME", &name)
+            .arg("IDX", idx)
+            .arg("THEN", "hang")
+            .spawn(&wd)
+    };
+    let mut a = spawn(1);
+    let mut b = spawn(2);
+    a.event("claimed");
+    b.event("claimed");
+    assert!(
+        seg.endpoint_alive(1).unwrap(),
+        "a live holder must be alive"
+    );
+    assert!(seg.endpoint_alive(2).unwrap());
+    assert!(!seg.endpoint_alive(3).unwrap(), "never claimed");
+    let info = seg.endpoint_info(1).unwrap();
+    assert_eq!(info.pid, a.pid() as u32);
+    assert_eq!(info.attaches, 1);
+    assert!(matches!(
+        seg.claim_endpoint(1),
+        Err(SegError::EndpointBusy { index: 1 })
+    ));
+    assert!(matches!(
+        seg.endpoint_alive(LAYOUT.endpoints),
+        Err(SegError::NoSuchEndpoint { .. })
+    ));
+
+    // Stopped is not dead.
+    b.signal(Signal::SIGSTOP);
+    assert!(common::wait_stopped(b.pid(), Duration::from_secs(5)));
+    assert!(
+        seg.endpoint_alive(2).unwrap(),
+        "a stopped holder was reported dead"
+    );
+    b.signal(Signal::SIGCONT);
+
+    // Killed: dead as soon as the kernel has torn it down, already as a zombie
+    // (not yet reaped, its pid still taken).
+    a.signal(Signal::SIGKILL);
+    assert!(common::wait_dead(a.pid(), Duration::from_secs(5)));
+    assert_eq!(common::proc_state(a.pid()), Some('Z'), "not a zombie");
+    assert!(
+        !seg.endpoint_alive(1).unwrap(),
+        "a zombie's endpoint looks alive"
+    );
+    a.expect_killed();
+    assert!(!seg.endpoint_alive(1).unwrap());
+    assert!(
+        seg.endpoint_alive(2).unwrap(),
+        "the other holder must stay alive"
+    );
+    assert_eq!(
+        seg.endpoint_info(1).unwrap().pid,
+        a.pid() as u32,
+        "pid kept for display"
+    );
+    seg.claim_endpoint(1)
+        .expect("a dead holder's endpoint can be claimed again");
+    assert!(seg.endpoint_alive(1).unwrap());
+    assert_eq!(seg.endpoint_info(1).unwrap().attaches, 2);
+
+    // A holder that exits normally releases its endpoint too.
+    let mut c = Spawn::role("seg_claim")
+        .arg("NAME", &name)
+        .arg("IDX", 3)
+        .arg("THEN", "exit")
+        .spawn(&wd);
+    c.event("claimed");
+    c.expect_success();
+    assert!(!seg.endpoint_alive(3).unwrap());
+
+    b.signal(Signal::SIGKILL);
+    b.expect_killed();
+    assert!(!seg.endpoint_alive(2).unwrap());
+    drop(seg);
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
+    // Catalogue CF-13: A claims an endpoint, forks B (no exec), A is SIGKILLed while
+    // B lives on: A's endpoint must read dead.
+    let wd = Watchdog::new("fork_without_exec");
+    let names = Names::new();
+    let name = names.name("seg-forkmask");
+    let seg = create_published(&name);
+    let mut a = Spawn::role("seg_claim_fork")
+        .arg("NAME", &name)
+        .arg("IDX", 1)
+        .spawn(&wd);
+    let ev = a.event("forked");
+    let b = common::num(&ev, "child") as i32;
+    assert!(seg.endpoint_alive(1).unwrap());
+    a.signal(Signal::SIGKILL);
+    assert!(common::wait_dead(a.pid(), Duration::from_secs(5)));
+    let b_state = common::proc_state(b);
+    assert!(
+        matches!(b_state, Some('S' | 'R')),
+        "the forked child should still live, state {b_state:?}"
+    );
+    let alive = seg.endpoint_alive(1).unwrap();
+    let b_fds: Vec<String> = std::fs::read_dir(format!("/proc/{b}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let b_maps: Vec<String> = std::fs::read_to_string(format!("/proc/{b}/maps"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("/dev/shm/"))
+        .map(str::to_owned)
+        .collect();
+    // Reaping A also kills and reaps B (same process group; we are its subreaper).
+    a.expect_killed();
+    assert!(
+        !alive,
+        "the endpoint of a killed process reads alive while a child it forked (without exec) lives; the child's descriptors: {b_fds:?}; its shared mappings: {b_maps:?}"
+    );
+    drop(seg);
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+// ---------------------------------------------------------------------------
+// The remaining variants
+
+#[test]
+fn a_full_tmpfs_is_no_space_at_creation() {
+    let wd = Watchdog::new("nospace");
+    let names = Names::new();
+    let name = names.name("seg-nospace");
+    let mut child = Spawn::role("seg_nospace").arg("NAME", &name).spawn(&wd);
+    let ev = child.event("result");
+    child.expect_success();
+    if let Some(reason) = ev["skip"].as_str() {
+        eprintln!("SKIP a_full_tmpfs_is_no_space_at_creation: {reason}");
+        return;
+    }
+    assert_eq!(
+        ev["big"]["nospace"],
+        json!(
+            Layout {
+                data_len: 4 << 20,
+                ..LAYOUT
+            }
+            .total_len()
+            .unwrap()
+        ),
+        "creating 4 MiB in a 1 MiB tmpfs: {ev}"
+    );
+    assert_eq!(
+        ev["left_after_failure"],
+        json!(false),
+        "a failed create left its object: {ev}"
+    );
+    assert_eq!(ev["small_ok"], json!(true), "{ev}");
+    names.assert_clean();
+}
+
+#[test]
+fn another_user_without_access_is_permission_denied() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIP another_user_without_access_is_permission_denied: needs root to switch users"
+        );
+        return;
+    }
+    let wd = Watchdog::new("permission_denied");
+    let names = Names::new();
+    let name = names.name("seg-perm");
+    let seg = create_published(&name);
+    let mut child = Spawn::role("seg_as_nobody").arg("NAME", &name).spawn(&wd);
+    let ev = child.event("opened");
+    child.expect_success();
+    assert_eq!(ev["result"], "PermissionDenied", "{ev}");
+    drop(seg);
+    Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
+
+#[test]
+fn size_limits_huge_pages_and_bad_layouts_are_refused() {
+    let names = Names::new();
+    let name = names.name("seg-limits");
+    let total = LAYOUT.total_len().unwrap();
+    let r = Segment::create(&name, &LAYOUT, &opts().max_len(4096));
+    assert!(
+        matches!(r, Err(SegError::TooLarge { size, max: 4096 }) if size == total),
+        "{r:?}"
+    );
+    assert!(
+        !common::shm_path(&name).exists(),
+        "TooLarge must come before creating"
+    );
+    let seg = create_published(&name);
+    let r = Segment::open(&name, &Expect::default(), &opts().max_len(total - 1));
+    assert!(matches!(r, Err(SegError::TooLarge { .. })), "{r:?}");
+    assert!(matches!(
+        seg.claim_endpoint(LAYOUT.endpoints),
+        Err(SegError::NoSuchEndpoint { index, count }) if index == LAYOUT.endpoints && count == LAYOUT.endpoints
+    ));
+    drop(seg);
+    Segment::unlink(&name).unwrap();
+
+    let other = names.name("seg-huge");
+    let r = Segment::create(&other, &LAYOUT, &opts().huge_pages(true));
+    assert!(
+        matches!(r, Err(SegError::HugePagesUnavailable { .. })),
+        "{r:?}"
+    );
+    for bad in [
+        Layout { kind: 0, ..LAYOUT },
+        Layout {
+            data_len: 0,
+            ..LAYOUT
+        },
+        Layout {
+            endpoints: shmq::segment::MAX_ENDPOINTS + 1,
+            ..LAYOUT
+        },
+    ] {
+        let r = Segment::create(&other, &bad, &opts());
+        assert!(
+            matches!(r, Err(SegError::InvalidArgument { .. })),
+            "{bad:?}: {r:?}"
+        );
+    }
+    names.assert_clean();
+}
