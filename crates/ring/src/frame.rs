@@ -29,11 +29,13 @@ pub const MPSC_MSG: u8 = 0x4d;
 pub const MPSC_PAD: u8 = 0x50;
 
 /// `n` rounded up to a multiple of 8.
+#[inline]
 pub const fn align8(n: usize) -> usize {
     (n + 7) & !7
 }
 
 /// Bytes a frame with `payload` bytes takes: header plus padded payload.
+#[inline]
 pub const fn frame_len(payload: usize) -> usize {
     HEADER_LEN + align8(payload)
 }
@@ -41,6 +43,7 @@ pub const fn frame_len(payload: usize) -> usize {
 /// The largest payload a ring of `capacity` bytes takes: half the ring, less two
 /// headers. With this bound a message always fits once the ring is empty, even
 /// when it must wrap (the padding before it is then shorter than the message).
+#[inline]
 pub const fn max_payload(capacity: usize) -> usize {
     capacity / 2 - 2 * HEADER_LEN
 }
@@ -64,6 +67,7 @@ pub enum SpscFrame {
 
 impl SpscFrame {
     /// Bytes this frame takes, header included (0 for `Empty`).
+    #[inline]
     pub fn size(&self) -> usize {
         match *self {
             SpscFrame::Empty => 0,
@@ -74,11 +78,13 @@ impl SpscFrame {
 }
 
 /// Encodes an SPSC message header.
+#[inline]
 pub const fn spsc_message(len: usize) -> u64 {
     ((SPSC_MSG as u64) << 32) | len as u32 as u64
 }
 
 /// Encodes an SPSC padding header covering `len` bytes after it.
+#[inline]
 pub const fn spsc_padding(len: usize) -> u64 {
     ((SPSC_PAD as u64) << 32) | len as u32 as u64
 }
@@ -100,6 +106,7 @@ pub fn encode_spsc(frame: SpscFrame) -> u64 {
 /// [`max_payload`] or running past the end of the area, padding that does not
 /// end exactly at the end of the area, or padding at offset 0 (which no producer
 /// writes, and which would let a chain of paddings loop).
+#[inline]
 pub fn decode_spsc(raw: u64, off: usize, cap: usize) -> Result<SpscFrame, &'static str> {
     if raw == 0 {
         return Ok(SpscFrame::Empty);
@@ -144,6 +151,7 @@ pub struct MpscHeader {
 
 impl MpscHeader {
     /// Encodes the header.
+    #[inline]
     pub const fn encode(&self) -> u64 {
         (self.len as u32 as u64)
             | ((self.kind as u64) << 32)
@@ -152,6 +160,7 @@ impl MpscHeader {
     }
 
     /// Splits a header word into its fields (no checks).
+    #[inline]
     pub const fn from_raw(raw: u64) -> MpscHeader {
         MpscHeader {
             len: raw as u32 as i32,
@@ -162,6 +171,7 @@ impl MpscHeader {
     }
 
     /// Bytes the frame takes once committed, header included.
+    #[inline]
     pub fn size(&self) -> usize {
         let len = self.len.unsigned_abs() as usize;
         if self.kind == MPSC_PAD {
@@ -179,6 +189,7 @@ impl MpscHeader {
 /// A short description of the failed check: unknown kind, slot out of range,
 /// a length over [`max_payload`] (messages) or not 8-aligned (padding), a frame
 /// running past the end of the area, or a negative padding length.
+#[inline]
 pub fn decode_mpsc(
     raw: u64,
     off: usize,

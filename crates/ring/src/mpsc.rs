@@ -252,6 +252,7 @@ impl Producer {
     /// # Errors
     /// [`Error::MessageTooLarge`], [`Error::Full`], [`Error::Disconnected`],
     /// [`Error::Corrupted`].
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
         let c = self.claim_or_full(len)?;
         Ok(WriteGuard::new(self, c))
@@ -261,6 +262,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::try_reserve`], without `Full`.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
         let c = self.claim_blocking(len, None)?;
         Ok(WriteGuard::new(self, c))
@@ -270,6 +272,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::reserve`], plus [`Error::Timeout`].
+    #[inline]
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_>> {
         let c = self.claim_blocking(len, Some(Instant::now() + timeout))?;
         Ok(WriteGuard::new(self, c))
@@ -279,6 +282,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::try_reserve`].
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         let c = self.claim_or_full(msg.len())?;
         self.write_and_commit(c, msg);
@@ -289,6 +293,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::reserve`].
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         let c = self.claim_blocking(msg.len(), None)?;
         self.write_and_commit(c, msg);
@@ -299,6 +304,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::reserve_timeout`].
+    #[inline]
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         let c = self.claim_blocking(msg.len(), Some(Instant::now() + timeout))?;
         self.write_and_commit(c, msg);
@@ -323,6 +329,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn header(&self, len: i32, kind: u8) -> u64 {
         MpscHeader {
             len,
@@ -334,6 +341,7 @@ impl Producer {
     }
 
     /// Claims room now: `Ok(None)` if the ring is full.
+    #[inline]
     fn claim_now(&mut self, len: usize) -> Result<Option<Claim>> {
         if let Some(c) = self.poisoned {
             return Err(Error::Corrupted(c));
@@ -349,7 +357,6 @@ impl Producer {
         let cap = sh.cap as u64;
         let me = sh.slot(self.slot);
         let backoff = Backoff::new();
-        let mut stale = false;
         let mut attempts = 0u32;
         let (t, pad) = loop {
             attempts += 1;
@@ -379,15 +386,13 @@ impl Producer {
                 // Acquire: pairs with the consumer's Release store of `head`: the bytes
                 // it released (and zeroed) are ours to write once we see it.
                 let head = sh.ctl.head.pos.load(Ordering::Acquire);
+                // Our `t` may be laps old (we may have been preempted since loading
+                // it): judge `head` against a `tail` read after it. If `tail` did not
+                // move meanwhile, a true `head` cannot be past it.
+                if sh.ctl.tail.load(Ordering::Relaxed) != t {
+                    continue;
+                }
                 if t.wrapping_sub(head) > cap {
-                    if head.wrapping_sub(t) <= cap && !stale {
-                        // Our `t` is stale: the consumer has passed it since we read
-                        // it, so `tail` has moved on. Look again, once: a `tail` still
-                        // behind `head` after that is a lie.
-                        stale = true;
-                        self.cached_head = head;
-                        continue;
-                    }
                     let c = Corruption {
                         what: "head out of range",
                         position: t,
@@ -416,7 +421,6 @@ impl Producer {
             {
                 break (t, pad);
             }
-            stale = false;
             backoff.spin();
         };
         failpoint::hit("after_claim");
@@ -437,6 +441,7 @@ impl Producer {
         Ok(Some(Claim { at, len }))
     }
 
+    #[inline]
     fn claim_or_full(&mut self, len: usize) -> Result<Claim> {
         self.check_consumer_closed()?;
         match self.claim_now(len)? {
@@ -451,6 +456,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn claim_blocking(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim> {
         self.check_consumer_closed()?;
         if let Some(c) = self.claim_now(len)? {
@@ -468,6 +474,7 @@ impl Producer {
         Ok(())
     }
 
+    #[cold]
     fn check_consumer(&mut self) -> Result<()> {
         self.seen_epoch = self.sh.ctl.ends.epoch.load(Ordering::Acquire);
         match peer_status(
@@ -480,12 +487,14 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn write_and_commit(&mut self, c: Claim, msg: &[u8]) {
         self.sh.data.write(c.at + HEADER_LEN, msg);
         failpoint::hit("mid_payload");
         self.commit(c);
     }
 
+    #[inline]
     fn commit(&mut self, c: Claim) {
         failpoint::hit("before_commit");
         // Release: pairs with the consumer's Acquire load of this header; the
@@ -498,6 +507,7 @@ impl Producer {
         self.sh.ctl.wake.notify_data();
     }
 
+    #[inline]
     fn abort(&mut self, c: Claim) {
         let pad = frame::frame_len(c.len) - HEADER_LEN;
         // Release: as in `commit`.
@@ -510,6 +520,7 @@ impl Producer {
 }
 
 impl Drop for Producer {
+    #[inline]
     fn drop(&mut self) {
         // Under loom, a model that failed unwinds through here after loom's state is
         // gone; touching it again would abort the test binary.
@@ -560,8 +571,8 @@ impl Side for ProducerSide<'_> {
         false
     }
 
-    fn liveness_due(&mut self, slice: Duration) -> bool {
-        self.p.clock.due(slice)
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.p.clock.due_at(now, slice)
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -579,6 +590,7 @@ pub struct WriteGuard<'a> {
 }
 
 impl<'a> WriteGuard<'a> {
+    #[inline]
     fn new(producer: &'a mut Producer, c: Claim) -> Self {
         WriteGuard {
             producer,
@@ -589,6 +601,7 @@ impl<'a> WriteGuard<'a> {
     }
 
     /// Publishes the message.
+    #[inline]
     pub fn commit(mut self) {
         let c = self.c.take().expect("a guard commits once");
         #[cfg(loom)]
@@ -599,6 +612,7 @@ impl<'a> WriteGuard<'a> {
 }
 
 impl Drop for WriteGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(c) = self.c.take() {
             self.producer.abort(c);
@@ -608,6 +622,7 @@ impl Drop for WriteGuard<'_> {
 
 impl core::ops::Deref for WriteGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         #[cfg(not(loom))]
         {
@@ -625,6 +640,7 @@ impl core::ops::Deref for WriteGuard<'_> {
 }
 
 impl core::ops::DerefMut for WriteGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         #[cfg(not(loom))]
         {
@@ -765,6 +781,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::Empty`], [`Error::Disconnected`] (every producer that attached is
     /// gone and nothing committed is left), [`Error::Corrupted`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_>> {
         match self.peek()? {
             Some(f) => Ok(ReadGuard::new(self, f)),
@@ -779,6 +796,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_recv`], without `Empty`.
+    #[inline]
     pub fn recv(&mut self) -> Result<ReadGuard<'_>> {
         let f = self.recv_blocking(None)?;
         Ok(ReadGuard::new(self, f))
@@ -788,6 +806,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::recv`], plus [`Error::Timeout`].
+    #[inline]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>> {
         let f = self.recv_blocking(Some(Instant::now() + timeout))?;
         Ok(ReadGuard::new(self, f))
@@ -797,6 +816,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::recv`].
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
         let f = self.recv_blocking(None)?;
         self.copy_out(f, buf);
@@ -807,6 +827,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_recv`].
+    #[inline]
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
         match self.peek()? {
             Some(f) => {
@@ -824,6 +845,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::recv_timeout`].
+    #[inline]
     pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
         let f = self.recv_blocking(Some(Instant::now() + timeout))?;
         self.copy_out(f, buf);
@@ -836,6 +858,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::Disconnected`] if none were waiting and every producer is gone;
     /// [`Error::Corrupted`].
+    #[inline]
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
         let mut n = 0;
         while n < max {
@@ -878,6 +901,7 @@ impl Consumer {
         }
     }
 
+    #[cold]
     fn poison(&mut self, what: &'static str, position: u64, value: u64) -> Error {
         let c = Corruption {
             what,
@@ -889,12 +913,20 @@ impl Consumer {
     }
 
     /// The next committed message, skipping padding (released with it later).
+    #[inline]
     fn peek(&mut self) -> Result<Option<Frame>> {
         if let Some(c) = self.poisoned {
             return Err(Error::Corrupted(c));
         }
         // Every step advances at least 8 bytes, and a lap is `cap` bytes.
         for _ in 0..=self.sh.cap / 8 {
+            if self.head.wrapping_sub(self.released) >= (self.sh.cap / 2) as u64 {
+                // Consumed frames are zeroed only when released; a batch (or a run of
+                // padding) that went on past half the ring would come back round to
+                // them and read them again (found by the throughput benchmark).
+                // Everything before `head` is consumed, so release it now.
+                self.release(0);
+            }
             let off = (self.head & self.sh.mask) as usize;
             // Acquire: pairs with the producer's Release commit (or padding) store.
             let raw = self.sh.data.word(off).load(Ordering::Acquire);
@@ -920,6 +952,7 @@ impl Consumer {
         Err(self.poison("a lap of padding", self.head, 0))
     }
 
+    #[inline]
     fn recv_blocking(&mut self, deadline: Option<Instant>) -> Result<Frame> {
         if let Some(f) = self.peek()? {
             return Ok(f);
@@ -928,6 +961,7 @@ impl Consumer {
         wait::block(&mut ConsumerSide { c: self }, &cfg, deadline)
     }
 
+    #[cold]
     fn empty_or_gone(&mut self) -> Result<()> {
         if self.clock.due(self.cfg.slice) || self.epoch_changed() {
             self.check_producers()?;
@@ -955,6 +989,7 @@ impl Consumer {
     /// Turns dead producers' claims at `head` into padding; returns whether it
     /// reclaimed anything. See the module docs for why this never tears a live
     /// producer's frame.
+    #[cold]
     fn reclaim_dead(&mut self) -> Result<bool> {
         let sh = &self.sh;
         let off = (self.head & sh.mask) as usize;
@@ -1030,6 +1065,7 @@ impl Consumer {
 
     /// Reclaims dead claims, then `Err(Disconnected)` if every producer that
     /// attached is gone and nothing is left to receive.
+    #[cold]
     fn check_producers(&mut self) -> Result<()> {
         self.seen_epoch = self.sh.ctl.ends.epoch.load(Ordering::Acquire);
         while self.reclaim_dead()? {
@@ -1069,6 +1105,7 @@ impl Consumer {
         Err(Error::Disconnected(why))
     }
 
+    #[inline]
     fn with_payload(&self, f: Frame, each: &mut impl FnMut(&[u8])) {
         #[cfg(not(loom))]
         {
@@ -1085,6 +1122,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn copy_out(&mut self, f: Frame, buf: &mut Vec<u8>) {
         buf.clear();
         buf.resize(f.len, 0);
@@ -1094,6 +1132,7 @@ impl Consumer {
     }
 
     /// Zeroes everything consumed since the last release, then publishes `head`.
+    #[inline]
     fn release(&mut self, messages: u64) {
         self.received = self.received.wrapping_add(messages);
         let sh = &self.sh;
@@ -1115,6 +1154,7 @@ impl Consumer {
 }
 
 impl Drop for Consumer {
+    #[inline]
     fn drop(&mut self) {
         // Under loom, a model that failed unwinds through here after loom's state is
         // gone; touching it again would abort the test binary.
@@ -1156,8 +1196,8 @@ impl Side for ConsumerSide<'_> {
         true
     }
 
-    fn liveness_due(&mut self, slice: Duration) -> bool {
-        self.c.clock.due(slice)
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.c.clock.due_at(now, slice)
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -1175,6 +1215,7 @@ pub struct ReadGuard<'a> {
 }
 
 impl<'a> ReadGuard<'a> {
+    #[inline]
     fn new(consumer: &'a mut Consumer, f: Frame) -> Self {
         #[cfg(loom)]
         let buf = {
@@ -1193,6 +1234,7 @@ impl<'a> ReadGuard<'a> {
 
 impl core::ops::Deref for ReadGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         #[cfg(not(loom))]
         {
@@ -1208,6 +1250,7 @@ impl core::ops::Deref for ReadGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.consumer.head = self.f.next;
         self.consumer.release(1);

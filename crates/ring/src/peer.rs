@@ -57,7 +57,11 @@ impl CheckClock {
         if cfg!(loom) {
             return true;
         }
-        let now = Instant::now();
+        self.due_at(Instant::now(), every)
+    }
+
+    /// As [`CheckClock::due`], at a time the caller has read already.
+    pub(crate) fn due_at(&mut self, now: Instant, every: Duration) -> bool {
         match self.next {
             Some(n) if now < n => false,
             _ => {

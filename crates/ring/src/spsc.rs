@@ -126,6 +126,9 @@ pub struct Producer {
     tail: u64,
     /// Last `head` we read; the ring looks full against it before it really is.
     cached_head: u64,
+    /// Every word from `tail` up to this position is known to be 0 (zeroed ahead of
+    /// need, see `zero_ahead`), so a frame ending before it needs no end marker.
+    zeroed_to: u64,
     max_payload: usize,
     cfg: WaitConfig,
     liveness: Arc<dyn Liveness>,
@@ -239,6 +242,8 @@ impl Producer {
             mask,
             tail,
             cached_head: head,
+            // The end marker at `tail` is 0 (the invariant); nothing beyond is known.
+            zeroed_to: tail.wrapping_add(HEADER_LEN as u64),
             max_payload: frame::max_payload(cap),
             cfg,
             liveness,
@@ -276,6 +281,7 @@ impl Producer {
     /// # Errors
     /// [`Error::MessageTooLarge`] (never fits), [`Error::Full`] (not now),
     /// [`Error::Disconnected`] (the consumer is gone), [`Error::Corrupted`].
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
         let p = self.reserve_or_full(len)?;
         Ok(WriteGuard::new(self, p, len))
@@ -285,6 +291,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::try_reserve`], without `Full`.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
         let p = self.reserve_blocking(len, None)?;
         Ok(WriteGuard::new(self, p, len))
@@ -294,6 +301,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::reserve`], plus [`Error::Timeout`].
+    #[inline]
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_>> {
         let p = self.reserve_blocking(len, Some(Instant::now() + timeout))?;
         Ok(WriteGuard::new(self, p, len))
@@ -303,6 +311,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::try_reserve`].
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         let p = self.reserve_or_full(msg.len())?;
         self.write_and_commit(p, msg);
@@ -313,6 +322,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::reserve`].
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         let p = self.reserve_blocking(msg.len(), None)?;
         self.write_and_commit(p, msg);
@@ -323,6 +333,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::reserve_timeout`].
+    #[inline]
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         let p = self.reserve_blocking(msg.len(), Some(Instant::now() + timeout))?;
         self.write_and_commit(p, msg);
@@ -359,11 +370,11 @@ impl Producer {
             self.full_or_gone()?;
             return Err(Error::Full);
         };
-        let end = (self.tail & self.mask) as usize;
-        self.data.word(end).store(0, Ordering::Relaxed);
+        self.end_marker(self.tail);
         // The first frame's header, stored last with Release, publishes the batch.
         self.write_headers(p, len, Ordering::Release);
         self.publish_tail();
+        self.zero_ahead();
         Ok(n)
     }
 
@@ -393,6 +404,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn placement(&self, f: usize) -> Placement {
         let o = (self.tail & self.mask) as usize;
         if o + f <= self.cap {
@@ -410,6 +422,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn frame_size(&self, p: Placement, len: usize) -> usize {
         p.pad + frame::frame_len(len)
     }
@@ -459,6 +472,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn reserve_blocking(&mut self, len: usize, deadline: Option<Instant>) -> Result<Placement> {
         if let Some(p) = self.reserve_now(len)? {
             self.check_consumer_closed()?;
@@ -479,6 +493,7 @@ impl Producer {
 
     /// After finding the ring full in a non-blocking call: `Err(Disconnected)` if
     /// the consumer is gone (the death check is rate-limited to once a slice).
+    #[cold]
     fn full_or_gone(&mut self) -> Result<()> {
         self.check_consumer_closed()?;
         if self.clock.due(self.cfg.slice) {
@@ -487,6 +502,7 @@ impl Producer {
         Ok(())
     }
 
+    #[cold]
     fn check_consumer(&mut self) -> Result<()> {
         self.seen_epoch = self.ctl.ends.epoch.load(Ordering::Acquire);
         match peer_status(&self.ctl.ends.consumer, &*self.liveness, Endpoint::Consumer)? {
@@ -495,6 +511,7 @@ impl Producer {
         }
     }
 
+    #[inline]
     fn write_and_commit(&mut self, p: Placement, msg: &[u8]) {
         self.data.write(p.at + HEADER_LEN, msg);
         failpoint::hit("mid_payload");
@@ -522,17 +539,74 @@ impl Producer {
     fn commit_frame(&mut self, p: Placement, len: usize) {
         let size = self.frame_size(p, len);
         let next = self.tail.wrapping_add(size as u64);
-        // The end marker: the header slot after this frame reads 0 until the next
-        // frame is published there. It is inside the room `reserve_now` checked.
-        self.data
-            .word((next & self.mask) as usize)
-            .store(0, Ordering::Relaxed);
+        self.end_marker(next);
         failpoint::hit("before_commit");
         // Release: pairs with the consumer's Acquire load of this header; makes the
         // payload and the end marker visible before the header.
         self.write_headers(p, len, Ordering::Release);
         self.tail = next;
         self.publish_tail();
+        self.zero_ahead();
+    }
+
+    /// Makes the header slot at `next` (the slot after a frame being committed)
+    /// read 0 until the next frame is published there. It is inside the room
+    /// `reserve_now` checked. Usually it was zeroed ahead already, and storing it
+    /// again would only delay the frame's header: x86 makes stores visible in order,
+    /// so a marker in a line the consumer read on the previous lap would hold the
+    /// header back behind that line's ownership transfer.
+    #[inline]
+    fn end_marker(&mut self, next: u64) {
+        let slot_end = next.wrapping_add(HEADER_LEN as u64);
+        if slot_end.wrapping_sub(self.tail) > self.zeroed_len() {
+            self.data
+                .word((next & self.mask) as usize)
+                .store(0, Ordering::Relaxed);
+            self.zeroed_to = slot_end;
+        }
+    }
+
+    /// Forgets which words past `tail` are zero (after a reservation's bytes were
+    /// written and not committed): the next commit then stores its end marker.
+    #[inline]
+    fn forget_zeroed(&mut self) {
+        self.zeroed_to = self.tail.wrapping_add(HEADER_LEN as u64);
+    }
+
+    /// How many bytes from `tail` are known zero (0 if `zeroed_to` fell behind
+    /// `tail`, as after a batch).
+    #[inline]
+    fn zeroed_len(&self) -> u64 {
+        let known = self.zeroed_to.wrapping_sub(self.tail);
+        if known > self.cap as u64 { 0 } else { known }
+    }
+
+    /// After a frame is published (and the consumer woken), zeroes the free words
+    /// up to the end of the cache line after the one `tail` is in, so that the end
+    /// markers of the next frames are already in place: their lines' ownership moves
+    /// here now, off the path of any message. Only free space is zeroed (checked
+    /// against the cached `head`, which can only be behind the real one).
+    #[inline]
+    fn zero_ahead(&mut self) {
+        const AHEAD: u64 = 64;
+        let want = (self.tail | (AHEAD - 1)).wrapping_add(1 + AHEAD);
+        let free_end = self.cached_head.wrapping_add(self.cap as u64);
+        let start = self.tail.wrapping_add(self.zeroed_len());
+        let end = if want.wrapping_sub(self.tail) <= free_end.wrapping_sub(self.tail) {
+            want
+        } else {
+            free_end
+        };
+        let mut pos = start;
+        while end.wrapping_sub(pos).wrapping_sub(1) < self.cap as u64 {
+            self.data
+                .word((pos & self.mask) as usize)
+                .store(0, Ordering::Relaxed);
+            pos = pos.wrapping_add(8);
+        }
+        if pos.wrapping_sub(self.tail) > self.zeroed_len() {
+            self.zeroed_to = pos;
+        }
     }
 
     /// Publishes `tail` (`Release`, informational) and wakes the consumer if it
@@ -546,6 +620,7 @@ impl Producer {
         self.ctl.wake.notify_data();
     }
 
+    #[cold]
     fn poison(&mut self, e: Error) -> Error {
         if let Error::Corrupted(c) = e {
             self.poisoned = Some(c);
@@ -555,6 +630,7 @@ impl Producer {
 }
 
 impl Drop for Producer {
+    #[inline]
     fn drop(&mut self) {
         // Under loom, a model that failed unwinds through here after loom's state is
         // gone; touching it again would abort the test binary.
@@ -607,8 +683,8 @@ impl Side for ProducerSide<'_> {
         true
     }
 
-    fn liveness_due(&mut self, slice: Duration) -> bool {
-        self.p.clock.due(slice)
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.p.clock.due_at(now, slice)
     }
 
     fn check_peer(&mut self) -> Result<()> {
@@ -622,22 +698,27 @@ pub struct WriteGuard<'a> {
     producer: &'a mut Producer,
     p: Placement,
     len: usize,
+    /// Set once the whole reservation is committed.
+    whole: bool,
     #[cfg(loom)]
     buf: Vec<u8>,
 }
 
 impl<'a> WriteGuard<'a> {
+    #[inline]
     fn new(producer: &'a mut Producer, p: Placement, len: usize) -> Self {
         WriteGuard {
             producer,
             p,
             len,
+            whole: false,
             #[cfg(loom)]
             buf: vec![0; len],
         }
     }
 
     /// Publishes the message.
+    #[inline]
     pub fn commit(self) {
         let len = self.len;
         self.commit_len(len);
@@ -648,19 +729,37 @@ impl<'a> WriteGuard<'a> {
     ///
     /// # Panics
     /// If `len` exceeds the reserved length.
-    pub fn commit_len(self, len: usize) {
+    #[inline]
+    pub fn commit_len(mut self, len: usize) {
         assert!(len <= self.len, "commit_len beyond the reservation");
         #[cfg(loom)]
         self.producer
             .data
             .write(self.p.at + HEADER_LEN, &self.buf[..len]);
         failpoint::hit("mid_payload");
+        if len < self.len {
+            // The caller may have written past the committed length, over words
+            // that were zeroed ahead: only the marker at `tail` is known now.
+            self.producer.forget_zeroed();
+        }
+        self.whole = true;
         self.producer.commit_frame(self.p, len);
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if !self.whole {
+            // Aborted: the reservation's bytes may have been written (found by the
+            // ops-vs-model property test), so nothing past `tail` is known zero.
+            self.producer.forget_zeroed();
+        }
     }
 }
 
 impl core::ops::Deref for WriteGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         #[cfg(not(loom))]
         {
@@ -678,6 +777,7 @@ impl core::ops::Deref for WriteGuard<'_> {
 }
 
 impl core::ops::DerefMut for WriteGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         #[cfg(not(loom))]
         {
@@ -770,6 +870,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::Empty`] (nothing now), [`Error::Disconnected`] (the producer is gone
     /// and everything it published has been received), [`Error::Corrupted`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_>> {
         match self.peek()? {
             Some(f) => Ok(ReadGuard::new(self, f)),
@@ -784,6 +885,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_recv`], without `Empty`.
+    #[inline]
     pub fn recv(&mut self) -> Result<ReadGuard<'_>> {
         let f = self.recv_blocking(None)?;
         Ok(ReadGuard::new(self, f))
@@ -793,6 +895,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::recv`], plus [`Error::Timeout`].
+    #[inline]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>> {
         let f = self.recv_blocking(Some(Instant::now() + timeout))?;
         Ok(ReadGuard::new(self, f))
@@ -804,6 +907,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::recv`].
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
         let f = self.recv_blocking(None)?;
         self.copy_out(f, buf);
@@ -814,6 +918,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_recv`].
+    #[inline]
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
         match self.peek()? {
             Some(f) => {
@@ -831,6 +936,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::recv_timeout`].
+    #[inline]
     pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
         let f = self.recv_blocking(Some(Instant::now() + timeout))?;
         self.copy_out(f, buf);
@@ -844,6 +950,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::Disconnected`] if none were waiting and the producer is gone;
     /// [`Error::Corrupted`].
+    #[inline]
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
         let mut n = 0;
         while n < max {
@@ -936,6 +1043,7 @@ impl Consumer {
         Err(Error::Corrupted(c))
     }
 
+    #[inline]
     fn recv_blocking(&mut self, deadline: Option<Instant>) -> Result<Frame> {
         if let Some(f) = self.peek()? {
             return Ok(f);
@@ -945,6 +1053,7 @@ impl Consumer {
     }
 
     /// `Empty` from a non-blocking call: is the producer gone (rate-limited)?
+    #[cold]
     fn empty_or_gone(&mut self) -> Result<()> {
         let announced = self.ctl.ends.producer.state.load(Ordering::Relaxed) == CLOSED;
         if announced || self.clock.due(self.cfg.slice) {
@@ -954,6 +1063,7 @@ impl Consumer {
     }
 
     /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
+    #[cold]
     fn check_producer(&mut self) -> Result<()> {
         self.seen_epoch = self.ctl.ends.epoch.load(Ordering::Acquire);
         match peer_status(
@@ -980,6 +1090,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn with_payload(&self, f: Frame, each: &mut impl FnMut(&[u8])) {
         #[cfg(not(loom))]
         {
@@ -995,6 +1106,7 @@ impl Consumer {
         }
     }
 
+    #[inline]
     fn copy_out(&mut self, f: Frame, buf: &mut Vec<u8>) {
         buf.clear();
         buf.resize(f.len, 0);
@@ -1020,6 +1132,7 @@ impl Consumer {
 }
 
 impl Drop for Consumer {
+    #[inline]
     fn drop(&mut self) {
         // Under loom, a model that failed unwinds through here after loom's state is
         // gone; touching it again would abort the test binary.
@@ -1054,8 +1167,8 @@ impl Side for ConsumerSide<'_> {
         (&self.c.ctl.wake.data_seq, &self.c.ctl.wake.consumer_waiting)
     }
 
-    fn liveness_due(&mut self, slice: Duration) -> bool {
-        self.c.clock.due(slice)
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.c.clock.due_at(now, slice)
     }
 
     fn exclusive(&self) -> bool {
@@ -1081,6 +1194,7 @@ pub struct ReadGuard<'a> {
 }
 
 impl<'a> ReadGuard<'a> {
+    #[inline]
     fn new(consumer: &'a mut Consumer, f: Frame) -> Self {
         #[cfg(loom)]
         let buf = {
@@ -1097,6 +1211,7 @@ impl<'a> ReadGuard<'a> {
     }
 
     /// Copies the payload out.
+    #[inline]
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0; self.f.len];
         self.consumer.data.read(self.f.at, &mut v);
@@ -1106,6 +1221,7 @@ impl<'a> ReadGuard<'a> {
 
 impl core::ops::Deref for ReadGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         #[cfg(not(loom))]
         {
@@ -1122,6 +1238,7 @@ impl core::ops::Deref for ReadGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.consumer.head = self.f.next;
         self.consumer.release(1);

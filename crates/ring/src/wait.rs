@@ -123,7 +123,7 @@ pub(crate) trait Side {
     fn epoch_changed(&self) -> bool;
     /// Whether a look at the peer's liveness is due (once per `slice`, on a clock
     /// kept by the endpoint across calls).
-    fn liveness_due(&mut self, slice: Duration) -> bool;
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool;
     /// The futex sequence and waiting flag this side sleeps on.
     fn words(&self) -> (&FutexWord, &AtomicU32);
     /// Whether this side is the only one that sleeps on its flag (then it clears
@@ -139,8 +139,8 @@ pub(crate) trait Side {
 /// a model (it would make it non-deterministic): there, peers are looked at only
 /// when their epoch changes.
 #[inline]
-fn liveness_due<S: Side>(side: &mut S, cfg: &WaitConfig) -> bool {
-    !cfg!(loom) && side.liveness_due(cfg.slice)
+fn liveness_due<S: Side>(side: &mut S, now: Instant, cfg: &WaitConfig) -> bool {
+    !cfg!(loom) && side.liveness_due(now, cfg.slice)
 }
 
 /// Spins between time checks in the spin phase.
@@ -176,7 +176,7 @@ pub(crate) fn block<S: Side>(
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout);
             }
-            if liveness_due(side, cfg) || side.epoch_changed() {
+            if liveness_due(side, now, cfg) || side.epoch_changed() {
                 side.check_peer()?;
             }
         }
@@ -208,7 +208,7 @@ pub(crate) fn block<S: Side>(
             return Ok(t);
         }
         let now = Instant::now();
-        if liveness_due(side, cfg) || side.epoch_changed() {
+        if liveness_due(side, now, cfg) || side.epoch_changed() {
             side.check_peer()?;
             if let Some(t) = side.attempt()? {
                 return Ok(t);

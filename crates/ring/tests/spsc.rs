@@ -144,6 +144,38 @@ fn reserve_commit_and_abort() {
 }
 
 #[test]
+fn bytes_written_into_an_aborted_or_shortened_reservation_never_look_like_frames() {
+    // Found by the ops-vs-model property test: the producer zeroes header slots
+    // ahead of need, and a reservation written but not (wholly) committed had left
+    // bytes there that the consumer took for a frame header.
+    let (_r, mut tx, mut rx) = ring(1024, 0);
+    tx.send(b"a").unwrap();
+    drop(rx.recv().unwrap());
+    let junk = frame::spsc_message(5).to_le_bytes().repeat(12);
+    {
+        let mut g = tx.try_reserve(96).unwrap();
+        g.copy_from_slice(&junk);
+        // dropped: aborted
+    }
+    tx.send(b"b").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"b");
+    assert!(
+        matches!(rx.try_recv(), Err(Error::Empty)),
+        "junk read as a frame"
+    );
+    {
+        let mut g = tx.try_reserve(96).unwrap();
+        g.copy_from_slice(&junk);
+        g.commit_len(3);
+    }
+    assert_eq!(rx.recv().unwrap().len(), 3);
+    assert!(
+        matches!(rx.try_recv(), Err(Error::Empty)),
+        "junk read as a frame"
+    );
+}
+
+#[test]
 fn batches_publish_and_release_together() {
     let (_r, mut tx, mut rx) = ring(1024, 0);
     let msgs: Vec<Vec<u8>> = (0..20).map(|i| msg(i, (i as usize * 5) % 40)).collect();
