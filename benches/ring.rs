@@ -1,2 +1,156 @@
-//! Placeholder (being written).
-fn main() {}
+//! In-process cost of the rings themselves, no second process: a `try_send`
+//! followed by a `try_recv` by message size, the batch forms by batch size (one
+//! thread alternating, so the lines stay in one cache), and a stream between two
+//! threads.
+//!
+//! ```text
+//! cargo bench --bench ring
+//! ```
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shmq::ring::{InProcess, Region, WaitConfig, mpsc, spsc};
+
+const CAP: usize = 1 << 16;
+
+fn spsc_pair() -> (spsc::Producer, spsc::Consumer) {
+    let region = Region::heap(spsc::region_len(CAP));
+    spsc::init(&region, CAP as u64, 0).expect("init");
+    let cfg = WaitConfig::default();
+    let tx = spsc::Producer::attach(&region, CAP as u64, cfg, Arc::new(InProcess)).expect("tx");
+    let rx = spsc::Consumer::attach(&region, CAP as u64, cfg, Arc::new(InProcess)).expect("rx");
+    (tx, rx)
+}
+
+fn mpsc_pair() -> (mpsc::Producer, mpsc::Consumer) {
+    let region = Region::heap(mpsc::region_len(CAP, 1));
+    mpsc::init(&region, CAP as u64, 1, 0).expect("init");
+    let cfg = WaitConfig::default();
+    let tx =
+        mpsc::Producer::attach(&region, CAP as u64, 1, 0, cfg, Arc::new(InProcess)).expect("tx");
+    let rx = mpsc::Consumer::attach(&region, CAP as u64, 1, cfg, Arc::new(InProcess)).expect("rx");
+    (tx, rx)
+}
+
+const SIZES: [usize; 4] = [8, 64, 512, 4096];
+
+fn send_recv(c: &mut Criterion) {
+    let mut g = c.benchmark_group("send_recv");
+    for size in SIZES {
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("spsc", size), &size, |b, &size| {
+            let (mut tx, mut rx) = spsc_pair();
+            let msg = vec![0x5a; size];
+            b.iter(|| {
+                tx.try_send(black_box(&msg)).expect("send");
+                let m = rx.try_recv().expect("recv");
+                black_box(m[m.len() - 1]);
+            });
+        });
+        g.bench_with_input(
+            BenchmarkId::new("spsc-zero-copy", size),
+            &size,
+            |b, &size| {
+                let (mut tx, mut rx) = spsc_pair();
+                b.iter(|| {
+                    let mut slot = tx.try_reserve(size).expect("reserve");
+                    slot[0] = 1;
+                    slot[size - 1] = 2;
+                    slot.commit();
+                    let m = rx.try_recv().expect("recv");
+                    black_box(m[m.len() - 1]);
+                });
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("mpsc", size), &size, |b, &size| {
+            let (mut tx, mut rx) = mpsc_pair();
+            let msg = vec![0x5a; size];
+            b.iter(|| {
+                tx.try_send(black_box(&msg)).expect("send");
+                let m = rx.try_recv().expect("recv");
+                black_box(m[m.len() - 1]);
+            });
+        });
+    }
+    g.finish();
+}
+
+fn batches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batch_64B");
+    let msg = vec![0x5a; 64];
+    for batch in [1usize, 8, 64, 256] {
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::new("spsc", batch), &batch, |b, &batch| {
+            let (mut tx, mut rx) = spsc_pair();
+            b.iter(|| {
+                let sent = tx
+                    .try_send_batch(std::iter::repeat_n(&msg[..], batch))
+                    .expect("send");
+                assert_eq!(sent, batch);
+                let got = rx
+                    .try_recv_batch(batch, |m| {
+                        black_box(m[0]);
+                    })
+                    .expect("recv");
+                assert_eq!(got, batch);
+            });
+        });
+        g.bench_with_input(BenchmarkId::new("mpsc", batch), &batch, |b, &batch| {
+            let (mut tx, mut rx) = mpsc_pair();
+            b.iter(|| {
+                for _ in 0..batch {
+                    tx.try_send(&msg).expect("send");
+                }
+                let got = rx
+                    .try_recv_batch(batch, |m| {
+                        black_box(m[0]);
+                    })
+                    .expect("recv");
+                assert_eq!(got, batch);
+            });
+        });
+    }
+    g.finish();
+}
+
+/// One producer thread streams `iters` messages to this thread.
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("two_threads_64B");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("spsc", |b| {
+        b.iter_custom(|iters| {
+            let (mut tx, mut rx) = spsc_pair();
+            let msg = vec![0x5a; 64];
+            let t0 = Instant::now();
+            let producer = std::thread::spawn(move || {
+                for _ in 0..iters {
+                    tx.send(&msg).expect("send");
+                }
+            });
+            for _ in 0..iters {
+                black_box(rx.recv().expect("recv")[0]);
+            }
+            let took = t0.elapsed();
+            producer.join().expect("producer");
+            took
+        });
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = send_recv, batches, two_threads
+}
+criterion_main!(benches);

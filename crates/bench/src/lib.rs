@@ -1,36 +1,41 @@
 //! Latency and throughput harness for shmq and the transports it is compared
-//! with (being written).
+//! with: the programs behind `examples/pingpong`, `examples/throughput` and
+//! `shmq bench`, and the cross-process pieces of the criterion benches.
+//!
+//! Every comparison runs each transport in the same harness, in the same run:
+//! - [`pingpong`]: round-trip latency between two processes pinned to two CPUs,
+//!   percentiles from HdrHistogram, against the hardware floors (a bare atomic
+//!   ping-pong, a bare futex ping-pong) and the kernel transports (pipe, UNIX
+//!   sockets, TCP loopback, eventfd) and a hand-made `raw_sync` queue;
+//! - [`throughput`]: one-way messages/s and GB/s, shmq SPSC and MPSC (producer
+//!   processes) against pipes and UNIX sockets, with `memcpy` as the copy limit.
+//!
+//! # Examples
+//! ```no_run
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     args: shmq_bench::pingpong::Args,
+//! }
+//! shmq_bench::pingpong::run(&Cli::parse().args)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Map
+//! - [`pingpong::Args`], [`pingpong::run`], [`pingpong::measure`]: the latency table.
+//! - [`throughput::Args`], [`throughput::run`], [`throughput::measure`]: the rate table.
+//! - [`echo::Echo`], [`echo::Transport`]: a forked echo server over any transport,
+//!   for harnesses such as criterion's `iter_custom`.
+//! - [`stats`]: histograms and percentiles.
+#![deny(unsafe_code)]
 
-pub mod pingpong {
-    //! The round-trip latency comparison: `examples/pingpong` and `shmq bench`.
-    use std::path::PathBuf;
-
-    /// Flags of the latency comparison, shared by `examples/pingpong` and
-    /// `shmq bench`.
-    #[derive(clap::Args, Debug, Clone)]
-    pub struct Args {
-        /// Round trips per transport and size.
-        #[arg(long, default_value_t = 100_000)]
-        pub iters: u64,
-        /// Message sizes in bytes (a comma-separated list).
-        #[arg(long, value_delimiter = ',', default_values_t = [8usize, 64])]
-        pub size: Vec<usize>,
-        /// Transports to run (a comma-separated list; default: all).
-        #[arg(long, value_delimiter = ',')]
-        pub transport: Vec<String>,
-        /// One JSON object per row instead of a table.
-        #[arg(long)]
-        pub json: bool,
-        /// Draw latency percentile curves into this SVG file.
-        #[arg(long)]
-        pub plot: Option<PathBuf>,
-    }
-
-    /// Runs the comparison and prints the results.
-    ///
-    /// # Errors
-    /// Any failure to set up or run a transport.
-    pub fn run(_args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-        Err("the latency harness is being written".into())
-    }
-}
+pub mod echo;
+pub mod pingpong;
+mod plot;
+mod process;
+mod shm;
+pub mod stats;
+mod table;
+pub mod throughput;

@@ -35,6 +35,7 @@ static INSTALL: Once = Once::new();
 /// How many `fork`s lie between this process and the process that started the
 /// program: 0 in the original process, bumped in every child. A handle that
 /// recorded a different value was inherited through `fork`.
+#[inline]
 pub fn fork_generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }

@@ -1,0 +1,891 @@
+//! One-way throughput: `examples/throughput`.
+//!
+//! Producer processes (forked, pinned to one CPU) send a fixed number of
+//! fixed-size messages as fast as they can; this process (pinned to another CPU)
+//! receives and checks them. The clock starts when the producers are released
+//! (all of them wait on one "start gun" pipe) and stops when the last message has
+//! been checked. Every message carries its producer and sequence number at the
+//! front and the sequence number again at the end, and the receiver checks all
+//! three; it also reads every byte of every message (an XOR of its words), so
+//! that a transport that hands the bytes over in place (shmq) pays for bringing
+//! them to the receiver's CPU as the kernel transports do with their copy.
+//!
+//! Transports: `shmq-spsc` (batch send and receive, `try_send_batch` and
+//! `try_recv_batch`), `shmq-mpsc` with 1, 2, 4 producer processes (`reserve`/
+//! `commit`, `try_recv_batch`), `pipe` and `uds-stream` (one `write` per message;
+//! the receiver reads through a 256 KiB buffer), and `memcpy` (one thread copying
+//! each message into a ring-sized buffer: the copy limit).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::str::FromStr;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use shmq::{Options, mpsc, spsc};
+
+use crate::process;
+use crate::stats::ratio;
+use crate::table;
+
+/// Result of the harness's fallible steps.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Smallest message: producer, sequence number and trailer.
+pub const MIN_SIZE: usize = 24;
+/// Largest message.
+pub const MAX_SIZE: usize = 1 << 22;
+
+/// Flags of the throughput comparison.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Message sizes in bytes (a comma-separated list; at least 24).
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 4096, 65536])]
+    pub size: Vec<usize>,
+    /// Transports to run (a comma-separated list; default: all). Known:
+    /// shmq-spsc, shmq-mpsc, pipe, uds-stream, memcpy.
+    #[arg(long, value_delimiter = ',')]
+    pub transport: Vec<String>,
+    /// Producer processes for shmq-mpsc (a comma-separated list).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 4])]
+    pub producers: Vec<u16>,
+    /// Bytes to move per row (the message count is this over the size, capped by
+    /// --max-msgs); ignored with --count.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub bytes: u64,
+    /// Most messages per row.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub max_msgs: u64,
+    /// Messages per row, whatever the size (overrides --bytes and --max-msgs).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Ring capacity of the shmq channels in bytes (a power of two; raised to hold
+    /// at least 8 messages).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub capacity: u64,
+    /// One JSON object per row instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not pin the receiver and the producers to different CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Measure every row this many times, in interleaved rounds, and report the
+    /// run with the median time (the machine's state drifts between runs).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
+}
+
+/// A way to move messages one way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// An shmq SPSC channel, batch APIs on both sides.
+    ShmqSpsc,
+    /// An shmq MPSC channel, one producer process per sender.
+    ShmqMpsc,
+    /// A pipe.
+    Pipe,
+    /// A UNIX stream socket pair.
+    UdsStream,
+    /// `memcpy` into a ring-sized buffer in one thread: the copy limit.
+    Memcpy,
+}
+
+impl Flow {
+    /// Every flow, in table order.
+    pub const ALL: [Flow; 5] = [
+        Flow::ShmqSpsc,
+        Flow::ShmqMpsc,
+        Flow::Pipe,
+        Flow::UdsStream,
+        Flow::Memcpy,
+    ];
+
+    /// The name used on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::ShmqSpsc => "shmq-spsc",
+            Flow::ShmqMpsc => "shmq-mpsc",
+            Flow::Pipe => "pipe",
+            Flow::UdsStream => "uds-stream",
+            Flow::Memcpy => "memcpy",
+        }
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Flow {
+    type Err = Box<dyn std::error::Error>;
+    fn from_str(s: &str) -> Result<Self> {
+        Flow::ALL
+            .into_iter()
+            .find(|f| f.name() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = Flow::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown transport {s:?} (known: {})", names.join(", ")).into()
+            })
+    }
+}
+
+/// One measured flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The flow.
+    pub flow: Flow,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Producer processes (1 for everything but `shmq-mpsc`).
+    pub producers: u16,
+    /// Messages moved and checked.
+    pub messages: u64,
+    /// Seconds from the start gun to the last message checked.
+    pub secs: f64,
+}
+
+impl Row {
+    /// Messages per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        ratio(self.messages as f64, self.secs).unwrap_or(0.0)
+    }
+
+    /// Payload gigabytes (10^9 bytes) per second.
+    pub fn gbytes_per_sec(&self) -> f64 {
+        self.msgs_per_sec() * self.size as f64 / 1e9
+    }
+
+    /// The row as one JSON object with exactly the keys `transport`, `size`,
+    /// `producers`, `msgs_per_sec`, `gbytes_per_sec`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "transport": self.flow.name(),
+            "size": self.size,
+            "producers": self.producers,
+            "msgs_per_sec": self.msgs_per_sec().round(),
+            "gbytes_per_sec": (self.gbytes_per_sec() * 1000.0).round() / 1000.0,
+        })
+    }
+}
+
+/// What one measurement moves.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Messages in all (split evenly between producers).
+    pub messages: u64,
+    /// shmq ring capacity in bytes.
+    pub capacity: u64,
+    /// Pin the receiver and the producers to two different CPUs.
+    pub pin: bool,
+}
+
+/// Writes the producer, the sequence number and the trailer into `msg`.
+#[inline]
+fn stamp(msg: &mut [u8], producer: u64, seq: u64) {
+    let n = msg.len();
+    msg[..8].copy_from_slice(&seq.to_le_bytes());
+    msg[8..16].copy_from_slice(&producer.to_le_bytes());
+    msg[n - 8..].copy_from_slice(&seq.to_le_bytes());
+}
+
+fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// XOR of the 8-byte words of `m` (the tail shorter than a word is ignored):
+/// makes the receiver read every byte.
+#[inline]
+fn fold(m: &[u8]) -> u64 {
+    m.chunks_exact(8).fold(0, |acc, w| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        acc ^ u64::from_ne_bytes(b)
+    })
+}
+
+/// The receiver's check: sizes, and each producer's messages in order.
+struct Checker {
+    size: usize,
+    next: Vec<u64>,
+    received: u64,
+    /// Folded words of every message (kept so the reads are not optimised away).
+    folded: u64,
+    error: Option<String>,
+}
+
+impl Checker {
+    fn new(size: usize, producers: u16) -> Checker {
+        Checker {
+            size,
+            next: vec![0; usize::from(producers)],
+            received: 0,
+            folded: 0,
+            error: None,
+        }
+    }
+
+    #[inline]
+    fn check(&mut self, m: &[u8]) {
+        self.received += 1;
+        self.folded ^= fold(m);
+        if self.error.is_some() {
+            return;
+        }
+        if m.len() != self.size {
+            self.error = Some(format!(
+                "message of {} bytes, expected {}",
+                m.len(),
+                self.size
+            ));
+            return;
+        }
+        let (seq, p, trailer) = (word(m, 0), word(m, 8), word(m, m.len() - 8));
+        match usize::try_from(p).ok().and_then(|p| self.next.get_mut(p)) {
+            Some(next) if *next == seq && trailer == seq => *next += 1,
+            _ => {
+                self.error = Some(format!(
+                    "message {} out of order or torn: producer {p}, seq {seq}, trailer {trailer}",
+                    self.received
+                ));
+            }
+        }
+    }
+
+    fn result(self) -> Result<()> {
+        std::hint::black_box(self.folded);
+        match self.error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The start gun: each producer blocks reading one byte from a pipe; the receiver
+/// writes one byte per producer. (End of file would not do: every forked
+/// producer inherits the write end and never closes it.)
+struct Gun {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Gun {
+    fn new() -> Result<Gun> {
+        let (read, write) = nix::unistd::pipe()?;
+        Ok(Gun { read, write })
+    }
+
+    /// The end a producer waits on.
+    fn trigger(&self) -> Result<OwnedFd> {
+        Ok(self.read.try_clone()?)
+    }
+
+    /// Releases `producers` producers.
+    fn fire(&self, producers: u16) -> Result<()> {
+        let shots = vec![1u8; usize::from(producers)];
+        let mut done = 0;
+        while done < shots.len() {
+            done += nix::unistd::write(&self.write, &shots[done..])?;
+        }
+        Ok(())
+    }
+}
+
+/// In a producer: waits for the start gun.
+fn wait_for_gun(trigger: &OwnedFd) -> Result<()> {
+    let mut b = [0u8; 1];
+    if nix::unistd::read(trigger, &mut b)? != 1 {
+        return Err("start gun pipe closed".into());
+    }
+    Ok(())
+}
+
+/// A ring that holds at least 8 messages of `size` bytes.
+fn ring_capacity(size: usize, asked: u64) -> u64 {
+    crate::echo::capacity_for(2 * size, asked.max(64))
+}
+
+/// Moves `plan.messages` messages over `flow` with `producers` producer processes
+/// and returns the measured row.
+///
+/// # Errors
+/// Setting up, a producer failing, or a message arriving wrong.
+pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
+    if !(MIN_SIZE..=MAX_SIZE).contains(&plan.size) {
+        return Err(format!("message size {} outside {MIN_SIZE}..={MAX_SIZE}", plan.size).into());
+    }
+    let producers = if flow == Flow::ShmqMpsc {
+        producers.max(1)
+    } else {
+        1
+    };
+    let cpus = if plan.pin { process::cpu_pair() } else { None };
+    let _pin = process::Pinned::to(cpus.map(|c| c.0));
+    let theirs = cpus.map(|c| c.1);
+    let per = plan.messages.div_ceil(u64::from(producers)).max(1);
+    let total = per * u64::from(producers);
+    let secs = match flow {
+        Flow::ShmqSpsc => shmq_spsc(plan, per, theirs)?,
+        Flow::ShmqMpsc => shmq_mpsc(plan, producers, per, theirs)?,
+        Flow::Pipe => {
+            let (r, w) = nix::unistd::pipe()?;
+            stream(plan, per, theirs, File::from(r), File::from(w))?
+        }
+        Flow::UdsStream => {
+            let (a, b) = UnixStream::pair()?;
+            stream(plan, per, theirs, a, b)?
+        }
+        Flow::Memcpy => memcpy(plan, per),
+    };
+    Ok(Row {
+        flow,
+        size: plan.size,
+        producers,
+        messages: total,
+        secs,
+    })
+}
+
+/// Waits for every producer; the first failure wins.
+fn reap_all(children: Vec<process::Child>) -> Result<()> {
+    let mut first = Ok(());
+    for c in children {
+        if let Err(e) = c.wait()
+            && first.is_ok()
+        {
+            first = Err(e.into());
+        }
+    }
+    first
+}
+
+/// Messages the SPSC producer hands to one `try_send_batch`: up to 64 KiB of them.
+fn send_batch(size: usize) -> usize {
+    (65536 / size).clamp(1, 64)
+}
+
+/// Messages the receiver takes per `try_recv_batch`: up to 256, and no more than
+/// half the ring. (Needed, not only sensible: an MPSC `try_recv_batch` that walks
+/// a whole lap of the ring before it releases anything reads its own consumed,
+/// not yet zeroed, frames again as new messages, and then reports the ring
+/// corrupted.)
+fn recv_batch(size: usize, capacity: u64) -> usize {
+    let frame = shmq::ring::frame::frame_len(size);
+    (capacity as usize / 2 / frame).clamp(1, 256)
+}
+
+fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
+    let cap = ring_capacity(plan.size, plan.capacity);
+    let opts = Options::new().capacity(cap);
+    let (mut tx, mut rx) = spsc::anonymous(&opts)?;
+    let gun = Gun::new()?;
+    let trigger = gun.trigger()?;
+    let size = plan.size;
+    let child = process::spawn(cpu, move || {
+        let _ = tx.try_reserve(size)?; // attach before the clock starts
+        wait_for_gun(&trigger)?;
+        let b = send_batch(size);
+        let mut bufs = vec![vec![0u8; size]; b];
+        let mut seq = 0;
+        while seq < count {
+            let n = (count - seq).min(b as u64) as usize;
+            for (k, buf) in bufs[..n].iter_mut().enumerate() {
+                stamp(buf, 0, seq + k as u64);
+            }
+            let mut sent = 0;
+            while sent < n {
+                match tx.try_send_batch(bufs[sent..n].iter().map(Vec::as_slice)) {
+                    Ok(k) => sent += k,
+                    Err(shmq::Error::Full) => {
+                        // Wait for room as the channel's strategy says.
+                        let mut slot = tx.reserve(size)?;
+                        slot.copy_from_slice(&bufs[sent]);
+                        slot.commit();
+                        sent += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            seq += n as u64;
+        }
+        Ok(())
+    });
+    let child = child?;
+    let _ = rx.try_recv(); // attach before the clock starts
+    let batch = recv_batch(size, cap);
+    let mut check = Checker::new(size, 1);
+    let t0 = Instant::now();
+    gun.fire(1)?;
+    while check.received < count {
+        let n = rx.try_recv_batch(batch, |m| check.check(m))?;
+        if n == 0 {
+            let m = rx.recv()?;
+            check.check(&m);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    check.result()?;
+    reap_all(vec![child])?;
+    Ok(secs)
+}
+
+fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Result<f64> {
+    let cap = ring_capacity(plan.size, plan.capacity);
+    let opts = Options::new().capacity(cap).max_producers(producers);
+    let (tx, mut rx) = mpsc::anonymous(&opts)?;
+    let gun = Gun::new()?;
+    let size = plan.size;
+    let mut children = Vec::new();
+    for id in 0..producers {
+        let mut mine = tx.try_clone()?;
+        let trigger = gun.trigger()?;
+        let child = process::spawn(cpu, move || {
+            mine.slot()?; // attach before the clock starts
+            wait_for_gun(&trigger)?;
+            let mut template = vec![0u8; size];
+            for seq in 0..per {
+                stamp(&mut template, u64::from(id), seq);
+                let mut slot = mine.reserve(size)?;
+                slot.copy_from_slice(&template);
+                slot.commit();
+            }
+            Ok(())
+        });
+        children.push(child?);
+    }
+    drop(tx);
+    rx.expect_producers(u32::from(producers))?;
+    let total = per * u64::from(producers);
+    let batch = recv_batch(size, cap);
+    let mut check = Checker::new(size, producers);
+    let t0 = Instant::now();
+    gun.fire(producers)?;
+    while check.received < total {
+        let n = rx.try_recv_batch(batch, |m| check.check(m))?;
+        if n == 0 {
+            let m = rx.recv()?;
+            check.check(&m);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    check.result()?;
+    reap_all(children)?;
+    Ok(secs)
+}
+
+fn stream<R, W>(plan: &Plan, count: u64, cpu: Option<usize>, rd: R, mut wr: W) -> Result<f64>
+where
+    R: Read,
+    W: Write,
+{
+    let gun = Gun::new()?;
+    let trigger = gun.trigger()?;
+    let size = plan.size;
+    let child = process::spawn(cpu, move || {
+        wait_for_gun(&trigger)?;
+        let mut buf = vec![0u8; size];
+        for seq in 0..count {
+            stamp(&mut buf, 0, seq);
+            wr.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    // `wr` went with the closure: our copy is closed, so a dead producer shows as
+    // end of file.
+    let child = child?;
+    let mut rd = BufReader::with_capacity(256 << 10, rd);
+    let mut buf = vec![0u8; size];
+    let mut check = Checker::new(size, 1);
+    let t0 = Instant::now();
+    gun.fire(1)?;
+    while check.received < count {
+        rd.read_exact(&mut buf)?;
+        check.check(&buf);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    check.result()?;
+    reap_all(vec![child])?;
+    Ok(secs)
+}
+
+fn memcpy(plan: &Plan, count: u64) -> f64 {
+    let size = plan.size;
+    let area = ring_capacity(size, plan.capacity) as usize;
+    let slots = (area / size).max(1);
+    let mut dst = vec![0u8; slots * size];
+    let mut src = vec![0u8; size];
+    stamp(&mut src, 0, 0);
+    let t0 = Instant::now();
+    for i in 0..count {
+        let at = (i as usize % slots) * size;
+        dst[at..at + size].copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    t0.elapsed().as_secs_f64()
+}
+
+fn select(names: &[String]) -> Result<Vec<Flow>> {
+    if names.is_empty() {
+        return Ok(Flow::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let f: Flow = n.parse()?;
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+impl Args {
+    /// Messages per row for messages of `size` bytes.
+    pub fn messages_for(&self, size: usize) -> u64 {
+        self.count
+            .unwrap_or_else(|| (self.bytes / size.max(1) as u64).min(self.max_msgs))
+            .max(1)
+    }
+
+    /// The (flow, producers) pairs to measure, in table order.
+    fn runs(&self) -> Result<Vec<(Flow, u16)>> {
+        let mut out = Vec::new();
+        for f in select(&self.transport)? {
+            if f == Flow::ShmqMpsc {
+                let mut ps = self.producers.clone();
+                ps.dedup();
+                if ps.is_empty() || ps.contains(&0) {
+                    return Err("--producers: each count must be at least 1".into());
+                }
+                out.extend(ps.into_iter().map(|p| (f, p)));
+            } else {
+                out.push((f, 1));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs the comparison and prints the results.
+///
+/// # Errors
+/// Any failure to set up or run a transport.
+pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let runs = args.runs()?;
+    if args.size.is_empty() {
+        return Err("no message size given".into());
+    }
+    for &s in &args.size {
+        if !(MIN_SIZE..=MAX_SIZE).contains(&s) {
+            return Err(format!("--size {s}: must be from {MIN_SIZE} to {MAX_SIZE}").into());
+        }
+    }
+    let rounds = args.rounds.max(1);
+    let bar = ProgressBar::new((runs.len() * args.size.len()) as u64 * u64::from(rounds));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    // Every measurement of each row, in table order.
+    let mut all: Vec<Vec<Row>> = Vec::new();
+    for _ in 0..rounds {
+        let mut i = 0;
+        for &size in &args.size {
+            let plan = Plan {
+                size,
+                messages: args.messages_for(size),
+                capacity: args.capacity,
+                pin: !args.no_pin,
+            };
+            for &(flow, p) in &runs {
+                bar.set_prefix(format!("{flow} x{p} {size} B"));
+                let row = measure_retrying(flow, p, &plan)?;
+                if all.len() <= i {
+                    all.push(Vec::new());
+                }
+                all[i].push(row);
+                i += 1;
+                bar.inc(1);
+            }
+        }
+    }
+    let rows: Vec<Row> = all.into_iter().filter_map(median_row).collect();
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for r in &rows {
+            writeln!(out, "{}", r.to_json())?;
+        }
+    } else {
+        let pinned = !args.no_pin && process::cpu_pair().is_some();
+        write!(out, "{}", render(&rows, pinned))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Attempts at one measurement before giving up.
+const ATTEMPTS: u32 = 3;
+
+/// [`measure`], tried again (with a warning on stderr) if it fails: a failure
+/// of one row, such as a producer process preempted at the wrong moment tripping
+/// a check in the channel, should not throw away the whole table; a row that
+/// keeps failing still does.
+fn measure_retrying(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
+    let mut attempt = 1;
+    loop {
+        match measure(flow, producers, plan) {
+            Ok(row) => return Ok(row),
+            Err(e) => {
+                let what = format!("{flow} x{producers}, {}-byte messages: {e}", plan.size);
+                if attempt >= ATTEMPTS {
+                    return Err(what.into());
+                }
+                eprintln!("throughput: attempt {attempt} failed ({what}); trying again");
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// The measurement with the median time (the lower middle of an even count).
+fn median_row(mut runs: Vec<Row>) -> Option<Row> {
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let mid = runs.len().checked_sub(1)? / 2;
+    runs.into_iter().nth(mid)
+}
+
+/// A rate for a table cell.
+fn rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn find(rows: &[Row], flow: Flow, size: usize) -> Option<&Row> {
+    rows.iter().find(|r| r.flow == flow && r.size == size)
+}
+
+/// The table and the goals below it.
+pub fn render(rows: &[Row], pinned: bool) -> String {
+    let mut s = format!(
+        "# one way, receiver {}; the receiver checks every message and reads all its \
+         bytes;\n# msgs/s and GB/s (10^9 bytes) of payload\n",
+        if pinned {
+            "and producers pinned to two different CPUs"
+        } else {
+            "and producers not pinned"
+        }
+    );
+    let header = [
+        "transport",
+        "size",
+        "producers",
+        "messages",
+        "msgs/s",
+        "GB/s",
+        "msgs/s / pipe",
+        "GB/s / memcpy",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let pipe = find(rows, Flow::Pipe, r.size);
+            let mc = find(rows, Flow::Memcpy, r.size);
+            vec![
+                r.flow.name().to_string(),
+                r.size.to_string(),
+                r.producers.to_string(),
+                r.messages.to_string(),
+                rate(r.msgs_per_sec()),
+                format!("{:.3}", r.gbytes_per_sec()),
+                table::ratio_cell(pipe.and_then(|p| ratio(r.msgs_per_sec(), p.msgs_per_sec()))),
+                table::ratio_cell(mc.and_then(|m| ratio(r.gbytes_per_sec(), m.gbytes_per_sec()))),
+            ]
+        })
+        .collect();
+    s.push_str(&table::render(&header, &cells));
+    let mut goals = Vec::new();
+    if let (Some(a), Some(p)) = (find(rows, Flow::ShmqSpsc, 64), find(rows, Flow::Pipe, 64))
+        && let Some(v) = ratio(a.msgs_per_sec(), p.msgs_per_sec())
+    {
+        goals.push(("64 B: shmq-spsc msgs/s / pipe msgs/s", v, 25.0));
+    }
+    if let (Some(a), Some(p)) = (
+        find(rows, Flow::ShmqSpsc, 4096),
+        find(rows, Flow::Pipe, 4096),
+    ) && let Some(v) = ratio(a.gbytes_per_sec(), p.gbytes_per_sec())
+    {
+        goals.push(("4096 B: shmq-spsc GB/s / pipe GB/s", v, 4.0));
+    }
+    if !goals.is_empty() {
+        s.push_str("\ngoals (ratios within this run):\n");
+        for (what, v, min) in goals {
+            s.push_str(&format!(
+                "  {what:<40} {v:>7.2} (goal >= {min:.0})  {}\n",
+                if v >= min { "met" } else { "NOT met" }
+            ));
+        }
+    }
+    s
+}
+
+/// How long a measurement of `messages` took, for tests of the arithmetic.
+#[cfg(test)]
+fn row(flow: Flow, size: usize, messages: u64, secs: std::time::Duration) -> Row {
+    Row {
+        flow,
+        size,
+        producers: 1,
+        messages,
+        secs: secs.as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("throughput").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn defaults_and_lists() {
+        let a = parse(&[]);
+        assert_eq!(a.size, vec![64, 4096, 65536]);
+        assert_eq!(a.producers, vec![1, 2, 4]);
+        assert_eq!(a.messages_for(64), 2_000_000);
+        assert_eq!(a.messages_for(65536), 8192);
+        let runs = a.runs().unwrap();
+        assert_eq!(runs.len(), 7);
+        assert!(runs.contains(&(Flow::ShmqMpsc, 4)));
+        let b = parse(&[
+            "--transport",
+            "pipe,shmq-mpsc",
+            "--producers",
+            "3",
+            "--count",
+            "10",
+        ]);
+        assert_eq!(
+            b.runs().unwrap(),
+            vec![(Flow::Pipe, 1), (Flow::ShmqMpsc, 3)]
+        );
+        assert_eq!(b.messages_for(65536), 10);
+        assert!(parse(&["--transport", "nope"]).runs().is_err());
+        assert!(parse(&["--producers", "0"]).runs().is_err());
+    }
+
+    #[test]
+    fn rates_and_json() {
+        let r = row(Flow::ShmqSpsc, 4096, 1_000_000, Duration::from_millis(500));
+        assert_eq!(r.msgs_per_sec(), 2_000_000.0);
+        assert!((r.gbytes_per_sec() - 8.192).abs() < 1e-9);
+        let v = r.to_json();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "gbytes_per_sec",
+                "msgs_per_sec",
+                "producers",
+                "size",
+                "transport"
+            ]
+        );
+        assert_eq!(v["gbytes_per_sec"], 8.192);
+        assert_eq!(rate(2_500_000.0), "2.50M");
+        assert_eq!(rate(2_500.0), "2.5k");
+    }
+
+    #[test]
+    fn goals_are_ratios_to_pipe() {
+        let rows = vec![
+            row(Flow::ShmqSpsc, 64, 30_000_000, Duration::from_secs(1)),
+            row(Flow::Pipe, 64, 1_000_000, Duration::from_secs(1)),
+            row(Flow::ShmqSpsc, 4096, 1_000_000, Duration::from_secs(1)),
+            row(Flow::Pipe, 4096, 500_000, Duration::from_secs(1)),
+        ];
+        let t = render(&rows, true);
+        assert!(t.contains("30.00 (goal >= 25)  met"), "{t}");
+        assert!(t.contains("2.00 (goal >= 4)  NOT met"), "{t}");
+    }
+
+    #[test]
+    fn median_of_runs() {
+        let ms = |m| row(Flow::Pipe, 64, 1000, Duration::from_millis(m));
+        assert_eq!(median_row(vec![ms(30), ms(10), ms(20)]).unwrap().secs, 0.02);
+        assert_eq!(median_row(vec![ms(30), ms(10)]).unwrap().secs, 0.01);
+        assert!(median_row(Vec::new()).is_none());
+        assert_eq!(parse(&["--rounds", "3"]).rounds, 3);
+        assert_eq!(parse(&[]).rounds, 1);
+    }
+
+    #[test]
+    fn fold_reads_every_word() {
+        let mut m = vec![0u8; 24];
+        assert_eq!(fold(&m), 0);
+        m[17] = 1;
+        assert_eq!(fold(&m), 1 << 8);
+    }
+
+    #[test]
+    fn checker_catches_order_and_tearing() {
+        let mut m = vec![0u8; 64];
+        let mut c = Checker::new(64, 2);
+        stamp(&mut m, 1, 0);
+        c.check(&m);
+        stamp(&mut m, 0, 0);
+        c.check(&m);
+        assert!(c.error.is_none());
+        stamp(&mut m, 0, 2); // skipped 1
+        c.check(&m);
+        assert!(c.error.is_some());
+        let mut c = Checker::new(64, 1);
+        stamp(&mut m, 0, 0);
+        m[63] ^= 1; // torn trailer
+        c.check(&m);
+        assert!(c.result().is_err());
+        let mut c = Checker::new(64, 1);
+        c.check(&m[..32]);
+        assert!(c.result().is_err());
+    }
+
+    #[test]
+    fn capacity_holds_eight_messages() {
+        assert_eq!(ring_capacity(64, 1 << 20), 1 << 20);
+        let c = ring_capacity(65536, 1 << 16);
+        assert!(c >= 8 * 65536 && c.is_power_of_two());
+        assert_eq!(send_batch(64), 64);
+        assert_eq!(send_batch(65536), 1);
+        assert_eq!(recv_batch(64, 1 << 20), 256);
+        assert_eq!(recv_batch(65536, 1 << 20), 7);
+        assert_eq!(recv_batch(65536, 1 << 16), 1);
+    }
+}

@@ -1,0 +1,23 @@
+//! Round-trip latency between two processes over shmq and the transports it is
+//! compared with, in one run: the hardware floors, shmq with each wait strategy,
+//! pipes, UNIX sockets, TCP loopback, eventfd and a `raw_sync` queue.
+//!
+//! ```text
+//! cargo run --release --example pingpong -- [--iters N] [--size 8,64,1024,4096]
+//!     [--transport floor-spin,shmq-spin,pipe,...] [--json] [--plot FILE.svg]
+//! ```
+//! The harness lives in `shmq-bench` (`shmq_bench::pingpong`), which `shmq bench`
+//! runs too.
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Round-trip latency: shmq against the floors and the kernel transports")]
+struct Cli {
+    #[command(flatten)]
+    args: shmq_bench::pingpong::Args,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shmq_bench::pingpong::run(&Cli::parse().args)
+}
