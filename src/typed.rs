@@ -215,6 +215,18 @@ macro_rules! typed_channel {
                     _t: PhantomData,
                 })
             }
+
+            /// Reserves room for one `T`, waiting at most `timeout`.
+            ///
+            /// # Errors
+            /// As [`Sender::send_timeout`].
+            pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGuard<'_, T>> {
+                const { lendable::<T>() };
+                Ok(WriteGuard {
+                    inner: self.inner.reserve_timeout(size_of::<T>(), timeout)?,
+                    _t: PhantomData,
+                })
+            }
         }
 
         impl<T: Pod> Receiver<T> {
@@ -297,15 +309,36 @@ macro_rules! typed_channel {
             /// As [`Receiver::recv`].
             pub fn recv_ref(&mut self) -> Result<ReadGuard<'_, T>> {
                 const { lendable::<T>() };
-                let inner = self.inner.recv()?;
-                if inner.len() != size_of::<T>() {
-                    return Err(crate::typed::wrong_length(inner.len(), size_of::<T>()));
-                }
-                Ok(ReadGuard {
-                    inner,
-                    _t: PhantomData,
-                })
+                lend(self.inner.recv()?)
             }
+
+            /// As [`Receiver::recv_ref`], without waiting.
+            ///
+            /// # Errors
+            /// As [`Receiver::try_recv`].
+            pub fn try_recv_ref(&mut self) -> Result<ReadGuard<'_, T>> {
+                const { lendable::<T>() };
+                lend(self.inner.try_recv()?)
+            }
+
+            /// As [`Receiver::recv_ref`], waiting at most `timeout`.
+            ///
+            /// # Errors
+            /// As [`Receiver::recv_timeout`].
+            pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, T>> {
+                const { lendable::<T>() };
+                lend(self.inner.recv_timeout(timeout)?)
+            }
+        }
+
+        fn lend<T: Pod>(inner: ByteRead<'_>) -> Result<ReadGuard<'_, T>> {
+            if inner.len() != size_of::<T>() {
+                return Err(crate::typed::wrong_length(inner.len(), size_of::<T>()));
+            }
+            Ok(ReadGuard {
+                inner,
+                _t: PhantomData,
+            })
         }
 
         /// A new anonymous typed channel (both ends, for `fork`).
