@@ -156,10 +156,9 @@ pub(crate) fn block<S: Side>(
     if let Some(t) = side.attempt()? {
         return Ok(t);
     }
-    let started = Instant::now();
-
     #[cfg(not(loom))]
     {
+        let started = Instant::now();
         let spin_until = match cfg.strategy {
             WaitStrategy::Spin => None,
             WaitStrategy::SpinThenPark { spin } => Some(started + spin),

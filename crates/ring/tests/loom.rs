@@ -256,10 +256,8 @@ fn mpsc_claims_committed_out_of_order() {
     claims_committed_out_of_order(1);
 }
 
-/// MC-03 at the catalogue's size, 2 producers x 2 messages (minutes: a long form,
-/// run with `--ignored`).
+/// MC-03 at the catalogue's size, 2 producers x 2 messages.
 #[test]
-#[ignore = "long form: run with --ignored"]
 fn mpsc_claims_committed_out_of_order_2x2() {
     claims_committed_out_of_order(2);
 }
