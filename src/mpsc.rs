@@ -81,6 +81,19 @@ impl Sender {
         })
     }
 
+    /// Sends as many of `msgs` as fit now (at most 64), with one claim and one
+    /// publication; returns how many were sent.
+    ///
+    /// # Errors
+    /// [`Error::Full`](crate::Error::Full) if not even the first fits, otherwise as
+    /// [`Sender::try_send`].
+    pub fn try_send_batch<'m>(
+        &mut self,
+        msgs: impl IntoIterator<Item = &'m [u8]>,
+    ) -> Result<usize> {
+        Ok(self.end.ring()?.try_send_batch(msgs)?)
+    }
+
     /// This sender's producer slot.
     ///
     /// # Errors

@@ -318,6 +318,151 @@ impl Producer {
         self.closed = true;
     }
 
+    /// Sends as many of `msgs` as fit now (at most 64 per call), in order, with one
+    /// claim (a single compare-and-swap of `tail`) and one publication (the first
+    /// frame's header, stored last). Returns how many were sent; a batch stops at
+    /// the end of the data area, so a caller sending many messages calls it again.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if the first message can never fit;
+    /// [`Error::Full`] if not even the first fits now; [`Error::Disconnected`],
+    /// [`Error::Corrupted`].
+    pub fn try_send_batch<'m, I>(&mut self, msgs: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = &'m [u8]>,
+    {
+        const MAX_BATCH: usize = 64;
+        let mut batch: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+        let mut len = 0;
+        for m in msgs.into_iter().take(MAX_BATCH) {
+            batch[len] = m;
+            len += 1;
+        }
+        let batch = &batch[..len];
+        let Some(first) = batch.first() else {
+            return Ok(0);
+        };
+        self.check_consumer_closed()?;
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
+        if first.len() > self.max_payload {
+            return Err(Error::MessageTooLarge {
+                len: first.len(),
+                max: self.max_payload,
+            });
+        }
+        let Some((t, n, total)) = self.claim_run(batch)? else {
+            // The first message must wrap (or the ring is full): send it alone.
+            return self.try_send(first).map(|()| 1);
+        };
+        failpoint::hit("after_claim");
+        let sh = &self.sh;
+        let o = (t & sh.mask) as usize;
+        // The first header, negative, at once (the claim's owner is then known), then
+        // the intent can go.
+        sh.data.word(o).store(
+            self.header(-(first.len() as i32), MPSC_MSG),
+            Ordering::Relaxed,
+        );
+        // Release: a consumer that reads our intent as cleared sees our header.
+        sh.slot(self.slot).claim.store(NO_CLAIM, Ordering::Release);
+        let mut at = o;
+        for (i, m) in batch[..n].iter().enumerate() {
+            sh.data.write(at + HEADER_LEN, m);
+            if i > 0 {
+                // Relaxed: published by the first frame's Release header store below.
+                sh.data
+                    .word(at)
+                    .store(self.header(m.len() as i32, MPSC_MSG), Ordering::Relaxed);
+            }
+            at += frame::frame_len(m.len());
+        }
+        debug_assert_eq!(at - o, total as usize);
+        failpoint::hit("before_commit");
+        // Release: pairs with the consumer's Acquire load of this header; every frame
+        // of the batch (payloads and headers) is visible before it.
+        sh.data
+            .word(o)
+            .store(self.header(first.len() as i32, MPSC_MSG), Ordering::Release);
+        failpoint::hit("after_commit_before_wake");
+        sh.ctl.wake.notify_data();
+        Ok(n)
+    }
+
+    /// Claims one run of frames for a prefix of `batch` that fits before the end
+    /// of the area: `Some((position, count, bytes))`, or `None` if not even the
+    /// first fits without wrapping or the ring is full.
+    fn claim_run(&mut self, batch: &[&[u8]]) -> Result<Option<(u64, usize, u64)>> {
+        let sh = &self.sh;
+        let cap = sh.cap as u64;
+        let me = sh.slot(self.slot);
+        let backoff = Backoff::new();
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            // Relaxed: only the expected value of the CAS below.
+            let t = sh.ctl.tail.load(Ordering::Relaxed);
+            if !t.is_multiple_of(8) {
+                let c = Corruption {
+                    what: "tail not 8-aligned",
+                    position: t,
+                    value: t,
+                };
+                self.poisoned = Some(c);
+                return Err(Error::Corrupted(c));
+            }
+            let to_end = cap - (t & sh.mask);
+            let first = frame::frame_len(batch[0].len()) as u64;
+            if t.wrapping_sub(self.cached_head).wrapping_add(first) > cap {
+                // Acquire: as in `claim_now`.
+                let head = sh.ctl.head.pos.load(Ordering::Acquire);
+                if sh.ctl.tail.load(Ordering::Relaxed) != t {
+                    continue;
+                }
+                if t.wrapping_sub(head) > cap {
+                    let c = Corruption {
+                        what: "head out of range",
+                        position: t,
+                        value: head,
+                    };
+                    self.poisoned = Some(c);
+                    return Err(Error::Corrupted(c));
+                }
+                self.cached_head = head;
+            }
+            let room = (cap - t.wrapping_sub(self.cached_head)).min(to_end);
+            let (mut n, mut total) = (0, 0u64);
+            for m in batch {
+                let f = frame::frame_len(m.len()) as u64;
+                if m.len() > self.max_payload || total + f > room {
+                    break;
+                }
+                n += 1;
+                total += f;
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            me.claim.store(t | 1, Ordering::Relaxed);
+            // AcqRel: as in `claim_now`.
+            if sh
+                .ctl
+                .tail
+                .compare_exchange_weak(
+                    t,
+                    t.wrapping_add(total),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok(Some((t, n, total)));
+            }
+            backoff.spin();
+        }
+        me.claim.store(NO_CLAIM, Ordering::Relaxed);
+        Ok(None)
+    }
+
     /// Marks the producer closed and wakes the consumer. Dropping does it too.
     pub fn close(&mut self) {
         if !self.closed {

@@ -141,6 +141,80 @@ fn a_batch_longer_than_a_lap_never_hands_a_message_out_twice() {
 }
 
 #[test]
+fn batches_from_three_threads_arrive_exactly_once_in_order() {
+    let cap = 4096;
+    let (r, live) = setup(cap, 3, 0);
+    let mut rx = consumer(&r, cap, 3, &live);
+    const N: u64 = 100_000;
+    let handles: Vec<_> = (0..3u16)
+        .map(|s| {
+            let mut tx = producer(&r, cap, 3, s, &live);
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while seq < N {
+                    let msgs: Vec<Vec<u8>> = (seq..(seq + 20).min(N))
+                        .map(|i| msg(s as u8, i, 9 + (i % 50) as usize))
+                        .collect();
+                    match tx.try_send_batch(msgs.iter().map(Vec::as_slice)) {
+                        Ok(n) => seq += n as u64,
+                        Err(Error::Full) => std::thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u64; 3];
+    let mut got = 0;
+    while got < 3 * N {
+        let n = rx
+            .try_recv_batch(usize::MAX, |m| {
+                let id = m[0] as usize;
+                let seq = u64::from_le_bytes(m[1..9].try_into().unwrap());
+                assert_eq!(seq, next[id], "producer {id}");
+                assert_eq!(m, &msg(id as u8, seq, 9 + (seq % 50) as usize)[..]);
+                next[id] += 1;
+            })
+            .unwrap();
+        if n == 0 {
+            std::thread::yield_now();
+        }
+        got += n as u64;
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn batch_edges() {
+    let cap = 256;
+    let (r, live) = setup(cap, 1, 0);
+    let mut rx = consumer(&r, cap, 1, &live);
+    let mut tx = producer(&r, cap, 1, 0, &live);
+    let big = vec![0u8; max_payload(cap) + 1];
+    assert!(matches!(
+        tx.try_send_batch([&big[..]]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    assert_eq!(tx.try_send_batch(std::iter::empty()), Ok(0));
+    // Move to offset 200: a batch whose first message must wrap is sent alone.
+    for _ in 0..25 {
+        tx.send(&[]).unwrap();
+        drop(rx.recv().unwrap());
+    }
+    let m = msg(1, 7, 60);
+    assert_eq!(tx.try_send_batch([&m[..], &m[..]]), Ok(1));
+    assert_eq!(&*rx.recv().unwrap(), &m[..]);
+    // A batch stops where the ring is full.
+    let small = msg(1, 8, 16);
+    let n = tx
+        .try_send_batch(std::iter::repeat_n(&small[..], 64))
+        .unwrap();
+    assert!(n > 0 && n < 64, "{n}");
+}
+
+#[test]
 fn four_threads_exactly_once_in_per_producer_order() {
     let cap = 4096;
     let (r, live) = setup(cap, 4, 0);
