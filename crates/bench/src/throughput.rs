@@ -11,8 +11,8 @@
 //! them to the receiver's CPU as the kernel transports do with their copy.
 //!
 //! Transports: `shmq-spsc` (batch send and receive, `try_send_batch` and
-//! `try_recv_batch`), `shmq-mpsc` with 1, 2, 4 producer processes (`reserve`/
-//! `commit`, `try_recv_batch`), `pipe` and `uds-stream` (one `write` per message;
+//! `try_recv_batch`), `shmq-mpsc` with 1, 2, 4 producer processes (the same batch
+//! calls), `pipe` and `uds-stream` (one `write` per message;
 //! the receiver reads through a 256 KiB buffer), and `memcpy` (one thread copying
 //! each message into a ring-sized buffer: the copy limit).
 
@@ -373,10 +373,7 @@ fn send_batch(size: usize) -> usize {
 }
 
 /// Messages the receiver takes per `try_recv_batch`: up to 256, and no more than
-/// half the ring. (Needed, not only sensible: an MPSC `try_recv_batch` that walks
-/// a whole lap of the ring before it releases anything reads its own consumed,
-/// not yet zeroed, frames again as new messages, and then reports the ring
-/// corrupted.)
+/// half the ring, so that a batch releases space while producers still have room.
 fn recv_batch(size: usize, capacity: u64) -> usize {
     let frame = shmq::ring::frame::frame_len(size);
     (capacity as usize / 2 / frame).clamp(1, 256)
@@ -450,12 +447,30 @@ fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Resul
         let child = process::spawn(cpu, move || {
             mine.slot()?; // attach before the clock starts
             wait_for_gun(&trigger)?;
-            let mut template = vec![0u8; size];
-            for seq in 0..per {
-                stamp(&mut template, u64::from(id), seq);
-                let mut slot = mine.reserve(size)?;
-                slot.copy_from_slice(&template);
-                slot.commit();
+            // As for SPSC: batches through `try_send_batch` (one claim and one
+            // publication per batch), waiting for room with `reserve`.
+            let b = send_batch(size);
+            let mut bufs = vec![vec![0u8; size]; b];
+            let mut seq = 0;
+            while seq < per {
+                let n = (per - seq).min(b as u64) as usize;
+                for (k, buf) in bufs[..n].iter_mut().enumerate() {
+                    stamp(buf, u64::from(id), seq + k as u64);
+                }
+                let mut sent = 0;
+                while sent < n {
+                    match mine.try_send_batch(bufs[sent..n].iter().map(Vec::as_slice)) {
+                        Ok(k) => sent += k,
+                        Err(shmq::Error::Full) => {
+                            let mut slot = mine.reserve(size)?;
+                            slot.copy_from_slice(&bufs[sent]);
+                            slot.commit();
+                            sent += 1;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                seq += n as u64;
             }
             Ok(())
         });
