@@ -28,6 +28,16 @@
 //!
 //! A child reports to the test through lines `@@shmq-event {json}` on its stdout
 //! ([`emit`]), which [`Proc::event`] waits for.
+//!
+//! For the reliability catalogue (`tests/reliability_*.rs`, `tests/soak.rs`):
+//! [`record`] is rule R4's format (producer, incarnation, sequence, send time,
+//! checksum) checked by [`RecordVerifier`]; [`ends`] puts SPSC and MPSC endpoints
+//! behind one type; [`RawRegion`] is a hostile peer's view of a segment (atomics
+//! and raw copies only, with [`ring_off`] naming the control words);
+//! [`Spawn::inherit_fd`] passes a descriptor to a role, [`Spawn::role_under`] runs
+//! one under a wrapper (`strace`), [`Proc::try_wait_failpoint`] polls a failpoint;
+//! [`cpu_ns`], [`rss_kib`], [`zombie_children`], [`shm_entries`] and
+//! [`remove_stale`] measure and clean up.
 #![allow(dead_code)] // each test binary uses part of the harness
 
 #[path = "../../examples/common/msg.rs"]
@@ -400,6 +410,8 @@ pub struct Spawn {
     cmd: Command,
     label: String,
     failpoint: Option<String>,
+    /// Descriptors the child inherits across `exec` (same numbers).
+    inherit: Vec<RawFd>,
 }
 
 impl Spawn {
@@ -416,6 +428,23 @@ impl Spawn {
         ]);
         cmd.env(ROLE_ENV, role);
         Spawn::with(cmd, format!("role {role}"))
+    }
+
+    /// As [`Spawn::role`], run under `wrapper` (a command and its arguments, such
+    /// as `strace` with fault injection), which must exec the test binary with the
+    /// arguments that follow it.
+    pub fn role_under(wrapper: &[&str], role: &str) -> Spawn {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(exe).args([
+            "--exact",
+            CHILD_TEST,
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]);
+        cmd.env(ROLE_ENV, role);
+        Spawn::with(cmd, format!("role {role} under {}", wrapper[0]))
     }
 
     /// An example program (`producer`, `consumer`), run from a different working
@@ -443,6 +472,7 @@ impl Spawn {
             cmd,
             label,
             failpoint: None,
+            inherit: Vec::new(),
         }
     }
 
@@ -471,6 +501,15 @@ impl Spawn {
         self
     }
 
+    /// Lets the child inherit `fd` across `exec`, under the same number, which it
+    /// reads as role parameter `key` ([`inherited_fd`]). The parent's descriptor
+    /// keeps its `FD_CLOEXEC`; only the child's copy loses it, in the child.
+    pub fn inherit_fd(mut self, key: &str, fd: &impl AsRawFd) -> Spawn {
+        let raw = fd.as_raw_fd();
+        self.inherit.push(raw);
+        self.arg(key, raw)
+    }
+
     /// Starts the child, in a process group of its own, watched by `wd`.
     pub fn spawn(mut self, wd: &Watchdog) -> Proc {
         let mut fp_read = None;
@@ -484,7 +523,12 @@ impl Spawn {
             fp_read = Some(std::fs::File::from(r));
             fp_write = Some(w);
         }
-        let keep: RawFd = fp_write.as_ref().map_or(-1, |w| w.as_raw_fd());
+        let keep: Vec<RawFd> = fp_write
+            .as_ref()
+            .map(|w| w.as_raw_fd())
+            .into_iter()
+            .chain(self.inherit.iter().copied())
+            .collect();
         self.cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -496,10 +540,13 @@ impl Spawn {
             if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // SAFETY: clears FD_CLOEXEC on the failpoint pipe's write end in this child
-            // only (the parent's descriptor keeps it), so that it survives exec.
-            if keep >= 0 && unsafe { libc::fcntl(keep, libc::F_SETFD, 0) } == -1 {
-                return Err(std::io::Error::last_os_error());
+            for &fd in &keep {
+                // SAFETY: clears FD_CLOEXEC on the failpoint pipe's write end (or on a
+                // descriptor passed with `inherit_fd`) in this child only (the parent's
+                // descriptor keeps it), so that it survives exec.
+                if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         };
@@ -612,6 +659,27 @@ impl Proc {
         self.next_event(kind, timeout).ok()
     }
 
+    /// Waits for the first event whose kind is one of `kinds`.
+    pub fn event_any(&mut self, kinds: &[&str]) -> Value {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            for k in kinds {
+                if let Some(i) = self.pending.iter().position(|v| v["event"] == *k) {
+                    return self.pending.remove(i);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => self.pending.push(v),
+                Err(why) => panic!(
+                    "no event of {kinds:?} from {}: {why:?}\n{}",
+                    self.label,
+                    self.log()
+                ),
+            }
+        }
+    }
+
     fn next_event(&mut self, kind: &str, timeout: Duration) -> Result<Value, String> {
         if let Some(i) = self.pending.iter().position(|v| v["event"] == kind) {
             return Ok(self.pending.remove(i));
@@ -634,6 +702,19 @@ impl Proc {
 
     /// Waits for its armed failpoint to report `reached <name>`.
     pub fn wait_failpoint(&mut self) -> String {
+        match self.try_wait_failpoint(EVENT_TIMEOUT) {
+            Some(line) => line,
+            None => panic!(
+                "{} did not reach its failpoint within {EVENT_TIMEOUT:?}\n{}",
+                self.label,
+                self.log()
+            ),
+        }
+    }
+
+    /// As [`Proc::wait_failpoint`], `None` if the failpoint is not reached within
+    /// `timeout` (or the child exits first).
+    pub fn try_wait_failpoint(&mut self, timeout: Duration) -> Option<String> {
         let f = self
             .failpoint
             .as_ref()
@@ -644,13 +725,10 @@ impl Proc {
             revents: 0,
         };
         // SAFETY: poll reads and writes the one pollfd we own, for the given time.
-        let ready = unsafe { libc::poll(&mut pfd, 1, EVENT_TIMEOUT.as_millis() as libc::c_int) };
-        assert!(
-            ready > 0,
-            "{} did not reach its failpoint within {EVENT_TIMEOUT:?}\n{}",
-            self.label,
-            self.log()
-        );
+        let ready = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+        if ready <= 0 || pfd.revents & libc::POLLIN == 0 {
+            return None;
+        }
         // The report may come in several writes: read up to its newline.
         let mut got = Vec::new();
         let mut r: &std::fs::File = f;
@@ -664,13 +742,16 @@ impl Proc {
             }
         }
         let line = String::from_utf8_lossy(&got).trim().to_owned();
+        if line.is_empty() {
+            return None; // the child exited without reaching it
+        }
         assert!(
             line.starts_with("reached "),
             "{}: unexpected failpoint report {line:?}\n{}",
             self.label,
             self.log()
         );
-        line
+        Some(line)
     }
 
     /// Sends `sig` to it (not to its group).
@@ -1100,6 +1181,11 @@ pub fn shm_maps() -> usize {
         .count()
 }
 
+/// What every descriptor of this process refers to (for failure messages).
+pub fn fd_table() -> Vec<String> {
+    fd_links()
+}
+
 /// All descriptors of this process.
 pub fn fd_count() -> usize {
     fd_links().len()
@@ -1185,4 +1271,742 @@ pub fn num(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("event {v} has no numeric field {key}"))
+}
+
+// ---------------------------------------------------------------------------
+// Reliability catalogue helpers (tests/reliability_*.rs, tests/soak.rs)
+
+/// A descriptor passed with [`Spawn::inherit_fd`], in the child. The child owns it.
+pub fn inherited_fd(key: &str) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    let raw: RawFd = arg(key);
+    // SAFETY: the parent passed this number with `inherit_fd`, which cleared its
+    // FD_CLOEXEC in this process before exec, so it is open here; nothing else in
+    // this process owns it (each key is taken once).
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// The catalogue's message format (rule R4), with the incarnation that the
+/// examples' [`msg`] format lacks, a send time for latency, and a checksum:
+///
+/// ```text
+/// 0            4              8         16        20        24          32         len-8
+/// | producer u32 | incarnation u32 | seq u64 | len u32 | 0 u32 | sent_ns u64 | payload | hash u64 |
+/// ```
+/// The payload is derived from the other fields and the hash covers everything
+/// before it, so a record is verified whole.
+pub mod record {
+    /// Smallest record: the fields and the hash, no payload.
+    pub const MIN_SIZE: usize = 40;
+
+    /// The fields of a record.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Rec {
+        /// Producer id.
+        pub producer: u32,
+        /// Which (re)start of that producer sent it.
+        pub incarnation: u32,
+        /// Sequence number within the incarnation, from 0.
+        pub seq: u64,
+        /// `mono_ns()` when it was sent.
+        pub sent_ns: u64,
+    }
+
+    fn mix(h: u64, w: u64) -> u64 {
+        (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+    }
+
+    /// Hash of `bytes` (whole words, then the tail).
+    pub fn hash(bytes: &[u8]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ bytes.len() as u64;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            h = mix(h, u64::from_le_bytes(c.try_into().unwrap()));
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        mix(mix(h, u64::from_le_bytes(tail)), 0x5851_F42D_4C95_7F2D)
+    }
+
+    fn payload_word(r: &Rec, i: usize) -> u64 {
+        (r.seq ^ (u64::from(r.producer) << 40) ^ (u64::from(r.incarnation) << 20))
+            .wrapping_mul(0x2545_F491_4F6C_DD1D)
+            .wrapping_add(i as u64)
+    }
+
+    /// Writes record `r` over all of `buf` (at least [`MIN_SIZE`] bytes).
+    pub fn fill(buf: &mut [u8], r: &Rec) {
+        let len = buf.len();
+        assert!(len >= MIN_SIZE, "a record needs {MIN_SIZE} bytes");
+        buf[0..4].copy_from_slice(&r.producer.to_le_bytes());
+        buf[4..8].copy_from_slice(&r.incarnation.to_le_bytes());
+        buf[8..16].copy_from_slice(&r.seq.to_le_bytes());
+        buf[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+        buf[20..24].copy_from_slice(&0u32.to_le_bytes());
+        buf[24..32].copy_from_slice(&r.sent_ns.to_le_bytes());
+        let body = &mut buf[32..len - 8];
+        for (i, c) in body.chunks_mut(8).enumerate() {
+            let w = payload_word(r, i).to_le_bytes();
+            c.copy_from_slice(&w[..c.len()]);
+        }
+        let h = hash(&buf[..len - 8]);
+        buf[len - 8..].copy_from_slice(&h.to_le_bytes());
+    }
+
+    /// Checks a received record whole: length field, hash and payload.
+    pub fn check(buf: &[u8]) -> Result<Rec, String> {
+        let len = buf.len();
+        if len < MIN_SIZE {
+            return Err(format!("record of {len} bytes is shorter than {MIN_SIZE}"));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(buf[o..o + 8].try_into().unwrap());
+        let r = Rec {
+            producer: u32_at(0),
+            incarnation: u32_at(4),
+            seq: u64_at(8),
+            sent_ns: u64_at(24),
+        };
+        if u32_at(16) as usize != len || u32_at(20) != 0 {
+            return Err(format!(
+                "{r:?}: length field {} for {len} bytes",
+                u32_at(16)
+            ));
+        }
+        if hash(&buf[..len - 8]) != u64_at(len - 8) {
+            return Err(format!("{r:?}: checksum mismatch"));
+        }
+        for (i, c) in buf[32..len - 8].chunks(8).enumerate() {
+            let w = payload_word(&r, i).to_le_bytes();
+            if c != &w[..c.len()] {
+                return Err(format!("{r:?}: payload word {i} is wrong"));
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Checks a stream of [`record`]s: every checksum; per (producer, incarnation)
+/// sequence numbers from 0 with no gap and no duplicate; and per producer, no
+/// record of an incarnation after the first record of a later one.
+#[derive(Default, Debug)]
+pub struct RecordVerifier {
+    next: BTreeMap<(u32, u32), u64>,
+    latest: BTreeMap<u32, u32>,
+    /// Records taken.
+    pub total: u64,
+    /// Bytes taken.
+    pub bytes: u64,
+}
+
+impl RecordVerifier {
+    /// A verifier that has seen nothing.
+    pub fn new() -> RecordVerifier {
+        RecordVerifier::default()
+    }
+
+    /// Checks one record; `Err` describes the first problem.
+    pub fn check(&mut self, buf: &[u8]) -> Result<record::Rec, String> {
+        let r = record::check(buf)?;
+        let latest = self.latest.entry(r.producer).or_insert(r.incarnation);
+        if r.incarnation < *latest {
+            return Err(format!(
+                "producer {}: a record of incarnation {} after one of incarnation {}",
+                r.producer, r.incarnation, *latest
+            ));
+        }
+        *latest = r.incarnation;
+        let next = self.next.entry((r.producer, r.incarnation)).or_insert(0);
+        if r.seq != *next {
+            return Err(format!(
+                "producer {} incarnation {}: expected record {}, got {} ({})",
+                r.producer,
+                r.incarnation,
+                *next,
+                r.seq,
+                if r.seq < *next {
+                    "duplicate or reordered"
+                } else {
+                    "gap: lost records"
+                }
+            ));
+        }
+        *next += 1;
+        self.total += 1;
+        self.bytes += buf.len() as u64;
+        Ok(r)
+    }
+
+    /// As [`RecordVerifier::check`], panicking on a problem.
+    pub fn take(&mut self, buf: &[u8]) -> record::Rec {
+        self.check(buf)
+            .unwrap_or_else(|e| panic!("verification failed: {e}"))
+    }
+
+    /// Records received from `producer`'s incarnation `incarnation`.
+    pub fn count(&self, producer: u32, incarnation: u32) -> u64 {
+        self.next
+            .get(&(producer, incarnation))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records received from every incarnation of `producer`.
+    pub fn producer_total(&self, producer: u32) -> u64 {
+        self.next
+            .iter()
+            .filter(|((p, _), _)| *p == producer)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// CPU time (user + system) all threads of `pid` have used, in nanoseconds, from
+/// `/proc/<pid>/task/*/schedstat` (nanosecond resolution, unlike `stat`'s ticks).
+pub fn cpu_ns(pid: i32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.filter_map(|e| {
+        let s = std::fs::read_to_string(e.ok()?.path().join("schedstat")).ok()?;
+        s.split_whitespace().next()?.parse::<u64>().ok()
+    })
+    .sum()
+}
+
+/// CPU time this process has used (all threads), from `getrusage`, in nanoseconds.
+pub fn self_cpu_ns() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into `ru`, which we own exclusively.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    assert_eq!(r, 0, "getrusage");
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Resident set size of this process in KiB (`VmRSS`).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Children of this process that are zombies (dead, not reaped).
+pub fn zombie_children() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| {
+            let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            let Some(rest) = s.rfind(')').map(|i| &s[i + 1..]) else {
+                return false;
+            };
+            let mut f = rest.split_whitespace();
+            let state = f.next();
+            let ppid = f.next().and_then(|v| v.parse::<i32>().ok());
+            state == Some("Z") && ppid == Some(me)
+        })
+        .collect()
+}
+
+/// Entries of `/dev/shm` whose name starts with `prefix` (no leading slash).
+pub fn shm_entries(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Descriptors of this process that refer to shared memory (`/dev/shm/...` or a
+/// memfd) and lack `FD_CLOEXEC`, as `fd -> target`.
+pub fn shm_fds_without_cloexec() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+        let target = std::fs::read_link(e.path())
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        if !(target.starts_with("/dev/shm/") || target.starts_with("/memfd:")) {
+            return None;
+        }
+        // SAFETY: F_GETFD only reads the descriptor flags of a number we just listed
+        // (if it was closed meanwhile the call fails harmlessly).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        (flags >= 0 && flags & libc::FD_CLOEXEC == 0).then(|| format!("{fd} -> {target}"))
+    })
+    .collect()
+}
+
+/// Byte offsets of a ring's control words within a channel segment's user region
+/// (`crates/ring/src/ctl.rs`, pinned there by `const` assertions; docs/PROTOCOL.md §2).
+pub mod ring_off {
+    /// `tail` (u64).
+    pub const TAIL: usize = 0;
+    /// `head` (u64).
+    pub const HEAD: usize = 128;
+    /// The consumer's futex sequence (u32).
+    pub const DATA_SEQ: usize = 256;
+    /// The consumer's waiting flag (u32).
+    pub const CONSUMER_WAITING: usize = 260;
+    /// The producers' futex sequence (u32).
+    pub const SPACE_SEQ: usize = 264;
+    /// The producers' waiting flag (u32).
+    pub const PRODUCERS_WAITING: usize = 268;
+    /// Start of an SPSC ring's data area.
+    pub const SPSC_DATA: usize = 512;
+    /// Start of an MPSC ring's data area with `producers` slots.
+    pub const fn mpsc_data(producers: u16) -> usize {
+        512 + 128 * producers as usize
+    }
+}
+
+/// Raw access to the user region of a mapped segment, as a hostile peer has it:
+/// every word through an atomic, every byte range through a raw copy, never a
+/// reference. Bounds are checked; the region lives as long as the borrowed segment.
+pub struct RawRegion<'a> {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    _seg: &'a shmq::segment::Segment,
+}
+
+impl<'a> RawRegion<'a> {
+    /// The user region of `seg`.
+    pub fn of(seg: &'a shmq::segment::Segment) -> RawRegion<'a> {
+        RawRegion {
+            base: seg.data(),
+            len: seg.data_len() as usize,
+            _seg: seg,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn at<T>(&self, off: usize) -> *mut T {
+        let size = std::mem::size_of::<T>();
+        assert!(
+            off.is_multiple_of(size) && off + size <= self.len,
+            "offset {off} out of the {}-byte region or misaligned",
+            self.len
+        );
+        // SAFETY: `off + size <= len` (asserted), so the pointer stays inside the mapping.
+        unsafe { self.base.as_ptr().add(off).cast() }
+    }
+
+    /// The 64-bit word at `off` (8-aligned).
+    pub fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: in bounds and 8-aligned (checked by `at`; the region is 128-aligned);
+        // the mapping outlives `'a`; shared memory is only touched atomically here,
+        // and every other process accesses these words atomically too.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.at(off)) }
+    }
+
+    /// The 32-bit word at `off` (4-aligned).
+    pub fn word32(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: as in `word`, for a 4-byte aligned 4-byte word.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.at(off)) }
+    }
+
+    /// Copies `bytes` in at `off` (a raw copy: the peer may be reading).
+    pub fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.len, "write beyond the region");
+        // SAFETY: in bounds (asserted); a raw copy, never a reference to shared bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.as_ptr().add(off), bytes.len())
+        }
+    }
+
+    /// Copies `len` bytes out from `off`.
+    pub fn read(&self, off: usize, len: usize) -> Vec<u8> {
+        assert!(off + len <= self.len, "read beyond the region");
+        let mut v = vec![0u8; len];
+        // SAFETY: in bounds (asserted); copied out raw into private memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), v.as_mut_ptr(), len) }
+        v
+    }
+
+    /// `FUTEX_WAKE` (shared, not private) on the 32-bit word at `off`: wakes up to
+    /// `n` waiters. Returns how many were woken.
+    pub fn futex_wake(&self, off: usize, n: i32) -> i64 {
+        let addr = self.at::<u32>(off);
+        // SAFETY: futex(2) FUTEX_WAKE only uses the address as a key (it must be a
+        // mapped, aligned u32, which `at` checks); no memory is written.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                addr,
+                libc::FUTEX_WAKE,
+                n,
+                0usize,
+                0usize,
+                0u32,
+            )
+        }
+    }
+}
+
+/// Opens the named segment of a channel as a raw peer would (any owner, shared
+/// write allowed: this is the adversary's view, not a trusted open).
+pub fn open_raw(name: &str) -> shmq::segment::Segment {
+    let opts = shmq::SegmentOptions::new()
+        .expected_owner(None)
+        .allow_shared_write(true);
+    shmq::segment::Segment::open(name, &shmq::segment::Expect::default(), &opts)
+        .unwrap_or_else(|e| panic!("raw open of {name}: {e:?}"))
+}
+
+/// SPSC and MPSC byte endpoints behind one type, for tests that run the same
+/// scenario over both kinds.
+pub mod ends {
+    use std::time::Duration;
+
+    use shmq::{Error, Options, Result, mpsc, spsc};
+
+    /// Which kind of channel.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Kind {
+        /// `shmq::spsc`.
+        Spsc,
+        /// `shmq::mpsc`.
+        Mpsc,
+    }
+
+    impl Kind {
+        /// `spsc` or `mpsc`.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Kind::Spsc => "spsc",
+                Kind::Mpsc => "mpsc",
+            }
+        }
+
+        /// From [`Kind::as_str`].
+        pub fn parse(s: &str) -> Kind {
+            match s {
+                "spsc" => Kind::Spsc,
+                "mpsc" => Kind::Mpsc,
+                other => panic!("unknown channel kind {other}"),
+            }
+        }
+    }
+
+    impl std::fmt::Display for Kind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
+
+    /// How to reach a named channel.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum How {
+        /// `create`.
+        Create,
+        /// `open`.
+        Open,
+        /// `create_or_open`.
+        CreateOrOpen,
+    }
+
+    impl How {
+        /// From `create`, `open` or `create_or_open`.
+        pub fn parse(s: &str) -> How {
+            match s {
+                "create" => How::Create,
+                "open" => How::Open,
+                "create_or_open" => How::CreateOrOpen,
+                other => panic!("unknown HOW {other}"),
+            }
+        }
+    }
+
+    /// A sender of either kind.
+    pub enum Tx {
+        /// SPSC.
+        S(spsc::Sender),
+        /// MPSC.
+        M(mpsc::Sender),
+    }
+
+    /// A receiver of either kind.
+    pub enum Rx {
+        /// SPSC.
+        S(spsc::Receiver),
+        /// MPSC.
+        M(mpsc::Receiver),
+    }
+
+    impl Tx {
+        /// Reaches the named channel.
+        pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<Tx> {
+            Ok(match (kind, how) {
+                (Kind::Spsc, How::Create) => Tx::S(spsc::Sender::create(name, o)?),
+                (Kind::Spsc, How::Open) => Tx::S(spsc::Sender::open(name, o)?),
+                (Kind::Spsc, How::CreateOrOpen) => Tx::S(spsc::Sender::create_or_open(name, o)?),
+                (Kind::Mpsc, How::Create) => Tx::M(mpsc::Sender::create(name, o)?),
+                (Kind::Mpsc, How::Open) => Tx::M(mpsc::Sender::open(name, o)?),
+                (Kind::Mpsc, How::CreateOrOpen) => Tx::M(mpsc::Sender::create_or_open(name, o)?),
+            })
+        }
+
+        /// `send`.
+        pub fn send(&mut self, m: &[u8]) -> Result<()> {
+            match self {
+                Tx::S(t) => t.send(m),
+                Tx::M(t) => t.send(m),
+            }
+        }
+
+        /// `try_send`.
+        pub fn try_send(&mut self, m: &[u8]) -> Result<()> {
+            match self {
+                Tx::S(t) => t.try_send(m),
+                Tx::M(t) => t.try_send(m),
+            }
+        }
+
+        /// `send_timeout`.
+        pub fn send_timeout(&mut self, m: &[u8], d: Duration) -> Result<()> {
+            match self {
+                Tx::S(t) => t.send_timeout(m, d),
+                Tx::M(t) => t.send_timeout(m, d),
+            }
+        }
+
+        /// Writes `m` in place through the zero-copy guard (`reserve`, copy, `commit`).
+        pub fn reserve_commit(&mut self, m: &[u8]) -> Result<()> {
+            match self {
+                Tx::S(t) => {
+                    let mut g = t.reserve(m.len())?;
+                    g.copy_from_slice(m);
+                    g.commit();
+                }
+                Tx::M(t) => {
+                    let mut g = t.reserve(m.len())?;
+                    g.copy_from_slice(m);
+                    g.commit();
+                }
+            }
+            Ok(())
+        }
+
+        /// The largest message.
+        pub fn max_message_len(&self) -> usize {
+            match self {
+                Tx::S(t) => t.max_message_len(),
+                Tx::M(t) => t.max_message_len(),
+            }
+        }
+
+        /// A duplicate of the channel's descriptor.
+        pub fn export_fd(&self) -> Result<std::os::fd::OwnedFd> {
+            match self {
+                Tx::S(t) => t.export_fd(),
+                Tx::M(t) => t.export_fd(),
+            }
+        }
+    }
+
+    impl Rx {
+        /// Reaches the named channel.
+        pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<Rx> {
+            Ok(match (kind, how) {
+                (Kind::Spsc, How::Create) => Rx::S(spsc::Receiver::create(name, o)?),
+                (Kind::Spsc, How::Open) => Rx::S(spsc::Receiver::open(name, o)?),
+                (Kind::Spsc, How::CreateOrOpen) => Rx::S(spsc::Receiver::create_or_open(name, o)?),
+                (Kind::Mpsc, How::Create) => Rx::M(mpsc::Receiver::create(name, o)?),
+                (Kind::Mpsc, How::Open) => Rx::M(mpsc::Receiver::open(name, o)?),
+                (Kind::Mpsc, How::CreateOrOpen) => Rx::M(mpsc::Receiver::create_or_open(name, o)?),
+            })
+        }
+
+        /// `recv_into`.
+        pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+            match self {
+                Rx::S(r) => r.recv_into(buf),
+                Rx::M(r) => r.recv_into(buf),
+            }
+        }
+
+        /// `recv_into_timeout`.
+        pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, d: Duration) -> Result<()> {
+            match self {
+                Rx::S(r) => r.recv_into_timeout(buf, d),
+                Rx::M(r) => r.recv_into_timeout(buf, d),
+            }
+        }
+
+        /// `try_recv_into`.
+        pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+            match self {
+                Rx::S(r) => r.try_recv_into(buf),
+                Rx::M(r) => r.try_recv_into(buf),
+            }
+        }
+
+        /// MPSC: dead producers' claims reclaimed so far (0 for SPSC).
+        pub fn reclaimed(&mut self) -> u64 {
+            match self {
+                Rx::S(_) => 0,
+                Rx::M(r) => r.reclaimed().unwrap_or(0),
+            }
+        }
+
+        /// MPSC: report `Disconnected` only after `n` producer attachments.
+        pub fn expect_producers(&mut self, n: u32) {
+            if let Rx::M(r) = self {
+                r.expect_producers(n).expect("expect_producers");
+            }
+        }
+
+        /// A duplicate of the channel's descriptor.
+        pub fn export_fd(&self) -> Result<std::os::fd::OwnedFd> {
+            match self {
+                Rx::S(r) => r.export_fd(),
+                Rx::M(r) => r.export_fd(),
+            }
+        }
+    }
+
+    /// `Closed`, `Died`, or the error's debug form: for events and messages.
+    pub fn why(e: &Error) -> String {
+        match e {
+            Error::Disconnected(shmq::Disconnect::Closed) => "Closed".into(),
+            Error::Disconnected(shmq::Disconnect::Died) => "Died".into(),
+            Error::Corrupted(_) => "Corrupted".into(),
+            Error::Full => "Full".into(),
+            Error::Empty => "Empty".into(),
+            Error::Timeout => "Timeout".into(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+/// A small deterministic generator (splitmix64) for test choices; seeds are
+/// printed so a failing run can be replayed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// A seed from the clock and pid (printed by the caller).
+    pub fn seed() -> u64 {
+        mono_ns() ^ (u64::from(std::process::id()) << 32)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.next_u64() as usize % items.len()]
+    }
+}
+
+/// Whether this process runs as root (root-only parts skip otherwise).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `(st_dev, st_ino)` of what `fd` has open.
+pub fn fd_identity(fd: &impl std::os::fd::AsFd) -> (u64, u64) {
+    let st = nix::sys::stat::fstat(fd.as_fd()).expect("fstat");
+    (st.st_dev, st.st_ino)
+}
+
+/// `(st_dev, st_ino)` of what `/dev/shm/<name>` is now (not following a symlink),
+/// or `None` if nothing is there.
+pub fn name_identity(name: &str) -> Option<(u64, u64)> {
+    let st = nix::sys::stat::lstat(&shm_path(name)).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
+
+/// Removes the stale segment `name` (if it exists), retrying for up to a second:
+/// while another thread of this process is between `fork` and `exec`, the child
+/// briefly shares every descriptor, and with them the locks of a segment this
+/// process has just closed. Panics if it is still there (in use) after that.
+pub fn remove_stale(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if !shm_path(name).exists() {
+            return;
+        }
+        match shmq::segment::Segment::remove_if_stale(name) {
+            Ok(true) | Err(shmq::segment::Error::NotFound { .. }) => return,
+            Ok(false) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => panic!("{name} is not stale: {other:?}"),
+        }
+    }
+}
+
+/// Makes this process claim (and release) a channel endpoint once, so that the
+/// descriptor the fork guard keeps open for good (`/dev/null`, opened at the first
+/// claim: crates/segment/src/fork.rs) exists before a test takes its descriptor
+/// baseline.
+pub fn warm_up_fork_guard() {
+    let (mut tx, mut rx) =
+        shmq::spsc::anonymous(&shmq::Options::new().capacity(4096)).expect("warm-up channel");
+    tx.send(b"warm-up").expect("warm-up send");
+    rx.recv_into(&mut Vec::new()).expect("warm-up recv");
+}
+
+/// Removes, when dropped, every `/dev/shm` entry whose name starts with its
+/// prefix (for tests that make names outside [`Names`]).
+pub struct PrefixCleanup(pub String);
+
+impl Drop for PrefixCleanup {
+    fn drop(&mut self) {
+        for e in shm_entries(&self.0) {
+            let _ = std::fs::remove_file(shm_path(&e));
+        }
+    }
 }

@@ -418,7 +418,7 @@ impl Producer {
                 if sh.ctl.tail.load(Ordering::Relaxed) != t {
                     continue;
                 }
-                if t.wrapping_sub(head) > cap {
+                if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
                     let c = Corruption {
                         what: "head out of range",
                         position: t,
@@ -537,7 +537,7 @@ impl Producer {
                 if sh.ctl.tail.load(Ordering::Relaxed) != t {
                     continue;
                 }
-                if t.wrapping_sub(head) > cap {
+                if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
                     let c = Corruption {
                         what: "head out of range",
                         position: t,

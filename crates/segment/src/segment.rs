@@ -1024,13 +1024,15 @@ fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result
     let total = layout.total_len()?;
     check_len(total, opts)?;
     let mut reclaimed = false;
+    let mut lost = 0;
     let fd = loop {
         let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
-        match place.open_raw(flags, Mode::from_bits_truncate(opts.mode)) {
-            Ok(fd) => break fd,
+        let fd = match place.open_raw(flags, Mode::from_bits_truncate(opts.mode)) {
+            Ok(fd) => fd,
             Err(Errno::EEXIST) if opts.reclaim_stale && !reclaimed => {
                 reclaimed = true;
                 reclaim(place)?;
+                continue;
             }
             Err(Errno::EEXIST) => {
                 let stale = stale_at(place).unwrap_or(false);
@@ -1040,19 +1042,49 @@ fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result
                 });
             }
             Err(e) => return Err(place.map_open_errno(e, "open(O_CREAT|O_EXCL)")),
+        };
+        if let Err(e) = lock_for_init(&fd, opts) {
+            let _ = unlink_if_ours(place, &fd);
+            return Err(e);
+        }
+        // Between our O_EXCL open and our lock, the object was empty and unlocked:
+        // a cleaner may have taken it for the leftover of a creator that died and
+        // removed it (found by the CF-10 test). Then it is not ours to publish.
+        if place.still_names(&fd)? {
+            break fd;
+        }
+        lost += 1;
+        if lost >= 8 {
+            return Err(Error::NotReady {
+                waited: opts.open_timeout,
+            });
         }
     };
-    // From here on, any error must remove what we made.
-    let undo = |err: Error| -> Error {
-        let _ = place.unlink();
+    // From here on, any error must remove what we made (if it is still ours).
+    let undo = |fd: &OwnedFd, err: Error| -> Error {
+        let _ = unlink_if_ours(place, fd);
         err
     };
-    lock_for_init(&fd, opts).map_err(undo)?;
-    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(opts.mode))
-        .map_err(|e| undo(Error::os("fchmod", e)))?;
-    size_object(&fd, total, opts).map_err(undo)?;
-    let seg = Segment::map_new(fd, place.backing(), layout, total, opts).map_err(undo)?;
+    if let Err(e) = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(opts.mode)) {
+        return Err(undo(&fd, Error::os("fchmod", e)));
+    }
+    if let Err(e) = size_object(&fd, total, opts) {
+        return Err(undo(&fd, e));
+    }
+    let probe = fd
+        .try_clone()
+        .map_err(|source| Error::Os { op: "dup", source })?;
+    let seg =
+        Segment::map_new(fd, place.backing(), layout, total, opts).map_err(|e| undo(&probe, e))?;
     Ok(Creating { seg: Some(seg) })
+}
+
+/// Removes the name if it still refers to the object `fd` has open.
+fn unlink_if_ours(place: Place<'_>, fd: &OwnedFd) -> Result<()> {
+    if place.still_names(fd)? {
+        let _ = place.unlink();
+    }
+    Ok(())
 }
 
 /// No live process has the object under `place` open.
