@@ -11,9 +11,10 @@
 //!
 //! ```text
 //! SPSC header (u64, little-endian):  bits 0..32 payload length, bits 32..64 tag
-//! MPSC header (u64, little-endian):  bits 0..32 length as i32 (< 0: claimed, not
-//!                                    committed), 32..40 kind, 40..48 producer slot,
-//!                                    48..64 producer incarnation (low 16 bits)
+//! MPSC header (u64, little-endian):  bits 0..32 length as i32 (claimed, not
+//!                                    committed: -(length) - 1), 32..40 kind,
+//!                                    40..48 producer slot, 48..64 producer
+//!                                    incarnation (low 16 bits)
 //! ```
 
 /// Size of a frame header.
@@ -138,8 +139,11 @@ pub fn decode_spsc(raw: u64, off: usize, cap: usize) -> Result<SpscFrame, &'stat
 /// A decoded MPSC header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MpscHeader {
-    /// Payload length (message) or bytes after the header (padding); negative
-    /// while a producer is still writing the frame.
+    /// Committed: the payload length (message) or the bytes after the header
+    /// (padding). Claimed, while a producer is still writing the message:
+    /// `-(payload length) - 1`, so that even an empty message's claim is negative
+    /// (found by the ops-vs-model property test: with `-len`, a claimed empty
+    /// message read as committed).
     pub len: i32,
     /// [`MPSC_MSG`] or [`MPSC_PAD`].
     pub kind: u8,
@@ -150,6 +154,22 @@ pub struct MpscHeader {
 }
 
 impl MpscHeader {
+    /// The `len` field of a claimed (not yet committed) message of `payload` bytes.
+    #[inline]
+    pub const fn claimed_len(payload: usize) -> i32 {
+        -(payload as i32) - 1
+    }
+
+    /// The payload length (message) or padding length, whether claimed or committed.
+    #[inline]
+    pub const fn payload_len(&self) -> usize {
+        if self.len < 0 {
+            (-(self.len as i64) - 1) as usize
+        } else {
+            self.len as usize
+        }
+    }
+
     /// Encodes the header.
     #[inline]
     pub const fn encode(&self) -> u64 {
@@ -173,7 +193,7 @@ impl MpscHeader {
     /// Bytes the frame takes once committed, header included.
     #[inline]
     pub fn size(&self) -> usize {
-        let len = self.len.unsigned_abs() as usize;
+        let len = self.payload_len();
         if self.kind == MPSC_PAD {
             HEADER_LEN + len
         } else {
@@ -203,7 +223,7 @@ pub fn decode_mpsc(
     if u16::from(h.slot) >= slots {
         return Err("producer slot out of range");
     }
-    let len = h.len.unsigned_abs() as usize;
+    let len = h.payload_len();
     match h.kind {
         MPSC_MSG => {
             if len > max_payload(cap) {

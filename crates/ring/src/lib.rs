@@ -63,6 +63,8 @@ mod wait;
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use peer::PeerStatus;
 pub use region::{LINE, Region};
+#[cfg(all(shmq_adversary, not(loom)))]
+pub use sync::adversary;
 #[cfg(not(loom))]
 pub use sync::futex_calls;
 pub use wait::{

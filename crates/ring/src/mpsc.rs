@@ -362,7 +362,7 @@ impl Producer {
         // The first header, negative, at once (the claim's owner is then known), then
         // the intent can go.
         sh.data.word(o).store(
-            self.header(-(first.len() as i32), MPSC_MSG),
+            self.header(MpscHeader::claimed_len(first.len()), MPSC_MSG),
             Ordering::Relaxed,
         );
         // Release: a consumer that reads our intent as cleared sees our header.
@@ -571,9 +571,10 @@ impl Producer {
         failpoint::hit("after_claim");
         let o = (t & sh.mask) as usize;
         let at = if pad > 0 { 0 } else { o };
-        sh.data
-            .word(at)
-            .store(self.header(-(len as i32), MPSC_MSG), Ordering::Relaxed);
+        sh.data.word(at).store(
+            self.header(MpscHeader::claimed_len(len), MPSC_MSG),
+            Ordering::Relaxed,
+        );
         if pad > 0 {
             // Release: a consumer that sees this padding sees our header at offset 0.
             sh.data.word(o).store(
@@ -621,12 +622,17 @@ impl Producer {
 
     #[cold]
     fn check_consumer(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         self.seen_epoch = self.sh.ctl.ends.epoch.load(Ordering::Acquire);
         match peer_status(
             &self.sh.ctl.ends.consumer,
             &*self.liveness,
             Endpoint::Consumer,
-        )? {
+        )
+        .map_err(|e| self.poison_err(e))?
+        {
             PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
             PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
         }
@@ -661,6 +667,15 @@ impl Producer {
             .word(c.at)
             .store(self.header(pad as i32, MPSC_PAD), Ordering::Release);
         self.sh.ctl.wake.notify_data();
+    }
+
+    /// Records a corruption so that every later call reports it too.
+    #[cold]
+    fn poison_err(&mut self, e: Error) -> Error {
+        if let Error::Corrupted(c) = e {
+            self.poisoned.get_or_insert(c);
+        }
+        e
     }
 }
 
@@ -1108,6 +1123,9 @@ impl Consumer {
 
     #[cold]
     fn empty_or_gone(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         if self.clock.due(self.cfg.slice) || self.epoch_changed() {
             self.check_producers()?;
         }
@@ -1212,8 +1230,17 @@ impl Consumer {
     /// attached is gone and nothing is left to receive.
     #[cold]
     fn check_producers(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         self.seen_epoch = self.sh.ctl.ends.epoch.load(Ordering::Acquire);
-        while self.reclaim_dead()? {
+        // Bounded: each reclamation moves `head` on by at least 8 bytes, so a lap's
+        // worth is all an honest ring can need; a peer that keeps rewriting claims
+        // gets one lap per call (found with the adversary shim).
+        for _ in 0..=self.sh.cap / 8 {
+            if !self.reclaim_dead()? {
+                break;
+            }
             if self.peek()?.is_some() {
                 return Ok(());
             }
@@ -1221,7 +1248,9 @@ impl Consumer {
         self.peers_gone = false;
         let mut gone = None;
         for s in 0..self.sh.nslots {
-            match peer_status(&self.sh.slot(s).end, &*self.liveness, Endpoint::Producer(s))? {
+            match peer_status(&self.sh.slot(s).end, &*self.liveness, Endpoint::Producer(s))
+                .map_err(|e| self.poison_err(e))?
+            {
                 PeerStatus::Alive => return Ok(()),
                 PeerStatus::Unattached => {}
                 PeerStatus::Gone(why) => {
@@ -1295,6 +1324,15 @@ impl Consumer {
         sh.ctl.head.pos.store(self.head, Ordering::Release);
         self.released = self.head;
         sh.ctl.wake.notify_space();
+    }
+
+    /// Records a corruption so that every later call reports it too.
+    #[cold]
+    fn poison_err(&mut self, e: Error) -> Error {
+        if let Error::Corrupted(c) = e {
+            self.poisoned.get_or_insert(c);
+        }
+        e
     }
 }
 

@@ -354,8 +354,14 @@ impl Producer {
         let mut first: Option<(Placement, usize)> = None;
         let mut n = 0;
         for msg in msgs {
-            let Some(p) = self.reserve_now(msg.len())? else {
-                break;
+            let p = match self.reserve_now(msg.len()) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                // Publish what was written; the next call reports the error (found by
+                // the ops-vs-model property test: returning here left frames written
+                // and never published, and the ring wedged).
+                Err(_) if first.is_some() => break,
+                Err(e) => return Err(e),
             };
             self.data.write(p.at + HEADER_LEN, msg);
             let size = self.frame_size(p, msg.len());
@@ -495,6 +501,9 @@ impl Producer {
     /// the consumer is gone (the death check is rate-limited to once a slice).
     #[cold]
     fn full_or_gone(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         self.check_consumer_closed()?;
         if self.clock.due(self.cfg.slice) {
             self.check_consumer()?;
@@ -504,8 +513,13 @@ impl Producer {
 
     #[cold]
     fn check_consumer(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         self.seen_epoch = self.ctl.ends.epoch.load(Ordering::Acquire);
-        match peer_status(&self.ctl.ends.consumer, &*self.liveness, Endpoint::Consumer)? {
+        match peer_status(&self.ctl.ends.consumer, &*self.liveness, Endpoint::Consumer)
+            .map_err(|e| self.poison_err(e))?
+        {
             PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
             PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
         }
@@ -624,6 +638,15 @@ impl Producer {
     fn poison(&mut self, e: Error) -> Error {
         if let Error::Corrupted(c) = e {
             self.poisoned = Some(c);
+        }
+        e
+    }
+
+    /// Records a corruption so that every later call reports it too.
+    #[cold]
+    fn poison_err(&mut self, e: Error) -> Error {
+        if let Error::Corrupted(c) = e {
+            self.poisoned.get_or_insert(c);
         }
         e
     }
@@ -1055,6 +1078,9 @@ impl Consumer {
     /// `Empty` from a non-blocking call: is the producer gone (rate-limited)?
     #[cold]
     fn empty_or_gone(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         let announced = self.ctl.ends.producer.state.load(Ordering::Relaxed) == CLOSED;
         if announced || self.clock.due(self.cfg.slice) {
             self.check_producer()?;
@@ -1065,12 +1091,17 @@ impl Consumer {
     /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
     #[cold]
     fn check_producer(&mut self) -> Result<()> {
+        if let Some(c) = self.poisoned {
+            return Err(Error::Corrupted(c));
+        }
         self.seen_epoch = self.ctl.ends.epoch.load(Ordering::Acquire);
         match peer_status(
             &self.ctl.ends.producer,
             &*self.liveness,
             Endpoint::Producer(0),
-        )? {
+        )
+        .map_err(|e| self.poison_err(e))?
+        {
             PeerStatus::Gone(why) => {
                 // Remember it (found by loom): otherwise a later wait would take the
                 // epoch as seen and sleep for a wake-up that already happened.
@@ -1128,6 +1159,15 @@ impl Consumer {
         // our reads of the released frames happen before it overwrites them.
         self.ctl.head.pos.store(self.head, Ordering::Release);
         self.ctl.wake.notify_space();
+    }
+
+    /// Records a corruption so that every later call reports it too.
+    #[cold]
+    fn poison_err(&mut self, e: Error) -> Error {
+        if let Error::Corrupted(c) = e {
+            self.poisoned.get_or_insert(c);
+        }
+        e
     }
 }
 

@@ -20,7 +20,7 @@
 //! - **`sim`**: the deterministic simulation the `interleaved_adversary` fuzz target
 //!   runs (the fuzz crate includes this file): the fuzzer's input chooses the
 //!   operations and, before every read, whether and what the peer writes.
-#![cfg(shmq_adversary)]
+#![cfg(all(shmq_adversary, not(loom)))]
 #![allow(dead_code)] // the fuzz target includes this file and uses only part of it
 
 use std::cell::RefCell;
@@ -223,9 +223,10 @@ pub fn poke(region: &Region, off: usize, width: u8, value: u64) {
     region.store_word(w, v);
 }
 
-/// Hostile values for a word at data offset `off` of an area of `cap` bytes with
-/// `slots` MPSC producer slots: lengths at and beyond every limit, padding that
-/// ends short of or past the end, claimed and committed headers of every slot.
+/// Hostile values for a word at data offset `off` of an area of `cap` bytes, in
+/// both rings' formats: lengths at and beyond every limit, padding that ends short
+/// of or past the end, claimed and committed MPSC headers of slots 0, 1 and one
+/// out of range.
 pub fn hostile_values(off: usize, cap: usize) -> Vec<u64> {
     let max = max_payload(cap);
     let to_end = cap.saturating_sub(off + 8);
@@ -445,6 +446,15 @@ pub mod sim {
         ZeroClaimAndDie(usize),
     }
 
+    /// A parsed fuzz input.
+    struct Program<'a> {
+        mpsc: bool,
+        cap: usize,
+        start: u64,
+        steps: Vec<Step>,
+        stream: &'a [u8],
+    }
+
     /// Program head: `[flags, start, n, n op bytes]`, then the adversary stream.
     ///
     /// ```text
@@ -461,7 +471,7 @@ pub mod sim {
     /// 3-6 the value (zero, any, hostile header, position lie, bit flip, nudge,
     /// header with another length, all ones, a kill, ...), with operand bytes
     /// after. When the stream runs out the peer stops.
-    fn parse(data: &[u8]) -> Option<(bool, usize, u64, Vec<Step>, &[u8])> {
+    fn parse(data: &[u8]) -> Option<Program<'_>> {
         let (&flags, rest) = data.split_first()?;
         let (&start, rest) = rest.split_first()?;
         let (&n, rest) = rest.split_first()?;
@@ -491,7 +501,13 @@ pub mod sim {
                 }
             })
             .collect();
-        Some((mpsc, cap, start, steps, &data[3 + n..]))
+        Some(Program {
+            mpsc,
+            cap,
+            start,
+            steps,
+            stream: &data[3 + n..],
+        })
     }
 
     /// Runs one fuzz input: the program's operations against a ring, with the
@@ -513,7 +529,14 @@ pub mod sim {
     /// # Errors
     /// The invariant that failed.
     pub fn run(data: &[u8]) -> Result<(), String> {
-        let Some((is_mpsc, cap, start, steps, stream)) = parse(data) else {
+        let Some(Program {
+            mpsc: is_mpsc,
+            cap,
+            start,
+            steps,
+            stream,
+        }) = parse(data)
+        else {
             return Ok(());
         };
         let slots = 2u16;
@@ -569,14 +592,13 @@ pub mod sim {
                 }
             }
         };
-        let result = if is_mpsc {
+        if is_mpsc {
             mpsc::init(&region, cap as u64, slots, start).unwrap();
             run_mpsc(&world, &run, hook, &steps)
         } else {
             spsc::init(&region, cap as u64, start).unwrap();
             run_spsc(&world, &run, hook, &steps)
-        };
-        result
+        }
     }
 
     fn reads_of(run: &Rc<RefCell<Run>>) -> Vec<Rd> {
@@ -656,7 +678,7 @@ pub mod sim {
                 Step::PopGuard => {
                     let r =
                         adversary::with_hook(hook.clone(), || rx.try_recv().map(|g| g.to_vec()));
-                    let got = r.as_ref().map(|v| v.clone()).unwrap_or_default();
+                    let got = r.clone().unwrap_or_default();
                     let d = receive_result(r.map(|_| ()), &got, &mut sent, clean())?;
                     (d, false, "try_recv")
                 }
@@ -791,7 +813,9 @@ pub mod sim {
                         // between its compare-and-swap and its header store.
                         let tail = w.region.load_word(0).unwrap();
                         let head = w.region.load_word(128).unwrap();
-                        if tail.wrapping_sub(head) + need as u64 <= cap as u64 {
+                        // (The peer may have made the positions anything.)
+                        let used = tail.wrapping_sub(head).checked_add(need as u64);
+                        if used.is_some_and(|u| u <= cap as u64) {
                             w.region.store_word(512 + 128 + 8, tail | 1);
                             w.region.store_word(0, tail.wrapping_add(need as u64));
                         }
@@ -1119,14 +1143,16 @@ mod tests {
         (s, reads)
     }
 
-    /// Asserts that `v` loads every word at most once (read-modify-writes: only
-    /// `allowed_rmw`, at most once each).
-    fn loads_once<S: Scene>(make: impl Fn() -> S, v: Victim, allowed_rmw: &[&str]) {
+    /// Asserts that `v` loads every word at most once, except the words in
+    /// `twice` (at most twice); read-modify-writes only of `allowed_rmw`, at most
+    /// once each.
+    fn loads_once<S: Scene>(make: impl Fn() -> S, v: Victim, allowed_rmw: &[&str], twice: &[&str]) {
         let (s, reads) = clean(&make, v);
         assert!(!reads.is_empty(), "{v:?} read nothing?");
         for (word, (loads, rmw)) in named(&s, &reads) {
+            let most = if twice.contains(&word.as_str()) { 2 } else { 1 };
             assert!(
-                loads <= 1,
+                loads <= most,
                 "{v:?} loads {word} {loads} times: {:?}",
                 named(&s, &reads)
             );
@@ -1149,8 +1175,8 @@ mod tests {
             Victim::Batch(8),
             Victim::Send(30),
         ] {
-            loads_once(spsc_msgs, v, &[]);
-            loads_once(spsc_wrapped, v, &[]);
+            loads_once(spsc_msgs, v, &[], &[]);
+            loads_once(spsc_wrapped, v, &[], &[]);
         }
         // Full: the producer re-reads `head` once, then looks at the consumer.
         let spsc_full = || spsc_scene(0, &[100, 100], 0);
@@ -1162,16 +1188,20 @@ mod tests {
             named(&s, &reads)
         );
 
-        let mpsc_msgs = || mpsc_scene(0, &[5, 40, 60], 0, false);
+        // Less than half the ring: a longer batch releases on the way (each release
+        // looks at `producers_waiting` again, to decide on a wake-up).
+        let mpsc_msgs = || mpsc_scene(0, &[5, 40, 20], 0, false);
         let mpsc_wrapped = || mpsc_scene(0, &[100, 60, 60], 2, false);
         for v in [Victim::Recv, Victim::RecvGuard, Victim::Batch(8)] {
-            loads_once(mpsc_msgs, v, &[]);
-            loads_once(mpsc_wrapped, v, &[]);
+            loads_once(mpsc_msgs, v, &[], &[]);
+            loads_once(mpsc_wrapped, v, &[], &[]);
         }
-        // The claim's compare-and-swap reads `tail` a second time, as the atomic
-        // comparison with the value validated: it fails if `tail` changed since.
-        loads_once(mpsc_msgs, Victim::Send(30), &["tail"]);
-        loads_once(mpsc_wrapped, Victim::Send(90), &["tail"]);
+        // The claim's compare-and-swap reads `tail` again, as the atomic comparison
+        // with the value validated: it fails if `tail` changed since. When its
+        // cached `head` says full, the producer also reloads `tail` after `head`,
+        // only to compare it with the first value (a stale `t` means: start over).
+        loads_once(mpsc_msgs, Victim::Send(30), &["tail"], &[]);
+        loads_once(mpsc_wrapped, Victim::Send(90), &["tail"], &["tail"]);
     }
 
     /// The slow paths (nothing to receive, or no room) look at some words more than
@@ -1282,6 +1312,9 @@ mod tests {
         Ok(())
     }
 
+    /// A named way to make a scene.
+    type Make<S> = (&'static str, fn() -> S);
+
     /// Every read of `v`, struck with every hostile value for that word.
     fn flip_every_read<S: Scene>(make: impl Fn() -> S, v: Victim) -> usize {
         let (s, reads) = clean(&make, v);
@@ -1312,7 +1345,7 @@ mod tests {
     #[test]
     fn a_write_before_any_read_gives_valid_frames_or_errors() {
         let mut cases = 0;
-        let spsc: [(&str, fn() -> SpscScene); 4] = [
+        let spsc: [Make<SpscScene>; 4] = [
             ("messages", || spsc_scene(0, &[5, 40, 100], 0)),
             ("wrapped", || spsc_scene(0, &[100, 100, 60], 2)),
             ("empty", || spsc_scene(u64::MAX - 63, &[5], 1)),
@@ -1330,7 +1363,7 @@ mod tests {
                 cases += flip_every_read(make, v);
             }
         }
-        let mpsc: [(&str, fn() -> MpscScene); 4] = [
+        let mpsc: [Make<MpscScene>; 4] = [
             ("messages", || mpsc_scene(0, &[5, 40, 60], 0, false)),
             ("wrapped", || mpsc_scene(0, &[100, 60, 60], 2, false)),
             ("empty", || mpsc_scene(u64::MAX - 63, &[5], 1, false)),
@@ -1362,7 +1395,6 @@ mod tests {
     /// a single `recv_timeout` call looping as long as it likes, past its deadline
     /// (pitfall 26, HP-03: every call must be bounded).
     #[test]
-    #[ignore = "bug: the MPSC reclamation loop is unbounded against a racing peer"]
     fn reclamation_is_bounded_against_a_racing_peer() {
         let mut s = mpsc_scene(0, &[5], 1, false);
         let region = s.region.clone();
