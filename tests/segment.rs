@@ -173,15 +173,31 @@ fn role_seg_claim_fork() {
         "fork needs a single test thread, found {threads}"
     );
 
+    // The child says when it runs: until then its descriptor table is the parent's
+    // (the atfork handler that drops the endpoint's lock runs in the child, before
+    // `fork` returns there), and a parent killed in that window would read alive
+    // until the child is first scheduled.
+    let (ready_rx, ready_tx) = nix::unistd::pipe().expect("pipe");
     // SAFETY: this role process has only this thread and libtest's main thread,
     // which is idle waiting for the test result; the child makes only raw system
-    // calls (pause, _exit) and touches no lock or allocator.
+    // calls (write, pause) and touches no lock or allocator.
     match unsafe { nix::unistd::fork() }.expect("fork") {
-        nix::unistd::ForkResult::Child => loop {
-            // SAFETY: pause only sleeps until a signal arrives.
-            unsafe { libc::pause() };
-        },
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: writes one byte from a static to a descriptor this process owns.
+            unsafe { libc::write(ready_tx.as_raw_fd(), c"r".as_ptr().cast(), 1) };
+            loop {
+                // SAFETY: pause only sleeps until a signal arrives.
+                unsafe { libc::pause() };
+            }
+        }
         nix::unistd::ForkResult::Parent { child } => {
+            drop(ready_tx);
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                nix::unistd::read(&ready_rx, &mut byte).expect("read the child's byte"),
+                1,
+                "the forked child did not start"
+            );
             emit("forked", json!({ "child": child.as_raw() }));
             let _keep = seg;
             hang();

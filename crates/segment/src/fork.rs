@@ -14,6 +14,11 @@
 //! inherited handle can tell that it is in a child. The handler only does
 //! async-signal-safe work: atomic loads and stores and `dup3`.
 //!
+//! The handler runs in the child, before `fork` returns there. Until the child is
+//! first scheduled it still refers to the locked descriptions, so a parent killed
+//! within that instant reads alive until the child runs (microseconds, normally);
+//! from then on its death shows as usual.
+//!
 //! # Safety
 //! `pthread_atfork` is given a plain `extern "C" fn` that touches only statics of
 //! atomics and makes one system call per registered descriptor.
