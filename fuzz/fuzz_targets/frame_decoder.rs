@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(u16::from(h.slot) < slots);
                 assert!(h.kind == MPSC_MSG || (h.kind == MPSC_PAD && h.len >= 0));
                 if h.kind == MPSC_MSG {
-                    assert!(h.len.unsigned_abs() as usize <= frame::max_payload(cap));
+                    assert!(h.payload_len() <= frame::max_payload(cap), "{h:?}");
                 }
             }
         }

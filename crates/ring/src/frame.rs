@@ -320,6 +320,31 @@ mod tests {
         );
         let claimed = MpscHeader { len: -5, ..m };
         assert_eq!(decode_mpsc(claimed.encode(), 0, cap, 2), Ok(Some(claimed)));
+        // A claim of the largest message is -(max) - 1, one beyond max in magnitude
+        // (the frame_decoder fuzz target's own check once forgot the - 1).
+        let max = max_payload(cap);
+        let claimed_max = MpscHeader {
+            len: MpscHeader::claimed_len(max),
+            ..m
+        };
+        let decoded = decode_mpsc(claimed_max.encode(), 0, cap, 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(decoded.payload_len(), max);
+        assert!(
+            decode_mpsc(
+                MpscHeader {
+                    len: MpscHeader::claimed_len(max + 1),
+                    ..m
+                }
+                .encode(),
+                0,
+                cap,
+                2
+            )
+            .is_err(),
+            "a claim one byte over the maximum"
+        );
         assert!(
             decode_mpsc(
                 MpscHeader {

@@ -209,11 +209,6 @@ pub fn payload(seq: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Steer the exact model around the bugs its `#[ignore]`d regression tests (at the
-/// end of this file) describe, so that it keeps finding new ones. Set to `false`
-/// once they are fixed.
-const AVOID_KNOWN_BUGS: bool = false;
-
 const REGION_TAIL: usize = 0;
 const REGION_HEAD: usize = 128;
 
@@ -384,35 +379,21 @@ impl SpscRun {
         }
     }
 
+    /// Checks a receive's result against the model (for a hostile run: a valid
+    /// frame or an error, and a poisoned consumer repeats its error on every call).
     fn check_received(&mut self, r: Result<Vec<u8>, Error>) -> Result<(), Mismatch> {
-        self.check_received_as(r, true)
-    }
-
-    /// As `check_received`; `sticky`: whether a poisoned consumer must repeat its
-    /// error (not for `try_recv_batch(0)`, see `a_poisoned_consumer_stays_poisoned`).
-    fn check_received_as(
-        &mut self,
-        r: Result<Vec<u8>, Error>,
-        sticky: bool,
-    ) -> Result<(), Mismatch> {
         let max = self.model.max;
         if let Ok(m) = &r {
             check!(m.len() <= max, "received {} bytes > max {max}", m.len());
             self.stats.received += 1;
         }
         if self.hostile {
-            if let Some(p) = self.rx_poison
-                && (sticky || !AVOID_KNOWN_BUGS)
-            {
+            if let Some(p) = self.rx_poison {
                 check!(r == Err(p), "poisoned consumer returned {r:?}, not {p:?}");
             }
-            if let Err(e @ Error::Corrupted(c)) = r {
+            if let Err(e @ Error::Corrupted(_)) = r {
                 self.stats.corrupted += 1;
-                // A bad endpoint state word does not poison (see
-                // `a_poisoned_consumer_stays_poisoned`).
-                if !(AVOID_KNOWN_BUGS && c.what == "endpoint state") {
-                    self.rx_poison = Some(e);
-                }
+                self.rx_poison = Some(e);
             }
             return hostile_ok(&r, None, max);
         }
@@ -455,7 +436,7 @@ impl SpscRun {
                 self.check_received(Ok(m))?;
             }
             if r.is_err() {
-                self.check_received_as(r.map(|_| Vec::new()), max > 0)?;
+                self.check_received(r.map(|_| Vec::new()))?;
             }
             return Ok(());
         }
@@ -923,35 +904,21 @@ impl MpscRun {
         Ok(())
     }
 
+    /// Checks a receive's result against the model (for a hostile run: a valid
+    /// frame or an error, and a poisoned consumer repeats its error on every call).
     fn check_received(&mut self, r: Result<Vec<u8>, Error>) -> Result<(), Mismatch> {
-        self.check_received_as(r, true)
-    }
-
-    /// As `check_received`; `sticky`: whether a poisoned consumer must repeat its
-    /// error (not for `try_recv_batch(0)`, see `a_poisoned_consumer_stays_poisoned`).
-    fn check_received_as(
-        &mut self,
-        r: Result<Vec<u8>, Error>,
-        sticky: bool,
-    ) -> Result<(), Mismatch> {
         let max = self.model.max;
         if let Ok(m) = &r {
             check!(m.len() <= max, "received {} bytes > max {max}", m.len());
             self.stats.received += 1;
         }
         if self.hostile {
-            if let Some(p) = self.rx_poison
-                && (sticky || !AVOID_KNOWN_BUGS)
-            {
+            if let Some(p) = self.rx_poison {
                 check!(r == Err(p), "poisoned consumer returned {r:?}, not {p:?}");
             }
-            if let Err(e @ Error::Corrupted(c)) = r {
+            if let Err(e @ Error::Corrupted(_)) = r {
                 self.stats.corrupted += 1;
-                // A bad endpoint state word does not poison (see
-                // `a_poisoned_consumer_stays_poisoned`).
-                if !(AVOID_KNOWN_BUGS && c.what == "endpoint state") {
-                    self.rx_poison = Some(e);
-                }
+                self.rx_poison = Some(e);
             }
             return hostile_ok(&r, None, max);
         }
@@ -1013,7 +980,7 @@ impl MpscRun {
                 self.check_received(Ok(m))?;
             }
             if r.is_err() {
-                self.check_received_as(r.map(|_| Vec::new()), max > 0)?;
+                self.check_received(r.map(|_| Vec::new()))?;
             }
             return Ok(());
         }
