@@ -20,12 +20,13 @@ section "build (release, with failpoints) and examples"
 cargo build --release --workspace --all-targets --features failpoints
 
 section "unit, integration and cross-process tests"
-if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --release --workspace --all-targets --features failpoints --no-tests=pass
-else
-  echo "cargo-nextest not installed: running cargo test (install it with: cargo install cargo-nextest --locked)"
-  cargo test --release --workspace --all-targets --features failpoints
+# nextest runs every test in its own process, with the time-outs and the serial
+# group for spinning tests of .config/nextest.toml; plain `cargo test` has neither.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "cargo-nextest not installed: installing it (cargo install cargo-nextest --locked)"
+  cargo install cargo-nextest --locked
 fi
+cargo nextest run --release --workspace --all-targets --features failpoints --no-tests=pass
 
 section "doctests"
 cargo test --release --workspace --doc --features failpoints
