@@ -67,6 +67,37 @@ fn spsc_across_position_wrap() {
     });
 }
 
+/// A batch is published by one header store: the consumer never reads one of its
+/// frames early (a torn or stale payload) and gets both, in order. Without it the
+/// ordering sweep (MC-07) found the batch's `Release` untested.
+#[test]
+fn spsc_batch_is_published_whole() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc_ring(64, 0);
+        let t = thread::spawn(move || {
+            let msgs: [&[u8]; 2] = [&[1; 8], &[2; 16]];
+            match tx.try_send_batch(msgs) {
+                Ok(2) => {}
+                r => panic!("batch into an empty ring: {r:?}"),
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let r = rx.try_recv_batch(2, |m| {
+                assert!(m.iter().all(|&x| x == m[0]), "torn frame {m:?}");
+                got.push((m[0], m.len()));
+            });
+            match r {
+                Ok(0) => thread::yield_now(),
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, [(1, 8), (2, 16)]);
+        t.join().unwrap();
+    });
+}
+
 /// MC-02: a consumer that sleeps on an empty ring is always woken by a send.
 #[test]
 fn spsc_consumer_wakeup_is_never_lost() {
@@ -297,6 +328,33 @@ fn mpsc_batch_races_a_single_send() {
         assert!(got.contains(&3));
         ta.join().unwrap();
         tb.join().unwrap();
+    });
+}
+
+/// A producer reuses space while the consumer releases it: the consumer's zeroing
+/// of what it read comes before the producer's next frame there, and the producer
+/// never writes over a frame not yet read. (Every other MPSC model reuses only
+/// space released before its threads start; the ordering sweep, MC-07, found the
+/// consumer's `Release` of `head` untested without this one.)
+#[test]
+fn mpsc_reuses_space_the_consumer_is_releasing() {
+    loom::model(|| {
+        let cap = 64;
+        let (r, live) = mpsc_ring(cap, 1);
+        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 1, park(), live.clone()).unwrap();
+        let mut tx = mpsc_producer(&r, cap, 1, 0, &live);
+        // 16-byte payloads are 24-byte frames: the third needs the first's space.
+        let t = thread::spawn(move || {
+            for i in 1..=3u8 {
+                mpsc_send(&mut tx, &[i; 16]);
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 1..=3u8 {
+            mpsc_recv(&mut rx, &mut buf);
+            assert_eq!(buf, [i; 16]);
+        }
+        t.join().unwrap();
     });
 }
 
