@@ -61,6 +61,9 @@ fi
 # A private copy of the tracked files (with uncommitted edits), so that mutating a
 # file never touches the checkout; its own target directory, so that each mutant
 # recompiles only shmq-ring and the loom test.
+mkdir -p "$work"
+exec 9>"$work/lock"
+flock -n 9 || { echo "another ordering sweep is running in $work" >&2; exit 1; }
 rm -rf "$work/src"
 mkdir -p "$work/src"
 git ls-files -z | tar --null -T - -cf - | tar -xmf - -C "$work/src"  # -m: new mtimes, so cargo rebuilds
