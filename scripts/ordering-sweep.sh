@@ -49,11 +49,12 @@ sites() {
           }
           code = substr(code, RSTART + RLENGTH)
         }
-      }' "crates/ring/src/$f"
+      }' "$srcdir/$f"
   done
 }
 
 if [[ -n ${SWEEP_LIST:-} ]]; then
+  srcdir=crates/ring/src
   sites
   exit 0
 fi
@@ -67,6 +68,11 @@ flock -n 9 || { echo "another ordering sweep is running in $work" >&2; exit 1; }
 rm -rf "$work/src"
 mkdir -p "$work/src"
 git ls-files -z | tar --null -T - -cf - | tar -xmf - -C "$work/src"  # -m: new mtimes, so cargo rebuilds
+# The pristine sources every mutant is made from (edits to the checkout during a
+# sweep do not reach it).
+rm -rf "$work/orig"
+cp -r "$work/src/crates/ring/src" "$work/orig"
+srcdir=$work/orig
 export RUSTFLAGS="--cfg loom"
 export LOOM_MAX_PREEMPTIONS=2
 export CARGO_TARGET_DIR=$work/target
@@ -87,7 +93,7 @@ printf 'file\tline\toccurrence\tfrom\tto\toutcome\tfailed_models\tsource\tfuncti
 killed=0 survived=0 unexpected=0
 while IFS=$'\t' read -r f line k from to; do
   src=$work/src/crates/ring/src/$f
-  cp "crates/ring/src/$f" "$src"
+  cp "$srcdir/$f" "$src"
   text=$(sed -n "${line}p" "$src" | sed 's/^[[:space:]]*//')
   # The function the site is in (the last `fn name` above it).
   func=$(awk -v n="$line" 'NR <= n && match($0, /fn [A-Za-z0-9_]+/) { f = substr($0, RSTART + 3, RLENGTH - 3) } NR == n { print f; exit }' "$src")
@@ -105,7 +111,7 @@ while IFS=$'\t' read -r f line k from to; do
       }
       $0 = out rest
     }
-    { print }' "crates/ring/src/$f" >"$src"
+    { print }' "$srcdir/$f" >"$src"
   log=$work/mutant.log
   rc=0
   run_models "$log" || rc=$?
@@ -135,7 +141,7 @@ while IFS=$'\t' read -r f line k from to; do
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$f" "$line" "$k" "$from" "$to" "$outcome" "$failed" "$text" "$func" >>"$results"
   printf '%-9s %5s %-22s %-7s -> %-7s %-17s %s\n' "$f" "$line" "$func" "$from" "$to" "$outcome" "$failed"
-  cp "crates/ring/src/$f" "$src"
+  cp "$srcdir/$f" "$src"
 done < <(sites)
 
 echo

@@ -443,14 +443,14 @@ impl Producer {
                 return Ok(None);
             }
             me.claim.store(t | 1, Ordering::Relaxed);
-            // AcqRel: as in `claim_now`.
+            // Release: as in `claim_now`.
             if sh
                 .ctl
                 .tail
                 .compare_exchange_weak(
                     t,
                     t.wrapping_add(total),
-                    Ordering::AcqRel,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 )
                 .is_ok()
@@ -555,13 +555,21 @@ impl Producer {
             }
             // The intent, before the claim: see the module docs.
             me.claim.store(t | 1, Ordering::Relaxed);
-            // AcqRel: Release publishes our intent to a consumer that reads `tail`
-            // (Acquire) and then the intents; Acquire orders us after the previous
-            // claimer's CAS.
+            // Release: publishes our intent to a consumer that reads `tail` (Acquire)
+            // and then the intents; the CASes on `tail` form a release sequence, so
+            // that consumer sees every earlier claimer's intent too. No Acquire: we
+            // read nothing an earlier claimer wrote, and what the consumer wrote in
+            // the space we take (its zeroes) is ordered by our Acquire load of `head`
+            // (the ordering sweep, docs/RELIABILITY.md MC-07).
             if sh
                 .ctl
                 .tail
-                .compare_exchange_weak(t, t.wrapping_add(need), Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(
+                    t,
+                    t.wrapping_add(need),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 break (t, pad);
@@ -1213,8 +1221,10 @@ impl Consumer {
             incarnation: 0,
         }
         .encode();
-        // AcqRel: only replace exactly what we judged; a header that changed meanwhile
-        // is looked at again on the next round.
+        // A CAS, to replace exactly what we judged: a header that changed meanwhile
+        // is looked at again on the next round. Its atomicity is what matters; the
+        // orderings are stronger than needed (we alone read the padding we write; the
+        // dead producer's writes are ordered by its death), kept on this cold path.
         let done = sh
             .data
             .word(off)
