@@ -7,7 +7,7 @@
 # needed or not tested, and must be listed, with the reason, in
 # scripts/ordering-sweep.allow (reasons in docs/RELIABILITY.md, section MC-07).
 #
-#   bash scripts/ordering-sweep.sh               # every site (about 40 min here)
+#   bash scripts/ordering-sweep.sh               # every site (about 20 min here)
 #   SWEEP_FILES="ctl.rs wait.rs" bash scripts/ordering-sweep.sh
 #   SWEEP_LIST=1 bash scripts/ordering-sweep.sh  # only list the sites
 #

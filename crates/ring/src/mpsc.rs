@@ -559,8 +559,9 @@ impl Producer {
             // and then the intents; the CASes on `tail` form a release sequence, so
             // that consumer sees every earlier claimer's intent too. No Acquire: we
             // read nothing an earlier claimer wrote, and what the consumer wrote in
-            // the space we take (its zeroes) is ordered by our Acquire load of `head`
-            // (the ordering sweep, docs/RELIABILITY.md MC-07).
+            // the space we take (its zeroes) is ordered by our Acquire load of the
+            // `head` that made room for it, now or when we cached it (the ordering
+            // sweep, docs/RELIABILITY.md MC-07).
             if sh
                 .ctl
                 .tail
