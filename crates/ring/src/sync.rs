@@ -13,9 +13,12 @@
 pub(crate) use core::hint::spin_loop;
 #[cfg(not(any(loom, shmq_adversary)))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64};
+// `fence` is unused only in the negative-control build, which drops the fences.
 #[cfg(not(loom))]
+#[cfg_attr(shmq_negative_control, allow(unused_imports))]
 pub(crate) use core::sync::atomic::{Ordering, fence};
 #[cfg(loom)]
+#[cfg_attr(shmq_negative_control, allow(unused_imports))]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 #[cfg(all(shmq_adversary, not(loom)))]
