@@ -47,7 +47,8 @@ fn child_role() {
 /// Opens the MPSC channel NAME, reports `attached` (with its slot), sends COUNT
 /// messages of SIZE bytes as producer ID (MODE=reserve: written in place between
 /// claim and commit; MODE=slow: the same, sleeping 1 ms before each commit;
-/// MODE=send: copied), pausing 1 ms every PACE messages, then
+/// MODE=send: copied; MODE=batch: copied, 8 at a time with `try_send_batch`),
+/// pausing 1 ms every PACE messages, then
 /// reports `sent` and closes (THEN=close) or hangs (THEN=hang).
 fn role_send() {
     let name: String = arg("NAME");
@@ -59,6 +60,33 @@ fn role_send() {
     let mut tx = mpsc::Sender::open(&name, &Options::new()).expect("open sender");
     emit("attached", json!({ "slot": tx.slot().expect("slot") }));
     let mut buf = vec![0u8; size];
+    if mode == "batch" {
+        let mut bufs = vec![vec![0u8; size]; 8];
+        let mut seq = 0;
+        while seq < count {
+            let n = (count - seq).min(8) as usize;
+            for (k, b) in bufs[..n].iter_mut().enumerate() {
+                msg::fill(b, seq + k as u64, id);
+            }
+            let r = match tx.try_send_batch(bufs[..n].iter().map(Vec::as_slice)) {
+                Err(shmq::Error::Full) => tx.send(&bufs[0]).map(|()| 1),
+                r => r,
+            };
+            match r {
+                Ok(k) => seq += k as u64,
+                Err(e) => {
+                    emit("send_error", json!({ "why": why(&e), "sent": seq }));
+                    return;
+                }
+            }
+        }
+        emit("sent", json!({ "count": count }));
+        if arg::<String>("THEN") == "hang" {
+            let _keep = tx;
+            hang();
+        }
+        return;
+    }
     for seq in 0..count {
         let r = if mode == "reserve" || mode == "slow" {
             tx.reserve(size).map(|mut slot| {
@@ -328,6 +356,11 @@ fn an_anonymous_channel_fans_in_from_forked_producers() {
 /// stream; it is SIGKILLed. Every other message arrives, in order, once.
 #[cfg(feature = "failpoints")]
 fn victim_killed_at(point: &str) {
+    victim_killed_at_sending(point, "send");
+}
+
+/// As [`victim_killed_at`], the victim sending with MODE (`send` or `batch`).
+fn victim_killed_at_sending(point: &str, mode: &str) {
     let wd = Watchdog::new(point);
     let names = Names::new();
     let name = names.name("mpsc-victim");
@@ -344,7 +377,10 @@ fn victim_killed_at(point: &str) {
             .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
             .collect();
         wait_received(&progress, 300);
-        let mut victim = sender(&wd, &name, 0, n).failpoint(point).spawn(&wd);
+        let mut victim = sender(&wd, &name, 0, n)
+            .arg("MODE", mode)
+            .failpoint(point)
+            .spawn(&wd);
         assert_eq!(victim.wait_failpoint(), format!("reached {point}"));
         let mut stalled_at = None;
         if !committed_before_stop {
@@ -415,6 +451,16 @@ fn a_producer_killed_after_claim_is_reclaimed_and_the_others_go_on() {
 #[test]
 fn a_producer_killed_mid_payload_is_reclaimed_and_the_others_go_on() {
     victim_killed_at("mid_payload");
+}
+
+/// A batch: every frame's payload written, none published. The whole batch is
+/// reclaimed and none of it delivered (once, the later frames had their positive
+/// lengths already, and a death before one of them left payload bytes where the
+/// consumer looked for a header).
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_mid_batch_is_reclaimed_whole_and_the_others_go_on() {
+    victim_killed_at_sending("mid_payload", "batch");
 }
 
 #[cfg(feature = "failpoints")]

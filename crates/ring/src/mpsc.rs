@@ -359,26 +359,38 @@ impl Producer {
         failpoint::hit("after_claim");
         let sh = &self.sh;
         let o = (t & sh.mask) as usize;
-        // The first header, negative, at once (the claim's owner is then known), then
+        // Every frame's header, negative, before any payload: the claims' owner is
+        // then known for each, so that if we die mid-batch the consumer reclaims
+        // frame by frame and never meets payload bytes where it looks for a
+        // header (a claim without a header must read 0 up to the next one). Then
         // the intent can go.
-        sh.data.word(o).store(
-            self.header(MpscHeader::claimed_len(first.len()), MPSC_MSG),
-            Ordering::Relaxed,
-        );
-        // Release: a consumer that reads our intent as cleared sees our header.
-        sh.slot(self.slot).claim.store(NO_CLAIM, Ordering::Release);
         let mut at = o;
-        for (i, m) in batch[..n].iter().enumerate() {
-            sh.data.write(at + HEADER_LEN, m);
-            if i > 0 {
-                // Relaxed: published by the first frame's Release header store below.
-                sh.data
-                    .word(at)
-                    .store(self.header(m.len() as i32, MPSC_MSG), Ordering::Relaxed);
-            }
+        for m in &batch[..n] {
+            // Relaxed: ordered before the intent's clearing below (Release).
+            sh.data.word(at).store(
+                self.header(MpscHeader::claimed_len(m.len()), MPSC_MSG),
+                Ordering::Relaxed,
+            );
             at += frame::frame_len(m.len());
         }
         debug_assert_eq!(at - o, total as usize);
+        // Release: a consumer that reads our intent as cleared sees our headers.
+        sh.slot(self.slot).claim.store(NO_CLAIM, Ordering::Release);
+        let mut at = o;
+        for m in &batch[..n] {
+            sh.data.write(at + HEADER_LEN, m);
+            at += frame::frame_len(m.len());
+        }
+        failpoint::hit("mid_payload");
+        // The later frames' positive lengths. Relaxed: published by the first
+        // frame's Release header store below (a consumer reads them only after it).
+        let mut at = o + frame::frame_len(first.len());
+        for m in &batch[1..n] {
+            sh.data
+                .word(at)
+                .store(self.header(m.len() as i32, MPSC_MSG), Ordering::Relaxed);
+            at += frame::frame_len(m.len());
+        }
         failpoint::hit("before_commit");
         // Release: pairs with the consumer's Acquire load of this header; every frame
         // of the batch (payloads and headers) is visible before it.
