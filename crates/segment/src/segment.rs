@@ -616,19 +616,21 @@ impl Segment {
     /// [`Error::NoSuchEndpoint`]; [`Error::EndpointBusy`] if a live process holds it.
     pub fn claim_endpoint(&self, index: u16) -> Result<()> {
         let record = self.record(index)?;
+        {
+            // Keep this marker out of children that fork without exec (see fork.rs).
+            // Registered before the lock is taken, so that a thread forking while we
+            // lock cannot hand the marker to its child.
+            let mut guard = self.fork_guard.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(crate::fork::register(self.fd.as_raw_fd()));
+            }
+        }
         if !sys::try_lock(
             &self.fd,
             ENDPOINT_LOCK_BASE + i64::from(index),
             LockKind::Exclusive,
         )? {
             return Err(Error::EndpointBusy { index });
-        }
-        {
-            // Keep this marker out of children that fork without exec (see fork.rs).
-            let mut guard = self.fork_guard.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.is_none() {
-                *guard = Some(crate::fork::register(self.fd.as_raw_fd()));
-            }
         }
         record
             .pid
@@ -1071,9 +1073,10 @@ fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result
     if let Err(e) = size_object(&fd, total, opts) {
         return Err(undo(&fd, e));
     }
-    let probe = fd
-        .try_clone()
-        .map_err(|source| Error::Os { op: "dup", source })?;
+    let probe = match fd.try_clone() {
+        Ok(p) => p,
+        Err(source) => return Err(undo(&fd, Error::Os { op: "dup", source })),
+    };
     let seg =
         Segment::map_new(fd, place.backing(), layout, total, opts).map_err(|e| undo(&probe, e))?;
     Ok(Creating { seg: Some(seg) })
