@@ -410,6 +410,9 @@ impl Producer {
         let cap = sh.cap as u64;
         let me = sh.slot(self.slot);
         let backoff = Backoff::new();
+        // After a failed CAS our intent still names the old `tail`: every way out
+        // but a successful claim withdraws it (Relaxed: our own word, as in
+        // `claim_now`), or a consumer would keep bounding dead gaps by it.
         for _ in 0..MAX_CLAIM_ATTEMPTS {
             // Relaxed: only the expected value of the CAS below.
             let t = sh.ctl.tail.load(Ordering::Relaxed);
@@ -420,6 +423,7 @@ impl Producer {
                     value: t,
                 };
                 self.poisoned = Some(c);
+                me.claim.store(NO_CLAIM, Ordering::Relaxed);
                 return Err(Error::Corrupted(c));
             }
             let to_end = cap - (t & sh.mask);
@@ -427,16 +431,18 @@ impl Producer {
             if t.wrapping_sub(self.cached_head).wrapping_add(first) > cap {
                 // Acquire: as in `claim_now`.
                 let head = sh.ctl.head.pos.load(Ordering::Acquire);
-                if sh.ctl.tail.load(Ordering::Relaxed) != t {
-                    continue;
-                }
                 if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
+                    // Relaxed: as in `claim_now`, a `tail` read after `head`.
+                    if sh.ctl.tail.load(Ordering::Relaxed) != t {
+                        continue;
+                    }
                     let c = Corruption {
                         what: "head out of range",
                         position: t,
                         value: head,
                     };
                     self.poisoned = Some(c);
+                    me.claim.store(NO_CLAIM, Ordering::Relaxed);
                     return Err(Error::Corrupted(c));
                 }
                 self.cached_head = head;
@@ -452,8 +458,10 @@ impl Producer {
                 total += f;
             }
             if n == 0 {
+                me.claim.store(NO_CLAIM, Ordering::Relaxed);
                 return Ok(None);
             }
+            // The intent, before the claim (Relaxed: published by the CAS's Release).
             me.claim.store(t | 1, Ordering::Relaxed);
             // Release: as in `claim_now`.
             if sh
@@ -543,13 +551,15 @@ impl Producer {
                 // Acquire: pairs with the consumer's Release store of `head`: the bytes
                 // it released (and zeroed) are ours to write once we see it.
                 let head = sh.ctl.head.pos.load(Ordering::Acquire);
-                // Our `t` may be laps old (we may have been preempted since loading
-                // it): judge `head` against a `tail` read after it. If `tail` did not
-                // move meanwhile, a true `head` cannot be past it.
-                if sh.ctl.tail.load(Ordering::Relaxed) != t {
-                    continue;
-                }
                 if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
+                    // Our `t` may be laps old (we may have been preempted since
+                    // loading it), and a true `head` past it looks out of range:
+                    // judge `head` only against a `tail` read after it (Relaxed: a
+                    // value to compare). A stale `t` that passes the check is
+                    // harmless: it only overstates the room, and the CAS fails.
+                    if sh.ctl.tail.load(Ordering::Relaxed) != t {
+                        continue;
+                    }
                     let c = Corruption {
                         what: "head out of range",
                         position: t,

@@ -613,6 +613,9 @@ impl Producer {
         };
         let mut pos = start;
         while end.wrapping_sub(pos).wrapping_sub(1) < self.cap as u64 {
+            // Relaxed: the consumer reads these zeroes (the next frame's end marker)
+            // only after the Release header store of a later commit publishes them;
+            // the space is ours (below `cached_head + cap`, Acquire-loaded).
             self.data
                 .word((pos & self.mask) as usize)
                 .store(0, Ordering::Relaxed);
