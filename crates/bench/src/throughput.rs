@@ -12,8 +12,8 @@
 //!
 //! Transports: `shmq-spsc` (batch send and receive, `try_send_batch` and
 //! `try_recv_batch`), `shmq-mpsc` with 1, 2, 4 producer processes (the same batch
-//! calls), `pipe` and `uds-stream` (one `write` per message;
-//! the receiver reads through a 256 KiB buffer), and `memcpy` (one thread copying
+//! calls), `pipe` and `uds-stream` (the producer writes the same batches, one
+//! `write` per batch; the receiver reads through a 256 KiB buffer), and `memcpy` (one thread copying
 //! each message into a ring-sized buffer: the copy limit).
 
 use std::fmt;
@@ -379,6 +379,60 @@ fn recv_batch(size: usize, capacity: u64) -> usize {
     (capacity as usize / 2 / frame).clamp(1, 256)
 }
 
+/// The two shmq senders, for [`send_all`].
+trait BatchSender {
+    /// `try_send_batch`: as many as fit now, one claim and one publication.
+    fn try_batch(&mut self, msgs: &[Vec<u8>]) -> shmq::Result<usize>;
+    /// `send`: one message, waiting for room as the channel's strategy says.
+    fn send_one(&mut self, msg: &[u8]) -> shmq::Result<()>;
+}
+
+impl BatchSender for spsc::Sender {
+    fn try_batch(&mut self, msgs: &[Vec<u8>]) -> shmq::Result<usize> {
+        self.try_send_batch(msgs.iter().map(Vec::as_slice))
+    }
+    fn send_one(&mut self, msg: &[u8]) -> shmq::Result<()> {
+        self.send(msg)
+    }
+}
+
+impl BatchSender for mpsc::Sender {
+    fn try_batch(&mut self, msgs: &[Vec<u8>]) -> shmq::Result<usize> {
+        self.try_send_batch(msgs.iter().map(Vec::as_slice))
+    }
+    fn send_one(&mut self, msg: &[u8]) -> shmq::Result<()> {
+        self.send(msg)
+    }
+}
+
+/// The shmq producers' loop: `count` messages of `size` bytes from `producer`,
+/// stamped in batches of [`send_batch`] and sent with one `try_send_batch` each;
+/// when the ring is full, one message goes with `send`, which waits for room.
+fn send_all(tx: &mut impl BatchSender, size: usize, producer: u64, count: u64) -> Result<()> {
+    let b = send_batch(size);
+    let mut bufs = vec![vec![0u8; size]; b];
+    let mut seq = 0;
+    while seq < count {
+        let n = (count - seq).min(b as u64) as usize;
+        for (k, buf) in bufs[..n].iter_mut().enumerate() {
+            stamp(buf, producer, seq + k as u64);
+        }
+        let mut sent = 0;
+        while sent < n {
+            match tx.try_batch(&bufs[sent..n]) {
+                Ok(k) => sent += k,
+                Err(shmq::Error::Full) => {
+                    tx.send_one(&bufs[sent])?;
+                    sent += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        seq += n as u64;
+    }
+    Ok(())
+}
+
 fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     let cap = ring_capacity(plan.size, plan.capacity);
     let opts = Options::new().capacity(cap);
@@ -389,31 +443,7 @@ fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     let child = process::spawn(cpu, move || {
         let _ = tx.try_reserve(size)?; // attach before the clock starts
         wait_for_gun(&trigger)?;
-        let b = send_batch(size);
-        let mut bufs = vec![vec![0u8; size]; b];
-        let mut seq = 0;
-        while seq < count {
-            let n = (count - seq).min(b as u64) as usize;
-            for (k, buf) in bufs[..n].iter_mut().enumerate() {
-                stamp(buf, 0, seq + k as u64);
-            }
-            let mut sent = 0;
-            while sent < n {
-                match tx.try_send_batch(bufs[sent..n].iter().map(Vec::as_slice)) {
-                    Ok(k) => sent += k,
-                    Err(shmq::Error::Full) => {
-                        // Wait for room as the channel's strategy says.
-                        let mut slot = tx.reserve(size)?;
-                        slot.copy_from_slice(&bufs[sent]);
-                        slot.commit();
-                        sent += 1;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            seq += n as u64;
-        }
-        Ok(())
+        send_all(&mut tx, size, 0, count)
     });
     let child = child?;
     let _ = rx.try_recv(); // attach before the clock starts
@@ -447,32 +477,7 @@ fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Resul
         let child = process::spawn(cpu, move || {
             mine.slot()?; // attach before the clock starts
             wait_for_gun(&trigger)?;
-            // As for SPSC: batches through `try_send_batch` (one claim and one
-            // publication per batch), waiting for room with `reserve`.
-            let b = send_batch(size);
-            let mut bufs = vec![vec![0u8; size]; b];
-            let mut seq = 0;
-            while seq < per {
-                let n = (per - seq).min(b as u64) as usize;
-                for (k, buf) in bufs[..n].iter_mut().enumerate() {
-                    stamp(buf, u64::from(id), seq + k as u64);
-                }
-                let mut sent = 0;
-                while sent < n {
-                    match mine.try_send_batch(bufs[sent..n].iter().map(Vec::as_slice)) {
-                        Ok(k) => sent += k,
-                        Err(shmq::Error::Full) => {
-                            let mut slot = mine.reserve(size)?;
-                            slot.copy_from_slice(&bufs[sent]);
-                            slot.commit();
-                            sent += 1;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                seq += n as u64;
-            }
-            Ok(())
+            send_all(&mut mine, size, u64::from(id), per)
         });
         children.push(child?);
     }
@@ -506,10 +511,20 @@ where
     let size = plan.size;
     let child = process::spawn(cpu, move || {
         wait_for_gun(&trigger)?;
-        let mut buf = vec![0u8; size];
-        for seq in 0..count {
-            stamp(&mut buf, 0, seq);
-            wr.write_all(&buf)?;
+        // Batches as the shmq producers make them: `send_batch` messages stamped
+        // into one buffer and handed over with one `write` (as many as the kernel
+        // takes at a time), so that no transport is timed with more calls per
+        // message than another.
+        let b = send_batch(size);
+        let mut buf = vec![0u8; size * b];
+        let mut seq = 0;
+        while seq < count {
+            let n = (count - seq).min(b as u64) as usize;
+            for (k, msg) in buf.chunks_exact_mut(size).take(n).enumerate() {
+                stamp(msg, 0, seq + k as u64);
+            }
+            wr.write_all(&buf[..n * size])?;
+            seq += n as u64;
         }
         Ok(())
     });
