@@ -80,7 +80,7 @@ fn send_recv(c: &mut Criterion) {
 
 fn batches(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch_64B");
-    let msg = vec![0x5a; 64];
+    let msg = [0x5au8; 64];
     for batch in [1usize, 8, 64, 256] {
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_with_input(BenchmarkId::new("spsc", batch), &batch, |b, &batch| {
@@ -101,8 +101,12 @@ fn batches(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("mpsc", batch), &batch, |b, &batch| {
             let (mut tx, mut rx) = mpsc_pair();
             b.iter(|| {
-                for _ in 0..batch {
-                    tx.try_send(&msg).expect("send");
+                // MPSC batches hold at most 64 messages: one call per 64.
+                let mut sent = 0;
+                while sent < batch {
+                    sent += tx
+                        .try_send_batch(std::iter::repeat_n(&msg[..], batch - sent))
+                        .expect("send");
                 }
                 let got = rx
                     .try_recv_batch(batch, |m| {

@@ -10,11 +10,13 @@
 //! that a transport that hands the bytes over in place (shmq) pays for bringing
 //! them to the receiver's CPU as the kernel transports do with their copy.
 //!
-//! Transports: `shmq-spsc` (batch send and receive, `try_send_batch` and
-//! `try_recv_batch`), `shmq-mpsc` with 1, 2, 4 producer processes (the same batch
-//! calls), `pipe` and `uds-stream` (the producer writes the same batches, one
-//! `write` per batch; the receiver reads through a 256 KiB buffer), and `memcpy` (one thread copying
-//! each message into a ring-sized buffer: the copy limit).
+//! Transports: `shmq-spsc` (`try_send_batch`, `try_recv_batch`), `shmq-mpsc` with
+//! 1, 2, 4 producer processes (the same calls), `pipe` and `uds-stream` (one
+//! `write` per batch; the receiver reads through a 256 KiB buffer), and `memcpy`
+//! (one thread copying each message into a ring-sized buffer: the copy limit).
+//! Every producer hands over the same number of messages per call (`--batch`,
+//! default 64; `--batch 1` sends message by message), so that no transport is
+//! timed with more calls per message than another.
 
 use std::fmt;
 use std::fs::File;
@@ -66,6 +68,11 @@ pub struct Args {
     /// at least 8 messages).
     #[arg(long, default_value_t = 1 << 20)]
     pub capacity: u64,
+    /// Messages a producer hands over per call, for every transport alike
+    /// (`try_send_batch` for shmq, one `write` for the kernel's): at most this
+    /// many, and no more than 64 KiB of them. 1 sends message by message.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
     /// One JSON object per row instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -184,6 +191,8 @@ pub struct Plan {
     pub capacity: u64,
     /// Pin the receiver and the producers to two different CPUs.
     pub pin: bool,
+    /// Most messages per send call (see [`Args::batch`]).
+    pub batch: usize,
 }
 
 /// Writes the producer, the sequence number and the trailer into `msg`.
@@ -367,9 +376,10 @@ fn reap_all(children: Vec<process::Child>) -> Result<()> {
     first
 }
 
-/// Messages the SPSC producer hands to one `try_send_batch`: up to 64 KiB of them.
-fn send_batch(size: usize) -> usize {
-    (65536 / size).clamp(1, 64)
+/// Messages a producer hands over per call: at most `batch`, and no more than
+/// 64 KiB of them (but at least one).
+fn send_batch(size: usize, batch: usize) -> usize {
+    (65536 / size).min(batch).max(1)
 }
 
 /// Messages the receiver takes per `try_recv_batch`: up to 256, and no more than
@@ -408,8 +418,13 @@ impl BatchSender for mpsc::Sender {
 /// The shmq producers' loop: `count` messages of `size` bytes from `producer`,
 /// stamped in batches of [`send_batch`] and sent with one `try_send_batch` each;
 /// when the ring is full, one message goes with `send`, which waits for room.
-fn send_all(tx: &mut impl BatchSender, size: usize, producer: u64, count: u64) -> Result<()> {
-    let b = send_batch(size);
+fn send_all(
+    tx: &mut impl BatchSender,
+    (size, batch): (usize, usize),
+    producer: u64,
+    count: u64,
+) -> Result<()> {
+    let b = send_batch(size, batch);
     let mut bufs = vec![vec![0u8; size]; b];
     let mut seq = 0;
     while seq < count {
@@ -439,11 +454,11 @@ fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     let (mut tx, mut rx) = spsc::anonymous(&opts)?;
     let gun = Gun::new()?;
     let trigger = gun.trigger()?;
-    let size = plan.size;
+    let (size, batch) = (plan.size, plan.batch);
     let child = process::spawn(cpu, move || {
         let _ = tx.try_reserve(size)?; // attach before the clock starts
         wait_for_gun(&trigger)?;
-        send_all(&mut tx, size, 0, count)
+        send_all(&mut tx, (size, batch), 0, count)
     });
     let child = child?;
     let _ = rx.try_recv(); // attach before the clock starts
@@ -469,7 +484,7 @@ fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Resul
     let opts = Options::new().capacity(cap).max_producers(producers);
     let (tx, mut rx) = mpsc::anonymous(&opts)?;
     let gun = Gun::new()?;
-    let size = plan.size;
+    let (size, batch) = (plan.size, plan.batch);
     let mut children = Vec::new();
     for id in 0..producers {
         let mut mine = tx.try_clone()?;
@@ -477,7 +492,7 @@ fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Resul
         let child = process::spawn(cpu, move || {
             mine.slot()?; // attach before the clock starts
             wait_for_gun(&trigger)?;
-            send_all(&mut mine, size, u64::from(id), per)
+            send_all(&mut mine, (size, batch), u64::from(id), per)
         });
         children.push(child?);
     }
@@ -508,14 +523,14 @@ where
 {
     let gun = Gun::new()?;
     let trigger = gun.trigger()?;
-    let size = plan.size;
+    let (size, batch) = (plan.size, plan.batch);
     let child = process::spawn(cpu, move || {
         wait_for_gun(&trigger)?;
         // Batches as the shmq producers make them: `send_batch` messages stamped
         // into one buffer and handed over with one `write` (as many as the kernel
         // takes at a time), so that no transport is timed with more calls per
         // message than another.
-        let b = send_batch(size);
+        let b = send_batch(size, batch);
         let mut buf = vec![0u8; size * b];
         let mut seq = 0;
         while seq < count {
@@ -634,6 +649,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 messages: args.messages_for(size),
                 capacity: args.capacity,
                 pin: !args.no_pin,
+                batch: args.batch,
             };
             for &(flow, p) in &runs {
                 bar.set_prefix(format!("{flow} x{p} {size} B"));
@@ -656,7 +672,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
         }
     } else {
         let pinned = !args.no_pin && process::cpu_pair().is_some();
-        write!(out, "{}", render(&rows, pinned))?;
+        write!(out, "{}", render(&rows, pinned, args.batch))?;
     }
     out.flush()?;
     Ok(())
@@ -709,10 +725,11 @@ fn find(rows: &[Row], flow: Flow, size: usize) -> Option<&Row> {
 }
 
 /// The table and the goals below it.
-pub fn render(rows: &[Row], pinned: bool) -> String {
+pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
     let mut s = format!(
         "# one way, receiver {}; the receiver checks every message and reads all its \
-         bytes;\n# msgs/s and GB/s (10^9 bytes) of payload\n",
+         bytes;\n# producers send up to {batch} messages (at most 64 KiB) per call, \
+         every transport alike;\n# msgs/s and GB/s (10^9 bytes) of payload\n",
         if pinned {
             "and producers pinned to two different CPUs"
         } else {
@@ -862,7 +879,7 @@ mod tests {
             row(Flow::ShmqSpsc, 4096, 1_000_000, Duration::from_secs(1)),
             row(Flow::Pipe, 4096, 500_000, Duration::from_secs(1)),
         ];
-        let t = render(&rows, true);
+        let t = render(&rows, true, 64);
         assert!(t.contains("30.00 (goal >= 25)  met"), "{t}");
         assert!(t.contains("2.00 (goal >= 4)  NOT met"), "{t}");
     }
@@ -912,8 +929,10 @@ mod tests {
         assert_eq!(ring_capacity(64, 1 << 20), 1 << 20);
         let c = ring_capacity(65536, 1 << 16);
         assert!(c >= 8 * 65536 && c.is_power_of_two());
-        assert_eq!(send_batch(64), 64);
-        assert_eq!(send_batch(65536), 1);
+        assert_eq!(send_batch(64, 64), 64);
+        assert_eq!(send_batch(64, 1), 1);
+        assert_eq!(send_batch(65536, 64), 1);
+        assert_eq!(send_batch(64, 0), 1);
         assert_eq!(recv_batch(64, 1 << 20), 256);
         assert_eq!(recv_batch(65536, 1 << 20), 7);
         assert_eq!(recv_batch(65536, 1 << 16), 1);

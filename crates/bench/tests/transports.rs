@@ -70,6 +70,7 @@ fn flows_deliver() {
                 messages: 300,
                 capacity: 1 << 16,
                 pin: true,
+                batch: 8,
             };
             let row = throughput::measure(flow, producers, &plan)
                 .unwrap_or_else(|e| panic!("{flow} x{producers} {size} B: {e}"));
