@@ -8,11 +8,20 @@ messages=1000000
 name="/futex-count-$$"
 bin=target/release/examples
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-"$bin/consumer" --name "$name" --count "$messages" >/dev/null &
+consumer=
+# Whatever happens (strace refused, the producer failing), no consumer is left
+# waiting and no segment left behind.
+cleanup() {
+  if [ -n "$consumer" ]; then kill "$consumer" 2>/dev/null || true; fi
+  rm -f "$out" "/dev/shm${name}"
+}
+trap cleanup EXIT
+timeout 120 "$bin/consumer" --name "$name" --count "$messages" >/dev/null &
 consumer=$!
-strace -f -c -e trace=futex -o "$out" "$bin/producer" --name "$name" --count "$messages" --size 64 >/dev/null
+timeout 120 strace -f -c -e trace=futex -o "$out" \
+  "$bin/producer" --name "$name" --count "$messages" --size 64 >/dev/null
 wait "$consumer"
+consumer=
 calls=$(awk '$NF == "futex" { print $4 }' "$out")
 calls=${calls:-0}
 echo "producer process: $calls futex calls for $messages messages"
