@@ -268,7 +268,7 @@ fn endpoints(s: &mut String, out: &Out, r: &Report) {
         };
         t.row(vec![
             Cell::plain(format!("  {}", e.role)),
-            Cell::styled(report::status_word(r, e), report::status_style(e.status)),
+            Cell::styled(e.status.as_str(), report::status_style(e.status)),
             Cell::plain(pid),
             Cell::plain(e.attaches.to_string()),
         ]);

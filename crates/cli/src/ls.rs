@@ -75,7 +75,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
             None => "-".into(),
         };
         let (producers, p_style) = report::producers_summary(r);
-        let (consumer, c_style) = report::one_status(r, report::consumer(r));
+        let (consumer, c_style) = report::one_status(report::consumer(r));
         let (state, s_style) = report::state_word(r);
         table.row(vec![
             Cell::plain(name.as_str()),

@@ -173,10 +173,11 @@ fn stale_detail(r: &Report) -> String {
     let dead: Vec<&str> = r
         .endpoints
         .iter()
-        .filter(|e| e.status == EndpointStatus::Dead)
+        .filter(|e| matches!(e.status, EndpointStatus::Dead | EndpointStatus::Gone))
         .map(|e| e.role.as_str())
         .collect();
     if !dead.is_empty() {
+        // Gone and dead come together: the ring is unreadable (gone) or not.
         let word = if r.ring.is_none() { "gone" } else { "dead" };
         parts.push(format!("{word}: {}", dead.join(", ")));
     }

@@ -75,9 +75,9 @@ fn ascii(magic: u64) -> String {
 }
 
 /// Every header field, each checked against what a creator of this build
-/// writes. The library's validation stops at the first failed check; these
-/// checks look at every field, so that a header damaged in several places has
-/// each place named.
+/// writes, so that `inspect` can mark each damaged field on its own row. Some of
+/// these checks repeat the library's (`Report.problems`, which lists every
+/// failed check as text); [`problems`] does not list those twice.
 pub fn header_fields(r: &Report) -> Vec<HeaderField> {
     let h = &r.header;
     let f = |label, mentions, value: String, bad: Option<String>| HeaderField {
@@ -234,45 +234,39 @@ pub fn producers(r: &Report) -> &[EndpointReport] {
     r.endpoints.get(1..).unwrap_or(&[])
 }
 
-/// An endpoint's status as a word: `never`, `alive`, `closed`, `dead`, or `gone`
-/// (not alive, in a segment whose ring could not be read to tell which).
-pub fn status_word(_r: &Report, e: &EndpointReport) -> &'static str {
-    e.status.as_str()
-}
-
-/// One endpoint's status as a word (see [`status_word`]), or `-` if unknown.
-pub fn one_status(r: &Report, e: Option<&EndpointReport>) -> (String, Style) {
+/// One endpoint's status as a word ([`EndpointStatus::as_str`]), or `-` if unknown.
+pub fn one_status(e: Option<&EndpointReport>) -> (String, Style) {
     match e {
-        Some(e) => (status_word(r, e).to_owned(), status_style(e.status)),
+        Some(e) => (e.status.as_str().to_owned(), status_style(e.status)),
         None => ("-".into(), Style::Dim),
     }
 }
 
 /// Producers in a few words: SPSC `alive`; MPSC `2 alive, 1 dead` (slots never
-/// used are not counted), or `none`.
+/// used are not counted; `gone` where the ring is unreadable), or `none`.
 pub fn producers_summary(r: &Report) -> (String, Style) {
     let ps = producers(r);
     if !r.kind.is_some_and(ChannelKind::is_mpsc) && ps.len() <= 1 {
-        return one_status(r, ps.first());
+        return one_status(ps.first());
     }
     let count = |s| ps.iter().filter(|e| e.status == s).count();
-    let (alive, dead, closed) = (
-        count(EndpointStatus::Alive),
-        count(EndpointStatus::Dead),
-        count(EndpointStatus::Closed),
-    );
     let mut parts = Vec::new();
-    let dead_word = if r.ring.is_none() { "gone" } else { "dead" };
-    for (n, word) in [(alive, "alive"), (dead, dead_word), (closed, "closed")] {
+    for s in [
+        EndpointStatus::Alive,
+        EndpointStatus::Dead,
+        EndpointStatus::Gone,
+        EndpointStatus::Closed,
+    ] {
+        let n = count(s);
         if n > 0 {
-            parts.push(format!("{n} {word}"));
+            parts.push(format!("{n} {}", s.as_str()));
         }
     }
-    let style = if dead > 0 {
+    let style = if count(EndpointStatus::Dead) > 0 {
         Style::Red
-    } else if alive > 0 {
+    } else if count(EndpointStatus::Alive) > 0 {
         Style::Green
-    } else if closed > 0 {
+    } else if count(EndpointStatus::Closed) + count(EndpointStatus::Gone) > 0 {
         Style::Yellow
     } else {
         Style::Dim
@@ -338,10 +332,10 @@ fn end_view(v: &EndView) -> Value {
 }
 
 /// A segment endpoint (liveness, pid, attaches) as JSON.
-fn endpoint(r: &Report, e: &EndpointReport) -> Value {
+fn endpoint(e: &EndpointReport) -> Value {
     json!({
         "role": e.role,
-        "status": status_word(r, e),
+        "status": e.status.as_str(),
         "pid": e.pid,
         "attaches": e.attaches,
     })
@@ -381,8 +375,8 @@ pub fn report_json(r: &Report, full: bool) -> Value {
         "message_bytes": ring.map(|v| v.message_bytes),
         "uncommitted": ring.map(|v| v.uncommitted),
         "received": ring.map(|v| v.received),
-        "consumer": consumer(r).map(|e| endpoint(r, e)),
-        "producers": producers(r).iter().map(|e| endpoint(r, e)).collect::<Vec<_>>(),
+        "consumer": consumer(r).map(endpoint),
+        "producers": producers(r).iter().map(endpoint).collect::<Vec<_>>(),
         "in_use": r.in_use,
         "stale": r.is_stale(),
         "damaged": is_damaged(r),

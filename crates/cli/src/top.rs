@@ -207,7 +207,7 @@ fn row(r: &Report, rate: Option<(f64, f64)>, elapsed: f64) -> String {
         .as_ref()
         .map_or("-".into(), |v| v.received.to_string());
     let (producers, _) = report::producers_summary(r);
-    let (consumer, _) = report::one_status(r, report::consumer(r));
+    let (consumer, _) = report::one_status(report::consumer(r));
     format!(
         "{:>7.1}s {msgs:>9} {bytes:>12} {fill:>6} {waiting:>9} {received:>11}  {producers:<10} {consumer:<8}",
         elapsed
@@ -228,7 +228,7 @@ fn json_line(r: &Report, rate: Option<(f64, f64)>, elapsed: f64) -> serde_json::
         "messages": v.map(|v| v.messages),
         "received": v.map(|v| v.received),
         "producers": report::producers_summary(r).0,
-        "consumer": report::one_status(r, report::consumer(r)).0,
+        "consumer": report::one_status(report::consumer(r)).0,
         "problems": report::problems(r),
     })
 }
@@ -284,7 +284,7 @@ fn block(r: &Report, rate: Option<(f64, f64)>, interval: Duration, out: &Out) ->
         line(&mut s, "received", format!("{} in all", v.received));
     }
     let (p, ps) = report::producers_summary(r);
-    let (c, cs) = report::one_status(r, report::consumer(r));
+    let (c, cs) = report::one_status(report::consumer(r));
     line(&mut s, "producers", out.paint(&p, ps));
     line(&mut s, "consumer", out.paint(&c, cs));
     for p in report::problems(r) {
