@@ -104,11 +104,15 @@ impl Shape {
     pub(crate) fn typed<T: 'static>(mpsc: bool, opts: &Options) -> Shape {
         let ty = TypeInfo::of::<T>();
         let frame = shmq_ring::frame::frame_len(ty.size as usize) as u64;
+        let header = shmq_ring::frame::HEADER_LEN as u64;
         let messages = opts.capacity.unwrap_or(DEFAULT_TYPED_CAPACITY);
+        // The frames, one more for the wrap's padding, the end marker; and room
+        // enough that one element is at most `frame::max_payload` (half the ring
+        // less two headers).
         let need = messages
             .saturating_mul(frame)
-            .saturating_add(frame + 8)
-            .max(2 * (u64::from(ty.size) + 16))
+            .saturating_add(frame + header)
+            .max(2 * (u64::from(ty.size) + 2 * header))
             .max(spsc::MIN_CAPACITY);
         Shape {
             kind: if mpsc {
@@ -129,7 +133,7 @@ impl Shape {
     }
 
     fn is_mpsc(&self) -> bool {
-        matches!(self.kind, KIND_MPSC | KIND_MPSC_TYPED)
+        is_mpsc_kind(self.kind)
     }
 
     fn layout(&self) -> Result<Layout> {
@@ -171,7 +175,15 @@ impl Shape {
     }
 }
 
-/// A mapped, validated channel segment and the ring region in it.
+/// Whether a header's ring kind is one of the MPSC kinds.
+fn is_mpsc_kind(kind: u16) -> bool {
+    matches!(kind, KIND_MPSC | KIND_MPSC_TYPED)
+}
+
+/// A mapped, validated channel segment and the ring region in it. Clones share
+/// the segment (and its open file description): an endpoint attaches through its
+/// own [`Mapped::reopen`].
+#[derive(Clone)]
 pub(crate) struct Mapped {
     pub(crate) seg: Arc<Segment>,
     pub(crate) region: Region,
@@ -189,7 +201,7 @@ impl Mapped {
             seg,
             capacity: info.capacity,
             slots: info.endpoints.saturating_sub(1).max(1),
-            mpsc: matches!(info.kind, KIND_MPSC | KIND_MPSC_TYPED),
+            mpsc: is_mpsc_kind(info.kind),
         }
     }
 
@@ -253,7 +265,8 @@ pub(crate) fn named(how: How<'_>, shape: &Shape, opts: &Options) -> Result<Mappe
 pub(crate) fn anonymous(shape: &Shape, opts: &Options) -> Result<(Mapped, Mapped)> {
     let seg = finish_creating(shape, Segment::anonymous(&shape.layout()?, &opts.segment)?)?;
     let a = Mapped::new(seg);
-    let b = a.reopen()?;
+    // Both ends are pending: each reopens the segment when it attaches.
+    let b = a.clone();
     Ok((a, b))
 }
 
@@ -282,10 +295,14 @@ impl Liveness for SegmentLiveness {
 
 /// One side of a ring, as the facade drives it.
 pub(crate) trait RingSide: Sized {
-    /// `"consumer"` or `"producer"`.
-    const ROLE: &'static str;
     /// Whether this is the consumer side.
     const CONSUMER: bool;
+    /// `"consumer"` or `"producer"`.
+    const ROLE: &'static str = if Self::CONSUMER {
+        "consumer"
+    } else {
+        "producer"
+    };
     fn attach(
         m: &Mapped,
         slot: u16,
@@ -296,7 +313,6 @@ pub(crate) trait RingSide: Sized {
 }
 
 impl RingSide for spsc::Producer {
-    const ROLE: &'static str = "producer";
     const CONSUMER: bool = false;
     fn attach(
         m: &Mapped,
@@ -312,7 +328,6 @@ impl RingSide for spsc::Producer {
 }
 
 impl RingSide for spsc::Consumer {
-    const ROLE: &'static str = "consumer";
     const CONSUMER: bool = true;
     fn attach(
         m: &Mapped,
@@ -328,7 +343,6 @@ impl RingSide for spsc::Consumer {
 }
 
 impl RingSide for mpsc::Producer {
-    const ROLE: &'static str = "producer";
     const CONSUMER: bool = false;
     fn attach(
         m: &Mapped,
@@ -344,7 +358,6 @@ impl RingSide for mpsc::Producer {
 }
 
 impl RingSide for mpsc::Consumer {
-    const ROLE: &'static str = "consumer";
     const CONSUMER: bool = true;
     fn attach(
         m: &Mapped,
@@ -452,7 +465,7 @@ impl<R: RingSide> End<R> {
     /// child of a `fork` its own, attaching in that child.
     pub(crate) fn try_clone(&self) -> Result<Self> {
         match &self.state {
-            State::Pending(m) => Ok(End::pending(m.reopen()?, self.wait)),
+            State::Pending(m) => Ok(End::pending(m.clone(), self.wait)),
             State::Ready(r) => End::attached(r.mapped.reopen()?, self.wait),
             State::Gone => Err(not_attached()),
         }
@@ -464,7 +477,7 @@ impl<R: RingSide> End<R> {
     }
 }
 
-fn not_attached() -> Error {
+pub(crate) fn not_attached() -> Error {
     Error::Segment(shmq_segment::Error::InvalidArgument {
         what: "this channel handle failed to attach earlier",
     })

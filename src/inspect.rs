@@ -271,10 +271,7 @@ fn ring_view(
     kind: ChannelKind,
     h: &HeaderInfo,
 ) -> std::result::Result<RingView, String> {
-    let (ptr, len) = peek
-        .data()
-        .ok_or("the user region lies outside the object")?;
-    let region = crate::mem::region_of_peek(ptr, len, peek)?;
+    let region = crate::mem::region_of_peek(peek)?;
     let view = if kind.is_mpsc() {
         shmq_ring::inspect::mpsc(&region, h.capacity, h.endpoints.saturating_sub(1))
     } else {

@@ -87,11 +87,7 @@ macro_rules! sender_methods {
         /// # Errors
         /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
         pub fn export_fd(&self) -> crate::Result<std::os::fd::OwnedFd> {
-            let seg = self.end.segment().ok_or(crate::Error::Segment(
-                shmq_segment::Error::InvalidArgument {
-                    what: "channel handle not attached",
-                },
-            ))?;
+            let seg = self.end.segment().ok_or_else(crate::attach::not_attached)?;
             Ok(seg.export_fd()?)
         }
     };
@@ -193,11 +189,7 @@ macro_rules! receiver_methods {
         /// # Errors
         /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
         pub fn export_fd(&self) -> crate::Result<std::os::fd::OwnedFd> {
-            let seg = self.end.segment().ok_or(crate::Error::Segment(
-                shmq_segment::Error::InvalidArgument {
-                    what: "channel handle not attached",
-                },
-            ))?;
+            let seg = self.end.segment().ok_or_else(crate::attach::not_attached)?;
             Ok(seg.export_fd()?)
         }
     };
@@ -205,16 +197,16 @@ macro_rules! receiver_methods {
 
 /// Constructors by name and from a descriptor, for a byte endpoint.
 macro_rules! named_constructors {
-    ($mpsc:expr) => {
+    ($shape:expr) => {
         /// Creates the channel under `name` (one leading `/`, as for `shm_open`);
-        /// fails if it exists.
+        /// fails if it exists. (A typed channel's capacity counts messages.)
         ///
         /// # Errors
         /// [`Error::Segment`](crate::Error::Segment) (invalid name, already exists,
         /// permissions, ...), [`Error::InvalidCapacity`](crate::Error::InvalidCapacity).
         pub fn create(name: &str, opts: &crate::Options) -> crate::Result<Self> {
-            let shape = crate::attach::Shape::bytes($mpsc, opts);
-            Self::wrap(
+            let shape = ($shape)(opts);
+            Self::from_mapped(
                 crate::attach::named(crate::attach::How::Create(name), &shape, opts)?,
                 opts,
             )
@@ -226,8 +218,8 @@ macro_rules! named_constructors {
         /// [`Error::Segment`](crate::Error::Segment) (not found, foreign or damaged
         /// segment, layout mismatch, ...), [`Error::AlreadyAttached`](crate::Error::AlreadyAttached).
         pub fn open(name: &str, opts: &crate::Options) -> crate::Result<Self> {
-            let shape = crate::attach::Shape::bytes($mpsc, opts);
-            Self::wrap(
+            let shape = ($shape)(opts);
+            Self::from_mapped(
                 crate::attach::named(crate::attach::How::Open(name), &shape, opts)?,
                 opts,
             )
@@ -239,8 +231,8 @@ macro_rules! named_constructors {
         /// # Errors
         /// As [`Self::create`] and [`Self::open`].
         pub fn create_or_open(name: &str, opts: &crate::Options) -> crate::Result<Self> {
-            let shape = crate::attach::Shape::bytes($mpsc, opts);
-            Self::wrap(
+            let shape = ($shape)(opts);
+            Self::from_mapped(
                 crate::attach::named(crate::attach::How::CreateOrOpen(name), &shape, opts)?,
                 opts,
             )
@@ -253,8 +245,8 @@ macro_rules! named_constructors {
         /// [`Error::Segment`](crate::Error::Segment) (`Unsealed`, `Untrusted`, layout
         /// mismatch, ...).
         pub fn from_fd(fd: std::os::fd::OwnedFd, opts: &crate::Options) -> crate::Result<Self> {
-            let shape = crate::attach::Shape::bytes($mpsc, opts);
-            Self::wrap(crate::attach::from_fd(fd, &shape, opts)?, opts)
+            let shape = ($shape)(opts);
+            Self::from_mapped(crate::attach::from_fd(fd, &shape, opts)?, opts)
         }
     };
 }

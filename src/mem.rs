@@ -34,12 +34,11 @@ pub(crate) fn with_creating<R>(
 
 /// A region over the user data of a read-only [`shmq_segment::Peek`], for the
 /// read-only views of `shmq_ring::inspect` (which only load atomics). It must not
-/// outlive the call that made it: it does not keep the peek alive.
-pub(crate) fn region_of_peek(
-    ptr: std::ptr::NonNull<u8>,
-    len: u64,
-    _peek: &shmq_segment::Peek,
-) -> Result<Region, String> {
+/// outlive the borrow of `peek`: it does not keep the peek alive.
+pub(crate) fn region_of_peek(peek: &shmq_segment::Peek) -> Result<Region, String> {
+    let (ptr, len) = peek
+        .data()
+        .ok_or("the user region lies outside the object")?;
     let len = usize::try_from(len).map_err(|_| "region too large".to_owned())?;
     if !(ptr.as_ptr() as usize).is_multiple_of(shmq_ring::LINE) {
         return Err("user region misaligned".to_owned());

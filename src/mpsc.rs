@@ -57,10 +57,10 @@ impl core::fmt::Debug for Receiver {
 }
 
 impl Sender {
-    named_constructors!(true);
+    named_constructors!(|o| Shape::bytes(true, o));
     sender_methods!(ring::Producer, WriteGuard);
 
-    fn wrap(m: Mapped, opts: &Options) -> Result<Self> {
+    fn from_mapped(m: Mapped, opts: &Options) -> Result<Self> {
         Ok(Sender {
             end: End::attached(m, opts.wait)?,
         })
@@ -113,10 +113,10 @@ impl Clone for Sender {
 }
 
 impl Receiver {
-    named_constructors!(true);
+    named_constructors!(|o| Shape::bytes(true, o));
     receiver_methods!(ring::Consumer, ReadGuard);
 
-    fn wrap(m: Mapped, opts: &Options) -> Result<Self> {
+    fn from_mapped(m: Mapped, opts: &Options) -> Result<Self> {
         Ok(Receiver {
             end: End::attached(m, opts.wait)?,
         })

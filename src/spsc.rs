@@ -67,10 +67,10 @@ impl core::fmt::Debug for Receiver {
 }
 
 impl Sender {
-    named_constructors!(false);
+    named_constructors!(|o| Shape::bytes(false, o));
     sender_methods!(ring::Producer, WriteGuard);
 
-    fn wrap(m: Mapped, opts: &Options) -> Result<Self> {
+    fn from_mapped(m: Mapped, opts: &Options) -> Result<Self> {
         Ok(Sender {
             end: End::attached(m, opts.wait)?,
         })
@@ -95,10 +95,10 @@ impl Sender {
 }
 
 impl Receiver {
-    named_constructors!(false);
+    named_constructors!(|o| Shape::bytes(false, o));
     receiver_methods!(ring::Consumer, ReadGuard);
 
-    fn wrap(m: Mapped, opts: &Options) -> Result<Self> {
+    fn from_mapped(m: Mapped, opts: &Options) -> Result<Self> {
         Ok(Receiver {
             end: End::attached(m, opts.wait)?,
         })

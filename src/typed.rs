@@ -120,46 +120,7 @@ macro_rules! typed_channel {
         }
 
         impl<T: Pod> Sender<T> {
-            /// Creates the channel (capacity in messages).
-            ///
-            /// # Errors
-            /// As the byte sender's `create`.
-            pub fn create(name: &str, opts: &Options) -> Result<Self> {
-                Self::from_mapped(
-                    attach::named(attach::How::Create(name), &shape::<T>(opts), opts)?,
-                    opts,
-                )
-            }
-
-            /// Opens the channel; another element type is `LayoutMismatch`.
-            ///
-            /// # Errors
-            /// As the byte sender's `open`.
-            pub fn open(name: &str, opts: &Options) -> Result<Self> {
-                Self::from_mapped(
-                    attach::named(attach::How::Open(name), &shape::<T>(opts), opts)?,
-                    opts,
-                )
-            }
-
-            /// Creates or opens the channel.
-            ///
-            /// # Errors
-            /// As the byte sender's `create_or_open`.
-            pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
-                Self::from_mapped(
-                    attach::named(attach::How::CreateOrOpen(name), &shape::<T>(opts), opts)?,
-                    opts,
-                )
-            }
-
-            /// Opens an anonymous typed channel from a received descriptor.
-            ///
-            /// # Errors
-            /// As the byte sender's `from_fd`.
-            pub fn from_fd(fd: std::os::fd::OwnedFd, opts: &Options) -> Result<Self> {
-                Self::from_mapped(attach::from_fd(fd, &shape::<T>(opts), opts)?, opts)
-            }
+            crate::macros::named_constructors!(shape::<T>);
 
             fn from_mapped(m: attach::Mapped, opts: &Options) -> Result<Self> {
                 Ok(Sender {
@@ -230,46 +191,7 @@ macro_rules! typed_channel {
         }
 
         impl<T: Pod> Receiver<T> {
-            /// Creates the channel (capacity in messages).
-            ///
-            /// # Errors
-            /// As the byte receiver's `create`.
-            pub fn create(name: &str, opts: &Options) -> Result<Self> {
-                Self::from_mapped(
-                    attach::named(attach::How::Create(name), &shape::<T>(opts), opts)?,
-                    opts,
-                )
-            }
-
-            /// Opens the channel; another element type is `LayoutMismatch`.
-            ///
-            /// # Errors
-            /// As the byte receiver's `open`.
-            pub fn open(name: &str, opts: &Options) -> Result<Self> {
-                Self::from_mapped(
-                    attach::named(attach::How::Open(name), &shape::<T>(opts), opts)?,
-                    opts,
-                )
-            }
-
-            /// Creates or opens the channel.
-            ///
-            /// # Errors
-            /// As the byte receiver's `create_or_open`.
-            pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
-                Self::from_mapped(
-                    attach::named(attach::How::CreateOrOpen(name), &shape::<T>(opts), opts)?,
-                    opts,
-                )
-            }
-
-            /// Opens an anonymous typed channel from a received descriptor.
-            ///
-            /// # Errors
-            /// As the byte receiver's `from_fd`.
-            pub fn from_fd(fd: std::os::fd::OwnedFd, opts: &Options) -> Result<Self> {
-                Self::from_mapped(attach::from_fd(fd, &shape::<T>(opts), opts)?, opts)
-            }
+            crate::macros::named_constructors!(shape::<T>);
 
             fn from_mapped(m: attach::Mapped, opts: &Options) -> Result<Self> {
                 Ok(Receiver {
