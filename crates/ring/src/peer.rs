@@ -39,21 +39,22 @@ pub(crate) fn peer_status(
 /// When an endpoint next looks at its peer's liveness (a system call). It lives
 /// in the endpoint, so that a caller polling with short time-outs or `try_` calls
 /// still gets a look once per wait slice (found by the cross-process tests).
-#[derive(Default)]
 pub(crate) struct CheckClock {
-    next: Option<Instant>,
+    next: Instant,
 }
 
 impl CheckClock {
     /// A clock whose first look is due one `every` from now.
     pub(crate) fn starting(every: Duration) -> CheckClock {
         CheckClock {
-            next: Some(Instant::now() + every),
+            next: Instant::now() + every,
         }
     }
 
     pub(crate) fn due(&mut self, every: Duration) -> bool {
-        // Under loom time does not pass; checking every time keeps models deterministic.
+        // Under loom time does not pass; checking every time keeps models
+        // deterministic. (The blocking path instead looks only when the epoch
+        // changes, see `wait::liveness_due`.)
         if cfg!(loom) {
             return true;
         }
@@ -62,13 +63,11 @@ impl CheckClock {
 
     /// As [`CheckClock::due`], at a time the caller has read already.
     pub(crate) fn due_at(&mut self, now: Instant, every: Duration) -> bool {
-        match self.next {
-            Some(n) if now < n => false,
-            _ => {
-                self.next = Some(now + every);
-                true
-            }
+        if now < self.next {
+            return false;
         }
+        self.next = now + every;
+        true
     }
 }
 
