@@ -115,10 +115,8 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
     let aligned = head.is_multiple_of(8) && tail.is_multiple_of(8);
     let used_bytes = if aligned && used <= cap as u64 {
         Some(used)
-    } else if aligned && head.wrapping_sub(tail) <= cap as u64 {
-        // A producer died between publishing frames and storing `tail`, and the
-        // consumer has read them since: nothing is waiting, and the next producer
-        // resumes at `head`. Not damage.
+    } else if aligned && crate::peer::stale_tail(head, tail, cap) {
+        // Nothing is waiting, and the next producer resumes at `head`.
         Some(0)
     } else {
         problems.push(format!(

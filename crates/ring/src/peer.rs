@@ -71,6 +71,13 @@ impl CheckClock {
     }
 }
 
+/// Whether an SPSC `tail` lies behind `head` by at most a ring: an earlier
+/// producer died between publishing frames and storing `tail`, and the consumer
+/// has read past it since. Not damage: the next producer resumes at `head`.
+pub(crate) fn stale_tail(head: u64, tail: u64, cap: usize) -> bool {
+    tail.wrapping_sub(head) > cap as u64 && head.wrapping_sub(tail) <= cap as u64
+}
+
 /// Checks `head <= tail <= head + cap` (in wrapping arithmetic) and alignment.
 pub(crate) fn check_positions(head: u64, tail: u64, cap: usize) -> Result<()> {
     if !head.is_multiple_of(8) {

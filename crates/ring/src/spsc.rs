@@ -49,7 +49,7 @@ use crate::ctl::{CLOSED, SpscControl};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
-use crate::peer::{CheckClock, PeerStatus, check_positions, peer_status};
+use crate::peer::{CheckClock, PeerStatus, check_positions, peer_status, stale_tail};
 use crate::region::{Ctl, Data, LINE, Region};
 use crate::sync::{AtomicU32, FutexWord, Ordering};
 use crate::wait::{self, Endpoint, Liveness, Side, WaitConfig};
@@ -211,9 +211,7 @@ impl Producer {
         // `tail` by an earlier producer.
         let head = ctl.head.pos.load(Ordering::Acquire);
         let mut tail = ctl.tail.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > cap as u64 && head.wrapping_sub(tail) <= cap as u64 {
-            // An earlier producer died between publishing a frame and storing `tail`,
-            // and the consumer has read past the stale `tail` since: resume at `head`.
+        if stale_tail(head, tail, cap) {
             tail = head;
         }
         check_positions(head, tail, cap)?;
