@@ -22,8 +22,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use shmq::{Error, Options, mpsc, spsc};
 
-const EXAMPLE_PRODUCERS: u16 = 64;
-
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]
 struct Args {
@@ -98,7 +96,7 @@ fn open(a: &Args) -> shmq::Result<Rx> {
     }
     Ok(if a.mpsc {
         let mut rx =
-            mpsc::Receiver::create_or_open(&a.name, &opts.max_producers(EXAMPLE_PRODUCERS))?;
+            mpsc::Receiver::create_or_open(&a.name, &opts.max_producers(msg::EXAMPLE_PRODUCERS))?;
         rx.expect_producers(a.producers)?;
         Rx::Mpsc(rx)
     } else {

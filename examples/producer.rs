@@ -18,9 +18,6 @@ use std::time::Instant;
 use clap::Parser;
 use shmq::{Error, Options, mpsc, spsc};
 
-/// MPSC channels made by the examples have this many producer slots.
-const EXAMPLE_PRODUCERS: u16 = 64;
-
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]
 struct Args {
@@ -57,7 +54,7 @@ fn open(a: &Args) -> shmq::Result<Tx> {
     Ok(if a.mpsc {
         Tx::Mpsc(mpsc::Sender::create_or_open(
             &a.name,
-            &opts.max_producers(EXAMPLE_PRODUCERS),
+            &opts.max_producers(msg::EXAMPLE_PRODUCERS),
         )?)
     } else {
         Tx::Spsc(spsc::Sender::create_or_open(&a.name, &opts)?)

@@ -11,6 +11,10 @@
 /// Smallest message: the 16-byte header.
 pub const MIN_SIZE: usize = 16;
 
+/// MPSC channels made by the example producer and consumer have this many
+/// producer slots (both must agree, or the second to open sees a layout mismatch).
+pub const EXAMPLE_PRODUCERS: u16 = 64;
+
 /// Payload byte `i` of message `seq` from `producer`.
 #[inline]
 pub fn byte(seq: u64, producer: u32, i: usize) -> u8 {

@@ -267,7 +267,7 @@ pub struct Segment {
     map: Mapping,
     /// Registered with `fork.rs` while endpoints are claimed. Declared before `fd`
     /// so that it is unregistered before the descriptor number is closed.
-    fork_guard: Mutex<Option<crate::fork::Registration>>,
+    fork_guard: std::sync::OnceLock<crate::fork::Registration>,
     fd: OwnedFd,
     backing: Backing,
     info: HeaderInfo,
@@ -620,10 +620,8 @@ impl Segment {
             // Keep this marker out of children that fork without exec (see fork.rs).
             // Registered before the lock is taken, so that a thread forking while we
             // lock cannot hand the marker to its child.
-            let mut guard = self.fork_guard.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.is_none() {
-                *guard = Some(crate::fork::register(self.fd.as_raw_fd()));
-            }
+            self.fork_guard
+                .get_or_init(|| crate::fork::register(self.fd.as_raw_fd()));
         }
         if !sys::try_lock(
             &self.fd,
@@ -757,7 +755,7 @@ impl Segment {
         let info = map.header().snapshot();
         Ok(Segment {
             map,
-            fork_guard: Mutex::new(None),
+            fork_guard: std::sync::OnceLock::new(),
             fd,
             backing,
             info,
@@ -1239,7 +1237,7 @@ fn attach_fd(
     info.validate(size, expect)?;
     Ok(Segment {
         map,
-        fork_guard: Mutex::new(None),
+        fork_guard: std::sync::OnceLock::new(),
         fd,
         backing,
         info,
