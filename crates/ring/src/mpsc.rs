@@ -322,6 +322,9 @@ impl Producer {
     /// claim (a single compare-and-swap of `tail`) and one publication (the first
     /// frame's header, stored last). Returns how many were sent; a batch stops at
     /// the end of the data area, so a caller sending many messages calls it again.
+    /// A producer that dies inside the call loses the batch (its claims are
+    /// reclaimed), except in the last few stores before the publication, where
+    /// the later, complete messages may still be delivered without the first.
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`] if the first message can never fit;
