@@ -265,7 +265,7 @@ impl Place<'_> {
 #[derive(Debug)]
 pub struct Segment {
     map: Mapping,
-    /// Registered with `fork.rs` while endpoints are claimed. Declared before `fd`
+    /// Registered with `fork.rs` from the first endpoint claim on. Declared before `fd`
     /// so that it is unregistered before the descriptor number is closed.
     fork_guard: std::sync::OnceLock<crate::fork::Registration>,
     fd: OwnedFd,
