@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use shmq::ring::{InProcess, Region, WaitConfig, mpsc, spsc};
+use shmq_ring::{InProcess, Region, WaitConfig, mpsc, spsc};
 
 const CAP: usize = 1 << 16;
 

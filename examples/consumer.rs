@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shmq::{Error, Options, mpsc, spsc};
+use shmq::{ChannelKind, Error, Options, Receiver, mpsc, spsc};
 
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]
@@ -84,36 +84,30 @@ impl Tally {
     }
 }
 
-enum Rx {
-    Spsc(spsc::Receiver),
-    Mpsc(mpsc::Receiver),
-}
-
-fn open(a: &Args) -> shmq::Result<Rx> {
+/// Receives into `tally` until `count`; returns how it ended.
+fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
     let mut opts = Options::new();
     if let Some(c) = a.capacity {
         opts = opts.capacity(c);
     }
-    Ok(if a.mpsc {
-        let mut rx =
-            mpsc::Receiver::create_or_open(&a.name, &opts.max_producers(msg::EXAMPLE_PRODUCERS))?;
+    if a.mpsc {
+        let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
+        let mut rx = mpsc::Receiver::create_or_open(&a.name, &opts)?;
         rx.expect_producers(a.producers)?;
-        Rx::Mpsc(rx)
+        receive_all(rx, a, tally)
     } else {
-        Rx::Spsc(spsc::Receiver::create_or_open(&a.name, &opts)?)
-    })
+        receive_all(spsc::Receiver::create_or_open(&a.name, &opts)?, a, tally)
+    }
 }
 
-/// Receives into `tally` until `count`; returns how it ended.
-fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
-    let mut rx = open(a)?;
+fn receive_all<K: ChannelKind>(
+    mut rx: Receiver<K>,
+    a: &Args,
+    tally: &mut Tally,
+) -> shmq::Result<&'static str> {
     let mut buf = Vec::new();
     while tally.received < a.count {
-        let r = match &mut rx {
-            Rx::Spsc(r) => r.recv_into(&mut buf),
-            Rx::Mpsc(r) => r.recv_into(&mut buf),
-        };
-        match r {
+        match rx.recv_into(&mut buf) {
             Ok(()) => tally.take(&buf),
             Err(Error::Disconnected(_)) => return Ok("disconnected"),
             Err(e) => return Err(e),

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use shmq::{Error, Options, mpsc, spsc};
+use shmq::{ChannelKind, Error, Options, Sender, mpsc, spsc};
 
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]
@@ -41,42 +41,26 @@ struct Args {
     id: u32,
 }
 
-enum Tx {
-    Spsc(spsc::Sender),
-    Mpsc(mpsc::Sender),
-}
-
-fn open(a: &Args) -> shmq::Result<Tx> {
+fn run(a: &Args) -> shmq::Result<f64> {
     let mut opts = Options::new();
     if let Some(c) = a.capacity {
         opts = opts.capacity(c);
     }
-    Ok(if a.mpsc {
-        Tx::Mpsc(mpsc::Sender::create_or_open(
-            &a.name,
-            &opts.max_producers(msg::EXAMPLE_PRODUCERS),
-        )?)
+    if a.mpsc {
+        let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
+        send_all(mpsc::Sender::create_or_open(&a.name, &opts)?, a)
     } else {
-        Tx::Spsc(spsc::Sender::create_or_open(&a.name, &opts)?)
-    })
+        send_all(spsc::Sender::create_or_open(&a.name, &opts)?, a)
+    }
 }
 
-fn run(a: &Args) -> shmq::Result<f64> {
-    let mut tx = open(a)?;
+/// Sends `a.count` verifiable messages, written in place; returns the rate.
+fn send_all<K: ChannelKind>(mut tx: Sender<K>, a: &Args) -> shmq::Result<f64> {
     let started = Instant::now();
     for seq in 0..a.count {
-        match &mut tx {
-            Tx::Spsc(t) => {
-                let mut slot = t.reserve(a.size)?;
-                msg::fill(&mut slot, seq, a.id);
-                slot.commit();
-            }
-            Tx::Mpsc(t) => {
-                let mut slot = t.reserve(a.size)?;
-                msg::fill(&mut slot, seq, a.id);
-                slot.commit();
-            }
-        }
+        let mut slot = tx.reserve(a.size)?;
+        msg::fill(&mut slot, seq, a.id);
+        slot.commit();
     }
     Ok(a.count as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }

@@ -19,7 +19,8 @@
 use std::sync::Arc;
 
 use shmq_ring::{
-    Endpoint as RingEndpoint, Liveness, Region, WaitConfig, failpoint, inspect, mpsc, spsc,
+    Endpoint as RingEndpoint, Liveness, Mpsc, Region, Spsc, WaitConfig, failpoint, inspect, mpsc,
+    spsc,
 };
 use shmq_segment::{Expect, Layout, Opened, Segment};
 
@@ -83,25 +84,15 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
-    pub(crate) fn bytes(mpsc: bool, opts: &Options) -> Shape {
-        Shape {
-            kind: if mpsc { KIND_MPSC } else { KIND_SPSC },
-            capacity: opts.capacity.unwrap_or(DEFAULT_CAPACITY),
-            require_capacity: opts.capacity.is_some(),
-            producers: if mpsc {
-                opts.producers.unwrap_or(DEFAULT_PRODUCERS)
-            } else {
-                1
-            },
-            require_producers: mpsc && opts.producers.is_some(),
-            ty: None,
-        }
+    /// A byte channel's shape.
+    pub(crate) fn bytes<K: ChannelKind>(opts: &Options) -> Shape {
+        Shape::of::<K>(opts, opts.capacity.unwrap_or(DEFAULT_CAPACITY), None)
     }
 
     /// A typed channel's shape: the capacity in messages becomes a byte capacity
     /// that holds that many fixed-size frames (plus the wrap's padding and the end
     /// marker), and whose largest message is at least one element.
-    pub(crate) fn typed<T: 'static>(mpsc: bool, opts: &Options) -> Shape {
+    pub(crate) fn typed<T: 'static, K: ChannelKind>(opts: &Options) -> Shape {
         let ty = TypeInfo::of::<T>();
         let frame = shmq_ring::frame::frame_len(ty.size as usize) as u64;
         let header = shmq_ring::frame::HEADER_LEN as u64;
@@ -114,21 +105,28 @@ impl Shape {
             .saturating_add(frame + header)
             .max(2 * (u64::from(ty.size) + 2 * header))
             .max(spsc::MIN_CAPACITY);
+        let capacity = need.checked_next_power_of_two().unwrap_or(u64::MAX);
+        Shape::of::<K>(opts, capacity, Some(ty))
+    }
+
+    fn of<K: ChannelKind>(opts: &Options, capacity: u64, ty: Option<TypeInfo>) -> Shape {
+        let many = K::MANY_PRODUCERS;
         Shape {
-            kind: if mpsc {
-                KIND_MPSC_TYPED
-            } else {
-                KIND_SPSC_TYPED
+            kind: match (many, ty.is_some()) {
+                (false, false) => KIND_SPSC,
+                (false, true) => KIND_SPSC_TYPED,
+                (true, false) => KIND_MPSC,
+                (true, true) => KIND_MPSC_TYPED,
             },
-            capacity: need.checked_next_power_of_two().unwrap_or(u64::MAX),
+            capacity,
             require_capacity: opts.capacity.is_some(),
-            producers: if mpsc {
+            producers: if many {
                 opts.producers.unwrap_or(DEFAULT_PRODUCERS)
             } else {
                 1
             },
-            require_producers: mpsc && opts.producers.is_some(),
-            ty: Some(ty),
+            require_producers: many && opts.producers.is_some(),
+            ty,
         }
     }
 
@@ -184,7 +182,7 @@ fn is_mpsc_kind(kind: u16) -> bool {
 /// the segment (and its open file description): an endpoint attaches through its
 /// own [`Mapped::reopen`].
 #[derive(Clone)]
-pub(crate) struct Mapped {
+pub struct Mapped {
     pub(crate) seg: Arc<Segment>,
     pub(crate) region: Region,
     pub(crate) capacity: u64,
@@ -237,45 +235,44 @@ fn finish_creating(shape: &Shape, c: shmq_segment::Creating) -> Result<Segment> 
     Ok(c.publish()?)
 }
 
-/// How a named channel is reached.
-#[derive(Clone, Copy)]
-pub(crate) enum How<'a> {
+/// Where a channel comes from.
+pub(crate) enum Source<'a> {
+    /// Create it under this name; fail if it exists.
     Create(&'a str),
+    /// Open it under this name.
     Open(&'a str),
+    /// Create it, or open it if it exists.
     CreateOrOpen(&'a str),
+    /// An anonymous channel's descriptor from another process.
+    Fd(std::os::fd::OwnedFd),
 }
 
-pub(crate) fn named(how: How<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
-    let seg = match how {
-        How::Create(name) => finish_creating(
+/// Maps and validates (or creates and initialises) a channel's segment.
+pub(crate) fn map(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
+    let seg = match source {
+        Source::Create(name) => finish_creating(
             shape,
             Segment::create(name, &shape.layout()?, &opts.segment)?,
         )?,
-        How::Open(name) => Segment::open(name, &shape.expect(), &opts.segment)?,
-        How::CreateOrOpen(name) => {
+        Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment)?,
+        Source::CreateOrOpen(name) => {
             match Segment::create_or_open(name, &shape.layout()?, &shape.expect(), &opts.segment)? {
                 Opened::Created(c) => finish_creating(shape, c)?,
                 Opened::Existing(s) => s,
             }
         }
+        Source::Fd(fd) => Segment::from_fd(fd, &shape.expect(), &opts.segment)?,
     };
     Ok(Mapped::new(seg))
 }
 
+/// A new anonymous channel's segment, mapped once for both (pending) ends.
 pub(crate) fn anonymous(shape: &Shape, opts: &Options) -> Result<(Mapped, Mapped)> {
     let seg = finish_creating(shape, Segment::anonymous(&shape.layout()?, &opts.segment)?)?;
     let a = Mapped::new(seg);
     // Both ends are pending: each reopens the segment when it attaches.
     let b = a.clone();
     Ok((a, b))
-}
-
-pub(crate) fn from_fd(fd: std::os::fd::OwnedFd, shape: &Shape, opts: &Options) -> Result<Mapped> {
-    Ok(Mapped::new(Segment::from_fd(
-        fd,
-        &shape.expect(),
-        &opts.segment,
-    )?))
 }
 
 /// Liveness of a channel's endpoints, from the segment's markers.
@@ -293,10 +290,80 @@ impl Liveness for SegmentLiveness {
     }
 }
 
-/// One side of a ring, as the facade drives it.
-pub(crate) trait RingSide: Sized {
+/// A ring kind a channel can be made of ([`Spsc`], [`Mpsc`]): how its sides
+/// attach, and whether its producers have slots. Sealed.
+pub trait ChannelKind: shmq_ring::Kind + sealed::Sealed {
+    /// Whether the ring has many producer slots (MPSC).
+    #[doc(hidden)]
+    const MANY_PRODUCERS: bool;
+    /// Attaches a producer in `slot`.
+    #[doc(hidden)]
+    fn attach_producer(
+        m: &Mapped,
+        slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<shmq_ring::Producer<Self>>;
+    /// Attaches the consumer.
+    #[doc(hidden)]
+    fn attach_consumer(
+        m: &Mapped,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<shmq_ring::Consumer<Self>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for shmq_ring::Spsc {}
+    impl Sealed for shmq_ring::Mpsc {}
+}
+
+impl ChannelKind for Spsc {
+    const MANY_PRODUCERS: bool = false;
+    fn attach_producer(
+        m: &Mapped,
+        _slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<spsc::Producer> {
+        spsc::Producer::attach(&m.region, m.capacity, wait, live)
+    }
+    fn attach_consumer(
+        m: &Mapped,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<spsc::Consumer> {
+        spsc::Consumer::attach(&m.region, m.capacity, wait, live)
+    }
+}
+
+impl ChannelKind for Mpsc {
+    const MANY_PRODUCERS: bool = true;
+    fn attach_producer(
+        m: &Mapped,
+        slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<mpsc::Producer> {
+        mpsc::Producer::attach(&m.region, m.capacity, m.slots, slot, wait, live)
+    }
+    fn attach_consumer(
+        m: &Mapped,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<mpsc::Consumer> {
+        mpsc::Consumer::attach(&m.region, m.capacity, m.slots, wait, live)
+    }
+}
+
+/// One side of a ring, as the facade drives it: a producer or the consumer of
+/// some kind.
+pub(crate) trait Attachable: Sized {
     /// Whether this is the consumer side.
     const CONSUMER: bool;
+    /// Whether a busy endpoint means "every producer slot is taken".
+    const SLOTTED: bool;
     /// `"consumer"` or `"producer"`.
     const ROLE: &'static str = if Self::CONSUMER {
         "consumer"
@@ -312,68 +379,40 @@ pub(crate) trait RingSide: Sized {
     fn detach(self);
 }
 
-impl RingSide for spsc::Producer {
+impl<K: ChannelKind> Attachable for shmq_ring::Producer<K> {
     const CONSUMER: bool = false;
-    fn attach(
-        m: &Mapped,
-        _slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<Self> {
-        spsc::Producer::attach(&m.region, m.capacity, wait, live)
-    }
-    fn detach(self) {
-        spsc::Producer::detach(self);
-    }
-}
-
-impl RingSide for spsc::Consumer {
-    const CONSUMER: bool = true;
-    fn attach(
-        m: &Mapped,
-        _slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<Self> {
-        spsc::Consumer::attach(&m.region, m.capacity, wait, live)
-    }
-    fn detach(self) {
-        spsc::Consumer::detach(self);
-    }
-}
-
-impl RingSide for mpsc::Producer {
-    const CONSUMER: bool = false;
+    const SLOTTED: bool = K::MANY_PRODUCERS;
     fn attach(
         m: &Mapped,
         slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<Self> {
-        mpsc::Producer::attach(&m.region, m.capacity, m.slots, slot, wait, live)
+        K::attach_producer(m, slot, wait, live)
     }
     fn detach(self) {
-        mpsc::Producer::detach(self);
+        shmq_ring::Producer::detach(self);
     }
 }
 
-impl RingSide for mpsc::Consumer {
+impl<K: ChannelKind> Attachable for shmq_ring::Consumer<K> {
     const CONSUMER: bool = true;
+    const SLOTTED: bool = false;
     fn attach(
         m: &Mapped,
         _slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<Self> {
-        mpsc::Consumer::attach(&m.region, m.capacity, m.slots, wait, live)
+        K::attach_consumer(m, wait, live)
     }
     fn detach(self) {
-        mpsc::Consumer::detach(self);
+        shmq_ring::Consumer::detach(self);
     }
 }
 
 /// An attached ring side and the endpoint marker it holds.
-struct Ready<R: RingSide> {
+struct Ready<R: Attachable> {
     /// Always `Some` until dropped.
     ring: Option<R>,
     mapped: Mapped,
@@ -384,7 +423,7 @@ struct Ready<R: RingSide> {
     generation: u64,
 }
 
-enum State<R: RingSide> {
+enum State<R: Attachable> {
     /// Made by `anonymous()`: attaches in the process that first uses it.
     Pending(Mapped),
     Ready(Ready<R>),
@@ -392,16 +431,21 @@ enum State<R: RingSide> {
     Gone,
 }
 
-/// One end of a channel: the facade's handle around a ring side.
-pub(crate) struct End<R: RingSide> {
+/// A channel handle: the facade's hold on one ring side (a producer or the consumer).
+pub(crate) struct Handle<R: Attachable> {
     state: State<R>,
     wait: WaitConfig,
 }
 
-impl<R: RingSide> End<R> {
+impl<R: Attachable> Handle<R> {
+    /// Maps the channel and attaches now.
+    pub(crate) fn open(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Self> {
+        Handle::attached(map(source, shape, opts)?, opts.wait)
+    }
+
     /// Attaches now.
     pub(crate) fn attached(mapped: Mapped, wait: WaitConfig) -> Result<Self> {
-        Ok(End {
+        Ok(Handle {
             state: State::Ready(attach(mapped, wait)?),
             wait,
         })
@@ -409,7 +453,7 @@ impl<R: RingSide> End<R> {
 
     /// Attaches on first use (for `anonymous()` pairs that cross `fork`).
     pub(crate) fn pending(mapped: Mapped, wait: WaitConfig) -> Self {
-        End {
+        Handle {
             state: State::Pending(mapped),
             wait,
         }
@@ -465,25 +509,35 @@ impl<R: RingSide> End<R> {
     /// child of a `fork` its own, attaching in that child.
     pub(crate) fn try_clone(&self) -> Result<Self> {
         match &self.state {
-            State::Pending(m) => Ok(End::pending(m.clone(), self.wait)),
-            State::Ready(r) => End::attached(r.mapped.reopen()?, self.wait),
+            State::Pending(m) => Ok(Handle::pending(m.clone(), self.wait)),
+            State::Ready(r) => Handle::attached(r.mapped.reopen()?, self.wait),
             State::Gone => Err(not_attached()),
         }
     }
 
-    /// The segment (for exporting its descriptor).
-    pub(crate) fn segment(&self) -> Option<&Arc<Segment>> {
-        self.mapped().map(|m| &m.seg)
+    /// Capacity of the ring in bytes (0 for a handle that failed to attach).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.mapped().map_or(0, |m| m.capacity)
+    }
+
+    /// The largest message the ring takes.
+    pub(crate) fn max_message_len(&self) -> usize {
+        self.mapped()
+            .map_or(0, |m| shmq_ring::frame::max_payload(m.capacity as usize))
+    }
+
+    /// A duplicate of the segment's descriptor.
+    pub(crate) fn export_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        let seg = self.mapped().ok_or_else(not_attached)?;
+        Ok(seg.seg.export_fd()?)
     }
 }
 
 pub(crate) fn not_attached() -> Error {
-    Error::Segment(shmq_segment::Error::InvalidArgument {
-        what: "this channel handle failed to attach earlier",
-    })
+    Error::NotAttached
 }
 
-fn attach<R: RingSide>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
+fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
     let live: Arc<dyn Liveness> = Arc::new(SegmentLiveness(mapped.seg.clone()));
     let indices: Vec<u16> = if R::CONSUMER {
         vec![0]
@@ -516,14 +570,14 @@ fn attach<R: RingSide>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
         });
     }
     debug_assert!(busy);
-    if mapped.mpsc && !R::CONSUMER {
+    if R::SLOTTED {
         Err(Error::TooManyProducers { max: mapped.slots })
     } else {
         Err(Error::AlreadyAttached { role: R::ROLE })
     }
 }
 
-impl<R: RingSide> Drop for Ready<R> {
+impl<R: Attachable> Drop for Ready<R> {
     fn drop(&mut self) {
         let Some(ring) = self.ring.take() else { return };
         if std::process::id() != self.pid {

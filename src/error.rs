@@ -54,6 +54,21 @@ pub enum Error {
     /// The capacity is out of range.
     #[error("invalid capacity {0}: a byte channel needs a power of two from 64 bytes to 4 GiB")]
     InvalidCapacity(u64),
+    /// This handle failed to attach earlier (an anonymous end whose first use
+    /// could not attach): it cannot be used.
+    #[error("this channel handle failed to attach earlier and cannot be used")]
+    NotAttached,
+    /// The segment's data area is smaller than its ring needs: the segment was
+    /// made by something else, or damaged.
+    #[error(
+        "the segment's data area of {len} bytes is smaller than the {needed} bytes its ring needs"
+    )]
+    RegionTooSmall {
+        /// Bytes the ring needs.
+        needed: u64,
+        /// Bytes the segment has.
+        len: u64,
+    },
     /// The segment layer failed: bad name, missing, foreign or damaged segment,
     /// mismatched layout, permissions, ...
     #[error(transparent)]
@@ -78,19 +93,8 @@ impl From<shmq_ring::Error> for Error {
             R::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
             R::Corrupted(c) => Error::Corrupted(c),
             R::InvalidCapacity(c) => Error::InvalidCapacity(c),
-            R::RegionTooSmall { needed, len } => {
-                Error::Segment(shmq_segment::Error::LayoutMismatch {
-                    field: "region length",
-                    expected: needed,
-                    found: len,
-                })
-            }
+            R::RegionTooSmall { needed, len } => Error::RegionTooSmall { needed, len },
             R::TooManyProducers(max) => Error::TooManyProducers { max },
-            _ => Error::Corrupted(Corruption {
-                what: "unexpected ring error",
-                position: 0,
-                value: 0,
-            }),
         }
     }
 }

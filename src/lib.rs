@@ -49,19 +49,21 @@
 #![deny(unsafe_code)]
 
 mod attach;
+mod channel;
 mod error;
 pub mod inspect;
-mod macros;
 mod mem;
 pub mod mpsc;
 mod options;
 pub mod spsc;
-mod typed;
+pub mod typed;
 
-pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
+pub use attach::{ChannelKind, KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
+pub use channel::{ReadGuard, Receiver, Sender, WriteGuard};
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 pub use shmq_ring::{DEFAULT_SPIN, DEFAULT_WAIT_SLICE, WaitConfig, WaitStrategy, futex_calls};
+pub use shmq_ring::{Mpsc, Spsc};
 pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
 
 /// `bytemuck`, re-exported for `#[derive(Pod, Zeroable)]` on message types.
@@ -70,3 +72,9 @@ pub use bytemuck;
 pub use shmq_ring as ring;
 /// Shared-memory segments (`shmq-segment`).
 pub use shmq_segment as segment;
+
+/// Bytes a message of `len` bytes takes in a channel's ring, its 8-byte header
+/// and padding to 8 bytes included: for sizing capacities and batches.
+pub const fn message_footprint(len: usize) -> usize {
+    shmq_ring::frame::frame_len(len)
+}

@@ -32,82 +32,19 @@
 //! # Ok::<(), shmq::Error>(())
 //! ```
 
-use shmq_ring::spsc as ring;
+use shmq_ring::Spsc;
 
-use crate::attach::{self, End, Mapped, Shape};
-use crate::macros::{named_constructors, receiver_methods, sender_methods};
+use crate::attach::Shape;
 use crate::{Options, Result};
 
-pub use shmq_ring::spsc::{ReadGuard, WriteGuard};
-
 /// The sending end of an SPSC channel.
-pub struct Sender {
-    end: End<ring::Producer>,
-}
-
+pub type Sender = crate::Sender<Spsc>;
 /// The receiving end of an SPSC channel.
-pub struct Receiver {
-    end: End<ring::Consumer>,
-}
-
-impl core::fmt::Debug for Sender {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("spsc::Sender")
-            .field("capacity", &self.capacity())
-            .finish()
-    }
-}
-
-impl core::fmt::Debug for Receiver {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("spsc::Receiver")
-            .field("capacity", &self.capacity())
-            .finish()
-    }
-}
-
-impl Sender {
-    named_constructors!(|o| Shape::bytes(false, o));
-    sender_methods!(ring::Producer, WriteGuard);
-
-    fn from_mapped(m: Mapped, opts: &Options) -> Result<Self> {
-        Ok(Sender {
-            end: End::attached(m, opts.wait)?,
-        })
-    }
-
-    pub(crate) fn from_end(end: End<ring::Producer>) -> Self {
-        Sender { end }
-    }
-
-    /// Sends as many of `msgs` as fit now, in order, published with one store and
-    /// one notification. Returns how many were sent.
-    ///
-    /// # Errors
-    /// [`Error::Full`](crate::Error::Full) if not even the first fits, otherwise as
-    /// [`Sender::try_send`].
-    pub fn try_send_batch<'m>(
-        &mut self,
-        msgs: impl IntoIterator<Item = &'m [u8]>,
-    ) -> Result<usize> {
-        Ok(self.end.ring()?.try_send_batch(msgs)?)
-    }
-}
-
-impl Receiver {
-    named_constructors!(|o| Shape::bytes(false, o));
-    receiver_methods!(ring::Consumer, ReadGuard);
-
-    fn from_mapped(m: Mapped, opts: &Options) -> Result<Self> {
-        Ok(Receiver {
-            end: End::attached(m, opts.wait)?,
-        })
-    }
-
-    pub(crate) fn from_end(end: End<ring::Consumer>) -> Self {
-        Receiver { end }
-    }
-}
+pub type Receiver = crate::Receiver<Spsc>;
+/// Room reserved for one message, written in place, then committed.
+pub type WriteGuard<'a> = crate::WriteGuard<'a, Spsc>;
+/// A received message, lent in place until the guard drops.
+pub type ReadGuard<'a> = crate::ReadGuard<'a, Spsc>;
 
 /// A new anonymous channel (a sealed memfd): both ends, for use across `fork`.
 /// Each end attaches in the process that first uses it; drop the end a process
@@ -117,18 +54,29 @@ impl Receiver {
 /// [`Error::InvalidCapacity`](crate::Error::InvalidCapacity),
 /// [`Error::Segment`](crate::Error::Segment) (`memfd_create`, sealing, mapping).
 pub fn anonymous(opts: &Options) -> Result<(Sender, Receiver)> {
-    let (a, b) = attach::anonymous(&Shape::bytes(false, opts), opts)?;
-    Ok((
-        Sender {
-            end: End::pending(a, opts.wait),
-        },
-        Receiver {
-            end: End::pending(b, opts.wait),
-        },
-    ))
+    crate::channel::anonymous(&Shape::bytes::<Spsc>(opts), opts)
 }
 
 /// Typed SPSC channels: fixed-size messages of a [`bytemuck::Pod`] type.
 pub mod typed {
-    crate::typed::typed_channel!(false);
+    use shmq_ring::Spsc;
+
+    /// The sending end of a typed SPSC channel of `T`.
+    pub type Sender<T> = crate::typed::Sender<T, Spsc>;
+    /// The receiving end of a typed SPSC channel of `T`.
+    pub type Receiver<T> = crate::typed::Receiver<T, Spsc>;
+    /// Room reserved for one `T`.
+    pub type WriteGuard<'a, T> = crate::typed::WriteGuard<'a, T, Spsc>;
+    /// A received `T`, lent in place.
+    pub type ReadGuard<'a, T> = crate::typed::ReadGuard<'a, T, Spsc>;
+
+    /// A new anonymous typed SPSC channel (both ends, for `fork`).
+    ///
+    /// # Errors
+    /// As [`crate::spsc::anonymous`].
+    pub fn anonymous<T: bytemuck::Pod>(
+        opts: &crate::Options,
+    ) -> crate::Result<(Sender<T>, Receiver<T>)> {
+        crate::typed::anonymous(opts)
+    }
 }

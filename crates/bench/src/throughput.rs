@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shmq::{Options, mpsc, spsc};
+use shmq::{ChannelKind, Options, Receiver, Sender, mpsc, spsc};
 
 use crate::process;
 use crate::stats::ratio;
@@ -385,41 +385,15 @@ fn send_batch(size: usize, batch: usize) -> usize {
 /// Messages the receiver takes per `try_recv_batch`: up to 256, and no more than
 /// half the ring, so that a batch releases space while producers still have room.
 fn recv_batch(size: usize, capacity: u64) -> usize {
-    let frame = shmq::ring::frame::frame_len(size);
+    let frame = shmq::message_footprint(size);
     (capacity as usize / 2 / frame).clamp(1, 256)
-}
-
-/// The two shmq senders, for [`send_all`].
-trait BatchSender {
-    /// `try_send_batch`: as many as fit now, one claim and one publication.
-    fn try_batch(&mut self, msgs: &[Vec<u8>]) -> shmq::Result<usize>;
-    /// `send`: one message, waiting for room as the channel's strategy says.
-    fn send_one(&mut self, msg: &[u8]) -> shmq::Result<()>;
-}
-
-impl BatchSender for spsc::Sender {
-    fn try_batch(&mut self, msgs: &[Vec<u8>]) -> shmq::Result<usize> {
-        self.try_send_batch(msgs.iter().map(Vec::as_slice))
-    }
-    fn send_one(&mut self, msg: &[u8]) -> shmq::Result<()> {
-        self.send(msg)
-    }
-}
-
-impl BatchSender for mpsc::Sender {
-    fn try_batch(&mut self, msgs: &[Vec<u8>]) -> shmq::Result<usize> {
-        self.try_send_batch(msgs.iter().map(Vec::as_slice))
-    }
-    fn send_one(&mut self, msg: &[u8]) -> shmq::Result<()> {
-        self.send(msg)
-    }
 }
 
 /// The shmq producers' loop: `count` messages of `size` bytes from `producer`,
 /// stamped in batches of [`send_batch`] and sent with one `try_send_batch` each;
 /// when the ring is full, one message goes with `send`, which waits for room.
-fn send_all(
-    tx: &mut impl BatchSender,
+fn send_all<K: ChannelKind>(
+    tx: &mut Sender<K>,
     (size, batch): (usize, usize),
     producer: u64,
     count: u64,
@@ -434,10 +408,10 @@ fn send_all(
         }
         let mut sent = 0;
         while sent < n {
-            match tx.try_batch(&bufs[sent..n]) {
+            match tx.try_send_batch(bufs[sent..n].iter().map(Vec::as_slice)) {
                 Ok(k) => sent += k,
                 Err(shmq::Error::Full) => {
-                    tx.send_one(&bufs[sent])?;
+                    tx.send(&bufs[sent])?;
                     sent += 1;
                 }
                 Err(e) => return Err(e.into()),
@@ -462,11 +436,26 @@ fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     });
     let child = child?;
     let _ = rx.try_recv(); // attach before the clock starts
+    let secs = receive_all(&mut rx, &gun, (size, cap), 1, count)?;
+    reap_all(vec![child])?;
+    Ok(secs)
+}
+
+/// The shmq consumer's loop: fires the gun for `producers`, then receives
+/// `total` messages in batches (waiting with `recv` when none is there) and
+/// checks them; returns the seconds it took.
+fn receive_all<K: ChannelKind>(
+    rx: &mut Receiver<K>,
+    gun: &Gun,
+    (size, cap): (usize, u64),
+    producers: u16,
+    total: u64,
+) -> Result<f64> {
     let batch = recv_batch(size, cap);
-    let mut check = Checker::new(size, 1);
+    let mut check = Checker::new(size, producers);
     let t0 = Instant::now();
-    gun.fire(1)?;
-    while check.received < count {
+    gun.fire(producers)?;
+    while check.received < total {
         let n = rx.try_recv_batch(batch, |m| check.check(m))?;
         if n == 0 {
             let m = rx.recv()?;
@@ -475,7 +464,6 @@ fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     }
     let secs = t0.elapsed().as_secs_f64();
     check.result()?;
-    reap_all(vec![child])?;
     Ok(secs)
 }
 
@@ -499,19 +487,7 @@ fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Resul
     drop(tx);
     rx.expect_producers(u32::from(producers))?;
     let total = per * u64::from(producers);
-    let batch = recv_batch(size, cap);
-    let mut check = Checker::new(size, producers);
-    let t0 = Instant::now();
-    gun.fire(producers)?;
-    while check.received < total {
-        let n = rx.try_recv_batch(batch, |m| check.check(m))?;
-        if n == 0 {
-            let m = rx.recv()?;
-            check.check(&m);
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    check.result()?;
+    let secs = receive_all(&mut rx, &gun, (size, cap), producers, total)?;
     reap_all(children)?;
     Ok(secs)
 }

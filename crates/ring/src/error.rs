@@ -32,8 +32,11 @@ impl core::fmt::Display for Corruption {
 }
 
 /// Everything that can fail in `shmq-ring`.
+///
+/// Exhaustive on purpose: the `shmq` facade maps every variant to one of its
+/// own, and a new variant here must be a compile error there, not a silent
+/// "corrupted".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// No room for the message now (`try_` forms only).
     #[error("the ring is full")]

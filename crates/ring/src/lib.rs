@@ -48,17 +48,25 @@
 //! - [`Error`]: every failure.
 #![deny(unsafe_code)]
 
+mod consumer;
 mod ctl;
 mod error;
 pub mod failpoint;
 pub mod frame;
 pub mod inspect;
+mod kind;
+mod local;
 pub mod mpsc;
 mod peer;
+mod producer;
 mod region;
 pub mod spsc;
 mod sync;
 mod wait;
+
+pub use consumer::{Consumer, ReadGuard};
+pub use kind::{Kind, Mpsc, Spsc};
+pub use producer::{Producer, WriteGuard};
 
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use peer::PeerStatus;

@@ -43,28 +43,40 @@
 //! Shared fate: any producer can corrupt the ring for all. Producers that do not
 //! trust each other should get one SPSC ring each.
 //!
-//! # Safety
-//! This module lends frames as slices: a claimed frame only through the
-//! [`WriteGuard`] holding `&mut Producer` (the tail CAS gives it to one producer
-//! alone, and the consumer reads it only after the Release commit); a committed
-//! frame only through the [`ReadGuard`] (or the batch callback) holding
-//! `&mut Consumer`, until its space is released.
-#![allow(unsafe_code)]
+//! # Structure
+//! This module is the MPSC core: the layout, [`ProducerCore`] (one claim loop
+//! for single frames and batches, the intent held by a guard) and
+//! [`ConsumerCore`] (peek, release, reclaim). Every form a user calls is
+//! written once in [`crate::Producer`] and [`crate::Consumer`]; [`Producer`]
+//! and [`Consumer`] here are those types for this kind. A claimed frame is lent
+//! only through the [`WriteGuard`] (the tail CAS gives it to one producer
+//! alone, and the consumer reads it only after the Release commit).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
 use crate::ctl::{ATTACHED, CLOSED, Line, MpscControl, NO_CLAIM, ProducerSlot};
-use crate::error::{Corruption, Disconnect, Error, Result};
+use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
-use crate::peer::{CheckClock, PeerStatus, peer_status};
+use crate::kind::{Claim, Mpsc, Readable};
+use crate::local::Local;
+use crate::peer::PeerStatus;
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
 use crate::spsc::check_capacity;
-use crate::sync::{AtomicU32, FutexWord, Ordering};
-use crate::wait::{self, Endpoint, Liveness, Side, WaitConfig};
+use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering};
+use crate::wait::{Endpoint, Liveness, WaitConfig};
+
+/// One of many sending sides of an MPSC ring.
+pub type Producer = crate::Producer<Mpsc>;
+/// The single receiving side of an MPSC ring.
+pub type Consumer = crate::Consumer<Mpsc>;
+/// A claimed frame (see [`crate::WriteGuard`]); dropped uncommitted, the claim
+/// becomes padding.
+pub type WriteGuard<'a> = crate::WriteGuard<'a, Mpsc>;
+/// A received message lent in place (see [`crate::ReadGuard`]).
+pub type ReadGuard<'a> = crate::ReadGuard<'a, Mpsc>;
 
 /// Most producer slots an MPSC ring can have (a frame header names its producer
 /// in 8 bits).
@@ -123,6 +135,7 @@ pub fn init(region: &Region, capacity: u64, producers: u16, start: u64) -> Resul
     Ok(())
 }
 
+/// The views of the shared memory both sides use.
 struct Shared {
     ctl: Ctl<MpscControl>,
     slots: CtlArray<Line<ProducerSlot>>,
@@ -150,34 +163,151 @@ impl Shared {
     }
 }
 
-/// One of many sending sides of an MPSC ring.
-pub struct Producer {
+/// The MPSC producer core.
+#[doc(hidden)]
+pub struct ProducerCore {
     sh: Shared,
     slot: u16,
     incarnation: u16,
+    /// Last `head` we read; the ring looks full against it before it really is.
     cached_head: u64,
     max_payload: usize,
-    cfg: WaitConfig,
-    liveness: Arc<dyn Liveness>,
-    seen_epoch: u32,
-    clock: CheckClock,
-    poisoned: Option<Corruption>,
-    closed: bool,
+    local: Local,
 }
 
-impl core::fmt::Debug for Producer {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("mpsc::Producer")
-            .field("slot", &self.slot)
-            .finish_non_exhaustive()
+/// The MPSC consumer core.
+#[doc(hidden)]
+pub struct ConsumerCore {
+    sh: Shared,
+    /// Next frame to read.
+    head: u64,
+    /// Last `head` published (frames before it are zeroed and released).
+    released: u64,
+    /// Messages received (published with `head`).
+    received: u64,
+    /// `Disconnected` only after this many producer attachments.
+    expected_producers: u32,
+    /// Dead producers' claims turned into padding.
+    reclaimed: u64,
+    local: Local,
+}
+
+/// A producer's intent word while it claims: set before each compare-and-swap
+/// of `tail`. Every way out of the claim loop but a claim withdraws it when the
+/// guard drops; a successful claim keeps it until the claim's header is written
+/// ([`Intent::withdraw_after_headers`]), so that a consumer bounding a dead
+/// producer's gap never takes our claim for part of it (module docs).
+struct Intent<'a> {
+    word: &'a AtomicU64,
+    set: bool,
+}
+
+impl<'a> Intent<'a> {
+    fn new(word: &'a AtomicU64) -> Intent<'a> {
+        Intent { word, set: false }
+    }
+
+    /// Announces a claim about to be made at `t`.
+    #[inline]
+    fn announce(&mut self, t: u64) {
+        // Relaxed: published by the Release compare-and-swap of `tail` that follows.
+        self.word.store(t | 1, Ordering::Relaxed);
+        self.set = true;
+    }
+
+    /// After the claim's header(s) are written.
+    #[inline]
+    fn withdraw_after_headers(mut self) {
+        // Release: a consumer that reads our intent as cleared (Acquire) sees our
+        // header(s).
+        self.word.store(NO_CLAIM, Ordering::Release);
+        self.set = false;
     }
 }
 
-/// A claimed frame: where its message header is, how long the payload is.
-#[derive(Clone, Copy)]
-struct Claim {
-    at: usize,
-    len: usize,
+impl Drop for Intent<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.set {
+            // Relaxed: no claim was made, so there is nothing to publish; our own word.
+            self.word.store(NO_CLAIM, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The one claim loop, for single frames and batches. At a `tail` of `t`,
+/// `fit(offset, room)` says how many bytes to claim when `room` bytes are free
+/// (0: not even the first frame fits). Returns the claimed position and length,
+/// and the intent, still announced, for the caller to withdraw once the
+/// headers are written; `None` when there is no room now (or, bounded, when
+/// other claimers kept winning).
+fn claim_space<'s>(
+    sh: &'s Shared,
+    slot: u16,
+    cached_head: &mut u64,
+    local: &mut Local,
+    mut fit: impl FnMut(usize, u64) -> u64,
+) -> Result<Option<(u64, u64, Intent<'s>)>> {
+    let cap = sh.cap as u64;
+    let mut intent = Intent::new(&sh.slot(slot).claim);
+    let backoff = Backoff::new();
+    // Lock-free, but a hostile peer moving `tail` could keep us here: after a
+    // bound, report "no room now" and let the caller wait in bounded slices.
+    for _ in 0..MAX_CLAIM_ATTEMPTS {
+        // Relaxed: `t` is only the expected value of the CAS below, which orders
+        // everything that matters.
+        let t = sh.ctl.tail.load(Ordering::Relaxed);
+        if !t.is_multiple_of(8) {
+            return Err(local.corrupt("tail not 8-aligned", t, t));
+        }
+        let o = (t & sh.mask) as usize;
+        let mut need = fit(o, cap.saturating_sub(t.wrapping_sub(*cached_head)));
+        if need == 0 {
+            // Acquire: pairs with the consumer's Release store of `head`: the bytes
+            // it released (and zeroed) are ours to write once we see it.
+            let head = sh.ctl.head.pos.load(Ordering::Acquire);
+            if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
+                // Our `t` may be laps old (we may have been preempted since loading
+                // it), and a true `head` past it looks out of range: judge `head`
+                // only against a `tail` read after it (Relaxed: a value to compare).
+                // A stale `t` that passes the check is harmless: it only overstates
+                // the room, and the CAS fails.
+                if sh.ctl.tail.load(Ordering::Relaxed) != t {
+                    continue;
+                }
+                return Err(local.corrupt("head out of range", t, head));
+            }
+            *cached_head = head;
+            need = fit(o, cap - t.wrapping_sub(head));
+            if need == 0 {
+                return Ok(None);
+            }
+        }
+        // The intent, before the claim: see the module docs.
+        intent.announce(t);
+        // Release: publishes our intent to a consumer that reads `tail` (Acquire)
+        // and then the intents; the CASes on `tail` form a release sequence, so
+        // that consumer sees every earlier claimer's intent too. No Acquire: we
+        // read nothing an earlier claimer wrote, and what the consumer wrote in
+        // the space we take (its zeroes) is ordered by our Acquire load of the
+        // `head` that made room for it, now or when we cached it (the ordering
+        // sweep, docs/RELIABILITY.md MC-07).
+        if sh
+            .ctl
+            .tail
+            .compare_exchange_weak(
+                t,
+                t.wrapping_add(need),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return Ok(Some((t, need, intent)));
+        }
+        backoff.spin();
+    }
+    Ok(None)
 }
 
 impl Producer {
@@ -200,144 +330,212 @@ impl Producer {
             return Err(Error::TooManyProducers(producers));
         }
         let me = sh.slot(slot);
+        // Relaxed: our own word; an earlier holder of the slot is dead or closed.
         me.claim.store(NO_CLAIM, Ordering::Relaxed);
+        // Acquire: pairs with the Release increment of the epoch by other ends.
         let seen_epoch = sh.ctl.ends.epoch.load(Ordering::Acquire);
         let incarnation = me.end.attach(&sh.ctl.ends.epoch, &sh.ctl.wake) as u16;
         // Acquire: pairs with the consumer's Release store of `head`.
         let cached_head = sh.ctl.head.pos.load(Ordering::Acquire);
-        Ok(Producer {
-            max_payload: frame::max_payload(sh.cap),
-            sh,
-            slot,
-            incarnation,
-            cached_head,
-            cfg,
-            liveness,
-            seen_epoch,
-            clock: CheckClock::starting(cfg.slice),
-            poisoned: None,
-            closed: false,
+        Ok(crate::Producer {
+            core: ProducerCore {
+                max_payload: frame::max_payload(sh.cap),
+                sh,
+                slot,
+                incarnation,
+                cached_head,
+                local: Local::new(cfg, liveness, seen_epoch),
+            },
         })
     }
 
     /// This producer's slot.
     pub fn slot(&self) -> u16 {
-        self.slot
+        self.core.slot
+    }
+}
+
+impl ProducerCore {
+    #[inline]
+    fn header(&self, len: i32, kind: u8) -> u64 {
+        MpscHeader {
+            len,
+            kind,
+            slot: self.slot as u8,
+            incarnation: self.incarnation,
+        }
+        .encode()
     }
 
-    /// The largest message this ring takes.
-    pub fn max_message_len(&self) -> usize {
-        self.max_payload
+    /// Claims room for one frame now: `Ok(None)` if the ring is full.
+    #[inline]
+    fn claim_now(&mut self, len: usize) -> Result<Option<Claim>> {
+        self.local.check()?;
+        if len > self.max_payload {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.max_payload,
+            });
+        }
+        let f = frame::frame_len(len);
+        let cap = self.sh.cap;
+        let fit = |o: usize, room: u64| {
+            // A frame that would cross the end also claims the padding up to it.
+            let pad = if o + f <= cap { 0 } else { cap - o };
+            let need = (pad + f) as u64;
+            if need <= room { need } else { 0 }
+        };
+        let Some((t, need, intent)) = claim_space(
+            &self.sh,
+            self.slot,
+            &mut self.cached_head,
+            &mut self.local,
+            fit,
+        )?
+        else {
+            return Ok(None);
+        };
+        failpoint::hit("after_claim");
+        let sh = &self.sh;
+        let o = (t & sh.mask) as usize;
+        let pad = need as usize - f;
+        let at = if pad > 0 { 0 } else { o };
+        // Relaxed: ordered before the intent's withdrawal (Release).
+        sh.data.word(at).store(
+            self.header(MpscHeader::claimed_len(len), MPSC_MSG),
+            Ordering::Relaxed,
+        );
+        if pad > 0 {
+            // Release: a consumer that sees this padding sees our header at offset 0.
+            sh.data.word(o).store(
+                self.header((pad - HEADER_LEN) as i32, MPSC_PAD),
+                Ordering::Release,
+            );
+        }
+        intent.withdraw_after_headers();
+        Ok(Some(Claim {
+            at: at + HEADER_LEN,
+            len,
+            pad: 0,
+            pad_at: 0,
+        }))
     }
 
-    /// Capacity of the data area in bytes.
-    pub fn capacity(&self) -> usize {
+    #[inline]
+    fn check_consumer_closed(&self) -> Result<()> {
+        // Relaxed: a hint on the fast path; `check_consumer` reads it with Acquire.
+        if self.sh.ctl.ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
+            return Err(Error::Disconnected(Disconnect::Closed));
+        }
+        Ok(())
+    }
+}
+
+impl crate::kind::ProducerCore for ProducerCore {
+    const EXCLUSIVE_WAIT: bool = false;
+
+    fn local(&self) -> &Local {
+        &self.local
+    }
+
+    fn local_mut(&mut self) -> &mut Local {
+        &mut self.local
+    }
+
+    fn data(&self) -> &Data {
+        &self.sh.data
+    }
+
+    fn capacity(&self) -> usize {
         self.sh.cap
     }
 
-    /// The wait configuration.
-    pub fn wait_config(&self) -> WaitConfig {
-        self.cfg
+    fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
-    /// Changes the wait configuration.
-    pub fn set_wait_config(&mut self, cfg: WaitConfig) {
-        self.cfg = cfg;
-    }
-
-    /// Claims room for a message of `len` bytes without waiting. Write the payload
-    /// into the guard, then [`WriteGuard::commit`]; a guard dropped uncommitted
-    /// turns its claim into padding.
-    ///
-    /// # Errors
-    /// [`Error::MessageTooLarge`], [`Error::Full`], [`Error::Disconnected`],
-    /// [`Error::Corrupted`].
     #[inline]
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
-        let c = self.claim_or_full(len)?;
-        Ok(WriteGuard::new(self, c))
+    fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
+        self.check_consumer_closed()?;
+        self.claim_now(len)
     }
 
-    /// Claims room for `len` bytes, waiting as the wait strategy says.
-    ///
-    /// # Errors
-    /// As [`Producer::try_reserve`], without `Full`.
     #[inline]
-    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_>> {
-        let c = self.claim_blocking(len, None)?;
-        Ok(WriteGuard::new(self, c))
+    fn commit(&mut self, c: Claim, len: usize) {
+        debug_assert_eq!(len, c.len, "an MPSC claim commits whole");
+        failpoint::hit("before_commit");
+        // Release: pairs with the consumer's Acquire load of this header; the
+        // payload is visible before the positive length.
+        self.sh
+            .data
+            .word(c.at - HEADER_LEN)
+            .store(self.header(c.len as i32, MPSC_MSG), Ordering::Release);
+        failpoint::hit("after_commit_before_wake");
+        self.sh.ctl.wake.notify_data();
     }
 
-    /// Claims room for `len` bytes, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`Producer::reserve`], plus [`Error::Timeout`].
     #[inline]
-    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_>> {
-        let c = self.claim_blocking(len, Some(Instant::now() + timeout))?;
-        Ok(WriteGuard::new(self, c))
+    fn abort(&mut self, c: Claim) {
+        let pad = frame::frame_len(c.len) - HEADER_LEN;
+        // Release: as in `commit`.
+        self.sh
+            .data
+            .word(c.at - HEADER_LEN)
+            .store(self.header(pad as i32, MPSC_PAD), Ordering::Release);
+        self.sh.ctl.wake.notify_data();
     }
 
-    /// Sends a copy of `msg` without waiting.
-    ///
-    /// # Errors
-    /// As [`Producer::try_reserve`].
-    #[inline]
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        let c = self.claim_or_full(msg.len())?;
-        self.write_and_commit(c, msg);
+    #[cold]
+    fn full_or_gone(&mut self) -> Result<()> {
+        self.check_consumer_closed()?;
+        if self.local.look_due() {
+            self.check_consumer()?;
+        }
         Ok(())
     }
 
-    /// Sends a copy of `msg`, waiting for room as the wait strategy says.
-    ///
-    /// # Errors
-    /// As [`Producer::reserve`].
-    #[inline]
-    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let c = self.claim_blocking(msg.len(), None)?;
-        self.write_and_commit(c, msg);
-        Ok(())
+    fn room_ready(&self, len: usize) -> bool {
+        let sh = &self.sh;
+        // Relaxed/Acquire as in `claim_space`.
+        let t = sh.ctl.tail.load(Ordering::Relaxed) & !7;
+        let head = sh.ctl.head.pos.load(Ordering::Acquire);
+        let f = frame::frame_len(len);
+        let o = (t & sh.mask) as usize;
+        let pad = if o + f <= sh.cap { 0 } else { sh.cap - o };
+        t.wrapping_sub(head).wrapping_add((pad + f) as u64) <= sh.cap as u64
     }
 
-    /// Sends a copy of `msg`, waiting at most `timeout` for room.
-    ///
-    /// # Errors
-    /// As [`Producer::reserve_timeout`].
-    #[inline]
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        let c = self.claim_blocking(msg.len(), Some(Instant::now() + timeout))?;
-        self.write_and_commit(c, msg);
-        Ok(())
+    fn space_words(&self) -> (&FutexWord, &AtomicU32) {
+        (
+            &self.sh.ctl.wake.space_seq,
+            &self.sh.ctl.wake.producers_waiting,
+        )
     }
 
-    /// Drops this handle without marking the endpoint closed: for a process that
-    /// inherited the handle across `fork` but is not the one using it, so that its
-    /// copy going away does not look, to the peer, like the real endpoint closing.
-    pub fn detach(mut self) {
-        self.closed = true;
+    fn epoch(&self) -> &AtomicU32 {
+        &self.sh.ctl.ends.epoch
     }
 
-    /// Sends as many of `msgs` as fit now (at most 64 per call), in order, with one
-    /// claim (a single compare-and-swap of `tail`) and one publication (the first
-    /// frame's header, stored last). Returns how many were sent; a batch stops at
-    /// the end of the data area, so a caller sending many messages calls it again.
-    /// A producer that dies inside the call loses the batch (its claims are
-    /// reclaimed), except in the last few stores before the publication, where
-    /// the later, complete messages may still be delivered without the first.
-    ///
-    /// # Errors
-    /// [`Error::MessageTooLarge`] if the first message can never fit;
-    /// [`Error::Full`] if not even the first fits now; [`Error::Disconnected`],
-    /// [`Error::Corrupted`].
-    pub fn try_send_batch<'m, I>(&mut self, msgs: I) -> Result<usize>
-    where
-        I: IntoIterator<Item = &'m [u8]>,
-    {
+    #[cold]
+    fn check_consumer(&mut self) -> Result<()> {
+        let ends = &self.sh.ctl.ends;
+        match self
+            .local
+            .look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer)?
+        {
+            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
+            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
+        }
+    }
+
+    /// At most 64 messages, with one claim (a single compare-and-swap of `tail`)
+    /// and one publication (the first frame's header, stored last); a batch
+    /// stops at the end of the data area.
+    fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize> {
         const MAX_BATCH: usize = 64;
         let mut batch: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
         let mut len = 0;
-        for m in msgs.into_iter().take(MAX_BATCH) {
+        for m in msgs.take(MAX_BATCH) {
             batch[len] = m;
             len += 1;
         }
@@ -346,18 +544,51 @@ impl Producer {
             return Ok(0);
         };
         self.check_consumer_closed()?;
-        if let Some(c) = self.poisoned {
-            return Err(Error::Corrupted(c));
-        }
+        self.local.check()?;
         if first.len() > self.max_payload {
             return Err(Error::MessageTooLarge {
                 len: first.len(),
                 max: self.max_payload,
             });
         }
-        let Some((t, n, total)) = self.claim_run(batch)? else {
+        let (cap, max_payload) = (self.sh.cap, self.max_payload);
+        let mut n = 0;
+        // The longest prefix that fits before the end of the area (never wrapping).
+        let fit = |o: usize, room: u64| {
+            let room = room.min((cap - o) as u64);
+            let (mut count, mut total) = (0, 0u64);
+            for m in batch {
+                let f = frame::frame_len(m.len()) as u64;
+                if m.len() > max_payload || total + f > room {
+                    break;
+                }
+                count += 1;
+                total += f;
+            }
+            n = count;
+            total
+        };
+        let Some((t, total, intent)) = claim_space(
+            &self.sh,
+            self.slot,
+            &mut self.cached_head,
+            &mut self.local,
+            fit,
+        )?
+        else {
             // The first message must wrap (or the ring is full): send it alone.
-            return self.try_send(first).map(|()| 1);
+            return match self.claim(first.len())? {
+                Some(c) => {
+                    self.sh.data.write(c.at, first);
+                    failpoint::hit("mid_payload");
+                    crate::kind::ProducerCore::commit(self, c, first.len());
+                    Ok(1)
+                }
+                None => {
+                    crate::kind::ProducerCore::full_or_gone(self)?;
+                    Err(Error::Full)
+                }
+            };
         };
         failpoint::hit("after_claim");
         let sh = &self.sh;
@@ -369,7 +600,7 @@ impl Producer {
         // the intent can go.
         let mut at = o;
         for m in &batch[..n] {
-            // Relaxed: ordered before the intent's clearing below (Release).
+            // Relaxed: ordered before the intent's withdrawal (Release).
             sh.data.word(at).store(
                 self.header(MpscHeader::claimed_len(m.len()), MPSC_MSG),
                 Ordering::Relaxed,
@@ -377,8 +608,7 @@ impl Producer {
             at += frame::frame_len(m.len());
         }
         debug_assert_eq!(at - o, total as usize);
-        // Release: a consumer that reads our intent as cleared sees our headers.
-        sh.slot(self.slot).claim.store(NO_CLAIM, Ordering::Release);
+        intent.withdraw_after_headers();
         let mut at = o;
         for m in &batch[..n] {
             sh.data.write(at + HEADER_LEN, m);
@@ -405,486 +635,20 @@ impl Producer {
         Ok(n)
     }
 
-    /// Claims one run of frames for a prefix of `batch` that fits before the end
-    /// of the area: `Some((position, count, bytes))`, or `None` if not even the
-    /// first fits without wrapping or the ring is full.
-    fn claim_run(&mut self, batch: &[&[u8]]) -> Result<Option<(u64, usize, u64)>> {
+    fn len_hint(&self) -> usize {
+        // Acquire: pairs with the consumer's Release store of `head`.
+        let head = self.sh.ctl.head.pos.load(Ordering::Acquire);
+        // Relaxed: a hint.
+        let tail = self.sh.ctl.tail.load(Ordering::Relaxed);
+        (tail.wrapping_sub(head) as usize).min(self.sh.cap)
+    }
+
+    fn announce_close(&mut self) {
         let sh = &self.sh;
-        let cap = sh.cap as u64;
-        let me = sh.slot(self.slot);
-        let backoff = Backoff::new();
-        // After a failed CAS our intent still names the old `tail`: every way out
-        // but a successful claim withdraws it (Relaxed: our own word, as in
-        // `claim_now`), or a consumer would keep bounding dead gaps by it.
-        for _ in 0..MAX_CLAIM_ATTEMPTS {
-            // Relaxed: only the expected value of the CAS below.
-            let t = sh.ctl.tail.load(Ordering::Relaxed);
-            if !t.is_multiple_of(8) {
-                let c = Corruption {
-                    what: "tail not 8-aligned",
-                    position: t,
-                    value: t,
-                };
-                self.poisoned = Some(c);
-                me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                return Err(Error::Corrupted(c));
-            }
-            let to_end = cap - (t & sh.mask);
-            let first = frame::frame_len(batch[0].len()) as u64;
-            if t.wrapping_sub(self.cached_head).wrapping_add(first) > cap {
-                // Acquire: as in `claim_now`.
-                let head = sh.ctl.head.pos.load(Ordering::Acquire);
-                if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
-                    // Relaxed: as in `claim_now`, a `tail` read after `head`.
-                    if sh.ctl.tail.load(Ordering::Relaxed) != t {
-                        continue;
-                    }
-                    let c = Corruption {
-                        what: "head out of range",
-                        position: t,
-                        value: head,
-                    };
-                    self.poisoned = Some(c);
-                    me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                    return Err(Error::Corrupted(c));
-                }
-                self.cached_head = head;
-            }
-            let room = (cap - t.wrapping_sub(self.cached_head)).min(to_end);
-            let (mut n, mut total) = (0, 0u64);
-            for m in batch {
-                let f = frame::frame_len(m.len()) as u64;
-                if m.len() > self.max_payload || total + f > room {
-                    break;
-                }
-                n += 1;
-                total += f;
-            }
-            if n == 0 {
-                me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                return Ok(None);
-            }
-            // The intent, before the claim (Relaxed: published by the CAS's Release).
-            me.claim.store(t | 1, Ordering::Relaxed);
-            // Release: as in `claim_now`.
-            if sh
-                .ctl
-                .tail
-                .compare_exchange_weak(
-                    t,
-                    t.wrapping_add(total),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                return Ok(Some((t, n, total)));
-            }
-            backoff.spin();
-        }
-        me.claim.store(NO_CLAIM, Ordering::Relaxed);
-        Ok(None)
+        sh.slot(self.slot)
+            .end
+            .close(&sh.ctl.ends.epoch, &sh.ctl.wake);
     }
-
-    /// Marks the producer closed and wakes the consumer. Dropping does it too.
-    pub fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            let sh = &self.sh;
-            sh.slot(self.slot)
-                .end
-                .close(&sh.ctl.ends.epoch, &sh.ctl.wake);
-        }
-    }
-
-    #[inline]
-    fn header(&self, len: i32, kind: u8) -> u64 {
-        MpscHeader {
-            len,
-            kind,
-            slot: self.slot as u8,
-            incarnation: self.incarnation,
-        }
-        .encode()
-    }
-
-    /// Claims room now: `Ok(None)` if the ring is full.
-    #[inline]
-    fn claim_now(&mut self, len: usize) -> Result<Option<Claim>> {
-        if let Some(c) = self.poisoned {
-            return Err(Error::Corrupted(c));
-        }
-        if len > self.max_payload {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.max_payload,
-            });
-        }
-        let f = frame::frame_len(len);
-        let sh = &self.sh;
-        let cap = sh.cap as u64;
-        let me = sh.slot(self.slot);
-        let backoff = Backoff::new();
-        let mut attempts = 0u32;
-        let (t, pad) = loop {
-            attempts += 1;
-            if attempts > MAX_CLAIM_ATTEMPTS {
-                // Lock-free, but a hostile peer moving `tail` could keep us here:
-                // report "no room now" and let the caller wait in bounded slices.
-                me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                return Ok(None);
-            }
-            // Relaxed: `t` is only the expected value of the CAS below, which
-            // orders everything that matters.
-            let t = sh.ctl.tail.load(Ordering::Relaxed);
-            if !t.is_multiple_of(8) {
-                let c = Corruption {
-                    what: "tail not 8-aligned",
-                    position: t,
-                    value: t,
-                };
-                self.poisoned = Some(c);
-                me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                return Err(Error::Corrupted(c));
-            }
-            let o = (t & sh.mask) as usize;
-            let pad = if o + f <= sh.cap { 0 } else { sh.cap - o };
-            let need = (pad + f) as u64;
-            if t.wrapping_sub(self.cached_head).wrapping_add(need) > cap {
-                // Acquire: pairs with the consumer's Release store of `head`: the bytes
-                // it released (and zeroed) are ours to write once we see it.
-                let head = sh.ctl.head.pos.load(Ordering::Acquire);
-                if t.wrapping_sub(head) > cap || !head.is_multiple_of(8) {
-                    // Our `t` may be laps old (we may have been preempted since
-                    // loading it), and a true `head` past it looks out of range:
-                    // judge `head` only against a `tail` read after it (Relaxed: a
-                    // value to compare). A stale `t` that passes the check is
-                    // harmless: it only overstates the room, and the CAS fails.
-                    if sh.ctl.tail.load(Ordering::Relaxed) != t {
-                        continue;
-                    }
-                    let c = Corruption {
-                        what: "head out of range",
-                        position: t,
-                        value: head,
-                    };
-                    self.poisoned = Some(c);
-                    me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                    return Err(Error::Corrupted(c));
-                }
-                self.cached_head = head;
-                if t.wrapping_sub(head) + need > cap {
-                    me.claim.store(NO_CLAIM, Ordering::Relaxed);
-                    return Ok(None);
-                }
-            }
-            // The intent, before the claim: see the module docs.
-            me.claim.store(t | 1, Ordering::Relaxed);
-            // Release: publishes our intent to a consumer that reads `tail` (Acquire)
-            // and then the intents; the CASes on `tail` form a release sequence, so
-            // that consumer sees every earlier claimer's intent too. No Acquire: we
-            // read nothing an earlier claimer wrote, and what the consumer wrote in
-            // the space we take (its zeroes) is ordered by our Acquire load of the
-            // `head` that made room for it, now or when we cached it (the ordering
-            // sweep, docs/RELIABILITY.md MC-07).
-            if sh
-                .ctl
-                .tail
-                .compare_exchange_weak(
-                    t,
-                    t.wrapping_add(need),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                break (t, pad);
-            }
-            backoff.spin();
-        };
-        failpoint::hit("after_claim");
-        let o = (t & sh.mask) as usize;
-        let at = if pad > 0 { 0 } else { o };
-        sh.data.word(at).store(
-            self.header(MpscHeader::claimed_len(len), MPSC_MSG),
-            Ordering::Relaxed,
-        );
-        if pad > 0 {
-            // Release: a consumer that sees this padding sees our header at offset 0.
-            sh.data.word(o).store(
-                self.header((pad - HEADER_LEN) as i32, MPSC_PAD),
-                Ordering::Release,
-            );
-        }
-        // Release: a consumer that reads our intent as cleared sees our header(s).
-        me.claim.store(NO_CLAIM, Ordering::Release);
-        Ok(Some(Claim { at, len }))
-    }
-
-    #[inline]
-    fn claim_or_full(&mut self, len: usize) -> Result<Claim> {
-        self.check_consumer_closed()?;
-        match self.claim_now(len)? {
-            Some(c) => Ok(c),
-            None => {
-                self.check_consumer_closed()?;
-                if self.clock.due(self.cfg.slice) {
-                    self.check_consumer()?;
-                }
-                Err(Error::Full)
-            }
-        }
-    }
-
-    #[inline]
-    fn claim_blocking(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim> {
-        self.check_consumer_closed()?;
-        if let Some(c) = self.claim_now(len)? {
-            return Ok(c);
-        }
-        let cfg = self.cfg;
-        wait::block(&mut ProducerSide { p: self, len }, &cfg, deadline)
-    }
-
-    #[inline]
-    fn check_consumer_closed(&self) -> Result<()> {
-        if self.sh.ctl.ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
-            return Err(Error::Disconnected(Disconnect::Closed));
-        }
-        Ok(())
-    }
-
-    #[cold]
-    fn check_consumer(&mut self) -> Result<()> {
-        if let Some(c) = self.poisoned {
-            return Err(Error::Corrupted(c));
-        }
-        self.seen_epoch = self.sh.ctl.ends.epoch.load(Ordering::Acquire);
-        match peer_status(
-            &self.sh.ctl.ends.consumer,
-            &*self.liveness,
-            Endpoint::Consumer,
-        )
-        .map_err(|e| self.poison_err(e))?
-        {
-            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
-            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
-        }
-    }
-
-    #[inline]
-    fn write_and_commit(&mut self, c: Claim, msg: &[u8]) {
-        self.sh.data.write(c.at + HEADER_LEN, msg);
-        failpoint::hit("mid_payload");
-        self.commit(c);
-    }
-
-    #[inline]
-    fn commit(&mut self, c: Claim) {
-        failpoint::hit("before_commit");
-        // Release: pairs with the consumer's Acquire load of this header; the
-        // payload is visible before the positive length.
-        self.sh
-            .data
-            .word(c.at)
-            .store(self.header(c.len as i32, MPSC_MSG), Ordering::Release);
-        failpoint::hit("after_commit_before_wake");
-        self.sh.ctl.wake.notify_data();
-    }
-
-    #[inline]
-    fn abort(&mut self, c: Claim) {
-        let pad = frame::frame_len(c.len) - HEADER_LEN;
-        // Release: as in `commit`.
-        self.sh
-            .data
-            .word(c.at)
-            .store(self.header(pad as i32, MPSC_PAD), Ordering::Release);
-        self.sh.ctl.wake.notify_data();
-    }
-
-    /// Records a corruption so that every later call reports it too.
-    #[cold]
-    fn poison_err(&mut self, e: Error) -> Error {
-        if let Error::Corrupted(c) = e {
-            self.poisoned.get_or_insert(c);
-        }
-        e
-    }
-}
-
-impl Drop for Producer {
-    #[inline]
-    fn drop(&mut self) {
-        // Under loom, a model that failed unwinds through here after loom's state is
-        // gone; touching it again would abort the test binary.
-        #[cfg(loom)]
-        if std::thread::panicking() {
-            return;
-        }
-        self.close();
-    }
-}
-
-struct ProducerSide<'a> {
-    p: &'a mut Producer,
-    len: usize,
-}
-
-impl Side for ProducerSide<'_> {
-    type Token = Claim;
-
-    fn attempt(&mut self) -> Result<Option<Claim>> {
-        self.p.check_consumer_closed()?;
-        self.p.claim_now(self.len)
-    }
-
-    fn ready(&mut self) -> bool {
-        let sh = &self.p.sh;
-        // Relaxed/Acquire as in `claim_now`.
-        let t = sh.ctl.tail.load(Ordering::Relaxed) & !7;
-        let head = sh.ctl.head.pos.load(Ordering::Acquire);
-        let f = frame::frame_len(self.len);
-        let o = (t & sh.mask) as usize;
-        let pad = if o + f <= sh.cap { 0 } else { sh.cap - o };
-        t.wrapping_sub(head).wrapping_add((pad + f) as u64) <= sh.cap as u64 || self.epoch_changed()
-    }
-
-    fn epoch_changed(&self) -> bool {
-        self.p.sh.ctl.ends.epoch.load(Ordering::Acquire) != self.p.seen_epoch
-    }
-
-    fn words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.p.sh.ctl.wake.space_seq,
-            &self.p.sh.ctl.wake.producers_waiting,
-        )
-    }
-
-    fn exclusive(&self) -> bool {
-        false
-    }
-
-    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
-        self.p.clock.due_at(now, slice)
-    }
-
-    fn check_peer(&mut self) -> Result<()> {
-        self.p.check_consumer()
-    }
-}
-
-/// A claimed frame: write the payload through `DerefMut`, then
-/// [`WriteGuard::commit`]. Dropped uncommitted, the claim becomes padding.
-pub struct WriteGuard<'a> {
-    producer: &'a mut Producer,
-    c: Option<Claim>,
-    #[cfg(loom)]
-    buf: Vec<u8>,
-}
-
-impl<'a> WriteGuard<'a> {
-    #[inline]
-    fn new(producer: &'a mut Producer, c: Claim) -> Self {
-        WriteGuard {
-            producer,
-            c: Some(c),
-            #[cfg(loom)]
-            buf: vec![0; c.len],
-        }
-    }
-
-    /// Publishes the message.
-    #[inline]
-    pub fn commit(mut self) {
-        let c = self.c.take().expect("a guard commits once");
-        #[cfg(loom)]
-        self.producer.sh.data.write(c.at + HEADER_LEN, &self.buf);
-        failpoint::hit("mid_payload");
-        self.producer.commit(c);
-    }
-}
-
-impl Drop for WriteGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(c) = self.c.take() {
-            self.producer.abort(c);
-        }
-    }
-}
-
-impl core::ops::Deref for WriteGuard<'_> {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        #[cfg(not(loom))]
-        {
-            let c = self.c.expect("claim held until commit");
-            // SAFETY: the bytes are our claim: no other producer claims them (the
-            // tail CAS), and the consumer reads them only after our Release commit;
-            // `&mut Producer` keeps anyone else in this process away.
-            unsafe { self.producer.sh.data.slice(c.at + HEADER_LEN, c.len) }
-        }
-        #[cfg(loom)]
-        {
-            &self.buf
-        }
-    }
-}
-
-impl core::ops::DerefMut for WriteGuard<'_> {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut [u8] {
-        #[cfg(not(loom))]
-        {
-            let c = self.c.expect("claim held until commit");
-            // SAFETY: as in `deref`; `&mut self` makes this the only access.
-            unsafe { self.producer.sh.data.slice_mut(c.at + HEADER_LEN, c.len) }
-        }
-        #[cfg(loom)]
-        {
-            &mut self.buf
-        }
-    }
-}
-
-/// The single receiving side of an MPSC ring.
-pub struct Consumer {
-    sh: Shared,
-    /// Next frame to read.
-    head: u64,
-    /// Last `head` published (frames before it are zeroed and released).
-    released: u64,
-    /// Messages received (published with `head`).
-    received: u64,
-    expected_producers: u32,
-    cfg: WaitConfig,
-    liveness: Arc<dyn Liveness>,
-    seen_epoch: u32,
-    /// The last look found every producer gone (with data left): look again before
-    /// sleeping, as in the SPSC consumer.
-    peers_gone: bool,
-    clock: CheckClock,
-    poisoned: Option<Corruption>,
-    closed: bool,
-    reclaimed: u64,
-}
-
-impl core::fmt::Debug for Consumer {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("mpsc::Consumer")
-            .field("head", &self.head)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A readable frame.
-#[derive(Clone, Copy)]
-struct Frame {
-    at: usize,
-    len: usize,
-    next: u64,
 }
 
 impl Consumer {
@@ -903,29 +667,27 @@ impl Consumer {
         let sh = Shared::new(region, capacity, producers)?;
         // Acquire: pairs with an earlier consumer's Release store of `head`.
         let head = sh.ctl.head.pos.load(Ordering::Acquire);
-        if head % 8 != 0 {
+        if !head.is_multiple_of(8) {
             return Err(Error::corrupted("head", head, head));
         }
+        // Acquire: pairs with the Release increment of the epoch by other ends.
         let seen_epoch = sh.ctl.ends.epoch.load(Ordering::Acquire);
         sh.ctl
             .ends
             .consumer
             .attach(&sh.ctl.ends.epoch, &sh.ctl.wake);
+        // Relaxed: a statistic, on the consumer's own line.
         let received = sh.ctl.head.received.load(Ordering::Relaxed);
-        Ok(Consumer {
-            sh,
-            head,
-            released: head,
-            received,
-            expected_producers: 1,
-            cfg,
-            liveness,
-            seen_epoch,
-            peers_gone: false,
-            clock: CheckClock::starting(cfg.slice),
-            poisoned: None,
-            closed: false,
-            reclaimed: 0,
+        Ok(crate::Consumer {
+            core: ConsumerCore {
+                sh,
+                head,
+                released: head,
+                received,
+                expected_producers: 1,
+                reclaimed: 0,
+                local: Local::new(cfg, liveness, seen_epoch),
+            },
         })
     }
 
@@ -933,254 +695,43 @@ impl Consumer {
     /// have happened (default 1), so that a consumer that starts first does not
     /// give up before its producers arrive.
     pub fn expect_producers(&mut self, n: u32) {
-        self.expected_producers = n;
+        self.core.expected_producers = n;
     }
 
     /// How many times producers have attached to this ring.
     pub fn producer_attachments(&self) -> u32 {
-        self.sh
-            .slots
-            .iter()
-            .map(|s| s.end.incarnation.load(Ordering::Relaxed))
-            .fold(0, u32::wrapping_add)
+        self.core.producer_attachments()
     }
 
     /// How many dead producers' claims this consumer turned into padding.
     pub fn reclaimed(&self) -> u64 {
-        self.reclaimed
+        self.core.reclaimed
     }
+}
 
-    /// Capacity of the data area in bytes.
-    pub fn capacity(&self) -> usize {
-        self.sh.cap
-    }
-
-    /// The largest message this ring takes.
-    pub fn max_message_len(&self) -> usize {
-        frame::max_payload(self.sh.cap)
-    }
-
-    /// The wait configuration.
-    pub fn wait_config(&self) -> WaitConfig {
-        self.cfg
-    }
-
-    /// Changes the wait configuration.
-    pub fn set_wait_config(&mut self, cfg: WaitConfig) {
-        self.cfg = cfg;
-    }
-
-    /// Receives the next message without waiting, lending it in place.
-    ///
-    /// # Errors
-    /// [`Error::Empty`], [`Error::Disconnected`] (every producer that attached is
-    /// gone and nothing committed is left), [`Error::Corrupted`].
-    #[inline]
-    pub fn try_recv(&mut self) -> Result<ReadGuard<'_>> {
-        match self.peek()? {
-            Some(f) => Ok(ReadGuard::new(self, f)),
-            None => {
-                self.empty_or_gone()?;
-                Err(Error::Empty)
-            }
-        }
-    }
-
-    /// Receives the next message, waiting as the wait strategy says.
-    ///
-    /// # Errors
-    /// As [`Consumer::try_recv`], without `Empty`.
-    #[inline]
-    pub fn recv(&mut self) -> Result<ReadGuard<'_>> {
-        let f = self.recv_blocking(None)?;
-        Ok(ReadGuard::new(self, f))
-    }
-
-    /// Receives the next message, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`Consumer::recv`], plus [`Error::Timeout`].
-    #[inline]
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>> {
-        let f = self.recv_blocking(Some(Instant::now() + timeout))?;
-        Ok(ReadGuard::new(self, f))
-    }
-
-    /// Receives the next message into `buf` (cleared first), waiting.
-    ///
-    /// # Errors
-    /// As [`Consumer::recv`].
-    #[inline]
-    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        let f = self.recv_blocking(None)?;
-        self.copy_out(f, buf);
-        Ok(())
-    }
-
-    /// As [`Consumer::recv_into`], without waiting.
-    ///
-    /// # Errors
-    /// As [`Consumer::try_recv`].
-    #[inline]
-    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        match self.peek()? {
-            Some(f) => {
-                self.copy_out(f, buf);
-                Ok(())
-            }
-            None => {
-                self.empty_or_gone()?;
-                Err(Error::Empty)
-            }
-        }
-    }
-
-    /// As [`Consumer::recv_into`], waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As [`Consumer::recv_timeout`].
-    #[inline]
-    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        let f = self.recv_blocking(Some(Instant::now() + timeout))?;
-        self.copy_out(f, buf);
-        Ok(())
-    }
-
-    /// Hands up to `max` waiting messages to `each`, in place, then releases them
-    /// all with one zeroing pass, one store and one notification.
-    ///
-    /// # Errors
-    /// [`Error::Disconnected`] if none were waiting and every producer is gone;
-    /// [`Error::Corrupted`].
-    #[inline]
-    pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
-        let mut n = 0;
-        while n < max {
-            let Some(f) = self.peek()? else { break };
-            self.with_payload(f, &mut each);
-            self.head = f.next;
-            n += 1;
-        }
-        if n > 0 {
-            self.release(n as u64);
-        } else {
-            self.empty_or_gone()?;
-        }
-        Ok(n)
-    }
-
-    /// Bytes claimed by producers and not yet consumed.
-    pub fn len_hint(&self) -> usize {
-        // Acquire: pairs with the producers' CAS on `tail`.
-        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
-        (tail.wrapping_sub(self.head) as usize).min(self.sh.cap)
-    }
-
-    /// Drops this handle without marking the endpoint closed: for a process that
-    /// inherited the handle across `fork` but is not the one using it, so that its
-    /// copy going away does not look, to the peer, like the real endpoint closing.
-    pub fn detach(mut self) {
-        self.closed = true;
-    }
-
-    /// Marks the consumer closed and wakes producers. Dropping does it too.
-    pub fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            self.sh
-                .ctl
-                .ends
-                .consumer
-                .close(&self.sh.ctl.ends.epoch, &self.sh.ctl.wake);
-        }
-    }
-
-    #[cold]
-    fn poison(&mut self, what: &'static str, position: u64, value: u64) -> Error {
-        let c = Corruption {
-            what,
-            position,
-            value,
-        };
-        self.poisoned = Some(c);
-        Error::Corrupted(c)
-    }
-
-    /// The next committed message, skipping padding (released with it later).
-    #[inline]
-    fn peek(&mut self) -> Result<Option<Frame>> {
-        if let Some(c) = self.poisoned {
-            return Err(Error::Corrupted(c));
-        }
-        // Every step advances at least 8 bytes, and a lap is `cap` bytes.
-        for _ in 0..=self.sh.cap / 8 {
-            if self.head.wrapping_sub(self.released) >= (self.sh.cap / 2) as u64 {
-                // Consumed frames are zeroed only when released; a batch (or a run of
-                // padding) that went on past half the ring would come back round to
-                // them and read them again (found by the throughput benchmark).
-                // Everything before `head` is consumed, so release it now.
-                self.release(0);
-            }
-            let off = (self.head & self.sh.mask) as usize;
-            // Acquire: pairs with the producer's Release commit (or padding) store.
-            let raw = self.sh.data.word(off).load(Ordering::Acquire);
-            let h = match frame::decode_mpsc(raw, off, self.sh.cap, self.sh.nslots) {
-                Ok(Some(h)) => h,
-                Ok(None) => return Ok(None),
-                Err(what) => return Err(self.poison(what, self.head, raw)),
-            };
-            if h.len < 0 {
-                return Ok(None);
-            }
-            let next = self.head.wrapping_add(h.size() as u64);
-            if h.kind == MPSC_PAD {
-                self.head = next;
-                continue;
-            }
-            return Ok(Some(Frame {
-                at: off + HEADER_LEN,
-                len: h.len as usize,
-                next,
-            }));
-        }
-        Err(self.poison("a lap of padding", self.head, 0))
-    }
-
-    #[inline]
-    fn recv_blocking(&mut self, deadline: Option<Instant>) -> Result<Frame> {
-        if let Some(f) = self.peek()? {
-            return Ok(f);
-        }
-        let cfg = self.cfg;
-        wait::block(&mut ConsumerSide { c: self }, &cfg, deadline)
-    }
-
-    #[cold]
-    fn empty_or_gone(&mut self) -> Result<()> {
-        if let Some(c) = self.poisoned {
-            return Err(Error::Corrupted(c));
-        }
-        if self.clock.due(self.cfg.slice) || self.epoch_changed() {
-            self.check_producers()?;
-        }
-        Ok(())
-    }
-
-    fn epoch_changed(&self) -> bool {
-        self.peers_gone || self.sh.ctl.ends.epoch.load(Ordering::Acquire) != self.seen_epoch
+impl ConsumerCore {
+    fn producer_attachments(&self) -> u32 {
+        self.sh
+            .slots
+            .iter()
+            // Relaxed: a count for a decision the next look revisits.
+            .map(|s| s.end.incarnation.load(Ordering::Relaxed))
+            .fold(0, u32::wrapping_add)
     }
 
     /// Whether producer `s` of frames stamped with incarnation `inc` may still write.
     fn producer_alive(&self, s: u16, inc: Option<u16>) -> bool {
         let end = &self.sh.slot(s).end;
+        // Acquire: pairs with the Release stores in `EndState::attach`.
         if let Some(inc) = inc
             && end.incarnation.load(Ordering::Acquire) as u16 != inc
         {
             // The slot has been taken again: that earlier holder's marker was free.
             return false;
         }
+        // Acquire: as above.
         end.state.load(Ordering::Acquire) == ATTACHED
-            && self.liveness.is_alive(Endpoint::Producer(s))
+            && self.local.liveness.is_alive(Endpoint::Producer(s))
     }
 
     /// Turns dead producers' claims at `head` into padding; returns whether it
@@ -1194,7 +745,7 @@ impl Consumer {
         let raw = sh.data.word(off).load(Ordering::Acquire);
         let h = match frame::decode_mpsc(raw, off, sh.cap, sh.nslots) {
             Ok(h) => h,
-            Err(what) => return Err(self.poison(what, self.head, raw)),
+            Err(what) => return Err(self.local.corrupt(what, self.head, raw)),
         };
         let pad = match h {
             Some(h) if h.len < 0 => {
@@ -1212,11 +763,11 @@ impl Consumer {
                     return Ok(false);
                 }
                 if claimed > sh.cap as u64 || !claimed.is_multiple_of(8) {
-                    return Err(self.poison("tail out of range", self.head, tail));
+                    return Err(self.local.corrupt("tail out of range", self.head, tail));
                 }
                 let mut limit = claimed.min((sh.cap - off) as u64);
                 for s in 0..sh.nslots {
-                    // Acquire: pairs with the Release clearing of the intent.
+                    // Acquire: pairs with the Release withdrawal of the intent.
                     let intent = sh.slot(s).claim.load(Ordering::Acquire);
                     if intent == NO_CLAIM {
                         continue;
@@ -1261,84 +812,66 @@ impl Consumer {
         }
         Ok(done)
     }
+}
 
-    /// Reclaims dead claims, then `Err(Disconnected)` if every producer that
-    /// attached is gone and nothing is left to receive.
-    #[cold]
-    fn check_producers(&mut self) -> Result<()> {
-        if let Some(c) = self.poisoned {
-            return Err(Error::Corrupted(c));
-        }
-        self.seen_epoch = self.sh.ctl.ends.epoch.load(Ordering::Acquire);
-        // Bounded: each reclamation moves `head` on by at least 8 bytes, so a lap's
-        // worth is all an honest ring can need; a peer that keeps rewriting claims
-        // gets one lap per call (found with the adversary shim).
+impl crate::kind::ConsumerCore for ConsumerCore {
+    fn local(&self) -> &Local {
+        &self.local
+    }
+
+    fn local_mut(&mut self) -> &mut Local {
+        &mut self.local
+    }
+
+    fn data(&self) -> &Data {
+        &self.sh.data
+    }
+
+    fn capacity(&self) -> usize {
+        self.sh.cap
+    }
+
+    /// The next committed message, skipping padding (released with it later).
+    #[inline]
+    fn peek(&mut self) -> Result<Option<Readable>> {
+        self.local.check()?;
+        // Every step advances at least 8 bytes, and a lap is `cap` bytes.
         for _ in 0..=self.sh.cap / 8 {
-            if !self.reclaim_dead()? {
-                break;
+            if self.head.wrapping_sub(self.released) >= (self.sh.cap / 2) as u64 {
+                // Consumed frames are zeroed only when released; a batch (or a run of
+                // padding) that went on past half the ring would come back round to
+                // them and read them again (found by the throughput benchmark).
+                // Everything before `head` is consumed, so release it now.
+                self.release(0);
             }
-            if self.peek()?.is_some() {
-                return Ok(());
+            let off = (self.head & self.sh.mask) as usize;
+            // Acquire: pairs with the producer's Release commit (or padding) store.
+            let raw = self.sh.data.word(off).load(Ordering::Acquire);
+            let h = match frame::decode_mpsc(raw, off, self.sh.cap, self.sh.nslots) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(None),
+                Err(what) => return Err(self.local.corrupt(what, self.head, raw)),
+            };
+            if h.len < 0 {
+                return Ok(None);
             }
-        }
-        self.peers_gone = false;
-        let mut gone = None;
-        for s in 0..self.sh.nslots {
-            match peer_status(&self.sh.slot(s).end, &*self.liveness, Endpoint::Producer(s))
-                .map_err(|e| self.poison_err(e))?
-            {
-                PeerStatus::Alive => return Ok(()),
-                PeerStatus::Unattached => {}
-                PeerStatus::Gone(why) => {
-                    gone = Some(match (gone, why) {
-                        (Some(Disconnect::Died), _) | (_, Disconnect::Died) => Disconnect::Died,
-                        _ => Disconnect::Closed,
-                    })
-                }
+            let next = self.head.wrapping_add(h.size() as u64);
+            if h.kind == MPSC_PAD {
+                self.head = next;
+                continue;
             }
+            return Ok(Some(Readable {
+                at: off + HEADER_LEN,
+                len: h.len as usize,
+                next,
+            }));
         }
-        let Some(why) = gone else { return Ok(()) };
-        if self.producer_attachments() < self.expected_producers {
-            return Ok(());
-        }
-        self.peers_gone = true;
-        if self.peek()?.is_some() {
-            return Ok(());
-        }
-        // Acquire: pairs with the producers' CAS on `tail`.
-        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
-        if tail != self.head {
-            // Claims remain that no live producer will finish and that could not be
-            // reclaimed yet (their gap is still being bounded): look again later.
-            return Ok(());
-        }
-        Err(Error::Disconnected(why))
+        Err(self.local.corrupt("a lap of padding", self.head, 0))
     }
 
     #[inline]
-    fn with_payload(&self, f: Frame, each: &mut impl FnMut(&[u8])) {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: the frame is committed (Acquire in `peek`) and not released until
-            // `release`; its producer never writes it again, and no other producer
-            // can claim it before we release it.
-            each(unsafe { self.sh.data.slice(f.at, f.len) });
-        }
-        #[cfg(loom)]
-        {
-            let mut buf = vec![0; f.len];
-            self.sh.data.read(f.at, &mut buf);
-            each(&buf);
-        }
-    }
-
-    #[inline]
-    fn copy_out(&mut self, f: Frame, buf: &mut Vec<u8>) {
-        buf.clear();
-        buf.resize(f.len, 0);
-        self.sh.data.read(f.at, buf);
+    fn advance(&mut self, f: Readable) {
         self.head = f.next;
-        self.release(1);
     }
 
     /// Zeroes everything consumed since the last release, then publishes `head`.
@@ -1362,116 +895,88 @@ impl Consumer {
         sh.ctl.wake.notify_space();
     }
 
-    /// Records a corruption so that every later call reports it too.
     #[cold]
-    fn poison_err(&mut self, e: Error) -> Error {
-        if let Error::Corrupted(c) = e {
-            self.poisoned.get_or_insert(c);
+    fn empty_or_gone(&mut self) -> Result<()> {
+        self.local.check()?;
+        if self.local.look_due() || self.local.epoch_changed(&self.sh.ctl.ends.epoch) {
+            self.check_producers()?;
         }
-        e
+        Ok(())
     }
-}
 
-impl Drop for Consumer {
-    #[inline]
-    fn drop(&mut self) {
-        // Under loom, a model that failed unwinds through here after loom's state is
-        // gone; touching it again would abort the test binary.
-        #[cfg(loom)]
-        if std::thread::panicking() {
-            return;
+    /// Reclaims dead claims, then `Err(Disconnected)` if every producer that
+    /// attached is gone and nothing is left to receive.
+    #[cold]
+    fn check_producers(&mut self) -> Result<()> {
+        self.local.begin_look(&self.sh.ctl.ends.epoch)?;
+        // Bounded: each reclamation moves `head` on by at least 8 bytes, so a lap's
+        // worth is all an honest ring can need; a peer that keeps rewriting claims
+        // gets one lap per call (found with the adversary shim).
+        for _ in 0..=self.sh.cap / 8 {
+            if !self.reclaim_dead()? {
+                break;
+            }
+            if self.peek()?.is_some() {
+                return Ok(());
+            }
         }
-        self.close();
+        self.local.peer_gone = false;
+        let mut gone = None;
+        for s in 0..self.sh.nslots {
+            match self
+                .local
+                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s))?
+            {
+                PeerStatus::Alive => return Ok(()),
+                PeerStatus::Unattached => {}
+                PeerStatus::Gone(why) => {
+                    gone = Some(match (gone, why) {
+                        (Some(Disconnect::Died), _) | (_, Disconnect::Died) => Disconnect::Died,
+                        _ => Disconnect::Closed,
+                    })
+                }
+            }
+        }
+        let Some(why) = gone else { return Ok(()) };
+        if self.producer_attachments() < self.expected_producers {
+            return Ok(());
+        }
+        self.local.peer_gone = true;
+        if self.peek()?.is_some() {
+            return Ok(());
+        }
+        // Acquire: pairs with the producers' CAS on `tail`.
+        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
+        if tail != self.head {
+            // Claims remain that no live producer will finish and that could not be
+            // reclaimed yet (their gap is still being bounded): look again later.
+            return Ok(());
+        }
+        Err(Error::Disconnected(why))
     }
-}
 
-struct ConsumerSide<'a> {
-    c: &'a mut Consumer,
-}
-
-impl Side for ConsumerSide<'_> {
-    type Token = Frame;
-
-    fn attempt(&mut self) -> Result<Option<Frame>> {
-        self.c.peek()
-    }
-
-    fn ready(&mut self) -> bool {
-        matches!(self.c.peek(), Ok(Some(_)) | Err(_)) || self.c.epoch_changed()
-    }
-
-    fn epoch_changed(&self) -> bool {
-        self.c.epoch_changed()
-    }
-
-    fn words(&self) -> (&FutexWord, &AtomicU32) {
+    fn data_words(&self) -> (&FutexWord, &AtomicU32) {
         (
-            &self.c.sh.ctl.wake.data_seq,
-            &self.c.sh.ctl.wake.consumer_waiting,
+            &self.sh.ctl.wake.data_seq,
+            &self.sh.ctl.wake.consumer_waiting,
         )
     }
 
-    fn exclusive(&self) -> bool {
-        true
+    fn epoch(&self) -> &AtomicU32 {
+        &self.sh.ctl.ends.epoch
     }
 
-    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
-        self.c.clock.due_at(now, slice)
+    fn len_hint(&self) -> usize {
+        // Acquire: pairs with the producers' CAS on `tail`.
+        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
+        (tail.wrapping_sub(self.head) as usize).min(self.sh.cap)
     }
 
-    fn check_peer(&mut self) -> Result<()> {
-        self.c.check_producers()
-    }
-}
-
-/// A received message, lent in place; its space is released when the guard drops.
-/// See [`crate::spsc::ReadGuard`] on trusting the bytes.
-pub struct ReadGuard<'a> {
-    consumer: &'a mut Consumer,
-    f: Frame,
-    #[cfg(loom)]
-    buf: Vec<u8>,
-}
-
-impl<'a> ReadGuard<'a> {
-    #[inline]
-    fn new(consumer: &'a mut Consumer, f: Frame) -> Self {
-        #[cfg(loom)]
-        let buf = {
-            let mut b = vec![0; f.len];
-            consumer.sh.data.read(f.at, &mut b);
-            b
-        };
-        ReadGuard {
-            consumer,
-            f,
-            #[cfg(loom)]
-            buf,
-        }
-    }
-}
-
-impl core::ops::Deref for ReadGuard<'_> {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: as in `Consumer::with_payload`; `&mut Consumer` keeps anyone in
-            // this process from releasing the frame while the guard lives.
-            unsafe { self.consumer.sh.data.slice(self.f.at, self.f.len) }
-        }
-        #[cfg(loom)]
-        {
-            &self.buf
-        }
-    }
-}
-
-impl Drop for ReadGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.consumer.head = self.f.next;
-        self.consumer.release(1);
+    fn announce_close(&mut self) {
+        self.sh
+            .ctl
+            .ends
+            .consumer
+            .close(&self.sh.ctl.ends.epoch, &self.sh.ctl.wake);
     }
 }

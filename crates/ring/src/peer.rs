@@ -1,7 +1,5 @@
 //! How a ring side sees its peers: state words plus the liveness hook.
 
-use std::time::{Duration, Instant};
-
 use crate::ctl::{ATTACHED, CLOSED, EndState, NEVER};
 use crate::error::{Disconnect, Error, Result};
 use crate::sync::Ordering;
@@ -33,41 +31,6 @@ pub(crate) fn peer_status(
         ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
         ATTACHED => Ok(PeerStatus::Gone(Disconnect::Died)),
         v => Err(Error::corrupted("endpoint state", 0, v.into())),
-    }
-}
-
-/// When an endpoint next looks at its peer's liveness (a system call). It lives
-/// in the endpoint, so that a caller polling with short time-outs or `try_` calls
-/// still gets a look once per wait slice (found by the cross-process tests).
-pub(crate) struct CheckClock {
-    next: Instant,
-}
-
-impl CheckClock {
-    /// A clock whose first look is due one `every` from now.
-    pub(crate) fn starting(every: Duration) -> CheckClock {
-        CheckClock {
-            next: Instant::now() + every,
-        }
-    }
-
-    pub(crate) fn due(&mut self, every: Duration) -> bool {
-        // Under loom time does not pass; checking every time keeps models
-        // deterministic. (The blocking path instead looks only when the epoch
-        // changes, see `wait::liveness_due`.)
-        if cfg!(loom) {
-            return true;
-        }
-        self.due_at(Instant::now(), every)
-    }
-
-    /// As [`CheckClock::due`], at a time the caller has read already.
-    pub(crate) fn due_at(&mut self, now: Instant, every: Duration) -> bool {
-        if now < self.next {
-            return false;
-        }
-        self.next = now + every;
-        true
     }
 }
 

@@ -396,7 +396,7 @@ impl<C: ControlBlock> core::ops::Deref for Ctl<C> {
 }
 
 /// A ring's data area: `cap` bytes, 8-aligned, accessed by byte offset.
-pub(crate) struct Data {
+pub struct Data {
     #[cfg(not(loom))]
     bytes: NonNull<u8>,
     cap: usize,
@@ -572,5 +572,112 @@ impl Data {
         let p = self.ptr(off, len);
         // SAFETY: in bounds (checked by `ptr`); exclusivity delegated to the caller.
         unsafe { core::slice::from_raw_parts_mut(p, len) }
+    }
+}
+
+/// A payload lent to a guard. In normal builds it is empty: the guard lends the
+/// ring's bytes in place. Under loom it is a private copy (loom must see every
+/// access to shared memory as an atomic word), written back by [`Lent::flush`]
+/// before a reserved frame is published. This is the only place guards meet loom.
+pub(crate) struct Lent {
+    #[cfg(loom)]
+    buf: Vec<u8>,
+}
+
+impl Lent {
+    /// For a frame being read: nothing, or (loom) a copy of its `len` bytes at `off`.
+    #[inline]
+    pub(crate) fn reading(data: &Data, off: usize, len: usize) -> Lent {
+        #[cfg(not(loom))]
+        {
+            let _ = (data, off, len);
+            Lent {}
+        }
+        #[cfg(loom)]
+        {
+            let mut buf = vec![0; len];
+            data.read(off, &mut buf);
+            Lent { buf }
+        }
+    }
+
+    /// For a frame being written: nothing, or (loom) a zeroed buffer of `len` bytes.
+    #[inline]
+    pub(crate) fn writing(len: usize) -> Lent {
+        #[cfg(not(loom))]
+        {
+            let _ = len;
+            Lent {}
+        }
+        #[cfg(loom)]
+        {
+            Lent { buf: vec![0; len] }
+        }
+    }
+
+    /// The lent bytes: `len` bytes at `off` of `data`.
+    ///
+    /// # Safety
+    /// As [`Data::slice`]: the ring protocol keeps everyone in this process from
+    /// writing these bytes while the slice lives.
+    #[inline]
+    pub(crate) unsafe fn bytes<'a>(&'a self, data: &'a Data, off: usize, len: usize) -> &'a [u8] {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: delegated to the caller.
+            unsafe { data.slice(off, len) }
+        }
+        #[cfg(loom)]
+        {
+            let _ = (data, off);
+            &self.buf[..len]
+        }
+    }
+
+    /// The lent bytes, writable: `len` bytes at `off` of `data`.
+    ///
+    /// # Safety
+    /// As [`Data::slice_mut`]: the bytes are reserved and not yet published, and
+    /// `&mut self` is the only way to them in this process.
+    #[inline]
+    pub(crate) unsafe fn bytes_mut<'a>(
+        &'a mut self,
+        data: &'a Data,
+        off: usize,
+        len: usize,
+    ) -> &'a mut [u8] {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: delegated to the caller.
+            unsafe { data.slice_mut(off, len) }
+        }
+        #[cfg(loom)]
+        {
+            let _ = (data, off);
+            &mut self.buf[..len]
+        }
+    }
+
+    /// Before publishing a written frame: (loom) copies the first `len` bytes
+    /// back to `off`; nothing otherwise (they were written in place).
+    #[inline]
+    pub(crate) fn flush(&self, data: &Data, off: usize, len: usize) {
+        #[cfg(not(loom))]
+        let _ = (data, off, len);
+        #[cfg(loom)]
+        data.write(off, &self.buf[..len]);
+    }
+}
+
+impl Data {
+    /// Calls `f` with the `len` bytes at `off` (in place; under loom, a copy).
+    ///
+    /// # Safety
+    /// As [`Data::slice`].
+    #[inline]
+    pub(crate) unsafe fn lend<R>(&self, off: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        let lent = Lent::reading(self, off, len);
+        // SAFETY: delegated to the caller.
+        f(unsafe { lent.bytes(self, off, len) })
     }
 }

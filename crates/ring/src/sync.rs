@@ -30,11 +30,11 @@ pub(crate) use adversary::{AtomicU32, AtomicU64};
 #[cfg_attr(loom, path = "sync/futex_loom.rs")]
 mod futex;
 
-pub(crate) use futex::FutexWord;
+pub use futex::FutexWord;
 #[cfg(not(loom))]
 pub use futex::futex_calls;
 
-/// The fence of the wake-up protocol (DESIGN.md section 6): orders our store of a
+/// The fence of the wake-up protocol (docs/PROTOCOL.md, section 6): orders our store of a
 /// position or waiting flag before our load of the other one.
 ///
 /// `shmq_negative_control` builds drop it, to show that the loom model of the
@@ -43,4 +43,12 @@ pub use futex::futex_calls;
 pub(crate) fn fence_seqcst() {
     #[cfg(not(shmq_negative_control))]
     fence(Ordering::SeqCst);
+}
+
+/// Whether a `Drop` must leave shared state alone because a loom model is
+/// unwinding: loom's state is gone by then, and touching an atomic again would
+/// abort the test binary. Always `false` outside loom.
+#[inline]
+pub(crate) fn model_unwinding() -> bool {
+    cfg!(loom) && std::thread::panicking()
 }

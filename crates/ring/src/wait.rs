@@ -1,5 +1,5 @@
 //! Waiting: strategies, the liveness hook, and the one blocking loop every side
-//! uses (DESIGN.md section 6).
+//! uses (docs/PROTOCOL.md, section 6).
 //!
 //! The waiter, having found nothing to do:
 //! 1. spins (unless the strategy is `Park`), re-trying, for the spin budget;

@@ -1,5 +1,5 @@
-//! Loom models of the rings and the wake-up protocol (DESIGN.md section 8,
-//! RELIABILITY-CATALOGUE MC-01 to MC-06).
+//! Loom models of the rings and the wake-up protocol (docs/PROTOCOL.md, section
+//! 6; docs/RELIABILITY.md, tests MC-01 to MC-06).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmq-ring --test loom --release`.
 //! The futex is a mutex and condition variable that really block and never time

@@ -18,7 +18,7 @@ pub fn futex_calls() -> (u64, u64) {
 
 /// A 32-bit futex word in shared memory.
 #[repr(transparent)]
-pub(crate) struct FutexWord(AtomicU32);
+pub struct FutexWord(AtomicU32);
 
 impl FutexWord {
     pub(crate) fn load(&self, order: Ordering) -> u32 {

@@ -6,7 +6,7 @@ use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-pub(crate) struct FutexWord {
+pub struct FutexWord {
     word: AtomicU32,
     lock: Mutex<()>,
     cv: Condvar,

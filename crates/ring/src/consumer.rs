@@ -1,0 +1,301 @@
+//! The receiving side of a ring of any kind, and its read guard: every form of
+//! receiving written once, over the kind's [`ConsumerCore`].
+//!
+//! # Safety
+//! A published frame is reachable only through the [`ReadGuard`] (or the batch
+//! callback), which holds `&mut Consumer`, until its space is released; the
+//! core's protocol keeps producers from writing it meanwhile.
+#![allow(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::kind::{ConsumerCore, Kind, Readable};
+use crate::producer::Wait;
+use crate::region::Lent;
+use crate::sync::{self, AtomicU32, FutexWord};
+use crate::wait::{self, Side, WaitConfig};
+
+/// The receiving side of a ring of kind `K` ([`crate::spsc::Consumer`],
+/// [`crate::mpsc::Consumer`]).
+pub struct Consumer<K: Kind> {
+    pub(crate) core: K::Consumer,
+}
+
+impl<K: Kind> core::fmt::Debug for Consumer<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("kind", &K::NAME)
+            .field("capacity", &self.core.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Kind> Consumer<K> {
+    /// Capacity of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// The largest message this ring takes.
+    pub fn max_message_len(&self) -> usize {
+        crate::frame::max_payload(self.core.capacity())
+    }
+
+    /// The wait configuration.
+    pub fn wait_config(&self) -> WaitConfig {
+        self.core.local().cfg
+    }
+
+    /// Changes the wait configuration.
+    pub fn set_wait_config(&mut self, cfg: WaitConfig) {
+        self.core.local_mut().cfg = cfg;
+    }
+
+    /// Receives the next message without waiting, lending its payload in place;
+    /// the space is released when the guard drops.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] (nothing now), [`Error::Disconnected`] (the producers are
+    /// gone and everything they published has been received), [`Error::Corrupted`].
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<ReadGuard<'_, K>> {
+        self.recv_with(Wait::Try)
+    }
+
+    /// Receives the next message, waiting as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`], without `Empty`.
+    #[inline]
+    pub fn recv(&mut self) -> Result<ReadGuard<'_, K>> {
+        self.recv_with(Wait::Until(None))
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`], plus [`Error::Timeout`].
+    #[inline]
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, K>> {
+        self.recv_with(Wait::timeout(timeout))
+    }
+
+    /// Receives the next message into `buf` (cleared first), waiting as the wait
+    /// strategy says. The copy is made before the space is released, so the bytes
+    /// are private to the caller whatever the peer does afterwards.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    #[inline]
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.recv_into_with(buf, Wait::Until(None))
+    }
+
+    /// As [`Consumer::recv_into`] without waiting.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`].
+    #[inline]
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.recv_into_with(buf, Wait::Try)
+    }
+
+    /// As [`Consumer::recv_into`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    #[inline]
+    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        self.recv_into_with(buf, Wait::timeout(timeout))
+    }
+
+    /// Hands up to `max` waiting messages to `each`, in order, in place, then
+    /// releases all their space with one store and one notification. Returns how
+    /// many were handed over (0 if none were waiting).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`] if none were waiting and the producers are gone;
+    /// [`Error::Corrupted`].
+    #[inline]
+    pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let Some(f) = self.core.peek()? else { break };
+            // SAFETY: the frame is published (the core's Acquire load of its
+            // header) and not released until `release` below, so no producer
+            // writes it meanwhile; `&mut self` keeps this process away too.
+            unsafe { self.core.data().lend(f.at, f.len, &mut each) };
+            self.core.advance(f);
+            n += 1;
+        }
+        if n > 0 {
+            self.core.release(n as u64);
+        } else {
+            self.core.empty_or_gone()?;
+        }
+        Ok(n)
+    }
+
+    /// Bytes published and not yet consumed.
+    pub fn len_hint(&self) -> usize {
+        self.core.len_hint()
+    }
+
+    /// Whether a message is waiting now.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`].
+    pub fn has_message(&mut self) -> Result<bool> {
+        Ok(self.core.peek()?.is_some())
+    }
+
+    /// Drops this handle without marking the endpoint closed: for a process that
+    /// inherited the handle across `fork` but is not the one using it, so that its
+    /// copy going away does not look, to the peer, like the real endpoint closing.
+    pub fn detach(mut self) {
+        self.core.local_mut().closed = true;
+    }
+
+    /// Marks the consumer closed and wakes the producers. Dropping does it too.
+    pub fn close(&mut self) {
+        if !self.core.local().closed {
+            self.core.local_mut().closed = true;
+            self.core.announce_close();
+        }
+    }
+
+    #[inline]
+    fn recv_with(&mut self, wait: Wait) -> Result<ReadGuard<'_, K>> {
+        let f = self.next(wait)?;
+        let lent = Lent::reading(self.core.data(), f.at, f.len);
+        Ok(ReadGuard {
+            consumer: self,
+            f,
+            lent,
+        })
+    }
+
+    #[inline]
+    fn recv_into_with(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<()> {
+        let f = self.next(wait)?;
+        buf.clear();
+        buf.resize(f.len, 0);
+        self.core.data().read(f.at, buf);
+        self.core.advance(f);
+        self.core.release(1);
+        Ok(())
+    }
+
+    /// The one look for a message every form makes.
+    #[inline]
+    fn next(&mut self, wait: Wait) -> Result<Readable> {
+        if let Some(f) = self.core.peek()? {
+            return Ok(f);
+        }
+        match wait {
+            Wait::Try => {
+                self.core.empty_or_gone()?;
+                Err(Error::Empty)
+            }
+            Wait::Until(deadline) => {
+                let cfg = self.core.local().cfg;
+                wait::block(
+                    &mut Messages {
+                        core: &mut self.core,
+                    },
+                    &cfg,
+                    deadline,
+                )
+            }
+        }
+    }
+}
+
+impl<K: Kind> Drop for Consumer<K> {
+    #[inline]
+    fn drop(&mut self) {
+        if !sync::model_unwinding() {
+            self.close();
+        }
+    }
+}
+
+/// A consumer waiting for a message.
+struct Messages<'a, C> {
+    core: &'a mut C,
+}
+
+impl<C: ConsumerCore> Side for Messages<'_, C> {
+    type Token = Readable;
+
+    fn attempt(&mut self) -> Result<Option<Readable>> {
+        self.core.peek()
+    }
+
+    fn ready(&mut self) -> bool {
+        matches!(self.core.peek(), Ok(Some(_)) | Err(_)) || self.epoch_changed()
+    }
+
+    fn epoch_changed(&self) -> bool {
+        self.core.local().epoch_changed(self.core.epoch())
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        self.core.data_words()
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.core.local_mut().look_due_at(now, slice)
+    }
+
+    fn check_peer(&mut self) -> Result<()> {
+        self.core.check_producers()
+    }
+}
+
+/// A received message, lent in place; its space is released when the guard drops.
+///
+/// The bytes live in shared memory. The protocol keeps a well-behaved producer
+/// from writing them until the guard drops; a producer that breaks the protocol
+/// can change them under you (never make this process read out of bounds). When
+/// the producer is not trusted, copy with [`Consumer::recv_into`] and validate.
+pub struct ReadGuard<'a, K: Kind> {
+    consumer: &'a mut Consumer<K>,
+    f: Readable,
+    lent: Lent,
+}
+
+impl<K: Kind> ReadGuard<'_, K> {
+    /// Copies the payload out.
+    #[inline]
+    pub fn to_vec(&self) -> Vec<u8> {
+        (**self).to_vec()
+    }
+}
+
+impl<K: Kind> core::ops::Deref for ReadGuard<'_, K> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the frame was published (the core's Acquire load of its header)
+        // and is released only when this guard drops, so no producer writes it
+        // meanwhile; `&mut Consumer` keeps anyone in this process from releasing it.
+        unsafe {
+            self.lent
+                .bytes(self.consumer.core.data(), self.f.at, self.f.len)
+        }
+    }
+}
+
+impl<K: Kind> Drop for ReadGuard<'_, K> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.core.advance(self.f);
+        self.consumer.core.release(1);
+    }
+}

@@ -1,0 +1,158 @@
+//! Ring kinds and the small core each one implements.
+//!
+//! A kind ([`Spsc`], [`Mpsc`]) is a marker type naming two cores: a producer
+//! core and a consumer core. A core knows its ring's layout and protocol and
+//! offers only what differs between kinds: claim room for one frame now, commit
+//! or abort it, send a batch; peek at the next frame, release consumed frames;
+//! look at the peer. Everything a user calls (`try_` / blocking / `_timeout`
+//! forms, copying forms, guards) is written once, over these cores, in
+//! [`crate::Producer`] and [`crate::Consumer`].
+//!
+//! The traits are sealed: they live in a private module, so only this crate
+//! can implement them, and their methods are not part of the public API.
+
+use crate::error::Result;
+use crate::local::Local;
+use crate::region::Data;
+use crate::sync::{AtomicU32, FutexWord};
+
+/// A ring kind: which producer and consumer cores a [`crate::Producer`] and a
+/// [`crate::Consumer`] of this kind drive. Implemented by [`Spsc`] and [`Mpsc`]
+/// only.
+pub trait Kind: sealed::Sealed + Sized + Send + 'static {
+    /// The producer core.
+    #[doc(hidden)]
+    type Producer: ProducerCore;
+    /// The consumer core.
+    #[doc(hidden)]
+    type Consumer: ConsumerCore;
+    /// `"spsc"` or `"mpsc"`, for messages and `Debug`.
+    const NAME: &'static str;
+}
+
+/// The single-producer single-consumer ring ([`crate::spsc`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spsc;
+
+/// The many-producer single-consumer ring ([`crate::mpsc`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Mpsc;
+
+impl Kind for Spsc {
+    type Producer = crate::spsc::ProducerCore;
+    type Consumer = crate::spsc::ConsumerCore;
+    const NAME: &'static str = "spsc";
+}
+
+impl Kind for Mpsc {
+    type Producer = crate::mpsc::ProducerCore;
+    type Consumer = crate::mpsc::ConsumerCore;
+    const NAME: &'static str = "mpsc";
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Spsc {}
+    impl Sealed for super::Mpsc {}
+}
+
+/// Where a readable frame's payload is, and where the next frame starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Readable {
+    /// Offset of the payload in the data area.
+    pub(crate) at: usize,
+    /// Payload length.
+    pub(crate) len: usize,
+    /// Position of the next frame.
+    pub(crate) next: u64,
+}
+
+/// Room for one frame, claimed and not yet published.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim {
+    /// Offset of the payload in the data area.
+    pub(crate) at: usize,
+    /// Payload length reserved.
+    pub(crate) len: usize,
+    /// Kind-specific: SPSC, the padding bytes before the frame (0 if it does not
+    /// wrap) and where they start; MPSC, unused.
+    pub(crate) pad: usize,
+    pub(crate) pad_at: usize,
+}
+
+/// What a producer core does; the rest is written once in [`crate::Producer`].
+#[doc(hidden)]
+pub trait ProducerCore: Send + Sized {
+    /// Whether this side alone sleeps on its waiting flag (then it clears the
+    /// flag itself after waking; a shared flag is cleared only by notifiers).
+    const EXCLUSIVE_WAIT: bool;
+    /// The end's private state.
+    fn local(&self) -> &Local;
+    /// The end's private state, mutably.
+    fn local_mut(&mut self) -> &mut Local;
+    /// The data area.
+    fn data(&self) -> &Data;
+    /// Capacity of the data area in bytes.
+    fn capacity(&self) -> usize;
+    /// The largest message this ring takes.
+    fn max_payload(&self) -> usize;
+    /// Room for one message of `len` bytes now (`Ok(None)`: full). Refuses a
+    /// poisoned end, a message that can never fit, and a consumer that announced
+    /// it closed.
+    fn claim(&mut self, len: usize) -> Result<Option<Claim>>;
+    /// Publishes the first `len` bytes of a claim whose payload is written.
+    fn commit(&mut self, c: Claim, len: usize);
+    /// Gives a claim up, publishing nothing.
+    fn abort(&mut self, c: Claim);
+    /// After a non-blocking claim found no room: `Err` if the consumer is gone
+    /// (rate-limited to one look a wait slice).
+    fn full_or_gone(&mut self) -> Result<()>;
+    /// Cheap re-check after the waiting flag is set: is there room for `len`?
+    fn room_ready(&self, len: usize) -> bool;
+    /// The futex sequence a waiting producer sleeps on, and its waiting flag.
+    fn space_words(&self) -> (&FutexWord, &AtomicU32);
+    /// The peers' epoch word.
+    fn epoch(&self) -> &AtomicU32;
+    /// Full look at the consumer: `Err(Disconnected)` if it is gone.
+    fn check_consumer(&mut self) -> Result<()>;
+    /// Sends as many of `msgs` as fit now with one publication.
+    fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize>;
+    /// Bytes published and not yet consumed, as far as this end can tell.
+    fn len_hint(&self) -> usize;
+    /// Marks the producer closed in shared memory and wakes the consumer.
+    fn announce_close(&mut self);
+}
+
+/// What a consumer core does; the rest is written once in [`crate::Consumer`].
+#[doc(hidden)]
+pub trait ConsumerCore: Send + Sized {
+    /// The end's private state.
+    fn local(&self) -> &Local;
+    /// The end's private state, mutably.
+    fn local_mut(&mut self) -> &mut Local;
+    /// The data area.
+    fn data(&self) -> &Data;
+    /// Capacity of the data area in bytes.
+    fn capacity(&self) -> usize;
+    /// The next readable frame, skipping padding (`Ok(None)`: nothing yet).
+    fn peek(&mut self) -> Result<Option<Readable>>;
+    /// Moves past a frame that was read (its space is released later).
+    fn advance(&mut self, f: Readable);
+    /// Releases everything read so far (`messages` more were received) and
+    /// wakes a waiting producer.
+    fn release(&mut self, messages: u64);
+    /// After a non-blocking peek found nothing: `Err(Disconnected)` if the
+    /// producers are gone and nothing is left (rate-limited).
+    fn empty_or_gone(&mut self) -> Result<()>;
+    /// Full look at the producers (reclaiming dead claims where the kind has
+    /// them): `Err(Disconnected)` if they are gone and nothing is left.
+    fn check_producers(&mut self) -> Result<()>;
+    /// The futex sequence the consumer sleeps on, and its waiting flag.
+    fn data_words(&self) -> (&FutexWord, &AtomicU32);
+    /// The peers' epoch word.
+    fn epoch(&self) -> &AtomicU32;
+    /// Bytes published and not yet consumed.
+    fn len_hint(&self) -> usize;
+    /// Marks the consumer closed in shared memory and wakes the producers.
+    fn announce_close(&mut self);
+}

@@ -1,0 +1,324 @@
+//! The sending side of a ring of any kind, and its write guard: every form of
+//! sending written once, over the kind's [`ProducerCore`].
+//!
+//! Each form is one private operation (`claim`) with a [`Wait`]: `try_` forms
+//! do not wait (`Full`), blocking forms wait as the [`WaitConfig`] says, and
+//! `_timeout` forms wait until a deadline.
+//!
+//! # Safety
+//! A claimed frame is reachable only through the [`WriteGuard`], which holds
+//! `&mut Producer`, until it is published; the core's protocol keeps the
+//! consumer (and, for MPSC, the other producers) away from it meanwhile.
+#![allow(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::kind::{Claim, Kind, ProducerCore};
+use crate::region::Lent;
+use crate::sync::{self, AtomicU32, FutexWord};
+use crate::wait::{self, Side, WaitConfig};
+
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: `Full` or `Empty` at once.
+    Try,
+    /// Until the deadline (`None`: as long as it takes).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    /// Waiting at most `timeout` from now.
+    pub(crate) fn timeout(timeout: Duration) -> Wait {
+        Wait::Until(Some(Instant::now() + timeout))
+    }
+}
+
+/// The sending side of a ring of kind `K` ([`crate::spsc::Producer`],
+/// [`crate::mpsc::Producer`]).
+pub struct Producer<K: Kind> {
+    pub(crate) core: K::Producer,
+}
+
+impl<K: Kind> core::fmt::Debug for Producer<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Producer")
+            .field("kind", &K::NAME)
+            .field("capacity", &self.core.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Kind> Producer<K> {
+    /// The largest message this ring takes.
+    pub fn max_message_len(&self) -> usize {
+        self.core.max_payload()
+    }
+
+    /// Capacity of the data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// The wait configuration.
+    pub fn wait_config(&self) -> WaitConfig {
+        self.core.local().cfg
+    }
+
+    /// Changes the wait configuration.
+    pub fn set_wait_config(&mut self, cfg: WaitConfig) {
+        self.core.local_mut().cfg = cfg;
+    }
+
+    /// Reserves room for a message of `len` bytes without waiting. Write the
+    /// payload into the guard, then [`WriteGuard::commit`]; a guard dropped
+    /// uncommitted sends nothing.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] (never fits), [`Error::Full`] (not now),
+    /// [`Error::Disconnected`] (the consumer is gone), [`Error::Corrupted`].
+    #[inline]
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, K>> {
+        self.reserve_with(len, Wait::Try)
+    }
+
+    /// Reserves room for `len` bytes, waiting as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve`], without `Full`.
+    #[inline]
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, K>> {
+        self.reserve_with(len, Wait::Until(None))
+    }
+
+    /// Reserves room for `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve`], plus [`Error::Timeout`].
+    #[inline]
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, K>> {
+        self.reserve_with(len, Wait::timeout(timeout))
+    }
+
+    /// Sends a copy of `msg` without waiting.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve`].
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, Wait::Try)
+    }
+
+    /// Sends a copy of `msg`, waiting for room as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve`].
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, Wait::Until(None))
+    }
+
+    /// Sends a copy of `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    #[inline]
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(msg, Wait::timeout(timeout))
+    }
+
+    /// Sends as many of `msgs` as fit now, in order, published with one store
+    /// and one notification. Returns how many were sent. (MPSC: at most 64 per
+    /// call, and a batch stops at the end of the data area; a producer that dies
+    /// inside the call loses the batch, except in its last few stores, where the
+    /// later messages may still be delivered without the first.)
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if the first message can never fit;
+    /// [`Error::Full`] if not even the first fits now; [`Error::Disconnected`],
+    /// [`Error::Corrupted`].
+    pub fn try_send_batch<'m, I>(&mut self, msgs: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = &'m [u8]>,
+    {
+        self.core.send_batch(msgs.into_iter())
+    }
+
+    /// Bytes published and not yet consumed, as far as this producer knows.
+    pub fn len_hint(&self) -> usize {
+        self.core.len_hint()
+    }
+
+    /// Drops this handle without marking the endpoint closed: for a process that
+    /// inherited the handle across `fork` but is not the one using it, so that its
+    /// copy going away does not look, to the peer, like the real endpoint closing.
+    pub fn detach(mut self) {
+        self.core.local_mut().closed = true;
+    }
+
+    /// Marks the producer closed and wakes the consumer. Dropping does it too;
+    /// this form is for a process that must not release the ring's memory yet.
+    pub fn close(&mut self) {
+        if !self.core.local().closed {
+            self.core.local_mut().closed = true;
+            self.core.announce_close();
+        }
+    }
+
+    #[inline]
+    fn reserve_with(&mut self, len: usize, wait: Wait) -> Result<WriteGuard<'_, K>> {
+        let claim = self.claim(len, wait)?;
+        Ok(WriteGuard {
+            producer: self,
+            claim: Some(claim),
+            lent: Lent::writing(len),
+        })
+    }
+
+    #[inline]
+    fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
+        let c = self.claim(msg.len(), wait)?;
+        self.core.data().write(c.at, msg);
+        failpoint::hit("mid_payload");
+        self.core.commit(c, msg.len());
+        Ok(())
+    }
+
+    /// The one claim every form makes.
+    #[inline]
+    fn claim(&mut self, len: usize, wait: Wait) -> Result<Claim> {
+        if let Some(c) = self.core.claim(len)? {
+            return Ok(c);
+        }
+        match wait {
+            Wait::Try => {
+                self.core.full_or_gone()?;
+                Err(Error::Full)
+            }
+            Wait::Until(deadline) => {
+                let cfg = self.core.local().cfg;
+                wait::block(
+                    &mut Room {
+                        core: &mut self.core,
+                        len,
+                    },
+                    &cfg,
+                    deadline,
+                )
+            }
+        }
+    }
+}
+
+impl<K: Kind> Drop for Producer<K> {
+    #[inline]
+    fn drop(&mut self) {
+        if !sync::model_unwinding() {
+            self.close();
+        }
+    }
+}
+
+/// A producer waiting for room for `len` bytes.
+struct Room<'a, P> {
+    core: &'a mut P,
+    len: usize,
+}
+
+impl<P: ProducerCore> Side for Room<'_, P> {
+    type Token = Claim;
+
+    fn attempt(&mut self) -> Result<Option<Claim>> {
+        self.core.claim(self.len)
+    }
+
+    fn ready(&mut self) -> bool {
+        self.core.room_ready(self.len) || self.epoch_changed()
+    }
+
+    fn epoch_changed(&self) -> bool {
+        self.core.local().epoch_changed(self.core.epoch())
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        self.core.space_words()
+    }
+
+    fn exclusive(&self) -> bool {
+        P::EXCLUSIVE_WAIT
+    }
+
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.core.local_mut().look_due_at(now, slice)
+    }
+
+    fn check_peer(&mut self) -> Result<()> {
+        self.core.check_consumer()
+    }
+}
+
+/// Room reserved in the ring for one message: write the payload through
+/// `DerefMut`, then [`WriteGuard::commit`]. Dropped uncommitted, it sends nothing
+/// (an MPSC claim becomes padding).
+pub struct WriteGuard<'a, K: Kind> {
+    producer: &'a mut Producer<K>,
+    /// `None` once committed.
+    claim: Option<Claim>,
+    lent: Lent,
+}
+
+impl<K: Kind> WriteGuard<'_, K> {
+    /// Publishes the message.
+    #[inline]
+    pub fn commit(self) {
+        let len = self.reserved().len;
+        self.commit_prefix(len);
+    }
+
+    /// Publishes the first `len` bytes (`len` at most the reserved length).
+    #[inline]
+    pub(crate) fn commit_prefix(mut self, len: usize) {
+        let c = self.claim.take().expect("a guard commits once");
+        assert!(len <= c.len, "commit beyond the reservation");
+        self.lent.flush(self.producer.core.data(), c.at, len);
+        failpoint::hit("mid_payload");
+        self.producer.core.commit(c, len);
+    }
+
+    #[inline]
+    fn reserved(&self) -> Claim {
+        self.claim.expect("claim held until commit")
+    }
+}
+
+impl<K: Kind> Drop for WriteGuard<'_, K> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(c) = self.claim.take() {
+            self.producer.core.abort(c);
+        }
+    }
+}
+
+impl<K: Kind> core::ops::Deref for WriteGuard<'_, K> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        let c = self.reserved();
+        // SAFETY: the bytes are our claim, not published until `commit`: the
+        // consumer reads them only after the core's Release publication, no other
+        // producer claims them, and the guard holds `&mut Producer`.
+        unsafe { self.lent.bytes(self.producer.core.data(), c.at, c.len) }
+    }
+}
+
+impl<K: Kind> core::ops::DerefMut for WriteGuard<'_, K> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let c = self.reserved();
+        // SAFETY: as in `deref`; `&mut self` makes this the only access.
+        unsafe { self.lent.bytes_mut(self.producer.core.data(), c.at, c.len) }
+    }
+}

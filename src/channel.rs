@@ -1,0 +1,384 @@
+//! Byte channels of any ring kind: [`Sender<K>`] and [`Receiver<K>`], written
+//! once over the kind ([`Spsc`](crate::Spsc) or [`Mpsc`](crate::Mpsc)).
+//! [`crate::spsc`] and [`crate::mpsc`] name them for each kind.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use shmq_ring::{Consumer, Mpsc, Producer};
+
+use crate::attach::{self, ChannelKind, Handle, Shape, Source};
+use crate::{Options, Result};
+
+pub use shmq_ring::{ReadGuard, WriteGuard};
+
+/// The sending end of a byte channel of ring kind `K`. For MPSC channels each
+/// sender holds one producer slot.
+pub struct Sender<K: ChannelKind> {
+    end: Handle<Producer<K>>,
+}
+
+/// The receiving end of a byte channel of ring kind `K`.
+pub struct Receiver<K: ChannelKind> {
+    end: Handle<Consumer<K>>,
+}
+
+impl<K: ChannelKind> core::fmt::Debug for Sender<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sender")
+            .field("kind", &K::NAME)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl<K: ChannelKind> core::fmt::Debug for Receiver<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("kind", &K::NAME)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl<K: ChannelKind> Sender<K> {
+    /// Creates the channel under `name` (one leading `/`, as for `shm_open`);
+    /// fails if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) (invalid name, already exists,
+    /// permissions, ...), [`Error::InvalidCapacity`](crate::Error::InvalidCapacity).
+    pub fn create(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Create(name), &Shape::bytes::<K>(opts), opts)
+    }
+
+    /// Opens the existing channel under `name`, waiting for its creator to finish.
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) (not found, foreign or damaged
+    /// segment, layout mismatch, ...), [`Error::AlreadyAttached`](crate::Error::AlreadyAttached),
+    /// [`Error::TooManyProducers`](crate::Error::TooManyProducers).
+    pub fn open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Open(name), &Shape::bytes::<K>(opts), opts)
+    }
+
+    /// Creates the channel under `name`, or opens it if it exists: either side
+    /// may start first.
+    ///
+    /// # Errors
+    /// As [`Sender::create`] and [`Sender::open`].
+    pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateOrOpen(name), &Shape::bytes::<K>(opts), opts)
+    }
+
+    /// Opens an anonymous channel from a file descriptor received from another
+    /// process ([`Sender::export_fd`]). Its seals are checked before it is mapped.
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) (`Unsealed`, `Untrusted`, layout
+    /// mismatch, ...).
+    pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Fd(fd), &Shape::bytes::<K>(opts), opts)
+    }
+
+    pub(crate) fn attach(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Self> {
+        Ok(Sender {
+            end: Handle::open(source, shape, opts)?,
+        })
+    }
+
+    /// Sends a copy of `msg` without waiting.
+    ///
+    /// # Errors
+    /// [`Error::Full`](crate::Error::Full), [`Error::MessageTooLarge`](crate::Error::MessageTooLarge),
+    /// [`Error::Disconnected`](crate::Error::Disconnected) (the receiver is gone),
+    /// [`Error::Corrupted`](crate::Error::Corrupted).
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        Ok(self.end.ring()?.try_send(msg)?)
+    }
+
+    /// Sends a copy of `msg`, waiting for room as the wait strategy says. A
+    /// receiver that has not attached yet is waited for, not an error.
+    ///
+    /// # Errors
+    /// As [`Sender::try_send`], without `Full`.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        Ok(self.end.ring()?.send(msg)?)
+    }
+
+    /// Sends a copy of `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Sender::send`], plus [`Error::Timeout`](crate::Error::Timeout).
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        Ok(self.end.ring()?.send_timeout(msg, timeout)?)
+    }
+
+    /// Reserves room for `len` bytes in the ring without waiting: write the
+    /// message in place through the guard, then `commit()` it. Dropping the
+    /// guard uncommitted sends nothing.
+    ///
+    /// # Errors
+    /// As [`Sender::try_send`].
+    #[inline]
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, K>> {
+        Ok(self.end.ring()?.try_reserve(len)?)
+    }
+
+    /// Reserves room for `len` bytes, waiting as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Sender::send`].
+    #[inline]
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, K>> {
+        Ok(self.end.ring()?.reserve(len)?)
+    }
+
+    /// Reserves room for `len` bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Sender::send_timeout`].
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, K>> {
+        Ok(self.end.ring()?.reserve_timeout(len, timeout)?)
+    }
+
+    /// Sends as many of `msgs` as fit now, in order, published with one store and
+    /// one notification; returns how many were sent. (MPSC: at most 64 a call,
+    /// with one claim.)
+    ///
+    /// # Errors
+    /// [`Error::Full`](crate::Error::Full) if not even the first fits, otherwise as
+    /// [`Sender::try_send`].
+    pub fn try_send_batch<'m>(
+        &mut self,
+        msgs: impl IntoIterator<Item = &'m [u8]>,
+    ) -> Result<usize> {
+        Ok(self.end.ring()?.try_send_batch(msgs)?)
+    }
+
+    /// The largest message this channel takes.
+    pub fn max_message_len(&self) -> usize {
+        self.end.max_message_len()
+    }
+
+    /// Capacity of the ring in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.end.capacity()
+    }
+
+    /// A duplicate of the channel's file descriptor, to pass to another process
+    /// over a UNIX socket (`SCM_RIGHTS`). Only anonymous (memfd) channels can be
+    /// opened from it ([`Sender::from_fd`] checks its seals).
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
+    pub fn export_fd(&self) -> Result<OwnedFd> {
+        self.end.export_fd()
+    }
+}
+
+impl Sender<Mpsc> {
+    /// Another sender on the same channel, with its own producer slot.
+    ///
+    /// # Errors
+    /// [`Error::TooManyProducers`](crate::Error::TooManyProducers) if every slot is
+    /// taken, [`Error::Segment`](crate::Error::Segment) if re-opening fails.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Sender {
+            end: self.end.try_clone()?,
+        })
+    }
+
+    /// This sender's producer slot.
+    ///
+    /// # Errors
+    /// As for sending, if the sender has not attached yet and cannot.
+    pub fn slot(&mut self) -> Result<u16> {
+        Ok(self.end.ring()?.slot())
+    }
+}
+
+impl Clone for Sender<Mpsc> {
+    /// # Panics
+    /// If no producer slot is free; use [`Sender::try_clone`] to handle that.
+    fn clone(&self) -> Self {
+        self.try_clone()
+            .expect("cloning an mpsc::Sender needs a free producer slot")
+    }
+}
+
+impl<K: ChannelKind> Receiver<K> {
+    /// Creates the channel under `name`; fails if it exists.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    pub fn create(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Create(name), &Shape::bytes::<K>(opts), opts)
+    }
+
+    /// Opens the existing channel under `name`, waiting for its creator to finish.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    pub fn open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Open(name), &Shape::bytes::<K>(opts), opts)
+    }
+
+    /// Creates the channel under `name`, or opens it if it exists.
+    ///
+    /// # Errors
+    /// As [`Sender::create_or_open`].
+    pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateOrOpen(name), &Shape::bytes::<K>(opts), opts)
+    }
+
+    /// Opens an anonymous channel from a file descriptor received from another
+    /// process.
+    ///
+    /// # Errors
+    /// As [`Sender::from_fd`].
+    pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Fd(fd), &Shape::bytes::<K>(opts), opts)
+    }
+
+    pub(crate) fn attach(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Self> {
+        Ok(Receiver {
+            end: Handle::open(source, shape, opts)?,
+        })
+    }
+
+    /// Receives the next message without waiting, lending it in place until the
+    /// guard drops (see the guard's note on trusting shared bytes).
+    ///
+    /// # Errors
+    /// [`Error::Empty`](crate::Error::Empty), [`Error::Disconnected`](crate::Error::Disconnected)
+    /// (the senders are gone and everything they committed has been received),
+    /// [`Error::Corrupted`](crate::Error::Corrupted).
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<ReadGuard<'_, K>> {
+        Ok(self.end.ring()?.try_recv()?)
+    }
+
+    /// Receives the next message, waiting as the wait strategy says.
+    ///
+    /// # Errors
+    /// As [`Receiver::try_recv`], without `Empty`.
+    #[inline]
+    pub fn recv(&mut self) -> Result<ReadGuard<'_, K>> {
+        Ok(self.end.ring()?.recv()?)
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`], plus [`Error::Timeout`](crate::Error::Timeout).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, K>> {
+        Ok(self.end.ring()?.recv_timeout(timeout)?)
+    }
+
+    /// Receives the next message into `buf` (cleared first), waiting. The bytes
+    /// are copied out before the space is released, so they are the caller's
+    /// whatever the peer does next.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    #[inline]
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        Ok(self.end.ring()?.recv_into(buf)?)
+    }
+
+    /// As [`Receiver::recv_into`], without waiting.
+    ///
+    /// # Errors
+    /// As [`Receiver::try_recv`].
+    #[inline]
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        Ok(self.end.ring()?.try_recv_into(buf)?)
+    }
+
+    /// As [`Receiver::recv_into`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_timeout`].
+    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        Ok(self.end.ring()?.recv_into_timeout(buf, timeout)?)
+    }
+
+    /// Hands up to `max` waiting messages to `each`, in place and in order, and
+    /// releases them all with one store. Returns how many (0 if none waited).
+    ///
+    /// # Errors
+    /// [`Error::Disconnected`](crate::Error::Disconnected) when nothing waited and
+    /// the senders are gone; [`Error::Corrupted`](crate::Error::Corrupted).
+    pub fn try_recv_batch(&mut self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
+        Ok(self.end.ring()?.try_recv_batch(max, each)?)
+    }
+
+    /// The largest message this channel takes.
+    pub fn max_message_len(&self) -> usize {
+        self.end.max_message_len()
+    }
+
+    /// Capacity of the ring in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.end.capacity()
+    }
+
+    /// A duplicate of the channel's file descriptor (see [`Sender::export_fd`]).
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
+    pub fn export_fd(&self) -> Result<OwnedFd> {
+        self.end.export_fd()
+    }
+}
+
+impl Receiver<Mpsc> {
+    /// Report [`Error::Disconnected`](crate::Error::Disconnected) only once at least
+    /// `n` producers have attached (default 1), so that a receiver started before
+    /// its producers does not give up early.
+    ///
+    /// # Errors
+    /// As for receiving, if the receiver has not attached yet and cannot.
+    pub fn expect_producers(&mut self, n: u32) -> Result<()> {
+        self.end.ring()?.expect_producers(n);
+        Ok(())
+    }
+
+    /// How many times producers have attached to this channel.
+    ///
+    /// # Errors
+    /// As [`Receiver::expect_producers`].
+    pub fn producer_attachments(&mut self) -> Result<u32> {
+        Ok(self.end.ring()?.producer_attachments())
+    }
+
+    /// How many dead producers' claims this receiver has turned into padding.
+    ///
+    /// # Errors
+    /// As [`Receiver::expect_producers`].
+    pub fn reclaimed(&mut self) -> Result<u64> {
+        Ok(self.end.ring()?.reclaimed())
+    }
+}
+
+/// A new anonymous channel of kind `K` (a sealed memfd): both ends, for use
+/// across `fork`. Each end attaches in the process that first uses it; drop the
+/// end a process does not use. [`Sender::export_fd`] passes the channel to an
+/// unrelated process.
+pub(crate) fn anonymous<K: ChannelKind>(
+    shape: &Shape,
+    opts: &Options,
+) -> Result<(Sender<K>, Receiver<K>)> {
+    let (a, b) = attach::anonymous(shape, opts)?;
+    Ok((
+        Sender {
+            end: Handle::pending(a, opts.wait),
+        },
+        Receiver {
+            end: Handle::pending(b, opts.wait),
+        },
+    ))
+}
