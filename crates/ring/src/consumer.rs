@@ -238,7 +238,7 @@ impl<C: ConsumerCore> Side for Messages<'_, C> {
     }
 
     fn epoch_changed(&self) -> bool {
-        self.core.local().epoch_changed(self.core.epoch())
+        self.core.local().epoch_changed(&self.core.ends().epoch)
     }
 
     fn words(&self) -> (&FutexWord, &AtomicU32) {

@@ -114,7 +114,7 @@ fn take_flag(flag: &AtomicU32) -> bool {
 /// The endpoints' line: an epoch bumped on every attach and close, and the
 /// consumer's (and, for SPSC, the producer's) state.
 #[repr(C)]
-pub(crate) struct Ends {
+pub struct Ends {
     /// Bumped after any endpoint attaches or closes: a waiter compares it to decide
     /// whether to look at its peers again.
     pub(crate) epoch: AtomicU32,
@@ -228,85 +228,14 @@ const _: () = {
     assert!(cfg!(target_has_atomic = "64"));
 };
 
-#[cfg(not(loom))]
 impl crate::region::ArrayItem for Line<ProducerSlot> {
     const LEN: usize = 128;
 }
 
-#[cfg(not(loom))]
 impl crate::region::ControlBlock for SpscControl {
     const LEN: usize = 512;
 }
-#[cfg(not(loom))]
+
 impl crate::region::ControlBlock for MpscControl {
     const LEN: usize = 512;
-}
-
-#[cfg(loom)]
-mod loom_new {
-    use super::*;
-    use crate::region::ControlBlock;
-
-    fn end() -> EndState {
-        EndState {
-            state: AtomicU32::new(0),
-            incarnation: AtomicU32::new(0),
-        }
-    }
-    fn wake() -> WakeLine {
-        WakeLine {
-            data_seq: FutexWord::new(0),
-            consumer_waiting: AtomicU32::new(0),
-            space_seq: FutexWord::new(0),
-            producers_waiting: AtomicU32::new(0),
-        }
-    }
-    fn consumer_line() -> ConsumerLine {
-        ConsumerLine {
-            pos: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-        }
-    }
-    fn ends() -> Ends {
-        Ends {
-            epoch: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
-            consumer: end(),
-            producer: end(),
-        }
-    }
-
-    impl ControlBlock for SpscControl {
-        const LEN: usize = 512;
-        fn new() -> Self {
-            SpscControl {
-                tail: Line(AtomicU64::new(0)),
-                head: Line(consumer_line()),
-                wake: Line(wake()),
-                ends: Line(ends()),
-            }
-        }
-    }
-
-    impl ControlBlock for MpscControl {
-        const LEN: usize = 512;
-        fn new() -> Self {
-            MpscControl {
-                tail: Line(AtomicU64::new(0)),
-                head: Line(consumer_line()),
-                wake: Line(wake()),
-                ends: Line(ends()),
-            }
-        }
-    }
-
-    impl crate::region::ArrayItem for Line<ProducerSlot> {
-        const LEN: usize = 128;
-        fn new() -> Self {
-            Line(ProducerSlot {
-                end: end(),
-                claim: AtomicU64::new(super::NO_CLAIM),
-            })
-        }
-    }
 }

@@ -11,8 +11,9 @@
 //! The traits are sealed: they live in a private module, so only this crate
 //! can implement them, and their methods are not part of the public API.
 
+use crate::ctl::Ends;
 use crate::error::Result;
-use crate::local::Local;
+use crate::local::{Local, consumer_closed};
 use crate::region::Data;
 use crate::sync::{AtomicU32, FutexWord};
 
@@ -106,15 +107,29 @@ pub trait ProducerCore: Send + Sized {
     fn abort(&mut self, c: Claim);
     /// After a non-blocking claim found no room: `Err` if the consumer is gone
     /// (rate-limited to one look a wait slice).
-    fn full_or_gone(&mut self) -> Result<()>;
+    #[cold]
+    fn full_or_gone(&mut self) -> Result<()> {
+        self.local().check()?;
+        consumer_closed(self.ends())?;
+        if self.local_mut().look_due() {
+            self.check_consumer()?;
+        }
+        Ok(())
+    }
     /// Cheap re-check after the waiting flag is set: is there room for `len`?
     fn room_ready(&self, len: usize) -> bool;
     /// The futex sequence a waiting producer sleeps on, and its waiting flag.
     fn space_words(&self) -> (&FutexWord, &AtomicU32);
-    /// The peers' epoch word.
-    fn epoch(&self) -> &AtomicU32;
+    /// The endpoints' states and epoch.
+    fn ends(&self) -> &Ends;
+    /// The private state and the endpoints' states at once.
+    fn parts(&mut self) -> (&mut Local, &Ends);
     /// Full look at the consumer: `Err(Disconnected)` if it is gone.
-    fn check_consumer(&mut self) -> Result<()>;
+    #[cold]
+    fn check_consumer(&mut self) -> Result<()> {
+        let (local, ends) = self.parts();
+        local.check_consumer(ends)
+    }
     /// Sends as many of `msgs` as fit now with one publication.
     fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize>;
     /// Bytes published and not yet consumed, as far as this end can tell.
@@ -149,8 +164,8 @@ pub trait ConsumerCore: Send + Sized {
     fn check_producers(&mut self) -> Result<()>;
     /// The futex sequence the consumer sleeps on, and its waiting flag.
     fn data_words(&self) -> (&FutexWord, &AtomicU32);
-    /// The peers' epoch word.
-    fn epoch(&self) -> &AtomicU32;
+    /// The endpoints' states and epoch.
+    fn ends(&self) -> &Ends;
     /// Bytes published and not yet consumed.
     fn len_hint(&self) -> usize;
     /// Marks the consumer closed in shared memory and wakes the producers.

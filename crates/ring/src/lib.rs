@@ -73,7 +73,6 @@ pub use peer::PeerStatus;
 pub use region::{LINE, Region};
 #[cfg(all(shmq_adversary, not(loom)))]
 pub use sync::adversary;
-#[cfg(not(loom))]
 pub use sync::futex_calls;
 pub use wait::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Liveness, WaitConfig, WaitStrategy,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ctl::EndState;
-use crate::error::{Corruption, Error, Result};
+use crate::ctl::{CLOSED, EndState, Ends};
+use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::peer::{PeerStatus, peer_status};
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
@@ -79,7 +79,7 @@ impl Local {
     /// deterministic (the blocking path instead looks only when the epoch
     /// changes, see `wait::block`).
     pub(crate) fn look_due(&mut self) -> bool {
-        if cfg!(loom) {
+        if crate::sync::MODEL {
             return true;
         }
         self.look_due_at(Instant::now(), self.cfg.slice)
@@ -130,4 +130,22 @@ impl Local {
     pub(crate) fn status_of(&mut self, end: &EndState, who: Endpoint) -> Result<PeerStatus> {
         peer_status(end, &*self.liveness, who).map_err(|e| self.poison(e))
     }
+
+    /// A producer's full look at the consumer: `Err(Disconnected)` if it is gone.
+    pub(crate) fn check_consumer(&mut self, ends: &Ends) -> Result<()> {
+        match self.look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer)? {
+            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
+            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
+        }
+    }
+}
+
+/// On a producer's fast path: a consumer that announced it closed gets
+/// `Disconnected` (a hint read `Relaxed`; the full look reads it with `Acquire`).
+#[inline]
+pub(crate) fn consumer_closed(ends: &Ends) -> Result<()> {
+    if ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
+        return Err(Error::Disconnected(Disconnect::Closed));
+    }
+    Ok(())
 }

@@ -56,12 +56,12 @@ use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
 
-use crate::ctl::{ATTACHED, CLOSED, Line, MpscControl, NO_CLAIM, ProducerSlot};
+use crate::ctl::{ATTACHED, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot};
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
 use crate::kind::{Claim, Mpsc, Readable};
-use crate::local::Local;
+use crate::local::{Local, consumer_closed};
 use crate::peer::PeerStatus;
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
 use crate::spsc::check_capacity;
@@ -420,15 +420,6 @@ impl ProducerCore {
             pad_at: 0,
         }))
     }
-
-    #[inline]
-    fn check_consumer_closed(&self) -> Result<()> {
-        // Relaxed: a hint on the fast path; `check_consumer` reads it with Acquire.
-        if self.sh.ctl.ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
-            return Err(Error::Disconnected(Disconnect::Closed));
-        }
-        Ok(())
-    }
 }
 
 impl crate::kind::ProducerCore for ProducerCore {
@@ -456,7 +447,7 @@ impl crate::kind::ProducerCore for ProducerCore {
 
     #[inline]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
-        self.check_consumer_closed()?;
+        consumer_closed(&self.sh.ctl.ends)?;
         self.claim_now(len)
     }
 
@@ -485,15 +476,6 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.sh.ctl.wake.notify_data();
     }
 
-    #[cold]
-    fn full_or_gone(&mut self) -> Result<()> {
-        self.check_consumer_closed()?;
-        if self.local.look_due() {
-            self.check_consumer()?;
-        }
-        Ok(())
-    }
-
     fn room_ready(&self, len: usize) -> bool {
         let sh = &self.sh;
         // Relaxed/Acquire as in `claim_space`.
@@ -512,20 +494,12 @@ impl crate::kind::ProducerCore for ProducerCore {
         )
     }
 
-    fn epoch(&self) -> &AtomicU32 {
-        &self.sh.ctl.ends.epoch
+    fn ends(&self) -> &Ends {
+        &self.sh.ctl.ends
     }
 
-    #[cold]
-    fn check_consumer(&mut self) -> Result<()> {
-        let ends = &self.sh.ctl.ends;
-        match self
-            .local
-            .look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer)?
-        {
-            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
-            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
-        }
+    fn parts(&mut self) -> (&mut Local, &Ends) {
+        (&mut self.local, &self.sh.ctl.ends)
     }
 
     /// At most 64 messages, with one claim (a single compare-and-swap of `tail`)
@@ -543,7 +517,7 @@ impl crate::kind::ProducerCore for ProducerCore {
         let Some(first) = batch.first() else {
             return Ok(0);
         };
-        self.check_consumer_closed()?;
+        consumer_closed(&self.sh.ctl.ends)?;
         self.local.check()?;
         if first.len() > self.max_payload {
             return Err(Error::MessageTooLarge {
@@ -962,8 +936,8 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         )
     }
 
-    fn epoch(&self) -> &AtomicU32 {
-        &self.sh.ctl.ends.epoch
+    fn ends(&self) -> &Ends {
+        &self.sh.ctl.ends
     }
 
     fn len_hint(&self) -> usize {

@@ -239,7 +239,7 @@ impl<P: ProducerCore> Side for Room<'_, P> {
     }
 
     fn epoch_changed(&self) -> bool {
-        self.core.local().epoch_changed(self.core.epoch())
+        self.core.local().epoch_changed(&self.core.ends().epoch)
     }
 
     fn words(&self) -> (&FutexWord, &AtomicU32) {

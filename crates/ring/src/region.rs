@@ -29,12 +29,11 @@ use crate::sync::AtomicU64;
 pub const LINE: usize = 128;
 
 /// A control block that can live at the start of a region.
-pub(crate) trait ControlBlock: Send + Sync + 'static {
+/// Under loom a block cannot be zero bytes in place: it is made by
+/// [`crate::sync::Fresh`].
+pub(crate) trait ControlBlock: crate::sync::Fresh + Send + Sync + 'static {
     /// Bytes the block takes in shared memory (a multiple of [`LINE`]).
     const LEN: usize;
-    /// A fresh block (used where the block cannot be zero bytes in place: loom).
-    #[cfg(loom)]
-    fn new() -> Self;
 }
 
 /// Memory for one ring: a heap buffer for tests and models, or a mapping for real
@@ -213,7 +212,7 @@ impl Region {
         {
             self.inner
                 .ctl
-                .get_or_init(|| Box::new(C::new()))
+                .get_or_init(|| Box::new(C::fresh()))
                 .downcast_ref::<C>()
                 .expect("one control block type per region")
         }
@@ -256,12 +255,11 @@ impl Region {
 }
 
 /// An element of an array of control records after the fixed control block.
-pub(crate) trait ArrayItem: Send + Sync + Sized + 'static {
+/// Under loom an element is made by [`crate::sync::Fresh`]; in shared memory
+/// zero bytes are a fresh element.
+pub(crate) trait ArrayItem: crate::sync::Fresh + Send + Sync + Sized + 'static {
     /// Bytes one element takes in shared memory.
     const LEN: usize;
-    /// A fresh element (loom only; in shared memory zero bytes are a fresh element).
-    #[cfg(loom)]
-    fn new() -> Self;
 }
 
 /// A typed handle on `n` records of `T` at a fixed offset of a region.
@@ -315,7 +313,7 @@ impl<T: ArrayItem> CtlArray<T> {
             let _ = region
                 .inner
                 .array
-                .get_or_init(|| Box::new((0..n).map(|_| T::new()).collect::<Vec<T>>()));
+                .get_or_init(|| Box::new((0..n).map(|_| T::fresh()).collect::<Vec<T>>()));
             CtlArray {
                 n,
                 region: region.clone(),

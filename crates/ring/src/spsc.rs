@@ -42,12 +42,12 @@
 
 use std::sync::Arc;
 
-use crate::ctl::{CLOSED, SpscControl};
-use crate::error::{Disconnect, Error, Result};
+use crate::ctl::{CLOSED, Ends, SpscControl};
+use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
 use crate::kind::{Claim, Readable, Spsc};
-use crate::local::Local;
+use crate::local::{Local, consumer_closed};
 use crate::peer::{PeerStatus, check_positions, stale_tail};
 use crate::region::{Ctl, Data, LINE, Region};
 use crate::sync::{AtomicU32, FutexWord, Ordering};
@@ -279,15 +279,6 @@ impl ProducerCore {
         }))
     }
 
-    /// On the fast path: a consumer that announced it closed gets `Disconnected`.
-    #[inline]
-    fn check_consumer_closed(&self) -> Result<()> {
-        if self.ctl.ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
-            return Err(Error::Disconnected(Disconnect::Closed));
-        }
-        Ok(())
-    }
-
     /// Stores the header(s) of a frame whose payload is written.
     #[inline]
     fn write_headers(&self, c: Claim, len: usize, order: Ordering) {
@@ -427,7 +418,7 @@ impl crate::kind::ProducerCore for ProducerCore {
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
         let c = self.reserve_now(len)?;
         if c.is_some() {
-            self.check_consumer_closed()?;
+            consumer_closed(&self.ctl.ends)?;
         }
         Ok(c)
     }
@@ -448,18 +439,6 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.forget_zeroed();
     }
 
-    /// After finding the ring full in a non-blocking call: `Err(Disconnected)` if
-    /// the consumer is gone (the death check is rate-limited to once a slice).
-    #[cold]
-    fn full_or_gone(&mut self) -> Result<()> {
-        self.local.check()?;
-        self.check_consumer_closed()?;
-        if self.local.look_due() {
-            self.check_consumer()?;
-        }
-        Ok(())
-    }
-
     fn room_ready(&self, len: usize) -> bool {
         // Acquire: as in `reserve_now`.
         let head = self.ctl.head.pos.load(Ordering::Acquire);
@@ -473,20 +452,12 @@ impl crate::kind::ProducerCore for ProducerCore {
         (&self.ctl.wake.space_seq, &self.ctl.wake.producers_waiting)
     }
 
-    fn epoch(&self) -> &AtomicU32 {
-        &self.ctl.ends.epoch
+    fn ends(&self) -> &Ends {
+        &self.ctl.ends
     }
 
-    #[cold]
-    fn check_consumer(&mut self) -> Result<()> {
-        let ends = &self.ctl.ends;
-        match self
-            .local
-            .look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer)?
-        {
-            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
-            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
-        }
+    fn parts(&mut self) -> (&mut Local, &Ends) {
+        (&mut self.local, &self.ctl.ends)
     }
 
     /// Writes every frame that fits now, then publishes them all with a single
@@ -687,8 +658,8 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         (&self.ctl.wake.data_seq, &self.ctl.wake.consumer_waiting)
     }
 
-    fn epoch(&self) -> &AtomicU32 {
-        &self.ctl.ends.epoch
+    fn ends(&self) -> &Ends {
+        &self.ctl.ends
     }
 
     fn len_hint(&self) -> usize {

@@ -9,7 +9,6 @@
 //! reads an operation makes (catalogue HP-04) or play a peer that writes between
 //! any two of them (FZ-05). Normal builds use the core atomics unchanged.
 
-#[cfg(not(loom))]
 pub(crate) use core::hint::spin_loop;
 #[cfg(not(any(loom, shmq_adversary)))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -26,13 +25,34 @@ pub mod adversary;
 #[cfg(all(shmq_adversary, not(loom)))]
 pub(crate) use adversary::{AtomicU32, AtomicU64};
 
+#[cfg(loom)]
+mod fresh_loom;
+
+/// Whether this build runs under a model checker (loom), where time does not
+/// pass and must not steer a model: blocking calls do not spin, and peers are
+/// looked at only when their epoch changes.
+pub(crate) const MODEL: bool = cfg!(loom);
+
+/// A value that can be made fresh, as zero bytes in shared memory are: under
+/// loom control blocks live on the heap and are made by `fresh()`
+/// (`sync/fresh_loom.rs`); otherwise every type qualifies and nothing is made.
+#[cfg(loom)]
+pub(crate) trait Fresh: Sized {
+    /// A fresh value: every word 0 (claims `NO_CLAIM`).
+    fn fresh() -> Self;
+}
+
+/// See the loom form.
+#[cfg(not(loom))]
+pub(crate) trait Fresh {}
+#[cfg(not(loom))]
+impl<T> Fresh for T {}
+
 #[cfg_attr(not(loom), path = "sync/futex_linux.rs")]
 #[cfg_attr(loom, path = "sync/futex_loom.rs")]
 mod futex;
 
-pub use futex::FutexWord;
-#[cfg(not(loom))]
-pub use futex::futex_calls;
+pub use futex::{FutexWord, futex_calls};
 
 /// The fence of the wake-up protocol (docs/PROTOCOL.md, section 6): orders our store of a
 /// position or waiting flag before our load of the other one.

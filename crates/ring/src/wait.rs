@@ -140,11 +140,10 @@ pub(crate) trait Side {
 /// when their epoch changes.
 #[inline]
 fn liveness_due<S: Side>(side: &mut S, now: Instant, cfg: &WaitConfig) -> bool {
-    !cfg!(loom) && side.liveness_due(now, cfg.slice)
+    !crate::sync::MODEL && side.liveness_due(now, cfg.slice)
 }
 
 /// Spins between time checks in the spin phase.
-#[cfg(not(loom))]
 const SPIN_BATCH: u32 = 64;
 
 /// Blocks until `side` completes an attempt, the peer goes, or `deadline` passes.
@@ -156,8 +155,8 @@ pub(crate) fn block<S: Side>(
     if let Some(t) = side.attempt()? {
         return Ok(t);
     }
-    #[cfg(not(loom))]
-    {
+    // A model does not spin: time does not pass in it.
+    if !crate::sync::MODEL {
         let started = Instant::now();
         let spin_until = match cfg.strategy {
             WaitStrategy::Spin => None,

@@ -1,0 +1,70 @@
+//! Fresh control blocks under loom, where they live on the heap instead of being
+//! zero bytes in shared memory.
+
+use crate::ctl::{
+    ConsumerLine, EndState, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot, SpscControl, WakeLine,
+};
+use crate::sync::{AtomicU32, AtomicU64, Fresh, FutexWord};
+
+fn end() -> EndState {
+    EndState {
+        state: AtomicU32::new(0),
+        incarnation: AtomicU32::new(0),
+    }
+}
+
+fn wake() -> WakeLine {
+    WakeLine {
+        data_seq: FutexWord::new(0),
+        consumer_waiting: AtomicU32::new(0),
+        space_seq: FutexWord::new(0),
+        producers_waiting: AtomicU32::new(0),
+    }
+}
+
+fn consumer_line() -> ConsumerLine {
+    ConsumerLine {
+        pos: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+    }
+}
+
+fn ends() -> Ends {
+    Ends {
+        epoch: AtomicU32::new(0),
+        _reserved: AtomicU32::new(0),
+        consumer: end(),
+        producer: end(),
+    }
+}
+
+impl Fresh for SpscControl {
+    fn fresh() -> Self {
+        SpscControl {
+            tail: Line(AtomicU64::new(0)),
+            head: Line(consumer_line()),
+            wake: Line(wake()),
+            ends: Line(ends()),
+        }
+    }
+}
+
+impl Fresh for MpscControl {
+    fn fresh() -> Self {
+        MpscControl {
+            tail: Line(AtomicU64::new(0)),
+            head: Line(consumer_line()),
+            wake: Line(wake()),
+            ends: Line(ends()),
+        }
+    }
+}
+
+impl Fresh for Line<ProducerSlot> {
+    fn fresh() -> Self {
+        Line(ProducerSlot {
+            end: end(),
+            claim: AtomicU64::new(NO_CLAIM),
+        })
+    }
+}
