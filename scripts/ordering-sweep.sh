@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-files=${SWEEP_FILES:-"spsc.rs mpsc.rs ctl.rs wait.rs peer.rs region.rs sync.rs"}
+files=${SWEEP_FILES:-"spsc.rs mpsc.rs ctl.rs wait.rs peer.rs region.rs sync.rs local.rs producer.rs consumer.rs kind.rs"}
 per_mutant_timeout=${SWEEP_TIMEOUT:-600}
 work=$root/target/ordering-sweep
 allow=$root/scripts/ordering-sweep.allow
