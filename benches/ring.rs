@@ -18,20 +18,49 @@ const CAP: usize = 1 << 16;
 
 fn spsc_pair() -> (spsc::Producer, spsc::Consumer) {
     let region = Region::heap(spsc::region_len(CAP));
-    spsc::init(&region, CAP as u64, 0).expect("init");
+    spsc::init(&region, shmq_ring::Geometry::spsc(CAP as u64).unwrap(), 0).expect("init");
     let cfg = WaitConfig::default();
-    let tx = spsc::Producer::attach(&region, CAP as u64, cfg, Arc::new(InProcess)).expect("tx");
-    let rx = spsc::Consumer::attach(&region, CAP as u64, cfg, Arc::new(InProcess)).expect("rx");
+    let tx = spsc::Producer::attach(
+        &region,
+        shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .expect("tx");
+    let rx = spsc::Consumer::attach(
+        &region,
+        shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .expect("rx");
     (tx, rx)
 }
 
 fn mpsc_pair() -> (mpsc::Producer, mpsc::Consumer) {
     let region = Region::heap(mpsc::region_len(CAP, 1));
-    mpsc::init(&region, CAP as u64, 1, 0).expect("init");
+    mpsc::init(
+        &region,
+        shmq_ring::Geometry::mpsc(CAP as u64, 1).unwrap(),
+        0,
+    )
+    .expect("init");
     let cfg = WaitConfig::default();
-    let tx =
-        mpsc::Producer::attach(&region, CAP as u64, 1, 0, cfg, Arc::new(InProcess)).expect("tx");
-    let rx = mpsc::Consumer::attach(&region, CAP as u64, 1, cfg, Arc::new(InProcess)).expect("rx");
+    let tx = mpsc::Producer::attach(
+        &region,
+        shmq_ring::Geometry::mpsc(CAP as u64, 1).unwrap(),
+        0,
+        cfg,
+        Arc::new(InProcess),
+    )
+    .expect("tx");
+    let rx = mpsc::Consumer::attach(
+        &region,
+        shmq_ring::Geometry::mpsc(CAP as u64, 1).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .expect("rx");
     (tx, rx)
 }
 

@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use shmq_ring::{
-    Endpoint as RingEndpoint, Liveness, Mpsc, Region, Spsc, WaitConfig, failpoint, inspect, mpsc,
-    spsc,
+    Endpoint as RingEndpoint, Geometry, Liveness, Mpsc, Region, Spsc, WaitConfig, failpoint,
+    inspect, mpsc, spsc,
 };
 use shmq_segment::{Expect, Layout, Opened, Segment};
 
@@ -134,27 +134,22 @@ impl Shape {
         is_mpsc_kind(self.kind)
     }
 
-    fn layout(&self) -> Result<Layout> {
-        let cap = spsc::check_capacity(self.capacity).map_err(Error::from)?;
-        let data_len = if self.is_mpsc() {
-            if self.producers == 0 || self.producers > mpsc::MAX_PRODUCERS {
-                return Err(Error::TooManyProducers {
-                    max: self.producers,
-                });
-            }
-            mpsc::region_len(cap, self.producers)
-        } else {
-            spsc::region_len(cap)
-        };
-        Ok(Layout {
+    /// The ring's geometry, checked: the one check of capacity and slots a
+    /// channel being created gets.
+    fn geometry(&self) -> Result<RingGeometry> {
+        RingGeometry::new(self.kind, self.capacity, self.producers)
+    }
+
+    fn layout(&self, geometry: &RingGeometry) -> Layout {
+        Layout {
             kind: self.kind,
             endpoints: 1 + self.producers,
-            data_len: data_len as u64,
+            data_len: geometry.region_len() as u64,
             capacity: self.capacity,
             slot_size: self.ty.map_or(0, |t| t.size),
             slot_align: self.ty.map_or(0, |t| t.align),
             type_hash: self.ty.map_or(0, |t| t.hash),
-        })
+        }
     }
 
     fn expect(&self) -> Expect {
@@ -185,52 +180,114 @@ fn is_mpsc_kind(kind: u16) -> bool {
 pub struct Mapped {
     pub(crate) seg: Arc<Segment>,
     pub(crate) region: Region,
-    pub(crate) capacity: u64,
-    pub(crate) slots: u16,
-    pub(crate) mpsc: bool,
+    pub(crate) geometry: RingGeometry,
 }
 
 impl Mapped {
-    fn new(seg: Segment) -> Mapped {
+    /// A validated segment, its ring geometry checked from the header.
+    fn new(seg: Segment) -> Result<Mapped> {
         let info = *seg.info();
+        let geometry = RingGeometry::new(
+            info.kind,
+            info.capacity,
+            info.endpoints.saturating_sub(1).max(1),
+        )?;
         let seg = Arc::new(seg);
-        Mapped {
+        Ok(Mapped {
             region: mem::region(&seg),
             seg,
-            capacity: info.capacity,
-            slots: info.endpoints.saturating_sub(1).max(1),
-            mpsc: is_mpsc_kind(info.kind),
-        }
+            geometry,
+        })
+    }
+
+    /// Capacity of the ring in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.geometry.capacity() as u64
+    }
+
+    /// Producer slots (1 for SPSC).
+    pub(crate) fn slots(&self) -> u16 {
+        self.geometry.producers()
     }
 
     /// The same segment through a new open file description, so that this
     /// process's liveness markers are its own.
     fn reopen(&self) -> Result<Mapped> {
-        Ok(Mapped::new(self.seg.reopen()?))
+        Mapped::new(self.seg.reopen()?)
     }
 
     /// Nothing committed is waiting (for unlink-on-close).
     fn drained(&self) -> bool {
-        let view = if self.mpsc {
-            inspect::mpsc(&self.region, self.capacity, self.slots)
-        } else {
-            inspect::spsc(&self.region, self.capacity)
+        let view = match self.geometry {
+            RingGeometry::Mpsc(_) => inspect::mpsc(&self.region, self.capacity(), self.slots()),
+            RingGeometry::Spsc(_) => inspect::spsc(&self.region, self.capacity()),
         };
         view.is_ok_and(|v| v.messages == 0 && v.uncommitted == 0 && v.problems.is_empty())
     }
 }
 
-fn init_ring(shape: &Shape, region: &Region) -> Result<()> {
-    if shape.is_mpsc() {
-        mpsc::init(region, shape.capacity, shape.producers, 0)?;
-    } else {
-        spsc::init(region, shape.capacity, 0)?;
-    }
-    Ok(())
+/// A channel's ring geometry, checked once: from the shape when the channel is
+/// created, from the validated header when it is opened.
+#[derive(Clone, Copy, Debug)]
+pub enum RingGeometry {
+    /// An SPSC ring.
+    Spsc(Geometry<Spsc>),
+    /// An MPSC ring.
+    Mpsc(Geometry<Mpsc>),
 }
 
-fn finish_creating(shape: &Shape, c: shmq_segment::Creating) -> Result<Segment> {
-    mem::with_creating(&c, |r| init_ring(shape, r))?;
+impl RingGeometry {
+    fn new(kind: u16, capacity: u64, producers: u16) -> Result<RingGeometry> {
+        Ok(if is_mpsc_kind(kind) {
+            RingGeometry::Mpsc(Geometry::mpsc(capacity, producers)?)
+        } else {
+            RingGeometry::Spsc(Geometry::spsc(capacity)?)
+        })
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            RingGeometry::Spsc(g) => g.capacity(),
+            RingGeometry::Mpsc(g) => g.capacity(),
+        }
+    }
+
+    fn producers(&self) -> u16 {
+        match self {
+            RingGeometry::Spsc(g) => g.producers(),
+            RingGeometry::Mpsc(g) => g.producers(),
+        }
+    }
+
+    fn region_len(&self) -> usize {
+        match self {
+            RingGeometry::Spsc(g) => g.region_len(),
+            RingGeometry::Mpsc(g) => g.region_len(),
+        }
+    }
+
+    /// Prepares a fresh region as an empty ring.
+    fn init(&self, region: &Region) -> Result<()> {
+        match *self {
+            RingGeometry::Spsc(g) => spsc::init(region, g, 0)?,
+            RingGeometry::Mpsc(g) => mpsc::init(region, g, 0)?,
+        }
+        Ok(())
+    }
+}
+
+/// Creates, initialises and publishes a channel's segment.
+fn create(
+    shape: &Shape,
+    make: impl FnOnce(&Layout) -> Result<shmq_segment::Creating>,
+) -> Result<Segment> {
+    let geometry = shape.geometry()?;
+    let c = make(&shape.layout(&geometry))?;
+    finish_creating(&geometry, c)
+}
+
+fn finish_creating(geometry: &RingGeometry, c: shmq_segment::Creating) -> Result<Segment> {
+    mem::with_creating(&c, |r| geometry.init(r))?;
     failpoint::hit("mid_init");
     Ok(c.publish()?)
 }
@@ -250,26 +307,25 @@ pub(crate) enum Source<'a> {
 /// Maps and validates (or creates and initialises) a channel's segment.
 pub(crate) fn map(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
     let seg = match source {
-        Source::Create(name) => finish_creating(
-            shape,
-            Segment::create(name, &shape.layout()?, &opts.segment)?,
-        )?,
+        Source::Create(name) => create(shape, |l| Ok(Segment::create(name, l, &opts.segment)?))?,
         Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment)?,
         Source::CreateOrOpen(name) => {
-            match Segment::create_or_open(name, &shape.layout()?, &shape.expect(), &opts.segment)? {
-                Opened::Created(c) => finish_creating(shape, c)?,
+            let geometry = shape.geometry()?;
+            let layout = shape.layout(&geometry);
+            match Segment::create_or_open(name, &layout, &shape.expect(), &opts.segment)? {
+                Opened::Created(c) => finish_creating(&geometry, c)?,
                 Opened::Existing(s) => s,
             }
         }
         Source::Fd(fd) => Segment::from_fd(fd, &shape.expect(), &opts.segment)?,
     };
-    Ok(Mapped::new(seg))
+    Mapped::new(seg)
 }
 
 /// A new anonymous channel's segment, mapped once for both (pending) ends.
 pub(crate) fn anonymous(shape: &Shape, opts: &Options) -> Result<(Mapped, Mapped)> {
-    let seg = finish_creating(shape, Segment::anonymous(&shape.layout()?, &opts.segment)?)?;
-    let a = Mapped::new(seg);
+    let seg = create(shape, |l| Ok(Segment::anonymous(l, &opts.segment)?))?;
+    let a = Mapped::new(seg)?;
     // Both ends are pending: each reopens the segment when it attaches.
     let b = a.clone();
     Ok((a, b))
@@ -296,6 +352,9 @@ pub trait ChannelKind: shmq_ring::Kind + sealed::Sealed {
     /// Whether the ring has many producer slots (MPSC).
     #[doc(hidden)]
     const MANY_PRODUCERS: bool;
+    /// The geometry, if the channel is of this kind.
+    #[doc(hidden)]
+    fn geometry(g: &RingGeometry) -> Option<shmq_ring::Geometry<Self>>;
     /// Attaches a producer in `slot`.
     #[doc(hidden)]
     fn attach_producer(
@@ -321,40 +380,62 @@ mod sealed {
 
 impl ChannelKind for Spsc {
     const MANY_PRODUCERS: bool = false;
+    fn geometry(g: &RingGeometry) -> Option<Geometry<Spsc>> {
+        match *g {
+            RingGeometry::Spsc(g) => Some(g),
+            RingGeometry::Mpsc(_) => None,
+        }
+    }
     fn attach_producer(
         m: &Mapped,
         _slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<spsc::Producer> {
-        spsc::Producer::attach(&m.region, m.capacity, wait, live)
+        spsc::Producer::attach(&m.region, geometry_of(m)?, wait, live)
     }
     fn attach_consumer(
         m: &Mapped,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<spsc::Consumer> {
-        spsc::Consumer::attach(&m.region, m.capacity, wait, live)
+        spsc::Consumer::attach(&m.region, geometry_of(m)?, wait, live)
     }
 }
 
 impl ChannelKind for Mpsc {
     const MANY_PRODUCERS: bool = true;
+    fn geometry(g: &RingGeometry) -> Option<Geometry<Mpsc>> {
+        match *g {
+            RingGeometry::Mpsc(g) => Some(g),
+            RingGeometry::Spsc(_) => None,
+        }
+    }
     fn attach_producer(
         m: &Mapped,
         slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<mpsc::Producer> {
-        mpsc::Producer::attach(&m.region, m.capacity, m.slots, slot, wait, live)
+        mpsc::Producer::attach(&m.region, geometry_of(m)?, slot, wait, live)
     }
     fn attach_consumer(
         m: &Mapped,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<mpsc::Consumer> {
-        mpsc::Consumer::attach(&m.region, m.capacity, m.slots, wait, live)
+        mpsc::Consumer::attach(&m.region, geometry_of(m)?, wait, live)
     }
+}
+
+/// The geometry of a mapped channel of kind `K`. The segment's kind was checked
+/// against the shape's when it was opened, so a mismatch here is a bug in this
+/// crate; it is reported as a region too small for the ring, never a panic.
+fn geometry_of<K: ChannelKind>(m: &Mapped) -> shmq_ring::Result<Geometry<K>> {
+    K::geometry(&m.geometry).ok_or(shmq_ring::Error::RegionTooSmall {
+        needed: m.region.len() as u64 + 1,
+        len: m.region.len() as u64,
+    })
 }
 
 /// One side of a ring, as the facade drives it: a producer or the consumer of
@@ -517,13 +598,13 @@ impl<R: Attachable> Handle<R> {
 
     /// Capacity of the ring in bytes (0 for a handle that failed to attach).
     pub(crate) fn capacity(&self) -> u64 {
-        self.mapped().map_or(0, |m| m.capacity)
+        self.mapped().map_or(0, Mapped::capacity)
     }
 
     /// The largest message the ring takes.
     pub(crate) fn max_message_len(&self) -> usize {
         self.mapped()
-            .map_or(0, |m| shmq_ring::frame::max_payload(m.capacity as usize))
+            .map_or(0, |m| shmq_ring::frame::max_payload(m.geometry.capacity()))
     }
 
     /// A duplicate of the segment's descriptor.
@@ -542,7 +623,7 @@ fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
     let indices: Vec<u16> = if R::CONSUMER {
         vec![0]
     } else {
-        (1..=mapped.slots).collect()
+        (1..=mapped.slots()).collect()
     };
     let mut busy = false;
     for index in indices {
@@ -571,7 +652,9 @@ fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
     }
     debug_assert!(busy);
     if R::SLOTTED {
-        Err(Error::TooManyProducers { max: mapped.slots })
+        Err(Error::TooManyProducers {
+            max: mapped.slots(),
+        })
     } else {
         Err(Error::AlreadyAttached { role: R::ROLE })
     }

@@ -767,10 +767,27 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
     };
     // SPSC.
     let region = Region::heap(spsc::region_len(cap));
-    spsc::init(&region, cap as u64, start).unwrap();
+    spsc::init(
+        &region,
+        shmq::ring::Geometry::spsc(cap as u64).unwrap(),
+        start,
+    )
+    .unwrap();
     futex_near_wrap(&region);
-    let mut tx = spsc::Producer::attach(&region, cap as u64, cfg, Arc::new(InProcess)).unwrap();
-    let mut rx = spsc::Consumer::attach(&region, cap as u64, cfg, Arc::new(InProcess)).unwrap();
+    let mut tx = spsc::Producer::attach(
+        &region,
+        shmq::ring::Geometry::spsc(cap as u64).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .unwrap();
+    let mut rx = spsc::Consumer::attach(
+        &region,
+        shmq::ring::Geometry::spsc(cap as u64).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .unwrap();
     let t = std::thread::spawn(move || {
         for seq in 0..n {
             tx.send(&make(seq)).unwrap();
@@ -794,14 +811,30 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
     eprintln!("ls05 spsc: {n} messages; head {head:#x}; futex words now {seqs:?}");
     // MPSC: two producers.
     let region = Region::heap(mpsc::region_len(cap, 2));
-    mpsc::init(&region, cap as u64, 2, start).unwrap();
+    mpsc::init(
+        &region,
+        shmq::ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+        start,
+    )
+    .unwrap();
     futex_near_wrap(&region);
-    let mut rx = mpsc::Consumer::attach(&region, cap as u64, 2, cfg, Arc::new(InProcess)).unwrap();
+    let mut rx = mpsc::Consumer::attach(
+        &region,
+        shmq::ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .unwrap();
     let producers: Vec<_> = (0..2u16)
         .map(|slot| {
-            let mut tx =
-                mpsc::Producer::attach(&region, cap as u64, 2, slot, cfg, Arc::new(InProcess))
-                    .unwrap();
+            let mut tx = mpsc::Producer::attach(
+                &region,
+                shmq::ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+                slot,
+                cfg,
+                Arc::new(InProcess),
+            )
+            .unwrap();
             std::thread::spawn(move || {
                 for seq in 0..n / 2 {
                     let mut m = make(seq);

@@ -131,7 +131,7 @@ macro_rules! drain_body {
 /// On a frame longer than the maximum or an error that no receive may return:
 /// the fuzz targets' oracle.
 pub fn drain_spsc(region: &Region, capacity: u64, plan: DrainPlan) -> Result<Drained, Error> {
-    let mut rx = spsc::Consumer::attach(region, capacity, no_wait(), Arc::new(Mask(0)))?;
+    let mut rx = spsc::Consumer::attach(region, shmq_ring::Geometry::spsc(capacity).unwrap(), no_wait(), Arc::new(Mask(0)))?;
     let out = drain_body!(&mut rx, plan);
     rx.detach();
     Ok(out)
@@ -150,7 +150,7 @@ pub fn drain_mpsc(
     plan: DrainPlan,
 ) -> Result<Drained, Error> {
     let mut rx =
-        mpsc::Consumer::attach(region, capacity, producers, no_wait(), Arc::new(Mask(dead)))?;
+        mpsc::Consumer::attach(region, shmq_ring::Geometry::mpsc(capacity, producers).unwrap(), no_wait(), Arc::new(Mask(dead)))?;
     let out = drain_body!(&mut rx, plan);
     rx.detach();
     Ok(out)

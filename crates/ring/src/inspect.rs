@@ -284,10 +284,14 @@ mod tests {
     fn views_count_messages_and_name_damage() {
         let cap = 1024;
         let r = Region::heap(spsc::region_len(cap));
-        spsc::init(&r, cap as u64, 0).unwrap();
-        let mut tx =
-            spsc::Producer::attach(&r, cap as u64, WaitConfig::default(), Arc::new(InProcess))
-                .unwrap();
+        spsc::init(&r, crate::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
+        let mut tx = spsc::Producer::attach(
+            &r,
+            crate::Geometry::spsc(cap as u64).unwrap(),
+            WaitConfig::default(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         for i in 0..5u8 {
             tx.send(&[i; 10]).unwrap();
         }
@@ -316,11 +320,10 @@ mod tests {
     fn mpsc_view_shows_claims() {
         let cap = 1024;
         let r = Region::heap(mpsc::region_len(cap, 2));
-        mpsc::init(&r, cap as u64, 2, 0).unwrap();
+        mpsc::init(&r, crate::Geometry::mpsc(cap as u64, 2).unwrap(), 0).unwrap();
         let mut tx = mpsc::Producer::attach(
             &r,
-            cap as u64,
-            2,
+            crate::Geometry::mpsc(cap as u64, 2).unwrap(),
             1,
             WaitConfig::default(),
             Arc::new(InProcess),

@@ -29,6 +29,9 @@ pub trait Kind: sealed::Sealed + Sized + Send + 'static {
     type Consumer: ConsumerCore;
     /// `"spsc"` or `"mpsc"`, for messages and `Debug`.
     const NAME: &'static str;
+    /// Bytes of the control block of a ring with `producers` slots.
+    #[doc(hidden)]
+    fn control_len(producers: u16) -> usize;
 }
 
 /// The single-producer single-consumer ring ([`crate::spsc`]).
@@ -43,12 +46,18 @@ impl Kind for Spsc {
     type Producer = crate::spsc::ProducerCore;
     type Consumer = crate::spsc::ConsumerCore;
     const NAME: &'static str = "spsc";
+    fn control_len(_producers: u16) -> usize {
+        crate::spsc::CONTROL_LEN
+    }
 }
 
 impl Kind for Mpsc {
     type Producer = crate::mpsc::ProducerCore;
     type Consumer = crate::mpsc::ConsumerCore;
     const NAME: &'static str = "mpsc";
+    fn control_len(producers: u16) -> usize {
+        crate::mpsc::control_len(producers)
+    }
 }
 
 mod sealed {

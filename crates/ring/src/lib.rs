@@ -22,9 +22,9 @@
 //!
 //! let cap = 4096;
 //! let region = Region::heap(spsc::region_len(cap));
-//! spsc::init(&region, cap as u64, 0)?;
-//! let mut tx = spsc::Producer::attach(&region, cap as u64, WaitConfig::default(), Arc::new(InProcess))?;
-//! let mut rx = spsc::Consumer::attach(&region, cap as u64, WaitConfig::default(), Arc::new(InProcess))?;
+//! spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64)?, 0)?;
+//! let mut tx = spsc::Producer::attach(&region, shmq_ring::Geometry::spsc(cap as u64)?, WaitConfig::default(), Arc::new(InProcess))?;
+//! let mut rx = spsc::Consumer::attach(&region, shmq_ring::Geometry::spsc(cap as u64)?, WaitConfig::default(), Arc::new(InProcess))?;
 //!
 //! tx.send(b"hello")?;
 //! let mut guard = tx.reserve(5)?;
@@ -53,6 +53,7 @@ mod ctl;
 mod error;
 pub mod failpoint;
 pub mod frame;
+mod geometry;
 pub mod inspect;
 mod kind;
 mod local;
@@ -65,6 +66,7 @@ mod sync;
 mod wait;
 
 pub use consumer::{Consumer, ReadGuard};
+pub use geometry::Geometry;
 pub use kind::{Kind, Mpsc, Spsc};
 pub use producer::{Producer, WriteGuard};
 

@@ -60,11 +60,11 @@ use crate::ctl::{ATTACHED, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot};
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
+use crate::geometry::Geometry;
 use crate::kind::{Claim, Mpsc, Readable};
 use crate::local::{Local, consumer_closed};
 use crate::peer::PeerStatus;
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
-use crate::spsc::check_capacity;
 use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
@@ -95,33 +95,18 @@ pub const fn region_len(capacity: usize, producers: u16) -> usize {
     control_len(producers) + capacity
 }
 
-fn check_region(region: &Region, capacity: u64, producers: u16) -> Result<usize> {
-    let cap = check_capacity(capacity)?;
-    if producers == 0 || producers > MAX_PRODUCERS {
-        return Err(Error::TooManyProducers(producers));
-    }
-    let needed = region_len(cap, producers);
-    if region.len() < needed {
-        return Err(Error::RegionTooSmall {
-            needed: needed as u64,
-            len: region.len() as u64,
-        });
-    }
-    Ok(cap)
-}
-
 /// Prepares a zero-filled region as an empty MPSC ring whose positions start at
 /// `start`. The data area must be all zeros (fresh memory is).
 ///
 /// # Errors
-/// [`Error::InvalidCapacity`], [`Error::TooManyProducers`] (0 or more than
-/// [`MAX_PRODUCERS`]), [`Error::RegionTooSmall`].
+/// [`Error::RegionTooSmall`].
 ///
 /// # Panics
 /// If `start` is not a multiple of 8.
-pub fn init(region: &Region, capacity: u64, producers: u16, start: u64) -> Result<()> {
+pub fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()> {
     assert!(start.is_multiple_of(8), "positions are 8-aligned");
-    check_region(region, capacity, producers)?;
+    geometry.check(region)?;
+    let producers = geometry.producers();
     let ctl: Ctl<MpscControl> = Ctl::new(region);
     // Relaxed: published by the segment's Release "ready" store, or by thread spawn.
     ctl.head.pos.store(start, Ordering::Relaxed);
@@ -146,8 +131,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(region: &Region, capacity: u64, producers: u16) -> Result<Shared> {
-        let cap = check_region(region, capacity, producers)?;
+    fn new(region: &Region, geometry: Geometry<Mpsc>) -> Result<Shared> {
+        geometry.check(region)?;
+        let (cap, producers) = (geometry.capacity(), geometry.producers());
         Ok(Shared {
             ctl: Ctl::new(region),
             slots: CtlArray::new(region, 512, producers.into()),
@@ -315,19 +301,17 @@ impl Producer {
     /// marker, so no other live producer uses it).
     ///
     /// # Errors
-    /// [`Error::InvalidCapacity`], [`Error::TooManyProducers`] (bad slot count or
-    /// `slot` out of range), [`Error::RegionTooSmall`].
+    /// [`Error::TooManyProducers`] (`slot` out of range), [`Error::RegionTooSmall`].
     pub fn attach(
         region: &Region,
-        capacity: u64,
-        producers: u16,
+        geometry: Geometry<Mpsc>,
         slot: u16,
         cfg: WaitConfig,
         liveness: Arc<dyn Liveness>,
     ) -> Result<Producer> {
-        let sh = Shared::new(region, capacity, producers)?;
-        if slot >= producers {
-            return Err(Error::TooManyProducers(producers));
+        let sh = Shared::new(region, geometry)?;
+        if slot >= geometry.producers() {
+            return Err(Error::TooManyProducers(geometry.producers()));
         }
         let me = sh.slot(slot);
         // Relaxed: our own word; an earlier holder of the slot is dead or closed.
@@ -629,16 +613,14 @@ impl Consumer {
     /// Attaches the consumer (the caller holds its liveness marker).
     ///
     /// # Errors
-    /// [`Error::InvalidCapacity`], [`Error::TooManyProducers`],
     /// [`Error::RegionTooSmall`], [`Error::Corrupted`].
     pub fn attach(
         region: &Region,
-        capacity: u64,
-        producers: u16,
+        geometry: Geometry<Mpsc>,
         cfg: WaitConfig,
         liveness: Arc<dyn Liveness>,
     ) -> Result<Consumer> {
-        let sh = Shared::new(region, capacity, producers)?;
+        let sh = Shared::new(region, geometry)?;
         // Acquire: pairs with an earlier consumer's Release store of `head`.
         let head = sh.ctl.head.pos.load(Ordering::Acquire);
         if !head.is_multiple_of(8) {

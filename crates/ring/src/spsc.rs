@@ -46,6 +46,7 @@ use crate::ctl::{CLOSED, Ends, SpscControl};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
+use crate::geometry::Geometry;
 use crate::kind::{Claim, Readable, Spsc};
 use crate::local::{Local, consumer_closed};
 use crate::peer::{PeerStatus, check_positions, stale_tail};
@@ -91,13 +92,14 @@ pub const fn region_len(capacity: usize) -> usize {
 /// `start` (0 normally; tests start near `u64::MAX` to cross the wrap).
 ///
 /// # Errors
-/// [`Error::InvalidCapacity`], [`Error::RegionTooSmall`].
+/// [`Error::RegionTooSmall`].
 ///
 /// # Panics
 /// If `start` is not a multiple of 8.
-pub fn init(region: &Region, capacity: u64, start: u64) -> Result<()> {
+pub fn init(region: &Region, geometry: Geometry<Spsc>, start: u64) -> Result<()> {
     assert!(start.is_multiple_of(8), "positions are 8-aligned");
-    let cap = check_region(region, capacity)?;
+    geometry.check(region)?;
+    let cap = geometry.capacity();
     let ctl: Ctl<SpscControl> = Ctl::new(region);
     // Relaxed: the region is published to peers afterwards by the segment's
     // Release store of its ready state (or by spawning the threads that use it).
@@ -111,18 +113,7 @@ pub fn init(region: &Region, capacity: u64, start: u64) -> Result<()> {
     Ok(())
 }
 
-fn check_region(region: &Region, capacity: u64) -> Result<usize> {
-    let cap = check_capacity(capacity)?;
-    let needed = region_len(cap);
-    if region.len() < needed {
-        return Err(Error::RegionTooSmall {
-            needed: needed as u64,
-            len: region.len() as u64,
-        });
-    }
-    const { assert!(CONTROL_LEN.is_multiple_of(LINE)) };
-    Ok(cap)
-}
+const _: () = assert!(CONTROL_LEN.is_multiple_of(LINE));
 
 /// The SPSC producer core.
 #[doc(hidden)]
@@ -165,15 +156,15 @@ impl Producer {
     /// before it could update `tail`.
     ///
     /// # Errors
-    /// [`Error::InvalidCapacity`], [`Error::RegionTooSmall`], or
-    /// [`Error::Corrupted`] if the positions in the region are inconsistent.
+    /// [`Error::RegionTooSmall`], or [`Error::Corrupted`] if the positions in the region are inconsistent.
     pub fn attach(
         region: &Region,
-        capacity: u64,
+        geometry: Geometry<Spsc>,
         cfg: WaitConfig,
         liveness: Arc<dyn Liveness>,
     ) -> Result<Producer> {
-        let cap = check_region(region, capacity)?;
+        geometry.check(region)?;
+        let cap = geometry.capacity();
         let ctl: Ctl<SpscControl> = Ctl::new(region);
         let data = region.data(CONTROL_LEN, cap);
         let mask = cap as u64 - 1;
@@ -516,14 +507,15 @@ impl Consumer {
     /// thus see the last message that one was reading again).
     ///
     /// # Errors
-    /// [`Error::InvalidCapacity`], [`Error::RegionTooSmall`], [`Error::Corrupted`].
+    /// [`Error::RegionTooSmall`], [`Error::Corrupted`].
     pub fn attach(
         region: &Region,
-        capacity: u64,
+        geometry: Geometry<Spsc>,
         cfg: WaitConfig,
         liveness: Arc<dyn Liveness>,
     ) -> Result<Consumer> {
-        let cap = check_region(region, capacity)?;
+        geometry.check(region)?;
+        let cap = geometry.capacity();
         let ctl: Ctl<SpscControl> = Ctl::new(region);
         let data = region.data(CONTROL_LEN, cap);
         // Acquire: pairs with the Release store of `head` by an earlier consumer.

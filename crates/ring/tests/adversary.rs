@@ -593,10 +593,20 @@ pub mod sim {
             }
         };
         if is_mpsc {
-            mpsc::init(&region, cap as u64, slots, start).unwrap();
+            mpsc::init(
+                &region,
+                shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
+                start,
+            )
+            .unwrap();
             run_mpsc(&world, &run, hook, &steps)
         } else {
-            spsc::init(&region, cap as u64, start).unwrap();
+            spsc::init(
+                &region,
+                shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+                start,
+            )
+            .unwrap();
             run_spsc(&world, &run, hook, &steps)
         }
     }
@@ -639,12 +649,20 @@ pub mod sim {
     ) -> Result<(), String> {
         let cap = w.cap;
         let max = max_payload(cap);
-        let mut tx =
-            spsc::Producer::attach(&w.region, cap as u64, no_wait(), Arc::new(w.dead.clone()))
-                .map_err(|e| e.to_string())?;
-        let mut rx =
-            spsc::Consumer::attach(&w.region, cap as u64, no_wait(), Arc::new(w.dead.clone()))
-                .map_err(|e| e.to_string())?;
+        let mut tx = spsc::Producer::attach(
+            &w.region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            no_wait(),
+            Arc::new(w.dead.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut rx = spsc::Consumer::attach(
+            &w.region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            no_wait(),
+            Arc::new(w.dead.clone()),
+        )
+        .map_err(|e| e.to_string())?;
         let mut sent: VecDeque<Vec<u8>> = VecDeque::new();
         let mut buf = Vec::new();
         for (seq, &step) in steps.iter().enumerate() {
@@ -761,14 +779,31 @@ pub mod sim {
         let max = max_payload(cap);
         let slots = 2u16;
         let live = || Arc::new(w.dead.clone());
-        let mut tx = mpsc::Producer::attach(&w.region, cap as u64, slots, 0, no_wait(), live())
-            .map_err(|e| e.to_string())?;
+        let mut tx = mpsc::Producer::attach(
+            &w.region,
+            shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
+            0,
+            no_wait(),
+            live(),
+        )
+        .map_err(|e| e.to_string())?;
         let mut other = Some(
-            mpsc::Producer::attach(&w.region, cap as u64, slots, 1, no_wait(), live())
-                .map_err(|e| e.to_string())?,
+            mpsc::Producer::attach(
+                &w.region,
+                shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
+                1,
+                no_wait(),
+                live(),
+            )
+            .map_err(|e| e.to_string())?,
         );
-        let mut rx = mpsc::Consumer::attach(&w.region, cap as u64, slots, no_wait(), live())
-            .map_err(|e| e.to_string())?;
+        let mut rx = mpsc::Consumer::attach(
+            &w.region,
+            shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
+            no_wait(),
+            live(),
+        )
+        .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         // With no peer write, what the consumer receives is checked only for size
         // and agreement with its reads here: the exact order is the model's job
@@ -1017,10 +1052,27 @@ mod tests {
     /// An SPSC ring at `start` with `sizes` sent and the first `read` received.
     fn spsc_scene(start: u64, sizes: &[usize], read: usize) -> SpscScene {
         let region = Region::heap(spsc::region_len(CAP));
-        spsc::init(&region, CAP as u64, start).unwrap();
+        spsc::init(
+            &region,
+            shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
+            start,
+        )
+        .unwrap();
         let live = Arc::new(Dead::default());
-        let mut tx = spsc::Producer::attach(&region, CAP as u64, no_wait(), live.clone()).unwrap();
-        let mut rx = spsc::Consumer::attach(&region, CAP as u64, no_wait(), live).unwrap();
+        let mut tx = spsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
+            no_wait(),
+            live.clone(),
+        )
+        .unwrap();
+        let mut rx = spsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
+            no_wait(),
+            live,
+        )
+        .unwrap();
         let mut buf = Vec::new();
         for (i, &len) in sizes.iter().enumerate() {
             tx.try_send(&vec![i as u8; len]).unwrap();
@@ -1071,13 +1123,29 @@ mod tests {
     /// received); then, if `dead_claim`, slot 1 claimed 20 bytes and died.
     fn mpsc_scene(start: u64, sizes: &[usize], read: usize, dead_claim: bool) -> MpscScene {
         let region = Region::heap(mpsc::region_len(CAP, 2));
-        mpsc::init(&region, CAP as u64, 2, start).unwrap();
+        mpsc::init(
+            &region,
+            shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
+            start,
+        )
+        .unwrap();
         let dead = Dead::default();
         let live = Arc::new(dead.clone());
-        let mut a =
-            mpsc::Producer::attach(&region, CAP as u64, 2, 0, no_wait(), live.clone()).unwrap();
-        let mut rx =
-            mpsc::Consumer::attach(&region, CAP as u64, 2, no_wait(), live.clone()).unwrap();
+        let mut a = mpsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
+            0,
+            no_wait(),
+            live.clone(),
+        )
+        .unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
+            no_wait(),
+            live.clone(),
+        )
+        .unwrap();
         let mut buf = Vec::new();
         for (i, &len) in sizes.iter().enumerate() {
             a.try_send(&vec![i as u8; len]).unwrap();
@@ -1086,7 +1154,14 @@ mod tests {
             }
         }
         if dead_claim {
-            let mut b = mpsc::Producer::attach(&region, CAP as u64, 2, 1, no_wait(), live).unwrap();
+            let mut b = mpsc::Producer::attach(
+                &region,
+                shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
+                1,
+                no_wait(),
+                live,
+            )
+            .unwrap();
             std::mem::forget(b.try_reserve(20).unwrap());
             b.detach();
             dead.0.store(0b10, Ordering::Relaxed);

@@ -23,9 +23,26 @@ fn park() -> WaitConfig {
 
 fn spsc_ring(cap: usize, start: u64) -> (spsc::Producer, spsc::Consumer) {
     let region = Region::heap(spsc::region_len(cap));
-    spsc::init(&region, cap as u64, start).unwrap();
-    let tx = spsc::Producer::attach(&region, cap as u64, park(), Arc::new(InProcess)).unwrap();
-    let rx = spsc::Consumer::attach(&region, cap as u64, park(), Arc::new(InProcess)).unwrap();
+    spsc::init(
+        &region,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        start,
+    )
+    .unwrap();
+    let tx = spsc::Producer::attach(
+        &region,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        park(),
+        Arc::new(InProcess),
+    )
+    .unwrap();
+    let rx = spsc::Consumer::attach(
+        &region,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        park(),
+        Arc::new(InProcess),
+    )
+    .unwrap();
     (tx, rx)
 }
 
@@ -233,7 +250,12 @@ impl Liveness for Mock {
 
 fn mpsc_ring(cap: usize, n: u16) -> (Region, Arc<Mock>) {
     let region = Region::heap(mpsc::region_len(cap, n));
-    mpsc::init(&region, cap as u64, n, 0).unwrap();
+    mpsc::init(
+        &region,
+        shmq_ring::Geometry::mpsc(cap as u64, n).unwrap(),
+        0,
+    )
+    .unwrap();
     (
         region,
         Arc::new(Mock((0..=n).map(|_| AtomicBool::new(true)).collect())),
@@ -241,7 +263,14 @@ fn mpsc_ring(cap: usize, n: u16) -> (Region, Arc<Mock>) {
 }
 
 fn mpsc_producer(r: &Region, cap: usize, n: u16, slot: u16, live: &Arc<Mock>) -> mpsc::Producer {
-    mpsc::Producer::attach(r, cap as u64, n, slot, park(), live.clone()).unwrap()
+    mpsc::Producer::attach(
+        r,
+        shmq_ring::Geometry::mpsc(cap as u64, n).unwrap(),
+        slot,
+        park(),
+        live.clone(),
+    )
+    .unwrap()
 }
 
 /// MC-03: two producers claim and commit in any order; the consumer never reads
@@ -250,7 +279,13 @@ fn claims_committed_out_of_order(per_producer: u8) {
     loom::model(move || {
         let cap = 128;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &r,
+            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+            park(),
+            live.clone(),
+        )
+        .unwrap();
         let ts: Vec<_> = (0..2u16)
             .map(|s| {
                 let mut tx = mpsc_producer(&r, cap, 2, s, &live);
@@ -301,7 +336,13 @@ fn mpsc_batch_races_a_single_send() {
     loom::model(|| {
         let cap = 128;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &r,
+            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+            park(),
+            live.clone(),
+        )
+        .unwrap();
         let mut a = mpsc_producer(&r, cap, 2, 0, &live);
         let mut b = mpsc_producer(&r, cap, 2, 1, &live);
         let ta = thread::spawn(move || {
@@ -341,7 +382,13 @@ fn mpsc_reuses_space_the_consumer_is_releasing() {
     loom::model(|| {
         let cap = 64;
         let (r, live) = mpsc_ring(cap, 1);
-        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 1, park(), live.clone()).unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &r,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            park(),
+            live.clone(),
+        )
+        .unwrap();
         let mut tx = mpsc_producer(&r, cap, 1, 0, &live);
         // 16-byte payloads are 24-byte frames: the third needs the first's space.
         let t = thread::spawn(move || {
@@ -364,7 +411,13 @@ fn mpsc_wrap_with_padding_under_contention() {
     loom::model(|| {
         let cap = 64;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &r,
+            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+            park(),
+            live.clone(),
+        )
+        .unwrap();
         // Move the positions to offset 40, so that 16-byte payloads (24-byte frames) wrap.
         {
             let mut p = mpsc_producer(&r, cap, 2, 0, &live);
@@ -403,7 +456,13 @@ fn mpsc_reclaim_of_a_dead_claim_races_a_live_producer() {
     loom::model(|| {
         let cap = 128;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(&r, cap as u64, 2, park(), live.clone()).unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &r,
+            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+            park(),
+            live.clone(),
+        )
+        .unwrap();
         let mut dying = mpsc_producer(&r, cap, 2, 0, &live);
         let mut alive = mpsc_producer(&r, cap, 2, 1, &live);
         let live2 = live.clone();

@@ -318,9 +318,26 @@ impl SpscRun {
     fn new(setup: Setup) -> SpscRun {
         let cap = setup.cap();
         let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, cap as u64, setup.start()).unwrap();
-        let tx = spsc::Producer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
-        let rx = spsc::Consumer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
+        spsc::init(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            setup.start(),
+        )
+        .unwrap();
+        let tx = spsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
+        let rx = spsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         SpscRun {
             cap,
             model: SpscModel {
@@ -602,7 +619,7 @@ impl SpscRun {
                 }
                 let r = spsc::Producer::attach(
                     &self.region,
-                    self.cap as u64,
+                    shmq_ring::Geometry::spsc(self.cap as u64).unwrap(),
                     cfg(),
                     Arc::new(InProcess),
                 );
@@ -619,7 +636,7 @@ impl SpscRun {
                 }
                 let r = spsc::Consumer::attach(
                     &self.region,
-                    self.cap as u64,
+                    shmq_ring::Geometry::spsc(self.cap as u64).unwrap(),
                     cfg(),
                     Arc::new(InProcess),
                 );
@@ -818,12 +835,16 @@ impl MpscRun {
     fn new(setup: Setup) -> MpscRun {
         let cap = setup.cap();
         let region = Region::heap(mpsc::region_len(cap, PRODUCERS));
-        mpsc::init(&region, cap as u64, PRODUCERS, setup.start()).unwrap();
+        mpsc::init(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, PRODUCERS).unwrap(),
+            setup.start(),
+        )
+        .unwrap();
         let attach = |s| {
             mpsc::Producer::attach(
                 &region,
-                cap as u64,
-                PRODUCERS,
+                shmq_ring::Geometry::mpsc(cap as u64, PRODUCERS).unwrap(),
                 s,
                 cfg(),
                 Arc::new(InProcess),
@@ -831,8 +852,13 @@ impl MpscRun {
             .unwrap()
         };
         let tx = [Some(attach(0)), Some(attach(1))];
-        let rx = mpsc::Consumer::attach(&region, cap as u64, PRODUCERS, cfg(), Arc::new(InProcess))
-            .unwrap();
+        let rx = mpsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, PRODUCERS).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         MpscRun {
             cap,
             model: MpscModel {
@@ -1036,8 +1062,7 @@ impl MpscRun {
                 }
                 let r = mpsc::Producer::attach(
                     &self.region,
-                    self.cap as u64,
-                    PRODUCERS,
+                    shmq_ring::Geometry::mpsc(self.cap as u64, PRODUCERS).unwrap(),
                     p as u16,
                     cfg(),
                     Arc::new(InProcess),
@@ -1055,8 +1080,7 @@ impl MpscRun {
                 }
                 let r = mpsc::Consumer::attach(
                     &self.region,
-                    self.cap as u64,
-                    PRODUCERS,
+                    shmq_ring::Geometry::mpsc(self.cap as u64, PRODUCERS).unwrap(),
                     cfg(),
                     Arc::new(InProcess),
                 );
@@ -1347,13 +1371,30 @@ mod tests {
     fn mpsc_zero_length_reservation_is_not_delivered_before_commit() {
         let cap = 64; // max payload 16
         let region = Region::heap(mpsc::region_len(cap, 2));
-        mpsc::init(&region, cap as u64, 2, 0).unwrap();
+        mpsc::init(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+            0,
+        )
+        .unwrap();
         let attach = |s| {
-            mpsc::Producer::attach(&region, cap as u64, 2, s, cfg(), Arc::new(InProcess)).unwrap()
+            mpsc::Producer::attach(
+                &region,
+                shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+                s,
+                cfg(),
+                Arc::new(InProcess),
+            )
+            .unwrap()
         };
         let (mut a, mut b) = (attach(0), attach(1));
-        let mut rx =
-            mpsc::Consumer::attach(&region, cap as u64, 2, cfg(), Arc::new(InProcess)).unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         // B's payloads happen to look like frame headers.
         let forged = MpscHeader {
             len: 8,
@@ -1397,11 +1438,21 @@ mod tests {
     fn try_send_batch_with_a_too_large_message_publishes_what_it_wrote() {
         let cap = 1024;
         let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, cap as u64, 0).unwrap();
-        let mut tx =
-            spsc::Producer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
-        let mut rx =
-            spsc::Consumer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
+        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
+        let mut tx = spsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
+        let mut rx = spsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         let big = vec![0u8; max_payload(cap) + 1];
         let r = tx.try_send_batch([&b"a"[..], b"b", &big]);
         // Either answer is acceptable, as long as what it reports is what happened.
@@ -1434,11 +1485,27 @@ mod tests {
     fn mpsc_batch_on_a_full_ring_delivers_each_message_once() {
         let cap = 64;
         let region = Region::heap(mpsc::region_len(cap, 1));
-        mpsc::init(&region, cap as u64, 1, 0).unwrap();
-        let mut tx =
-            mpsc::Producer::attach(&region, cap as u64, 1, 0, cfg(), Arc::new(InProcess)).unwrap();
-        let mut rx =
-            mpsc::Consumer::attach(&region, cap as u64, 1, cfg(), Arc::new(InProcess)).unwrap();
+        mpsc::init(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            0,
+        )
+        .unwrap();
+        let mut tx = mpsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            0,
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         for i in 0..4u8 {
             tx.try_send(&[i; 8]).unwrap(); // 4 frames of 16 bytes: exactly full
         }
@@ -1458,11 +1525,27 @@ mod tests {
     fn mpsc_ring_full_of_aborted_claims_is_not_corrupted() {
         let cap = 64;
         let region = Region::heap(mpsc::region_len(cap, 1));
-        mpsc::init(&region, cap as u64, 1, 0).unwrap();
-        let mut tx =
-            mpsc::Producer::attach(&region, cap as u64, 1, 0, cfg(), Arc::new(InProcess)).unwrap();
-        let mut rx =
-            mpsc::Consumer::attach(&region, cap as u64, 1, cfg(), Arc::new(InProcess)).unwrap();
+        mpsc::init(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            0,
+        )
+        .unwrap();
+        let mut tx = mpsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            0,
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         for _ in 0..4 {
             drop(tx.try_reserve(8).unwrap()); // aborted: 16 bytes of padding each
         }
@@ -1482,9 +1565,14 @@ mod tests {
     fn a_poisoned_consumer_stays_poisoned() {
         let cap = 256;
         let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, cap as u64, 0).unwrap();
-        let mut rx =
-            spsc::Consumer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
+        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
+        let mut rx = spsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         region.store_word(spsc::CONTROL_LEN, u64::MAX);
         let mut buf = Vec::new();
         let Err(e @ Error::Corrupted(_)) = rx.try_recv_into(&mut buf) else {
@@ -1493,9 +1581,19 @@ mod tests {
         assert_eq!(rx.try_recv_batch(0, |_| {}), Err(e));
 
         let region = Region::heap(mpsc::region_len(cap, 1));
-        mpsc::init(&region, cap as u64, 1, 0).unwrap();
-        let mut rx =
-            mpsc::Consumer::attach(&region, cap as u64, 1, cfg(), Arc::new(InProcess)).unwrap();
+        mpsc::init(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            0,
+        )
+        .unwrap();
+        let mut rx = mpsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         region.store_word(mpsc::control_len(1), u64::MAX);
         let Err(e @ Error::Corrupted(_)) = rx.try_recv_into(&mut buf) else {
             panic!("garbage header accepted")
@@ -1507,11 +1605,21 @@ mod tests {
         // A bad endpoint state word is reported as corruption, but does not poison:
         // the next call receives again.
         let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, cap as u64, 0).unwrap();
-        let mut tx =
-            spsc::Producer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
-        let mut rx =
-            spsc::Consumer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap();
+        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
+        let mut tx = spsc::Producer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
+        let mut rx = spsc::Consumer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg(),
+            Arc::new(InProcess),
+        )
+        .unwrap();
         let state = 384 + 16; // producer state word (and its incarnation)
         let word = region.load_word(state).unwrap();
         region.store_word(state, (word & !0xffff_ffff) | 3);
@@ -1535,11 +1643,17 @@ mod tests {
     fn tsan_negative_control_two_producers_race() {
         let cap = 4096;
         let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, cap as u64, 0).unwrap();
+        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
         // Both attach first, so that neither has read what the other published.
         let producers: Vec<_> = (0..2)
             .map(|_| {
-                spsc::Producer::attach(&region, cap as u64, cfg(), Arc::new(InProcess)).unwrap()
+                spsc::Producer::attach(
+                    &region,
+                    shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+                    cfg(),
+                    Arc::new(InProcess),
+                )
+                .unwrap()
             })
             .collect();
         let threads: Vec<_> = producers

@@ -44,16 +44,20 @@ const PARK: WaitConfig = WaitConfig {
 
 fn setup(cap: usize, producers: u16, start: u64) -> (Region, Arc<Mock>) {
     let region = Region::heap(mpsc::region_len(cap, producers));
-    mpsc::init(&region, cap as u64, producers, start).unwrap();
+    mpsc::init(&region, geometry(cap, producers), start).unwrap();
     (region, Mock::new(producers))
 }
 
+fn geometry(cap: usize, producers: u16) -> shmq_ring::Geometry<shmq_ring::Mpsc> {
+    shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap()
+}
+
 fn producer(r: &Region, cap: usize, n: u16, slot: u16, live: &Arc<Mock>) -> Producer {
-    Producer::attach(r, cap as u64, n, slot, PARK, live.clone()).unwrap()
+    Producer::attach(r, geometry(cap, n), slot, PARK, live.clone()).unwrap()
 }
 
 fn consumer(r: &Region, cap: usize, n: u16, live: &Arc<Mock>) -> Consumer {
-    Consumer::attach(r, cap as u64, n, PARK, live.clone()).unwrap()
+    Consumer::attach(r, geometry(cap, n), PARK, live.clone()).unwrap()
 }
 
 fn msg(id: u8, seq: u64, len: usize) -> Vec<u8> {

@@ -12,10 +12,27 @@ use shmq_ring::{Disconnect, Error, InProcess, Region, WaitConfig, WaitStrategy};
 
 fn ring(cap: usize, start: u64) -> (Region, Producer, Consumer) {
     let region = Region::heap(spsc::region_len(cap));
-    spsc::init(&region, cap as u64, start).unwrap();
+    spsc::init(
+        &region,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        start,
+    )
+    .unwrap();
     let cfg = WaitConfig::from(WaitStrategy::Park);
-    let tx = Producer::attach(&region, cap as u64, cfg, Arc::new(InProcess)).unwrap();
-    let rx = Consumer::attach(&region, cap as u64, cfg, Arc::new(InProcess)).unwrap();
+    let tx = Producer::attach(
+        &region,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .unwrap();
+    let rx = Consumer::attach(
+        &region,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        cfg,
+        Arc::new(InProcess),
+    )
+    .unwrap();
     (region, tx, rx)
 }
 
@@ -39,7 +56,7 @@ fn capacities_are_checked() {
     }
     let region = Region::heap(CONTROL_LEN + 64);
     assert!(matches!(
-        spsc::init(&region, 128, 0),
+        spsc::init(&region, shmq_ring::Geometry::spsc(128).unwrap(), 0),
         Err(Error::RegionTooSmall { .. })
     ));
 }
@@ -254,7 +271,7 @@ fn a_new_producer_resumes_after_the_last_published_frame() {
     std::mem::forget(tx); // no close: it "died"
     let mut tx2 = Producer::attach(
         &region,
-        cap as u64,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
         WaitConfig::default(),
         Arc::new(InProcess),
     )
@@ -280,7 +297,7 @@ fn a_new_producer_resumes_even_when_the_consumer_read_past_a_stale_tail() {
     assert_eq!(&*rx.recv().unwrap(), b"two");
     let mut tx2 = Producer::attach(
         &region,
-        cap as u64,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
         WaitConfig::default(),
         Arc::new(InProcess),
     )
@@ -294,10 +311,22 @@ fn threads_stream_a_million_verified_messages() {
     for strategy in [WaitStrategy::Park, WaitStrategy::default()] {
         let cap = 4096;
         let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, cap as u64, 0).unwrap();
+        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
         let cfg = WaitConfig::from(strategy);
-        let mut tx = Producer::attach(&region, cap as u64, cfg, Arc::new(InProcess)).unwrap();
-        let mut rx = Consumer::attach(&region, cap as u64, cfg, Arc::new(InProcess)).unwrap();
+        let mut tx = Producer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg,
+            Arc::new(InProcess),
+        )
+        .unwrap();
+        let mut rx = Consumer::attach(
+            &region,
+            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+            cfg,
+            Arc::new(InProcess),
+        )
+        .unwrap();
         const N: u64 = 1_000_000;
         let t = std::thread::spawn(move || {
             for i in 0..N {

@@ -31,8 +31,8 @@
 //! use shmq_ring::{adversary, spsc, InProcess, Region, WaitConfig};
 //!
 //! let region = Region::heap(spsc::region_len(256));
-//! spsc::init(&region, 256, 0).unwrap();
-//! let mut rx = spsc::Consumer::attach(&region, 256, WaitConfig::default(), Arc::new(InProcess)).unwrap();
+//! spsc::init(&region, shmq_ring::Geometry::spsc(256).unwrap(), 0).unwrap();
+//! let mut rx = spsc::Consumer::attach(&region, shmq_ring::Geometry::spsc(256).unwrap(), WaitConfig::default(), Arc::new(InProcess)).unwrap();
 //! let base = adversary::base_address(&region).unwrap();
 //! let reads = Rc::new(RefCell::new(Vec::new()));
 //! let r = reads.clone();
