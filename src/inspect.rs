@@ -301,6 +301,7 @@ pub enum End {
 
 /// Which part of a segment a finding is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Field {
     /// A header field.
     Header(HeaderField),
@@ -321,6 +322,7 @@ pub enum Field {
 
 /// What a check requires of a field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Expected {
     /// Exactly this value (for [`HeaderField::Kind`] a kind code, for
     /// [`HeaderField::State`] a state value: decode them for display).
@@ -370,6 +372,7 @@ pub enum Expected {
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Severity {
     /// A value no creator or endpoint writes: the segment is damaged.
     Damage,
@@ -465,6 +468,7 @@ impl Finding {
 
 /// What an endpoint's state word in the ring says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndState {
     /// Never attached.
     Never,

@@ -150,7 +150,12 @@ pub fn run(args: &TopArgs, out: &Out) -> Result<ExitCode> {
         let now = Instant::now();
         let r = match shmq::inspect::inspect(&args.name) {
             Ok(Some(r)) => r,
-            Ok(None) | Err(shmq::Error::Segment(shmq::segment::Error::NotFound { .. })) => {
+            Ok(None) => {
+                drop(screen);
+                eprintln!("shmq: {} was removed", args.name);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) if shmq::inspect::is_not_found(&e) => {
                 drop(screen);
                 eprintln!("shmq: {} was removed", args.name);
                 return Ok(ExitCode::SUCCESS);
@@ -241,7 +246,7 @@ fn block(r: &Report, rate: Option<(f64, f64)>, interval: Duration, out: &Out) ->
         "{}  {}  capacity {}",
         out.paint(&r.name, Style::Bold),
         report::kind_name(r),
-        out::bytes(r.header.capacity),
+        out::bytes(r.header.capacity()),
     );
     let line = |s: &mut String, label: &str, value: String| {
         let _ = writeln!(s, "  {label:<12}{value}");

@@ -16,7 +16,6 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 use shmq::inspect::{EndpointStatus, Report};
-use shmq::segment::Segment;
 
 /// Generous limit for anything to happen: only catches hangs.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -53,7 +52,7 @@ struct Cleanup(Vec<String>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for n in &self.0 {
-            let _ = Segment::unlink(n);
+            let _ = shmq::inspect::unlink(n);
         }
     }
 }
@@ -256,9 +255,7 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
     let row = ls_row(&damaged);
     assert!(row.contains("damaged"), "{row}");
     assert!(
-        text.contains(&format!(
-            "{damaged}: layout version mismatch: expected 1, found 7"
-        )),
+        text.contains(&format!("{damaged}: header version: expected 1, found 7")),
         "{text}"
     );
 
@@ -295,15 +292,16 @@ fn inspect_names_a_damaged_header() {
 
     corrupt(&n, 8, &99u32.to_le_bytes());
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("layout version mismatch: expected 1, found 99")
-            .and(predicate::str::contains("this build reads version 1"))
+        predicate::str::contains("header version: expected 1, found 99")
+            .and(predicate::str::contains("<- expected 1, found 99"))
             .and(predicate::str::contains("damaged")),
     );
     // A second damaged field is named too, not only the first one found.
     corrupt(&n, 12, &0xdeadu32.to_le_bytes()); // the state field
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("layout version mismatch: expected 1, found 99")
-            .and(predicate::str::contains("state = 0xdead")),
+        predicate::str::contains("header version: expected 1, found 99").and(
+            predicate::str::contains("header state: expected ready, found 0xdead"),
+        ),
     );
     let j = inspect_json(&n);
     assert_eq!(j["damaged"], true);
@@ -333,12 +331,15 @@ fn inspect_names_a_damaged_frame() {
         .as_u64()
         .expect("data_offset");
     // The first frame header: the data area follows the SPSC control block.
-    let first_frame = data_offset + shmq::ring::spsc::CONTROL_LEN as u64;
+    let first_frame = data_offset + shmq_ring::spsc::CONTROL_LEN as u64;
     corrupt(&n, first_frame, &0xdead_beef_0000_0005u64.to_le_bytes());
 
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("frame at position 0: unknown frame tag")
-            .and(predicate::str::contains("damaged")),
+        predicate::str::contains(
+            "frame at position 0: expected a valid frame header, \
+             found 0xdeadbeef00000005 (unknown frame tag)",
+        )
+        .and(predicate::str::contains("damaged")),
     );
     let j = inspect_json(&n);
     let problems = j["problems"].to_string();
