@@ -162,21 +162,16 @@ pub enum HeaderField {
 }
 
 impl HeaderField {
-    /// Every field, in header order.
-    pub const ALL: [HeaderField; 12] = [
-        HeaderField::Magic,
-        HeaderField::Version,
-        HeaderField::State,
-        HeaderField::Kind,
-        HeaderField::Endpoints,
-        HeaderField::CreatorPid,
-        HeaderField::TotalLen,
-        HeaderField::DataOffset,
-        HeaderField::Capacity,
-        HeaderField::SlotSize,
-        HeaderField::SlotAlign,
-        HeaderField::TypeHash,
-    ];
+    /// Every field, in header order (the segment's order).
+    pub const ALL: [HeaderField; 12] = {
+        let mut all = [HeaderField::Magic; 12];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = HeaderField::from_lower(segment::HeaderField::ALL[i]);
+            i += 1;
+        }
+        all
+    };
 
     /// The field's name in the layout: `magic`, `total_len`, ...
     pub fn name(self) -> &'static str {
@@ -201,7 +196,7 @@ impl HeaderField {
         }
     }
 
-    fn from_lower(f: segment::HeaderField) -> HeaderField {
+    const fn from_lower(f: segment::HeaderField) -> HeaderField {
         use segment::HeaderField as S;
         match f {
             S::Magic => HeaderField::Magic,
@@ -868,4 +863,90 @@ fn endpoints(
         });
     }
     endpoints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: ChannelKind, set: &[(HeaderField, u64)]) -> Header {
+        Header::from_fn(|f| {
+            set.iter().find(|(g, _)| *g == f).map_or_else(
+                || match f {
+                    HeaderField::Kind => kind.code().into(),
+                    HeaderField::Endpoints => 2,
+                    HeaderField::Capacity => 1024,
+                    HeaderField::SlotSize | HeaderField::SlotAlign | HeaderField::TypeHash
+                        if kind.is_typed() =>
+                    {
+                        8
+                    }
+                    _ => 0,
+                },
+                |(_, v)| *v,
+            )
+        })
+    }
+
+    #[test]
+    fn every_kind_passes_the_channel_checks_with_a_right_header() {
+        for kind in ChannelKind::ALL {
+            assert_eq!(channel_findings(&header(kind, &[]), Some(kind)), []);
+            assert_eq!(ChannelKind::from_code(kind.code()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn channel_checks_name_each_field() {
+        let h = header(
+            ChannelKind::Spsc,
+            &[
+                (HeaderField::Capacity, 100),
+                (HeaderField::Endpoints, 3),
+                (HeaderField::SlotSize, 3),
+            ],
+        );
+        let f = channel_findings(&h, Some(ChannelKind::Spsc));
+        let got: Vec<(Field, Expected, u64)> =
+            f.iter().map(|f| (f.field, f.expected, f.found)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Field::Header(HeaderField::Capacity),
+                    Expected::PowerOfTwo {
+                        min: 64,
+                        max: 1 << 32
+                    },
+                    100
+                ),
+                (Field::Header(HeaderField::Endpoints), Expected::Value(2), 3),
+                (Field::Header(HeaderField::SlotSize), Expected::Value(0), 3),
+            ]
+        );
+        let typed = header(ChannelKind::MpscTyped, &[(HeaderField::TypeHash, 0)]);
+        let f = channel_findings(&typed, Some(ChannelKind::MpscTyped));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].expected, Expected::NotZero);
+        let f = channel_findings(&Header::default(), None);
+        assert_eq!(f.last().map(|f| f.expected), Some(Expected::ChannelKind));
+    }
+
+    #[test]
+    fn an_unpublished_header_is_damage_only_once_its_creator_is_gone() {
+        let lower = segment::HeaderFinding {
+            field: segment::HeaderField::State,
+            expected: segment::Expected::Value(segment::STATE_READY.into()),
+            found: segment::STATE_INIT.into(),
+            severity: segment::Severity::Unpublished,
+        };
+        let at_work = Finding::of_header(&lower, true);
+        assert_eq!(at_work.field, Field::Header(HeaderField::State));
+        assert_eq!(at_work.severity, Severity::Warning);
+        assert!(!at_work.is_problem());
+        assert_eq!(Finding::of_header(&lower, false).severity, Severity::Damage);
+        for f in HeaderField::ALL {
+            assert_eq!(HeaderField::from_lower(f.lower()), f);
+        }
+    }
 }

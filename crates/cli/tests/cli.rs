@@ -431,30 +431,49 @@ fn numbered_lines(n: u32) -> String {
     (1..=n).map(|i| format!("{i}\n")).collect()
 }
 
-#[test]
-fn send_then_recv_reproduces_100000_lines() {
-    let n = name("pipe-send-first");
+/// `shmq send` and `shmq recv --count 100000` carry 100000 lines exactly,
+/// whichever starts first (the first one creates the channel).
+fn pipe_100000_lines(tag: &str, sender_first: bool) {
+    let n = name(tag);
     let _cleanup = Cleanup(vec![n.clone()]);
     let input = numbered_lines(100_000);
-
-    let mut sender = Child::start(spawn(&["send", &n]).stdin(Stdio::piped()));
-    let mut stdin = sender.inner().stdin.take().unwrap();
-    let feed = input.clone();
-    // The ring fills long before the input ends: feed from a thread.
-    let writer = thread::spawn(move || stdin.write_all(feed.as_bytes()));
-    wait_until("the sender to create the channel", || {
-        endpoint_status(&n, 1).is_some()
-    });
-
-    let out = shmq()
-        .args(["recv", &n, "--count", "100000"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let start_sender = || {
+        let mut sender = Child::start(spawn(&["send", &n]).stdin(Stdio::piped()));
+        let mut stdin = sender.inner().stdin.take().unwrap();
+        let feed = input.clone();
+        // The ring fills long before the input ends: feed from a thread.
+        (
+            sender,
+            thread::spawn(move || stdin.write_all(feed.as_bytes())),
+        )
+    };
+    let start_receiver = || {
+        let mut receiver =
+            Child::start(spawn(&["recv", &n, "--count", "100000"]).stdout(Stdio::piped()));
+        let mut stdout = receiver.inner().stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).map(|_| out)
+        });
+        (receiver, reader)
+    };
+    let ((mut sender, writer), (mut receiver, reader)) = if sender_first {
+        let sending = start_sender();
+        wait_until("the sender to create the channel", || {
+            endpoint_status(&n, 1).is_some()
+        });
+        (sending, start_receiver())
+    } else {
+        let receiving = start_receiver();
+        wait_until("the receiver to attach", || {
+            endpoint_status(&n, 0) == Some(EndpointStatus::Alive)
+        });
+        (start_sender(), receiving)
+    };
     writer.join().unwrap().expect("feed the sender");
+    let out = reader.join().unwrap().expect("read the receiver's output");
     assert!(sender.wait().success());
+    assert!(receiver.wait().success());
     assert!(out == input.as_bytes(), "output differs from input");
     assert!(
         !shm_path(&n).exists(),
@@ -463,34 +482,13 @@ fn send_then_recv_reproduces_100000_lines() {
 }
 
 #[test]
+fn send_then_recv_reproduces_100000_lines() {
+    pipe_100000_lines("pipe-send-first", true);
+}
+
+#[test]
 fn recv_then_send_reproduces_100000_lines() {
-    let n = name("pipe-recv-first");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let input = numbered_lines(100_000);
-
-    let mut receiver =
-        Child::start(spawn(&["recv", &n, "--count", "100000"]).stdout(Stdio::piped()));
-    let mut stdout = receiver.inner().stdout.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut out = Vec::new();
-        stdout.read_to_end(&mut out).map(|_| out)
-    });
-    wait_until("the receiver to attach", || {
-        endpoint_status(&n, 0) == Some(EndpointStatus::Alive)
-    });
-
-    shmq()
-        .args(["send", &n])
-        .write_stdin(input.clone())
-        .assert()
-        .success();
-    let out = reader.join().unwrap().expect("read the receiver's output");
-    assert!(receiver.wait().success());
-    assert!(out == input.as_bytes(), "output differs from input");
-    assert!(
-        !shm_path(&n).exists(),
-        "a drained, closed channel removes itself"
-    );
+    pipe_100000_lines("pipe-recv-first", false);
 }
 
 #[test]
