@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
-use shmq::inspect::{EndpointStatus, Report};
+use shmq::inspect::{EndpointStatus, Report, RingReport};
 
 /// Generous limit for anything to happen: only catches hangs.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -126,6 +126,21 @@ fn live_sender(name: &str) -> (Child, std::process::ChildStdin) {
     (child, stdin)
 }
 
+/// Whether `name`'s ring can be read and satisfies `ok`.
+fn ring_is(name: &str, ok: impl Fn(&RingReport) -> bool) -> bool {
+    report(name).and_then(|r| r.ring).is_some_and(|v| ok(&v))
+}
+
+/// Writes `lines` to a live sender and waits until the ring holds `count`
+/// messages.
+fn feed(name: &str, stdin: &mut std::process::ChildStdin, lines: &str, count: u64) {
+    stdin.write_all(lines.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until("the messages in the ring", || {
+        ring_is(name, |v| v.messages == count)
+    });
+}
+
 /// Makes a stale channel: a sender that sent `lines` and exited.
 fn stale_channel(name: &str, lines: &str) {
     shmq()
@@ -204,13 +219,7 @@ fn ls_shows_a_live_segment_and_a_killed_producer_as_dead() {
     let n = name("ls");
     let _cleanup = Cleanup(vec![n.clone()]);
     let (mut sender, mut stdin) = live_sender(&n);
-    stdin.write_all(b"one\ntwo\n").unwrap();
-    stdin.flush().unwrap();
-    wait_until("two messages in the ring", || {
-        report(&n)
-            .and_then(|r| r.ring)
-            .is_some_and(|v| v.messages == 2)
-    });
+    feed(&n, &mut stdin, "one\ntwo\n", 2);
 
     let row = ls_row(&n);
     assert!(row.contains("spsc/bytes"), "{row}");
@@ -515,13 +524,7 @@ fn recv_fails_when_the_sender_dies_and_closes_on_ctrl_c() {
     let n = name("pipe-died");
     let _cleanup = Cleanup(vec![n.clone()]);
     let (mut sender, mut stdin) = live_sender(&n);
-    stdin.write_all(b"before the crash\n").unwrap();
-    stdin.flush().unwrap();
-    wait_until("the message in the ring", || {
-        report(&n)
-            .and_then(|r| r.ring)
-            .is_some_and(|v| v.messages == 1)
-    });
+    feed(&n, &mut stdin, "before the crash\n", 1);
     let mut receiver = Child::start(
         spawn(&["recv", &n])
             .stdout(Stdio::piped())
@@ -532,9 +535,7 @@ fn recv_fails_when_the_sender_dies_and_closes_on_ctrl_c() {
         receiver.inner().stderr.take(),
     );
     wait_until("the receiver to take the message", || {
-        report(&n)
-            .and_then(|r| r.ring)
-            .is_some_and(|v| v.received == 1)
+        ring_is(&n, |v| v.received == 1)
     });
     sender.kill();
     drop(stdin);
@@ -630,13 +631,7 @@ fn top_prints_n_refreshes_of_rates() {
     let n = name("top");
     let _cleanup = Cleanup(vec![n.clone()]);
     let (mut sender, mut stdin) = live_sender(&n);
-    stdin.write_all(numbered_lines(100).as_bytes()).unwrap();
-    stdin.flush().unwrap();
-    wait_until("100 messages in the ring", || {
-        report(&n)
-            .and_then(|r| r.ring)
-            .is_some_and(|v| v.messages == 100)
-    });
+    feed(&n, &mut stdin, &numbered_lines(100), 100);
 
     let out = shmq()
         .args(["top", &n, "--count", "3", "--interval", "100ms"])
