@@ -700,18 +700,12 @@ fn report(name: &str, peek: Peek) -> Report {
         .iter()
         .map(|f| Finding::of_header(f, in_use))
         .collect();
-    // An unpublished header's other fields are not written yet: only its state
-    // says anything.
-    if let Some(state) = problems
-        .iter()
-        .find(|f| {
-            f.field == Field::Header(HeaderField::State)
-                && header.state() == HeaderState::Initialising
-        })
-        .copied()
-    {
-        problems = vec![state];
+    if header.state() == HeaderState::Initialising {
+        // An unpublished header's other fields may not be written yet: only its
+        // state says anything.
+        problems.retain(|f| f.field == Field::Header(HeaderField::State));
     } else {
+        // The channel's own checks, for the fields the segment found no fault in.
         for f in channel_findings(&header, kind) {
             if !problems.iter().any(|p| p.field == f.field) {
                 problems.push(f);
@@ -945,8 +939,10 @@ mod tests {
         assert_eq!(at_work.severity, Severity::Warning);
         assert!(!at_work.is_problem());
         assert_eq!(Finding::of_header(&lower, false).severity, Severity::Damage);
-        for f in HeaderField::ALL {
+        for (i, f) in HeaderField::ALL.into_iter().enumerate() {
             assert_eq!(HeaderField::from_lower(f.lower()), f);
+            // `Header::get` indexes by discriminant: ALL must be in declaration order.
+            assert_eq!(f as usize, i);
         }
     }
 }
