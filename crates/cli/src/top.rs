@@ -148,19 +148,16 @@ pub fn run(args: &TopArgs, out: &Out) -> Result<ExitCode> {
             break;
         }
         let now = Instant::now();
-        let r = match shmq::inspect::inspect(&args.name) {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                drop(screen);
-                eprintln!("shmq: {} was removed", args.name);
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) if shmq::inspect::is_not_found(&e) => {
-                drop(screen);
-                eprintln!("shmq: {} was removed", args.name);
-                return Ok(ExitCode::SUCCESS);
-            }
+        // Gone, or replaced by another program's object: the channel was removed.
+        let found = match shmq::inspect::inspect(&args.name) {
+            Ok(r) => r,
+            Err(e) if shmq::inspect::is_not_found(&e) => None,
             Err(e) => return Err(CliError::from(e)),
+        };
+        let Some(r) = found else {
+            drop(screen);
+            eprintln!("shmq: {} was removed", args.name);
+            return Ok(ExitCode::SUCCESS);
         };
         let sample = Sample::of(&r, now);
         let rate = rates(prev, sample);
