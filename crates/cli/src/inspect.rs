@@ -123,7 +123,7 @@ fn header(s: &mut String, out: &Out, r: &Report) {
 
 /// What the findings about `field` say, if any.
 fn notes(r: &Report, field: Field) -> Option<String> {
-    let notes: Vec<String> = r.findings(field).map(report::finding_detail).collect();
+    let notes: Vec<String> = r.findings(field).map(report::finding_note).collect();
     (!notes.is_empty()).then(|| notes.join("; "))
 }
 

@@ -197,18 +197,27 @@ fn why(f: &Finding) -> Option<String> {
     })
 }
 
-/// A finding in words, without its subject: `expected 1, found 7 (...)`.
-pub fn finding_detail(f: &Finding) -> String {
-    let mut s = format!("expected {}, found {}", expected(f), found(f));
+/// `expected X`, then `, found Y` when `with_found`, then why it matters.
+fn detail(f: &Finding, with_found: bool) -> String {
+    let mut s = format!("expected {}", expected(f));
+    if with_found {
+        s.push_str(&format!(", found {}", found(f)));
+    }
     if let Some(w) = why(f) {
         s.push_str(&format!(" ({w})"));
     }
     s
 }
 
+/// A finding as a note beside the value it is about (which the row shows
+/// already): `expected 1 (...)`.
+pub fn finding_note(f: &Finding) -> String {
+    detail(f, false)
+}
+
 /// A finding in words: `header version: expected 1, found 7 (...)`.
 pub fn finding(f: &Finding) -> String {
-    format!("{}: {}", subject(f.field), finding_detail(f))
+    format!("{}: {}", subject(f.field), detail(f, true))
 }
 
 /// A finding as JSON: its field (with the frame's position or the producer's
@@ -257,7 +266,7 @@ pub fn header_rows(r: &Report) -> Vec<HeaderRow> {
     HeaderField::ALL
         .iter()
         .map(|&h| {
-            let notes: Vec<String> = r.findings(Field::Header(h)).map(finding_detail).collect();
+            let notes: Vec<String> = r.findings(Field::Header(h)).map(finding_note).collect();
             HeaderRow {
                 label: label(h),
                 value: row_value(h, r.header.get(h)),
@@ -531,7 +540,7 @@ mod tests {
         let rows = header_rows(&r);
         assert_eq!(
             rows[1].bad.as_deref(),
-            Some("expected 1, found 9 (another layout version of shmq, or damage)")
+            Some("expected 1 (another layout version of shmq, or damage)")
         );
         assert!(rows[5].bad.is_none(), "creator pid");
         assert_eq!(state_word(&r).0, "damaged, stale");
