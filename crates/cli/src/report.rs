@@ -187,7 +187,7 @@ fn why(f: &Finding) -> Option<String> {
             if e == Expected::NotZero {
                 "a typed channel records its element".into()
             } else {
-                "a byte channel records 0".into()
+                "a byte channel has no element type".into()
             }
         }
         (HeaderField::TotalLen, Expected::Value(_)) => "the object's size".into(),
