@@ -156,13 +156,7 @@ fn stale_channel(name: &str, lines: &str) {
 
 /// The row of `ls` output that starts with `name`.
 fn ls_row(name: &str) -> String {
-    let out = shmq()
-        .arg("ls")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["ls"]);
     let text = String::from_utf8(out).expect("utf-8");
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
@@ -171,13 +165,7 @@ fn ls_row(name: &str) -> String {
 }
 
 fn ls_json(name: &str) -> Value {
-    let out = shmq()
-        .args(["ls", "--json", "--prefix", name])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["ls", "--json", "--prefix", name]);
     let all: Value = serde_json::from_slice(&out).expect("ls --json is JSON");
     let found: Vec<&Value> = all
         .as_array()
@@ -190,13 +178,7 @@ fn ls_json(name: &str) -> Value {
 }
 
 fn inspect_json(name: &str) -> Value {
-    let out = shmq()
-        .args(["inspect", "--json", name])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["inspect", "--json", name]);
     serde_json::from_slice(&out).expect("inspect --json is JSON")
 }
 
@@ -212,6 +194,28 @@ fn corrupt(name: &str, offset: u64, bytes: &[u8]) {
 
 fn no_panic() -> impl Predicate<str> {
     predicate::str::contains("panicked").not()
+}
+
+/// What `shmq ARGS` writes to stdout; it must succeed.
+fn stdout_of(args: &[&str]) -> Vec<u8> {
+    shmq()
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone()
+}
+
+/// Runs `shmq ARGS` with `input` on stdin: it must exit with status 1 and a
+/// one-line error containing `words`, and not panic.
+fn fails_with(args: &[&str], input: &str, words: &str) {
+    shmq()
+        .args(args)
+        .write_stdin(input)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(words).and(no_panic()));
 }
 
 #[test]
@@ -252,13 +256,7 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
     stale_channel(&damaged, "x\n");
     corrupt(&damaged, 8, &7u32.to_le_bytes()); // the version field
 
-    let out = shmq()
-        .arg("ls")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["ls"]);
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains(&foreign), "foreign object listed:\n{text}");
     let row = ls_row(&damaged);
@@ -275,11 +273,7 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
         vec!["rm", "--force", foreign.as_str()],
         vec!["top", "--count", "1", foreign.as_str()],
     ] {
-        shmq()
-            .args(&args)
-            .assert()
-            .code(1)
-            .stderr(predicate::str::contains("not a shmq segment").and(no_panic()));
+        fails_with(&args, "", "not a shmq segment");
     }
     shmq()
         .args(["gc", "--prefix", &foreign])
@@ -324,12 +318,7 @@ fn inspect_names_a_damaged_header() {
 
     // The channel commands refuse it with one line; nothing panics.
     for args in [vec!["recv", "--count", "1", &n], vec!["send", &n]] {
-        shmq()
-            .args(&args)
-            .write_stdin("z\n")
-            .assert()
-            .code(1)
-            .stderr(predicate::str::contains("version mismatch").and(no_panic()));
+        fails_with(&args, "z\n", "version mismatch");
     }
 }
 
@@ -359,11 +348,7 @@ fn inspect_names_a_damaged_frame() {
     assert!(row.contains("damaged"), "{row}");
 
     // A receiver reports the corruption instead of passing garbage on.
-    shmq()
-        .args(["recv", &n])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("corrupted").and(no_panic()));
+    fails_with(&["recv", &n], "", "corrupted");
 }
 
 #[test]
@@ -389,11 +374,7 @@ fn rm_refuses_a_live_segment_unless_forced() {
     stale_channel(&n, "x\n");
     shmq().args(["rm", &n]).assert().success();
     assert!(!shm_path(&n).exists());
-    shmq()
-        .args(["rm", &n])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not found").and(no_panic()));
+    fails_with(&["rm", &n], "", "not found");
 }
 
 #[test]
@@ -414,13 +395,7 @@ fn gc_removes_only_stale_segments() {
         );
     assert!(shm_path(&stale).exists(), "--dry-run removes nothing");
 
-    let out = shmq()
-        .args(["gc", "--json", "--prefix", &base])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["gc", "--json", "--prefix", &base]);
     let actions: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(actions.as_array().map(Vec::len), Some(1), "{actions}");
     assert_eq!(actions[0]["name"], stale.as_str());
@@ -603,12 +578,11 @@ fn send_refuses_what_cannot_fit() {
     let n = name("pipe-big");
     let _cleanup = Cleanup(vec![n.clone()]);
     let line = format!("{}\n", "y".repeat(100));
-    shmq()
-        .args(["send", &n, "--capacity", "128"])
-        .write_stdin(line)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("line 1 is 100 bytes").and(no_panic()));
+    fails_with(
+        &["send", &n, "--capacity", "128"],
+        &line,
+        "line 1 is 100 bytes",
+    );
     shmq()
         .args(["send", &n, "--raw", "--chunk", "4096", "--capacity", "128"])
         .write_stdin("z")
@@ -635,13 +609,7 @@ fn top_prints_n_refreshes_of_rates() {
     let (mut sender, mut stdin) = live_sender(&n);
     feed(&n, &mut stdin, &numbered_lines(100), 100);
 
-    let out = shmq()
-        .args(["top", &n, "--count", "3", "--interval", "100ms"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["top", &n, "--count", "3", "--interval", "100ms"]);
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "a header and 3 rows:\n{text}");
@@ -653,13 +621,7 @@ fn top_prints_n_refreshes_of_rates() {
         assert!(row.contains("alive") && row.contains("B/s"), "{row}");
     }
 
-    let out = shmq()
-        .args(["top", &n, "--count", "2", "--interval", "50ms", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(&["top", &n, "--count", "2", "--interval", "50ms", "--json"]);
     let rows: Vec<Value> = String::from_utf8(out)
         .unwrap()
         .lines()
