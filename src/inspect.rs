@@ -1,8 +1,18 @@
 //! Looking at channels without attaching to them: what `shmq ls`, `inspect`, `gc`
-//! and `top` show. Nothing here writes to a segment, takes a lock, or waits.
+//! and `top` show. Nothing here writes to a segment, takes a lock, or waits,
+//! except [`remove_if_stale`] and [`unlink`], which remove one.
+//!
+//! # Findings
+//! Every check that fails is one [`Finding`]: which [`Field`] (a header field, or
+//! a part of the ring), what was [`Expected`], what was found, and its
+//! [`Severity`]. The segment's header validation and the ring's inspection
+//! produce them (`shmq_segment::HeaderFinding`, `shmq_ring::inspect::RingFinding`);
+//! this module converts them field by field and adds the checks only a channel
+//! knows (its kind, endpoint count, capacity, element fields). Tools render them;
+//! nothing here turns a finding into text.
 
-use shmq_ring::inspect::{EndStateKind, RingView};
-use shmq_segment::{Expect, HeaderInfo, Peek, Segment, SegmentOptions};
+use shmq_ring::inspect::{self as ring, EndStateKind, RingView};
+use shmq_segment::{self as segment, Expect, HeaderInfo, Peek, Segment, SegmentOptions};
 
 use crate::attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
 use crate::error::Result;
@@ -21,7 +31,16 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    fn from_code(code: u16) -> Option<ChannelKind> {
+    /// Every channel kind.
+    pub const ALL: [ChannelKind; 4] = [
+        ChannelKind::Spsc,
+        ChannelKind::SpscTyped,
+        ChannelKind::Mpsc,
+        ChannelKind::MpscTyped,
+    ];
+
+    /// The kind a header's kind code names, if it is a channel kind.
+    pub fn from_code(code: u16) -> Option<ChannelKind> {
         Some(match code {
             KIND_SPSC => ChannelKind::Spsc,
             KIND_SPSC_TYPED => ChannelKind::SpscTyped,
@@ -29,6 +48,16 @@ impl ChannelKind {
             KIND_MPSC_TYPED => ChannelKind::MpscTyped,
             _ => return None,
         })
+    }
+
+    /// The header's kind code for this kind (`KIND_SPSC`, ...).
+    pub fn code(self) -> u16 {
+        match self {
+            ChannelKind::Spsc => KIND_SPSC,
+            ChannelKind::SpscTyped => KIND_SPSC_TYPED,
+            ChannelKind::Mpsc => KIND_MPSC,
+            ChannelKind::MpscTyped => KIND_MPSC_TYPED,
+        }
     }
 
     /// Whether this is an MPSC kind.
@@ -48,6 +77,15 @@ impl ChannelKind {
             ChannelKind::SpscTyped => "spsc/typed",
             ChannelKind::Mpsc => "mpsc",
             ChannelKind::MpscTyped => "mpsc/typed",
+        }
+    }
+
+    /// Long name: `spsc/bytes`, `spsc/typed`, `mpsc/bytes`, `mpsc/typed`.
+    pub fn long_name(self) -> &'static str {
+        match self {
+            ChannelKind::Spsc => "spsc/bytes",
+            ChannelKind::Mpsc => "mpsc/bytes",
+            typed => typed.as_str(),
         }
     }
 }
@@ -94,6 +132,424 @@ pub struct EndpointReport {
     pub attaches: u32,
 }
 
+/// One field of a segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderField {
+    /// The magic number ([`MAGIC`] for a shmq segment).
+    Magic,
+    /// The layout version.
+    Version,
+    /// The publication state (see [`HeaderState`]).
+    State,
+    /// The channel kind's code (see [`ChannelKind::from_code`]).
+    Kind,
+    /// The number of endpoints: the consumer, then the producers.
+    Endpoints,
+    /// The creator's process id (for display only).
+    CreatorPid,
+    /// The segment's total length.
+    TotalLen,
+    /// The offset of the ring's region.
+    DataOffset,
+    /// The ring's capacity in bytes.
+    Capacity,
+    /// The element size (typed channels).
+    SlotSize,
+    /// The element alignment (typed channels).
+    SlotAlign,
+    /// The element type's hash (typed channels).
+    TypeHash,
+}
+
+impl HeaderField {
+    /// Every field, in header order (the segment's order).
+    pub const ALL: [HeaderField; 12] = {
+        let mut all = [HeaderField::Magic; 12];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = HeaderField::from_lower(segment::HeaderField::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// The field's name in the layout: `magic`, `total_len`, ...
+    pub fn name(self) -> &'static str {
+        self.lower().name()
+    }
+
+    fn lower(self) -> segment::HeaderField {
+        use segment::HeaderField as S;
+        match self {
+            HeaderField::Magic => S::Magic,
+            HeaderField::Version => S::Version,
+            HeaderField::State => S::State,
+            HeaderField::Kind => S::Kind,
+            HeaderField::Endpoints => S::Endpoints,
+            HeaderField::CreatorPid => S::CreatorPid,
+            HeaderField::TotalLen => S::TotalLen,
+            HeaderField::DataOffset => S::DataOffset,
+            HeaderField::Capacity => S::Capacity,
+            HeaderField::SlotSize => S::SlotSize,
+            HeaderField::SlotAlign => S::SlotAlign,
+            HeaderField::TypeHash => S::TypeHash,
+        }
+    }
+
+    const fn from_lower(f: segment::HeaderField) -> HeaderField {
+        use segment::HeaderField as S;
+        match f {
+            S::Magic => HeaderField::Magic,
+            S::Version => HeaderField::Version,
+            S::State => HeaderField::State,
+            S::Kind => HeaderField::Kind,
+            S::Endpoints => HeaderField::Endpoints,
+            S::CreatorPid => HeaderField::CreatorPid,
+            S::TotalLen => HeaderField::TotalLen,
+            S::DataOffset => HeaderField::DataOffset,
+            S::Capacity => HeaderField::Capacity,
+            S::SlotSize => HeaderField::SlotSize,
+            S::SlotAlign => HeaderField::SlotAlign,
+            S::TypeHash => HeaderField::TypeHash,
+        }
+    }
+}
+
+/// The magic number of every shmq segment (`"SHMQ-SEG"` in little-endian order).
+pub const MAGIC: u64 = segment::MAGIC;
+/// The layout version this build writes and reads.
+pub const VERSION: u32 = segment::VERSION;
+
+/// What a header's `state` field says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderState {
+    /// Published: the creator has finished writing the header.
+    Ready,
+    /// Not published yet: its creator is still writing it, or died first.
+    Initialising,
+    /// A value no creator writes.
+    Unknown(u64),
+}
+
+impl HeaderState {
+    /// Decodes a `state` value.
+    pub fn from_value(v: u64) -> HeaderState {
+        if v == u64::from(segment::STATE_READY) {
+            HeaderState::Ready
+        } else if v == u64::from(segment::STATE_INIT) {
+            HeaderState::Initialising
+        } else {
+            HeaderState::Unknown(v)
+        }
+    }
+}
+
+/// A segment header's fields as found, each widened to `u64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Header {
+    values: [u64; 12],
+}
+
+impl Header {
+    /// A header with these values (for tools and tests that build a [`Report`]).
+    pub fn from_fn(mut value: impl FnMut(HeaderField) -> u64) -> Header {
+        Header {
+            values: HeaderField::ALL.map(&mut value),
+        }
+    }
+
+    /// One field's value.
+    pub fn get(&self, field: HeaderField) -> u64 {
+        self.values[field as usize]
+    }
+
+    /// The ring's capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.get(HeaderField::Capacity)
+    }
+
+    /// The channel kind's code.
+    pub fn kind_code(&self) -> u64 {
+        self.get(HeaderField::Kind)
+    }
+
+    /// The publication state.
+    pub fn state(&self) -> HeaderState {
+        HeaderState::from_value(self.get(HeaderField::State))
+    }
+
+    fn of(h: &HeaderInfo) -> Header {
+        Header::from_fn(|f| h.value(f.lower()))
+    }
+}
+
+/// Which endpoint's state word a ring finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum End {
+    /// The consumer.
+    Consumer,
+    /// The SPSC producer.
+    Producer,
+    /// MPSC producer slot N.
+    ProducerSlot(u16),
+}
+
+/// Which part of a segment a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Field {
+    /// A header field.
+    Header(HeaderField),
+    /// The ring's region as a whole (it could not be located in the segment).
+    Region,
+    /// The consumer's position in the ring.
+    Head,
+    /// The producers' published (SPSC) or claim (MPSC) position.
+    Tail,
+    /// The frame header at this ring position.
+    Frame {
+        /// Its position.
+        position: u64,
+    },
+    /// An endpoint's state word in the ring.
+    EndState(End),
+}
+
+/// What a check requires of a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expected {
+    /// Exactly this value (for [`HeaderField::Kind`] a kind code, for
+    /// [`HeaderField::State`] a state value: decode them for display).
+    Value(u64),
+    /// Any value but 0.
+    NotZero,
+    /// At most this value.
+    AtMost(u64),
+    /// At least this value.
+    AtLeast(u64),
+    /// Less than this value.
+    Below(u64),
+    /// A value from `min` to `max`, both included.
+    Between {
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// A power of two from `min` to `max`, both included.
+    PowerOfTwo {
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// The code of a channel kind (see [`ChannelKind::ALL`]).
+    ChannelKind,
+    /// A region that lies inside the segment, aligned as a ring needs.
+    Readable,
+    /// A ring position that is a multiple of 8 (every frame is).
+    Aligned,
+    /// A ring position at most `capacity` bytes past `head`.
+    WithinCapacity {
+        /// The consumer's position.
+        head: u64,
+        /// The ring's capacity in bytes.
+        capacity: u64,
+    },
+    /// A frame header a producer writes; the check it failed, in words.
+    Frame(&'static str),
+    /// A frame that ends at or before this position (the tail).
+    EndsBy(u64),
+    /// One of the states an endpoint writes: never, attached or closed.
+    KnownState,
+}
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Severity {
+    /// A value no creator or endpoint writes: the segment is damaged.
+    Damage,
+    /// A well-formed value this build does not accept (another layout version).
+    Mismatch,
+    /// Not wrong, but worth saying: the header is not published yet while its
+    /// creator is still at work.
+    Warning,
+}
+
+/// One failed check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// What was checked.
+    pub field: Field,
+    /// What the check requires.
+    pub expected: Expected,
+    /// The value found: the field's value, a ring position, a frame header word,
+    /// a state word, or (for [`Expected::EndsBy`]) where the frame ends.
+    pub found: u64,
+    /// How bad it is.
+    pub severity: Severity,
+}
+
+impl Finding {
+    /// Whether it makes the segment unusable ([`Severity::Damage`] or
+    /// [`Severity::Mismatch`]).
+    pub fn is_problem(&self) -> bool {
+        self.severity != Severity::Warning
+    }
+
+    fn header(field: HeaderField, expected: Expected, found: u64) -> Finding {
+        Finding {
+            field: Field::Header(field),
+            expected,
+            found,
+            severity: Severity::Damage,
+        }
+    }
+
+    /// The segment's finding, with the severity of an unpublished header decided
+    /// by whether its creator may still be at work (`in_use`).
+    fn of_header(f: &segment::HeaderFinding, in_use: bool) -> Finding {
+        let expected = match f.expected {
+            segment::Expected::Value(v) => Expected::Value(v),
+            segment::Expected::NotZero => Expected::NotZero,
+            segment::Expected::AtMost(v) => Expected::AtMost(v),
+            segment::Expected::Below(v) => Expected::Below(v),
+        };
+        let severity = match f.severity {
+            segment::Severity::Damage => Severity::Damage,
+            segment::Severity::Mismatch => Severity::Mismatch,
+            segment::Severity::Unpublished if in_use => Severity::Warning,
+            segment::Severity::Unpublished => Severity::Damage,
+        };
+        Finding {
+            field: Field::Header(HeaderField::from_lower(f.field)),
+            expected,
+            found: f.found,
+            severity,
+        }
+    }
+
+    fn of_ring(f: &ring::RingFinding) -> Finding {
+        let end = |e| match e {
+            ring::End::Consumer => End::Consumer,
+            ring::End::Producer => End::Producer,
+            ring::End::ProducerSlot(i) => End::ProducerSlot(i),
+        };
+        let field = match f.field {
+            ring::RingField::Head => Field::Head,
+            ring::RingField::Tail => Field::Tail,
+            ring::RingField::Frame { position } => Field::Frame { position },
+            ring::RingField::EndState(e) => Field::EndState(end(e)),
+        };
+        let expected = match f.expected {
+            ring::RingExpected::Aligned => Expected::Aligned,
+            ring::RingExpected::WithinCapacity { head, capacity } => {
+                Expected::WithinCapacity { head, capacity }
+            }
+            ring::RingExpected::Frame(what) => Expected::Frame(what),
+            ring::RingExpected::EndsBy(tail) => Expected::EndsBy(tail),
+            ring::RingExpected::KnownState => Expected::KnownState,
+        };
+        Finding {
+            field,
+            expected,
+            found: f.found,
+            severity: Severity::Damage,
+        }
+    }
+}
+
+/// What an endpoint's state word in the ring says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndState {
+    /// Never attached.
+    Never,
+    /// Attached (alive or dead: see [`EndpointReport::status`]).
+    Attached,
+    /// Closed by its holder.
+    Closed,
+    /// A value no endpoint writes.
+    Invalid(u32),
+}
+
+/// One endpoint as the ring's state words describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndReport {
+    /// Its state.
+    pub state: EndState,
+    /// How many times it has been attached.
+    pub incarnation: u32,
+    /// MPSC producers: the position of a claim whose header is not written yet.
+    pub pending_claim: Option<u64>,
+}
+
+impl EndReport {
+    fn of(v: &ring::EndView) -> EndReport {
+        EndReport {
+            state: match v.state {
+                EndStateKind::Never => EndState::Never,
+                EndStateKind::Attached => EndState::Attached,
+                EndStateKind::Closed => EndState::Closed,
+                EndStateKind::Invalid(x) => EndState::Invalid(x),
+            },
+            incarnation: v.incarnation,
+            pending_claim: v.pending_claim,
+        }
+    }
+}
+
+/// A snapshot of a channel's ring: positions, counts and endpoint states. Its
+/// problems are in [`Report::problems`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingReport {
+    /// Data area capacity in bytes.
+    pub capacity: usize,
+    /// The consumer's published position.
+    pub head: u64,
+    /// Messages the consumer has received since the ring was created.
+    pub received: u64,
+    /// The producers' published position (SPSC) or claim position (MPSC).
+    pub tail: u64,
+    /// Bytes between `head` and `tail`, if those are consistent.
+    pub used_bytes: Option<u64>,
+    /// Committed messages waiting, as far as the walk could tell.
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub message_bytes: u64,
+    /// MPSC: claims not yet committed (or never to be, if their producer died).
+    pub uncommitted: u64,
+    /// The consumer.
+    pub consumer: EndReport,
+    /// The producer (SPSC: one) or producer slots (MPSC).
+    pub producers: Vec<EndReport>,
+    /// The consumer has announced that it sleeps.
+    pub consumer_waiting: bool,
+    /// Some producer has announced that it sleeps.
+    pub producers_waiting: bool,
+}
+
+impl RingReport {
+    fn of(v: &RingView) -> RingReport {
+        RingReport {
+            capacity: v.capacity,
+            head: v.head,
+            received: v.received,
+            tail: v.tail,
+            used_bytes: v.used_bytes,
+            messages: v.messages,
+            message_bytes: v.message_bytes,
+            uncommitted: v.uncommitted,
+            consumer: EndReport::of(&v.consumer),
+            producers: v.producers.iter().map(EndReport::of).collect(),
+            consumer_waiting: v.consumer_waiting,
+            producers_waiting: v.producers_waiting,
+        }
+    }
+}
+
 /// Everything known about one shmq segment.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -101,28 +557,35 @@ pub struct Report {
     pub name: String,
     /// Its size from `fstat`.
     pub size: u64,
-    /// Owner uid and permission bits.
+    /// Owner uid.
     pub owner: u32,
     /// Permission bits.
     pub mode: u32,
     /// The header as found.
-    pub header: HeaderInfo,
+    pub header: Header,
     /// The channel kind, if the header names a known one.
     pub kind: Option<ChannelKind>,
     /// The ring's state, if the segment is valid enough to read it.
-    pub ring: Option<RingView>,
-    /// Its endpoints.
+    pub ring: Option<RingReport>,
+    /// Its endpoints: the consumer, then the producers.
     pub endpoints: Vec<EndpointReport>,
     /// Some process has the segment open.
     pub in_use: bool,
-    /// Every problem found; empty for a healthy segment.
-    pub problems: Vec<String>,
+    /// Every check that failed, header first, then ring; empty for a healthy
+    /// segment.
+    pub problems: Vec<Finding>,
 }
 
 impl Report {
-    /// Whether the segment is damaged (any problem found).
+    /// Whether the segment is damaged or unusable by this build: any finding
+    /// but a [`Severity::Warning`].
     pub fn is_damaged(&self) -> bool {
-        !self.problems.is_empty()
+        self.problems.iter().any(Finding::is_problem)
+    }
+
+    /// The findings about one field.
+    pub fn findings(&self, field: Field) -> impl Iterator<Item = &Finding> {
+        self.problems.iter().filter(move |f| f.field == field)
     }
 
     /// Whether no live process has the segment open and no endpoint is alive: it
@@ -153,7 +616,7 @@ impl Report {
 pub fn inspect(name: &str) -> Result<Option<Report>> {
     let peek = match Segment::peek(name, &SegmentOptions::new()) {
         Ok(p) => p,
-        Err(shmq_segment::Error::TooSmall { .. } | shmq_segment::Error::Untrusted { .. }) => {
+        Err(segment::Error::TooSmall { .. } | segment::Error::Untrusted { .. }) => {
             return Ok(None);
         }
         Err(e) => return Err(e.into()),
@@ -165,13 +628,14 @@ pub fn inspect(name: &str) -> Result<Option<Report>> {
 }
 
 /// Every shmq segment in `/dev/shm`, by name, with its report (or the error met
-/// reading it). Other objects are skipped.
+/// reading it). Other objects, and segments removed between the directory read
+/// and the look at them, are skipped.
 ///
 /// # Errors
 /// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
 pub fn list() -> Result<Vec<(String, Result<Report>)>> {
     let dir = std::fs::read_dir("/dev/shm").map_err(|source| {
-        crate::Error::Segment(shmq_segment::Error::Os {
+        crate::Error::Segment(segment::Error::Os {
             op: "read_dir(/dev/shm)",
             source,
         })
@@ -181,7 +645,7 @@ pub fn list() -> Result<Vec<(String, Result<Report>)>> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
         .map(|n| format!("/{n}"))
-        .filter(|n| shmq_segment::validate_name(n).is_ok())
+        .filter(|n| segment::validate_name(n).is_ok())
         .collect();
     names.sort();
     let mut out = Vec::new();
@@ -190,68 +654,78 @@ pub fn list() -> Result<Vec<(String, Result<Report>)>> {
             Ok(Some(r)) => out.push((name, Ok(r))),
             // Not ours, or removed since the directory was read (a channel whose
             // last endpoint closed): nothing to list.
-            Ok(None) | Err(crate::Error::Segment(shmq_segment::Error::NotFound { .. })) => {}
+            Ok(None) => {}
+            Err(e) if is_not_found(&e) => {}
             Err(e) => out.push((name, Err(e))),
         }
     }
     Ok(out)
 }
 
+/// Whether `e` says that the segment does not exist (any more).
+pub fn is_not_found(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Segment(segment::Error::NotFound { .. }))
+}
+
+/// Removes the named segment if no process has it open, taking its owner lock
+/// exclusively first: a process that opens it between a look and this call
+/// makes the removal decline (`Ok(false)`) instead of pulling the name from
+/// under it. Also `Ok(false)` if it is gone already or not this user's.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) for a bad name or a failed system call.
+pub fn remove_if_stale(name: &str) -> Result<bool> {
+    Ok(Segment::remove_if_stale(name)?)
+}
+
+/// Removes the named segment unconditionally: processes that have it open keep
+/// their mapping, nobody new can open it.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) for a bad name, a missing object or
+/// no permission.
+pub fn unlink(name: &str) -> Result<()> {
+    Ok(Segment::unlink(name)?)
+}
+
 fn report(name: &str, peek: Peek) -> Report {
-    let header = *peek.header();
-    let mut problems = Vec::new();
-    let kind = ChannelKind::from_code(header.kind);
-    let header_problems = peek.problems(&Expect::default());
-    problems.extend(header_problems.iter().map(ToString::to_string));
-    if header_problems.is_empty() && kind.is_none() {
-        problems.push(format!("unknown channel kind {}", header.kind));
-    }
+    let info = *peek.header();
+    let header = Header::of(&info);
     let in_use = peek.in_use().unwrap_or(true);
-    let ring = if problems.is_empty()
-        && let Some(kind) = kind
-    {
-        ring_view(&peek, kind, &header)
-            .map_err(|e| problems.push(e))
-            .ok()
+    let kind = u16::try_from(header.kind_code())
+        .ok()
+        .and_then(ChannelKind::from_code);
+    let mut problems: Vec<Finding> = info
+        .findings(peek.size(), &Expect::default())
+        .iter()
+        .map(|f| Finding::of_header(f, in_use))
+        .collect();
+    if header.state() == HeaderState::Initialising {
+        // An unpublished header's other fields may not be written yet: only its
+        // state says anything.
+        problems.retain(|f| f.field == Field::Header(HeaderField::State));
     } else {
-        None
-    };
-    if let Some(r) = &ring {
-        problems.extend(r.problems.iter().cloned());
-    }
-    let mut endpoints = Vec::new();
-    if header.endpoints <= shmq_segment::MAX_ENDPOINTS {
-        for index in 0..header.endpoints {
-            let Ok(info) = peek.endpoint_info(index) else {
-                continue;
-            };
-            let state = ring.as_ref().and_then(|r| {
-                if index == 0 {
-                    Some(r.consumer.state)
-                } else {
-                    r.producers.get(usize::from(index) - 1).map(|p| p.state)
-                }
-            });
-            let status = match (info.alive, state) {
-                (true, _) => EndpointStatus::Alive,
-                (false, Some(EndStateKind::Closed)) => EndpointStatus::Closed,
-                (false, Some(EndStateKind::Attached)) => EndpointStatus::Dead,
-                (false, None) if info.attaches > 0 => EndpointStatus::Gone,
-                (false, _) => EndpointStatus::Never,
-            };
-            let role = match (index, kind.is_some_and(ChannelKind::is_mpsc)) {
-                (0, _) => "consumer".to_owned(),
-                (_, false) => "producer".to_owned(),
-                (i, true) => format!("producer {}", i - 1),
-            };
-            endpoints.push(EndpointReport {
-                role,
-                status,
-                pid: info.pid,
-                attaches: info.attaches,
-            });
+        // The channel's own checks, for the fields the segment found no fault in.
+        for f in channel_findings(&header, kind) {
+            if !problems.iter().any(|p| p.field == f.field) {
+                problems.push(f);
+            }
         }
     }
+    let ring = match kind {
+        Some(kind) if problems.is_empty() => match ring_view(&peek, kind, &info) {
+            Ok(v) => {
+                problems.extend(v.problems.iter().map(Finding::of_ring));
+                Some(RingReport::of(&v))
+            }
+            Err(f) => {
+                problems.push(f);
+                None
+            }
+        },
+        _ => None,
+    };
+    let endpoints = endpoints(&peek, &info, kind, ring.as_ref());
     Report {
         name: name.to_owned(),
         size: peek.size(),
@@ -266,16 +740,209 @@ fn report(name: &str, peek: Peek) -> Report {
     }
 }
 
+/// What a channel requires of a header beyond the segment's own checks: a
+/// channel kind, its endpoint count, a ring capacity, and element fields that
+/// match typed or byte messages.
+fn channel_findings(h: &Header, kind: Option<ChannelKind>) -> Vec<Finding> {
+    use HeaderField as F;
+    let mut out = Vec::new();
+    let mut check = |field, ok: bool, expected| {
+        if !ok {
+            out.push(Finding::header(field, expected, h.get(field)));
+        }
+    };
+    let capacity = h.capacity();
+    let (min, max) = (shmq_ring::spsc::MIN_CAPACITY, shmq_ring::spsc::MAX_CAPACITY);
+    check(
+        F::Capacity,
+        capacity.is_power_of_two() && (min..=max).contains(&capacity),
+        Expected::PowerOfTwo { min, max },
+    );
+    let Some(kind) = kind else {
+        check(F::Kind, false, Expected::ChannelKind);
+        return out;
+    };
+    let endpoints = h.get(F::Endpoints);
+    if kind.is_mpsc() {
+        let (min, max) = (2, u64::from(shmq_ring::mpsc::MAX_PRODUCERS) + 1);
+        check(
+            F::Endpoints,
+            (min..=max).contains(&endpoints),
+            Expected::Between { min, max },
+        );
+    } else {
+        check(F::Endpoints, endpoints == 2, Expected::Value(2));
+    }
+    for field in [F::SlotSize, F::SlotAlign, F::TypeHash] {
+        if kind.is_typed() {
+            check(field, h.get(field) != 0, Expected::NotZero);
+        } else {
+            check(field, h.get(field) == 0, Expected::Value(0));
+        }
+    }
+    out
+}
+
+/// The ring's view, or the finding that says why it cannot be read.
 fn ring_view(
     peek: &Peek,
     kind: ChannelKind,
     h: &HeaderInfo,
-) -> std::result::Result<RingView, String> {
-    let region = crate::mem::region_of_peek(peek)?;
-    let view = if kind.is_mpsc() {
-        shmq_ring::inspect::mpsc(&region, h.capacity, h.endpoints.saturating_sub(1))
-    } else {
-        shmq_ring::inspect::spsc(&region, h.capacity)
+) -> std::result::Result<RingView, Finding> {
+    let unreadable = |expected, field, found| Finding {
+        field,
+        expected,
+        found,
+        severity: Severity::Damage,
     };
-    view.map_err(|e| format!("ring: {e}"))
+    let region = crate::mem::region_of_peek(peek)
+        .map_err(|_| unreadable(Expected::Readable, Field::Region, h.data_offset))?;
+    let view = if kind.is_mpsc() {
+        ring::mpsc(&region, h.capacity, h.endpoints.saturating_sub(1))
+    } else {
+        ring::spsc(&region, h.capacity)
+    };
+    view.map_err(|e| match e {
+        shmq_ring::Error::RegionTooSmall { needed, .. } => unreadable(
+            Expected::AtLeast(h.data_offset.saturating_add(needed)),
+            Field::Header(HeaderField::TotalLen),
+            h.total_len,
+        ),
+        // The channel checks rule out a bad capacity or producer count before
+        // the ring is read; should the ring disagree, its region is unreadable.
+        _ => unreadable(Expected::Readable, Field::Region, h.data_offset),
+    })
+}
+
+/// The endpoint table, each endpoint's status decided by its liveness lock and
+/// (when the ring could be read) its state word.
+fn endpoints(
+    peek: &Peek,
+    info: &HeaderInfo,
+    kind: Option<ChannelKind>,
+    ring: Option<&RingReport>,
+) -> Vec<EndpointReport> {
+    let mut endpoints = Vec::new();
+    if info.endpoints > segment::MAX_ENDPOINTS {
+        return endpoints;
+    }
+    for index in 0..info.endpoints {
+        let Ok(end) = peek.endpoint_info(index) else {
+            continue;
+        };
+        let state = ring.and_then(|r| {
+            if index == 0 {
+                Some(r.consumer.state)
+            } else {
+                r.producers.get(usize::from(index) - 1).map(|p| p.state)
+            }
+        });
+        let status = match (end.alive, state) {
+            (true, _) => EndpointStatus::Alive,
+            (false, Some(EndState::Closed)) => EndpointStatus::Closed,
+            (false, Some(EndState::Attached)) => EndpointStatus::Dead,
+            (false, None) if end.attaches > 0 => EndpointStatus::Gone,
+            (false, _) => EndpointStatus::Never,
+        };
+        let role = match (index, kind.is_some_and(ChannelKind::is_mpsc)) {
+            (0, _) => "consumer".to_owned(),
+            (_, false) => "producer".to_owned(),
+            (i, true) => format!("producer {}", i - 1),
+        };
+        endpoints.push(EndpointReport {
+            role,
+            status,
+            pid: end.pid,
+            attaches: end.attaches,
+        });
+    }
+    endpoints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: ChannelKind, set: &[(HeaderField, u64)]) -> Header {
+        Header::from_fn(|f| {
+            set.iter().find(|(g, _)| *g == f).map_or_else(
+                || match f {
+                    HeaderField::Kind => kind.code().into(),
+                    HeaderField::Endpoints => 2,
+                    HeaderField::Capacity => 1024,
+                    HeaderField::SlotSize | HeaderField::SlotAlign | HeaderField::TypeHash
+                        if kind.is_typed() =>
+                    {
+                        8
+                    }
+                    _ => 0,
+                },
+                |(_, v)| *v,
+            )
+        })
+    }
+
+    #[test]
+    fn every_kind_passes_the_channel_checks_with_a_right_header() {
+        for kind in ChannelKind::ALL {
+            assert_eq!(channel_findings(&header(kind, &[]), Some(kind)), []);
+            assert_eq!(ChannelKind::from_code(kind.code()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn channel_checks_name_each_field() {
+        let h = header(
+            ChannelKind::Spsc,
+            &[
+                (HeaderField::Capacity, 100),
+                (HeaderField::Endpoints, 3),
+                (HeaderField::SlotSize, 3),
+            ],
+        );
+        let f = channel_findings(&h, Some(ChannelKind::Spsc));
+        let got: Vec<(Field, Expected, u64)> =
+            f.iter().map(|f| (f.field, f.expected, f.found)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Field::Header(HeaderField::Capacity),
+                    Expected::PowerOfTwo {
+                        min: 64,
+                        max: 1 << 32
+                    },
+                    100
+                ),
+                (Field::Header(HeaderField::Endpoints), Expected::Value(2), 3),
+                (Field::Header(HeaderField::SlotSize), Expected::Value(0), 3),
+            ]
+        );
+        let typed = header(ChannelKind::MpscTyped, &[(HeaderField::TypeHash, 0)]);
+        let f = channel_findings(&typed, Some(ChannelKind::MpscTyped));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].expected, Expected::NotZero);
+        let f = channel_findings(&Header::default(), None);
+        assert_eq!(f.last().map(|f| f.expected), Some(Expected::ChannelKind));
+    }
+
+    #[test]
+    fn an_unpublished_header_is_damage_only_once_its_creator_is_gone() {
+        let lower = segment::HeaderFinding {
+            field: segment::HeaderField::State,
+            expected: segment::Expected::Value(segment::STATE_READY.into()),
+            found: segment::STATE_INIT.into(),
+            severity: segment::Severity::Unpublished,
+        };
+        let at_work = Finding::of_header(&lower, true);
+        assert_eq!(at_work.field, Field::Header(HeaderField::State));
+        assert_eq!(at_work.severity, Severity::Warning);
+        assert!(!at_work.is_problem());
+        assert_eq!(Finding::of_header(&lower, false).severity, Severity::Damage);
+        for (i, f) in HeaderField::ALL.into_iter().enumerate() {
+            assert_eq!(HeaderField::from_lower(f.lower()), f);
+            // `Header::get` indexes by discriminant: ALL must be in declaration order.
+            assert_eq!(f as usize, i);
+        }
+    }
 }

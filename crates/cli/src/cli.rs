@@ -60,16 +60,19 @@ pub enum Command {
     /// display is redrawn in place; otherwise one line per refresh is printed.
     /// Ends after --count refreshes or on Ctrl-C (status 0).
     Top(TopArgs),
-    /// Run the round-trip latency comparison (the flags of examples/pingpong).
+    /// Run the round-trip latency comparison: the shmq-bench program, with these
+    /// arguments (`shmq bench --help` lists them).
     Bench(BenchArgs),
 }
 
-/// `shmq bench`: exactly the flags of `examples/pingpong`.
+/// `shmq bench`: every argument goes to the `shmq-bench` program unchanged
+/// (`--help` included).
 #[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
 pub struct BenchArgs {
-    /// The latency comparison's flags.
-    #[command(flatten)]
-    pub pingpong: shmq_bench::pingpong::Args,
+    /// Arguments of shmq-bench (--iters, --size, --transport, --json, --plot, ...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// `shmq ls`.

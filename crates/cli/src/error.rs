@@ -48,11 +48,5 @@ impl From<shmq::Error> for CliError {
     }
 }
 
-impl From<shmq::segment::Error> for CliError {
-    fn from(e: shmq::segment::Error) -> Self {
-        CliError::msg(e.to_string())
-    }
-}
-
 /// `Result` with [`CliError`].
 pub type Result<T, E = CliError> = std::result::Result<T, E>;

@@ -5,8 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
-use shmq::inspect::{ChannelKind, EndpointStatus, Report};
-use shmq::ring::inspect::EndStateKind;
+use shmq::inspect::{ChannelKind, End, EndState, EndpointStatus, Field, Report};
 
 use crate::cli::InspectArgs;
 use crate::error::{CliError, Result};
@@ -113,12 +112,19 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// The header, each field decoded and checked (see [`report::header_fields`]).
+/// The header, each field decoded, with what the findings about it say (see
+/// [`report::header_rows`]).
 fn header(s: &mut String, out: &Out, r: &Report) {
     title(s, out, "header");
-    for f in report::header_fields(r) {
+    for f in report::header_rows(r) {
         field(s, out, f.label, f.value, f.bad);
     }
+}
+
+/// What the findings about `field` say, if any.
+fn notes(r: &Report, field: Field) -> Option<String> {
+    let notes: Vec<String> = r.findings(field).map(report::finding_note).collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 /// The control block and what the walk over the frames found.
@@ -142,21 +148,13 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
         format!("{} ({})", v.capacity, out::bytes(v.capacity as u64)),
         None,
     );
-    field(s, out, "head", v.head, None);
-    field(s, out, "tail", v.tail, None);
+    field(s, out, "head", v.head, notes(r, Field::Head));
+    field(s, out, "tail", v.tail, notes(r, Field::Tail));
     let used = match v.used_bytes {
         Some(u) => format!("{} ({})", out::bytes(u), out::percent(u, v.capacity as u64)),
         None => "-".into(),
     };
-    field(
-        s,
-        out,
-        "used",
-        used,
-        v.used_bytes
-            .is_none()
-            .then(|| "head and tail are inconsistent".to_owned()),
-    );
+    field(s, out, "used", used, None);
     field(
         s,
         out,
@@ -178,9 +176,6 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
         format!("{} messages since creation", v.received),
         None,
     );
-    let state_bad = |st: EndStateKind| {
-        matches!(st, EndStateKind::Invalid(_)).then(|| "not a known state".to_owned())
-    };
     field(
         s,
         out,
@@ -191,17 +186,17 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
             v.consumer.incarnation,
             if v.consumer_waiting { ", sleeping" } else { "" }
         ),
-        state_bad(v.consumer.state),
+        notes(r, Field::EndState(End::Consumer)),
     );
     let mpsc = r.kind.is_some_and(ChannelKind::is_mpsc);
-    for (i, p) in v.producers.iter().enumerate() {
-        if mpsc && p.state == EndStateKind::Never && p.pending_claim.is_none() {
+    for (i, p) in (0u16..).zip(&v.producers) {
+        if mpsc && p.state == EndState::Never && p.pending_claim.is_none() {
             continue;
         }
-        let label = if mpsc {
-            format!("producer {i}")
+        let (label, end) = if mpsc {
+            (format!("producer {i}"), End::ProducerSlot(i))
         } else {
-            "producer".into()
+            ("producer".into(), End::Producer)
         };
         let claim = p
             .pending_claim
@@ -216,14 +211,14 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
                 report::end_state_str(p.state),
                 p.incarnation
             ),
-            state_bad(p.state),
+            notes(r, Field::EndState(end)),
         );
     }
     if mpsc {
         let never = v
             .producers
             .iter()
-            .filter(|p| p.state == EndStateKind::Never && p.pending_claim.is_none())
+            .filter(|p| p.state == EndState::Never && p.pending_claim.is_none())
             .count();
         if never > 0 {
             field(s, out, "unused slots", never, None);
@@ -253,11 +248,9 @@ fn endpoints(s: &mut String, out: &Out, r: &Report) {
         ("ATTACHES", Align::Right),
     ]);
     let mut hidden = 0;
-    for e in &r.endpoints {
-        if r.kind.is_some_and(ChannelKind::is_mpsc)
-            && e.role != "consumer"
-            && e.status == EndpointStatus::Never
-        {
+    // The first endpoint is the consumer, the others are producers.
+    for (i, e) in r.endpoints.iter().enumerate() {
+        if r.kind.is_some_and(ChannelKind::is_mpsc) && i > 0 && e.status == EndpointStatus::Never {
             hidden += 1;
             continue;
         }

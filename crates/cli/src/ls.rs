@@ -66,7 +66,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         let ring = r.ring.as_ref();
         let used = ring.and_then(|v| v.used_bytes);
         let (used, fill) = match used {
-            Some(u) => (out::bytes(u), out::percent(u, r.header.capacity)),
+            Some(u) => (out::bytes(u), out::percent(u, r.header.capacity())),
             None => ("-".into(), "-".into()),
         };
         let msgs = match ring {
@@ -80,7 +80,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         table.row(vec![
             Cell::plain(name.as_str()),
             Cell::plain(report::kind_name(r)),
-            Cell::plain(out::bytes(r.header.capacity)),
+            Cell::plain(out::bytes(r.header.capacity())),
             Cell::plain(used),
             Cell::plain(fill),
             Cell::plain(msgs),

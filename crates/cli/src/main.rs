@@ -11,7 +11,7 @@
 //! shmq send NAME               stdin to a channel, one message per line (or --raw)
 //! shmq recv NAME [--count N]   a channel to stdout, one line per message (or --raw)
 //! shmq top NAME                live message and byte rates, fill level
-//! shmq bench                   the round-trip latency comparison
+//! shmq bench [ARGS]            the round-trip latency comparison (runs shmq-bench)
 //! ```
 //!
 //! `seq 1 100000 | shmq send /x` in one shell and `shmq recv /x --count 100000` in
@@ -30,11 +30,12 @@
 //! # Map of the crate
 //! - [`cli`]: the command line (clap derive).
 //! - [`ls`], [`inspect`], [`remove`] (`rm`, `gc`), [`pipe`] (`send`, `recv`),
-//!   [`top`]: one module per command; `bench` is `shmq_bench::pingpong`.
+//!   [`top`], [`bench`] (runs the `shmq-bench` program): one module per command.
 //! - [`report`]: a [`shmq::inspect::Report`] summarised for tables and as JSON.
 //! - [`out`]: colours, tables and number formatting; [`error`]: the one-line error.
 #![deny(unsafe_code)]
 
+mod bench;
 mod cli;
 mod error;
 mod inspect;
@@ -51,7 +52,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::error::CliError;
 use crate::out::Out;
 
 /// Parses the command line, runs the command, and turns an error into one
@@ -67,9 +67,7 @@ fn main() -> ExitCode {
         Command::Send(a) => pipe::send(&a),
         Command::Recv(a) => pipe::recv(&a),
         Command::Top(a) => top::run(&a, &out),
-        Command::Bench(a) => shmq_bench::pingpong::run(&a.pingpong)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(|e| CliError::msg(format!("bench: {e}"))),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -240,30 +240,35 @@ mod tests {
         assert_eq!(percent(1, 0), "-");
     }
 
+    /// `rows` under `header`, rendered with or without colour.
+    fn render(color: bool, header: &[(&'static str, Align)], rows: Vec<Vec<Cell>>) -> String {
+        let mut t = Table::new(header);
+        for r in rows {
+            t.row(r);
+        }
+        t.render(&Out { color, tty: color })
+    }
+
     #[test]
     fn tables_align_without_colour() {
-        let out = Out {
-            color: false,
-            tty: false,
-        };
-        let mut t = Table::new(&[("NAME", Align::Left), ("N", Align::Right)]);
-        t.row(vec![Cell::plain("/a"), Cell::plain("5")]);
-        t.row(vec![
-            Cell::styled("/long", Style::Red),
-            Cell::plain("12345"),
-        ]);
-        assert_eq!(t.render(&out), "NAME       N\n/a         5\n/long  12345\n");
+        let s = render(
+            false,
+            &[("NAME", Align::Left), ("N", Align::Right)],
+            vec![
+                vec![Cell::plain("/a"), Cell::plain("5")],
+                vec![Cell::styled("/long", Style::Red), Cell::plain("12345")],
+            ],
+        );
+        assert_eq!(s, "NAME       N\n/a         5\n/long  12345\n");
     }
 
     #[test]
     fn colour_does_not_shift_columns() {
-        let out = Out {
-            color: true,
-            tty: true,
-        };
-        let mut t = Table::new(&[("A", Align::Left), ("B", Align::Left)]);
-        t.row(vec![Cell::styled("xx", Style::Green), Cell::plain("y")]);
-        let s = t.render(&out);
+        let s = render(
+            true,
+            &[("A", Align::Left), ("B", Align::Left)],
+            vec![vec![Cell::styled("xx", Style::Green), Cell::plain("y")]],
+        );
         assert!(s.contains("\x1b[32mxx\x1b[0m  y"), "{s:?}");
     }
 }

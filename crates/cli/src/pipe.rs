@@ -64,7 +64,7 @@ fn check_kind(name: &str) -> Result<()> {
     {
         return Err(CliError::msg(format!(
             "{name} is an {} channel; shmq send and recv use spsc/bytes channels",
-            crate::report::kind_str(kind)
+            kind.long_name()
         )));
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `shmq rm NAME` and `shmq gc`: removing segments, carefully.
 //!
 //! Both decide from a [`Report`] and then remove through
-//! [`Segment::remove_if_stale`], which takes the segment's owner lock exclusively
+//! [`shmq::inspect::remove_if_stale`], which takes the segment's owner lock exclusively
 //! before unlinking: a process that opens the segment between our look and our
 //! removal makes the removal decline instead of pulling the name from under it.
 //! Only `rm --force` unlinks unconditionally.
@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use shmq::inspect::{EndpointStatus, Report};
-use shmq::segment::Segment;
 
 use crate::cli::{GcArgs, RmArgs};
 use crate::error::{CliError, Result};
@@ -44,7 +43,7 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     let r = fetch(name)?;
     let mut stdout = std::io::stdout().lock();
     if args.force {
-        Segment::unlink(name)?;
+        shmq::inspect::unlink(name)?;
         let note = why_busy(&r)
             .map(|why| format!(" ({why}; those processes keep their mapping)"))
             .unwrap_or_default();
@@ -56,7 +55,7 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
             "refusing to remove {name}: it is in use ({why}); use --force to remove it anyway"
         )));
     }
-    if Segment::remove_if_stale(name)? {
+    if shmq::inspect::remove_if_stale(name)? {
         writeln!(stdout, "removed {name}")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -108,7 +107,7 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
             });
             continue;
         }
-        let action = match Segment::remove_if_stale(&name) {
+        let action = match shmq::inspect::remove_if_stale(&name) {
             Ok(true) => Action {
                 name,
                 action: "removed",
@@ -167,7 +166,7 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
 /// Why a stale segment was left behind, in a few words.
 fn stale_detail(r: &Report) -> String {
     let mut parts = Vec::new();
-    if report::is_damaged(r) {
+    if r.is_damaged() {
         parts.push("damaged".to_owned());
     }
     let dead: Vec<&str> = r

@@ -1,28 +1,22 @@
-//! A [`Report`] summarised for tables, and written out as JSON.
+//! A [`Report`] summarised for tables, its findings rendered in words, and the
+//! whole written out as JSON. Nothing here checks a header or a ring: every
+//! problem shown is one of the library's findings.
 
 use serde_json::{Value, json};
-use shmq::inspect::{ChannelKind, EndpointReport, EndpointStatus, Report};
-use shmq::ring::inspect::{EndStateKind, EndView, RingView};
-
-use shmq::segment::{Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION};
+use shmq::inspect::{
+    ChannelKind, End, EndReport, EndState, EndpointReport, EndpointStatus, Expected, Field,
+    Finding, HeaderField, HeaderState, Report, RingReport, Severity,
+};
 
 use crate::out::{self, Style};
 
-/// `shmq::inspect::list` with segments removed between the directory read and
-/// the look at them dropped (they are simply gone), and only names starting
-/// with `prefix`, if given.
+/// `shmq::inspect::list`, only names starting with `prefix`, if given.
 ///
 /// # Errors
 /// If `/dev/shm` cannot be listed.
 pub fn list(prefix: Option<&str>) -> shmq::Result<Vec<(String, shmq::Result<Report>)>> {
     let mut found = shmq::inspect::list()?;
-    found.retain(|(name, r)| {
-        prefix.is_none_or(|p| name.starts_with(p))
-            && !matches!(
-                r,
-                Err(shmq::Error::Segment(shmq::segment::Error::NotFound { .. }))
-            )
-    });
+    found.retain(|(name, _)| prefix.is_none_or(|p| name.starts_with(p)));
     Ok(found)
 }
 
@@ -30,33 +24,27 @@ pub fn list(prefix: Option<&str>) -> shmq::Result<Vec<(String, shmq::Result<Repo
 /// this build does not know.
 pub fn kind_name(r: &Report) -> String {
     match r.kind {
-        Some(k) => kind_str(k).to_owned(),
-        None => format!("kind {}", r.header.kind),
+        Some(k) => k.long_name().to_owned(),
+        None => format!("kind {}", r.header.kind_code()),
     }
 }
 
-/// The long name of a channel kind.
-pub fn kind_str(k: ChannelKind) -> &'static str {
-    match k {
-        ChannelKind::Spsc => "spsc/bytes",
-        ChannelKind::SpscTyped => "spsc/typed",
-        ChannelKind::Mpsc => "mpsc/bytes",
-        ChannelKind::MpscTyped => "mpsc/typed",
+/// A header field's label: `total len`.
+pub fn label(f: HeaderField) -> &'static str {
+    match f {
+        HeaderField::Magic => "magic",
+        HeaderField::Version => "version",
+        HeaderField::State => "state",
+        HeaderField::Kind => "kind",
+        HeaderField::Endpoints => "endpoints",
+        HeaderField::CreatorPid => "creator pid",
+        HeaderField::TotalLen => "total len",
+        HeaderField::DataOffset => "data offset",
+        HeaderField::Capacity => "capacity",
+        HeaderField::SlotSize => "slot size",
+        HeaderField::SlotAlign => "slot align",
+        HeaderField::TypeHash => "type hash",
     }
-}
-
-/// One header field: its label, its value decoded, and what is wrong with it.
-#[derive(Clone, Debug)]
-pub struct HeaderField {
-    /// Its label (`total len`).
-    pub label: &'static str,
-    /// Words by which a problem the library reported names this field; a failed
-    /// check is added to the problems only if none of them is mentioned already.
-    mentions: &'static [&'static str],
-    /// Its value, decoded for reading.
-    pub value: String,
-    /// What is wrong with it, if a check failed.
-    pub bad: Option<String>,
 }
 
 /// The magic number's bytes as text, `.` for any that is not printable.
@@ -74,144 +62,223 @@ fn ascii(magic: u64) -> String {
         .collect()
 }
 
-/// Every header field, each checked against what a creator of this build
-/// writes, so that `inspect` can mark each damaged field on its own row. Some of
-/// these checks repeat the library's (`Report.problems`, which lists every
-/// failed check as text); [`problems`] does not list those twice.
-pub fn header_fields(r: &Report) -> Vec<HeaderField> {
-    let h = &r.header;
-    let f = |label, mentions, value: String, bad: Option<String>| HeaderField {
-        label,
-        mentions,
-        value,
-        bad,
-    };
-    let (state, state_bad) = match h.state {
-        STATE_READY => ("ready".to_owned(), None),
-        STATE_INIT if r.in_use => (
-            "initialising".to_owned(),
-            Some("its creator is still at work".to_owned()),
-        ),
-        STATE_INIT => (
-            "initialising".to_owned(),
-            Some("abandoned: its creator died".to_owned()),
-        ),
-        v => (format!("{v:#x}"), Some("not a known state".to_owned())),
-    };
-    let endpoints_bad = if h.endpoints > MAX_ENDPOINTS {
-        Some(format!("more than {MAX_ENDPOINTS}"))
-    } else {
-        match r.kind {
-            Some(k) if !k.is_mpsc() && h.endpoints != 2 => {
-                Some("an SPSC channel has 2 (consumer, producer)".to_owned())
-            }
-            Some(k) if k.is_mpsc() && h.endpoints < 2 => {
-                Some("an MPSC channel has a consumer and at least one producer".to_owned())
-            }
-            _ => None,
-        }
-    };
-    let want_offset = Layout::data_offset_for(h.endpoints.min(MAX_ENDPOINTS));
-    let cap_ok = h.capacity.is_power_of_two()
-        && (shmq::ring::spsc::MIN_CAPACITY..=shmq::ring::spsc::MAX_CAPACITY).contains(&h.capacity);
-    let typed = r.kind.is_some_and(ChannelKind::is_typed);
-    let slot_bad = |v: u64| match (r.kind, v) {
-        (Some(_), 0) if typed => Some("a typed channel records its element".to_owned()),
-        (Some(_), v) if !typed && v != 0 => Some("a byte channel records 0".to_owned()),
-        _ => None,
-    };
-    vec![
-        f(
-            "magic",
-            &["magic"],
-            format!("{:#018x} \"{}\"", h.magic, ascii(h.magic)),
-            (h.magic != MAGIC).then(|| format!("expected {MAGIC:#018x}")),
-        ),
-        f(
-            "version",
-            &["version"],
-            h.version.to_string(),
-            (h.version != VERSION).then(|| format!("this build reads version {VERSION}")),
-        ),
-        f(
-            "state",
-            &["state", "not ready", "abandoned"],
-            state,
-            state_bad,
-        ),
-        f(
-            "kind",
-            &["kind"],
-            format!("{} ({})", h.kind, r.kind.map_or("unknown", kind_str)),
-            r.kind.is_none().then(|| "not a channel kind".to_owned()),
-        ),
-        f(
-            "endpoints",
-            &["endpoints"],
-            h.endpoints.to_string(),
-            endpoints_bad,
-        ),
-        f("creator pid", &[], h.creator_pid.to_string(), None),
-        f(
-            "total len",
-            &["total_len"],
-            format!("{} ({})", h.total_len, out::bytes(h.total_len)),
-            (h.total_len != r.size).then(|| format!("the object is {} bytes", r.size)),
-        ),
-        f(
-            "data offset",
-            &["data_offset"],
-            h.data_offset.to_string(),
-            (h.endpoints <= MAX_ENDPOINTS && h.data_offset != want_offset)
-                .then(|| format!("expected {want_offset} for {} endpoints", h.endpoints)),
-        ),
-        f(
-            "capacity",
-            &["capacity"],
-            format!("{} ({})", h.capacity, out::bytes(h.capacity)),
-            (!cap_ok).then(|| "not a power of two from 64 B to 4 GiB".to_owned()),
-        ),
-        f(
-            "slot size",
-            &["slot_size"],
-            h.slot_size.to_string(),
-            slot_bad(h.slot_size.into()),
-        ),
-        f(
-            "slot align",
-            &["slot_align"],
-            h.slot_align.to_string(),
-            slot_bad(h.slot_align.into()),
-        ),
-        f(
-            "type hash",
-            &["type_hash"],
-            format!("{:#018x}", h.type_hash),
-            slot_bad(h.type_hash),
-        ),
-    ]
-}
-
-/// Every problem: the library's (`Report.problems`), then each failed header
-/// check that none of those already names.
-pub fn problems(r: &Report) -> Vec<String> {
-    let mut all = r.problems.clone();
-    for f in header_fields(r) {
-        let Some(bad) = f.bad else { continue };
-        let named = r
-            .problems
-            .iter()
-            .any(|p| f.mentions.iter().any(|m| p.contains(m)));
-        if !named {
-            all.push(format!("header {} = {}: {bad}", f.label, f.value));
-        }
+/// A header field's value in words, short: a kind by its name, a state as
+/// `ready`, hashes in hexadecimal.
+fn value(field: HeaderField, v: u64) -> String {
+    match field {
+        HeaderField::Magic | HeaderField::TypeHash => format!("{v:#018x}"),
+        HeaderField::State => match HeaderState::from_value(v) {
+            HeaderState::Ready => "ready".into(),
+            HeaderState::Initialising => "initialising".into(),
+            HeaderState::Unknown(v) => format!("{v:#x}"),
+        },
+        HeaderField::Kind => match u16::try_from(v).ok().and_then(ChannelKind::from_code) {
+            Some(k) => k.long_name().into(),
+            None => v.to_string(),
+        },
+        _ => v.to_string(),
     }
-    all
 }
 
-/// Whether any problem was found (see [`problems`]).
-pub fn is_damaged(r: &Report) -> bool {
-    !problems(r).is_empty()
+/// A header field's value as the `inspect` row shows it: [`value`] with the
+/// raw number and sizes where they help.
+fn row_value(field: HeaderField, v: u64) -> String {
+    match field {
+        HeaderField::Magic => format!("{v:#018x} \"{}\"", ascii(v)),
+        HeaderField::Kind => {
+            let name = u16::try_from(v)
+                .ok()
+                .and_then(ChannelKind::from_code)
+                .map_or("unknown", ChannelKind::long_name);
+            format!("{v} ({name})")
+        }
+        HeaderField::TotalLen | HeaderField::Capacity => format!("{v} ({})", out::bytes(v)),
+        _ => value(field, v),
+    }
+}
+
+/// What a finding is about, in words: `header version`, `frame at position 8`.
+fn subject(field: Field) -> String {
+    match field {
+        Field::Header(h) => format!("header {}", label(h)),
+        Field::Region => "ring region".into(),
+        Field::Head => "ring head".into(),
+        Field::Tail => "ring tail".into(),
+        Field::Frame { position } => format!("frame at position {position}"),
+        Field::EndState(e) => match e {
+            End::Consumer => "consumer state".into(),
+            End::Producer => "producer state".into(),
+            End::ProducerSlot(i) => format!("producer {i} state"),
+        },
+        _ => "segment".into(),
+    }
+}
+
+/// What the check expected, in words.
+fn expected(f: &Finding) -> String {
+    let v = |x: u64| match f.field {
+        Field::Header(h) => value(h, x),
+        _ => x.to_string(),
+    };
+    match f.expected {
+        Expected::Value(x) => v(x),
+        Expected::NotZero => "not 0".into(),
+        Expected::AtMost(x) => format!("at most {}", v(x)),
+        Expected::AtLeast(x) => format!("at least {}", v(x)),
+        Expected::Below(x) => format!("less than {}", v(x)),
+        Expected::Between { min, max } => format!("from {} to {}", v(min), v(max)),
+        Expected::PowerOfTwo { min, max } => format!(
+            "a power of two from {} to {}",
+            out::bytes(min),
+            out::bytes(max)
+        ),
+        Expected::ChannelKind => {
+            let names: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.long_name()).collect();
+            format!("a channel kind ({})", names.join(", "))
+        }
+        Expected::Readable => "a region inside the segment, aligned for a ring".into(),
+        Expected::Aligned => "a multiple of 8".into(),
+        Expected::WithinCapacity { head, capacity } => {
+            format!("at most {capacity} bytes past head {head}")
+        }
+        Expected::Frame(_) => "a valid frame header".into(),
+        Expected::EndsBy(tail) => format!("an end at or before tail {tail}"),
+        Expected::KnownState => "never, attached or closed".into(),
+        _ => "another value".into(),
+    }
+}
+
+/// What was found, in words.
+fn found(f: &Finding) -> String {
+    match (f.field, f.expected) {
+        (_, Expected::Frame(_)) | (Field::EndState(_), _) => format!("{:#x}", f.found),
+        (Field::Header(h), _) => value(h, f.found),
+        _ => f.found.to_string(),
+    }
+}
+
+/// Why it matters, where the expected value alone does not say.
+fn why(f: &Finding) -> Option<String> {
+    let header = match f.field {
+        Field::Header(h) => h,
+        _ => {
+            return match f.expected {
+                Expected::Frame(what) => Some(what.to_owned()),
+                _ => None,
+            };
+        }
+    };
+    Some(match (header, f.expected) {
+        (HeaderField::State, _) => match HeaderState::from_value(f.found) {
+            HeaderState::Initialising if f.severity == Severity::Warning => {
+                "its creator is still at work".into()
+            }
+            HeaderState::Initialising => "abandoned: its creator died".into(),
+            _ => "not a known state".into(),
+        },
+        (HeaderField::Version, _) => "another layout version of shmq, or damage".into(),
+        (HeaderField::Endpoints, Expected::Value(_)) => {
+            "an SPSC channel has a consumer and a producer".into()
+        }
+        (HeaderField::Endpoints, Expected::Between { .. }) => {
+            "an MPSC channel has a consumer and its producer slots".into()
+        }
+        (HeaderField::SlotSize | HeaderField::SlotAlign | HeaderField::TypeHash, e) => {
+            if e == Expected::NotZero {
+                "a typed channel records its element".into()
+            } else {
+                "a byte channel has no element type".into()
+            }
+        }
+        (HeaderField::TotalLen, Expected::Value(_)) => "the object's size".into(),
+        (HeaderField::TotalLen, _) => "room for the ring".into(),
+        (HeaderField::DataOffset, Expected::Value(_)) => "right after the endpoint table".into(),
+        _ => return None,
+    })
+}
+
+/// `expected X`, then `, found Y` when `with_found`, then why it matters.
+fn detail(f: &Finding, with_found: bool) -> String {
+    let mut s = format!("expected {}", expected(f));
+    if with_found {
+        s.push_str(&format!(", found {}", found(f)));
+    }
+    if let Some(w) = why(f) {
+        s.push_str(&format!(" ({w})"));
+    }
+    s
+}
+
+/// A finding as a note beside the value it is about (which the row shows
+/// already): `expected 1 (...)`.
+pub fn finding_note(f: &Finding) -> String {
+    detail(f, false)
+}
+
+/// A finding in words: `header version: expected 1, found 7 (...)`.
+pub fn finding(f: &Finding) -> String {
+    format!("{}: {}", subject(f.field), detail(f, true))
+}
+
+/// A finding as JSON: its field (with the frame's position or the producer's
+/// slot), what was expected and found, its severity, and the whole in words.
+fn finding_json(f: &Finding) -> Value {
+    let (field, position, slot) = match f.field {
+        Field::Header(h) => (h.name(), None, None),
+        Field::Region => ("region", None, None),
+        Field::Head => ("head", None, None),
+        Field::Tail => ("tail", None, None),
+        Field::Frame { position } => ("frame", Some(position), None),
+        Field::EndState(End::Consumer) => ("consumer_state", None, None),
+        Field::EndState(End::Producer) => ("producer_state", None, None),
+        Field::EndState(End::ProducerSlot(i)) => ("producer_state", None, Some(i)),
+        _ => ("other", None, None),
+    };
+    json!({
+        "field": field,
+        "position": position,
+        "slot": slot,
+        "expected": expected(f),
+        "found": f.found,
+        "severity": match f.severity {
+            Severity::Damage => "damage",
+            Severity::Mismatch => "mismatch",
+            Severity::Warning => "warning",
+            _ => "other",
+        },
+        "text": finding(f),
+    })
+}
+
+/// One header field: its label, its value decoded, and what its findings say.
+#[derive(Clone, Debug)]
+pub struct HeaderRow {
+    /// Its label (`total len`).
+    pub label: &'static str,
+    /// Its value, decoded for reading.
+    pub value: String,
+    /// What is wrong with it, from the library's findings, if anything.
+    pub bad: Option<String>,
+}
+
+/// Every header field with its value, and the notes of the findings about it.
+pub fn header_rows(r: &Report) -> Vec<HeaderRow> {
+    HeaderField::ALL
+        .iter()
+        .map(|&h| {
+            let notes: Vec<String> = r.findings(Field::Header(h)).map(finding_note).collect();
+            HeaderRow {
+                label: label(h),
+                value: row_value(h, r.header.get(h)),
+                bad: (!notes.is_empty()).then(|| notes.join("; ")),
+            }
+        })
+        .collect()
+}
+
+/// Every finding, in words.
+pub fn problems(r: &Report) -> Vec<String> {
+    r.problems.iter().map(finding).collect()
 }
 
 /// How an endpoint status is coloured.
@@ -293,7 +360,7 @@ pub fn state_word(r: &Report) -> (String, Style) {
     } else {
         "stale"
     };
-    if is_damaged(r) {
+    if r.is_damaged() {
         (format!("damaged, {base}"), Style::Red)
     } else if r.is_stale() {
         (base.to_owned(), Style::Yellow)
@@ -302,30 +369,21 @@ pub fn state_word(r: &Report) -> (String, Style) {
     }
 }
 
-/// An end-state word as JSON.
-fn end_state(s: EndStateKind) -> Value {
-    match s {
-        EndStateKind::Never => json!("never"),
-        EndStateKind::Attached => json!("attached"),
-        EndStateKind::Closed => json!("closed"),
-        EndStateKind::Invalid(v) => json!(format!("invalid {v:#x}")),
-    }
-}
-
 /// An end-state word as text.
-pub fn end_state_str(s: EndStateKind) -> String {
+pub fn end_state_str(s: EndState) -> String {
     match s {
-        EndStateKind::Never => "never".into(),
-        EndStateKind::Attached => "attached".into(),
-        EndStateKind::Closed => "closed".into(),
-        EndStateKind::Invalid(v) => format!("invalid {v:#x}"),
+        EndState::Never => "never".into(),
+        EndState::Attached => "attached".into(),
+        EndState::Closed => "closed".into(),
+        EndState::Invalid(v) => format!("invalid {v:#x}"),
+        _ => "unknown".into(),
     }
 }
 
 /// A ring endpoint's state words as JSON.
-fn end_view(v: &EndView) -> Value {
+fn end_view(v: &EndReport) -> Value {
     json!({
-        "state": end_state(v.state),
+        "state": end_state_str(v.state),
         "incarnation": v.incarnation,
         "pending_claim": v.pending_claim,
     })
@@ -341,8 +399,8 @@ fn endpoint(e: &EndpointReport) -> Value {
     })
 }
 
-/// The ring's state as JSON.
-pub fn ring_json(v: &RingView) -> Value {
+/// The ring's state as JSON, with the findings about the ring (of `r`).
+pub fn ring_json(v: &RingReport, r: &Report) -> Value {
     json!({
         "capacity": v.capacity,
         "head": v.head,
@@ -356,7 +414,12 @@ pub fn ring_json(v: &RingView) -> Value {
         "producers": v.producers.iter().map(end_view).collect::<Vec<_>>(),
         "consumer_waiting": v.consumer_waiting,
         "producers_waiting": v.producers_waiting,
-        "problems": v.problems,
+        "problems": r
+            .problems
+            .iter()
+            .filter(|f| !matches!(f.field, Field::Header(_)))
+            .map(finding)
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -366,9 +429,9 @@ pub fn report_json(r: &Report, full: bool) -> Value {
     let ring = r.ring.as_ref();
     let mut v = json!({
         "name": r.name,
-        "kind": r.kind.map(kind_str),
-        "kind_code": r.header.kind,
-        "capacity": r.header.capacity,
+        "kind": r.kind.map(ChannelKind::long_name),
+        "kind_code": r.header.kind_code(),
+        "capacity": r.header.capacity(),
         "size": r.size,
         "used_bytes": ring.and_then(|v| v.used_bytes),
         "messages": ring.map(|v| v.messages),
@@ -379,28 +442,25 @@ pub fn report_json(r: &Report, full: bool) -> Value {
         "producers": producers(r).iter().map(endpoint).collect::<Vec<_>>(),
         "in_use": r.in_use,
         "stale": r.is_stale(),
-        "damaged": is_damaged(r),
+        "damaged": r.is_damaged(),
         "problems": problems(r),
+        "findings": r.problems.iter().map(finding_json).collect::<Vec<_>>(),
     });
     if full {
-        let h = &r.header;
         v["owner"] = json!(r.owner);
         v["mode"] = json!(format!("{:04o}", r.mode));
-        v["header"] = json!({
-            "magic": format!("{:#018x}", h.magic),
-            "version": h.version,
-            "state": format!("{:#x}", h.state),
-            "kind": h.kind,
-            "endpoints": h.endpoints,
-            "creator_pid": h.creator_pid,
-            "total_len": h.total_len,
-            "data_offset": h.data_offset,
-            "capacity": h.capacity,
-            "slot_size": h.slot_size,
-            "slot_align": h.slot_align,
-            "type_hash": format!("{:#018x}", h.type_hash),
-        });
-        v["ring"] = ring.map_or(Value::Null, ring_json);
+        let mut header = serde_json::Map::new();
+        for h in HeaderField::ALL {
+            let x = r.header.get(h);
+            let x = match h {
+                HeaderField::Magic | HeaderField::TypeHash => json!(format!("{x:#018x}")),
+                HeaderField::State => json!(format!("{x:#x}")),
+                _ => json!(x),
+            };
+            header.insert(h.name().to_owned(), x);
+        }
+        v["header"] = Value::Object(header);
+        v["ring"] = ring.map_or(Value::Null, |v| ring_json(v, r));
     }
     v
 }
@@ -408,27 +468,14 @@ pub fn report_json(r: &Report, full: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shmq::segment::HeaderInfo;
 
     fn healthy() -> Report {
-        let header = HeaderInfo {
-            magic: MAGIC,
-            version: VERSION,
-            state: STATE_READY,
-            kind: shmq::KIND_SPSC,
-            endpoints: 2,
-            creator_pid: 1,
-            total_len: 8192,
-            data_offset: Layout::data_offset_for(2),
-            capacity: 4096,
-            ..HeaderInfo::default()
-        };
         Report {
             name: "/t".into(),
             size: 8192,
             owner: 0,
             mode: 0o600,
-            header,
+            header: shmq::inspect::Header::default(),
             kind: Some(ChannelKind::Spsc),
             ring: None,
             endpoints: Vec::new(),
@@ -438,29 +485,81 @@ mod tests {
     }
 
     #[test]
-    fn a_healthy_header_passes_every_check() {
+    fn a_healthy_report_has_no_notes() {
         let r = healthy();
-        assert!(header_fields(&r).iter().all(|f| f.bad.is_none()));
+        assert!(header_rows(&r).iter().all(|f| f.bad.is_none()));
         assert!(problems(&r).is_empty());
+        assert_eq!(state_word(&r).0, "stale");
     }
 
     #[test]
-    fn every_damaged_field_is_named_once() {
+    fn findings_render_in_words() {
         let mut r = healthy();
-        r.header.version = 9;
-        r.header.state = 0xdead;
-        r.header.slot_size = 3;
-        // The library names the first failure only.
-        r.problems = vec!["layout version mismatch: expected 1, found 9".into()];
+        let header = |field, expected, found, severity| Finding {
+            field: Field::Header(field),
+            expected,
+            found,
+            severity,
+        };
+        r.problems = vec![
+            header(
+                HeaderField::Version,
+                Expected::Value(1),
+                9,
+                Severity::Mismatch,
+            ),
+            header(
+                HeaderField::Kind,
+                Expected::Value(u64::from(shmq::KIND_MPSC)),
+                u64::from(shmq::KIND_SPSC),
+                Severity::Damage,
+            ),
+            header(
+                HeaderField::State,
+                Expected::Value(0x5244_5921),
+                0xdead,
+                Severity::Damage,
+            ),
+            Finding {
+                field: Field::Frame { position: 8 },
+                expected: Expected::Frame("unknown frame tag"),
+                found: 0xdead_beef_0000_0005,
+                severity: Severity::Damage,
+            },
+        ];
         assert_eq!(
             problems(&r),
             [
-                "layout version mismatch: expected 1, found 9",
-                "header state = 0xdead: not a known state",
-                "header slot size = 3: a byte channel records 0",
+                "header version: expected 1, found 9 (another layout version of shmq, or damage)",
+                "header kind: expected mpsc/bytes, found spsc/bytes",
+                "header state: expected ready, found 0xdead (not a known state)",
+                "frame at position 8: expected a valid frame header, found 0xdeadbeef00000005 \
+                 (unknown frame tag)",
             ]
         );
-        assert!(is_damaged(&r));
+        let rows = header_rows(&r);
+        assert_eq!(
+            rows[1].bad.as_deref(),
+            Some("expected 1 (another layout version of shmq, or damage)")
+        );
+        assert!(rows[5].bad.is_none(), "creator pid");
         assert_eq!(state_word(&r).0, "damaged, stale");
+    }
+
+    #[test]
+    fn a_warning_alone_is_not_damage() {
+        let mut r = healthy();
+        r.in_use = true;
+        r.problems = vec![Finding {
+            field: Field::Header(HeaderField::State),
+            expected: Expected::Value(0x5244_5921),
+            found: 0,
+            severity: Severity::Warning,
+        }];
+        assert_eq!(
+            problems(&r),
+            ["header state: expected ready, found initialising (its creator is still at work)"]
+        );
+        assert_eq!(state_word(&r).0, "open");
     }
 }

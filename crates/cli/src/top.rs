@@ -148,14 +148,16 @@ pub fn run(args: &TopArgs, out: &Out) -> Result<ExitCode> {
             break;
         }
         let now = Instant::now();
-        let r = match shmq::inspect::inspect(&args.name) {
-            Ok(Some(r)) => r,
-            Ok(None) | Err(shmq::Error::Segment(shmq::segment::Error::NotFound { .. })) => {
-                drop(screen);
-                eprintln!("shmq: {} was removed", args.name);
-                return Ok(ExitCode::SUCCESS);
-            }
+        // Gone, or replaced by another program's object: the channel was removed.
+        let found = match shmq::inspect::inspect(&args.name) {
+            Ok(r) => r,
+            Err(e) if shmq::inspect::is_not_found(&e) => None,
             Err(e) => return Err(CliError::from(e)),
+        };
+        let Some(r) = found else {
+            drop(screen);
+            eprintln!("shmq: {} was removed", args.name);
+            return Ok(ExitCode::SUCCESS);
         };
         let sample = Sample::of(&r, now);
         let rate = rates(prev, sample);
@@ -241,7 +243,7 @@ fn block(r: &Report, rate: Option<(f64, f64)>, interval: Duration, out: &Out) ->
         "{}  {}  capacity {}",
         out.paint(&r.name, Style::Bold),
         report::kind_name(r),
-        out::bytes(r.header.capacity),
+        out::bytes(r.header.capacity()),
     );
     let line = |s: &mut String, label: &str, value: String| {
         let _ = writeln!(s, "  {label:<12}{value}");

@@ -37,6 +37,68 @@ pub struct EndView {
     pub pending_claim: Option<u64>,
 }
 
+/// Which endpoint a state word belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum End {
+    /// The consumer.
+    Consumer,
+    /// The SPSC producer.
+    Producer,
+    /// MPSC producer slot N.
+    ProducerSlot(u16),
+}
+
+/// Which part of a ring a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RingField {
+    /// The consumer's position.
+    Head,
+    /// The producers' published (SPSC) or claim (MPSC) position.
+    Tail,
+    /// The frame header at this ring position.
+    Frame {
+        /// Its position.
+        position: u64,
+    },
+    /// An endpoint's state word.
+    EndState(End),
+}
+
+/// What a ring check requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingExpected {
+    /// A position that is a multiple of 8 (every frame is).
+    Aligned,
+    /// A position at most `capacity` bytes past `head`.
+    WithinCapacity {
+        /// The consumer's position.
+        head: u64,
+        /// The ring's capacity in bytes.
+        capacity: u64,
+    },
+    /// A frame header a producer writes; the check it failed, in words (from
+    /// [`frame::decode_spsc`] or [`frame::decode_mpsc`]).
+    Frame(&'static str),
+    /// A frame that ends at or before this position (the tail).
+    EndsBy(u64),
+    /// One of the states an endpoint writes: never, attached or closed.
+    KnownState,
+}
+
+/// One failed check of a ring: which part, what was expected, what was found.
+/// Every ring finding is damage (a value no endpoint writes): a ring has no
+/// finding of a lesser severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingFinding {
+    /// The part checked.
+    pub field: RingField,
+    /// What the check requires.
+    pub expected: RingExpected,
+    /// The value found: a position, a frame header word, a state word, or (for
+    /// [`RingExpected::EndsBy`]) the position where the frame ends.
+    pub found: u64,
+}
+
 /// A snapshot of a ring's control block and contents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingView {
@@ -64,31 +126,93 @@ pub struct RingView {
     pub consumer_waiting: bool,
     /// Some producer has announced that it sleeps.
     pub producers_waiting: bool,
-    /// Every check that failed, in words.
-    pub problems: Vec<String>,
+    /// Every check that failed.
+    pub problems: Vec<RingFinding>,
 }
 
-fn end_view(e: &EndState) -> EndView {
+fn end_view(e: &EndState, end: End, problems: &mut Vec<RingFinding>) -> EndView {
+    // Acquire: pairs with the Release stores of `state` in `EndState::attach` and
+    // `EndState::close`.
     let state = match e.state.load(Ordering::Acquire) {
         NEVER => EndStateKind::Never,
         ATTACHED => EndStateKind::Attached,
         CLOSED => EndStateKind::Closed,
-        v => EndStateKind::Invalid(v),
+        v => {
+            problems.push(RingFinding {
+                field: RingField::EndState(end),
+                expected: RingExpected::KnownState,
+                found: v.into(),
+            });
+            EndStateKind::Invalid(v)
+        }
     };
     EndView {
         state,
+        // Acquire: as `state`; `EndState::attach` bumps it before its Release store.
         incarnation: e.incarnation.load(Ordering::Acquire),
         pending_claim: None,
     }
 }
 
 fn flag(f: &AtomicU32) -> bool {
+    // Relaxed: a hint for display only; no data is read on its strength.
     f.load(Ordering::Relaxed) != 0
 }
 
-fn end_problems(name: &str, v: &EndView, problems: &mut Vec<String>) {
-    if let EndStateKind::Invalid(x) = v.state {
-        problems.push(format!("{name} state word holds {x:#x}, not a known state"));
+/// What both rings read first: the capacity, and the two positions (each read
+/// once).
+struct Start {
+    cap: usize,
+    head: u64,
+    tail: u64,
+}
+
+/// The capacity checked, and the region's size checked against `needed(cap)`.
+fn check_len(region: &Region, capacity: u64, needed: impl Fn(usize) -> usize) -> Result<usize> {
+    let cap = spsc::check_capacity(capacity)?;
+    if region.len() < needed(cap) {
+        return Err(crate::Error::RegionTooSmall {
+            needed: needed(cap) as u64,
+            len: region.len() as u64,
+        });
+    }
+    Ok(cap)
+}
+
+/// Bytes between `head` and `tail` if they are consistent, else `None` with the
+/// finding. `stale` says whether a tail a lap behind is a valid resting state.
+fn used_bytes(s: &Start, stale: bool, problems: &mut Vec<RingFinding>) -> Option<u64> {
+    let (head, tail, cap) = (s.head, s.tail, s.cap as u64);
+    let used = tail.wrapping_sub(head);
+    let (field, expected, found) = if !head.is_multiple_of(8) {
+        (RingField::Head, RingExpected::Aligned, head)
+    } else if !tail.is_multiple_of(8) {
+        (RingField::Tail, RingExpected::Aligned, tail)
+    } else if used <= cap {
+        return Some(used);
+    } else if stale && crate::peer::stale_tail(head, tail, s.cap) {
+        // Nothing is waiting, and the next producer resumes at `head`.
+        return Some(0);
+    } else {
+        let expected = RingExpected::WithinCapacity {
+            head,
+            capacity: cap,
+        };
+        (RingField::Tail, expected, tail)
+    };
+    problems.push(RingFinding {
+        field,
+        expected,
+        found,
+    });
+    None
+}
+
+fn bad_frame(position: u64, what: &'static str, raw: u64) -> RingFinding {
+    RingFinding {
+        field: RingField::Frame { position },
+        expected: RingExpected::Frame(what),
+        found: raw,
     }
 }
 
@@ -98,37 +222,27 @@ fn end_problems(name: &str, v: &EndView, problems: &mut Vec<String>) {
 /// [`crate::Error::InvalidCapacity`] or [`crate::Error::RegionTooSmall`] if the
 /// ring cannot lie in `region` at all.
 pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
-    let cap = spsc::check_capacity(capacity)?;
-    if region.len() < spsc::region_len(cap) {
-        return Err(crate::Error::RegionTooSmall {
-            needed: spsc::region_len(cap) as u64,
-            len: region.len() as u64,
-        });
-    }
+    let cap = check_len(region, capacity, spsc::region_len)?;
     let ctl: Ctl<SpscControl> = Ctl::new(region);
+    let s = Start {
+        cap,
+        // Acquire (both): pairs with the Release stores of `head` by the consumer
+        // and of `tail` by the producer, as the rings' own loads do.
+        head: ctl.head.pos.load(Ordering::Acquire),
+        tail: ctl.tail.load(Ordering::Acquire),
+    };
+    let head = s.head;
     let data = region.data(spsc::CONTROL_LEN, cap);
     let mask = cap as u64 - 1;
-    let head = ctl.head.pos.load(Ordering::Acquire);
-    let tail = ctl.tail.load(Ordering::Acquire);
     let mut problems = Vec::new();
-    let used = tail.wrapping_sub(head);
-    let aligned = head.is_multiple_of(8) && tail.is_multiple_of(8);
-    let used_bytes = if aligned && used <= cap as u64 {
-        Some(used)
-    } else if aligned && crate::peer::stale_tail(head, tail, cap) {
-        // Nothing is waiting, and the next producer resumes at `head`.
-        Some(0)
-    } else {
-        problems.push(format!(
-            "positions inconsistent: head {head}, tail {tail}, capacity {cap}"
-        ));
-        None
-    };
+    let used_bytes = used_bytes(&s, true, &mut problems);
     let (mut messages, mut message_bytes) = (0, 0);
     if head.is_multiple_of(8) {
         let mut pos = head;
         for _ in 0..=cap / 8 {
             let off = (pos & mask) as usize;
+            // Acquire: pairs with the producer's Release store of the frame
+            // header, so the payload it announces is written.
             let raw = data.word(off).load(Ordering::Acquire);
             match frame::decode_spsc(raw, off, cap) {
                 Ok(SpscFrame::Empty) => break,
@@ -138,30 +252,27 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
                         message_bytes += len as u64;
                     }
                     pos = pos.wrapping_add(f.size() as u64);
-                    if used_bytes.is_some() && pos.wrapping_sub(head) > used {
+                    if used_bytes.is_some_and(|used| pos.wrapping_sub(head) > used) {
                         // Frames past `tail`: published by a producer that died before
                         // updating `tail`, or a stale lap. Stop counting there.
                         break;
                     }
                 }
                 Err(what) => {
-                    problems.push(format!(
-                        "frame at position {pos}: {what} (header {raw:#018x})"
-                    ));
+                    problems.push(bad_frame(pos, what, raw));
                     break;
                 }
             }
         }
     }
-    let consumer = end_view(&ctl.ends.consumer);
-    let producer = end_view(&ctl.ends.producer);
-    end_problems("consumer", &consumer, &mut problems);
-    end_problems("producer", &producer, &mut problems);
+    let consumer = end_view(&ctl.ends.consumer, End::Consumer, &mut problems);
+    let producer = end_view(&ctl.ends.producer, End::Producer, &mut problems);
     Ok(RingView {
         capacity: cap,
         head,
+        // Relaxed: a counter for display; nothing is read on its strength.
         received: ctl.head.received.load(Ordering::Relaxed),
-        tail,
+        tail: s.tail,
         used_bytes,
         messages,
         message_bytes,
@@ -179,39 +290,34 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
 /// # Errors
 /// As [`spsc`](fn@spsc), plus [`crate::Error::TooManyProducers`] for a bad slot count.
 pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> {
-    let cap = spsc::check_capacity(capacity)?;
     if producers == 0 || producers > mpsc::MAX_PRODUCERS {
         return Err(crate::Error::TooManyProducers(producers));
     }
-    let needed = mpsc::region_len(cap, producers);
-    if region.len() < needed {
-        return Err(crate::Error::RegionTooSmall {
-            needed: needed as u64,
-            len: region.len() as u64,
-        });
-    }
+    let cap = check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
     let ctl: Ctl<MpscControl> = Ctl::new(region);
+    let s = Start {
+        cap,
+        // Acquire (both): pairs with the Release stores of `head` by the consumer
+        // and of `tail` by the producers, as the rings' own loads do.
+        head: ctl.head.pos.load(Ordering::Acquire),
+        tail: ctl.tail.load(Ordering::Acquire),
+    };
+    let (head, tail) = (s.head, s.tail);
     let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
     let data = region.data(mpsc::control_len(producers), cap);
     let mask = cap as u64 - 1;
-    let head = ctl.head.pos.load(Ordering::Acquire);
-    let tail = ctl.tail.load(Ordering::Acquire);
     let mut problems = Vec::new();
-    let used = tail.wrapping_sub(head);
-    let sane = head.is_multiple_of(8) && tail.is_multiple_of(8) && used <= cap as u64;
-    if !sane {
-        problems.push(format!(
-            "positions inconsistent: head {head}, tail {tail}, capacity {cap}"
-        ));
-    }
+    let used_bytes = used_bytes(&s, false, &mut problems);
     let (mut messages, mut message_bytes, mut uncommitted) = (0, 0, 0);
-    if sane {
+    if let Some(used) = used_bytes {
         let mut pos = head;
         for _ in 0..=cap / 8 {
             if pos == tail {
                 break;
             }
             let off = (pos & mask) as usize;
+            // Acquire: pairs with the producer's Release store of the frame
+            // header (its commit), so the payload it announces is written.
             let raw = data.word(off).load(Ordering::Acquire);
             match frame::decode_mpsc(raw, off, cap, producers) {
                 Ok(None) => {
@@ -227,29 +333,31 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
                         messages += 1;
                         message_bytes += h.len as u64;
                     }
-                    pos = pos.wrapping_add(h.size() as u64);
-                    if pos.wrapping_sub(head) > used {
-                        problems.push(format!("frame at position {pos} runs past tail {tail}"));
+                    let end = pos.wrapping_add(h.size() as u64);
+                    if end.wrapping_sub(head) > used {
+                        problems.push(RingFinding {
+                            field: RingField::Frame { position: pos },
+                            expected: RingExpected::EndsBy(tail),
+                            found: end,
+                        });
                         break;
                     }
+                    pos = end;
                 }
                 Err(what) => {
-                    problems.push(format!(
-                        "frame at position {pos}: {what} (header {raw:#018x})"
-                    ));
+                    problems.push(bad_frame(pos, what, raw));
                     break;
                 }
             }
         }
     }
-    let consumer = end_view(&ctl.ends.consumer);
-    end_problems("consumer", &consumer, &mut problems);
-    let producers: Vec<EndView> = slots
-        .iter()
-        .enumerate()
+    let consumer = end_view(&ctl.ends.consumer, End::Consumer, &mut problems);
+    let producers: Vec<EndView> = (0u16..)
+        .zip(slots.iter())
         .map(|(i, s)| {
-            let mut v = end_view(&s.end);
-            end_problems(&format!("producer {i}"), &v, &mut problems);
+            let mut v = end_view(&s.end, End::ProducerSlot(i), &mut problems);
+            // Acquire: pairs with the Release store of NO_CLAIM when a producer
+            // commits (`mpsc.rs`); the claim is shown, never followed.
             let c = s.claim.load(Ordering::Acquire);
             if c != NO_CLAIM {
                 v.pending_claim = Some(c & !7);
@@ -260,9 +368,10 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
     Ok(RingView {
         capacity: cap,
         head,
+        // Relaxed: a counter for display; nothing is read on its strength.
         received: ctl.head.received.load(Ordering::Relaxed),
         tail,
-        used_bytes: sane.then_some(used),
+        used_bytes,
         messages,
         message_bytes,
         uncommitted,
@@ -306,13 +415,23 @@ mod tests {
         r.store_word(128, 3); // head not aligned
         r.store_word(spsc::CONTROL_LEN, 0xdead_beef_0000_0001);
         let v = spsc(&r, cap as u64).unwrap();
-        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert_eq!(
+            v.problems,
+            [RingFinding {
+                field: RingField::Head,
+                expected: RingExpected::Aligned,
+                found: 3,
+            }]
+        );
         r.store_word(128, 0);
         let v = spsc(&r, cap as u64).unwrap();
-        assert!(
-            v.problems.iter().any(|p| p.contains("unknown frame tag")),
-            "{:?}",
-            v.problems
+        assert_eq!(
+            v.problems,
+            [RingFinding {
+                field: RingField::Frame { position: 0 },
+                expected: RingExpected::Frame("unknown frame tag"),
+                found: 0xdead_beef_0000_0001,
+            }]
         );
     }
 

@@ -223,6 +223,24 @@ impl HeaderInfo {
         self.total_len.saturating_sub(self.data_offset)
     }
 
+    /// The value of one field, widened to `u64`.
+    pub fn value(&self, field: HeaderField) -> u64 {
+        match field {
+            HeaderField::Magic => self.magic,
+            HeaderField::Version => self.version.into(),
+            HeaderField::State => self.state.into(),
+            HeaderField::Kind => self.kind.into(),
+            HeaderField::Endpoints => self.endpoints.into(),
+            HeaderField::CreatorPid => self.creator_pid.into(),
+            HeaderField::TotalLen => self.total_len,
+            HeaderField::DataOffset => self.data_offset,
+            HeaderField::Capacity => self.capacity,
+            HeaderField::SlotSize => self.slot_size.into(),
+            HeaderField::SlotAlign => self.slot_align.into(),
+            HeaderField::TypeHash => self.type_hash,
+        }
+    }
+
     /// Checks the header of a *ready* segment against the object's size and the
     /// caller's expectations. Pure logic over a snapshot: the same checks run on
     /// a live mapping and in the fuzz target.
@@ -231,98 +249,233 @@ impl HeaderInfo {
     /// [`Error::BadMagic`], [`Error::VersionMismatch`], [`Error::Corrupt`] or
     /// [`Error::LayoutMismatch`], for the first check that fails.
     pub fn validate(&self, file_len: u64, expect: &Expect) -> Result<()> {
-        match self.problems(file_len, expect).into_iter().next() {
-            Some(e) => Err(e),
+        match self.findings(file_len, expect).first() {
+            Some(f) => Err(f.to_error()),
             None => Ok(()),
         }
     }
 
-    /// Every check [`HeaderInfo::validate`] makes that fails, in the same order
-    /// (for tools that name all the damage, not just the first). A header with
-    /// another magic number is not checked further.
+    /// Every check [`HeaderInfo::validate`] makes that fails, as errors, in the
+    /// same order (see [`HeaderInfo::findings`] for the field-tagged form).
     pub fn problems(&self, file_len: u64, expect: &Expect) -> Vec<Error> {
+        self.findings(file_len, expect)
+            .iter()
+            .map(HeaderFinding::to_error)
+            .collect()
+    }
+
+    /// Every check [`HeaderInfo::validate`] makes that fails, in the same order,
+    /// each naming its field, what was expected and what was found (for tools
+    /// that name all the damage, not just the first). A header with another
+    /// magic number is not checked further.
+    pub fn findings(&self, file_len: u64, expect: &Expect) -> Vec<HeaderFinding> {
+        use HeaderField as F;
         let mut out = Vec::new();
+        let mut check = |field: HeaderField, ok: bool, expected: Expected, severity| {
+            if !ok {
+                out.push(HeaderFinding {
+                    field,
+                    expected,
+                    found: self.value(field),
+                    severity,
+                });
+            }
+        };
         if self.magic != MAGIC {
-            out.push(Error::BadMagic { found: self.magic });
+            check(F::Magic, false, Expected::Value(MAGIC), Severity::Damage);
             return out;
         }
-        if self.version != VERSION {
-            out.push(Error::VersionMismatch {
-                expected: VERSION,
-                found: self.version,
-            });
-        }
-        if self.state != STATE_READY {
-            out.push(Error::Corrupt {
-                what: "state",
-                value: self.state.into(),
-            });
-        }
-        if self.kind == 0 {
-            out.push(Error::Corrupt {
-                what: "kind",
-                value: 0,
-            });
-        }
-        if self.endpoints > MAX_ENDPOINTS {
-            out.push(Error::Corrupt {
-                what: "endpoints",
-                value: self.endpoints.into(),
-            });
-        }
-        out.extend(mismatch("total_len", file_len, self.total_len).err());
-        out.extend(
-            mismatch(
-                "data_offset",
-                Layout::data_offset_for(self.endpoints),
-                self.data_offset,
-            )
-            .err(),
+        check(
+            F::Version,
+            self.version == VERSION,
+            Expected::Value(VERSION.into()),
+            Severity::Mismatch,
         );
-        if self.data_offset >= self.total_len {
-            out.push(Error::Corrupt {
-                what: "data_offset",
-                value: self.data_offset,
-            });
-        }
-        let checks: [(&'static str, Option<u64>, u64); 6] = [
-            ("kind", expect.kind.map(u64::from), self.kind.into()),
-            (
-                "endpoints",
-                expect.endpoints.map(u64::from),
-                self.endpoints.into(),
-            ),
-            ("capacity", expect.capacity, self.capacity),
-            (
-                "slot_size",
-                expect.slot_size.map(u64::from),
-                self.slot_size.into(),
-            ),
-            (
-                "slot_align",
-                expect.slot_align.map(u64::from),
-                self.slot_align.into(),
-            ),
-            ("type_hash", expect.type_hash, self.type_hash),
+        let state_severity = if self.state == STATE_INIT {
+            Severity::Unpublished
+        } else {
+            Severity::Damage
+        };
+        check(
+            F::State,
+            self.state == STATE_READY,
+            Expected::Value(STATE_READY.into()),
+            state_severity,
+        );
+        check(F::Kind, self.kind != 0, Expected::NotZero, Severity::Damage);
+        check(
+            F::Endpoints,
+            self.endpoints <= MAX_ENDPOINTS,
+            Expected::AtMost(MAX_ENDPOINTS.into()),
+            Severity::Damage,
+        );
+        check(
+            F::TotalLen,
+            self.total_len == file_len,
+            Expected::Value(file_len),
+            Severity::Damage,
+        );
+        let offset = Layout::data_offset_for(self.endpoints);
+        check(
+            F::DataOffset,
+            self.data_offset == offset,
+            Expected::Value(offset),
+            Severity::Damage,
+        );
+        check(
+            F::DataOffset,
+            self.data_offset < self.total_len,
+            Expected::Below(self.total_len),
+            Severity::Damage,
+        );
+        let wanted: [(HeaderField, Option<u64>); 6] = [
+            (F::Kind, expect.kind.map(u64::from)),
+            (F::Endpoints, expect.endpoints.map(u64::from)),
+            (F::Capacity, expect.capacity),
+            (F::SlotSize, expect.slot_size.map(u64::from)),
+            (F::SlotAlign, expect.slot_align.map(u64::from)),
+            (F::TypeHash, expect.type_hash),
         ];
-        for (field, want, found) in checks {
+        for (field, want) in wanted {
             if let Some(want) = want {
-                out.extend(mismatch(field, want, found).err());
+                check(
+                    field,
+                    self.value(field) == want,
+                    Expected::Value(want),
+                    Severity::Mismatch,
+                );
             }
         }
         out
     }
 }
 
-fn mismatch(field: &'static str, expected: u64, found: u64) -> Result<()> {
-    if expected == found {
-        Ok(())
-    } else {
-        Err(Error::LayoutMismatch {
-            field,
-            expected,
-            found,
-        })
+/// One field of the segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderField {
+    /// The magic number.
+    Magic,
+    /// The layout version.
+    Version,
+    /// The publication state.
+    State,
+    /// The region kind.
+    Kind,
+    /// The number of endpoints.
+    Endpoints,
+    /// The creator's process id.
+    CreatorPid,
+    /// The total length of the segment.
+    TotalLen,
+    /// The offset of the user region.
+    DataOffset,
+    /// The region's capacity.
+    Capacity,
+    /// The element size.
+    SlotSize,
+    /// The element alignment.
+    SlotAlign,
+    /// The element type hash.
+    TypeHash,
+}
+
+impl HeaderField {
+    /// Every field, in header order.
+    pub const ALL: [HeaderField; 12] = [
+        HeaderField::Magic,
+        HeaderField::Version,
+        HeaderField::State,
+        HeaderField::Kind,
+        HeaderField::Endpoints,
+        HeaderField::CreatorPid,
+        HeaderField::TotalLen,
+        HeaderField::DataOffset,
+        HeaderField::Capacity,
+        HeaderField::SlotSize,
+        HeaderField::SlotAlign,
+        HeaderField::TypeHash,
+    ];
+
+    /// The field's name in the layout: `magic`, `total_len`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderField::Magic => "magic",
+            HeaderField::Version => "version",
+            HeaderField::State => "state",
+            HeaderField::Kind => "kind",
+            HeaderField::Endpoints => "endpoints",
+            HeaderField::CreatorPid => "creator_pid",
+            HeaderField::TotalLen => "total_len",
+            HeaderField::DataOffset => "data_offset",
+            HeaderField::Capacity => "capacity",
+            HeaderField::SlotSize => "slot_size",
+            HeaderField::SlotAlign => "slot_align",
+            HeaderField::TypeHash => "type_hash",
+        }
+    }
+}
+
+/// What a check requires of a header field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Exactly this value.
+    Value(u64),
+    /// Any value but 0.
+    NotZero,
+    /// At most this value.
+    AtMost(u64),
+    /// Less than this value.
+    Below(u64),
+}
+
+/// How bad a header finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// A value no creator writes: the segment is damaged.
+    Damage,
+    /// A well-formed value that this build or the caller does not accept:
+    /// another layout version, or not the kind or shape the caller expects.
+    Mismatch,
+    /// The header is not published yet (`state` is [`STATE_INIT`]): its creator
+    /// is still writing it, or died before it finished.
+    Unpublished,
+}
+
+/// One failed header check: which field, what was expected, what was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderFinding {
+    /// The field checked.
+    pub field: HeaderField,
+    /// What the check requires.
+    pub expected: Expected,
+    /// The field's value (for [`HeaderField::TotalLen`] compared with the
+    /// object's size, the header's value).
+    pub found: u64,
+    /// How bad it is.
+    pub severity: Severity,
+}
+
+impl HeaderFinding {
+    /// The error an opener gets for this finding.
+    pub fn to_error(&self) -> Error {
+        let (field, found) = (self.field, self.found);
+        match (field, self.expected) {
+            (HeaderField::Magic, _) => Error::BadMagic { found },
+            (HeaderField::Version, Expected::Value(v)) => Error::VersionMismatch {
+                expected: u32::try_from(v).unwrap_or(u32::MAX),
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+            },
+            (HeaderField::State, _)
+            | (_, Expected::NotZero | Expected::AtMost(_) | Expected::Below(_)) => Error::Corrupt {
+                what: field.name(),
+                value: found,
+            },
+            (_, Expected::Value(expected)) => Error::LayoutMismatch {
+                field: field.name(),
+                expected,
+                found,
+            },
+        }
     }
 }
 
@@ -589,6 +742,49 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn findings_name_field_expected_found_and_severity() {
+        let h = HeaderInfo {
+            version: 2,
+            state: STATE_INIT,
+            ..ready(&L)
+        };
+        let f = h.findings(
+            h.total_len,
+            &Expect {
+                kind: Some(4),
+                ..Expect::default()
+            },
+        );
+        assert_eq!(
+            f,
+            [
+                HeaderFinding {
+                    field: HeaderField::Version,
+                    expected: Expected::Value(VERSION.into()),
+                    found: 2,
+                    severity: Severity::Mismatch,
+                },
+                HeaderFinding {
+                    field: HeaderField::State,
+                    expected: Expected::Value(STATE_READY.into()),
+                    found: STATE_INIT.into(),
+                    severity: Severity::Unpublished,
+                },
+                HeaderFinding {
+                    field: HeaderField::Kind,
+                    expected: Expected::Value(4),
+                    found: 3,
+                    severity: Severity::Mismatch,
+                },
+            ]
+        );
+        for field in HeaderField::ALL {
+            assert!(!field.name().is_empty());
+        }
+        assert_eq!(h.value(HeaderField::TypeHash), 77);
     }
 
     #[test]

@@ -29,7 +29,9 @@
 //! - [`Segment`]: a mapped, validated segment; [`Creating`] while its creator
 //!   initialises it; [`Opened`] from [`Segment::create_or_open`].
 //! - [`Layout`] (what a creator writes), [`Expect`] (what an opener requires),
-//!   [`HeaderInfo`] (what a header says).
+//!   [`HeaderInfo`] (what a header says), [`HeaderFinding`] (one failed check of
+//!   a header: its [`HeaderField`], what was [`Expected`], what was found, and its
+//!   [`Severity`]).
 //! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks.
 //! - [`Error`]: every failure, one variant per case.
 #![deny(unsafe_code)]
@@ -45,8 +47,9 @@ mod sys;
 pub use error::{Error, Result};
 pub use fork::fork_generation;
 pub use header::{
-    DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, HEADER_LEN, HeaderInfo, Layout,
-    MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, VERSION,
+    DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, Expected, HEADER_LEN,
+    HeaderField, HeaderFinding, HeaderInfo, Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY,
+    Severity, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
 pub use segment::{Backing, Creating, EndpointInfo, Opened, Peek, Segment, SegmentOptions};
