@@ -282,7 +282,7 @@ fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
         .arg("THEN", "close")
 }
 
-fn ring_view(name: &str) -> shmq::ring::inspect::RingView {
+fn ring_view(name: &str) -> shmq::inspect::RingReport {
     shmq::inspect::inspect(name)
         .expect("inspect")
         .expect("a shmq segment")
