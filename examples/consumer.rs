@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shmq::{ChannelKind, Error, Options, Receiver, mpsc, spsc};
+use shmq::{RingKind, Error, Options, Receiver, mpsc, spsc};
 
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]
@@ -100,7 +100,7 @@ fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
     }
 }
 
-fn receive_all<K: ChannelKind>(
+fn receive_all<K: RingKind>(
     mut rx: Receiver<K>,
     a: &Args,
     tally: &mut Tally,

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use shmq::{ChannelKind, Error, Options, Sender, mpsc, spsc};
+use shmq::{RingKind, Error, Options, Sender, mpsc, spsc};
 
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]
@@ -55,7 +55,7 @@ fn run(a: &Args) -> shmq::Result<f64> {
 }
 
 /// Sends `a.count` verifiable messages, written in place; returns the rate.
-fn send_all<K: ChannelKind>(mut tx: Sender<K>, a: &Args) -> shmq::Result<f64> {
+fn send_all<K: RingKind>(mut tx: Sender<K>, a: &Args) -> shmq::Result<f64> {
     let started = Instant::now();
     for seq in 0..a.count {
         let mut slot = tx.reserve(a.size)?;

@@ -85,14 +85,14 @@ pub(crate) struct Shape {
 
 impl Shape {
     /// A byte channel's shape.
-    pub(crate) fn bytes<K: ChannelKind>(opts: &Options) -> Shape {
+    pub(crate) fn bytes<K: RingKind>(opts: &Options) -> Shape {
         Shape::of::<K>(opts, opts.capacity.unwrap_or(DEFAULT_CAPACITY), None)
     }
 
     /// A typed channel's shape: the capacity in messages becomes a byte capacity
     /// that holds that many fixed-size frames (plus the wrap's padding and the end
     /// marker), and whose largest message is at least one element.
-    pub(crate) fn typed<T: 'static, K: ChannelKind>(opts: &Options) -> Shape {
+    pub(crate) fn typed<T: 'static, K: RingKind>(opts: &Options) -> Shape {
         let ty = TypeInfo::of::<T>();
         let frame = shmq_ring::frame::frame_len(ty.size as usize) as u64;
         let header = shmq_ring::frame::HEADER_LEN as u64;
@@ -109,7 +109,7 @@ impl Shape {
         Shape::of::<K>(opts, capacity, Some(ty))
     }
 
-    fn of<K: ChannelKind>(opts: &Options, capacity: u64, ty: Option<TypeInfo>) -> Shape {
+    fn of<K: RingKind>(opts: &Options, capacity: u64, ty: Option<TypeInfo>) -> Shape {
         let many = K::MANY_PRODUCERS;
         Shape {
             kind: match (many, ty.is_some()) {
@@ -348,7 +348,7 @@ impl Liveness for SegmentLiveness {
 
 /// A ring kind a channel can be made of ([`Spsc`], [`Mpsc`]): how its sides
 /// attach, and whether its producers have slots. Sealed.
-pub trait ChannelKind: shmq_ring::Kind + sealed::Sealed {
+pub trait RingKind: shmq_ring::Kind + sealed::Sealed {
     /// Whether the ring has many producer slots (MPSC).
     #[doc(hidden)]
     const MANY_PRODUCERS: bool;
@@ -378,7 +378,7 @@ mod sealed {
     impl Sealed for shmq_ring::Mpsc {}
 }
 
-impl ChannelKind for Spsc {
+impl RingKind for Spsc {
     const MANY_PRODUCERS: bool = false;
     fn geometry(g: &RingGeometry) -> Option<Geometry<Spsc>> {
         match *g {
@@ -403,7 +403,7 @@ impl ChannelKind for Spsc {
     }
 }
 
-impl ChannelKind for Mpsc {
+impl RingKind for Mpsc {
     const MANY_PRODUCERS: bool = true;
     fn geometry(g: &RingGeometry) -> Option<Geometry<Mpsc>> {
         match *g {
@@ -431,7 +431,7 @@ impl ChannelKind for Mpsc {
 /// The geometry of a mapped channel of kind `K`. The segment's kind was checked
 /// against the shape's when it was opened, so a mismatch here is a bug in this
 /// crate; it is reported as a region too small for the ring, never a panic.
-fn geometry_of<K: ChannelKind>(m: &Mapped) -> shmq_ring::Result<Geometry<K>> {
+fn geometry_of<K: RingKind>(m: &Mapped) -> shmq_ring::Result<Geometry<K>> {
     K::geometry(&m.geometry).ok_or(shmq_ring::Error::RegionTooSmall {
         needed: m.region.len() as u64 + 1,
         len: m.region.len() as u64,
@@ -460,7 +460,7 @@ pub(crate) trait Attachable: Sized {
     fn detach(self);
 }
 
-impl<K: ChannelKind> Attachable for shmq_ring::Producer<K> {
+impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
     const CONSUMER: bool = false;
     const SLOTTED: bool = K::MANY_PRODUCERS;
     fn attach(
@@ -476,7 +476,7 @@ impl<K: ChannelKind> Attachable for shmq_ring::Producer<K> {
     }
 }
 
-impl<K: ChannelKind> Attachable for shmq_ring::Consumer<K> {
+impl<K: RingKind> Attachable for shmq_ring::Consumer<K> {
     const CONSUMER: bool = true;
     const SLOTTED: bool = false;
     fn attach(

@@ -7,23 +7,23 @@ use std::time::Duration;
 
 use shmq_ring::{Consumer, Mpsc, Producer};
 
-use crate::attach::{self, ChannelKind, Handle, Shape, Source};
+use crate::attach::{self, RingKind, Handle, Shape, Source};
 use crate::{Options, Result};
 
 pub use shmq_ring::{ReadGuard, WriteGuard};
 
 /// The sending end of a byte channel of ring kind `K`. For MPSC channels each
 /// sender holds one producer slot.
-pub struct Sender<K: ChannelKind> {
+pub struct Sender<K: RingKind> {
     end: Handle<Producer<K>>,
 }
 
 /// The receiving end of a byte channel of ring kind `K`.
-pub struct Receiver<K: ChannelKind> {
+pub struct Receiver<K: RingKind> {
     end: Handle<Consumer<K>>,
 }
 
-impl<K: ChannelKind> core::fmt::Debug for Sender<K> {
+impl<K: RingKind> core::fmt::Debug for Sender<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Sender")
             .field("kind", &K::NAME)
@@ -32,7 +32,7 @@ impl<K: ChannelKind> core::fmt::Debug for Sender<K> {
     }
 }
 
-impl<K: ChannelKind> core::fmt::Debug for Receiver<K> {
+impl<K: RingKind> core::fmt::Debug for Receiver<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Receiver")
             .field("kind", &K::NAME)
@@ -41,7 +41,7 @@ impl<K: ChannelKind> core::fmt::Debug for Receiver<K> {
     }
 }
 
-impl<K: ChannelKind> Sender<K> {
+impl<K: RingKind> Sender<K> {
     /// Creates the channel under `name` (one leading `/`, as for `shm_open`);
     /// fails if it exists.
     ///
@@ -209,7 +209,7 @@ impl Clone for Sender<Mpsc> {
     }
 }
 
-impl<K: ChannelKind> Receiver<K> {
+impl<K: RingKind> Receiver<K> {
     /// Creates the channel under `name`; fails if it exists.
     ///
     /// # Errors
@@ -368,7 +368,7 @@ impl Receiver<Mpsc> {
 /// across `fork`. Each end attaches in the process that first uses it; drop the
 /// end a process does not use. [`Sender::export_fd`] passes the channel to an
 /// unrelated process.
-pub(crate) fn anonymous<K: ChannelKind>(
+pub(crate) fn anonymous<K: RingKind>(
     shape: &Shape,
     opts: &Options,
 ) -> Result<(Sender<K>, Receiver<K>)> {

@@ -14,23 +14,23 @@ use std::time::Duration;
 use bytemuck::Pod;
 use shmq_ring::Mpsc;
 
-use crate::attach::{ChannelKind, Shape, Source};
+use crate::attach::{RingKind, Shape, Source};
 use crate::error::{Corruption, Error};
 use crate::{Options, Result};
 
 /// The sending end of a typed channel of `T` over ring kind `K`.
-pub struct Sender<T: Pod, K: ChannelKind> {
+pub struct Sender<T: Pod, K: RingKind> {
     inner: crate::Sender<K>,
     _t: PhantomData<fn(T)>,
 }
 
 /// The receiving end of a typed channel of `T` over ring kind `K`.
-pub struct Receiver<T: Pod, K: ChannelKind> {
+pub struct Receiver<T: Pod, K: RingKind> {
     inner: crate::Receiver<K>,
     _t: PhantomData<fn() -> T>,
 }
 
-impl<T: Pod, K: ChannelKind> core::fmt::Debug for Sender<T, K> {
+impl<T: Pod, K: RingKind> core::fmt::Debug for Sender<T, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("typed::Sender")
             .field("kind", &K::NAME)
@@ -39,7 +39,7 @@ impl<T: Pod, K: ChannelKind> core::fmt::Debug for Sender<T, K> {
     }
 }
 
-impl<T: Pod, K: ChannelKind> core::fmt::Debug for Receiver<T, K> {
+impl<T: Pod, K: RingKind> core::fmt::Debug for Receiver<T, K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("typed::Receiver")
             .field("kind", &K::NAME)
@@ -49,38 +49,38 @@ impl<T: Pod, K: ChannelKind> core::fmt::Debug for Receiver<T, K> {
 }
 
 /// Room reserved for one `T`, written in place, then [`WriteGuard::commit`]ted.
-pub struct WriteGuard<'a, T: Pod, K: ChannelKind> {
+pub struct WriteGuard<'a, T: Pod, K: RingKind> {
     inner: crate::WriteGuard<'a, K>,
     _t: PhantomData<&'a mut T>,
 }
 
-impl<T: Pod, K: ChannelKind> WriteGuard<'_, T, K> {
+impl<T: Pod, K: RingKind> WriteGuard<'_, T, K> {
     /// Publishes the message.
     pub fn commit(self) {
         self.inner.commit();
     }
 }
 
-impl<T: Pod, K: ChannelKind> core::ops::Deref for WriteGuard<'_, T, K> {
+impl<T: Pod, K: RingKind> core::ops::Deref for WriteGuard<'_, T, K> {
     type Target = T;
     fn deref(&self) -> &T {
         bytemuck::from_bytes(&self.inner)
     }
 }
 
-impl<T: Pod, K: ChannelKind> core::ops::DerefMut for WriteGuard<'_, T, K> {
+impl<T: Pod, K: RingKind> core::ops::DerefMut for WriteGuard<'_, T, K> {
     fn deref_mut(&mut self) -> &mut T {
         bytemuck::from_bytes_mut(&mut self.inner)
     }
 }
 
 /// A received `T`, lent in place until the guard drops.
-pub struct ReadGuard<'a, T: Pod, K: ChannelKind> {
+pub struct ReadGuard<'a, T: Pod, K: RingKind> {
     inner: crate::ReadGuard<'a, K>,
     _t: PhantomData<&'a T>,
 }
 
-impl<T: Pod, K: ChannelKind> core::ops::Deref for ReadGuard<'_, T, K> {
+impl<T: Pod, K: RingKind> core::ops::Deref for ReadGuard<'_, T, K> {
     type Target = T;
     fn deref(&self) -> &T {
         bytemuck::from_bytes(&self.inner)
@@ -114,7 +114,7 @@ fn read<T: Pod>(bytes: &[u8]) -> Result<T> {
 }
 
 /// A guard over a byte frame that must be exactly one `T` long.
-fn lend<T: Pod, K: ChannelKind>(inner: crate::ReadGuard<'_, K>) -> Result<ReadGuard<'_, T, K>> {
+fn lend<T: Pod, K: RingKind>(inner: crate::ReadGuard<'_, K>) -> Result<ReadGuard<'_, T, K>> {
     if inner.len() != size_of::<T>() {
         return Err(wrong_length(inner.len(), size_of::<T>()));
     }
@@ -125,7 +125,7 @@ fn lend<T: Pod, K: ChannelKind>(inner: crate::ReadGuard<'_, K>) -> Result<ReadGu
 }
 
 /// A typed guard over reserved bytes.
-fn reserved<T: Pod, K: ChannelKind>(inner: crate::WriteGuard<'_, K>) -> WriteGuard<'_, T, K> {
+fn reserved<T: Pod, K: RingKind>(inner: crate::WriteGuard<'_, K>) -> WriteGuard<'_, T, K> {
     WriteGuard {
         inner,
         _t: PhantomData,
@@ -141,7 +141,7 @@ fn messages_in<T>(capacity: u64) -> u64 {
     capacity.saturating_sub(frame + header) / frame
 }
 
-impl<T: Pod, K: ChannelKind> Sender<T, K> {
+impl<T: Pod, K: RingKind> Sender<T, K> {
     /// Creates the channel under `name`; fails if it exists. The capacity in
     /// [`Options::capacity`] counts messages.
     ///
@@ -284,7 +284,7 @@ impl<T: Pod> Sender<T, Mpsc> {
     }
 }
 
-impl<T: Pod, K: ChannelKind> Receiver<T, K> {
+impl<T: Pod, K: RingKind> Receiver<T, K> {
     /// Creates the channel under `name`; fails if it exists.
     ///
     /// # Errors
@@ -441,7 +441,7 @@ impl<T: Pod> Receiver<T, Mpsc> {
 ///
 /// # Errors
 /// As [`crate::spsc::anonymous`].
-pub fn anonymous<T: Pod, K: ChannelKind>(opts: &Options) -> Result<(Sender<T, K>, Receiver<T, K>)> {
+pub fn anonymous<T: Pod, K: RingKind>(opts: &Options) -> Result<(Sender<T, K>, Receiver<T, K>)> {
     let (tx, rx) = crate::channel::anonymous::<K>(&Shape::typed::<T, K>(opts), opts)?;
     Ok((
         Sender {

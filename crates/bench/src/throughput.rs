@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shmq::{ChannelKind, Options, Receiver, Sender, mpsc, spsc};
+use shmq::{RingKind, Options, Receiver, Sender, mpsc, spsc};
 
 use crate::process;
 use crate::stats::ratio;
@@ -392,7 +392,7 @@ fn recv_batch(size: usize, capacity: u64) -> usize {
 /// The shmq producers' loop: `count` messages of `size` bytes from `producer`,
 /// stamped in batches of [`send_batch`] and sent with one `try_send_batch` each;
 /// when the ring is full, one message goes with `send`, which waits for room.
-fn send_all<K: ChannelKind>(
+fn send_all<K: RingKind>(
     tx: &mut Sender<K>,
     (size, batch): (usize, usize),
     producer: u64,
@@ -444,7 +444,7 @@ fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
 /// The shmq consumer's loop: fires the gun for `producers`, then receives
 /// `total` messages in batches (waiting with `recv` when none is there) and
 /// checks them; returns the seconds it took.
-fn receive_all<K: ChannelKind>(
+fn receive_all<K: RingKind>(
     rx: &mut Receiver<K>,
     gun: &Gun,
     (size, cap): (usize, u64),
