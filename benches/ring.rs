@@ -12,55 +12,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use shmq_ring::{InProcess, Region, WaitConfig, mpsc, spsc};
+use shmq_ring::{Geometry, InProcess, Region, WaitConfig, mpsc, spsc};
 
 const CAP: usize = 1 << 16;
 
 fn spsc_pair() -> (spsc::Producer, spsc::Consumer) {
-    let region = Region::heap(spsc::region_len(CAP));
-    spsc::init(&region, shmq_ring::Geometry::spsc(CAP as u64).unwrap(), 0).expect("init");
+    let g = Geometry::spsc(CAP as u64).expect("geometry");
+    let region = Region::heap(g.region_len());
+    spsc::init(&region, g, 0).expect("init");
     let cfg = WaitConfig::default();
-    let tx = spsc::Producer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .expect("tx");
-    let rx = spsc::Consumer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .expect("rx");
+    let tx = spsc::Producer::attach(&region, g, cfg, Arc::new(InProcess)).expect("tx");
+    let rx = spsc::Consumer::attach(&region, g, cfg, Arc::new(InProcess)).expect("rx");
     (tx, rx)
 }
 
 fn mpsc_pair() -> (mpsc::Producer, mpsc::Consumer) {
-    let region = Region::heap(mpsc::region_len(CAP, 1));
-    mpsc::init(
-        &region,
-        shmq_ring::Geometry::mpsc(CAP as u64, 1).unwrap(),
-        0,
-    )
-    .expect("init");
+    let g = Geometry::mpsc(CAP as u64, 1).expect("geometry");
+    let region = Region::heap(g.region_len());
+    mpsc::init(&region, g, 0).expect("init");
     let cfg = WaitConfig::default();
-    let tx = mpsc::Producer::attach(
-        &region,
-        shmq_ring::Geometry::mpsc(CAP as u64, 1).unwrap(),
-        0,
-        cfg,
-        Arc::new(InProcess),
-    )
-    .expect("tx");
-    let rx = mpsc::Consumer::attach(
-        &region,
-        shmq_ring::Geometry::mpsc(CAP as u64, 1).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .expect("rx");
+    let tx = mpsc::Producer::attach(&region, g, 0, cfg, Arc::new(InProcess)).expect("tx");
+    let rx = mpsc::Consumer::attach(&region, g, cfg, Arc::new(InProcess)).expect("rx");
     (tx, rx)
 }
 

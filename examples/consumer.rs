@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shmq::{RingKind, Error, Options, Receiver, mpsc, spsc};
+use shmq::{Error, Options, Receiver, RingKind, mpsc, spsc};
 
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use shmq::{RingKind, Error, Options, Sender, mpsc, spsc};
+use shmq::{Error, Options, RingKind, Sender, mpsc, spsc};
 
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]

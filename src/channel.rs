@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shmq_ring::{Consumer, Mpsc, Producer};
 
-use crate::attach::{self, RingKind, Handle, Shape, Source};
+use crate::attach::{self, Handle, RingKind, Shape, Source};
 use crate::{Options, Result};
 
 pub use shmq_ring::{ReadGuard, WriteGuard};

@@ -58,7 +58,7 @@ mod options;
 pub mod spsc;
 pub mod typed;
 
-pub use attach::{RingKind, KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
+pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, RingKind};
 pub use channel::{ReadGuard, Receiver, Sender, WriteGuard};
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shmq::{RingKind, Options, Receiver, Sender, mpsc, spsc};
+use shmq::{Options, Receiver, RingKind, Sender, mpsc, spsc};
 
 use crate::process;
 use crate::stats::ratio;
