@@ -111,3 +111,39 @@ impl<K: Kind> Geometry<K> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometries_are_checked_when_made() {
+        assert_eq!(Geometry::spsc(1000), Err(Error::InvalidCapacity(1000)));
+        assert_eq!(Geometry::spsc(32), Err(Error::InvalidCapacity(32)));
+        assert_eq!(Geometry::mpsc(1024, 0), Err(Error::TooManyProducers(0)));
+        assert_eq!(
+            Geometry::mpsc(1024, MAX_PRODUCERS + 1),
+            Err(Error::TooManyProducers(MAX_PRODUCERS + 1))
+        );
+        let g = Geometry::mpsc(1024, MAX_PRODUCERS).unwrap();
+        assert_eq!((g.capacity(), g.producers()), (1024, MAX_PRODUCERS));
+        assert_eq!(g.region_len(), crate::mpsc::region_len(1024, MAX_PRODUCERS));
+        let s = Geometry::spsc(1024).unwrap();
+        assert_eq!(s.region_len(), crate::spsc::region_len(1024));
+    }
+
+    #[test]
+    fn a_region_too_small_for_the_geometry_is_refused() {
+        let g = Geometry::spsc(4096).unwrap();
+        let small = Region::heap(g.region_len() - 8);
+        assert_eq!(
+            crate::spsc::init(&small, g, 0),
+            Err(Error::RegionTooSmall {
+                needed: g.region_len() as u64,
+                len: g.region_len() as u64 - 8,
+            })
+        );
+        let fits = Region::heap(g.region_len());
+        assert_eq!(crate::spsc::init(&fits, g, 0), Ok(()));
+    }
+}

@@ -1,0 +1,113 @@
+//! The generic facade: code written once over `RingKind` works for both kinds,
+//! and every byte form exists for typed channels too.
+
+use std::time::Duration;
+
+use bytemuck::{Pod, Zeroable};
+use shmq::{Error, Mpsc, Options, Receiver, RingKind, Sender, Spsc, mpsc, spsc, typed};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+struct Tick {
+    seq: u64,
+    price: u64,
+}
+
+/// One function for any kind: send `n` messages in batches, receive them in
+/// batches, and check order and content.
+fn round_trip<K: RingKind>(tx: &mut Sender<K>, rx: &mut Receiver<K>, n: u64) {
+    let msgs: Vec<Vec<u8>> = (0..n).map(|i| i.to_le_bytes().to_vec()).collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    while (got.len() as u64) < n {
+        if sent < msgs.len() {
+            match tx.try_send_batch(msgs[sent..].iter().map(Vec::as_slice)) {
+                Ok(k) => sent += k,
+                Err(Error::Full) => {}
+                Err(e) => panic!("batch: {e}"),
+            }
+        }
+        rx.try_recv_batch(64, |m| got.push(u64::from_le_bytes(m.try_into().unwrap())))
+            .expect("recv batch");
+    }
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    assert_eq!(tx.capacity(), rx.capacity());
+    assert_eq!(tx.max_message_len(), rx.max_message_len());
+}
+
+#[test]
+fn one_generic_function_drives_both_kinds() {
+    let opts = Options::new().capacity(4096);
+    let (mut tx, mut rx) = spsc::anonymous(&opts).expect("spsc");
+    round_trip::<Spsc>(&mut tx, &mut rx, 300);
+    let (mut tx, mut rx) = mpsc::anonymous(&opts).expect("mpsc");
+    round_trip::<Mpsc>(&mut tx, &mut rx, 300);
+}
+
+#[test]
+fn typed_mpsc_senders_clone_batch_and_report_capacity() {
+    let opts = Options::new().capacity(100).max_producers(2);
+    let (mut a, mut rx) = mpsc::typed::anonymous::<Tick>(&opts).expect("typed mpsc");
+    let mut b = a.try_clone().expect("second slot");
+    assert_ne!(a.slot().expect("slot a"), b.slot().expect("slot b"));
+    assert!(
+        matches!(a.try_clone(), Err(Error::TooManyProducers { max: 2 })),
+        "a third sender has no slot"
+    );
+    assert!(a.capacity() >= 100, "capacity {} < 100", a.capacity());
+    assert_eq!(a.capacity(), rx.capacity());
+    let ticks: Vec<Tick> = (0..10)
+        .map(|seq| Tick {
+            seq,
+            price: seq * 3,
+        })
+        .collect();
+    assert_eq!(a.try_send_batch(&ticks[..5]).expect("batch a"), 5);
+    assert_eq!(b.try_send_batch(&ticks[5..]).expect("batch b"), 5);
+    let mut got = Vec::new();
+    assert_eq!(rx.try_recv_batch(64, |t| got.push(t)).expect("recv"), 10);
+    assert_eq!(got, ticks);
+    rx.expect_producers(2).expect("expect");
+    assert_eq!(rx.producer_attachments().expect("attachments"), 2);
+    assert_eq!(rx.reclaimed().expect("reclaimed"), 0);
+}
+
+#[test]
+fn typed_channels_are_generic_over_the_kind() {
+    fn echo<K: RingKind>(
+        (mut tx, mut rx): (typed::Sender<Tick, K>, typed::Receiver<Tick, K>),
+    ) -> Tick {
+        let mut slot = tx.reserve_timeout(Duration::from_secs(5)).expect("reserve");
+        *slot = Tick { seq: 7, price: 11 };
+        slot.commit();
+        let t = *rx.recv_ref_timeout(Duration::from_secs(5)).expect("recv");
+        t
+    }
+    let opts = Options::new();
+    let want = Tick { seq: 7, price: 11 };
+    assert_eq!(echo(typed::anonymous::<Tick, Spsc>(&opts).unwrap()), want);
+    assert_eq!(echo(typed::anonymous::<Tick, Mpsc>(&opts).unwrap()), want);
+}
+
+#[test]
+fn a_typed_channel_exports_its_descriptor() {
+    let (tx, _rx) = spsc::typed::anonymous::<Tick>(&Options::new()).expect("typed");
+    let fd = tx.export_fd().expect("export");
+    let mut other =
+        spsc::typed::Receiver::<Tick>::from_fd(fd, &Options::new()).expect("open from fd");
+    assert!(matches!(other.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn message_footprint_is_the_frame_a_message_takes() {
+    assert_eq!(shmq::message_footprint(0), 8);
+    assert_eq!(shmq::message_footprint(1), 16);
+    assert_eq!(shmq::message_footprint(64), 72);
+    // A ring of 4096 bytes takes (4096 - 8) / 72 frames of 64 bytes before it is full.
+    let (mut tx, _rx) = spsc::anonymous(&Options::new().capacity(4096)).expect("spsc");
+    let mut n = 0;
+    while tx.try_send(&[0; 64]).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, (4096 - 8) / shmq::message_footprint(64));
+}
