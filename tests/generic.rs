@@ -80,8 +80,7 @@ fn typed_channels_are_generic_over_the_kind() {
         let mut slot = tx.reserve_timeout(Duration::from_secs(5)).expect("reserve");
         *slot = Tick { seq: 7, price: 11 };
         slot.commit();
-        let t = *rx.recv_ref_timeout(Duration::from_secs(5)).expect("recv");
-        t
+        *rx.recv_ref_timeout(Duration::from_secs(5)).expect("recv")
     }
     let opts = Options::new();
     let want = Tick { seq: 7, price: 11 };
