@@ -409,22 +409,27 @@ impl ProducerCore {
 impl crate::kind::ProducerCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = false;
 
+    #[inline]
     fn local(&self) -> &Local {
         &self.local
     }
 
+    #[inline]
     fn local_mut(&mut self) -> &mut Local {
         &mut self.local
     }
 
+    #[inline]
     fn data(&self) -> &Data {
         &self.sh.data
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         self.sh.cap
     }
 
+    #[inline]
     fn max_payload(&self) -> usize {
         self.max_payload
     }
@@ -471,6 +476,7 @@ impl crate::kind::ProducerCore for ProducerCore {
         t.wrapping_sub(head).wrapping_add((pad + f) as u64) <= sh.cap as u64
     }
 
+    #[inline]
     fn space_words(&self) -> (&FutexWord, &AtomicU32) {
         (
             &self.sh.ctl.wake.space_seq,
@@ -478,10 +484,12 @@ impl crate::kind::ProducerCore for ProducerCore {
         )
     }
 
+    #[inline]
     fn ends(&self) -> &Ends {
         &self.sh.ctl.ends
     }
 
+    #[inline]
     fn parts(&mut self) -> (&mut Local, &Ends) {
         (&mut self.local, &self.sh.ctl.ends)
     }
@@ -771,18 +779,22 @@ impl ConsumerCore {
 }
 
 impl crate::kind::ConsumerCore for ConsumerCore {
+    #[inline]
     fn local(&self) -> &Local {
         &self.local
     }
 
+    #[inline]
     fn local_mut(&mut self) -> &mut Local {
         &mut self.local
     }
 
+    #[inline]
     fn data(&self) -> &Data {
         &self.sh.data
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         self.sh.cap
     }
@@ -911,6 +923,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         Err(Error::Disconnected(why))
     }
 
+    #[inline]
     fn data_words(&self) -> (&FutexWord, &AtomicU32) {
         (
             &self.sh.ctl.wake.data_seq,
@@ -918,6 +931,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         )
     }
 
+    #[inline]
     fn ends(&self) -> &Ends {
         &self.sh.ctl.ends
     }

@@ -385,22 +385,27 @@ impl ProducerCore {
 impl crate::kind::ProducerCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
+    #[inline]
     fn local(&self) -> &Local {
         &self.local
     }
 
+    #[inline]
     fn local_mut(&mut self) -> &mut Local {
         &mut self.local
     }
 
+    #[inline]
     fn data(&self) -> &Data {
         &self.data
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         self.cap
     }
 
+    #[inline]
     fn max_payload(&self) -> usize {
         self.max_payload
     }
@@ -439,14 +444,17 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.tail.wrapping_sub(head).wrapping_add(need) <= self.cap as u64
     }
 
+    #[inline]
     fn space_words(&self) -> (&FutexWord, &AtomicU32) {
         (&self.ctl.wake.space_seq, &self.ctl.wake.producers_waiting)
     }
 
+    #[inline]
     fn ends(&self) -> &Ends {
         &self.ctl.ends
     }
 
+    #[inline]
     fn parts(&mut self) -> (&mut Local, &Ends) {
         (&mut self.local, &self.ctl.ends)
     }
@@ -543,18 +551,22 @@ impl Consumer {
 }
 
 impl crate::kind::ConsumerCore for ConsumerCore {
+    #[inline]
     fn local(&self) -> &Local {
         &self.local
     }
 
+    #[inline]
     fn local_mut(&mut self) -> &mut Local {
         &mut self.local
     }
 
+    #[inline]
     fn data(&self) -> &Data {
         &self.data
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
         self.cap
     }
@@ -646,10 +658,12 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         }
     }
 
+    #[inline]
     fn data_words(&self) -> (&FutexWord, &AtomicU32) {
         (&self.ctl.wake.data_seq, &self.ctl.wake.consumer_waiting)
     }
 
+    #[inline]
     fn ends(&self) -> &Ends {
         &self.ctl.ends
     }

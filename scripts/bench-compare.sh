@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Compares the criterion `ring` benchmarks of an earlier commit with the working
+# tree, in interleaved rounds on this machine (old, new, old, new, ...), and prints
+# per benchmark the median of each side and the median of the per-round ratios
+# new/old. The machine is shared and noisy: only the ratios within one run mean
+# anything, and a quiet machine (check `uptime`) is needed for them to mean much.
+#
+#   bash scripts/bench-compare.sh 9902d95            # 3 rounds
+#   ROUNDS=5 bash scripts/bench-compare.sh 9902d95
+#
+# The old commit is checked out in target/bench-compare/old (a detached worktree)
+# and built with its own target directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+old_rev=${1:?usage: bench-compare.sh OLD_REV}
+rounds=${ROUNDS:-3}
+work=$PWD/target/bench-compare
+mkdir -p "$work"
+
+bench_bin() { # the `ring` bench executable built in $1 with target dir $2
+  (cd "$1" && CARGO_TARGET_DIR=$2 cargo bench --bench ring --no-run --message-format=json 2>/dev/null) |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ring" and m.get("executable"):
+        print(m["executable"])'
+}
+
+if [[ ! -d $work/old ]]; then
+  git worktree add --detach "$work/old" "$old_rev" >/dev/null
+else
+  git -C "$work/old" checkout --detach -q "$old_rev"
+fi
+old=$(bench_bin "$work/old" "$work/target-old")
+new=$(bench_bin "$PWD" "$PWD/target")
+echo "old: $old_rev ($old)"
+echo "new: working tree ($new)"
+echo "load: $(uptime)"
+
+for r in $(seq 1 "$rounds"); do
+  for side in old new; do
+    bin=$old
+    [[ $side == new ]] && bin=$new
+    echo "round $r: $side"
+    "$bin" --bench --noplot >"$work/$side-$r.txt" 2>&1
+  done
+done
+
+python3 - "$work" "$rounds" <<'EOF'
+import re, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+unit = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6}
+def parse(path):
+    # "Benchmarking NAME..." names the benchmark; its first "time: [lo mid hi]"
+    # line with a time unit is the estimate (later "time:" lines are changes).
+    out, name = {}, None
+    for line in open(path, encoding="utf-8", errors="replace"):
+        m = re.match(r"^Benchmarking ([^:\s]+)", line)
+        if m:
+            name = m.group(1)
+            continue
+        m = re.search(r"time:\s+\[\S+ \S+ (\S+) (ps|ns|µs|us|ms) \S+ \S+\]", line)
+        if m and name and name not in out:
+            out[name] = float(m.group(1)) * unit[m.group(2)]
+    return out
+runs = {s: [parse(f"{work}/{s}-{r}.txt") for r in range(1, rounds + 1)] for s in ("old", "new")}
+names = [n for n in runs["old"][0] if all(n in x for x in runs["old"] + runs["new"])]
+print(f"\n{'benchmark':34} {'old ns':>9} {'new ns':>9} {'new/old':>8}   (medians; ratio = median of per-round ratios)")
+for n in names:
+    o = [x[n] for x in runs["old"]]
+    w = [x[n] for x in runs["new"]]
+    ratio = statistics.median(b / a for a, b in zip(o, w))
+    print(f"{n:34} {statistics.median(o):9.1f} {statistics.median(w):9.1f} {ratio:8.3f}")
+EOF
