@@ -381,15 +381,15 @@ impl<T: Pod, K: RingKind> Receiver<T, K> {
     /// all with one store. Returns how many were handed over.
     ///
     /// # Errors
-    /// As [`crate::Receiver::try_recv_batch`]; a frame of the wrong size is
-    /// `Corrupted` (the values before it were handed over).
+    /// As [`crate::Receiver::try_recv_batch`]; a frame of the wrong size (a peer
+    /// that broke the protocol) is `Corrupted`, reported after the batch: every
+    /// well-formed value in it was handed over, the malformed ones were not.
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(T)) -> Result<usize> {
         let mut bad = None;
         let n = self
             .inner
             .try_recv_batch(max, |bytes| match read::<T>(bytes) {
-                Ok(v) if bad.is_none() => each(v),
-                Ok(_) => {}
+                Ok(v) => each(v),
                 Err(e) => {
                     bad.get_or_insert(e);
                 }
