@@ -11,7 +11,7 @@
 //! knows (its kind, endpoint count, capacity, element fields). Tools render them;
 //! nothing here turns a finding into text.
 
-use shmq_ring::inspect::{self as ring, EndStateKind, RingView};
+use shmq_ring::inspect::{self as ring, RingView};
 use shmq_segment::{self as segment, Expect, HeaderInfo, Peek, Segment, SegmentOptions};
 
 use crate::attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
@@ -285,7 +285,7 @@ impl Header {
 
 /// Which endpoint's state word a ring finding is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum End {
+pub enum Endpoint {
     /// The consumer.
     Consumer,
     /// The SPSC producer.
@@ -312,7 +312,7 @@ pub enum Field {
         position: u64,
     },
     /// An endpoint's state word in the ring.
-    EndState(End),
+    EndpointState(Endpoint),
 }
 
 /// What a check requires of a field.
@@ -433,15 +433,15 @@ impl Finding {
 
     fn of_ring(f: &ring::RingFinding) -> Finding {
         let end = |e| match e {
-            ring::End::Consumer => End::Consumer,
-            ring::End::Producer => End::Producer,
-            ring::End::ProducerSlot(i) => End::ProducerSlot(i),
+            ring::EndpointName::Consumer => Endpoint::Consumer,
+            ring::EndpointName::Producer => Endpoint::Producer,
+            ring::EndpointName::ProducerSlot(i) => Endpoint::ProducerSlot(i),
         };
         let field = match f.field {
             ring::RingField::Head => Field::Head,
             ring::RingField::Tail => Field::Tail,
             ring::RingField::Frame { position } => Field::Frame { position },
-            ring::RingField::EndState(e) => Field::EndState(end(e)),
+            ring::RingField::EndpointState(e) => Field::EndpointState(end(e)),
         };
         let expected = match f.expected {
             ring::RingExpected::Aligned => Expected::Aligned,
@@ -464,7 +464,7 @@ impl Finding {
 /// What an endpoint's state word in the ring says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum EndState {
+pub enum EndpointState {
     /// Never attached.
     Never,
     /// Attached (alive or dead: see [`EndpointReport::status`]).
@@ -477,23 +477,23 @@ pub enum EndState {
 
 /// One endpoint as the ring's state words describe it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndReport {
+pub struct EndpointRecord {
     /// Its state.
-    pub state: EndState,
+    pub state: EndpointState,
     /// How many times it has been attached.
     pub incarnation: u32,
     /// MPSC producers: the position of a claim whose header is not written yet.
     pub pending_claim: Option<u64>,
 }
 
-impl EndReport {
-    fn of(v: &ring::EndView) -> EndReport {
-        EndReport {
+impl EndpointRecord {
+    fn of(v: &ring::EndpointView) -> EndpointRecord {
+        EndpointRecord {
             state: match v.state {
-                EndStateKind::Never => EndState::Never,
-                EndStateKind::Attached => EndState::Attached,
-                EndStateKind::Closed => EndState::Closed,
-                EndStateKind::Invalid(x) => EndState::Invalid(x),
+                ring::EndpointState::Never => EndpointState::Never,
+                ring::EndpointState::Attached => EndpointState::Attached,
+                ring::EndpointState::Closed => EndpointState::Closed,
+                ring::EndpointState::Invalid(x) => EndpointState::Invalid(x),
             },
             incarnation: v.incarnation,
             pending_claim: v.pending_claim,
@@ -522,9 +522,9 @@ pub struct RingReport {
     /// MPSC: claims not yet committed (or never to be, if their producer died).
     pub uncommitted: u64,
     /// The consumer.
-    pub consumer: EndReport,
+    pub consumer: EndpointRecord,
     /// The producer (SPSC: one) or producer slots (MPSC).
-    pub producers: Vec<EndReport>,
+    pub producers: Vec<EndpointRecord>,
     /// The consumer has announced that it sleeps.
     pub consumer_waiting: bool,
     /// Some producer has announced that it sleeps.
@@ -542,8 +542,8 @@ impl RingReport {
             messages: v.messages,
             message_bytes: v.message_bytes,
             uncommitted: v.uncommitted,
-            consumer: EndReport::of(&v.consumer),
-            producers: v.producers.iter().map(EndReport::of).collect(),
+            consumer: EndpointRecord::of(&v.consumer),
+            producers: v.producers.iter().map(EndpointRecord::of).collect(),
             consumer_waiting: v.consumer_waiting,
             producers_waiting: v.producers_waiting,
         }
@@ -839,8 +839,8 @@ fn endpoints(
         });
         let status = match (end.alive, state) {
             (true, _) => EndpointStatus::Alive,
-            (false, Some(EndState::Closed)) => EndpointStatus::Closed,
-            (false, Some(EndState::Attached)) => EndpointStatus::Dead,
+            (false, Some(EndpointState::Closed)) => EndpointStatus::Closed,
+            (false, Some(EndpointState::Attached)) => EndpointStatus::Dead,
             (false, None) if end.attaches > 0 => EndpointStatus::Gone,
             (false, _) => EndpointStatus::Never,
         };

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
-use shmq::inspect::{ChannelKind, End, EndState, EndpointStatus, Field, Report};
+use shmq::inspect::{ChannelKind, Endpoint, EndpointState, EndpointStatus, Field, Report};
 
 use crate::cli::InspectArgs;
 use crate::error::{CliError, Result};
@@ -186,17 +186,17 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
             v.consumer.incarnation,
             if v.consumer_waiting { ", sleeping" } else { "" }
         ),
-        notes(r, Field::EndState(End::Consumer)),
+        notes(r, Field::EndpointState(Endpoint::Consumer)),
     );
     let mpsc = r.kind.is_some_and(ChannelKind::is_mpsc);
     for (i, p) in (0u16..).zip(&v.producers) {
-        if mpsc && p.state == EndState::Never && p.pending_claim.is_none() {
+        if mpsc && p.state == EndpointState::Never && p.pending_claim.is_none() {
             continue;
         }
         let (label, end) = if mpsc {
-            (format!("producer {i}"), End::ProducerSlot(i))
+            (format!("producer {i}"), Endpoint::ProducerSlot(i))
         } else {
-            ("producer".into(), End::Producer)
+            ("producer".into(), Endpoint::Producer)
         };
         let claim = p
             .pending_claim
@@ -211,14 +211,14 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
                 report::end_state_str(p.state),
                 p.incarnation
             ),
-            notes(r, Field::EndState(end)),
+            notes(r, Field::EndpointState(end)),
         );
     }
     if mpsc {
         let never = v
             .producers
             .iter()
-            .filter(|p| p.state == EndState::Never && p.pending_claim.is_none())
+            .filter(|p| p.state == EndpointState::Never && p.pending_claim.is_none())
             .count();
         if never > 0 {
             field(s, out, "unused slots", never, None);

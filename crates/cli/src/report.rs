@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 use shmq::inspect::{
-    ChannelKind, End, EndReport, EndState, EndpointReport, EndpointStatus, Expected, Field,
-    Finding, HeaderField, HeaderState, Report, RingReport, Severity,
+    ChannelKind, Endpoint, EndpointRecord, EndpointReport, EndpointState, EndpointStatus, Expected,
+    Field, Finding, HeaderField, HeaderState, Report, RingReport, Severity,
 };
 
 use crate::out::{self, Style};
@@ -105,10 +105,10 @@ fn subject(field: Field) -> String {
         Field::Head => "ring head".into(),
         Field::Tail => "ring tail".into(),
         Field::Frame { position } => format!("frame at position {position}"),
-        Field::EndState(e) => match e {
-            End::Consumer => "consumer state".into(),
-            End::Producer => "producer state".into(),
-            End::ProducerSlot(i) => format!("producer {i} state"),
+        Field::EndpointState(e) => match e {
+            Endpoint::Consumer => "consumer state".into(),
+            Endpoint::Producer => "producer state".into(),
+            Endpoint::ProducerSlot(i) => format!("producer {i} state"),
         },
         _ => "segment".into(),
     }
@@ -151,7 +151,7 @@ fn expected(f: &Finding) -> String {
 /// What was found, in words.
 fn found(f: &Finding) -> String {
     match (f.field, f.expected) {
-        (_, Expected::Frame(_)) | (Field::EndState(_), _) => format!("{:#x}", f.found),
+        (_, Expected::Frame(_)) | (Field::EndpointState(_), _) => format!("{:#x}", f.found),
         (Field::Header(h), _) => value(h, f.found),
         _ => f.found.to_string(),
     }
@@ -229,9 +229,9 @@ fn finding_json(f: &Finding) -> Value {
         Field::Head => ("head", None, None),
         Field::Tail => ("tail", None, None),
         Field::Frame { position } => ("frame", Some(position), None),
-        Field::EndState(End::Consumer) => ("consumer_state", None, None),
-        Field::EndState(End::Producer) => ("producer_state", None, None),
-        Field::EndState(End::ProducerSlot(i)) => ("producer_state", None, Some(i)),
+        Field::EndpointState(Endpoint::Consumer) => ("consumer_state", None, None),
+        Field::EndpointState(Endpoint::Producer) => ("producer_state", None, None),
+        Field::EndpointState(Endpoint::ProducerSlot(i)) => ("producer_state", None, Some(i)),
         _ => ("other", None, None),
     };
     json!({
@@ -370,18 +370,18 @@ pub fn state_word(r: &Report) -> (String, Style) {
 }
 
 /// An end-state word as text.
-pub fn end_state_str(s: EndState) -> String {
+pub fn end_state_str(s: EndpointState) -> String {
     match s {
-        EndState::Never => "never".into(),
-        EndState::Attached => "attached".into(),
-        EndState::Closed => "closed".into(),
-        EndState::Invalid(v) => format!("invalid {v:#x}"),
+        EndpointState::Never => "never".into(),
+        EndpointState::Attached => "attached".into(),
+        EndpointState::Closed => "closed".into(),
+        EndpointState::Invalid(v) => format!("invalid {v:#x}"),
         _ => "unknown".into(),
     }
 }
 
 /// A ring endpoint's state words as JSON.
-fn end_view(v: &EndReport) -> Value {
+fn end_view(v: &EndpointRecord) -> Value {
     json!({
         "state": end_state_str(v.state),
         "incarnation": v.incarnation,

@@ -15,7 +15,7 @@ use crate::{mpsc, spsc};
 
 /// What an endpoint's state word says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndStateKind {
+pub enum EndpointState {
     /// Never attached.
     Never,
     /// Attached (alive or dead: ask the segment's liveness marker).
@@ -28,9 +28,9 @@ pub enum EndStateKind {
 
 /// One endpoint as its state words describe it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndView {
+pub struct EndpointView {
     /// Its state.
-    pub state: EndStateKind,
+    pub state: EndpointState,
     /// How many times it has been attached.
     pub incarnation: u32,
     /// MPSC producers: the position of a claim whose header is not written yet.
@@ -39,7 +39,7 @@ pub struct EndView {
 
 /// Which endpoint a state word belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum End {
+pub enum EndpointName {
     /// The consumer.
     Consumer,
     /// The SPSC producer.
@@ -61,7 +61,7 @@ pub enum RingField {
         position: u64,
     },
     /// An endpoint's state word.
-    EndState(End),
+    EndpointState(EndpointName),
 }
 
 /// What a ring check requires.
@@ -119,9 +119,9 @@ pub struct RingView {
     /// MPSC: claims not yet committed (or never to be, if their producer died).
     pub uncommitted: u64,
     /// The consumer.
-    pub consumer: EndView,
+    pub consumer: EndpointView,
     /// The producer (SPSC: one) or producer slots (MPSC).
-    pub producers: Vec<EndView>,
+    pub producers: Vec<EndpointView>,
     /// The consumer has announced that it sleeps.
     pub consumer_waiting: bool,
     /// Some producer has announced that it sleeps.
@@ -130,23 +130,23 @@ pub struct RingView {
     pub problems: Vec<RingFinding>,
 }
 
-fn end_view(e: &EndState, end: End, problems: &mut Vec<RingFinding>) -> EndView {
+fn end_view(e: &EndState, end: EndpointName, problems: &mut Vec<RingFinding>) -> EndpointView {
     // Acquire: pairs with the Release stores of `state` in `EndState::attach` and
     // `EndState::close`.
     let state = match e.state.load(Ordering::Acquire) {
-        NEVER => EndStateKind::Never,
-        ATTACHED => EndStateKind::Attached,
-        CLOSED => EndStateKind::Closed,
+        NEVER => EndpointState::Never,
+        ATTACHED => EndpointState::Attached,
+        CLOSED => EndpointState::Closed,
         v => {
             problems.push(RingFinding {
-                field: RingField::EndState(end),
+                field: RingField::EndpointState(end),
                 expected: RingExpected::KnownState,
                 found: v.into(),
             });
-            EndStateKind::Invalid(v)
+            EndpointState::Invalid(v)
         }
     };
-    EndView {
+    EndpointView {
         state,
         // Acquire: as `state`; `EndState::attach` bumps it before its Release store.
         incarnation: e.incarnation.load(Ordering::Acquire),
@@ -265,8 +265,8 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
             }
         }
     }
-    let consumer = end_view(&ctl.ends.consumer, End::Consumer, &mut problems);
-    let producer = end_view(&ctl.ends.producer, End::Producer, &mut problems);
+    let consumer = end_view(&ctl.ends.consumer, EndpointName::Consumer, &mut problems);
+    let producer = end_view(&ctl.ends.producer, EndpointName::Producer, &mut problems);
     Ok(RingView {
         capacity: cap,
         head,
@@ -351,11 +351,11 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
             }
         }
     }
-    let consumer = end_view(&ctl.ends.consumer, End::Consumer, &mut problems);
-    let producers: Vec<EndView> = (0u16..)
+    let consumer = end_view(&ctl.ends.consumer, EndpointName::Consumer, &mut problems);
+    let producers: Vec<EndpointView> = (0u16..)
         .zip(slots.iter())
         .map(|(i, s)| {
-            let mut v = end_view(&s.end, End::ProducerSlot(i), &mut problems);
+            let mut v = end_view(&s.end, EndpointName::ProducerSlot(i), &mut problems);
             // Acquire: pairs with the Release store of NO_CLAIM when a producer
             // commits (`mpsc.rs`); the claim is shown, never followed.
             let c = s.claim.load(Ordering::Acquire);
@@ -409,8 +409,8 @@ mod tests {
             (v.messages, v.message_bytes, v.used_bytes),
             (5, 50, Some(5 * 24))
         );
-        assert_eq!(v.producers[0].state, EndStateKind::Attached);
-        assert_eq!(v.consumer.state, EndStateKind::Never);
+        assert_eq!(v.producers[0].state, EndpointState::Attached);
+        assert_eq!(v.consumer.state, EndpointState::Never);
         assert!(v.problems.is_empty());
         r.store_word(128, 3); // head not aligned
         r.store_word(spsc::CONTROL_LEN, 0xdead_beef_0000_0001);
@@ -453,7 +453,7 @@ mod tests {
         std::mem::forget(g);
         let v = mpsc(&r, cap as u64, 2).unwrap();
         assert_eq!((v.messages, v.uncommitted), (1, 1));
-        assert_eq!(v.producers[1].state, EndStateKind::Attached);
-        assert_eq!(v.producers[0].state, EndStateKind::Never);
+        assert_eq!(v.producers[1].state, EndpointState::Attached);
+        assert_eq!(v.producers[0].state, EndpointState::Never);
     }
 }
