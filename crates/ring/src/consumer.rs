@@ -7,14 +7,14 @@
 //! core's protocol keeps producers from writing it meanwhile.
 #![allow(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::kind::{ConsumerCore, Kind, Readable};
+use crate::kind::{ConsumerCore, EndCore, Kind, Readable};
 use crate::producer::Wait;
 use crate::region::Lent;
-use crate::sync::{self, AtomicU32, FutexWord};
-use crate::wait::{self, Side, WaitConfig};
+use crate::sync;
+use crate::wait::{self, WaitConfig, Waiting};
 
 /// The receiving side of a ring of kind `K` ([`crate::spsc::Consumer`],
 /// [`crate::mpsc::Consumer`]).
@@ -200,13 +200,12 @@ impl<K: Kind> Consumer<K> {
             }
             Wait::Until(deadline) => {
                 let cfg = self.core.local().cfg;
-                wait::block(
-                    &mut Messages {
-                        core: &mut self.core,
-                    },
-                    &cfg,
-                    deadline,
-                )
+                let mut waiting = Waiting {
+                    core: &mut self.core,
+                    attempt: |c: &mut K::Consumer| c.peek(),
+                    ready: |c: &mut K::Consumer| matches!(c.peek(), Ok(Some(_)) | Err(_)),
+                };
+                wait::block(&mut waiting, &cfg, deadline)
             }
         }
     }
@@ -218,43 +217,6 @@ impl<K: Kind> Drop for Consumer<K> {
         if !sync::model_unwinding() {
             self.close();
         }
-    }
-}
-
-/// A consumer waiting for a message.
-struct Messages<'a, C> {
-    core: &'a mut C,
-}
-
-impl<C: ConsumerCore> Side for Messages<'_, C> {
-    type Token = Readable;
-
-    fn attempt(&mut self) -> Result<Option<Readable>> {
-        self.core.peek()
-    }
-
-    fn ready(&mut self) -> bool {
-        matches!(self.core.peek(), Ok(Some(_)) | Err(_)) || self.epoch_changed()
-    }
-
-    fn epoch_changed(&self) -> bool {
-        self.core.local().epoch_changed(&self.core.ends().epoch)
-    }
-
-    fn words(&self) -> (&FutexWord, &AtomicU32) {
-        self.core.data_words()
-    }
-
-    fn exclusive(&self) -> bool {
-        true
-    }
-
-    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
-        self.core.local_mut().look_due_at(now, slice)
-    }
-
-    fn check_peer(&mut self) -> Result<()> {
-        self.core.check_producers()
     }
 }
 

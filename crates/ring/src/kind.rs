@@ -90,9 +90,9 @@ pub struct Claim {
     pub(crate) pad_at: usize,
 }
 
-/// What a producer core does; the rest is written once in [`crate::Producer`].
+/// What every core, producer or consumer, has.
 #[doc(hidden)]
-pub trait ProducerCore: Send + Sized {
+pub trait EndCore: Send + Sized {
     /// Whether this side alone sleeps on its waiting flag (then it clears the
     /// flag itself after waking; a shared flag is cleared only by notifiers).
     const EXCLUSIVE_WAIT: bool;
@@ -104,6 +104,23 @@ pub trait ProducerCore: Send + Sized {
     fn data(&self) -> &Data;
     /// Capacity of the data area in bytes.
     fn capacity(&self) -> usize;
+    /// The endpoints' states and epoch.
+    fn ends(&self) -> &Ends;
+    /// The futex sequence this side sleeps on, and its waiting flag.
+    fn wait_words(&self) -> (&FutexWord, &AtomicU32);
+    /// Full look at the peer(s), which may make system calls: `Err` when the
+    /// operation can never complete (the peer is gone). MPSC consumers also
+    /// reclaim dead producers' claims here.
+    fn check_peer(&mut self) -> Result<()>;
+    /// Bytes published and not yet consumed, as far as this end can tell.
+    fn len_hint(&self) -> usize;
+    /// Marks the end closed in shared memory and wakes the peer(s).
+    fn announce_close(&mut self);
+}
+
+/// What a producer core does; the rest is written once in [`crate::Producer`].
+#[doc(hidden)]
+pub trait ProducerCore: EndCore {
     /// The largest message this ring takes.
     fn max_payload(&self) -> usize;
     /// Room for one message of `len` bytes now (`Ok(None)`: full). Refuses a
@@ -121,43 +138,19 @@ pub trait ProducerCore: Send + Sized {
         self.local().check()?;
         consumer_closed(self.ends())?;
         if self.local_mut().look_due() {
-            self.check_consumer()?;
+            self.check_peer()?;
         }
         Ok(())
     }
     /// Cheap re-check after the waiting flag is set: is there room for `len`?
     fn room_ready(&self, len: usize) -> bool;
-    /// The futex sequence a waiting producer sleeps on, and its waiting flag.
-    fn space_words(&self) -> (&FutexWord, &AtomicU32);
-    /// The endpoints' states and epoch.
-    fn ends(&self) -> &Ends;
-    /// The private state and the endpoints' states at once.
-    fn parts(&mut self) -> (&mut Local, &Ends);
-    /// Full look at the consumer: `Err(Disconnected)` if it is gone.
-    #[cold]
-    fn check_consumer(&mut self) -> Result<()> {
-        let (local, ends) = self.parts();
-        local.check_consumer(ends)
-    }
     /// Sends as many of `msgs` as fit now with one publication.
     fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize>;
-    /// Bytes published and not yet consumed, as far as this end can tell.
-    fn len_hint(&self) -> usize;
-    /// Marks the producer closed in shared memory and wakes the consumer.
-    fn announce_close(&mut self);
 }
 
 /// What a consumer core does; the rest is written once in [`crate::Consumer`].
 #[doc(hidden)]
-pub trait ConsumerCore: Send + Sized {
-    /// The end's private state.
-    fn local(&self) -> &Local;
-    /// The end's private state, mutably.
-    fn local_mut(&mut self) -> &mut Local;
-    /// The data area.
-    fn data(&self) -> &Data;
-    /// Capacity of the data area in bytes.
-    fn capacity(&self) -> usize;
+pub trait ConsumerCore: EndCore {
     /// The next readable frame, skipping padding (`Ok(None)`: nothing yet).
     fn peek(&mut self) -> Result<Option<Readable>>;
     /// Moves past a frame that was read (its space is released later).
@@ -168,15 +161,4 @@ pub trait ConsumerCore: Send + Sized {
     /// After a non-blocking peek found nothing: `Err(Disconnected)` if the
     /// producers are gone and nothing is left (rate-limited).
     fn empty_or_gone(&mut self) -> Result<()>;
-    /// Full look at the producers (reclaiming dead claims where the kind has
-    /// them): `Err(Disconnected)` if they are gone and nothing is left.
-    fn check_producers(&mut self) -> Result<()>;
-    /// The futex sequence the consumer sleeps on, and its waiting flag.
-    fn data_words(&self) -> (&FutexWord, &AtomicU32);
-    /// The endpoints' states and epoch.
-    fn ends(&self) -> &Ends;
-    /// Bytes published and not yet consumed.
-    fn len_hint(&self) -> usize;
-    /// Marks the consumer closed in shared memory and wakes the producers.
-    fn announce_close(&mut self);
 }

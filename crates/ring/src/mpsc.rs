@@ -61,7 +61,7 @@ use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
 use crate::geometry::Geometry;
-use crate::kind::{Claim, Mpsc, Readable};
+use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Mpsc, Readable};
 use crate::local::{Local, consumer_closed};
 use crate::peer::PeerStatus;
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
@@ -406,7 +406,7 @@ impl ProducerCore {
     }
 }
 
-impl crate::kind::ProducerCore for ProducerCore {
+impl crate::kind::EndCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = false;
 
     #[inline]
@@ -429,6 +429,41 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.sh.cap
     }
 
+    #[inline]
+    fn ends(&self) -> &Ends {
+        &self.sh.ctl.ends
+    }
+
+    #[inline]
+    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
+        (
+            &self.sh.ctl.wake.space_seq,
+            &self.sh.ctl.wake.producers_waiting,
+        )
+    }
+
+    #[cold]
+    fn check_peer(&mut self) -> Result<()> {
+        self.local.check_consumer(&self.sh.ctl.ends)
+    }
+
+    fn len_hint(&self) -> usize {
+        // Acquire: pairs with the consumer's Release store of `head`.
+        let head = self.sh.ctl.head.pos.load(Ordering::Acquire);
+        // Relaxed: a hint.
+        let tail = self.sh.ctl.tail.load(Ordering::Relaxed);
+        (tail.wrapping_sub(head) as usize).min(self.sh.cap)
+    }
+
+    fn announce_close(&mut self) {
+        let sh = &self.sh;
+        sh.slot(self.slot)
+            .end
+            .close(&sh.ctl.ends.epoch, &sh.ctl.wake);
+    }
+}
+
+impl crate::kind::ProducerCore for ProducerCore {
     #[inline]
     fn max_payload(&self) -> usize {
         self.max_payload
@@ -474,24 +509,6 @@ impl crate::kind::ProducerCore for ProducerCore {
         let o = (t & sh.mask) as usize;
         let pad = if o + f <= sh.cap { 0 } else { sh.cap - o };
         t.wrapping_sub(head).wrapping_add((pad + f) as u64) <= sh.cap as u64
-    }
-
-    #[inline]
-    fn space_words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.sh.ctl.wake.space_seq,
-            &self.sh.ctl.wake.producers_waiting,
-        )
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.sh.ctl.ends
-    }
-
-    #[inline]
-    fn parts(&mut self) -> (&mut Local, &Ends) {
-        (&mut self.local, &self.sh.ctl.ends)
     }
 
     /// At most 64 messages, with one claim (a single compare-and-swap of `tail`)
@@ -599,21 +616,6 @@ impl crate::kind::ProducerCore for ProducerCore {
         failpoint::hit("after_commit_before_wake");
         sh.ctl.wake.notify_data();
         Ok(n)
-    }
-
-    fn len_hint(&self) -> usize {
-        // Acquire: pairs with the consumer's Release store of `head`.
-        let head = self.sh.ctl.head.pos.load(Ordering::Acquire);
-        // Relaxed: a hint.
-        let tail = self.sh.ctl.tail.load(Ordering::Relaxed);
-        (tail.wrapping_sub(head) as usize).min(self.sh.cap)
-    }
-
-    fn announce_close(&mut self) {
-        let sh = &self.sh;
-        sh.slot(self.slot)
-            .end
-            .close(&sh.ctl.ends.epoch, &sh.ctl.wake);
     }
 }
 
@@ -778,7 +780,9 @@ impl ConsumerCore {
     }
 }
 
-impl crate::kind::ConsumerCore for ConsumerCore {
+impl crate::kind::EndCore for ConsumerCore {
+    const EXCLUSIVE_WAIT: bool = true;
+
     #[inline]
     fn local(&self) -> &Local {
         &self.local
@@ -799,6 +803,86 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         self.sh.cap
     }
 
+    #[inline]
+    fn ends(&self) -> &Ends {
+        &self.sh.ctl.ends
+    }
+
+    #[inline]
+    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
+        (
+            &self.sh.ctl.wake.data_seq,
+            &self.sh.ctl.wake.consumer_waiting,
+        )
+    }
+
+    /// Reclaims dead claims, then `Err(Disconnected)` if every producer that
+    /// attached is gone and nothing is left to receive.
+    #[cold]
+    fn check_peer(&mut self) -> Result<()> {
+        self.local.begin_look(&self.sh.ctl.ends.epoch)?;
+        // Bounded: each reclamation moves `head` on by at least 8 bytes, so a lap's
+        // worth is all an honest ring can need; a peer that keeps rewriting claims
+        // gets one lap per call (found with the adversary shim).
+        for _ in 0..=self.sh.cap / 8 {
+            if !self.reclaim_dead()? {
+                break;
+            }
+            if self.peek()?.is_some() {
+                return Ok(());
+            }
+        }
+        self.local.peer_gone = false;
+        let mut gone = None;
+        for s in 0..self.sh.nslots {
+            match self
+                .local
+                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s))?
+            {
+                PeerStatus::Alive => return Ok(()),
+                PeerStatus::Unattached => {}
+                PeerStatus::Gone(why) => {
+                    gone = Some(match (gone, why) {
+                        (Some(Disconnect::Died), _) | (_, Disconnect::Died) => Disconnect::Died,
+                        _ => Disconnect::Closed,
+                    })
+                }
+            }
+        }
+        let Some(why) = gone else { return Ok(()) };
+        if self.producer_attachments() < self.expected_producers {
+            return Ok(());
+        }
+        self.local.peer_gone = true;
+        if self.peek()?.is_some() {
+            return Ok(());
+        }
+        // Acquire: pairs with the producers' CAS on `tail`.
+        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
+        if tail != self.head {
+            // Claims remain that no live producer will finish and that could not be
+            // reclaimed yet (their gap is still being bounded): look again later.
+            return Ok(());
+        }
+        Err(Error::Disconnected(why))
+    }
+
+    fn len_hint(&self) -> usize {
+        // Acquire: pairs with the producers' CAS on `tail`.
+        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
+        (tail.wrapping_sub(self.head) as usize).min(self.sh.cap)
+    }
+
+    fn announce_close(&mut self) {
+        self.sh
+            .ctl
+            .ends
+            .consumer
+            .close(&self.sh.ctl.ends.epoch, &self.sh.ctl.wake);
+    }
+}
+
+impl crate::kind::ConsumerCore for ConsumerCore {
     /// The next committed message, skipping padding (released with it later).
     #[inline]
     fn peek(&mut self) -> Result<Option<Readable>> {
@@ -867,86 +951,8 @@ impl crate::kind::ConsumerCore for ConsumerCore {
     fn empty_or_gone(&mut self) -> Result<()> {
         self.local.check()?;
         if self.local.look_due() || self.local.epoch_changed(&self.sh.ctl.ends.epoch) {
-            self.check_producers()?;
+            self.check_peer()?;
         }
         Ok(())
-    }
-
-    /// Reclaims dead claims, then `Err(Disconnected)` if every producer that
-    /// attached is gone and nothing is left to receive.
-    #[cold]
-    fn check_producers(&mut self) -> Result<()> {
-        self.local.begin_look(&self.sh.ctl.ends.epoch)?;
-        // Bounded: each reclamation moves `head` on by at least 8 bytes, so a lap's
-        // worth is all an honest ring can need; a peer that keeps rewriting claims
-        // gets one lap per call (found with the adversary shim).
-        for _ in 0..=self.sh.cap / 8 {
-            if !self.reclaim_dead()? {
-                break;
-            }
-            if self.peek()?.is_some() {
-                return Ok(());
-            }
-        }
-        self.local.peer_gone = false;
-        let mut gone = None;
-        for s in 0..self.sh.nslots {
-            match self
-                .local
-                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s))?
-            {
-                PeerStatus::Alive => return Ok(()),
-                PeerStatus::Unattached => {}
-                PeerStatus::Gone(why) => {
-                    gone = Some(match (gone, why) {
-                        (Some(Disconnect::Died), _) | (_, Disconnect::Died) => Disconnect::Died,
-                        _ => Disconnect::Closed,
-                    })
-                }
-            }
-        }
-        let Some(why) = gone else { return Ok(()) };
-        if self.producer_attachments() < self.expected_producers {
-            return Ok(());
-        }
-        self.local.peer_gone = true;
-        if self.peek()?.is_some() {
-            return Ok(());
-        }
-        // Acquire: pairs with the producers' CAS on `tail`.
-        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
-        if tail != self.head {
-            // Claims remain that no live producer will finish and that could not be
-            // reclaimed yet (their gap is still being bounded): look again later.
-            return Ok(());
-        }
-        Err(Error::Disconnected(why))
-    }
-
-    #[inline]
-    fn data_words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.sh.ctl.wake.data_seq,
-            &self.sh.ctl.wake.consumer_waiting,
-        )
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.sh.ctl.ends
-    }
-
-    fn len_hint(&self) -> usize {
-        // Acquire: pairs with the producers' CAS on `tail`.
-        let tail = self.sh.ctl.tail.load(Ordering::Acquire);
-        (tail.wrapping_sub(self.head) as usize).min(self.sh.cap)
-    }
-
-    fn announce_close(&mut self) {
-        self.sh
-            .ctl
-            .ends
-            .consumer
-            .close(&self.sh.ctl.ends.epoch, &self.sh.ctl.wake);
     }
 }

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::kind::{Claim, Kind, ProducerCore};
+use crate::kind::{Claim, EndCore, Kind, ProducerCore};
 use crate::region::Lent;
-use crate::sync::{self, AtomicU32, FutexWord};
-use crate::wait::{self, Side, WaitConfig};
+use crate::sync;
+use crate::wait::{self, WaitConfig, Waiting};
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]
@@ -199,14 +199,12 @@ impl<K: Kind> Producer<K> {
             }
             Wait::Until(deadline) => {
                 let cfg = self.core.local().cfg;
-                wait::block(
-                    &mut Room {
-                        core: &mut self.core,
-                        len,
-                    },
-                    &cfg,
-                    deadline,
-                )
+                let mut waiting = Waiting {
+                    core: &mut self.core,
+                    attempt: |c: &mut K::Producer| c.claim(len),
+                    ready: |c: &mut K::Producer| c.room_ready(len),
+                };
+                wait::block(&mut waiting, &cfg, deadline)
             }
         }
     }
@@ -218,44 +216,6 @@ impl<K: Kind> Drop for Producer<K> {
         if !sync::model_unwinding() {
             self.close();
         }
-    }
-}
-
-/// A producer waiting for room for `len` bytes.
-struct Room<'a, P> {
-    core: &'a mut P,
-    len: usize,
-}
-
-impl<P: ProducerCore> Side for Room<'_, P> {
-    type Token = Claim;
-
-    fn attempt(&mut self) -> Result<Option<Claim>> {
-        self.core.claim(self.len)
-    }
-
-    fn ready(&mut self) -> bool {
-        self.core.room_ready(self.len) || self.epoch_changed()
-    }
-
-    fn epoch_changed(&self) -> bool {
-        self.core.local().epoch_changed(&self.core.ends().epoch)
-    }
-
-    fn words(&self) -> (&FutexWord, &AtomicU32) {
-        self.core.space_words()
-    }
-
-    fn exclusive(&self) -> bool {
-        P::EXCLUSIVE_WAIT
-    }
-
-    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
-        self.core.local_mut().look_due_at(now, slice)
-    }
-
-    fn check_peer(&mut self) -> Result<()> {
-        self.core.check_consumer()
     }
 }
 

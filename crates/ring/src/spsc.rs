@@ -47,7 +47,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
 use crate::geometry::Geometry;
-use crate::kind::{Claim, Readable, Spsc};
+use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Readable, Spsc};
 use crate::local::{Local, consumer_closed};
 use crate::peer::{PeerStatus, check_positions, stale_tail};
 use crate::region::{Ctl, Data, LINE, Region};
@@ -382,7 +382,7 @@ impl ProducerCore {
     }
 }
 
-impl crate::kind::ProducerCore for ProducerCore {
+impl crate::kind::EndCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
     #[inline]
@@ -405,6 +405,36 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.cap
     }
 
+    #[inline]
+    fn ends(&self) -> &Ends {
+        &self.ctl.ends
+    }
+
+    #[inline]
+    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
+        (&self.ctl.wake.space_seq, &self.ctl.wake.producers_waiting)
+    }
+
+    #[cold]
+    fn check_peer(&mut self) -> Result<()> {
+        self.local.check_consumer(&self.ctl.ends)
+    }
+
+    fn len_hint(&self) -> usize {
+        // Acquire: pairs with the consumer's Release store of `head`.
+        let head = self.ctl.head.pos.load(Ordering::Acquire);
+        (self.tail.wrapping_sub(head) as usize).min(self.cap)
+    }
+
+    fn announce_close(&mut self) {
+        self.ctl
+            .ends
+            .producer
+            .close(&self.ctl.ends.epoch, &self.ctl.wake);
+    }
+}
+
+impl crate::kind::ProducerCore for ProducerCore {
     #[inline]
     fn max_payload(&self) -> usize {
         self.max_payload
@@ -444,21 +474,6 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.tail.wrapping_sub(head).wrapping_add(need) <= self.cap as u64
     }
 
-    #[inline]
-    fn space_words(&self) -> (&FutexWord, &AtomicU32) {
-        (&self.ctl.wake.space_seq, &self.ctl.wake.producers_waiting)
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.ctl.ends
-    }
-
-    #[inline]
-    fn parts(&mut self) -> (&mut Local, &Ends) {
-        (&mut self.local, &self.ctl.ends)
-    }
-
     /// Writes every frame that fits now, then publishes them all with a single
     /// header store (the first frame's, last) and one notification.
     fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize> {
@@ -493,19 +508,6 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.publish_tail();
         self.zero_ahead();
         Ok(n)
-    }
-
-    fn len_hint(&self) -> usize {
-        // Acquire: pairs with the consumer's Release store of `head`.
-        let head = self.ctl.head.pos.load(Ordering::Acquire);
-        (self.tail.wrapping_sub(head) as usize).min(self.cap)
-    }
-
-    fn announce_close(&mut self) {
-        self.ctl
-            .ends
-            .producer
-            .close(&self.ctl.ends.epoch, &self.ctl.wake);
     }
 }
 
@@ -550,7 +552,9 @@ impl Consumer {
     }
 }
 
-impl crate::kind::ConsumerCore for ConsumerCore {
+impl crate::kind::EndCore for ConsumerCore {
+    const EXCLUSIVE_WAIT: bool = true;
+
     #[inline]
     fn local(&self) -> &Local {
         &self.local
@@ -571,6 +575,56 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         self.cap
     }
 
+    #[inline]
+    fn ends(&self) -> &Ends {
+        &self.ctl.ends
+    }
+
+    #[inline]
+    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
+        (&self.ctl.wake.data_seq, &self.ctl.wake.consumer_waiting)
+    }
+
+    /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
+    #[cold]
+    fn check_peer(&mut self) -> Result<()> {
+        let ends = &self.ctl.ends;
+        match self
+            .local
+            .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0))?
+        {
+            PeerStatus::Gone(why) => {
+                self.local.peer_gone = true;
+                // The producer's last frames were published before its state changed
+                // (or before it died): look once more before reporting it gone.
+                if self.peek()?.is_some() {
+                    Ok(())
+                } else {
+                    Err(Error::Disconnected(why))
+                }
+            }
+            PeerStatus::Alive | PeerStatus::Unattached => {
+                self.local.peer_gone = false;
+                Ok(())
+            }
+        }
+    }
+
+    fn len_hint(&self) -> usize {
+        // Acquire: pairs with the producer's Release store of `tail`.
+        let tail = self.ctl.tail.load(Ordering::Acquire);
+        (tail.wrapping_sub(self.head) as usize).min(self.cap)
+    }
+
+    fn announce_close(&mut self) {
+        self.ctl
+            .ends
+            .consumer
+            .close(&self.ctl.ends.epoch, &self.ctl.wake);
+    }
+}
+
+impl crate::kind::ConsumerCore for ConsumerCore {
     /// The next readable frame, skipping (and consuming) one padding frame.
     #[inline]
     fn peek(&mut self) -> Result<Option<Readable>> {
@@ -625,59 +679,11 @@ impl crate::kind::ConsumerCore for ConsumerCore {
     #[cold]
     fn empty_or_gone(&mut self) -> Result<()> {
         self.local.check()?;
-        // Relaxed: a hint; `check_producers` reads the state again with Acquire.
+        // Relaxed: a hint; `check_peer` reads the state again with Acquire.
         let announced = self.ctl.ends.producer.state.load(Ordering::Relaxed) == CLOSED;
         if announced || self.local.look_due() {
-            self.check_producers()?;
+            self.check_peer()?;
         }
         Ok(())
-    }
-
-    /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
-    #[cold]
-    fn check_producers(&mut self) -> Result<()> {
-        let ends = &self.ctl.ends;
-        match self
-            .local
-            .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0))?
-        {
-            PeerStatus::Gone(why) => {
-                self.local.peer_gone = true;
-                // The producer's last frames were published before its state changed
-                // (or before it died): look once more before reporting it gone.
-                if self.peek()?.is_some() {
-                    Ok(())
-                } else {
-                    Err(Error::Disconnected(why))
-                }
-            }
-            PeerStatus::Alive | PeerStatus::Unattached => {
-                self.local.peer_gone = false;
-                Ok(())
-            }
-        }
-    }
-
-    #[inline]
-    fn data_words(&self) -> (&FutexWord, &AtomicU32) {
-        (&self.ctl.wake.data_seq, &self.ctl.wake.consumer_waiting)
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.ctl.ends
-    }
-
-    fn len_hint(&self) -> usize {
-        // Acquire: pairs with the producer's Release store of `tail`.
-        let tail = self.ctl.tail.load(Ordering::Acquire);
-        (tail.wrapping_sub(self.head) as usize).min(self.cap)
-    }
-
-    fn announce_close(&mut self) {
-        self.ctl
-            .ends
-            .consumer
-            .close(&self.ctl.ends.epoch, &self.ctl.wake);
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::kind::EndCore;
 use crate::sync::{AtomicU32, FutexWord, Ordering, fence_seqcst};
 
 /// How a blocking call waits.
@@ -133,6 +134,52 @@ pub(crate) trait Side {
     /// operation can never complete (the peer is gone). MPSC consumers also
     /// reclaim dead producers' claims here.
     fn check_peer(&mut self) -> Result<()>;
+}
+
+/// A core waiting in [`block`]: how it tries (`attempt`), and how it re-checks
+/// cheaply once its waiting flag is set (`ready`); the rest comes from the core.
+/// The one [`Side`] of every kind and role.
+pub(crate) struct Waiting<'a, C, A, R> {
+    pub(crate) core: &'a mut C,
+    pub(crate) attempt: A,
+    pub(crate) ready: R,
+}
+
+impl<C, T, A, R> Side for Waiting<'_, C, A, R>
+where
+    C: EndCore,
+    A: FnMut(&mut C) -> Result<Option<T>>,
+    R: FnMut(&mut C) -> bool,
+{
+    type Token = T;
+
+    fn attempt(&mut self) -> Result<Option<T>> {
+        (self.attempt)(self.core)
+    }
+
+    fn ready(&mut self) -> bool {
+        (self.ready)(self.core) || self.epoch_changed()
+    }
+
+    fn epoch_changed(&self) -> bool {
+        self.core.local().epoch_changed(&self.core.ends().epoch)
+    }
+
+    fn liveness_due(&mut self, now: Instant, slice: Duration) -> bool {
+        self.core.local_mut().look_due_at(now, slice)
+    }
+
+    fn words(&self) -> (&FutexWord, &AtomicU32) {
+        self.core.wait_words()
+    }
+
+    fn exclusive(&self) -> bool {
+        C::EXCLUSIVE_WAIT
+    }
+
+    fn check_peer(&mut self) -> Result<()> {
+        self.core.check_peer()
+    }
 }
 
 /// Whether the peer's liveness is due for a look. Under loom time must not steer
