@@ -70,7 +70,7 @@ impl TypeInfo {
 
 /// What a channel looks like: kind, sizes, element type.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Shape {
+pub struct Shape {
     pub(crate) kind: u16,
     /// Byte capacity to create with.
     capacity: u64,

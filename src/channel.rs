@@ -1,7 +1,12 @@
-//! Byte channels of any ring kind: [`Sender<K>`] and [`Receiver<K>`], written
-//! once over the kind ([`Spsc`](crate::Spsc) or [`Mpsc`](crate::Mpsc)).
-//! [`crate::spsc`] and [`crate::mpsc`] name them for each kind.
+//! The two ends of a channel of any ring kind and message format:
+//! [`Sender<K, M>`] and [`Receiver<K, M>`], written once over the kind
+//! ([`Spsc`](crate::Spsc) or [`Mpsc`](crate::Mpsc)) and the format ([`Bytes`],
+//! the default, or [`Typed<T>`]). Constructors and the kind's own methods are
+//! written once for both formats; the sending and receiving forms once per
+//! format (bytes here, typed values in [`crate::typed`]). [`crate::spsc`],
+//! [`crate::mpsc`] and their `typed` modules name them for each kind.
 
+use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -12,44 +17,103 @@ use crate::{Options, Result};
 
 pub use shmq_ring::{ReadGuard, WriteGuard};
 
-/// The sending end of a byte channel of ring kind `K`. For MPSC channels each
-/// sender holds one producer slot.
-pub struct Sender<K: RingKind> {
-    end: Handle<Producer<K>>,
+/// What a channel's messages are: [`Bytes`] or [`Typed<T>`]. Sealed.
+pub trait Format: format::Sealed + 'static {
+    /// `"bytes"` or the element type's name, for `Debug`.
+    #[doc(hidden)]
+    fn name() -> &'static str;
+    /// The channel's shape for ring kind `K` under `opts`.
+    #[doc(hidden)]
+    fn shape<K: RingKind>(opts: &Options) -> Shape;
+    /// The capacity in this format's unit, from the ring's bytes.
+    #[doc(hidden)]
+    fn capacity(bytes: u64) -> u64;
 }
 
-/// The receiving end of a byte channel of ring kind `K`.
-pub struct Receiver<K: RingKind> {
-    end: Handle<Consumer<K>>,
+/// Variable-length byte messages (the default format).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bytes;
+
+/// Fixed-size messages of one [`bytemuck::Pod`] type `T`.
+pub struct Typed<T>(PhantomData<fn() -> T>);
+
+mod format {
+    pub trait Sealed {}
+    impl Sealed for super::Bytes {}
+    impl<T: bytemuck::Pod> Sealed for super::Typed<T> {}
 }
 
-impl<K: RingKind> core::fmt::Debug for Sender<K> {
+impl Format for Bytes {
+    fn name() -> &'static str {
+        "bytes"
+    }
+    fn shape<K: RingKind>(opts: &Options) -> Shape {
+        Shape::bytes::<K>(opts)
+    }
+    fn capacity(bytes: u64) -> u64 {
+        bytes
+    }
+}
+
+impl<T: bytemuck::Pod> Format for Typed<T> {
+    fn name() -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn shape<K: RingKind>(opts: &Options) -> Shape {
+        Shape::typed::<T, K>(opts)
+    }
+    /// How many messages a ring of `bytes` holds at least (the inverse of
+    /// `Shape::typed`: one frame of room for the wrap's padding and the end marker).
+    fn capacity(bytes: u64) -> u64 {
+        let frame = shmq_ring::frame::frame_len(size_of::<T>()) as u64;
+        let header = shmq_ring::frame::HEADER_LEN as u64;
+        bytes.saturating_sub(frame + header) / frame
+    }
+}
+
+/// The sending end of a channel of ring kind `K` and message format `M`. For
+/// MPSC channels each sender holds one producer slot.
+pub struct Sender<K: RingKind, M: Format = Bytes> {
+    pub(crate) end: Handle<Producer<K>>,
+    _m: PhantomData<fn(M)>,
+}
+
+/// The receiving end of a channel of ring kind `K` and message format `M`.
+pub struct Receiver<K: RingKind, M: Format = Bytes> {
+    pub(crate) end: Handle<Consumer<K>>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<K: RingKind, M: Format> core::fmt::Debug for Sender<K, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Sender")
             .field("kind", &K::NAME)
+            .field("messages", &M::name())
             .field("capacity", &self.capacity())
             .finish()
     }
 }
 
-impl<K: RingKind> core::fmt::Debug for Receiver<K> {
+impl<K: RingKind, M: Format> core::fmt::Debug for Receiver<K, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Receiver")
             .field("kind", &K::NAME)
+            .field("messages", &M::name())
             .field("capacity", &self.capacity())
             .finish()
     }
 }
 
-impl<K: RingKind> Sender<K> {
+impl<K: RingKind, M: Format> Sender<K, M> {
     /// Creates the channel under `name` (one leading `/`, as for `shm_open`);
-    /// fails if it exists.
+    /// fails if it exists. (A typed channel's [`Options::capacity`] counts
+    /// messages.)
     ///
     /// # Errors
     /// [`Error::Segment`](crate::Error::Segment) (invalid name, already exists,
     /// permissions, ...), [`Error::InvalidCapacity`](crate::Error::InvalidCapacity).
     pub fn create(name: &str, opts: &Options) -> Result<Self> {
-        Self::attach(Source::Create(name), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::Create(name), opts)
     }
 
     /// Opens the existing channel under `name`, waiting for its creator to finish.
@@ -59,7 +123,7 @@ impl<K: RingKind> Sender<K> {
     /// segment, layout mismatch, ...), [`Error::AlreadyAttached`](crate::Error::AlreadyAttached),
     /// [`Error::TooManyProducers`](crate::Error::TooManyProducers).
     pub fn open(name: &str, opts: &Options) -> Result<Self> {
-        Self::attach(Source::Open(name), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::Open(name), opts)
     }
 
     /// Creates the channel under `name`, or opens it if it exists: either side
@@ -68,7 +132,7 @@ impl<K: RingKind> Sender<K> {
     /// # Errors
     /// As [`Sender::create`] and [`Sender::open`].
     pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
-        Self::attach(Source::CreateOrOpen(name), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::CreateOrOpen(name), opts)
     }
 
     /// Opens an anonymous channel from a file descriptor received from another
@@ -78,15 +142,33 @@ impl<K: RingKind> Sender<K> {
     /// [`Error::Segment`](crate::Error::Segment) (`Unsealed`, `Untrusted`, layout
     /// mismatch, ...).
     pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
-        Self::attach(Source::Fd(fd), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::Fd(fd), opts)
     }
 
-    pub(crate) fn attach(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Self> {
+    fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Sender {
-            end: Handle::open(source, shape, opts)?,
+            end: Handle::open(source, &M::shape::<K>(opts), opts)?,
+            _m: PhantomData,
         })
     }
 
+    /// Capacity: bytes for a byte channel, messages (at least) for a typed one.
+    pub fn capacity(&self) -> u64 {
+        M::capacity(self.end.capacity())
+    }
+
+    /// A duplicate of the channel's file descriptor, to pass to another process
+    /// over a UNIX socket (`SCM_RIGHTS`). Only anonymous (memfd) channels can be
+    /// opened from it ([`Sender::from_fd`] checks its seals).
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
+    pub fn export_fd(&self) -> Result<OwnedFd> {
+        self.end.export_fd()
+    }
+}
+
+impl<K: RingKind> Sender<K> {
     /// Sends a copy of `msg` without waiting.
     ///
     /// # Errors
@@ -162,24 +244,9 @@ impl<K: RingKind> Sender<K> {
     pub fn max_message_len(&self) -> usize {
         self.end.max_message_len()
     }
-
-    /// Capacity of the ring in bytes.
-    pub fn capacity(&self) -> u64 {
-        self.end.capacity()
-    }
-
-    /// A duplicate of the channel's file descriptor, to pass to another process
-    /// over a UNIX socket (`SCM_RIGHTS`). Only anonymous (memfd) channels can be
-    /// opened from it ([`Sender::from_fd`] checks its seals).
-    ///
-    /// # Errors
-    /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
-    pub fn export_fd(&self) -> Result<OwnedFd> {
-        self.end.export_fd()
-    }
 }
 
-impl Sender<Mpsc> {
+impl<M: Format> Sender<Mpsc, M> {
     /// Another sender on the same channel, with its own producer slot.
     ///
     /// # Errors
@@ -188,6 +255,7 @@ impl Sender<Mpsc> {
     pub fn try_clone(&self) -> Result<Self> {
         Ok(Sender {
             end: self.end.try_clone()?,
+            _m: PhantomData,
         })
     }
 
@@ -200,7 +268,7 @@ impl Sender<Mpsc> {
     }
 }
 
-impl Clone for Sender<Mpsc> {
+impl<M: Format> Clone for Sender<Mpsc, M> {
     /// # Panics
     /// If no producer slot is free; use [`Sender::try_clone`] to handle that.
     fn clone(&self) -> Self {
@@ -209,13 +277,13 @@ impl Clone for Sender<Mpsc> {
     }
 }
 
-impl<K: RingKind> Receiver<K> {
+impl<K: RingKind, M: Format> Receiver<K, M> {
     /// Creates the channel under `name`; fails if it exists.
     ///
     /// # Errors
     /// As [`Sender::create`].
     pub fn create(name: &str, opts: &Options) -> Result<Self> {
-        Self::attach(Source::Create(name), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::Create(name), opts)
     }
 
     /// Opens the existing channel under `name`, waiting for its creator to finish.
@@ -223,7 +291,7 @@ impl<K: RingKind> Receiver<K> {
     /// # Errors
     /// As [`Sender::open`].
     pub fn open(name: &str, opts: &Options) -> Result<Self> {
-        Self::attach(Source::Open(name), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::Open(name), opts)
     }
 
     /// Creates the channel under `name`, or opens it if it exists.
@@ -231,7 +299,7 @@ impl<K: RingKind> Receiver<K> {
     /// # Errors
     /// As [`Sender::create_or_open`].
     pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
-        Self::attach(Source::CreateOrOpen(name), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::CreateOrOpen(name), opts)
     }
 
     /// Opens an anonymous channel from a file descriptor received from another
@@ -240,15 +308,31 @@ impl<K: RingKind> Receiver<K> {
     /// # Errors
     /// As [`Sender::from_fd`].
     pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
-        Self::attach(Source::Fd(fd), &Shape::bytes::<K>(opts), opts)
+        Self::attach(Source::Fd(fd), opts)
     }
 
-    pub(crate) fn attach(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Self> {
+    fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Receiver {
-            end: Handle::open(source, shape, opts)?,
+            end: Handle::open(source, &M::shape::<K>(opts), opts)?,
+            _m: PhantomData,
         })
     }
 
+    /// Capacity: bytes for a byte channel, messages (at least) for a typed one.
+    pub fn capacity(&self) -> u64 {
+        M::capacity(self.end.capacity())
+    }
+
+    /// A duplicate of the channel's file descriptor (see [`Sender::export_fd`]).
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
+    pub fn export_fd(&self) -> Result<OwnedFd> {
+        self.end.export_fd()
+    }
+}
+
+impl<K: RingKind> Receiver<K> {
     /// Receives the next message without waiting, lending it in place until the
     /// guard drops (see the guard's note on trusting shared bytes).
     ///
@@ -320,22 +404,9 @@ impl<K: RingKind> Receiver<K> {
     pub fn max_message_len(&self) -> usize {
         self.end.max_message_len()
     }
-
-    /// Capacity of the ring in bytes.
-    pub fn capacity(&self) -> u64 {
-        self.end.capacity()
-    }
-
-    /// A duplicate of the channel's file descriptor (see [`Sender::export_fd`]).
-    ///
-    /// # Errors
-    /// [`Error::Segment`](crate::Error::Segment) if `dup` fails.
-    pub fn export_fd(&self) -> Result<OwnedFd> {
-        self.end.export_fd()
-    }
 }
 
-impl Receiver<Mpsc> {
+impl<M: Format> Receiver<Mpsc, M> {
     /// Report [`Error::Disconnected`](crate::Error::Disconnected) only once at least
     /// `n` producers have attached (default 1), so that a receiver started before
     /// its producers does not give up early.
@@ -364,21 +435,24 @@ impl Receiver<Mpsc> {
     }
 }
 
-/// A new anonymous channel of kind `K` (a sealed memfd): both ends, for use
+/// A new anonymous channel of kind `K` and format `M` (a sealed memfd): both ends, for use
 /// across `fork`. Each end attaches in the process that first uses it; drop the
 /// end a process does not use. [`Sender::export_fd`] passes the channel to an
 /// unrelated process.
-pub(crate) fn anonymous<K: RingKind>(
-    shape: &Shape,
-    opts: &Options,
-) -> Result<(Sender<K>, Receiver<K>)> {
-    let (a, b) = attach::anonymous(shape, opts)?;
+///
+/// # Errors
+/// [`Error::InvalidCapacity`](crate::Error::InvalidCapacity),
+/// [`Error::Segment`](crate::Error::Segment) (`memfd_create`, sealing, mapping).
+pub fn anonymous<K: RingKind, M: Format>(opts: &Options) -> Result<(Sender<K, M>, Receiver<K, M>)> {
+    let (a, b) = attach::anonymous(&M::shape::<K>(opts), opts)?;
     Ok((
         Sender {
             end: Handle::pending(a, opts.wait),
+            _m: PhantomData,
         },
         Receiver {
             end: Handle::pending(b, opts.wait),
+            _m: PhantomData,
         },
     ))
 }

@@ -59,7 +59,7 @@ pub mod spsc;
 pub mod typed;
 
 pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, RingKind};
-pub use channel::{ReadGuard, Receiver, Sender, WriteGuard};
+pub use channel::{Bytes, Format, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous};
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 pub use shmq_ring::{DEFAULT_SPIN, DEFAULT_WAIT_SLICE, WaitConfig, WaitStrategy, futex_calls};

@@ -24,7 +24,6 @@
 
 use shmq_ring::Mpsc;
 
-use crate::attach::Shape;
 use crate::{Options, Result};
 
 /// A sending end of an MPSC channel; each holds one producer slot.
@@ -44,7 +43,7 @@ pub type ReadGuard<'a> = crate::ReadGuard<'a, Mpsc>;
 /// # Errors
 /// As [`crate::spsc::anonymous`].
 pub fn anonymous(opts: &Options) -> Result<(Sender, Receiver)> {
-    crate::channel::anonymous(&Shape::bytes::<Mpsc>(opts), opts)
+    crate::channel::anonymous(opts)
 }
 
 /// Typed MPSC channels: fixed-size messages of a [`bytemuck::Pod`] type.

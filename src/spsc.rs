@@ -34,7 +34,6 @@
 
 use shmq_ring::Spsc;
 
-use crate::attach::Shape;
 use crate::{Options, Result};
 
 /// The sending end of an SPSC channel.
@@ -54,7 +53,7 @@ pub type ReadGuard<'a> = crate::ReadGuard<'a, Spsc>;
 /// [`Error::InvalidCapacity`](crate::Error::InvalidCapacity),
 /// [`Error::Segment`](crate::Error::Segment) (`memfd_create`, sealing, mapping).
 pub fn anonymous(opts: &Options) -> Result<(Sender, Receiver)> {
-    crate::channel::anonymous(&Shape::bytes::<Spsc>(opts), opts)
+    crate::channel::anonymous(opts)
 }
 
 /// Typed SPSC channels: fixed-size messages of a [`bytemuck::Pod`] type.
