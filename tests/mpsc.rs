@@ -6,17 +6,16 @@
 //!
 //! Run: `cargo test --release --features failpoints --test mpsc`.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
-};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::{Disconnect, Error, Options, mpsc};
+use shmq_testkit as kit;
+use shmq_testkit::{
+    Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
+};
 
 fn why(e: &Error) -> String {
     match e {
@@ -37,7 +36,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "send" => role_send(),
         "fork_fanin" => role_fork_fanin(),
         other => panic!("unknown role {other}"),
@@ -120,14 +119,14 @@ fn role_send() {
 /// messages through their own `try_clone`d sender; this process verifies them all.
 fn role_fork_fanin() {
     let count: u64 = arg("COUNT");
-    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) =
         mpsc::anonymous(&Options::new().capacity(1 << 16).max_producers(4)).expect("anonymous");
     rx.expect_producers(3).expect("expect_producers");
     let mut children = Vec::new();
     for id in 0..3u32 {
         let mut mine = Some(tx.try_clone().expect("try_clone"));
-        children.push(common::fork_child(|| {
+        children.push(kit::fork_child(|| {
             let mut tx = mine.take().expect("sender");
             let mut buf = vec![0u8; 48];
             for seq in 0..count {
@@ -152,15 +151,15 @@ fn role_fork_fanin() {
     };
     let codes: Vec<i32> = children
         .into_iter()
-        .map(|c| common::wait_child(c, Duration::from_secs(60)))
+        .map(|c| kit::wait_child(c, Duration::from_secs(60)))
         .collect();
     drop(rx);
     emit(
         "done",
         json!({
             "per": v.counts(), "end": end, "children": codes,
-            "fds_before": fds0, "fds_after": common::shm_fds(),
-            "maps_before": maps0, "maps_after": common::shm_maps(),
+            "fds_before": fds0, "fds_after": kit::shm_fds(),
+            "maps_before": maps0, "maps_after": kit::shm_maps(),
         }),
     );
 }
@@ -227,7 +226,7 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
 
 /// Waits until the consumer has received at least `n` messages.
 fn wait_received(p: &Progress, n: u64) {
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     while p.received.load(Ordering::Relaxed) < n {
         assert!(
             Instant::now() < deadline,
@@ -241,7 +240,7 @@ fn wait_received(p: &Progress, n: u64) {
 /// uncommitted claim (the ring's walk from `head` meets no message before it),
 /// then until it has been quiet for 50 ms; returns its count.
 fn wait_stuck(p: &Progress, name: &str) -> u64 {
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     loop {
         let view = ring_view(name);
         if view.uncommitted >= 1 && view.messages == 0 {
@@ -257,7 +256,7 @@ fn wait_stuck(p: &Progress, name: &str) -> u64 {
 
 /// Waits until the consumer has received nothing for `quiet`; returns its count.
 fn wait_quiet(p: &Progress, quiet: Duration) -> u64 {
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     let mut last = p.received.load(Ordering::Relaxed);
     let mut since = Instant::now();
     loop {
@@ -502,7 +501,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
         victim.wait_failpoint();
         victim.signal(Signal::SIGSTOP);
         assert!(
-            common::wait_stopped(victim.pid(), Duration::from_secs(5)),
+            kit::wait_stopped(victim.pid(), Duration::from_secs(5)),
             "the victim did not stop\n{}",
             victim.log()
         );
@@ -581,7 +580,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
             std::thread::sleep(Duration::from_micros((seed >> 33) % 2000));
             victim.signal(Signal::SIGSTOP);
             assert!(
-                common::wait_stopped(victim.pid(), Duration::from_secs(5)),
+                kit::wait_stopped(victim.pid(), Duration::from_secs(5)),
                 "the victim did not stop\n{}",
                 victim.log()
             );
@@ -739,7 +738,7 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
     );
     eprintln!("last producer SIGKILLed -> Disconnected(Died) after {latency:?}");
     assert!(
-        latency < common::DEATH_BUDGET,
+        latency < kit::DEATH_BUDGET,
         "Disconnected after {latency:?}"
     );
     for id in 1..=3 {

@@ -5,25 +5,24 @@
 //! Every peer is a real process (a re-executed role of this binary), killed with
 //! SIGKILL at a failpoint or at a random moment; every test has a watchdog; no
 //! test asserts a timing other than the generous death budget
-//! ([`common::DEATH_BUDGET`], five wait slices).
+//! ([`kit::DEATH_BUDGET`], five wait slices).
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_crash`.
 //! Longer storms: `SHMQ_STORM_SECS=120 SHMQ_CRASH_CYCLES=1000 cargo test ...`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::ends::{How, Kind, Rx, Tx, why};
-use common::{
-    DEATH_BUDGET, Names, Proc, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns,
-    msg, num, record,
-};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::segment::{Error as SegError, Segment};
 use shmq::{Disconnect, Error, Options};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::{
+    DEATH_BUDGET, Names, Proc, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns,
+    msg, num, record,
+};
 
 /// The default wait slice: a blocked call notices a dead peer within it.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
@@ -39,10 +38,10 @@ fn wait_strategy(name: &str) -> shmq::WaitStrategy {
 /// Options from role parameters WAIT, CAP and PRODUCERS.
 fn role_options() -> Options {
     let mut o = Options::new().wait(wait_strategy(&arg_or("WAIT", "default".to_owned())));
-    if let Some(cap) = common::arg_opt::<u64>("CAP") {
+    if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
-    if let Some(p) = common::arg_opt::<u16>("PRODUCERS") {
+    if let Some(p) = kit::arg_opt::<u16>("PRODUCERS") {
         o = o.max_producers(p);
     }
     o
@@ -60,7 +59,7 @@ fn env_u64(key: &str, default: u64) -> u64 {
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "tx" => role_tx(),
         "rx" => role_rx(),
         "hold_rx" => role_hold_rx(),
@@ -123,11 +122,11 @@ fn role_tx() {
         Ok(tx) => tx,
         Err(e) if arg_or("CREATE_FAIL_OK", 0u8) == 1 => {
             emit("create_failed", json!({ "error": format!("{e:?}") }));
-            common::hang();
+            kit::hang();
         }
         Err(e) => panic!("{how:?} {kind} sender {name}: {e:?}"),
     };
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let size: usize = arg_or("SIZE", 64);
     let maker = Maker::from_args();
     let batch: u64 = arg_or("BATCH", 0);
@@ -149,7 +148,7 @@ fn role_tx() {
         }
         emit("batch_sent", json!({ "count": batch }));
     }
-    if let Some(ms) = common::arg_opt::<u64>("START_DELAY_MS") {
+    if let Some(ms) = kit::arg_opt::<u64>("START_DELAY_MS") {
         std::thread::sleep(Duration::from_millis(ms));
     }
     let futex0 = shmq::futex_calls();
@@ -230,7 +229,7 @@ fn role_rx() {
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     if arg_or("WAIT_FIRST", 0u8) == 1 {
-        emit("waiting", json!({ "tid": common::gettid() }));
+        emit("waiting", json!({ "tid": kit::gettid() }));
     }
     let futex0 = shmq::futex_calls();
     for _ in 0..count {
@@ -248,7 +247,7 @@ fn role_rx() {
         json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
     );
     if arg_or("AFTER", "none".to_owned()) == "disconnect" {
-        emit("parked", json!({ "tid": common::gettid() }));
+        emit("parked", json!({ "tid": kit::gettid() }));
         match rx.recv_into(&mut buf) {
             Err(e) => emit(
                 "disconnected",
@@ -272,7 +271,7 @@ fn role_hold_rx() {
     let rx = Rx::named(kind, how, &name, &role_options())
         .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
     emit("attached", json!({}));
-    if let Some(ms) = common::arg_opt::<u64>("CLOSE_AFTER_MS") {
+    if let Some(ms) = kit::arg_opt::<u64>("CLOSE_AFTER_MS") {
         std::thread::sleep(Duration::from_millis(ms));
         drop(rx);
         emit("closed", json!({ "at_ns": mono_ns() }));
@@ -291,21 +290,21 @@ fn role_fork_tx() {
     let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open sender");
     let count: u64 = arg("COUNT");
     for seq in 0..count {
-        tx.send(&common::message(seq, 0, 64)).expect("send");
+        tx.send(&kit::message(seq, 0, 64)).expect("send");
     }
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     assert!(
         threads <= 2,
         "fork needs a single test thread, found {threads}"
     );
-    // Not `common::fork_child`: its child dies with its parent (PR_SET_PDEATHSIG),
+    // Not `kit::fork_child`: its child dies with its parent (PR_SET_PDEATHSIG),
     // and this child must outlive the parent.
     // SAFETY: this role process has only this thread and libtest's main thread,
     // idle waiting for the test's result and holding no lock (checked above), so
     // the child may allocate and use std.
     let child = match unsafe { nix::unistd::fork() }.expect("fork") {
         nix::unistd::ForkResult::Child => {
-            let r = tx.send(&common::message(count, 0, 64));
+            let r = tx.send(&kit::message(count, 0, 64));
             let forked = matches!(r, Err(Error::Forked));
             emit(
                 "child_tried",
@@ -337,7 +336,7 @@ fn role_pidns() {
     }
     let name: String = arg("NAME");
     let count: u64 = arg("COUNT");
-    let _init = common::fork_child(move || {
+    let _init = kit::fork_child(move || {
         // PID 1 of the new namespace, single-threaded: it may fork freely.
         use nix::unistd::{ForkResult, fork, getpid};
         // SAFETY: this process has one thread (it is a fresh fork); the child only
@@ -346,7 +345,7 @@ fn role_pidns() {
             ForkResult::Child => {
                 let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("P: open");
                 for seq in 0..count {
-                    tx.send(&common::message(seq, 0, 64)).expect("P: send");
+                    tx.send(&kit::message(seq, 0, 64)).expect("P: send");
                 }
                 emit(
                     "dying",
@@ -488,7 +487,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
         assert!(
-            common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
+            kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
             "the consumer never slept\n{}",
             c.log()
         );
@@ -505,7 +504,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
         p.event("ready");
         std::thread::sleep(Duration::from_millis(100));
         assert!(
-            common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
+            kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
             "the consumer is not asleep before the send\n{}",
             c.log()
         );
@@ -565,7 +564,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
     for p in &mut ps {
         let tid = num(&p.event("ready"), "tid") as i32;
         assert!(
-            common::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
+            kit::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
             "a producer never blocked\n{}",
             p.log()
         );
@@ -597,7 +596,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
     }
     eprintln!("cf05: blocked MPSC sends failed {latencies:?} ms after the consumer's SIGKILL");
     // The undelivered messages keep the name for a later consumer; it is stale now.
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     names.assert_clean();
 }
 
@@ -687,7 +686,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
         .spawn(&wd);
     victim.wait_failpoint();
     assert!(
-        common::wait_stopped(victim.pid(), Duration::from_secs(5)),
+        kit::wait_stopped(victim.pid(), Duration::from_secs(5)),
         "the victim did not stop itself\n{}",
         victim.log()
     );
@@ -767,11 +766,11 @@ fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
         let fresh_opts = Options::new().capacity(1 << 14).reclaim_stale(true);
         let mut rx = Rx::named(kind, How::Create, &name, &fresh_opts).expect("reclaim_stale");
         // The new segment's ring memory is all zeros: no old payload byte survives.
-        let raw = common::open_raw(&name);
-        let region = common::RawRegion::of(&raw);
+        let raw = kit::open_raw(&name);
+        let region = kit::RawRegion::of(&raw);
         let data_at = match kind {
-            Kind::Spsc => common::ring_off::SPSC_DATA,
-            Kind::Mpsc => common::ring_off::mpsc_data(shmq::DEFAULT_PRODUCERS),
+            Kind::Spsc => kit::ring_off::SPSC_DATA,
+            Kind::Mpsc => kit::ring_off::mpsc_data(shmq::DEFAULT_PRODUCERS),
         };
         let bytes = region.read(data_at, region.len() - data_at);
         assert!(
@@ -785,7 +784,7 @@ fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
             "{kind}: the reclaimed channel must be empty"
         );
         let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("open sender");
-        tx.send(&common::message(0, 9, 64)).expect("send");
+        tx.send(&kit::message(0, 9, 64)).expect("send");
         rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
             .expect("recv");
         assert_eq!(msg::check(&buf).expect("valid").producer, 9);
@@ -846,8 +845,8 @@ fn role_storm() {
         *counts.entry(k.to_owned()).or_default() += 1;
     };
     let check_identity = |fd: &std::os::fd::OwnedFd, name: &str, when: &str| -> Option<String> {
-        let mine = common::fd_identity(fd);
-        match common::name_identity(name) {
+        let mine = kit::fd_identity(fd);
+        match kit::name_identity(name) {
             Some(now) if now == mine => None,
             Some(now) => Some(format!(
                 "{when}: {name} refers to {now:?}, but this live endpoint has {mine:?} mapped"
@@ -895,7 +894,7 @@ fn role_storm() {
                 let mut seq = 0;
                 while Instant::now() < until {
                     let r = match &mut ep {
-                        Ok(t) => t.try_send(&common::message(seq, 1, 32)),
+                        Ok(t) => t.try_send(&kit::message(seq, 1, 32)),
                         Err(r) => r.try_recv_into(&mut buf).map(|()| {
                             if let Err(e) = msg::check(&buf) {
                                 violations.push(format!("a damaged message delivered: {e}"));
@@ -992,15 +991,15 @@ fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
     );
     // Every process is gone: whatever is left is stale, and the cleaner removes it.
     for n in &pool {
-        if common::shm_path(n).exists() {
+        if kit::shm_path(n).exists() {
             assert!(
                 Segment::is_stale(n).expect("is_stale"),
                 "{n} in use after every process died"
             );
-            common::remove_stale(n);
+            kit::remove_stale(n);
         }
     }
-    assert!(common::zombie_children().is_empty(), "zombies left");
+    assert!(kit::zombie_children().is_empty(), "zombies left");
     names.assert_clean();
 }
 
@@ -1045,7 +1044,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
         .arg("CREATE_FAIL_OK", 1)
         .spawn(&wd);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !common::shm_path(&name).exists() {
+        while !kit::shm_path(&name).exists() {
             assert!(
                 Instant::now() < deadline,
                 "the creator never created {name}"
@@ -1087,7 +1086,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
                 rx.recv_into_timeout(&mut buf, Duration::from_secs(2))
                     .map(|()| buf)
             });
-        let exists = common::shm_path(&name).exists();
+        let exists = kit::shm_path(&name).exists();
         drop(second);
         drop(c);
         let _ = Segment::remove_if_stale(&name);
@@ -1126,11 +1125,11 @@ fn role_crash_loop() {
         let warm = names.name(&tag);
         let mut rx = Rx::named(Kind::Spsc, How::Create, &warm, &Options::new()).expect("warm-up");
         let mut tx = Tx::named(Kind::Spsc, How::Open, &warm, &Options::new()).expect("warm-up");
-        tx.send(&common::message(0, 0, 16)).expect("warm-up send");
+        tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
         rx.recv_into(&mut Vec::new()).expect("warm-up recv");
     }
-    let (fds0, maps0) = (common::fd_count(), common::shm_maps());
-    let table0 = common::fd_table();
+    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
+    let table0 = kit::fd_table();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut delivered = 0u64;
     for cycle in 0..cycles {
@@ -1248,7 +1247,7 @@ fn role_crash_loop() {
                         killed = true;
                     }
                 }
-                match tx.send_timeout(&common::message(sent, 0, size), Duration::from_millis(5)) {
+                match tx.send_timeout(&kit::message(sent, 0, size), Duration::from_millis(5)) {
                     Ok(()) => sent += 1,
                     Err(Error::Timeout) => {}
                     Err(e) => {
@@ -1270,7 +1269,7 @@ fn role_crash_loop() {
             drop(tx);
             // Recovery: what the dead consumer did not take waits under the name;
             // a new consumer drains it (in order, no gap) and the name goes away.
-            if common::shm_path(&name).exists() {
+            if kit::shm_path(&name).exists() {
                 let mut rx = Rx::named(kind, How::Open, &name, &Options::new())
                     .unwrap_or_else(|e| panic!("{label}: recovery open: {e:?}"));
                 let mut buf = Vec::new();
@@ -1303,19 +1302,19 @@ fn role_crash_loop() {
             }
         }
         assert!(
-            !common::shm_path(&name).exists(),
+            !kit::shm_path(&name).exists(),
             "{label}: {name} left in /dev/shm after recovery"
         );
-        let (fds, maps) = (common::fd_count(), common::shm_maps());
+        let (fds, maps) = (kit::fd_count(), kit::shm_maps());
         assert_eq!(
             fds,
             fds0,
             "{label}: descriptors {fds0} -> {fds}: {:?} -> {:?}",
             table0,
-            common::fd_table()
+            kit::fd_table()
         );
         assert_eq!(maps, maps0, "{label}: shared mappings {maps0} -> {maps}");
-        let z = common::zombie_children();
+        let z = kit::zombie_children();
         assert!(z.is_empty(), "{label}: zombies {z:?}");
     }
     names.assert_clean();
@@ -1323,7 +1322,7 @@ fn role_crash_loop() {
         "done",
         json!({
             "cycles": cycles, "outcomes": outcomes, "delivered": delivered,
-            "fds": [fds0, common::fd_count()], "maps": [maps0, common::shm_maps()],
+            "fds": [fds0, kit::fd_count()], "maps": [maps0, kit::shm_maps()],
         }),
     );
 }
@@ -1337,7 +1336,7 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
     let cycles = env_u64("SHMQ_CRASH_CYCLES", 50);
     let wd = Watchdog::with_limit("cf11", Duration::from_secs(60 + cycles));
     let tag = format!("cf11-{:x}", Rng::seed() & 0xffff_ffff);
-    let before = common::shm_entries(&format!("t-{tag}"));
+    let before = kit::shm_entries(&format!("t-{tag}"));
     let seed = Rng::seed();
     eprintln!("cf11: seed {seed}, {cycles} cycles");
     let mut s = Spawn::role("crash_loop")
@@ -1351,11 +1350,11 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
     assert_eq!(num(&ev, "cycles"), cycles);
     assert!(num(&ev, "delivered") > 0, "nothing was exchanged: {ev}");
     assert_eq!(
-        common::shm_entries(&format!("t-{tag}")),
+        kit::shm_entries(&format!("t-{tag}")),
         before,
         "/dev/shm entries of the crash loop left"
     );
-    assert!(common::zombie_children().is_empty(), "zombies left");
+    assert!(kit::zombie_children().is_empty(), "zombies left");
 }
 
 // ---------------------------------------------------------------------------
@@ -1377,12 +1376,12 @@ fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
             .spawn(&wd);
         p.event("sent");
         let t_kill = p.kill_now();
-        assert!(common::wait_dead(p.pid(), Duration::from_secs(5)));
-        assert_eq!(common::proc_state(p.pid()), Some('Z'), "not a zombie");
+        assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
+        assert_eq!(kit::proc_state(p.pid()), Some('Z'), "not a zombie");
         let (v, end) = drain(&mut rx, Duration::from_secs(10));
         let latency = Duration::from_nanos(mono_ns() - t_kill);
         assert_eq!(
-            common::proc_state(p.pid()),
+            kit::proc_state(p.pid()),
             Some('Z'),
             "reaped too early: the test needs a zombie"
         );
@@ -1404,7 +1403,7 @@ fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
 /// `Died` at once: a recycled pid is never taken for the old peer.
 #[test]
 fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
-    if !common::is_root() {
+    if !kit::is_root() {
         eprintln!("SKIP cf12 pid reuse: needs root for unshare(CLONE_NEWPID) and ns_last_pid");
         return;
     }
@@ -1495,10 +1494,10 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
         v.take(&buf);
     }
     let t_kill = p.kill_now();
-    assert!(common::wait_dead(p.pid(), Duration::from_secs(5)));
+    assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     let latency = Duration::from_nanos(mono_ns() - t_kill);
-    let child_state = common::proc_state(child);
+    let child_state = kit::proc_state(child);
     p.expect_killed();
     assert!(
         matches!(child_state, Some('S' | 'R')),
@@ -1546,7 +1545,7 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
             let started = Instant::now();
             let mut sent = 0;
             let end = loop {
-                match tx.send(&common::message(sent, 0, 64)) {
+                match tx.send(&kit::message(sent, 0, 64)) {
                     Ok(()) => sent += 1,
                     Err(e) => break e,
                 }
@@ -1566,7 +1565,7 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
             }
             drop(tx);
             // A killed consumer left messages: the channel waits for another one.
-            common::remove_stale(&name);
+            kit::remove_stale(&name);
         }
     }
     names.assert_clean();
@@ -1598,7 +1597,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
         &Options::new().capacity(1 << 20),
     )
     .expect("create");
-    let mut v = common::RecordVerifier::new();
+    let mut v = kit::RecordVerifier::new();
     let mut buf = Vec::new();
     let mut expected: Vec<(u32, Option<u64>)> = Vec::new();
     for inc in 0..restarts {

@@ -7,27 +7,26 @@
 //! `fuzz/` (docs/FUZZING.md). `docs/RELIABILITY.md` maps every item.
 //!
 //! The adversary is a role process that maps the channel's segment like any
-//! peer and writes it through atomics ([`common::RawRegion`]).
+//! peer and writes it through atomics ([`kit::RawRegion`]).
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_hostile`.
-
-mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::ends::{How, Kind, Rx, Tx, why};
-use common::ring_off::{DATA_SEQ, HEAD, SPACE_SEQ, SPSC_DATA, TAIL, mpsc_data};
-use common::{
-    DEATH_BUDGET, Names, RawRegion, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang,
-    mono_ns, msg, num,
-};
 use serde_json::json;
 use shmq::ring::frame::{self, MpscHeader};
 use shmq::segment::{Error as SegError, HeaderInfo, Segment};
 use shmq::{Error, Options, mpsc, spsc};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::ring_off::{DATA_SEQ, HEAD, SPACE_SEQ, SPSC_DATA, TAIL, mpsc_data};
+use shmq_testkit::{
+    DEATH_BUDGET, Names, RawRegion, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang,
+    mono_ns, msg, num,
+};
 
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
@@ -98,7 +97,7 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "poke" => role_poke(),
         "flip" => role_flip(),
         "scribble" => role_scribble(),
@@ -133,7 +132,7 @@ fn writes_arg(w: &[(usize, u64)]) -> String {
 /// The adversary's pen: opens segment NAME and stores WRITES (`off=value`, 64-bit
 /// words at offsets of the user region) in order, then reports `done`.
 fn role_poke() {
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     for (off, v) in parse_writes(&arg::<String>("WRITES")) {
         region
@@ -152,7 +151,7 @@ fn role_poke() {
 /// Also flips `tail` between its value and a misaligned one.
 fn role_flip() {
     use std::sync::atomic::Ordering::SeqCst;
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     let kind = Kind::parse(&arg::<String>("KIND"));
     let data: usize = arg("DATA");
@@ -214,7 +213,7 @@ fn role_flip() {
 /// HP-05's scribbler: for MS milliseconds, overwrites every byte from DATA to
 /// the end of the region of segment NAME with changing garbage, then reports.
 fn role_scribble() {
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     let data: usize = arg("DATA");
     let end = mono_ns() + arg::<u64>("MS") * 1_000_000;
@@ -232,7 +231,7 @@ fn role_scribble() {
 /// NAME in a tight loop; with TOGGLE=1 it also bumps the words (so a waiter's
 /// compare fails and it cannot even fall asleep).
 fn role_futex_storm() {
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     let toggle = arg_or("TOGGLE", 0u8) == 1;
     let end = mono_ns() + arg::<u64>("MS") * 1_000_000;
@@ -255,7 +254,7 @@ fn role_futex_storm() {
 /// HP-06/07: with the memfd inherited as FD, tries to shrink, grow and re-seal it
 /// (all must fail with EPERM), then punches holes over RANGES (`off+len,...`).
 fn role_punch() {
-    let fd = common::inherited_fd("FD");
+    let fd = kit::inherited_fd("FD");
     let raw = fd.as_raw_fd();
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     let size = nix::sys::stat::fstat(&fd).expect("fstat").st_size;
@@ -295,11 +294,11 @@ fn role_rx() {
     let kind = Kind::parse(&arg_or("KIND", "spsc".to_owned()));
     let how = How::parse(&arg_or("HOW", "create".to_owned()));
     let mut o = Options::new().wait(shmq::WaitStrategy::Park);
-    if let Some(cap) = common::arg_opt::<u64>("CAP") {
+    if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
     let mut rx = Rx::named(kind, how, &name, &o).expect("receiver");
-    emit("waiting", json!({ "tid": common::gettid() }));
+    emit("waiting", json!({ "tid": kit::gettid() }));
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     for _ in 0..arg::<u64>("COUNT") {
@@ -330,7 +329,7 @@ fn role_tx() {
     let id: u32 = arg("ID");
     let pace = Duration::from_micros(arg_or("PACE_US", 0));
     for seq in 0..arg::<u64>("COUNT") {
-        if let Err(e) = tx.send(&common::message(seq, id, 64)) {
+        if let Err(e) = tx.send(&kit::message(seq, id, 64)) {
             emit(
                 "send_error",
                 json!({ "why": why(&e), "at_ns": mono_ns(), "sent": seq }),
@@ -351,15 +350,15 @@ fn role_hostile_mpsc() {
     let name: String = arg("NAME");
     let mut tx = mpsc::Sender::open(&name, &Options::new()).expect("sender");
     for seq in 0..10 {
-        tx.send(&common::message(seq, 99, 64)).expect("send");
+        tx.send(&kit::message(seq, 99, 64)).expect("send");
     }
-    let seg = common::open_raw(&name);
+    let seg = kit::open_raw(&name);
     let region = RawRegion::of(&seg);
     region
         .word(TAIL)
         .fetch_add(1 << 40, std::sync::atomic::Ordering::SeqCst);
     emit("lied", json!({ "at_ns": mono_ns() }));
-    let own = tx.send(&common::message(10, 99, 64));
+    let own = tx.send(&kit::message(10, 99, 64));
     emit("own_send", json!({ "result": format!("{own:?}") }));
     let _keep = (tx, seg);
     hang();
@@ -418,7 +417,7 @@ fn plant(name: &str, bytes: &[u8]) {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(common::shm_path(name))
+        .open(kit::shm_path(name))
         .expect("plant");
     f.write_all(bytes).expect("write");
 }
@@ -441,9 +440,9 @@ fn set_u16(img: &mut [u8], off: usize, v: u16) {
 fn spsc_image(names: &Names) -> Vec<u8> {
     let name = names.name("hp-img");
     let mut tx = spsc::Sender::create(&name, &Options::new().capacity(4096)).expect("create");
-    tx.send(&common::message(0, 0, 64)).expect("send");
+    tx.send(&kit::message(0, 0, 64)).expect("send");
     drop(tx);
-    let img = std::fs::read(common::shm_path(&name)).expect("read image");
+    let img = std::fs::read(kit::shm_path(&name)).expect("read image");
     Segment::unlink(&name).expect("unlink");
     img
 }
@@ -704,7 +703,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
         if !check(&r) {
             failures.push(format!("{what}: {r:?}"));
         }
-        if untouched && std::fs::read(common::shm_path(&name)).ok().as_ref() != Some(&img) {
+        if untouched && std::fs::read(kit::shm_path(&name)).ok().as_ref() != Some(&img) {
             failures.push(format!("{what}: the refused object was written to"));
         }
         Segment::unlink(&name).expect("unlink");
@@ -774,7 +773,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let mut rx = spsc::Receiver::create(&name, &o).expect("create");
         let mut tx = spsc::Sender::open(&name, &o).expect("open");
         let mut sent = 0;
-        while tx.try_send(&common::message(sent, 0, 64)).is_ok() {
+        while tx.try_send(&kit::message(sent, 0, 64)).is_ok() {
             sent += 1;
         }
         let (head, tail) = (0u64, sent * frame64);
@@ -786,8 +785,8 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             _ => tail.wrapping_sub(cap + 8),
         };
         poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&common::message(sent, 0, 64));
-        let again = tx.try_send(&common::message(sent, 0, 64));
+        let first = tx.try_send(&kit::message(sent, 0, 64));
+        let again = tx.try_send(&kit::message(sent, 0, 64));
         if !is_corrupted(&first) || !is_corrupted(&again) {
             failures.push(format!(
                 "SPSC head {lie}: producer got {first:?} then {again:?}"
@@ -799,7 +798,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             other => failures.push(format!("SPSC head {lie}: consumer got {other:?}")),
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     // (b) SPSC `tail`: not read while streaming; a producer attaching later either
@@ -812,7 +811,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let mut seq = 0;
         let mut stream = |tx: &mut spsc::Sender, v: &mut Verifier, n: u64, seq: &mut u64| {
             for _ in 0..n {
-                tx.send(&common::message(*seq, 0, 64)).expect("send");
+                tx.send(&kit::message(*seq, 0, 64)).expect("send");
                 *seq += 1;
                 rx.try_recv_into(&mut buf).expect("recv");
                 v.take(&buf);
@@ -844,7 +843,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         };
         eprintln!("hp02 SPSC tail {lie}: a producer attaching afterwards {outcome}");
         drop(rx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     // (c) MPSC `tail`: read by every producer's claim and by the consumer when it
@@ -862,7 +861,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let mut tx = mpsc::Sender::open(&name, &o).expect("open");
         let mut rx = Some(rx);
         for s in 0..20 {
-            tx.send(&common::message(s, 1, 64)).expect("send");
+            tx.send(&kit::message(s, 1, 64)).expect("send");
         }
         let head = 20 * frame64;
         let value = match lie {
@@ -902,7 +901,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         // `head`; a lie that stays within what that cache allows ("head-8": just
         // behind the real head) is plausible to it and can only damage the shared
         // ring (shared fate, docs/RELIABILITY.md), never this process.
-        let first = tx.try_send(&common::message(20, 1, 64));
+        let first = tx.try_send(&kit::message(20, 1, 64));
         if !is_corrupted(&first) && lie != "head-8" {
             failures.push(format!(
                 "MPSC tail {lie}: a producer's next claim got {first:?}"
@@ -916,7 +915,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             }
         );
         drop((tx, rx_kept));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     // (d) MPSC `head`, read by a producer once its cached copy says full. (A
@@ -926,7 +925,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let rx = mpsc::Receiver::create(&name, &o).expect("create");
         let mut tx = mpsc::Sender::open(&name, &o).expect("open");
         let mut sent = 0;
-        while tx.try_send(&common::message(sent, 1, 64)).is_ok() {
+        while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
             sent += 1;
         }
         let tail = sent * frame64;
@@ -936,12 +935,12 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             _ => tail.wrapping_sub(cap + 8),
         };
         poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&common::message(sent, 1, 64));
+        let first = tx.try_send(&kit::message(sent, 1, 64));
         if !is_corrupted(&first) {
             failures.push(format!("MPSC head {lie}: the producer got {first:?}"));
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     assert!(failures.is_empty(), "HP-02:\n{}", failures.join("\n"));
     names.assert_clean();
@@ -964,16 +963,16 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
         let rx = mpsc::Receiver::create(&name, &o).expect("create");
         let mut tx = mpsc::Sender::open(&name, &o).expect("open");
         let mut sent = 0;
-        while tx.try_send(&common::message(sent, 1, 64)).is_ok() {
+        while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
             sent += 1;
         }
         poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&common::message(sent, 1, 64));
+        let first = tx.try_send(&kit::message(sent, 1, 64));
         if !is_corrupted(&first) {
             failures.push(format!("MPSC head {lie} (tail {}): {first:?}", sent * 72));
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     names.assert_clean();
@@ -1078,7 +1077,7 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
             failures.push(format!("SPSC {what}: {r:?}, then {again:?}, in {took:?}"));
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     let slots = 4u16;
@@ -1154,7 +1153,7 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
             failures.push(format!("MPSC {what}: {r:?}, then {again:?}, in {took:?}"));
         }
         drop(rx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     assert!(failures.is_empty(), "HP-03:\n{}", failures.join("\n"));
     names.assert_clean();
@@ -1208,7 +1207,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
                     let mut rng = Rng::new(seed ^ rounds);
                     let mut seq = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let m = common::message(seq, 0, rng.range(16, 200) as usize);
+                        let m = kit::message(seq, 0, rng.range(16, 200) as usize);
                         match tx.send_timeout(&m, Duration::from_millis(10)) {
                             Ok(()) => seq += 1,
                             Err(Error::Timeout) => {}
@@ -1246,7 +1245,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
             flipper.expect_success();
             flips += num(&done, "flips");
             drop((tx, rx));
-            common::remove_stale(&name);
+            kit::remove_stale(&name);
         }
         eprintln!(
             "hp04 {kind}: {rounds} rounds, {delivered} messages delivered intact, \
@@ -1278,11 +1277,11 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
         let o = Options::new().capacity(1 << 16).max_producers(2);
         let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
         let mut tx = Tx::named(kind, How::Open, &name, &o).expect("open");
-        let m = common::message(0, 5, 4096);
+        let m = kit::message(0, 5, 4096);
         tx.send(&m).expect("send");
         let mut buf = Vec::new();
         rx.recv_into(&mut buf).expect("recv");
-        let before = common::record::hash(&buf);
+        let before = kit::record::hash(&buf);
         assert_eq!(buf, m);
         let data = match kind {
             Kind::Spsc => SPSC_DATA,
@@ -1296,18 +1295,18 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
         let ev = s.event("done");
         s.expect_success();
         assert!(num(&ev, "rounds") > 0);
-        let raw = common::open_raw(&name);
+        let raw = kit::open_raw(&name);
         let shared = RawRegion::of(&raw).read(data + 8, m.len());
         assert_ne!(shared, m, "{kind}: the adversary did not rewrite the frame");
         assert_eq!(
-            common::record::hash(&buf),
+            kit::record::hash(&buf),
             before,
             "{kind}: a delivered copy changed"
         );
         assert_eq!(buf, m);
         drop(raw);
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     // A typed message is returned by value.
     let name = names.name("hp05t");
@@ -1325,7 +1324,7 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
     s.expect_success();
     assert_eq!(got, value, "a typed value changed after delivery");
     drop((tx, rx));
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     names.assert_clean();
 }
 
@@ -1357,7 +1356,7 @@ fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
             };
             let mut buf = Vec::new();
             for s in 0..20 {
-                tx.send(&common::message(s, 0, 100)).expect("send");
+                tx.send(&kit::message(s, 0, 100)).expect("send");
             }
             for _ in 0..5 {
                 rx.recv_into(&mut buf).expect("recv");
@@ -1389,7 +1388,7 @@ fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
                     Err(e) => format!("recv {}", why(e)),
                 };
                 *seen.entry(k).or_default() += 1;
-                let r = tx.try_send(&common::message(100 + i, 0, 100));
+                let r = tx.try_send(&kit::message(100 + i, 0, 100));
                 let k = match &r {
                     Ok(()) => "send Ok".to_owned(),
                     Err(e) => format!("send {}", why(e)),
@@ -1588,7 +1587,7 @@ fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
     c.event("ready");
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(common::shm_path(&name))
+        .open(kit::shm_path(&name))
         .expect("open the named object");
     f.set_len(0).expect("truncate");
     drop(f);
@@ -1626,7 +1625,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
         let mut tx = spsc::Sender::open(&name, &Options::new()).expect("open");
-        assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+        assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
         let mut storm = Spawn::role("futex_storm")
             .arg("NAME", &name)
             .arg("MS", 1600)
@@ -1634,11 +1633,11 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
             .spawn(&wd);
         storm.event("started");
         std::thread::sleep(Duration::from_millis(100));
-        let (cpu0, t0) = (common::cpu_ns(c.pid()), Instant::now());
+        let (cpu0, t0) = (kit::cpu_ns(c.pid()), Instant::now());
         std::thread::sleep(Duration::from_secs(1));
-        let cpu = (common::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+        let cpu = (kit::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
         let sent_at = mono_ns();
-        tx.send(&common::message(0, 0, 64)).expect("send");
+        tx.send(&kit::message(0, 0, 64)).expect("send");
         let first = num(&c.event("first"), "at_ns");
         let latency = Duration::from_nanos(first.saturating_sub(sent_at));
         c.event("received");
@@ -1662,7 +1661,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
             ));
         }
         drop(tx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     assert!(failures.is_empty(), "HP-10:\n{}", failures.join("\n"));
     names.assert_clean();
@@ -1687,11 +1686,11 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
             .arg("CAP", 4096)
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
-        assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+        assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(rng.range(0, 50)));
-        let raw = common::open_raw(&name);
+        let raw = kit::open_raw(&name);
         let region = RawRegion::of(&raw);
-        let m = common::message(0, 0, 64);
+        let m = kit::message(0, 0, 64);
         let (data, header) = match kind {
             Kind::Spsc => (SPSC_DATA, frame::spsc_message(m.len())),
             Kind::Mpsc => (
@@ -1720,7 +1719,7 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
             "{kind}: an unannounced message was read only after {latency:?}"
         );
         drop(raw);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     names.assert_clean();
 }
@@ -1742,7 +1741,7 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     let o = Options::new().capacity(1 << 16).max_producers(8);
     let mut rx = mpsc::Receiver::create(&name, &o).expect("create");
     rx.expect_producers(3).expect("expect_producers");
-    let mut honest: Vec<common::Proc> = (1..=2)
+    let mut honest: Vec<kit::Proc> = (1..=2)
         .map(|id| {
             Spawn::role("tx")
                 .arg("NAME", &name)
@@ -1800,7 +1799,7 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     );
     drop(hostile);
     drop(rx);
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     names.assert_clean();
 }
 
@@ -1821,7 +1820,7 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
         let name = names.name("hp12");
         let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
         let max = frame::max_payload(1 << 16);
-        let raw = common::open_raw(&name);
+        let raw = kit::open_raw(&name);
         let region = RawRegion::of(&raw);
         let (data, header) = match kind {
             Kind::Spsc => (SPSC_DATA, (u64::from(frame::SPSC_MSG) << 32) | 0xffff_ffff),
@@ -1849,9 +1848,7 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
             "{kind}: a {largest}-byte allocation for a lying length (maximum message {max})"
         );
         // The mapping is the object's size, whatever the header says.
-        let size = std::fs::metadata(common::shm_path(&name))
-            .expect("stat")
-            .len();
+        let size = std::fs::metadata(kit::shm_path(&name)).expect("stat").len();
         let mapped: Vec<u64> = std::fs::read_to_string("/proc/self/maps")
             .unwrap_or_default()
             .lines()
@@ -1873,12 +1870,12 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
         );
         drop(raw);
         drop(rx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     // A typed frame whose length is not the type's.
     let name = names.name("hp12t");
     let mut rx = spsc::typed::Receiver::<u64>::create(&name, &Options::new()).expect("typed");
-    let raw = common::open_raw(&name);
+    let raw = kit::open_raw(&name);
     RawRegion::of(&raw).word(SPSC_DATA).store(
         frame::spsc_message(24),
         std::sync::atomic::Ordering::Release,
@@ -1891,7 +1888,7 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
     );
     drop(raw);
     drop(rx);
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     // Headers declaring huge sizes: refused, with small allocations, nothing left mapped.
     let good = spsc_image(&names);
     for (what, off, value) in [

@@ -6,18 +6,17 @@
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_security`.
 
-mod common;
-
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use common::ends::{How, Kind, Rx, Tx};
-use common::{Names, Spawn, Watchdog, arg, emit, hang};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::segment::{Error as SegError, Segment};
 use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx};
+use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 const NOBODY: u32 = 65534;
 
@@ -26,7 +25,7 @@ const NOBODY: u32 = 65534;
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "umask_modes" => role_umask_modes(),
         "as_user" => role_as_user(),
         "hold" => role_hold(),
@@ -86,7 +85,7 @@ fn role_umask_modes() {
                     "mpsc" => Box::new(mpsc::Receiver::create(&name, &o).expect("mpsc")),
                     _ => Box::new(spsc::typed::Sender::<u64>::create(&name, &o).expect("typed")),
                 };
-                let mode = std::fs::metadata(common::shm_path(&name))
+                let mode = std::fs::metadata(kit::shm_path(&name))
                     .expect("stat")
                     .permissions()
                     .mode()
@@ -199,7 +198,7 @@ fn ps01_every_channel_is_created_0600_and_cloexec_whatever_the_umask() {
 fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
     let _wd = Watchdog::new("ps02");
     let names = Names::new();
-    let root = common::is_root();
+    let root = kit::is_root();
     if !root {
         eprintln!("ps02: not root: the squatting objects are this user's own (no chown)");
     }
@@ -229,7 +228,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
     let mut failures = Vec::new();
     for kind in kinds {
         let name = names.name("ps02");
-        let path = common::shm_path(&name);
+        let path = kit::shm_path(&name);
         let target = names.name("ps02-target");
         match kind {
             "foreign file" => std::fs::write(&path, vec![0x5a; 8192]).unwrap(),
@@ -238,17 +237,17 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
             }
             "symlink to a channel" => {
-                std::os::unix::fs::symlink(common::shm_path(&victim), &path).unwrap()
+                std::os::unix::fs::symlink(kit::shm_path(&victim), &path).unwrap()
             }
             "dangling symlink" => {
-                std::os::unix::fs::symlink(common::shm_path(&target), &path).unwrap()
+                std::os::unix::fs::symlink(kit::shm_path(&target), &path).unwrap()
             }
             "fifo" => {
                 nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
             }
             "hard link" => {
-                std::fs::write(common::shm_path(&target), vec![0x5a; 8192]).unwrap();
-                std::fs::hard_link(common::shm_path(&target), &path).unwrap();
+                std::fs::write(kit::shm_path(&target), vec![0x5a; 8192]).unwrap();
+                std::fs::hard_link(kit::shm_path(&target), &path).unwrap();
             }
             _ => std::fs::create_dir(&path).unwrap(),
         }
@@ -319,7 +318,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
                 failures.push(format!("{kind}: the squatting file was written"));
             }
         }
-        if kind == "dangling symlink" && common::shm_path(&target).exists() {
+        if kind == "dangling symlink" && kit::shm_path(&target).exists() {
             failures.push("a dangling symlink was followed: its target exists".into());
         }
         eprintln!("ps02 {kind}: {}", results.join("; "));
@@ -328,7 +327,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
         } else {
             let _ = std::fs::remove_file(&path);
         }
-        let _ = std::fs::remove_file(common::shm_path(&target));
+        let _ = std::fs::remove_file(kit::shm_path(&target));
     }
     // The real channel the symlink pointed at is intact and still works.
     let mut rx = spsc::Receiver::open(&victim, &Options::new()).expect("the real channel");
@@ -348,7 +347,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
 /// a member of that group can (and its message arrives), a non-member cannot.
 #[test]
 fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
-    if !common::is_root() {
+    if !kit::is_root() {
         eprintln!("SKIP ps03: needs root to switch users and groups");
         return;
     }
@@ -373,7 +372,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
     // 0660, group 4242: a member sends, a non-member is denied.
     let shared = names.name("ps03g");
     let mut rx = spsc::Receiver::create(&shared, &Options::new().mode(0o660)).expect("create");
-    std::os::unix::fs::chown(common::shm_path(&shared), None, Some(GROUP)).expect("chgrp");
+    std::os::unix::fs::chown(kit::shm_path(&shared), None, Some(GROUP)).expect("chgrp");
     assert_eq!(as_user(&shared, NOBODY), "PermissionDenied", "a non-member");
     assert_eq!(
         as_user(&shared, GROUP),
@@ -412,7 +411,7 @@ fn ps04_generated_names_carry_64_random_bits() {
 
 /// Every byte of the object under `name`.
 fn object_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(common::shm_path(name)).expect("read the object")
+    std::fs::read(kit::shm_path(name)).expect("read the object")
 }
 
 /// PS-05: the owners of a channel die with payloads (consumed and unconsumed)
@@ -479,7 +478,7 @@ fn ps05_a_reused_name_never_shows_old_payload_bytes() {
             "{kind}: a reservation in a fresh channel shows old bytes"
         );
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     names.assert_clean();
 }
@@ -512,7 +511,7 @@ fn ps06_no_channel_descriptor_survives_exec() {
     rx2.recv().unwrap();
     rx4.recv().unwrap();
     rx5.recv().unwrap();
-    let mine = common::shm_fds();
+    let mine = kit::shm_fds();
     assert!(
         mine >= 7,
         "expected descriptors for 7 endpoints, found {mine}"
@@ -526,7 +525,7 @@ fn ps06_no_channel_descriptor_survives_exec() {
         !listing.contains("/dev/shm/") && !listing.contains("memfd:"),
         "a shared-memory descriptor leaked across exec:\n{listing}"
     );
-    let open = common::shm_fds_without_cloexec();
+    let open = kit::shm_fds_without_cloexec();
     assert!(open.is_empty(), "descriptors without FD_CLOEXEC: {open:?}");
     drop((tx1, rx1, tx2, rx2, tx3, tx4, rx4, tx5, rx5));
     names.assert_clean();
@@ -600,14 +599,14 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
     let (mut tx, mut rx) = spsc::anonymous(&Options::new()).expect("anonymous");
     tx.send(b"x").unwrap();
     rx.recv().unwrap();
-    let fds: Vec<String> = common::fd_table()
+    let fds: Vec<String> = kit::fd_table()
         .into_iter()
         .filter(|l| l.starts_with("/memfd:shmq"))
         .collect();
     assert!(
         !fds.is_empty(),
         "anonymous channel descriptors: {:?}",
-        common::fd_table()
+        kit::fd_table()
     );
     drop((tx, rx));
     // Named, closed gracefully: the name goes with the last endpoint.
@@ -616,10 +615,10 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
     let mut tx = spsc::Sender::open(&graceful, &Options::new()).expect("open");
     tx.send(b"x").unwrap();
     rx.recv().unwrap();
-    assert!(common::shm_path(&graceful).exists(), "in use: named");
+    assert!(kit::shm_path(&graceful).exists(), "in use: named");
     drop((tx, rx));
     assert!(
-        !common::shm_path(&graceful).exists(),
+        !kit::shm_path(&graceful).exists(),
         "closed and drained: no name"
     );
     // Named, both ends SIGKILLed: a stale name, removable.
@@ -635,7 +634,7 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
     owner.signal(Signal::SIGKILL);
     owner.expect_killed();
     assert!(
-        common::shm_path(&killed).exists(),
+        kit::shm_path(&killed).exists(),
         "a killed pair leaves its name"
     );
     assert!(Segment::is_stale(&killed).expect("is_stale"));
@@ -643,6 +642,6 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
         .expect("inspect")
         .expect("a channel");
     assert!(report.is_stale(), "inspect: {:?}", report.problems);
-    common::remove_stale(&killed);
+    kit::remove_stale(&killed);
     names.assert_clean();
 }

@@ -5,20 +5,19 @@
 //!
 //! Run: `cargo test --release --features failpoints --test segment`.
 
-mod common;
-
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use common::{Names, Spawn, Watchdog, arg, emit, hang};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::segment::{
     Backing, Error as SegError, Expect, HEADER_LEN, Layout, MAGIC, Opened, Segment, SegmentOptions,
     VERSION,
 };
+use shmq_testkit as kit;
+use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 /// The layout the tests create: an arbitrary kind, four endpoints, 64 KiB.
 const LAYOUT: Layout = Layout {
@@ -94,7 +93,7 @@ fn create_published(name: &str) -> Segment {
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "seg_read" => role_seg_read(),
         "seg_hold" => role_seg_hold(),
         "seg_claim" => role_seg_claim(),
@@ -332,7 +331,7 @@ fn role_seg_nospace() {
         Ok(_) => json!({ "created": true }),
     };
     drop(r);
-    let left = common::shm_path(&name).exists();
+    let left = kit::shm_path(&name).exists();
     // Positive control: a small segment fits.
     let small = Segment::create(&name, &LAYOUT, &opts()).and_then(|c| c.publish());
     let small_ok = small.is_ok();
@@ -436,7 +435,7 @@ fn invalid_names_are_refused_before_any_system_call() {
     }
     for leaked in [&bare, double.trim_start_matches('/')] {
         assert!(
-            !common::shm_path(leaked).exists(),
+            !kit::shm_path(leaked).exists(),
             "an invalid name reached shm_open: /dev/shm/{leaked} exists"
         );
     }
@@ -535,7 +534,7 @@ fn plant(name: &str, bytes: &[u8]) {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(common::shm_path(name))
+        .open(kit::shm_path(name))
         .expect("plant a file in /dev/shm");
     f.write_all(bytes).expect("write planted file");
 }
@@ -613,7 +612,7 @@ fn random_bytes_are_bad_magic() {
     );
     // The file is untouched: an opener never writes a foreign object.
     assert_eq!(
-        std::fs::read(common::shm_path(&name)).expect("read back"),
+        std::fs::read(kit::shm_path(&name)).expect("read back"),
         bytes
     );
     Segment::unlink(&name).expect("unlink");
@@ -631,7 +630,7 @@ fn getrandom_fill(buf: &mut [u8]) {
 fn poke(name: &str, offset: u64, bytes: &[u8]) {
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(common::shm_path(name))
+        .open(kit::shm_path(name))
         .expect("open the /dev/shm file");
     f.write_all_at(bytes, offset).expect("pwrite");
 }
@@ -742,7 +741,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
     // A peer that grows the object under its header: total_len no longer matches.
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(common::shm_path(&name))
+        .open(kit::shm_path(&name))
         .expect("open");
     let len = f.metadata().expect("stat").len();
     f.set_len(len + 4096).expect("grow");
@@ -946,7 +945,7 @@ fn untrusted_objects_under_the_name_are_refused() {
 
     // A symlink to a real segment, and a dangling one.
     let link = names.name("seg-symlink");
-    std::os::unix::fs::symlink(common::shm_path(&real), common::shm_path(&link)).unwrap();
+    std::os::unix::fs::symlink(kit::shm_path(&real), kit::shm_path(&link)).unwrap();
     untrusted(&link, &opts(), "symlink");
     assert!(matches!(
         Segment::peek(&link, &opts()),
@@ -954,31 +953,31 @@ fn untrusted_objects_under_the_name_are_refused() {
     ));
     let target = names.name("seg-target");
     let dangling = names.name("seg-dangling");
-    std::os::unix::fs::symlink(common::shm_path(&target), common::shm_path(&dangling)).unwrap();
+    std::os::unix::fs::symlink(kit::shm_path(&target), kit::shm_path(&dangling)).unwrap();
     let r = Segment::create(&dangling, &LAYOUT, &opts());
     assert!(
         matches!(r, Err(SegError::AlreadyExists { .. })),
         "create over a dangling symlink: {r:?}"
     );
     assert!(
-        !common::shm_path(&target).exists(),
+        !kit::shm_path(&target).exists(),
         "create followed a symlink and made its target"
     );
-    std::fs::remove_file(common::shm_path(&link)).unwrap();
-    std::fs::remove_file(common::shm_path(&dangling)).unwrap();
+    std::fs::remove_file(kit::shm_path(&link)).unwrap();
+    std::fs::remove_file(kit::shm_path(&dangling)).unwrap();
 
     // A FIFO.
     let fifo = names.name("seg-fifo");
     nix::unistd::mkfifo(
-        &common::shm_path(&fifo),
+        &kit::shm_path(&fifo),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .expect("mkfifo");
     untrusted(&fifo, &opts(), "FIFO");
-    std::fs::remove_file(common::shm_path(&fifo)).unwrap();
+    std::fs::remove_file(kit::shm_path(&fifo)).unwrap();
 
     // Writable by group, then by others; accepted only when allowed.
-    let p = common::shm_path(&real);
+    let p = kit::shm_path(&real);
     for mode in [0o620, 0o602] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         untrusted(&real, &opts(), &format!("mode {mode:o}"));
@@ -989,10 +988,10 @@ fn untrusted_objects_under_the_name_are_refused() {
 
     // A second hard link.
     let hard = names.name("seg-hardlink");
-    std::fs::hard_link(&p, common::shm_path(&hard)).unwrap();
+    std::fs::hard_link(&p, kit::shm_path(&hard)).unwrap();
     untrusted(&real, &opts(), "two hard links");
     untrusted(&hard, &opts(), "two hard links (other name)");
-    std::fs::remove_file(common::shm_path(&hard)).unwrap();
+    std::fs::remove_file(kit::shm_path(&hard)).unwrap();
 
     // Another owner (root may chown; as another user this part is skipped).
     if nix::unistd::geteuid().is_root() {
@@ -1014,10 +1013,10 @@ fn untrusted_objects_under_the_name_are_refused() {
 fn a_directory_under_the_name_is_untrusted() {
     let names = Names::new();
     let dir = names.name("seg-dir");
-    std::fs::create_dir(common::shm_path(&dir)).unwrap();
+    std::fs::create_dir(kit::shm_path(&dir)).unwrap();
     let r = Segment::open(&dir, &Expect::default(), &opts());
     let p = Segment::peek(&dir, &opts());
-    std::fs::remove_dir(common::shm_path(&dir)).unwrap();
+    std::fs::remove_dir(kit::shm_path(&dir)).unwrap();
     assert!(matches!(r, Err(SegError::Untrusted { .. })), "open: {r:?}");
     assert!(matches!(p, Err(SegError::Untrusted { .. })), "peek: {p:?}");
     names.assert_clean();
@@ -1102,7 +1101,7 @@ fn a_sealed_memfd_refuses_resizing_from_a_forked_child() {
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
-    let code = common::wait_child(child, Duration::from_secs(30));
+    let code = kit::wait_child(child, Duration::from_secs(30));
     assert_eq!(
         code & 15,
         0,
@@ -1172,7 +1171,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
 
     // Stopped is not dead.
     b.signal(Signal::SIGSTOP);
-    assert!(common::wait_stopped(b.pid(), Duration::from_secs(5)));
+    assert!(kit::wait_stopped(b.pid(), Duration::from_secs(5)));
     assert!(
         seg.endpoint_alive(2).unwrap(),
         "a stopped holder was reported dead"
@@ -1182,8 +1181,8 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     // Killed: dead as soon as the kernel has torn it down, already as a zombie
     // (not yet reaped, its pid still taken).
     a.signal(Signal::SIGKILL);
-    assert!(common::wait_dead(a.pid(), Duration::from_secs(5)));
-    assert_eq!(common::proc_state(a.pid()), Some('Z'), "not a zombie");
+    assert!(kit::wait_dead(a.pid(), Duration::from_secs(5)));
+    assert_eq!(kit::proc_state(a.pid()), Some('Z'), "not a zombie");
     assert!(
         !seg.endpoint_alive(1).unwrap(),
         "a zombie's endpoint looks alive"
@@ -1235,11 +1234,11 @@ fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
         .arg("IDX", 1)
         .spawn(&wd);
     let ev = a.event("forked");
-    let b = common::num(&ev, "child") as i32;
+    let b = kit::num(&ev, "child") as i32;
     assert!(seg.endpoint_alive(1).unwrap());
     a.signal(Signal::SIGKILL);
-    assert!(common::wait_dead(a.pid(), Duration::from_secs(5)));
-    let b_state = common::proc_state(b);
+    assert!(kit::wait_dead(a.pid(), Duration::from_secs(5)));
+    let b_state = kit::proc_state(b);
     assert!(
         matches!(b_state, Some('S' | 'R')),
         "the forked child should still live, state {b_state:?}"
@@ -1337,7 +1336,7 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
         "{r:?}"
     );
     assert!(
-        !common::shm_path(&name).exists(),
+        !kit::shm_path(&name).exists(),
         "TooLarge must come before creating"
     );
     let seg = create_published(&name);

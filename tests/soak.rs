@@ -6,25 +6,24 @@
 //! - CI form: `cargo test --release --features failpoints --test soak`
 //! - long form: `SOAK_SECS=3600 cargo test --release --features failpoints --test soak -- --nocapture`
 //!
-//! Every message is a [`common::record`] (producer, incarnation, sequence, send
-//! time, checksum) and every stream is checked by a [`common::RecordVerifier`].
-
-mod common;
+//! Every message is a [`kit::record`] (producer, incarnation, sequence, send
+//! time, checksum) and every stream is checked by a [`kit::RecordVerifier`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::ends::{How, Kind, Rx, Tx, why};
-use common::{
-    Names, Proc, RawRegion, RecordVerifier, Rng, Spawn, Watchdog, arg, arg_or, emit, mono_ns, num,
-    record,
-};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::segment::{Expect, Layout, Segment, SegmentOptions};
 use shmq::{Disconnect, Error, Options};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::{
+    Names, Proc, RawRegion, RecordVerifier, Rng, Spawn, Watchdog, arg, arg_or, emit, mono_ns, num,
+    record,
+};
 
 /// The whole budget, in seconds (`SOAK_SECS`, default 60).
 fn soak_secs() -> f64 {
@@ -59,7 +58,7 @@ fn watchdog(test: &str, run: Duration) -> Watchdog {
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "soak_tx" => role_soak_tx(),
         "soak_rx" => role_soak_rx(),
         "bp_tx" => role_bp_tx(),
@@ -92,7 +91,7 @@ fn role_soak_tx() {
     let end: u64 = arg("END_NS");
     let max = arg_or("MAX", tx.max_message_len());
     let mut rng = Rng::new(arg::<u64>("SEED"));
-    let progress = common::arg_opt::<String>("PROGRESS").map(|p| {
+    let progress = kit::arg_opt::<String>("PROGRESS").map(|p| {
         Segment::open(
             &p,
             &Expect::default(),
@@ -101,7 +100,7 @@ fn role_soak_tx() {
         .expect("progress segment")
     });
     let progress_region = progress.as_ref().map(RawRegion::of);
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let mut buf = vec![0u8; max];
     let mut seq = 0u64;
     while mono_ns() < end {
@@ -157,7 +156,7 @@ fn role_soak_rx() {
             Err(e) => break e,
         }
         if warm.is_none() && Instant::now() >= warm_at {
-            warm = Some((common::rss_kib(), common::fd_count(), common::shm_maps()));
+            warm = Some((kit::rss_kib(), kit::fd_count(), kit::shm_maps()));
         }
     };
     let (rss0, fds0, maps0) = warm.unwrap_or((0, 0, 0));
@@ -170,8 +169,8 @@ fn role_soak_rx() {
         json!({
             "end": why(&end), "total": v.total, "bytes": v.bytes, "per": per,
             "warm": warm.is_some(),
-            "rss_kib": [rss0, common::rss_kib()], "fds": [fds0, common::fd_count()],
-            "maps": [maps0, common::shm_maps()],
+            "rss_kib": [rss0, kit::rss_kib()], "fds": [fds0, kit::fd_count()],
+            "maps": [maps0, kit::shm_maps()],
             "p50_us": hist.value_at_quantile(0.5) as f64 / 1e3,
             "p99_us": hist.value_at_quantile(0.99) as f64 / 1e3,
             "p999_us": hist.value_at_quantile(0.999) as f64 / 1e3,
@@ -185,10 +184,10 @@ fn role_soak_rx() {
 fn role_bp_tx() {
     let name: String = arg("NAME");
     let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open");
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let mut seq = 0;
     loop {
-        match tx.try_send(&common::message(seq, 0, 256)) {
+        match tx.try_send(&kit::message(seq, 0, 256)) {
             Ok(()) => seq += 1,
             Err(Error::Full) => break,
             Err(e) => panic!("try_send: {e:?}"),
@@ -197,7 +196,7 @@ fn role_bp_tx() {
     emit("full", json!({ "count": seq }));
     let count: u64 = arg("COUNT");
     for _ in 0..count {
-        tx.send(&common::message(seq, 0, 256)).expect("send");
+        tx.send(&kit::message(seq, 0, 256)).expect("send");
         seq += 1;
     }
     emit("sent", json!({ "count": seq }));
@@ -252,9 +251,9 @@ fn role_sweep_tx() {
 fn role_idle_rx() {
     let name: String = arg("NAME");
     let mut rx = shmq::spsc::Receiver::open(&name, &Options::new()).expect("open");
-    emit("waiting", json!({ "tid": common::gettid() }));
+    emit("waiting", json!({ "tid": kit::gettid() }));
     let mut buf = Vec::new();
-    let mut v = common::Verifier::new();
+    let mut v = kit::Verifier::new();
     let count: u64 = arg("COUNT");
     let mut first = None;
     for _ in 0..count {
@@ -446,9 +445,9 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
     let run = share(0.30);
     let wd = watchdog("ls03", run);
     let names = Names::new();
-    common::warm_up_fork_guard();
-    let (fds0, maps0) = (common::fd_count(), common::shm_maps());
-    let shm0 = common::shm_entries("t-soak-ls03");
+    kit::warm_up_fork_guard();
+    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
+    let shm0 = kit::shm_entries("t-soak-ls03");
     let name = names.name("soak-ls03");
     let progress_name = names.name("soak-ls03-progress");
     let progress = Segment::create(
@@ -620,24 +619,19 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
     );
     drop(progress);
     Segment::unlink(&progress_name).expect("unlink progress");
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     assert_eq!(
-        common::shm_entries("t-soak-ls03"),
+        kit::shm_entries("t-soak-ls03"),
         shm0,
         "/dev/shm after the chaos"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while common::fd_count() != fds0 && Instant::now() < deadline {
+    while kit::fd_count() != fds0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10)); // output readers finishing
     }
-    assert_eq!(
-        common::fd_count(),
-        fds0,
-        "descriptors: {:?}",
-        common::fd_table()
-    );
-    assert_eq!(common::shm_maps(), maps0, "shared mappings");
-    assert!(common::zombie_children().is_empty(), "zombies");
+    assert_eq!(kit::fd_count(), fds0, "descriptors: {:?}", kit::fd_table());
+    assert_eq!(kit::shm_maps(), maps0, "shared mappings");
+    assert!(kit::zombie_children().is_empty(), "zombies");
     names.assert_clean();
 }
 
@@ -665,19 +659,19 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
     let tid = num(&p.event("ready"), "tid") as i32;
     let filled = num(&p.event("full"), "count");
     assert!(
-        common::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
+        kit::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
         "the producer never slept\n{}",
         p.log()
     );
     let blocked = run / 2;
-    let (cpu0, t0) = (common::cpu_ns(p.pid()), Instant::now());
+    let (cpu0, t0) = (kit::cpu_ns(p.pid()), Instant::now());
     std::thread::sleep(blocked);
-    let cpu = (common::cpu_ns(p.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+    let cpu = (kit::cpu_ns(p.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
     // Slow consumer for the rest of the share, then full speed.
-    let mut v = common::Verifier::new();
+    let mut v = kit::Verifier::new();
     let mut buf = Vec::new();
     let slow_until = Instant::now() + run / 2;
-    let (slow_cpu0, slow_t0) = (common::cpu_ns(p.pid()), Instant::now());
+    let (slow_cpu0, slow_t0) = (kit::cpu_ns(p.pid()), Instant::now());
     while Instant::now() < slow_until && v.total < filled + count {
         rx.recv_into(&mut buf).expect("recv");
         v.take(&buf);
@@ -686,7 +680,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
         }
     }
     // (The producer may have finished and exited during the slow phase.)
-    let slow_cpu = common::cpu_ns(p.pid())
+    let slow_cpu = kit::cpu_ns(p.pid())
         .checked_sub(slow_cpu0)
         .map(|d| d as f64 / slow_t0.elapsed().as_nanos() as f64);
     let end = loop {
@@ -923,13 +917,13 @@ fn soak_ls07_idle_then_burst() {
         .arg("COUNT", burst)
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;
-    assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
-    let (cpu0, t0) = (common::cpu_ns(c.pid()), Instant::now());
+    assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+    let (cpu0, t0) = (kit::cpu_ns(c.pid()), Instant::now());
     std::thread::sleep(idle);
-    let cpu = (common::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+    let cpu = (kit::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
     let mut buf = vec![0u8; 64];
     for seq in 0..burst {
-        common::msg::fill(&mut buf, seq, 0);
+        kit::msg::fill(&mut buf, seq, 0);
         tx.send(&buf).expect("send");
     }
     let ev = c.event("received");
@@ -962,12 +956,12 @@ fn soak_ls08_many_rings_churn() {
     let _serial = serial();
     let names = Names::new();
     let o = Options::new().capacity(4096);
-    common::warm_up_fork_guard();
+    kit::warm_up_fork_guard();
     let tag = format!("t-soak-ls08-{:x}", Rng::seed() & 0xffff_ffff);
-    let _cleanup = common::PrefixCleanup(tag.clone());
+    let _cleanup = kit::PrefixCleanup(tag.clone());
     let prefix = tag.as_str();
-    let (fds0, maps0) = (common::fd_count(), common::shm_maps());
-    let shm0 = common::shm_entries(&tag);
+    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
+    let shm0 = kit::shm_entries(&tag);
     let mut alive = Vec::new();
     let mut buf = Vec::new();
     for i in 0..256u64 {
@@ -978,7 +972,7 @@ fn soak_ls08_many_rings_churn() {
         rx.recv_into(&mut buf).unwrap();
         alive.push((tx, rx));
     }
-    assert_eq!(common::shm_entries(&tag).len(), 256 + shm0.len());
+    assert_eq!(kit::shm_entries(&tag).len(), 256 + shm0.len());
     let cycles = (2000.0 * scale()) as u64;
     for c in 0..cycles {
         let n = shmq::unique_name(prefix).expect("name");
@@ -988,12 +982,12 @@ fn soak_ls08_many_rings_churn() {
         rx.recv_into(&mut buf).unwrap();
         assert_eq!(buf, c.to_le_bytes());
         drop((tx, rx));
-        assert!(!common::shm_path(&n).exists(), "cycle {c}: {n} left behind");
+        assert!(!kit::shm_path(&n).exists(), "cycle {c}: {n} left behind");
     }
     drop(alive);
-    assert_eq!(common::shm_entries(&tag), shm0, "/dev/shm after the churn");
-    assert_eq!(common::fd_count(), fds0, "descriptors");
-    assert_eq!(common::shm_maps(), maps0, "mappings");
+    assert_eq!(kit::shm_entries(&tag), shm0, "/dev/shm after the churn");
+    assert_eq!(kit::fd_count(), fds0, "descriptors");
+    assert_eq!(kit::shm_maps(), maps0, "mappings");
     eprintln!("ls08: 256 channels alive, then {cycles} create/destroy cycles: no growth");
     names.assert_clean();
 }
@@ -1037,7 +1031,7 @@ fn memory_cgroup() -> Result<std::path::PathBuf, String> {
 fn soak_ls09_memory_pressure_in_a_cgroup() {
     use std::os::unix::process::ExitStatusExt;
     let _serial = serial();
-    if !common::is_root() {
+    if !kit::is_root() {
         eprintln!("SKIP ls09: needs root to make a cgroup");
         return;
     }
@@ -1119,8 +1113,8 @@ fn soak_ls09_memory_pressure_in_a_cgroup() {
         }
     }
     eprintln!("ls09: {outcomes:?}");
-    for e in common::shm_entries("t-soak-ls09") {
-        let _ = std::fs::remove_file(common::shm_path(&e));
+    for e in kit::shm_entries("t-soak-ls09") {
+        let _ = std::fs::remove_file(kit::shm_path(&e));
     }
     names.assert_clean();
 }

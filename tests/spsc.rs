@@ -6,19 +6,18 @@
 //!
 //! Run: `cargo test --release --features failpoints --test spsc`.
 
-mod common;
-
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{
-    DEATH_BUDGET, Names, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, message, mono_ns, msg,
-    num, scaled,
-};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use shmq::{Disconnect, Error, Options, WaitStrategy, spsc};
+use shmq_testkit as kit;
+use shmq_testkit::{
+    DEATH_BUDGET, Names, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, message, mono_ns, msg,
+    num, scaled,
+};
 
 const SIZE: usize = 64;
 
@@ -42,10 +41,10 @@ fn why(e: &Error) -> String {
 /// Options from role parameters WAIT, CAP and SLICE_MS.
 fn role_options() -> Options {
     let mut o = Options::new().wait(strategy(&arg_or("WAIT", "default".to_owned())));
-    if let Some(cap) = common::arg_opt::<u64>("CAP") {
+    if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
-    if let Some(ms) = common::arg_opt::<u64>("SLICE_MS") {
+    if let Some(ms) = kit::arg_opt::<u64>("SLICE_MS") {
         o = o.wait_slice(Duration::from_millis(ms));
     }
     o
@@ -62,7 +61,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 #[test]
 fn child_role() {
-    common::child_main(|role| match role {
+    kit::child_main(|role| match role {
         "send" => role_send(),
         "recv" => role_recv(),
         "hold_recv" => role_hold_recv(),
@@ -102,7 +101,7 @@ fn role_send() {
     let name: String = arg("NAME");
     let o = role_options();
     let mut tx = open_sender(&name, &arg::<String>("HOW"), &o);
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let size: usize = arg_or("SIZE", SIZE);
     let batch: u64 = arg_or("BATCH", 0);
     let count: u64 = arg("COUNT");
@@ -157,7 +156,7 @@ fn role_recv() {
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     if arg_or("WAIT_FIRST", 0u8) == 1 {
-        emit("waiting", json!({ "tid": common::gettid() }));
+        emit("waiting", json!({ "tid": kit::gettid() }));
     }
     let futex0 = shmq::futex_calls();
     for _ in 0..count {
@@ -174,7 +173,7 @@ fn role_recv() {
         json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
     );
     if arg_or("AFTER", "none".to_owned()) == "disconnect" {
-        emit("parked", json!({ "tid": common::gettid() }));
+        emit("parked", json!({ "tid": kit::gettid() }));
         match rx.recv_into(&mut buf) {
             Err(e) => emit(
                 "disconnected",
@@ -199,10 +198,10 @@ fn role_hold_recv() {
 /// that no descriptor or mapping of the channel outlives it.
 fn role_fork_stream() {
     let count: u64 = arg("COUNT");
-    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) = spsc::anonymous(&Options::new().capacity(1 << 16)).expect("anonymous");
     let mut tx = Some(tx);
-    let child = common::fork_child(|| {
+    let child = kit::fork_child(|| {
         let mut tx = tx.take().expect("sender");
         let mut buf = vec![0u8; SIZE];
         for seq in 0..count {
@@ -223,14 +222,14 @@ fn role_fork_stream() {
             Err(e) => break why(&e),
         }
     };
-    let code = common::wait_child(child, Duration::from_secs(60));
+    let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
     emit(
         "done",
         json!({
             "received": v.total, "per": v.counts(), "end": end, "child": code,
-            "fds_before": fds0, "fds_after": common::shm_fds(),
-            "maps_before": maps0, "maps_after": common::shm_maps(),
+            "fds_before": fds0, "fds_after": kit::shm_fds(),
+            "maps_before": maps0, "maps_after": kit::shm_maps(),
         }),
     );
 }
@@ -251,7 +250,7 @@ fn role_pingpong() {
     let (ping_tx, ping_rx) = spsc::anonymous(&o).expect("ping");
     let (pong_tx, pong_rx) = spsc::anonymous(&o).expect("pong");
     let mut child_ends = Some((ping_rx, pong_tx));
-    let child = common::fork_child(|| {
+    let child = kit::fork_child(|| {
         let (mut rx, mut tx) = child_ends.take().expect("child ends");
         let mut buf = Vec::new();
         for _ in 0..count {
@@ -299,7 +298,7 @@ fn role_pingpong() {
         let _ = nix::sys::wait::waitpid(child, None);
         None
     } else {
-        Some(common::wait_child(child, Duration::from_secs(60)))
+        Some(kit::wait_child(child, Duration::from_secs(60)))
     };
     emit(
         "pingpong",
@@ -379,11 +378,11 @@ struct Small {
 /// place) and then `Disconnected(Closed)`.
 fn role_fork_typed() {
     let count: u64 = arg("COUNT");
-    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) =
         spsc::typed::anonymous::<Sample>(&Options::new().capacity(256)).expect("typed anonymous");
     let mut tx = Some(tx);
-    let child = common::fork_child(|| {
+    let child = kit::fork_child(|| {
         let mut tx = tx.take().expect("sender");
         for seq in 0..count {
             if seq % 2 == 0 {
@@ -409,14 +408,14 @@ fn role_fork_typed() {
         Ok(s) => format!("extra message {s:?}"),
         Err(e) => why(&e),
     };
-    let code = common::wait_child(child, Duration::from_secs(60));
+    let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
     emit(
         "done",
         json!({
             "received": count, "end": end, "child": code,
-            "fds_before": fds0, "fds_after": common::shm_fds(),
-            "maps_before": maps0, "maps_after": common::shm_maps(),
+            "fds_before": fds0, "fds_after": kit::shm_fds(),
+            "maps_before": maps0, "maps_after": kit::shm_maps(),
         }),
     );
 }
@@ -497,7 +496,7 @@ fn role_fd_recv() {
     drop(rx);
     emit(
         "done",
-        json!({ "received": v.total, "end": end, "fds_after": common::shm_fds() }),
+        json!({ "received": v.total, "end": end, "fds_after": kit::shm_fds() }),
     );
 }
 
@@ -583,7 +582,7 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
 /// Waits until `name` exists in /dev/shm.
 fn wait_created(name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !common::shm_path(name).exists() {
+    while !kit::shm_path(name).exists() {
         assert!(
             Instant::now() < deadline,
             "{name} never appeared in /dev/shm"
@@ -653,7 +652,7 @@ fn a_producer_gone_before_the_consumer_starts_delivers_everything() {
     p.expect_success();
     assert_eq!(num(&p.last_json(), "sent"), n);
     assert!(
-        common::shm_path(&name).exists(),
+        kit::shm_path(&name).exists(),
         "the channel must outlive a producer whose messages wait"
     );
     // Ask for one more than was sent: the consumer gets all n, then learns that
@@ -698,7 +697,7 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
         .arg("COUNT", count)
         .spawn(&wd);
     listener.set_nonblocking(true).expect("nonblocking");
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     let stream = loop {
         match listener.accept() {
             Ok((s, _)) => break s,
@@ -818,7 +817,7 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
         p.event("sent");
         let tid = num(&c.event("parked"), "tid") as i32;
         assert!(
-            common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
+            kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
             "the consumer never slept in futex\n{}",
             c.log()
         );
@@ -863,7 +862,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
             .spawn(&wd);
         let tid = num(&p.event("ready"), "tid") as i32;
         assert!(
-            common::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
+            kit::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
             "the producer never blocked\n{}",
             p.log()
         );
@@ -1114,7 +1113,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
         .arg("AFTER", "disconnect")
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;
-    assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+    assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
     let mut p = Spawn::role("send")
         .arg("NAME", &name)
         .arg("HOW", "open")
@@ -1132,7 +1131,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
     assert_eq!(ev["why"], "Died", "{ev}");
     let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
-    if common::shm_path(&name).exists() {
+    if kit::shm_path(&name).exists() {
         let report = shmq::inspect::inspect(&name);
         let problems = report
             .as_ref()
@@ -1221,7 +1220,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
         "{end:?}"
     );
     drop(rx);
-    if common::shm_path(&name).exists() {
+    if kit::shm_path(&name).exists() {
         // The stale `tail` of the killed producer can make the channel look damaged
         // to the unlink-on-close check (see the ignored test above).
         shmq::segment::Segment::unlink(&name).expect("unlink");

@@ -1,5 +1,5 @@
-#![allow(dead_code)] // each example uses part of this module
-//! The test message format shared by the example programs.
+//! The test message format shared by the example programs and the tests, with
+//! [`Verifier`], which checks a stream of such messages.
 //!
 //! ```text
 //! 0       8          12         16
@@ -7,6 +7,10 @@
 //! ```
 //! Messages are at least 16 bytes. Every byte is derived from the sequence number
 //! and producer id, so a consumer can verify a message completely.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
 
 /// Smallest message: the 16-byte header.
 pub const MIN_SIZE: usize = 16;
@@ -69,4 +73,70 @@ pub fn check(buf: &[u8]) -> Result<Header, String> {
         ));
     }
     Ok(Header { seq, producer })
+}
+
+/// Checks a stream of messages of this format: every byte, and per producer strictly
+/// increasing sequence numbers with no gap and no duplicate.
+#[derive(Default, Debug)]
+pub struct Verifier {
+    next: BTreeMap<u32, u64>,
+    /// Messages taken.
+    pub total: u64,
+}
+
+impl Verifier {
+    /// A verifier that has seen nothing.
+    pub fn new() -> Verifier {
+        Verifier::default()
+    }
+
+    /// Checks one message; `Err` describes the first problem.
+    pub fn check(&mut self, buf: &[u8]) -> Result<Header, String> {
+        let h = check(buf)?;
+        let next = self.next.entry(h.producer).or_insert(0);
+        if h.seq != *next {
+            return Err(format!(
+                "producer {}: expected message {}, got {} ({})",
+                h.producer,
+                *next,
+                h.seq,
+                if h.seq < *next {
+                    "duplicate or reordered"
+                } else {
+                    "gap: lost messages"
+                }
+            ));
+        }
+        *next += 1;
+        self.total += 1;
+        Ok(h)
+    }
+
+    /// As [`Verifier::check`], panicking on a problem.
+    pub fn take(&mut self, buf: &[u8]) -> Header {
+        self.check(buf)
+            .unwrap_or_else(|e| panic!("verification failed: {e}"))
+    }
+
+    /// Messages received from `producer`.
+    pub fn count(&self, producer: u32) -> u64 {
+        self.next.get(&producer).copied().unwrap_or(0)
+    }
+
+    /// Per-producer counts, as JSON.
+    pub fn counts(&self) -> Value {
+        let m: serde_json::Map<String, Value> = self
+            .next
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        Value::Object(m)
+    }
+}
+
+/// A message of `size` bytes: message `seq` of `producer`.
+pub fn message(seq: u64, producer: u32, size: usize) -> Vec<u8> {
+    let mut v = vec![0; size];
+    fill(&mut v, seq, producer);
+    v
 }

@@ -1,0 +1,128 @@
+//! A hostile peer's view of a channel segment: the ring's control word offsets
+//! ([`ring_off`]), raw atomic and byte access to the user region
+//! ([`RawRegion`]), and an open that trusts nothing ([`open_raw`]).
+
+/// Byte offsets of a ring's control words within a channel segment's user region
+/// (`crates/ring/src/ctl.rs`, pinned there by `const` assertions; docs/PROTOCOL.md §2).
+pub mod ring_off {
+    /// `tail` (u64).
+    pub const TAIL: usize = 0;
+    /// `head` (u64).
+    pub const HEAD: usize = 128;
+    /// The consumer's futex sequence (u32).
+    pub const DATA_SEQ: usize = 256;
+    /// The consumer's waiting flag (u32).
+    pub const CONSUMER_WAITING: usize = 260;
+    /// The producers' futex sequence (u32).
+    pub const SPACE_SEQ: usize = 264;
+    /// The producers' waiting flag (u32).
+    pub const PRODUCERS_WAITING: usize = 268;
+    /// Start of an SPSC ring's data area.
+    pub const SPSC_DATA: usize = 512;
+    /// Start of an MPSC ring's data area with `producers` slots.
+    pub const fn mpsc_data(producers: u16) -> usize {
+        512 + 128 * producers as usize
+    }
+}
+
+/// Raw access to the user region of a mapped segment, as a hostile peer has it:
+/// every word through an atomic, every byte range through a raw copy, never a
+/// reference. Bounds are checked; the region lives as long as the borrowed segment.
+pub struct RawRegion<'a> {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    _seg: &'a shmq::segment::Segment,
+}
+
+impl<'a> RawRegion<'a> {
+    /// The user region of `seg`.
+    pub fn of(seg: &'a shmq::segment::Segment) -> RawRegion<'a> {
+        RawRegion {
+            base: seg.data(),
+            len: seg.data_len() as usize,
+            _seg: seg,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn at<T>(&self, off: usize) -> *mut T {
+        let size = std::mem::size_of::<T>();
+        assert!(
+            off.is_multiple_of(size) && off + size <= self.len,
+            "offset {off} out of the {}-byte region or misaligned",
+            self.len
+        );
+        // SAFETY: `off + size <= len` (asserted), so the pointer stays inside the mapping.
+        unsafe { self.base.as_ptr().add(off).cast() }
+    }
+
+    /// The 64-bit word at `off` (8-aligned).
+    pub fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: in bounds and 8-aligned (checked by `at`; the region is 128-aligned);
+        // the mapping outlives `'a`; shared memory is only touched atomically here,
+        // and every other process accesses these words atomically too.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.at(off)) }
+    }
+
+    /// The 32-bit word at `off` (4-aligned).
+    pub fn word32(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: as in `word`, for a 4-byte aligned 4-byte word.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.at(off)) }
+    }
+
+    /// Copies `bytes` in at `off` (a raw copy: the peer may be reading).
+    pub fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.len, "write beyond the region");
+        // SAFETY: in bounds (asserted); a raw copy, never a reference to shared bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.as_ptr().add(off), bytes.len())
+        }
+    }
+
+    /// Copies `len` bytes out from `off`.
+    pub fn read(&self, off: usize, len: usize) -> Vec<u8> {
+        assert!(off + len <= self.len, "read beyond the region");
+        let mut v = vec![0u8; len];
+        // SAFETY: in bounds (asserted); copied out raw into private memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), v.as_mut_ptr(), len) }
+        v
+    }
+
+    /// `FUTEX_WAKE` (shared, not private) on the 32-bit word at `off`: wakes up to
+    /// `n` waiters. Returns how many were woken.
+    pub fn futex_wake(&self, off: usize, n: i32) -> i64 {
+        let addr = self.at::<u32>(off);
+        // SAFETY: futex(2) FUTEX_WAKE only uses the address as a key (it must be a
+        // mapped, aligned u32, which `at` checks); no memory is written.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                addr,
+                libc::FUTEX_WAKE,
+                n,
+                0usize,
+                0usize,
+                0u32,
+            )
+        }
+    }
+}
+
+/// Opens the named segment of a channel as a raw peer would (any owner, shared
+/// write allowed: this is the adversary's view, not a trusted open).
+pub fn open_raw(name: &str) -> shmq::segment::Segment {
+    let opts = shmq::SegmentOptions::new()
+        .expected_owner(None)
+        .allow_shared_write(true);
+    shmq::segment::Segment::open(name, &shmq::segment::Expect::default(), &opts)
+        .unwrap_or_else(|e| panic!("raw open of {name}: {e:?}"))
+}
