@@ -727,7 +727,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
 // ---------------------------------------------------------------------------
 // CF-09: a stale named channel
 
-/// CF-09 at the channel level (the segment level is in `tests/segment.rs`): the
+/// CF-09 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): the
 /// owner of a named channel is SIGKILLed with messages in its ring. A plain
 /// `create` is `AlreadyExists { stale: true }`; `create` with `reclaim_stale`
 /// gives a fresh, empty channel whose memory holds none of the old bytes; never
@@ -1466,7 +1466,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
 // ---------------------------------------------------------------------------
 // CF-13: fork without exec, at the channel level
 
-/// CF-13 at the channel level (the segment level is in `tests/segment.rs`): a
+/// CF-13 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): a
 /// producer forks without exec; the child's inherited sender is `Error::Forked`;
 /// the parent is SIGKILLed while the child lives on, and the consumer still sees
 /// `Died` within budget.

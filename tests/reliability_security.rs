@@ -1,5 +1,5 @@
 //! Reliability catalogue, permission and security tests (PS-01..PS-09) beyond
-//! the segment-level ones in `tests/segment.rs` (modes under any umask, symlinks,
+//! the segment-level ones in `crates/segment/tests/segment.rs` (modes under any umask, symlinks,
 //! FIFOs, hard links, foreign owners, `PermissionDenied`, invalid names);
 //! `docs/RELIABILITY.md` maps every item. Root-only parts skip with a printed
 //! reason when not root.
@@ -149,7 +149,7 @@ fn role_hold() {
 // ---------------------------------------------------------------------------
 // PS-01
 
-/// PS-01 for every channel flavour (the segment level is in `tests/segment.rs`):
+/// PS-01 for every channel flavour (the segment level is in `crates/segment/tests/segment.rs`):
 /// under umask 000 and 077 a channel is created 0600 by default and exactly as
 /// asked otherwise (applied with `fchmod`, never left to the umask), and every
 /// descriptor the process holds on it is `O_RDWR|O_CLOEXEC`.
@@ -391,7 +391,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
 // ---------------------------------------------------------------------------
 // PS-04
 
-/// PS-04's second half (the invalid names are in `tests/segment.rs`): generated
+/// PS-04's second half (the invalid names are in `crates/segment/tests/segment.rs`): generated
 /// names carry 64 random bits (16 hex digits after the prefix) and do not repeat.
 #[test]
 fn ps04_generated_names_carry_64_random_bits() {

@@ -1,6 +1,12 @@
 //! A hostile peer's view of a channel segment: the ring's control word offsets
 //! ([`ring_off`]), raw atomic and byte access to the user region
-//! ([`RawRegion`]), and an open that trusts nothing ([`open_raw`]).
+//! ([`RawRegion`]), and an open that trusts nothing ([`open_raw`]); objects a
+//! peer may leave where a segment is expected ([`plant`], [`poke`],
+//! [`unsealed_memfd`]) and names it may try ([`InvalidNames`]).
+
+use std::os::fd::OwnedFd;
+
+use crate::names::{Names, shm_path};
 
 /// Byte offsets of a ring's control words within a channel segment's user region
 /// (`crates/ring/src/ctl.rs`, pinned there by `const` assertions; docs/PROTOCOL.md §2).
@@ -125,4 +131,79 @@ pub fn open_raw(name: &str) -> shmq::segment::Segment {
         .allow_shared_write(true);
     shmq::segment::Segment::open(name, &shmq::segment::Expect::default(), &opts)
         .unwrap_or_else(|e| panic!("raw open of {name}: {e:?}"))
+}
+
+/// Writes `bytes` as a mode-0600 object under `name` in `/dev/shm` (which must
+/// not exist yet): a foreign or truncated object where a segment is expected.
+pub fn plant(name: &str, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(shm_path(name))
+        .expect("plant a file in /dev/shm");
+    f.write_all(bytes).expect("write planted file");
+}
+
+/// Overwrites `bytes` at `offset` of the object under `name` in `/dev/shm`
+/// (a header field changed behind the library's back).
+pub fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .expect("open the /dev/shm file");
+    f.write_all_at(bytes, offset).expect("pwrite");
+}
+
+/// A 64 KiB memfd with no seals: if `allow_sealing`, one that could still be
+/// sealed (no seal at all), else one made without `MFD_ALLOW_SEALING` (which
+/// carries only `F_SEAL_SEAL`). Neither is a segment an opener may trust.
+pub fn unsealed_memfd(allow_sealing: bool) -> OwnedFd {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let mut flags = MFdFlags::MFD_CLOEXEC;
+    if allow_sealing {
+        flags |= MFdFlags::MFD_ALLOW_SEALING;
+    }
+    let fd = memfd_create(c"shmq-test-unsealed", flags).expect("memfd_create");
+    nix::unistd::ftruncate(&fd, 1 << 16).expect("ftruncate");
+    fd
+}
+
+/// Invalid segment names, among them names glibc's `shm_open` would accept (it
+/// strips leading slashes): if the validation came after the system call, these
+/// would create objects, which [`InvalidNames::assert_none_reached_shm_open`]
+/// looks for.
+pub struct InvalidNames {
+    /// The names to try.
+    pub table: Vec<String>,
+    /// The objects the names glibc accepts would have created.
+    leaked: [String; 2],
+}
+
+impl InvalidNames {
+    /// A table with two fresh names of `names` in it (one without its leading
+    /// slash, one with two).
+    pub fn new(names: &Names) -> InvalidNames {
+        let bare = names.name("seg-bare").trim_start_matches('/').to_owned();
+        let double = format!("/{}", names.name("seg-dbl"));
+        let long = format!("/{}", "x".repeat(256));
+        let leaked = [bare.clone(), double.trim_start_matches('/').to_owned()];
+        let table = ["", "/", &bare, &double, "/a/b", "/a\0b", "/.", "/..", &long]
+            .map(str::to_owned)
+            .to_vec();
+        InvalidNames { table, leaked }
+    }
+
+    /// Asserts that no name of the table created an object in `/dev/shm`.
+    pub fn assert_none_reached_shm_open(&self) {
+        for leaked in &self.leaked {
+            assert!(
+                !shm_path(leaked).exists(),
+                "an invalid name reached shm_open: /dev/shm/{leaked} exists"
+            );
+        }
+    }
 }

@@ -3,20 +3,24 @@
 //! against a forked child, and endpoint liveness across SIGKILL, SIGSTOP, zombies
 //! and `fork` without `exec`.
 //!
-//! Run: `cargo test --release --features failpoints --test segment`.
+//! What the facade `shmq` makes of these errors is in `tests/segment_facade.rs`
+//! of the root package.
+//!
+//! Run: `cargo test --release -p shmq-segment --test segment`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::segment::{
+use shmq_segment::{
     Backing, Error as SegError, Expect, HEADER_LEN, Layout, MAGIC, Opened, Segment, SegmentOptions,
     VERSION,
 };
 use shmq_testkit as kit;
+use shmq_testkit::hostile::{InvalidNames, plant, poke, unsealed_memfd};
 use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 /// The layout the tests create: an arbitrary kind, four endpoints, 64 KiB.
@@ -99,7 +103,6 @@ fn child_role() {
         "seg_claim" => role_seg_claim(),
         "seg_claim_fork" => role_seg_claim_fork(),
         "seg_umask" => role_seg_umask(),
-        "spsc_create" => role_spsc_create(),
         "seg_nospace" => role_seg_nospace(),
         "seg_as_nobody" => role_seg_as_nobody(),
         other => panic!("unknown role {other}"),
@@ -204,8 +207,8 @@ fn role_seg_claim_fork() {
     }
 }
 
-/// For each umask in 000 and 077, creates N<k> segments with the default mode,
-/// with mode 0640, and a facade channel, and reports their `fstat` modes.
+/// For each umask in 000 and 077, creates N<k> segments with the default mode
+/// and with mode 0640, and reports their `fstat` modes.
 fn role_seg_umask() {
     use nix::sys::stat::{Mode, fstat, umask};
     let mode_of = |name: &str| -> u32 {
@@ -220,38 +223,24 @@ fn role_seg_umask() {
     let mut results = Vec::new();
     for (k, mask) in [0o000u32, 0o077].into_iter().enumerate() {
         umask(Mode::from_bits_truncate(mask));
-        let default_name: String = arg(&format!("N{}", 3 * k));
-        let explicit_name: String = arg(&format!("N{}", 3 * k + 1));
-        let channel_name: String = arg(&format!("N{}", 3 * k + 2));
+        let default_name: String = arg(&format!("N{}", 2 * k));
+        let explicit_name: String = arg(&format!("N{}", 2 * k + 1));
         let a = create_published(&default_name);
         let b = Segment::create(&explicit_name, &LAYOUT, &opts().mode(0o640))
             .expect("create 0640")
             .publish()
             .expect("publish");
-        let tx = shmq::spsc::Sender::create(&channel_name, &shmq::Options::new())
-            .expect("channel create");
         results.push(json!({
             "umask": mask,
             "default": mode_of(&default_name),
             "explicit_0640": mode_of(&explicit_name),
-            "channel": mode_of(&channel_name),
         }));
-        drop((a, b, tx));
+        drop((a, b));
         for n in [&default_name, &explicit_name] {
             Segment::unlink(n).expect("unlink");
         }
-        // The channel's sender removed its segment on drop (nothing was waiting).
     }
     emit("modes", json!({ "results": results }));
-}
-
-/// Creates an SPSC channel by name; armed with the `mid_init` failpoint, it stops
-/// after writing the header and before publishing it.
-fn role_spsc_create() {
-    let name: String = arg("NAME");
-    let tx = shmq::spsc::Sender::create(&name, &shmq::Options::new());
-    emit("created", json!({ "ok": tx.is_ok() }));
-    hang();
 }
 
 /// Drops to uid/gid 65534, then opens NAME (a root-owned 0600 segment).
@@ -388,16 +377,10 @@ fn round_trip_through_a_second_process() {
 #[test]
 fn invalid_names_are_refused_before_any_system_call() {
     let names = Names::new();
-    // Names glibc's shm_open would accept (it strips leading slashes): if the
-    // validation came after the system call, these would create objects.
-    let bare = names.name("seg-bare");
-    let bare = bare.trim_start_matches('/').to_owned();
-    let double = format!("/{}", names.name("seg-dbl"));
-    let long = format!("/{}", "x".repeat(256));
-    let table: Vec<&str> = vec!["", "/", &bare, &double, "/a/b", "/a\0b", "/.", "/..", &long];
+    let invalid = InvalidNames::new(&names);
     let l = LAYOUT;
     let e = Expect::default();
-    for name in &table {
+    for name in &invalid.table {
         let results: Vec<(&str, Result<(), SegError>)> = vec![
             ("create", Segment::create(name, &l, &opts()).map(drop)),
             ("open", Segment::open(name, &e, &opts()).map(drop)),
@@ -416,29 +399,8 @@ fn invalid_names_are_refused_before_any_system_call() {
                 "{op}({name:?}) gave {r:?}, expected InvalidName"
             );
         }
-        let facade = shmq::spsc::Sender::create(name, &shmq::Options::new());
-        assert!(
-            matches!(
-                facade,
-                Err(shmq::Error::Segment(SegError::InvalidName { .. }))
-            ),
-            "spsc::Sender::create({name:?}) gave {facade:?}"
-        );
-        let facade = shmq::mpsc::Receiver::open(name, &shmq::Options::new());
-        assert!(
-            matches!(
-                facade,
-                Err(shmq::Error::Segment(SegError::InvalidName { .. }))
-            ),
-            "mpsc::Receiver::open({name:?}) gave {facade:?}"
-        );
     }
-    for leaked in [&bare, double.trim_start_matches('/')] {
-        assert!(
-            !kit::shm_path(leaked).exists(),
-            "an invalid name reached shm_open: /dev/shm/{leaked} exists"
-        );
-    }
+    invalid.assert_none_reached_shm_open();
     names.assert_clean();
 }
 
@@ -519,24 +481,7 @@ fn opening_a_missing_name_is_not_found() {
         Segment::peek(&name, &opts()),
         Err(SegError::NotFound { .. })
     ));
-    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::NotFound { .. }))),
-        "{r:?}"
-    );
     names.assert_clean();
-}
-
-/// Writes `bytes` as a mode-0600 object under `name` in /dev/shm.
-fn plant(name: &str, bytes: &[u8]) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(kit::shm_path(name))
-        .expect("plant a file in /dev/shm");
-    f.write_all(bytes).expect("write planted file");
 }
 
 #[test]
@@ -559,11 +504,6 @@ fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
         Segment::peek(&name, &opts()),
         Err(SegError::TooSmall { size: 10, .. })
     ));
-    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::TooSmall { .. }))),
-        "{r:?}"
-    );
     Segment::unlink(&name).expect("unlink");
 
     // Size 0 is what a creator's object looks like before ftruncate: an opener
@@ -605,11 +545,6 @@ fn random_bytes_are_bad_magic() {
         Err(SegError::BadMagic { .. })
     ));
     drop(peek);
-    let r = shmq::mpsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::BadMagic { .. }))),
-        "{r:?}"
-    );
     // The file is untouched: an opener never writes a foreign object.
     assert_eq!(
         std::fs::read(kit::shm_path(&name)).expect("read back"),
@@ -626,15 +561,6 @@ fn getrandom_fill(buf: &mut [u8]) {
         .expect("read /dev/urandom");
 }
 
-/// Overwrites `bytes` at `offset` of the object under `name` in /dev/shm.
-fn poke(name: &str, offset: u64, bytes: &[u8]) {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(kit::shm_path(name))
-        .expect("open the /dev/shm file");
-    f.write_all_at(bytes, offset).expect("pwrite");
-}
-
 #[test]
 fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
     let names = Names::new();
@@ -645,14 +571,6 @@ fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(
         matches!(r, Err(SegError::VersionMismatch { expected: VERSION, found }) if found == VERSION + 1),
-        "{r:?}"
-    );
-    let r = shmq::spsc::Sender::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(
-            r,
-            Err(shmq::Error::Segment(SegError::VersionMismatch { .. }))
-        ),
         "{r:?}"
     );
     // Back to the right version, but a state no creator writes.
@@ -811,62 +729,9 @@ fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
     names.assert_clean();
 }
 
-#[cfg(feature = "failpoints")]
-#[test]
-fn a_creator_killed_at_mid_init_leaves_an_abandoned_segment() {
-    let wd = Watchdog::new("mid_init");
-    let names = Names::new();
-    let name = names.name("seg-midinit");
-    let mut creator = Spawn::role("spsc_create")
-        .arg("NAME", &name)
-        .failpoint("mid_init")
-        .spawn(&wd);
-    assert_eq!(creator.wait_failpoint(), "reached mid_init");
-    let short = shmq::Options::new().open_timeout(Duration::from_millis(200));
-    let r = shmq::spsc::Receiver::open(&name, &short);
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::NotReady { .. }))),
-        "while the creator lives: {r:?}"
-    );
-    creator.signal(Signal::SIGKILL);
-    creator.expect_killed();
-    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::Abandoned))),
-        "after the creator died: {r:?}"
-    );
-    let peek = Segment::peek(&name, &opts()).expect("peek");
-    assert!(peek.is_shmq());
-    assert!(matches!(
-        peek.validate(&Expect::default()),
-        Err(SegError::Abandoned)
-    ));
-    drop(peek);
-    // The next creator replaces it without a manual rm, and the channel works.
-    let mut rx = shmq::spsc::Receiver::create_or_open(&name, &shmq::Options::new())
-        .expect("create_or_open over the abandoned segment");
-    let mut tx = shmq::spsc::Sender::open(&name, &shmq::Options::new()).expect("open");
-    tx.send(b"after recovery").expect("send");
-    assert_eq!(&*rx.recv().expect("recv"), b"after recovery");
-    drop(tx);
-    drop(rx);
-    names.assert_clean();
-}
-
 const SEAL_SEAL: u32 = libc::F_SEAL_SEAL as u32;
 const SEAL_SHRINK: u32 = libc::F_SEAL_SHRINK as u32;
 const SEAL_GROW: u32 = libc::F_SEAL_GROW as u32;
-
-fn memfd(allow_sealing: bool) -> OwnedFd {
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    let mut flags = MFdFlags::MFD_CLOEXEC;
-    if allow_sealing {
-        flags |= MFdFlags::MFD_ALLOW_SEALING;
-    }
-    let fd = memfd_create(c"shmq-test-unsealed", flags).expect("memfd_create");
-    nix::unistd::ftruncate(&fd, 1 << 16).expect("ftruncate");
-    fd
-}
 
 fn add_seals(fd: &OwnedFd, seals: u32) {
     // SAFETY: fcntl(F_ADD_SEALS) on a descriptor we own, with an integer argument.
@@ -878,12 +743,12 @@ fn add_seals(fd: &OwnedFd, seals: u32) {
 fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
     let names = Names::new();
     let e = Expect::default();
-    let r = Segment::from_fd(memfd(true), &e, &opts());
+    let r = Segment::from_fd(unsealed_memfd(true), &e, &opts());
     assert!(
         matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SEAL | SEAL_SHRINK | SEAL_GROW),
         "no seals: {r:?}"
     );
-    let partial = memfd(true);
+    let partial = unsealed_memfd(true);
     add_seals(&partial, SEAL_SHRINK | SEAL_GROW);
     let r = Segment::from_fd(partial, &e, &opts());
     assert!(
@@ -891,15 +756,10 @@ fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
         "SHRINK|GROW without SEAL: {r:?}"
     );
     // A memfd made without MFD_ALLOW_SEALING carries only F_SEAL_SEAL.
-    let r = Segment::from_fd(memfd(false), &e, &opts());
+    let r = Segment::from_fd(unsealed_memfd(false), &e, &opts());
     assert!(
         matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SHRINK | SEAL_GROW),
         "memfd without sealing: {r:?}"
-    );
-    let r = shmq::spsc::Receiver::from_fd(memfd(true), &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::Unsealed { .. }))),
-        "facade from_fd: {r:?}"
     );
     // Not a memfd at all: a pipe, and a named segment's descriptor.
     let (pipe_r, _pipe_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
@@ -1027,7 +887,7 @@ fn modes_are_0600_or_as_asked_whatever_the_umask() {
     let wd = Watchdog::new("modes");
     let names = Names::new();
     let mut spawn = Spawn::role("seg_umask");
-    for k in 0..6 {
+    for k in 0..4 {
         spawn = spawn.arg(&format!("N{k}"), names.name(&format!("seg-mode{k}")));
     }
     let mut child = spawn.spawn(&wd);
@@ -1038,7 +898,6 @@ fn modes_are_0600_or_as_asked_whatever_the_umask() {
     for r in results {
         assert_eq!(r["default"], json!(0o600), "default mode under {r}");
         assert_eq!(r["explicit_0640"], json!(0o640), "mode 0640 under {r}");
-        assert_eq!(r["channel"], json!(0o600), "channel mode under {r}");
     }
     names.assert_clean();
 }
@@ -1362,7 +1221,7 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
             ..LAYOUT
         },
         Layout {
-            endpoints: shmq::segment::MAX_ENDPOINTS + 1,
+            endpoints: shmq_segment::MAX_ENDPOINTS + 1,
             ..LAYOUT
         },
     ] {
