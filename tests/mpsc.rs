@@ -17,30 +17,11 @@ use shmq_testkit::{
     Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
 };
 
-fn why(e: &Error) -> String {
-    match e {
-        Error::Disconnected(Disconnect::Closed) => "Closed".into(),
-        Error::Disconnected(Disconnect::Died) => "Died".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Only one heavy test at a time in this process.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "send" => role_send(),
-        "fork_fanin" => role_fork_fanin(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_send role_fork_fanin
 }
 
 /// Opens the MPSC channel NAME, reports `attached` (with its slot), sends COUNT
@@ -74,7 +55,10 @@ fn role_send() {
             match r {
                 Ok(k) => seq += k as u64,
                 Err(e) => {
-                    emit("send_error", json!({ "why": why(&e), "sent": seq }));
+                    emit(
+                        "send_error",
+                        json!({ "why": kit::ends::why(&e), "sent": seq }),
+                    );
                     return;
                 }
             }
@@ -101,7 +85,10 @@ fn role_send() {
             tx.send(&buf)
         };
         if let Err(e) = r {
-            emit("send_error", json!({ "why": why(&e), "sent": seq }));
+            emit(
+                "send_error",
+                json!({ "why": kit::ends::why(&e), "sent": seq }),
+            );
             return;
         }
         if pace > 0 && seq % pace == pace - 1 {
@@ -146,7 +133,7 @@ fn role_fork_fanin() {
             Ok(()) => {
                 v.take(&buf);
             }
-            Err(e) => break why(&e),
+            Err(e) => break kit::ends::why(&e),
         }
     };
     let codes: Vec<i32> = children
@@ -213,7 +200,7 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
             }
             Err(Error::Timeout) if p.stop.load(Ordering::Relaxed) => break "stopped".to_owned(),
             Err(Error::Timeout) => {}
-            Err(e) => break why(&e),
+            Err(e) => break kit::ends::why(&e),
         }
         p.reclaimed
             .store(rx.reclaimed().expect("reclaimed"), Ordering::Relaxed);
@@ -294,7 +281,7 @@ fn ring_view(name: &str) -> shmq::ring::inspect::RingView {
 
 #[test]
 fn million_messages_from_four_producer_processes_all_verified() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("million_four_producers");
     let names = Names::new();
     let name = names.name("mpsc-million");
@@ -343,8 +330,7 @@ fn an_anonymous_channel_fans_in_from_forked_producers() {
     );
     assert_eq!(ev["end"], "Closed", "{ev}");
     assert_eq!(ev["children"], json!([0, 0, 0]), "{ev}");
-    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
-    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+    kit::assert_no_leak(&ev);
 }
 
 // ---------------------------------------------------------------------------

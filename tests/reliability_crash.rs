@@ -27,17 +27,9 @@ use shmq_testkit::{
 /// The default wait slice: a blocked call notices a dead peer within it.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
-fn wait_strategy(name: &str) -> shmq::WaitStrategy {
-    match name {
-        "park" => shmq::WaitStrategy::Park,
-        "spin" => shmq::WaitStrategy::Spin,
-        _ => shmq::WaitStrategy::default(),
-    }
-}
-
 /// Options from role parameters WAIT, CAP and PRODUCERS.
 fn role_options() -> Options {
-    let mut o = Options::new().wait(wait_strategy(&arg_or("WAIT", "default".to_owned())));
+    let mut o = Options::new().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
     if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
@@ -57,18 +49,8 @@ fn env_u64(key: &str, default: u64) -> u64 {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "tx" => role_tx(),
-        "rx" => role_rx(),
-        "hold_rx" => role_hold_rx(),
-        "fork_tx" => role_fork_tx(),
-        "pidns" => role_pidns(),
-        "storm" => role_storm(),
-        "crash_loop" => role_crash_loop(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_tx role_rx role_hold_rx role_fork_tx role_pidns role_storm role_crash_loop
 }
 
 /// Fills `buf` with message `seq` in FORMAT (`msg`: the examples' format with

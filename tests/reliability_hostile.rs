@@ -95,20 +95,9 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "poke" => role_poke(),
-        "flip" => role_flip(),
-        "scribble" => role_scribble(),
-        "futex_storm" => role_futex_storm(),
-        "punch" => role_punch(),
-        "rx" => role_rx(),
-        "tx" => role_tx(),
-        "hostile_mpsc" => role_hostile_mpsc(),
-        "truncated_rx" => role_truncated_rx(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_poke role_flip role_scribble role_futex_storm role_punch role_rx role_tx
+    role_hostile_mpsc role_truncated_rx
 }
 
 /// Parses `off=value,off=value` (decimal) into pairs.

@@ -23,14 +23,8 @@ const NOBODY: u32 = 65534;
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "umask_modes" => role_umask_modes(),
-        "as_user" => role_as_user(),
-        "hold" => role_hold(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_umask_modes role_as_user role_hold
 }
 
 /// The `fdinfo` flags of every descriptor of this process that refers to `name`.

@@ -13,13 +13,8 @@ use shmq::{Error, Options, mpsc, spsc};
 use shmq_testkit::hostile::{InvalidNames, plant, poke, unsealed_memfd};
 use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
-#[test]
-fn child_role() {
-    shmq_testkit::child_main(|role| match role {
-        "channel_umask" => role_channel_umask(),
-        "spsc_create" => role_spsc_create(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_channel_umask role_spsc_create
 }
 
 /// For each umask in 000 and 077, creates a channel named N<k> and reports the
@@ -141,12 +136,10 @@ fn a_channel_reports_the_segment_error_it_meets() {
 fn a_channels_segment_is_0600_whatever_the_umask() {
     let wd = Watchdog::new("channel_modes");
     let names = Names::new();
-    let mut child = Spawn::role("channel_umask")
+    let ev = Spawn::role("channel_umask")
         .arg("N0", names.name("seg-mode0"))
         .arg("N1", names.name("seg-mode1"))
-        .spawn(&wd);
-    let ev = child.event("modes");
-    child.expect_success();
+        .run(&wd, "modes");
     let results = ev["results"].as_array().expect("results");
     assert_eq!(results.len(), 2);
     for r in results {

@@ -10,7 +10,6 @@
 //! time, checksum) and every stream is checked by a [`kit::RecordVerifier`].
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,12 +42,6 @@ fn scale() -> f64 {
     (soak_secs() / 60.0).max(1.0)
 }
 
-/// One soak scenario at a time, also under `cargo test`'s threads.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn watchdog(test: &str, run: Duration) -> Watchdog {
     Watchdog::with_limit(test, run * 2 + Duration::from_secs(90))
 }
@@ -56,17 +49,8 @@ fn watchdog(test: &str, run: Duration) -> Watchdog {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "soak_tx" => role_soak_tx(),
-        "soak_rx" => role_soak_rx(),
-        "bp_tx" => role_bp_tx(),
-        "sweep_tx" => role_sweep_tx(),
-        "idle_rx" => role_idle_rx(),
-        "mem_pressure" => role_mem_pressure(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_soak_tx role_soak_rx role_bp_tx role_sweep_tx role_idle_rx role_mem_pressure
 }
 
 /// Record sizes: mostly small, sometimes up to `max`.
@@ -329,7 +313,7 @@ fn role_mem_pressure() {
 /// percentiles are printed.
 #[test]
 fn soak_ls01_spsc_random_sizes() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let run = share(0.25);
     let wd = watchdog("ls01", run);
     let names = Names::new();
@@ -377,7 +361,7 @@ fn soak_ls01_spsc_random_sizes() {
 /// received total equals what it reports having sent; every record verifies.
 #[test]
 fn soak_ls02_mpsc_eight_producers_small_ring() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let run = share(0.15);
     let wd = watchdog("ls02", run);
     let names = Names::new();
@@ -441,7 +425,7 @@ struct Chaos {
 /// descriptors are back to their baseline at the end.
 #[test]
 fn soak_ls03_chaos_kill_stop_continue_restart() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let run = share(0.30);
     let wd = watchdog("ls03", run);
     let names = Names::new();
@@ -644,7 +628,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
 /// slowly, then at full speed, and gets every message.
 #[test]
 fn soak_ls04_backpressure_blocked_producer_sleeps() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let run = share(0.10);
     let wd = watchdog("ls04", run);
     let names = Names::new();
@@ -729,7 +713,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
 fn soak_ls05_positions_and_futex_words_across_their_wrap() {
     use shmq::ring::{InProcess, Region, WaitConfig, WaitStrategy, mpsc, spsc};
     use std::sync::Arc;
-    let _serial = serial();
+    let _serial = kit::serial();
     let n = (1_000_000.0 * scale()) as u64;
     let cap = 4096usize;
     let cfg = WaitConfig::from(WaitStrategy::Park);
@@ -838,7 +822,7 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
 /// occur; one byte more than the maximum is a typed error.
 #[test]
 fn soak_ls06_every_size_at_every_offset_across_processes() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = watchdog("ls06", Duration::from_secs(60));
     let names = Names::new();
     let name = names.name("soak-ls06");
@@ -904,7 +888,7 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
 /// `SOAK_SECS / 60`) without a missed wake-up.
 #[test]
 fn soak_ls07_idle_then_burst() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let idle = share(0.05);
     let wd = watchdog("ls07", idle);
     let names = Names::new();
@@ -953,7 +937,7 @@ fn soak_ls07_idle_then_burst() {
 #[test]
 fn soak_ls08_many_rings_churn() {
     use shmq::spsc::{Receiver, Sender};
-    let _serial = serial();
+    let _serial = kit::serial();
     let names = Names::new();
     let o = Options::new().capacity(4096);
     kit::warm_up_fork_guard();
@@ -1030,7 +1014,7 @@ fn memory_cgroup() -> Result<std::path::PathBuf, String> {
 #[test]
 fn soak_ls09_memory_pressure_in_a_cgroup() {
     use std::os::unix::process::ExitStatusExt;
-    let _serial = serial();
+    let _serial = kit::serial();
     if !kit::is_root() {
         eprintln!("SKIP ls09: needs root to make a cgroup");
         return;

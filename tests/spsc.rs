@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use shmq::{Disconnect, Error, Options, WaitStrategy, spsc};
+use shmq::{Disconnect, Error, Options, spsc};
 use shmq_testkit as kit;
 use shmq_testkit::{
     DEATH_BUDGET, Names, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, message, mono_ns, msg,
@@ -21,26 +21,9 @@ use shmq_testkit::{
 
 const SIZE: usize = 64;
 
-fn strategy(name: &str) -> WaitStrategy {
-    match name {
-        "park" => WaitStrategy::Park,
-        "spin" => WaitStrategy::Spin,
-        "default" => WaitStrategy::default(),
-        other => panic!("unknown wait strategy {other}"),
-    }
-}
-
-fn why(e: &Error) -> String {
-    match e {
-        Error::Disconnected(Disconnect::Closed) => "Closed".into(),
-        Error::Disconnected(Disconnect::Died) => "Died".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Options from role parameters WAIT, CAP and SLICE_MS.
 fn role_options() -> Options {
-    let mut o = Options::new().wait(strategy(&arg_or("WAIT", "default".to_owned())));
+    let mut o = Options::new().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
     if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
@@ -50,28 +33,12 @@ fn role_options() -> Options {
     o
 }
 
-/// Only one heavy (spinning or million-message) test at a time in this process.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "send" => role_send(),
-        "recv" => role_recv(),
-        "hold_recv" => role_hold_recv(),
-        "fork_stream" => role_fork_stream(),
-        "pingpong" => role_pingpong(),
-        "fork_typed" => role_fork_typed(),
-        "typed_open" => role_typed_open(),
-        "fd_recv" => role_fd_recv(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_send role_recv role_hold_recv role_fork_stream role_pingpong role_fork_typed
+    role_typed_open role_fd_recv
 }
 
 fn open_sender(name: &str, how: &str, o: &Options) -> spsc::Sender {
@@ -123,7 +90,7 @@ fn role_send() {
             emit(
                 "send_error",
                 json!({
-                    "why": why(&e), "at_ns": mono_ns(), "sent": seq,
+                    "why": kit::ends::why(&e), "at_ns": mono_ns(), "sent": seq,
                     "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1,
                 }),
             );
@@ -177,7 +144,7 @@ fn role_recv() {
         match rx.recv_into(&mut buf) {
             Err(e) => emit(
                 "disconnected",
-                json!({ "why": why(&e), "at_ns": mono_ns() }),
+                json!({ "why": kit::ends::why(&e), "at_ns": mono_ns() }),
             ),
             Ok(()) => panic!("a message beyond the {count} sent: {:?}", msg::check(&buf)),
         }
@@ -219,7 +186,7 @@ fn role_fork_stream() {
             Ok(()) => {
                 v.take(&buf);
             }
-            Err(e) => break why(&e),
+            Err(e) => break kit::ends::why(&e),
         }
     };
     let code = kit::wait_child(child, Duration::from_secs(60));
@@ -245,7 +212,7 @@ fn role_pingpong() {
     let stall = Duration::from_millis(arg("STALL_MS"));
     let o = Options::new()
         .capacity(1 << 12)
-        .wait(strategy(&arg::<String>("WAIT")))
+        .wait(kit::wait_strategy(&arg::<String>("WAIT")))
         .wait_slice(Duration::from_secs(3600));
     let (ping_tx, ping_rx) = spsc::anonymous(&o).expect("ping");
     let (pong_tx, pong_rx) = spsc::anonymous(&o).expect("pong");
@@ -406,7 +373,7 @@ fn role_fork_typed() {
     }
     let end = match rx.recv() {
         Ok(s) => format!("extra message {s:?}"),
-        Err(e) => why(&e),
+        Err(e) => kit::ends::why(&e),
     };
     let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
@@ -491,7 +458,7 @@ fn role_fd_recv() {
     }
     let end = match rx.recv_into(&mut buf) {
         Ok(()) => "extra message".to_owned(),
-        Err(e) => why(&e),
+        Err(e) => kit::ends::why(&e),
     };
     drop(rx);
     emit(
@@ -513,8 +480,7 @@ fn an_anonymous_channel_streams_verified_messages_across_fork() {
     assert_eq!(num(&ev, "received"), count, "{ev}");
     assert_eq!(ev["end"], "Closed", "{ev}");
     assert_eq!(ev["child"], 0, "{ev}");
-    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
-    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+    kit::assert_no_leak(&ev);
 }
 
 #[test]
@@ -527,8 +493,7 @@ fn a_typed_channel_carries_pod_values_across_fork() {
     assert_eq!(num(&ev, "received"), count, "{ev}");
     assert_eq!(ev["end"], "Closed", "{ev}");
     assert_eq!(ev["child"], 0, "{ev}");
-    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
-    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+    kit::assert_no_leak(&ev);
 }
 
 #[test]
@@ -592,7 +557,7 @@ fn wait_created(name: &str) {
 }
 
 fn million_by_name(producer_first: bool) {
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("million_by_name");
     let names = Names::new();
     let name = names.name("spsc-million");
@@ -979,7 +944,7 @@ fn pingpong(wd: &Watchdog, wait: &str, count: u64, stall_ms: u64, private: bool)
 
 #[test]
 fn xproc_pingpong_100k_round_trips_parked_without_a_lost_wake_up() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("xproc_pingpong");
     let count = scaled(100_000);
     let ev = pingpong(&wd, "park", count, 3_000, false);
@@ -998,7 +963,7 @@ fn xproc_pingpong_negative_control_private_futexes_lose_wake_ups() {
     // With private futexes (the bug of catalogue pitfall 7) a wake-up never
     // reaches the other process: the ping-pong above must then fail. This shows
     // that it can.
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("xproc_pingpong_negative");
     let ev = pingpong(&wd, "park", 1000, 200, true);
     eprintln!("ping-pong with private futexes: {ev}");
@@ -1010,7 +975,7 @@ fn xproc_pingpong_negative_control_private_futexes_lose_wake_ups() {
 
 #[test]
 fn million_messages_streamed_to_an_awake_consumer_take_few_futex_calls() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("million_futex");
     let names = Names::new();
     let name = names.name("spsc-futex");
@@ -1248,15 +1213,13 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
     c.signal(Signal::SIGKILL);
     c.expect_killed();
-    let mut p = Spawn::role("send")
+    let ev = Spawn::role("send")
         .arg("NAME", &name)
         .arg("HOW", "open")
         .arg("WAIT", "park")
         .arg("COUNT", 1000)
         .arg("THEN", "close")
-        .spawn(&wd);
-    let ev = p.event("send_error");
-    p.expect_success();
+        .run(&wd, "send_error");
     assert_eq!(ev["why"], "Died", "{ev}");
     let sent = num(&ev, "sent");
     // The dead consumer's flag costs at most one wake-up call per send.

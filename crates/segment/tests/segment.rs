@@ -95,18 +95,9 @@ fn create_published(name: &str) -> Segment {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    kit::child_main(|role| match role {
-        "seg_read" => role_seg_read(),
-        "seg_hold" => role_seg_hold(),
-        "seg_claim" => role_seg_claim(),
-        "seg_claim_fork" => role_seg_claim_fork(),
-        "seg_umask" => role_seg_umask(),
-        "seg_nospace" => role_seg_nospace(),
-        "seg_as_nobody" => role_seg_as_nobody(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_seg_read role_seg_hold role_seg_claim role_seg_claim_fork role_seg_umask
+    role_seg_nospace role_seg_as_nobody
 }
 
 /// Opens NAME, checks LEN bytes of pattern SEED_IN, writes pattern SEED_OUT after them.
@@ -1175,9 +1166,9 @@ fn another_user_without_access_is_permission_denied() {
     let names = Names::new();
     let name = names.name("seg-perm");
     let seg = create_published(&name);
-    let mut child = Spawn::role("seg_as_nobody").arg("NAME", &name).spawn(&wd);
-    let ev = child.event("opened");
-    child.expect_success();
+    let ev = Spawn::role("seg_as_nobody")
+        .arg("NAME", &name)
+        .run(&wd, "opened");
     assert_eq!(ev["result"], "PermissionDenied", "{ev}");
     drop(seg);
     Segment::unlink(&name).expect("unlink");

@@ -60,7 +60,19 @@ impl How {
             other => panic!("unknown HOW {other}"),
         }
     }
+
+    /// The one of `create`, `open` and `create_or_open` this is.
+    fn pick<T>(self, create: Reach<T>, open: Reach<T>, create_or_open: Reach<T>) -> Reach<T> {
+        match self {
+            How::Create => create,
+            How::Open => open,
+            How::CreateOrOpen => create_or_open,
+        }
+    }
 }
+
+/// An endpoint's `create`, `open` or `create_or_open`.
+type Reach<T> = fn(&str, &Options) -> Result<T>;
 
 /// A sender of either kind.
 pub enum Tx {
@@ -81,13 +93,17 @@ pub enum Rx {
 impl Tx {
     /// Reaches the named channel.
     pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<Tx> {
-        Ok(match (kind, how) {
-            (Kind::Spsc, How::Create) => Tx::S(spsc::Sender::create(name, o)?),
-            (Kind::Spsc, How::Open) => Tx::S(spsc::Sender::open(name, o)?),
-            (Kind::Spsc, How::CreateOrOpen) => Tx::S(spsc::Sender::create_or_open(name, o)?),
-            (Kind::Mpsc, How::Create) => Tx::M(mpsc::Sender::create(name, o)?),
-            (Kind::Mpsc, How::Open) => Tx::M(mpsc::Sender::open(name, o)?),
-            (Kind::Mpsc, How::CreateOrOpen) => Tx::M(mpsc::Sender::create_or_open(name, o)?),
+        Ok(match kind {
+            Kind::Spsc => Tx::S(how.pick(
+                spsc::Sender::create,
+                spsc::Sender::open,
+                spsc::Sender::create_or_open,
+            )(name, o)?),
+            Kind::Mpsc => Tx::M(how.pick(
+                mpsc::Sender::create,
+                mpsc::Sender::open,
+                mpsc::Sender::create_or_open,
+            )(name, o)?),
         })
     }
 
@@ -152,13 +168,17 @@ impl Tx {
 impl Rx {
     /// Reaches the named channel.
     pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<Rx> {
-        Ok(match (kind, how) {
-            (Kind::Spsc, How::Create) => Rx::S(spsc::Receiver::create(name, o)?),
-            (Kind::Spsc, How::Open) => Rx::S(spsc::Receiver::open(name, o)?),
-            (Kind::Spsc, How::CreateOrOpen) => Rx::S(spsc::Receiver::create_or_open(name, o)?),
-            (Kind::Mpsc, How::Create) => Rx::M(mpsc::Receiver::create(name, o)?),
-            (Kind::Mpsc, How::Open) => Rx::M(mpsc::Receiver::open(name, o)?),
-            (Kind::Mpsc, How::CreateOrOpen) => Rx::M(mpsc::Receiver::create_or_open(name, o)?),
+        Ok(match kind {
+            Kind::Spsc => Rx::S(how.pick(
+                spsc::Receiver::create,
+                spsc::Receiver::open,
+                spsc::Receiver::create_or_open,
+            )(name, o)?),
+            Kind::Mpsc => Rx::M(how.pick(
+                mpsc::Receiver::create,
+                mpsc::Receiver::open,
+                mpsc::Receiver::create_or_open,
+            )(name, o)?),
         })
     }
 

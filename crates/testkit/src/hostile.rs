@@ -11,23 +11,25 @@ use crate::names::{Names, shm_path};
 /// Byte offsets of a ring's control words within a channel segment's user region
 /// (`crates/ring/src/ctl.rs`, pinned there by `const` assertions; docs/PROTOCOL.md §2).
 pub mod ring_off {
-    /// `tail` (u64).
+    /// A cache-line pair: each group of control words has one of its own.
+    const LINE: usize = 128;
+    /// `tail` (u64), first in the region.
     pub const TAIL: usize = 0;
     /// `head` (u64).
-    pub const HEAD: usize = 128;
-    /// The consumer's futex sequence (u32).
-    pub const DATA_SEQ: usize = 256;
+    pub const HEAD: usize = TAIL + LINE;
+    /// The consumer's futex sequence (u32), first of the wake line.
+    pub const DATA_SEQ: usize = HEAD + LINE;
     /// The consumer's waiting flag (u32).
-    pub const CONSUMER_WAITING: usize = 260;
+    pub const CONSUMER_WAITING: usize = DATA_SEQ + 4;
     /// The producers' futex sequence (u32).
-    pub const SPACE_SEQ: usize = 264;
+    pub const SPACE_SEQ: usize = DATA_SEQ + 8;
     /// The producers' waiting flag (u32).
-    pub const PRODUCERS_WAITING: usize = 268;
-    /// Start of an SPSC ring's data area.
-    pub const SPSC_DATA: usize = 512;
-    /// Start of an MPSC ring's data area with `producers` slots.
+    pub const PRODUCERS_WAITING: usize = DATA_SEQ + 12;
+    /// Start of an SPSC ring's data area, after the wake line and the ends line.
+    pub const SPSC_DATA: usize = DATA_SEQ + 2 * LINE;
+    /// Start of an MPSC ring's data area with `producers` slots (one line each).
     pub const fn mpsc_data(producers: u16) -> usize {
-        512 + 128 * producers as usize
+        SPSC_DATA + LINE * producers as usize
     }
 }
 
@@ -205,5 +207,28 @@ impl InvalidNames {
                 "an invalid name reached shm_open: /dev/shm/{leaked} exists"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ring_off::*;
+
+    /// The offsets are those `crates/ring/src/ctl.rs` pins with `const` assertions.
+    #[test]
+    fn ring_offsets_are_the_protocol_s() {
+        assert_eq!(
+            [
+                TAIL,
+                HEAD,
+                DATA_SEQ,
+                CONSUMER_WAITING,
+                SPACE_SEQ,
+                PRODUCERS_WAITING,
+                SPSC_DATA
+            ],
+            [0, 128, 256, 260, 264, 268, 512]
+        );
+        assert_eq!(mpsc_data(4), 512 + 4 * 128);
     }
 }

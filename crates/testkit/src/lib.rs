@@ -75,7 +75,8 @@ pub use names::{
     shm_entries, shm_fds, shm_fds_without_cloexec, shm_maps, shm_path, warm_up_fork_guard,
 };
 pub use process::{
-    CHILD_TEST, DEADLINE, EVENT_TIMEOUT, Proc, ROLE_ENV, Spawn, Watchdog, example_path, num,
+    CHILD_TEST, DEADLINE, EVENT_TIMEOUT, Proc, ROLE_ENV, Spawn, Watchdog, assert_no_leak,
+    example_path, num,
 };
 pub use procfs::{
     diagnose, gettid, proc_state, thread_syscall, wait_dead, wait_in_futex, wait_stopped,
@@ -84,6 +85,7 @@ pub use record::RecordVerifier;
 pub use rng::Rng;
 pub use role::{
     arg, arg_opt, arg_or, child_main, emit, fork_child, hang, in_role, inherited_fd, wait_child,
+    wait_strategy,
 };
 
 /// The detection budget the brief sets: SIGKILL to `Disconnected`.
@@ -101,6 +103,36 @@ pub fn scaled(n: u64) -> u64 {
 /// Whether this process runs as root (root-only parts skip otherwise).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// Checks that `seq` is `*next`, the next sequence number of stream `who`,
+/// and counts it; `Err` says whether it is a duplicate or a gap (`what`: the
+/// unit, `message` or `record`).
+pub(crate) fn in_sequence(
+    next: &mut u64,
+    seq: u64,
+    who: std::fmt::Arguments<'_>,
+    what: &str,
+) -> Result<(), String> {
+    if seq != *next {
+        let problem = if seq < *next {
+            "duplicate or reordered".to_owned()
+        } else {
+            format!("gap: lost {what}s")
+        };
+        return Err(format!(
+            "{who}: expected {what} {next}, got {seq} ({problem})"
+        ));
+    }
+    *next += 1;
+    Ok(())
+}
+
+/// Holds the lock that lets only one heavy (spinning, million-message or soak)
+/// test of this process run at a time, also under `cargo test`'s threads.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    lock(&SERIAL)
 }
 
 /// Locks `m`, taking the data of a poisoned lock too: a test that panicked

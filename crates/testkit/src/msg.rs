@@ -94,20 +94,12 @@ impl Verifier {
     pub fn check(&mut self, buf: &[u8]) -> Result<Header, String> {
         let h = check(buf)?;
         let next = self.next.entry(h.producer).or_insert(0);
-        if h.seq != *next {
-            return Err(format!(
-                "producer {}: expected message {}, got {} ({})",
-                h.producer,
-                *next,
-                h.seq,
-                if h.seq < *next {
-                    "duplicate or reordered"
-                } else {
-                    "gap: lost messages"
-                }
-            ));
-        }
-        *next += 1;
+        crate::in_sequence(
+            next,
+            h.seq,
+            format_args!("producer {}", h.producer),
+            "message",
+        )?;
         self.total += 1;
         Ok(h)
     }

@@ -215,8 +215,24 @@ pub struct Spawn {
 impl Spawn {
     /// This test binary, re-executed to play `role` (see [`child_main`]).
     pub fn role(role: &str) -> Spawn {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new(exe);
+        let cmd = Command::new(std::env::current_exe().expect("current_exe"));
+        Spawn::with(Spawn::role_cmd(cmd, role), format!("role {role}"))
+    }
+
+    /// As [`Spawn::role`], run under `wrapper` (a command and its arguments, such
+    /// as `strace` with fault injection), which must exec the test binary with the
+    /// arguments that follow it.
+    pub fn role_under(wrapper: &[&str], role: &str) -> Spawn {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(std::env::current_exe().expect("current_exe"));
+        let label = format!("role {role} under {}", wrapper[0]);
+        Spawn::with(Spawn::role_cmd(cmd, role), label)
+    }
+
+    /// `cmd` with the arguments that make a test binary run only its
+    /// [`CHILD_TEST`], and the variable that names the role.
+    fn role_cmd(mut cmd: Command, role: &str) -> Command {
         cmd.args([
             "--exact",
             CHILD_TEST,
@@ -225,24 +241,7 @@ impl Spawn {
             "-q",
         ]);
         cmd.env(ROLE_ENV, role);
-        Spawn::with(cmd, format!("role {role}"))
-    }
-
-    /// As [`Spawn::role`], run under `wrapper` (a command and its arguments, such
-    /// as `strace` with fault injection), which must exec the test binary with the
-    /// arguments that follow it.
-    pub fn role_under(wrapper: &[&str], role: &str) -> Spawn {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new(wrapper[0]);
-        cmd.args(&wrapper[1..]).arg(exe).args([
-            "--exact",
-            CHILD_TEST,
-            "--nocapture",
-            "--test-threads=1",
-            "-q",
-        ]);
-        cmd.env(ROLE_ENV, role);
-        Spawn::with(cmd, format!("role {role} under {}", wrapper[0]))
+        cmd
     }
 
     /// An example program (`producer`, `consumer`), run from a different working
@@ -255,6 +254,8 @@ impl Spawn {
         Spawn::with(cmd, format!("example {name}"))
     }
 
+    /// `cmd`, without the failpoint variables this process may have, under
+    /// `label` for messages.
     fn with(mut cmd: Command, label: String) -> Spawn {
         for k in [
             "SHMQ_FAILPOINT",
@@ -306,6 +307,15 @@ impl Spawn {
         let raw = fd.as_raw_fd();
         self.inherit.push(raw);
         self.arg(key, raw)
+    }
+
+    /// Starts the child, waits for its event `kind` and for its successful exit,
+    /// and returns the event: for a child that reports once, at its end.
+    pub fn run(self, wd: &Watchdog, kind: &str) -> Value {
+        let mut p = self.spawn(wd);
+        let ev = p.event(kind);
+        p.expect_success();
+        ev
     }
 
     /// Starts the child, in a process group of its own, watched by `wd`.
@@ -737,6 +747,14 @@ fn build_examples() -> PathBuf {
         );
     }
     examples
+}
+
+/// Asserts that event `ev` reports as many shared-memory descriptors and
+/// mappings after (`fds_after`, `maps_after`) as before (`fds_before`,
+/// `maps_before`).
+pub fn assert_no_leak(ev: &Value) {
+    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
+    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
 }
 
 /// A JSON number field as `u64` (panics with the event if missing).

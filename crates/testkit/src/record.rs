@@ -131,21 +131,8 @@ impl RecordVerifier {
         }
         *latest = r.incarnation;
         let next = self.next.entry((r.producer, r.incarnation)).or_insert(0);
-        if r.seq != *next {
-            return Err(format!(
-                "producer {} incarnation {}: expected record {}, got {} ({})",
-                r.producer,
-                r.incarnation,
-                *next,
-                r.seq,
-                if r.seq < *next {
-                    "duplicate or reordered"
-                } else {
-                    "gap: lost records"
-                }
-            ));
-        }
-        *next += 1;
+        let who = format_args!("producer {} incarnation {}", r.producer, r.incarnation);
+        crate::in_sequence(next, r.seq, who, "record")?;
         self.total += 1;
         self.bytes += buf.len() as u64;
         Ok(r)

@@ -59,6 +59,17 @@ where
     }
 }
 
+/// The wait strategy named `park`, `spin` or `default` (a role parameter's
+/// value, such as `WAIT`).
+pub fn wait_strategy(name: &str) -> shmq::WaitStrategy {
+    match name {
+        "park" => shmq::WaitStrategy::Park,
+        "spin" => shmq::WaitStrategy::Spin,
+        "default" => shmq::WaitStrategy::default(),
+        other => panic!("unknown wait strategy {other}"),
+    }
+}
+
 /// A role parameter, if set.
 pub fn arg_opt<T: FromStr>(key: &str) -> Option<T>
 where
@@ -149,4 +160,25 @@ pub fn inherited_fd(key: &str) -> OwnedFd {
     // FD_CLOEXEC in this process before exec, so it is open here; nothing else in
     // this process owns it (each key is taken once).
     unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// Defines the test binary's `child_role` test ([`crate::CHILD_TEST`]), which
+/// runs, through [`child_main`], the function `role_<name>` of the test binary
+/// for role `<name>`: `roles! { role_send role_recv }` (function names,
+/// separated by white space).
+#[macro_export]
+macro_rules! roles {
+    ($($f:ident)*) => {
+        #[test]
+        fn child_role() {
+            $crate::child_main(|role| {
+                $(
+                    if stringify!($f).strip_prefix("role_") == Some(role) {
+                        return $f();
+                    }
+                )*
+                panic!("unknown role {role}");
+            });
+        }
+    };
 }
