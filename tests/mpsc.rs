@@ -282,9 +282,7 @@ fn ring_view(name: &str) -> shmq::ring::inspect::RingView {
 #[test]
 fn million_messages_from_four_producer_processes_all_verified() {
     let _serial = kit::serial();
-    let wd = Watchdog::new("million_four_producers");
-    let names = Names::new();
-    let name = names.name("mpsc-million");
+    let (wd, names, name) = shmq_testkit::start("million_four_producers", "mpsc-million");
     let per = scaled(250_000);
     let mut c = Spawn::example("consumer")
         .args(["--name", &name, "--mpsc", "--producers", "4"])
@@ -467,9 +465,7 @@ fn a_producer_killed_after_commit_before_wake_delivers_its_message_once() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
-    let wd = Watchdog::new("stopped_after_claim");
-    let names = Names::new();
-    let name = names.name("mpsc-stopped");
+    let (wd, names, name) = shmq_testkit::start("stopped_after_claim", "mpsc-stopped");
     let n = scaled(20_000);
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
         .expect("create");
@@ -539,9 +535,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
 /// completes: every message of every producer arrives.
 #[test]
 fn a_producer_stopped_mid_message_completes_after_sigcont() {
-    let wd = Watchdog::new("stopped_mid_message");
-    let names = Names::new();
-    let name = names.name("mpsc-sigcont");
+    let (wd, names, name) = shmq_testkit::start("stopped_mid_message", "mpsc-sigcont");
     let victim_count = 300;
     let others = 2000;
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 18).max_producers(8))
@@ -632,9 +626,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
-    let wd = Watchdog::new("polling_reclaim");
-    let names = Names::new();
-    let name = names.name("mpsc-poll");
+    let (wd, names, name) = shmq_testkit::start("polling_reclaim", "mpsc-poll");
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let mut victim = sender(&wd, &name, 0, 10)
         .failpoint("after_claim")
@@ -675,9 +667,7 @@ fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
 
 #[test]
 fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
-    let wd = Watchdog::new("expect_producers");
-    let names = Names::new();
-    let name = names.name("mpsc-end");
+    let (wd, names, name) = shmq_testkit::start("expect_producers", "mpsc-end");
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     rx.expect_producers(3).expect("expect_producers");
     let mut v = Verifier::new();
@@ -741,9 +731,7 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
 
 #[test]
 fn disconnected_closed_when_the_only_producer_closes() {
-    let wd = Watchdog::new("closed");
-    let names = Names::new();
-    let name = names.name("mpsc-closed");
+    let (wd, names, name) = shmq_testkit::start("closed", "mpsc-closed");
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let mut p = sender(&wd, &name, 5, 50).spawn(&wd);
     p.expect_success();

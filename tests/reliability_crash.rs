@@ -524,9 +524,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
 /// without blocking.
 #[test]
 fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks() {
-    let wd = Watchdog::new("cf05");
-    let names = Names::new();
-    let name = names.name("cf05");
+    let (wd, names, name) = shmq_testkit::start("cf05", "cf05");
     let mut c = Spawn::role("hold_rx")
         .arg("NAME", &name)
         .arg("KIND", "mpsc")
@@ -592,9 +590,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
-    let wd = Watchdog::new("cf06");
-    let names = Names::new();
-    let name = names.name("cf06");
+    let (wd, names, name) = shmq_testkit::start("cf06", "cf06");
     let mut c = Spawn::role("rx")
         .arg("NAME", &name)
         .arg("WAIT", "park")
@@ -650,9 +646,7 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
-    let wd = Watchdog::new("cf07");
-    let names = Names::new();
-    let name = names.name("cf07");
+    let (wd, names, name) = shmq_testkit::start("cf07", "cf07");
     let mut rx = Rx::named(
         Kind::Mpsc,
         How::Create,
@@ -1389,9 +1383,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
         eprintln!("SKIP cf12 pid reuse: needs root for unshare(CLONE_NEWPID) and ns_last_pid");
         return;
     }
-    let wd = Watchdog::new("cf12_pidns");
-    let names = Names::new();
-    let name = names.name("cf12ns");
+    let (wd, names, name) = shmq_testkit::start("cf12_pidns", "cf12ns");
     let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
     let mut r = Spawn::role("pidns")
         .arg("NAME", &name)
@@ -1454,9 +1446,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
 /// `Died` within budget.
 #[test]
 fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
-    let wd = Watchdog::new("cf13");
-    let names = Names::new();
-    let name = names.name("cf13");
+    let (wd, names, name) = shmq_testkit::start("cf13", "cf13");
     let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
     let mut p = Spawn::role("fork_tx")
         .arg("NAME", &name)

@@ -1569,9 +1569,7 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
 #[test]
 fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
     use std::os::unix::process::ExitStatusExt;
-    let wd = Watchdog::new("hp09");
-    let names = Names::new();
-    let name = names.name("hp09");
+    let (wd, names, name) = shmq_testkit::start("hp09", "hp09");
     let mut c = Spawn::role("truncated_rx").arg("NAME", &name).spawn(&wd);
     c.event("ready");
     let f = std::fs::OpenOptions::new()
@@ -1724,9 +1722,7 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
 /// do not trust each other get one SPSC channel each.)
 #[test]
 fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
-    let wd = Watchdog::new("hp11");
-    let names = Names::new();
-    let name = names.name("hp11");
+    let (wd, names, name) = shmq_testkit::start("hp11", "hp11");
     let o = Options::new().capacity(1 << 16).max_producers(8);
     let mut rx = mpsc::Receiver::create(&name, &o).expect("create");
     rx.expect_producers(3).expect("expect_producers");

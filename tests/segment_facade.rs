@@ -151,9 +151,7 @@ fn a_channels_segment_is_0600_whatever_the_umask() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_creator_killed_at_mid_init_leaves_an_abandoned_segment() {
-    let wd = Watchdog::new("mid_init");
-    let names = Names::new();
-    let name = names.name("seg-midinit");
+    let (wd, names, name) = shmq_testkit::start("mid_init", "seg-midinit");
     let mut creator = Spawn::role("spsc_create")
         .arg("NAME", &name)
         .failpoint("mid_init")

@@ -498,9 +498,7 @@ fn a_typed_channel_carries_pod_values_across_fork() {
 
 #[test]
 fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
-    let wd = Watchdog::new("typed_mismatch");
-    let names = Names::new();
-    let name = names.name("spsc-typed");
+    let (wd, names, name) = shmq_testkit::start("typed_mismatch", "spsc-typed");
     let mut tx = spsc::typed::Sender::<Sample>::create(&name, &Options::new()).expect("create");
     for seq in 0..3 {
         tx.send(&Sample::new(seq)).expect("send");
@@ -558,9 +556,7 @@ fn wait_created(name: &str) {
 
 fn million_by_name(producer_first: bool) {
     let _serial = kit::serial();
-    let wd = Watchdog::new("million_by_name");
-    let names = Names::new();
-    let name = names.name("spsc-million");
+    let (wd, names, name) = shmq_testkit::start("million_by_name", "spsc-million");
     let n = scaled(1_000_000);
     let producer = || {
         Spawn::example("producer")
@@ -607,9 +603,7 @@ fn million_messages_between_unrelated_processes_consumer_first() {
 
 #[test]
 fn a_producer_gone_before_the_consumer_starts_delivers_everything() {
-    let wd = Watchdog::new("producer_gone_first");
-    let names = Names::new();
-    let name = names.name("spsc-late");
+    let (wd, names, name) = shmq_testkit::start("producer_gone_first", "spsc-late");
     let n = 1000u64;
     let mut p = Spawn::example("producer")
         .args(["--name", &name, "--count", &n.to_string(), "--size", "100"])
@@ -870,9 +864,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
 /// A consumer that polls with time-outs shorter than the wait slice (a common
 /// event-loop pattern) must notice a dead producer as soon as one that blocks.
 fn polling_consumer_notices(timeout: Duration) -> Result<Duration, String> {
-    let wd = Watchdog::new("polling_consumer");
-    let names = Names::new();
-    let name = names.name("spsc-poll");
+    let (wd, names, name) = shmq_testkit::start("polling_consumer", "spsc-poll");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let mut p = Spawn::role("send")
         .arg("NAME", &name)
@@ -976,9 +968,7 @@ fn xproc_pingpong_negative_control_private_futexes_lose_wake_ups() {
 #[test]
 fn million_messages_streamed_to_an_awake_consumer_take_few_futex_calls() {
     let _serial = kit::serial();
-    let wd = Watchdog::new("million_futex");
-    let names = Names::new();
-    let name = names.name("spsc-futex");
+    let (wd, names, name) = shmq_testkit::start("million_futex", "spsc-futex");
     let n = scaled(1_000_000);
     let mut c = Spawn::role("recv")
         .arg("NAME", &name)
@@ -1066,9 +1056,7 @@ fn a_producer_killed_before_commit_never_delivers_the_partial_message() {
 /// consumer still gets the message (its sleep is bounded), then `Died`.
 #[cfg(feature = "failpoints")]
 fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
-    let wd = Watchdog::new("after_commit_before_wake");
-    let names = Names::new();
-    let name = names.name("spsc-nowake");
+    let (wd, names, name) = shmq_testkit::start("after_commit_before_wake", "spsc-nowake");
     let mut c = Spawn::role("recv")
         .arg("NAME", &name)
         .arg("HOW", "create")
@@ -1133,9 +1121,7 @@ fn a_producer_killed_after_commit_before_wake_leaves_nothing_behind() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
-    let wd = Watchdog::new("resume_after_stale_tail");
-    let names = Names::new();
-    let name = names.name("spsc-resume");
+    let (wd, names, name) = shmq_testkit::start("resume_after_stale_tail", "spsc-resume");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(4096)).expect("create");
     let mut first = Spawn::role("send")
         .arg("NAME", &name)
@@ -1199,9 +1185,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
-    let wd = Watchdog::new("after_wait_flag_set");
-    let names = Names::new();
-    let name = names.name("spsc-flag");
+    let (wd, names, name) = shmq_testkit::start("after_wait_flag_set", "spsc-flag");
     let mut c = Spawn::role("recv")
         .arg("NAME", &name)
         .arg("HOW", "create")

@@ -328,9 +328,7 @@ fn role_seg_nospace() {
 
 #[test]
 fn round_trip_through_a_second_process() {
-    let wd = Watchdog::new("round_trip_through_a_second_process");
-    let names = Names::new();
-    let name = names.name("seg-rt");
+    let (wd, names, name) = shmq_testkit::start("round_trip_through_a_second_process", "seg-rt");
     let len = 16 * 1024;
     let c = Segment::create(&name, &LAYOUT, &opts()).expect("create");
     write_pattern(c.data(), c.data_len(), 0, len, 11);
@@ -397,9 +395,7 @@ fn invalid_names_are_refused_before_any_system_call() {
 
 #[test]
 fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
-    let wd = Watchdog::new("creating_twice");
-    let names = Names::new();
-    let name = names.name("seg-twice");
+    let (wd, names, name) = shmq_testkit::start("creating_twice", "seg-twice");
     let mut holder = Spawn::role("seg_hold")
         .arg("NAME", &name)
         .arg("PUBLISH", 1)
@@ -585,9 +581,7 @@ fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
 
 #[test]
 fn expectations_the_header_does_not_meet_are_layout_mismatch() {
-    let wd = Watchdog::new("layout_mismatch");
-    let names = Names::new();
-    let name = names.name("seg-layout");
+    let (wd, names, name) = shmq_testkit::start("layout_mismatch", "seg-layout");
     let mut creator = Spawn::role("seg_hold")
         .arg("NAME", &name)
         .arg("PUBLISH", 1)
@@ -669,9 +663,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
 
 #[test]
 fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
-    let wd = Watchdog::new("not_ready_abandoned");
-    let names = Names::new();
-    let name = names.name("seg-unpub");
+    let (wd, names, name) = shmq_testkit::start("not_ready_abandoned", "seg-unpub");
     let mut creator = Spawn::role("seg_hold")
         .arg("NAME", &name)
         .arg("PUBLISH", 0)
@@ -986,9 +978,7 @@ fn pattern_mismatch_offset(bytes: &[u8], seed: u64, from: usize) -> Option<usize
 
 #[test]
 fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
-    let wd = Watchdog::new("liveness");
-    let names = Names::new();
-    let name = names.name("seg-live");
+    let (wd, names, name) = shmq_testkit::start("liveness", "seg-live");
     let seg = create_published(&name);
     let spawn = |idx: u16| {
         Spawn::role("seg_claim")
@@ -1075,9 +1065,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
 fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
     // Catalogue CF-13: A claims an endpoint, forks B (no exec), A is SIGKILLed while
     // B lives on: A's endpoint must read dead.
-    let wd = Watchdog::new("fork_without_exec");
-    let names = Names::new();
-    let name = names.name("seg-forkmask");
+    let (wd, names, name) = shmq_testkit::start("fork_without_exec", "seg-forkmask");
     let seg = create_published(&name);
     let mut a = Spawn::role("seg_claim_fork")
         .arg("NAME", &name)
@@ -1123,9 +1111,7 @@ fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
 
 #[test]
 fn a_full_tmpfs_is_no_space_at_creation() {
-    let wd = Watchdog::new("nospace");
-    let names = Names::new();
-    let name = names.name("seg-nospace");
+    let (wd, names, name) = shmq_testkit::start("nospace", "seg-nospace");
     let mut child = Spawn::role("seg_nospace").arg("NAME", &name).spawn(&wd);
     let ev = child.event("result");
     child.expect_success();
@@ -1162,9 +1148,7 @@ fn another_user_without_access_is_permission_denied() {
         );
         return;
     }
-    let wd = Watchdog::new("permission_denied");
-    let names = Names::new();
-    let name = names.name("seg-perm");
+    let (wd, names, name) = shmq_testkit::start("permission_denied", "seg-perm");
     let seg = create_published(&name);
     let ev = Spawn::role("seg_as_nobody")
         .arg("NAME", &name)

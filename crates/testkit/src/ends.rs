@@ -74,6 +74,32 @@ impl How {
 /// An endpoint's `create`, `open` or `create_or_open`.
 type Reach<T> = fn(&str, &Options) -> Result<T>;
 
+/// `named` of [`Tx`] (`$ty`: `Sender`) or [`Rx`] (`Receiver`): reaches a named
+/// channel of either kind.
+macro_rules! named {
+    ($side:ident, $ty:ident) => {
+        /// Reaches the named channel.
+        pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<$side> {
+            let (s, m) = (
+                how.pick(
+                    spsc::$ty::create,
+                    spsc::$ty::open,
+                    spsc::$ty::create_or_open,
+                ),
+                how.pick(
+                    mpsc::$ty::create,
+                    mpsc::$ty::open,
+                    mpsc::$ty::create_or_open,
+                ),
+            );
+            Ok(match kind {
+                Kind::Spsc => $side::S(s(name, o)?),
+                Kind::Mpsc => $side::M(m(name, o)?),
+            })
+        }
+    };
+}
+
 /// A sender of either kind.
 pub enum Tx {
     /// SPSC.
@@ -91,21 +117,7 @@ pub enum Rx {
 }
 
 impl Tx {
-    /// Reaches the named channel.
-    pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<Tx> {
-        Ok(match kind {
-            Kind::Spsc => Tx::S(how.pick(
-                spsc::Sender::create,
-                spsc::Sender::open,
-                spsc::Sender::create_or_open,
-            )(name, o)?),
-            Kind::Mpsc => Tx::M(how.pick(
-                mpsc::Sender::create,
-                mpsc::Sender::open,
-                mpsc::Sender::create_or_open,
-            )(name, o)?),
-        })
-    }
+    named!(Tx, Sender);
 
     /// `send`.
     pub fn send(&mut self, m: &[u8]) -> Result<()> {
@@ -166,21 +178,7 @@ impl Tx {
 }
 
 impl Rx {
-    /// Reaches the named channel.
-    pub fn named(kind: Kind, how: How, name: &str, o: &Options) -> Result<Rx> {
-        Ok(match kind {
-            Kind::Spsc => Rx::S(how.pick(
-                spsc::Receiver::create,
-                spsc::Receiver::open,
-                spsc::Receiver::create_or_open,
-            )(name, o)?),
-            Kind::Mpsc => Rx::M(how.pick(
-                mpsc::Receiver::create,
-                mpsc::Receiver::open,
-                mpsc::Receiver::create_or_open,
-            )(name, o)?),
-        })
-    }
+    named!(Rx, Receiver);
 
     /// `recv_into`.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {

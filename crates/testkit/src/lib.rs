@@ -100,6 +100,17 @@ pub fn scaled(n: u64) -> u64 {
     }
 }
 
+/// What a multi-process test starts with: a [`Watchdog`] labelled `test`, the
+/// test's [`Names`] and a first name from them, tagged `tag`. Bind them in this
+/// order (`let (wd, names, name) = ...`), so that the names are cleaned up
+/// before the watchdog stops.
+pub fn start(test: &str, tag: &str) -> (Watchdog, Names, String) {
+    let wd = Watchdog::new(test);
+    let names = Names::new();
+    let name = names.name(tag);
+    (wd, names, name)
+}
+
 /// Whether this process runs as root (root-only parts skip otherwise).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
