@@ -379,8 +379,7 @@ fn victim_killed_at_sending(point: &str, mode: &str) {
             assert!(view.uncommitted >= 1, "no uncommitted claim in {view:?}");
         }
         progress.mark.store(true, Ordering::Relaxed);
-        let t_kill = victim.kill_now();
-        victim.expect_killed();
+        let t_kill = victim.kill_and_reap();
         for g in &mut good {
             g.expect_success();
         }
@@ -704,8 +703,7 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
     );
     assert_eq!(rx.producer_attachments().unwrap(), 3);
 
-    let t_kill = p3.kill_now();
-    p3.expect_killed();
+    let t_kill = p3.kill_and_reap();
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     let latency = Duration::from_nanos(mono_ns() - t_kill);
     assert!(
@@ -746,10 +744,7 @@ fn disconnected_closed_when_the_only_producer_closes() {
         }
     };
     assert_eq!(v.count(5), 50);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

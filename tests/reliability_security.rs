@@ -6,7 +6,6 @@
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_security`.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
@@ -534,10 +533,7 @@ fn ps06_no_channel_descriptor_survives_exec() {
 /// before trusting what comes over it, then `from_fd` (which checks the seals).
 #[test]
 fn ps08_user_side_peer_credentials_before_from_fd() {
-    use nix::sys::socket::{
-        ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sendmsg,
-        sockopt::PeerCredentials,
-    };
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let creds = getsockopt(&b, PeerCredentials).expect("SO_PEERCRED");
     assert_eq!(creds.uid(), nix::unistd::geteuid().as_raw(), "peer uid");
@@ -545,31 +541,8 @@ fn ps08_user_side_peer_credentials_before_from_fd() {
     let (mut tx, rx) = spsc::anonymous(&Options::new()).expect("anonymous");
     drop(rx);
     let fd = tx.export_fd().expect("export_fd");
-    sendmsg::<()>(
-        a.as_raw_fd(),
-        &[std::io::IoSlice::new(b"c")],
-        &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
-        MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let m = recvmsg::<()>(
-        b.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut got = None;
-    for c in m.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: SCM_RIGHTS just installed these descriptors; we own them.
-            got = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
-        }
-    }
+    kit::send_fd(&a, &fd);
+    let got = kit::recv_fd(&b);
     let mut rx2 = spsc::Receiver::from_fd(got.expect("a descriptor"), &Options::new())
         .expect("from_fd after the credential check");
     tx.send(b"checked").expect("send");

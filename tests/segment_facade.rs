@@ -8,9 +8,9 @@
 //! Run: `cargo test --release --features failpoints --test segment_facade`.
 
 use serde_json::json;
-use shmq::segment::{Error as SegError, Layout, MAGIC, Segment, SegmentOptions, VERSION};
+use shmq::segment::{Error as SegError, MAGIC, Segment, SegmentOptions, VERSION};
 use shmq::{Error, Options, mpsc, spsc};
-use shmq_testkit::hostile::{InvalidNames, plant, poke, unsealed_memfd};
+use shmq_testkit::hostile::{InvalidNames, SEG_LAYOUT, plant, poke, unsealed_memfd};
 use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 shmq_testkit::roles! {
@@ -102,16 +102,7 @@ fn a_channel_reports_the_segment_error_it_meets() {
     );
 
     let version = names.name("seg-version");
-    let layout = Layout {
-        kind: 0x7e57,
-        endpoints: 4,
-        data_len: 64 * 1024,
-        capacity: 4096,
-        slot_size: 24,
-        slot_align: 8,
-        type_hash: 0xfeed_f00d,
-    };
-    let seg = Segment::create(&version, &layout, &SegmentOptions::new()).expect("create");
+    let seg = Segment::create(&version, &SEG_LAYOUT, &SegmentOptions::new()).expect("create");
     drop(seg.publish().expect("publish"));
     poke(&version, 8, &(VERSION + 1).to_le_bytes());
     let r = spsc::Sender::open(&version, &Options::new());

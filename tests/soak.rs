@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::segment::{Expect, Layout, Segment, SegmentOptions};
-use shmq::{Disconnect, Error, Options};
+use shmq::{Error, Options};
 use shmq_testkit as kit;
 use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
 use shmq_testkit::{
@@ -693,10 +693,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
         cpu * 100.0
     );
     assert_eq!(v.total, sent);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

@@ -6,8 +6,6 @@
 //!
 //! Run: `cargo test --release --features failpoints --test spsc`.
 
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -425,26 +423,8 @@ fn role_typed_open() {
 /// Connects to the UNIX socket SOCK, receives a descriptor (SCM_RIGHTS), opens
 /// the channel with `Receiver::from_fd`, receives COUNT messages, then the end.
 fn role_fd_recv() {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let sock = std::os::unix::net::UnixStream::connect(arg::<String>("SOCK")).expect("connect");
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let m = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut fd = None;
-    for c in m.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we
-            // are its only owner.
-            fd = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
-        }
-    }
+    let fd = kit::recv_fd(&sock);
     let fd = fd.expect("no descriptor received");
     // A receiver cannot resize what it was given.
     let resized = nix::unistd::ftruncate(&fd, 0);
@@ -632,7 +612,6 @@ fn a_producer_gone_before_the_consumer_starts_delivers_everything() {
 
 #[test]
 fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let wd = Watchdog::new("fd_passing");
     let count = scaled(100_000);
     let dir = std::env::temp_dir();
@@ -667,15 +646,7 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
             Err(e) => panic!("accept: {e}"),
         }
     };
-    let fds = [fd.as_raw_fd()];
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(b"x")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
+    kit::send_fd(&stream, &fd);
     drop(fd);
     drop(rx); // this process only sends
     let ev = p.event("attached");
@@ -780,8 +751,7 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
             "the consumer never slept in futex\n{}",
             c.log()
         );
-        let t_kill = p.kill_now();
-        p.expect_killed();
+        let t_kill = p.kill_and_reap();
         let ev = c.event("disconnected");
         c.expect_success();
         assert_eq!(ev["why"], "Died", "{ev}");
@@ -825,8 +795,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
             "the producer never blocked\n{}",
             p.log()
         );
-        let t_kill = c.kill_now();
-        c.expect_killed();
+        let t_kill = c.kill_and_reap();
         let ev = p.event("send_error");
         p.expect_success();
         assert_eq!(ev["why"], "Died", "{ev}");
@@ -851,10 +820,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
             }
         };
         assert_eq!(v.total, sent);
-        assert!(
-            matches!(end, Error::Disconnected(Disconnect::Closed)),
-            "{end:?}"
-        );
+        kit::ends::assert_closed(&end);
         drop(rx);
     }
     eprintln!("SIGKILL of the consumer -> Disconnected(Died) in the blocked send: {latencies:?}");
@@ -882,8 +848,7 @@ fn polling_consumer_notices(timeout: Duration) -> Result<Duration, String> {
     // looked at its (attached, alive) producer.
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    let t_kill = p.kill_now();
-    p.expect_killed();
+    let t_kill = p.kill_and_reap();
     let polling = Instant::now();
     let result = loop {
         match rx.recv_into_timeout(&mut buf, timeout) {
@@ -1026,8 +991,7 @@ fn producer_killed_before_publishing(point: &str) {
     }
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(200));
     assert!(matches!(r, Err(Error::Timeout)), "while stopped: {r:?}");
-    let t_kill = p.kill_now();
-    p.expect_killed();
+    let t_kill = p.kill_and_reap();
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     let latency = Duration::from_nanos(mono_ns() - t_kill);
     assert!(
@@ -1077,8 +1041,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
     assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
     let got = c.event("received");
     assert_eq!(num(&got, "count"), 1, "{got}");
-    let t_kill = p.kill_now();
-    p.expect_killed();
+    let t_kill = p.kill_and_reap();
     let ev = c.event("disconnected");
     c.expect_success();
     assert_eq!(ev["why"], "Died", "{ev}");
@@ -1166,10 +1129,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     second.expect_success();
     assert_eq!(v.count(0), 1);
     assert_eq!(v.count(1), 500);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     if kit::shm_path(&name).exists() {
         // The stale `tail` of the killed producer can make the channel look damaged
@@ -1221,10 +1181,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
         }
     };
     assert_eq!(v.total, sent);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

@@ -24,15 +24,7 @@ use shmq_testkit::hostile::{InvalidNames, plant, poke, unsealed_memfd};
 use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 /// The layout the tests create: an arbitrary kind, four endpoints, 64 KiB.
-const LAYOUT: Layout = Layout {
-    kind: 0x7e57,
-    endpoints: 4,
-    data_len: 64 * 1024,
-    capacity: 4096,
-    slot_size: 24,
-    slot_align: 8,
-    type_hash: 0xfeed_f00d,
-};
+const LAYOUT: Layout = shmq_testkit::hostile::SEG_LAYOUT;
 
 fn expect_all() -> Expect {
     Expect {

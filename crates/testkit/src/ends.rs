@@ -228,6 +228,15 @@ impl Rx {
     }
 }
 
+/// Asserts that `end`, the error that ended a stream, is `Disconnected(Closed)`:
+/// the other side closed, it did not die.
+pub fn assert_closed(end: &Error) {
+    assert!(
+        matches!(end, Error::Disconnected(shmq::Disconnect::Closed)),
+        "{end:?}"
+    );
+}
+
 /// `Closed`, `Died`, or the error's debug form: for events and messages.
 pub fn why(e: &Error) -> String {
     match e {

@@ -135,6 +135,18 @@ pub fn open_raw(name: &str) -> shmq::segment::Segment {
         .unwrap_or_else(|e| panic!("raw open of {name}: {e:?}"))
 }
 
+/// The layout of the segments tests make by hand (not channels): an arbitrary
+/// kind, four endpoints, 64 KiB.
+pub const SEG_LAYOUT: shmq::segment::Layout = shmq::segment::Layout {
+    kind: 0x7e57,
+    endpoints: 4,
+    data_len: 64 * 1024,
+    capacity: 4096,
+    slot_size: 24,
+    slot_align: 8,
+    type_hash: 0xfeed_f00d,
+};
+
 /// Writes `bytes` as a mode-0600 object under `name` in `/dev/shm` (which must
 /// not exist yet): a foreign or truncated object where a segment is expected.
 pub fn plant(name: &str, bytes: &[u8]) {

@@ -71,8 +71,8 @@ pub use hostile::{RawRegion, open_raw, ring_off};
 pub use measure::{cpu_ns, futex_json, mono_ns, rss_kib, self_cpu_ns, zombie_children};
 pub use msg::{Verifier, message};
 pub use names::{
-    Names, PrefixCleanup, fd_count, fd_identity, fd_table, name_identity, remove_stale,
-    shm_entries, shm_fds, shm_fds_without_cloexec, shm_maps, shm_path, warm_up_fork_guard,
+    Names, PrefixCleanup, fd_count, fd_identity, fd_table, name_identity, recv_fd, remove_stale,
+    send_fd, shm_entries, shm_fds, shm_fds_without_cloexec, shm_maps, shm_path, warm_up_fork_guard,
 };
 pub use process::{
     CHILD_TEST, DEADLINE, EVENT_TIMEOUT, Proc, ROLE_ENV, Spawn, Watchdog, assert_no_leak,

@@ -1,8 +1,10 @@
 //! Names and leftovers (rule R5): unique `/t-...` segment names and the check
 //! that none is left in `/dev/shm` nor open or mapped ([`Names`]); counts of
 //! this process's shared-memory descriptors and mappings; identities of what a
-//! name or descriptor refers to; clean-up of stale segments and prefixes.
+//! name or descriptor refers to; clean-up of stale segments and prefixes;
+//! passing a descriptor over a UNIX socket ([`send_fd`], [`recv_fd`]).
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -216,4 +218,42 @@ impl Drop for PrefixCleanup {
             let _ = std::fs::remove_file(shm_path(&e));
         }
     }
+}
+
+/// Sends `fd` over the UNIX socket `sock` (`SCM_RIGHTS`, with one data byte).
+pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(b"x")],
+        &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
+        MsgFlags::empty(),
+        None,
+    )
+    .expect("sendmsg");
+}
+
+/// Receives a descriptor sent with [`send_fd`] over `sock`, close-on-exec;
+/// `None` if the message carried none.
+pub fn recv_fd(sock: &impl AsRawFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let m = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg");
+    let mut got = None;
+    for c in m.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS just installed these descriptors in our table; we
+            // are their only owner.
+            got = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
+        }
+    }
+    got
 }

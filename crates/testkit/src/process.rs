@@ -576,6 +576,14 @@ impl Proc {
         t
     }
 
+    /// SIGKILLs it, reaps it (asserting that the signal ended it) and returns
+    /// [`mono_ns`] taken just before the signal.
+    pub fn kill_and_reap(&mut self) -> u64 {
+        let t = self.kill_now();
+        self.expect_killed();
+        t
+    }
+
     /// Waits for it to exit (at most [`EVENT_TIMEOUT`]), reaps it and returns its status.
     pub fn wait(&mut self) -> ExitStatus {
         if let Some(s) = self.status {
