@@ -261,8 +261,7 @@ fn wait_quiet(p: &Progress, quiet: Duration) -> u64 {
 
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
     let _ = wd;
-    Spawn::role("send")
-        .arg("NAME", name)
+    Spawn::role_on("send", &name)
         .arg("ID", id)
         .arg("COUNT", count)
         .arg("THEN", "close")

@@ -458,8 +458,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
     let names = Names::new();
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("cf04");
-        let mut c = Spawn::role("rx")
-            .arg("NAME", &name)
+        let mut c = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
             .arg("WAIT", "park")
             .arg("COUNT", 1)
@@ -523,8 +522,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
 #[test]
 fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks() {
     let (wd, names, name) = shmq_testkit::start("cf05", "cf05");
-    let mut c = Spawn::role("hold_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("hold_rx", &name)
         .arg("KIND", "mpsc")
         .arg("CAP", 4096)
         .spawn(&wd);
@@ -588,8 +586,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
 #[test]
 fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
     let (wd, names, name) = shmq_testkit::start("cf06", "cf06");
-    let mut c = Spawn::role("rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("rx", &name)
         .arg("WAIT", "park")
         .arg("CAP", 1 << 16)
         .arg("COUNT", 1)
@@ -1136,8 +1133,7 @@ fn role_crash_loop() {
         let kill_after = Duration::from_millis(rng.range(1, 40));
         if victim_is_producer {
             let mut rx = Rx::named(kind, How::Create, &name, &o).expect("survivor create");
-            let mut s = Spawn::role("tx")
-                .arg("NAME", &name)
+            let mut s = Spawn::role_on("tx", &name)
                 .arg("KIND", kind)
                 .arg("COUNT", count)
                 .arg("SIZE", rng.range(16, 300));
@@ -1189,8 +1185,7 @@ fn role_crash_loop() {
             drop(rx);
         } else {
             let mut tx = Tx::named(kind, How::Create, &name, &o).expect("survivor create");
-            let mut s = Spawn::role("rx")
-                .arg("NAME", &name)
+            let mut s = Spawn::role_on("rx", &name)
                 .arg("KIND", kind)
                 .arg("HOW", "open")
                 .arg("COUNT", count);
@@ -1378,10 +1373,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
     }
     let (wd, names, name) = shmq_testkit::start("cf12_pidns", "cf12ns");
     let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
-    let mut r = Spawn::role("pidns")
-        .arg("NAME", &name)
-        .arg("COUNT", 10)
-        .spawn(&wd);
+    let mut r = Spawn::role_on("pidns", &name).arg("COUNT", 10).spawn(&wd);
     let mut buf = Vec::new();
     let mut v = Verifier::new();
     if let Some(skip) = r.try_event("skip", Duration::from_millis(300)) {
@@ -1441,10 +1433,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
 fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
     let (wd, names, name) = shmq_testkit::start("cf13", "cf13");
     let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
-    let mut p = Spawn::role("fork_tx")
-        .arg("NAME", &name)
-        .arg("COUNT", 10)
-        .spawn(&wd);
+    let mut p = Spawn::role_on("fork_tx", &name).arg("COUNT", 10).spawn(&wd);
     let child = num(&p.event("forked"), "child") as i32;
     let tried = p.event("child_tried");
     assert_eq!(
@@ -1490,8 +1479,7 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
     for kind in [Kind::Spsc, Kind::Mpsc] {
         for ending in ["close", "kill"] {
             let name = names.name("cf15");
-            let mut s = Spawn::role("hold_rx")
-                .arg("NAME", &name)
+            let mut s = Spawn::role_on("hold_rx", &name)
                 .arg("KIND", kind)
                 .arg("CAP", 4096);
             if ending == "close" {
@@ -1573,8 +1561,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
             Some("after_commit_before_wake"),
             None,
         ]);
-        let mut s = Spawn::role("tx")
-            .arg("NAME", &name)
+        let mut s = Spawn::role_on("tx", &name)
             .arg("FORMAT", "record")
             .arg("ID", 7)
             .arg("INC", inc)

@@ -385,8 +385,7 @@ fn role_truncated_rx() {
 
 /// Runs the `poke` role on `name` with `writes` and waits for it.
 fn poke(wd: &Watchdog, name: &str, writes: &[(usize, u64)]) -> u64 {
-    let mut p = Spawn::role("poke")
-        .arg("NAME", name)
+    let mut p = Spawn::role_on("poke", &name)
         .arg("WRITES", writes_arg(writes))
         .spawn(wd);
     let ev = p.event("done");
@@ -1182,8 +1181,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
                 Kind::Spsc => SPSC_DATA,
                 Kind::Mpsc => mpsc_data(2),
             };
-            let mut flipper = Spawn::role("flip")
-                .arg("NAME", &name)
+            let mut flipper = Spawn::role_on("flip", &name)
                 .arg("KIND", kind)
                 .arg("DATA", data)
                 .arg("MS", 300)
@@ -1276,8 +1274,7 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
             Kind::Spsc => SPSC_DATA,
             Kind::Mpsc => mpsc_data(2),
         };
-        let mut s = Spawn::role("scribble")
-            .arg("NAME", &name)
+        let mut s = Spawn::role_on("scribble", &name)
             .arg("DATA", data)
             .arg("MS", 20)
             .spawn(&wd);
@@ -1304,8 +1301,7 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
     let value: [u64; 32] = std::array::from_fn(|i| i as u64 * 0x0101_0101);
     tx.send(&value).expect("send");
     let got = rx.recv().expect("recv");
-    let mut s = Spawn::role("scribble")
-        .arg("NAME", &name)
+    let mut s = Spawn::role_on("scribble", &name)
         .arg("DATA", SPSC_DATA)
         .arg("MS", 20)
         .spawn(&wd);
@@ -1605,16 +1601,14 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
     let mut failures = Vec::new();
     for toggle in [false, true] {
         let name = names.name("hp10");
-        let mut c = Spawn::role("rx")
-            .arg("NAME", &name)
+        let mut c = Spawn::role_on("rx", &name)
             .arg("COUNT", 1)
             .arg("CAP", 4096)
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
         let mut tx = spsc::Sender::open(&name, &Options::new()).expect("open");
         assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
-        let mut storm = Spawn::role("futex_storm")
-            .arg("NAME", &name)
+        let mut storm = Spawn::role_on("futex_storm", &name)
             .arg("MS", 1600)
             .arg("TOGGLE", u8::from(toggle))
             .spawn(&wd);
@@ -1666,8 +1660,7 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
     let mut rng = Rng::new(Rng::seed());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("hp10s");
-        let mut c = Spawn::role("rx")
-            .arg("NAME", &name)
+        let mut c = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
             .arg("COUNT", 1)
             .arg("CAP", 4096)
@@ -1728,8 +1721,7 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     rx.expect_producers(3).expect("expect_producers");
     let mut honest: Vec<kit::Proc> = (1..=2)
         .map(|id| {
-            Spawn::role("tx")
-                .arg("NAME", &name)
+            Spawn::role_on("tx", &name)
                 .arg("ID", id)
                 .arg("COUNT", 10_000_000)
                 .arg("PACE_US", 20)

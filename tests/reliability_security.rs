@@ -348,10 +348,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
     let names = Names::new();
     const GROUP: u32 = 4242;
     let as_user = |name: &str, gid: u32| -> String {
-        let mut c = Spawn::role("as_user")
-            .arg("NAME", name)
-            .arg("GID", gid)
-            .spawn(&wd);
+        let mut c = Spawn::role_on("as_user", &name).arg("GID", gid).spawn(&wd);
         let ev = c.event("opened");
         c.expect_success();
         ev["result"].as_str().unwrap_or("").to_owned()
@@ -421,8 +418,7 @@ fn ps05_a_reused_name_never_shows_old_payload_bytes() {
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("ps05");
         let secret = 0xC7u8;
-        let mut owner = Spawn::role("hold")
-            .arg("NAME", &name)
+        let mut owner = Spawn::role_on("hold", &name)
             .arg("KIND", kind)
             .arg("SECRET", secret)
             .arg("COUNT", 15)
@@ -590,8 +586,7 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
     );
     // Named, both ends SIGKILLed: a stale name, removable.
     let killed = names.name("ps09");
-    let mut owner = Spawn::role("hold")
-        .arg("NAME", &killed)
+    let mut owner = Spawn::role_on("hold", &killed)
         .arg("KIND", "spsc")
         .arg("SECRET", 1)
         .arg("COUNT", 3)

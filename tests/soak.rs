@@ -319,16 +319,14 @@ fn soak_ls01_spsc_random_sizes() {
     let names = Names::new();
     let name = names.name("soak-ls01");
     let seed = Rng::seed();
-    let mut c = Spawn::role("soak_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("soak_rx", &name)
         .arg("KIND", "spsc")
         .arg("CAP", 1 << 16)
         .arg("PRODUCERS", 1)
         .arg("WARM_MS", (run.as_millis() / 5).max(500))
         .spawn(&wd);
     c.event("ready");
-    let mut p = Spawn::role("soak_tx")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("soak_tx", &name)
         .arg("KIND", "spsc")
         .arg("ID", 0)
         .arg("SEED", seed)
@@ -368,8 +366,7 @@ fn soak_ls02_mpsc_eight_producers_small_ring() {
     let name = names.name("soak-ls02");
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
-    let mut c = Spawn::role("soak_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("soak_rx", &name)
         .arg("KIND", "mpsc")
         .arg("CAP", 4096)
         .arg("PRODUCERS", 8)
@@ -379,8 +376,7 @@ fn soak_ls02_mpsc_eight_producers_small_ring() {
     let end = mono_ns() + run.as_nanos() as u64;
     let mut ps: Vec<Proc> = (0..8)
         .map(|id| {
-            Spawn::role("soak_tx")
-                .arg("NAME", &name)
+            Spawn::role_on("soak_tx", &name)
                 .arg("KIND", "mpsc")
                 .arg("ID", id)
                 .arg("SEED", rng.next_u64())
@@ -459,8 +455,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
     let rx = Rx::named(Kind::Mpsc, How::Create, &name, &o).expect("create");
     let end = mono_ns() + run.as_nanos() as u64;
     let spawn = |id: u32, inc: u32, rng: &mut Rng| {
-        let mut p = Spawn::role("soak_tx")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("soak_tx", &name)
             .arg("KIND", "mpsc")
             .arg("ID", id)
             .arg("INC", inc)
@@ -636,8 +631,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let count = 20_000u64;
-    let mut p = Spawn::role("bp_tx")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("bp_tx", &name)
         .arg("COUNT", count)
         .spawn(&wd);
     let tid = num(&p.event("ready"), "tid") as i32;
@@ -828,8 +822,7 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(cap as u64)).expect("create");
     let max = rx.max_message_len();
     let limit = (24.0 * scale()) as u64;
-    let mut p = Spawn::role("sweep_tx")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("sweep_tx", &name)
         .arg("LIMIT", limit)
         .spawn(&wd);
     let mut buf = Vec::new();
@@ -893,8 +886,7 @@ fn soak_ls07_idle_then_burst() {
     let mut tx =
         shmq::spsc::Sender::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let burst = (100_000.0 * scale()) as u64;
-    let mut c = Spawn::role("idle_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("idle_rx", &name)
         .arg("COUNT", burst)
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;

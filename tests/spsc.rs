@@ -483,8 +483,7 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
     for seq in 0..3 {
         tx.send(&Sample::new(seq)).expect("send");
     }
-    let mut p = Spawn::role("typed_open")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("typed_open", &name)
         .arg("TYPES", "twin,small,bytes,mpsc,sample")
         .arg("COUNT", 3)
         .spawn(&wd);
@@ -678,8 +677,7 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
         let name = names.name("spsc-end");
         let mut rx =
             spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-        let mut p = Spawn::role("send")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("COUNT", 500)
             .arg("THEN", then)
@@ -730,16 +728,14 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
     let mut latencies = Vec::new();
     for _ in 0..3 {
         let name = names.name("spsc-park");
-        let mut c = Spawn::role("recv")
-            .arg("NAME", &name)
+        let mut c = Spawn::role_on("recv", &name)
             .arg("HOW", "create")
             .arg("WAIT", "park")
             .arg("COUNT", 1000)
             .arg("AFTER", "disconnect")
             .spawn(&wd);
         c.event("ready");
-        let mut p = Spawn::role("send")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("COUNT", 1000)
             .arg("THEN", "hang")
@@ -775,15 +771,13 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
     let mut latencies = Vec::new();
     for _ in 0..3 {
         let name = names.name("spsc-full");
-        let mut c = Spawn::role("hold_recv")
-            .arg("NAME", &name)
+        let mut c = Spawn::role_on("hold_recv", &name)
             .arg("HOW", "create")
             .arg("CAP", 4096)
             .spawn(&wd);
         c.event("attached");
         // More than fits: the producer fills the ring and blocks in send.
-        let mut p = Spawn::role("send")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("WAIT", "park")
             .arg("COUNT", 1000)
@@ -832,8 +826,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
 fn polling_consumer_notices(timeout: Duration) -> Result<Duration, String> {
     let (wd, names, name) = shmq_testkit::start("polling_consumer", "spsc-poll");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 10)
         .arg("THEN", "hang")
@@ -935,13 +928,11 @@ fn million_messages_streamed_to_an_awake_consumer_take_few_futex_calls() {
     let _serial = kit::serial();
     let (wd, names, name) = shmq_testkit::start("million_futex", "spsc-futex");
     let n = scaled(1_000_000);
-    let mut c = Spawn::role("recv")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("recv", &name)
         .arg("HOW", "create_or_open")
         .arg("COUNT", n)
         .spawn(&wd);
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "create_or_open")
         .arg("COUNT", n)
         .arg("THEN", "close")
@@ -973,8 +964,7 @@ fn producer_killed_before_publishing(point: &str) {
     let names = Names::new();
     let name = names.name("spsc-fp");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("BATCH", 100)
         .arg("COUNT", 100)
@@ -1021,8 +1011,7 @@ fn a_producer_killed_before_commit_never_delivers_the_partial_message() {
 #[cfg(feature = "failpoints")]
 fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
     let (wd, names, name) = shmq_testkit::start("after_commit_before_wake", "spsc-nowake");
-    let mut c = Spawn::role("recv")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("recv", &name)
         .arg("HOW", "create")
         .arg("WAIT", "park")
         .arg("COUNT", 1)
@@ -1031,8 +1020,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;
     assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
         .arg("THEN", "close")
@@ -1086,8 +1074,7 @@ fn a_producer_killed_after_commit_before_wake_leaves_nothing_behind() {
 fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     let (wd, names, name) = shmq_testkit::start("resume_after_stale_tail", "spsc-resume");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(4096)).expect("create");
-    let mut first = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut first = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
         .arg("THEN", "close")
@@ -1108,8 +1095,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     );
     // More than a lap of the 4 KiB ring, so that a producer starting at the stale
     // `tail` would overwrite what the consumer expects.
-    let mut second = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut second = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("ID", 1)
         .arg("COUNT", 500)
@@ -1146,8 +1132,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
 #[test]
 fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     let (wd, names, name) = shmq_testkit::start("after_wait_flag_set", "spsc-flag");
-    let mut c = Spawn::role("recv")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("recv", &name)
         .arg("HOW", "create")
         .arg("WAIT", "park")
         .arg("CAP", 4096)
@@ -1157,8 +1142,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
     c.signal(Signal::SIGKILL);
     c.expect_killed();
-    let ev = Spawn::role("send")
-        .arg("NAME", &name)
+    let ev = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("WAIT", "park")
         .arg("COUNT", 1000)

@@ -326,8 +326,7 @@ fn round_trip_through_a_second_process() {
     write_pattern(c.data(), c.data_len(), 0, len, 11);
     let seg = c.publish().expect("publish");
 
-    let mut child = Spawn::role("seg_read")
-        .arg("NAME", &name)
+    let mut child = Spawn::role_on("seg_read", &name)
         .arg("LEN", len)
         .arg("SEED_IN", 11)
         .arg("SEED_OUT", 22)
@@ -388,8 +387,7 @@ fn invalid_names_are_refused_before_any_system_call() {
 #[test]
 fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
     let (wd, names, name) = shmq_testkit::start("creating_twice", "seg-twice");
-    let mut holder = Spawn::role("seg_hold")
-        .arg("NAME", &name)
+    let mut holder = Spawn::role_on("seg_hold", &name)
         .arg("PUBLISH", 1)
         .arg("SEED", 5)
         .spawn(&wd);
@@ -574,8 +572,7 @@ fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
 #[test]
 fn expectations_the_header_does_not_meet_are_layout_mismatch() {
     let (wd, names, name) = shmq_testkit::start("layout_mismatch", "seg-layout");
-    let mut creator = Spawn::role("seg_hold")
-        .arg("NAME", &name)
+    let mut creator = Spawn::role_on("seg_hold", &name)
         .arg("PUBLISH", 1)
         .arg("SEED", 1)
         .spawn(&wd);
@@ -656,8 +653,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
 #[test]
 fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
     let (wd, names, name) = shmq_testkit::start("not_ready_abandoned", "seg-unpub");
-    let mut creator = Spawn::role("seg_hold")
-        .arg("NAME", &name)
+    let mut creator = Spawn::role_on("seg_hold", &name)
         .arg("PUBLISH", 0)
         .arg("SEED", 3)
         .spawn(&wd);
@@ -973,8 +969,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     let (wd, names, name) = shmq_testkit::start("liveness", "seg-live");
     let seg = create_published(&name);
     let spawn = |idx: u16| {
-        Spawn::role("seg_claim")
-            .arg("NAME", &name)
+        Spawn::role_on("seg_claim", &name)
             .arg("IDX", idx)
             .arg("THEN", "hang")
             .spawn(&wd)
@@ -1036,8 +1031,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     assert_eq!(seg.endpoint_info(1).unwrap().attaches, 2);
 
     // A holder that exits normally releases its endpoint too.
-    let mut c = Spawn::role("seg_claim")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("seg_claim", &name)
         .arg("IDX", 3)
         .arg("THEN", "exit")
         .spawn(&wd);
@@ -1059,8 +1053,7 @@ fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
     // B lives on: A's endpoint must read dead.
     let (wd, names, name) = shmq_testkit::start("fork_without_exec", "seg-forkmask");
     let seg = create_published(&name);
-    let mut a = Spawn::role("seg_claim_fork")
-        .arg("NAME", &name)
+    let mut a = Spawn::role_on("seg_claim_fork", &name)
         .arg("IDX", 1)
         .spawn(&wd);
     let ev = a.event("forked");
@@ -1142,9 +1135,7 @@ fn another_user_without_access_is_permission_denied() {
     }
     let (wd, names, name) = shmq_testkit::start("permission_denied", "seg-perm");
     let seg = create_published(&name);
-    let ev = Spawn::role("seg_as_nobody")
-        .arg("NAME", &name)
-        .run(&wd, "opened");
+    let ev = Spawn::role_on("seg_as_nobody", &name).run(&wd, "opened");
     assert_eq!(ev["result"], "PermissionDenied", "{ev}");
     drop(seg);
     Segment::unlink(&name).expect("unlink");

@@ -219,6 +219,12 @@ impl Spawn {
         Spawn::with(Spawn::role_cmd(cmd, role), format!("role {role}"))
     }
 
+    /// [`Spawn::role`] with role parameter `NAME` set to `name`: a role that
+    /// works on the channel or segment `name`.
+    pub fn role_on(role: &str, name: &str) -> Spawn {
+        Spawn::role(role).arg("NAME", name)
+    }
+
     /// As [`Spawn::role`], run under `wrapper` (a command and its arguments, such
     /// as `strace` with fault injection), which must exec the test binary with the
     /// arguments that follow it.
