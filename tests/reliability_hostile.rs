@@ -449,246 +449,80 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     let info = HeaderInfo::from_bytes(&good).expect("header");
     let d = info.data_offset as usize; // the ring region
     let cap = info.capacity;
-    type Check = fn(&Result<(), Error>) -> bool;
     type Damage = Box<dyn Fn(&mut Vec<u8>)>;
-    fn seg(r: &Result<(), Error>, f: fn(&SegError) -> bool) -> bool {
-        matches!(r, Err(Error::Segment(e)) if f(e))
+    fn u16_at(off: usize, v: u16) -> Damage {
+        Box::new(move |i| set_u16(i, off, v))
     }
-    let cases: Vec<(&str, Damage, Check, bool)> = vec![
-        (
-            "bad magic",
-            Box::new(|i| i[0] ^= 0x20),
-            |r| seg(r, |e| matches!(e, SegError::BadMagic { .. })),
-            true,
-        ),
-        (
-            "another version",
-            Box::new(|i| set_u32(i, 8, 2)),
-            |r| {
-                seg(r, |e| {
-                    matches!(e, SegError::VersionMismatch { found: 2, .. })
-                })
-            },
-            true,
-        ),
-        (
-            "a state no creator writes",
-            Box::new(|i| set_u32(i, 12, 5)),
-            |r| seg(r, |e| matches!(e, SegError::Corrupt { what: "state", .. })),
-            true,
-        ),
-        (
-            "never published, creator gone",
-            Box::new(|i| set_u32(i, 12, 0)),
-            |r| seg(r, |e| matches!(e, SegError::Abandoned)),
-            true,
-        ),
-        (
-            "another kind (layout)",
-            Box::new(|i| set_u16(i, 16, shmq::KIND_MPSC)),
-            |r| {
-                seg(r, |e| {
-                    matches!(e, SegError::LayoutMismatch { field: "kind", .. })
-                })
-            },
-            true,
-        ),
-        (
-            "kind 0",
-            Box::new(|i| set_u16(i, 16, 0)),
-            |r| seg(r, |e| matches!(e, SegError::Corrupt { what: "kind", .. })),
-            true,
-        ),
-        (
-            "too many endpoints",
-            Box::new(|i| set_u16(i, 18, 5000)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::Corrupt {
-                            what: "endpoints",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "total_len not the object's size",
-            Box::new(|i| {
-                let t = u64::from_le_bytes(i[24..32].try_into().unwrap());
-                set_u64(i, 24, t + 4096)
-            }),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "total_len",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "data offset misaligned",
-            Box::new(|i| {
-                let o = u64::from_le_bytes(i[32..40].try_into().unwrap());
-                set_u64(i, 32, o + 8)
-            }),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "data_offset",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "data offset overlapping the header",
-            Box::new(|i| set_u64(i, 32, 64)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "data_offset",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "data offset past the end",
-            Box::new(|i| set_u64(i, 32, 1 << 40)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "data_offset",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "capacity 0",
-            Box::new(|i| set_u64(i, 40, 0)),
-            |r| matches!(r, Err(Error::InvalidCapacity(0))),
-            false,
-        ),
-        (
-            "capacity not a power of two",
-            Box::new(|i| set_u64(i, 40, 3000)),
-            |r| matches!(r, Err(Error::InvalidCapacity(3000))),
-            false,
-        ),
-        (
-            "capacity beyond the mapping",
-            Box::new(move |i| set_u64(i, 40, cap * 4)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "region length",
-                            ..
-                        }
-                    )
-                })
-            },
-            false,
-        ),
-        (
-            "capacity 2^62",
-            Box::new(|i| set_u64(i, 40, 1 << 62)),
-            |r| matches!(r, Err(Error::InvalidCapacity(c)) if *c == 1 << 62),
-            false,
-        ),
-        (
-            "element size on a byte channel",
-            Box::new(|i| set_u32(i, 48, 8)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "slot_size",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "type hash on a byte channel",
-            Box::new(|i| set_u64(i, 56, 0xdead)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "type_hash",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "object smaller than a header",
-            Box::new(|i| i.truncate(40)),
-            |r| seg(r, |e| matches!(e, SegError::TooSmall { size: 40, .. })),
-            true,
-        ),
-        (
-            "object grown past its header",
-            Box::new(|i| i.extend_from_slice(&[0u8; 4096])),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "total_len",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "ring head misaligned",
-            Box::new(move |i| set_u64(i, d + HEAD, 3)),
-            is_corrupted,
-            false,
-        ),
+    fn u32_at(off: usize, v: u32) -> Damage {
+        Box::new(move |i| set_u32(i, off, v))
+    }
+    fn u64_at(off: usize, v: u64) -> Damage {
+        Box::new(move |i| set_u64(i, off, v))
+    }
+    fn add_u64(off: usize, delta: u64) -> Damage {
+        Box::new(move |i| {
+            let old = u64::from_le_bytes(i[off..off + 8].try_into().unwrap());
+            set_u64(i, off, old + delta)
+        })
+    }
+    /// The error a damaged image must give.
+    enum Want {
+        /// `LayoutMismatch` of this field.
+        Layout(&'static str),
+        /// `Corrupt` in this header field.
+        Corrupt(&'static str),
+        /// A segment error this accepts.
+        Seg(fn(&SegError) -> bool),
+        /// Whatever this accepts.
+        Check(fn(&Result<(), Error>) -> bool),
+    }
+    use Want::{Check, Corrupt, Layout, Seg};
+    impl Want {
+        fn accepts(&self, r: &Result<(), Error>) -> bool {
+            match *self {
+                Layout(f) => {
+                    matches!(r, Err(Error::Segment(SegError::LayoutMismatch { field, .. })) if *field == f)
+                }
+                Corrupt(w) => {
+                    matches!(r, Err(Error::Segment(SegError::Corrupt { what, .. })) if *what == w)
+                }
+                Seg(f) => matches!(r, Err(Error::Segment(e)) if f(e)),
+                Check(f) => f(r),
+            }
+        }
+    }
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Damage, Want, bool)> = vec![
+        ("bad magic", Box::new(|i| i[0] ^= 0x20), Seg(|e| matches!(e, SegError::BadMagic { .. })), true),
+        ("another version", u32_at(8, 2), Seg(|e| matches!(e, SegError::VersionMismatch { found: 2, .. })), true),
+        ("a state no creator writes", u32_at(12, 5), Corrupt("state"), true),
+        ("never published, creator gone", u32_at(12, 0), Seg(|e| matches!(e, SegError::Abandoned)), true),
+        ("another kind (layout)", u16_at(16, shmq::KIND_MPSC), Layout("kind"), true),
+        ("kind 0", u16_at(16, 0), Corrupt("kind"), true),
+        ("too many endpoints", u16_at(18, 5000), Corrupt("endpoints"), true),
+        ("total_len not the object's size", add_u64(24, 4096), Layout("total_len"), true),
+        ("data offset misaligned", add_u64(32, 8), Layout("data_offset"), true),
+        ("data offset overlapping the header", u64_at(32, 64), Layout("data_offset"), true),
+        ("data offset past the end", u64_at(32, 1 << 40), Layout("data_offset"), true),
+        ("capacity 0", u64_at(40, 0), Check(|r| matches!(r, Err(Error::InvalidCapacity(0)))), false),
+        ("capacity not a power of two", u64_at(40, 3000), Check(|r| matches!(r, Err(Error::InvalidCapacity(3000)))), false),
+        ("capacity beyond the mapping", u64_at(40, cap * 4), Layout("region length"), false),
+        ("capacity 2^62", u64_at(40, 1 << 62), Check(|r| matches!(r, Err(Error::InvalidCapacity(c)) if *c == 1 << 62)), false),
+        ("element size on a byte channel", u32_at(48, 8), Layout("slot_size"), true),
+        ("type hash on a byte channel", u64_at(56, 0xdead), Layout("type_hash"), true),
+        ("object smaller than a header", Box::new(|i| i.truncate(40)), Seg(|e| matches!(e, SegError::TooSmall { size: 40, .. })), true),
+        ("object grown past its header", Box::new(|i| i.extend_from_slice(&[0u8; 4096])), Layout("total_len"), true),
+        ("ring head misaligned", u64_at(d + HEAD, 3), Check(is_corrupted), false),
     ];
     let mut failures = Vec::new();
-    for (what, damage, check, untouched) in cases {
+    for (what, damage, want, untouched) in cases {
         let name = names.name("hp01");
         let mut img = good.clone();
         damage(&mut img);
         plant(&name, &img);
         let o = Options::new().open_timeout(Duration::from_millis(100));
         let r = spsc::Receiver::open(&name, &o).map(drop);
-        if !check(&r) {
+        if !want.accepts(&r) {
             failures.push(format!("{what}: {r:?}"));
         }
         if untouched && std::fs::read(kit::shm_path(&name)).ok().as_ref() != Some(&img) {
