@@ -126,16 +126,8 @@ fn role_fork_fanin() {
         drop(mine);
     }
     drop(tx);
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into(&mut buf) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break kit::ends::why(&e),
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into(b));
+    let end = kit::ends::why(&end);
     let codes: Vec<i32> = children
         .into_iter()
         .map(|c| kit::wait_child(c, Duration::from_secs(60)))
@@ -732,16 +724,7 @@ fn disconnected_closed_when_the_only_producer_closes() {
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let mut p = sender(&wd, &name, 5, 50).spawn(&wd);
     p.expect_success();
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break e,
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.count(5), 50);
     kit::ends::assert_closed(&end);
     drop(rx);

@@ -373,17 +373,7 @@ fn spawn_tx(wd: &Watchdog, name: &str, kind: Kind) -> Spawn {
 
 /// Receives and verifies until an error; returns the verifier and the error.
 fn drain(rx: &mut Rx, timeout: Duration) -> (Verifier, Error) {
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, timeout) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break e,
-        }
-    };
-    (v, end)
+    kit::msg::drain(|b| rx.recv_into_timeout(b, timeout))
 }
 
 fn ms(d: Duration) -> f64 {

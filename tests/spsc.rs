@@ -177,16 +177,8 @@ fn role_fork_stream() {
         0
     });
     drop(tx.take());
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into(&mut buf) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break kit::ends::why(&e),
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into(b));
+    let end = kit::ends::why(&end);
     let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
     emit(
@@ -450,13 +442,12 @@ fn role_fd_recv() {
 // ---------------------------------------------------------------------------
 // Across fork
 
-#[test]
-fn an_anonymous_channel_streams_verified_messages_across_fork() {
-    let wd = Watchdog::new("fork_stream");
-    let count = scaled(200_000);
-    let mut p = Spawn::role("fork_stream").arg("COUNT", count).spawn(&wd);
-    let ev = p.event("done");
-    p.expect_success();
+/// Runs role `role`, which streams COUNT messages from a forked child to its
+/// parent, and checks its report: every message, the end `Closed`, the child's
+/// success, no leak.
+fn across_fork(role: &str, count: u64) {
+    let wd = Watchdog::new(role);
+    let ev = Spawn::role(role).arg("COUNT", count).run(&wd, "done");
     assert_eq!(num(&ev, "received"), count, "{ev}");
     assert_eq!(ev["end"], "Closed", "{ev}");
     assert_eq!(ev["child"], 0, "{ev}");
@@ -464,16 +455,13 @@ fn an_anonymous_channel_streams_verified_messages_across_fork() {
 }
 
 #[test]
+fn an_anonymous_channel_streams_verified_messages_across_fork() {
+    across_fork("fork_stream", scaled(200_000));
+}
+
+#[test]
 fn a_typed_channel_carries_pod_values_across_fork() {
-    let wd = Watchdog::new("fork_typed");
-    let count = scaled(100_000);
-    let mut p = Spawn::role("fork_typed").arg("COUNT", count).spawn(&wd);
-    let ev = p.event("done");
-    p.expect_success();
-    assert_eq!(num(&ev, "received"), count, "{ev}");
-    assert_eq!(ev["end"], "Closed", "{ev}");
-    assert_eq!(ev["child"], 0, "{ev}");
-    kit::assert_no_leak(&ev);
+    across_fork("fork_typed", scaled(100_000));
 }
 
 #[test]
@@ -689,16 +677,8 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
             p.signal(Signal::SIGKILL);
             p.expect_killed();
         }
-        let mut v = Verifier::new();
         let mut buf = Vec::new();
-        let end = loop {
-            match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-                Ok(()) => {
-                    v.take(&buf);
-                }
-                Err(e) => break e,
-            }
-        };
+        let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, 500, "drained before the end");
         let want = if then == "close" {
             Disconnect::Closed
@@ -803,16 +783,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
         let sent = num(&ev, "sent");
         assert!(sent > 0 && sent < 1000, "{ev}");
         let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
-        let mut v = Verifier::new();
-        let mut buf = Vec::new();
-        let end = loop {
-            match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-                Ok(()) => {
-                    v.take(&buf);
-                }
-                Err(e) => break e,
-            }
-        };
+        let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, sent);
         kit::ends::assert_closed(&end);
         drop(rx);
@@ -1154,16 +1125,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     assert!(num(&ev, "wakes") <= sent, "{ev}");
     eprintln!("producer after a consumer died with its wait flag set: {ev}");
     let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break e,
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.total, sent);
     kit::ends::assert_closed(&end);
     drop(rx);

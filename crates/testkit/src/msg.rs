@@ -132,3 +132,19 @@ pub fn message(seq: u64, producer: u32, size: usize) -> Vec<u8> {
     fill(&mut v, seq, producer);
     v
 }
+
+/// Receives with `recv` (into one reused buffer) until it fails, checking every
+/// message with a new [`Verifier`]; returns the verifier and the error that
+/// ended the stream.
+pub fn drain<E>(mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>) -> (Verifier, E) {
+    let mut v = Verifier::new();
+    let mut buf = Vec::new();
+    loop {
+        match recv(&mut buf) {
+            Ok(()) => {
+                v.take(&buf);
+            }
+            Err(e) => return (v, e),
+        }
+    }
+}
