@@ -502,8 +502,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
                 victim.signal(Signal::SIGCONT);
             }
         }
-        victim.signal(Signal::SIGKILL);
-        victim.expect_killed();
+        victim.kill_and_reap();
         for g in &mut good {
             g.expect_success();
         }
@@ -628,8 +627,7 @@ fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
     // Wait once while the victim lives, so the consumer has seen both producers.
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    victim.signal(Signal::SIGKILL);
-    victim.expect_killed();
+    victim.kill_and_reap();
     let mut v = Verifier::new();
     let polling = Instant::now();
     while v.count(1) < 100 && polling.elapsed() < Duration::from_secs(2) {

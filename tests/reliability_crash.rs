@@ -389,8 +389,7 @@ fn ms(d: Duration) -> f64 {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
-    let wd = Watchdog::new("cf01");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf01"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("cf01");
         let mut rx =
@@ -444,8 +443,7 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice() {
-    let wd = Watchdog::new("cf04");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf04"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("cf04");
         let mut c = Spawn::role_on("rx", &name)
@@ -583,8 +581,7 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
         .failpoint("after_wait_flag_set")
         .spawn(&wd);
     assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
-    c.signal(Signal::SIGKILL);
-    c.expect_killed();
+    c.kill_and_reap();
     let mut p = spawn_tx(&wd, &name, Kind::Spsc)
         .arg("COUNT", 200)
         .arg("WAIT", "park")
@@ -690,8 +687,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
 /// the old ring state.
 #[test]
 fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
-    let wd = Watchdog::new("cf09");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf09"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("cf09");
         let mut owner = spawn_tx(&wd, &name, kind)
@@ -702,8 +698,7 @@ fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
             .arg("THEN", "hang")
             .spawn(&wd);
         owner.event("sent");
-        owner.signal(Signal::SIGKILL);
-        owner.expect_killed();
+        owner.kill_and_reap();
         assert!(Segment::is_stale(&name).expect("is_stale"), "{kind}");
         for how in ["sender", "receiver"] {
             let r = if how == "sender" {
@@ -915,8 +910,7 @@ fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
     while mono_ns() + 1_000_000_000 < end {
         std::thread::sleep(Duration::from_millis(rng.range(20, 200)));
         let i = rng.range(0, STORM_WORKERS as u64 - 1) as usize;
-        workers[i].signal(Signal::SIGKILL);
-        workers[i].expect_killed();
+        workers[i].kill_and_reap();
         kills += 1;
         workers[i] = spawn(&mut rng);
     }
@@ -975,8 +969,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
         eprintln!("SKIP: strace is not installed (it injects the delay)");
         return;
     }
-    let wd = Watchdog::new("cf10_window");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf10_window"), Names::new());
     let mut failures = Vec::new();
     for cleaner in ["remove_if_stale", "reclaim_stale"] {
         let name = names.name("cf10w");
@@ -1319,8 +1312,7 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
 /// kernel released, not a pid.
 #[test]
 fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
-    let wd = Watchdog::new("cf12_zombie");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf12_zombie"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("cf12z");
         let mut rx = Rx::named(kind, How::Create, &name, &Options::new()).expect("create");
@@ -1464,8 +1456,7 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
 /// is killed is `Died`.
 #[test]
 fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
-    let wd = Watchdog::new("cf15");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf15"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         for ending in ["close", "kill"] {
             let name = names.name("cf15");
@@ -1482,8 +1473,7 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
                 c.event("closed");
                 c.expect_success();
             } else {
-                c.signal(Signal::SIGKILL);
-                c.expect_killed();
+                c.kill_and_reap();
             }
             let started = Instant::now();
             let mut sent = 0;
@@ -1578,8 +1568,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
                 None
             }
         };
-        p.signal(Signal::SIGKILL);
-        p.expect_killed();
+        p.kill_and_reap();
         expected.push((inc, committed));
         // Drain this incarnation: everything it committed, then Died.
         let end = loop {

@@ -581,8 +581,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
 /// behind). Guard pages and ASan over the same code: scripts/sanitizers.sh (MC-10).
 #[test]
 fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
-    let wd = Watchdog::new("hp02");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp02"), Names::new());
     let cap = 4096u64;
     let o = Options::new().capacity(cap);
     let frame64 = frame::frame_len(64) as u64;
@@ -776,8 +775,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
 /// claim starts at its own, checked, `tail`).
 #[test]
 fn hp02_mpsc_producer_refuses_a_misaligned_head() {
-    let wd = Watchdog::new("hp02_misaligned");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp02_misaligned"), Names::new());
     let o = Options::new().capacity(4096);
     let mut failures = Vec::new();
     for (lie, value) in [("u64::MAX", u64::MAX), ("head+cap+1", 4096 + 1)] {
@@ -810,8 +808,7 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
 /// progress; no call takes long.
 #[test]
 fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
-    let wd = Watchdog::new("hp03");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp03"), Names::new());
     let cap = 4096usize;
     let o = Options::new().capacity(cap as u64);
     let max = frame::max_payload(cap);
@@ -1091,8 +1088,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
 /// docs/RELIABILITY.md on HP-05).
 #[test]
 fn hp05_copied_out_messages_never_change_after_delivery() {
-    let wd = Watchdog::new("hp05");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp05"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("hp05");
         let o = Options::new().capacity(1 << 16).max_producers(2);
@@ -1430,8 +1426,7 @@ fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
 /// within a wait slice of it being sent.
 #[test]
 fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
-    let wd = Watchdog::new("hp10_storm");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp10_storm"), Names::new());
     let mut failures = Vec::new();
     for toggle in [false, true] {
         let name = names.name("hp10");
@@ -1489,8 +1484,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
 /// wake a flagged receiver; this is what a peer that does not looks like.)
 #[test]
 fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
-    let wd = Watchdog::new("hp10_silent");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp10_silent"), Names::new());
     let mut rng = Rng::new(Rng::seed());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("hp10s");

@@ -9,7 +9,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::json;
 use shmq::segment::{Error as SegError, Segment};
 use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
@@ -148,8 +147,7 @@ fn role_hold() {
 /// descriptor the process holds on it is `O_RDWR|O_CLOEXEC`.
 #[test]
 fn ps01_every_channel_is_created_0600_and_cloexec_whatever_the_umask() {
-    let wd = Watchdog::new("ps01");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps01"), Names::new());
     let mut s = Spawn::role("umask_modes");
     for k in 0..12 {
         s = s.arg(&format!("N{k}"), names.name("ps01"));
@@ -344,8 +342,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
         eprintln!("SKIP ps03: needs root to switch users and groups");
         return;
     }
-    let wd = Watchdog::new("ps03");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps03"), Names::new());
     const GROUP: u32 = 4242;
     let as_user = |name: &str, gid: u32| -> String {
         let mut c = Spawn::role_on("as_user", &name).arg("GID", gid).spawn(&wd);
@@ -413,8 +410,7 @@ fn object_bytes(name: &str) -> Vec<u8> {
 /// deliver its unread messages: same user, by design.)
 #[test]
 fn ps05_a_reused_name_never_shows_old_payload_bytes() {
-    let wd = Watchdog::new("ps05");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps05"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         let name = names.name("ps05");
         let secret = 0xC7u8;
@@ -425,8 +421,7 @@ fn ps05_a_reused_name_never_shows_old_payload_bytes() {
             .arg("TAKE", 5)
             .spawn(&wd);
         owner.event("ready");
-        owner.signal(Signal::SIGKILL);
-        owner.expect_killed();
+        owner.kill_and_reap();
         let old = object_bytes(&name);
         let run = |b: &[u8]| b.windows(16).any(|w| w.iter().all(|&x| x == secret));
         assert!(
@@ -556,8 +551,7 @@ fn ps08_user_side_peer_credentials_before_from_fd() {
 /// `remove_if_stale` (`shmq gc`) or `reclaim_stale` removes.
 #[test]
 fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
-    let wd = Watchdog::new("ps09");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps09"), Names::new());
     // Anonymous: memfd descriptors, no name.
     let (mut tx, mut rx) = spsc::anonymous(&Options::new()).expect("anonymous");
     tx.send(b"x").unwrap();
@@ -593,8 +587,7 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
         .arg("TAKE", 1)
         .spawn(&wd);
     owner.event("ready");
-    owner.signal(Signal::SIGKILL);
-    owner.expect_killed();
+    owner.kill_and_reap();
     assert!(
         kit::shm_path(&killed).exists(),
         "a killed pair leaves its name"

@@ -125,8 +125,7 @@ fn a_channel_reports_the_segment_error_it_meets() {
 
 #[test]
 fn a_channels_segment_is_0600_whatever_the_umask() {
-    let wd = Watchdog::new("channel_modes");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("channel_modes"), Names::new());
     let ev = Spawn::role("channel_umask")
         .arg("N0", names.name("seg-mode0"))
         .arg("N1", names.name("seg-mode1"))

@@ -659,8 +659,7 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
 
 #[test]
 fn a_closed_producer_and_a_killed_one_are_told_apart() {
-    let wd = Watchdog::new("closed_vs_died");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("closed_vs_died"), Names::new());
     for then in ["close", "hang"] {
         let name = names.name("spsc-end");
         let mut rx =
@@ -674,8 +673,7 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
         if then == "close" {
             p.expect_success();
         } else {
-            p.signal(Signal::SIGKILL);
-            p.expect_killed();
+            p.kill_and_reap();
         }
         let mut buf = Vec::new();
         let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
@@ -703,8 +701,10 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
 
 #[test]
 fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
-    let wd = Watchdog::new("killed_producer_parked_consumer");
-    let names = Names::new();
+    let (wd, names) = (
+        Watchdog::new("killed_producer_parked_consumer"),
+        Names::new(),
+    );
     let mut latencies = Vec::new();
     for _ in 0..3 {
         let name = names.name("spsc-park");
@@ -746,8 +746,10 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
 
 #[test]
 fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
-    let wd = Watchdog::new("killed_consumer_blocked_producer");
-    let names = Names::new();
+    let (wd, names) = (
+        Watchdog::new("killed_consumer_blocked_producer"),
+        Names::new(),
+    );
     let mut latencies = Vec::new();
     for _ in 0..3 {
         let name = names.name("spsc-full");
@@ -1057,8 +1059,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
         .expect("the committed message");
     v.take(&buf);
-    first.signal(Signal::SIGKILL);
-    first.expect_killed();
+    first.kill_and_reap();
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     assert!(
         matches!(r, Err(Error::Disconnected(Disconnect::Died))),
@@ -1111,8 +1112,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
         .failpoint("after_wait_flag_set")
         .spawn(&wd);
     assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
-    c.signal(Signal::SIGKILL);
-    c.expect_killed();
+    c.kill_and_reap();
     let ev = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("WAIT", "park")

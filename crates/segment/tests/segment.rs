@@ -414,8 +414,7 @@ fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
     );
     drop(seen);
 
-    holder.signal(Signal::SIGKILL);
-    holder.expect_killed();
+    holder.kill_and_reap();
     let r = Segment::create(&name, &LAYOUT, &opts());
     assert!(
         matches!(r, Err(SegError::AlreadyExists { stale: true, .. })),
@@ -644,8 +643,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
             if expected == len + 4096 && found == len),
         "{r:?}"
     );
-    creator.signal(Signal::SIGKILL);
-    creator.expect_killed();
+    creator.kill_and_reap();
     Segment::unlink(&name).expect("unlink");
     names.assert_clean();
 }
@@ -676,8 +674,7 @@ fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
     drop(peek);
     assert!(!Segment::is_stale(&name).expect("is_stale"));
 
-    creator.signal(Signal::SIGKILL);
-    creator.expect_killed();
+    creator.kill_and_reap();
     let started = Instant::now();
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(matches!(r, Err(SegError::Abandoned)), "{r:?}");
@@ -855,8 +852,7 @@ fn a_directory_under_the_name_is_untrusted() {
 
 #[test]
 fn modes_are_0600_or_as_asked_whatever_the_umask() {
-    let wd = Watchdog::new("modes");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("modes"), Names::new());
     let mut spawn = Spawn::role("seg_umask");
     for k in 0..4 {
         spawn = spawn.arg(&format!("N{k}"), names.name(&format!("seg-mode{k}")));
@@ -1039,8 +1035,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     c.expect_success();
     assert!(!seg.endpoint_alive(3).unwrap());
 
-    b.signal(Signal::SIGKILL);
-    b.expect_killed();
+    b.kill_and_reap();
     assert!(!seg.endpoint_alive(2).unwrap());
     drop(seg);
     Segment::unlink(&name).expect("unlink");
