@@ -251,6 +251,25 @@ fn wait_quiet(p: &Progress, quiet: Duration) -> u64 {
     }
 }
 
+/// Asserts for 300 ms that the consumer stays at `stalled` messages and
+/// reclaims nothing: a live producer (`whose`) holds up the ring with its claim.
+fn assert_held(p: &Progress, stalled: u64, whose: &str) {
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        assert_eq!(
+            p.received.load(Ordering::Relaxed),
+            stalled,
+            "{whose}: a message beyond its claim was delivered"
+        );
+        assert_eq!(
+            p.reclaimed.load(Ordering::Relaxed),
+            0,
+            "{whose}: its claim was reclaimed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
     let _ = wd;
     Spawn::role_on("send", &name)
@@ -471,12 +490,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
         let mut victim = sender(&wd, &name, 0, n).failpoint("after_claim").spawn(&wd);
         let slot = num(&victim.event("attached"), "slot") as usize;
         victim.wait_failpoint();
-        victim.signal(Signal::SIGSTOP);
-        assert!(
-            kit::wait_stopped(victim.pid(), Duration::from_secs(5)),
-            "the victim did not stop\n{}",
-            victim.log()
-        );
+        victim.stop();
         let stalled = wait_stuck(&progress, &name);
         let view = ring_view(&name);
         assert!(
@@ -484,20 +498,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
             "the stopped producer's intent is not visible: {view:?}"
         );
         for phase in ["stopped", "continued"] {
-            let until = Instant::now() + Duration::from_millis(300);
-            while Instant::now() < until {
-                assert_eq!(
-                    progress.received.load(Ordering::Relaxed),
-                    stalled,
-                    "{phase}: a message beyond the live producer's claim was delivered"
-                );
-                assert_eq!(
-                    progress.reclaimed.load(Ordering::Relaxed),
-                    0,
-                    "{phase}: a live producer's claim was reclaimed"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            assert_held(&progress, stalled, &format!("{phase}: the live producer"));
             if phase == "stopped" {
                 victim.signal(Signal::SIGCONT);
             }
@@ -547,12 +548,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             std::thread::sleep(Duration::from_micros((seed >> 33) % 2000));
-            victim.signal(Signal::SIGSTOP);
-            assert!(
-                kit::wait_stopped(victim.pid(), Duration::from_secs(5)),
-                "the victim did not stop\n{}",
-                victim.log()
-            );
+            victim.stop();
             wait_quiet(&progress, Duration::from_millis(30));
             if ring_view(&name).uncommitted >= 1 {
                 caught = Some(attempt);
@@ -572,20 +568,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
         for g in &mut good {
             g.event("attached");
         }
-        let until = Instant::now() + Duration::from_millis(300);
-        while Instant::now() < until {
-            assert_eq!(
-                progress.received.load(Ordering::Relaxed),
-                stalled,
-                "a message beyond the stopped producer's claim was delivered"
-            );
-            assert_eq!(
-                progress.reclaimed.load(Ordering::Relaxed),
-                0,
-                "a stopped producer's claim was reclaimed"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert_held(&progress, stalled, "the stopped producer");
         victim.signal(Signal::SIGCONT);
         victim.expect_success();
         for g in &mut good {

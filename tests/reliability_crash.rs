@@ -641,11 +641,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
         .failpoint("after_claim:stop")
         .spawn(&wd);
     victim.wait_failpoint();
-    assert!(
-        kit::wait_stopped(victim.pid(), Duration::from_secs(5)),
-        "the victim did not stop itself\n{}",
-        victim.log()
-    );
+    victim.assert_stopped();
     // Another producer commits behind the stopped claim.
     let mut other = spawn_tx(&wd, &name, Kind::Mpsc)
         .arg("ID", 1)

@@ -993,8 +993,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     ));
 
     // Stopped is not dead.
-    b.signal(Signal::SIGSTOP);
-    assert!(kit::wait_stopped(b.pid(), Duration::from_secs(5)));
+    b.stop();
     assert!(
         seg.endpoint_alive(2).unwrap(),
         "a stopped holder was reported dead"

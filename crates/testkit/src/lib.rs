@@ -146,6 +146,22 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     lock(&SERIAL)
 }
 
+/// Receives with `recv` (into one reused buffer) until it fails, handing every
+/// message to `take` with `v`; returns `v` and the error that ended the stream.
+pub(crate) fn drain_with<V, E>(
+    mut v: V,
+    take: impl Fn(&mut V, &[u8]),
+    mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>,
+) -> (V, E) {
+    let mut buf = Vec::new();
+    loop {
+        if let Err(e) = recv(&mut buf) {
+            return (v, e);
+        }
+        take(&mut v, &buf);
+    }
+}
+
 /// Locks `m`, taking the data of a poisoned lock too: a test that panicked
 /// while holding it must not hide the harness's state from the clean-up.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

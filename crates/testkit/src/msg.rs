@@ -136,15 +136,12 @@ pub fn message(seq: u64, producer: u32, size: usize) -> Vec<u8> {
 /// Receives with `recv` (into one reused buffer) until it fails, checking every
 /// message with a new [`Verifier`]; returns the verifier and the error that
 /// ended the stream.
-pub fn drain<E>(mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>) -> (Verifier, E) {
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    loop {
-        match recv(&mut buf) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => return (v, e),
-        }
-    }
+pub fn drain<E>(recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>) -> (Verifier, E) {
+    crate::drain_with(
+        Verifier::new(),
+        |v, b| {
+            v.take(b);
+        },
+        recv,
+    )
 }

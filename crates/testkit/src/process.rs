@@ -582,6 +582,24 @@ impl Proc {
         t
     }
 
+    /// SIGSTOPs it and waits until every thread of it is stopped (panics with
+    /// its output if that takes more than 5 s).
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+        self.assert_stopped();
+    }
+
+    /// Asserts that every thread of it is stopped, waiting up to 5 s (for a
+    /// child that stops itself, such as at a `:stop` failpoint).
+    pub fn assert_stopped(&self) {
+        assert!(
+            crate::wait_stopped(self.pid, Duration::from_secs(5)),
+            "{} did not stop\n{}",
+            self.label,
+            self.log()
+        );
+    }
+
     /// SIGKILLs it, reaps it (asserting that the signal ended it) and returns
     /// [`mono_ns`] taken just before the signal.
     pub fn kill_and_reap(&mut self) -> u64 {

@@ -165,15 +165,12 @@ impl RecordVerifier {
 /// Receives with `recv` (into one reused buffer) until it fails, checking every
 /// message with a new [`RecordVerifier`]; returns the verifier and the error that
 /// ended the stream.
-pub fn drain<E>(mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>) -> (RecordVerifier, E) {
-    let mut v = RecordVerifier::new();
-    let mut buf = Vec::new();
-    loop {
-        match recv(&mut buf) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => return (v, e),
-        }
-    }
+pub fn drain<E>(recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>) -> (RecordVerifier, E) {
+    crate::drain_with(
+        RecordVerifier::new(),
+        |v, b| {
+            v.take(b);
+        },
+        recv,
+    )
 }
