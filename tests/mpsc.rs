@@ -372,9 +372,7 @@ fn victim_killed_at_sending(point: &str, mode: &str) {
         wait_received(&progress, 300);
         let mut victim = sender(&wd, &name, 0, n)
             .arg("MODE", mode)
-            .failpoint(point)
-            .spawn(&wd);
-        assert_eq!(victim.wait_failpoint(), format!("reached {point}"));
+            .spawn_to(&wd, point);
         let mut stalled_at = None;
         if !committed_before_stop {
             // The consumer reaches the victim's frame and stops there; the victim is
@@ -600,10 +598,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
 fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
     let (wd, names, name) = shmq_testkit::start("polling_reclaim", "mpsc-poll");
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-    let mut victim = sender(&wd, &name, 0, 10)
-        .failpoint("after_claim")
-        .spawn(&wd);
-    victim.wait_failpoint();
+    let mut victim = sender(&wd, &name, 0, 10).spawn_to(&wd, "after_claim");
     let mut good = sender(&wd, &name, 1, 100).spawn(&wd);
     good.expect_success();
     let mut buf = Vec::new();

@@ -409,9 +409,7 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
             .arg("BATCH", if kind == Kind::Spsc { 100 } else { 0 })
             .arg("COUNT", 10)
             .arg("MODE", "reserve")
-            .failpoint("mid_payload")
-            .spawn(&wd);
-        assert_eq!(p.wait_failpoint(), "reached mid_payload");
+            .spawn_to(&wd, "mid_payload");
         if kind == Kind::Spsc {
             committed = 100;
         }
@@ -578,9 +576,7 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
         .arg("WAIT", "park")
         .arg("CAP", 1 << 16)
         .arg("COUNT", 1)
-        .failpoint("after_wait_flag_set")
-        .spawn(&wd);
-    assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
+        .spawn_to(&wd, "after_wait_flag_set");
     c.kill_and_reap();
     let mut p = spawn_tx(&wd, &name, Kind::Spsc)
         .arg("COUNT", 200)
@@ -598,11 +594,9 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
     let mut rx = Rx::named(Kind::Spsc, How::Open, &name, &Options::new()).expect("new consumer");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    for _ in 0..200 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message for the new consumer");
-        v.take(&buf);
-    }
+    v.take_n(200, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let t_kill = p.kill_and_reap();
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     let latency = Duration::from_nanos(mono_ns() - t_kill);
@@ -638,9 +632,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
     let mut victim = spawn_tx(&wd, &name, Kind::Mpsc)
         .arg("ID", 0)
         .arg("COUNT", 5)
-        .failpoint("after_claim:stop")
-        .spawn(&wd);
-    victim.wait_failpoint();
+        .spawn_to(&wd, "after_claim:stop");
     victim.assert_stopped();
     // Another producer commits behind the stopped claim.
     let mut other = spawn_tx(&wd, &name, Kind::Mpsc)
@@ -1364,11 +1356,9 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
     eprintln!("cf12 pid reuse: {dying} then {reused}");
     let old_pid = num(&dying, "ns_pid");
     assert_eq!(num(&reused, "old_pid"), old_pid);
-    for _ in 0..10 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message");
-        v.take(&buf);
-    }
+    v.take_n(10, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let report = shmq::inspect::inspect(&name)
         .expect("inspect")
         .expect("a channel");
@@ -1420,11 +1410,9 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
     );
     let mut buf = Vec::new();
     let mut v = Verifier::new();
-    for _ in 0..10 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message");
-        v.take(&buf);
-    }
+    v.take_n(10, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let t_kill = p.kill_now();
     assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));

@@ -698,10 +698,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             let t = s.spawn(move || {
                 let mut buf = Vec::new();
                 let mut v = Verifier::new();
-                for _ in 0..20 {
-                    rx.recv_into(&mut buf).expect("recv");
-                    v.take(&buf);
-                }
+                v.take_n(20, &mut buf, |b| rx.recv_into(b));
                 // Now waiting on an empty ring.
                 let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(5));
                 (r.map(drop), mono_ns(), rx)
@@ -1561,11 +1558,9 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     }
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    for _ in 0..200 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message");
-        v.take(&buf);
-    }
+    v.take_n(200, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let mut hostile = Spawn::role("hostile_mpsc").arg("NAME", &name).spawn(&wd);
     let lied = num(&hostile.event("lied"), "at_ns");
     let end = loop {

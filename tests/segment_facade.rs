@@ -142,10 +142,7 @@ fn a_channels_segment_is_0600_whatever_the_umask() {
 #[test]
 fn a_creator_killed_at_mid_init_leaves_an_abandoned_segment() {
     let (wd, names, name) = shmq_testkit::start("mid_init", "seg-midinit");
-    let mut creator = Spawn::role_on("spsc_create", &name)
-        .failpoint("mid_init")
-        .spawn(&wd);
-    assert_eq!(creator.wait_failpoint(), "reached mid_init");
+    let mut creator = Spawn::role_on("spsc_create", &name).spawn_to(&wd, "mid_init");
     let short = Options::new().open_timeout(std::time::Duration::from_millis(200));
     let r = spsc::Receiver::open(&name, &short);
     assert!(

@@ -942,16 +942,12 @@ fn producer_killed_before_publishing(point: &str) {
         .arg("BATCH", 100)
         .arg("COUNT", 100)
         .arg("THEN", "close")
-        .failpoint(point)
-        .spawn(&wd);
-    assert_eq!(p.wait_failpoint(), format!("reached {point}"));
+        .spawn_to(&wd, point);
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    for _ in 0..100 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a committed message");
-        v.take(&buf);
-    }
+    v.take_n(100, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(200));
     assert!(matches!(r, Err(Error::Timeout)), "while stopped: {r:?}");
     let t_kill = p.kill_and_reap();
@@ -997,9 +993,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
         .arg("HOW", "open")
         .arg("COUNT", 5)
         .arg("THEN", "close")
-        .failpoint("after_commit_before_wake")
-        .spawn(&wd);
-    assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
+        .spawn_to(&wd, "after_commit_before_wake");
     let got = c.event("received");
     assert_eq!(num(&got, "count"), 1, "{got}");
     let t_kill = p.kill_and_reap();
@@ -1051,9 +1045,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
         .arg("HOW", "open")
         .arg("COUNT", 5)
         .arg("THEN", "close")
-        .failpoint("after_commit_before_wake")
-        .spawn(&wd);
-    first.wait_failpoint();
+        .spawn_to(&wd, "after_commit_before_wake");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
@@ -1109,9 +1101,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
         .arg("WAIT", "park")
         .arg("CAP", 4096)
         .arg("COUNT", 1)
-        .failpoint("after_wait_flag_set")
-        .spawn(&wd);
-    assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
+        .spawn_to(&wd, "after_wait_flag_set");
     c.kill_and_reap();
     let ev = Spawn::role_on("send", &name)
         .arg("HOW", "open")

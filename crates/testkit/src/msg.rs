@@ -110,6 +110,20 @@ impl Verifier {
             .unwrap_or_else(|e| panic!("verification failed: {e}"))
     }
 
+    /// Receives `n` messages with `recv` into `buf` and takes each (panics on
+    /// a receive error or a bad message).
+    pub fn take_n<E: std::fmt::Debug>(
+        &mut self,
+        n: u64,
+        buf: &mut Vec<u8>,
+        mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>,
+    ) {
+        for k in 0..n {
+            recv(buf).unwrap_or_else(|e| panic!("message {k} of {n}: {e:?}"));
+            self.take(buf);
+        }
+    }
+
     /// Messages received from `producer`.
     pub fn count(&self, producer: u32) -> u64 {
         self.next.get(&producer).copied().unwrap_or(0)

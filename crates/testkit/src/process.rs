@@ -315,6 +315,16 @@ impl Spawn {
         self.arg(key, raw)
     }
 
+    /// Arms failpoint `point` ([`Spawn::failpoint`]; `<name>` or
+    /// `<name>:stop`), starts the child and waits until it reports that it
+    /// reached `<name>`.
+    pub fn spawn_to(self, wd: &Watchdog, point: &str) -> Proc {
+        let mut p = self.failpoint(point).spawn(wd);
+        let name = point.split(':').next().unwrap_or(point);
+        assert_eq!(p.wait_failpoint(), format!("reached {name}"), "{}", p.log());
+        p
+    }
+
     /// Starts the child, waits for its event `kind` and for its successful exit,
     /// and returns the event: for a child that reports once, at its end.
     pub fn run(self, wd: &Watchdog, kind: &str) -> Value {
