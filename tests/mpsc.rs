@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::{Disconnect, Error, Options, mpsc};
+use shmq::{Error, Options, mpsc};
 use shmq_testkit as kit;
 use shmq_testkit::{
     Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
@@ -670,13 +670,8 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
     );
     assert_eq!(rx.producer_attachments().unwrap(), 3);
 
-    let t_kill = p3.kill_and_reap();
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
-    let latency = Duration::from_nanos(mono_ns() - t_kill);
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "after the last producer died: {r:?}"
-    );
+    let (r, latency) = p3.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
+    kit::ends::assert_died(&r, "after the last producer died");
     eprintln!("last producer SIGKILLed -> Disconnected(Died) after {latency:?}");
     assert!(
         latency < kit::DEATH_BUDGET,

@@ -597,13 +597,8 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
     v.take_n(200, &mut buf, |b| {
         rx.recv_into_timeout(b, Duration::from_secs(10))
     });
-    let t_kill = p.kill_and_reap();
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
-    let latency = Duration::from_nanos(mono_ns() - t_kill);
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "{r:?}"
-    );
+    let (r, latency) = p.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
+    kit::ends::assert_died(&r, "after the producer's kill");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     names.assert_clean();

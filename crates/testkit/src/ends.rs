@@ -237,6 +237,15 @@ pub fn assert_closed(end: &Error) {
     );
 }
 
+/// Asserts that `r` is `Err(Disconnected(Died))`: the other side died
+/// (`context` says when, for the message).
+pub fn assert_died<T: std::fmt::Debug>(r: &Result<T>, context: &str) {
+    assert!(
+        matches!(r, Err(Error::Disconnected(shmq::Disconnect::Died))),
+        "{context}: {r:?}"
+    );
+}
+
 /// `Closed`, `Died`, or the error's debug form: for events and messages.
 pub fn why(e: &Error) -> String {
     match e {

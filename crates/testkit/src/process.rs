@@ -618,6 +618,15 @@ impl Proc {
         t
     }
 
+    /// SIGKILLs and reaps it, then runs `then` (which waits for the kill to be
+    /// noticed); returns what `then` returned and the time from just before the
+    /// signal to its end.
+    pub fn kill_then<T>(&mut self, then: impl FnOnce() -> T) -> (T, Duration) {
+        let t_kill = self.kill_and_reap();
+        let r = then();
+        (r, Duration::from_nanos(mono_ns() - t_kill))
+    }
+
     /// Waits for it to exit (at most [`EVENT_TIMEOUT`]), reaps it and returns its status.
     pub fn wait(&mut self) -> ExitStatus {
         if let Some(s) = self.status {
