@@ -390,8 +390,7 @@ fn ms(d: Duration) -> f64 {
 #[test]
 fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
     let (wd, names) = (Watchdog::new("cf01"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf01");
+    for (kind, name) in kit::ends::each_kind(&names, "cf01") {
         let mut rx =
             Rx::named(kind, How::Create, &name, &Options::new().capacity(1 << 16)).expect("create");
         let mut committed = 0;
@@ -442,8 +441,7 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
 #[test]
 fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice() {
     let (wd, names) = (Watchdog::new("cf04"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf04");
+    for (kind, name) in kit::ends::each_kind(&names, "cf04") {
         let mut c = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
             .arg("WAIT", "park")
@@ -671,8 +669,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
 #[test]
 fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
     let (wd, names) = (Watchdog::new("cf09"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf09");
+    for (kind, name) in kit::ends::each_kind(&names, "cf09") {
         let mut owner = spawn_tx(&wd, &name, kind)
             .arg("HOW", "create")
             .arg("CAP", 1 << 14)
@@ -1296,8 +1293,7 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
 #[test]
 fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
     let (wd, names) = (Watchdog::new("cf12_zombie"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf12z");
+    for (kind, name) in kit::ends::each_kind(&names, "cf12z") {
         let mut rx = Rx::named(kind, How::Create, &name, &Options::new()).expect("create");
         let mut p = spawn_tx(&wd, &name, kind)
             .arg("COUNT", 10)

@@ -1086,8 +1086,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
 #[test]
 fn hp05_copied_out_messages_never_change_after_delivery() {
     let (wd, names) = (Watchdog::new("hp05"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("hp05");
+    for (kind, name) in kit::ends::each_kind(&names, "hp05") {
         let o = Options::new().capacity(1 << 16).max_producers(2);
         let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
         let mut tx = Tx::named(kind, How::Open, &name, &o).expect("open");
@@ -1483,8 +1482,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
 fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
     let (wd, names) = (Watchdog::new("hp10_silent"), Names::new());
     let mut rng = Rng::new(Rng::seed());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("hp10s");
+    for (kind, name) in kit::ends::each_kind(&names, "hp10s") {
         let mut c = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
             .arg("COUNT", 1)
@@ -1616,8 +1614,7 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
 fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
     let names = Names::new();
     let o = Options::new().capacity(1 << 16);
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("hp12");
+    for (kind, name) in kit::ends::each_kind(&names, "hp12") {
         let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
         let max = frame::max_payload(1 << 16);
         let raw = kit::open_raw(&name);

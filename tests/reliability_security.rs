@@ -411,8 +411,7 @@ fn object_bytes(name: &str) -> Vec<u8> {
 #[test]
 fn ps05_a_reused_name_never_shows_old_payload_bytes() {
     let (wd, names) = (Watchdog::new("ps05"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("ps05");
+    for (kind, name) in kit::ends::each_kind(&names, "ps05") {
         let secret = 0xC7u8;
         let mut owner = Spawn::role_on("hold", &name)
             .arg("KIND", kind)

@@ -39,6 +39,12 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// Both kinds, each with a fresh name of `names` tagged `tag`: for a scenario
+/// run over SPSC and MPSC.
+pub fn each_kind(names: &crate::Names, tag: &str) -> [(Kind, String); 2] {
+    [Kind::Spsc, Kind::Mpsc].map(|k| (k, names.name(tag)))
+}
+
 /// How to reach a named channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum How {
