@@ -638,37 +638,30 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
     rx.expect_producers(3).expect("expect_producers");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    let recv_n = |rx: &mut mpsc::Receiver, v: &mut Verifier, buf: &mut Vec<u8>, k: u64| {
-        for _ in 0..k {
-            rx.recv_into_timeout(buf, Duration::from_secs(20))
-                .expect("a message");
-            v.take(buf);
-        }
+    // Not the end yet: nothing within 300 ms, `attached` producers so far.
+    let not_the_end = |rx: &mut mpsc::Receiver, buf: &mut Vec<u8>, attached: u32, when: &str| {
+        let r = rx.recv_into_timeout(buf, Duration::from_millis(300));
+        assert!(matches!(r, Err(Error::Timeout)), "{when}: {r:?}");
+        assert_eq!(rx.producer_attachments().unwrap(), attached);
     };
 
     let mut p1 = sender(&wd, &name, 1, 100).spawn(&wd);
     p1.expect_success();
-    recv_n(&mut rx, &mut v, &mut buf, 100);
+    v.take_n(100, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(20))
+    });
     // One of three expected producers came and went: not the end.
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(300));
-    assert!(
-        matches!(r, Err(Error::Timeout)),
-        "after 1 of 3 producers: {r:?}"
-    );
-    assert_eq!(rx.producer_attachments().unwrap(), 1);
+    not_the_end(&mut rx, &mut buf, 1, "after 1 of 3 producers");
 
     let mut p2 = sender(&wd, &name, 2, 100).spawn(&wd);
     let mut p3 = sender(&wd, &name, 3, 100).arg("THEN", "hang").spawn(&wd);
     p3.event("sent");
     p2.expect_success();
-    recv_n(&mut rx, &mut v, &mut buf, 200);
+    v.take_n(200, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(20))
+    });
     // All three attached, but one lives: not the end.
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(300));
-    assert!(
-        matches!(r, Err(Error::Timeout)),
-        "while producer 3 lives: {r:?}"
-    );
-    assert_eq!(rx.producer_attachments().unwrap(), 3);
+    not_the_end(&mut rx, &mut buf, 3, "while producer 3 lives");
 
     let (r, latency) = p3.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
     kit::ends::assert_died(&r, "after the last producer died");

@@ -376,6 +376,27 @@ fn drain(rx: &mut Rx, timeout: Duration) -> (Verifier, Error) {
     kit::msg::drain(|b| rx.recv_into_timeout(b, timeout))
 }
 
+/// SIGKILLs and reaps `victim` once it is due: when it reaches its armed
+/// failpoint (`at_failpoint`), else `kill_after` after `started`; in any case
+/// after 5 s. Returns whether it did.
+fn kill_if_due(
+    victim: &mut kit::Proc,
+    at_failpoint: bool,
+    started: Instant,
+    kill_after: Duration,
+) -> bool {
+    let due = match at_failpoint {
+        true => victim.try_wait_failpoint(Duration::ZERO).is_some(),
+        false => started.elapsed() >= kill_after,
+    };
+    let kill = due || started.elapsed() > Duration::from_secs(5);
+    if kill {
+        victim.signal(Signal::SIGKILL);
+        victim.wait();
+    }
+    kill
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -1114,15 +1135,7 @@ fn role_crash_loop() {
             let mut killed = false;
             let end = loop {
                 if !killed {
-                    let due = match point {
-                        Some(_) => victim.try_wait_failpoint(Duration::ZERO).is_some(),
-                        None => started.elapsed() >= kill_after,
-                    };
-                    if due || started.elapsed() > Duration::from_secs(5) {
-                        victim.signal(Signal::SIGKILL);
-                        victim.wait();
-                        killed = true;
-                    }
+                    killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
                 }
                 match rx.recv_into_timeout(&mut buf, Duration::from_millis(5)) {
                     Ok(()) => {
@@ -1164,15 +1177,7 @@ fn role_crash_loop() {
             let mut end = None;
             while sent < count {
                 if !killed {
-                    let due = match point {
-                        Some(_) => victim.try_wait_failpoint(Duration::ZERO).is_some(),
-                        None => started.elapsed() >= kill_after,
-                    };
-                    if due || started.elapsed() > Duration::from_secs(5) {
-                        victim.signal(Signal::SIGKILL);
-                        victim.wait();
-                        killed = true;
-                    }
+                    killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
                 }
                 match tx.send_timeout(&kit::message(sent, 0, size), Duration::from_millis(5)) {
                     Ok(()) => sent += 1,
