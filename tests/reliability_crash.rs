@@ -309,12 +309,8 @@ fn role_fork_tx() {
 /// starts Q, which reports whether it got it and lives on. Q never touches the
 /// channel: a liveness check by pid would take it for P.
 fn role_pidns() {
-    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
-        emit(
-            "skip",
-            json!({ "reason": format!("unshare(CLONE_NEWPID): {e}") }),
-        );
-        return;
+    if let Err(why) = kit::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
+        return emit("skip", json!({ "reason": why }));
     }
     let name: String = arg("NAME");
     let count: u64 = arg("COUNT");

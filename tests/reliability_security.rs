@@ -152,9 +152,7 @@ fn ps01_every_channel_is_created_0600_and_cloexec_whatever_the_umask() {
     for k in 0..12 {
         s = s.arg(&format!("N{k}"), names.name("ps01"));
     }
-    let mut c = s.spawn(&wd);
-    let ev = c.event("modes");
-    c.expect_success();
+    let ev = s.run(&wd, "modes");
     let results = ev["results"].as_array().expect("results");
     assert_eq!(results.len(), 12);
     for r in results {

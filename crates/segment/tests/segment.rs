@@ -243,12 +243,8 @@ fn role_seg_as_nobody() {
 /// 4 MiB segment must fail with NoSpace at creation.
 fn role_seg_nospace() {
     use std::ffi::CString;
-    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
-        emit(
-            "result",
-            json!({ "skip": format!("unshare(CLONE_NEWNS): {e}") }),
-        );
-        return;
+    if let Err(why) = kit::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+        return emit("result", json!({ "skip": why }));
     }
     let root = CString::new("/").unwrap();
     let shm = CString::new("/dev/shm").unwrap();
@@ -857,9 +853,7 @@ fn modes_are_0600_or_as_asked_whatever_the_umask() {
     for k in 0..4 {
         spawn = spawn.arg(&format!("N{k}"), names.name(&format!("seg-mode{k}")));
     }
-    let mut child = spawn.spawn(&wd);
-    let ev = child.event("modes");
-    child.expect_success();
+    let ev = spawn.run(&wd, "modes");
     let results = ev["results"].as_array().expect("results");
     assert_eq!(results.len(), 2);
     for r in results {

@@ -84,8 +84,8 @@ pub use procfs::{
 pub use record::RecordVerifier;
 pub use rng::Rng;
 pub use role::{
-    arg, arg_opt, arg_or, child_main, emit, fork_child, hang, in_role, inherited_fd, wait_child,
-    wait_strategy,
+    arg, arg_opt, arg_or, child_main, emit, fork_child, hang, in_role, inherited_fd, unshare,
+    wait_child, wait_strategy,
 };
 
 /// The detection budget the brief sets: SIGKILL to `Disconnected`.

@@ -96,6 +96,12 @@ pub fn emit(kind: &str, fields: Value) {
     let _ = out.flush();
 }
 
+/// Moves this process into new namespaces (`CLONE_NEWNS`, `CLONE_NEWPID`...),
+/// or says why it could not (for a role to report as a skip).
+pub fn unshare(flags: nix::sched::CloneFlags) -> Result<(), String> {
+    nix::sched::unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"))
+}
+
 /// Sleeps until killed (for roles that hold something for the test).
 pub fn hang() -> ! {
     loop {
