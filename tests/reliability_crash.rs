@@ -393,6 +393,11 @@ fn kill_if_due(
     kill
 }
 
+/// Creates the receiver of a channel of `kind` named `name` with `capacity`.
+fn create_rx(kind: Kind, name: &str, capacity: u64) -> Rx {
+    Rx::named(kind, How::Create, name, &Options::new().capacity(capacity)).expect("create")
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -631,13 +636,7 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
 #[test]
 fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
     let (wd, names, name) = shmq_testkit::start("cf07", "cf07");
-    let mut rx = Rx::named(
-        Kind::Mpsc,
-        How::Create,
-        &name,
-        &Options::new().capacity(1 << 16),
-    )
-    .expect("create");
+    let mut rx = create_rx(Kind::Mpsc, &name, 1 << 16);
     rx.expect_producers(2);
     let mut victim = spawn_tx(&wd, &name, Kind::Mpsc)
         .arg("ID", 0)
@@ -1493,13 +1492,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     eprintln!("cf16: seed {seed}, {restarts} incarnations");
-    let mut rx = Rx::named(
-        Kind::Spsc,
-        How::Create,
-        &name,
-        &Options::new().capacity(1 << 20),
-    )
-    .expect("create");
+    let mut rx = create_rx(Kind::Spsc, &name, 1 << 20);
     let mut v = kit::RecordVerifier::new();
     let mut buf = Vec::new();
     let mut expected: Vec<(u32, Option<u64>)> = Vec::new();

@@ -1561,15 +1561,9 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     });
     let mut hostile = Spawn::role("hostile_mpsc").arg("NAME", &name).spawn(&wd);
     let lied = num(&hostile.event("lied"), "at_ns");
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.check(&buf)
-                    .unwrap_or_else(|e| panic!("a frame claimed before the lie: {e}"));
-            }
-            Err(e) => break e,
-        }
-    };
+    let end = v.take_until(&mut buf, "a frame claimed before the lie", |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let consumer_after = Duration::from_nanos(mono_ns().saturating_sub(lied));
     assert!(matches!(end, Error::Corrupted(_)), "consumer: {end:?}");
     assert!(

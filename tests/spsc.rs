@@ -1065,15 +1065,9 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
         .spawn(&wd);
     // Until it has attached, the channel's producer is the dead one.
     second.event("ready");
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.check(&buf)
-                    .unwrap_or_else(|e| panic!("after the new producer attached: {e}"));
-            }
-            Err(e) => break e,
-        }
-    };
+    let end = v.take_until(&mut buf, "after the new producer attached", |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     second.expect_success();
     assert_eq!(v.count(0), 1);
     assert_eq!(v.count(1), 500);

@@ -124,6 +124,23 @@ impl Verifier {
         }
     }
 
+    /// Receives with `recv` into `buf` until it fails, checking every message
+    /// (panics with `context` on a bad one); returns the error that ended the
+    /// stream.
+    pub fn take_until<E>(
+        &mut self,
+        buf: &mut Vec<u8>,
+        context: &str,
+        mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>,
+    ) -> E {
+        loop {
+            if let Err(e) = recv(buf) {
+                return e;
+            }
+            self.check(buf).unwrap_or_else(|e| panic!("{context}: {e}"));
+        }
+    }
+
     /// Messages received from `producer`.
     pub fn count(&self, producer: u32) -> u64 {
         self.next.get(&producer).copied().unwrap_or(0)
