@@ -270,9 +270,12 @@ fn assert_held(p: &Progress, stalled: u64, whose: &str) {
     }
 }
 
-/// Creates the receiver of a 64 KiB MPSC channel `name`.
-fn receiver_64k(name: &str) -> mpsc::Receiver {
-    mpsc::Receiver::create(name, &Options::new().capacity(1 << 16)).expect("create")
+/// [`shmq_testkit::start`], and the receiver of a 64 KiB MPSC channel under
+/// the name (bind it last: it is dropped first).
+fn start_64k(test: &str, tag: &str) -> (Watchdog, Names, String, mpsc::Receiver) {
+    let (wd, names, name) = shmq_testkit::start(test, tag);
+    let rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    (wd, names, name, rx)
 }
 
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
@@ -601,8 +604,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
-    let (wd, names, name) = shmq_testkit::start("polling_reclaim", "mpsc-poll");
-    let mut rx = receiver_64k(&name);
+    let (wd, names, name, mut rx) = start_64k("polling_reclaim", "mpsc-poll");
     let mut victim = sender(&wd, &name, 0, 10).spawn_to(&wd, "after_claim");
     let mut good = sender(&wd, &name, 1, 100).spawn(&wd);
     good.expect_success();
@@ -638,8 +640,7 @@ fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
 
 #[test]
 fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
-    let (wd, names, name) = shmq_testkit::start("expect_producers", "mpsc-end");
-    let mut rx = receiver_64k(&name);
+    let (wd, names, name, mut rx) = start_64k("expect_producers", "mpsc-end");
     rx.expect_producers(3).expect("expect_producers");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
@@ -689,8 +690,7 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
 
 #[test]
 fn disconnected_closed_when_the_only_producer_closes() {
-    let (wd, names, name) = shmq_testkit::start("closed", "mpsc-closed");
-    let mut rx = receiver_64k(&name);
+    let (wd, names, name, mut rx) = start_64k("closed", "mpsc-closed");
     let mut p = sender(&wd, &name, 5, 50).spawn(&wd);
     p.expect_success();
     let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
