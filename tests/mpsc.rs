@@ -278,6 +278,15 @@ fn start_64k(test: &str, tag: &str) -> (Watchdog, Names, String, mpsc::Receiver)
     (wd, names, name, rx)
 }
 
+/// The receiver of a 64 KiB MPSC channel `name` with 8 producer slots, which
+/// expects 4 producers.
+fn four_producer_rx(name: &str) -> mpsc::Receiver {
+    let o = Options::new().capacity(1 << 16).max_producers(8);
+    let mut rx = mpsc::Receiver::create(name, &o).expect("create");
+    rx.expect_producers(4).expect("expect_producers");
+    rx
+}
+
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
     let _ = wd;
     Spawn::role_on("send", &name)
@@ -362,13 +371,9 @@ fn victim_killed_at(point: &str) {
 
 /// As [`victim_killed_at`], the victim sending with MODE (`send` or `batch`).
 fn victim_killed_at_sending(point: &str, mode: &str) {
-    let wd = Watchdog::new(point);
-    let names = Names::new();
-    let name = names.name("mpsc-victim");
+    let (wd, names, name) = shmq_testkit::start(point, "mpsc-victim");
     let n = scaled(20_000);
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
-        .expect("create");
-    rx.expect_producers(4).expect("expect_producers");
+    let rx = four_producer_rx(&name);
     let progress = Progress::default();
     let committed_before_stop = point == "after_commit_before_wake";
     let (outcome, t_kill, stalled_at) = std::thread::scope(|s| {
@@ -482,9 +487,7 @@ fn a_producer_killed_after_commit_before_wake_delivers_its_message_once() {
 fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
     let (wd, names, name) = shmq_testkit::start("stopped_after_claim", "mpsc-stopped");
     let n = scaled(20_000);
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
-        .expect("create");
-    rx.expect_producers(4).expect("expect_producers");
+    let rx = four_producer_rx(&name);
     let progress = Progress::default();
     let outcome = std::thread::scope(|s| {
         let _stop = StopOnDrop(&progress);

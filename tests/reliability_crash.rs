@@ -1328,8 +1328,7 @@ fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
 /// `Died` at once: a recycled pid is never taken for the old peer.
 #[test]
 fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
-    if !kit::is_root() {
-        eprintln!("SKIP cf12 pid reuse: needs root for unshare(CLONE_NEWPID) and ns_last_pid");
+    if !kit::root_or_skip("cf12 pid reuse: needs root for unshare(CLONE_NEWPID) and ns_last_pid") {
         return;
     }
     let (wd, names, name) = shmq_testkit::start("cf12_pidns", "cf12ns");

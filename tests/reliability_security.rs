@@ -336,8 +336,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
 /// a member of that group can (and its message arrives), a non-member cannot.
 #[test]
 fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
-    if !kit::is_root() {
-        eprintln!("SKIP ps03: needs root to switch users and groups");
+    if !kit::root_or_skip("ps03: needs root to switch users and groups") {
         return;
     }
     let (wd, names) = (Watchdog::new("ps03"), Names::new());

@@ -1004,8 +1004,7 @@ fn memory_cgroup() -> Result<std::path::PathBuf, String> {
 fn soak_ls09_memory_pressure_in_a_cgroup() {
     use std::os::unix::process::ExitStatusExt;
     let _serial = kit::serial();
-    if !kit::is_root() {
-        eprintln!("SKIP ls09: needs root to make a cgroup");
+    if !kit::root_or_skip("ls09: needs root to make a cgroup") {
         return;
     }
     let parent = match memory_cgroup() {

@@ -162,6 +162,16 @@ pub(crate) fn drain_with<V, E>(
     }
 }
 
+/// Whether this process runs as root; if not, prints `SKIP <what>` (`what`:
+/// the test and why it needs root), for a root-only test to return at once.
+pub fn root_or_skip(what: &str) -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("SKIP {what}");
+    }
+    root
+}
+
 /// Locks `m`, taking the data of a poisoned lock too: a test that panicked
 /// while holding it must not hide the harness's state from the clean-up.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
