@@ -287,6 +287,13 @@ fn four_producer_rx(name: &str) -> mpsc::Receiver {
     rx
 }
 
+/// Producers 1 to 3 of `name`, each sending `count` messages, pausing every 100.
+fn paced_senders(wd: &Watchdog, name: &str, count: u64) -> Vec<Proc> {
+    (1..=3)
+        .map(|id| sender(wd, name, id, count).arg("PACE", 100).spawn(wd))
+        .collect()
+}
+
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
     let _ = wd;
     Spawn::role_on("send", &name)
@@ -379,9 +386,7 @@ fn victim_killed_at_sending(point: &str, mode: &str) {
     let (outcome, t_kill, stalled_at) = std::thread::scope(|s| {
         let _stop = StopOnDrop(&progress);
         let consumer = s.spawn(|| consume(rx, &progress));
-        let mut good: Vec<Proc> = (1..=3)
-            .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
-            .collect();
+        let mut good = paced_senders(&wd, &name, n);
         wait_received(&progress, 300);
         let mut victim = sender(&wd, &name, 0, n)
             .arg("MODE", mode)
@@ -492,9 +497,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
     let outcome = std::thread::scope(|s| {
         let _stop = StopOnDrop(&progress);
         let consumer = s.spawn(|| consume(rx, &progress));
-        let mut good: Vec<Proc> = (1..=3)
-            .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
-            .collect();
+        let mut good = paced_senders(&wd, &name, n);
         wait_received(&progress, 300);
         let mut victim = sender(&wd, &name, 0, n).failpoint("after_claim").spawn(&wd);
         let slot = num(&victim.event("attached"), "slot") as usize;
