@@ -722,16 +722,8 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
             .spawn(&wd);
         p.event("sent");
         let tid = num(&c.event("parked"), "tid") as i32;
-        assert!(
-            kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
-            "the consumer never slept in futex\n{}",
-            c.log()
-        );
-        let t_kill = p.kill_and_reap();
-        let ev = c.event("disconnected");
-        c.expect_success();
-        assert_eq!(ev["why"], "Died", "{ev}");
-        let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+        c.assert_in_futex(tid, "the consumer");
+        let (_, latency) = p.kill_seen_by(&mut c, "disconnected");
         latencies.push(latency);
         assert!(
             latency < DEATH_BUDGET,
@@ -766,16 +758,8 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
             .arg("THEN", "close")
             .spawn(&wd);
         let tid = num(&p.event("ready"), "tid") as i32;
-        assert!(
-            kit::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
-            "the producer never blocked\n{}",
-            p.log()
-        );
-        let t_kill = c.kill_and_reap();
-        let ev = p.event("send_error");
-        p.expect_success();
-        assert_eq!(ev["why"], "Died", "{ev}");
-        let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+        p.assert_in_futex(tid, "the producer");
+        let (ev, latency) = c.kill_seen_by(&mut p, "send_error");
         latencies.push(latency);
         assert!(
             latency < DEATH_BUDGET,
@@ -994,11 +978,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
         .spawn_to(&wd, "after_commit_before_wake");
     let got = c.event("received");
     assert_eq!(num(&got, "count"), 1, "{got}");
-    let t_kill = p.kill_and_reap();
-    let ev = c.event("disconnected");
-    c.expect_success();
-    assert_eq!(ev["why"], "Died", "{ev}");
-    let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+    let (_, latency) = p.kill_seen_by(&mut c, "disconnected");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     if kit::shm_path(&name).exists() {
         let report = shmq::inspect::inspect(&name);

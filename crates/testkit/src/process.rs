@@ -627,6 +627,29 @@ impl Proc {
         (r, Duration::from_nanos(mono_ns() - t_kill))
     }
 
+    /// SIGKILLs and reaps it, then waits for `watcher`'s event `kind` (its
+    /// report of the death, with fields `why` and `at_ns`) and for its
+    /// successful exit; asserts that the report says `Died` and returns it with
+    /// the time from just before the signal to `at_ns`.
+    pub fn kill_seen_by(&mut self, watcher: &mut Proc, kind: &str) -> (Value, Duration) {
+        let t_kill = self.kill_and_reap();
+        let ev = watcher.event(kind);
+        watcher.expect_success();
+        assert_eq!(ev["why"], "Died", "{ev}");
+        let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+        (ev, latency)
+    }
+
+    /// Asserts that its thread `tid` is seen asleep in `futex(2)` within 10 s
+    /// (`what` names the thread for the message).
+    pub fn assert_in_futex(&self, tid: i32, what: &str) {
+        assert!(
+            crate::wait_in_futex(self.pid, tid, Duration::from_secs(10)),
+            "{what} never slept in futex\n{}",
+            self.log()
+        );
+    }
+
     /// Waits for it to exit (at most [`EVENT_TIMEOUT`]), reaps it and returns its status.
     pub fn wait(&mut self) -> ExitStatus {
         if let Some(s) = self.status {
