@@ -472,11 +472,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
             .arg("AFTER", "disconnect")
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
-        assert!(
-            kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
-            "the consumer never slept\n{}",
-            c.log()
-        );
+        c.assert_in_futex(tid, "the consumer never slept");
         // The producer's attach wakes the consumer (the epoch changed); it sends only
         // once the consumer has gone back to sleep, half a slice off the rhythm of
         // its slices (which restarted at that wake), so that only the slice's end
@@ -489,11 +485,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
             .spawn(&wd);
         p.event("ready");
         std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
-            "the consumer is not asleep before the send\n{}",
-            c.log()
-        );
+        c.assert_in_futex(tid, "the consumer is not asleep before the send");
         let sending = num(&p.event("sending"), "at_ns");
         assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
         let first = num(&c.event("first"), "at_ns");
@@ -545,11 +537,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
         .collect();
     for p in &mut ps {
         let tid = num(&p.event("ready"), "tid") as i32;
-        assert!(
-            kit::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
-            "a producer never blocked\n{}",
-            p.log()
-        );
+        p.assert_in_futex(tid, "a producer never blocked");
     }
     let t_kill = c.kill_and_reap();
     let mut latencies = Vec::new();

@@ -1432,7 +1432,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
         let mut tx = spsc::Sender::open(&name, &Options::new()).expect("open");
-        assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+        c.assert_in_futex(tid, "the consumer never slept");
         let mut storm = Spawn::role_on("futex_storm", &name)
             .arg("MS", 1600)
             .arg("TOGGLE", u8::from(toggle))
@@ -1489,7 +1489,7 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
             .arg("CAP", 4096)
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
-        assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+        c.assert_in_futex(tid, "the consumer never slept");
         std::thread::sleep(Duration::from_millis(rng.range(0, 50)));
         let raw = kit::open_raw(&name);
         let region = RawRegion::of(&raw);

@@ -636,11 +636,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
         .spawn(&wd);
     let tid = num(&p.event("ready"), "tid") as i32;
     let filled = num(&p.event("full"), "count");
-    assert!(
-        kit::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
-        "the producer never slept\n{}",
-        p.log()
-    );
+    p.assert_in_futex(tid, "the producer never slept");
     let blocked = run / 2;
     let (cpu0, t0) = (kit::cpu_ns(p.pid()), Instant::now());
     std::thread::sleep(blocked);
@@ -890,7 +886,7 @@ fn soak_ls07_idle_then_burst() {
         .arg("COUNT", burst)
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;
-    assert!(kit::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+    c.assert_in_futex(tid, "the consumer never slept");
     let (cpu0, t0) = (kit::cpu_ns(c.pid()), Instant::now());
     std::thread::sleep(idle);
     let cpu = (kit::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;

@@ -641,11 +641,11 @@ impl Proc {
     }
 
     /// Asserts that its thread `tid` is seen asleep in `futex(2)` within 10 s
-    /// (`what` names the thread for the message).
+    /// (`what` says what the test expected, for the message).
     pub fn assert_in_futex(&self, tid: i32, what: &str) {
         assert!(
             crate::wait_in_futex(self.pid, tid, Duration::from_secs(10)),
-            "{what} never slept in futex\n{}",
+            "{what} (not seen asleep in futex within 10 s)\n{}",
             self.log()
         );
     }
