@@ -46,6 +46,15 @@ fn watchdog(test: &str, run: Duration) -> Watchdog {
     Watchdog::with_limit(test, run * 2 + Duration::from_secs(90))
 }
 
+/// What a soak scenario starts with: its [`watchdog`] for a run of `run`, its
+/// names and a first one, `soak-<test>`.
+fn start(test: &str, run: Duration) -> (Watchdog, Names, String) {
+    let wd = watchdog(test, run);
+    let names = Names::new();
+    let name = names.name(&format!("soak-{test}"));
+    (wd, names, name)
+}
+
 // ---------------------------------------------------------------------------
 // Roles
 
@@ -315,9 +324,7 @@ fn role_mem_pressure() {
 fn soak_ls01_spsc_random_sizes() {
     let _serial = kit::serial();
     let run = share(0.25);
-    let wd = watchdog("ls01", run);
-    let names = Names::new();
-    let name = names.name("soak-ls01");
+    let (wd, names, name) = start("ls01", run);
     let seed = Rng::seed();
     let mut c = Spawn::role_on("soak_rx", &name)
         .arg("KIND", "spsc")
@@ -361,9 +368,7 @@ fn soak_ls01_spsc_random_sizes() {
 fn soak_ls02_mpsc_eight_producers_small_ring() {
     let _serial = kit::serial();
     let run = share(0.15);
-    let wd = watchdog("ls02", run);
-    let names = Names::new();
-    let name = names.name("soak-ls02");
+    let (wd, names, name) = start("ls02", run);
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     let mut c = Spawn::role_on("soak_rx", &name)
@@ -625,9 +630,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
 fn soak_ls04_backpressure_blocked_producer_sleeps() {
     let _serial = kit::serial();
     let run = share(0.10);
-    let wd = watchdog("ls04", run);
-    let names = Names::new();
-    let name = names.name("soak-ls04");
+    let (wd, names, name) = start("ls04", run);
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let count = 20_000u64;
@@ -810,9 +813,7 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
 #[test]
 fn soak_ls06_every_size_at_every_offset_across_processes() {
     let _serial = kit::serial();
-    let wd = watchdog("ls06", Duration::from_secs(60));
-    let names = Names::new();
-    let name = names.name("soak-ls06");
+    let (wd, names, name) = start("ls06", Duration::from_secs(60));
     let cap = 4096usize;
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(cap as u64)).expect("create");
@@ -876,9 +877,7 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
 fn soak_ls07_idle_then_burst() {
     let _serial = kit::serial();
     let idle = share(0.05);
-    let wd = watchdog("ls07", idle);
-    let names = Names::new();
-    let name = names.name("soak-ls07");
+    let (wd, names, name) = start("ls07", idle);
     let mut tx =
         shmq::spsc::Sender::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let burst = (100_000.0 * scale()) as u64;
