@@ -118,25 +118,26 @@ fn role_seg_hold() {
     let name: String = arg("NAME");
     let c = Segment::create(&name, &LAYOUT, &opts()).expect("create");
     write_pattern(c.data(), c.data_len(), 0, 4096, arg("SEED"));
-    if arg::<u8>("PUBLISH") == 1 {
-        let seg = c.publish().expect("publish");
-        emit("ready", json!({}));
-        let _keep = seg;
-        hang();
-    } else {
-        emit("ready", json!({}));
-        let _keep = c;
-        hang();
-    }
+    // Held published (`Ok`) or still being created (`Err`).
+    let _keep = match arg::<u8>("PUBLISH") {
+        1 => Ok(c.publish().expect("publish")),
+        _ => Err(c),
+    };
+    emit("ready", json!({}));
+    hang();
+}
+
+/// Opens segment NAME and claims its endpoint IDX (role parameters).
+fn open_and_claim() -> Segment {
+    let seg = Segment::open(&arg::<String>("NAME"), &Expect::default(), &opts()).expect("open");
+    seg.claim_endpoint(arg("IDX")).expect("claim_endpoint");
+    seg
 }
 
 /// Opens NAME, claims endpoint IDX, reports, holds it until killed (or, with
 /// THEN=exit, releases it by exiting normally).
 fn role_seg_claim() {
-    let name: String = arg("NAME");
-    let idx: u16 = arg("IDX");
-    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("open");
-    seg.claim_endpoint(idx).expect("claim_endpoint");
+    let seg = open_and_claim();
     emit("claimed", json!({}));
     if arg::<String>("THEN") == "exit" {
         return;
@@ -148,10 +149,7 @@ fn role_seg_claim() {
 /// Opens NAME, claims endpoint IDX, then forks a child that does NOT exec and
 /// just lives on (no parent-death signal), reports its pid, and holds until killed.
 fn role_seg_claim_fork() {
-    let name: String = arg("NAME");
-    let idx: u16 = arg("IDX");
-    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("open");
-    seg.claim_endpoint(idx).expect("claim_endpoint");
+    let seg = open_and_claim();
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     assert!(
         threads <= 2,
