@@ -77,6 +77,17 @@ fn pattern_mismatch(bytes: &[u8], seed: u64) -> Option<usize> {
         .position(|(i, &b)| b != pat(seed, i))
 }
 
+/// A `seg_hold` role holding segment `name` (with pattern `seed`), published
+/// or not, once it is ready.
+fn hold(wd: &Watchdog, name: &str, published: bool, seed: u64) -> shmq_testkit::Proc {
+    let mut p = Spawn::role_on("seg_hold", name)
+        .arg("PUBLISH", u8::from(published))
+        .arg("SEED", seed)
+        .spawn(wd);
+    p.event("ready");
+    p
+}
+
 fn create_published(name: &str) -> Segment {
     Segment::create(name, &LAYOUT, &opts())
         .expect("create")
@@ -381,11 +392,7 @@ fn invalid_names_are_refused_before_any_system_call() {
 #[test]
 fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
     let (wd, names, name) = shmq_testkit::start("creating_twice", "seg-twice");
-    let mut holder = Spawn::role_on("seg_hold", &name)
-        .arg("PUBLISH", 1)
-        .arg("SEED", 5)
-        .spawn(&wd);
-    holder.event("ready");
+    let mut holder = hold(&wd, &name, true, 5);
 
     // A live holder: AlreadyExists, not stale, and reclaim_stale must not remove it.
     let r = Segment::create(&name, &LAYOUT, &opts());
@@ -565,11 +572,7 @@ fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
 #[test]
 fn expectations_the_header_does_not_meet_are_layout_mismatch() {
     let (wd, names, name) = shmq_testkit::start("layout_mismatch", "seg-layout");
-    let mut creator = Spawn::role_on("seg_hold", &name)
-        .arg("PUBLISH", 1)
-        .arg("SEED", 1)
-        .spawn(&wd);
-    creator.event("ready");
+    let mut creator = hold(&wd, &name, true, 1);
     let full = expect_all();
     Segment::open(&name, &full, &opts()).expect("the creator's own expectations pass");
     let cases: [(&str, Expect); 6] = [
@@ -645,11 +648,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
 #[test]
 fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
     let (wd, names, name) = shmq_testkit::start("not_ready_abandoned", "seg-unpub");
-    let mut creator = Spawn::role_on("seg_hold", &name)
-        .arg("PUBLISH", 0)
-        .arg("SEED", 3)
-        .spawn(&wd);
-    creator.event("ready");
+    let mut creator = hold(&wd, &name, false, 3);
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
     let r = Segment::open(&name, &Expect::default(), &opts().open_timeout(timeout));
