@@ -88,6 +88,20 @@ fn hold(wd: &Watchdog, name: &str, published: bool, seed: u64) -> shmq_testkit::
     p
 }
 
+/// A test's names and a first one, tagged `tag`.
+fn fresh(tag: &str) -> (Names, String) {
+    let names = Names::new();
+    let name = names.name(tag);
+    (names, name)
+}
+
+/// Unlinks segment `name` (which must exist), then checks that none of `names`
+/// is left behind.
+fn unlink_and_check(names: &Names, name: &str) {
+    Segment::unlink(name).expect("unlink");
+    names.assert_clean();
+}
+
 fn create_published(name: &str) -> Segment {
     Segment::create(name, &LAYOUT, &opts())
         .expect("create")
@@ -352,8 +366,7 @@ fn round_trip_through_a_second_process() {
     assert_eq!(pattern_mismatch(&both[len..], 22), None);
     drop(again);
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 // ---------------------------------------------------------------------------
@@ -433,14 +446,12 @@ fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
         "old payload visible after reclaim"
     );
     drop(fresh);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn opening_a_missing_name_is_not_found() {
-    let names = Names::new();
-    let name = names.name("seg-missing");
+    let (names, name) = fresh("seg-missing");
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(
         matches!(&r, Err(SegError::NotFound { name: n }) if *n == name),
@@ -463,8 +474,7 @@ fn opening_a_missing_name_is_not_found() {
 
 #[test]
 fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
-    let names = Names::new();
-    let name = names.name("seg-small");
+    let (names, name) = fresh("seg-small");
     plant(&name, &[0xAB; 10]);
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(
@@ -501,8 +511,7 @@ fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
 
 #[test]
 fn random_bytes_are_bad_magic() {
-    let names = Names::new();
-    let name = names.name("seg-random");
+    let (names, name) = fresh("seg-random");
     let mut bytes = vec![0u8; 8192];
     getrandom_fill(&mut bytes);
     if bytes[..8] == MAGIC.to_le_bytes() || bytes[..8] == [0; 8] {
@@ -527,8 +536,7 @@ fn random_bytes_are_bad_magic() {
         std::fs::read(kit::shm_path(&name)).expect("read back"),
         bytes
     );
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 fn getrandom_fill(buf: &mut [u8]) {
@@ -540,8 +548,7 @@ fn getrandom_fill(buf: &mut [u8]) {
 
 #[test]
 fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
-    let names = Names::new();
-    let name = names.name("seg-version");
+    let (names, name) = fresh("seg-version");
     let seg = create_published(&name);
     drop(seg);
     poke(&name, 8, &(VERSION + 1).to_le_bytes());
@@ -565,8 +572,7 @@ fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
         ),
         "{r:?}"
     );
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
@@ -641,8 +647,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
         "{r:?}"
     );
     creator.kill_and_reap();
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
@@ -686,8 +691,7 @@ fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
         }
         Opened::Existing(_) => panic!("opened an abandoned segment"),
     }
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 const SEAL_SEAL: u32 = libc::F_SEAL_SEAL as u32;
@@ -746,8 +750,7 @@ fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
         .expect("from_fd of a sealed memfd");
     assert_eq!(other.info(), anon.info());
     drop((other, anon));
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
@@ -1028,8 +1031,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     b.kill_and_reap();
     assert!(!seg.endpoint_alive(2).unwrap());
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
@@ -1072,8 +1074,7 @@ fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
         "the endpoint of a killed process reads alive while a child it forked (without exec) lives; the child's descriptors: {b_fds:?}; its shared mappings: {b_maps:?}"
     );
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 // ---------------------------------------------------------------------------
@@ -1123,14 +1124,12 @@ fn another_user_without_access_is_permission_denied() {
     let ev = Spawn::role_on("seg_as_nobody", &name).run(&wd, "opened");
     assert_eq!(ev["result"], "PermissionDenied", "{ev}");
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn size_limits_huge_pages_and_bad_layouts_are_refused() {
-    let names = Names::new();
-    let name = names.name("seg-limits");
+    let (names, name) = fresh("seg-limits");
     let total = LAYOUT.total_len().unwrap();
     let r = Segment::create(&name, &LAYOUT, &opts().max_len(4096));
     assert!(
