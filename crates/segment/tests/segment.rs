@@ -262,53 +262,52 @@ fn role_seg_as_nobody() {
     emit("opened", json!({ "result": shown }));
 }
 
+/// mount(2) in this process's own mount namespace (after `unshare`).
+fn mount(
+    source: Option<&std::ffi::CStr>,
+    target: &std::ffi::CStr,
+    fstype: Option<&std::ffi::CStr>,
+    flags: libc::c_ulong,
+    data: Option<&std::ffi::CStr>,
+) -> std::io::Result<()> {
+    let ptr = |c: Option<&std::ffi::CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: mount(2) with valid NUL-terminated strings (or null where allowed);
+    // callers use it only in a private mount namespace of their own.
+    let r = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// In a private mount namespace with a 1 MiB tmpfs on /dev/shm, creating a
 /// 4 MiB segment must fail with NoSpace at creation.
 fn role_seg_nospace() {
-    use std::ffi::CString;
     if let Err(why) = kit::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
         return emit("result", json!({ "skip": why }));
     }
-    let root = CString::new("/").unwrap();
-    let shm = CString::new("/dev/shm").unwrap();
-    let tmpfs = CString::new("tmpfs").unwrap();
-    let data = CString::new("size=1m,mode=1777").unwrap();
-    // SAFETY: mount(2) with valid NUL-terminated strings (or null where allowed);
-    // it changes only this thread's new, private mount namespace.
-    let r = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        emit(
+    let private = mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None);
+    if let Err(e) = private {
+        return emit(
             "result",
             json!({ "skip": format!("mount --make-rprivate /: {e}") }),
         );
-        return;
     }
-    // SAFETY: as above.
-    let r = unsafe {
-        libc::mount(
-            tmpfs.as_ptr(),
-            shm.as_ptr(),
-            tmpfs.as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        emit(
+    let tmpfs = Some(c"tmpfs");
+    if let Err(e) = mount(tmpfs, c"/dev/shm", tmpfs, 0, Some(c"size=1m,mode=1777")) {
+        return emit(
             "result",
             json!({ "skip": format!("mount tmpfs on /dev/shm: {e}") }),
         );
-        return;
     }
     let name: String = arg("NAME");
     let big = Layout {
