@@ -1032,7 +1032,10 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    kit::assert_no_failures(
+        "cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it",
+        &failures,
+    );
     names.assert_clean();
 }
 

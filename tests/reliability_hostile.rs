@@ -564,7 +564,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     }
     drop(rx);
     let _ = Segment::unlink(&name);
-    assert!(failures.is_empty(), "HP-01:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-01", &failures);
     names.assert_clean();
 }
 
@@ -760,7 +760,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         drop((tx, rx));
         kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "HP-02:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-02", &failures);
     names.assert_clean();
 }
 
@@ -791,7 +791,7 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
         drop((tx, rx));
         kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    kit::assert_no_failures("HP-02 (MPSC)", &failures);
     names.assert_clean();
 }
 
@@ -971,7 +971,7 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
         drop(rx);
         kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "HP-03:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-03", &failures);
     names.assert_clean();
 }
 
@@ -1378,7 +1378,7 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
     drop(ok);
     let _ = std::fs::remove_file(&tmp);
     drop(seg_tx);
-    assert!(failures.is_empty(), "HP-08:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-08", &failures);
     names.assert_clean();
 }
 
@@ -1469,7 +1469,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
         drop(tx);
         kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "HP-10:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-10", &failures);
     names.assert_clean();
 }
 

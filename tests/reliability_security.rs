@@ -324,7 +324,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
     tx.send(b"still mine").expect("send");
     assert_eq!(&*rx.recv().expect("recv"), b"still mine");
     drop((tx, rx));
-    assert!(failures.is_empty(), "PS-02:\n{}", failures.join("\n"));
+    kit::assert_no_failures("PS-02", &failures);
     names.assert_clean();
 }
 

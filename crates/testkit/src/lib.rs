@@ -162,6 +162,12 @@ pub(crate) fn drain_with<V, E>(
     }
 }
 
+/// Asserts that a test that goes through a table of cases collected no
+/// failures (one line each), listing them all under `what` if it did.
+pub fn assert_no_failures(what: &str, failures: &[String]) {
+    assert!(failures.is_empty(), "{what}:\n{}", failures.join("\n"));
+}
+
 /// Whether this process runs as root; if not, prints `SKIP <what>` (`what`:
 /// the test and why it needs root), for a root-only test to return at once.
 pub fn root_or_skip(what: &str) -> bool {
