@@ -706,8 +706,7 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
         Names::new(),
     );
     let mut latencies = Vec::new();
-    for _ in 0..3 {
-        let name = names.name("spsc-park");
+    for name in names.several("spsc-park", 3) {
         let mut c = Spawn::role_on("recv", &name)
             .arg("HOW", "create")
             .arg("WAIT", "park")
@@ -743,8 +742,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
         Names::new(),
     );
     let mut latencies = Vec::new();
-    for _ in 0..3 {
-        let name = names.name("spsc-full");
+    for name in names.several("spsc-full", 3) {
         let mut c = Spawn::role_on("hold_recv", &name)
             .arg("HOW", "create")
             .arg("CAP", 4096)

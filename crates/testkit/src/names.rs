@@ -30,6 +30,12 @@ impl Names {
         n
     }
 
+    /// `n` fresh names tagged `tag` (see [`Names::name`]), for a scenario run
+    /// `n` times.
+    pub fn several(&self, tag: &str, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.name(tag)).collect()
+    }
+
     /// Asserts that none of the names exists in `/dev/shm`, and that this process
     /// has none of them open or mapped.
     pub fn assert_clean(&self) {
