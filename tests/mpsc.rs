@@ -296,7 +296,7 @@ fn paced_senders(wd: &Watchdog, name: &str, count: u64) -> Vec<Proc> {
 
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
     let _ = wd;
-    Spawn::role_on("send", &name)
+    Spawn::role_on("send", name)
         .arg("ID", id)
         .arg("COUNT", count)
         .arg("THEN", "close")

@@ -385,7 +385,7 @@ fn role_truncated_rx() {
 
 /// Runs the `poke` role on `name` with `writes` and waits for it.
 fn poke(wd: &Watchdog, name: &str, writes: &[(usize, u64)]) -> u64 {
-    let mut p = Spawn::role_on("poke", &name)
+    let mut p = Spawn::role_on("poke", name)
         .arg("WRITES", writes_arg(writes))
         .spawn(wd);
     let ev = p.event("done");

@@ -342,7 +342,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
     let (wd, names) = (Watchdog::new("ps03"), Names::new());
     const GROUP: u32 = 4242;
     let as_user = |name: &str, gid: u32| -> String {
-        let mut c = Spawn::role_on("as_user", &name).arg("GID", gid).spawn(&wd);
+        let mut c = Spawn::role_on("as_user", name).arg("GID", gid).spawn(&wd);
         let ev = c.event("opened");
         c.expect_success();
         ev["result"].as_str().unwrap_or("").to_owned()

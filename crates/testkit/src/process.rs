@@ -213,7 +213,7 @@ pub struct Spawn {
 }
 
 impl Spawn {
-    /// This test binary, re-executed to play `role` (see [`child_main`]).
+    /// This test binary, re-executed to play `role` (see [`child_main`](crate::child_main)).
     pub fn role(role: &str) -> Spawn {
         let cmd = Command::new(std::env::current_exe().expect("current_exe"));
         Spawn::with(Spawn::role_cmd(cmd, role), format!("role {role}"))
@@ -281,7 +281,7 @@ impl Spawn {
         }
     }
 
-    /// A role parameter, read in the child with [`arg`].
+    /// A role parameter, read in the child with [`arg`](crate::arg).
     pub fn arg(mut self, key: &str, value: impl Display) -> Spawn {
         self.cmd
             .env(format!("{ARG_PREFIX}{key}"), value.to_string());
@@ -307,7 +307,7 @@ impl Spawn {
     }
 
     /// Lets the child inherit `fd` across `exec`, under the same number, which it
-    /// reads as role parameter `key` ([`inherited_fd`]). The parent's descriptor
+    /// reads as role parameter `key` ([`inherited_fd`](crate::inherited_fd)). The parent's descriptor
     /// keeps its `FD_CLOEXEC`; only the child's copy loses it, in the child.
     pub fn inherit_fd(mut self, key: &str, fd: &impl AsRawFd) -> Spawn {
         let raw = fd.as_raw_fd();

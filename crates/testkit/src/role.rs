@@ -37,7 +37,7 @@ pub fn in_role() -> bool {
     std::env::var_os(ROLE_ENV).is_some()
 }
 
-/// A role parameter set with [`Spawn::arg`].
+/// A role parameter set with [`Spawn::arg`](crate::Spawn::arg).
 pub fn arg<T: FromStr>(key: &str) -> T
 where
     T::Err: std::fmt::Debug,
@@ -158,7 +158,7 @@ pub fn wait_child(pid: Pid, timeout: Duration) -> i32 {
     }
 }
 
-/// A descriptor passed with [`Spawn::inherit_fd`], in the child. The child owns it.
+/// A descriptor passed with [`Spawn::inherit_fd`](crate::Spawn::inherit_fd), in the child. The child owns it.
 pub fn inherited_fd(key: &str) -> OwnedFd {
     use std::os::fd::FromRawFd;
     let raw: RawFd = arg(key);
