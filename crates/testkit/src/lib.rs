@@ -6,15 +6,16 @@
 //!
 //! | module | what is there |
 //! | --- | --- |
-//! | [`process`] | [`Spawn`], [`Proc`], [`Watchdog`]: children seen from the test, [`example_path`] |
-//! | [`role`] | the child's side: [`child_main`], [`arg`], [`emit`], [`fork_child`], [`wait_child`], [`inherited_fd`] |
+//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`DEATH_BUDGET`] |
+//! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
+//! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
 //! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
-//! | [`names`] | [`Names`], [`shm_path`], descriptor and mapping counts, [`shm_entries`], [`remove_stale`], [`PrefixCleanup`] |
-//! | [`msg`] | the examples' verifiable message format and its [`Verifier`] |
-//! | [`record`] | the catalogue's record format (incarnation, send time, checksum) and its [`RecordVerifier`] |
-//! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`] |
+//! | [`names`] | [`Names`], [`shm_path`], descriptor and mapping counts, [`shm_entries`], [`remove_stale`], [`PrefixCleanup`], [`send_fd`] / [`recv_fd`] |
+//! | [`msg`] | the examples' verifiable message format, its [`Verifier`] and [`msg::drain`] |
+//! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
+//! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
 //! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
-//! | [`ends`] | SPSC and MPSC endpoints behind one type |
+//! | [`ends`] | SPSC and MPSC endpoints behind one type; [`ends::each_kind`], [`ends::assert_closed`], [`ends::assert_died`] |
 //! | [`rng`] | [`Rng`], a replayable generator for test choices |
 //!
 //! The items of every module but [`msg`], [`record`] and [`ends`] are also
