@@ -580,12 +580,12 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
 #[test]
 fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
     let (wd, names, name) = shmq_testkit::start("cf06", "cf06");
-    let mut c = Spawn::role_on("rx", &name)
+    // The consumer dies right after setting its waiting flag.
+    Spawn::role_on("rx", &name)
         .arg("WAIT", "park")
         .arg("CAP", 1 << 16)
         .arg("COUNT", 1)
-        .spawn_to(&wd, "after_wait_flag_set");
-    c.kill_and_reap();
+        .kill_at(&wd, "after_wait_flag_set");
     let mut p = spawn_tx(&wd, &name, Kind::Spsc)
         .arg("COUNT", 200)
         .arg("WAIT", "park")

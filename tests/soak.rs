@@ -46,13 +46,17 @@ fn watchdog(test: &str, run: Duration) -> Watchdog {
     Watchdog::with_limit(test, run * 2 + Duration::from_secs(90))
 }
 
-/// What a soak scenario starts with: its [`watchdog`] for a run of `run`, its
-/// names and a first one, `soak-<test>`.
-fn start(test: &str, run: Duration) -> (Watchdog, Names, String) {
+/// What a soak scenario starts with: the [`kit::serial`] lock, its
+/// [`watchdog`] for a run of `run`, its names and a first one, `soak-<test>`.
+fn start(
+    test: &str,
+    run: Duration,
+) -> (std::sync::MutexGuard<'static, ()>, Watchdog, Names, String) {
+    let serial = kit::serial();
     let wd = watchdog(test, run);
     let names = Names::new();
     let name = names.name(&format!("soak-{test}"));
-    (wd, names, name)
+    (serial, wd, names, name)
 }
 
 // ---------------------------------------------------------------------------
@@ -322,9 +326,8 @@ fn role_mem_pressure() {
 /// percentiles are printed.
 #[test]
 fn soak_ls01_spsc_random_sizes() {
-    let _serial = kit::serial();
     let run = share(0.25);
-    let (wd, names, name) = start("ls01", run);
+    let (_serial, wd, names, name) = start("ls01", run);
     let seed = Rng::seed();
     let mut c = Spawn::role_on("soak_rx", &name)
         .arg("KIND", "spsc")
@@ -366,9 +369,8 @@ fn soak_ls01_spsc_random_sizes() {
 /// received total equals what it reports having sent; every record verifies.
 #[test]
 fn soak_ls02_mpsc_eight_producers_small_ring() {
-    let _serial = kit::serial();
     let run = share(0.15);
-    let (wd, names, name) = start("ls02", run);
+    let (_serial, wd, names, name) = start("ls02", run);
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     let mut c = Spawn::role_on("soak_rx", &name)
@@ -628,9 +630,8 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
 /// slowly, then at full speed, and gets every message.
 #[test]
 fn soak_ls04_backpressure_blocked_producer_sleeps() {
-    let _serial = kit::serial();
     let run = share(0.10);
-    let (wd, names, name) = start("ls04", run);
+    let (_serial, wd, names, name) = start("ls04", run);
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let count = 20_000u64;
@@ -812,8 +813,7 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
 /// occur; one byte more than the maximum is a typed error.
 #[test]
 fn soak_ls06_every_size_at_every_offset_across_processes() {
-    let _serial = kit::serial();
-    let (wd, names, name) = start("ls06", Duration::from_secs(60));
+    let (_serial, wd, names, name) = start("ls06", Duration::from_secs(60));
     let cap = 4096usize;
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(cap as u64)).expect("create");
@@ -875,9 +875,8 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
 /// `SOAK_SECS / 60`) without a missed wake-up.
 #[test]
 fn soak_ls07_idle_then_burst() {
-    let _serial = kit::serial();
     let idle = share(0.05);
-    let (wd, names, name) = start("ls07", idle);
+    let (_serial, wd, names, name) = start("ls07", idle);
     let mut tx =
         shmq::spsc::Sender::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let burst = (100_000.0 * scale()) as u64;

@@ -1066,13 +1066,13 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
 #[test]
 fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     let (wd, names, name) = shmq_testkit::start("after_wait_flag_set", "spsc-flag");
-    let mut c = Spawn::role_on("recv", &name)
+    // The consumer dies right after setting its waiting flag.
+    Spawn::role_on("recv", &name)
         .arg("HOW", "create")
         .arg("WAIT", "park")
         .arg("CAP", 4096)
         .arg("COUNT", 1)
-        .spawn_to(&wd, "after_wait_flag_set");
-    c.kill_and_reap();
+        .kill_at(&wd, "after_wait_flag_set");
     let ev = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("WAIT", "park")

@@ -325,6 +325,12 @@ impl Spawn {
         p
     }
 
+    /// As [`Spawn::spawn_to`], then SIGKILLs and reaps the child there: a
+    /// peer that died at exactly that step.
+    pub fn kill_at(self, wd: &Watchdog, point: &str) {
+        self.spawn_to(wd, point).kill_and_reap();
+    }
+
     /// Starts the child, waits for its event `kind` and for its successful exit,
     /// and returns the event: for a child that reports once, at its end.
     pub fn run(self, wd: &Watchdog, kind: &str) -> Value {
