@@ -13,14 +13,12 @@
 //! or any channel error (a foreign, truncated or damaged segment included), with a
 //! message on stderr.
 
-#[path = "common/msg.rs"]
-mod msg;
-
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
 use shmq::{Error, Options, Receiver, RingKind, mpsc, spsc};
+use shmq_testkit::msg;
 
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]

@@ -6,14 +6,12 @@
 //! mpsc_fanin [--producers P] [--count N] [--size BYTES]
 //! ```
 
-#[path = "common/msg.rs"]
-mod msg;
-
 use std::time::Instant;
 
 use clap::Parser;
 use nix::unistd::{ForkResult, fork};
 use shmq::{Options, mpsc};
+use shmq_testkit::msg;
 
 #[derive(Parser, Debug)]
 #[command(about = "Fan P producer processes into one shmq MPSC channel")]

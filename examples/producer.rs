@@ -9,14 +9,12 @@
 //! object `{"sent": N, "msgs_per_sec": X}`. Exit status: 0 on success, 2 if the
 //! consumer went away, 1 on any other error (described on stderr).
 
-#[path = "common/msg.rs"]
-mod msg;
-
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
 use shmq::{Error, Options, RingKind, Sender, mpsc, spsc};
+use shmq_testkit::msg;
 
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]

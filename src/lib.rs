@@ -44,8 +44,11 @@
 //! ```
 //!
 //! # Crates
-//! `shmq` is a facade over [`segment`] (`shmq-segment`: shared memory, headers,
-//! liveness) and [`ring`] (`shmq-ring`: the ring algorithms, over any memory).
+//! `shmq` is a facade over `shmq-segment` (shared memory, headers, liveness) and
+//! `shmq-ring` (the ring algorithms, over any memory), and the only public
+//! boundary: it re-exports neither crate, only the few types of theirs its API
+//! names (the kind markers, the guards, the wait configuration,
+//! [`SegmentOptions`]). `docs/ARCHITECTURE.md` has the map.
 #![deny(unsafe_code)]
 
 mod attach;
@@ -68,10 +71,6 @@ pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
 
 /// `bytemuck`, re-exported for `#[derive(Pod, Zeroable)]` on message types.
 pub use bytemuck;
-/// The ring algorithms (`shmq-ring`).
-pub use shmq_ring as ring;
-/// Shared-memory segments (`shmq-segment`).
-pub use shmq_segment as segment;
 
 /// Bytes a message of `len` bytes takes in a channel's ring, its 8-byte header
 /// and padding to 8 bytes included: for sizing capacities and batches.

@@ -6,42 +6,22 @@
 //!
 //! Run: `cargo test --release --features failpoints --test mpsc`.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
-};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::{Disconnect, Error, Options, mpsc};
-
-fn why(e: &Error) -> String {
-    match e {
-        Error::Disconnected(Disconnect::Closed) => "Closed".into(),
-        Error::Disconnected(Disconnect::Died) => "Died".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Only one heavy test at a time in this process.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use shmq::{Error, Options, mpsc};
+use shmq_testkit as kit;
+use shmq_testkit::{
+    Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
+};
 
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "send" => role_send(),
-        "fork_fanin" => role_fork_fanin(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_send role_fork_fanin
 }
 
 /// Opens the MPSC channel NAME, reports `attached` (with its slot), sends COUNT
@@ -75,7 +55,10 @@ fn role_send() {
             match r {
                 Ok(k) => seq += k as u64,
                 Err(e) => {
-                    emit("send_error", json!({ "why": why(&e), "sent": seq }));
+                    emit(
+                        "send_error",
+                        json!({ "why": kit::ends::why(&e), "sent": seq }),
+                    );
                     return;
                 }
             }
@@ -102,7 +85,10 @@ fn role_send() {
             tx.send(&buf)
         };
         if let Err(e) = r {
-            emit("send_error", json!({ "why": why(&e), "sent": seq }));
+            emit(
+                "send_error",
+                json!({ "why": kit::ends::why(&e), "sent": seq }),
+            );
             return;
         }
         if pace > 0 && seq % pace == pace - 1 {
@@ -120,14 +106,14 @@ fn role_send() {
 /// messages through their own `try_clone`d sender; this process verifies them all.
 fn role_fork_fanin() {
     let count: u64 = arg("COUNT");
-    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) =
         mpsc::anonymous(&Options::new().capacity(1 << 16).max_producers(4)).expect("anonymous");
     rx.expect_producers(3).expect("expect_producers");
     let mut children = Vec::new();
     for id in 0..3u32 {
         let mut mine = Some(tx.try_clone().expect("try_clone"));
-        children.push(common::fork_child(|| {
+        children.push(kit::fork_child(|| {
             let mut tx = mine.take().expect("sender");
             let mut buf = vec![0u8; 48];
             for seq in 0..count {
@@ -140,27 +126,19 @@ fn role_fork_fanin() {
         drop(mine);
     }
     drop(tx);
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into(&mut buf) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break why(&e),
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into(b));
+    let end = kit::ends::why(&end);
     let codes: Vec<i32> = children
         .into_iter()
-        .map(|c| common::wait_child(c, Duration::from_secs(60)))
+        .map(|c| kit::wait_child(c, Duration::from_secs(60)))
         .collect();
     drop(rx);
     emit(
         "done",
         json!({
             "per": v.counts(), "end": end, "children": codes,
-            "fds_before": fds0, "fds_after": common::shm_fds(),
-            "maps_before": maps0, "maps_after": common::shm_maps(),
+            "fds_before": fds0, "fds_after": kit::shm_fds(),
+            "maps_before": maps0, "maps_after": kit::shm_maps(),
         }),
     );
 }
@@ -214,7 +192,7 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
             }
             Err(Error::Timeout) if p.stop.load(Ordering::Relaxed) => break "stopped".to_owned(),
             Err(Error::Timeout) => {}
-            Err(e) => break why(&e),
+            Err(e) => break kit::ends::why(&e),
         }
         p.reclaimed
             .store(rx.reclaimed().expect("reclaimed"), Ordering::Relaxed);
@@ -227,7 +205,7 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
 
 /// Waits until the consumer has received at least `n` messages.
 fn wait_received(p: &Progress, n: u64) {
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     while p.received.load(Ordering::Relaxed) < n {
         assert!(
             Instant::now() < deadline,
@@ -241,7 +219,7 @@ fn wait_received(p: &Progress, n: u64) {
 /// uncommitted claim (the ring's walk from `head` meets no message before it),
 /// then until it has been quiet for 50 ms; returns its count.
 fn wait_stuck(p: &Progress, name: &str) -> u64 {
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     loop {
         let view = ring_view(name);
         if view.uncommitted >= 1 && view.messages == 0 {
@@ -257,7 +235,7 @@ fn wait_stuck(p: &Progress, name: &str) -> u64 {
 
 /// Waits until the consumer has received nothing for `quiet`; returns its count.
 fn wait_quiet(p: &Progress, quiet: Duration) -> u64 {
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     let mut last = p.received.load(Ordering::Relaxed);
     let mut since = Instant::now();
     loop {
@@ -273,10 +251,52 @@ fn wait_quiet(p: &Progress, quiet: Duration) -> u64 {
     }
 }
 
+/// Asserts for 300 ms that the consumer stays at `stalled` messages and
+/// reclaims nothing: a live producer (`whose`) holds up the ring with its claim.
+fn assert_held(p: &Progress, stalled: u64, whose: &str) {
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        assert_eq!(
+            p.received.load(Ordering::Relaxed),
+            stalled,
+            "{whose}: a message beyond its claim was delivered"
+        );
+        assert_eq!(
+            p.reclaimed.load(Ordering::Relaxed),
+            0,
+            "{whose}: its claim was reclaimed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// [`shmq_testkit::start`], and the receiver of a 64 KiB MPSC channel under
+/// the name (bind it last: it is dropped first).
+fn start_64k(test: &str, tag: &str) -> (Watchdog, Names, String, mpsc::Receiver) {
+    let (wd, names, name) = shmq_testkit::start(test, tag);
+    let rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    (wd, names, name, rx)
+}
+
+/// The receiver of a 64 KiB MPSC channel `name` with 8 producer slots, which
+/// expects 4 producers.
+fn four_producer_rx(name: &str) -> mpsc::Receiver {
+    let o = Options::new().capacity(1 << 16).max_producers(8);
+    let mut rx = mpsc::Receiver::create(name, &o).expect("create");
+    rx.expect_producers(4).expect("expect_producers");
+    rx
+}
+
+/// Producers 1 to 3 of `name`, each sending `count` messages, pausing every 100.
+fn paced_senders(wd: &Watchdog, name: &str, count: u64) -> Vec<Proc> {
+    (1..=3)
+        .map(|id| sender(wd, name, id, count).arg("PACE", 100).spawn(wd))
+        .collect()
+}
+
 fn sender(wd: &Watchdog, name: &str, id: u32, count: u64) -> Spawn {
     let _ = wd;
-    Spawn::role("send")
-        .arg("NAME", name)
+    Spawn::role_on("send", name)
         .arg("ID", id)
         .arg("COUNT", count)
         .arg("THEN", "close")
@@ -295,10 +315,8 @@ fn ring_view(name: &str) -> shmq::inspect::RingReport {
 
 #[test]
 fn million_messages_from_four_producer_processes_all_verified() {
-    let _serial = serial();
-    let wd = Watchdog::new("million_four_producers");
-    let names = Names::new();
-    let name = names.name("mpsc-million");
+    let _serial = kit::serial();
+    let (wd, names, name) = shmq_testkit::start("million_four_producers", "mpsc-million");
     let per = scaled(250_000);
     let mut c = Spawn::example("consumer")
         .args(["--name", &name, "--mpsc", "--producers", "4"])
@@ -344,8 +362,7 @@ fn an_anonymous_channel_fans_in_from_forked_producers() {
     );
     assert_eq!(ev["end"], "Closed", "{ev}");
     assert_eq!(ev["children"], json!([0, 0, 0]), "{ev}");
-    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
-    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+    kit::assert_no_leak(&ev);
 }
 
 // ---------------------------------------------------------------------------
@@ -361,27 +378,19 @@ fn victim_killed_at(point: &str) {
 
 /// As [`victim_killed_at`], the victim sending with MODE (`send` or `batch`).
 fn victim_killed_at_sending(point: &str, mode: &str) {
-    let wd = Watchdog::new(point);
-    let names = Names::new();
-    let name = names.name("mpsc-victim");
+    let (wd, names, name) = shmq_testkit::start(point, "mpsc-victim");
     let n = scaled(20_000);
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
-        .expect("create");
-    rx.expect_producers(4).expect("expect_producers");
+    let rx = four_producer_rx(&name);
     let progress = Progress::default();
     let committed_before_stop = point == "after_commit_before_wake";
     let (outcome, t_kill, stalled_at) = std::thread::scope(|s| {
         let _stop = StopOnDrop(&progress);
         let consumer = s.spawn(|| consume(rx, &progress));
-        let mut good: Vec<Proc> = (1..=3)
-            .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
-            .collect();
+        let mut good = paced_senders(&wd, &name, n);
         wait_received(&progress, 300);
         let mut victim = sender(&wd, &name, 0, n)
             .arg("MODE", mode)
-            .failpoint(point)
-            .spawn(&wd);
-        assert_eq!(victim.wait_failpoint(), format!("reached {point}"));
+            .spawn_to(&wd, point);
         let mut stalled_at = None;
         if !committed_before_stop {
             // The consumer reaches the victim's frame and stops there; the victim is
@@ -396,8 +405,7 @@ fn victim_killed_at_sending(point: &str, mode: &str) {
             assert!(view.uncommitted >= 1, "no uncommitted claim in {view:?}");
         }
         progress.mark.store(true, Ordering::Relaxed);
-        let t_kill = victim.kill_now();
-        victim.expect_killed();
+        let t_kill = victim.kill_and_reap();
         for g in &mut good {
             g.expect_success();
         }
@@ -482,30 +490,19 @@ fn a_producer_killed_after_commit_before_wake_delivers_its_message_once() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
-    let wd = Watchdog::new("stopped_after_claim");
-    let names = Names::new();
-    let name = names.name("mpsc-stopped");
+    let (wd, names, name) = shmq_testkit::start("stopped_after_claim", "mpsc-stopped");
     let n = scaled(20_000);
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16).max_producers(8))
-        .expect("create");
-    rx.expect_producers(4).expect("expect_producers");
+    let rx = four_producer_rx(&name);
     let progress = Progress::default();
     let outcome = std::thread::scope(|s| {
         let _stop = StopOnDrop(&progress);
         let consumer = s.spawn(|| consume(rx, &progress));
-        let mut good: Vec<Proc> = (1..=3)
-            .map(|id| sender(&wd, &name, id, n).arg("PACE", 100).spawn(&wd))
-            .collect();
+        let mut good = paced_senders(&wd, &name, n);
         wait_received(&progress, 300);
         let mut victim = sender(&wd, &name, 0, n).failpoint("after_claim").spawn(&wd);
         let slot = num(&victim.event("attached"), "slot") as usize;
         victim.wait_failpoint();
-        victim.signal(Signal::SIGSTOP);
-        assert!(
-            common::wait_stopped(victim.pid(), Duration::from_secs(5)),
-            "the victim did not stop\n{}",
-            victim.log()
-        );
+        victim.stop();
         let stalled = wait_stuck(&progress, &name);
         let view = ring_view(&name);
         assert!(
@@ -513,26 +510,12 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
             "the stopped producer's intent is not visible: {view:?}"
         );
         for phase in ["stopped", "continued"] {
-            let until = Instant::now() + Duration::from_millis(300);
-            while Instant::now() < until {
-                assert_eq!(
-                    progress.received.load(Ordering::Relaxed),
-                    stalled,
-                    "{phase}: a message beyond the live producer's claim was delivered"
-                );
-                assert_eq!(
-                    progress.reclaimed.load(Ordering::Relaxed),
-                    0,
-                    "{phase}: a live producer's claim was reclaimed"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            assert_held(&progress, stalled, &format!("{phase}: the live producer"));
             if phase == "stopped" {
                 victim.signal(Signal::SIGCONT);
             }
         }
-        victim.signal(Signal::SIGKILL);
-        victim.expect_killed();
+        victim.kill_and_reap();
         for g in &mut good {
             g.expect_success();
         }
@@ -554,9 +537,7 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
 /// completes: every message of every producer arrives.
 #[test]
 fn a_producer_stopped_mid_message_completes_after_sigcont() {
-    let wd = Watchdog::new("stopped_mid_message");
-    let names = Names::new();
-    let name = names.name("mpsc-sigcont");
+    let (wd, names, name) = shmq_testkit::start("stopped_mid_message", "mpsc-sigcont");
     let victim_count = 300;
     let others = 2000;
     let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 18).max_producers(8))
@@ -579,12 +560,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             std::thread::sleep(Duration::from_micros((seed >> 33) % 2000));
-            victim.signal(Signal::SIGSTOP);
-            assert!(
-                common::wait_stopped(victim.pid(), Duration::from_secs(5)),
-                "the victim did not stop\n{}",
-                victim.log()
-            );
+            victim.stop();
             wait_quiet(&progress, Duration::from_millis(30));
             if ring_view(&name).uncommitted >= 1 {
                 caught = Some(attempt);
@@ -604,20 +580,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
         for g in &mut good {
             g.event("attached");
         }
-        let until = Instant::now() + Duration::from_millis(300);
-        while Instant::now() < until {
-            assert_eq!(
-                progress.received.load(Ordering::Relaxed),
-                stalled,
-                "a message beyond the stopped producer's claim was delivered"
-            );
-            assert_eq!(
-                progress.reclaimed.load(Ordering::Relaxed),
-                0,
-                "a stopped producer's claim was reclaimed"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert_held(&progress, stalled, "the stopped producer");
         victim.signal(Signal::SIGCONT);
         victim.expect_success();
         for g in &mut good {
@@ -647,22 +610,15 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
-    let wd = Watchdog::new("polling_reclaim");
-    let names = Names::new();
-    let name = names.name("mpsc-poll");
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-    let mut victim = sender(&wd, &name, 0, 10)
-        .failpoint("after_claim")
-        .spawn(&wd);
-    victim.wait_failpoint();
+    let (wd, names, name, mut rx) = start_64k("polling_reclaim", "mpsc-poll");
+    let mut victim = sender(&wd, &name, 0, 10).spawn_to(&wd, "after_claim");
     let mut good = sender(&wd, &name, 1, 100).spawn(&wd);
     good.expect_success();
     let mut buf = Vec::new();
     // Wait once while the victim lives, so the consumer has seen both producers.
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    victim.signal(Signal::SIGKILL);
-    victim.expect_killed();
+    victim.kill_and_reap();
     let mut v = Verifier::new();
     let polling = Instant::now();
     while v.count(1) < 100 && polling.elapsed() < Duration::from_secs(2) {
@@ -690,56 +646,40 @@ fn a_consumer_polling_with_short_time_outs_reclaims_a_dead_producer() {
 
 #[test]
 fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
-    let wd = Watchdog::new("expect_producers");
-    let names = Names::new();
-    let name = names.name("mpsc-end");
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let (wd, names, name, mut rx) = start_64k("expect_producers", "mpsc-end");
     rx.expect_producers(3).expect("expect_producers");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    let recv_n = |rx: &mut mpsc::Receiver, v: &mut Verifier, buf: &mut Vec<u8>, k: u64| {
-        for _ in 0..k {
-            rx.recv_into_timeout(buf, Duration::from_secs(20))
-                .expect("a message");
-            v.take(buf);
-        }
+    // Not the end yet: nothing within 300 ms, `attached` producers so far.
+    let not_the_end = |rx: &mut mpsc::Receiver, buf: &mut Vec<u8>, attached: u32, when: &str| {
+        let r = rx.recv_into_timeout(buf, Duration::from_millis(300));
+        assert!(matches!(r, Err(Error::Timeout)), "{when}: {r:?}");
+        assert_eq!(rx.producer_attachments().unwrap(), attached);
     };
 
     let mut p1 = sender(&wd, &name, 1, 100).spawn(&wd);
     p1.expect_success();
-    recv_n(&mut rx, &mut v, &mut buf, 100);
+    v.take_n(100, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(20))
+    });
     // One of three expected producers came and went: not the end.
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(300));
-    assert!(
-        matches!(r, Err(Error::Timeout)),
-        "after 1 of 3 producers: {r:?}"
-    );
-    assert_eq!(rx.producer_attachments().unwrap(), 1);
+    not_the_end(&mut rx, &mut buf, 1, "after 1 of 3 producers");
 
     let mut p2 = sender(&wd, &name, 2, 100).spawn(&wd);
     let mut p3 = sender(&wd, &name, 3, 100).arg("THEN", "hang").spawn(&wd);
     p3.event("sent");
     p2.expect_success();
-    recv_n(&mut rx, &mut v, &mut buf, 200);
+    v.take_n(200, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(20))
+    });
     // All three attached, but one lives: not the end.
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(300));
-    assert!(
-        matches!(r, Err(Error::Timeout)),
-        "while producer 3 lives: {r:?}"
-    );
-    assert_eq!(rx.producer_attachments().unwrap(), 3);
+    not_the_end(&mut rx, &mut buf, 3, "while producer 3 lives");
 
-    let t_kill = p3.kill_now();
-    p3.expect_killed();
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
-    let latency = Duration::from_nanos(mono_ns() - t_kill);
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "after the last producer died: {r:?}"
-    );
+    let (r, latency) = p3.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
+    kit::ends::assert_died(&r, "after the last producer died");
     eprintln!("last producer SIGKILLed -> Disconnected(Died) after {latency:?}");
     assert!(
-        latency < common::DEATH_BUDGET,
+        latency < kit::DEATH_BUDGET,
         "Disconnected after {latency:?}"
     );
     for id in 1..=3 {
@@ -756,27 +696,12 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
 
 #[test]
 fn disconnected_closed_when_the_only_producer_closes() {
-    let wd = Watchdog::new("closed");
-    let names = Names::new();
-    let name = names.name("mpsc-closed");
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let (wd, names, name, mut rx) = start_64k("closed", "mpsc-closed");
     let mut p = sender(&wd, &name, 5, 50).spawn(&wd);
     p.expect_success();
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break e,
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.count(5), 50);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

@@ -5,44 +5,35 @@
 //! Every peer is a real process (a re-executed role of this binary), killed with
 //! SIGKILL at a failpoint or at a random moment; every test has a watchdog; no
 //! test asserts a timing other than the generous death budget
-//! ([`common::DEATH_BUDGET`], five wait slices).
+//! ([`kit::DEATH_BUDGET`], five wait slices).
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_crash`.
 //! Longer storms: `SHMQ_STORM_SECS=120 SHMQ_CRASH_CYCLES=1000 cargo test ...`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::ends::{How, Kind, Rx, Tx, why};
-use common::{
+use nix::sys::signal::Signal;
+use serde_json::json;
+use shmq::{Disconnect, Error, Options};
+use shmq_segment::{Error as SegError, Segment};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::{
     DEATH_BUDGET, Names, Proc, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns,
     msg, num, record,
 };
-use nix::sys::signal::Signal;
-use serde_json::json;
-use shmq::segment::{Error as SegError, Segment};
-use shmq::{Disconnect, Error, Options};
 
 /// The default wait slice: a blocked call notices a dead peer within it.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
-fn wait_strategy(name: &str) -> shmq::WaitStrategy {
-    match name {
-        "park" => shmq::WaitStrategy::Park,
-        "spin" => shmq::WaitStrategy::Spin,
-        _ => shmq::WaitStrategy::default(),
-    }
-}
-
 /// Options from role parameters WAIT, CAP and PRODUCERS.
 fn role_options() -> Options {
-    let mut o = Options::new().wait(wait_strategy(&arg_or("WAIT", "default".to_owned())));
-    if let Some(cap) = common::arg_opt::<u64>("CAP") {
+    let mut o = Options::new().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
+    if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
-    if let Some(p) = common::arg_opt::<u16>("PRODUCERS") {
+    if let Some(p) = kit::arg_opt::<u16>("PRODUCERS") {
         o = o.max_producers(p);
     }
     o
@@ -58,18 +49,8 @@ fn env_u64(key: &str, default: u64) -> u64 {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "tx" => role_tx(),
-        "rx" => role_rx(),
-        "hold_rx" => role_hold_rx(),
-        "fork_tx" => role_fork_tx(),
-        "pidns" => role_pidns(),
-        "storm" => role_storm(),
-        "crash_loop" => role_crash_loop(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_tx role_rx role_hold_rx role_fork_tx role_pidns role_storm role_crash_loop
 }
 
 /// Fills `buf` with message `seq` in FORMAT (`msg`: the examples' format with
@@ -123,11 +104,11 @@ fn role_tx() {
         Ok(tx) => tx,
         Err(e) if arg_or("CREATE_FAIL_OK", 0u8) == 1 => {
             emit("create_failed", json!({ "error": format!("{e:?}") }));
-            common::hang();
+            kit::hang();
         }
         Err(e) => panic!("{how:?} {kind} sender {name}: {e:?}"),
     };
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let size: usize = arg_or("SIZE", 64);
     let maker = Maker::from_args();
     let batch: u64 = arg_or("BATCH", 0);
@@ -149,7 +130,7 @@ fn role_tx() {
         }
         emit("batch_sent", json!({ "count": batch }));
     }
-    if let Some(ms) = common::arg_opt::<u64>("START_DELAY_MS") {
+    if let Some(ms) = kit::arg_opt::<u64>("START_DELAY_MS") {
         std::thread::sleep(Duration::from_millis(ms));
     }
     let futex0 = shmq::futex_calls();
@@ -230,7 +211,7 @@ fn role_rx() {
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     if arg_or("WAIT_FIRST", 0u8) == 1 {
-        emit("waiting", json!({ "tid": common::gettid() }));
+        emit("waiting", json!({ "tid": kit::gettid() }));
     }
     let futex0 = shmq::futex_calls();
     for _ in 0..count {
@@ -248,7 +229,7 @@ fn role_rx() {
         json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
     );
     if arg_or("AFTER", "none".to_owned()) == "disconnect" {
-        emit("parked", json!({ "tid": common::gettid() }));
+        emit("parked", json!({ "tid": kit::gettid() }));
         match rx.recv_into(&mut buf) {
             Err(e) => emit(
                 "disconnected",
@@ -272,7 +253,7 @@ fn role_hold_rx() {
     let rx = Rx::named(kind, how, &name, &role_options())
         .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
     emit("attached", json!({}));
-    if let Some(ms) = common::arg_opt::<u64>("CLOSE_AFTER_MS") {
+    if let Some(ms) = kit::arg_opt::<u64>("CLOSE_AFTER_MS") {
         std::thread::sleep(Duration::from_millis(ms));
         drop(rx);
         emit("closed", json!({ "at_ns": mono_ns() }));
@@ -291,21 +272,21 @@ fn role_fork_tx() {
     let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open sender");
     let count: u64 = arg("COUNT");
     for seq in 0..count {
-        tx.send(&common::message(seq, 0, 64)).expect("send");
+        tx.send(&kit::message(seq, 0, 64)).expect("send");
     }
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     assert!(
         threads <= 2,
         "fork needs a single test thread, found {threads}"
     );
-    // Not `common::fork_child`: its child dies with its parent (PR_SET_PDEATHSIG),
+    // Not `kit::fork_child`: its child dies with its parent (PR_SET_PDEATHSIG),
     // and this child must outlive the parent.
     // SAFETY: this role process has only this thread and libtest's main thread,
     // idle waiting for the test's result and holding no lock (checked above), so
     // the child may allocate and use std.
     let child = match unsafe { nix::unistd::fork() }.expect("fork") {
         nix::unistd::ForkResult::Child => {
-            let r = tx.send(&common::message(count, 0, 64));
+            let r = tx.send(&kit::message(count, 0, 64));
             let forked = matches!(r, Err(Error::Forked));
             emit(
                 "child_tried",
@@ -328,16 +309,12 @@ fn role_fork_tx() {
 /// starts Q, which reports whether it got it and lives on. Q never touches the
 /// channel: a liveness check by pid would take it for P.
 fn role_pidns() {
-    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
-        emit(
-            "skip",
-            json!({ "reason": format!("unshare(CLONE_NEWPID): {e}") }),
-        );
-        return;
+    if let Err(why) = kit::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
+        return emit("skip", json!({ "reason": why }));
     }
     let name: String = arg("NAME");
     let count: u64 = arg("COUNT");
-    let _init = common::fork_child(move || {
+    let _init = kit::fork_child(move || {
         // PID 1 of the new namespace, single-threaded: it may fork freely.
         use nix::unistd::{ForkResult, fork, getpid};
         // SAFETY: this process has one thread (it is a fresh fork); the child only
@@ -346,7 +323,7 @@ fn role_pidns() {
             ForkResult::Child => {
                 let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("P: open");
                 for seq in 0..count {
-                    tx.send(&common::message(seq, 0, 64)).expect("P: send");
+                    tx.send(&kit::message(seq, 0, 64)).expect("P: send");
                 }
                 emit(
                     "dying",
@@ -392,17 +369,33 @@ fn spawn_tx(wd: &Watchdog, name: &str, kind: Kind) -> Spawn {
 
 /// Receives and verifies until an error; returns the verifier and the error.
 fn drain(rx: &mut Rx, timeout: Duration) -> (Verifier, Error) {
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, timeout) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break e,
-        }
+    kit::msg::drain(|b| rx.recv_into_timeout(b, timeout))
+}
+
+/// SIGKILLs and reaps `victim` once it is due: when it reaches its armed
+/// failpoint (`at_failpoint`), else `kill_after` after `started`; in any case
+/// after 5 s. Returns whether it did.
+fn kill_if_due(
+    victim: &mut kit::Proc,
+    at_failpoint: bool,
+    started: Instant,
+    kill_after: Duration,
+) -> bool {
+    let due = match at_failpoint {
+        true => victim.try_wait_failpoint(Duration::ZERO).is_some(),
+        false => started.elapsed() >= kill_after,
     };
-    (v, end)
+    let kill = due || started.elapsed() > Duration::from_secs(5);
+    if kill {
+        victim.signal(Signal::SIGKILL);
+        victim.wait();
+    }
+    kill
+}
+
+/// Creates the receiver of a channel of `kind` named `name` with `capacity`.
+fn create_rx(kind: Kind, name: &str, capacity: u64) -> Rx {
+    Rx::named(kind, How::Create, name, &Options::new().capacity(capacity)).expect("create")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -418,10 +411,8 @@ fn ms(d: Duration) -> f64 {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
-    let wd = Watchdog::new("cf01");
-    let names = Names::new();
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf01");
+    let (wd, names) = (Watchdog::new("cf01"), Names::new());
+    for (kind, name) in kit::ends::each_kind(&names, "cf01") {
         let mut rx =
             Rx::named(kind, How::Create, &name, &Options::new().capacity(1 << 16)).expect("create");
         let mut committed = 0;
@@ -439,14 +430,11 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
             .arg("BATCH", if kind == Kind::Spsc { 100 } else { 0 })
             .arg("COUNT", 10)
             .arg("MODE", "reserve")
-            .failpoint("mid_payload")
-            .spawn(&wd);
-        assert_eq!(p.wait_failpoint(), "reached mid_payload");
+            .spawn_to(&wd, "mid_payload");
         if kind == Kind::Spsc {
             committed = 100;
         }
-        let t_kill = p.kill_now();
-        p.expect_killed();
+        let t_kill = p.kill_and_reap();
         let (v, end) = drain(&mut rx, Duration::from_secs(10));
         let latency = Duration::from_nanos(mono_ns() - t_kill);
         assert_eq!(v.total, committed, "{kind}: committed messages: {v:?}");
@@ -474,12 +462,9 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice() {
-    let wd = Watchdog::new("cf04");
-    let names = Names::new();
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf04");
-        let mut c = Spawn::role("rx")
-            .arg("NAME", &name)
+    let (wd, names) = (Watchdog::new("cf04"), Names::new());
+    for (kind, name) in kit::ends::each_kind(&names, "cf04") {
+        let mut c = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
             .arg("WAIT", "park")
             .arg("COUNT", 1)
@@ -487,11 +472,7 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
             .arg("AFTER", "disconnect")
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
-        assert!(
-            common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
-            "the consumer never slept\n{}",
-            c.log()
-        );
+        c.assert_in_futex(tid, "the consumer never slept");
         // The producer's attach wakes the consumer (the epoch changed); it sends only
         // once the consumer has gone back to sleep, half a slice off the rhythm of
         // its slices (which restarted at that wake), so that only the slice's end
@@ -504,17 +485,12 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
             .spawn(&wd);
         p.event("ready");
         std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
-            "the consumer is not asleep before the send\n{}",
-            c.log()
-        );
+        c.assert_in_futex(tid, "the consumer is not asleep before the send");
         let sending = num(&p.event("sending"), "at_ns");
         assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
         let first = num(&c.event("first"), "at_ns");
         let delivery = Duration::from_nanos(first.saturating_sub(sending));
-        let t_kill = p.kill_now();
-        p.expect_killed();
+        let t_kill = p.kill_and_reap();
         let ev = c.event("disconnected");
         c.expect_success();
         let death = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
@@ -543,11 +519,8 @@ fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice
 /// without blocking.
 #[test]
 fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks() {
-    let wd = Watchdog::new("cf05");
-    let names = Names::new();
-    let name = names.name("cf05");
-    let mut c = Spawn::role("hold_rx")
-        .arg("NAME", &name)
+    let (wd, names, name) = shmq_testkit::start("cf05", "cf05");
+    let mut c = Spawn::role_on("hold_rx", &name)
         .arg("KIND", "mpsc")
         .arg("CAP", 4096)
         .spawn(&wd);
@@ -564,14 +537,9 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
         .collect();
     for p in &mut ps {
         let tid = num(&p.event("ready"), "tid") as i32;
-        assert!(
-            common::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
-            "a producer never blocked\n{}",
-            p.log()
-        );
+        p.assert_in_futex(tid, "a producer never blocked");
     }
-    let t_kill = c.kill_now();
-    c.expect_killed();
+    let t_kill = c.kill_and_reap();
     let mut latencies = Vec::new();
     for p in &mut ps {
         let ev = p.event("send_error");
@@ -597,7 +565,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
     }
     eprintln!("cf05: blocked MPSC sends failed {latencies:?} ms after the consumer's SIGKILL");
     // The undelivered messages keep the name for a later consumer; it is stale now.
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     names.assert_clean();
 }
 
@@ -611,19 +579,13 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
-    let wd = Watchdog::new("cf06");
-    let names = Names::new();
-    let name = names.name("cf06");
-    let mut c = Spawn::role("rx")
-        .arg("NAME", &name)
+    let (wd, names, name) = shmq_testkit::start("cf06", "cf06");
+    // The consumer dies right after setting its waiting flag.
+    Spawn::role_on("rx", &name)
         .arg("WAIT", "park")
         .arg("CAP", 1 << 16)
         .arg("COUNT", 1)
-        .failpoint("after_wait_flag_set")
-        .spawn(&wd);
-    assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
-    c.signal(Signal::SIGKILL);
-    c.expect_killed();
+        .kill_at(&wd, "after_wait_flag_set");
     let mut p = spawn_tx(&wd, &name, Kind::Spsc)
         .arg("COUNT", 200)
         .arg("WAIT", "park")
@@ -640,19 +602,11 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
     let mut rx = Rx::named(Kind::Spsc, How::Open, &name, &Options::new()).expect("new consumer");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    for _ in 0..200 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message for the new consumer");
-        v.take(&buf);
-    }
-    let t_kill = p.kill_now();
-    p.expect_killed();
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
-    let latency = Duration::from_nanos(mono_ns() - t_kill);
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "{r:?}"
-    );
+    v.take_n(200, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
+    let (r, latency) = p.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
+    kit::ends::assert_died(&r, "after the producer's kill");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     names.assert_clean();
@@ -669,28 +623,14 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
-    let wd = Watchdog::new("cf07");
-    let names = Names::new();
-    let name = names.name("cf07");
-    let mut rx = Rx::named(
-        Kind::Mpsc,
-        How::Create,
-        &name,
-        &Options::new().capacity(1 << 16),
-    )
-    .expect("create");
+    let (wd, names, name) = shmq_testkit::start("cf07", "cf07");
+    let mut rx = create_rx(Kind::Mpsc, &name, 1 << 16);
     rx.expect_producers(2);
     let mut victim = spawn_tx(&wd, &name, Kind::Mpsc)
         .arg("ID", 0)
         .arg("COUNT", 5)
-        .failpoint("after_claim:stop")
-        .spawn(&wd);
-    victim.wait_failpoint();
-    assert!(
-        common::wait_stopped(victim.pid(), Duration::from_secs(5)),
-        "the victim did not stop itself\n{}",
-        victim.log()
-    );
+        .spawn_to(&wd, "after_claim:stop");
+    victim.assert_stopped();
     // Another producer commits behind the stopped claim.
     let mut other = spawn_tx(&wd, &name, Kind::Mpsc)
         .arg("ID", 1)
@@ -717,10 +657,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
     assert_eq!(v.count(0), 5, "the resumed producer's messages: {v:?}");
     assert_eq!(v.count(1), 100, "the other producer's messages: {v:?}");
     assert_eq!(rx.reclaimed(), 0, "nothing may be reclaimed: nobody died");
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }
@@ -728,17 +665,15 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
 // ---------------------------------------------------------------------------
 // CF-09: a stale named channel
 
-/// CF-09 at the channel level (the segment level is in `tests/segment.rs`): the
+/// CF-09 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): the
 /// owner of a named channel is SIGKILLed with messages in its ring. A plain
 /// `create` is `AlreadyExists { stale: true }`; `create` with `reclaim_stale`
 /// gives a fresh, empty channel whose memory holds none of the old bytes; never
 /// the old ring state.
 #[test]
 fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
-    let wd = Watchdog::new("cf09");
-    let names = Names::new();
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf09");
+    let (wd, names) = (Watchdog::new("cf09"), Names::new());
+    for (kind, name) in kit::ends::each_kind(&names, "cf09") {
         let mut owner = spawn_tx(&wd, &name, kind)
             .arg("HOW", "create")
             .arg("CAP", 1 << 14)
@@ -747,8 +682,7 @@ fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
             .arg("THEN", "hang")
             .spawn(&wd);
         owner.event("sent");
-        owner.signal(Signal::SIGKILL);
-        owner.expect_killed();
+        owner.kill_and_reap();
         assert!(Segment::is_stale(&name).expect("is_stale"), "{kind}");
         for how in ["sender", "receiver"] {
             let r = if how == "sender" {
@@ -767,11 +701,11 @@ fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
         let fresh_opts = Options::new().capacity(1 << 14).reclaim_stale(true);
         let mut rx = Rx::named(kind, How::Create, &name, &fresh_opts).expect("reclaim_stale");
         // The new segment's ring memory is all zeros: no old payload byte survives.
-        let raw = common::open_raw(&name);
-        let region = common::RawRegion::of(&raw);
+        let raw = kit::open_raw(&name);
+        let region = kit::RawRegion::of(&raw);
         let data_at = match kind {
-            Kind::Spsc => common::ring_off::SPSC_DATA,
-            Kind::Mpsc => common::ring_off::mpsc_data(shmq::DEFAULT_PRODUCERS),
+            Kind::Spsc => kit::ring_off::SPSC_DATA,
+            Kind::Mpsc => kit::ring_off::mpsc_data(shmq::DEFAULT_PRODUCERS),
         };
         let bytes = region.read(data_at, region.len() - data_at);
         assert!(
@@ -785,7 +719,7 @@ fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
             "{kind}: the reclaimed channel must be empty"
         );
         let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("open sender");
-        tx.send(&common::message(0, 9, 64)).expect("send");
+        tx.send(&kit::message(0, 9, 64)).expect("send");
         rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
             .expect("recv");
         assert_eq!(msg::check(&buf).expect("valid").producer, 9);
@@ -846,8 +780,8 @@ fn role_storm() {
         *counts.entry(k.to_owned()).or_default() += 1;
     };
     let check_identity = |fd: &std::os::fd::OwnedFd, name: &str, when: &str| -> Option<String> {
-        let mine = common::fd_identity(fd);
-        match common::name_identity(name) {
+        let mine = kit::fd_identity(fd);
+        match kit::name_identity(name) {
             Some(now) if now == mine => None,
             Some(now) => Some(format!(
                 "{when}: {name} refers to {now:?}, but this live endpoint has {mine:?} mapped"
@@ -895,7 +829,7 @@ fn role_storm() {
                 let mut seq = 0;
                 while Instant::now() < until {
                     let r = match &mut ep {
-                        Ok(t) => t.try_send(&common::message(seq, 1, 32)),
+                        Ok(t) => t.try_send(&kit::message(seq, 1, 32)),
                         Err(r) => r.try_recv_into(&mut buf).map(|()| {
                             if let Err(e) = msg::check(&buf) {
                                 violations.push(format!("a damaged message delivered: {e}"));
@@ -960,8 +894,7 @@ fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
     while mono_ns() + 1_000_000_000 < end {
         std::thread::sleep(Duration::from_millis(rng.range(20, 200)));
         let i = rng.range(0, STORM_WORKERS as u64 - 1) as usize;
-        workers[i].signal(Signal::SIGKILL);
-        workers[i].expect_killed();
+        workers[i].kill_and_reap();
         kills += 1;
         workers[i] = spawn(&mut rng);
     }
@@ -992,15 +925,15 @@ fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
     );
     // Every process is gone: whatever is left is stale, and the cleaner removes it.
     for n in &pool {
-        if common::shm_path(n).exists() {
+        if kit::shm_path(n).exists() {
             assert!(
                 Segment::is_stale(n).expect("is_stale"),
                 "{n} in use after every process died"
             );
-            common::remove_stale(n);
+            kit::remove_stale(n);
         }
     }
-    assert!(common::zombie_children().is_empty(), "zombies left");
+    assert!(kit::zombie_children().is_empty(), "zombies left");
     names.assert_clean();
 }
 
@@ -1020,8 +953,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
         eprintln!("SKIP: strace is not installed (it injects the delay)");
         return;
     }
-    let wd = Watchdog::new("cf10_window");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf10_window"), Names::new());
     let mut failures = Vec::new();
     for cleaner in ["remove_if_stale", "reclaim_stale"] {
         let name = names.name("cf10w");
@@ -1045,7 +977,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
         .arg("CREATE_FAIL_OK", 1)
         .spawn(&wd);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !common::shm_path(&name).exists() {
+        while !kit::shm_path(&name).exists() {
             assert!(
                 Instant::now() < deadline,
                 "the creator never created {name}"
@@ -1087,7 +1019,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
                 rx.recv_into_timeout(&mut buf, Duration::from_secs(2))
                     .map(|()| buf)
             });
-        let exists = common::shm_path(&name).exists();
+        let exists = kit::shm_path(&name).exists();
         drop(second);
         drop(c);
         let _ = Segment::remove_if_stale(&name);
@@ -1100,7 +1032,10 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    kit::assert_no_failures(
+        "cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it",
+        &failures,
+    );
     names.assert_clean();
 }
 
@@ -1126,11 +1061,11 @@ fn role_crash_loop() {
         let warm = names.name(&tag);
         let mut rx = Rx::named(Kind::Spsc, How::Create, &warm, &Options::new()).expect("warm-up");
         let mut tx = Tx::named(Kind::Spsc, How::Open, &warm, &Options::new()).expect("warm-up");
-        tx.send(&common::message(0, 0, 16)).expect("warm-up send");
+        tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
         rx.recv_into(&mut Vec::new()).expect("warm-up recv");
     }
-    let (fds0, maps0) = (common::fd_count(), common::shm_maps());
-    let table0 = common::fd_table();
+    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
+    let table0 = kit::fd_table();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut delivered = 0u64;
     for cycle in 0..cycles {
@@ -1168,8 +1103,7 @@ fn role_crash_loop() {
         let kill_after = Duration::from_millis(rng.range(1, 40));
         if victim_is_producer {
             let mut rx = Rx::named(kind, How::Create, &name, &o).expect("survivor create");
-            let mut s = Spawn::role("tx")
-                .arg("NAME", &name)
+            let mut s = Spawn::role_on("tx", &name)
                 .arg("KIND", kind)
                 .arg("COUNT", count)
                 .arg("SIZE", rng.range(16, 300));
@@ -1187,15 +1121,7 @@ fn role_crash_loop() {
             let mut killed = false;
             let end = loop {
                 if !killed {
-                    let due = match point {
-                        Some(_) => victim.try_wait_failpoint(Duration::ZERO).is_some(),
-                        None => started.elapsed() >= kill_after,
-                    };
-                    if due || started.elapsed() > Duration::from_secs(5) {
-                        victim.signal(Signal::SIGKILL);
-                        victim.wait();
-                        killed = true;
-                    }
+                    killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
                 }
                 match rx.recv_into_timeout(&mut buf, Duration::from_millis(5)) {
                     Ok(()) => {
@@ -1221,8 +1147,7 @@ fn role_crash_loop() {
             drop(rx);
         } else {
             let mut tx = Tx::named(kind, How::Create, &name, &o).expect("survivor create");
-            let mut s = Spawn::role("rx")
-                .arg("NAME", &name)
+            let mut s = Spawn::role_on("rx", &name)
                 .arg("KIND", kind)
                 .arg("HOW", "open")
                 .arg("COUNT", count);
@@ -1238,17 +1163,9 @@ fn role_crash_loop() {
             let mut end = None;
             while sent < count {
                 if !killed {
-                    let due = match point {
-                        Some(_) => victim.try_wait_failpoint(Duration::ZERO).is_some(),
-                        None => started.elapsed() >= kill_after,
-                    };
-                    if due || started.elapsed() > Duration::from_secs(5) {
-                        victim.signal(Signal::SIGKILL);
-                        victim.wait();
-                        killed = true;
-                    }
+                    killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
                 }
-                match tx.send_timeout(&common::message(sent, 0, size), Duration::from_millis(5)) {
+                match tx.send_timeout(&kit::message(sent, 0, size), Duration::from_millis(5)) {
                     Ok(()) => sent += 1,
                     Err(Error::Timeout) => {}
                     Err(e) => {
@@ -1270,7 +1187,7 @@ fn role_crash_loop() {
             drop(tx);
             // Recovery: what the dead consumer did not take waits under the name;
             // a new consumer drains it (in order, no gap) and the name goes away.
-            if common::shm_path(&name).exists() {
+            if kit::shm_path(&name).exists() {
                 let mut rx = Rx::named(kind, How::Open, &name, &Options::new())
                     .unwrap_or_else(|e| panic!("{label}: recovery open: {e:?}"));
                 let mut buf = Vec::new();
@@ -1303,19 +1220,19 @@ fn role_crash_loop() {
             }
         }
         assert!(
-            !common::shm_path(&name).exists(),
+            !kit::shm_path(&name).exists(),
             "{label}: {name} left in /dev/shm after recovery"
         );
-        let (fds, maps) = (common::fd_count(), common::shm_maps());
+        let (fds, maps) = (kit::fd_count(), kit::shm_maps());
         assert_eq!(
             fds,
             fds0,
             "{label}: descriptors {fds0} -> {fds}: {:?} -> {:?}",
             table0,
-            common::fd_table()
+            kit::fd_table()
         );
         assert_eq!(maps, maps0, "{label}: shared mappings {maps0} -> {maps}");
-        let z = common::zombie_children();
+        let z = kit::zombie_children();
         assert!(z.is_empty(), "{label}: zombies {z:?}");
     }
     names.assert_clean();
@@ -1323,7 +1240,7 @@ fn role_crash_loop() {
         "done",
         json!({
             "cycles": cycles, "outcomes": outcomes, "delivered": delivered,
-            "fds": [fds0, common::fd_count()], "maps": [maps0, common::shm_maps()],
+            "fds": [fds0, kit::fd_count()], "maps": [maps0, kit::shm_maps()],
         }),
     );
 }
@@ -1337,7 +1254,7 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
     let cycles = env_u64("SHMQ_CRASH_CYCLES", 50);
     let wd = Watchdog::with_limit("cf11", Duration::from_secs(60 + cycles));
     let tag = format!("cf11-{:x}", Rng::seed() & 0xffff_ffff);
-    let before = common::shm_entries(&format!("t-{tag}"));
+    let before = kit::shm_entries(&format!("t-{tag}"));
     let seed = Rng::seed();
     eprintln!("cf11: seed {seed}, {cycles} cycles");
     let mut s = Spawn::role("crash_loop")
@@ -1351,11 +1268,11 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
     assert_eq!(num(&ev, "cycles"), cycles);
     assert!(num(&ev, "delivered") > 0, "nothing was exchanged: {ev}");
     assert_eq!(
-        common::shm_entries(&format!("t-{tag}")),
+        kit::shm_entries(&format!("t-{tag}")),
         before,
         "/dev/shm entries of the crash loop left"
     );
-    assert!(common::zombie_children().is_empty(), "zombies left");
+    assert!(kit::zombie_children().is_empty(), "zombies left");
 }
 
 // ---------------------------------------------------------------------------
@@ -1366,10 +1283,8 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
 /// kernel released, not a pid.
 #[test]
 fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
-    let wd = Watchdog::new("cf12_zombie");
-    let names = Names::new();
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("cf12z");
+    let (wd, names) = (Watchdog::new("cf12_zombie"), Names::new());
+    for (kind, name) in kit::ends::each_kind(&names, "cf12z") {
         let mut rx = Rx::named(kind, How::Create, &name, &Options::new()).expect("create");
         let mut p = spawn_tx(&wd, &name, kind)
             .arg("COUNT", 10)
@@ -1377,12 +1292,12 @@ fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
             .spawn(&wd);
         p.event("sent");
         let t_kill = p.kill_now();
-        assert!(common::wait_dead(p.pid(), Duration::from_secs(5)));
-        assert_eq!(common::proc_state(p.pid()), Some('Z'), "not a zombie");
+        assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
+        assert_eq!(kit::proc_state(p.pid()), Some('Z'), "not a zombie");
         let (v, end) = drain(&mut rx, Duration::from_secs(10));
         let latency = Duration::from_nanos(mono_ns() - t_kill);
         assert_eq!(
-            common::proc_state(p.pid()),
+            kit::proc_state(p.pid()),
             Some('Z'),
             "reaped too early: the test needs a zombie"
         );
@@ -1404,18 +1319,12 @@ fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
 /// `Died` at once: a recycled pid is never taken for the old peer.
 #[test]
 fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
-    if !common::is_root() {
-        eprintln!("SKIP cf12 pid reuse: needs root for unshare(CLONE_NEWPID) and ns_last_pid");
+    if !kit::root_or_skip("cf12 pid reuse: needs root for unshare(CLONE_NEWPID) and ns_last_pid") {
         return;
     }
-    let wd = Watchdog::new("cf12_pidns");
-    let names = Names::new();
-    let name = names.name("cf12ns");
+    let (wd, names, name) = shmq_testkit::start("cf12_pidns", "cf12ns");
     let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
-    let mut r = Spawn::role("pidns")
-        .arg("NAME", &name)
-        .arg("COUNT", 10)
-        .spawn(&wd);
+    let mut r = Spawn::role_on("pidns", &name).arg("COUNT", 10).spawn(&wd);
     let mut buf = Vec::new();
     let mut v = Verifier::new();
     if let Some(skip) = r.try_event("skip", Duration::from_millis(300)) {
@@ -1428,11 +1337,9 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
     eprintln!("cf12 pid reuse: {dying} then {reused}");
     let old_pid = num(&dying, "ns_pid");
     assert_eq!(num(&reused, "old_pid"), old_pid);
-    for _ in 0..10 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message");
-        v.take(&buf);
-    }
+    v.take_n(10, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let report = shmq::inspect::inspect(&name)
         .expect("inspect")
         .expect("a channel");
@@ -1454,10 +1361,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
             "cf12: the kernel did not hand out the old pid again ({reused}); the check still runs"
         );
     }
-    assert!(
-        matches!(end, Err(Error::Disconnected(Disconnect::Died))),
-        "with the producer's pid recycled by a live process: {end:?}"
-    );
+    kit::ends::assert_died(&end, "with the producer's pid recycled by a live process");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     drop(r);
@@ -1467,20 +1371,15 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
 // ---------------------------------------------------------------------------
 // CF-13: fork without exec, at the channel level
 
-/// CF-13 at the channel level (the segment level is in `tests/segment.rs`): a
+/// CF-13 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): a
 /// producer forks without exec; the child's inherited sender is `Error::Forked`;
 /// the parent is SIGKILLed while the child lives on, and the consumer still sees
 /// `Died` within budget.
 #[test]
 fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
-    let wd = Watchdog::new("cf13");
-    let names = Names::new();
-    let name = names.name("cf13");
+    let (wd, names, name) = shmq_testkit::start("cf13", "cf13");
     let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
-    let mut p = Spawn::role("fork_tx")
-        .arg("NAME", &name)
-        .arg("COUNT", 10)
-        .spawn(&wd);
+    let mut p = Spawn::role_on("fork_tx", &name).arg("COUNT", 10).spawn(&wd);
     let child = num(&p.event("forked"), "child") as i32;
     let tried = p.event("child_tried");
     assert_eq!(
@@ -1489,25 +1388,20 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
     );
     let mut buf = Vec::new();
     let mut v = Verifier::new();
-    for _ in 0..10 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message");
-        v.take(&buf);
-    }
+    v.take_n(10, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let t_kill = p.kill_now();
-    assert!(common::wait_dead(p.pid(), Duration::from_secs(5)));
+    assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     let latency = Duration::from_nanos(mono_ns() - t_kill);
-    let child_state = common::proc_state(child);
+    let child_state = kit::proc_state(child);
     p.expect_killed();
     assert!(
         matches!(child_state, Some('S' | 'R')),
         "the forked child should still live: {child_state:?}"
     );
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "the parent died while its fork lives: {r:?}"
-    );
+    kit::ends::assert_died(&r, "the parent died while its fork lives");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     names.assert_clean();
@@ -1521,13 +1415,11 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
 /// is killed is `Died`.
 #[test]
 fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
-    let wd = Watchdog::new("cf15");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("cf15"), Names::new());
     for kind in [Kind::Spsc, Kind::Mpsc] {
         for ending in ["close", "kill"] {
             let name = names.name("cf15");
-            let mut s = Spawn::role("hold_rx")
-                .arg("NAME", &name)
+            let mut s = Spawn::role_on("hold_rx", &name)
                 .arg("KIND", kind)
                 .arg("CAP", 4096);
             if ending == "close" {
@@ -1540,13 +1432,12 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
                 c.event("closed");
                 c.expect_success();
             } else {
-                c.signal(Signal::SIGKILL);
-                c.expect_killed();
+                c.kill_and_reap();
             }
             let started = Instant::now();
             let mut sent = 0;
             let end = loop {
-                match tx.send(&common::message(sent, 0, 64)) {
+                match tx.send(&kit::message(sent, 0, 64)) {
                     Ok(()) => sent += 1,
                     Err(e) => break e,
                 }
@@ -1566,7 +1457,7 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
             }
             drop(tx);
             // A killed consumer left messages: the channel waits for another one.
-            common::remove_stale(&name);
+            kit::remove_stale(&name);
         }
     }
     names.assert_clean();
@@ -1591,14 +1482,8 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     eprintln!("cf16: seed {seed}, {restarts} incarnations");
-    let mut rx = Rx::named(
-        Kind::Spsc,
-        How::Create,
-        &name,
-        &Options::new().capacity(1 << 20),
-    )
-    .expect("create");
-    let mut v = common::RecordVerifier::new();
+    let mut rx = create_rx(Kind::Spsc, &name, 1 << 20);
+    let mut v = kit::RecordVerifier::new();
     let mut buf = Vec::new();
     let mut expected: Vec<(u32, Option<u64>)> = Vec::new();
     for inc in 0..restarts {
@@ -1609,8 +1494,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
             Some("after_commit_before_wake"),
             None,
         ]);
-        let mut s = Spawn::role("tx")
-            .arg("NAME", &name)
+        let mut s = Spawn::role_on("tx", &name)
             .arg("FORMAT", "record")
             .arg("ID", 7)
             .arg("INC", inc)
@@ -1637,8 +1521,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
                 None
             }
         };
-        p.signal(Signal::SIGKILL);
-        p.expect_killed();
+        p.kill_and_reap();
         expected.push((inc, committed));
         // Drain this incarnation: everything it committed, then Died.
         let end = loop {

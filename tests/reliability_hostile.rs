@@ -7,27 +7,26 @@
 //! `fuzz/` (docs/FUZZING.md). `docs/RELIABILITY.md` maps every item.
 //!
 //! The adversary is a role process that maps the channel's segment like any
-//! peer and writes it through atomics ([`common::RawRegion`]).
+//! peer and writes it through atomics ([`kit::RawRegion`]).
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_hostile`.
-
-mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::ends::{How, Kind, Rx, Tx, why};
-use common::ring_off::{DATA_SEQ, HEAD, SPACE_SEQ, SPSC_DATA, TAIL, mpsc_data};
-use common::{
+use serde_json::json;
+use shmq::{Error, Options, mpsc, spsc};
+use shmq_ring::frame::{self, MpscHeader};
+use shmq_segment::{Error as SegError, HeaderInfo, Segment};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::ring_off::{DATA_SEQ, HEAD, SPACE_SEQ, SPSC_DATA, TAIL, mpsc_data};
+use shmq_testkit::{
     DEATH_BUDGET, Names, RawRegion, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang,
     mono_ns, msg, num,
 };
-use serde_json::json;
-use shmq::ring::frame::{self, MpscHeader};
-use shmq::segment::{Error as SegError, HeaderInfo, Segment};
-use shmq::{Error, Options, mpsc, spsc};
 
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
@@ -96,20 +95,9 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "poke" => role_poke(),
-        "flip" => role_flip(),
-        "scribble" => role_scribble(),
-        "futex_storm" => role_futex_storm(),
-        "punch" => role_punch(),
-        "rx" => role_rx(),
-        "tx" => role_tx(),
-        "hostile_mpsc" => role_hostile_mpsc(),
-        "truncated_rx" => role_truncated_rx(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_poke role_flip role_scribble role_futex_storm role_punch role_rx role_tx
+    role_hostile_mpsc role_truncated_rx
 }
 
 /// Parses `off=value,off=value` (decimal) into pairs.
@@ -133,7 +121,7 @@ fn writes_arg(w: &[(usize, u64)]) -> String {
 /// The adversary's pen: opens segment NAME and stores WRITES (`off=value`, 64-bit
 /// words at offsets of the user region) in order, then reports `done`.
 fn role_poke() {
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     for (off, v) in parse_writes(&arg::<String>("WRITES")) {
         region
@@ -152,7 +140,7 @@ fn role_poke() {
 /// Also flips `tail` between its value and a misaligned one.
 fn role_flip() {
     use std::sync::atomic::Ordering::SeqCst;
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     let kind = Kind::parse(&arg::<String>("KIND"));
     let data: usize = arg("DATA");
@@ -214,7 +202,7 @@ fn role_flip() {
 /// HP-05's scribbler: for MS milliseconds, overwrites every byte from DATA to
 /// the end of the region of segment NAME with changing garbage, then reports.
 fn role_scribble() {
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     let data: usize = arg("DATA");
     let end = mono_ns() + arg::<u64>("MS") * 1_000_000;
@@ -232,7 +220,7 @@ fn role_scribble() {
 /// NAME in a tight loop; with TOGGLE=1 it also bumps the words (so a waiter's
 /// compare fails and it cannot even fall asleep).
 fn role_futex_storm() {
-    let seg = common::open_raw(&arg::<String>("NAME"));
+    let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
     let toggle = arg_or("TOGGLE", 0u8) == 1;
     let end = mono_ns() + arg::<u64>("MS") * 1_000_000;
@@ -255,7 +243,7 @@ fn role_futex_storm() {
 /// HP-06/07: with the memfd inherited as FD, tries to shrink, grow and re-seal it
 /// (all must fail with EPERM), then punches holes over RANGES (`off+len,...`).
 fn role_punch() {
-    let fd = common::inherited_fd("FD");
+    let fd = kit::inherited_fd("FD");
     let raw = fd.as_raw_fd();
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     let size = nix::sys::stat::fstat(&fd).expect("fstat").st_size;
@@ -295,11 +283,11 @@ fn role_rx() {
     let kind = Kind::parse(&arg_or("KIND", "spsc".to_owned()));
     let how = How::parse(&arg_or("HOW", "create".to_owned()));
     let mut o = Options::new().wait(shmq::WaitStrategy::Park);
-    if let Some(cap) = common::arg_opt::<u64>("CAP") {
+    if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
     let mut rx = Rx::named(kind, how, &name, &o).expect("receiver");
-    emit("waiting", json!({ "tid": common::gettid() }));
+    emit("waiting", json!({ "tid": kit::gettid() }));
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     for _ in 0..arg::<u64>("COUNT") {
@@ -330,7 +318,7 @@ fn role_tx() {
     let id: u32 = arg("ID");
     let pace = Duration::from_micros(arg_or("PACE_US", 0));
     for seq in 0..arg::<u64>("COUNT") {
-        if let Err(e) = tx.send(&common::message(seq, id, 64)) {
+        if let Err(e) = tx.send(&kit::message(seq, id, 64)) {
             emit(
                 "send_error",
                 json!({ "why": why(&e), "at_ns": mono_ns(), "sent": seq }),
@@ -351,15 +339,15 @@ fn role_hostile_mpsc() {
     let name: String = arg("NAME");
     let mut tx = mpsc::Sender::open(&name, &Options::new()).expect("sender");
     for seq in 0..10 {
-        tx.send(&common::message(seq, 99, 64)).expect("send");
+        tx.send(&kit::message(seq, 99, 64)).expect("send");
     }
-    let seg = common::open_raw(&name);
+    let seg = kit::open_raw(&name);
     let region = RawRegion::of(&seg);
     region
         .word(TAIL)
         .fetch_add(1 << 40, std::sync::atomic::Ordering::SeqCst);
     emit("lied", json!({ "at_ns": mono_ns() }));
-    let own = tx.send(&common::message(10, 99, 64));
+    let own = tx.send(&kit::message(10, 99, 64));
     emit("own_send", json!({ "result": format!("{own:?}") }));
     let _keep = (tx, seg);
     hang();
@@ -397,8 +385,7 @@ fn role_truncated_rx() {
 
 /// Runs the `poke` role on `name` with `writes` and waits for it.
 fn poke(wd: &Watchdog, name: &str, writes: &[(usize, u64)]) -> u64 {
-    let mut p = Spawn::role("poke")
-        .arg("NAME", name)
+    let mut p = Spawn::role_on("poke", name)
         .arg("WRITES", writes_arg(writes))
         .spawn(wd);
     let ev = p.event("done");
@@ -418,7 +405,7 @@ fn plant(name: &str, bytes: &[u8]) {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(common::shm_path(name))
+        .open(kit::shm_path(name))
         .expect("plant");
     f.write_all(bytes).expect("write");
 }
@@ -441,9 +428,9 @@ fn set_u16(img: &mut [u8], off: usize, v: u16) {
 fn spsc_image(names: &Names) -> Vec<u8> {
     let name = names.name("hp-img");
     let mut tx = spsc::Sender::create(&name, &Options::new().capacity(4096)).expect("create");
-    tx.send(&common::message(0, 0, 64)).expect("send");
+    tx.send(&kit::message(0, 0, 64)).expect("send");
     drop(tx);
-    let img = std::fs::read(common::shm_path(&name)).expect("read image");
+    let img = std::fs::read(kit::shm_path(&name)).expect("read image");
     Segment::unlink(&name).expect("unlink");
     img
 }
@@ -462,239 +449,83 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     let info = HeaderInfo::from_bytes(&good).expect("header");
     let d = info.data_offset as usize; // the ring region
     let cap = info.capacity;
-    type Check = fn(&Result<(), Error>) -> bool;
     type Damage = Box<dyn Fn(&mut Vec<u8>)>;
-    fn seg(r: &Result<(), Error>, f: fn(&SegError) -> bool) -> bool {
-        matches!(r, Err(Error::Segment(e)) if f(e))
+    fn u16_at(off: usize, v: u16) -> Damage {
+        Box::new(move |i| set_u16(i, off, v))
     }
-    let cases: Vec<(&str, Damage, Check, bool)> = vec![
-        (
-            "bad magic",
-            Box::new(|i| i[0] ^= 0x20),
-            |r| seg(r, |e| matches!(e, SegError::BadMagic { .. })),
-            true,
-        ),
-        (
-            "another version",
-            Box::new(|i| set_u32(i, 8, 2)),
-            |r| {
-                seg(r, |e| {
-                    matches!(e, SegError::VersionMismatch { found: 2, .. })
-                })
-            },
-            true,
-        ),
-        (
-            "a state no creator writes",
-            Box::new(|i| set_u32(i, 12, 5)),
-            |r| seg(r, |e| matches!(e, SegError::Corrupt { what: "state", .. })),
-            true,
-        ),
-        (
-            "never published, creator gone",
-            Box::new(|i| set_u32(i, 12, 0)),
-            |r| seg(r, |e| matches!(e, SegError::Abandoned)),
-            true,
-        ),
-        (
-            "another kind (layout)",
-            Box::new(|i| set_u16(i, 16, shmq::KIND_MPSC)),
-            |r| {
-                seg(r, |e| {
-                    matches!(e, SegError::LayoutMismatch { field: "kind", .. })
-                })
-            },
-            true,
-        ),
-        (
-            "kind 0",
-            Box::new(|i| set_u16(i, 16, 0)),
-            |r| seg(r, |e| matches!(e, SegError::Corrupt { what: "kind", .. })),
-            true,
-        ),
-        (
-            "too many endpoints",
-            Box::new(|i| set_u16(i, 18, 5000)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::Corrupt {
-                            what: "endpoints",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "total_len not the object's size",
-            Box::new(|i| {
-                let t = u64::from_le_bytes(i[24..32].try_into().unwrap());
-                set_u64(i, 24, t + 4096)
-            }),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "total_len",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "data offset misaligned",
-            Box::new(|i| {
-                let o = u64::from_le_bytes(i[32..40].try_into().unwrap());
-                set_u64(i, 32, o + 8)
-            }),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "data_offset",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "data offset overlapping the header",
-            Box::new(|i| set_u64(i, 32, 64)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "data_offset",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "data offset past the end",
-            Box::new(|i| set_u64(i, 32, 1 << 40)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "data_offset",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "capacity 0",
-            Box::new(|i| set_u64(i, 40, 0)),
-            |r| matches!(r, Err(Error::InvalidCapacity(0))),
-            false,
-        ),
-        (
-            "capacity not a power of two",
-            Box::new(|i| set_u64(i, 40, 3000)),
-            |r| matches!(r, Err(Error::InvalidCapacity(3000))),
-            false,
-        ),
-        (
-            "capacity beyond the mapping",
-            Box::new(move |i| set_u64(i, 40, cap * 4)),
-            |r| matches!(r, Err(Error::RegionTooSmall { .. })),
-            false,
-        ),
-        (
-            "capacity 2^62",
-            Box::new(|i| set_u64(i, 40, 1 << 62)),
-            |r| matches!(r, Err(Error::InvalidCapacity(c)) if *c == 1 << 62),
-            false,
-        ),
-        (
-            "element size on a byte channel",
-            Box::new(|i| set_u32(i, 48, 8)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "slot_size",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "type hash on a byte channel",
-            Box::new(|i| set_u64(i, 56, 0xdead)),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "type_hash",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "object smaller than a header",
-            Box::new(|i| i.truncate(40)),
-            |r| seg(r, |e| matches!(e, SegError::TooSmall { size: 40, .. })),
-            true,
-        ),
-        (
-            "object grown past its header",
-            Box::new(|i| i.extend_from_slice(&[0u8; 4096])),
-            |r| {
-                seg(r, |e| {
-                    matches!(
-                        e,
-                        SegError::LayoutMismatch {
-                            field: "total_len",
-                            ..
-                        }
-                    )
-                })
-            },
-            true,
-        ),
-        (
-            "ring head misaligned",
-            Box::new(move |i| set_u64(i, d + HEAD, 3)),
-            is_corrupted,
-            false,
-        ),
+    fn u32_at(off: usize, v: u32) -> Damage {
+        Box::new(move |i| set_u32(i, off, v))
+    }
+    fn u64_at(off: usize, v: u64) -> Damage {
+        Box::new(move |i| set_u64(i, off, v))
+    }
+    fn add_u64(off: usize, delta: u64) -> Damage {
+        Box::new(move |i| {
+            let old = u64::from_le_bytes(i[off..off + 8].try_into().unwrap());
+            set_u64(i, off, old + delta)
+        })
+    }
+    /// The error a damaged image must give.
+    enum Want {
+        /// `LayoutMismatch` of this field.
+        Layout(&'static str),
+        /// `Corrupt` in this header field.
+        Corrupt(&'static str),
+        /// A segment error this accepts.
+        Seg(fn(&SegError) -> bool),
+        /// Whatever this accepts.
+        Check(fn(&Result<(), Error>) -> bool),
+    }
+    use Want::{Check, Corrupt, Layout, Seg};
+    impl Want {
+        fn accepts(&self, r: &Result<(), Error>) -> bool {
+            match *self {
+                Layout(f) => {
+                    matches!(r, Err(Error::Segment(SegError::LayoutMismatch { field, .. })) if *field == f)
+                }
+                Corrupt(w) => {
+                    matches!(r, Err(Error::Segment(SegError::Corrupt { what, .. })) if *what == w)
+                }
+                Seg(f) => matches!(r, Err(Error::Segment(e)) if f(e)),
+                Check(f) => f(r),
+            }
+        }
+    }
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Damage, Want, bool)> = vec![
+        ("bad magic", Box::new(|i| i[0] ^= 0x20), Seg(|e| matches!(e, SegError::BadMagic { .. })), true),
+        ("another version", u32_at(8, 2), Seg(|e| matches!(e, SegError::VersionMismatch { found: 2, .. })), true),
+        ("a state no creator writes", u32_at(12, 5), Corrupt("state"), true),
+        ("never published, creator gone", u32_at(12, 0), Seg(|e| matches!(e, SegError::Abandoned)), true),
+        ("another kind (layout)", u16_at(16, shmq::KIND_MPSC), Layout("kind"), true),
+        ("kind 0", u16_at(16, 0), Corrupt("kind"), true),
+        ("too many endpoints", u16_at(18, 5000), Corrupt("endpoints"), true),
+        ("total_len not the object's size", add_u64(24, 4096), Layout("total_len"), true),
+        ("data offset misaligned", add_u64(32, 8), Layout("data_offset"), true),
+        ("data offset overlapping the header", u64_at(32, 64), Layout("data_offset"), true),
+        ("data offset past the end", u64_at(32, 1 << 40), Layout("data_offset"), true),
+        ("capacity 0", u64_at(40, 0), Check(|r| matches!(r, Err(Error::InvalidCapacity(0)))), false),
+        ("capacity not a power of two", u64_at(40, 3000), Check(|r| matches!(r, Err(Error::InvalidCapacity(3000)))), false),
+        ("capacity beyond the mapping", u64_at(40, cap * 4), Check(|r| matches!(r, Err(Error::RegionTooSmall { .. }))), false),
+        ("capacity 2^62", u64_at(40, 1 << 62), Check(|r| matches!(r, Err(Error::InvalidCapacity(c)) if *c == 1 << 62)), false),
+        ("element size on a byte channel", u32_at(48, 8), Layout("slot_size"), true),
+        ("type hash on a byte channel", u64_at(56, 0xdead), Layout("type_hash"), true),
+        ("object smaller than a header", Box::new(|i| i.truncate(40)), Seg(|e| matches!(e, SegError::TooSmall { size: 40, .. })), true),
+        ("object grown past its header", Box::new(|i| i.extend_from_slice(&[0u8; 4096])), Layout("total_len"), true),
+        ("ring head misaligned", u64_at(d + HEAD, 3), Check(is_corrupted), false),
     ];
     let mut failures = Vec::new();
-    for (what, damage, check, untouched) in cases {
+    for (what, damage, want, untouched) in cases {
         let name = names.name("hp01");
         let mut img = good.clone();
         damage(&mut img);
         plant(&name, &img);
         let o = Options::new().open_timeout(Duration::from_millis(100));
         let r = spsc::Receiver::open(&name, &o).map(drop);
-        if !check(&r) {
+        if !want.accepts(&r) {
             failures.push(format!("{what}: {r:?}"));
         }
-        if untouched && std::fs::read(common::shm_path(&name)).ok().as_ref() != Some(&img) {
+        if untouched && std::fs::read(kit::shm_path(&name)).ok().as_ref() != Some(&img) {
             failures.push(format!("{what}: the refused object was written to"));
         }
         Segment::unlink(&name).expect("unlink");
@@ -733,7 +564,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     }
     drop(rx);
     let _ = Segment::unlink(&name);
-    assert!(failures.is_empty(), "HP-01:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-01", &failures);
     names.assert_clean();
 }
 
@@ -750,8 +581,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
 /// behind). Guard pages and ASan over the same code: scripts/sanitizers.sh (MC-10).
 #[test]
 fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
-    let wd = Watchdog::new("hp02");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp02"), Names::new());
     let cap = 4096u64;
     let o = Options::new().capacity(cap);
     let frame64 = frame::frame_len(64) as u64;
@@ -764,7 +594,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let mut rx = spsc::Receiver::create(&name, &o).expect("create");
         let mut tx = spsc::Sender::open(&name, &o).expect("open");
         let mut sent = 0;
-        while tx.try_send(&common::message(sent, 0, 64)).is_ok() {
+        while tx.try_send(&kit::message(sent, 0, 64)).is_ok() {
             sent += 1;
         }
         let (head, tail) = (0u64, sent * frame64);
@@ -776,8 +606,8 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             _ => tail.wrapping_sub(cap + 8),
         };
         poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&common::message(sent, 0, 64));
-        let again = tx.try_send(&common::message(sent, 0, 64));
+        let first = tx.try_send(&kit::message(sent, 0, 64));
+        let again = tx.try_send(&kit::message(sent, 0, 64));
         if !is_corrupted(&first) || !is_corrupted(&again) {
             failures.push(format!(
                 "SPSC head {lie}: producer got {first:?} then {again:?}"
@@ -789,7 +619,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             other => failures.push(format!("SPSC head {lie}: consumer got {other:?}")),
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     // (b) SPSC `tail`: not read while streaming; a producer attaching later either
@@ -802,7 +632,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let mut seq = 0;
         let mut stream = |tx: &mut spsc::Sender, v: &mut Verifier, n: u64, seq: &mut u64| {
             for _ in 0..n {
-                tx.send(&common::message(*seq, 0, 64)).expect("send");
+                tx.send(&kit::message(*seq, 0, 64)).expect("send");
                 *seq += 1;
                 rx.try_recv_into(&mut buf).expect("recv");
                 v.take(&buf);
@@ -834,7 +664,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         };
         eprintln!("hp02 SPSC tail {lie}: a producer attaching afterwards {outcome}");
         drop(rx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     // (c) MPSC `tail`: read by every producer's claim and by the consumer when it
@@ -852,7 +682,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let mut tx = mpsc::Sender::open(&name, &o).expect("open");
         let mut rx = Some(rx);
         for s in 0..20 {
-            tx.send(&common::message(s, 1, 64)).expect("send");
+            tx.send(&kit::message(s, 1, 64)).expect("send");
         }
         let head = 20 * frame64;
         let value = match lie {
@@ -868,10 +698,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             let t = s.spawn(move || {
                 let mut buf = Vec::new();
                 let mut v = Verifier::new();
-                for _ in 0..20 {
-                    rx.recv_into(&mut buf).expect("recv");
-                    v.take(&buf);
-                }
+                v.take_n(20, &mut buf, |b| rx.recv_into(b));
                 // Now waiting on an empty ring.
                 let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(5));
                 (r.map(drop), mono_ns(), rx)
@@ -892,7 +719,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         // `head`; a lie that stays within what that cache allows ("head-8": just
         // behind the real head) is plausible to it and can only damage the shared
         // ring (shared fate, docs/RELIABILITY.md), never this process.
-        let first = tx.try_send(&common::message(20, 1, 64));
+        let first = tx.try_send(&kit::message(20, 1, 64));
         if !is_corrupted(&first) && lie != "head-8" {
             failures.push(format!(
                 "MPSC tail {lie}: a producer's next claim got {first:?}"
@@ -906,7 +733,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             }
         );
         drop((tx, rx_kept));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     // (d) MPSC `head`, read by a producer once its cached copy says full. (A
@@ -916,7 +743,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         let rx = mpsc::Receiver::create(&name, &o).expect("create");
         let mut tx = mpsc::Sender::open(&name, &o).expect("open");
         let mut sent = 0;
-        while tx.try_send(&common::message(sent, 1, 64)).is_ok() {
+        while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
             sent += 1;
         }
         let tail = sent * frame64;
@@ -926,14 +753,14 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             _ => tail.wrapping_sub(cap + 8),
         };
         poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&common::message(sent, 1, 64));
+        let first = tx.try_send(&kit::message(sent, 1, 64));
         if !is_corrupted(&first) {
             failures.push(format!("MPSC head {lie}: the producer got {first:?}"));
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "HP-02:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-02", &failures);
     names.assert_clean();
 }
 
@@ -945,8 +772,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
 /// claim starts at its own, checked, `tail`).
 #[test]
 fn hp02_mpsc_producer_refuses_a_misaligned_head() {
-    let wd = Watchdog::new("hp02_misaligned");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp02_misaligned"), Names::new());
     let o = Options::new().capacity(4096);
     let mut failures = Vec::new();
     for (lie, value) in [("u64::MAX", u64::MAX), ("head+cap+1", 4096 + 1)] {
@@ -954,18 +780,18 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
         let rx = mpsc::Receiver::create(&name, &o).expect("create");
         let mut tx = mpsc::Sender::open(&name, &o).expect("open");
         let mut sent = 0;
-        while tx.try_send(&common::message(sent, 1, 64)).is_ok() {
+        while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
             sent += 1;
         }
         poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&common::message(sent, 1, 64));
+        let first = tx.try_send(&kit::message(sent, 1, 64));
         if !is_corrupted(&first) {
             failures.push(format!("MPSC head {lie} (tail {}): {first:?}", sent * 72));
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    kit::assert_no_failures("HP-02 (MPSC)", &failures);
     names.assert_clean();
 }
 
@@ -979,8 +805,7 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
 /// progress; no call takes long.
 #[test]
 fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
-    let wd = Watchdog::new("hp03");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp03"), Names::new());
     let cap = 4096usize;
     let o = Options::new().capacity(cap as u64);
     let max = frame::max_payload(cap);
@@ -1068,7 +893,7 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
             failures.push(format!("SPSC {what}: {r:?}, then {again:?}, in {took:?}"));
         }
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
 
     let slots = 4u16;
@@ -1144,9 +969,9 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
             failures.push(format!("MPSC {what}: {r:?}, then {again:?}, in {took:?}"));
         }
         drop(rx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "HP-03:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-03", &failures);
     names.assert_clean();
 }
 
@@ -1184,8 +1009,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
                 Kind::Spsc => SPSC_DATA,
                 Kind::Mpsc => mpsc_data(2),
             };
-            let mut flipper = Spawn::role("flip")
-                .arg("NAME", &name)
+            let mut flipper = Spawn::role_on("flip", &name)
                 .arg("KIND", kind)
                 .arg("DATA", data)
                 .arg("MS", 300)
@@ -1198,7 +1022,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
                     let mut rng = Rng::new(seed ^ rounds);
                     let mut seq = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let m = common::message(seq, 0, rng.range(16, 200) as usize);
+                        let m = kit::message(seq, 0, rng.range(16, 200) as usize);
                         match tx.send_timeout(&m, Duration::from_millis(10)) {
                             Ok(()) => seq += 1,
                             Err(Error::Timeout) => {}
@@ -1236,7 +1060,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
             flipper.expect_success();
             flips += num(&done, "flips");
             drop((tx, rx));
-            common::remove_stale(&name);
+            kit::remove_stale(&name);
         }
         eprintln!(
             "hp04 {kind}: {rounds} rounds, {delivered} messages delivered intact, \
@@ -1261,43 +1085,40 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
 /// docs/RELIABILITY.md on HP-05).
 #[test]
 fn hp05_copied_out_messages_never_change_after_delivery() {
-    let wd = Watchdog::new("hp05");
-    let names = Names::new();
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("hp05");
+    let (wd, names) = (Watchdog::new("hp05"), Names::new());
+    for (kind, name) in kit::ends::each_kind(&names, "hp05") {
         let o = Options::new().capacity(1 << 16).max_producers(2);
         let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
         let mut tx = Tx::named(kind, How::Open, &name, &o).expect("open");
-        let m = common::message(0, 5, 4096);
+        let m = kit::message(0, 5, 4096);
         tx.send(&m).expect("send");
         let mut buf = Vec::new();
         rx.recv_into(&mut buf).expect("recv");
-        let before = common::record::hash(&buf);
+        let before = kit::record::hash(&buf);
         assert_eq!(buf, m);
         let data = match kind {
             Kind::Spsc => SPSC_DATA,
             Kind::Mpsc => mpsc_data(2),
         };
-        let mut s = Spawn::role("scribble")
-            .arg("NAME", &name)
+        let mut s = Spawn::role_on("scribble", &name)
             .arg("DATA", data)
             .arg("MS", 20)
             .spawn(&wd);
         let ev = s.event("done");
         s.expect_success();
         assert!(num(&ev, "rounds") > 0);
-        let raw = common::open_raw(&name);
+        let raw = kit::open_raw(&name);
         let shared = RawRegion::of(&raw).read(data + 8, m.len());
         assert_ne!(shared, m, "{kind}: the adversary did not rewrite the frame");
         assert_eq!(
-            common::record::hash(&buf),
+            kit::record::hash(&buf),
             before,
             "{kind}: a delivered copy changed"
         );
         assert_eq!(buf, m);
         drop(raw);
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     // A typed message is returned by value.
     let name = names.name("hp05t");
@@ -1306,8 +1127,7 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
     let value: [u64; 32] = std::array::from_fn(|i| i as u64 * 0x0101_0101);
     tx.send(&value).expect("send");
     let got = rx.recv().expect("recv");
-    let mut s = Spawn::role("scribble")
-        .arg("NAME", &name)
+    let mut s = Spawn::role_on("scribble", &name)
         .arg("DATA", SPSC_DATA)
         .arg("MS", 20)
         .spawn(&wd);
@@ -1315,7 +1135,7 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
     s.expect_success();
     assert_eq!(got, value, "a typed value changed after delivery");
     drop((tx, rx));
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     names.assert_clean();
 }
 
@@ -1347,7 +1167,7 @@ fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
             };
             let mut buf = Vec::new();
             for s in 0..20 {
-                tx.send(&common::message(s, 0, 100)).expect("send");
+                tx.send(&kit::message(s, 0, 100)).expect("send");
             }
             for _ in 0..5 {
                 rx.recv_into(&mut buf).expect("recv");
@@ -1379,7 +1199,7 @@ fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
                     Err(e) => format!("recv {}", why(e)),
                 };
                 *seen.entry(k).or_default() += 1;
-                let r = tx.try_send(&common::message(100 + i, 0, 100));
+                let r = tx.try_send(&kit::message(100 + i, 0, 100));
                 let k = match &r {
                     Ok(()) => "send Ok".to_owned(),
                     Err(e) => format!("send {}", why(e)),
@@ -1558,7 +1378,7 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
     drop(ok);
     let _ = std::fs::remove_file(&tmp);
     drop(seg_tx);
-    assert!(failures.is_empty(), "HP-08:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-08", &failures);
     names.assert_clean();
 }
 
@@ -1571,14 +1391,12 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
 #[test]
 fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
     use std::os::unix::process::ExitStatusExt;
-    let wd = Watchdog::new("hp09");
-    let names = Names::new();
-    let name = names.name("hp09");
+    let (wd, names, name) = shmq_testkit::start("hp09", "hp09");
     let mut c = Spawn::role("truncated_rx").arg("NAME", &name).spawn(&wd);
     c.event("ready");
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(common::shm_path(&name))
+        .open(kit::shm_path(&name))
         .expect("open the named object");
     f.set_len(0).expect("truncate");
     drop(f);
@@ -1604,31 +1422,28 @@ fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
 /// within a wait slice of it being sent.
 #[test]
 fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
-    let wd = Watchdog::new("hp10_storm");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp10_storm"), Names::new());
     let mut failures = Vec::new();
     for toggle in [false, true] {
         let name = names.name("hp10");
-        let mut c = Spawn::role("rx")
-            .arg("NAME", &name)
+        let mut c = Spawn::role_on("rx", &name)
             .arg("COUNT", 1)
             .arg("CAP", 4096)
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
         let mut tx = spsc::Sender::open(&name, &Options::new()).expect("open");
-        assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
-        let mut storm = Spawn::role("futex_storm")
-            .arg("NAME", &name)
+        c.assert_in_futex(tid, "the consumer never slept");
+        let mut storm = Spawn::role_on("futex_storm", &name)
             .arg("MS", 1600)
             .arg("TOGGLE", u8::from(toggle))
             .spawn(&wd);
         storm.event("started");
         std::thread::sleep(Duration::from_millis(100));
-        let (cpu0, t0) = (common::cpu_ns(c.pid()), Instant::now());
+        let (cpu0, t0) = (kit::cpu_ns(c.pid()), Instant::now());
         std::thread::sleep(Duration::from_secs(1));
-        let cpu = (common::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+        let cpu = (kit::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
         let sent_at = mono_ns();
-        tx.send(&common::message(0, 0, 64)).expect("send");
+        tx.send(&kit::message(0, 0, 64)).expect("send");
         let first = num(&c.event("first"), "at_ns");
         let latency = Duration::from_nanos(first.saturating_sub(sent_at));
         c.event("received");
@@ -1652,9 +1467,9 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
             ));
         }
         drop(tx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
-    assert!(failures.is_empty(), "HP-10:\n{}", failures.join("\n"));
+    kit::assert_no_failures("HP-10", &failures);
     names.assert_clean();
 }
 
@@ -1665,23 +1480,20 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
 /// wake a flagged receiver; this is what a peer that does not looks like.)
 #[test]
 fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
-    let wd = Watchdog::new("hp10_silent");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("hp10_silent"), Names::new());
     let mut rng = Rng::new(Rng::seed());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("hp10s");
-        let mut c = Spawn::role("rx")
-            .arg("NAME", &name)
+    for (kind, name) in kit::ends::each_kind(&names, "hp10s") {
+        let mut c = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
             .arg("COUNT", 1)
             .arg("CAP", 4096)
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
-        assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
+        c.assert_in_futex(tid, "the consumer never slept");
         std::thread::sleep(Duration::from_millis(rng.range(0, 50)));
-        let raw = common::open_raw(&name);
+        let raw = kit::open_raw(&name);
         let region = RawRegion::of(&raw);
-        let m = common::message(0, 0, 64);
+        let m = kit::message(0, 0, 64);
         let (data, header) = match kind {
             Kind::Spsc => (SPSC_DATA, frame::spsc_message(m.len())),
             Kind::Mpsc => (
@@ -1710,7 +1522,7 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
             "{kind}: an unannounced message was read only after {latency:?}"
         );
         drop(raw);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     names.assert_clean();
 }
@@ -1726,16 +1538,13 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
 /// do not trust each other get one SPSC channel each.)
 #[test]
 fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
-    let wd = Watchdog::new("hp11");
-    let names = Names::new();
-    let name = names.name("hp11");
+    let (wd, names, name) = shmq_testkit::start("hp11", "hp11");
     let o = Options::new().capacity(1 << 16).max_producers(8);
     let mut rx = mpsc::Receiver::create(&name, &o).expect("create");
     rx.expect_producers(3).expect("expect_producers");
-    let mut honest: Vec<common::Proc> = (1..=2)
+    let mut honest: Vec<kit::Proc> = (1..=2)
         .map(|id| {
-            Spawn::role("tx")
-                .arg("NAME", &name)
+            Spawn::role_on("tx", &name)
                 .arg("ID", id)
                 .arg("COUNT", 10_000_000)
                 .arg("PACE_US", 20)
@@ -1747,22 +1556,14 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     }
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    for _ in 0..200 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a message");
-        v.take(&buf);
-    }
+    v.take_n(200, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let mut hostile = Spawn::role("hostile_mpsc").arg("NAME", &name).spawn(&wd);
     let lied = num(&hostile.event("lied"), "at_ns");
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.check(&buf)
-                    .unwrap_or_else(|e| panic!("a frame claimed before the lie: {e}"));
-            }
-            Err(e) => break e,
-        }
-    };
+    let end = v.take_until(&mut buf, "a frame claimed before the lie", |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let consumer_after = Duration::from_nanos(mono_ns().saturating_sub(lied));
     assert!(matches!(end, Error::Corrupted(_)), "consumer: {end:?}");
     assert!(
@@ -1790,7 +1591,7 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     );
     drop(hostile);
     drop(rx);
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     names.assert_clean();
 }
 
@@ -1807,11 +1608,10 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
 fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
     let names = Names::new();
     let o = Options::new().capacity(1 << 16);
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("hp12");
+    for (kind, name) in kit::ends::each_kind(&names, "hp12") {
         let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
         let max = frame::max_payload(1 << 16);
-        let raw = common::open_raw(&name);
+        let raw = kit::open_raw(&name);
         let region = RawRegion::of(&raw);
         let (data, header) = match kind {
             Kind::Spsc => (SPSC_DATA, (u64::from(frame::SPSC_MSG) << 32) | 0xffff_ffff),
@@ -1839,9 +1639,7 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
             "{kind}: a {largest}-byte allocation for a lying length (maximum message {max})"
         );
         // The mapping is the object's size, whatever the header says.
-        let size = std::fs::metadata(common::shm_path(&name))
-            .expect("stat")
-            .len();
+        let size = std::fs::metadata(kit::shm_path(&name)).expect("stat").len();
         let mapped: Vec<u64> = std::fs::read_to_string("/proc/self/maps")
             .unwrap_or_default()
             .lines()
@@ -1863,12 +1661,12 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
         );
         drop(raw);
         drop(rx);
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     // A typed frame whose length is not the type's.
     let name = names.name("hp12t");
     let mut rx = spsc::typed::Receiver::<u64>::create(&name, &Options::new()).expect("typed");
-    let raw = common::open_raw(&name);
+    let raw = kit::open_raw(&name);
     RawRegion::of(&raw).word(SPSC_DATA).store(
         frame::spsc_message(24),
         std::sync::atomic::Ordering::Release,
@@ -1881,7 +1679,7 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
     );
     drop(raw);
     drop(rx);
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     // Headers declaring huge sizes: refused, with small allocations, nothing left mapped.
     let good = spsc_image(&names);
     for (what, off, value) in [

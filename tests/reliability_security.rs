@@ -1,37 +1,28 @@
 //! Reliability catalogue, permission and security tests (PS-01..PS-09) beyond
-//! the segment-level ones in `tests/segment.rs` (modes under any umask, symlinks,
+//! the segment-level ones in `crates/segment/tests/segment.rs` (modes under any umask, symlinks,
 //! FIFOs, hard links, foreign owners, `PermissionDenied`, invalid names);
 //! `docs/RELIABILITY.md` maps every item. Root-only parts skip with a printed
 //! reason when not root.
 //!
 //! Run: `cargo test --release --features failpoints --test reliability_security`.
 
-mod common;
-
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use common::ends::{How, Kind, Rx, Tx};
-use common::{Names, Spawn, Watchdog, arg, emit, hang};
-use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::segment::{Error as SegError, Segment};
 use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
+use shmq_segment::{Error as SegError, Segment};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx};
+use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 const NOBODY: u32 = 65534;
 
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "umask_modes" => role_umask_modes(),
-        "as_user" => role_as_user(),
-        "hold" => role_hold(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_umask_modes role_as_user role_hold
 }
 
 /// The `fdinfo` flags of every descriptor of this process that refers to `name`.
@@ -86,7 +77,7 @@ fn role_umask_modes() {
                     "mpsc" => Box::new(mpsc::Receiver::create(&name, &o).expect("mpsc")),
                     _ => Box::new(spsc::typed::Sender::<u64>::create(&name, &o).expect("typed")),
                 };
-                let mode = std::fs::metadata(common::shm_path(&name))
+                let mode = std::fs::metadata(kit::shm_path(&name))
                     .expect("stat")
                     .permissions()
                     .mode()
@@ -150,21 +141,18 @@ fn role_hold() {
 // ---------------------------------------------------------------------------
 // PS-01
 
-/// PS-01 for every channel flavour (the segment level is in `tests/segment.rs`):
+/// PS-01 for every channel flavour (the segment level is in `crates/segment/tests/segment.rs`):
 /// under umask 000 and 077 a channel is created 0600 by default and exactly as
 /// asked otherwise (applied with `fchmod`, never left to the umask), and every
 /// descriptor the process holds on it is `O_RDWR|O_CLOEXEC`.
 #[test]
 fn ps01_every_channel_is_created_0600_and_cloexec_whatever_the_umask() {
-    let wd = Watchdog::new("ps01");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps01"), Names::new());
     let mut s = Spawn::role("umask_modes");
     for k in 0..12 {
         s = s.arg(&format!("N{k}"), names.name("ps01"));
     }
-    let mut c = s.spawn(&wd);
-    let ev = c.event("modes");
-    c.expect_success();
+    let ev = s.run(&wd, "modes");
     let results = ev["results"].as_array().expect("results");
     assert_eq!(results.len(), 12);
     for r in results {
@@ -199,7 +187,7 @@ fn ps01_every_channel_is_created_0600_and_cloexec_whatever_the_umask() {
 fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
     let _wd = Watchdog::new("ps02");
     let names = Names::new();
-    let root = common::is_root();
+    let root = kit::is_root();
     if !root {
         eprintln!("ps02: not root: the squatting objects are this user's own (no chown)");
     }
@@ -229,7 +217,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
     let mut failures = Vec::new();
     for kind in kinds {
         let name = names.name("ps02");
-        let path = common::shm_path(&name);
+        let path = kit::shm_path(&name);
         let target = names.name("ps02-target");
         match kind {
             "foreign file" => std::fs::write(&path, vec![0x5a; 8192]).unwrap(),
@@ -238,17 +226,17 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
             }
             "symlink to a channel" => {
-                std::os::unix::fs::symlink(common::shm_path(&victim), &path).unwrap()
+                std::os::unix::fs::symlink(kit::shm_path(&victim), &path).unwrap()
             }
             "dangling symlink" => {
-                std::os::unix::fs::symlink(common::shm_path(&target), &path).unwrap()
+                std::os::unix::fs::symlink(kit::shm_path(&target), &path).unwrap()
             }
             "fifo" => {
                 nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
             }
             "hard link" => {
-                std::fs::write(common::shm_path(&target), vec![0x5a; 8192]).unwrap();
-                std::fs::hard_link(common::shm_path(&target), &path).unwrap();
+                std::fs::write(kit::shm_path(&target), vec![0x5a; 8192]).unwrap();
+                std::fs::hard_link(kit::shm_path(&target), &path).unwrap();
             }
             _ => std::fs::create_dir(&path).unwrap(),
         }
@@ -319,7 +307,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
                 failures.push(format!("{kind}: the squatting file was written"));
             }
         }
-        if kind == "dangling symlink" && common::shm_path(&target).exists() {
+        if kind == "dangling symlink" && kit::shm_path(&target).exists() {
             failures.push("a dangling symlink was followed: its target exists".into());
         }
         eprintln!("ps02 {kind}: {}", results.join("; "));
@@ -328,7 +316,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
         } else {
             let _ = std::fs::remove_file(&path);
         }
-        let _ = std::fs::remove_file(common::shm_path(&target));
+        let _ = std::fs::remove_file(kit::shm_path(&target));
     }
     // The real channel the symlink pointed at is intact and still works.
     let mut rx = spsc::Receiver::open(&victim, &Options::new()).expect("the real channel");
@@ -336,7 +324,7 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
     tx.send(b"still mine").expect("send");
     assert_eq!(&*rx.recv().expect("recv"), b"still mine");
     drop((tx, rx));
-    assert!(failures.is_empty(), "PS-02:\n{}", failures.join("\n"));
+    kit::assert_no_failures("PS-02", &failures);
     names.assert_clean();
 }
 
@@ -348,18 +336,13 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
 /// a member of that group can (and its message arrives), a non-member cannot.
 #[test]
 fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
-    if !common::is_root() {
-        eprintln!("SKIP ps03: needs root to switch users and groups");
+    if !kit::root_or_skip("ps03: needs root to switch users and groups") {
         return;
     }
-    let wd = Watchdog::new("ps03");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps03"), Names::new());
     const GROUP: u32 = 4242;
     let as_user = |name: &str, gid: u32| -> String {
-        let mut c = Spawn::role("as_user")
-            .arg("NAME", name)
-            .arg("GID", gid)
-            .spawn(&wd);
+        let mut c = Spawn::role_on("as_user", name).arg("GID", gid).spawn(&wd);
         let ev = c.event("opened");
         c.expect_success();
         ev["result"].as_str().unwrap_or("").to_owned()
@@ -373,7 +356,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
     // 0660, group 4242: a member sends, a non-member is denied.
     let shared = names.name("ps03g");
     let mut rx = spsc::Receiver::create(&shared, &Options::new().mode(0o660)).expect("create");
-    std::os::unix::fs::chown(common::shm_path(&shared), None, Some(GROUP)).expect("chgrp");
+    std::os::unix::fs::chown(kit::shm_path(&shared), None, Some(GROUP)).expect("chgrp");
     assert_eq!(as_user(&shared, NOBODY), "PermissionDenied", "a non-member");
     assert_eq!(
         as_user(&shared, GROUP),
@@ -392,7 +375,7 @@ fn ps03_other_users_are_denied_and_only_group_members_get_a_group_channel() {
 // ---------------------------------------------------------------------------
 // PS-04
 
-/// PS-04's second half (the invalid names are in `tests/segment.rs`): generated
+/// PS-04's second half (the invalid names are in `crates/segment/tests/segment.rs`): generated
 /// names carry 64 random bits (16 hex digits after the prefix) and do not repeat.
 #[test]
 fn ps04_generated_names_carry_64_random_bits() {
@@ -412,7 +395,7 @@ fn ps04_generated_names_carry_64_random_bits() {
 
 /// Every byte of the object under `name`.
 fn object_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(common::shm_path(name)).expect("read the object")
+    std::fs::read(kit::shm_path(name)).expect("read the object")
 }
 
 /// PS-05: the owners of a channel die with payloads (consumed and unconsumed)
@@ -424,21 +407,17 @@ fn object_bytes(name: &str) -> Vec<u8> {
 /// deliver its unread messages: same user, by design.)
 #[test]
 fn ps05_a_reused_name_never_shows_old_payload_bytes() {
-    let wd = Watchdog::new("ps05");
-    let names = Names::new();
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let name = names.name("ps05");
+    let (wd, names) = (Watchdog::new("ps05"), Names::new());
+    for (kind, name) in kit::ends::each_kind(&names, "ps05") {
         let secret = 0xC7u8;
-        let mut owner = Spawn::role("hold")
-            .arg("NAME", &name)
+        let mut owner = Spawn::role_on("hold", &name)
             .arg("KIND", kind)
             .arg("SECRET", secret)
             .arg("COUNT", 15)
             .arg("TAKE", 5)
             .spawn(&wd);
         owner.event("ready");
-        owner.signal(Signal::SIGKILL);
-        owner.expect_killed();
+        owner.kill_and_reap();
         let old = object_bytes(&name);
         let run = |b: &[u8]| b.windows(16).any(|w| w.iter().all(|&x| x == secret));
         assert!(
@@ -479,7 +458,7 @@ fn ps05_a_reused_name_never_shows_old_payload_bytes() {
             "{kind}: a reservation in a fresh channel shows old bytes"
         );
         drop((tx, rx));
-        common::remove_stale(&name);
+        kit::remove_stale(&name);
     }
     names.assert_clean();
 }
@@ -512,7 +491,7 @@ fn ps06_no_channel_descriptor_survives_exec() {
     rx2.recv().unwrap();
     rx4.recv().unwrap();
     rx5.recv().unwrap();
-    let mine = common::shm_fds();
+    let mine = kit::shm_fds();
     assert!(
         mine >= 7,
         "expected descriptors for 7 endpoints, found {mine}"
@@ -526,7 +505,7 @@ fn ps06_no_channel_descriptor_survives_exec() {
         !listing.contains("/dev/shm/") && !listing.contains("memfd:"),
         "a shared-memory descriptor leaked across exec:\n{listing}"
     );
-    let open = common::shm_fds_without_cloexec();
+    let open = kit::shm_fds_without_cloexec();
     assert!(open.is_empty(), "descriptors without FD_CLOEXEC: {open:?}");
     drop((tx1, rx1, tx2, rx2, tx3, tx4, rx4, tx5, rx5));
     names.assert_clean();
@@ -541,10 +520,7 @@ fn ps06_no_channel_descriptor_survives_exec() {
 /// before trusting what comes over it, then `from_fd` (which checks the seals).
 #[test]
 fn ps08_user_side_peer_credentials_before_from_fd() {
-    use nix::sys::socket::{
-        ControlMessage, ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sendmsg,
-        sockopt::PeerCredentials,
-    };
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let creds = getsockopt(&b, PeerCredentials).expect("SO_PEERCRED");
     assert_eq!(creds.uid(), nix::unistd::geteuid().as_raw(), "peer uid");
@@ -552,31 +528,8 @@ fn ps08_user_side_peer_credentials_before_from_fd() {
     let (mut tx, rx) = spsc::anonymous(&Options::new()).expect("anonymous");
     drop(rx);
     let fd = tx.export_fd().expect("export_fd");
-    sendmsg::<()>(
-        a.as_raw_fd(),
-        &[std::io::IoSlice::new(b"c")],
-        &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
-        MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let m = recvmsg::<()>(
-        b.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut got = None;
-    for c in m.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: SCM_RIGHTS just installed these descriptors; we own them.
-            got = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
-        }
-    }
+    kit::send_fd(&a, &fd);
+    let got = kit::recv_fd(&b);
     let mut rx2 = spsc::Receiver::from_fd(got.expect("a descriptor"), &Options::new())
         .expect("from_fd after the credential check");
     tx.send(b"checked").expect("send");
@@ -594,20 +547,19 @@ fn ps08_user_side_peer_credentials_before_from_fd() {
 /// `remove_if_stale` (`shmq gc`) or `reclaim_stale` removes.
 #[test]
 fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
-    let wd = Watchdog::new("ps09");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("ps09"), Names::new());
     // Anonymous: memfd descriptors, no name.
     let (mut tx, mut rx) = spsc::anonymous(&Options::new()).expect("anonymous");
     tx.send(b"x").unwrap();
     rx.recv().unwrap();
-    let fds: Vec<String> = common::fd_table()
+    let fds: Vec<String> = kit::fd_table()
         .into_iter()
         .filter(|l| l.starts_with("/memfd:shmq"))
         .collect();
     assert!(
         !fds.is_empty(),
         "anonymous channel descriptors: {:?}",
-        common::fd_table()
+        kit::fd_table()
     );
     drop((tx, rx));
     // Named, closed gracefully: the name goes with the last endpoint.
@@ -616,26 +568,24 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
     let mut tx = spsc::Sender::open(&graceful, &Options::new()).expect("open");
     tx.send(b"x").unwrap();
     rx.recv().unwrap();
-    assert!(common::shm_path(&graceful).exists(), "in use: named");
+    assert!(kit::shm_path(&graceful).exists(), "in use: named");
     drop((tx, rx));
     assert!(
-        !common::shm_path(&graceful).exists(),
+        !kit::shm_path(&graceful).exists(),
         "closed and drained: no name"
     );
     // Named, both ends SIGKILLed: a stale name, removable.
     let killed = names.name("ps09");
-    let mut owner = Spawn::role("hold")
-        .arg("NAME", &killed)
+    let mut owner = Spawn::role_on("hold", &killed)
         .arg("KIND", "spsc")
         .arg("SECRET", 1)
         .arg("COUNT", 3)
         .arg("TAKE", 1)
         .spawn(&wd);
     owner.event("ready");
-    owner.signal(Signal::SIGKILL);
-    owner.expect_killed();
+    owner.kill_and_reap();
     assert!(
-        common::shm_path(&killed).exists(),
+        kit::shm_path(&killed).exists(),
         "a killed pair leaves its name"
     );
     assert!(Segment::is_stale(&killed).expect("is_stale"));
@@ -643,6 +593,6 @@ fn ps09_names_exist_only_while_needed_and_a_killed_pair_leaves_a_stale_one() {
         .expect("inspect")
         .expect("a channel");
     assert!(report.is_stale(), "inspect: {:?}", report.problems);
-    common::remove_stale(&killed);
+    kit::remove_stale(&killed);
     names.assert_clean();
 }

@@ -6,25 +6,23 @@
 //! - CI form: `cargo test --release --features failpoints --test soak`
 //! - long form: `SOAK_SECS=3600 cargo test --release --features failpoints --test soak -- --nocapture`
 //!
-//! Every message is a [`common::record`] (producer, incarnation, sequence, send
-//! time, checksum) and every stream is checked by a [`common::RecordVerifier`].
-
-mod common;
+//! Every message is a [`kit::record`] (producer, incarnation, sequence, send
+//! time, checksum) and every stream is checked by a [`kit::RecordVerifier`].
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::ends::{How, Kind, Rx, Tx, why};
-use common::{
+use nix::sys::signal::Signal;
+use serde_json::json;
+use shmq::{Error, Options};
+use shmq_segment::{Expect, Layout, Segment, SegmentOptions};
+use shmq_testkit as kit;
+use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::{
     Names, Proc, RawRegion, RecordVerifier, Rng, Spawn, Watchdog, arg, arg_or, emit, mono_ns, num,
     record,
 };
-use nix::sys::signal::Signal;
-use serde_json::json;
-use shmq::segment::{Expect, Layout, Segment, SegmentOptions};
-use shmq::{Disconnect, Error, Options};
 
 /// The whole budget, in seconds (`SOAK_SECS`, default 60).
 fn soak_secs() -> f64 {
@@ -44,30 +42,28 @@ fn scale() -> f64 {
     (soak_secs() / 60.0).max(1.0)
 }
 
-/// One soak scenario at a time, also under `cargo test`'s threads.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn watchdog(test: &str, run: Duration) -> Watchdog {
     Watchdog::with_limit(test, run * 2 + Duration::from_secs(90))
+}
+
+/// What a soak scenario starts with: the [`kit::serial`] lock, its
+/// [`watchdog`] for a run of `run`, its names and a first one, `soak-<test>`.
+fn start(
+    test: &str,
+    run: Duration,
+) -> (std::sync::MutexGuard<'static, ()>, Watchdog, Names, String) {
+    let serial = kit::serial();
+    let wd = watchdog(test, run);
+    let names = Names::new();
+    let name = names.name(&format!("soak-{test}"));
+    (serial, wd, names, name)
 }
 
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "soak_tx" => role_soak_tx(),
-        "soak_rx" => role_soak_rx(),
-        "bp_tx" => role_bp_tx(),
-        "sweep_tx" => role_sweep_tx(),
-        "idle_rx" => role_idle_rx(),
-        "mem_pressure" => role_mem_pressure(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_soak_tx role_soak_rx role_bp_tx role_sweep_tx role_idle_rx role_mem_pressure
 }
 
 /// Record sizes: mostly small, sometimes up to `max`.
@@ -92,7 +88,7 @@ fn role_soak_tx() {
     let end: u64 = arg("END_NS");
     let max = arg_or("MAX", tx.max_message_len());
     let mut rng = Rng::new(arg::<u64>("SEED"));
-    let progress = common::arg_opt::<String>("PROGRESS").map(|p| {
+    let progress = kit::arg_opt::<String>("PROGRESS").map(|p| {
         Segment::open(
             &p,
             &Expect::default(),
@@ -101,7 +97,7 @@ fn role_soak_tx() {
         .expect("progress segment")
     });
     let progress_region = progress.as_ref().map(RawRegion::of);
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let mut buf = vec![0u8; max];
     let mut seq = 0u64;
     while mono_ns() < end {
@@ -157,7 +153,7 @@ fn role_soak_rx() {
             Err(e) => break e,
         }
         if warm.is_none() && Instant::now() >= warm_at {
-            warm = Some((common::rss_kib(), common::fd_count(), common::shm_maps()));
+            warm = Some((kit::rss_kib(), kit::fd_count(), kit::shm_maps()));
         }
     };
     let (rss0, fds0, maps0) = warm.unwrap_or((0, 0, 0));
@@ -170,8 +166,8 @@ fn role_soak_rx() {
         json!({
             "end": why(&end), "total": v.total, "bytes": v.bytes, "per": per,
             "warm": warm.is_some(),
-            "rss_kib": [rss0, common::rss_kib()], "fds": [fds0, common::fd_count()],
-            "maps": [maps0, common::shm_maps()],
+            "rss_kib": [rss0, kit::rss_kib()], "fds": [fds0, kit::fd_count()],
+            "maps": [maps0, kit::shm_maps()],
             "p50_us": hist.value_at_quantile(0.5) as f64 / 1e3,
             "p99_us": hist.value_at_quantile(0.99) as f64 / 1e3,
             "p999_us": hist.value_at_quantile(0.999) as f64 / 1e3,
@@ -185,10 +181,10 @@ fn role_soak_rx() {
 fn role_bp_tx() {
     let name: String = arg("NAME");
     let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open");
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let mut seq = 0;
     loop {
-        match tx.try_send(&common::message(seq, 0, 256)) {
+        match tx.try_send(&kit::message(seq, 0, 256)) {
             Ok(()) => seq += 1,
             Err(Error::Full) => break,
             Err(e) => panic!("try_send: {e:?}"),
@@ -197,7 +193,7 @@ fn role_bp_tx() {
     emit("full", json!({ "count": seq }));
     let count: u64 = arg("COUNT");
     for _ in 0..count {
-        tx.send(&common::message(seq, 0, 256)).expect("send");
+        tx.send(&kit::message(seq, 0, 256)).expect("send");
         seq += 1;
     }
     emit("sent", json!({ "count": seq }));
@@ -215,7 +211,7 @@ fn sweep_count(len: usize, cap: usize, limit: u64) -> u64 {
     fn gcd(a: usize, b: usize) -> usize {
         if b == 0 { a } else { gcd(b, a % b) }
     }
-    let f = shmq::ring::frame::frame_len(len);
+    let f = shmq_ring::frame::frame_len(len);
     ((cap / gcd(f, cap)) as u64 + 1).min(limit)
 }
 
@@ -252,9 +248,9 @@ fn role_sweep_tx() {
 fn role_idle_rx() {
     let name: String = arg("NAME");
     let mut rx = shmq::spsc::Receiver::open(&name, &Options::new()).expect("open");
-    emit("waiting", json!({ "tid": common::gettid() }));
+    emit("waiting", json!({ "tid": kit::gettid() }));
     let mut buf = Vec::new();
-    let mut v = common::Verifier::new();
+    let mut v = kit::Verifier::new();
     let count: u64 = arg("COUNT");
     let mut first = None;
     for _ in 0..count {
@@ -330,22 +326,17 @@ fn role_mem_pressure() {
 /// percentiles are printed.
 #[test]
 fn soak_ls01_spsc_random_sizes() {
-    let _serial = serial();
     let run = share(0.25);
-    let wd = watchdog("ls01", run);
-    let names = Names::new();
-    let name = names.name("soak-ls01");
+    let (_serial, wd, names, name) = start("ls01", run);
     let seed = Rng::seed();
-    let mut c = Spawn::role("soak_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("soak_rx", &name)
         .arg("KIND", "spsc")
         .arg("CAP", 1 << 16)
         .arg("PRODUCERS", 1)
         .arg("WARM_MS", (run.as_millis() / 5).max(500))
         .spawn(&wd);
     c.event("ready");
-    let mut p = Spawn::role("soak_tx")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("soak_tx", &name)
         .arg("KIND", "spsc")
         .arg("ID", 0)
         .arg("SEED", seed)
@@ -378,15 +369,11 @@ fn soak_ls01_spsc_random_sizes() {
 /// received total equals what it reports having sent; every record verifies.
 #[test]
 fn soak_ls02_mpsc_eight_producers_small_ring() {
-    let _serial = serial();
     let run = share(0.15);
-    let wd = watchdog("ls02", run);
-    let names = Names::new();
-    let name = names.name("soak-ls02");
+    let (_serial, wd, names, name) = start("ls02", run);
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
-    let mut c = Spawn::role("soak_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("soak_rx", &name)
         .arg("KIND", "mpsc")
         .arg("CAP", 4096)
         .arg("PRODUCERS", 8)
@@ -396,8 +383,7 @@ fn soak_ls02_mpsc_eight_producers_small_ring() {
     let end = mono_ns() + run.as_nanos() as u64;
     let mut ps: Vec<Proc> = (0..8)
         .map(|id| {
-            Spawn::role("soak_tx")
-                .arg("NAME", &name)
+            Spawn::role_on("soak_tx", &name)
                 .arg("KIND", "mpsc")
                 .arg("ID", id)
                 .arg("SEED", rng.next_u64())
@@ -442,13 +428,13 @@ struct Chaos {
 /// descriptors are back to their baseline at the end.
 #[test]
 fn soak_ls03_chaos_kill_stop_continue_restart() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let run = share(0.30);
     let wd = watchdog("ls03", run);
     let names = Names::new();
-    common::warm_up_fork_guard();
-    let (fds0, maps0) = (common::fd_count(), common::shm_maps());
-    let shm0 = common::shm_entries("t-soak-ls03");
+    kit::warm_up_fork_guard();
+    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
+    let shm0 = kit::shm_entries("t-soak-ls03");
     let name = names.name("soak-ls03");
     let progress_name = names.name("soak-ls03-progress");
     let progress = Segment::create(
@@ -476,8 +462,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
     let rx = Rx::named(Kind::Mpsc, How::Create, &name, &o).expect("create");
     let end = mono_ns() + run.as_nanos() as u64;
     let spawn = |id: u32, inc: u32, rng: &mut Rng| {
-        let mut p = Spawn::role("soak_tx")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("soak_tx", &name)
             .arg("KIND", "mpsc")
             .arg("ID", id)
             .arg("INC", inc)
@@ -620,24 +605,19 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
     );
     drop(progress);
     Segment::unlink(&progress_name).expect("unlink progress");
-    common::remove_stale(&name);
+    kit::remove_stale(&name);
     assert_eq!(
-        common::shm_entries("t-soak-ls03"),
+        kit::shm_entries("t-soak-ls03"),
         shm0,
         "/dev/shm after the chaos"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while common::fd_count() != fds0 && Instant::now() < deadline {
+    while kit::fd_count() != fds0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10)); // output readers finishing
     }
-    assert_eq!(
-        common::fd_count(),
-        fds0,
-        "descriptors: {:?}",
-        common::fd_table()
-    );
-    assert_eq!(common::shm_maps(), maps0, "shared mappings");
-    assert!(common::zombie_children().is_empty(), "zombies");
+    assert_eq!(kit::fd_count(), fds0, "descriptors: {:?}", kit::fd_table());
+    assert_eq!(kit::shm_maps(), maps0, "shared mappings");
+    assert!(kit::zombie_children().is_empty(), "zombies");
     names.assert_clean();
 }
 
@@ -650,34 +630,26 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
 /// slowly, then at full speed, and gets every message.
 #[test]
 fn soak_ls04_backpressure_blocked_producer_sleeps() {
-    let _serial = serial();
     let run = share(0.10);
-    let wd = watchdog("ls04", run);
-    let names = Names::new();
-    let name = names.name("soak-ls04");
+    let (_serial, wd, names, name) = start("ls04", run);
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let count = 20_000u64;
-    let mut p = Spawn::role("bp_tx")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("bp_tx", &name)
         .arg("COUNT", count)
         .spawn(&wd);
     let tid = num(&p.event("ready"), "tid") as i32;
     let filled = num(&p.event("full"), "count");
-    assert!(
-        common::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
-        "the producer never slept\n{}",
-        p.log()
-    );
+    p.assert_in_futex(tid, "the producer never slept");
     let blocked = run / 2;
-    let (cpu0, t0) = (common::cpu_ns(p.pid()), Instant::now());
+    let (cpu0, t0) = (kit::cpu_ns(p.pid()), Instant::now());
     std::thread::sleep(blocked);
-    let cpu = (common::cpu_ns(p.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+    let cpu = (kit::cpu_ns(p.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
     // Slow consumer for the rest of the share, then full speed.
-    let mut v = common::Verifier::new();
+    let mut v = kit::Verifier::new();
     let mut buf = Vec::new();
     let slow_until = Instant::now() + run / 2;
-    let (slow_cpu0, slow_t0) = (common::cpu_ns(p.pid()), Instant::now());
+    let (slow_cpu0, slow_t0) = (kit::cpu_ns(p.pid()), Instant::now());
     while Instant::now() < slow_until && v.total < filled + count {
         rx.recv_into(&mut buf).expect("recv");
         v.take(&buf);
@@ -686,7 +658,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
         }
     }
     // (The producer may have finished and exited during the slow phase.)
-    let slow_cpu = common::cpu_ns(p.pid())
+    let slow_cpu = kit::cpu_ns(p.pid())
         .checked_sub(slow_cpu0)
         .map(|d| d as f64 / slow_t0.elapsed().as_nanos() as f64);
     let end = loop {
@@ -715,10 +687,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
         cpu * 100.0
     );
     assert_eq!(v.total, sent);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }
@@ -733,9 +702,9 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
 /// too: nothing lost, duplicated or damaged, SPSC and MPSC.
 #[test]
 fn soak_ls05_positions_and_futex_words_across_their_wrap() {
-    use shmq::ring::{InProcess, Region, WaitConfig, WaitStrategy, mpsc, spsc};
+    use shmq_ring::{InProcess, Region, WaitConfig, WaitStrategy, mpsc, spsc};
     use std::sync::Arc;
-    let _serial = serial();
+    let _serial = kit::serial();
     let n = (1_000_000.0 * scale()) as u64;
     let cap = 4096usize;
     let cfg = WaitConfig::from(WaitStrategy::Park);
@@ -769,21 +738,21 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
     let region = Region::heap(spsc::region_len(cap));
     spsc::init(
         &region,
-        shmq::ring::Geometry::spsc(cap as u64).unwrap(),
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
         start,
     )
     .unwrap();
     futex_near_wrap(&region);
     let mut tx = spsc::Producer::attach(
         &region,
-        shmq::ring::Geometry::spsc(cap as u64).unwrap(),
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
         cfg,
         Arc::new(InProcess),
     )
     .unwrap();
     let mut rx = spsc::Consumer::attach(
         &region,
-        shmq::ring::Geometry::spsc(cap as u64).unwrap(),
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
         cfg,
         Arc::new(InProcess),
     )
@@ -813,14 +782,14 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
     let region = Region::heap(mpsc::region_len(cap, 2));
     mpsc::init(
         &region,
-        shmq::ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+        shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
         start,
     )
     .unwrap();
     futex_near_wrap(&region);
     let mut rx = mpsc::Consumer::attach(
         &region,
-        shmq::ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+        shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
         cfg,
         Arc::new(InProcess),
     )
@@ -829,7 +798,7 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
         .map(|slot| {
             let mut tx = mpsc::Producer::attach(
                 &region,
-                shmq::ring::Geometry::mpsc(cap as u64, 2).unwrap(),
+                shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
                 slot,
                 cfg,
                 Arc::new(InProcess),
@@ -877,17 +846,13 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
 /// occur; one byte more than the maximum is a typed error.
 #[test]
 fn soak_ls06_every_size_at_every_offset_across_processes() {
-    let _serial = serial();
-    let wd = watchdog("ls06", Duration::from_secs(60));
-    let names = Names::new();
-    let name = names.name("soak-ls06");
+    let (_serial, wd, names, name) = start("ls06", Duration::from_secs(60));
     let cap = 4096usize;
     let mut rx =
         shmq::spsc::Receiver::create(&name, &Options::new().capacity(cap as u64)).expect("create");
     let max = rx.max_message_len();
     let limit = (24.0 * scale()) as u64;
-    let mut p = Spawn::role("sweep_tx")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("sweep_tx", &name)
         .arg("LIMIT", limit)
         .spawn(&wd);
     let mut buf = Vec::new();
@@ -897,7 +862,7 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
     for len in 0..=max {
         for k in 0..sweep_count(len, cap, limit) {
             offsets.insert(pos % cap as u64);
-            let f = shmq::ring::frame::frame_len(len) as u64;
+            let f = shmq_ring::frame::frame_len(len) as u64;
             if pos % cap as u64 + f > cap as u64 {
                 pos += cap as u64 - pos % cap as u64; // the padding before a wrapped frame
             }
@@ -943,26 +908,22 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
 /// `SOAK_SECS / 60`) without a missed wake-up.
 #[test]
 fn soak_ls07_idle_then_burst() {
-    let _serial = serial();
     let idle = share(0.05);
-    let wd = watchdog("ls07", idle);
-    let names = Names::new();
-    let name = names.name("soak-ls07");
+    let (_serial, wd, names, name) = start("ls07", idle);
     let mut tx =
         shmq::spsc::Sender::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let burst = (100_000.0 * scale()) as u64;
-    let mut c = Spawn::role("idle_rx")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("idle_rx", &name)
         .arg("COUNT", burst)
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;
-    assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
-    let (cpu0, t0) = (common::cpu_ns(c.pid()), Instant::now());
+    c.assert_in_futex(tid, "the consumer never slept");
+    let (cpu0, t0) = (kit::cpu_ns(c.pid()), Instant::now());
     std::thread::sleep(idle);
-    let cpu = (common::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
+    let cpu = (kit::cpu_ns(c.pid()) - cpu0) as f64 / t0.elapsed().as_nanos() as f64;
     let mut buf = vec![0u8; 64];
     for seq in 0..burst {
-        common::msg::fill(&mut buf, seq, 0);
+        kit::msg::fill(&mut buf, seq, 0);
         tx.send(&buf).expect("send");
     }
     let ev = c.event("received");
@@ -992,15 +953,15 @@ fn soak_ls07_idle_then_burst() {
 #[test]
 fn soak_ls08_many_rings_churn() {
     use shmq::spsc::{Receiver, Sender};
-    let _serial = serial();
+    let _serial = kit::serial();
     let names = Names::new();
     let o = Options::new().capacity(4096);
-    common::warm_up_fork_guard();
+    kit::warm_up_fork_guard();
     let tag = format!("t-soak-ls08-{:x}", Rng::seed() & 0xffff_ffff);
-    let _cleanup = common::PrefixCleanup(tag.clone());
+    let _cleanup = kit::PrefixCleanup(tag.clone());
     let prefix = tag.as_str();
-    let (fds0, maps0) = (common::fd_count(), common::shm_maps());
-    let shm0 = common::shm_entries(&tag);
+    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
+    let shm0 = kit::shm_entries(&tag);
     let mut alive = Vec::new();
     let mut buf = Vec::new();
     for i in 0..256u64 {
@@ -1011,7 +972,7 @@ fn soak_ls08_many_rings_churn() {
         rx.recv_into(&mut buf).unwrap();
         alive.push((tx, rx));
     }
-    assert_eq!(common::shm_entries(&tag).len(), 256 + shm0.len());
+    assert_eq!(kit::shm_entries(&tag).len(), 256 + shm0.len());
     let cycles = (2000.0 * scale()) as u64;
     for c in 0..cycles {
         let n = shmq::unique_name(prefix).expect("name");
@@ -1021,12 +982,12 @@ fn soak_ls08_many_rings_churn() {
         rx.recv_into(&mut buf).unwrap();
         assert_eq!(buf, c.to_le_bytes());
         drop((tx, rx));
-        assert!(!common::shm_path(&n).exists(), "cycle {c}: {n} left behind");
+        assert!(!kit::shm_path(&n).exists(), "cycle {c}: {n} left behind");
     }
     drop(alive);
-    assert_eq!(common::shm_entries(&tag), shm0, "/dev/shm after the churn");
-    assert_eq!(common::fd_count(), fds0, "descriptors");
-    assert_eq!(common::shm_maps(), maps0, "mappings");
+    assert_eq!(kit::shm_entries(&tag), shm0, "/dev/shm after the churn");
+    assert_eq!(kit::fd_count(), fds0, "descriptors");
+    assert_eq!(kit::shm_maps(), maps0, "mappings");
     eprintln!("ls08: 256 channels alive, then {cycles} create/destroy cycles: no growth");
     names.assert_clean();
 }
@@ -1069,9 +1030,8 @@ fn memory_cgroup() -> Result<std::path::PathBuf, String> {
 #[test]
 fn soak_ls09_memory_pressure_in_a_cgroup() {
     use std::os::unix::process::ExitStatusExt;
-    let _serial = serial();
-    if !common::is_root() {
-        eprintln!("SKIP ls09: needs root to make a cgroup");
+    let _serial = kit::serial();
+    if !kit::root_or_skip("ls09: needs root to make a cgroup") {
         return;
     }
     let parent = match memory_cgroup() {
@@ -1152,8 +1112,8 @@ fn soak_ls09_memory_pressure_in_a_cgroup() {
         }
     }
     eprintln!("ls09: {outcomes:?}");
-    for e in common::shm_entries("t-soak-ls09") {
-        let _ = std::fs::remove_file(common::shm_path(&e));
+    for e in kit::shm_entries("t-soak-ls09") {
+        let _ = std::fs::remove_file(kit::shm_path(&e));
     }
     names.assert_clean();
 }

@@ -6,73 +6,37 @@
 //!
 //! Run: `cargo test --release --features failpoints --test spsc`.
 
-mod common;
-
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use shmq::{Disconnect, Error, Options, spsc};
+use shmq_testkit as kit;
+use shmq_testkit::{
     DEATH_BUDGET, Names, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, message, mono_ns, msg,
     num, scaled,
 };
-use nix::sys::signal::Signal;
-use serde_json::{Value, json};
-use shmq::{Disconnect, Error, Options, WaitStrategy, spsc};
 
 const SIZE: usize = 64;
 
-fn strategy(name: &str) -> WaitStrategy {
-    match name {
-        "park" => WaitStrategy::Park,
-        "spin" => WaitStrategy::Spin,
-        "default" => WaitStrategy::default(),
-        other => panic!("unknown wait strategy {other}"),
-    }
-}
-
-fn why(e: &Error) -> String {
-    match e {
-        Error::Disconnected(Disconnect::Closed) => "Closed".into(),
-        Error::Disconnected(Disconnect::Died) => "Died".into(),
-        other => format!("{other:?}"),
-    }
-}
-
 /// Options from role parameters WAIT, CAP and SLICE_MS.
 fn role_options() -> Options {
-    let mut o = Options::new().wait(strategy(&arg_or("WAIT", "default".to_owned())));
-    if let Some(cap) = common::arg_opt::<u64>("CAP") {
+    let mut o = Options::new().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
+    if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
-    if let Some(ms) = common::arg_opt::<u64>("SLICE_MS") {
+    if let Some(ms) = kit::arg_opt::<u64>("SLICE_MS") {
         o = o.wait_slice(Duration::from_millis(ms));
     }
     o
 }
 
-/// Only one heavy (spinning or million-message) test at a time in this process.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "send" => role_send(),
-        "recv" => role_recv(),
-        "hold_recv" => role_hold_recv(),
-        "fork_stream" => role_fork_stream(),
-        "pingpong" => role_pingpong(),
-        "fork_typed" => role_fork_typed(),
-        "typed_open" => role_typed_open(),
-        "fd_recv" => role_fd_recv(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_send role_recv role_hold_recv role_fork_stream role_pingpong role_fork_typed
+    role_typed_open role_fd_recv
 }
 
 fn open_sender(name: &str, how: &str, o: &Options) -> spsc::Sender {
@@ -102,7 +66,7 @@ fn role_send() {
     let name: String = arg("NAME");
     let o = role_options();
     let mut tx = open_sender(&name, &arg::<String>("HOW"), &o);
-    emit("ready", json!({ "tid": common::gettid() }));
+    emit("ready", json!({ "tid": kit::gettid() }));
     let size: usize = arg_or("SIZE", SIZE);
     let batch: u64 = arg_or("BATCH", 0);
     let count: u64 = arg("COUNT");
@@ -124,7 +88,7 @@ fn role_send() {
             emit(
                 "send_error",
                 json!({
-                    "why": why(&e), "at_ns": mono_ns(), "sent": seq,
+                    "why": kit::ends::why(&e), "at_ns": mono_ns(), "sent": seq,
                     "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1,
                 }),
             );
@@ -157,7 +121,7 @@ fn role_recv() {
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     if arg_or("WAIT_FIRST", 0u8) == 1 {
-        emit("waiting", json!({ "tid": common::gettid() }));
+        emit("waiting", json!({ "tid": kit::gettid() }));
     }
     let futex0 = shmq::futex_calls();
     for _ in 0..count {
@@ -174,11 +138,11 @@ fn role_recv() {
         json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
     );
     if arg_or("AFTER", "none".to_owned()) == "disconnect" {
-        emit("parked", json!({ "tid": common::gettid() }));
+        emit("parked", json!({ "tid": kit::gettid() }));
         match rx.recv_into(&mut buf) {
             Err(e) => emit(
                 "disconnected",
-                json!({ "why": why(&e), "at_ns": mono_ns() }),
+                json!({ "why": kit::ends::why(&e), "at_ns": mono_ns() }),
             ),
             Ok(()) => panic!("a message beyond the {count} sent: {:?}", msg::check(&buf)),
         }
@@ -199,10 +163,10 @@ fn role_hold_recv() {
 /// that no descriptor or mapping of the channel outlives it.
 fn role_fork_stream() {
     let count: u64 = arg("COUNT");
-    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) = spsc::anonymous(&Options::new().capacity(1 << 16)).expect("anonymous");
     let mut tx = Some(tx);
-    let child = common::fork_child(|| {
+    let child = kit::fork_child(|| {
         let mut tx = tx.take().expect("sender");
         let mut buf = vec![0u8; SIZE];
         for seq in 0..count {
@@ -213,24 +177,16 @@ fn role_fork_stream() {
         0
     });
     drop(tx.take());
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into(&mut buf) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break why(&e),
-        }
-    };
-    let code = common::wait_child(child, Duration::from_secs(60));
+    let (v, end) = kit::msg::drain(|b| rx.recv_into(b));
+    let end = kit::ends::why(&end);
+    let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
     emit(
         "done",
         json!({
             "received": v.total, "per": v.counts(), "end": end, "child": code,
-            "fds_before": fds0, "fds_after": common::shm_fds(),
-            "maps_before": maps0, "maps_after": common::shm_maps(),
+            "fds_before": fds0, "fds_after": kit::shm_fds(),
+            "maps_before": maps0, "maps_after": kit::shm_maps(),
         }),
     );
 }
@@ -246,12 +202,12 @@ fn role_pingpong() {
     let stall = Duration::from_millis(arg("STALL_MS"));
     let o = Options::new()
         .capacity(1 << 12)
-        .wait(strategy(&arg::<String>("WAIT")))
+        .wait(kit::wait_strategy(&arg::<String>("WAIT")))
         .wait_slice(Duration::from_secs(3600));
     let (ping_tx, ping_rx) = spsc::anonymous(&o).expect("ping");
     let (pong_tx, pong_rx) = spsc::anonymous(&o).expect("pong");
     let mut child_ends = Some((ping_rx, pong_tx));
-    let child = common::fork_child(|| {
+    let child = kit::fork_child(|| {
         let (mut rx, mut tx) = child_ends.take().expect("child ends");
         let mut buf = Vec::new();
         for _ in 0..count {
@@ -299,7 +255,7 @@ fn role_pingpong() {
         let _ = nix::sys::wait::waitpid(child, None);
         None
     } else {
-        Some(common::wait_child(child, Duration::from_secs(60)))
+        Some(kit::wait_child(child, Duration::from_secs(60)))
     };
     emit(
         "pingpong",
@@ -379,11 +335,11 @@ struct Small {
 /// place) and then `Disconnected(Closed)`.
 fn role_fork_typed() {
     let count: u64 = arg("COUNT");
-    let (fds0, maps0) = (common::shm_fds(), common::shm_maps());
+    let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) =
         spsc::typed::anonymous::<Sample>(&Options::new().capacity(256)).expect("typed anonymous");
     let mut tx = Some(tx);
-    let child = common::fork_child(|| {
+    let child = kit::fork_child(|| {
         let mut tx = tx.take().expect("sender");
         for seq in 0..count {
             if seq % 2 == 0 {
@@ -407,16 +363,16 @@ fn role_fork_typed() {
     }
     let end = match rx.recv() {
         Ok(s) => format!("extra message {s:?}"),
-        Err(e) => why(&e),
+        Err(e) => kit::ends::why(&e),
     };
-    let code = common::wait_child(child, Duration::from_secs(60));
+    let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
     emit(
         "done",
         json!({
             "received": count, "end": end, "child": code,
-            "fds_before": fds0, "fds_after": common::shm_fds(),
-            "maps_before": maps0, "maps_after": common::shm_maps(),
+            "fds_before": fds0, "fds_after": kit::shm_fds(),
+            "maps_before": maps0, "maps_after": kit::shm_maps(),
         }),
     );
 }
@@ -430,7 +386,7 @@ fn role_typed_open() {
     let mismatch = |r: Result<(), Error>| -> Value {
         match r {
             Ok(()) => json!("ok"),
-            Err(Error::Segment(shmq::segment::Error::LayoutMismatch { field, .. })) => {
+            Err(Error::Segment(shmq_segment::Error::LayoutMismatch { field, .. })) => {
                 json!({ "layout_mismatch": field })
             }
             Err(e) => json!({ "error": format!("{e:?}") }),
@@ -459,26 +415,8 @@ fn role_typed_open() {
 /// Connects to the UNIX socket SOCK, receives a descriptor (SCM_RIGHTS), opens
 /// the channel with `Receiver::from_fd`, receives COUNT messages, then the end.
 fn role_fd_recv() {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let sock = std::os::unix::net::UnixStream::connect(arg::<String>("SOCK")).expect("connect");
-    let mut byte = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let m = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut fd = None;
-    for c in m.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we
-            // are its only owner.
-            fd = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
-        }
-    }
+    let fd = kit::recv_fd(&sock);
     let fd = fd.expect("no descriptor received");
     // A receiver cannot resize what it was given.
     let resized = nix::unistd::ftruncate(&fd, 0);
@@ -492,57 +430,48 @@ fn role_fd_recv() {
     }
     let end = match rx.recv_into(&mut buf) {
         Ok(()) => "extra message".to_owned(),
-        Err(e) => why(&e),
+        Err(e) => kit::ends::why(&e),
     };
     drop(rx);
     emit(
         "done",
-        json!({ "received": v.total, "end": end, "fds_after": common::shm_fds() }),
+        json!({ "received": v.total, "end": end, "fds_after": kit::shm_fds() }),
     );
 }
 
 // ---------------------------------------------------------------------------
 // Across fork
 
-#[test]
-fn an_anonymous_channel_streams_verified_messages_across_fork() {
-    let wd = Watchdog::new("fork_stream");
-    let count = scaled(200_000);
-    let mut p = Spawn::role("fork_stream").arg("COUNT", count).spawn(&wd);
-    let ev = p.event("done");
-    p.expect_success();
+/// Runs role `role`, which streams COUNT messages from a forked child to its
+/// parent, and checks its report: every message, the end `Closed`, the child's
+/// success, no leak.
+fn across_fork(role: &str, count: u64) {
+    let wd = Watchdog::new(role);
+    let ev = Spawn::role(role).arg("COUNT", count).run(&wd, "done");
     assert_eq!(num(&ev, "received"), count, "{ev}");
     assert_eq!(ev["end"], "Closed", "{ev}");
     assert_eq!(ev["child"], 0, "{ev}");
-    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
-    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+    kit::assert_no_leak(&ev);
+}
+
+#[test]
+fn an_anonymous_channel_streams_verified_messages_across_fork() {
+    across_fork("fork_stream", scaled(200_000));
 }
 
 #[test]
 fn a_typed_channel_carries_pod_values_across_fork() {
-    let wd = Watchdog::new("fork_typed");
-    let count = scaled(100_000);
-    let mut p = Spawn::role("fork_typed").arg("COUNT", count).spawn(&wd);
-    let ev = p.event("done");
-    p.expect_success();
-    assert_eq!(num(&ev, "received"), count, "{ev}");
-    assert_eq!(ev["end"], "Closed", "{ev}");
-    assert_eq!(ev["child"], 0, "{ev}");
-    assert_eq!(ev["fds_after"], ev["fds_before"], "descriptor leak: {ev}");
-    assert_eq!(ev["maps_after"], ev["maps_before"], "mapping leak: {ev}");
+    across_fork("fork_typed", scaled(100_000));
 }
 
 #[test]
 fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
-    let wd = Watchdog::new("typed_mismatch");
-    let names = Names::new();
-    let name = names.name("spsc-typed");
+    let (wd, names, name) = shmq_testkit::start("typed_mismatch", "spsc-typed");
     let mut tx = spsc::typed::Sender::<Sample>::create(&name, &Options::new()).expect("create");
     for seq in 0..3 {
         tx.send(&Sample::new(seq)).expect("send");
     }
-    let mut p = Spawn::role("typed_open")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("typed_open", &name)
         .arg("TYPES", "twin,small,bytes,mpsc,sample")
         .arg("COUNT", 3)
         .spawn(&wd);
@@ -566,7 +495,7 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
     assert!(
         matches!(
             r,
-            Err(Error::Segment(shmq::segment::Error::LayoutMismatch {
+            Err(Error::Segment(shmq_segment::Error::LayoutMismatch {
                 field: "type_hash",
                 ..
             }))
@@ -583,7 +512,7 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
 /// Waits until `name` exists in /dev/shm.
 fn wait_created(name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !common::shm_path(name).exists() {
+    while !kit::shm_path(name).exists() {
         assert!(
             Instant::now() < deadline,
             "{name} never appeared in /dev/shm"
@@ -593,10 +522,8 @@ fn wait_created(name: &str) {
 }
 
 fn million_by_name(producer_first: bool) {
-    let _serial = serial();
-    let wd = Watchdog::new("million_by_name");
-    let names = Names::new();
-    let name = names.name("spsc-million");
+    let _serial = kit::serial();
+    let (wd, names, name) = shmq_testkit::start("million_by_name", "spsc-million");
     let n = scaled(1_000_000);
     let producer = || {
         Spawn::example("producer")
@@ -643,9 +570,7 @@ fn million_messages_between_unrelated_processes_consumer_first() {
 
 #[test]
 fn a_producer_gone_before_the_consumer_starts_delivers_everything() {
-    let wd = Watchdog::new("producer_gone_first");
-    let names = Names::new();
-    let name = names.name("spsc-late");
+    let (wd, names, name) = shmq_testkit::start("producer_gone_first", "spsc-late");
     let n = 1000u64;
     let mut p = Spawn::example("producer")
         .args(["--name", &name, "--count", &n.to_string(), "--size", "100"])
@@ -653,7 +578,7 @@ fn a_producer_gone_before_the_consumer_starts_delivers_everything() {
     p.expect_success();
     assert_eq!(num(&p.last_json(), "sent"), n);
     assert!(
-        common::shm_path(&name).exists(),
+        kit::shm_path(&name).exists(),
         "the channel must outlive a producer whose messages wait"
     );
     // Ask for one more than was sent: the consumer gets all n, then learns that
@@ -674,7 +599,6 @@ fn a_producer_gone_before_the_consumer_starts_delivers_everything() {
 
 #[test]
 fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let wd = Watchdog::new("fd_passing");
     let count = scaled(100_000);
     let dir = std::env::temp_dir();
@@ -698,7 +622,7 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
         .arg("COUNT", count)
         .spawn(&wd);
     listener.set_nonblocking(true).expect("nonblocking");
-    let deadline = Instant::now() + common::EVENT_TIMEOUT;
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     let stream = loop {
         match listener.accept() {
             Ok((s, _)) => break s,
@@ -709,15 +633,7 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
             Err(e) => panic!("accept: {e}"),
         }
     };
-    let fds = [fd.as_raw_fd()];
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(b"x")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
+    kit::send_fd(&stream, &fd);
     drop(fd);
     drop(rx); // this process only sends
     let ev = p.event("attached");
@@ -743,14 +659,12 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
 
 #[test]
 fn a_closed_producer_and_a_killed_one_are_told_apart() {
-    let wd = Watchdog::new("closed_vs_died");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("closed_vs_died"), Names::new());
     for then in ["close", "hang"] {
         let name = names.name("spsc-end");
         let mut rx =
             spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-        let mut p = Spawn::role("send")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("COUNT", 500)
             .arg("THEN", then)
@@ -759,19 +673,10 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
         if then == "close" {
             p.expect_success();
         } else {
-            p.signal(Signal::SIGKILL);
-            p.expect_killed();
+            p.kill_and_reap();
         }
-        let mut v = Verifier::new();
         let mut buf = Vec::new();
-        let end = loop {
-            match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-                Ok(()) => {
-                    v.take(&buf);
-                }
-                Err(e) => break e,
-            }
-        };
+        let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, 500, "drained before the end");
         let want = if then == "close" {
             Disconnect::Closed
@@ -796,38 +701,28 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
 
 #[test]
 fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
-    let wd = Watchdog::new("killed_producer_parked_consumer");
-    let names = Names::new();
+    let (wd, names) = (
+        Watchdog::new("killed_producer_parked_consumer"),
+        Names::new(),
+    );
     let mut latencies = Vec::new();
-    for _ in 0..3 {
-        let name = names.name("spsc-park");
-        let mut c = Spawn::role("recv")
-            .arg("NAME", &name)
+    for name in names.several("spsc-park", 3) {
+        let mut c = Spawn::role_on("recv", &name)
             .arg("HOW", "create")
             .arg("WAIT", "park")
             .arg("COUNT", 1000)
             .arg("AFTER", "disconnect")
             .spawn(&wd);
         c.event("ready");
-        let mut p = Spawn::role("send")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("COUNT", 1000)
             .arg("THEN", "hang")
             .spawn(&wd);
         p.event("sent");
         let tid = num(&c.event("parked"), "tid") as i32;
-        assert!(
-            common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)),
-            "the consumer never slept in futex\n{}",
-            c.log()
-        );
-        let t_kill = p.kill_now();
-        p.expect_killed();
-        let ev = c.event("disconnected");
-        c.expect_success();
-        assert_eq!(ev["why"], "Died", "{ev}");
-        let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+        c.assert_in_futex(tid, "the consumer never slept");
+        let (_, latency) = p.kill_seen_by(&mut c, "disconnected");
         latencies.push(latency);
         assert!(
             latency < DEATH_BUDGET,
@@ -842,37 +737,27 @@ fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
 
 #[test]
 fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
-    let wd = Watchdog::new("killed_consumer_blocked_producer");
-    let names = Names::new();
+    let (wd, names) = (
+        Watchdog::new("killed_consumer_blocked_producer"),
+        Names::new(),
+    );
     let mut latencies = Vec::new();
-    for _ in 0..3 {
-        let name = names.name("spsc-full");
-        let mut c = Spawn::role("hold_recv")
-            .arg("NAME", &name)
+    for name in names.several("spsc-full", 3) {
+        let mut c = Spawn::role_on("hold_recv", &name)
             .arg("HOW", "create")
             .arg("CAP", 4096)
             .spawn(&wd);
         c.event("attached");
         // More than fits: the producer fills the ring and blocks in send.
-        let mut p = Spawn::role("send")
-            .arg("NAME", &name)
+        let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("WAIT", "park")
             .arg("COUNT", 1000)
             .arg("THEN", "close")
             .spawn(&wd);
         let tid = num(&p.event("ready"), "tid") as i32;
-        assert!(
-            common::wait_in_futex(p.pid(), tid, Duration::from_secs(10)),
-            "the producer never blocked\n{}",
-            p.log()
-        );
-        let t_kill = c.kill_now();
-        c.expect_killed();
-        let ev = p.event("send_error");
-        p.expect_success();
-        assert_eq!(ev["why"], "Died", "{ev}");
-        let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+        p.assert_in_futex(tid, "the producer never blocked");
+        let (ev, latency) = c.kill_seen_by(&mut p, "send_error");
         latencies.push(latency);
         assert!(
             latency < DEATH_BUDGET,
@@ -882,21 +767,9 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
         let sent = num(&ev, "sent");
         assert!(sent > 0 && sent < 1000, "{ev}");
         let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
-        let mut v = Verifier::new();
-        let mut buf = Vec::new();
-        let end = loop {
-            match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-                Ok(()) => {
-                    v.take(&buf);
-                }
-                Err(e) => break e,
-            }
-        };
+        let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, sent);
-        assert!(
-            matches!(end, Error::Disconnected(Disconnect::Closed)),
-            "{end:?}"
-        );
+        kit::ends::assert_closed(&end);
         drop(rx);
     }
     eprintln!("SIGKILL of the consumer -> Disconnected(Died) in the blocked send: {latencies:?}");
@@ -906,12 +779,9 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
 /// A consumer that polls with time-outs shorter than the wait slice (a common
 /// event-loop pattern) must notice a dead producer as soon as one that blocks.
 fn polling_consumer_notices(timeout: Duration) -> Result<Duration, String> {
-    let wd = Watchdog::new("polling_consumer");
-    let names = Names::new();
-    let name = names.name("spsc-poll");
+    let (wd, names, name) = shmq_testkit::start("polling_consumer", "spsc-poll");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 10)
         .arg("THEN", "hang")
@@ -926,8 +796,7 @@ fn polling_consumer_notices(timeout: Duration) -> Result<Duration, String> {
     // looked at its (attached, alive) producer.
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    let t_kill = p.kill_now();
-    p.expect_killed();
+    let t_kill = p.kill_and_reap();
     let polling = Instant::now();
     let result = loop {
         match rx.recv_into_timeout(&mut buf, timeout) {
@@ -980,7 +849,7 @@ fn pingpong(wd: &Watchdog, wait: &str, count: u64, stall_ms: u64, private: bool)
 
 #[test]
 fn xproc_pingpong_100k_round_trips_parked_without_a_lost_wake_up() {
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("xproc_pingpong");
     let count = scaled(100_000);
     let ev = pingpong(&wd, "park", count, 3_000, false);
@@ -999,7 +868,7 @@ fn xproc_pingpong_negative_control_private_futexes_lose_wake_ups() {
     // With private futexes (the bug of catalogue pitfall 7) a wake-up never
     // reaches the other process: the ping-pong above must then fail. This shows
     // that it can.
-    let _serial = serial();
+    let _serial = kit::serial();
     let wd = Watchdog::new("xproc_pingpong_negative");
     let ev = pingpong(&wd, "park", 1000, 200, true);
     eprintln!("ping-pong with private futexes: {ev}");
@@ -1011,18 +880,14 @@ fn xproc_pingpong_negative_control_private_futexes_lose_wake_ups() {
 
 #[test]
 fn million_messages_streamed_to_an_awake_consumer_take_few_futex_calls() {
-    let _serial = serial();
-    let wd = Watchdog::new("million_futex");
-    let names = Names::new();
-    let name = names.name("spsc-futex");
+    let _serial = kit::serial();
+    let (wd, names, name) = shmq_testkit::start("million_futex", "spsc-futex");
     let n = scaled(1_000_000);
-    let mut c = Spawn::role("recv")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("recv", &name)
         .arg("HOW", "create_or_open")
         .arg("COUNT", n)
         .spawn(&wd);
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "create_or_open")
         .arg("COUNT", n)
         .arg("THEN", "close")
@@ -1054,31 +919,23 @@ fn producer_killed_before_publishing(point: &str) {
     let names = Names::new();
     let name = names.name("spsc-fp");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("BATCH", 100)
         .arg("COUNT", 100)
         .arg("THEN", "close")
-        .failpoint(point)
-        .spawn(&wd);
-    assert_eq!(p.wait_failpoint(), format!("reached {point}"));
+        .spawn_to(&wd, point);
     let mut v = Verifier::new();
     let mut buf = Vec::new();
-    for _ in 0..100 {
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
-            .expect("a committed message");
-        v.take(&buf);
-    }
+    v.take_n(100, &mut buf, |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(200));
     assert!(matches!(r, Err(Error::Timeout)), "while stopped: {r:?}");
-    let t_kill = p.kill_now();
-    p.expect_killed();
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
-    let latency = Duration::from_nanos(mono_ns() - t_kill);
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "after the kill: {r:?} (a partial message must never be delivered)"
+    let (r, latency) = p.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
+    kit::ends::assert_died(
+        &r,
+        "after the kill (a partial message must never be delivered)",
     );
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     assert_eq!(v.total, 100);
@@ -1102,11 +959,8 @@ fn a_producer_killed_before_commit_never_delivers_the_partial_message() {
 /// consumer still gets the message (its sleep is bounded), then `Died`.
 #[cfg(feature = "failpoints")]
 fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
-    let wd = Watchdog::new("after_commit_before_wake");
-    let names = Names::new();
-    let name = names.name("spsc-nowake");
-    let mut c = Spawn::role("recv")
-        .arg("NAME", &name)
+    let (wd, names, name) = shmq_testkit::start("after_commit_before_wake", "spsc-nowake");
+    let mut c = Spawn::role_on("recv", &name)
         .arg("HOW", "create")
         .arg("WAIT", "park")
         .arg("COUNT", 1)
@@ -1114,25 +968,17 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
         .arg("AFTER", "disconnect")
         .spawn(&wd);
     let tid = num(&c.event("waiting"), "tid") as i32;
-    assert!(common::wait_in_futex(c.pid(), tid, Duration::from_secs(10)));
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+    c.assert_in_futex(tid, "the consumer never slept");
+    let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
         .arg("THEN", "close")
-        .failpoint("after_commit_before_wake")
-        .spawn(&wd);
-    assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
+        .spawn_to(&wd, "after_commit_before_wake");
     let got = c.event("received");
     assert_eq!(num(&got, "count"), 1, "{got}");
-    let t_kill = p.kill_now();
-    p.expect_killed();
-    let ev = c.event("disconnected");
-    c.expect_success();
-    assert_eq!(ev["why"], "Died", "{ev}");
-    let latency = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+    let (_, latency) = p.kill_seen_by(&mut c, "disconnected");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
-    if common::shm_path(&name).exists() {
+    if kit::shm_path(&name).exists() {
         let report = shmq::inspect::inspect(&name);
         let problems = report
             .as_ref()
@@ -1146,7 +992,7 @@ fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
             );
         }
         eprintln!("known core bug: {name} left behind; inspect reports {problems:?}");
-        shmq::segment::Segment::unlink(&name).expect("unlink the leftover");
+        shmq_segment::Segment::unlink(&name).expect("unlink the leftover");
     }
     names.assert_clean();
 }
@@ -1169,25 +1015,19 @@ fn a_producer_killed_after_commit_before_wake_leaves_nothing_behind() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
-    let wd = Watchdog::new("resume_after_stale_tail");
-    let names = Names::new();
-    let name = names.name("spsc-resume");
+    let (wd, names, name) = shmq_testkit::start("resume_after_stale_tail", "spsc-resume");
     let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(4096)).expect("create");
-    let mut first = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut first = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
         .arg("THEN", "close")
-        .failpoint("after_commit_before_wake")
-        .spawn(&wd);
-    first.wait_failpoint();
+        .spawn_to(&wd, "after_commit_before_wake");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
         .expect("the committed message");
     v.take(&buf);
-    first.signal(Signal::SIGKILL);
-    first.expect_killed();
+    first.kill_and_reap();
     let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
     assert!(
         matches!(r, Err(Error::Disconnected(Disconnect::Died))),
@@ -1195,8 +1035,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     );
     // More than a lap of the 4 KiB ring, so that a producer starting at the stale
     // `tail` would overwrite what the consumer expects.
-    let mut second = Spawn::role("send")
-        .arg("NAME", &name)
+    let mut second = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("ID", 1)
         .arg("COUNT", 500)
@@ -1204,27 +1043,18 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
         .spawn(&wd);
     // Until it has attached, the channel's producer is the dead one.
     second.event("ready");
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.check(&buf)
-                    .unwrap_or_else(|e| panic!("after the new producer attached: {e}"));
-            }
-            Err(e) => break e,
-        }
-    };
+    let end = v.take_until(&mut buf, "after the new producer attached", |b| {
+        rx.recv_into_timeout(b, Duration::from_secs(10))
+    });
     second.expect_success();
     assert_eq!(v.count(0), 1);
     assert_eq!(v.count(1), 500);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
-    if common::shm_path(&name).exists() {
+    if kit::shm_path(&name).exists() {
         // The stale `tail` of the killed producer can make the channel look damaged
         // to the unlink-on-close check (see the ignored test above).
-        shmq::segment::Segment::unlink(&name).expect("unlink");
+        shmq_segment::Segment::unlink(&name).expect("unlink");
     }
     names.assert_clean();
 }
@@ -1235,50 +1065,29 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
-    let wd = Watchdog::new("after_wait_flag_set");
-    let names = Names::new();
-    let name = names.name("spsc-flag");
-    let mut c = Spawn::role("recv")
-        .arg("NAME", &name)
+    let (wd, names, name) = shmq_testkit::start("after_wait_flag_set", "spsc-flag");
+    // The consumer dies right after setting its waiting flag.
+    Spawn::role_on("recv", &name)
         .arg("HOW", "create")
         .arg("WAIT", "park")
         .arg("CAP", 4096)
         .arg("COUNT", 1)
-        .failpoint("after_wait_flag_set")
-        .spawn(&wd);
-    assert_eq!(c.wait_failpoint(), "reached after_wait_flag_set");
-    c.signal(Signal::SIGKILL);
-    c.expect_killed();
-    let mut p = Spawn::role("send")
-        .arg("NAME", &name)
+        .kill_at(&wd, "after_wait_flag_set");
+    let ev = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("WAIT", "park")
         .arg("COUNT", 1000)
         .arg("THEN", "close")
-        .spawn(&wd);
-    let ev = p.event("send_error");
-    p.expect_success();
+        .run(&wd, "send_error");
     assert_eq!(ev["why"], "Died", "{ev}");
     let sent = num(&ev, "sent");
     // The dead consumer's flag costs at most one wake-up call per send.
     assert!(num(&ev, "wakes") <= sent, "{ev}");
     eprintln!("producer after a consumer died with its wait flag set: {ev}");
     let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
-            Ok(()) => {
-                v.take(&buf);
-            }
-            Err(e) => break e,
-        }
-    };
+    let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.total, sent);
-    assert!(
-        matches!(end, Error::Disconnected(Disconnect::Closed)),
-        "{end:?}"
-    );
+    kit::ends::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

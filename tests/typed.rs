@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use shmq::bytemuck::{Pod, Zeroable};
-use shmq::{Error, Options, mpsc, segment, spsc};
+use shmq::{Error, Options, mpsc, spsc};
+use shmq_segment as segment;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]

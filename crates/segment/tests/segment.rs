@@ -3,33 +3,28 @@
 //! against a forked child, and endpoint liveness across SIGKILL, SIGSTOP, zombies
 //! and `fork` without `exec`.
 //!
-//! Run: `cargo test --release --features failpoints --test segment`.
-
-mod common;
+//! What the facade `shmq` makes of these errors is in `tests/segment_facade.rs`
+//! of the root package.
+//!
+//! Run: `cargo test --release -p shmq-segment --test segment`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use common::{Names, Spawn, Watchdog, arg, emit, hang};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::segment::{
+use shmq_segment::{
     Backing, Error as SegError, Expect, HEADER_LEN, Layout, MAGIC, Opened, Segment, SegmentOptions,
     VERSION,
 };
+use shmq_testkit as kit;
+use shmq_testkit::hostile::{InvalidNames, plant, poke, unsealed_memfd};
+use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 /// The layout the tests create: an arbitrary kind, four endpoints, 64 KiB.
-const LAYOUT: Layout = Layout {
-    kind: 0x7e57,
-    endpoints: 4,
-    data_len: 64 * 1024,
-    capacity: 4096,
-    slot_size: 24,
-    slot_align: 8,
-    type_hash: 0xfeed_f00d,
-};
+const LAYOUT: Layout = shmq_testkit::hostile::SEG_LAYOUT;
 
 fn expect_all() -> Expect {
     Expect {
@@ -82,6 +77,31 @@ fn pattern_mismatch(bytes: &[u8], seed: u64) -> Option<usize> {
         .position(|(i, &b)| b != pat(seed, i))
 }
 
+/// A `seg_hold` role holding segment `name` (with pattern `seed`), published
+/// or not, once it is ready.
+fn hold(wd: &Watchdog, name: &str, published: bool, seed: u64) -> shmq_testkit::Proc {
+    let mut p = Spawn::role_on("seg_hold", name)
+        .arg("PUBLISH", u8::from(published))
+        .arg("SEED", seed)
+        .spawn(wd);
+    p.event("ready");
+    p
+}
+
+/// A test's names and a first one, tagged `tag`.
+fn fresh(tag: &str) -> (Names, String) {
+    let names = Names::new();
+    let name = names.name(tag);
+    (names, name)
+}
+
+/// Unlinks segment `name` (which must exist), then checks that none of `names`
+/// is left behind.
+fn unlink_and_check(names: &Names, name: &str) {
+    Segment::unlink(name).expect("unlink");
+    names.assert_clean();
+}
+
 fn create_published(name: &str) -> Segment {
     Segment::create(name, &LAYOUT, &opts())
         .expect("create")
@@ -92,19 +112,9 @@ fn create_published(name: &str) -> Segment {
 // ---------------------------------------------------------------------------
 // Roles
 
-#[test]
-fn child_role() {
-    common::child_main(|role| match role {
-        "seg_read" => role_seg_read(),
-        "seg_hold" => role_seg_hold(),
-        "seg_claim" => role_seg_claim(),
-        "seg_claim_fork" => role_seg_claim_fork(),
-        "seg_umask" => role_seg_umask(),
-        "spsc_create" => role_spsc_create(),
-        "seg_nospace" => role_seg_nospace(),
-        "seg_as_nobody" => role_seg_as_nobody(),
-        other => panic!("unknown role {other}"),
-    });
+shmq_testkit::roles! {
+    role_seg_read role_seg_hold role_seg_claim role_seg_claim_fork role_seg_umask
+    role_seg_nospace role_seg_as_nobody
 }
 
 /// Opens NAME, checks LEN bytes of pattern SEED_IN, writes pattern SEED_OUT after them.
@@ -133,25 +143,26 @@ fn role_seg_hold() {
     let name: String = arg("NAME");
     let c = Segment::create(&name, &LAYOUT, &opts()).expect("create");
     write_pattern(c.data(), c.data_len(), 0, 4096, arg("SEED"));
-    if arg::<u8>("PUBLISH") == 1 {
-        let seg = c.publish().expect("publish");
-        emit("ready", json!({}));
-        let _keep = seg;
-        hang();
-    } else {
-        emit("ready", json!({}));
-        let _keep = c;
-        hang();
-    }
+    // Held published (`Ok`) or still being created (`Err`).
+    let _keep = match arg::<u8>("PUBLISH") {
+        1 => Ok(c.publish().expect("publish")),
+        _ => Err(c),
+    };
+    emit("ready", json!({}));
+    hang();
+}
+
+/// Opens segment NAME and claims its endpoint IDX (role parameters).
+fn open_and_claim() -> Segment {
+    let seg = Segment::open(&arg::<String>("NAME"), &Expect::default(), &opts()).expect("open");
+    seg.claim_endpoint(arg("IDX")).expect("claim_endpoint");
+    seg
 }
 
 /// Opens NAME, claims endpoint IDX, reports, holds it until killed (or, with
 /// THEN=exit, releases it by exiting normally).
 fn role_seg_claim() {
-    let name: String = arg("NAME");
-    let idx: u16 = arg("IDX");
-    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("open");
-    seg.claim_endpoint(idx).expect("claim_endpoint");
+    let seg = open_and_claim();
     emit("claimed", json!({}));
     if arg::<String>("THEN") == "exit" {
         return;
@@ -163,10 +174,7 @@ fn role_seg_claim() {
 /// Opens NAME, claims endpoint IDX, then forks a child that does NOT exec and
 /// just lives on (no parent-death signal), reports its pid, and holds until killed.
 fn role_seg_claim_fork() {
-    let name: String = arg("NAME");
-    let idx: u16 = arg("IDX");
-    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("open");
-    seg.claim_endpoint(idx).expect("claim_endpoint");
+    let seg = open_and_claim();
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     assert!(
         threads <= 2,
@@ -205,8 +213,8 @@ fn role_seg_claim_fork() {
     }
 }
 
-/// For each umask in 000 and 077, creates N<k> segments with the default mode,
-/// with mode 0640, and a facade channel, and reports their `fstat` modes.
+/// For each umask in 000 and 077, creates N<k> segments with the default mode
+/// and with mode 0640, and reports their `fstat` modes.
 fn role_seg_umask() {
     use nix::sys::stat::{Mode, fstat, umask};
     let mode_of = |name: &str| -> u32 {
@@ -221,38 +229,24 @@ fn role_seg_umask() {
     let mut results = Vec::new();
     for (k, mask) in [0o000u32, 0o077].into_iter().enumerate() {
         umask(Mode::from_bits_truncate(mask));
-        let default_name: String = arg(&format!("N{}", 3 * k));
-        let explicit_name: String = arg(&format!("N{}", 3 * k + 1));
-        let channel_name: String = arg(&format!("N{}", 3 * k + 2));
+        let default_name: String = arg(&format!("N{}", 2 * k));
+        let explicit_name: String = arg(&format!("N{}", 2 * k + 1));
         let a = create_published(&default_name);
         let b = Segment::create(&explicit_name, &LAYOUT, &opts().mode(0o640))
             .expect("create 0640")
             .publish()
             .expect("publish");
-        let tx = shmq::spsc::Sender::create(&channel_name, &shmq::Options::new())
-            .expect("channel create");
         results.push(json!({
             "umask": mask,
             "default": mode_of(&default_name),
             "explicit_0640": mode_of(&explicit_name),
-            "channel": mode_of(&channel_name),
         }));
-        drop((a, b, tx));
+        drop((a, b));
         for n in [&default_name, &explicit_name] {
             Segment::unlink(n).expect("unlink");
         }
-        // The channel's sender removed its segment on drop (nothing was waiting).
     }
     emit("modes", json!({ "results": results }));
-}
-
-/// Creates an SPSC channel by name; armed with the `mid_init` failpoint, it stops
-/// after writing the header and before publishing it.
-fn role_spsc_create() {
-    let name: String = arg("NAME");
-    let tx = shmq::spsc::Sender::create(&name, &shmq::Options::new());
-    emit("created", json!({ "ok": tx.is_ok() }));
-    hang();
 }
 
 /// Drops to uid/gid 65534, then opens NAME (a root-owned 0600 segment).
@@ -268,57 +262,52 @@ fn role_seg_as_nobody() {
     emit("opened", json!({ "result": shown }));
 }
 
+/// mount(2) in this process's own mount namespace (after `unshare`).
+fn mount(
+    source: Option<&std::ffi::CStr>,
+    target: &std::ffi::CStr,
+    fstype: Option<&std::ffi::CStr>,
+    flags: libc::c_ulong,
+    data: Option<&std::ffi::CStr>,
+) -> std::io::Result<()> {
+    let ptr = |c: Option<&std::ffi::CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: mount(2) with valid NUL-terminated strings (or null where allowed);
+    // callers use it only in a private mount namespace of their own.
+    let r = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// In a private mount namespace with a 1 MiB tmpfs on /dev/shm, creating a
 /// 4 MiB segment must fail with NoSpace at creation.
 fn role_seg_nospace() {
-    use std::ffi::CString;
-    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
-        emit(
-            "result",
-            json!({ "skip": format!("unshare(CLONE_NEWNS): {e}") }),
-        );
-        return;
+    if let Err(why) = kit::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+        return emit("result", json!({ "skip": why }));
     }
-    let root = CString::new("/").unwrap();
-    let shm = CString::new("/dev/shm").unwrap();
-    let tmpfs = CString::new("tmpfs").unwrap();
-    let data = CString::new("size=1m,mode=1777").unwrap();
-    // SAFETY: mount(2) with valid NUL-terminated strings (or null where allowed);
-    // it changes only this thread's new, private mount namespace.
-    let r = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        emit(
+    let private = mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None);
+    if let Err(e) = private {
+        return emit(
             "result",
             json!({ "skip": format!("mount --make-rprivate /: {e}") }),
         );
-        return;
     }
-    // SAFETY: as above.
-    let r = unsafe {
-        libc::mount(
-            tmpfs.as_ptr(),
-            shm.as_ptr(),
-            tmpfs.as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        emit(
+    let tmpfs = Some(c"tmpfs");
+    if let Err(e) = mount(tmpfs, c"/dev/shm", tmpfs, 0, Some(c"size=1m,mode=1777")) {
+        return emit(
             "result",
             json!({ "skip": format!("mount tmpfs on /dev/shm: {e}") }),
         );
-        return;
     }
     let name: String = arg("NAME");
     let big = Layout {
@@ -332,7 +321,7 @@ fn role_seg_nospace() {
         Ok(_) => json!({ "created": true }),
     };
     drop(r);
-    let left = common::shm_path(&name).exists();
+    let left = kit::shm_path(&name).exists();
     // Positive control: a small segment fits.
     let small = Segment::create(&name, &LAYOUT, &opts()).and_then(|c| c.publish());
     let small_ok = small.is_ok();
@@ -349,16 +338,13 @@ fn role_seg_nospace() {
 
 #[test]
 fn round_trip_through_a_second_process() {
-    let wd = Watchdog::new("round_trip_through_a_second_process");
-    let names = Names::new();
-    let name = names.name("seg-rt");
+    let (wd, names, name) = shmq_testkit::start("round_trip_through_a_second_process", "seg-rt");
     let len = 16 * 1024;
     let c = Segment::create(&name, &LAYOUT, &opts()).expect("create");
     write_pattern(c.data(), c.data_len(), 0, len, 11);
     let seg = c.publish().expect("publish");
 
-    let mut child = Spawn::role("seg_read")
-        .arg("NAME", &name)
+    let mut child = Spawn::role_on("seg_read", &name)
         .arg("LEN", len)
         .arg("SEED_IN", 11)
         .arg("SEED_OUT", 22)
@@ -379,8 +365,7 @@ fn round_trip_through_a_second_process() {
     assert_eq!(pattern_mismatch(&both[len..], 22), None);
     drop(again);
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 // ---------------------------------------------------------------------------
@@ -389,16 +374,10 @@ fn round_trip_through_a_second_process() {
 #[test]
 fn invalid_names_are_refused_before_any_system_call() {
     let names = Names::new();
-    // Names glibc's shm_open would accept (it strips leading slashes): if the
-    // validation came after the system call, these would create objects.
-    let bare = names.name("seg-bare");
-    let bare = bare.trim_start_matches('/').to_owned();
-    let double = format!("/{}", names.name("seg-dbl"));
-    let long = format!("/{}", "x".repeat(256));
-    let table: Vec<&str> = vec!["", "/", &bare, &double, "/a/b", "/a\0b", "/.", "/..", &long];
+    let invalid = InvalidNames::new(&names);
     let l = LAYOUT;
     let e = Expect::default();
-    for name in &table {
+    for name in &invalid.table {
         let results: Vec<(&str, Result<(), SegError>)> = vec![
             ("create", Segment::create(name, &l, &opts()).map(drop)),
             ("open", Segment::open(name, &e, &opts()).map(drop)),
@@ -417,43 +396,15 @@ fn invalid_names_are_refused_before_any_system_call() {
                 "{op}({name:?}) gave {r:?}, expected InvalidName"
             );
         }
-        let facade = shmq::spsc::Sender::create(name, &shmq::Options::new());
-        assert!(
-            matches!(
-                facade,
-                Err(shmq::Error::Segment(SegError::InvalidName { .. }))
-            ),
-            "spsc::Sender::create({name:?}) gave {facade:?}"
-        );
-        let facade = shmq::mpsc::Receiver::open(name, &shmq::Options::new());
-        assert!(
-            matches!(
-                facade,
-                Err(shmq::Error::Segment(SegError::InvalidName { .. }))
-            ),
-            "mpsc::Receiver::open({name:?}) gave {facade:?}"
-        );
     }
-    for leaked in [&bare, double.trim_start_matches('/')] {
-        assert!(
-            !common::shm_path(leaked).exists(),
-            "an invalid name reached shm_open: /dev/shm/{leaked} exists"
-        );
-    }
+    invalid.assert_none_reached_shm_open();
     names.assert_clean();
 }
 
 #[test]
 fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
-    let wd = Watchdog::new("creating_twice");
-    let names = Names::new();
-    let name = names.name("seg-twice");
-    let mut holder = Spawn::role("seg_hold")
-        .arg("NAME", &name)
-        .arg("PUBLISH", 1)
-        .arg("SEED", 5)
-        .spawn(&wd);
-    holder.event("ready");
+    let (wd, names, name) = shmq_testkit::start("creating_twice", "seg-twice");
+    let mut holder = hold(&wd, &name, true, 5);
 
     // A live holder: AlreadyExists, not stale, and reclaim_stale must not remove it.
     let r = Segment::create(&name, &LAYOUT, &opts());
@@ -476,8 +427,7 @@ fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
     );
     drop(seen);
 
-    holder.signal(Signal::SIGKILL);
-    holder.expect_killed();
+    holder.kill_and_reap();
     let r = Segment::create(&name, &LAYOUT, &opts());
     assert!(
         matches!(r, Err(SegError::AlreadyExists { stale: true, .. })),
@@ -495,14 +445,12 @@ fn creating_twice_is_already_exists_and_stale_once_the_holder_is_killed() {
         "old payload visible after reclaim"
     );
     drop(fresh);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn opening_a_missing_name_is_not_found() {
-    let names = Names::new();
-    let name = names.name("seg-missing");
+    let (names, name) = fresh("seg-missing");
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(
         matches!(&r, Err(SegError::NotFound { name: n }) if *n == name),
@@ -520,30 +468,12 @@ fn opening_a_missing_name_is_not_found() {
         Segment::peek(&name, &opts()),
         Err(SegError::NotFound { .. })
     ));
-    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::NotFound { .. }))),
-        "{r:?}"
-    );
     names.assert_clean();
-}
-
-/// Writes `bytes` as a mode-0600 object under `name` in /dev/shm.
-fn plant(name: &str, bytes: &[u8]) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(common::shm_path(name))
-        .expect("plant a file in /dev/shm");
-    f.write_all(bytes).expect("write planted file");
 }
 
 #[test]
 fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
-    let names = Names::new();
-    let name = names.name("seg-small");
+    let (names, name) = fresh("seg-small");
     plant(&name, &[0xAB; 10]);
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(
@@ -560,11 +490,6 @@ fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
         Segment::peek(&name, &opts()),
         Err(SegError::TooSmall { size: 10, .. })
     ));
-    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::TooSmall { .. }))),
-        "{r:?}"
-    );
     Segment::unlink(&name).expect("unlink");
 
     // Size 0 is what a creator's object looks like before ftruncate: an opener
@@ -585,8 +510,7 @@ fn a_ten_byte_object_is_too_small_and_an_empty_one_never_ready() {
 
 #[test]
 fn random_bytes_are_bad_magic() {
-    let names = Names::new();
-    let name = names.name("seg-random");
+    let (names, name) = fresh("seg-random");
     let mut bytes = vec![0u8; 8192];
     getrandom_fill(&mut bytes);
     if bytes[..8] == MAGIC.to_le_bytes() || bytes[..8] == [0; 8] {
@@ -606,18 +530,12 @@ fn random_bytes_are_bad_magic() {
         Err(SegError::BadMagic { .. })
     ));
     drop(peek);
-    let r = shmq::mpsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::BadMagic { .. }))),
-        "{r:?}"
-    );
     // The file is untouched: an opener never writes a foreign object.
     assert_eq!(
-        std::fs::read(common::shm_path(&name)).expect("read back"),
+        std::fs::read(kit::shm_path(&name)).expect("read back"),
         bytes
     );
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 fn getrandom_fill(buf: &mut [u8]) {
@@ -627,33 +545,15 @@ fn getrandom_fill(buf: &mut [u8]) {
         .expect("read /dev/urandom");
 }
 
-/// Overwrites `bytes` at `offset` of the object under `name` in /dev/shm.
-fn poke(name: &str, offset: u64, bytes: &[u8]) {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(name))
-        .expect("open the /dev/shm file");
-    f.write_all_at(bytes, offset).expect("pwrite");
-}
-
 #[test]
 fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
-    let names = Names::new();
-    let name = names.name("seg-version");
+    let (names, name) = fresh("seg-version");
     let seg = create_published(&name);
     drop(seg);
     poke(&name, 8, &(VERSION + 1).to_le_bytes());
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(
         matches!(r, Err(SegError::VersionMismatch { expected: VERSION, found }) if found == VERSION + 1),
-        "{r:?}"
-    );
-    let r = shmq::spsc::Sender::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(
-            r,
-            Err(shmq::Error::Segment(SegError::VersionMismatch { .. }))
-        ),
         "{r:?}"
     );
     // Back to the right version, but a state no creator writes.
@@ -671,21 +571,13 @@ fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
         ),
         "{r:?}"
     );
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn expectations_the_header_does_not_meet_are_layout_mismatch() {
-    let wd = Watchdog::new("layout_mismatch");
-    let names = Names::new();
-    let name = names.name("seg-layout");
-    let mut creator = Spawn::role("seg_hold")
-        .arg("NAME", &name)
-        .arg("PUBLISH", 1)
-        .arg("SEED", 1)
-        .spawn(&wd);
-    creator.event("ready");
+    let (wd, names, name) = shmq_testkit::start("layout_mismatch", "seg-layout");
+    let mut creator = hold(&wd, &name, true, 1);
     let full = expect_all();
     Segment::open(&name, &full, &opts()).expect("the creator's own expectations pass");
     let cases: [(&str, Expect); 6] = [
@@ -742,7 +634,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
     // A peer that grows the object under its header: total_len no longer matches.
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(common::shm_path(&name))
+        .open(kit::shm_path(&name))
         .expect("open");
     let len = f.metadata().expect("stat").len();
     f.set_len(len + 4096).expect("grow");
@@ -753,23 +645,14 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
             if expected == len + 4096 && found == len),
         "{r:?}"
     );
-    creator.signal(Signal::SIGKILL);
-    creator.expect_killed();
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    creator.kill_and_reap();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
-    let wd = Watchdog::new("not_ready_abandoned");
-    let names = Names::new();
-    let name = names.name("seg-unpub");
-    let mut creator = Spawn::role("seg_hold")
-        .arg("NAME", &name)
-        .arg("PUBLISH", 0)
-        .arg("SEED", 3)
-        .spawn(&wd);
-    creator.event("ready");
+    let (wd, names, name) = shmq_testkit::start("not_ready_abandoned", "seg-unpub");
+    let mut creator = hold(&wd, &name, false, 3);
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
     let r = Segment::open(&name, &Expect::default(), &opts().open_timeout(timeout));
@@ -788,8 +671,7 @@ fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
     drop(peek);
     assert!(!Segment::is_stale(&name).expect("is_stale"));
 
-    creator.signal(Signal::SIGKILL);
-    creator.expect_killed();
+    creator.kill_and_reap();
     let started = Instant::now();
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(matches!(r, Err(SegError::Abandoned)), "{r:?}");
@@ -808,66 +690,12 @@ fn an_unpublished_segment_is_not_ready_then_abandoned_when_its_creator_dies() {
         }
         Opened::Existing(_) => panic!("opened an abandoned segment"),
     }
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
-}
-
-#[cfg(feature = "failpoints")]
-#[test]
-fn a_creator_killed_at_mid_init_leaves_an_abandoned_segment() {
-    let wd = Watchdog::new("mid_init");
-    let names = Names::new();
-    let name = names.name("seg-midinit");
-    let mut creator = Spawn::role("spsc_create")
-        .arg("NAME", &name)
-        .failpoint("mid_init")
-        .spawn(&wd);
-    assert_eq!(creator.wait_failpoint(), "reached mid_init");
-    let short = shmq::Options::new().open_timeout(Duration::from_millis(200));
-    let r = shmq::spsc::Receiver::open(&name, &short);
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::NotReady { .. }))),
-        "while the creator lives: {r:?}"
-    );
-    creator.signal(Signal::SIGKILL);
-    creator.expect_killed();
-    let r = shmq::spsc::Receiver::open(&name, &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::Abandoned))),
-        "after the creator died: {r:?}"
-    );
-    let peek = Segment::peek(&name, &opts()).expect("peek");
-    assert!(peek.is_shmq());
-    assert!(matches!(
-        peek.validate(&Expect::default()),
-        Err(SegError::Abandoned)
-    ));
-    drop(peek);
-    // The next creator replaces it without a manual rm, and the channel works.
-    let mut rx = shmq::spsc::Receiver::create_or_open(&name, &shmq::Options::new())
-        .expect("create_or_open over the abandoned segment");
-    let mut tx = shmq::spsc::Sender::open(&name, &shmq::Options::new()).expect("open");
-    tx.send(b"after recovery").expect("send");
-    assert_eq!(&*rx.recv().expect("recv"), b"after recovery");
-    drop(tx);
-    drop(rx);
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 const SEAL_SEAL: u32 = libc::F_SEAL_SEAL as u32;
 const SEAL_SHRINK: u32 = libc::F_SEAL_SHRINK as u32;
 const SEAL_GROW: u32 = libc::F_SEAL_GROW as u32;
-
-fn memfd(allow_sealing: bool) -> OwnedFd {
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    let mut flags = MFdFlags::MFD_CLOEXEC;
-    if allow_sealing {
-        flags |= MFdFlags::MFD_ALLOW_SEALING;
-    }
-    let fd = memfd_create(c"shmq-test-unsealed", flags).expect("memfd_create");
-    nix::unistd::ftruncate(&fd, 1 << 16).expect("ftruncate");
-    fd
-}
 
 fn add_seals(fd: &OwnedFd, seals: u32) {
     // SAFETY: fcntl(F_ADD_SEALS) on a descriptor we own, with an integer argument.
@@ -879,12 +707,12 @@ fn add_seals(fd: &OwnedFd, seals: u32) {
 fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
     let names = Names::new();
     let e = Expect::default();
-    let r = Segment::from_fd(memfd(true), &e, &opts());
+    let r = Segment::from_fd(unsealed_memfd(true), &e, &opts());
     assert!(
         matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SEAL | SEAL_SHRINK | SEAL_GROW),
         "no seals: {r:?}"
     );
-    let partial = memfd(true);
+    let partial = unsealed_memfd(true);
     add_seals(&partial, SEAL_SHRINK | SEAL_GROW);
     let r = Segment::from_fd(partial, &e, &opts());
     assert!(
@@ -892,15 +720,10 @@ fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
         "SHRINK|GROW without SEAL: {r:?}"
     );
     // A memfd made without MFD_ALLOW_SEALING carries only F_SEAL_SEAL.
-    let r = Segment::from_fd(memfd(false), &e, &opts());
+    let r = Segment::from_fd(unsealed_memfd(false), &e, &opts());
     assert!(
         matches!(r, Err(SegError::Unsealed { missing }) if missing == SEAL_SHRINK | SEAL_GROW),
         "memfd without sealing: {r:?}"
-    );
-    let r = shmq::spsc::Receiver::from_fd(memfd(true), &shmq::Options::new());
-    assert!(
-        matches!(r, Err(shmq::Error::Segment(SegError::Unsealed { .. }))),
-        "facade from_fd: {r:?}"
     );
     // Not a memfd at all: a pipe, and a named segment's descriptor.
     let (pipe_r, _pipe_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
@@ -926,8 +749,7 @@ fn a_memfd_without_the_seals_is_unsealed_and_other_descriptors_untrusted() {
         .expect("from_fd of a sealed memfd");
     assert_eq!(other.info(), anon.info());
     drop((other, anon));
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
@@ -946,7 +768,7 @@ fn untrusted_objects_under_the_name_are_refused() {
 
     // A symlink to a real segment, and a dangling one.
     let link = names.name("seg-symlink");
-    std::os::unix::fs::symlink(common::shm_path(&real), common::shm_path(&link)).unwrap();
+    std::os::unix::fs::symlink(kit::shm_path(&real), kit::shm_path(&link)).unwrap();
     untrusted(&link, &opts(), "symlink");
     assert!(matches!(
         Segment::peek(&link, &opts()),
@@ -954,31 +776,31 @@ fn untrusted_objects_under_the_name_are_refused() {
     ));
     let target = names.name("seg-target");
     let dangling = names.name("seg-dangling");
-    std::os::unix::fs::symlink(common::shm_path(&target), common::shm_path(&dangling)).unwrap();
+    std::os::unix::fs::symlink(kit::shm_path(&target), kit::shm_path(&dangling)).unwrap();
     let r = Segment::create(&dangling, &LAYOUT, &opts());
     assert!(
         matches!(r, Err(SegError::AlreadyExists { .. })),
         "create over a dangling symlink: {r:?}"
     );
     assert!(
-        !common::shm_path(&target).exists(),
+        !kit::shm_path(&target).exists(),
         "create followed a symlink and made its target"
     );
-    std::fs::remove_file(common::shm_path(&link)).unwrap();
-    std::fs::remove_file(common::shm_path(&dangling)).unwrap();
+    std::fs::remove_file(kit::shm_path(&link)).unwrap();
+    std::fs::remove_file(kit::shm_path(&dangling)).unwrap();
 
     // A FIFO.
     let fifo = names.name("seg-fifo");
     nix::unistd::mkfifo(
-        &common::shm_path(&fifo),
+        &kit::shm_path(&fifo),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .expect("mkfifo");
     untrusted(&fifo, &opts(), "FIFO");
-    std::fs::remove_file(common::shm_path(&fifo)).unwrap();
+    std::fs::remove_file(kit::shm_path(&fifo)).unwrap();
 
     // Writable by group, then by others; accepted only when allowed.
-    let p = common::shm_path(&real);
+    let p = kit::shm_path(&real);
     for mode in [0o620, 0o602] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         untrusted(&real, &opts(), &format!("mode {mode:o}"));
@@ -989,10 +811,10 @@ fn untrusted_objects_under_the_name_are_refused() {
 
     // A second hard link.
     let hard = names.name("seg-hardlink");
-    std::fs::hard_link(&p, common::shm_path(&hard)).unwrap();
+    std::fs::hard_link(&p, kit::shm_path(&hard)).unwrap();
     untrusted(&real, &opts(), "two hard links");
     untrusted(&hard, &opts(), "two hard links (other name)");
-    std::fs::remove_file(common::shm_path(&hard)).unwrap();
+    std::fs::remove_file(kit::shm_path(&hard)).unwrap();
 
     // Another owner (root may chown; as another user this part is skipped).
     if nix::unistd::geteuid().is_root() {
@@ -1014,10 +836,10 @@ fn untrusted_objects_under_the_name_are_refused() {
 fn a_directory_under_the_name_is_untrusted() {
     let names = Names::new();
     let dir = names.name("seg-dir");
-    std::fs::create_dir(common::shm_path(&dir)).unwrap();
+    std::fs::create_dir(kit::shm_path(&dir)).unwrap();
     let r = Segment::open(&dir, &Expect::default(), &opts());
     let p = Segment::peek(&dir, &opts());
-    std::fs::remove_dir(common::shm_path(&dir)).unwrap();
+    std::fs::remove_dir(kit::shm_path(&dir)).unwrap();
     assert!(matches!(r, Err(SegError::Untrusted { .. })), "open: {r:?}");
     assert!(matches!(p, Err(SegError::Untrusted { .. })), "peek: {p:?}");
     names.assert_clean();
@@ -1025,21 +847,17 @@ fn a_directory_under_the_name_is_untrusted() {
 
 #[test]
 fn modes_are_0600_or_as_asked_whatever_the_umask() {
-    let wd = Watchdog::new("modes");
-    let names = Names::new();
+    let (wd, names) = (Watchdog::new("modes"), Names::new());
     let mut spawn = Spawn::role("seg_umask");
-    for k in 0..6 {
+    for k in 0..4 {
         spawn = spawn.arg(&format!("N{k}"), names.name(&format!("seg-mode{k}")));
     }
-    let mut child = spawn.spawn(&wd);
-    let ev = child.event("modes");
-    child.expect_success();
+    let ev = spawn.run(&wd, "modes");
     let results = ev["results"].as_array().expect("results");
     assert_eq!(results.len(), 2);
     for r in results {
         assert_eq!(r["default"], json!(0o600), "default mode under {r}");
         assert_eq!(r["explicit_0640"], json!(0o640), "mode 0640 under {r}");
-        assert_eq!(r["channel"], json!(0o600), "channel mode under {r}");
     }
     names.assert_clean();
 }
@@ -1102,7 +920,7 @@ fn a_sealed_memfd_refuses_resizing_from_a_forked_child() {
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
-    let code = common::wait_child(child, Duration::from_secs(30));
+    let code = kit::wait_child(child, Duration::from_secs(30));
     assert_eq!(
         code & 15,
         0,
@@ -1137,13 +955,10 @@ fn pattern_mismatch_offset(bytes: &[u8], seed: u64, from: usize) -> Option<usize
 
 #[test]
 fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
-    let wd = Watchdog::new("liveness");
-    let names = Names::new();
-    let name = names.name("seg-live");
+    let (wd, names, name) = shmq_testkit::start("liveness", "seg-live");
     let seg = create_published(&name);
     let spawn = |idx: u16| {
-        Spawn::role("seg_claim")
-            .arg("NAME", &name)
+        Spawn::role_on("seg_claim", &name)
             .arg("IDX", idx)
             .arg("THEN", "hang")
             .spawn(&wd)
@@ -1171,8 +986,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     ));
 
     // Stopped is not dead.
-    b.signal(Signal::SIGSTOP);
-    assert!(common::wait_stopped(b.pid(), Duration::from_secs(5)));
+    b.stop();
     assert!(
         seg.endpoint_alive(2).unwrap(),
         "a stopped holder was reported dead"
@@ -1182,8 +996,8 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     // Killed: dead as soon as the kernel has torn it down, already as a zombie
     // (not yet reaped, its pid still taken).
     a.signal(Signal::SIGKILL);
-    assert!(common::wait_dead(a.pid(), Duration::from_secs(5)));
-    assert_eq!(common::proc_state(a.pid()), Some('Z'), "not a zombie");
+    assert!(kit::wait_dead(a.pid(), Duration::from_secs(5)));
+    assert_eq!(kit::proc_state(a.pid()), Some('Z'), "not a zombie");
     assert!(
         !seg.endpoint_alive(1).unwrap(),
         "a zombie's endpoint looks alive"
@@ -1205,8 +1019,7 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     assert_eq!(seg.endpoint_info(1).unwrap().attaches, 2);
 
     // A holder that exits normally releases its endpoint too.
-    let mut c = Spawn::role("seg_claim")
-        .arg("NAME", &name)
+    let mut c = Spawn::role_on("seg_claim", &name)
         .arg("IDX", 3)
         .arg("THEN", "exit")
         .spawn(&wd);
@@ -1214,32 +1027,27 @@ fn a_killed_endpoint_holder_is_dead_and_a_live_or_stopped_one_alive() {
     c.expect_success();
     assert!(!seg.endpoint_alive(3).unwrap());
 
-    b.signal(Signal::SIGKILL);
-    b.expect_killed();
+    b.kill_and_reap();
     assert!(!seg.endpoint_alive(2).unwrap());
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
     // Catalogue CF-13: A claims an endpoint, forks B (no exec), A is SIGKILLed while
     // B lives on: A's endpoint must read dead.
-    let wd = Watchdog::new("fork_without_exec");
-    let names = Names::new();
-    let name = names.name("seg-forkmask");
+    let (wd, names, name) = shmq_testkit::start("fork_without_exec", "seg-forkmask");
     let seg = create_published(&name);
-    let mut a = Spawn::role("seg_claim_fork")
-        .arg("NAME", &name)
+    let mut a = Spawn::role_on("seg_claim_fork", &name)
         .arg("IDX", 1)
         .spawn(&wd);
     let ev = a.event("forked");
-    let b = common::num(&ev, "child") as i32;
+    let b = kit::num(&ev, "child") as i32;
     assert!(seg.endpoint_alive(1).unwrap());
     a.signal(Signal::SIGKILL);
-    assert!(common::wait_dead(a.pid(), Duration::from_secs(5)));
-    let b_state = common::proc_state(b);
+    assert!(kit::wait_dead(a.pid(), Duration::from_secs(5)));
+    let b_state = kit::proc_state(b);
     assert!(
         matches!(b_state, Some('S' | 'R')),
         "the forked child should still live, state {b_state:?}"
@@ -1265,8 +1073,7 @@ fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
         "the endpoint of a killed process reads alive while a child it forked (without exec) lives; the child's descriptors: {b_fds:?}; its shared mappings: {b_maps:?}"
     );
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 // ---------------------------------------------------------------------------
@@ -1274,9 +1081,7 @@ fn fork_without_exec_does_not_mask_the_death_of_the_endpoint_holder() {
 
 #[test]
 fn a_full_tmpfs_is_no_space_at_creation() {
-    let wd = Watchdog::new("nospace");
-    let names = Names::new();
-    let name = names.name("seg-nospace");
+    let (wd, names, name) = shmq_testkit::start("nospace", "seg-nospace");
     let mut child = Spawn::role("seg_nospace").arg("NAME", &name).spawn(&wd);
     let ev = child.event("result");
     child.expect_success();
@@ -1313,23 +1118,17 @@ fn another_user_without_access_is_permission_denied() {
         );
         return;
     }
-    let wd = Watchdog::new("permission_denied");
-    let names = Names::new();
-    let name = names.name("seg-perm");
+    let (wd, names, name) = shmq_testkit::start("permission_denied", "seg-perm");
     let seg = create_published(&name);
-    let mut child = Spawn::role("seg_as_nobody").arg("NAME", &name).spawn(&wd);
-    let ev = child.event("opened");
-    child.expect_success();
+    let ev = Spawn::role_on("seg_as_nobody", &name).run(&wd, "opened");
     assert_eq!(ev["result"], "PermissionDenied", "{ev}");
     drop(seg);
-    Segment::unlink(&name).expect("unlink");
-    names.assert_clean();
+    unlink_and_check(&names, &name);
 }
 
 #[test]
 fn size_limits_huge_pages_and_bad_layouts_are_refused() {
-    let names = Names::new();
-    let name = names.name("seg-limits");
+    let (names, name) = fresh("seg-limits");
     let total = LAYOUT.total_len().unwrap();
     let r = Segment::create(&name, &LAYOUT, &opts().max_len(4096));
     assert!(
@@ -1337,7 +1136,7 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
         "{r:?}"
     );
     assert!(
-        !common::shm_path(&name).exists(),
+        !kit::shm_path(&name).exists(),
         "TooLarge must come before creating"
     );
     let seg = create_published(&name);
@@ -1363,7 +1162,7 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
             ..LAYOUT
         },
         Layout {
-            endpoints: shmq::segment::MAX_ENDPOINTS + 1,
+            endpoints: shmq_segment::MAX_ENDPOINTS + 1,
             ..LAYOUT
         },
     ] {

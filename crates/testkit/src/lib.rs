@@ -1,0 +1,186 @@
+//! The cross-process test kit of the shmq workspace (catalogue rules R1–R5):
+//! what the integration tests of `shmq` (`tests/*.rs`) and of `shmq-segment`
+//! (`crates/segment/tests/`), and the example programs, share. Not published.
+//!
+//! # Map
+//!
+//! | module | what is there |
+//! | --- | --- |
+//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`DEATH_BUDGET`] |
+//! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
+//! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
+//! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
+//! | [`names`] | [`Names`], [`shm_path`], descriptor and mapping counts, [`shm_entries`], [`remove_stale`], [`PrefixCleanup`], [`send_fd`] / [`recv_fd`] |
+//! | [`msg`] | the examples' verifiable message format, its [`Verifier`] and [`msg::drain`] |
+//! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
+//! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
+//! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
+//! | [`ends`] | SPSC and MPSC endpoints behind one type; [`ends::each_kind`], [`ends::assert_closed`], [`ends::assert_died`] |
+//! | [`rng`] | [`Rng`], a replayable generator for test choices |
+//!
+//! The items of every module but [`msg`], [`record`] and [`ends`] are also
+//! re-exported here, so a test writes `shmq_testkit::Spawn`.
+//!
+//! # How the pieces fit
+//!
+//! - **Real processes (R2).** [`Spawn::role`] re-executes the current test binary
+//!   as `<exe> --exact child_role --nocapture --test-threads=1` with
+//!   `SHMQ_TEST_ROLE=<role>` and parameters in `SHMQ_TEST_ARG_<KEY>` variables;
+//!   each test binary has a `child_role` test that runs [`child_main`], which
+//!   does nothing when the variable is unset. [`Spawn::example`] runs the
+//!   `producer`/`consumer` example programs of the `shmq` package from another
+//!   working directory (built once by [`example_path`]). [`fork_child`] forks, but
+//!   only inside a role process, whose only other thread is libtest's idle main
+//!   thread.
+//! - **Watchdog (R1).** Every multi-process test makes a [`Watchdog`]; a child
+//!   that outlives its deadline gets its threads' `wchan`, system call and kernel
+//!   stack printed, then every child of this process is killed and reaped and the
+//!   test binary aborts. Children are spawned with `PR_SET_PDEATHSIG` and in their
+//!   own process group; a [`Proc`] kills and reaps its whole group when dropped,
+//!   and this process is a child subreaper, so grandchildren orphaned by a kill
+//!   are reaped too (PID 1 in this container does not reap).
+//! - **Failpoints (R3).** [`Spawn::failpoint`] arms `SHMQ_FAILPOINT` and hands
+//!   the child the write end of a pipe (`SHMQ_FAILPOINT_FD`);
+//!   [`Proc::wait_failpoint`] reads its `reached <name>` line.
+//! - **Messages (R4).** [`msg`] is the examples' verifiable format; [`Verifier`]
+//!   checks per-producer order with no gap and no duplicate. [`record`] is the
+//!   reliability catalogue's format (producer, incarnation, sequence, send time,
+//!   checksum), checked by [`RecordVerifier`].
+//! - **No leftovers (R5).** [`Names`] hands out unique `/t-...` names and
+//!   [`Names::assert_clean`] checks that none is left in `/dev/shm`, nor open or
+//!   mapped in this process; role processes check their fd and mapping counts
+//!   with [`shm_fds`] and [`shm_maps`].
+//!
+//! A child reports to the test through lines `@@shmq-event {json}` on its stdout
+//! ([`emit`]), which [`Proc::event`] waits for.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub mod ends;
+pub mod hostile;
+pub mod measure;
+pub mod msg;
+pub mod names;
+pub mod process;
+pub mod procfs;
+pub mod record;
+pub mod rng;
+pub mod role;
+
+pub use hostile::{RawRegion, open_raw, ring_off};
+pub use measure::{cpu_ns, futex_json, mono_ns, rss_kib, self_cpu_ns, zombie_children};
+pub use msg::{Verifier, message};
+pub use names::{
+    Names, PrefixCleanup, fd_count, fd_identity, fd_table, name_identity, recv_fd, remove_stale,
+    send_fd, shm_entries, shm_fds, shm_fds_without_cloexec, shm_maps, shm_path, warm_up_fork_guard,
+};
+pub use process::{
+    CHILD_TEST, DEADLINE, EVENT_TIMEOUT, Proc, ROLE_ENV, Spawn, Watchdog, assert_no_leak,
+    example_path, num,
+};
+pub use procfs::{
+    diagnose, gettid, proc_state, thread_syscall, wait_dead, wait_in_futex, wait_stopped,
+};
+pub use record::RecordVerifier;
+pub use rng::Rng;
+pub use role::{
+    arg, arg_opt, arg_or, child_main, emit, fork_child, hang, in_role, inherited_fd, unshare,
+    wait_child, wait_strategy,
+};
+
+/// The detection budget the brief sets: SIGKILL to `Disconnected`.
+pub const DEATH_BUDGET: Duration = Duration::from_millis(250);
+
+/// `n` in release builds; a tenth of it in debug builds, which are ~10x slower.
+pub fn scaled(n: u64) -> u64 {
+    if cfg!(debug_assertions) {
+        (n / 10).max(1)
+    } else {
+        n
+    }
+}
+
+/// What a multi-process test starts with: a [`Watchdog`] labelled `test`, the
+/// test's [`Names`] and a first name from them, tagged `tag`. Bind them in this
+/// order (`let (wd, names, name) = ...`), so that the names are cleaned up
+/// before the watchdog stops.
+pub fn start(test: &str, tag: &str) -> (Watchdog, Names, String) {
+    let wd = Watchdog::new(test);
+    let names = Names::new();
+    let name = names.name(tag);
+    (wd, names, name)
+}
+
+/// Whether this process runs as root (root-only parts skip otherwise).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Checks that `seq` is `*next`, the next sequence number of stream `who`,
+/// and counts it; `Err` says whether it is a duplicate or a gap (`what`: the
+/// unit, `message` or `record`).
+pub(crate) fn in_sequence(
+    next: &mut u64,
+    seq: u64,
+    who: std::fmt::Arguments<'_>,
+    what: &str,
+) -> Result<(), String> {
+    if seq != *next {
+        let problem = if seq < *next {
+            "duplicate or reordered".to_owned()
+        } else {
+            format!("gap: lost {what}s")
+        };
+        return Err(format!(
+            "{who}: expected {what} {next}, got {seq} ({problem})"
+        ));
+    }
+    *next += 1;
+    Ok(())
+}
+
+/// Holds the lock that lets only one heavy (spinning, million-message or soak)
+/// test of this process run at a time, also under `cargo test`'s threads.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    lock(&SERIAL)
+}
+
+/// Receives with `recv` (into one reused buffer) until it fails, handing every
+/// message to `take` with `v`; returns `v` and the error that ended the stream.
+pub(crate) fn drain_with<V, E>(
+    mut v: V,
+    take: impl Fn(&mut V, &[u8]),
+    mut recv: impl FnMut(&mut Vec<u8>) -> Result<(), E>,
+) -> (V, E) {
+    let mut buf = Vec::new();
+    loop {
+        if let Err(e) = recv(&mut buf) {
+            return (v, e);
+        }
+        take(&mut v, &buf);
+    }
+}
+
+/// Asserts that a test that goes through a table of cases collected no
+/// failures (one line each), listing them all under `what` if it did.
+pub fn assert_no_failures(what: &str, failures: &[String]) {
+    assert!(failures.is_empty(), "{what}:\n{}", failures.join("\n"));
+}
+
+/// Whether this process runs as root; if not, prints `SKIP <what>` (`what`:
+/// the test and why it needs root), for a root-only test to return at once.
+pub fn root_or_skip(what: &str) -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("SKIP {what}");
+    }
+    root
+}
+
+/// Locks `m`, taking the data of a poisoned lock too: a test that panicked
+/// while holding it must not hide the harness's state from the clean-up.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,190 @@
+//! The child's side of a role process: [`child_main`] runs the role a test
+//! asked for, [`arg`] and friends read its parameters, [`emit`] reports events,
+//! [`fork_child`] and [`wait_child`] fork inside a role, [`inherited_fd`] takes
+//! a descriptor passed with [`crate::Spawn::inherit_fd`].
+
+use std::io::Write;
+use std::os::fd::{OwnedFd, RawFd};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+use serde_json::Value;
+
+use crate::process::{ARG_PREFIX, EVENT_MARK, ROLE_ENV};
+
+/// The body of each test binary's `child_role` test: runs the role named by
+/// `SHMQ_TEST_ROLE` (nothing if unset), then exits the process: status 0, or
+/// 101 if the role panicked (a role may also exit with a status of its own).
+pub fn child_main(dispatch: fn(&str)) {
+    let Ok(role) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    // The panic hook has printed the message by the time `catch_unwind` returns.
+    let ok = std::panic::catch_unwind(|| dispatch(&role)).is_ok();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // Exit from this thread in both cases, rather than letting libtest's main
+    // thread exit after this one has ended: on this kernel (6.18) the latter
+    // sometimes spends tens of seconds in `do_exit` (task_work_run).
+    std::process::exit(if ok { 0 } else { 101 });
+}
+
+/// Whether this process is a role child.
+pub fn in_role() -> bool {
+    std::env::var_os(ROLE_ENV).is_some()
+}
+
+/// A role parameter set with [`Spawn::arg`](crate::Spawn::arg).
+pub fn arg<T: FromStr>(key: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    let v = std::env::var(format!("{ARG_PREFIX}{key}"))
+        .unwrap_or_else(|_| panic!("role parameter {key} missing"));
+    v.parse()
+        .unwrap_or_else(|e| panic!("role parameter {key}={v:?}: {e:?}"))
+}
+
+/// A role parameter, or `default`.
+pub fn arg_or<T: FromStr>(key: &str, default: T) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    match std::env::var(format!("{ARG_PREFIX}{key}")) {
+        Ok(_) => arg(key),
+        Err(_) => default,
+    }
+}
+
+/// The wait strategy named `park`, `spin` or `default` (a role parameter's
+/// value, such as `WAIT`).
+pub fn wait_strategy(name: &str) -> shmq::WaitStrategy {
+    match name {
+        "park" => shmq::WaitStrategy::Park,
+        "spin" => shmq::WaitStrategy::Spin,
+        "default" => shmq::WaitStrategy::default(),
+        other => panic!("unknown wait strategy {other}"),
+    }
+}
+
+/// A role parameter, if set.
+pub fn arg_opt<T: FromStr>(key: &str) -> Option<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    std::env::var(format!("{ARG_PREFIX}{key}"))
+        .ok()
+        .map(|_| arg(key))
+}
+
+/// Reports event `kind` (with the fields of `fields`, an object) to the test.
+pub fn emit(kind: &str, fields: Value) {
+    let mut v = match fields {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => panic!("event fields must be an object, not {other}"),
+    };
+    v.insert("event".into(), kind.into());
+    v.insert("pid".into(), std::process::id().into());
+    let mut out = std::io::stdout().lock();
+    // One write per line (short lines are atomic on a pipe), after a newline in
+    // case libtest left its "test child_role ..." line open.
+    let _ = out.write_all(format!("\n{EVENT_MARK}{}\n", Value::Object(v)).as_bytes());
+    let _ = out.flush();
+}
+
+/// Moves this process into new namespaces (`CLONE_NEWNS`, `CLONE_NEWPID`...),
+/// or says why it could not (for a role to report as a skip).
+pub fn unshare(flags: nix::sched::CloneFlags) -> Result<(), String> {
+    nix::sched::unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"))
+}
+
+/// Sleeps until killed (for roles that hold something for the test).
+pub fn hang() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Forks a child that runs `f` and `_exit`s with its result (101 if it panics).
+/// Only in a role process (asserted), whose only other thread is libtest's
+/// main thread, idle while it waits for this test's result.
+pub fn fork_child(f: impl FnOnce() -> i32) -> Pid {
+    assert!(in_role(), "fork only inside a role child process");
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    assert!(
+        threads <= 2,
+        "fork needs a process whose only other thread is libtest's idle main thread; found {threads} threads"
+    );
+    // SAFETY: this process has no thread but this one and libtest's main thread,
+    // which is blocked waiting for this test's result and holds no lock (checked
+    // above: roles start no thread before forking). So the child inherits no lock
+    // held by another thread and may allocate and use std (glibc's fork also
+    // re-initialises malloc's locks in the child).
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        ForkResult::Child => {
+            // SAFETY: prctl takes integers; the child is SIGKILLed if its parent dies.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            // SAFETY: _exit ends this child at once, without running destructors or
+            // exit handlers that belong to the parent's state.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => child,
+    }
+}
+
+/// Waits for a forked child (at most `timeout`) and returns its exit code;
+/// panics (after killing it) if it does not exit in time or is killed.
+pub fn wait_child(pid: Pid, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => panic!("forked child {pid} killed by {sig}"),
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(_) => {
+                let _ = signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                panic!("forked child {pid} did not exit within {timeout:?}");
+            }
+            Err(e) => panic!("waitpid({pid}): {e}"),
+        }
+    }
+}
+
+/// A descriptor passed with [`Spawn::inherit_fd`](crate::Spawn::inherit_fd), in the child. The child owns it.
+pub fn inherited_fd(key: &str) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    let raw: RawFd = arg(key);
+    // SAFETY: the parent passed this number with `inherit_fd`, which cleared its
+    // FD_CLOEXEC in this process before exec, so it is open here; nothing else in
+    // this process owns it (each key is taken once).
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// Defines the test binary's `child_role` test ([`crate::CHILD_TEST`]), which
+/// runs, through [`child_main`], the function `role_<name>` of the test binary
+/// for role `<name>`: `roles! { role_send role_recv }` (function names,
+/// separated by white space).
+#[macro_export]
+macro_rules! roles {
+    ($($f:ident)*) => {
+        #[test]
+        fn child_role() {
+            $crate::child_main(|role| {
+                $(
+                    if stringify!($f).strip_prefix("role_") == Some(role) {
+                        return $f();
+                    }
+                )*
+                panic!("unknown role {role}");
+            });
+        }
+    };
+}
