@@ -1,23 +1,22 @@
 //! Shared code of the shmq fuzz targets (docs/FUZZING.md): input formats, the
 //! drain loop every consumer-side target runs, and the two harnesses that also run
-//! as ordinary tests of `shmq-ring`, included from there so that a fuzz crash
-//! replays as a test:
-//! - [`model`] is `crates/ring/tests/model.rs` (FZ-04);
-//! - `adversary` is `crates/ring/tests/adversary.rs`, whose `sim` module is
-//!   FZ-05 (only with `--cfg shmq_adversary`, which turns on the read-reporting
-//!   atomics).
+//! as ordinary tests of `shmq-ring`, from the `shmq-ring-model` crate, so that a
+//! fuzz crash replays as a test:
+//! - [`model`] is `shmq_ring_model::model` (FZ-04; tests in
+//!   `crates/ring/tests/model.rs`);
+//! - `adversary` is `shmq_ring_model::adversary`, whose `sim` module is FZ-05
+//!   (only with `--cfg shmq_adversary`, which turns on the read-reporting atomics;
+//!   tests in `crates/ring/tests/adversary.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shmq_ring::{Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy, mpsc, spsc};
 
-#[path = "../../crates/ring/tests/model.rs"]
-pub mod model;
+pub use shmq_ring_model::model;
 
 #[cfg(shmq_adversary)]
-#[path = "../../crates/ring/tests/adversary.rs"]
-pub mod adversary;
+pub use shmq_ring_model::adversary;
 
 /// Waits that never wait: `Park` skips the spin phase and a zero slice never
 /// sleeps, so `recv_into_timeout(ZERO)` runs the blocking path (liveness checks,

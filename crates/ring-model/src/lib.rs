@@ -1,0 +1,17 @@
+//! Test harnesses of `shmq-ring`, shared by its integration tests
+//! (`crates/ring/tests/{model,adversary}.rs`) and the fuzz targets (`fuzz/`), so
+//! that a fuzz crash replays as an ordinary test:
+//! - [`model`]: a list of operations run against a ring and against a model of it
+//!   (catalogue FZ-04; the `ops_vs_model` fuzz target);
+//! - `adversary` (only with `--cfg shmq_adversary`, which turns on the
+//!   read-reporting atomics of `shmq-ring`): read recording, hostile values and
+//!   the deterministic simulation `adversary::sim` (FZ-05; the
+//!   `interleaved_adversary` fuzz target).
+//!
+//! Not published; nothing here is part of the rings' API. Under `--cfg loom` the
+//! crate is empty (the rings' atomics only work inside a loom model).
+
+#[cfg(all(shmq_adversary, not(loom)))]
+pub mod adversary;
+#[cfg(not(loom))]
+pub mod model;
