@@ -15,3 +15,8 @@
 pub mod adversary;
 #[cfg(not(loom))]
 pub mod model;
+
+#[cfg(not(loom))]
+mod ring;
+#[cfg(not(loom))]
+pub use ring::{Ring, pair};

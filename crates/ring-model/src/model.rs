@@ -20,7 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmq_ring::frame::{self, MPSC_MSG, MPSC_PAD, MpscHeader, frame_len, max_payload};
-use shmq_ring::{Error, InProcess, Region, WaitConfig, WaitStrategy, inspect, mpsc, spsc};
+use shmq_ring::{
+    Consumer, Error, Geometry, InProcess, Mpsc, Producer, Region, Spsc, WaitConfig, WaitStrategy,
+    inspect, mpsc, spsc,
+};
+
+use crate::Ring;
 
 /// Which ring, how big, and where positions start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +269,331 @@ fn hostile_ok<T>(r: &Result<T, Error>, len: Option<usize>, max: usize) -> Result
 }
 
 // ---------------------------------------------------------------------------
+// Both rings
+
+/// What the two models answer alike.
+trait Model {
+    /// Largest payload.
+    fn max(&self) -> usize;
+    /// `(padding, need)` for a frame of `len` bytes, or `None` when full.
+    fn place(&self, len: usize) -> Option<(usize, usize)>;
+    /// Commits a message placed after `pad` bytes of padding.
+    fn commit(&mut self, msg: Vec<u8>, pad: usize);
+    /// A single receive.
+    fn pop(&mut self) -> Option<Vec<u8>>;
+    /// `try_recv_batch(max)`.
+    fn batch(&mut self, max: usize) -> Vec<Vec<u8>>;
+    /// The tail and the head the room is counted from (for messages).
+    fn tail_head(&self) -> (u64, u64);
+}
+
+/// A ring kind under the model: its model and what the kinds do differently.
+trait ModelKind: Ring {
+    /// The kind's model.
+    type Model: Model;
+    /// What a refused placement is called in messages.
+    const PLACE: &'static str;
+    /// The geometry of a ring of `cap` bytes.
+    fn geometry(cap: usize) -> Geometry<Self>;
+    /// A model of an empty ring at `start`.
+    fn model(cap: usize, start: u64) -> Self::Model;
+    /// Producer operations whose forms differ between the kinds (reservations,
+    /// held guards, batches).
+    fn produce(run: &mut Run<Self>, op: &Op) -> Result<(), Mismatch>;
+    /// Checks that hold after a receive with an honest peer.
+    fn after_recv(rx: &Consumer<Self>) -> Result<(), Mismatch>;
+    /// The inspection view agrees with the model.
+    fn check_view(run: &Run<Self>) -> Result<(), Mismatch>;
+}
+
+/// A ring of kind `K` and its model, with a producer per slot (one for SPSC).
+struct Run<K: ModelKind> {
+    region: Region,
+    geometry: Geometry<K>,
+    tx: Vec<Option<Producer<K>>>,
+    rx: Option<Consumer<K>>,
+    model: K::Model,
+    hostile: bool,
+    rx_poison: Option<Error>,
+    seq: u64,
+    stats: Stats,
+}
+
+impl<K: ModelKind> Run<K> {
+    fn new(setup: Setup) -> Run<K> {
+        let cap = setup.cap();
+        let geometry = K::geometry(cap);
+        let region = Region::heap(geometry.region_len());
+        K::init(&region, geometry, setup.start()).unwrap();
+        let tx = (0..geometry.producers())
+            .map(|s| Some(K::producer(&region, geometry, s, cfg(), Arc::new(InProcess)).unwrap()))
+            .collect();
+        let rx = K::consumer(&region, geometry, cfg(), Arc::new(InProcess)).unwrap();
+        Run {
+            model: K::model(cap, setup.start()),
+            region,
+            geometry,
+            tx,
+            rx: Some(rx),
+            hostile: false,
+            rx_poison: None,
+            seq: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    fn cap(&self) -> usize {
+        self.geometry.capacity()
+    }
+
+    /// The producer slot an operation's `p` selects.
+    fn slot(&self, p: u8) -> usize {
+        usize::from(p) % self.tx.len()
+    }
+
+    fn next_payload(&mut self, len: usize) -> Vec<u8> {
+        self.seq += 1;
+        payload(self.seq, len)
+    }
+
+    /// Checks a send-like result against the model; returns the placement to commit.
+    fn expect_room(
+        &mut self,
+        r: &Result<(), Error>,
+        len: usize,
+    ) -> Result<Option<usize>, Mismatch> {
+        let max = self.model.max();
+        if matches!(r, Err(Error::Full)) {
+            self.stats.full += 1;
+        }
+        if matches!(r, Err(Error::Corrupted(_))) {
+            self.stats.corrupted += 1;
+        }
+        if self.hostile {
+            hostile_ok(r, Some(len), max)?;
+            return Ok(None);
+        }
+        if len > max {
+            check!(
+                *r == Err(Error::MessageTooLarge { len, max }),
+                "len {len} > max {max}: got {r:?}"
+            );
+            return Ok(None);
+        }
+        match (self.model.place(len), r) {
+            (Some((pad, _)), Ok(())) => Ok(Some(pad)),
+            (None, Err(Error::Full)) => Ok(None),
+            (want, got) => {
+                let (tail, head) = self.model.tail_head();
+                Err(format!(
+                    "{} {len} at tail {tail} head {head}: model {want:?}, ring {got:?}",
+                    K::PLACE
+                ))
+            }
+        }
+    }
+
+    /// `try_send` from producer `p`.
+    fn push(&mut self, p: usize, len: usize) -> Result<(), Mismatch> {
+        let m = self.next_payload(len);
+        let Some(tx) = self.tx[p].as_mut() else {
+            return Ok(());
+        };
+        let r = tx.try_send(&m);
+        if let Some(pad) = self.expect_room(&r, len)? {
+            self.model.commit(m, pad);
+        }
+        Ok(())
+    }
+
+    /// Checks a receive's result against the model (for a hostile run: a valid
+    /// frame or an error, and a poisoned consumer repeats its error on every call).
+    fn check_received(&mut self, r: Result<Vec<u8>, Error>) -> Result<(), Mismatch> {
+        let max = self.model.max();
+        if let Ok(m) = &r {
+            check!(m.len() <= max, "received {} bytes > max {max}", m.len());
+            self.stats.received += 1;
+        }
+        if self.hostile {
+            if let Some(p) = self.rx_poison {
+                check!(r == Err(p), "poisoned consumer returned {r:?}, not {p:?}");
+            }
+            if let Err(e @ Error::Corrupted(_)) = r {
+                self.stats.corrupted += 1;
+                self.rx_poison = Some(e);
+            }
+            return hostile_ok(&r, None, max);
+        }
+        match (self.model.pop(), r) {
+            (Some(want), Ok(got)) => {
+                check!(
+                    want == got,
+                    "received {} bytes, model {} bytes",
+                    got.len(),
+                    want.len()
+                );
+                Ok(())
+            }
+            (None, Err(Error::Empty | Error::Timeout)) => Ok(()),
+            (want, got) => Err(format!(
+                "recv: model {:?}, ring {got:?}",
+                want.map(|w| w.len())
+            )),
+        }
+    }
+
+    fn pop(&mut self, slow: bool) -> Result<(), Mismatch> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = Vec::new();
+        let r = if slow {
+            rx.recv_into_timeout(&mut buf, Duration::ZERO)
+        } else {
+            rx.try_recv_into(&mut buf)
+        };
+        if !self.hostile {
+            check!(
+                !(slow && matches!(r, Err(Error::Empty))),
+                "blocking receive said Empty"
+            );
+            check!(
+                !(!slow && matches!(r, Err(Error::Timeout))),
+                "non-blocking receive said Timeout"
+            );
+            K::after_recv(rx)?;
+        }
+        self.check_received(r.map(|()| buf))
+    }
+
+    fn pop_batch(&mut self, max: u8) -> Result<(), Mismatch> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Ok(());
+        };
+        let mut got = Vec::new();
+        let r = rx.try_recv_batch(usize::from(max), |m| got.push(m.to_vec()));
+        check!(
+            r.is_err() || r == Ok(got.len()),
+            "batch returned {r:?} but handed over {}",
+            got.len()
+        );
+        check!(
+            got.len() <= usize::from(max),
+            "batch of at most {max} gave {}",
+            got.len()
+        );
+        if self.hostile {
+            for m in got {
+                self.check_received(Ok(m))?;
+            }
+            if r.is_err() {
+                self.check_received(r.map(|_| Vec::new()))?;
+            }
+            return Ok(());
+        }
+        check!(r.is_ok(), "batch: {r:?}");
+        let want = self.model.batch(usize::from(max));
+        check!(
+            got.len() == want.len(),
+            "batch gave {}, model {}",
+            got.len(),
+            want.len()
+        );
+        let limit = self.model.max();
+        for m in &got {
+            check!(m.len() <= limit, "received {} bytes > max {limit}", m.len());
+        }
+        check!(
+            got == want,
+            "batch gave {} messages, model {}",
+            got.len(),
+            want.len()
+        );
+        self.stats.received += got.len() as u64;
+        Ok(())
+    }
+
+    /// An operation inside a held reservation; a push goes to producer `other`
+    /// (SPSC has none, and skips it).
+    fn inner(&mut self, other: Option<usize>, op: Inner) -> Result<(), Mismatch> {
+        match op {
+            Inner::Push { len } => match other {
+                Some(o) => self.push(o, len_of(len, self.model.max())),
+                None => Ok(()),
+            },
+            Inner::Pop => self.pop(false),
+            Inner::PopBatch { max } => self.pop_batch(max),
+        }
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), Mismatch> {
+        let max = self.model.max();
+        if self.hostile {
+            self.stats.hostile_ops += 1;
+        }
+        match *op {
+            Op::Push { p, len } => self.push(self.slot(p), len_of(len, max))?,
+            Op::ReserveCommit { .. }
+            | Op::ReserveAbort { .. }
+            | Op::Hold { .. }
+            | Op::PushBatch { .. } => K::produce(self, op)?,
+            Op::Pop => self.pop(false)?,
+            Op::PopSlow => self.pop(true)?,
+            Op::PopBatch { max } => self.pop_batch(max)?,
+            Op::ReattachProducer { p } => {
+                let p = self.slot(p);
+                if let Some(tx) = self.tx[p].take() {
+                    tx.detach();
+                }
+                let r = K::producer(
+                    &self.region,
+                    self.geometry,
+                    p as u16,
+                    cfg(),
+                    Arc::new(InProcess),
+                );
+                if !self.hostile {
+                    check!(r.is_ok(), "producer re-attach: {:?}", r.err());
+                } else {
+                    hostile_ok(&r, None, max)?;
+                }
+                self.tx[p] = r.ok();
+            }
+            Op::ReattachConsumer => {
+                if let Some(rx) = self.rx.take() {
+                    rx.detach();
+                }
+                let r = K::consumer(&self.region, self.geometry, cfg(), Arc::new(InProcess));
+                if !self.hostile {
+                    check!(r.is_ok(), "consumer re-attach: {:?}", r.err());
+                } else {
+                    hostile_ok(&r, None, max)?;
+                }
+                self.rx = r.ok();
+                self.rx_poison = None;
+            }
+            Op::PeerWrite { word, value } => {
+                let w = usize::from(word) % (self.region.len() / 8);
+                check!(self.region.store_word(w * 8, value.word()), "store_word");
+                self.hostile = true;
+            }
+            Op::SetTail(v) => {
+                check!(self.region.store_word(REGION_TAIL, v), "store_word");
+                self.hostile = true;
+            }
+            Op::SetHead(v) => {
+                check!(self.region.store_word(REGION_HEAD, v), "store_word");
+                self.hostile = true;
+            }
+        }
+        if !self.hostile {
+            K::check_view(self)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
 // SPSC
 
 /// The SPSC model: positions and the queue of committed messages, each with the
@@ -300,225 +630,97 @@ impl SpscModel {
     }
 }
 
-struct SpscRun {
-    region: Region,
-    cap: usize,
-    tx: Option<spsc::Producer>,
-    rx: Option<spsc::Consumer>,
-    model: SpscModel,
-    hostile: bool,
-    rx_poison: Option<Error>,
-    seq: u64,
-    stats: Stats,
+impl Model for SpscModel {
+    fn max(&self) -> usize {
+        self.max
+    }
+
+    fn place(&self, len: usize) -> Option<(usize, usize)> {
+        SpscModel::place(self, len)
+    }
+
+    fn commit(&mut self, msg: Vec<u8>, pad: usize) {
+        SpscModel::commit(self, msg, pad);
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        SpscModel::pop(self)
+    }
+
+    fn batch(&mut self, max: usize) -> Vec<Vec<u8>> {
+        (0..max).map_while(|_| SpscModel::pop(self)).collect()
+    }
+
+    fn tail_head(&self) -> (u64, u64) {
+        (self.tail, self.head)
+    }
 }
 
-impl SpscRun {
-    fn new(setup: Setup) -> SpscRun {
-        let cap = setup.cap();
-        let region = Region::heap(spsc::region_len(cap));
-        spsc::init(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            setup.start(),
-        )
-        .unwrap();
-        let tx = spsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        let rx = spsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        SpscRun {
+impl ModelKind for Spsc {
+    type Model = SpscModel;
+    const PLACE: &'static str = "send";
+
+    fn geometry(cap: usize) -> Geometry<Spsc> {
+        Geometry::spsc(cap as u64).unwrap()
+    }
+
+    fn model(cap: usize, start: u64) -> SpscModel {
+        SpscModel {
             cap,
-            model: SpscModel {
-                cap,
-                max: max_payload(cap),
-                tail: setup.start(),
-                head: setup.start(),
-                queue: VecDeque::new(),
-            },
-            region,
-            tx: Some(tx),
-            rx: Some(rx),
-            hostile: false,
-            rx_poison: None,
-            seq: 0,
-            stats: Stats::default(),
+            max: max_payload(cap),
+            tail: start,
+            head: start,
+            queue: VecDeque::new(),
         }
     }
 
-    fn next_payload(&mut self, len: usize) -> Vec<u8> {
-        self.seq += 1;
-        payload(self.seq, len)
+    fn produce(run: &mut Run<Spsc>, op: &Op) -> Result<(), Mismatch> {
+        run.produce(op)
     }
 
-    /// Checks a send-like result against the model; returns the placement to commit.
-    fn expect_room(
-        &mut self,
-        r: &Result<(), Error>,
-        len: usize,
-    ) -> Result<Option<usize>, Mismatch> {
-        let max = self.model.max;
-        if matches!(r, Err(Error::Full)) {
-            self.stats.full += 1;
-        }
-        if matches!(r, Err(Error::Corrupted(_))) {
-            self.stats.corrupted += 1;
-        }
-        if self.hostile {
-            hostile_ok(r, Some(len), max)?;
-            return Ok(None);
-        }
-        if len > max {
-            check!(
-                *r == Err(Error::MessageTooLarge { len, max }),
-                "len {len} > max {max}: got {r:?}"
-            );
-            return Ok(None);
-        }
-        match (self.model.place(len), r) {
-            (Some((pad, _)), Ok(())) => Ok(Some(pad)),
-            (None, Err(Error::Full)) => Ok(None),
-            (want, got) => Err(format!(
-                "send {len} at tail {} head {}: model {want:?}, ring {got:?}",
-                self.model.tail, self.model.head
-            )),
-        }
-    }
-
-    /// Checks a receive's result against the model (for a hostile run: a valid
-    /// frame or an error, and a poisoned consumer repeats its error on every call).
-    fn check_received(&mut self, r: Result<Vec<u8>, Error>) -> Result<(), Mismatch> {
-        let max = self.model.max;
-        if let Ok(m) = &r {
-            check!(m.len() <= max, "received {} bytes > max {max}", m.len());
-            self.stats.received += 1;
-        }
-        if self.hostile {
-            if let Some(p) = self.rx_poison {
-                check!(r == Err(p), "poisoned consumer returned {r:?}, not {p:?}");
-            }
-            if let Err(e @ Error::Corrupted(_)) = r {
-                self.stats.corrupted += 1;
-                self.rx_poison = Some(e);
-            }
-            return hostile_ok(&r, None, max);
-        }
-        match (self.model.pop(), r) {
-            (Some(want), Ok(got)) => {
-                check!(
-                    want == got,
-                    "received {} bytes, model {} bytes",
-                    got.len(),
-                    want.len()
-                );
-                Ok(())
-            }
-            (None, Err(Error::Empty | Error::Timeout)) => Ok(()),
-            (want, got) => Err(format!(
-                "recv: model {:?}, ring {got:?}",
-                want.map(|w| w.len())
-            )),
-        }
-    }
-
-    fn pop_batch(&mut self, max: u8) -> Result<(), Mismatch> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Ok(());
-        };
-        let mut got = Vec::new();
-        let r = rx.try_recv_batch(usize::from(max), |m| got.push(m.to_vec()));
-        check!(
-            r.is_err() || r == Ok(got.len()),
-            "batch returned {r:?} but handed over {}",
-            got.len()
-        );
-        check!(
-            got.len() <= usize::from(max),
-            "batch of at most {max} gave {}",
-            got.len()
-        );
-        if self.hostile {
-            for m in got {
-                self.check_received(Ok(m))?;
-            }
-            if r.is_err() {
-                self.check_received(r.map(|_| Vec::new()))?;
-            }
-            return Ok(());
-        }
-        check!(r.is_ok(), "batch: {r:?}");
-        let want = usize::from(max).min(self.model.queue.len());
-        check!(got.len() == want, "batch gave {}, model {want}", got.len());
-        for m in got {
-            self.check_received(Ok(m))?;
-        }
+    fn after_recv(_rx: &spsc::Consumer) -> Result<(), Mismatch> {
         Ok(())
     }
 
-    fn pop(&mut self, slow: bool) -> Result<(), Mismatch> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Ok(());
-        };
-        let mut buf = Vec::new();
-        let r = if slow {
-            rx.recv_into_timeout(&mut buf, Duration::ZERO)
-        } else {
-            rx.try_recv_into(&mut buf)
-        };
-        if slow && !self.hostile {
-            check!(
-                !matches!(r, Err(Error::Empty)),
-                "blocking receive said Empty"
-            );
-        }
-        if !slow && !self.hostile {
-            check!(
-                !matches!(r, Err(Error::Timeout)),
-                "non-blocking receive said Timeout"
-            );
-        }
-        self.check_received(r.map(|()| buf))
+    fn check_view(run: &Run<Spsc>) -> Result<(), Mismatch> {
+        let v = inspect::spsc(&run.region, run.cap() as u64).map_err(|e| e.to_string())?;
+        let m = &run.model;
+        check!(v.problems.is_empty(), "view problems {:?}", v.problems);
+        check!(
+            (v.head, v.tail) == (m.head, m.tail),
+            "view head/tail {}/{}, model {}/{}",
+            v.head,
+            v.tail,
+            m.head,
+            m.tail
+        );
+        check!(
+            v.messages == m.queue.len() as u64,
+            "view counts {} messages, model {}",
+            v.messages,
+            m.queue.len()
+        );
+        let bytes: usize = m.queue.iter().map(|(q, _)| q.len()).sum();
+        check!(
+            v.message_bytes == bytes as u64,
+            "view counts {} bytes, model {bytes}",
+            v.message_bytes
+        );
+        Ok(())
     }
+}
 
-    fn inner(&mut self, op: Inner) -> Result<(), Mismatch> {
-        match op {
-            Inner::Push { .. } => Ok(()),
-            Inner::Pop => self.pop(false),
-            Inner::PopBatch { max } => self.pop_batch(max),
-        }
-    }
-
-    fn step(&mut self, op: &Op) -> Result<(), Mismatch> {
+impl Run<Spsc> {
+    /// Reservations (committed short with `commit_len`, aborted, or held across
+    /// receives) and `try_send_batch`.
+    fn produce(&mut self, op: &Op) -> Result<(), Mismatch> {
         let max = self.model.max;
-        if self.hostile {
-            self.stats.hostile_ops += 1;
-        }
         match *op {
-            Op::Push { len, .. } => {
-                let len = len_of(len, max);
-                let m = self.next_payload(len);
-                let Some(tx) = self.tx.as_mut() else {
-                    return Ok(());
-                };
-                let r = tx.try_send(&m);
-                if let Some(pad) = self.expect_room(&r, len)? {
-                    self.model.commit(m, pad);
-                }
-            }
             Op::ReserveCommit { len, keep, .. } => {
                 let len = len_of(len, max);
                 let m = self.next_payload(len);
                 let keep = usize::from(keep).min(len);
-                let Some(tx) = self.tx.as_mut() else {
+                let Some(tx) = self.tx[0].as_mut() else {
                     return Ok(());
                 };
                 let r = tx.try_reserve(len).map(|mut g| {
@@ -532,7 +734,7 @@ impl SpscRun {
             Op::ReserveAbort { len, .. } => {
                 let len = len_of(len, max);
                 let m = self.next_payload(len);
-                let Some(tx) = self.tx.as_mut() else {
+                let Some(tx) = self.tx[0].as_mut() else {
                     return Ok(());
                 };
                 let r = tx.try_reserve(len).map(|mut g| g.copy_from_slice(&m));
@@ -546,7 +748,7 @@ impl SpscRun {
             } => {
                 let len = len_of(len, max);
                 let m = self.next_payload(len);
-                let Some(mut tx) = self.tx.take() else {
+                let Some(mut tx) = self.tx[0].take() else {
                     return Ok(());
                 };
                 let res: Result<(), Mismatch> = (|| {
@@ -560,7 +762,7 @@ impl SpscRun {
                     };
                     g.copy_from_slice(&m);
                     for &i in inner {
-                        self.inner(i)?;
+                        self.inner(None, i)?;
                     }
                     if commit {
                         g.commit();
@@ -570,12 +772,9 @@ impl SpscRun {
                     }
                     Ok(())
                 })();
-                self.tx = Some(tx);
+                self.tx[0] = Some(tx);
                 res?;
             }
-            Op::Pop => self.pop(false)?,
-            Op::PopSlow => self.pop(true)?,
-            Op::PopBatch { max } => self.pop_batch(max)?,
             Op::PushBatch { ref lens, .. } => {
                 // Lengths are kept within the maximum: a too-large message after one
                 // that fits wedges the ring (see `try_send_batch_with_a_too_large_message_*`).
@@ -586,7 +785,7 @@ impl SpscRun {
                         self.next_payload(len)
                     })
                     .collect();
-                let Some(tx) = self.tx.as_mut() else {
+                let Some(tx) = self.tx[0].as_mut() else {
                     return Ok(());
                 };
                 let r = tx.try_send_batch(msgs.iter().map(Vec::as_slice));
@@ -611,86 +810,8 @@ impl SpscRun {
                     }
                 }
             }
-            Op::ReattachProducer { .. } => {
-                if let Some(tx) = self.tx.take() {
-                    tx.detach();
-                }
-                let r = spsc::Producer::attach(
-                    &self.region,
-                    shmq_ring::Geometry::spsc(self.cap as u64).unwrap(),
-                    cfg(),
-                    Arc::new(InProcess),
-                );
-                if !self.hostile {
-                    check!(r.is_ok(), "producer re-attach: {:?}", r.err());
-                } else {
-                    hostile_ok(&r, None, max)?;
-                }
-                self.tx = r.ok();
-            }
-            Op::ReattachConsumer => {
-                if let Some(rx) = self.rx.take() {
-                    rx.detach();
-                }
-                let r = spsc::Consumer::attach(
-                    &self.region,
-                    shmq_ring::Geometry::spsc(self.cap as u64).unwrap(),
-                    cfg(),
-                    Arc::new(InProcess),
-                );
-                if !self.hostile {
-                    check!(r.is_ok(), "consumer re-attach: {:?}", r.err());
-                } else {
-                    hostile_ok(&r, None, max)?;
-                }
-                self.rx = r.ok();
-                self.rx_poison = None;
-            }
-            Op::PeerWrite { word, value } => {
-                let w = usize::from(word) % (self.region.len() / 8);
-                check!(self.region.store_word(w * 8, value.word()), "store_word");
-                self.hostile = true;
-            }
-            Op::SetTail(v) => {
-                check!(self.region.store_word(REGION_TAIL, v), "store_word");
-                self.hostile = true;
-            }
-            Op::SetHead(v) => {
-                check!(self.region.store_word(REGION_HEAD, v), "store_word");
-                self.hostile = true;
-            }
+            _ => unreachable!("{op:?} is not a kind-specific producer operation"),
         }
-        if !self.hostile {
-            self.check_view()?;
-        }
-        Ok(())
-    }
-
-    /// The inspection view agrees with the model.
-    fn check_view(&self) -> Result<(), Mismatch> {
-        let v = inspect::spsc(&self.region, self.cap as u64).map_err(|e| e.to_string())?;
-        let m = &self.model;
-        check!(v.problems.is_empty(), "view problems {:?}", v.problems);
-        check!(
-            (v.head, v.tail) == (m.head, m.tail),
-            "view head/tail {}/{}, model {}/{}",
-            v.head,
-            v.tail,
-            m.head,
-            m.tail
-        );
-        check!(
-            v.messages == m.queue.len() as u64,
-            "view counts {} messages, model {}",
-            v.messages,
-            m.queue.len()
-        );
-        let bytes: usize = m.queue.iter().map(|(q, _)| q.len()).sum();
-        check!(
-            v.message_bytes == bytes as u64,
-            "view counts {} bytes, model {bytes}",
-            v.message_bytes
-        );
         Ok(())
     }
 }
@@ -815,349 +936,71 @@ impl MpscModel {
     }
 }
 
-struct MpscRun {
-    region: Region,
-    cap: usize,
-    tx: [Option<mpsc::Producer>; 2],
-    rx: Option<mpsc::Consumer>,
-    model: MpscModel,
-    hostile: bool,
-    rx_poison: Option<Error>,
-    seq: u64,
-    stats: Stats,
+impl Model for MpscModel {
+    fn max(&self) -> usize {
+        self.max
+    }
+
+    fn place(&self, len: usize) -> Option<(usize, usize)> {
+        MpscModel::place(self, len)
+    }
+
+    /// A claim settled at once (`try_send`).
+    fn commit(&mut self, msg: Vec<u8>, pad: usize) {
+        let pos = self.claim(msg.len(), pad);
+        self.settle(pos, Kind::Msg(msg));
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        MpscModel::pop(self)
+    }
+
+    fn batch(&mut self, max: usize) -> Vec<Vec<u8>> {
+        MpscModel::batch(self, max)
+    }
+
+    fn tail_head(&self) -> (u64, u64) {
+        (self.tail, self.head_pub)
+    }
 }
 
 const PRODUCERS: u16 = 2;
 
-impl MpscRun {
-    fn new(setup: Setup) -> MpscRun {
-        let cap = setup.cap();
-        let region = Region::heap(mpsc::region_len(cap, PRODUCERS));
-        mpsc::init(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, PRODUCERS).unwrap(),
-            setup.start(),
-        )
-        .unwrap();
-        let attach = |s| {
-            mpsc::Producer::attach(
-                &region,
-                shmq_ring::Geometry::mpsc(cap as u64, PRODUCERS).unwrap(),
-                s,
-                cfg(),
-                Arc::new(InProcess),
-            )
-            .unwrap()
-        };
-        let tx = [Some(attach(0)), Some(attach(1))];
-        let rx = mpsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, PRODUCERS).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        MpscRun {
+impl ModelKind for Mpsc {
+    type Model = MpscModel;
+    const PLACE: &'static str = "claim";
+
+    fn geometry(cap: usize) -> Geometry<Mpsc> {
+        Geometry::mpsc(cap as u64, PRODUCERS).unwrap()
+    }
+
+    fn model(cap: usize, start: u64) -> MpscModel {
+        MpscModel {
             cap,
-            model: MpscModel {
-                cap,
-                max: max_payload(cap),
-                tail: setup.start(),
-                head: setup.start(),
-                head_pub: setup.start(),
-                queue: VecDeque::new(),
-            },
-            region,
-            tx,
-            rx: Some(rx),
-            hostile: false,
-            rx_poison: None,
-            seq: 0,
-            stats: Stats::default(),
+            max: max_payload(cap),
+            tail: start,
+            head: start,
+            head_pub: start,
+            queue: VecDeque::new(),
         }
     }
 
-    fn next_payload(&mut self, len: usize) -> Vec<u8> {
-        self.seq += 1;
-        payload(self.seq, len)
+    fn produce(run: &mut Run<Mpsc>, op: &Op) -> Result<(), Mismatch> {
+        run.produce(op)
     }
 
-    fn expect_room(
-        &mut self,
-        r: &Result<(), Error>,
-        len: usize,
-    ) -> Result<Option<usize>, Mismatch> {
-        let max = self.model.max;
-        if matches!(r, Err(Error::Full)) {
-            self.stats.full += 1;
-        }
-        if matches!(r, Err(Error::Corrupted(_))) {
-            self.stats.corrupted += 1;
-        }
-        if self.hostile {
-            hostile_ok(r, Some(len), max)?;
-            return Ok(None);
-        }
-        if len > max {
-            check!(
-                *r == Err(Error::MessageTooLarge { len, max }),
-                "len {len} > max {max}: got {r:?}"
-            );
-            return Ok(None);
-        }
-        match (self.model.place(len), r) {
-            (Some((pad, _)), Ok(())) => Ok(Some(pad)),
-            (None, Err(Error::Full)) => Ok(None),
-            (want, got) => Err(format!(
-                "claim {len} at tail {} head {}: model {want:?}, ring {got:?}",
-                self.model.tail, self.model.head_pub
-            )),
-        }
-    }
-
-    fn push(&mut self, p: usize, len: usize) -> Result<(), Mismatch> {
-        let m = self.next_payload(len);
-        let Some(tx) = self.tx[p].as_mut() else {
-            return Ok(());
-        };
-        let r = tx.try_send(&m);
-        if let Some(pad) = self.expect_room(&r, len)? {
-            let pos = self.model.claim(len, pad);
-            self.model.settle(pos, Kind::Msg(m));
-        }
+    fn after_recv(rx: &mpsc::Consumer) -> Result<(), Mismatch> {
+        check!(
+            rx.reclaimed() == 0,
+            "reclaimed a claim with every producer alive"
+        );
         Ok(())
     }
 
-    /// Checks a receive's result against the model (for a hostile run: a valid
-    /// frame or an error, and a poisoned consumer repeats its error on every call).
-    fn check_received(&mut self, r: Result<Vec<u8>, Error>) -> Result<(), Mismatch> {
-        let max = self.model.max;
-        if let Ok(m) = &r {
-            check!(m.len() <= max, "received {} bytes > max {max}", m.len());
-            self.stats.received += 1;
-        }
-        if self.hostile {
-            if let Some(p) = self.rx_poison {
-                check!(r == Err(p), "poisoned consumer returned {r:?}, not {p:?}");
-            }
-            if let Err(e @ Error::Corrupted(_)) = r {
-                self.stats.corrupted += 1;
-                self.rx_poison = Some(e);
-            }
-            return hostile_ok(&r, None, max);
-        }
-        match (self.model.pop(), r) {
-            (Some(want), Ok(got)) => {
-                check!(
-                    want == got,
-                    "received {} bytes, model {} bytes",
-                    got.len(),
-                    want.len()
-                );
-                Ok(())
-            }
-            (None, Err(Error::Empty | Error::Timeout)) => Ok(()),
-            (want, got) => Err(format!(
-                "recv: model {:?}, ring {got:?}",
-                want.map(|w| w.len())
-            )),
-        }
-    }
-
-    fn pop(&mut self, slow: bool) -> Result<(), Mismatch> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Ok(());
-        };
-        let mut buf = Vec::new();
-        let r = if slow {
-            rx.recv_into_timeout(&mut buf, Duration::ZERO)
-        } else {
-            rx.try_recv_into(&mut buf)
-        };
-        if !self.hostile {
-            check!(
-                rx.reclaimed() == 0,
-                "reclaimed a claim with every producer alive"
-            );
-        }
-        self.check_received(r.map(|()| buf))
-    }
-
-    fn pop_batch(&mut self, max: u8) -> Result<(), Mismatch> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Ok(());
-        };
-        let mut got = Vec::new();
-        let r = rx.try_recv_batch(usize::from(max), |m| got.push(m.to_vec()));
-        check!(
-            r.is_err() || r == Ok(got.len()),
-            "batch returned {r:?} but handed over {}",
-            got.len()
-        );
-        check!(
-            got.len() <= usize::from(max),
-            "batch of at most {max} gave {}",
-            got.len()
-        );
-        if self.hostile {
-            for m in got {
-                self.check_received(Ok(m))?;
-            }
-            if r.is_err() {
-                self.check_received(r.map(|_| Vec::new()))?;
-            }
-            return Ok(());
-        }
-        check!(r.is_ok(), "batch: {r:?}");
-        let want = self.model.batch(usize::from(max));
-        check!(
-            got == want,
-            "batch gave {} messages, model {}",
-            got.len(),
-            want.len()
-        );
-        self.stats.received += got.len() as u64;
-        Ok(())
-    }
-
-    fn inner(&mut self, other: usize, op: Inner) -> Result<(), Mismatch> {
-        match op {
-            Inner::Push { len } => self.push(other, len_of(len, self.model.max)),
-            Inner::Pop => self.pop(false),
-            Inner::PopBatch { max } => self.pop_batch(max),
-        }
-    }
-
-    fn step(&mut self, op: &Op) -> Result<(), Mismatch> {
-        let max = self.model.max;
-        if self.hostile {
-            self.stats.hostile_ops += 1;
-        }
-        match *op {
-            Op::Push { p, len } => self.push(usize::from(p % 2), len_of(len, max))?,
-            Op::ReserveCommit { p, len, .. } | Op::ReserveAbort { p, len } => {
-                let commit = matches!(op, Op::ReserveCommit { .. });
-                self.hold(usize::from(p % 2), len_of(len, max), &[], commit)?;
-            }
-            Op::Hold {
-                p,
-                len,
-                ref inner,
-                commit,
-            } => self.hold(usize::from(p % 2), len_of(len, max), inner, commit)?,
-            Op::Pop => self.pop(false)?,
-            Op::PopSlow => self.pop(true)?,
-            Op::PopBatch { max } => self.pop_batch(max)?,
-            Op::PushBatch { p, ref lens } => {
-                for &l in lens {
-                    self.push(usize::from(p % 2), len_of(l, max))?;
-                }
-            }
-            Op::ReattachProducer { p } => {
-                let p = usize::from(p % 2);
-                if let Some(tx) = self.tx[p].take() {
-                    tx.detach();
-                }
-                let r = mpsc::Producer::attach(
-                    &self.region,
-                    shmq_ring::Geometry::mpsc(self.cap as u64, PRODUCERS).unwrap(),
-                    p as u16,
-                    cfg(),
-                    Arc::new(InProcess),
-                );
-                if !self.hostile {
-                    check!(r.is_ok(), "producer re-attach: {:?}", r.err());
-                } else {
-                    hostile_ok(&r, None, max)?;
-                }
-                self.tx[p] = r.ok();
-            }
-            Op::ReattachConsumer => {
-                if let Some(rx) = self.rx.take() {
-                    rx.detach();
-                }
-                let r = mpsc::Consumer::attach(
-                    &self.region,
-                    shmq_ring::Geometry::mpsc(self.cap as u64, PRODUCERS).unwrap(),
-                    cfg(),
-                    Arc::new(InProcess),
-                );
-                if !self.hostile {
-                    check!(r.is_ok(), "consumer re-attach: {:?}", r.err());
-                } else {
-                    hostile_ok(&r, None, max)?;
-                }
-                self.rx = r.ok();
-                self.rx_poison = None;
-            }
-            Op::PeerWrite { word, value } => {
-                let w = usize::from(word) % (self.region.len() / 8);
-                check!(self.region.store_word(w * 8, value.word()), "store_word");
-                self.hostile = true;
-            }
-            Op::SetTail(v) => {
-                check!(self.region.store_word(REGION_TAIL, v), "store_word");
-                self.hostile = true;
-            }
-            Op::SetHead(v) => {
-                check!(self.region.store_word(REGION_HEAD, v), "store_word");
-                self.hostile = true;
-            }
-        }
-        if !self.hostile {
-            self.check_view()?;
-        }
-        Ok(())
-    }
-
-    fn hold(
-        &mut self,
-        p: usize,
-        len: usize,
-        inner: &[Inner],
-        commit: bool,
-    ) -> Result<(), Mismatch> {
-        // A zero-length claim is published as a committed empty message at once (see
-        // `mpsc_zero_length_reservation_is_not_delivered_before_commit`): until that
-        // is fixed, reservations here are at least one byte long.
-        let len = len.max(1);
-        let m = self.next_payload(len);
-        let Some(mut tx) = self.tx[p].take() else {
-            return Ok(());
-        };
-        let res: Result<(), Mismatch> = (|| {
-            let (r, g) = match tx.try_reserve(len) {
-                Ok(g) => (Ok(()), Some(g)),
-                Err(e) => (Err(e), None),
-            };
-            let pad = self.expect_room(&r, len)?;
-            let pos = pad.map(|pad| self.model.claim(len, pad));
-            let Some(mut g) = g else {
-                return Ok(());
-            };
-            g.copy_from_slice(&m);
-            for &i in inner {
-                self.inner(1 - p, i)?;
-            }
-            if commit {
-                g.commit();
-            } else {
-                drop(g);
-            }
-            if let Some(pos) = pos {
-                self.model
-                    .settle(pos, if commit { Kind::Msg(m) } else { Kind::Pad });
-            }
-            Ok(())
-        })();
-        self.tx[p] = Some(tx);
-        res
-    }
-
-    fn check_view(&self) -> Result<(), Mismatch> {
+    fn check_view(run: &Run<Mpsc>) -> Result<(), Mismatch> {
         let v =
-            inspect::mpsc(&self.region, self.cap as u64, PRODUCERS).map_err(|e| e.to_string())?;
-        let m = &self.model;
+            inspect::mpsc(&run.region, run.cap() as u64, PRODUCERS).map_err(|e| e.to_string())?;
+        let m = &run.model;
         check!(v.problems.is_empty(), "view problems {:?}", v.problems);
         check!(
             (v.head, v.tail) == (m.head_pub, m.tail),
@@ -1187,22 +1030,93 @@ impl MpscRun {
     }
 }
 
+impl Run<Mpsc> {
+    /// Reservations (committed, aborted, or held across the other producer's sends
+    /// and receives) and batches (sent one by one).
+    fn produce(&mut self, op: &Op) -> Result<(), Mismatch> {
+        let max = self.model.max;
+        match *op {
+            Op::ReserveCommit { p, len, .. } | Op::ReserveAbort { p, len } => {
+                let commit = matches!(op, Op::ReserveCommit { .. });
+                self.hold(usize::from(p % 2), len_of(len, max), &[], commit)
+            }
+            Op::Hold {
+                p,
+                len,
+                ref inner,
+                commit,
+            } => self.hold(usize::from(p % 2), len_of(len, max), inner, commit),
+            Op::PushBatch { p, ref lens } => {
+                for &l in lens {
+                    self.push(usize::from(p % 2), len_of(l, max))?;
+                }
+                Ok(())
+            }
+            _ => unreachable!("{op:?} is not a kind-specific producer operation"),
+        }
+    }
+
+    fn hold(
+        &mut self,
+        p: usize,
+        len: usize,
+        inner: &[Inner],
+        commit: bool,
+    ) -> Result<(), Mismatch> {
+        // A zero-length claim is published as a committed empty message at once (see
+        // `mpsc_zero_length_reservation_is_not_delivered_before_commit`): until that
+        // is fixed, reservations here are at least one byte long.
+        let len = len.max(1);
+        let m = self.next_payload(len);
+        let Some(mut tx) = self.tx[p].take() else {
+            return Ok(());
+        };
+        let res: Result<(), Mismatch> = (|| {
+            let (r, g) = match tx.try_reserve(len) {
+                Ok(g) => (Ok(()), Some(g)),
+                Err(e) => (Err(e), None),
+            };
+            let pad = self.expect_room(&r, len)?;
+            let pos = pad.map(|pad| self.model.claim(len, pad));
+            let Some(mut g) = g else {
+                return Ok(());
+            };
+            g.copy_from_slice(&m);
+            for &i in inner {
+                self.inner(Some(1 - p), i)?;
+            }
+            if commit {
+                g.commit();
+            } else {
+                drop(g);
+            }
+            if let Some(pos) = pos {
+                self.model
+                    .settle(pos, if commit { Kind::Msg(m) } else { Kind::Pad });
+            }
+            Ok(())
+        })();
+        self.tx[p] = Some(tx);
+        res
+    }
+}
+
 /// Runs `ops` against the ring `setup` describes and its model.
 ///
 /// # Errors
 /// The first disagreement between ring and model, in words.
 pub fn run(setup: Setup, ops: &[Op]) -> Result<Stats, Mismatch> {
     if setup.mpsc {
-        let mut r = MpscRun::new(setup);
-        for (i, op) in ops.iter().enumerate() {
-            r.step(op).map_err(|e| format!("step {i} ({op:?}): {e}"))?;
-        }
-        Ok(r.stats)
+        run_kind::<Mpsc>(setup, ops)
     } else {
-        let mut r = SpscRun::new(setup);
-        for (i, op) in ops.iter().enumerate() {
-            r.step(op).map_err(|e| format!("step {i} ({op:?}): {e}"))?;
-        }
-        Ok(r.stats)
+        run_kind::<Spsc>(setup, ops)
     }
+}
+
+fn run_kind<K: ModelKind>(setup: Setup, ops: &[Op]) -> Result<Stats, Mismatch> {
+    let mut r = Run::<K>::new(setup);
+    for (i, op) in ops.iter().enumerate() {
+        r.step(op).map_err(|e| format!("step {i} ({op:?}): {e}"))?;
+    }
+    Ok(r.stats)
 }
