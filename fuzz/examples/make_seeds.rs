@@ -279,36 +279,11 @@ fn ops_vs_model() {
                 Op::PopBatch { max: 3 },
             ],
         ),
-        (
-            "mpsc-held-claims",
-            Setup {
-                mpsc: true,
-                cap_shift: 2,
-                start: 0,
-            },
-            vec![
-                Op::Hold {
-                    p: 0,
-                    len: 5,
-                    inner: vec![
-                        Inner::Push { len: 3 },
-                        Inner::Pop,
-                        Inner::PopBatch { max: 3 },
-                    ],
-                    commit: true,
-                },
-                Op::PopBatch { max: 3 },
-                Op::Hold {
-                    p: 1,
-                    len: 40,
-                    inner: vec![Inner::Push { len: 3 }],
-                    commit: false,
-                },
-                Op::Pop,
-                Op::ReserveAbort { p: 0, len: 7 },
-                Op::PopSlow,
-            ],
-        ),
+        {
+            let (setup, mut prog) = shmq_fuzz::model::held_claims(40);
+            prog.extend([Op::Pop, Op::ReserveAbort { p: 0, len: 7 }, Op::PopSlow]);
+            ("mpsc-held-claims", setup, prog)
+        },
         (
             "hostile",
             Setup {

@@ -19,4 +19,4 @@ pub mod model;
 #[cfg(not(loom))]
 mod ring;
 #[cfg(not(loom))]
-pub use ring::{Ring, pair};
+pub use ring::{Ring, fresh, pair, pair_with};

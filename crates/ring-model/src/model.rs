@@ -1101,6 +1101,39 @@ impl Run<Mpsc> {
     }
 }
 
+/// Two MPSC producers' held claims: producer 0 holds a claim of 5 while producer 1
+/// sends and the consumer receives, then commits; producer 1 holds a claim of
+/// `second` bytes while producer 0 sends, then aborts. A test
+/// (`mpsc_claims_block_in_order`) and a fuzz seed (`mpsc-held-claims`) go on from
+/// here.
+pub fn held_claims(second: u16) -> (Setup, Vec<Op>) {
+    let setup = Setup {
+        mpsc: true,
+        cap_shift: 2,
+        start: 0,
+    };
+    let ops = vec![
+        Op::Hold {
+            p: 0,
+            len: 5,
+            inner: vec![
+                Inner::Push { len: 3 },
+                Inner::Pop,
+                Inner::PopBatch { max: 3 },
+            ],
+            commit: true,
+        },
+        Op::PopBatch { max: 3 },
+        Op::Hold {
+            p: 1,
+            len: second,
+            inner: vec![Inner::Push { len: 3 }],
+            commit: false,
+        },
+    ];
+    (setup, ops)
+}
+
 /// Runs `ops` against the ring `setup` describes and its model.
 ///
 /// # Errors

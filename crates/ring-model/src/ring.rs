@@ -104,10 +104,30 @@ impl Ring for Mpsc {
 /// # Panics
 /// If `init` or an attach fails.
 pub fn pair<K: Ring>(geometry: Geometry<K>, start: u64) -> (Region, Producer<K>, Consumer<K>) {
-    let region = Region::heap(geometry.region_len());
-    K::init(&region, geometry, start).unwrap();
-    let cfg = WaitConfig::from(WaitStrategy::Park);
+    pair_with(geometry, start, WaitConfig::from(WaitStrategy::Park))
+}
+
+/// [`pair`] with both ends waiting as `cfg` says.
+///
+/// # Panics
+/// If `init` or an attach fails.
+pub fn pair_with<K: Ring>(
+    geometry: Geometry<K>,
+    start: u64,
+    cfg: WaitConfig,
+) -> (Region, Producer<K>, Consumer<K>) {
+    let region = fresh(geometry, start);
     let tx = K::producer(&region, geometry, 0, cfg, Arc::new(InProcess)).unwrap();
     let rx = K::consumer(&region, geometry, cfg, Arc::new(InProcess)).unwrap();
     (region, tx, rx)
+}
+
+/// A heap region for `geometry` with a fresh ring at `start`, nothing attached.
+///
+/// # Panics
+/// If `init` fails.
+pub fn fresh<K: Ring>(geometry: Geometry<K>, start: u64) -> Region {
+    let region = Region::heap(geometry.region_len());
+    K::init(&region, geometry, start).unwrap();
+    region
 }

@@ -21,8 +21,9 @@ mod tests {
 
     use proptest::prelude::*;
     use shmq_ring::frame::{MPSC_MSG, MpscHeader, max_payload};
-    use shmq_ring::{Error, InProcess, Region, mpsc, spsc};
+    use shmq_ring::{Consumer, Error, Geometry, InProcess, Mpsc, Region, Spsc, mpsc, spsc};
     use shmq_ring_model::model::*;
+    use shmq_ring_model::{Ring, fresh, pair_with};
 
     fn len_sel() -> impl Strategy<Value = u16> {
         prop_oneof![8 => 0u16..64, 2 => any::<u16>()]
@@ -112,6 +113,13 @@ mod tests {
         }
     }
 
+    /// A fresh ring at 0 with only its consumer attached.
+    fn consumer_only<K: Ring>(g: Geometry<K>) -> (Region, Consumer<K>) {
+        let region = fresh(g, 0);
+        let rx = K::consumer(&region, g, cfg(), Arc::new(InProcess)).unwrap();
+        (region, rx)
+    }
+
     /// Full and Empty at the exact byte: SPSC needs the end-marker slot free.
     #[test]
     fn spsc_full_at_the_exact_byte() {
@@ -138,32 +146,8 @@ mod tests {
     /// A claim held by one producer holds back the other's later messages.
     #[test]
     fn mpsc_claims_block_in_order() {
-        let setup = Setup {
-            mpsc: true,
-            cap_shift: 2,
-            start: 0,
-        };
-        let ops = vec![
-            Op::Hold {
-                p: 0,
-                len: 5,
-                inner: vec![
-                    Inner::Push { len: 3 },
-                    Inner::Pop,
-                    Inner::PopBatch { max: 3 },
-                ],
-                commit: true,
-            },
-            Op::PopBatch { max: 3 },
-            Op::Hold {
-                p: 1,
-                len: 5,
-                inner: vec![Inner::Push { len: 3 }],
-                commit: false,
-            },
-            Op::Pop,
-            Op::Pop,
-        ];
+        let (setup, mut ops) = held_claims(5);
+        ops.extend([Op::Pop, Op::Pop]);
         let stats = run(setup, &ops).unwrap();
         assert_eq!(stats.received, 3);
     }
@@ -179,32 +163,11 @@ mod tests {
     /// from payload bytes, with no hostile peer involved.
     #[test]
     fn mpsc_zero_length_reservation_is_not_delivered_before_commit() {
-        let cap = 64; // max payload 16
-        let region = Region::heap(mpsc::region_len(cap, 2));
-        mpsc::init(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-            0,
-        )
-        .unwrap();
-        let attach = |s| {
-            mpsc::Producer::attach(
-                &region,
-                shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-                s,
-                cfg(),
-                Arc::new(InProcess),
-            )
-            .unwrap()
-        };
+        let g = Geometry::mpsc(64, 2).unwrap(); // max payload 16
+        let region = fresh(g, 0);
+        let attach = |s| Mpsc::producer(&region, g, s, cfg(), Arc::new(InProcess)).unwrap();
         let (mut a, mut b) = (attach(0), attach(1));
-        let mut rx = mpsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let mut rx = Mpsc::consumer(&region, g, cfg(), Arc::new(InProcess)).unwrap();
         // B's payloads happen to look like frame headers.
         let forged = MpscHeader {
             len: 8,
@@ -247,22 +210,7 @@ mod tests {
     #[test]
     fn try_send_batch_with_a_too_large_message_publishes_what_it_wrote() {
         let cap = 1024;
-        let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
-        let mut tx = spsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        let mut rx = spsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let (_region, mut tx, mut rx) = pair_with(Geometry::spsc(cap as u64).unwrap(), 0, cfg());
         let big = vec![0u8; max_payload(cap) + 1];
         let r = tx.try_send_batch([&b"a"[..], b"b", &big]);
         // Either answer is acceptable, as long as what it reports is what happened.
@@ -293,29 +241,7 @@ mod tests {
     /// `usize::MAX`, for ever). Fixed: the walk releases once half a ring is consumed.
     #[test]
     fn mpsc_batch_on_a_full_ring_delivers_each_message_once() {
-        let cap = 64;
-        let region = Region::heap(mpsc::region_len(cap, 1));
-        mpsc::init(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            0,
-        )
-        .unwrap();
-        let mut tx = mpsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            0,
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        let mut rx = mpsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let (_region, mut tx, mut rx) = pair_with(Geometry::mpsc(64, 1).unwrap(), 0, cfg());
         for i in 0..4u8 {
             tx.try_send(&[i; 8]).unwrap(); // 4 frames of 16 bytes: exactly full
         }
@@ -333,29 +259,7 @@ mod tests {
     /// Fixed with the previous one.
     #[test]
     fn mpsc_ring_full_of_aborted_claims_is_not_corrupted() {
-        let cap = 64;
-        let region = Region::heap(mpsc::region_len(cap, 1));
-        mpsc::init(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            0,
-        )
-        .unwrap();
-        let mut tx = mpsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            0,
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        let mut rx = mpsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let (_region, mut tx, mut rx) = pair_with(Geometry::mpsc(64, 1).unwrap(), 0, cfg());
         for _ in 0..4 {
             drop(tx.try_reserve(8).unwrap()); // aborted: 16 bytes of padding each
         }
@@ -374,15 +278,7 @@ mod tests {
     #[test]
     fn a_poisoned_consumer_stays_poisoned() {
         let cap = 256;
-        let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
-        let mut rx = spsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let (region, mut rx) = consumer_only(Geometry::spsc(cap).unwrap());
         region.store_word(spsc::CONTROL_LEN, u64::MAX);
         let mut buf = Vec::new();
         let Err(e @ Error::Corrupted(_)) = rx.try_recv_into(&mut buf) else {
@@ -390,20 +286,7 @@ mod tests {
         };
         assert_eq!(rx.try_recv_batch(0, |_| {}), Err(e));
 
-        let region = Region::heap(mpsc::region_len(cap, 1));
-        mpsc::init(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            0,
-        )
-        .unwrap();
-        let mut rx = mpsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let (region, mut rx) = consumer_only(Geometry::mpsc(cap, 1).unwrap());
         region.store_word(mpsc::control_len(1), u64::MAX);
         let Err(e @ Error::Corrupted(_)) = rx.try_recv_into(&mut buf) else {
             panic!("garbage header accepted")
@@ -414,22 +297,7 @@ mod tests {
 
         // A bad endpoint state word is reported as corruption, but does not poison:
         // the next call receives again.
-        let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
-        let mut tx = spsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        let mut rx = spsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg(),
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let (region, mut tx, mut rx) = pair_with(Geometry::spsc(cap).unwrap(), 0, cfg());
         let state = 384 + 16; // producer state word (and its incarnation)
         let word = region.load_word(state).unwrap();
         region.store_word(state, (word & !0xffff_ffff) | 3);
@@ -451,20 +319,11 @@ mod tests {
     #[test]
     #[ignore = "TSan negative control: two producers race on one SPSC ring on purpose"]
     fn tsan_negative_control_two_producers_race() {
-        let cap = 4096;
-        let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
+        let g = Geometry::spsc(4096).unwrap();
+        let region = fresh(g, 0);
         // Both attach first, so that neither has read what the other published.
         let producers: Vec<_> = (0..2)
-            .map(|_| {
-                spsc::Producer::attach(
-                    &region,
-                    shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-                    cfg(),
-                    Arc::new(InProcess),
-                )
-                .unwrap()
-            })
+            .map(|_| Spsc::producer(&region, g, 0, cfg(), Arc::new(InProcess)).unwrap())
             .collect();
         let threads: Vec<_> = producers
             .into_iter()
