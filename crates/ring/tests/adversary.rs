@@ -18,8 +18,9 @@
 //!   frames that agree with a header it validated, or `Corrupted`, never panics,
 //!   and each call makes a bounded number of reads.
 //! - **`sim`**: the deterministic simulation the `interleaved_adversary` fuzz target
-//!   runs (`shmq_ring_model::adversary`, with the rest of the harness): the fuzzer's input chooses the
-//!   operations and, before every read, whether and what the peer writes.
+//!   runs (`shmq_ring_model::adversary`, with the rest of the harness): the
+//!   fuzzer's input chooses the operations and, before every read, whether and
+//!   what the peer writes.
 #![cfg(all(shmq_adversary, not(loom)))]
 
 mod tests {
@@ -32,8 +33,9 @@ mod tests {
     use proptest::prelude::*;
     use shmq_ring::adversary::{self, Read};
     use shmq_ring::frame::{MPSC_MSG, MPSC_PAD, MpscHeader, max_payload};
-    use shmq_ring::{Error, Region, mpsc, spsc};
+    use shmq_ring::{Consumer, Error, Geometry, Mpsc, Producer, Region, Spsc, mpsc, spsc};
     use shmq_ring_model::adversary::*;
+    use shmq_ring_model::{Ring, fresh};
 
     const CAP: usize = 256;
 
@@ -52,14 +54,6 @@ mod tests {
         /// `recv_into_timeout(0)`: the blocking path, liveness, reclamation.
         Slow,
         Send(usize),
-    }
-
-    /// A ring with both ends, made the same way every time.
-    trait Scene {
-        fn region(&self) -> &Region;
-        fn data(&self) -> usize;
-        fn slots(&self) -> Option<u16>;
-        fn run(&mut self, v: Victim) -> Result<Outcome, String>;
     }
 
     fn recv_outcome(r: Result<Vec<u8>, Error>) -> Result<Outcome, String> {
@@ -117,36 +111,32 @@ mod tests {
         }
     }
 
-    struct SpscScene {
+    /// A ring with both ends, made the same way every time.
+    struct Scene<K: Ring> {
         region: Region,
-        tx: spsc::Producer,
-        rx: spsc::Consumer,
+        /// Offset of the data area.
+        data: usize,
+        /// MPSC producer slots (`None` for SPSC), for naming words.
+        slots: Option<u16>,
+        /// The producer of slot 0.
+        tx: Producer<K>,
+        rx: Consumer<K>,
     }
 
-    /// An SPSC ring at `start` with `sizes` sent and the first `read` received.
-    fn spsc_scene(start: u64, sizes: &[usize], read: usize) -> SpscScene {
-        let region = Region::heap(spsc::region_len(CAP));
-        spsc::init(
-            &region,
-            shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
-            start,
-        )
-        .unwrap();
-        let live = Arc::new(Dead::default());
-        let mut tx = spsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
-            no_wait(),
-            live.clone(),
-        )
-        .unwrap();
-        let mut rx = spsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(CAP as u64).unwrap(),
-            no_wait(),
-            live,
-        )
-        .unwrap();
+    /// A ring of `geometry` at `start` whose slot-0 producer sent `sizes`, the
+    /// first `read` of them received (both ends alive as long as `live` says).
+    fn scene<K: Ring>(
+        geometry: Geometry<K>,
+        slots: Option<u16>,
+        start: u64,
+        sizes: &[usize],
+        read: usize,
+        live: Dead,
+    ) -> Scene<K> {
+        let region = fresh(geometry, start);
+        let live = Arc::new(live);
+        let mut tx = K::producer(&region, geometry, 0, no_wait(), live.clone()).unwrap();
+        let mut rx = K::consumer(&region, geometry, no_wait(), live).unwrap();
         let mut buf = Vec::new();
         for (i, &len) in sizes.iter().enumerate() {
             tx.try_send(&vec![i as u8; len]).unwrap();
@@ -154,18 +144,55 @@ mod tests {
                 rx.try_recv_into(&mut buf).unwrap();
             }
         }
-        SpscScene { region, tx, rx }
+        Scene {
+            region,
+            data: geometry.control_len(),
+            slots,
+            tx,
+            rx,
+        }
     }
 
-    impl Scene for SpscScene {
+    /// An SPSC ring at `start` with `sizes` sent and the first `read` received.
+    fn spsc_scene(start: u64, sizes: &[usize], read: usize) -> Scene<Spsc> {
+        let s = scene(
+            Geometry::spsc(CAP as u64).unwrap(),
+            None,
+            start,
+            sizes,
+            read,
+            Dead::default(),
+        );
+        assert_eq!(s.data, spsc::CONTROL_LEN);
+        s
+    }
+
+    /// An MPSC ring with two slots: slot 0 sent `sizes` (the first `read`
+    /// received); then, if `dead_claim`, slot 1 claimed 20 bytes and died.
+    fn mpsc_scene(start: u64, sizes: &[usize], read: usize, dead_claim: bool) -> Scene<Mpsc> {
+        let g = Geometry::mpsc(CAP as u64, 2).unwrap();
+        let dead = Dead::default();
+        let mut s = scene(g, Some(2), start, sizes, read, dead.clone());
+        assert_eq!(s.data, mpsc::control_len(2));
+        if dead_claim {
+            let mut b = Mpsc::producer(&s.region, g, 1, no_wait(), Arc::new(dead.clone())).unwrap();
+            std::mem::forget(b.try_reserve(20).unwrap());
+            b.detach();
+            dead.0.store(0b10, Ordering::Relaxed);
+            s.tx.try_send(b"after the dead claim").unwrap();
+        }
+        s
+    }
+
+    impl<K: Ring> Scene<K> {
         fn region(&self) -> &Region {
             &self.region
         }
         fn data(&self) -> usize {
-            spsc::CONTROL_LEN
+            self.data
         }
         fn slots(&self) -> Option<u16> {
-            None
+            self.slots
         }
         fn run(&mut self, v: Victim) -> Result<Outcome, String> {
             let mut buf = Vec::new();
@@ -187,94 +214,7 @@ mod tests {
         }
     }
 
-    struct MpscScene {
-        region: Region,
-        a: mpsc::Producer,
-        rx: mpsc::Consumer,
-    }
-
-    /// An MPSC ring with two slots: slot 0 sent `sizes` (the first `read`
-    /// received); then, if `dead_claim`, slot 1 claimed 20 bytes and died.
-    fn mpsc_scene(start: u64, sizes: &[usize], read: usize, dead_claim: bool) -> MpscScene {
-        let region = Region::heap(mpsc::region_len(CAP, 2));
-        mpsc::init(
-            &region,
-            shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
-            start,
-        )
-        .unwrap();
-        let dead = Dead::default();
-        let live = Arc::new(dead.clone());
-        let mut a = mpsc::Producer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
-            0,
-            no_wait(),
-            live.clone(),
-        )
-        .unwrap();
-        let mut rx = mpsc::Consumer::attach(
-            &region,
-            shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
-            no_wait(),
-            live.clone(),
-        )
-        .unwrap();
-        let mut buf = Vec::new();
-        for (i, &len) in sizes.iter().enumerate() {
-            a.try_send(&vec![i as u8; len]).unwrap();
-            if i < read {
-                rx.try_recv_into(&mut buf).unwrap();
-            }
-        }
-        if dead_claim {
-            let mut b = mpsc::Producer::attach(
-                &region,
-                shmq_ring::Geometry::mpsc(CAP as u64, 2).unwrap(),
-                1,
-                no_wait(),
-                live,
-            )
-            .unwrap();
-            std::mem::forget(b.try_reserve(20).unwrap());
-            b.detach();
-            dead.0.store(0b10, Ordering::Relaxed);
-            a.try_send(b"after the dead claim").unwrap();
-        }
-        MpscScene { region, a, rx }
-    }
-
-    impl Scene for MpscScene {
-        fn region(&self) -> &Region {
-            &self.region
-        }
-        fn data(&self) -> usize {
-            mpsc::control_len(2)
-        }
-        fn slots(&self) -> Option<u16> {
-            Some(2)
-        }
-        fn run(&mut self, v: Victim) -> Result<Outcome, String> {
-            let mut buf = Vec::new();
-            match v {
-                Victim::Recv => recv_outcome(self.rx.try_recv_into(&mut buf).map(|()| buf)),
-                Victim::RecvGuard => recv_outcome(self.rx.try_recv().map(|g| g.to_vec())),
-                Victim::Slow => recv_outcome(
-                    self.rx
-                        .recv_into_timeout(&mut buf, Duration::ZERO)
-                        .map(|()| buf),
-                ),
-                Victim::Batch(n) => {
-                    let mut lens = Vec::new();
-                    let r = self.rx.try_recv_batch(n, |m| lens.push(m.len()));
-                    batch_outcome(r, lens, n)
-                }
-                Victim::Send(len) => send_outcome(self.a.try_send(&vec![7; len]), len),
-            }
-        }
-    }
-
-    fn named<S: Scene>(s: &S, reads: &[Rd]) -> Vec<(String, (u32, u32))> {
+    fn named<K: Ring>(s: &Scene<K>, reads: &[Rd]) -> Vec<(String, (u32, u32))> {
         counts(reads)
             .into_iter()
             .map(|(o, c)| (name(o, s.slots(), CAP), c))
@@ -282,7 +222,7 @@ mod tests {
     }
 
     /// Runs `v` on a fresh scene and returns the reads, after checking the result.
-    fn clean<S: Scene>(make: &impl Fn() -> S, v: Victim) -> (S, Vec<Rd>) {
+    fn clean<K: Ring>(make: &impl Fn() -> Scene<K>, v: Victim) -> (Scene<K>, Vec<Rd>) {
         let mut s = make();
         let region = s.region().clone();
         let (out, reads) = record(&region, || s.run(v));
@@ -295,7 +235,12 @@ mod tests {
     /// Asserts that `v` loads every word at most once, except the words in
     /// `twice` (at most twice); read-modify-writes only of `allowed_rmw`, at most
     /// once each.
-    fn loads_once<S: Scene>(make: impl Fn() -> S, v: Victim, allowed_rmw: &[&str], twice: &[&str]) {
+    fn loads_once<K: Ring>(
+        make: impl Fn() -> Scene<K>,
+        v: Victim,
+        allowed_rmw: &[&str],
+        twice: &[&str],
+    ) {
         let (s, reads) = clean(&make, v);
         assert!(!reads.is_empty(), "{v:?} read nothing?");
         for (word, (loads, rmw)) in named(&s, &reads) {
@@ -396,8 +341,8 @@ mod tests {
 
     /// Runs `v` with the peer writing `value` into the word the `k`-th read is
     /// about to load, then a few plain follow-up calls; checks every result.
-    fn strike_once<S: Scene>(
-        make: &impl Fn() -> S,
+    fn strike_once<K: Ring>(
+        make: &impl Fn() -> Scene<K>,
         v: Victim,
         k: usize,
         value: u64,
@@ -465,7 +410,7 @@ mod tests {
     type Make<S> = (&'static str, fn() -> S);
 
     /// Every read of `v`, struck with every hostile value for that word.
-    fn flip_every_read<S: Scene>(make: impl Fn() -> S, v: Victim) -> usize {
+    fn flip_every_read<K: Ring>(make: impl Fn() -> Scene<K>, v: Victim) -> usize {
         let (s, reads) = clean(&make, v);
         let mut cases = 0;
         for (k, rd) in reads.iter().enumerate() {
@@ -487,49 +432,43 @@ mod tests {
         cases
     }
 
+    /// [`flip_every_read`] for each scene and each victim operation.
+    fn flip_every_victim<K: Ring>(makes: [Make<Scene<K>>; 4]) -> usize {
+        let mut cases = 0;
+        for (_, make) in makes {
+            for v in [
+                Victim::Recv,
+                Victim::RecvGuard,
+                Victim::Batch(4),
+                Victim::Slow,
+                Victim::Send(30),
+                Victim::Send(100),
+            ] {
+                cases += flip_every_read(make, v);
+            }
+        }
+        cases
+    }
+
     /// HP-04 flipper, exhaustively: before each read an operation makes, the peer
     /// rewrites that word with each hostile value. Every call returns a frame that
     /// agrees with a header it validated, or a typed error; nothing panics; the
     /// calls after it too.
     #[test]
     fn a_write_before_any_read_gives_valid_frames_or_errors() {
-        let mut cases = 0;
-        let spsc: [Make<SpscScene>; 4] = [
+        let spsc: [Make<Scene<Spsc>>; 4] = [
             ("messages", || spsc_scene(0, &[5, 40, 100], 0)),
             ("wrapped", || spsc_scene(0, &[100, 100, 60], 2)),
             ("empty", || spsc_scene(u64::MAX - 63, &[5], 1)),
             ("full", || spsc_scene(0, &[100, 100], 0)),
         ];
-        for (_, make) in spsc {
-            for v in [
-                Victim::Recv,
-                Victim::RecvGuard,
-                Victim::Batch(4),
-                Victim::Slow,
-                Victim::Send(30),
-                Victim::Send(100),
-            ] {
-                cases += flip_every_read(make, v);
-            }
-        }
-        let mpsc: [Make<MpscScene>; 4] = [
+        let mpsc: [Make<Scene<Mpsc>>; 4] = [
             ("messages", || mpsc_scene(0, &[5, 40, 60], 0, false)),
             ("wrapped", || mpsc_scene(0, &[100, 60, 60], 2, false)),
             ("empty", || mpsc_scene(u64::MAX - 63, &[5], 1, false)),
             ("dead claim", || mpsc_scene(0, &[5, 9], 1, true)),
         ];
-        for (_, make) in mpsc {
-            for v in [
-                Victim::Recv,
-                Victim::RecvGuard,
-                Victim::Batch(4),
-                Victim::Slow,
-                Victim::Send(30),
-                Victim::Send(100),
-            ] {
-                cases += flip_every_read(make, v);
-            }
-        }
+        let cases = flip_every_victim(spsc) + flip_every_victim(mpsc);
         println!("{cases} strikes");
         assert!(
             cases > 1000,
