@@ -34,7 +34,12 @@ use shmq_ring::frame::{
     self, MPSC_MSG, MPSC_PAD, MpscHeader, SpscFrame, decode_mpsc, decode_spsc, frame_len,
     max_payload,
 };
-use shmq_ring::{Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy, mpsc, spsc};
+use shmq_ring::{
+    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Producer, Region, WaitConfig,
+    WaitStrategy, mpsc, spsc,
+};
+
+use crate::Ring;
 
 /// One completed read: region offset, width, whether a read-modify-write, value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -344,6 +349,24 @@ pub mod sim {
     }
 
     impl World {
+        /// Attaches a producer in `slot` (no waiting, liveness from `dead`).
+        fn producer<K: Ring>(&self, g: Geometry<K>, slot: u16) -> Result<Producer<K>, String> {
+            K::producer(
+                &self.region,
+                g,
+                slot,
+                no_wait(),
+                Arc::new(self.dead.clone()),
+            )
+            .map_err(|e| e.to_string())
+        }
+
+        /// Attaches the consumer (no waiting, liveness from `dead`).
+        fn consumer<K: Ring>(&self, g: Geometry<K>) -> Result<Consumer<K>, String> {
+            K::consumer(&self.region, g, no_wait(), Arc::new(self.dead.clone()))
+                .map_err(|e| e.to_string())
+        }
+
         /// The peer's write before a read at region offset `at` (width `width`),
         /// as the stream says; returns whether it wrote.
         fn strike(&self, s: &mut Stream, at: usize, width: u8) -> bool {
@@ -648,20 +671,9 @@ pub mod sim {
     ) -> Result<(), String> {
         let cap = w.cap;
         let max = max_payload(cap);
-        let mut tx = spsc::Producer::attach(
-            &w.region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            no_wait(),
-            Arc::new(w.dead.clone()),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut rx = spsc::Consumer::attach(
-            &w.region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            no_wait(),
-            Arc::new(w.dead.clone()),
-        )
-        .map_err(|e| e.to_string())?;
+        let g = Geometry::spsc(cap as u64).unwrap();
+        let mut tx = w.producer(g, 0)?;
+        let mut rx = w.consumer(g)?;
         let mut sent: VecDeque<Vec<u8>> = VecDeque::new();
         let mut buf = Vec::new();
         for (seq, &step) in steps.iter().enumerate() {
@@ -669,15 +681,9 @@ pub mod sim {
             let clean = || !run.borrow().wrote;
             let (delivered, batch, what): (Vec<usize>, bool, &str) = match step {
                 Step::Push(len) | Step::ClaimAndDie(len) | Step::ZeroClaimAndDie(len) => {
-                    let len = len.min(max);
-                    let m = payload(seq as u64, len);
-                    let r = adversary::with_hook(hook.clone(), || tx.try_send(&m));
-                    let reads = reads_of(run);
-                    check_bound(&reads, cap, "try_send")?;
-                    match r {
-                        Ok(()) => sent.push_back(m),
-                        Err(e) if send_allowed(&e, len, max) => {}
-                        Err(e) => return Err(format!("try_send: {e:?}")),
+                    let m = payload(seq as u64, len.min(max));
+                    if send(&mut tx, &m, run, hook.clone(), cap)? {
+                        sent.push_back(m);
                     }
                     continue;
                 }
@@ -700,17 +706,7 @@ pub mod sim {
                     (d, false, "try_recv")
                 }
                 Step::PopBatch(n) => {
-                    let mut lens = Vec::new();
-                    let r = adversary::with_hook(hook.clone(), || {
-                        rx.try_recv_batch(n, |m| lens.push(m.len()))
-                    });
-                    match r {
-                        Ok(k) if k == lens.len() && k <= n => {}
-                        // Good frames handed over before a bad header is met.
-                        Err(Error::Corrupted(_)) if lens.len() <= n => {}
-                        Err(e) if recv_allowed(&e) && lens.is_empty() => {}
-                        r => return Err(format!("try_recv_batch({n}): {r:?} with {lens:?}")),
-                    }
+                    let lens = batch(&mut rx, n, hook.clone())?;
                     if clean() {
                         for _ in &lens {
                             sent.pop_front();
@@ -727,6 +723,44 @@ pub mod sim {
         tx.detach();
         rx.detach();
         Ok(())
+    }
+
+    /// `try_send(m)` under `hook`, checked: its reads are bounded and its result
+    /// allowed. Whether it sent.
+    fn send<K: Kind>(
+        tx: &mut Producer<K>,
+        m: &[u8],
+        run: &Rc<RefCell<Run>>,
+        hook: impl FnMut(&Read) + 'static,
+        cap: usize,
+    ) -> Result<bool, String> {
+        let r = adversary::with_hook(hook, || tx.try_send(m));
+        let reads = reads_of(run);
+        check_bound(&reads, cap, "try_send")?;
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if send_allowed(&e, m.len(), max_payload(cap)) => Ok(false),
+            Err(e) => Err(format!("try_send: {e:?}")),
+        }
+    }
+
+    /// `try_recv_batch(n)` under `hook`, its result checked. The lengths it handed
+    /// over.
+    fn batch<K: Kind>(
+        rx: &mut Consumer<K>,
+        n: usize,
+        hook: impl FnMut(&Read) + 'static,
+    ) -> Result<Vec<usize>, String> {
+        let mut lens = Vec::new();
+        let r = adversary::with_hook(hook, || rx.try_recv_batch(n, |m| lens.push(m.len())));
+        match r {
+            Ok(k) if k == lens.len() && k <= n => {}
+            // Good frames handed over before a bad header is met.
+            Err(Error::Corrupted(_)) if lens.len() <= n => {}
+            Err(e) if recv_allowed(&e) && lens.is_empty() => {}
+            r => return Err(format!("try_recv_batch({n}): {r:?} with {lens:?}")),
+        }
+        Ok(lens)
     }
 
     fn step_is_slow(s: Step) -> bool {
@@ -777,32 +811,10 @@ pub mod sim {
         let cap = w.cap;
         let max = max_payload(cap);
         let slots = 2u16;
-        let live = || Arc::new(w.dead.clone());
-        let mut tx = mpsc::Producer::attach(
-            &w.region,
-            shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
-            0,
-            no_wait(),
-            live(),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut other = Some(
-            mpsc::Producer::attach(
-                &w.region,
-                shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
-                1,
-                no_wait(),
-                live(),
-            )
-            .map_err(|e| e.to_string())?,
-        );
-        let mut rx = mpsc::Consumer::attach(
-            &w.region,
-            shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
-            no_wait(),
-            live(),
-        )
-        .map_err(|e| e.to_string())?;
+        let g = Geometry::mpsc(cap as u64, slots).unwrap();
+        let mut tx = w.producer(g, 0)?;
+        let mut other = Some(w.producer(g, 1)?);
+        let mut rx = w.consumer(g)?;
         let mut buf = Vec::new();
         // With no peer write, what the consumer receives is checked only for size
         // and agreement with its reads here: the exact order is the model's job
@@ -811,15 +823,7 @@ pub mod sim {
         for (seq, &step) in steps.iter().enumerate() {
             let (delivered, batch, what): (Vec<usize>, bool, &str) = match step {
                 Step::Push(len) => {
-                    let m = payload(seq as u64, len);
-                    let r = adversary::with_hook(hook.clone(), || tx.try_send(&m));
-                    let reads = reads_of(run);
-                    check_bound(&reads, cap, "try_send")?;
-                    match r {
-                        Ok(()) => {}
-                        Err(e) if send_allowed(&e, len, max) => {}
-                        Err(e) => return Err(format!("try_send: {e:?}")),
-                    }
+                    send(&mut tx, &payload(seq as u64, len), run, hook.clone(), cap)?;
                     continue;
                 }
                 Step::ClaimAndDie(len) => {
@@ -874,17 +878,7 @@ pub mod sim {
                     (d, false, "recv")
                 }
                 Step::PopBatch(n) => {
-                    let mut lens = Vec::new();
-                    let r = adversary::with_hook(hook.clone(), || {
-                        rx.try_recv_batch(n, |m| lens.push(m.len()))
-                    });
-                    match r {
-                        Ok(k) if k == lens.len() && k <= n => {}
-                        // Good frames handed over before a bad header is met.
-                        Err(Error::Corrupted(_)) if lens.len() <= n => {}
-                        Err(e) if recv_allowed(&e) && lens.is_empty() => {}
-                        r => return Err(format!("try_recv_batch({n}): {r:?} with {lens:?}")),
-                    }
+                    let lens = batch(&mut rx, n, hook.clone())?;
                     (lens, true, "try_recv_batch")
                 }
             };
