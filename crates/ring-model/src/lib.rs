@@ -6,13 +6,17 @@
 //! - `adversary` (only with `--cfg shmq_adversary`, which turns on the
 //!   read-reporting atomics of `shmq-ring`): read recording, hostile values and
 //!   the deterministic simulation `adversary::sim` (FZ-05; the
-//!   `interleaved_adversary` fuzz target).
+//!   `interleaved_adversary` fuzz target);
+//! - [`Ring`], [`pair`] and [`checks`]: the kinds' setup behind one trait, and test
+//!   bodies written once for both kinds.
 //!
 //! Not published; nothing here is part of the rings' API. Under `--cfg loom` the
 //! crate is empty (the rings' atomics only work inside a loom model).
 
 #[cfg(all(shmq_adversary, not(loom)))]
 pub mod adversary;
+#[cfg(not(loom))]
+pub mod checks;
 #[cfg(not(loom))]
 pub mod model;
 
