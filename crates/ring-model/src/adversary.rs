@@ -56,12 +56,23 @@ pub struct Rd {
 
 /// Runs `f` and returns the reads of `region` it made, in order.
 pub fn record<R>(region: &Region, f: impl FnOnce() -> R) -> (R, Vec<Rd>) {
+    record_with(region, |_| {}, f)
+}
+
+/// [`record`], with `before` called on every report (before and after each read)
+/// ahead of the recording: a peer's strike.
+pub fn record_with<R>(
+    region: &Region,
+    mut before: impl FnMut(&Read) + 'static,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<Rd>) {
     let base = adversary::base_address(region).expect("region of at least a word");
     let len = region.len();
     let log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();
     let r = adversary::with_hook(
         move |rd: &Read| {
+            before(rd);
             if let Some(value) = rd.value
                 && let Some(off) = rd.addr.checked_sub(base)
                 && off < len

@@ -10,8 +10,8 @@
 //! - [`Ring`], [`pair`] and [`checks`]: the kinds' setup behind one trait, and test
 //!   bodies written once for both kinds.
 //!
-//! Not published; nothing here is part of the rings' API. Under `--cfg loom` the
-//! crate is empty (the rings' atomics only work inside a loom model).
+//! Not published; nothing here is part of the rings' API. Under `--cfg loom` only
+//! [`Ring`] and its helpers are built (the loom models use them for their setup).
 
 #[cfg(all(shmq_adversary, not(loom)))]
 pub mod adversary;
@@ -20,7 +20,5 @@ pub mod checks;
 #[cfg(not(loom))]
 pub mod model;
 
-#[cfg(not(loom))]
 mod ring;
-#[cfg(not(loom))]
 pub use ring::{Ring, fresh, pair, pair_with};

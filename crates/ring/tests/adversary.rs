@@ -24,7 +24,6 @@
 #![cfg(all(shmq_adversary, not(loom)))]
 
 mod tests {
-    use std::cell::RefCell;
     use std::rc::Rc;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -365,27 +364,8 @@ mod tests {
                 }
             }
         };
-        let log = Rc::new(RefCell::new(Vec::new()));
-        let l = log.clone();
-        let len = region.len();
-        let out = adversary::with_hook(
-            move |rd: &Read| {
-                hook(rd);
-                if let Some(value) = rd.value
-                    && let Some(off) = rd.addr.checked_sub(base)
-                    && off < len
-                {
-                    l.borrow_mut().push(Rd {
-                        off,
-                        width: rd.width,
-                        rmw: rd.rmw,
-                        value,
-                    });
-                }
-            },
-            || s.run(v),
-        )?;
-        let reads = log.borrow().clone();
+        let (out, reads) = record_with(&region, hook, || s.run(v));
+        let out = out?;
         if reads.len() > read_bound(CAP) {
             return Err(format!("{} reads", reads.len()));
         }

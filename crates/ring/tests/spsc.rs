@@ -16,6 +16,19 @@ fn ring(cap: usize, start: u64) -> (Region, Producer, Consumer) {
     pair(Geometry::spsc(cap as u64).unwrap(), start)
 }
 
+/// A 1024-byte ring whose producer sent "one" and "two", then died after
+/// publishing "two" but before storing `tail`: `tail` is put back to where "two"
+/// starts, and the producer is forgotten (no close).
+fn died_before_storing_tail() -> (Region, Consumer) {
+    let (region, mut tx, rx) = ring(1024, 0);
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    let tail = region.load_word(0).unwrap();
+    region.store_word(0, tail - frame::frame_len(3) as u64);
+    std::mem::forget(tx); // no close: it "died"
+    (region, rx)
+}
+
 /// A producer attached anew, as after the previous one died.
 fn new_producer(region: &Region, cap: usize) -> Producer {
     let g = Geometry::spsc(cap as u64).unwrap();
@@ -230,16 +243,8 @@ fn close_then_drain_then_disconnected() {
 
 #[test]
 fn a_new_producer_resumes_after_the_last_published_frame() {
-    let cap = 1024;
-    let (region, mut tx, mut rx) = ring(cap, 0);
-    tx.send(b"one").unwrap();
-    tx.send(b"two").unwrap();
-    // Pretend the producer died after publishing "two" but before storing `tail`:
-    // put `tail` back to where "two" starts.
-    let tail = region.load_word(0).unwrap();
-    region.store_word(0, tail - frame::frame_len(3) as u64);
-    std::mem::forget(tx); // no close: it "died"
-    let mut tx2 = new_producer(&region, cap);
+    let (region, mut rx) = died_before_storing_tail();
+    let mut tx2 = new_producer(&region, 1024);
     tx2.send(b"three").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"one");
     assert_eq!(&*rx.recv().unwrap(), b"two");
@@ -248,18 +253,11 @@ fn a_new_producer_resumes_after_the_last_published_frame() {
 
 #[test]
 fn a_new_producer_resumes_even_when_the_consumer_read_past_a_stale_tail() {
-    let cap = 1024;
-    let (region, mut tx, mut rx) = ring(cap, 0);
-    tx.send(b"one").unwrap();
-    tx.send(b"two").unwrap();
-    // The producer "died" after publishing "two" but before storing `tail`...
-    let tail = region.load_word(0).unwrap();
-    region.store_word(0, tail - frame::frame_len(3) as u64);
-    std::mem::forget(tx);
-    // ...and the consumer read both, so `head` is now ahead of `tail`.
+    let (region, mut rx) = died_before_storing_tail();
+    // The consumer reads both, so `head` is now ahead of the stale `tail`.
     assert_eq!(&*rx.recv().unwrap(), b"one");
     assert_eq!(&*rx.recv().unwrap(), b"two");
-    let mut tx2 = new_producer(&region, cap);
+    let mut tx2 = new_producer(&region, 1024);
     tx2.send(b"three").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"three");
 }
