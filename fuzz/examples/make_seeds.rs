@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shmq_fuzz::model::{Inner, Op, PeerValue, Setup};
+use shmq_fuzz::model::{Op, PeerValue, Setup};
 use shmq_fuzz::{DrainInput, FrameInput, Mask, no_wait, ops};
 use shmq_ring::frame::{self, MPSC_MSG, MPSC_PAD, MpscHeader};
 use shmq_ring::{Region, mpsc, spsc};
