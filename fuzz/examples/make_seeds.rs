@@ -38,8 +38,20 @@ fn image(region: &Region) -> Vec<u8> {
 fn spsc_ring(cap: usize, start: u64, sizes: &[usize], read: usize) -> Region {
     let r = Region::heap(spsc::region_len(cap));
     spsc::init(&r, shmq_ring::Geometry::spsc(cap as u64).unwrap(), start).unwrap();
-    let mut tx = spsc::Producer::attach(&r, shmq_ring::Geometry::spsc(cap as u64).unwrap(), no_wait(), Arc::new(Mask(0))).unwrap();
-    let mut rx = spsc::Consumer::attach(&r, shmq_ring::Geometry::spsc(cap as u64).unwrap(), no_wait(), Arc::new(Mask(0))).unwrap();
+    let mut tx = spsc::Producer::attach(
+        &r,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        no_wait(),
+        Arc::new(Mask(0)),
+    )
+    .unwrap();
+    let mut rx = spsc::Consumer::attach(
+        &r,
+        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+        no_wait(),
+        Arc::new(Mask(0)),
+    )
+    .unwrap();
     let mut buf = Vec::new();
     for (i, &len) in sizes.iter().enumerate() {
         tx.try_send(&vec![i as u8 + 1; len]).unwrap();
@@ -58,13 +70,30 @@ fn spsc_ring(cap: usize, start: u64, sizes: &[usize], read: usize) -> Region {
 /// between its compare-and-swap and its header store).
 fn mpsc_ring(cap: usize, producers: u16, sizes: &[usize], read: usize, zero_claim: u64) -> Region {
     let r = Region::heap(mpsc::region_len(cap, producers));
-    mpsc::init(&r, shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(), 0).unwrap();
+    mpsc::init(
+        &r,
+        shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(),
+        0,
+    )
+    .unwrap();
     let attach = |s| {
-        mpsc::Producer::attach(&r, shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(), s, no_wait(), Arc::new(Mask(0))).unwrap()
+        mpsc::Producer::attach(
+            &r,
+            shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(),
+            s,
+            no_wait(),
+            Arc::new(Mask(0)),
+        )
+        .unwrap()
     };
     let mut a = attach(0);
-    let mut rx =
-        mpsc::Consumer::attach(&r, shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(), no_wait(), Arc::new(Mask(0))).unwrap();
+    let mut rx = mpsc::Consumer::attach(
+        &r,
+        shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(),
+        no_wait(),
+        Arc::new(Mask(0)),
+    )
+    .unwrap();
     let mut buf = Vec::new();
     for (i, &len) in sizes.iter().enumerate() {
         a.try_send(&vec![i as u8 + 1; len]).unwrap();

@@ -11,7 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmq_ring::{Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy, mpsc, spsc};
+use shmq_ring::{
+    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Mpsc, Region, Spsc, WaitConfig,
+    WaitStrategy, mpsc, spsc,
+};
+use shmq_ring_model::Ring;
 
 pub use shmq_ring_model::model;
 
@@ -82,46 +86,46 @@ fn allowed(e: &Error) -> bool {
     )
 }
 
-macro_rules! drain_body {
-    ($rx:expr, $plan:expr) => {{
-        let rx = $rx;
-        let plan: DrainPlan = $plan;
-        let max = rx.max_message_len();
-        let mut out = Drained::default();
-        let mut buf = Vec::new();
-        for call in 0..plan.calls {
-            let r = match call % 4 {
-                0 | 1 => rx.try_recv_into(&mut buf).map(|()| 1),
-                2 if plan.batch > 0 => rx.try_recv_batch(usize::from(plan.batch), |m| {
-                    assert!(m.len() <= max, "batch frame of {} > max {max}", m.len());
-                }),
-                2 => rx.try_recv().map(|g| {
-                    assert!(g.len() <= max, "guard frame of {} > max {max}", g.len());
-                    1
-                }),
-                _ => rx.recv_into_timeout(&mut buf, Duration::ZERO).map(|()| 1),
-            };
-            match r {
-                Ok(n) => {
-                    assert!(buf.len() <= max, "frame of {} > max {max}", buf.len());
-                    out.messages += n;
+/// Drains `rx` as `plan` says.
+///
+/// # Panics
+/// On a frame longer than the maximum or an error that no receive may return.
+fn drain<K: Kind>(rx: &mut Consumer<K>, plan: DrainPlan) -> Drained {
+    let max = rx.max_message_len();
+    let mut out = Drained::default();
+    let mut buf = Vec::new();
+    for call in 0..plan.calls {
+        let r = match call % 4 {
+            0 | 1 => rx.try_recv_into(&mut buf).map(|()| 1),
+            2 if plan.batch > 0 => rx.try_recv_batch(usize::from(plan.batch), |m| {
+                assert!(m.len() <= max, "batch frame of {} > max {max}", m.len());
+            }),
+            2 => rx.try_recv().map(|g| {
+                assert!(g.len() <= max, "guard frame of {} > max {max}", g.len());
+                1
+            }),
+            _ => rx.recv_into_timeout(&mut buf, Duration::ZERO).map(|()| 1),
+        };
+        match r {
+            Ok(n) => {
+                assert!(buf.len() <= max, "frame of {} > max {max}", buf.len());
+                out.messages += n;
+            }
+            Err(e) => {
+                assert!(allowed(&e), "unexpected error {e:?}");
+                out.last = Some(e);
+                if matches!(e, Error::Corrupted(_) | Error::Disconnected(_)) {
+                    break;
                 }
-                Err(e) => {
-                    assert!(allowed(&e), "unexpected error {e:?}");
-                    out.last = Some(e);
-                    if matches!(e, Error::Corrupted(_) | Error::Disconnected(_)) {
-                        break;
-                    }
-                    // Empty: the slow path (liveness, MPSC reclamation) has its turn
-                    // at `call % 4 == 3`; stop once it has had it.
-                    if call % 4 == 3 {
-                        break;
-                    }
+                // Empty: the slow path (liveness, MPSC reclamation) has its turn
+                // at `call % 4 == 3`; stop once it has had it.
+                if call % 4 == 3 {
+                    break;
                 }
             }
         }
-        out
-    }};
+    }
+    out
 }
 
 /// Attaches an SPSC consumer to `region` and drains it as `plan` says.
@@ -130,8 +134,13 @@ macro_rules! drain_body {
 /// On a frame longer than the maximum or an error that no receive may return:
 /// the fuzz targets' oracle.
 pub fn drain_spsc(region: &Region, capacity: u64, plan: DrainPlan) -> Result<Drained, Error> {
-    let mut rx = spsc::Consumer::attach(region, shmq_ring::Geometry::spsc(capacity).unwrap(), no_wait(), Arc::new(Mask(0)))?;
-    let out = drain_body!(&mut rx, plan);
+    let mut rx = Spsc::consumer(
+        region,
+        Geometry::spsc(capacity)?,
+        no_wait(),
+        Arc::new(Mask(0)),
+    )?;
+    let out = drain(&mut rx, plan);
     rx.detach();
     Ok(out)
 }
@@ -148,9 +157,9 @@ pub fn drain_mpsc(
     dead: u8,
     plan: DrainPlan,
 ) -> Result<Drained, Error> {
-    let mut rx =
-        mpsc::Consumer::attach(region, shmq_ring::Geometry::mpsc(capacity, producers).unwrap(), no_wait(), Arc::new(Mask(dead)))?;
-    let out = drain_body!(&mut rx, plan);
+    let g = Geometry::mpsc(capacity, producers)?;
+    let mut rx = Mpsc::consumer(region, g, no_wait(), Arc::new(Mask(dead)))?;
+    let out = drain(&mut rx, plan);
     rx.detach();
     Ok(out)
 }
