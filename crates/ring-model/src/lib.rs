@@ -21,4 +21,4 @@ pub mod checks;
 pub mod model;
 
 mod ring;
-pub use ring::{Ring, fresh, pair, pair_with};
+pub use ring::{Ring, fresh, pair, pair_with, sent};

@@ -131,3 +131,32 @@ pub fn fresh<K: Ring>(geometry: Geometry<K>, start: u64) -> Region {
     K::init(&region, geometry, start).unwrap();
     region
 }
+
+/// A fresh ring of `geometry` at `start` whose slot-0 producer has sent a message
+/// of each of `sizes` (message `i` is `fill(i)` repeated), of which the consumer
+/// has received the first `read`; both ends attached, waiting as `cfg` says, with
+/// `live` for liveness.
+///
+/// # Panics
+/// If `init`, an attach, a send or a receive fails.
+pub fn sent<K: Ring>(
+    geometry: Geometry<K>,
+    start: u64,
+    cfg: WaitConfig,
+    live: Arc<dyn Liveness>,
+    sizes: &[usize],
+    read: usize,
+    fill: impl Fn(usize) -> u8,
+) -> (Region, Producer<K>, Consumer<K>) {
+    let region = fresh(geometry, start);
+    let mut tx = K::producer(&region, geometry, 0, cfg, live.clone()).unwrap();
+    let mut rx = K::consumer(&region, geometry, cfg, live).unwrap();
+    let mut buf = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        tx.try_send(&vec![fill(i); len]).unwrap();
+        if i < read {
+            rx.try_recv_into(&mut buf).unwrap();
+        }
+    }
+    (region, tx, rx)
+}

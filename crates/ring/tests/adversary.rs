@@ -34,7 +34,7 @@ mod tests {
     use shmq_ring::frame::{MPSC_MSG, MPSC_PAD, MpscHeader, max_payload};
     use shmq_ring::{Consumer, Error, Geometry, Mpsc, Producer, Region, Spsc, mpsc, spsc};
     use shmq_ring_model::adversary::*;
-    use shmq_ring_model::{Ring, fresh};
+    use shmq_ring_model::{Ring, sent};
 
     const CAP: usize = 256;
 
@@ -132,17 +132,15 @@ mod tests {
         read: usize,
         live: Dead,
     ) -> Scene<K> {
-        let region = fresh(geometry, start);
-        let live = Arc::new(live);
-        let mut tx = K::producer(&region, geometry, 0, no_wait(), live.clone()).unwrap();
-        let mut rx = K::consumer(&region, geometry, no_wait(), live).unwrap();
-        let mut buf = Vec::new();
-        for (i, &len) in sizes.iter().enumerate() {
-            tx.try_send(&vec![i as u8; len]).unwrap();
-            if i < read {
-                rx.try_recv_into(&mut buf).unwrap();
-            }
-        }
+        let (region, tx, rx) = sent(
+            geometry,
+            start,
+            no_wait(),
+            Arc::new(live),
+            sizes,
+            read,
+            |i| i as u8,
+        );
         Scene {
             region,
             data: geometry.control_len(),
