@@ -285,6 +285,21 @@ trait Model {
     fn batch(&mut self, max: usize) -> Vec<Vec<u8>>;
     /// The tail and the head the room is counted from (for messages).
     fn tail_head(&self) -> (u64, u64);
+    /// What the `inspect` view must show with an honest peer.
+    fn view(&self) -> ModelView;
+}
+
+/// What the model says the `inspect` view shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ModelView {
+    /// The published `head` and `tail`.
+    head: u64,
+    tail: u64,
+    /// Committed messages waiting, and their payload bytes.
+    messages: u64,
+    message_bytes: u64,
+    /// Claims not yet committed (MPSC).
+    uncommitted: u64,
 }
 
 /// A ring kind under the model: its model and what the kinds do differently.
@@ -302,8 +317,8 @@ trait ModelKind: Ring {
     fn produce(run: &mut Run<Self>, op: &Op) -> Result<(), Mismatch>;
     /// Checks that hold after a receive with an honest peer.
     fn after_recv(rx: &Consumer<Self>) -> Result<(), Mismatch>;
-    /// The inspection view agrees with the model.
-    fn check_view(run: &Run<Self>) -> Result<(), Mismatch>;
+    /// The kind's `inspect` view of the ring.
+    fn inspect(region: &Region, geometry: Geometry<Self>) -> shmq_ring::Result<inspect::RingView>;
 }
 
 /// A ring of kind `K` and its model, with a producer per slot (one for SPSC).
@@ -340,10 +355,6 @@ impl<K: ModelKind> Run<K> {
             seq: 0,
             stats: Stats::default(),
         }
-    }
-
-    fn cap(&self) -> usize {
-        self.geometry.capacity()
     }
 
     /// The producer slot an operation's `p` selects.
@@ -590,8 +601,38 @@ impl<K: ModelKind> Run<K> {
             }
         }
         if !self.hostile {
-            K::check_view(self)?;
+            self.check_view()?;
         }
+        Ok(())
+    }
+
+    /// The inspection view agrees with the model.
+    fn check_view(&self) -> Result<(), Mismatch> {
+        let v = K::inspect(&self.region, self.geometry).map_err(|e| e.to_string())?;
+        let m = self.model.view();
+        check!(v.problems.is_empty(), "view problems {:?}", v.problems);
+        check!(
+            (v.head, v.tail) == (m.head, m.tail),
+            "view head/tail {}/{}, model {}/{}",
+            v.head,
+            v.tail,
+            m.head,
+            m.tail
+        );
+        check!(
+            (v.messages, v.uncommitted) == (m.messages, m.uncommitted),
+            "view counts {} messages and {} claims, model {} and {}",
+            v.messages,
+            v.uncommitted,
+            m.messages,
+            m.uncommitted
+        );
+        check!(
+            v.message_bytes == m.message_bytes,
+            "view counts {} bytes, model {}",
+            v.message_bytes,
+            m.message_bytes
+        );
         Ok(())
     }
 }
@@ -657,6 +698,16 @@ impl Model for SpscModel {
     fn tail_head(&self) -> (u64, u64) {
         (self.tail, self.head)
     }
+
+    fn view(&self) -> ModelView {
+        ModelView {
+            head: self.head,
+            tail: self.tail,
+            messages: self.queue.len() as u64,
+            message_bytes: self.queue.iter().map(|(q, _)| q.len() as u64).sum(),
+            uncommitted: 0,
+        }
+    }
 }
 
 impl ModelKind for Spsc {
@@ -685,31 +736,8 @@ impl ModelKind for Spsc {
         Ok(())
     }
 
-    fn check_view(run: &Run<Spsc>) -> Result<(), Mismatch> {
-        let v = inspect::spsc(&run.region, run.cap() as u64).map_err(|e| e.to_string())?;
-        let m = &run.model;
-        check!(v.problems.is_empty(), "view problems {:?}", v.problems);
-        check!(
-            (v.head, v.tail) == (m.head, m.tail),
-            "view head/tail {}/{}, model {}/{}",
-            v.head,
-            v.tail,
-            m.head,
-            m.tail
-        );
-        check!(
-            v.messages == m.queue.len() as u64,
-            "view counts {} messages, model {}",
-            v.messages,
-            m.queue.len()
-        );
-        let bytes: usize = m.queue.iter().map(|(q, _)| q.len()).sum();
-        check!(
-            v.message_bytes == bytes as u64,
-            "view counts {} bytes, model {bytes}",
-            v.message_bytes
-        );
-        Ok(())
+    fn inspect(region: &Region, geometry: Geometry<Spsc>) -> shmq_ring::Result<inspect::RingView> {
+        inspect::spsc(region, geometry.capacity() as u64)
     }
 }
 
@@ -965,6 +993,26 @@ impl Model for MpscModel {
     fn tail_head(&self) -> (u64, u64) {
         (self.tail, self.head_pub)
     }
+
+    fn view(&self) -> ModelView {
+        let msgs = || {
+            self.queue.iter().filter_map(|e| match &e.kind {
+                Kind::Msg(m) => Some(m.len() as u64),
+                _ => None,
+            })
+        };
+        ModelView {
+            head: self.head_pub,
+            tail: self.tail,
+            messages: msgs().count() as u64,
+            message_bytes: msgs().sum(),
+            uncommitted: self
+                .queue
+                .iter()
+                .filter(|e| matches!(e.kind, Kind::Claim))
+                .count() as u64,
+        }
+    }
 }
 
 const PRODUCERS: u16 = 2;
@@ -1000,36 +1048,8 @@ impl ModelKind for Mpsc {
         Ok(())
     }
 
-    fn check_view(run: &Run<Mpsc>) -> Result<(), Mismatch> {
-        let v =
-            inspect::mpsc(&run.region, run.cap() as u64, PRODUCERS).map_err(|e| e.to_string())?;
-        let m = &run.model;
-        check!(v.problems.is_empty(), "view problems {:?}", v.problems);
-        check!(
-            (v.head, v.tail) == (m.head_pub, m.tail),
-            "view head/tail {}/{}, model {}/{}",
-            v.head,
-            v.tail,
-            m.head_pub,
-            m.tail
-        );
-        let msgs = m
-            .queue
-            .iter()
-            .filter(|e| matches!(e.kind, Kind::Msg(_)))
-            .count();
-        let claims = m
-            .queue
-            .iter()
-            .filter(|e| matches!(e.kind, Kind::Claim))
-            .count();
-        check!(
-            (v.messages, v.uncommitted) == (msgs as u64, claims as u64),
-            "view counts {} messages and {} claims, model {msgs} and {claims}",
-            v.messages,
-            v.uncommitted
-        );
-        Ok(())
+    fn inspect(region: &Region, geometry: Geometry<Mpsc>) -> shmq_ring::Result<inspect::RingView> {
+        inspect::mpsc(region, geometry.capacity() as u64, geometry.producers())
     }
 }
 
