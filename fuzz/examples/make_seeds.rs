@@ -9,10 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shmq_fuzz::model::{Inner, Op, PeerValue, Setup};
+use shmq_fuzz::model::{Op, PeerValue, Setup};
 use shmq_fuzz::{DrainInput, FrameInput, Mask, no_wait, ops};
 use shmq_ring::frame::{self, MPSC_MSG, MPSC_PAD, MpscHeader};
-use shmq_ring::{Region, mpsc, spsc};
+use shmq_ring::{Geometry, Mpsc, Region};
+use shmq_ring_model::{Ring, sent};
 use shmq_segment::{Layout, MAGIC, STATE_READY, VERSION};
 
 fn dir(target: &str) -> PathBuf {
@@ -33,20 +34,16 @@ fn image(region: &Region) -> Vec<u8> {
         .collect()
 }
 
+/// The bytes of message `i` in the seeds' rings.
+fn fill(i: usize) -> u8 {
+    i as u8 + 1
+}
+
 /// An SPSC ring of `cap` bytes starting at `start`: `n` messages sent, `read` of
 /// them received.
 fn spsc_ring(cap: usize, start: u64, sizes: &[usize], read: usize) -> Region {
-    let r = Region::heap(spsc::region_len(cap));
-    spsc::init(&r, shmq_ring::Geometry::spsc(cap as u64).unwrap(), start).unwrap();
-    let mut tx = spsc::Producer::attach(&r, shmq_ring::Geometry::spsc(cap as u64).unwrap(), no_wait(), Arc::new(Mask(0))).unwrap();
-    let mut rx = spsc::Consumer::attach(&r, shmq_ring::Geometry::spsc(cap as u64).unwrap(), no_wait(), Arc::new(Mask(0))).unwrap();
-    let mut buf = Vec::new();
-    for (i, &len) in sizes.iter().enumerate() {
-        tx.try_send(&vec![i as u8 + 1; len]).unwrap();
-        if i < read {
-            rx.try_recv_into(&mut buf).unwrap();
-        }
-    }
+    let g = Geometry::spsc(cap as u64).unwrap();
+    let (r, tx, rx) = sent(g, start, no_wait(), Arc::new(Mask(0)), sizes, read, fill);
     tx.detach();
     rx.detach();
     r
@@ -57,24 +54,11 @@ fn spsc_ring(cap: usize, start: u64, sizes: &[usize], read: usize) -> Region {
 /// `zero_claim` more bytes are claimed without a header (a producer that died
 /// between its compare-and-swap and its header store).
 fn mpsc_ring(cap: usize, producers: u16, sizes: &[usize], read: usize, zero_claim: u64) -> Region {
-    let r = Region::heap(mpsc::region_len(cap, producers));
-    mpsc::init(&r, shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(), 0).unwrap();
-    let attach = |s| {
-        mpsc::Producer::attach(&r, shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(), s, no_wait(), Arc::new(Mask(0))).unwrap()
-    };
-    let mut a = attach(0);
-    let mut rx =
-        mpsc::Consumer::attach(&r, shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap(), no_wait(), Arc::new(Mask(0))).unwrap();
-    let mut buf = Vec::new();
-    for (i, &len) in sizes.iter().enumerate() {
-        a.try_send(&vec![i as u8 + 1; len]).unwrap();
-        if i < read {
-            rx.try_recv_into(&mut buf).unwrap();
-        }
-    }
+    let g = Geometry::mpsc(cap as u64, producers).unwrap();
+    let (r, mut a, rx) = sent(g, 0, no_wait(), Arc::new(Mask(0)), sizes, read, fill);
     drop(a.try_reserve(3).unwrap()); // aborted: padding
     if producers > 1 {
-        let mut b = attach(1);
+        let mut b = Mpsc::producer(&r, g, 1, no_wait(), Arc::new(Mask(0))).unwrap();
         let mut g = b.try_reserve(20).unwrap();
         g.copy_from_slice(&[0xbb; 20]);
         std::mem::forget(g);
@@ -279,36 +263,11 @@ fn ops_vs_model() {
                 Op::PopBatch { max: 3 },
             ],
         ),
-        (
-            "mpsc-held-claims",
-            Setup {
-                mpsc: true,
-                cap_shift: 2,
-                start: 0,
-            },
-            vec![
-                Op::Hold {
-                    p: 0,
-                    len: 5,
-                    inner: vec![
-                        Inner::Push { len: 3 },
-                        Inner::Pop,
-                        Inner::PopBatch { max: 3 },
-                    ],
-                    commit: true,
-                },
-                Op::PopBatch { max: 3 },
-                Op::Hold {
-                    p: 1,
-                    len: 40,
-                    inner: vec![Inner::Push { len: 3 }],
-                    commit: false,
-                },
-                Op::Pop,
-                Op::ReserveAbort { p: 0, len: 7 },
-                Op::PopSlow,
-            ],
-        ),
+        {
+            let (setup, mut prog) = shmq_fuzz::model::held_claims(40);
+            prog.extend([Op::Pop, Op::ReserveAbort { p: 0, len: 7 }, Op::PopSlow]);
+            ("mpsc-held-claims", setup, prog)
+        },
         (
             "hostile",
             Setup {

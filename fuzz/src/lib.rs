@@ -1,23 +1,26 @@
 //! Shared code of the shmq fuzz targets (docs/FUZZING.md): input formats, the
 //! drain loop every consumer-side target runs, and the two harnesses that also run
-//! as ordinary tests of `shmq-ring`, included from there so that a fuzz crash
-//! replays as a test:
-//! - [`model`] is `crates/ring/tests/model.rs` (FZ-04);
-//! - `adversary` is `crates/ring/tests/adversary.rs`, whose `sim` module is
-//!   FZ-05 (only with `--cfg shmq_adversary`, which turns on the read-reporting
-//!   atomics).
+//! as ordinary tests of `shmq-ring`, from the `shmq-ring-model` crate, so that a
+//! fuzz crash replays as a test:
+//! - [`model`] is `shmq_ring_model::model` (FZ-04; tests in
+//!   `crates/ring/tests/model.rs`);
+//! - `adversary` is `shmq_ring_model::adversary`, whose `sim` module is FZ-05
+//!   (only with `--cfg shmq_adversary`, which turns on the read-reporting atomics;
+//!   tests in `crates/ring/tests/adversary.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmq_ring::{Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy, mpsc, spsc};
+use shmq_ring::{
+    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Mpsc, Region, Spsc, WaitConfig,
+    WaitStrategy, mpsc, spsc,
+};
+use shmq_ring_model::Ring;
 
-#[path = "../../crates/ring/tests/model.rs"]
-pub mod model;
+pub use shmq_ring_model::model;
 
 #[cfg(shmq_adversary)]
-#[path = "../../crates/ring/tests/adversary.rs"]
-pub mod adversary;
+pub use shmq_ring_model::adversary;
 
 /// Waits that never wait: `Park` skips the spin phase and a zero slice never
 /// sleeps, so `recv_into_timeout(ZERO)` runs the blocking path (liveness checks,
@@ -83,46 +86,46 @@ fn allowed(e: &Error) -> bool {
     )
 }
 
-macro_rules! drain_body {
-    ($rx:expr, $plan:expr) => {{
-        let rx = $rx;
-        let plan: DrainPlan = $plan;
-        let max = rx.max_message_len();
-        let mut out = Drained::default();
-        let mut buf = Vec::new();
-        for call in 0..plan.calls {
-            let r = match call % 4 {
-                0 | 1 => rx.try_recv_into(&mut buf).map(|()| 1),
-                2 if plan.batch > 0 => rx.try_recv_batch(usize::from(plan.batch), |m| {
-                    assert!(m.len() <= max, "batch frame of {} > max {max}", m.len());
-                }),
-                2 => rx.try_recv().map(|g| {
-                    assert!(g.len() <= max, "guard frame of {} > max {max}", g.len());
-                    1
-                }),
-                _ => rx.recv_into_timeout(&mut buf, Duration::ZERO).map(|()| 1),
-            };
-            match r {
-                Ok(n) => {
-                    assert!(buf.len() <= max, "frame of {} > max {max}", buf.len());
-                    out.messages += n;
+/// Drains `rx` as `plan` says.
+///
+/// # Panics
+/// On a frame longer than the maximum or an error that no receive may return.
+fn drain<K: Kind>(rx: &mut Consumer<K>, plan: DrainPlan) -> Drained {
+    let max = rx.max_message_len();
+    let mut out = Drained::default();
+    let mut buf = Vec::new();
+    for call in 0..plan.calls {
+        let r = match call % 4 {
+            0 | 1 => rx.try_recv_into(&mut buf).map(|()| 1),
+            2 if plan.batch > 0 => rx.try_recv_batch(usize::from(plan.batch), |m| {
+                assert!(m.len() <= max, "batch frame of {} > max {max}", m.len());
+            }),
+            2 => rx.try_recv().map(|g| {
+                assert!(g.len() <= max, "guard frame of {} > max {max}", g.len());
+                1
+            }),
+            _ => rx.recv_into_timeout(&mut buf, Duration::ZERO).map(|()| 1),
+        };
+        match r {
+            Ok(n) => {
+                assert!(buf.len() <= max, "frame of {} > max {max}", buf.len());
+                out.messages += n;
+            }
+            Err(e) => {
+                assert!(allowed(&e), "unexpected error {e:?}");
+                out.last = Some(e);
+                if matches!(e, Error::Corrupted(_) | Error::Disconnected(_)) {
+                    break;
                 }
-                Err(e) => {
-                    assert!(allowed(&e), "unexpected error {e:?}");
-                    out.last = Some(e);
-                    if matches!(e, Error::Corrupted(_) | Error::Disconnected(_)) {
-                        break;
-                    }
-                    // Empty: the slow path (liveness, MPSC reclamation) has its turn
-                    // at `call % 4 == 3`; stop once it has had it.
-                    if call % 4 == 3 {
-                        break;
-                    }
+                // Empty: the slow path (liveness, MPSC reclamation) has its turn
+                // at `call % 4 == 3`; stop once it has had it.
+                if call % 4 == 3 {
+                    break;
                 }
             }
         }
-        out
-    }};
+    }
+    out
 }
 
 /// Attaches an SPSC consumer to `region` and drains it as `plan` says.
@@ -131,8 +134,13 @@ macro_rules! drain_body {
 /// On a frame longer than the maximum or an error that no receive may return:
 /// the fuzz targets' oracle.
 pub fn drain_spsc(region: &Region, capacity: u64, plan: DrainPlan) -> Result<Drained, Error> {
-    let mut rx = spsc::Consumer::attach(region, shmq_ring::Geometry::spsc(capacity).unwrap(), no_wait(), Arc::new(Mask(0)))?;
-    let out = drain_body!(&mut rx, plan);
+    let mut rx = Spsc::consumer(
+        region,
+        Geometry::spsc(capacity)?,
+        no_wait(),
+        Arc::new(Mask(0)),
+    )?;
+    let out = drain(&mut rx, plan);
     rx.detach();
     Ok(out)
 }
@@ -149,9 +157,9 @@ pub fn drain_mpsc(
     dead: u8,
     plan: DrainPlan,
 ) -> Result<Drained, Error> {
-    let mut rx =
-        mpsc::Consumer::attach(region, shmq_ring::Geometry::mpsc(capacity, producers).unwrap(), no_wait(), Arc::new(Mask(dead)))?;
-    let out = drain_body!(&mut rx, plan);
+    let g = Geometry::mpsc(capacity, producers)?;
+    let mut rx = Mpsc::consumer(region, g, no_wait(), Arc::new(Mask(dead)))?;
+    let out = drain(&mut rx, plan);
     rx.detach();
     Ok(out)
 }

@@ -12,76 +12,46 @@ use std::sync::Arc;
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
-use shmq_ring::{
-    Disconnect, Endpoint, Error, InProcess, Liveness, Region, WaitConfig, WaitStrategy,
-};
-use shmq_ring::{mpsc, spsc};
+use shmq_ring::{Disconnect, Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy};
+use shmq_ring::{Geometry, mpsc, spsc};
+use shmq_ring_model::{fresh, pair};
 
 fn park() -> WaitConfig {
     WaitConfig::from(WaitStrategy::Park)
 }
 
 fn spsc_ring(cap: usize, start: u64) -> (spsc::Producer, spsc::Consumer) {
-    let region = Region::heap(spsc::region_len(cap));
-    spsc::init(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        start,
-    )
-    .unwrap();
-    let tx = spsc::Producer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        park(),
-        Arc::new(InProcess),
-    )
-    .unwrap();
-    let rx = spsc::Consumer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        park(),
-        Arc::new(InProcess),
-    )
-    .unwrap();
+    let (_, tx, rx) = pair(Geometry::spsc(cap as u64).unwrap(), start);
     (tx, rx)
+}
+
+/// Sends `n` messages of 16 bytes from a thread into a 64-byte ring whose
+/// positions start at `start`; receives them in order (both sides blocking).
+fn spsc_fifo(start: u64, n: u8) {
+    let (mut tx, mut rx) = spsc_ring(64, start);
+    let t = thread::spawn(move || {
+        for i in 0..n {
+            tx.send(&[i; 16]).unwrap();
+        }
+    });
+    let mut buf = Vec::new();
+    for i in 0..n {
+        rx.recv_into(&mut buf).unwrap();
+        assert_eq!(buf, [i; 16]);
+    }
+    t.join().unwrap();
 }
 
 /// MC-01: FIFO with a forced wrap (padding), blocking on both sides.
 #[test]
 fn spsc_fifo_with_wrap() {
-    loom::model(|| {
-        let (mut tx, mut rx) = spsc_ring(64, 0);
-        let t = thread::spawn(move || {
-            for i in 0..3u8 {
-                tx.send(&[i; 16]).unwrap();
-            }
-        });
-        let mut buf = Vec::new();
-        for i in 0..3u8 {
-            rx.recv_into(&mut buf).unwrap();
-            assert_eq!(buf, [i; 16]);
-        }
-        t.join().unwrap();
-    });
+    loom::model(|| spsc_fifo(0, 3));
 }
 
 /// MC-05: the same across the 64-bit position wrap.
 #[test]
 fn spsc_across_position_wrap() {
-    loom::model(|| {
-        let (mut tx, mut rx) = spsc_ring(64, u64::MAX - 31);
-        let t = thread::spawn(move || {
-            for i in 0..2u8 {
-                tx.send(&[i; 16]).unwrap();
-            }
-        });
-        let mut buf = Vec::new();
-        for i in 0..2u8 {
-            rx.recv_into(&mut buf).unwrap();
-            assert_eq!(buf, [i; 16]);
-        }
-        t.join().unwrap();
-    });
+    loom::model(|| spsc_fifo(u64::MAX - 31, 2));
 }
 
 /// A batch is published by one header store: the consumer never reads one of its
@@ -249,15 +219,8 @@ impl Liveness for Mock {
 }
 
 fn mpsc_ring(cap: usize, n: u16) -> (Region, Arc<Mock>) {
-    let region = Region::heap(mpsc::region_len(cap, n));
-    mpsc::init(
-        &region,
-        shmq_ring::Geometry::mpsc(cap as u64, n).unwrap(),
-        0,
-    )
-    .unwrap();
     (
-        region,
+        fresh(Geometry::mpsc(cap as u64, n).unwrap(), 0),
         Arc::new(Mock((0..=n).map(|_| AtomicBool::new(true)).collect())),
     )
 }
@@ -273,19 +236,23 @@ fn mpsc_producer(r: &Region, cap: usize, n: u16, slot: u16, live: &Arc<Mock>) ->
     .unwrap()
 }
 
+fn mpsc_consumer(r: &Region, cap: usize, n: u16, live: &Arc<Mock>) -> mpsc::Consumer {
+    mpsc::Consumer::attach(
+        r,
+        shmq_ring::Geometry::mpsc(cap as u64, n).unwrap(),
+        park(),
+        live.clone(),
+    )
+    .unwrap()
+}
+
 /// MC-03: two producers claim and commit in any order; the consumer never reads
 /// an uncommitted frame, and gets each message exactly once, in per-producer order.
 fn claims_committed_out_of_order(per_producer: u8) {
     loom::model(move || {
         let cap = 128;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(
-            &r,
-            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-            park(),
-            live.clone(),
-        )
-        .unwrap();
+        let mut rx = mpsc_consumer(&r, cap, 2, &live);
         let ts: Vec<_> = (0..2u16)
             .map(|s| {
                 let mut tx = mpsc_producer(&r, cap, 2, s, &live);
@@ -336,13 +303,7 @@ fn mpsc_batch_races_a_single_send() {
     loom::model(|| {
         let cap = 128;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(
-            &r,
-            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-            park(),
-            live.clone(),
-        )
-        .unwrap();
+        let mut rx = mpsc_consumer(&r, cap, 2, &live);
         let mut a = mpsc_producer(&r, cap, 2, 0, &live);
         let mut b = mpsc_producer(&r, cap, 2, 1, &live);
         let ta = thread::spawn(move || {
@@ -382,13 +343,7 @@ fn mpsc_reuses_space_the_consumer_is_releasing() {
     loom::model(|| {
         let cap = 64;
         let (r, live) = mpsc_ring(cap, 1);
-        let mut rx = mpsc::Consumer::attach(
-            &r,
-            shmq_ring::Geometry::mpsc(cap as u64, 1).unwrap(),
-            park(),
-            live.clone(),
-        )
-        .unwrap();
+        let mut rx = mpsc_consumer(&r, cap, 1, &live);
         let mut tx = mpsc_producer(&r, cap, 1, 0, &live);
         // 16-byte payloads are 24-byte frames: the third needs the first's space.
         let t = thread::spawn(move || {
@@ -411,13 +366,7 @@ fn mpsc_wrap_with_padding_under_contention() {
     loom::model(|| {
         let cap = 64;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(
-            &r,
-            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-            park(),
-            live.clone(),
-        )
-        .unwrap();
+        let mut rx = mpsc_consumer(&r, cap, 2, &live);
         // Move the positions to offset 40, so that 16-byte payloads (24-byte frames) wrap.
         {
             let mut p = mpsc_producer(&r, cap, 2, 0, &live);
@@ -456,13 +405,7 @@ fn mpsc_reclaim_of_a_dead_claim_races_a_live_producer() {
     loom::model(|| {
         let cap = 128;
         let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc::Consumer::attach(
-            &r,
-            shmq_ring::Geometry::mpsc(cap as u64, 2).unwrap(),
-            park(),
-            live.clone(),
-        )
-        .unwrap();
+        let mut rx = mpsc_consumer(&r, cap, 2, &live);
         let mut dying = mpsc_producer(&r, cap, 2, 0, &live);
         let mut alive = mpsc_producer(&r, cap, 2, 1, &live);
         let live2 = live.clone();

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use shmq_ring::frame::{self, MPSC_MSG, MpscHeader, max_payload};
-use shmq_ring::mpsc::{self, Consumer, Producer, control_len};
+use shmq_ring::mpsc::{Consumer, Producer, control_len};
 use shmq_ring::{Disconnect, Endpoint, Error, Liveness, Region, WaitConfig, WaitStrategy};
+use shmq_ring_model::{checks, fresh};
 
 /// Liveness we control: index 0 is the consumer, 1 + s producer slot s.
 struct Mock(Vec<AtomicBool>);
@@ -43,9 +44,7 @@ const PARK: WaitConfig = WaitConfig {
 };
 
 fn setup(cap: usize, producers: u16, start: u64) -> (Region, Arc<Mock>) {
-    let region = Region::heap(mpsc::region_len(cap, producers));
-    mpsc::init(&region, geometry(cap, producers), start).unwrap();
-    (region, Mock::new(producers))
+    (fresh(geometry(cap, producers), start), Mock::new(producers))
 }
 
 fn geometry(cap: usize, producers: u16) -> shmq_ring::Geometry<shmq_ring::Mpsc> {
@@ -74,24 +73,22 @@ fn msg(id: u8, seq: u64, len: usize) -> Vec<u8> {
 #[test]
 fn every_size_at_every_offset() {
     let cap = 256;
-    let mut buf = Vec::new();
-    for len in 0..=max_payload(cap) {
-        for start in (0..cap as u64).step_by(8) {
-            let (r, live) = setup(cap, 1, start);
-            let mut tx = producer(&r, cap, 1, 0, &live);
-            let mut rx = consumer(&r, cap, 1, &live);
-            for seq in 0..(2 * cap / frame::frame_len(len) + 1) as u64 {
-                let m = msg(1, seq, len);
-                tx.try_send(&m).unwrap();
-                rx.try_recv_into(&mut buf).unwrap();
-                assert_eq!(buf, m, "len {len} start {start} seq {seq}");
-            }
-            assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    let make = |start| {
+        let (r, live) = setup(cap, 1, start);
+        let tx = producer(&r, cap, 1, 0, &live);
+        let rx = consumer(&r, cap, 1, &live);
+        (r, tx, rx)
+    };
+    checks::every_size_at_every_offset(
+        cap,
+        make,
+        |seq, len| msg(1, seq, len),
+        |r| {
             // Everything consumed is zeroed.
             let data = control_len(1);
             assert!((0..cap / 8).all(|w| r.load_word(data + w * 8) == Some(0)));
-        }
-    }
+        },
+    );
 }
 
 #[test]

@@ -8,32 +8,31 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shmq_ring::frame::{self, max_payload};
 use shmq_ring::spsc::{self, CONTROL_LEN, Consumer, Producer};
-use shmq_ring::{Disconnect, Error, InProcess, Region, WaitConfig, WaitStrategy};
+use shmq_ring::{Disconnect, Error, Geometry, InProcess, Region, Spsc, WaitConfig, WaitStrategy};
+use shmq_ring_model::checks::every_size_at_every_offset;
+use shmq_ring_model::{Ring, pair, pair_with};
 
 fn ring(cap: usize, start: u64) -> (Region, Producer, Consumer) {
-    let region = Region::heap(spsc::region_len(cap));
-    spsc::init(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        start,
-    )
-    .unwrap();
-    let cfg = WaitConfig::from(WaitStrategy::Park);
-    let tx = Producer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .unwrap();
-    let rx = Consumer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .unwrap();
-    (region, tx, rx)
+    pair(Geometry::spsc(cap as u64).unwrap(), start)
+}
+
+/// A 1024-byte ring whose producer sent "one" and "two", then died after
+/// publishing "two" but before storing `tail`: `tail` is put back to where "two"
+/// starts, and the producer is forgotten (no close).
+fn died_before_storing_tail() -> (Region, Consumer) {
+    let (region, mut tx, rx) = ring(1024, 0);
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    let tail = region.load_word(0).unwrap();
+    region.store_word(0, tail - frame::frame_len(3) as u64);
+    std::mem::forget(tx); // no close: it "died"
+    (region, rx)
+}
+
+/// A producer attached anew, as after the previous one died.
+fn new_producer(region: &Region, cap: usize) -> Producer {
+    let g = Geometry::spsc(cap as u64).unwrap();
+    Spsc::producer(region, g, 0, WaitConfig::default(), Arc::new(InProcess)).unwrap()
 }
 
 /// A message whose bytes depend on its sequence number and length.
@@ -63,24 +62,8 @@ fn capacities_are_checked() {
 
 #[test]
 fn every_size_at_every_offset_wraps_intact() {
-    // Every payload size, starting at every 8-byte offset of the area, for two laps:
-    // the wrap (and its padding frame, including the empty one that ends exactly
-    // at the end of the area) happens at every offset.
     let cap = 256;
-    let mut buf = Vec::new();
-    for len in 0..=max_payload(cap) {
-        for start in (0..cap as u64).step_by(8) {
-            let (_r, mut tx, mut rx) = ring(cap, start);
-            let laps = 2 * cap / frame::frame_len(len) + 1;
-            for seq in 0..laps as u64 {
-                let m = msg(seq, len);
-                tx.try_send(&m).unwrap();
-                rx.try_recv_into(&mut buf).unwrap();
-                assert_eq!(buf, m, "len {len} start {start} seq {seq}");
-            }
-            assert!(matches!(rx.try_recv(), Err(Error::Empty)));
-        }
-    }
+    every_size_at_every_offset(cap, |start| ring(cap, start), msg, |_| {});
 }
 
 #[test]
@@ -260,22 +243,8 @@ fn close_then_drain_then_disconnected() {
 
 #[test]
 fn a_new_producer_resumes_after_the_last_published_frame() {
-    let cap = 1024;
-    let (region, mut tx, mut rx) = ring(cap, 0);
-    tx.send(b"one").unwrap();
-    tx.send(b"two").unwrap();
-    // Pretend the producer died after publishing "two" but before storing `tail`:
-    // put `tail` back to where "two" starts.
-    let tail = region.load_word(0).unwrap();
-    region.store_word(0, tail - frame::frame_len(3) as u64);
-    std::mem::forget(tx); // no close: it "died"
-    let mut tx2 = Producer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        WaitConfig::default(),
-        Arc::new(InProcess),
-    )
-    .unwrap();
+    let (region, mut rx) = died_before_storing_tail();
+    let mut tx2 = new_producer(&region, 1024);
     tx2.send(b"three").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"one");
     assert_eq!(&*rx.recv().unwrap(), b"two");
@@ -284,24 +253,11 @@ fn a_new_producer_resumes_after_the_last_published_frame() {
 
 #[test]
 fn a_new_producer_resumes_even_when_the_consumer_read_past_a_stale_tail() {
-    let cap = 1024;
-    let (region, mut tx, mut rx) = ring(cap, 0);
-    tx.send(b"one").unwrap();
-    tx.send(b"two").unwrap();
-    // The producer "died" after publishing "two" but before storing `tail`...
-    let tail = region.load_word(0).unwrap();
-    region.store_word(0, tail - frame::frame_len(3) as u64);
-    std::mem::forget(tx);
-    // ...and the consumer read both, so `head` is now ahead of `tail`.
+    let (region, mut rx) = died_before_storing_tail();
+    // The consumer reads both, so `head` is now ahead of the stale `tail`.
     assert_eq!(&*rx.recv().unwrap(), b"one");
     assert_eq!(&*rx.recv().unwrap(), b"two");
-    let mut tx2 = Producer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        WaitConfig::default(),
-        Arc::new(InProcess),
-    )
-    .unwrap();
+    let mut tx2 = new_producer(&region, 1024);
     tx2.send(b"three").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"three");
 }
@@ -309,24 +265,8 @@ fn a_new_producer_resumes_even_when_the_consumer_read_past_a_stale_tail() {
 #[test]
 fn threads_stream_a_million_verified_messages() {
     for strategy in [WaitStrategy::Park, WaitStrategy::default()] {
-        let cap = 4096;
-        let region = Region::heap(spsc::region_len(cap));
-        spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64).unwrap(), 0).unwrap();
-        let cfg = WaitConfig::from(strategy);
-        let mut tx = Producer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg,
-            Arc::new(InProcess),
-        )
-        .unwrap();
-        let mut rx = Consumer::attach(
-            &region,
-            shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-            cfg,
-            Arc::new(InProcess),
-        )
-        .unwrap();
+        let g = Geometry::spsc(4096).unwrap();
+        let (_region, mut tx, mut rx) = pair_with(g, 0, WaitConfig::from(strategy));
         const N: u64 = 1_000_000;
         let t = std::thread::spawn(move || {
             for i in 0..N {
