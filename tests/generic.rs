@@ -110,3 +110,53 @@ fn message_footprint_is_the_frame_a_message_takes() {
     }
     assert_eq!(n, (4096 - 8) / shmq::message_footprint(64));
 }
+
+/// A peer that breaks the protocol writes a frame of the wrong length between
+/// two well-formed values: the typed batch hands over both values and reports
+/// the malformed frame after the batch, and a later receive goes on.
+#[test]
+fn a_typed_batch_hands_over_every_value_around_a_malformed_frame() {
+    use shmq_ring::frame::{HEADER_LEN, frame_len, spsc_message};
+    use shmq_testkit::hostile::{RawRegion, open_raw, ring_off};
+
+    let names = shmq_testkit::Names::new();
+    let name = names.name("typed-bad");
+    let mut rx = spsc::typed::Receiver::<Tick>::create(&name, &Options::new()).expect("create");
+    let seg = open_raw(&name);
+    let raw = RawRegion::of(&seg);
+    // Three frames written as a producer would (payloads first, then the
+    // headers, the first one last): a Tick, 8 bytes, a Tick; then the end marker.
+    let ticks = [Tick { seq: 1, price: 10 }, Tick { seq: 3, price: 30 }];
+    let lens = [size_of::<Tick>(), 8, size_of::<Tick>()];
+    let mut at = ring_off::SPSC_DATA;
+    let mut headers = Vec::new();
+    for (i, &len) in lens.iter().enumerate() {
+        let payload = match i {
+            0 => bytemuck::bytes_of(&ticks[0]).to_vec(),
+            2 => bytemuck::bytes_of(&ticks[1]).to_vec(),
+            _ => vec![0xee; len],
+        };
+        raw.write(at + HEADER_LEN, &payload);
+        headers.push((at, spsc_message(len)));
+        at += frame_len(len);
+    }
+    raw.word(at).store(0, std::sync::atomic::Ordering::Release);
+    let tail = (at - ring_off::SPSC_DATA) as u64;
+    raw.word(ring_off::TAIL)
+        .store(tail, std::sync::atomic::Ordering::Release);
+    for &(off, h) in headers.iter().rev() {
+        raw.word(off).store(h, std::sync::atomic::Ordering::Release);
+    }
+    let mut got = Vec::new();
+    match rx.try_recv_batch(16, |t| got.push(t)) {
+        Err(Error::Corrupted(c)) => assert_eq!(c.what, "typed message length"),
+        other => panic!("expected Corrupted for the 8-byte frame, got {other:?}"),
+    }
+    assert_eq!(got, ticks, "both well-formed values are handed over");
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    drop((rx, seg));
+    // A channel whose producer never attached is not removed when the receiver
+    // closes (a producer may still come): the test removes it.
+    shmq_segment::Segment::unlink(&name).expect("unlink");
+    names.assert_clean();
+}
