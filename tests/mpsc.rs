@@ -203,6 +203,26 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
     Outcome { v, end, reclaimed }
 }
 
+/// Waits until producers have attached to `name` `n` times in all.
+fn wait_attached(name: &str, n: u32) {
+    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
+    loop {
+        let attached: u32 = ring_view(name)
+            .producers
+            .iter()
+            .map(|p| p.incarnation)
+            .sum();
+        if attached >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {attached} of {n} producers attached"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Waits until the consumer has received at least `n` messages.
 fn wait_received(p: &Progress, n: u64) {
     let deadline = Instant::now() + kit::EVENT_TIMEOUT;
@@ -388,6 +408,11 @@ fn victim_killed_at_sending(point: &str, mode: &str) {
         let consumer = s.spawn(|| consume(rx, &progress));
         let mut good = paced_senders(&wd, &name, n);
         wait_received(&progress, 300);
+        // Every good producer holds its slot before the victim takes one: a good
+        // producer that attached only after the victim died could take its slot,
+        // and the consumer would then see that slot closed by its new holder, not
+        // the death (found at about 1 run in 10 under load).
+        wait_attached(&name, 3);
         let mut victim = sender(&wd, &name, 0, n)
             .arg("MODE", mode)
             .spawn_to(&wd, point);
@@ -499,6 +524,11 @@ fn a_producer_stopped_after_claim_is_never_reclaimed_while_alive() {
         let consumer = s.spawn(|| consume(rx, &progress));
         let mut good = paced_senders(&wd, &name, n);
         wait_received(&progress, 300);
+        // Every good producer holds its slot before the victim takes one: a good
+        // producer that attached only after the victim died could take its slot,
+        // and the consumer would then see that slot closed by its new holder, not
+        // the death (found at about 1 run in 10 under load).
+        wait_attached(&name, 3);
         let mut victim = sender(&wd, &name, 0, n).failpoint("after_claim").spawn(&wd);
         let slot = num(&victim.event("attached"), "slot") as usize;
         victim.wait_failpoint();
