@@ -331,62 +331,22 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(decoded.payload_len(), max);
-        assert!(
-            decode_mpsc(
-                MpscHeader {
-                    len: MpscHeader::claimed_len(max + 1),
-                    ..m
-                }
-                .encode(),
+        // Each header, at the given offset, fails its check.
+        let refused = [
+            (
+                MpscHeader::claimed_len(max + 1),
+                MPSC_MSG,
                 0,
-                cap,
-                2
-            )
-            .is_err(),
-            "a claim one byte over the maximum"
-        );
-        assert!(
-            decode_mpsc(
-                MpscHeader {
-                    len: -8,
-                    kind: MPSC_PAD,
-                    ..m
-                }
-                .encode(),
-                0,
-                cap,
-                2
-            )
-            .is_err()
-        );
-        assert!(
-            decode_mpsc(
-                MpscHeader {
-                    len: 12,
-                    kind: MPSC_PAD,
-                    ..m
-                }
-                .encode(),
-                0,
-                cap,
-                2
-            )
-            .is_err()
-        );
-        assert!(
-            decode_mpsc(
-                MpscHeader {
-                    len: 9,
-                    kind: MPSC_MSG,
-                    ..m
-                }
-                .encode(),
-                240,
-                cap,
-                2
-            )
-            .is_err()
-        );
+                "a claim one byte over the maximum",
+            ),
+            (-8, MPSC_PAD, 0, "a claimed padding frame"),
+            (12, MPSC_PAD, 0, "padding short of the end of the area"),
+            (9, MPSC_MSG, 240, "a message past the end of the area"),
+        ];
+        for (len, kind, at, what) in refused {
+            let h = MpscHeader { len, kind, ..m };
+            assert!(decode_mpsc(h.encode(), at, cap, 2).is_err(), "{what}");
+        }
         assert!(decode_mpsc(MpscHeader { kind: 3, ..m }.encode(), 0, cap, 2).is_err());
         assert!(decode_mpsc(MpscHeader { len: i32::MIN, ..m }.encode(), 0, cap, 2).is_err());
         assert_eq!(decode_mpsc(0, 0, cap, 2), Ok(None));
