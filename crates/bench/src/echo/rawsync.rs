@@ -19,7 +19,7 @@ use raw_sync::Timeout;
 use raw_sync::events::{Event, EventImpl, EventInit, EventState};
 use raw_sync::locks::{LockImpl, LockInit, Mutex};
 
-use super::{Client, Nudge, Parts, Result, Server, is_stop, mismatch};
+use super::{Client, Nudge, Parts, Result, Server, check_echo, is_stop};
 use crate::shm::SharedMap;
 
 /// Room reserved for the event (a pthread mutex, a condition variable, flags).
@@ -162,10 +162,7 @@ impl Client for RawClient {
     fn round_trip(&mut self, _seq: u64, msg: &[u8]) -> Result<()> {
         self.ping.push(msg)?;
         let n = self.pong.pop(&mut self.buf)?;
-        if self.buf[..n] != *msg {
-            return Err(mismatch("rawsync reply differs"));
-        }
-        Ok(())
+        check_echo(&self.buf[..n], msg, "rawsync reply differs")
     }
 }
 
