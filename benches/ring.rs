@@ -11,8 +11,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use shmq_ring::{Geometry, InProcess, Region, WaitConfig, mpsc, spsc};
+use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shmq_ring::{Consumer, Geometry, InProcess, Kind, Producer, Region, WaitConfig, mpsc, spsc};
 
 const CAP: usize = 1 << 16;
 
@@ -38,18 +38,26 @@ fn mpsc_pair() -> (mpsc::Producer, mpsc::Consumer) {
 
 const SIZES: [usize; 4] = [8, 64, 512, 4096];
 
+/// Times a `try_send` of a `size`-byte message followed by the `try_recv` of it.
+fn send_then_recv<K: Kind>(
+    b: &mut Bencher,
+    (mut tx, mut rx): (Producer<K>, Consumer<K>),
+    size: usize,
+) {
+    let msg = vec![0x5a; size];
+    b.iter(|| {
+        tx.try_send(black_box(&msg)).expect("send");
+        let m = rx.try_recv().expect("recv");
+        black_box(m[m.len() - 1]);
+    });
+}
+
 fn send_recv(c: &mut Criterion) {
     let mut g = c.benchmark_group("send_recv");
     for size in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("spsc", size), &size, |b, &size| {
-            let (mut tx, mut rx) = spsc_pair();
-            let msg = vec![0x5a; size];
-            b.iter(|| {
-                tx.try_send(black_box(&msg)).expect("send");
-                let m = rx.try_recv().expect("recv");
-                black_box(m[m.len() - 1]);
-            });
+            send_then_recv(b, spsc_pair(), size);
         });
         g.bench_with_input(
             BenchmarkId::new("spsc-zero-copy", size),
@@ -67,13 +75,7 @@ fn send_recv(c: &mut Criterion) {
             },
         );
         g.bench_with_input(BenchmarkId::new("mpsc", size), &size, |b, &size| {
-            let (mut tx, mut rx) = mpsc_pair();
-            let msg = vec![0x5a; size];
-            b.iter(|| {
-                tx.try_send(black_box(&msg)).expect("send");
-                let m = rx.try_recv().expect("recv");
-                black_box(m[m.len() - 1]);
-            });
+            send_then_recv(b, mpsc_pair(), size);
         });
     }
     g.finish();

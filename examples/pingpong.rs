@@ -9,15 +9,11 @@
 //! The harness lives in `shmq-bench` (`shmq_bench::pingpong`), which `shmq bench`
 //! runs too.
 
-use clap::Parser;
-
-#[derive(Parser, Debug)]
-#[command(about = "Round-trip latency: shmq against the floors and the kernel transports")]
-struct Cli {
-    #[command(flatten)]
-    args: shmq_bench::pingpong::Args,
-}
+use shmq_bench::{cli, pingpong};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    shmq_bench::pingpong::run(&Cli::parse().args)
+    let args = cli::parse::<pingpong::Args>(
+        "Round-trip latency: shmq against the floors and the kernel transports",
+    );
+    pingpong::run(&args)
 }

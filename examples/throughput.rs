@@ -8,15 +8,11 @@
 //! ```
 //! The harness lives in `shmq-bench` (`shmq_bench::throughput`).
 
-use clap::Parser;
-
-#[derive(Parser, Debug)]
-#[command(about = "One-way throughput: shmq against pipes, UNIX sockets and memcpy")]
-struct Cli {
-    #[command(flatten)]
-    args: shmq_bench::throughput::Args,
-}
+use shmq_bench::{cli, throughput};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    shmq_bench::throughput::run(&Cli::parse().args)
+    let args = cli::parse::<throughput::Args>(
+        "One-way throughput: shmq against pipes, UNIX sockets and memcpy",
+    );
+    throughput::run(&args)
 }

@@ -182,9 +182,14 @@ pub(crate) fn is_stop(msg: &[u8]) -> bool {
     msg.get(..8) == Some(&STOP.to_le_bytes()[..])
 }
 
-/// The error for an echo that does not match what was sent.
-pub(crate) fn mismatch(what: &str) -> Box<dyn std::error::Error> {
-    format!("echo mismatch: {what}").into()
+/// Checks that the echo `got` is the message `sent`; if not, the error says
+/// `echo mismatch: {what}`.
+#[inline]
+pub(crate) fn check_echo(got: &[u8], sent: &[u8], what: &str) -> Result<()> {
+    if got != sent {
+        return Err(format!("echo mismatch: {what}").into());
+    }
+    Ok(())
 }
 
 fn make(t: Transport, size: usize) -> Result<Parts> {

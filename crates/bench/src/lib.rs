@@ -28,9 +28,11 @@
 //! - [`throughput::Args`], [`throughput::run`], [`throughput::measure`]: the rate table.
 //! - [`echo::Echo`], [`echo::Transport`]: a forked echo server over any transport,
 //!   for harnesses such as criterion's `iter_custom`.
+//! - [`cli::parse`]: the command line of a harness program (its flags alone).
 //! - [`stats`]: histograms and percentiles.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod echo;
 pub mod pingpong;
 mod plot;

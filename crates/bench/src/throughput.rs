@@ -781,20 +781,10 @@ fn row(flow: Flow, size: usize, messages: u64, secs: std::time::Duration) -> Row
 mod tests {
     use std::time::Duration;
 
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
     fn parse(argv: &[&str]) -> Args {
-        Cli::try_parse_from(std::iter::once("throughput").chain(argv.iter().copied()))
-            .unwrap()
-            .args
+        crate::cli::try_parse_from(argv).unwrap()
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::unistd;
 
-use super::{Client, Parts, Result, Server, mismatch};
+use super::{Client, Parts, Result, Server, check_echo};
 use crate::shm::{LINE, SharedMap};
 
 /// Layout: the request at 0, the reply at `reply_at(size)`.
@@ -41,10 +41,7 @@ impl Client for EfdClient {
         signal(&self.ping)?;
         wait(&self.pong)?;
         self.map.read(self.reply, &mut self.buf);
-        if self.buf != msg {
-            return Err(mismatch("eventfd reply differs"));
-        }
-        Ok(())
+        check_echo(&self.buf, msg, "eventfd reply differs")
     }
 }
 

@@ -30,15 +30,12 @@ fn relax() {
     std::hint::spin_loop();
 }
 
-struct SpinClient {
+/// Either side of the cache-line floor: both are views of the same shared page.
+struct Spin {
     map: Arc<SharedMap>,
 }
 
-struct SpinServer {
-    map: Arc<SharedMap>,
-}
-
-impl Client for SpinClient {
+impl Client for Spin {
     #[inline]
     fn round_trip(&mut self, seq: u64, _msg: &[u8]) -> Result<()> {
         let (ping, pong) = (self.map.u64_at(PING), self.map.u64_at(PONG));
@@ -64,7 +61,7 @@ impl Client for SpinClient {
     }
 }
 
-impl Server for SpinServer {
+impl Server for Spin {
     fn serve(&mut self) -> Result<()> {
         let (ping, pong) = (self.map.u64_at(PING), self.map.u64_at(PONG));
         let mut last = 0;
@@ -84,16 +81,28 @@ impl Server for SpinServer {
     }
 }
 
-/// The cache-line floor.
-pub(crate) fn spin() -> Result<Parts> {
+/// Both sides of a floor over one fresh shared page, each made by `side`; the
+/// watchdog's nudge runs `dead` on the page.
+fn floor_parts<S>(side: fn(Arc<SharedMap>) -> S, dead: fn(&SharedMap)) -> Result<Parts>
+where
+    S: Client + Server + 'static,
+{
     let map = Arc::new(SharedMap::new(4096)?);
     let nudge_map = map.clone();
-    let nudge: Nudge = Box::new(move || nudge_map.u64_at(DEAD).store(1, Ordering::Release));
+    let nudge: Nudge = Box::new(move || dead(&nudge_map));
     Ok(Parts {
-        client: Box::new(SpinClient { map: map.clone() }),
-        server: Box::new(SpinServer { map }),
+        client: Box::new(side(map.clone())),
+        server: Box::new(side(map)),
         nudge,
     })
+}
+
+/// The cache-line floor.
+pub(crate) fn spin() -> Result<Parts> {
+    floor_parts(
+        |map| Spin { map },
+        |map| map.u64_at(DEAD).store(1, Ordering::Release),
+    )
 }
 
 /// 32-bit form of a sequence number for the futex floor (the word is 32 bits).
@@ -123,15 +132,12 @@ const DEAD_POLL: rustix::time::Timespec = rustix::time::Timespec {
     tv_nsec: 50_000_000,
 };
 
-struct FutexClient {
+/// Either side of the blocking floor: both are views of the same shared page.
+struct Futex {
     map: Arc<SharedMap>,
 }
 
-struct FutexServer {
-    map: Arc<SharedMap>,
-}
-
-impl Client for FutexClient {
+impl Client for Futex {
     #[inline]
     fn round_trip(&mut self, seq: u64, _msg: &[u8]) -> Result<()> {
         let (ping, pong) = (self.map.u32_at(PING), self.map.u32_at(PONG));
@@ -156,7 +162,7 @@ impl Client for FutexClient {
     }
 }
 
-impl Server for FutexServer {
+impl Server for Futex {
     fn serve(&mut self) -> Result<()> {
         let (ping, pong) = (self.map.u32_at(PING), self.map.u32_at(PONG));
         let mut last = 0;
@@ -178,17 +184,13 @@ impl Server for FutexServer {
 
 /// The blocking floor.
 pub(crate) fn futex() -> Result<Parts> {
-    let map = Arc::new(SharedMap::new(4096)?);
-    let nudge_map = map.clone();
-    let nudge: Nudge = Box::new(move || {
-        nudge_map.u32_at(DEAD).store(1, Ordering::Release);
-        wake(nudge_map.u32_at(PONG));
-    });
-    Ok(Parts {
-        client: Box::new(FutexClient { map: map.clone() }),
-        server: Box::new(FutexServer { map }),
-        nudge,
-    })
+    floor_parts(
+        |map| Futex { map },
+        |map| {
+            map.u32_at(DEAD).store(1, Ordering::Release);
+            wake(map.u32_at(PONG));
+        },
+    )
 }
 
 #[cfg(test)]

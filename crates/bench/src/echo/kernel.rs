@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 
-use super::{Client, Parts, Result, Server, is_stop, mismatch, no_nudge};
+use super::{Client, Parts, Result, Server, check_echo, is_stop, no_nudge};
 
 struct StreamClient<R, W> {
     rd: R,
@@ -25,10 +25,7 @@ impl<R: Read, W: Write> Client for StreamClient<R, W> {
     fn round_trip(&mut self, _seq: u64, msg: &[u8]) -> Result<()> {
         self.wr.write_all(msg)?;
         self.rd.read_exact(&mut self.buf)?;
-        if self.buf != msg {
-            return Err(mismatch("stream reply differs"));
-        }
-        Ok(())
+        check_echo(&self.buf, msg, "stream reply differs")
     }
 }
 
@@ -112,10 +109,7 @@ impl Client for DgramClient {
             return Err("short datagram send".into());
         }
         let n = self.sock.recv(&mut self.buf)?;
-        if self.buf[..n] != *msg {
-            return Err(mismatch("datagram reply differs"));
-        }
-        Ok(())
+        check_echo(&self.buf[..n], msg, "datagram reply differs")
     }
 }
 

@@ -19,7 +19,7 @@ use raw_sync::Timeout;
 use raw_sync::events::{Event, EventImpl, EventInit, EventState};
 use raw_sync::locks::{LockImpl, LockInit, Mutex};
 
-use super::{Client, Nudge, Parts, Result, Server, is_stop, mismatch};
+use super::{Client, Nudge, Parts, Result, Server, check_echo, is_stop};
 use crate::shm::SharedMap;
 
 /// Room reserved for the event (a pthread mutex, a condition variable, flags).
@@ -34,6 +34,9 @@ const DEAD: usize = HEAD + 16;
 const SLOTS_AT: usize = 512;
 /// Messages the queue holds.
 const SLOTS: u64 = 4;
+
+/// A queue's event and mutex.
+type Objects = (Box<dyn EventImpl>, Box<dyn LockImpl>);
 
 /// A bounded queue of messages of at most `size` bytes in a shared map.
 struct Queue {
@@ -57,21 +60,45 @@ impl Queue {
 
     /// Builds a fresh queue at `at` in `map`.
     fn create(map: Arc<SharedMap>, at: usize, size: usize) -> Result<Queue> {
+        Self::place(map, at, size, |ev_ptr, lock_ptr, data_ptr| {
+            if Event::size_of(Some(ev_ptr)) > EVENT_ROOM {
+                return Err("raw_sync event larger than the room reserved".into());
+            }
+            if Mutex::size_of(Some(lock_ptr)) > LOCK_ROOM {
+                return Err("raw_sync mutex larger than the room reserved".into());
+            }
+            // SAFETY: `ev_ptr` points at `EVENT_ROOM` bytes of the map reserved for the
+            // event (size checked above), which outlives the object (module docs).
+            let (event, _) = unsafe { Event::new(ev_ptr, true) }?;
+            // SAFETY: as above, for the mutex in its `LOCK_ROOM` bytes; the data pointer
+            // is informational (the queue's words are reached through the map).
+            let (lock, _) = unsafe { Mutex::new(lock_ptr, data_ptr) }?;
+            Ok((event, lock))
+        })
+    }
+
+    /// Another handle on a queue [`Queue::create`] built at `at`.
+    fn open(map: Arc<SharedMap>, at: usize, size: usize) -> Result<Queue> {
+        Self::place(map, at, size, |ev_ptr, lock_ptr, data_ptr| {
+            // SAFETY: the event was initialised at this address by `Queue::create`, in
+            // memory that outlives the handle (module docs).
+            let (event, _) = unsafe { Event::from_existing(ev_ptr) }?;
+            // SAFETY: as above, for the mutex.
+            let (lock, _) = unsafe { Mutex::from_existing(lock_ptr, data_ptr) }?;
+            Ok((event, lock))
+        })
+    }
+
+    /// The queue at `at` in `map`, with the event and mutex that `objects` makes
+    /// from pointers to their rooms and to the queue's words (the mutex's data).
+    fn place(
+        map: Arc<SharedMap>,
+        at: usize,
+        size: usize,
+        objects: impl FnOnce(*mut u8, *mut u8, *mut u8) -> Result<Objects>,
+    ) -> Result<Queue> {
         assert!(at + Self::len(size) <= map.len(), "queue outside its map");
-        let ev_ptr = map.ptr(at);
-        if Event::size_of(Some(ev_ptr)) > EVENT_ROOM {
-            return Err("raw_sync event larger than the room reserved".into());
-        }
-        let lock_ptr = map.ptr(at + EVENT_ROOM);
-        if Mutex::size_of(Some(lock_ptr)) > LOCK_ROOM {
-            return Err("raw_sync mutex larger than the room reserved".into());
-        }
-        // SAFETY: `ev_ptr` points at `EVENT_ROOM` bytes of the map reserved for the
-        // event (size checked above), which outlives the object (module docs).
-        let (event, _) = unsafe { Event::new(ev_ptr, true) }?;
-        // SAFETY: as above, for the mutex in its `LOCK_ROOM` bytes; the data pointer
-        // is informational (the queue's words are reached through the map).
-        let (lock, _) = unsafe { Mutex::new(lock_ptr, map.ptr(at + HEAD)) }?;
+        let (event, lock) = objects(map.ptr(at), map.ptr(at + EVENT_ROOM), map.ptr(at + HEAD))?;
         Ok(Queue {
             event,
             lock,
@@ -162,10 +189,7 @@ impl Client for RawClient {
     fn round_trip(&mut self, _seq: u64, msg: &[u8]) -> Result<()> {
         self.ping.push(msg)?;
         let n = self.pong.pop(&mut self.buf)?;
-        if self.buf[..n] != *msg {
-            return Err(mismatch("rawsync reply differs"));
-        }
-        Ok(())
+        check_echo(&self.buf[..n], msg, "rawsync reply differs")
     }
 }
 
@@ -212,24 +236,4 @@ pub(crate) fn parts(size: usize) -> Result<Parts> {
         server: Box::new(server),
         nudge,
     })
-}
-
-impl Queue {
-    /// Another handle on a queue [`Queue::create`] built at `at`.
-    fn open(map: Arc<SharedMap>, at: usize, size: usize) -> Result<Queue> {
-        assert!(at + Self::len(size) <= map.len(), "queue outside its map");
-        // SAFETY: the event was initialised at this address by `Queue::create`, in
-        // memory that outlives the handle (module docs).
-        let (event, _) = unsafe { Event::from_existing(map.ptr(at)) }?;
-        // SAFETY: as above, for the mutex.
-        let (lock, _) =
-            unsafe { Mutex::from_existing(map.ptr(at + EVENT_ROOM), map.ptr(at + HEAD)) }?;
-        Ok(Queue {
-            event,
-            lock,
-            at,
-            size,
-            map,
-        })
-    }
 }

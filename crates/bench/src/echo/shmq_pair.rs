@@ -4,7 +4,7 @@
 
 use shmq::{Options, WaitStrategy, spsc};
 
-use super::{Client, Parts, Result, Server, is_stop, mismatch, no_nudge};
+use super::{Client, Parts, Result, Server, check_echo, is_stop, no_nudge};
 
 struct ShmqClient {
     ping: spsc::Sender,
@@ -23,10 +23,7 @@ impl Client for ShmqClient {
         out.copy_from_slice(msg);
         out.commit();
         let back = self.pong.recv()?;
-        if *back != *msg {
-            return Err(mismatch("shmq reply differs"));
-        }
-        Ok(())
+        check_echo(&back, msg, "shmq reply differs")
     }
 }
 

@@ -1,0 +1,37 @@
+//! The command line of the harness programs (`examples/pingpong`,
+//! `examples/throughput`): one harness's flags and nothing else.
+//!
+//! ```no_run
+//! let args = shmq_bench::cli::parse::<shmq_bench::pingpong::Args>("Round-trip latency");
+//! shmq_bench::pingpong::run(&args)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// A command line made of the flags `A` alone, such as [`crate::pingpong::Args`]
+/// or [`crate::throughput::Args`].
+#[derive(Parser, Debug)]
+pub struct Cli<A: clap::Args> {
+    /// The harness's flags.
+    #[command(flatten)]
+    pub args: A,
+}
+
+/// This process's arguments as the flags `A`, for a program that `--help`
+/// describes as `about`. On `--help` or a usage error it prints what clap prints
+/// and exits (status 0 or 2), as [`Parser::parse`] does.
+pub fn parse<A: clap::Args>(about: &'static str) -> A {
+    let mut cmd = Cli::<A>::command().about(about);
+    let mut matches = cmd.clone().get_matches();
+    match Cli::<A>::from_arg_matches_mut(&mut matches) {
+        Ok(cli) => cli.args,
+        Err(e) => e.format(&mut cmd).exit(),
+    }
+}
+
+/// `argv` (without the program's name) parsed as the flags `A`.
+#[cfg(test)]
+pub(crate) fn try_parse_from<A: clap::Args>(argv: &[&str]) -> Result<A, clap::Error> {
+    Cli::<A>::try_parse_from(std::iter::once("test").chain(argv.iter().copied())).map(|c| c.args)
+}
