@@ -180,23 +180,23 @@ struct Outcome {
 /// checked while it waits.
 fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
     let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    let end = loop {
-        match rx.recv_into_timeout(&mut buf, Duration::from_millis(200)) {
-            Ok(()) => {
-                v.take(&buf);
-                p.received.fetch_add(1, Ordering::Relaxed);
-                if p.mark.load(Ordering::Relaxed) && p.resumed_ns.load(Ordering::Relaxed) == 0 {
-                    p.resumed_ns.store(mono_ns(), Ordering::Relaxed);
-                }
+    let end = kit::receive_through_timeouts(
+        |b| {
+            // Before each receive: what the last one left reclaimed.
+            p.reclaimed
+                .store(rx.reclaimed().expect("reclaimed"), Ordering::Relaxed);
+            rx.recv_into_timeout(b, Duration::from_millis(200))
+        },
+        |m| {
+            v.take(m);
+            p.received.fetch_add(1, Ordering::Relaxed);
+            if p.mark.load(Ordering::Relaxed) && p.resumed_ns.load(Ordering::Relaxed) == 0 {
+                p.resumed_ns.store(mono_ns(), Ordering::Relaxed);
             }
-            Err(Error::Timeout) if p.stop.load(Ordering::Relaxed) => break "stopped".to_owned(),
-            Err(Error::Timeout) => {}
-            Err(e) => break kit::ends::why(&e),
-        }
-        p.reclaimed
-            .store(rx.reclaimed().expect("reclaimed"), Ordering::Relaxed);
-    };
+        },
+        || p.stop.load(Ordering::Relaxed).then(|| "stopped".to_owned()),
+    )
+    .map_or_else(|stopped| stopped, |e| kit::ends::why(&e));
     let reclaimed = rx.reclaimed().expect("reclaimed");
     p.reclaimed.store(reclaimed, Ordering::Relaxed);
     drop(rx);

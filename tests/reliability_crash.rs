@@ -182,17 +182,7 @@ fn role_tx() {
             std::thread::sleep(pace);
         }
     }
-    let f = shmq::futex_calls();
-    emit(
-        "sent",
-        json!({ "count": batch + count, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
-    );
-    if arg_or("THEN", "close".to_owned()) == "hang" {
-        let _keep = tx;
-        hang();
-    }
-    drop(tx);
-    emit("closed", json!({}));
+    kit::role::report_sent(tx, batch + count, futex0);
 }
 
 /// A consumer: reaches the KIND channel NAME (HOW, default `create`), reports
@@ -207,40 +197,7 @@ fn role_rx() {
         .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
     rx.expect_producers(arg_or("EXPECT", 1));
     emit("ready", json!({}));
-    let count: u64 = arg("COUNT");
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    if arg_or("WAIT_FIRST", 0u8) == 1 {
-        emit("waiting", json!({ "tid": kit::gettid() }));
-    }
-    let futex0 = shmq::futex_calls();
-    for _ in 0..count {
-        rx.recv_into(&mut buf)
-            .unwrap_or_else(|e| panic!("recv after {} messages: {e:?}", v.total));
-        let at = mono_ns();
-        v.take(&buf);
-        if v.total == 1 {
-            emit("first", json!({ "at_ns": at }));
-        }
-    }
-    let f = shmq::futex_calls();
-    emit(
-        "received",
-        json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
-    );
-    if arg_or("AFTER", "none".to_owned()) == "disconnect" {
-        emit("parked", json!({ "tid": kit::gettid() }));
-        match rx.recv_into(&mut buf) {
-            Err(e) => emit(
-                "disconnected",
-                json!({ "why": why(&e), "at_ns": mono_ns() }),
-            ),
-            Ok(()) => panic!(
-                "a message beyond the {count} expected: {:?}",
-                msg::check(&buf)
-            ),
-        }
-    }
+    kit::role::receive_and_report(|b| rx.recv_into(b));
 }
 
 /// Reaches the KIND channel NAME as its receiver (HOW, default `create`), reports
@@ -464,15 +421,9 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
 fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice() {
     let (wd, names) = (Watchdog::new("cf04"), Names::new());
     for (kind, name) in kit::ends::each_kind(&names, "cf04") {
-        let mut c = Spawn::role_on("rx", &name)
+        let (mut c, tid) = Spawn::role_on("rx", &name)
             .arg("KIND", kind)
-            .arg("WAIT", "park")
-            .arg("COUNT", 1)
-            .arg("WAIT_FIRST", 1)
-            .arg("AFTER", "disconnect")
-            .spawn(&wd);
-        let tid = num(&c.event("waiting"), "tid") as i32;
-        c.assert_in_futex(tid, "the consumer never slept");
+            .spawn_asleep(&wd);
         // The producer's attach wakes the consumer (the epoch changed); it sends only
         // once the consumer has gone back to sleep, half a slice off the rhythm of
         // its slices (which restarted at that wake), so that only the slice's end
@@ -579,13 +530,9 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
-    let (wd, names, name) = shmq_testkit::start("cf06", "cf06");
-    // The consumer dies right after setting its waiting flag.
-    Spawn::role_on("rx", &name)
-        .arg("WAIT", "park")
-        .arg("CAP", 1 << 16)
-        .arg("COUNT", 1)
-        .kill_at(&wd, "after_wait_flag_set");
+    let consumer = |name: &str| Spawn::role_on("rx", name);
+    let (wd, names, name) =
+        kit::start_after_a_consumer_died_asleep(("cf06", "cf06"), consumer, 1 << 16);
     let mut p = spawn_tx(&wd, &name, Kind::Spsc)
         .arg("COUNT", 200)
         .arg("WAIT", "park")
@@ -1442,15 +1389,8 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
                     Err(e) => break e,
                 }
             };
-            let want = if ending == "close" {
-                Disconnect::Closed
-            } else {
-                Disconnect::Died
-            };
-            assert!(
-                matches!(end, Error::Disconnected(d) if d == want),
-                "{kind} consumer {ending}: the producer got {end:?} after {sent} sends"
-            );
+            let context = format!("{kind} consumer {ending}: the producer after {sent} sends");
+            kit::ends::assert_ended_by(&end, ending, &context);
             assert!(started.elapsed() < DEATH_BUDGET + Duration::from_millis(100));
             if ending == "close" {
                 assert_eq!(sent, 0, "{kind}: sends accepted after the consumer closed");

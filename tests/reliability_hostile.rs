@@ -564,12 +564,57 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     }
     drop(rx);
     let _ = Segment::unlink(&name);
-    kit::assert_no_failures("HP-01", &failures);
-    names.assert_clean();
+    no_failures_and_clean("HP-01", &failures, &names);
 }
 
 // ---------------------------------------------------------------------------
 // HP-02
+
+/// The value of `lie`, one of the catalogue's lies about a ring index, for a
+/// ring of `cap` bytes whose true positions are `(head, tail)`.
+fn lie_value(lie: &str, (head, tail): (u64, u64), cap: u64) -> u64 {
+    match lie {
+        "head+cap+1" => head + cap + 1,
+        "u64::MAX" => u64::MAX,
+        "head-1" => head.wrapping_sub(1),
+        "head+cap+8" => head + cap + 8,
+        "head-8" => head.wrapping_sub(8),
+        "head+2^40" => head + (1 << 40),
+        "tail+8" => tail + 8,
+        "tail-cap-8" => tail.wrapping_sub(cap + 8),
+        other => panic!("unknown lie {other}"),
+    }
+}
+
+/// Fills a new MPSC channel (a name tagged `tag`, options `o`) with 64-byte
+/// messages until `try_send` fails; an adversary process then writes
+/// `value(sent)` into its `head`. Returns how many were sent and what the
+/// producer's next `try_send` got; leaves no name behind.
+fn mpsc_send_after_head_lie(
+    (wd, names, o): (&Watchdog, &Names, &Options),
+    tag: &str,
+    value: impl FnOnce(u64) -> u64,
+) -> (u64, shmq::Result<()>) {
+    let name = names.name(tag);
+    let rx = mpsc::Receiver::create(&name, o).expect("create");
+    let mut tx = mpsc::Sender::open(&name, o).expect("open");
+    let mut sent = 0;
+    while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
+        sent += 1;
+    }
+    poke(wd, &name, &[(HEAD, value(sent))]);
+    let first = tx.try_send(&kit::message(sent, 1, 64));
+    drop((tx, rx));
+    kit::remove_stale(&name);
+    (sent, first)
+}
+
+/// The end of a table-driven test: no case failed (`what`: the catalogue
+/// entry), and no name is left.
+fn no_failures_and_clean(what: &str, failures: &[String], names: &Names) {
+    kit::assert_no_failures(what, failures);
+    names.assert_clean();
+}
 
 /// HP-02: an adversary process rewrites `head` and `tail` with the catalogue's
 /// lies (head+cap+1, u64::MAX, head−1, and aligned ones). A side that reads the
@@ -597,14 +642,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         while tx.try_send(&kit::message(sent, 0, 64)).is_ok() {
             sent += 1;
         }
-        let (head, tail) = (0u64, sent * frame64);
-        let value = match lie {
-            "head+cap+1" => head + cap + 1,
-            "u64::MAX" => u64::MAX,
-            "head-1" => head.wrapping_sub(1),
-            "tail+8" => tail + 8,
-            _ => tail.wrapping_sub(cap + 8),
-        };
+        let value = lie_value(lie, (0, sent * frame64), cap);
         poke(&wd, &name, &[(HEAD, value)]);
         let first = tx.try_send(&kit::message(sent, 0, 64));
         let again = tx.try_send(&kit::message(sent, 0, 64));
@@ -639,14 +677,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
             }
         };
         stream(&mut tx, &mut v, 50, &mut seq);
-        let head = 50 * frame64;
-        let value = match lie {
-            "head+cap+1" => head + cap + 1,
-            "u64::MAX" => u64::MAX,
-            "head-1" => head - 1,
-            "head+cap+8" => head + cap + 8,
-            _ => head - 8,
-        };
+        let value = lie_value(lie, (50 * frame64, 0), cap);
         poke(&wd, &name, &[(TAIL, value)]);
         stream(&mut tx, &mut v, 100, &mut seq);
         drop(tx);
@@ -684,15 +715,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         for s in 0..20 {
             tx.send(&kit::message(s, 1, 64)).expect("send");
         }
-        let head = 20 * frame64;
-        let value = match lie {
-            "head+cap+1" => head + cap + 1,
-            "u64::MAX" => u64::MAX,
-            "head-1" => head - 1,
-            "head+cap+8" => head + cap + 8,
-            "head-8" => head - 8,
-            _ => head + (1 << 40),
-        };
+        let value = lie_value(lie, (20 * frame64, 0), cap);
         let (consumer, lied_at) = std::thread::scope(|s| {
             let mut rx = rx.take().expect("rx");
             let t = s.spawn(move || {
@@ -739,29 +762,15 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
     // (d) MPSC `head`, read by a producer once its cached copy says full. (A
     // misaligned `head` within range is `hp02_mpsc_producer_refuses_a_misaligned_head`.)
     for lie in ["head+cap+1", "tail+8", "tail-cap-8"] {
-        let name = names.name("hp02d");
-        let rx = mpsc::Receiver::create(&name, &o).expect("create");
-        let mut tx = mpsc::Sender::open(&name, &o).expect("open");
-        let mut sent = 0;
-        while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
-            sent += 1;
-        }
-        let tail = sent * frame64;
-        let value = match lie {
-            "head+cap+1" => cap + 1 + 2 * cap,
-            "tail+8" => tail + 8,
-            _ => tail.wrapping_sub(cap + 8),
-        };
-        poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&kit::message(sent, 1, 64));
+        let at = (&wd, &names, &o);
+        let (_, first) = mpsc_send_after_head_lie(at, "hp02d", |sent| {
+            lie_value(lie, (2 * cap, sent * frame64), cap)
+        });
         if !is_corrupted(&first) {
             failures.push(format!("MPSC head {lie}: the producer got {first:?}"));
         }
-        drop((tx, rx));
-        kit::remove_stale(&name);
     }
-    kit::assert_no_failures("HP-02", &failures);
-    names.assert_clean();
+    no_failures_and_clean("HP-02", &failures, &names);
 }
 
 /// HP-02, the catalogue's `u64::MAX` and `head+cap+1` lies in the MPSC `head`
@@ -776,23 +785,12 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
     let o = Options::new().capacity(4096);
     let mut failures = Vec::new();
     for (lie, value) in [("u64::MAX", u64::MAX), ("head+cap+1", 4096 + 1)] {
-        let name = names.name("hp02e");
-        let rx = mpsc::Receiver::create(&name, &o).expect("create");
-        let mut tx = mpsc::Sender::open(&name, &o).expect("open");
-        let mut sent = 0;
-        while tx.try_send(&kit::message(sent, 1, 64)).is_ok() {
-            sent += 1;
-        }
-        poke(&wd, &name, &[(HEAD, value)]);
-        let first = tx.try_send(&kit::message(sent, 1, 64));
+        let (sent, first) = mpsc_send_after_head_lie((&wd, &names, &o), "hp02e", |_| value);
         if !is_corrupted(&first) {
             failures.push(format!("MPSC head {lie} (tail {}): {first:?}", sent * 72));
         }
-        drop((tx, rx));
-        kit::remove_stale(&name);
     }
-    kit::assert_no_failures("HP-02 (MPSC)", &failures);
-    names.assert_clean();
+    no_failures_and_clean("HP-02 (MPSC)", &failures, &names);
 }
 
 // ---------------------------------------------------------------------------
@@ -971,8 +969,7 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
         drop(rx);
         kit::remove_stale(&name);
     }
-    kit::assert_no_failures("HP-03", &failures);
-    names.assert_clean();
+    no_failures_and_clean("HP-03", &failures, &names);
 }
 
 // ---------------------------------------------------------------------------
@@ -1378,8 +1375,7 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
     drop(ok);
     let _ = std::fs::remove_file(&tmp);
     drop(seg_tx);
-    kit::assert_no_failures("HP-08", &failures);
-    names.assert_clean();
+    no_failures_and_clean("HP-08", &failures, &names);
 }
 
 /// HP-09, the stated policy: descriptors of named (POSIX `shm_open`) segments,
@@ -1469,8 +1465,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
         drop(tx);
         kit::remove_stale(&name);
     }
-    kit::assert_no_failures("HP-10", &failures);
-    names.assert_clean();
+    no_failures_and_clean("HP-10", &failures, &names);
 }
 
 /// HP-10, the silent peer: a frame is written straight into the segment (payload,
@@ -1747,6 +1742,16 @@ struct ReprC {
     c: u64,
 }
 
+/// Asserts that `r`, an attempt to open a channel as another type (`what`),
+/// is `LayoutMismatch` on a field `field` accepts.
+fn assert_mismatch<T>(r: shmq::Result<T>, field: impl Fn(&str) -> bool, what: &str) {
+    match r {
+        Err(Error::Segment(SegError::LayoutMismatch { field: f, .. })) if field(f) => {}
+        Err(e) => panic!("{what}: {e:?}"),
+        Ok(_) => panic!("{what}: opened"),
+    }
+}
+
 /// HP-13: typed channels take `T: bytemuck::Pod`. Checked here for the
 /// catalogue's list without a compile-fail harness: `bool`, `char`, enums,
 /// `Option`, references, raw pointers, heap types and non-`#[repr(C)]` structs
@@ -1780,39 +1785,14 @@ fn hp13_typed_channels_take_only_pod_and_the_header_catches_usize_mismatches() {
     let names = Names::new();
     let name = names.name("hp13");
     let tx = spsc::typed::Sender::<usize>::create(&name, &Options::new()).expect("create");
-    let r = spsc::typed::Receiver::<u64>::open(&name, &Options::new());
-    assert!(
-        matches!(
-            r,
-            Err(Error::Segment(SegError::LayoutMismatch {
-                field: "type_hash",
-                ..
-            }))
-        ),
-        "usize channel opened as u64: {r:?}"
-    );
-    let r = spsc::typed::Receiver::<u32>::open(&name, &Options::new());
-    assert!(
-        matches!(
-            r,
-            Err(Error::Segment(SegError::LayoutMismatch {
-                field: "slot_size",
-                ..
-            }))
-        ),
-        "usize channel opened as u32: {r:?}"
-    );
-    let r = spsc::typed::Receiver::<[u32; 2]>::open(&name, &Options::new());
-    assert!(
-        matches!(
-            r,
-            Err(Error::Segment(SegError::LayoutMismatch {
-                field: "type_hash" | "slot_align",
-                ..
-            }))
-        ),
-        "usize channel opened as [u32; 2]: {r:?}"
-    );
+    let o = Options::new();
+    let u64s = spsc::typed::Receiver::<u64>::open(&name, &o);
+    assert_mismatch(u64s, |f| f == "type_hash", "usize channel opened as u64");
+    let u32s = spsc::typed::Receiver::<u32>::open(&name, &o);
+    assert_mismatch(u32s, |f| f == "slot_size", "usize channel opened as u32");
+    let pairs = spsc::typed::Receiver::<[u32; 2]>::open(&name, &o);
+    let type_or_align = |f: &str| matches!(f, "type_hash" | "slot_align");
+    assert_mismatch(pairs, type_or_align, "usize channel opened as [u32; 2]");
     drop(tx);
     names.assert_clean();
 }

@@ -480,24 +480,23 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
             let mut rx = rx;
             rx.expect_producers(8);
             let mut v = RecordVerifier::new();
-            let mut buf = Vec::new();
-            let mut quiet_since = Instant::now();
-            let end = loop {
-                match rx.recv_into_timeout(&mut buf, Duration::from_millis(500)) {
-                    Ok(()) => {
-                        v.take(&buf);
-                        quiet_since = Instant::now();
-                    }
-                    Err(Error::Timeout) => {
-                        assert!(
-                            stop_ref.load(Ordering::Relaxed)
-                                || quiet_since.elapsed() < Duration::from_secs(20),
-                            "the consumer received nothing for 20 s"
-                        );
-                    }
-                    Err(e) => break e,
-                }
-            };
+            let quiet_since = std::cell::Cell::new(Instant::now());
+            let end = kit::receive_through_timeouts(
+                |b| rx.recv_into_timeout(b, Duration::from_millis(500)),
+                |m| {
+                    v.take(m);
+                    quiet_since.set(Instant::now());
+                },
+                || -> Option<std::convert::Infallible> {
+                    assert!(
+                        stop_ref.load(Ordering::Relaxed)
+                            || quiet_since.get().elapsed() < Duration::from_secs(20),
+                        "the consumer received nothing for 20 s"
+                    );
+                    None
+                },
+            );
+            let Ok(end) = end;
             let reclaimed = rx.reclaimed();
             (v, end, reclaimed)
         });
@@ -624,6 +623,20 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
 // ---------------------------------------------------------------------------
 // LS-04
 
+/// Creates NAME's end with `create` (a 64 KiB ring) and spawns ROLE on the
+/// other end for COUNT messages.
+fn end_and_role<T>(
+    wd: &Watchdog,
+    name: &str,
+    create: fn(&str, &Options) -> shmq::Result<T>,
+    role: &str,
+    count: u64,
+) -> (T, Proc) {
+    let end = create(name, &Options::new().capacity(1 << 16)).expect("create");
+    let p = Spawn::role_on(role, name).arg("COUNT", count).spawn(wd);
+    (end, p)
+}
+
 /// LS-04 (10% of `SOAK_SECS`): a producer that fills the ring sees `Full` from
 /// `try_send`; blocked in `send` (default strategy: spin, then sleep) it uses
 /// under 5% of a core while the consumer does not read; then the consumer reads
@@ -632,12 +645,8 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
 fn soak_ls04_backpressure_blocked_producer_sleeps() {
     let run = share(0.10);
     let (_serial, wd, names, name) = start("ls04", run);
-    let mut rx =
-        shmq::spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let count = 20_000u64;
-    let mut p = Spawn::role_on("bp_tx", &name)
-        .arg("COUNT", count)
-        .spawn(&wd);
+    let (mut rx, mut p) = end_and_role(&wd, &name, shmq::spsc::Receiver::create, "bp_tx", count);
     let tid = num(&p.event("ready"), "tid") as i32;
     let filled = num(&p.event("full"), "count");
     p.assert_in_futex(tid, "the producer never slept");
@@ -736,27 +745,11 @@ fn soak_ls05_positions_and_futex_words_across_their_wrap() {
     };
     // SPSC.
     let region = Region::heap(spsc::region_len(cap));
-    spsc::init(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        start,
-    )
-    .unwrap();
+    let geometry = shmq_ring::Geometry::spsc(cap as u64).unwrap();
+    spsc::init(&region, geometry, start).unwrap();
     futex_near_wrap(&region);
-    let mut tx = spsc::Producer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .unwrap();
-    let mut rx = spsc::Consumer::attach(
-        &region,
-        shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-        cfg,
-        Arc::new(InProcess),
-    )
-    .unwrap();
+    let mut tx = spsc::Producer::attach(&region, geometry, cfg, Arc::new(InProcess)).unwrap();
+    let mut rx = spsc::Consumer::attach(&region, geometry, cfg, Arc::new(InProcess)).unwrap();
     let t = std::thread::spawn(move || {
         for seq in 0..n {
             tx.send(&make(seq)).unwrap();
@@ -910,12 +903,9 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
 fn soak_ls07_idle_then_burst() {
     let idle = share(0.05);
     let (_serial, wd, names, name) = start("ls07", idle);
-    let mut tx =
-        shmq::spsc::Sender::create(&name, &Options::new().capacity(1 << 16)).expect("create");
     let burst = (100_000.0 * scale()) as u64;
-    let mut c = Spawn::role_on("idle_rx", &name)
-        .arg("COUNT", burst)
-        .spawn(&wd);
+    let (tx, mut c) = end_and_role(&wd, &name, shmq::spsc::Sender::create, "idle_rx", burst);
+    let mut tx = tx;
     let tid = num(&c.event("waiting"), "tid") as i32;
     c.assert_in_futex(tid, "the consumer never slept");
     let (cpu0, t0) = (kit::cpu_ns(c.pid()), Instant::now());
@@ -964,23 +954,24 @@ fn soak_ls08_many_rings_churn() {
     let shm0 = kit::shm_entries(&tag);
     let mut alive = Vec::new();
     let mut buf = Vec::new();
-    for i in 0..256u64 {
+    // A new channel with both ends, `what` and `i` carried through it once.
+    let mut channel = |what: &str, i: u64| {
         let n = shmq::unique_name(prefix).expect("name");
-        let mut rx = Receiver::create(&n, &o).unwrap_or_else(|e| panic!("channel {i}: {e:?}"));
-        let mut tx = Sender::open(&n, &o).unwrap_or_else(|e| panic!("channel {i}: {e:?}"));
+        let mut rx = Receiver::create(&n, &o).unwrap_or_else(|e| panic!("{what} {i}: {e:?}"));
+        let mut tx = Sender::open(&n, &o).unwrap_or_else(|e| panic!("{what} {i}: {e:?}"));
         tx.send(&i.to_le_bytes()).unwrap();
         rx.recv_into(&mut buf).unwrap();
+        assert_eq!(buf, i.to_le_bytes());
+        (n, tx, rx)
+    };
+    for i in 0..256u64 {
+        let (_, tx, rx) = channel("channel", i);
         alive.push((tx, rx));
     }
     assert_eq!(kit::shm_entries(&tag).len(), 256 + shm0.len());
     let cycles = (2000.0 * scale()) as u64;
     for c in 0..cycles {
-        let n = shmq::unique_name(prefix).expect("name");
-        let mut rx = Receiver::create(&n, &o).unwrap_or_else(|e| panic!("cycle {c}: {e:?}"));
-        let mut tx = Sender::open(&n, &o).unwrap_or_else(|e| panic!("cycle {c}: {e:?}"));
-        tx.send(&c.to_le_bytes()).unwrap();
-        rx.recv_into(&mut buf).unwrap();
-        assert_eq!(buf, c.to_le_bytes());
+        let (n, tx, rx) = channel("cycle", c);
         drop((tx, rx));
         assert!(!kit::shm_path(&n).exists(), "cycle {c}: {n} left behind");
     }

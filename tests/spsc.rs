@@ -39,24 +39,36 @@ shmq_testkit::roles! {
     role_typed_open role_fd_recv
 }
 
-fn open_sender(name: &str, how: &str, o: &Options) -> spsc::Sender {
-    match how {
-        "create" => spsc::Sender::create(name, o),
-        "open" => spsc::Sender::open(name, o),
-        "create_or_open" => spsc::Sender::create_or_open(name, o),
+/// The constructors of one end, in the order `create`, `open`, `create_or_open`.
+type Constructors<T> = [fn(&str, &Options) -> shmq::Result<T>; 3];
+
+/// Reaches NAME as the `side` that `how` (`create`, `open`, `create_or_open`) names.
+fn reach<T>(
+    side: &str,
+    name: &str,
+    how: &str,
+    o: &Options,
+    [create, open, both]: Constructors<T>,
+) -> T {
+    let reach = match how {
+        "create" => create,
+        "open" => open,
+        "create_or_open" => both,
         other => panic!("unknown HOW {other}"),
-    }
-    .unwrap_or_else(|e| panic!("{how} sender {name}: {e:?}"))
+    };
+    reach(name, o).unwrap_or_else(|e| panic!("{how} {side} {name}: {e:?}"))
+}
+
+fn open_sender(name: &str, how: &str, o: &Options) -> spsc::Sender {
+    use spsc::Sender as S;
+    let ends: Constructors<_> = [S::create, S::open, S::create_or_open];
+    reach("sender", name, how, o, ends)
 }
 
 fn open_receiver(name: &str, how: &str, o: &Options) -> spsc::Receiver {
-    match how {
-        "create" => spsc::Receiver::create(name, o),
-        "open" => spsc::Receiver::open(name, o),
-        "create_or_open" => spsc::Receiver::create_or_open(name, o),
-        other => panic!("unknown HOW {other}"),
-    }
-    .unwrap_or_else(|e| panic!("{how} receiver {name}: {e:?}"))
+    use spsc::Receiver as R;
+    let ends: Constructors<_> = [R::create, R::open, R::create_or_open];
+    reach("receiver", name, how, o, ends)
 }
 
 /// Sends BATCH messages with `try_send_batch` (a path without failpoints), then
@@ -95,17 +107,7 @@ fn role_send() {
             return;
         }
     }
-    let f = shmq::futex_calls();
-    emit(
-        "sent",
-        json!({ "count": batch + count, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
-    );
-    if arg::<String>("THEN") == "hang" {
-        let _keep = tx;
-        hang();
-    }
-    drop(tx);
-    emit("closed", json!({}));
+    kit::role::report_sent(tx, batch + count, futex0);
 }
 
 /// Receives and verifies COUNT messages (WAIT_FIRST=1: reports `waiting` with its
@@ -117,36 +119,7 @@ fn role_recv() {
     let o = role_options();
     let mut rx = open_receiver(&name, &arg::<String>("HOW"), &o);
     emit("ready", json!({}));
-    let count: u64 = arg("COUNT");
-    let mut v = Verifier::new();
-    let mut buf = Vec::new();
-    if arg_or("WAIT_FIRST", 0u8) == 1 {
-        emit("waiting", json!({ "tid": kit::gettid() }));
-    }
-    let futex0 = shmq::futex_calls();
-    for _ in 0..count {
-        rx.recv_into(&mut buf)
-            .unwrap_or_else(|e| panic!("recv after {} messages: {e:?}", v.total));
-        v.take(&buf);
-        if v.total == 1 {
-            emit("first", json!({ "at_ns": mono_ns() }));
-        }
-    }
-    let f = shmq::futex_calls();
-    emit(
-        "received",
-        json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
-    );
-    if arg_or("AFTER", "none".to_owned()) == "disconnect" {
-        emit("parked", json!({ "tid": kit::gettid() }));
-        match rx.recv_into(&mut buf) {
-            Err(e) => emit(
-                "disconnected",
-                json!({ "why": kit::ends::why(&e), "at_ns": mono_ns() }),
-            ),
-            Ok(()) => panic!("a message beyond the {count} sent: {:?}", msg::check(&buf)),
-        }
-    }
+    kit::role::receive_and_report(|b| rx.recv_into(b));
 }
 
 /// Creates (HOW) a receiver, reports `attached`, and holds it without receiving.
@@ -678,15 +651,8 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
         let mut buf = Vec::new();
         let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, 500, "drained before the end");
-        let want = if then == "close" {
-            Disconnect::Closed
-        } else {
-            Disconnect::Died
-        };
-        assert!(
-            matches!(end, Error::Disconnected(d) if d == want),
-            "{then}: ended with {end:?}, expected {want:?}"
-        );
+        kit::ends::assert_ended_by(&end, then, then);
+        let want = kit::ends::disconnect_after(then);
         // It stays that way, for the non-blocking form too.
         let again = rx.try_recv_into(&mut buf);
         assert!(
@@ -699,81 +665,82 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
     names.assert_clean();
 }
 
-#[test]
-fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
-    let (wd, names) = (
-        Watchdog::new("killed_producer_parked_consumer"),
-        Names::new(),
-    );
+/// Runs `round` on three fresh names, each with the consumer role `consumer`
+/// (HOW=create) to finish and spawn; each round kills one end and returns how
+/// long after the SIGKILL the other end saw `Disconnected(Died)` (as `what`),
+/// which must be within [`DEATH_BUDGET`].
+fn died_within_budget_three_times(
+    (test, tag): (&str, &str),
+    what: &str,
+    consumer: &str,
+    mut round: impl FnMut(&Watchdog, &str, Spawn) -> Duration,
+) {
+    let (wd, names) = (Watchdog::new(test), Names::new());
     let mut latencies = Vec::new();
-    for name in names.several("spsc-park", 3) {
-        let mut c = Spawn::role_on("recv", &name)
-            .arg("HOW", "create")
-            .arg("WAIT", "park")
-            .arg("COUNT", 1000)
-            .arg("AFTER", "disconnect")
-            .spawn(&wd);
-        c.event("ready");
-        let mut p = Spawn::role_on("send", &name)
-            .arg("HOW", "open")
-            .arg("COUNT", 1000)
-            .arg("THEN", "hang")
-            .spawn(&wd);
-        p.event("sent");
-        let tid = num(&c.event("parked"), "tid") as i32;
-        c.assert_in_futex(tid, "the consumer never slept");
-        let (_, latency) = p.kill_seen_by(&mut c, "disconnected");
+    for name in names.several(tag, 3) {
+        let latency = round(
+            &wd,
+            &name,
+            Spawn::role_on(consumer, &name).arg("HOW", "create"),
+        );
         latencies.push(latency);
         assert!(
             latency < DEATH_BUDGET,
-            "Disconnected(Died) came {latency:?} after SIGKILL (budget {DEATH_BUDGET:?})"
+            "{what} came {latency:?} after SIGKILL (budget {DEATH_BUDGET:?})"
         );
     }
-    eprintln!(
-        "SIGKILL of the producer -> Disconnected(Died) in the parked consumer: {latencies:?}"
-    );
+    eprintln!("SIGKILL -> Disconnected(Died) in {what}: {latencies:?}");
     names.assert_clean();
 }
 
 #[test]
+fn a_killed_producer_wakes_a_parked_consumer_within_budget() {
+    let test = ("killed_producer_parked_consumer", "spsc-park");
+    died_within_budget_three_times(test, "the parked consumer", "recv", |wd, name, c| {
+        let mut c = c
+            .arg("WAIT", "park")
+            .arg("COUNT", 1000)
+            .arg("AFTER", "disconnect")
+            .spawn(wd);
+        c.event("ready");
+        let mut p = Spawn::role_on("send", name)
+            .arg("HOW", "open")
+            .arg("COUNT", 1000)
+            .arg("THEN", "hang")
+            .spawn(wd);
+        p.event("sent");
+        let tid = num(&c.event("parked"), "tid") as i32;
+        c.assert_in_futex(tid, "the consumer never slept");
+        p.kill_seen_by(&mut c, "disconnected").1
+    });
+}
+
+#[test]
 fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
-    let (wd, names) = (
-        Watchdog::new("killed_consumer_blocked_producer"),
-        Names::new(),
-    );
-    let mut latencies = Vec::new();
-    for name in names.several("spsc-full", 3) {
-        let mut c = Spawn::role_on("hold_recv", &name)
-            .arg("HOW", "create")
-            .arg("CAP", 4096)
-            .spawn(&wd);
+    let test = ("killed_consumer_blocked_producer", "spsc-full");
+    died_within_budget_three_times(test, "the blocked send", "hold_recv", |wd, name, c| {
+        let mut c = c.arg("CAP", 4096).spawn(wd);
         c.event("attached");
         // More than fits: the producer fills the ring and blocks in send.
-        let mut p = Spawn::role_on("send", &name)
+        let mut p = Spawn::role_on("send", name)
             .arg("HOW", "open")
             .arg("WAIT", "park")
             .arg("COUNT", 1000)
             .arg("THEN", "close")
-            .spawn(&wd);
+            .spawn(wd);
         let tid = num(&p.event("ready"), "tid") as i32;
         p.assert_in_futex(tid, "the producer never blocked");
         let (ev, latency) = c.kill_seen_by(&mut p, "send_error");
-        latencies.push(latency);
-        assert!(
-            latency < DEATH_BUDGET,
-            "send returned {latency:?} after the consumer's SIGKILL (budget {DEATH_BUDGET:?})"
-        );
         // A new consumer attaches and gets everything that was sent, in order.
         let sent = num(&ev, "sent");
         assert!(sent > 0 && sent < 1000, "{ev}");
-        let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
+        let mut rx = spsc::Receiver::open(name, &Options::new()).expect("a new consumer");
         let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, sent);
         kit::ends::assert_closed(&end);
         drop(rx);
-    }
-    eprintln!("SIGKILL of the consumer -> Disconnected(Died) in the blocked send: {latencies:?}");
-    names.assert_clean();
+        latency
+    });
 }
 
 /// A consumer that polls with time-outs shorter than the wait slice (a common
@@ -960,15 +927,9 @@ fn a_producer_killed_before_commit_never_delivers_the_partial_message() {
 #[cfg(feature = "failpoints")]
 fn producer_killed_after_commit_before_wake(expect_no_leftover: bool) {
     let (wd, names, name) = shmq_testkit::start("after_commit_before_wake", "spsc-nowake");
-    let mut c = Spawn::role_on("recv", &name)
+    let (mut c, _) = Spawn::role_on("recv", &name)
         .arg("HOW", "create")
-        .arg("WAIT", "park")
-        .arg("COUNT", 1)
-        .arg("WAIT_FIRST", 1)
-        .arg("AFTER", "disconnect")
-        .spawn(&wd);
-    let tid = num(&c.event("waiting"), "tid") as i32;
-    c.assert_in_futex(tid, "the consumer never slept");
+        .spawn_asleep(&wd);
     let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
@@ -1065,14 +1026,9 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
-    let (wd, names, name) = shmq_testkit::start("after_wait_flag_set", "spsc-flag");
-    // The consumer dies right after setting its waiting flag.
-    Spawn::role_on("recv", &name)
-        .arg("HOW", "create")
-        .arg("WAIT", "park")
-        .arg("CAP", 4096)
-        .arg("COUNT", 1)
-        .kill_at(&wd, "after_wait_flag_set");
+    let test = ("after_wait_flag_set", "spsc-flag");
+    let consumer = |name: &str| Spawn::role_on("recv", name).arg("HOW", "create");
+    let (wd, names, name) = kit::start_after_a_consumer_died_asleep(test, consumer, 4096);
     let ev = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("WAIT", "park")

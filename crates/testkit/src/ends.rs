@@ -252,6 +252,27 @@ pub fn assert_died<T: std::fmt::Debug>(r: &Result<T>, context: &str) {
     );
 }
 
+/// The disconnect a peer's `ending` must cause: `Closed` for `close`,
+/// `Died` for any other (a kill).
+pub fn disconnect_after(ending: &str) -> shmq::Disconnect {
+    if ending == "close" {
+        shmq::Disconnect::Closed
+    } else {
+        shmq::Disconnect::Died
+    }
+}
+
+/// Asserts that `end`, the error that ended a stream, is the disconnect the
+/// peer's `ending` must cause ([`disconnect_after`]); `context` is for the
+/// message.
+pub fn assert_ended_by(end: &Error, ending: &str, context: &str) {
+    let want = disconnect_after(ending);
+    assert!(
+        matches!(end, Error::Disconnected(d) if *d == want),
+        "{context}: ended with {end:?}, expected {want:?}"
+    );
+}
+
 /// `Closed`, `Died`, or the error's debug form: for events and messages.
 pub fn why(e: &Error) -> String {
     match e {

@@ -112,6 +112,22 @@ pub fn start(test: &str, tag: &str) -> (Watchdog, Names, String) {
     (wd, names, name)
 }
 
+/// CF-06's start (`tests/reliability_crash.rs` and `tests/spsc.rs`): as
+/// [`start`], then the receiving role `consumer` makes of the name, with a ring
+/// of `capacity` bytes, dies right after setting its waiting flag
+/// ([`Spawn::kill_after_wait_flag_set`]).
+pub fn start_after_a_consumer_died_asleep(
+    (test, tag): (&str, &str),
+    consumer: impl FnOnce(&str) -> Spawn,
+    capacity: u64,
+) -> (Watchdog, Names, String) {
+    let (wd, names, name) = start(test, tag);
+    consumer(&name)
+        .arg("CAP", capacity)
+        .kill_after_wait_flag_set(&wd);
+    (wd, names, name)
+}
+
 /// Whether this process runs as root (root-only parts skip otherwise).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -160,6 +176,30 @@ pub(crate) fn drain_with<V, E>(
             return (v, e);
         }
         take(&mut v, &buf);
+    }
+}
+
+/// Receives with `recv` (a receive with a time-out, into one reused buffer)
+/// until it fails with anything but [`shmq::Error::Timeout`]: hands every
+/// message to `on_message`, and calls `on_timeout` at every time-out, which
+/// may stop the stream early by returning `Some(stopped)`. Returns the error
+/// that ended the stream, or `Err(stopped)`.
+pub fn receive_through_timeouts<T>(
+    mut recv: impl FnMut(&mut Vec<u8>) -> shmq::Result<()>,
+    mut on_message: impl FnMut(&[u8]),
+    mut on_timeout: impl FnMut() -> Option<T>,
+) -> Result<shmq::Error, T> {
+    let mut buf = Vec::new();
+    loop {
+        match recv(&mut buf) {
+            Ok(()) => on_message(&buf),
+            Err(shmq::Error::Timeout) => {
+                if let Some(stopped) = on_timeout() {
+                    return Err(stopped);
+                }
+            }
+            Err(e) => return Ok(e),
+        }
     }
 }
 

@@ -331,6 +331,15 @@ impl Spawn {
         self.spawn_to(wd, point).kill_and_reap();
     }
 
+    /// Starts a receiving role that waits parked for one message (WAIT=park,
+    /// COUNT=1) and SIGKILLs it right after it set its waiting flag (the
+    /// `after_wait_flag_set` failpoint): a consumer that died asleep.
+    pub fn kill_after_wait_flag_set(self, wd: &Watchdog) {
+        self.arg("WAIT", "park")
+            .arg("COUNT", 1)
+            .kill_at(wd, "after_wait_flag_set");
+    }
+
     /// Starts the child, waits for its event `kind` and for its successful exit,
     /// and returns the event: for a child that reports once, at its end.
     pub fn run(self, wd: &Watchdog, kind: &str) -> Value {
@@ -338,6 +347,23 @@ impl Spawn {
         let ev = p.event(kind);
         p.expect_success();
         ev
+    }
+
+    /// Starts a receiving role (the parameters of [`crate::role::receive_and_report`]) that waits
+    /// parked for one message and then for the end (WAIT=park, COUNT=1,
+    /// WAIT_FIRST=1, AFTER=disconnect), and returns once its thread is seen
+    /// asleep in `futex(2)`, with the id of that thread.
+    pub fn spawn_asleep(self, wd: &Watchdog) -> (Proc, i32) {
+        let c = self
+            .arg("WAIT", "park")
+            .arg("COUNT", 1)
+            .arg("WAIT_FIRST", 1)
+            .arg("AFTER", "disconnect")
+            .spawn(wd);
+        let mut c = c;
+        let tid = num(&c.event("waiting"), "tid") as i32;
+        c.assert_in_futex(tid, "the consumer never slept");
+        (c, tid)
     }
 
     /// Starts the child, in a process group of its own, watched by `wd`.

@@ -188,3 +188,63 @@ macro_rules! roles {
         }
     };
 }
+
+/// The end of a sending role: reports `sent` (COUNT sent, futex calls since
+/// `futex0`, a [`shmq::futex_calls`] reading), then with THEN=hang holds `tx`
+/// until killed, otherwise closes it and reports `closed`.
+pub fn report_sent<T>(tx: T, count: u64, futex0: (u64, u64)) {
+    let f = shmq::futex_calls();
+    emit(
+        "sent",
+        serde_json::json!({ "count": count, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
+    );
+    if arg_or("THEN", "close".to_owned()) == "hang" {
+        let _keep = tx;
+        hang();
+    }
+    drop(tx);
+    emit("closed", serde_json::json!({}));
+}
+
+/// The body of a receiving role once its end is attached (and `ready`
+/// reported): receives with `recv` and verifies COUNT messages (WAIT_FIRST=1:
+/// reports `waiting` with its thread id before the first; `first` with the
+/// time of the first), reports `received`; with AFTER=disconnect it then
+/// reports `parked` and waits for the end, which must come with no further
+/// message (reported as `disconnected` with the time).
+pub fn receive_and_report(mut recv: impl FnMut(&mut Vec<u8>) -> shmq::Result<()>) {
+    use serde_json::json;
+    let count: u64 = arg("COUNT");
+    let mut v = crate::Verifier::new();
+    let mut buf = Vec::new();
+    if arg_or("WAIT_FIRST", 0u8) == 1 {
+        emit("waiting", json!({ "tid": crate::gettid() }));
+    }
+    let futex0 = shmq::futex_calls();
+    for _ in 0..count {
+        recv(&mut buf).unwrap_or_else(|e| panic!("recv after {} messages: {e:?}", v.total));
+        let at = crate::mono_ns();
+        v.take(&buf);
+        if v.total == 1 {
+            emit("first", json!({ "at_ns": at }));
+        }
+    }
+    let f = shmq::futex_calls();
+    emit(
+        "received",
+        json!({ "count": v.total, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
+    );
+    if arg_or("AFTER", "none".to_owned()) == "disconnect" {
+        emit("parked", json!({ "tid": crate::gettid() }));
+        match recv(&mut buf) {
+            Err(e) => emit(
+                "disconnected",
+                json!({ "why": crate::ends::why(&e), "at_ns": crate::mono_ns() }),
+            ),
+            Ok(()) => panic!(
+                "a message beyond the {count} expected: {:?}",
+                crate::msg::check(&buf)
+            ),
+        }
+    }
+}
