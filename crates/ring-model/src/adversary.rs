@@ -655,6 +655,23 @@ pub mod sim {
         Ok(())
     }
 
+    /// The checks after step `seq`, a call `what` that delivered messages of
+    /// `delivered` bytes: its reads are bounded and agree with what it delivered.
+    fn check_step(
+        w: &World,
+        run: &Rc<RefCell<Run>>,
+        slots: Option<u16>,
+        seq: usize,
+        what: &str,
+        delivered: &[usize],
+        batch: bool,
+    ) -> Result<(), String> {
+        let reads = reads_of(run);
+        check_bound(&reads, w.cap, what)?;
+        check_delivery(delivered, &reads, w.data, w.cap, slots, batch)
+            .map_err(|e| format!("{what} (step {seq}): {e}"))
+    }
+
     fn recv_allowed(e: &Error) -> bool {
         matches!(
             e,
@@ -726,10 +743,7 @@ pub mod sim {
                     (lens, true, "try_recv_batch")
                 }
             };
-            let reads = reads_of(run);
-            check_bound(&reads, cap, what)?;
-            check_delivery(&delivered, &reads, w.data, cap, None, batch)
-                .map_err(|e| format!("{what} (step {seq}): {e}"))?;
+            check_step(w, run, None, seq, what, &delivered, batch)?;
         }
         tx.detach();
         rx.detach();
@@ -893,10 +907,7 @@ pub mod sim {
                     (lens, true, "try_recv_batch")
                 }
             };
-            let reads = reads_of(run);
-            check_bound(&reads, cap, what)?;
-            check_delivery(&delivered, &reads, w.data, cap, Some(slots), batch)
-                .map_err(|e| format!("{what} (step {seq}): {e}"))?;
+            check_step(w, run, Some(slots), seq, what, &delivered, batch)?;
             sent.extend(delivered);
         }
         tx.detach();

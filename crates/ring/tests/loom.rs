@@ -220,30 +220,65 @@ impl Liveness for Mock {
 
 fn mpsc_ring(cap: usize, n: u16) -> (Region, Arc<Mock>) {
     (
-        fresh(Geometry::mpsc(cap as u64, n).unwrap(), 0),
+        fresh(mpsc_geometry(cap, n), 0),
         Arc::new(Mock((0..=n).map(|_| AtomicBool::new(true)).collect())),
     )
 }
 
+fn mpsc_geometry(cap: usize, n: u16) -> Geometry<shmq_ring::Mpsc> {
+    Geometry::mpsc(cap as u64, n).unwrap()
+}
+
 fn mpsc_producer(r: &Region, cap: usize, n: u16, slot: u16, live: &Arc<Mock>) -> mpsc::Producer {
-    mpsc::Producer::attach(
-        r,
-        shmq_ring::Geometry::mpsc(cap as u64, n).unwrap(),
-        slot,
-        park(),
-        live.clone(),
-    )
-    .unwrap()
+    mpsc::Producer::attach(r, mpsc_geometry(cap, n), slot, park(), live.clone()).unwrap()
 }
 
 fn mpsc_consumer(r: &Region, cap: usize, n: u16, live: &Arc<Mock>) -> mpsc::Consumer {
-    mpsc::Consumer::attach(
-        r,
-        shmq_ring::Geometry::mpsc(cap as u64, n).unwrap(),
-        park(),
-        live.clone(),
-    )
-    .unwrap()
+    mpsc::Consumer::attach(r, mpsc_geometry(cap, n), park(), live.clone()).unwrap()
+}
+
+/// [`mpsc_ring`] with the consumer attached.
+fn mpsc_with_consumer(cap: usize, n: u16) -> (Region, Arc<Mock>, mpsc::Consumer) {
+    let (r, live) = mpsc_ring(cap, n);
+    let rx = mpsc_consumer(&r, cap, n, &live);
+    (r, live, rx)
+}
+
+/// Attaches the producers of slots `0..n` in turn, each handed to `body` on a
+/// thread of its own.
+fn spawn_producers(
+    r: &Region,
+    cap: usize,
+    n: u16,
+    live: &Arc<Mock>,
+    body: impl Fn(u16, mpsc::Producer) + Clone + Send + 'static,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..n)
+        .map(|s| {
+            let tx = mpsc_producer(r, cap, n, s, live);
+            let body = body.clone();
+            thread::spawn(move || body(s, tx))
+        })
+        .collect()
+}
+
+fn join(ts: Vec<thread::JoinHandle<()>>) {
+    for t in ts {
+        t.join().unwrap();
+    }
+}
+
+/// Receives `n` messages (see [`mpsc_recv`]), each a frame of one byte repeated
+/// (not torn); returns those bytes in the order received.
+fn mpsc_recv_untorn(rx: &mut mpsc::Consumer, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..n {
+        mpsc_recv(rx, &mut buf);
+        assert!(buf.iter().all(|&x| x == buf[0]), "torn frame");
+        got.push(buf[0]);
+    }
+    got
 }
 
 /// MC-03: two producers claim and commit in any order; the consumer never reads
@@ -251,18 +286,12 @@ fn mpsc_consumer(r: &Region, cap: usize, n: u16, live: &Arc<Mock>) -> mpsc::Cons
 fn claims_committed_out_of_order(per_producer: u8) {
     loom::model(move || {
         let cap = 128;
-        let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc_consumer(&r, cap, 2, &live);
-        let ts: Vec<_> = (0..2u16)
-            .map(|s| {
-                let mut tx = mpsc_producer(&r, cap, 2, s, &live);
-                thread::spawn(move || {
-                    for i in 0..per_producer {
-                        mpsc_send(&mut tx, &[s as u8 * 16 + i; 8]);
-                    }
-                })
-            })
-            .collect();
+        let (r, live, mut rx) = mpsc_with_consumer(cap, 2);
+        let ts = spawn_producers(&r, cap, 2, &live, move |s, mut tx| {
+            for i in 0..per_producer {
+                mpsc_send(&mut tx, &[s as u8 * 16 + i; 8]);
+            }
+        });
         let mut next = [0u8; 2];
         let mut buf = Vec::new();
         for _ in 0..2 * per_producer {
@@ -275,9 +304,7 @@ fn claims_committed_out_of_order(per_producer: u8) {
             );
             next[s] += 1;
         }
-        for t in ts {
-            t.join().unwrap();
-        }
+        join(ts);
         assert_eq!(next, [per_producer; 2]);
     });
 }
@@ -302,8 +329,7 @@ fn mpsc_claims_committed_out_of_order_2x2() {
 fn mpsc_batch_races_a_single_send() {
     loom::model(|| {
         let cap = 128;
-        let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc_consumer(&r, cap, 2, &live);
+        let (r, live, mut rx) = mpsc_with_consumer(cap, 2);
         let mut a = mpsc_producer(&r, cap, 2, 0, &live);
         let mut b = mpsc_producer(&r, cap, 2, 1, &live);
         let ta = thread::spawn(move || {
@@ -318,13 +344,7 @@ fn mpsc_batch_races_a_single_send() {
             }
         });
         let tb = thread::spawn(move || mpsc_send(&mut b, &[3; 8]));
-        let mut got = Vec::new();
-        let mut buf = Vec::new();
-        for _ in 0..3 {
-            mpsc_recv(&mut rx, &mut buf);
-            assert!(buf.iter().all(|&x| x == buf[0]), "torn frame");
-            got.push(buf[0]);
-        }
+        let got = mpsc_recv_untorn(&mut rx, 3);
         let batch: Vec<u8> = got.iter().copied().filter(|&x| x != 3).collect();
         assert_eq!(batch, [1, 2], "batch order");
         assert!(got.contains(&3));
@@ -342,8 +362,7 @@ fn mpsc_batch_races_a_single_send() {
 fn mpsc_reuses_space_the_consumer_is_releasing() {
     loom::model(|| {
         let cap = 64;
-        let (r, live) = mpsc_ring(cap, 1);
-        let mut rx = mpsc_consumer(&r, cap, 1, &live);
+        let (r, live, mut rx) = mpsc_with_consumer(cap, 1);
         let mut tx = mpsc_producer(&r, cap, 1, 0, &live);
         // 16-byte payloads are 24-byte frames: the third needs the first's space.
         let t = thread::spawn(move || {
@@ -365,8 +384,7 @@ fn mpsc_reuses_space_the_consumer_is_releasing() {
 fn mpsc_wrap_with_padding_under_contention() {
     loom::model(|| {
         let cap = 64;
-        let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc_consumer(&r, cap, 2, &live);
+        let (r, live, mut rx) = mpsc_with_consumer(cap, 2);
         // Move the positions to offset 40, so that 16-byte payloads (24-byte frames) wrap.
         {
             let mut p = mpsc_producer(&r, cap, 2, 0, &live);
@@ -376,24 +394,13 @@ fn mpsc_wrap_with_padding_under_contention() {
             }
             std::mem::forget(p);
         }
-        let ts: Vec<_> = (0..2u16)
-            .map(|s| {
-                let mut tx = mpsc_producer(&r, cap, 2, s, &live);
-                thread::spawn(move || mpsc_send(&mut tx, &[s as u8 + 1; 16]))
-            })
-            .collect();
-        let mut got = Vec::new();
-        let mut buf = Vec::new();
-        for _ in 0..2 {
-            mpsc_recv(&mut rx, &mut buf);
-            got.push(buf[0]);
-            assert!(buf.iter().all(|&b| b == buf[0]), "torn frame");
-        }
+        let ts = spawn_producers(&r, cap, 2, &live, |s, mut tx| {
+            mpsc_send(&mut tx, &[s as u8 + 1; 16]);
+        });
+        let mut got = mpsc_recv_untorn(&mut rx, 2);
         got.sort();
         assert_eq!(got, [1, 2]);
-        for t in ts {
-            t.join().unwrap();
-        }
+        join(ts);
     });
 }
 
@@ -404,8 +411,7 @@ fn mpsc_wrap_with_padding_under_contention() {
 fn mpsc_reclaim_of_a_dead_claim_races_a_live_producer() {
     loom::model(|| {
         let cap = 128;
-        let (r, live) = mpsc_ring(cap, 2);
-        let mut rx = mpsc_consumer(&r, cap, 2, &live);
+        let (r, live, mut rx) = mpsc_with_consumer(cap, 2);
         let mut dying = mpsc_producer(&r, cap, 2, 0, &live);
         let mut alive = mpsc_producer(&r, cap, 2, 1, &live);
         let live2 = live.clone();

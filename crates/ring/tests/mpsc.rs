@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -47,6 +48,13 @@ fn setup(cap: usize, producers: u16, start: u64) -> (Region, Arc<Mock>) {
     (fresh(geometry(cap, producers), start), Mock::new(producers))
 }
 
+/// [`setup`] at position 0, with the consumer attached.
+fn with_consumer(cap: usize, producers: u16) -> (Region, Arc<Mock>, Consumer) {
+    let (r, live) = setup(cap, producers, 0);
+    let rx = consumer(&r, cap, producers, &live);
+    (r, live, rx)
+}
+
 fn geometry(cap: usize, producers: u16) -> shmq_ring::Geometry<shmq_ring::Mpsc> {
     shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap()
 }
@@ -68,6 +76,52 @@ fn msg(id: u8, seq: u64, len: usize) -> Vec<u8> {
         m[1..9].copy_from_slice(&seq.to_le_bytes());
     }
     m
+}
+
+/// Attaches the producers of slots `0..n` in turn, each handed to `body` on a
+/// thread of its own.
+fn spawn_producers(
+    r: &Region,
+    cap: usize,
+    n: u16,
+    live: &Arc<Mock>,
+    body: impl Fn(u16, Producer) + Clone + Send + 'static,
+) -> Vec<JoinHandle<()>> {
+    (0..n)
+        .map(|s| {
+            let tx = producer(r, cap, n, s, live);
+            let body = body.clone();
+            std::thread::spawn(move || body(s, tx))
+        })
+        .collect()
+}
+
+fn join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// Checks that `m`, a [`msg`] of `len(seq)` bytes, is the next message of the
+/// producer it names, and counts it in `next`.
+#[track_caller]
+fn in_order(m: &[u8], next: &mut [u64], len: impl Fn(u64) -> usize) {
+    let id = m[0] as usize;
+    let seq = u64::from_le_bytes(m[1..9].try_into().unwrap());
+    assert_eq!(seq, next[id], "producer {id}");
+    assert_eq!(m, &msg(id as u8, seq, len(seq))[..]);
+    next[id] += 1;
+}
+
+/// Asserts that a receive waiting `ms` milliseconds times out, and that the
+/// consumer has reclaimed `reclaimed` frames by then.
+#[track_caller]
+fn times_out(rx: &mut Consumer, ms: u64, reclaimed: u64) {
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(ms)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(rx.reclaimed(), reclaimed);
 }
 
 #[test]
@@ -122,8 +176,7 @@ fn a_batch_longer_than_a_lap_never_hands_a_message_out_twice() {
     // Found by the throughput benchmark: a receive batch that walked a whole lap of
     // the ring before releasing came back round to consumed, not yet zeroed frames.
     let cap = 1024;
-    let (r, live) = setup(cap, 1, 0);
-    let mut rx = consumer(&r, cap, 1, &live);
+    let (r, live, mut rx) = with_consumer(cap, 1);
     let mut tx = producer(&r, cap, 1, 0, &live);
     let t = std::thread::spawn(move || {
         for i in 0..20_000u64 {
@@ -144,37 +197,27 @@ fn a_batch_longer_than_a_lap_never_hands_a_message_out_twice() {
 #[test]
 fn batches_from_three_threads_arrive_exactly_once_in_order() {
     let cap = 4096;
-    let (r, live) = setup(cap, 3, 0);
-    let mut rx = consumer(&r, cap, 3, &live);
+    let (r, live, mut rx) = with_consumer(cap, 3);
     const N: u64 = 100_000;
-    let handles: Vec<_> = (0..3u16)
-        .map(|s| {
-            let mut tx = producer(&r, cap, 3, s, &live);
-            std::thread::spawn(move || {
-                let mut seq = 0;
-                while seq < N {
-                    let msgs: Vec<Vec<u8>> = (seq..(seq + 20).min(N))
-                        .map(|i| msg(s as u8, i, 9 + (i % 50) as usize))
-                        .collect();
-                    match tx.try_send_batch(msgs.iter().map(Vec::as_slice)) {
-                        Ok(n) => seq += n as u64,
-                        Err(Error::Full) => std::thread::yield_now(),
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-            })
-        })
-        .collect();
+    let handles = spawn_producers(&r, cap, 3, &live, |s, mut tx| {
+        let mut seq = 0;
+        while seq < N {
+            let msgs: Vec<Vec<u8>> = (seq..(seq + 20).min(N))
+                .map(|i| msg(s as u8, i, 9 + (i % 50) as usize))
+                .collect();
+            match tx.try_send_batch(msgs.iter().map(Vec::as_slice)) {
+                Ok(n) => seq += n as u64,
+                Err(Error::Full) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
     let mut next = [0u64; 3];
     let mut got = 0;
     while got < 3 * N {
         let n = rx
             .try_recv_batch(usize::MAX, |m| {
-                let id = m[0] as usize;
-                let seq = u64::from_le_bytes(m[1..9].try_into().unwrap());
-                assert_eq!(seq, next[id], "producer {id}");
-                assert_eq!(m, &msg(id as u8, seq, 9 + (seq % 50) as usize)[..]);
-                next[id] += 1;
+                in_order(m, &mut next, |seq| 9 + (seq % 50) as usize);
             })
             .unwrap();
         if n == 0 {
@@ -182,16 +225,13 @@ fn batches_from_three_threads_arrive_exactly_once_in_order() {
         }
         got += n as u64;
     }
-    for h in handles {
-        h.join().unwrap();
-    }
+    join(handles);
 }
 
 #[test]
 fn batch_edges() {
     let cap = 256;
-    let (r, live) = setup(cap, 1, 0);
-    let mut rx = consumer(&r, cap, 1, &live);
+    let (r, live, mut rx) = with_consumer(cap, 1);
     let mut tx = producer(&r, cap, 1, 0, &live);
     let big = vec![0u8; max_payload(cap) + 1];
     assert!(matches!(
@@ -218,32 +258,20 @@ fn batch_edges() {
 #[test]
 fn four_threads_exactly_once_in_per_producer_order() {
     let cap = 4096;
-    let (r, live) = setup(cap, 4, 0);
-    let mut rx = consumer(&r, cap, 4, &live);
+    let (r, live, mut rx) = with_consumer(cap, 4);
     const N: u64 = 200_000;
-    let handles: Vec<_> = (0..4u16)
-        .map(|s| {
-            let mut tx = producer(&r, cap, 4, s, &live);
-            std::thread::spawn(move || {
-                for i in 0..N {
-                    tx.send(&msg(s as u8, i, 9 + (i % 40) as usize)).unwrap();
-                }
-            })
-        })
-        .collect();
+    let handles = spawn_producers(&r, cap, 4, &live, |s, mut tx| {
+        for i in 0..N {
+            tx.send(&msg(s as u8, i, 9 + (i % 40) as usize)).unwrap();
+        }
+    });
     let mut next = [0u64; 4];
     let mut buf = Vec::new();
     for _ in 0..4 * N {
         rx.recv_into(&mut buf).unwrap();
-        let id = buf[0] as usize;
-        let seq = u64::from_le_bytes(buf[1..9].try_into().unwrap());
-        assert_eq!(seq, next[id], "producer {id}");
-        assert_eq!(buf, msg(id as u8, seq, 9 + (seq % 40) as usize));
-        next[id] += 1;
+        in_order(&buf, &mut next, |seq| 9 + (seq % 40) as usize);
     }
-    for h in handles {
-        h.join().unwrap();
-    }
+    join(handles);
     assert_eq!(
         rx.recv().err(),
         Some(Error::Disconnected(Disconnect::Closed))
@@ -253,8 +281,7 @@ fn four_threads_exactly_once_in_per_producer_order() {
 #[test]
 fn a_dead_producers_claimed_frame_is_reclaimed_and_others_go_on() {
     let cap = 1024;
-    let (r, live) = setup(cap, 2, 0);
-    let mut rx = consumer(&r, cap, 2, &live);
+    let (r, live, mut rx) = with_consumer(cap, 2);
     let mut dead = producer(&r, cap, 2, 0, &live);
     let mut alive = producer(&r, cap, 2, 1, &live);
     dead.send(b"before").unwrap();
@@ -265,11 +292,7 @@ fn a_dead_producers_claimed_frame_is_reclaimed_and_others_go_on() {
     alive.send(b"after").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"before");
     // Alive: the claim blocks the consumer, and is not reclaimed.
-    assert!(matches!(
-        rx.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
-    ));
-    assert_eq!(rx.reclaimed(), 0);
+    times_out(&mut rx, 30, 0);
     live.kill(Endpoint::Producer(0));
     assert_eq!(&*rx.recv_timeout(Duration::from_secs(5)).unwrap(), b"after");
     assert_eq!(rx.reclaimed(), 1);
@@ -288,8 +311,7 @@ fn claim_without_header(r: &Region, slot: u16, need: u64) {
 #[test]
 fn a_producer_dead_before_its_header_is_reclaimed_without_tearing_the_next_claim() {
     let cap = 1024;
-    let (r, live) = setup(cap, 3, 0);
-    let mut rx = consumer(&r, cap, 3, &live);
+    let (r, live, mut rx) = with_consumer(cap, 3);
     let mut a = producer(&r, cap, 3, 0, &live);
     let _b = producer(&r, cap, 3, 1, &live);
     let mut c = producer(&r, cap, 3, 2, &live);
@@ -300,19 +322,11 @@ fn a_producer_dead_before_its_header_is_reclaimed_without_tearing_the_next_claim
     g.copy_from_slice(b"third");
     assert_eq!(&*rx.recv().unwrap(), b"first");
     // b alive (only stopped): nothing is reclaimed.
-    assert!(matches!(
-        rx.recv_timeout(Duration::from_millis(20)),
-        Err(Error::Timeout)
-    ));
-    assert_eq!(rx.reclaimed(), 0);
+    times_out(&mut rx, 20, 0);
     live.kill(Endpoint::Producer(1));
     // b is dead: its zeroed gap, up to c's header, becomes padding; c's live claim
     // is not touched, and its message arrives once it commits.
-    assert!(matches!(
-        rx.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
-    ));
-    assert_eq!(rx.reclaimed(), 1);
+    times_out(&mut rx, 30, 1);
     g.commit();
     assert_eq!(&*rx.recv().unwrap(), b"third");
     a.send(b"fourth").unwrap();
@@ -322,18 +336,13 @@ fn a_producer_dead_before_its_header_is_reclaimed_without_tearing_the_next_claim
 #[test]
 fn a_zero_gap_stops_at_a_live_producers_intent() {
     let cap = 1024;
-    let (r, live) = setup(cap, 3, 0);
-    let mut rx = consumer(&r, cap, 3, &live);
+    let (r, live, mut rx) = with_consumer(cap, 3);
     let _b = producer(&r, cap, 3, 1, &live);
     let _c = producer(&r, cap, 3, 2, &live);
     claim_without_header(&r, 1, 32); // b, to die
     claim_without_header(&r, 2, 48); // c, alive, no header yet either
     live.kill(Endpoint::Producer(1));
-    assert!(matches!(
-        rx.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
-    ));
-    assert_eq!(rx.reclaimed(), 1);
+    times_out(&mut rx, 30, 1);
     // The padding covers b's 32 bytes exactly, not c's claim.
     let pad = MpscHeader::from_raw(r.load_word(control_len(3)).unwrap());
     assert_eq!((pad.kind, pad.len), (frame::MPSC_PAD, 24));
@@ -347,8 +356,7 @@ fn a_zero_gap_stops_at_a_live_producers_intent() {
 #[test]
 fn wrapping_claims_of_dead_producers_are_reclaimed() {
     let cap = 256;
-    let (r, live) = setup(cap, 2, 0);
-    let mut rx = consumer(&r, cap, 2, &live);
+    let (r, live, mut rx) = with_consumer(cap, 2);
     let mut a = producer(&r, cap, 2, 0, &live);
     let _b = producer(&r, cap, 2, 1, &live);
     // Move to offset 200, so a 64-byte frame must wrap.
@@ -369,8 +377,7 @@ fn wrapping_claims_of_dead_producers_are_reclaimed() {
 #[test]
 fn disconnected_once_every_producer_is_gone_and_drained() {
     let cap = 1024;
-    let (r, live) = setup(cap, 3, 0);
-    let mut rx = consumer(&r, cap, 3, &live);
+    let (r, live, mut rx) = with_consumer(cap, 3);
     rx.expect_producers(2);
     let mut a = producer(&r, cap, 3, 0, &live);
     a.send(b"a").unwrap();
@@ -438,8 +445,7 @@ proptest! {
     #[test]
     fn hostile_writes(lies in proptest::collection::vec((0usize..30, lie()), 1..6)) {
         let cap = 256;
-        let (r, live) = setup(cap, 2, 0);
-        let mut rx = consumer(&r, cap, 2, &live);
+        let (r, live, mut rx) = with_consumer(cap, 2);
         let mut tx = producer(&r, cap, 2, 0, &live);
         let mut buf = Vec::new();
         for step in 0..30 {
