@@ -165,7 +165,7 @@ impl<K: Kind> Consumer<K> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn recv_with(&mut self, wait: Wait) -> Result<ReadGuard<'_, K>> {
         let f = self.next(wait)?;
         let lent = Lent::reading(self.core.data(), f.at, f.len);
@@ -176,7 +176,7 @@ impl<K: Kind> Consumer<K> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn recv_into_with(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<()> {
         let f = self.next(wait)?;
         buf.clear();
@@ -187,12 +187,20 @@ impl<K: Kind> Consumer<K> {
         Ok(())
     }
 
-    /// The one look for a message every form makes.
-    #[inline]
+    /// The one look for a message every form makes: the fast path, always
+    /// inlined (as `Producer::claim`).
+    #[inline(always)]
     fn next(&mut self, wait: Wait) -> Result<Readable> {
-        if let Some(f) = self.core.peek()? {
-            return Ok(f);
+        match self.core.peek()? {
+            Some(f) => Ok(f),
+            None => self.next_slow(wait),
         }
+    }
+
+    /// Nothing now: `Empty`, or wait (out of line, as `Producer::claim_slow`).
+    #[cold]
+    #[inline(never)]
+    fn next_slow(&mut self, wait: Wait) -> Result<Readable> {
         match wait {
             Wait::Try => {
                 self.core.empty_or_gone()?;

@@ -400,8 +400,6 @@ impl ProducerCore {
         Ok(Some(Claim {
             at: at + HEADER_LEN,
             len,
-            pad: 0,
-            pad_at: 0,
         }))
     }
 }
@@ -469,7 +467,7 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.max_payload
     }
 
-    #[inline]
+    #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
         consumer_closed(&self.sh.ctl.ends)?;
         self.claim_now(len)
@@ -884,7 +882,7 @@ impl crate::kind::EndCore for ConsumerCore {
 
 impl crate::kind::ConsumerCore for ConsumerCore {
     /// The next committed message, skipping padding (released with it later).
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Result<Option<Readable>> {
         self.local.check()?;
         // Every step advances at least 8 bytes, and a lap is `cap` bytes.

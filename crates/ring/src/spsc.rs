@@ -225,20 +225,20 @@ impl WriteGuard<'_> {
 }
 
 impl ProducerCore {
-    /// Where a frame of `f` bytes goes: padding to write first (from `pad_at`),
-    /// then the frame at `at` (header offsets).
+    /// Where a frame of `f` bytes goes: `(padding, offset)`, the padding to write
+    /// first (at `tail`, up to the end of the area) and the frame's offset.
     #[inline]
-    fn placement(&self, f: usize) -> (usize, usize, usize) {
+    fn placement(&self, f: usize) -> (usize, usize) {
         let o = (self.tail & self.mask) as usize;
         if o + f <= self.cap {
-            (0, o, o)
+            (0, o)
         } else {
-            (self.cap - o, o, 0)
+            (self.cap - o, 0)
         }
     }
 
     /// Finds room for `len` bytes now: `Ok(None)` if the ring is full.
-    #[inline]
+    #[inline(always)]
     fn reserve_now(&mut self, len: usize) -> Result<Option<Claim>> {
         self.local.check()?;
         if len > self.max_payload {
@@ -248,7 +248,7 @@ impl ProducerCore {
             });
         }
         let f = frame::frame_len(len);
-        let (pad, pad_at, at) = self.placement(f);
+        let (pad, at) = self.placement(f);
         let need = (pad + f + HEADER_LEN) as u64;
         if self.tail.wrapping_sub(self.cached_head) + need > self.cap as u64 {
             // Acquire: pairs with the consumer's Release store of `head`, so its reads
@@ -265,43 +265,52 @@ impl ProducerCore {
         Ok(Some(Claim {
             at: at + HEADER_LEN,
             len,
-            pad,
-            pad_at,
         }))
     }
 
-    /// Stores the header(s) of a frame whose payload is written.
+    /// The padding a claim made at the current `tail` needs before its frame:
+    /// `(bytes, offset)`, 0 bytes if the frame did not wrap (a wrapped frame is
+    /// at offset 0 and `tail` is not).
     #[inline]
-    fn write_headers(&self, c: Claim, len: usize, order: Ordering) {
+    fn padding_of(&self, c: Claim) -> (usize, usize) {
+        let o = (self.tail & self.mask) as usize;
+        if c.at - HEADER_LEN == o {
+            (0, o)
+        } else {
+            (self.cap - o, o)
+        }
+    }
+
+    /// Stores the header(s) of a frame whose payload is written, with `pad`
+    /// bytes of padding at `pad_at` before it.
+    #[inline]
+    fn write_headers(&self, c: Claim, (pad, pad_at): (usize, usize), len: usize, order: Ordering) {
         let at = c.at - HEADER_LEN;
-        if c.pad > 0 {
+        if pad > 0 {
             // The message at offset 0 first; the padding header, which the consumer
             // reaches first, last.
             self.data
                 .word(at)
                 .store(frame::spsc_message(len), Ordering::Relaxed);
             self.data
-                .word(c.pad_at)
-                .store(frame::spsc_padding(c.pad - HEADER_LEN), order);
+                .word(pad_at)
+                .store(frame::spsc_padding(pad - HEADER_LEN), order);
         } else {
             self.data.word(at).store(frame::spsc_message(len), order);
         }
     }
 
     #[inline]
-    fn frame_size(c: Claim, len: usize) -> usize {
-        c.pad + frame::frame_len(len)
-    }
-
-    #[inline]
     fn commit_frame(&mut self, c: Claim, len: usize) {
-        let size = Self::frame_size(c, len);
-        let next = self.tail.wrapping_add(size as u64);
+        let padding = self.padding_of(c);
+        let next = self
+            .tail
+            .wrapping_add((padding.0 + frame::frame_len(len)) as u64);
         self.end_marker(next);
         failpoint::hit("before_commit");
         // Release: pairs with the consumer's Acquire load of this header; makes the
         // payload and the end marker visible before the header.
-        self.write_headers(c, len, Ordering::Release);
+        self.write_headers(c, padding, len, Ordering::Release);
         self.tail = next;
         self.publish_tail();
         self.zero_ahead();
@@ -440,7 +449,7 @@ impl crate::kind::ProducerCore for ProducerCore {
         self.max_payload
     }
 
-    #[inline]
+    #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
         let c = self.reserve_now(len)?;
         if c.is_some() {
@@ -469,7 +478,7 @@ impl crate::kind::ProducerCore for ProducerCore {
         // Acquire: as in `reserve_now`.
         let head = self.ctl.head.pos.load(Ordering::Acquire);
         let f = frame::frame_len(len);
-        let (pad, _, _) = self.placement(f);
+        let (pad, _) = self.placement(f);
         let need = (pad + f + HEADER_LEN) as u64;
         self.tail.wrapping_sub(head).wrapping_add(need) <= self.cap as u64
     }
@@ -477,7 +486,7 @@ impl crate::kind::ProducerCore for ProducerCore {
     /// Writes every frame that fits now, then publishes them all with a single
     /// header store (the first frame's, last) and one notification.
     fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize> {
-        let mut first: Option<(Claim, usize)> = None;
+        let mut first: Option<(Claim, (usize, usize), usize)> = None;
         let mut n = 0;
         for msg in msgs {
             let c = match self.reserve_now(msg.len()) {
@@ -490,21 +499,22 @@ impl crate::kind::ProducerCore for ProducerCore {
                 Err(e) => return Err(e),
             };
             self.data.write(c.at, msg);
-            let size = Self::frame_size(c, msg.len());
+            let padding = self.padding_of(c);
             match first {
-                None => first = Some((c, msg.len())),
-                Some(_) => self.write_headers(c, msg.len(), Ordering::Relaxed),
+                None => first = Some((c, padding, msg.len())),
+                Some(_) => self.write_headers(c, padding, msg.len(), Ordering::Relaxed),
             }
+            let size = padding.0 + frame::frame_len(msg.len());
             self.tail = self.tail.wrapping_add(size as u64);
             n += 1;
         }
-        let Some((c, len)) = first else {
+        let Some((c, padding, len)) = first else {
             crate::kind::ProducerCore::full_or_gone(self)?;
             return Err(Error::Full);
         };
         self.end_marker(self.tail);
         // The first frame's header, stored last with Release, publishes the batch.
-        self.write_headers(c, len, Ordering::Release);
+        self.write_headers(c, padding, len, Ordering::Release);
         self.publish_tail();
         self.zero_ahead();
         Ok(n)
@@ -626,7 +636,7 @@ impl crate::kind::EndCore for ConsumerCore {
 
 impl crate::kind::ConsumerCore for ConsumerCore {
     /// The next readable frame, skipping (and consuming) one padding frame.
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Result<Option<Readable>> {
         self.local.check()?;
         // At most one padding frame precedes a message (padding at offset 0 is
