@@ -18,13 +18,14 @@
 //! # Examples
 //! ```
 //! use std::sync::Arc;
-//! use shmq_ring::{spsc, InProcess, Region, WaitConfig};
+//! use shmq_ring::{Geometry, InProcess, Region, WaitConfig, spsc};
 //!
-//! let cap = 4096;
-//! let region = Region::heap(spsc::region_len(cap));
-//! spsc::init(&region, shmq_ring::Geometry::spsc(cap as u64)?, 0)?;
-//! let mut tx = spsc::Producer::attach(&region, shmq_ring::Geometry::spsc(cap as u64)?, WaitConfig::default(), Arc::new(InProcess))?;
-//! let mut rx = spsc::Consumer::attach(&region, shmq_ring::Geometry::spsc(cap as u64)?, WaitConfig::default(), Arc::new(InProcess))?;
+//! let geometry = Geometry::spsc(4096)?; // checked once: a power of two in range
+//! let region = Region::heap(geometry.region_len());
+//! spsc::init(&region, geometry, 0)?;
+//! let cfg = WaitConfig::default();
+//! let mut tx = spsc::Producer::attach(&region, geometry, cfg, Arc::new(InProcess))?;
+//! let mut rx = spsc::Consumer::attach(&region, geometry, cfg, Arc::new(InProcess))?;
 //!
 //! tx.send(b"hello")?;
 //! let mut guard = tx.reserve(5)?;
@@ -37,10 +38,12 @@
 //! ```
 //!
 //! # Map of the crate
-//! - [`spsc::Producer`], [`spsc::Consumer`]: the SPSC ring; [`spsc::WriteGuard`]
-//!   and [`spsc::ReadGuard`] for zero-copy.
-//! - [`mpsc::Producer`], [`mpsc::Consumer`]: the MPSC ring, with recovery from
-//!   producers that die mid-write.
+//! - [`Producer<K>`](Producer), [`Consumer<K>`](Consumer), [`WriteGuard`],
+//!   [`ReadGuard`]: every form of sending and receiving, written once over the
+//!   ring kind `K` ([`Spsc`], [`Mpsc`]; each kind implements a small sealed core).
+//! - [`spsc`]: the SPSC ring (`spsc::Producer` is `Producer<Spsc>`); [`mpsc`]:
+//!   the MPSC ring, with recovery from producers that die mid-write.
+//! - [`Geometry`]: capacity and producer slots, checked once.
 //! - [`WaitStrategy`], [`WaitConfig`]: how blocking calls wait.
 //! - [`Liveness`], [`Endpoint`]: the hook that says whether a peer is alive.
 //! - [`frame`]: the frame format and its checks.
