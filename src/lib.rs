@@ -15,6 +15,11 @@
 //! - Named channels (`/dev/shm`, either side may start first, messages wait for a
 //!   receiver that starts later), anonymous ones for `fork` (`spsc::anonymous`),
 //!   and passing a channel to an unrelated process as a file descriptor.
+//! - One [`Sender<K, M>`](Sender) and [`Receiver<K, M>`](Receiver) over the ring
+//!   kind `K` ([`Spsc`], [`Mpsc`]) and the message format `M` ([`Bytes`], the
+//!   default, or [`Typed<T>`](Typed)): `spsc::Sender` is `Sender<Spsc>`,
+//!   `mpsc::typed::Receiver<T>` is `Receiver<Mpsc, Typed<T>>`, and code written
+//!   over `K: RingKind` works with either kind.
 //! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
 //!   between spinning (lowest latency), sleeping, or spinning then sleeping (the
 //!   default).
