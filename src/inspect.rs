@@ -132,88 +132,9 @@ pub struct EndpointReport {
     pub attaches: u32,
 }
 
-/// One field of a segment header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HeaderField {
-    /// The magic number ([`MAGIC`] for a shmq segment).
-    Magic,
-    /// The layout version.
-    Version,
-    /// The publication state (see [`HeaderState`]).
-    State,
-    /// The channel kind's code (see [`ChannelKind::from_code`]).
-    Kind,
-    /// The number of endpoints: the consumer, then the producers.
-    Endpoints,
-    /// The creator's process id (for display only).
-    CreatorPid,
-    /// The segment's total length.
-    TotalLen,
-    /// The offset of the ring's region.
-    DataOffset,
-    /// The ring's capacity in bytes.
-    Capacity,
-    /// The element size (typed channels).
-    SlotSize,
-    /// The element alignment (typed channels).
-    SlotAlign,
-    /// The element type's hash (typed channels).
-    TypeHash,
-}
-
-impl HeaderField {
-    /// Every field, in header order (the segment's order).
-    pub const ALL: [HeaderField; 12] = {
-        let mut all = [HeaderField::Magic; 12];
-        let mut i = 0;
-        while i < all.len() {
-            all[i] = HeaderField::from_lower(segment::HeaderField::ALL[i]);
-            i += 1;
-        }
-        all
-    };
-
-    /// The field's name in the layout: `magic`, `total_len`, ...
-    pub fn name(self) -> &'static str {
-        self.lower().name()
-    }
-
-    fn lower(self) -> segment::HeaderField {
-        use segment::HeaderField as S;
-        match self {
-            HeaderField::Magic => S::Magic,
-            HeaderField::Version => S::Version,
-            HeaderField::State => S::State,
-            HeaderField::Kind => S::Kind,
-            HeaderField::Endpoints => S::Endpoints,
-            HeaderField::CreatorPid => S::CreatorPid,
-            HeaderField::TotalLen => S::TotalLen,
-            HeaderField::DataOffset => S::DataOffset,
-            HeaderField::Capacity => S::Capacity,
-            HeaderField::SlotSize => S::SlotSize,
-            HeaderField::SlotAlign => S::SlotAlign,
-            HeaderField::TypeHash => S::TypeHash,
-        }
-    }
-
-    const fn from_lower(f: segment::HeaderField) -> HeaderField {
-        use segment::HeaderField as S;
-        match f {
-            S::Magic => HeaderField::Magic,
-            S::Version => HeaderField::Version,
-            S::State => HeaderField::State,
-            S::Kind => HeaderField::Kind,
-            S::Endpoints => HeaderField::Endpoints,
-            S::CreatorPid => HeaderField::CreatorPid,
-            S::TotalLen => HeaderField::TotalLen,
-            S::DataOffset => HeaderField::DataOffset,
-            S::Capacity => HeaderField::Capacity,
-            S::SlotSize => HeaderField::SlotSize,
-            S::SlotAlign => HeaderField::SlotAlign,
-            S::TypeHash => HeaderField::TypeHash,
-        }
-    }
-}
+/// One field of a segment header (the segment crate's own type: its `name()`
+/// and `ALL`, in header order).
+pub use shmq_segment::HeaderField;
 
 /// The magic number of every shmq segment (`"SHMQ-SEG"` in little-endian order).
 pub const MAGIC: u64 = segment::MAGIC;
@@ -279,7 +200,7 @@ impl Header {
     }
 
     fn of(h: &HeaderInfo) -> Header {
-        Header::from_fn(|f| h.value(f.lower()))
+        Header::from_fn(|f| h.value(f))
     }
 }
 
@@ -424,7 +345,7 @@ impl Finding {
             segment::Severity::Unpublished => Severity::Damage,
         };
         Finding {
-            field: Field::Header(HeaderField::from_lower(f.field)),
+            field: Field::Header(f.field),
             expected,
             found: f.found,
             severity,
@@ -940,7 +861,6 @@ mod tests {
         assert!(!at_work.is_problem());
         assert_eq!(Finding::of_header(&lower, false).severity, Severity::Damage);
         for (i, f) in HeaderField::ALL.into_iter().enumerate() {
-            assert_eq!(HeaderField::from_lower(f.lower()), f);
             // `Header::get` indexes by discriminant: ALL must be in declaration order.
             assert_eq!(f as usize, i);
         }

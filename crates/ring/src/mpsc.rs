@@ -178,46 +178,41 @@ pub struct ConsumerCore {
     local: Local,
 }
 
-/// A producer's intent word while it claims: set before each compare-and-swap
-/// of `tail`. Every way out of the claim loop but a claim withdraws it when the
-/// guard drops; a successful claim keeps it until the claim's header is written
-/// ([`Intent::withdraw_after_headers`]), so that a consumer bounding a dead
-/// producer's gap never takes our claim for part of it (module docs).
+/// A producer's intent word while it claims: announced before each
+/// compare-and-swap of `tail`, and withdrawn when the guard drops (every way out
+/// of the claim loop but a claim). A successful claim keeps it until the claim's
+/// header is written ([`Intent::withdraw_after_headers`]), so that a consumer
+/// bounding a dead producer's gap never takes our claim for part of it (module
+/// docs). The guard exists only while the intent is announced, so it carries no
+/// flag (the fast path keeps it in registers).
 struct Intent<'a> {
     word: &'a AtomicU64,
-    set: bool,
 }
 
 impl<'a> Intent<'a> {
-    fn new(word: &'a AtomicU64) -> Intent<'a> {
-        Intent { word, set: false }
-    }
-
     /// Announces a claim about to be made at `t`.
-    #[inline]
-    fn announce(&mut self, t: u64) {
+    #[inline(always)]
+    fn announce(word: &'a AtomicU64, t: u64) -> Intent<'a> {
         // Relaxed: published by the Release compare-and-swap of `tail` that follows.
-        self.word.store(t | 1, Ordering::Relaxed);
-        self.set = true;
+        word.store(t | 1, Ordering::Relaxed);
+        Intent { word }
     }
 
     /// After the claim's header(s) are written.
-    #[inline]
-    fn withdraw_after_headers(mut self) {
+    #[inline(always)]
+    fn withdraw_after_headers(self) {
         // Release: a consumer that reads our intent as cleared (Acquire) sees our
         // header(s).
         self.word.store(NO_CLAIM, Ordering::Release);
-        self.set = false;
+        std::mem::forget(self);
     }
 }
 
 impl Drop for Intent<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.set {
-            // Relaxed: no claim was made, so there is nothing to publish; our own word.
-            self.word.store(NO_CLAIM, Ordering::Relaxed);
-        }
+        // Relaxed: no claim was made, so there is nothing to publish; our own word.
+        self.word.store(NO_CLAIM, Ordering::Relaxed);
     }
 }
 
@@ -237,7 +232,7 @@ fn claim_space<'s>(
     mut fit: impl FnMut(usize, u64) -> u64,
 ) -> Result<Option<(u64, u64, Intent<'s>)>> {
     let cap = sh.cap as u64;
-    let mut intent = Intent::new(&sh.slot(slot).claim);
+    let word = &sh.slot(slot).claim;
     let backoff = Backoff::new();
     // Lock-free, but a hostile peer moving `tail` could keep us here: after a
     // bound, report "no room now" and let the caller wait in bounded slices.
@@ -272,7 +267,7 @@ fn claim_space<'s>(
             }
         }
         // The intent, before the claim: see the module docs.
-        intent.announce(t);
+        let intent = Intent::announce(word, t);
         // Release: publishes our intent to a consumer that reads `tail` (Acquire)
         // and then the intents; the CASes on `tail` form a release sequence, so
         // that consumer sees every earlier claimer's intent too. No Acquire: we

@@ -11,30 +11,14 @@
 //! consumer (and, for MPSC, the other producers) away from it meanwhile.
 #![allow(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::kind::{Claim, EndCore, Kind, ProducerCore};
 use crate::region::Lent;
 use crate::sync;
-use crate::wait::{self, WaitConfig, Waiting};
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all: `Full` or `Empty` at once.
-    Try,
-    /// Until the deadline (`None`: as long as it takes).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    /// Waiting at most `timeout` from now.
-    pub(crate) fn timeout(timeout: Duration) -> Wait {
-        Wait::Until(Some(Instant::now() + timeout))
-    }
-}
+use crate::wait::{self, Wait, WaitConfig};
 
 /// The sending side of a ring of kind `K` ([`crate::spsc::Producer`],
 /// [`crate::mpsc::Producer`]).
@@ -203,21 +187,14 @@ impl<K: Kind> Producer<K> {
     #[cold]
     #[inline(never)]
     fn claim_slow(&mut self, len: usize, wait: Wait) -> Result<Claim> {
-        match wait {
-            Wait::Try => {
-                self.core.full_or_gone()?;
-                Err(Error::Full)
-            }
-            Wait::Until(deadline) => {
-                let cfg = self.core.local().cfg;
-                let mut waiting = Waiting {
-                    core: &mut self.core,
-                    attempt: |c: &mut K::Producer| c.claim(len),
-                    ready: |c: &mut K::Producer| c.room_ready(len),
-                };
-                wait::block(&mut waiting, &cfg, deadline)
-            }
-        }
+        wait::nothing_now(
+            &mut self.core,
+            wait,
+            Error::Full,
+            |c: &mut K::Producer| c.full_or_gone(),
+            |c: &mut K::Producer| c.claim(len),
+            |c: &mut K::Producer| c.room_ready(len),
+        )
     }
 }
 
