@@ -261,6 +261,7 @@ fn claim_space<'s>(
                 return Err(local.corrupt("head out of range", t, head));
             }
             *cached_head = head;
+            local.saw_head(head);
             need = fit(o, cap - t.wrapping_sub(head));
             if need == 0 {
                 return Ok(None);
@@ -318,6 +319,8 @@ impl Producer {
         let incarnation = me.end.attach(&sh.ctl.ends.epoch, &sh.ctl.wake) as u16;
         // Acquire: pairs with the consumer's Release store of `head`.
         let cached_head = sh.ctl.head.pos.load(Ordering::Acquire);
+        let mut local = Local::new(cfg, liveness, seen_epoch, cached_head);
+        local.note(&sh.ctl.ends.consumer, Endpoint::Consumer);
         Ok(crate::Producer {
             core: ProducerCore {
                 max_payload: frame::max_payload(sh.cap),
@@ -325,7 +328,7 @@ impl Producer {
                 slot,
                 incarnation,
                 cached_head,
-                local: Local::new(cfg, liveness, seen_epoch),
+                local,
             },
         })
     }
@@ -439,7 +442,8 @@ impl crate::kind::EndCore for ProducerCore {
 
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
-        self.local.check_consumer(&self.sh.ctl.ends)
+        self.local
+            .check_consumer(&self.sh.ctl.ends, self.cached_head)
     }
 
     fn len_hint(&self) -> usize {
@@ -639,6 +643,10 @@ impl Consumer {
             .attach(&sh.ctl.ends.epoch, &sh.ctl.wake);
         // Relaxed: a statistic, on the consumer's own line.
         let received = sh.ctl.head.received.load(Ordering::Relaxed);
+        let mut local = Local::new(cfg, liveness, seen_epoch, head);
+        for s in 0..sh.nslots {
+            local.note(&sh.slot(s).end, Endpoint::Producer(s));
+        }
         Ok(crate::Consumer {
             core: ConsumerCore {
                 sh,
@@ -647,7 +655,7 @@ impl Consumer {
                 received,
                 expected_producers: 1,
                 reclaimed: 0,
-                local: Local::new(cfg, liveness, seen_epoch),
+                local,
             },
         })
     }
@@ -832,7 +840,7 @@ impl crate::kind::EndCore for ConsumerCore {
         for s in 0..self.sh.nslots {
             match self
                 .local
-                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s))?
+                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s), false)?
             {
                 PeerStatus::Alive => return Ok(()),
                 PeerStatus::Unattached => {}
@@ -844,8 +852,24 @@ impl crate::kind::EndCore for ConsumerCore {
                 }
             }
         }
+        // Every word says "never attached", yet the ring moved since we attached:
+        // the words were reset (damage, see `peer_status`), and only the markers
+        // tell whether a producer is still there.
+        if gone.is_none() && self.local.moved(self.head) {
+            let live = &self.local.liveness;
+            if (0..self.sh.nslots).any(|s| live.is_alive(Endpoint::Producer(s))) {
+                return Ok(());
+            }
+            gone = Some(Disconnect::Died);
+        }
         let Some(why) = gone else { return Ok(()) };
-        if self.producer_attachments() < self.expected_producers {
+        // The shared counts are hints too: a producer this end saw attached, or
+        // the ring's having moved, is an attachment whatever the counters say.
+        let attachments = self
+            .producer_attachments()
+            .max(self.local.seen_producers())
+            .max(u32::from(self.local.moved(self.head)));
+        if attachments < self.expected_producers {
             return Ok(());
         }
         self.local.peer_gone = true;
