@@ -34,9 +34,10 @@ pub struct Local {
     /// (the consumer, then the producer slots): a later "never attached" from
     /// one of them is damage, and its liveness marker decides ([`peer_status`]).
     seen: [u64; SEEN_WORDS],
-    /// The ring position this end compares with to tell whether its peers have
-    /// moved the ring since it attached: the consumer's `head` at attach (for a
-    /// consumer, its own; for a producer, the last it read).
+    /// What this end compares with to tell whether its peers have moved the
+    /// ring since it attached: the consumer's `head` at attach (for a consumer,
+    /// its own; for a producer, the last it read); for an MPSC consumer, its
+    /// count of messages received.
     start: u64,
     /// The consumer's position differed from `start` at some point: peers have
     /// moved the ring since this end attached.

@@ -643,7 +643,9 @@ impl Consumer {
             .attach(&sh.ctl.ends.epoch, &sh.ctl.wake);
         // Relaxed: a statistic, on the consumer's own line.
         let received = sh.ctl.head.received.load(Ordering::Relaxed);
-        let mut local = Local::new(cfg, liveness, seen_epoch, head);
+        // Messages received, not `head`: reclaiming a dead claim also moves `head`,
+        // and a claim proves no producer attached (a hostile peer can fake one).
+        let mut local = Local::new(cfg, liveness, seen_epoch, received);
         for s in 0..sh.nslots {
             local.note(&sh.slot(s).end, Endpoint::Producer(s));
         }
@@ -852,10 +854,10 @@ impl crate::kind::EndCore for ConsumerCore {
                 }
             }
         }
-        // Every word says "never attached", yet the ring moved since we attached:
+        // Every word says "never attached", yet messages came since we attached:
         // the words were reset (damage, see `peer_status`), and only the markers
         // tell whether a producer is still there.
-        if gone.is_none() && self.local.moved(self.head) {
+        if gone.is_none() && self.local.moved(self.received) {
             let live = &self.local.liveness;
             if (0..self.sh.nslots).any(|s| live.is_alive(Endpoint::Producer(s))) {
                 return Ok(());
@@ -868,7 +870,7 @@ impl crate::kind::EndCore for ConsumerCore {
         let attachments = self
             .producer_attachments()
             .max(self.local.seen_producers())
-            .max(u32::from(self.local.moved(self.head)));
+            .max(u32::from(self.local.moved(self.received)));
         if attachments < self.expected_producers {
             return Ok(());
         }
