@@ -15,7 +15,6 @@
 //! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
 //! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
 //! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
-//! | [`ends`] | SPSC and MPSC endpoints behind one type (being replaced by [`kinds`]) |
 //! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
 //! | [`rng`] | [`Rng`], a replayable generator for test choices |
 //!
@@ -59,7 +58,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub mod hostile;
-pub mod ends;
 pub mod kinds;
 pub mod measure;
 pub mod msg;
