@@ -1030,31 +1030,7 @@ fn role_crash_loop() {
     let cycles: u64 = arg("CYCLES");
     let seed: u64 = arg("SEED");
     let tag: String = arg("TAG");
-    let rng = Rng::new(seed);
-    let wd = Watchdog::with_limit("crash_loop survivor", Duration::from_secs(600));
-    let names = Names::new();
-    // Warm-up: the first endpoint a process claims opens a descriptor of
-    // /dev/null for good (the fork guard, crates/segment/src/fork.rs).
-    {
-        let warm = names.name(&tag);
-        let mut rx = Receiver::<Spsc>::create(&warm, &Options::new()).expect("warm-up");
-        let mut tx = Sender::<Spsc>::open(&warm, &Options::new()).expect("warm-up");
-        tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
-        rx.recv_into(&mut Vec::new()).expect("warm-up recv");
-    }
-    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
-    let table0 = kit::fd_table();
-    let mut s = Survivor {
-        rng,
-        tag,
-        names,
-        wd,
-        fds0,
-        maps0,
-        table0,
-        outcomes: BTreeMap::new(),
-        delivered: 0,
-    };
+    let mut s = Survivor::start(seed, tag);
     for cycle in 0..cycles {
         let kind = *s.rng.pick(&["spsc", "mpsc"]);
         kit::by_kind!(kind, crash_cycle(&mut s, cycle));
@@ -1082,6 +1058,35 @@ struct Survivor {
     table0: Vec<String>,
     outcomes: BTreeMap<String, u64>,
     delivered: u64,
+}
+
+impl Survivor {
+    /// Starts the survivor's watchdog and names, warms up, and records its
+    /// descriptors and mappings.
+    fn start(seed: u64, tag: String) -> Survivor {
+        let wd = Watchdog::with_limit("crash_loop survivor", Duration::from_secs(600));
+        let names = Names::new();
+        // Warm-up: the first endpoint a process claims opens a descriptor of
+        // /dev/null for good (the fork guard, crates/segment/src/fork.rs).
+        {
+            let warm = names.name(&tag);
+            let mut rx = Receiver::<Spsc>::create(&warm, &Options::new()).expect("warm-up");
+            let mut tx = Sender::<Spsc>::open(&warm, &Options::new()).expect("warm-up");
+            tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
+            rx.recv_into(&mut Vec::new()).expect("warm-up recv");
+        }
+        Survivor {
+            rng: Rng::new(seed),
+            fds0: kit::fd_count(),
+            maps0: kit::shm_maps(),
+            table0: kit::fd_table(),
+            outcomes: BTreeMap::new(),
+            delivered: 0,
+            tag,
+            names,
+            wd,
+        }
+    }
 }
 
 /// Cycle `cycle` of [`role_crash_loop`], over a channel of kind `K`.
