@@ -58,10 +58,7 @@ fn role_tx() {
         let _keep = tx;
         hang();
     }
-    match arg::<String>("KIND").as_str() {
-        "spsc" => run::<Spsc>(),
-        _ => run::<Mpsc>(),
-    }
+    kit::by_kind!(arg::<String>("KIND").as_str(), run())
 }
 
 /// The victim as consumer: opens the KIND channel NAME, receives EXCHANGED
@@ -77,10 +74,7 @@ fn role_rx() {
         let _keep = rx;
         hang();
     }
-    match arg::<String>("KIND").as_str() {
-        "spsc" => run::<Spsc>(),
-        _ => run::<Mpsc>(),
-    }
+    kit::by_kind!(arg::<String>("KIND").as_str(), run())
 }
 
 // ---------------------------------------------------------------------------
@@ -228,14 +222,26 @@ fn case<K: RingKind>(
 /// The survivor's blocking call (a receive into the buffer, or a send).
 type Survivor<'a> = Box<dyn FnMut(&mut Vec<u8>) -> shmq::Result<()> + 'a>;
 
-/// One case of either kind: (victim, damage) to (how it ended, after how long).
-type Run<'a> = &'a dyn Fn(Victim, &Damage) -> (shmq::Result<()>, Duration);
-
-fn both_kinds(mut f: impl FnMut(&str, Run<'_>)) {
+/// Runs `damage` for both kinds and both victims: the survivor's blocked call
+/// must end as `ok` says, within the death budget plus a slice.
+fn every_victim(damage: &Damage, ok: impl Fn(&shmq::Result<()>) -> bool) {
     let wd = Watchdog::new("reliability_death");
     let names = Names::new();
-    f("spsc", &|v, d| case::<Spsc>(&wd, &names, v, d));
-    f("mpsc", &|v, d| case::<Mpsc>(&wd, &names, v, d));
+    for kind in ["spsc", "mpsc"] {
+        for victim in [Victim::Producer, Victim::Consumer] {
+            let (end, took) = if kind == "spsc" {
+                case::<Spsc>(&wd, &names, victim, damage)
+            } else {
+                case::<Mpsc>(&wd, &names, victim, damage)
+            };
+            eprintln!("{kind} {victim:?} {damage:?}: {end:?} after {took:?}");
+            assert!(ok(&end), "{kind}, dead {victim:?}, {damage:?}: {end:?}");
+            assert!(
+                took < DEATH_BUDGET + SLICE,
+                "{kind}, dead {victim:?}, {damage:?}: {end:?} only after {took:?}"
+            );
+        }
+    }
     names.assert_clean();
 }
 
@@ -246,19 +252,8 @@ fn both_kinds(mut f: impl FnMut(&str, Run<'_>)) {
 /// victim dies. Before the fix the survivor waited for ever (here: HANG).
 #[test]
 fn a_peer_that_zeroes_its_state_word_and_dies_is_reported_dead() {
-    both_kinds(|kind, run| {
-        for victim in [Victim::Producer, Victim::Consumer] {
-            let (end, took) = run(victim, &Damage::ZeroVictimState);
-            eprintln!("{kind} {victim:?}: {end:?} after {took:?}");
-            assert!(
-                matches!(end, Err(Error::Disconnected(Disconnect::Died))),
-                "{kind}, dead {victim:?} with a zeroed state word: {end:?} after {took:?}"
-            );
-            assert!(
-                took < DEATH_BUDGET + SLICE,
-                "{kind}, dead {victim:?}: reported after {took:?}"
-            );
-        }
+    every_victim(&Damage::ZeroVictimState, |end| {
+        matches!(end, Err(Error::Disconnected(Disconnect::Died)))
     });
 }
 
@@ -267,16 +262,8 @@ fn a_peer_that_zeroes_its_state_word_and_dies_is_reported_dead() {
 /// zeros, header and control block alike.
 #[test]
 fn a_hole_over_page_0_then_a_death_is_an_error_not_a_hang() {
-    both_kinds(|kind, run| {
-        for victim in [Victim::Producer, Victim::Consumer] {
-            let (end, took) = run(victim, &Damage::PunchPage0);
-            eprintln!("{kind} {victim:?}: {end:?} after {took:?}");
-            assert!(
-                matches!(end, Err(Error::Disconnected(_) | Error::Corrupted(_))),
-                "{kind}, dead {victim:?} after a hole over page 0: {end:?} after {took:?}"
-            );
-            assert!(took < DEATH_BUDGET + SLICE, "{kind} {victim:?}: {took:?}");
-        }
+    every_victim(&Damage::PunchPage0, |end| {
+        matches!(end, Err(Error::Disconnected(_) | Error::Corrupted(_)))
     });
 }
 
