@@ -40,7 +40,7 @@ const DATA_OFFSET_AT: u64 = 32;
 // ---------------------------------------------------------------------------
 // Roles
 
-shmq_testkit::roles! { role_tx role_rx }
+shmq_testkit::roles! { role_tx role_rx role_claim }
 
 fn options() -> Options {
     Options::new().capacity(CAP)
@@ -75,6 +75,15 @@ fn role_rx() {
         hang();
     }
     kit::by_kind!(arg::<String>("KIND").as_str(), run())
+}
+
+/// An MPSC producer on NAME that reserves room for a message, reports
+/// `claimed` and holds the claim until killed.
+fn role_claim() {
+    let mut tx = shmq::mpsc::Sender::open(&arg::<String>("NAME"), &options()).expect("sender");
+    let _claim = tx.reserve(64).expect("reserve");
+    emit("claimed", json!({}));
+    hang();
 }
 
 // ---------------------------------------------------------------------------
@@ -318,5 +327,54 @@ fn whatever_page_0_says_a_death_is_reported_within_the_budget() {
             "{what}: {end:?} only after {took:?}"
         );
     }
+    names.assert_clean();
+}
+
+/// Reliability round two, item 5: MPSC frame headers stamp claims with the low
+/// 16 bits of the slot's incarnation. A producer dies holding a claim; its slot
+/// is taken 65,536 times more (here: the incarnation counter is advanced by
+/// 65,535, as that many attach-and-leave cycles would, then one real producer
+/// attaches), so the live holder's stamp equals the dead claim's. Before the
+/// fix the consumer took the dead claim for the live producer's and waited for
+/// ever; now it reclaims it (the claim lies before where the live holder
+/// started) and receives the live producer's messages.
+#[test]
+fn a_dead_claim_is_reclaimed_after_its_slot_stamp_wraps() {
+    let wd = Watchdog::new("incarnation_wrap");
+    let names = Names::new();
+    let name = names.name("death-wrap");
+    let o = options().max_producers(1);
+    let mut rx = shmq::mpsc::Receiver::create(&name, &o).expect("create");
+    let mut dead = Spawn::role_on("claim", &name).spawn(&wd);
+    dead.event("claimed");
+    dead.kill_and_reap();
+    // Slot 0's `EndState { state: u32, incarnation: u32 }` starts the first
+    // producer slot, right after the 512-byte control block.
+    let inc_at = ring_offset(&name) + 512 + 4;
+    let mut b = [0u8; 4];
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(kit::shm_path(&name)).expect("open");
+        f.read_exact_at(&mut b, inc_at).expect("read incarnation");
+    }
+    let inc = u32::from_le_bytes(b);
+    kit::hostile::poke(&name, inc_at, &(inc + 65_535).to_le_bytes());
+    let mut live = Spawn::role_on("tx", &name).arg("KIND", "mpsc").spawn(&wd);
+    live.event("ready");
+    let mut v = kit::Verifier::new();
+    let mut buf = Vec::new();
+    for _ in 0..EXCHANGED {
+        match rx.recv_into_timeout(&mut buf, HANG) {
+            Ok(()) => {
+                v.take(&buf);
+            }
+            Err(e) => panic!("after {} messages: {e:?} (the dead claim blocks)", v.total),
+        }
+    }
+    assert_eq!(v.total, EXCHANGED);
+    assert_eq!(rx.reclaimed().expect("reclaimed"), 1, "the dead claim");
+    live.kill_and_reap();
+    drop(rx);
+    let _ = shmq::inspect::unlink(&name);
     names.assert_clean();
 }

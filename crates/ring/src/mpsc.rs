@@ -316,6 +316,11 @@ impl Producer {
         me.claim.store(NO_CLAIM, Ordering::Relaxed);
         // Acquire: pairs with the Release increment of the epoch by other ends.
         let seen_epoch = sh.ctl.ends.epoch.load(Ordering::Acquire);
+        // Relaxed: the previous holder's claims were made before it died or closed,
+        // and our taking its marker came after (system calls, full barriers). A
+        // consumer that reads a stale `since` only reclaims a dead claim a look later.
+        me.since
+            .store(sh.ctl.tail.load(Ordering::Relaxed), Ordering::Relaxed);
         let incarnation = me.end.attach(&sh.ctl.ends.epoch, &sh.ctl.wake) as u16;
         // Acquire: pairs with the consumer's Release store of `head`.
         let cached_head = sh.ctl.head.pos.load(Ordering::Acquire);
@@ -690,15 +695,24 @@ impl ConsumerCore {
             .fold(0, u32::wrapping_add)
     }
 
-    /// Whether producer `s` of frames stamped with incarnation `inc` may still write.
+    /// Whether producer `s` of frames stamped with incarnation `inc` may still
+    /// write (`inc`: the claim at `head` is stamped so).
     fn producer_alive(&self, s: u16, inc: Option<u16>) -> bool {
-        let end = &self.sh.slot(s).end;
-        // Acquire: pairs with the Release stores in `EndState::attach`.
-        if let Some(inc) = inc
-            && end.incarnation.load(Ordering::Acquire) as u16 != inc
-        {
-            // The slot has been taken again: that earlier holder's marker was free.
-            return false;
+        let slot = self.sh.slot(s);
+        let end = &slot.end;
+        if let Some(inc) = inc {
+            // Acquire: pairs with the Release stores in `EndState::attach`.
+            if end.incarnation.load(Ordering::Acquire) as u16 != inc {
+                // The slot has been taken again: that earlier holder's marker was free.
+                return false;
+            }
+            // The same stamp, yet the claim lies before where the current holder
+            // started: an earlier holder's, 65,536 attachments ago (Relaxed: a
+            // stale value only defers the reclamation to the next look).
+            let since = slot.since.load(Ordering::Relaxed);
+            if (since.wrapping_sub(self.head) as i64) > 0 {
+                return false;
+            }
         }
         // Acquire: as above.
         end.state.load(Ordering::Acquire) == ATTACHED
