@@ -31,20 +31,3 @@ pub(crate) fn with_creating<R>(
     let region = unsafe { Region::from_raw_parts(creating.data(), len, Box::new(())) };
     init(&region)
 }
-
-/// A region over the user data of a read-only [`shmq_segment::Peek`], for the
-/// read-only views of `shmq_ring::inspect` (which only load atomics). It must not
-/// outlive the borrow of `peek`: it does not keep the peek alive.
-pub(crate) fn region_of_peek(peek: &shmq_segment::Peek) -> Result<Region, String> {
-    let (ptr, len) = peek
-        .data()
-        .ok_or("the user region lies outside the object")?;
-    let len = usize::try_from(len).map_err(|_| "region too large".to_owned())?;
-    if !(ptr.as_ptr() as usize).is_multiple_of(shmq_ring::LINE) {
-        return Err("user region misaligned".to_owned());
-    }
-    // SAFETY: `Peek::data` returned a range inside its mapping, which the borrowed
-    // peek keeps mapped for the duration of the caller; the mapping is read-only,
-    // and the only users of this region (`shmq_ring::inspect`) never write.
-    Ok(unsafe { Region::from_raw_parts(ptr, len, Box::new(())) })
-}
