@@ -110,6 +110,11 @@ impl SegmentOptions {
         self
     }
 
+    /// Whether `create` replaces a stale segment (see [`SegmentOptions::reclaim_stale`]).
+    pub fn reclaims_stale(&self) -> bool {
+        self.reclaim_stale
+    }
+
     /// How long `open` waits for a creator to publish the header (default 2 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
