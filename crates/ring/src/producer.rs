@@ -76,16 +76,9 @@ impl<K: Kind> Producer<K> {
     /// payload into the guard, then [`WriteGuard::commit`]; a guard dropped
     /// uncommitted sends nothing.
     ///
-    /// # MPSC: a held reservation stops every producer
-    /// On an MPSC ring the guard is a claim on the next part of the ring, and the
-    /// consumer reads in ring order: it cannot pass a claim that is not committed.
-    /// Until the guard is committed or dropped, what other producers send after it
-    /// is not received, and once they have filled the ring every producer waits
-    /// (nothing moves while a live producer holding a guard is stopped or
-    /// blocked). This follows from the design. Keep guards short, or use `send`;
-    /// give a producer that cannot be trusted to do so its own SPSC ring. A
-    /// producer that dies holding a guard has its claim reclaimed; a live one is
-    /// waited for.
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`Producer::reserve`]).
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`] (never fits), [`Error::Full`] (not now),
@@ -117,16 +110,9 @@ impl<K: Kind> Producer<K> {
 
     /// Reserves room for `len` bytes, waiting at most `timeout`.
     ///
-    /// # MPSC: a held reservation stops every producer
-    /// On an MPSC ring the guard is a claim on the next part of the ring, and the
-    /// consumer reads in ring order: it cannot pass a claim that is not committed.
-    /// Until the guard is committed or dropped, what other producers send after it
-    /// is not received, and once they have filled the ring every producer waits
-    /// (nothing moves while a live producer holding a guard is stopped or
-    /// blocked). This follows from the design. Keep guards short, or use `send`;
-    /// give a producer that cannot be trusted to do so its own SPSC ring. A
-    /// producer that dies holding a guard has its claim reclaimed; a live one is
-    /// waited for.
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`Producer::reserve`]).
     ///
     /// # Errors
     /// As [`Producer::reserve`], plus [`Error::Timeout`].
