@@ -846,8 +846,8 @@ fn channel_findings(h: &Header, kind: Option<ChannelKind>) -> Vec<Finding> {
 ///
 /// The ring is read from a private copy, never from a mapping of the segment:
 /// its owner may truncate it at any moment, and a mapped read would then fault
-/// (`SIGBUS`). The copy is made with `pread` into a zero-filled heap region, in
-/// two steps: the control block first, then, once its positions say which part
+/// (`SIGBUS`). The copy is made with `pread` into a zero-filled heap region
+/// ([`crate::mem::zeroed_region`]), in two steps: the control block first, then, once its positions say which part
 /// of the data area holds messages, that part (all of it if the positions are
 /// damaged). Pages of the data area that hold no message are never touched, so
 /// looking at a large, mostly empty ring costs little memory.
@@ -895,7 +895,7 @@ fn ring_view(
     };
     // As long as the ring needs, if the segment holds that much (else the view
     // says the region is too small, without reading it).
-    let region = Region::heap(data_len.min(region_len).max(8));
+    let region = crate::mem::zeroed_region(data_len.min(region_len));
     copy_in(peek, &region, 0, control_len.min(region.len())).map_err(|_| region_unreadable())?;
     let first = view(&region)?;
     let cap = first.capacity;

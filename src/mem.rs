@@ -31,3 +31,28 @@ pub(crate) fn with_creating<R>(
     let region = unsafe { Region::from_raw_parts(creating.data(), len, Box::new(())) };
     init(&region)
 }
+
+/// A zero-filled region of `len` bytes on the heap, for reading a copy of a
+/// segment's ring (`crate::inspect`).
+///
+/// Unlike [`Region::heap`] (page-aligned, so its allocation is zeroed by hand,
+/// which touches every page), the memory comes from a byte vector, which the
+/// allocator zeroes lazily for large sizes (fresh pages from the kernel): a copy
+/// of a large, mostly empty ring costs only the pages written into it.
+pub(crate) fn zeroed_region(len: usize) -> Region {
+    let len = len.max(8);
+    let mut bytes = vec![0u8; len + shmq_ring::LINE];
+    let skip = bytes.as_mut_ptr().align_offset(shmq_ring::LINE);
+    assert!(
+        skip < shmq_ring::LINE,
+        "a byte pointer can always be aligned"
+    );
+    let base = std::ptr::NonNull::new(bytes.as_mut_ptr().wrapping_add(skip))
+        .expect("a vector's buffer is never null");
+    // SAFETY: `base` is LINE-aligned and `skip + len <= bytes.len()`, so `len`
+    // bytes from it lie in the vector's buffer, which the owner box keeps alive
+    // and in place (moving a vector does not move its buffer) and which nothing
+    // else reaches: after this call the vector is only dropped, never read or
+    // written as plain data.
+    unsafe { Region::from_raw_parts(base, len, Box::new(bytes)) }
+}
