@@ -1014,6 +1014,45 @@ mod tests {
         })
     }
 
+    /// The ring is read from a copy of its waiting part; messages that wrap past
+    /// the end of the ring are copied from both ends and all counted.
+    #[test]
+    fn waiting_messages_are_counted_across_the_wrap() {
+        let opts = crate::Options::new().capacity(4096);
+        let msg = [7u8; 100];
+        let spsc_name = crate::unique_name("t-inspect-wrap-spsc").unwrap();
+        let mut rx = crate::spsc::Receiver::create(&spsc_name, &opts).unwrap();
+        let mut tx = crate::spsc::Sender::open(&spsc_name, &opts).unwrap();
+        let mpsc_name = crate::unique_name("t-inspect-wrap-mpsc").unwrap();
+        let mut mrx = crate::mpsc::Receiver::create(&mpsc_name, &opts).unwrap();
+        let mut mtx = crate::mpsc::Sender::open(&mpsc_name, &opts).unwrap();
+        for _ in 0..30 {
+            tx.send(&msg).unwrap();
+            mtx.send(&msg).unwrap();
+        }
+        for _ in 0..25 {
+            drop(rx.recv().unwrap());
+            drop(mrx.recv().unwrap());
+        }
+        for _ in 0..20 {
+            tx.send(&msg).unwrap();
+            mtx.send(&msg).unwrap();
+        }
+        for name in [&spsc_name, &mpsc_name] {
+            let r = inspect(name).unwrap().expect("a channel");
+            assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+            let ring = r.ring.as_ref().expect("ring read");
+            assert!(
+                ring.head % 4096 + ring.used_bytes.unwrap() > 4096,
+                "{name}: the waiting messages should wrap"
+            );
+            assert_eq!(r.waiting_messages(), Some((25, 2500)), "{name}");
+        }
+        drop((tx, rx, mtx, mrx));
+        let _ = unlink(&spsc_name);
+        let _ = unlink(&mpsc_name);
+    }
+
     #[test]
     fn every_kind_passes_the_channel_checks_with_a_right_header() {
         for kind in ChannelKind::ALL {
