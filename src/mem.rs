@@ -1,4 +1,5 @@
-//! The one place the facade turns a segment's memory into a ring region.
+//! The one place the facade turns memory into a ring region: a segment's, or a
+//! private heap copy for inspection ([`zeroed_region`]).
 //!
 //! # Safety
 //! [`Segment::data`] is valid for [`Segment::data_len`] bytes for as long as the
