@@ -123,7 +123,7 @@ pub struct GcArgs {
     /// Only segments whose name starts with this (e.g. /myapp-).
     #[arg(long)]
     pub prefix: Option<String>,
-    /// Only say what would be removed.
+    /// Only say what would be removed (and what kept).
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Also remove stale channels whose messages are waiting for a consumer,

@@ -85,9 +85,8 @@ struct Action {
 /// Removes every stale segment (no process has it open, no endpoint alive),
 /// damaged ones included, except channels whose messages wait for a consumer
 /// (kept, and said so, unless `--discard-messages`); with `--dry-run` only lists
-/// them. Segments that cannot
-/// be read are skipped with a note; one whose removal fails makes the exit
-/// status 1.
+/// them. Segments that cannot be read are skipped with a note; one whose removal
+/// fails makes the exit status 1.
 pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     let mut actions = Vec::new();
     let mut failed = false;
