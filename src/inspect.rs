@@ -1053,6 +1053,27 @@ mod tests {
         let _ = unlink(&mpsc_name);
     }
 
+    /// A stale channel with messages waiting is kept unless they are discarded.
+    #[test]
+    fn remove_stale_keeps_waiting_messages_unless_told() {
+        let name = crate::unique_name("t-inspect-keep").unwrap();
+        let mut tx = crate::spsc::Sender::create(&name, &crate::Options::new()).unwrap();
+        tx.send(b"abc").unwrap();
+        tx.send(b"defgh").unwrap();
+        drop(tx); // closed, not drained: the name stays, stale
+        assert_eq!(
+            remove_stale(&name, false).unwrap(),
+            Removal::KeptMessages {
+                messages: 2,
+                bytes: 8
+            }
+        );
+        assert!(!remove_if_stale(&name).unwrap());
+        assert!(inspect(&name).unwrap().is_some_and(|r| r.is_stale()));
+        assert_eq!(remove_stale(&name, true).unwrap(), Removal::Removed);
+        assert!(inspect(&name).is_err_and(|e| is_not_found(&e)));
+    }
+
     #[test]
     fn every_kind_passes_the_channel_checks_with_a_right_header() {
         for kind in ChannelKind::ALL {
