@@ -675,6 +675,18 @@ fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
         );
     }
     let fresh_opts = Options::new().capacity(1 << 14).reclaim_stale(true);
+    // Its 20 messages are data: `reclaim_stale` does not destroy them.
+    let r = Receiver::<K>::create(name, &fresh_opts).map(drop);
+    assert!(
+        matches!(&r, Err(Error::StaleWithMessages { messages: 20, .. })),
+        "{kind}: reclaim_stale over waiting messages gave {r:?}"
+    );
+    assert!(kit::shm_path(name).exists(), "{kind}: kept");
+    // Discarded on purpose (`shmq gc --discard-messages`), the name is free.
+    assert_eq!(
+        shmq::inspect::remove_stale(name, true).expect("discard"),
+        shmq::inspect::Removal::Removed
+    );
     let mut rx = Receiver::<K>::create(name, &fresh_opts).expect("reclaim_stale");
     // The new segment's ring memory is all zeros: no old payload byte survives.
     let raw = kit::open_raw(name);
@@ -703,8 +715,9 @@ fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
 /// CF-09 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): the
 /// owner of a named channel is SIGKILLed with messages in its ring. A plain
 /// `create` is `AlreadyExists { stale: true }`; `create` with `reclaim_stale`
-/// gives a fresh, empty channel whose memory holds none of the old bytes; never
-/// the old ring state.
+/// refuses to destroy the waiting messages (`StaleWithMessages`); once they are
+/// discarded on purpose, it gives a fresh, empty channel whose memory holds none
+/// of the old bytes; never the old ring state.
 #[test]
 fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
     let (wd, names) = (Watchdog::new("cf09"), Names::new());
@@ -726,6 +739,7 @@ fn storm_expected(e: &Error) -> Option<&'static str> {
         Error::AlreadyAttached { .. } => "AlreadyAttached",
         Error::TooManyProducers { .. } => "TooManyProducers",
         Error::Disconnected(_) => "Disconnected",
+        Error::StaleWithMessages { .. } => "StaleWithMessages",
         Error::Full => "Full",
         Error::Empty => "Empty",
         Error::Segment(s) => match s {

@@ -429,6 +429,17 @@ fn ps05<K: KindExt>(wd: &Watchdog, name: &str) {
         "{kind}: {r:?}"
     );
     let o = Options::new().capacity(4096).reclaim_stale(true);
+    // The 10 unreceived messages are kept (`StaleWithMessages`) until they are
+    // discarded on purpose; either way no new channel shows them.
+    let r = Receiver::<K>::create(name, &o).map(drop);
+    assert!(
+        matches!(r, Err(Error::StaleWithMessages { messages: 10, .. })),
+        "{kind}: {r:?}"
+    );
+    assert_eq!(
+        shmq::inspect::remove_stale(name, true).expect("discard"),
+        shmq::inspect::Removal::Removed
+    );
     let mut rx = Receiver::<K>::create(name, &o).expect("reclaim_stale");
     let mut tx = Sender::<K>::open(name, &Options::new()).expect("open");
     let new = object_bytes(name);
@@ -457,7 +468,8 @@ fn ps05<K: KindExt>(wd: &Watchdog, name: &str) {
 /// PS-05: the owners of a channel die with payloads (consumed and unconsumed)
 /// in its ring. A new run that reuses the name with `create` is refused
 /// (`AlreadyExists { stale: true }`: it never attaches to the old ring); with
-/// `reclaim_stale` it gets a fresh object: not one byte of the old payloads is
+/// `reclaim_stale` it is refused while unreceived messages wait (they are data),
+/// and once they are discarded it gets a fresh object: not one byte of the old payloads is
 /// anywhere in it, a zero-copy reservation reads zeros, nothing is received.
 /// (`create_or_open` is documented to attach to the existing channel and
 /// deliver its unread messages: same user, by design.)

@@ -60,6 +60,10 @@ impl<K: Kind> Producer<K> {
     /// payload into the guard, then [`WriteGuard::commit`]; a guard dropped
     /// uncommitted sends nothing.
     ///
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`Producer::reserve`]).
+    ///
     /// # Errors
     /// [`Error::MessageTooLarge`] (never fits), [`Error::Full`] (not now),
     /// [`Error::Disconnected`] (the consumer is gone), [`Error::Corrupted`].
@@ -70,6 +74,17 @@ impl<K: Kind> Producer<K> {
 
     /// Reserves room for `len` bytes, waiting as the wait strategy says.
     ///
+    /// # MPSC: a held reservation stops every producer
+    /// On an MPSC ring the guard is a claim on the next part of the ring, and the
+    /// consumer reads in ring order: it cannot pass a claim that is not committed.
+    /// Until the guard is committed or dropped, what other producers send after it
+    /// is not received, and once they have filled the ring every producer waits
+    /// (nothing moves while a live producer holding a guard is stopped or
+    /// blocked). This follows from the design. Keep guards short, or use `send`;
+    /// give a producer that cannot be trusted to do so its own SPSC ring. A
+    /// producer that dies holding a guard has its claim reclaimed; a live one is
+    /// waited for.
+    ///
     /// # Errors
     /// As [`Producer::try_reserve`], without `Full`.
     #[inline]
@@ -78,6 +93,10 @@ impl<K: Kind> Producer<K> {
     }
 
     /// Reserves room for `len` bytes, waiting at most `timeout`.
+    ///
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`Producer::reserve`]).
     ///
     /// # Errors
     /// As [`Producer::reserve`], plus [`Error::Timeout`].
