@@ -140,6 +140,10 @@ pub struct EndpointReport {
 /// and `ALL`, in header order).
 pub use shmq_segment::HeaderField;
 
+/// What a check of the ring requires (the ring crate's own type, inside
+/// [`Expected::Ring`]).
+pub use shmq_ring::inspect::RingExpected;
+
 /// The magic number of every shmq segment (`"SHMQ-SEG"` in little-endian order).
 pub const MAGIC: u64 = segment::MAGIC;
 /// The layout version this build writes and reads.
@@ -273,21 +277,8 @@ pub enum Expected {
     ChannelKind,
     /// A region that lies inside the segment, aligned as a ring needs.
     Readable,
-    /// A ring position that is a multiple of 8 (every frame is).
-    Aligned,
-    /// A ring position at most `capacity` bytes past `head`.
-    WithinCapacity {
-        /// The consumer's position.
-        head: u64,
-        /// The ring's capacity in bytes.
-        capacity: u64,
-    },
-    /// A frame header a producer writes; the check it failed, in words.
-    Frame(&'static str),
-    /// A frame that ends at or before this position (the tail).
-    EndsBy(u64),
-    /// One of the states an endpoint writes: never, attached or closed.
-    KnownState,
+    /// What a check of the ring requires (the ring crate's own type).
+    Ring(RingExpected),
 }
 
 /// How bad a finding is.
@@ -368,18 +359,9 @@ impl Finding {
             ring::RingField::Frame { position } => Field::Frame { position },
             ring::RingField::EndpointState(e) => Field::EndpointState(end(e)),
         };
-        let expected = match f.expected {
-            ring::RingExpected::Aligned => Expected::Aligned,
-            ring::RingExpected::WithinCapacity { head, capacity } => {
-                Expected::WithinCapacity { head, capacity }
-            }
-            ring::RingExpected::Frame(what) => Expected::Frame(what),
-            ring::RingExpected::EndsBy(tail) => Expected::EndsBy(tail),
-            ring::RingExpected::KnownState => Expected::KnownState,
-        };
         Finding {
             field,
-            expected,
+            expected: Expected::Ring(f.expected),
             found: f.found,
             severity: Severity::Damage,
         }
