@@ -128,6 +128,20 @@ pub enum Error {
         /// The requested size.
         size: u64,
     },
+    /// The segment would be larger than a file may grow (`EFBIG`): beyond this
+    /// process's file size limit (`RLIMIT_FSIZE`, `ulimit -f`) or the file
+    /// system's largest file. Nothing is left behind, and the process is not
+    /// killed by the `SIGXFSZ` the kernel sends with it.
+    #[error("a {size}-byte segment is larger than the file size limit{}", match limit {
+        Some(l) => format!(" of {l} bytes (ulimit -f)"),
+        None => " of the file system".to_owned(),
+    })]
+    FileSizeLimit {
+        /// The requested size.
+        size: u64,
+        /// This process's soft file size limit in bytes, if it is not unlimited.
+        limit: Option<u64>,
+    },
     /// Huge pages were requested but the system cannot provide them.
     #[error("huge pages unavailable: {reason}")]
     HugePagesUnavailable {

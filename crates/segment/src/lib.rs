@@ -43,6 +43,7 @@ mod map;
 mod name;
 mod segment;
 mod sys;
+mod xfsz;
 
 pub use error::{Error, Result};
 pub use fork::fork_generation;
@@ -52,4 +53,7 @@ pub use header::{
     Severity, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
-pub use segment::{Backing, Creating, EndpointInfo, Opened, Peek, Segment, SegmentOptions};
+pub use segment::{
+    Backing, Creating, EndpointInfo, Leftover, Opened, Peek, Segment, SegmentOptions,
+    TEMPORARY_PREFIX,
+};
