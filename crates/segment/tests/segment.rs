@@ -114,7 +114,106 @@ fn create_published(name: &str) -> Segment {
 
 shmq_testkit::roles! {
     role_seg_read role_seg_hold role_seg_claim role_seg_claim_fork role_seg_umask
-    role_seg_nospace role_seg_as_nobody
+    role_seg_nospace role_seg_as_nobody role_seg_create_killed role_seg_fsize
+}
+
+/// Creates NAME with DATA bytes of user region (a named temporary if TEMP=1),
+/// right after reporting `go`; writes pattern 9, publishes, holds it until killed.
+fn role_seg_create_killed() {
+    let name: String = arg("NAME");
+    let o = opts().named_temporary(arg::<u8>("TEMP") == 1);
+    let layout = Layout {
+        data_len: arg("DATA"),
+        ..LAYOUT
+    };
+    emit("go", json!({}));
+    let c = Segment::create(&name, &layout, &o).expect("create");
+    write_pattern(c.data(), c.data_len(), 0, 4096, 9);
+    let _seg = c.publish().expect("publish");
+    emit("published", json!({}));
+    hang();
+}
+
+/// Whether SIGXFSZ is blocked in this thread, its disposition, and whether it
+/// is pending.
+fn xfsz_state() -> serde_json::Value {
+    let blocked = nix::sys::signal::SigSet::thread_get_mask()
+        .expect("sigprocmask")
+        .contains(Signal::SIGXFSZ);
+    // SAFETY: an all-zero sigaction is valid to be overwritten; `sigaction` with a
+    // null new action only reads the current one into `old`.
+    let handler = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut old), 0);
+        old.sa_sigaction
+    };
+    // SAFETY: an all-zero sigset_t is a valid empty set; `sigpending` fills it and
+    // `sigismember` reads it.
+    let pending = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        assert_eq!(libc::sigpending(&mut set), 0);
+        libc::sigismember(&set, libc::SIGXFSZ) == 1
+    };
+    json!({ "blocked": blocked, "handler": handler, "pending": pending })
+}
+
+/// What a create under a file size limit gave, as JSON.
+fn fsize_outcome<T>(r: &Result<T, SegError>) -> serde_json::Value {
+    match r {
+        Err(SegError::FileSizeLimit { size, limit }) => {
+            json!({ "fsize": size, "limit": limit, "message": r.as_ref().err().map(|e| e.to_string()) })
+        }
+        Err(SegError::NoSpace { size }) => json!({ "nospace": size }),
+        Err(e) => json!({ "error": format!("{e:?}") }),
+        Ok(_) => json!({ "created": true }),
+    }
+}
+
+/// Under RLIMIT_FSIZE = 1 MiB (SIGXFSZ blocked beforehand if BLOCKED=1), creates
+/// a 4 MiB segment NAME and a 4 MiB file segment in DIR (named temporaries if
+/// TEMP=1), then a 64 KiB one; reports the outcomes and SIGXFSZ's state before
+/// and after.
+fn role_seg_fsize() {
+    let name: String = arg("NAME");
+    let dir = std::path::PathBuf::from(arg::<String>("DIR"));
+    let o = opts().named_temporary(arg::<u8>("TEMP") == 1);
+    if arg::<u8>("BLOCKED") == 1 {
+        let mut only = nix::sys::signal::SigSet::empty();
+        only.add(Signal::SIGXFSZ);
+        only.thread_block().expect("block SIGXFSZ");
+    }
+    let before = xfsz_state();
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim), 0);
+        lim.rlim_cur = 1 << 20;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+    }
+    let big = Layout {
+        data_len: 4 << 20,
+        ..LAYOUT
+    };
+    let shm = fsize_outcome(&Segment::create(&name, &big, &o));
+    let file = fsize_outcome(&Segment::create_file(&dir.join("seg"), &big, &o));
+    let after = xfsz_state();
+    let shm_left = kit::shm_path(&name).exists();
+    let dir_left: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    // Positive control: a segment within the limit is made and published.
+    let small = Segment::create(&name, &LAYOUT, &o).and_then(|c| c.publish());
+    let small_ok = small.is_ok();
+    drop(small);
+    let _ = Segment::unlink(&name);
+    emit(
+        "result",
+        json!({
+            "shm": shm, "file": file, "before": before, "after": after,
+            "shm_left": shm_left, "dir_left": dir_left, "small_ok": small_ok,
+        }),
+    );
 }
 
 /// Opens NAME, checks LEN bytes of pattern SEED_IN, writes pattern SEED_OUT after them.
@@ -1191,5 +1290,170 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
             "{bad:?}: {r:?}"
         );
     }
+    names.assert_clean();
+}
+
+// ---------------------------------------------------------------------------
+// Atomic creation (reliability issue: half-made objects under a name)
+
+/// How many creators `creators_killed_*` kill: `SHMQ_CREATE_KILLS`, 40 by
+/// default (the long run uses 400).
+fn create_kills() -> u64 {
+    std::env::var("SHMQ_CREATE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+/// Kills `create_kills()` creators of one name, each at a random point of its
+/// create and publish (a named temporary if `temporary`), and checks after each
+/// kill that the name is absent or a complete segment, that a fresh
+/// create_or_open of it succeeds, and that nothing is left in `/dev/shm` but
+/// dead temporaries, which `Segment::remove_dead_temporaries` removes.
+fn creators_killed_at_random_points(test: &str, temporary: bool) {
+    let (wd, names, name) = shmq_testkit::start(test, "seg-killcreate");
+    let temps_before = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX);
+    let layout = Layout {
+        data_len: 16 << 20,
+        ..LAYOUT
+    };
+    let expect = Expect {
+        capacity: None,
+        ..expect_all()
+    };
+    let short = opts().open_timeout(Duration::from_millis(300));
+    let o = opts().named_temporary(temporary);
+    // How long one creation takes here, to spread the kills over it.
+    let probe = names.name("seg-killprobe");
+    let mut span = Duration::ZERO;
+    for _ in 0..3 {
+        let t = Instant::now();
+        drop(Segment::create(&probe, &layout, &o).expect("probe create").publish());
+        span = span.max(t.elapsed());
+        Segment::unlink(&probe).expect("unlink the probe");
+    }
+    let seed = kit::Rng::seed();
+    eprintln!("{test}: seed {seed}, one creation takes {span:?}");
+    let mut rng = kit::Rng::new(seed);
+    let max_us = (span.as_micros() as u64) * 3 / 2 + 500;
+    let (mut absent, mut complete, mut temporaries) = (0, 0, 0usize);
+    let mut failures = Vec::new();
+    for i in 0..create_kills() {
+        let mut c = Spawn::role_on("seg_create_killed", &name)
+            .arg("TEMP", u8::from(temporary))
+            .arg("DATA", layout.data_len)
+            .spawn(&wd);
+        c.event("go");
+        let delay = rng.range(0, max_us);
+        std::thread::sleep(Duration::from_micros(delay));
+        c.kill_and_reap();
+        let at = format!("kill {i} after {delay} us");
+        match Segment::open(&name, &expect, &short) {
+            Ok(seg) => {
+                complete += 1;
+                let bytes = read_region(seg.data(), seg.data_len(), 0, 4096);
+                if pattern_mismatch(&bytes, 9).is_some() {
+                    failures.push(format!("{at}: a published segment lacks its data"));
+                }
+            }
+            Err(SegError::NotFound { .. }) => absent += 1,
+            Err(e) => failures.push(format!(
+                "{at}: the name is neither absent nor a complete segment: {e}"
+            )),
+        }
+        match Segment::create_or_open(&name, &layout, &expect, &short) {
+            Ok(Opened::Created(c)) => drop(c.publish()),
+            Ok(Opened::Existing(s)) => drop(s),
+            Err(e) => failures.push(format!("{at}: create_or_open of the name failed: {e}")),
+        }
+        let _ = Segment::unlink(&name);
+        let removed = Segment::remove_dead_temporaries().expect("remove_dead_temporaries");
+        temporaries += removed.len();
+        if !temporary && !removed.is_empty() {
+            failures.push(format!("{at}: temporaries without named_temporary: {removed:?}"));
+        }
+    }
+    eprintln!(
+        "{test}: {absent} absent, {complete} complete, {temporaries} dead temporaries removed"
+    );
+    let left: Vec<String> = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX)
+        .into_iter()
+        .filter(|e| !temps_before.contains(e))
+        .collect();
+    if !left.is_empty() {
+        failures.push(format!("temporaries left after the clean-up: {left:?}"));
+    }
+    kit::assert_no_failures(&format!("{test} (seed {seed})"), &failures);
+    names.assert_clean();
+}
+
+#[test]
+fn creators_killed_at_random_points_leave_the_name_absent_or_complete() {
+    creators_killed_at_random_points("killed_creators", false);
+}
+
+#[test]
+fn creators_killed_at_random_points_with_named_temporaries_leave_only_dead_temporaries() {
+    creators_killed_at_random_points("killed_creators_named_temporaries", true);
+}
+
+#[test]
+fn a_file_size_limit_is_an_error_not_sigxfsz_and_leaves_nothing() {
+    let (wd, names, name) = shmq_testkit::start("fsize_limit", "seg-fsize");
+    let big = Layout {
+        data_len: 4 << 20,
+        ..LAYOUT
+    }
+    .total_len()
+    .unwrap();
+    let mut failures = Vec::new();
+    for (temporary, blocked) in [(false, false), (true, false), (false, true)] {
+        let dir = std::env::temp_dir().join(format!(
+            "shmq-fsize-{}-{}",
+            std::process::id(),
+            u8::from(temporary) * 2 + u8::from(blocked)
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut child = Spawn::role("seg_fsize")
+            .arg("NAME", &name)
+            .arg("DIR", dir.display())
+            .arg("TEMP", u8::from(temporary))
+            .arg("BLOCKED", u8::from(blocked))
+            .spawn(&wd);
+        // A child killed by SIGXFSZ never reports and fails here.
+        let ev = child.try_event("result", Duration::from_secs(30));
+        let status = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let case = format!("named temporary {temporary}, SIGXFSZ blocked before {blocked}");
+        let Some(ev) = ev else {
+            failures.push(format!("{case}: the creator died ({status:?}) instead of failing"));
+            continue;
+        };
+        if !status.success() {
+            failures.push(format!("{case}: the creator ended with {status:?}"));
+        }
+        for what in ["shm", "file"] {
+            let r = &ev[what];
+            if r["fsize"] != json!(big) || r["limit"] != json!(1u64 << 20) {
+                failures.push(format!("{case}: {what}: expected FileSizeLimit, got {r}"));
+            }
+        }
+        if ev["before"] != ev["after"] || ev["after"]["pending"] != json!(false) {
+            failures.push(format!(
+                "{case}: SIGXFSZ state changed: before {}, after {}",
+                ev["before"], ev["after"]
+            ));
+        }
+        if ev["shm_left"] != json!(false) || ev["dir_left"] != json!([]) {
+            failures.push(format!(
+                "{case}: left behind: shm {}, directory {}",
+                ev["shm_left"], ev["dir_left"]
+            ));
+        }
+        if ev["small_ok"] != json!(true) {
+            failures.push(format!("{case}: a segment within the limit failed: {ev}"));
+        }
+    }
+    kit::assert_no_failures("file size limit", &failures);
     names.assert_clean();
 }
