@@ -5,12 +5,17 @@
 //! before unlinking: a process that opens the segment between our look and our
 //! removal makes the removal decline instead of pulling the name from under it.
 //! Only `rm --force` unlinks unconditionally.
+//!
+//! Objects that older versions' creators left half-made (empty, or with a zero
+//! header: a [`Leftover`]) are not segments: `gc` reports them, `rm` removes an
+//! empty one nobody has open, `rm --force` any of them. `gc` also removes the
+//! temporaries of creators that died while building under a named temporary.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use shmq::inspect::{EndpointStatus, Report};
+use shmq::inspect::{EndpointStatus, Leftover, Report};
 
 use crate::cli::{GcArgs, RmArgs};
 use crate::error::{CliError, Result};
@@ -37,9 +42,12 @@ fn why_busy(r: &Report) -> Option<String> {
 
 /// Removes one segment. Without `--force` it refuses a segment that a process has
 /// open or with a live endpoint; it never removes an object that is not a shmq
-/// segment.
+/// segment or a leftover of an interrupted create (see [`rm_leftover`]).
 pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     let name = &args.name;
+    if let Ok(Some(l)) = shmq::inspect::leftover(name) {
+        return rm_leftover(name, &l, args.force);
+    }
     let r = fetch(name)?;
     let mut stdout = std::io::stdout().lock();
     if args.force {
@@ -68,6 +76,50 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     Err(CliError::msg(format!("could not remove {name}: {why}")))
 }
 
+/// What a [`Leftover`] is, in a few words.
+fn leftover_words(l: &Leftover) -> &'static str {
+    if l.size == 0 {
+        "an empty object left by an interrupted create"
+    } else {
+        "an object with no shmq header, left by an interrupted create"
+    }
+}
+
+/// Removes a leftover of an older shmq's interrupted create: with `--force`
+/// whatever holds it; without, only an empty one that no process has open
+/// (a zero-filled one might be someone's data).
+fn rm_leftover(name: &str, l: &Leftover, force: bool) -> Result<ExitCode> {
+    let what = leftover_words(l);
+    let mut stdout = std::io::stdout().lock();
+    if force {
+        shmq::inspect::unlink(name)?;
+        let note = if l.in_use {
+            "; a process had it open"
+        } else {
+            ""
+        };
+        writeln!(stdout, "removed {name} ({what}{note})")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if l.in_use || l.size != 0 {
+        let why = if l.in_use {
+            "a process has it open"
+        } else {
+            "it is not empty"
+        };
+        return Err(CliError::msg(format!(
+            "refusing to remove {name}: {what}, but {why}; use --force to remove it anyway"
+        )));
+    }
+    if shmq::inspect::remove_leftover(name)? {
+        writeln!(stdout, "removed {name} ({what})")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(CliError::msg(format!(
+        "could not remove {name}: it was opened, replaced or removed meanwhile"
+    )))
+}
+
 /// What `gc` did (or would do) with one segment.
 struct Action {
     name: String,
@@ -76,7 +128,9 @@ struct Action {
 }
 
 /// Removes every stale segment (no process has it open, no endpoint alive),
-/// damaged ones included; with `--dry-run` only lists them. Segments that cannot
+/// damaged ones included, and (without `--prefix`) the temporaries of dead
+/// creators; reports leftovers of interrupted creates without removing them;
+/// with `--dry-run` only lists. Segments that cannot
 /// be read are skipped with a note; one whose removal fails makes the exit
 /// status 1.
 pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
@@ -131,6 +185,51 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
         };
         actions.push(action);
     }
+    // Temporaries of creators that died (only a creator building under a named
+    // temporary leaves one): not segments, so `list` does not show them.
+    if args.prefix.is_none() {
+        let found = if args.dry_run {
+            shmq::inspect::dead_temporaries()
+        } else {
+            shmq::inspect::remove_dead_temporaries()
+        };
+        match found {
+            Ok(temporaries) => actions.extend(temporaries.into_iter().map(|name| Action {
+                name,
+                action: if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                detail: "temporary of a creator that died before publishing".into(),
+            })),
+            Err(e) => {
+                failed = true;
+                actions.push(Action {
+                    name: "temporaries".into(),
+                    action: "error",
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    // Leftovers of older versions' interrupted creates: reported, never
+    // removed here (`shmq rm` does, on request).
+    for (name, l) in shmq::inspect::leftovers()? {
+        if args.prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
+            continue;
+        }
+        let how = if l.size == 0 && !l.in_use {
+            format!("remove it with `shmq rm {name}`")
+        } else {
+            format!("remove it with `shmq rm --force {name}`")
+        };
+        actions.push(Action {
+            name,
+            action: "leftover",
+            detail: format!("{}; {how}", leftover_words(&l)),
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let all: Vec<Value> = actions
@@ -143,7 +242,7 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     } else {
         for a in &actions {
             let style = match a.action {
-                "removed" | "would remove" => Style::Yellow,
+                "removed" | "would remove" | "leftover" => Style::Yellow,
                 "error" => Style::Red,
                 _ => Style::Plain,
             };

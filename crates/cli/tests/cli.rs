@@ -413,6 +413,74 @@ fn gc_removes_only_stale_segments() {
     assert!(!shm_path(&live).exists());
 }
 
+#[test]
+fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
+    // What an older shmq's creator left when killed between `shm_open` and its
+    // header: an empty object, or a zero-filled one. And someone else's object.
+    let base = name("leftover");
+    let (empty, zero, other) = (
+        format!("{base}-empty"),
+        format!("{base}-zero"),
+        format!("{base}-other"),
+    );
+    let _cleanup = Cleanup(vec![empty.clone(), zero.clone(), other.clone()]);
+    std::fs::write(shm_path(&empty), b"").unwrap();
+    std::fs::write(shm_path(&zero), vec![0u8; 8192]).unwrap();
+    std::fs::write(shm_path(&other), b"not a segment, not a leftover: leave me").unwrap();
+
+    let out = stdout_of(&["gc", "--json", "--prefix", &base]);
+    let actions: Value = serde_json::from_slice(&out).unwrap();
+    let leftovers: Vec<&str> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "leftover")
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(leftovers, [empty.as_str(), zero.as_str()], "{actions}");
+    for n in [&empty, &zero, &other] {
+        assert!(shm_path(n).exists(), "gc must only report {n}");
+    }
+
+    // An empty one that nobody has open goes without --force; a zero-filled one
+    // needs it; someone else's object is never removed.
+    shmq()
+        .args(["rm", &empty])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("removed {empty}")));
+    assert!(!shm_path(&empty).exists());
+    shmq().args(["rm", &zero]).assert().code(1).stderr(
+        predicate::str::contains("refusing to remove").and(predicate::str::contains("--force")),
+    );
+    assert!(shm_path(&zero).exists());
+    shmq().args(["rm", "--force", &zero]).assert().success();
+    assert!(!shm_path(&zero).exists());
+    fails_with(&["rm", "--force", &other], "", "not a shmq segment");
+    assert!(shm_path(&other).exists());
+}
+
+#[test]
+fn gc_lists_the_temporary_of_a_dead_creator() {
+    // A named temporary whose creator died (nobody holds its lock). Only
+    // `--dry-run` without a prefix here: a real gc of all /dev/shm would touch
+    // other tests' segments.
+    let tmp = format!("/.shmq-tmp-{}", &name("tmp")["/cli-test-tmp-".len()..]);
+    let _cleanup = Cleanup(vec![tmp.clone()]);
+    std::fs::write(shm_path(&tmp), vec![0u8; 4096]).unwrap();
+    shmq()
+        .args(["gc", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("would remove {tmp}")));
+    assert!(shm_path(&tmp).exists(), "--dry-run removes nothing");
+    let ls = stdout_of(&["ls"]);
+    assert!(
+        !String::from_utf8_lossy(&ls).contains(&tmp),
+        "ls lists a temporary as a segment"
+    );
+}
+
 fn numbered_lines(n: u32) -> String {
     (1..=n).map(|i| format!("{i}\n")).collect()
 }

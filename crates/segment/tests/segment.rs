@@ -144,7 +144,10 @@ fn xfsz_state() -> serde_json::Value {
     // null new action only reads the current one into `old`.
     let handler = unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
-        assert_eq!(libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut old), 0);
+        assert_eq!(
+            libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut old),
+            0
+        );
         old.sa_sigaction
     };
     // SAFETY: an all-zero sigset_t is a valid empty set; `sigpending` fills it and
@@ -1328,7 +1331,11 @@ fn creators_killed_at_random_points(test: &str, temporary: bool) {
     let mut span = Duration::ZERO;
     for _ in 0..3 {
         let t = Instant::now();
-        drop(Segment::create(&probe, &layout, &o).expect("probe create").publish());
+        drop(
+            Segment::create(&probe, &layout, &o)
+                .expect("probe create")
+                .publish(),
+        );
         span = span.max(t.elapsed());
         Segment::unlink(&probe).expect("unlink the probe");
     }
@@ -1370,7 +1377,9 @@ fn creators_killed_at_random_points(test: &str, temporary: bool) {
         let removed = Segment::remove_dead_temporaries().expect("remove_dead_temporaries");
         temporaries += removed.len();
         if !temporary && !removed.is_empty() {
-            failures.push(format!("{at}: temporaries without named_temporary: {removed:?}"));
+            failures.push(format!(
+                "{at}: temporaries without named_temporary: {removed:?}"
+            ));
         }
     }
     eprintln!(
@@ -1426,7 +1435,9 @@ fn a_file_size_limit_is_an_error_not_sigxfsz_and_leaves_nothing() {
         let _ = std::fs::remove_dir_all(&dir);
         let case = format!("named temporary {temporary}, SIGXFSZ blocked before {blocked}");
         let Some(ev) = ev else {
-            failures.push(format!("{case}: the creator died ({status:?}) instead of failing"));
+            failures.push(format!(
+                "{case}: the creator died ({status:?}) instead of failing"
+            ));
             continue;
         };
         if !status.success() {
