@@ -733,8 +733,8 @@ pub fn remove_leftover(name: &str) -> Result<bool> {
 }
 
 /// Names of the temporaries in `/dev/shm` whose creators died before
-/// publishing them (a creator building under a named temporary, see
-/// `SegmentOptions::named_temporary`, leaves one when killed).
+/// publishing them (a creator builds under a named temporary unless
+/// `SegmentOptions::build_unnamed`, and leaves it when killed).
 ///
 /// # Errors
 /// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.

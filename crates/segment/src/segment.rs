@@ -37,7 +37,7 @@ pub struct SegmentOptions {
     open_timeout: Duration,
     max_len: u64,
     trust: TrustPolicy,
-    named_temporary: bool,
+    build_unnamed: bool,
 }
 
 impl Default for SegmentOptions {
@@ -62,7 +62,7 @@ impl SegmentOptions {
                 owner: Some(sys::euid()),
                 allow_shared_write: false,
             },
-            named_temporary: false,
+            build_unnamed: false,
         }
     }
 
@@ -137,15 +137,23 @@ impl SegmentOptions {
         self
     }
 
-    /// Build a new named or file-backed segment under a named temporary
-    /// (`.shmq-tmp-…` in the same directory) instead of an unnamed `O_TMPFILE`
-    /// object (default off). File systems without `O_TMPFILE` get the named
-    /// temporary anyway. A creator killed while building leaves its temporary
-    /// behind, which [`Segment::remove_dead_temporaries`] (for `/dev/shm`, run
-    /// by `shmq gc`) or [`Segment::remove_dead_temporaries_in`] removes; the
-    /// segment's own name is never left half-made either way.
-    pub fn named_temporary(mut self, yes: bool) -> Self {
-        self.named_temporary = yes;
+    /// Build a new named or file-backed segment as an unnamed `O_TMPFILE`
+    /// object, published with `linkat`, instead of under a named temporary
+    /// (default off). A creator killed while building then leaves nothing at
+    /// all, not even a temporary for `shmq gc`; but this process's descriptor
+    /// and mapping of the segment show in `/proc/PID/fd` and `/proc/PID/maps` as
+    /// `/dev/shm/#INODE (deleted)` instead of its name, for as long as it lives.
+    /// File systems without `O_TMPFILE` get a named temporary anyway.
+    ///
+    /// By default the segment is built under a named temporary (`.shmq-tmp-…`
+    /// in the same directory) whose owner lock the creator holds, and renamed
+    /// to its name with `renameat2(RENAME_NOREPLACE)`. A creator killed while
+    /// building leaves its temporary, which [`Segment::remove_dead_temporaries`]
+    /// (for `/dev/shm`, run by `shmq gc`) or
+    /// [`Segment::remove_dead_temporaries_in`] removes. Either way the
+    /// segment's own name is never left half-made.
+    pub fn build_unnamed(mut self, yes: bool) -> Self {
+        self.build_unnamed = yes;
         self
     }
 }
@@ -176,7 +184,7 @@ pub struct EndpointInfo {
 /// Where POSIX shared-memory objects live on Linux.
 const SHM_DIR: &str = "/dev/shm";
 
-/// How the name of a named temporary starts (see [`SegmentOptions::named_temporary`]).
+/// How the name of a named temporary starts (see [`SegmentOptions::build_unnamed`]).
 pub const TEMPORARY_PREFIX: &str = ".shmq-tmp-";
 
 /// An object under a segment name that holds no shmq header: empty, or with
@@ -337,8 +345,8 @@ pub struct Segment {
 }
 
 /// A segment we created and are still initialising. Until [`Creating::publish`]
-/// it has no name (an unnamed `O_TMPFILE` object, or a named temporary that only
-/// `shmq gc` looks at): openers find nothing under the name, never a half-made
+/// it has no name (a named temporary that only `shmq gc` looks at, or an unnamed
+/// `O_TMPFILE` object): openers find nothing under the name, never a half-made
 /// segment. Dropping it unpublished discards it, and a creator that dies
 /// half-way leaves nothing under the name.
 #[derive(Debug)]
@@ -451,8 +459,8 @@ impl Creating {
 
     /// Publishes the segment: stores `state = ready` (`Release`), turns our
     /// exclusive owner lock into a shared one, then gives the object its name
-    /// in one step (`linkat` of the unnamed object, or
-    /// `renameat2(RENAME_NOREPLACE)` of the named temporary), so that openers
+    /// in one step (`renameat2(RENAME_NOREPLACE)` of the named temporary, or
+    /// `linkat` of the unnamed object), so that openers
     /// see either no segment or a complete one.
     ///
     /// If the name was taken meanwhile: with
@@ -550,14 +558,14 @@ impl Segment {
     /// Creates a named POSIX shared-memory segment for `layout` and maps it.
     ///
     /// Creation is atomic as seen by other processes: the segment is built with
-    /// no name, an unnamed object in `/dev/shm` (`open(O_TMPFILE)`, or a named
-    /// temporary, see [`SegmentOptions::named_temporary`]), locked, `fchmod`ed
+    /// no name, under a named temporary in `/dev/shm` (or as an unnamed
+    /// `O_TMPFILE` object, see [`SegmentOptions::build_unnamed`]), locked, `fchmod`ed
     /// to the configured mode, sized (`ftruncate`, then `posix_fallocate` unless
     /// disabled, with `SIGXFSZ` held off) and mapped (`mmap(MAP_SHARED)`); the
     /// header is written. The name appears only at [`Creating::publish`], on a
     /// complete segment. Until then openers find nothing, and a creator killed
-    /// at any point leaves nothing under the name (nor, without a named
-    /// temporary, anywhere). A name already taken fails here, before the caller
+    /// at any point leaves nothing under the name (at most a dead temporary,
+    /// which `shmq gc` removes). A name already taken fails here, before the caller
     /// initialises anything; publication settles a race with another creator.
     ///
     /// # Errors
@@ -659,7 +667,7 @@ impl Segment {
     }
 
     /// Names (`/.shmq-tmp-…`) of the temporaries in `/dev/shm` whose creators
-    /// died before publishing them (see [`SegmentOptions::named_temporary`]).
+    /// died before publishing them (see [`SegmentOptions::build_unnamed`]).
     /// A temporary's creator holds its owner lock while it lives, so a dead one
     /// is told by the lock, never by a pid.
     ///
@@ -797,9 +805,8 @@ impl Segment {
 
     /// Creates a file-backed segment at `path` (for rings that must outlive a
     /// reboot); [`Segment::flush`] writes it back. Built as [`Segment::create`]
-    /// builds, in `path`'s directory: an `O_TMPFILE` object, or a named
-    /// temporary there on file systems without `O_TMPFILE`, published under
-    /// `path` in one step.
+    /// builds, in `path`'s directory (a named temporary there, or an unnamed
+    /// object), published under `path` in one step.
     ///
     /// # Errors
     /// As [`Segment::create`], with paths instead of names.
@@ -1329,8 +1336,8 @@ fn check_name_free(place: Place<'_>, opts: &SegmentOptions) -> Result<()> {
     })
 }
 
-/// A new empty object in `place`'s directory with no name (`O_TMPFILE`), or, if
-/// asked or the file system has no `O_TMPFILE`, under a fresh temporary name; in
+/// A new empty object in `place`'s directory under a fresh temporary name, or,
+/// if asked and the file system has `O_TMPFILE`, with no name at all; in
 /// both cases with our exclusive owner lock on it.
 fn new_draft(place: Place<'_>, opts: &SegmentOptions) -> Result<(OwnedFd, Option<PathBuf>)> {
     let dir = place.dir();
@@ -1341,7 +1348,7 @@ fn new_draft(place: Place<'_>, opts: &SegmentOptions) -> Result<(OwnedFd, Option
         },
         e => place.map_open_errno(e, op),
     };
-    if !opts.named_temporary {
+    if opts.build_unnamed {
         match fcntl::open(
             dir.as_path(),
             OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,

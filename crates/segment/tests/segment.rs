@@ -117,17 +117,24 @@ shmq_testkit::roles! {
     role_seg_nospace role_seg_as_nobody role_seg_create_killed role_seg_fsize
 }
 
-/// Creates NAME with DATA bytes of user region (a named temporary if TEMP=1),
-/// right after reporting `go`; writes pattern 9, publishes, holds it until killed.
+/// Creates NAME (or, if DIR is set, the file DIR/seg) with DATA bytes of user
+/// region (built unnamed if UNNAMED=1), right after reporting `go`; writes
+/// pattern 9, publishes, and holds it until killed.
 fn role_seg_create_killed() {
     let name: String = arg("NAME");
-    let o = opts().named_temporary(arg::<u8>("TEMP") == 1);
+    let dir: String = kit::arg_or("DIR", String::new());
+    let o = opts().build_unnamed(arg::<u8>("UNNAMED") == 1);
     let layout = Layout {
         data_len: arg("DATA"),
         ..LAYOUT
     };
     emit("go", json!({}));
-    let c = Segment::create(&name, &layout, &o).expect("create");
+    let c = if dir.is_empty() {
+        Segment::create(&name, &layout, &o)
+    } else {
+        Segment::create_file(&std::path::Path::new(&dir).join("seg"), &layout, &o)
+    }
+    .expect("create");
     write_pattern(c.data(), c.data_len(), 0, 4096, 9);
     let _seg = c.publish().expect("publish");
     emit("published", json!({}));
@@ -173,19 +180,32 @@ fn fsize_outcome<T>(r: &Result<T, SegError>) -> serde_json::Value {
 }
 
 /// Under RLIMIT_FSIZE = 1 MiB (SIGXFSZ blocked beforehand if BLOCKED=1), creates
-/// a 4 MiB segment NAME and a 4 MiB file segment in DIR (named temporaries if
-/// TEMP=1), then a 64 KiB one; reports the outcomes and SIGXFSZ's state before
+/// a 4 MiB segment NAME and a 4 MiB file segment in DIR (built unnamed if
+/// UNNAMED=1), then a 64 KiB one; reports the outcomes and SIGXFSZ's state before
 /// and after.
 fn role_seg_fsize() {
     let name: String = arg("NAME");
     let dir = std::path::PathBuf::from(arg::<String>("DIR"));
-    let o = opts().named_temporary(arg::<u8>("TEMP") == 1);
+    let o = opts().build_unnamed(arg::<u8>("UNNAMED") == 1);
+    // A private /dev/shm where we can (root), so that no other test's
+    // temporaries are seen as ours.
+    let isolated = kit::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
+        && mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).is_ok()
+        && mount(
+            Some(c"tmpfs"),
+            c"/dev/shm",
+            Some(c"tmpfs"),
+            0,
+            Some(c"size=64m,mode=1777"),
+        )
+        .is_ok();
     if arg::<u8>("BLOCKED") == 1 {
         let mut only = nix::sys::signal::SigSet::empty();
         only.add(Signal::SIGXFSZ);
         only.thread_block().expect("block SIGXFSZ");
     }
     let before = xfsz_state();
+    let temps_before = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX);
     // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -200,7 +220,11 @@ fn role_seg_fsize() {
     let shm = fsize_outcome(&Segment::create(&name, &big, &o));
     let file = fsize_outcome(&Segment::create_file(&dir.join("seg"), &big, &o));
     let after = xfsz_state();
-    let shm_left = kit::shm_path(&name).exists();
+    let shm_left = kit::shm_path(&name).exists()
+        || (isolated
+            && !kit::shm_entries(shmq_segment::TEMPORARY_PREFIX)
+                .iter()
+                .all(|t| temps_before.contains(t)));
     let dir_left: Vec<String> = std::fs::read_dir(&dir)
         .expect("read_dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -215,6 +239,7 @@ fn role_seg_fsize() {
         json!({
             "shm": shm, "file": file, "before": before, "after": after,
             "shm_left": shm_left, "dir_left": dir_left, "small_ok": small_ok,
+            "isolated": isolated,
         }),
     );
 }
@@ -778,7 +803,6 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
 #[test]
 fn an_unpublished_segment_has_no_name_and_its_killed_creator_leaves_nothing() {
     let (wd, names, name) = shmq_testkit::start("unpublished_invisible", "seg-unpub");
-    let before = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX);
     let mut creator = hold(&wd, &name, false, 3);
     // Being created: nothing under the name, whoever looks.
     let r = Segment::open(&name, &Expect::default(), &opts());
@@ -795,14 +819,52 @@ fn an_unpublished_segment_has_no_name_and_its_killed_creator_leaves_nothing() {
     let mine = Segment::create(&name, &LAYOUT, &opts()).expect("create beside the first");
     drop(mine);
 
+    // The creator's draft is a temporary (the one it has open), not dead while
+    // it lives.
+    let theirs: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", creator.pid()))
+        .expect("the creator's descriptors")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_str()?.strip_prefix("/dev/shm/")?.to_owned();
+            t.starts_with(shmq_segment::TEMPORARY_PREFIX).then_some(t)
+        })
+        .collect();
+    assert_eq!(theirs.len(), 1, "the creator's temporaries: {theirs:?}");
+    let dead = format!("/{}", theirs[0]);
+    assert!(
+        !Segment::dead_temporaries()
+            .expect("dead_temporaries")
+            .contains(&dead),
+        "a live creator's temporary counted as dead"
+    );
+    assert!(
+        !Segment::remove_dead_temporaries()
+            .expect("remove")
+            .contains(&dead)
+    );
+
     creator.kill_and_reap();
     let r = Segment::open(&name, &Expect::default(), &opts());
     assert!(matches!(r, Err(SegError::NotFound { .. })), "{r:?}");
-    let new: Vec<String> = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX)
-        .into_iter()
-        .filter(|e| !before.contains(e))
-        .collect();
-    assert!(new.is_empty(), "temporaries left behind: {new:?}");
+    // The killed creator's temporary is dead (unless another test's gc took it
+    // already), and gc's function removes it.
+    let gone = || !kit::shm_path(&dead).exists();
+    assert!(
+        Segment::dead_temporaries()
+            .expect("dead_temporaries")
+            .contains(&dead)
+            || gone()
+    );
+    assert!(
+        Segment::remove_dead_temporaries()
+            .expect("remove")
+            .contains(&dead)
+            || gone()
+    );
+    assert!(
+        !kit::shm_entries(shmq_segment::TEMPORARY_PREFIX).contains(&theirs[0]),
+        "the dead temporary is still there"
+    );
     match Segment::create_or_open(&name, &LAYOUT, &expect_all(), &opts()).expect("create_or_open") {
         Opened::Created(c) => {
             let bytes = read_region(c.data(), c.data_len(), 0, 4096);
@@ -1308,14 +1370,31 @@ fn create_kills() -> u64 {
         .unwrap_or(40)
 }
 
-/// Kills `create_kills()` creators of one name, each at a random point of its
-/// create and publish (a named temporary if `temporary`), and checks after each
-/// kill that the name is absent or a complete segment, that a fresh
-/// create_or_open of it succeeds, and that nothing is left in `/dev/shm` but
-/// dead temporaries, which `Segment::remove_dead_temporaries` removes.
-fn creators_killed_at_random_points(test: &str, temporary: bool) {
+/// Where `creators_killed_at_random_points` creates.
+#[derive(Clone, Copy, PartialEq)]
+enum KillPlace {
+    /// A name in `/dev/shm`, shared with every other test running.
+    Shm,
+    /// A file in a private directory, whose every entry is ours.
+    Dir,
+}
+
+/// Kills `create_kills()` creators of one segment, each at a random point of its
+/// create and publish (built unnamed if `unnamed`), and checks after each kill
+/// that the name is absent or a complete segment with its data, that a fresh
+/// create_or_open of it succeeds, and that nothing is left but dead
+/// temporaries, which the gc function removes (`remove_dead_temporaries`, or
+/// `remove_dead_temporaries_in` for the directory); an unnamed build leaves
+/// none. In `/dev/shm`, where other tests' creators come and go, "ours" is
+/// "new since the start and dead"; in the private directory it is exact.
+fn creators_killed_at_random_points(test: &str, place: KillPlace, unnamed: bool) {
     let (wd, names, name) = shmq_testkit::start(test, "seg-killcreate");
     let temps_before = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX);
+    let dir = kit::shm_path(&names.name("seg-killdir"));
+    if place == KillPlace::Dir {
+        std::fs::create_dir(&dir).expect("mkdir");
+    }
+    let file = dir.join("seg");
     let layout = Layout {
         data_len: 16 << 20,
         ..LAYOUT
@@ -1325,19 +1404,40 @@ fn creators_killed_at_random_points(test: &str, temporary: bool) {
         ..expect_all()
     };
     let short = opts().open_timeout(Duration::from_millis(300));
-    let o = opts().named_temporary(temporary);
+    let o = opts().build_unnamed(unnamed);
+    let open = |o: &SegmentOptions| match place {
+        KillPlace::Shm => Segment::open(&name, &expect, o),
+        KillPlace::Dir => Segment::open_file(&file, &expect, o),
+    };
+    let create = |o: &SegmentOptions| match place {
+        KillPlace::Shm => Segment::create(&name, &layout, o),
+        KillPlace::Dir => Segment::create_file(&file, &layout, o),
+    };
+    let create_or_open = |o: &SegmentOptions| match place {
+        KillPlace::Shm => Segment::create_or_open(&name, &layout, &expect, o),
+        KillPlace::Dir => Segment::create_or_open_file(&file, &layout, &expect, o),
+    };
+    let unlink = || match place {
+        KillPlace::Shm => drop(Segment::unlink(&name)),
+        KillPlace::Dir => drop(std::fs::remove_file(&file)),
+    };
+    let gc = || -> Vec<String> {
+        match place {
+            KillPlace::Shm => Segment::remove_dead_temporaries().expect("remove_dead_temporaries"),
+            KillPlace::Dir => Segment::remove_dead_temporaries_in(&dir)
+                .expect("remove_dead_temporaries_in")
+                .iter()
+                .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+                .collect(),
+        }
+    };
     // How long one creation takes here, to spread the kills over it.
-    let probe = names.name("seg-killprobe");
     let mut span = Duration::ZERO;
     for _ in 0..3 {
         let t = Instant::now();
-        drop(
-            Segment::create(&probe, &layout, &o)
-                .expect("probe create")
-                .publish(),
-        );
+        drop(create(&o).expect("probe create").publish());
         span = span.max(t.elapsed());
-        Segment::unlink(&probe).expect("unlink the probe");
+        unlink();
     }
     let seed = kit::Rng::seed();
     eprintln!("{test}: seed {seed}, one creation takes {span:?}");
@@ -1346,16 +1446,19 @@ fn creators_killed_at_random_points(test: &str, temporary: bool) {
     let (mut absent, mut complete, mut temporaries) = (0, 0, 0usize);
     let mut failures = Vec::new();
     for i in 0..create_kills() {
-        let mut c = Spawn::role_on("seg_create_killed", &name)
-            .arg("TEMP", u8::from(temporary))
-            .arg("DATA", layout.data_len)
-            .spawn(&wd);
+        let mut spawn = Spawn::role_on("seg_create_killed", &name)
+            .arg("UNNAMED", u8::from(unnamed))
+            .arg("DATA", layout.data_len);
+        if place == KillPlace::Dir {
+            spawn = spawn.arg("DIR", dir.display());
+        }
+        let mut c = spawn.spawn(&wd);
         c.event("go");
         let delay = rng.range(0, max_us);
         std::thread::sleep(Duration::from_micros(delay));
         c.kill_and_reap();
         let at = format!("kill {i} after {delay} us");
-        match Segment::open(&name, &expect, &short) {
+        match open(&short) {
             Ok(seg) => {
                 complete += 1;
                 let bytes = read_region(seg.data(), seg.data_len(), 0, 4096);
@@ -1368,29 +1471,53 @@ fn creators_killed_at_random_points(test: &str, temporary: bool) {
                 "{at}: the name is neither absent nor a complete segment: {e}"
             )),
         }
-        match Segment::create_or_open(&name, &layout, &expect, &short) {
+        if place == KillPlace::Dir {
+            let mut entries: Vec<String> = std::fs::read_dir(&dir)
+                .expect("read_dir")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n != "seg")
+                .collect();
+            entries.sort();
+            let dead = gc();
+            temporaries += dead.len();
+            if entries != dead || (unnamed && !dead.is_empty()) {
+                failures.push(format!(
+                    "{at}: left in the directory: {entries:?}; the gc function removed {dead:?}"
+                ));
+            }
+        } else {
+            temporaries += gc().len();
+        }
+        match create_or_open(&short) {
             Ok(Opened::Created(c)) => drop(c.publish()),
             Ok(Opened::Existing(s)) => drop(s),
             Err(e) => failures.push(format!("{at}: create_or_open of the name failed: {e}")),
         }
-        let _ = Segment::unlink(&name);
-        let removed = Segment::remove_dead_temporaries().expect("remove_dead_temporaries");
-        temporaries += removed.len();
-        if !temporary && !removed.is_empty() {
-            failures.push(format!(
-                "{at}: temporaries without named_temporary: {removed:?}"
-            ));
-        }
+        unlink();
     }
     eprintln!(
         "{test}: {absent} absent, {complete} complete, {temporaries} dead temporaries removed"
     );
-    let left: Vec<String> = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX)
-        .into_iter()
-        .filter(|e| !temps_before.contains(e))
-        .collect();
-    if !left.is_empty() {
-        failures.push(format!("temporaries left after the clean-up: {left:?}"));
+    if place == KillPlace::Shm {
+        // Whatever our killed creators left is dead, and the gc function took it:
+        // what is new since the start must belong to live creators (other tests').
+        gc();
+        let left: Vec<String> = Segment::dead_temporaries()
+            .expect("dead_temporaries")
+            .into_iter()
+            .filter(|t| !temps_before.iter().any(|b| t[1..] == **b))
+            .collect();
+        if !left.is_empty() {
+            failures.push(format!(
+                "dead temporaries left after the gc function: {left:?}"
+            ));
+        }
+    } else {
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("read_dir").collect();
+        if !left.is_empty() {
+            failures.push(format!("left in the directory: {left:?}"));
+        }
+        std::fs::remove_dir(&dir).expect("rmdir");
     }
     kit::assert_no_failures(&format!("{test} (seed {seed})"), &failures);
     names.assert_clean();
@@ -1398,12 +1525,17 @@ fn creators_killed_at_random_points(test: &str, temporary: bool) {
 
 #[test]
 fn creators_killed_at_random_points_leave_the_name_absent_or_complete() {
-    creators_killed_at_random_points("killed_creators", false);
+    creators_killed_at_random_points("killed_creators", KillPlace::Shm, false);
 }
 
 #[test]
-fn creators_killed_at_random_points_with_named_temporaries_leave_only_dead_temporaries() {
-    creators_killed_at_random_points("killed_creators_named_temporaries", true);
+fn creators_of_files_killed_at_random_points_leave_only_dead_temporaries() {
+    creators_killed_at_random_points("killed_file_creators", KillPlace::Dir, false);
+}
+
+#[test]
+fn creators_of_files_killed_at_random_points_building_unnamed_leave_nothing() {
+    creators_killed_at_random_points("killed_file_creators_unnamed", KillPlace::Dir, true);
 }
 
 #[test]
@@ -1416,30 +1548,31 @@ fn a_file_size_limit_is_an_error_not_sigxfsz_and_leaves_nothing() {
     .total_len()
     .unwrap();
     let mut failures = Vec::new();
-    for (temporary, blocked) in [(false, false), (true, false), (false, true)] {
+    for (unnamed, blocked) in [(false, false), (true, false), (false, true)] {
         let dir = std::env::temp_dir().join(format!(
             "shmq-fsize-{}-{}",
             std::process::id(),
-            u8::from(temporary) * 2 + u8::from(blocked)
+            u8::from(unnamed) * 2 + u8::from(blocked)
         ));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let mut child = Spawn::role("seg_fsize")
             .arg("NAME", &name)
             .arg("DIR", dir.display())
-            .arg("TEMP", u8::from(temporary))
+            .arg("UNNAMED", u8::from(unnamed))
             .arg("BLOCKED", u8::from(blocked))
             .spawn(&wd);
         // A child killed by SIGXFSZ never reports and fails here.
         let ev = child.try_event("result", Duration::from_secs(30));
         let status = child.wait();
         let _ = std::fs::remove_dir_all(&dir);
-        let case = format!("named temporary {temporary}, SIGXFSZ blocked before {blocked}");
+        let case = format!("built unnamed {unnamed}, SIGXFSZ blocked before {blocked}");
         let Some(ev) = ev else {
             failures.push(format!(
                 "{case}: the creator died ({status:?}) instead of failing"
             ));
             continue;
         };
+        eprintln!("{case}: in a private /dev/shm: {}", ev["isolated"]);
         if !status.success() {
             failures.push(format!("{case}: the creator ended with {status:?}"));
         }
