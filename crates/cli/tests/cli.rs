@@ -461,24 +461,41 @@ fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
 }
 
 #[test]
-fn gc_lists_the_temporary_of_a_dead_creator() {
-    // A named temporary whose creator died (nobody holds its lock). Only
-    // `--dry-run` without a prefix here: a real gc of all /dev/shm would touch
-    // other tests' segments.
-    let tmp = format!("/.shmq-tmp-{}", &name("tmp")["/cli-test-tmp-".len()..]);
-    let _cleanup = Cleanup(vec![tmp.clone()]);
-    std::fs::write(shm_path(&tmp), vec![0u8; 4096]).unwrap();
-    shmq()
-        .args(["gc", "--dry-run"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("would remove {tmp}")));
-    assert!(shm_path(&tmp).exists(), "--dry-run removes nothing");
-    let ls = stdout_of(&["ls"]);
-    assert!(
-        !String::from_utf8_lossy(&ls).contains(&tmp),
-        "ls lists a temporary as a segment"
-    );
+fn gc_lists_the_temporary_of_a_dead_creator_and_ls_does_not() {
+    // A named temporary whose creator died (nobody holds its lock), made from a
+    // real (stale) segment renamed, as a creator killed just before publishing
+    // leaves it. Only `--dry-run` without a prefix here: a real gc of all
+    // /dev/shm would touch other tests' segments.
+    let src = name("tmpsrc");
+    let tmp = format!("/.shmq-tmp-{}", &src["/cli-test-tmpsrc-".len()..]);
+    let _cleanup = Cleanup(vec![src.clone(), tmp.clone()]);
+    let plant = || {
+        stale_channel(&src, "x\n");
+        std::fs::rename(shm_path(&src), shm_path(&tmp)).unwrap();
+    };
+    // Another test's clean-up may remove this dead temporary while we look:
+    // plant it again then (a few times at most).
+    let mut listed = false;
+    for _ in 0..5 {
+        plant();
+        let ls = stdout_of(&["ls"]);
+        let out = stdout_of(&["gc", "--dry-run"]);
+        if !shm_path(&tmp).exists() {
+            continue;
+        }
+        assert!(
+            !String::from_utf8_lossy(&ls).contains(&tmp),
+            "ls lists a temporary as a segment"
+        );
+        assert!(
+            String::from_utf8_lossy(&out).contains(&format!("would remove {tmp}")),
+            "a dead temporary not listed: {}",
+            String::from_utf8_lossy(&out)
+        );
+        listed = true;
+        break;
+    }
+    assert!(listed, "the dead temporary kept vanishing");
 }
 
 fn numbered_lines(n: u32) -> String {
