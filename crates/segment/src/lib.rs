@@ -32,7 +32,11 @@
 //!   [`HeaderInfo`] (what a header says), [`HeaderFinding`] (one failed check of
 //!   a header: its [`HeaderField`], what was [`Expected`], what was found, and its
 //!   [`Severity`]).
-//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks.
+//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks,
+//!   how a new segment is built before it is published under its name.
+//! - Clean-up: [`Segment::remove_dead_temporaries`] (temporaries named
+//!   [`TEMPORARY_PREFIX`]…, left by creators killed while building),
+//!   [`Segment::remove_if_stale`], [`Leftover`]s of older versions.
 //! - [`Error`]: every failure, one variant per case.
 #![deny(unsafe_code)]
 
