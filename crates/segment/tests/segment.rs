@@ -1370,6 +1370,74 @@ fn create_kills() -> u64 {
         .unwrap_or(40)
 }
 
+#[test]
+fn two_creators_of_one_name_the_first_to_publish_wins() {
+    let (names, name) = fresh("seg-race");
+    let own_temporaries = || {
+        let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
+            .expect("fd dir")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|t| Some(t.to_str()?.to_owned()))
+            .filter(|t| t.contains(shmq_segment::TEMPORARY_PREFIX))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // Plain create: both build (the name is free), the second to publish fails
+    // and leaves nothing; the winner's data is what the name shows.
+    let before = own_temporaries();
+    let a = Segment::create(&name, &LAYOUT, &opts()).expect("first create");
+    let b = Segment::create(&name, &LAYOUT, &opts()).expect("second create");
+    let drafts: Vec<String> = own_temporaries()
+        .into_iter()
+        .filter(|t| !before.contains(t))
+        .collect();
+    assert_eq!(drafts.len(), 2, "two drafts under temporaries: {drafts:?}");
+    write_pattern(a.data(), a.data_len(), 0, 4096, 1);
+    write_pattern(b.data(), b.data_len(), 0, 4096, 2);
+    let a = a.publish().expect("the first to publish wins");
+    let r = b.publish();
+    assert!(
+        matches!(&r, Err(SegError::AlreadyExists { stale: false, .. })),
+        "{r:?}"
+    );
+    drop(r);
+    let seen = Segment::open(&name, &expect_all(), &opts()).expect("open");
+    assert_eq!(
+        pattern_mismatch(&read_region(seen.data(), seen.data_len(), 0, 4096), 1),
+        None
+    );
+    drop((a, seen));
+    for d in &drafts {
+        assert!(
+            !std::path::Path::new(d).exists(),
+            "a draft was left behind: {d}"
+        );
+    }
+    Segment::unlink(&name).expect("unlink");
+
+    // create_or_open: the loser's publish gives the winner's segment instead.
+    let created = |o: Opened| match o {
+        Opened::Created(c) => c,
+        Opened::Existing(_) => panic!("the name was free"),
+    };
+    let a = created(Segment::create_or_open(&name, &LAYOUT, &expect_all(), &opts()).unwrap());
+    let b = created(Segment::create_or_open(&name, &LAYOUT, &expect_all(), &opts()).unwrap());
+    write_pattern(a.data(), a.data_len(), 0, 4096, 3);
+    write_pattern(b.data(), b.data_len(), 0, 4096, 4);
+    let b = b.publish().expect("b publishes first");
+    let a = a.publish().expect("a gets b's segment");
+    assert_eq!(
+        pattern_mismatch(&read_region(a.data(), a.data_len(), 0, 4096), 4),
+        None,
+        "the loser sees the winner's data"
+    );
+    drop((a, b));
+    assert!(own_temporaries().iter().all(|t| before.contains(t)));
+    unlink_and_check(&names, &name);
+}
+
 /// Where `creators_killed_at_random_points` creates.
 #[derive(Clone, Copy, PartialEq)]
 enum KillPlace {
