@@ -441,6 +441,14 @@ fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
     for n in [&empty, &zero, &other] {
         assert!(shm_path(n).exists(), "gc must only report {n}");
     }
+    // `ls` lists no segment here, but says what else there is.
+    shmq()
+        .args(["ls", "--prefix", &base])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "2 leftover(s) of interrupted creates",
+        ));
 
     // An empty one that nobody has open goes without --force; a zero-filled one
     // needs it; someone else's object is never removed.
