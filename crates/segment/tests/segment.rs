@@ -115,6 +115,7 @@ fn create_published(name: &str) -> Segment {
 shmq_testkit::roles! {
     role_seg_read role_seg_hold role_seg_claim role_seg_claim_fork role_seg_umask
     role_seg_nospace role_seg_as_nobody role_seg_create_killed role_seg_fsize
+    role_seg_create_loop
 }
 
 /// Creates NAME (or, if DIR is set, the file DIR/seg) with DATA bytes of user
@@ -139,6 +140,27 @@ fn role_seg_create_killed() {
     let _seg = c.publish().expect("publish");
     emit("published", json!({}));
     hang();
+}
+
+/// Creates, publishes, checks and unlinks segment NAME COUNT times (small
+/// segments, so that most of the time is spent between `O_EXCL` and the lock);
+/// reports `done` with the errors met.
+fn role_seg_create_loop() {
+    let name: String = arg("NAME");
+    let mut errors = Vec::new();
+    for _ in 0..arg::<u64>("COUNT") {
+        let r = Segment::create(&name, &LAYOUT, &opts())
+            .and_then(|c| c.publish())
+            .and_then(|seg| {
+                let seen = Segment::open(&name, &expect_all(), &opts())?;
+                drop((seg, seen));
+                Segment::unlink(&name)
+            });
+        if let Err(e) = r {
+            errors.push(e.to_string());
+        }
+    }
+    emit("done", json!({ "errors": errors }));
 }
 
 /// Whether SIGXFSZ is blocked in this thread, its disposition, and whether it
@@ -1436,6 +1458,43 @@ fn two_creators_of_one_name_the_first_to_publish_wins() {
     drop((a, b));
     assert!(own_temporaries().iter().all(|t| before.contains(t)));
     unlink_and_check(&names, &name);
+}
+
+#[test]
+fn removing_dead_temporaries_never_disturbs_a_live_creator() {
+    // Two processes create and publish in a loop while we remove dead
+    // temporaries as fast as we can: a temporary can be caught between its
+    // `O_EXCL` open and its creator's lock, and then the creator must build
+    // another, never fail or publish something nobody can reach.
+    let (wd, names, name) = shmq_testkit::start("temporaries_vs_creators", "seg-tmprace");
+    let other = names.name("seg-tmprace");
+    let mut creators: Vec<_> = [&name, &other]
+        .iter()
+        .map(|n| {
+            Spawn::role_on("seg_create_loop", n)
+                .arg("COUNT", 300)
+                .spawn(&wd)
+        })
+        .collect();
+    let mut removed = 0;
+    let mut reports = Vec::new();
+    for c in &mut creators {
+        loop {
+            removed += Segment::remove_dead_temporaries()
+                .expect("remove_dead_temporaries")
+                .len();
+            if let Some(ev) = c.try_event("done", Duration::from_millis(1)) {
+                reports.push(ev);
+                break;
+            }
+        }
+        c.expect_success();
+    }
+    eprintln!("removed {removed} temporaries while the creators ran");
+    for ev in &reports {
+        assert_eq!(ev["errors"], json!([]), "a creator failed: {ev}");
+    }
+    names.assert_clean();
 }
 
 /// Where `creators_killed_at_random_points` creates.
