@@ -226,6 +226,10 @@ fn role_seg_fsize() {
         only.add(Signal::SIGXFSZ);
         only.thread_block().expect("block SIGXFSZ");
     }
+    // Another thread with SIGXFSZ unblocked: a process-directed SIGXFSZ would be
+    // delivered there and kill the process (the kernel's is thread-directed).
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let bystander = std::thread::spawn(move || drop(stopped.recv()));
     let before = xfsz_state();
     let temps_before = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX);
     // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
@@ -242,6 +246,8 @@ fn role_seg_fsize() {
     let shm = fsize_outcome(&Segment::create(&name, &big, &o));
     let file = fsize_outcome(&Segment::create_file(&dir.join("seg"), &big, &o));
     let after = xfsz_state();
+    drop(stop);
+    bystander.join().expect("the bystander thread");
     let shm_left = kit::shm_path(&name).exists()
         || (isolated
             && !kit::shm_entries(shmq_segment::TEMPORARY_PREFIX)
