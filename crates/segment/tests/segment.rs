@@ -229,7 +229,9 @@ fn role_seg_fsize() {
     // Another thread with SIGXFSZ unblocked: a process-directed SIGXFSZ would be
     // delivered there and kill the process (the kernel's is thread-directed).
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let bystander = std::thread::spawn(move || drop(stopped.recv()));
+    let bystander = std::thread::spawn(move || {
+        let _ = stopped.recv();
+    });
     let before = xfsz_state();
     let temps_before = kit::shm_entries(shmq_segment::TEMPORARY_PREFIX);
     // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
