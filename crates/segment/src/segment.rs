@@ -112,7 +112,11 @@ impl SegmentOptions {
         self
     }
 
-    /// How long `open` waits for a creator to publish the header (default 2 s).
+    /// How long `open` waits for the object under a name to become usable
+    /// (default 2 s): one held exclusively (being removed), or one that a
+    /// creator of an older shmq version has not published yet. A segment of
+    /// this version appears under its name only complete, so `open` before its
+    /// creator publishes is [`Error::NotFound`] at once.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
         self
