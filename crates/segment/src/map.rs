@@ -45,11 +45,6 @@ impl Mapping {
         Self::with_prot(fd, len, populate, lock, true)
     }
 
-    /// Maps `len` bytes of `fd` read-only and shared (for inspecting an object).
-    pub(crate) fn read_only(fd: impl AsFd, len: u64) -> Result<Mapping> {
-        Self::with_prot(fd, len, false, false, false)
-    }
-
     fn with_prot(
         fd: impl AsFd,
         len: u64,
