@@ -24,6 +24,7 @@ use shmq_ring::{
 };
 use shmq_segment::{Expect, Layout, Opened, Segment};
 
+use crate::channel::PeerState;
 use crate::error::{Error, Result};
 use crate::mem;
 use crate::options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
@@ -216,13 +217,40 @@ impl Mapped {
         Mapped::new(self.seg.reopen()?)
     }
 
-    /// Nothing committed is waiting (for unlink-on-close).
-    fn drained(&self) -> bool {
-        let view = match self.geometry {
+    /// The ring as it is now (the inspection walk, over the live mapping).
+    fn view(&self) -> shmq_ring::Result<inspect::RingView> {
+        match self.geometry {
             RingGeometry::Mpsc(_) => inspect::mpsc(&self.region, self.capacity(), self.slots()),
             RingGeometry::Spsc(_) => inspect::spsc(&self.region, self.capacity()),
+        }
+    }
+
+    /// Nothing committed is waiting (for unlink-on-close).
+    fn drained(&self) -> bool {
+        self.view()
+            .is_ok_and(|v| v.messages == 0 && v.uncommitted == 0 && v.problems.is_empty())
+    }
+
+    /// Committed messages waiting for the consumer, as the inspection walk
+    /// counts them.
+    pub(crate) fn waiting(&self) -> Result<u64> {
+        Ok(self.view()?.messages)
+    }
+
+    /// The state of the consumer (`consumer`) or of each producer endpoint.
+    pub(crate) fn peers(&self, consumer: bool) -> Result<Vec<PeerState>> {
+        let view = self.view()?;
+        let ends: Vec<(u16, inspect::EndpointState)> = if consumer {
+            vec![(0, view.consumer.state)]
+        } else {
+            (1..).zip(view.producers.iter().map(|p| p.state)).collect()
         };
-        view.is_ok_and(|v| v.messages == 0 && v.uncommitted == 0 && v.problems.is_empty())
+        ends.into_iter()
+            .map(|(index, state)| {
+                let info = self.seg.endpoint_info(index)?;
+                Ok(PeerState::of(info.alive, info.pid, info.attaches, state))
+            })
+            .collect()
     }
 }
 

@@ -28,6 +28,13 @@ pub trait Format: format::Sealed + 'static {
     /// The capacity in this format's unit, from the ring's bytes.
     #[doc(hidden)]
     fn capacity(bytes: u64) -> u64;
+    /// A received message, owned: `Vec<u8>` or `T`.
+    type Message;
+    /// Receives one message, owned: waiting as the strategy says (`block`), or not.
+    #[doc(hidden)]
+    fn receive<K: RingKind>(rx: &mut Receiver<K, Self>, block: bool) -> Result<Self::Message>
+    where
+        Self: Sized;
 }
 
 /// Variable-length byte messages (the default format).
@@ -53,6 +60,16 @@ impl Format for Bytes {
     fn capacity(bytes: u64) -> u64 {
         bytes
     }
+    type Message = Vec<u8>;
+    fn receive<K: RingKind>(rx: &mut Receiver<K, Self>, block: bool) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        if block {
+            rx.recv_into(&mut buf)?;
+        } else {
+            rx.try_recv_into(&mut buf)?;
+        }
+        Ok(buf)
+    }
 }
 
 impl<T: bytemuck::Pod> Format for Typed<T> {
@@ -68,6 +85,51 @@ impl<T: bytemuck::Pod> Format for Typed<T> {
         let frame = shmq_ring::frame::frame_len(size_of::<T>()) as u64;
         let header = shmq_ring::frame::HEADER_LEN as u64;
         bytes.saturating_sub(frame + header) / frame
+    }
+    type Message = T;
+    fn receive<K: RingKind>(rx: &mut Receiver<K, Self>, block: bool) -> Result<T> {
+        if block { rx.recv() } else { rx.try_recv() }
+    }
+}
+
+/// What one endpoint of a channel is doing, as [`Sender::peer`] and
+/// [`Receiver::peers`] report it. The kernel's liveness marker decides alive
+/// or not; the state word the endpoint wrote tells closed from died.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// No process has attached it yet.
+    NeverAttached,
+    /// Held by a live process. `pid` is the one its holder recorded (for
+    /// display: it is shared memory, and a pid namespace may differ).
+    Alive {
+        /// The holder's process id, as recorded.
+        pid: u32,
+    },
+    /// Its holder closed it (dropped its handle or called `close`).
+    Closed,
+    /// Its holder died without closing it (a crash, a kill, or an exit that
+    /// skipped destructors, such as `std::process::exit`).
+    Died,
+}
+
+impl PeerState {
+    /// From the marker (`alive`), the recorded pid and attach count, and the
+    /// ring's state word.
+    pub(crate) fn of(
+        alive: bool,
+        pid: u32,
+        attaches: u32,
+        state: shmq_ring::inspect::EndpointState,
+    ) -> PeerState {
+        use shmq_ring::inspect::EndpointState as S;
+        match state {
+            _ if alive => PeerState::Alive { pid },
+            S::Closed => PeerState::Closed,
+            // A word that says "never" about an endpoint that was claimed is damage:
+            // the marker is free, so its holder is gone.
+            S::Never if attaches == 0 => PeerState::NeverAttached,
+            S::Never | S::Attached | S::Invalid(_) => PeerState::Died,
+        }
     }
 }
 
@@ -164,6 +226,39 @@ impl<K: RingKind, M: Format> Sender<K, M> {
     /// working. Handles are `Send + Sync` and outlive the sender harmlessly.
     pub fn interrupter(&self) -> crate::Interrupter {
         self.end.interrupter()
+    }
+
+    /// The consumer's state: never attached, alive (with its pid), closed or
+    /// died.
+    ///
+    /// # Errors
+    /// [`Error::NotAttached`](crate::Error::NotAttached), or the segment's error
+    /// reading the marker.
+    pub fn peer(&self) -> Result<PeerState> {
+        let m = self.end.mapped().ok_or(crate::Error::NotAttached)?;
+        Ok(m.peers(true)?[0])
+    }
+
+    /// Committed messages the consumer has not received yet. It walks the ring
+    /// (a query, not a hot-path call); MPSC claims not yet committed do not
+    /// count.
+    ///
+    /// # Errors
+    /// [`Error::NotAttached`](crate::Error::NotAttached), or the ring's
+    /// corruption if the walk finds one.
+    pub fn len(&self) -> Result<u64> {
+        self.end
+            .mapped()
+            .ok_or(crate::Error::NotAttached)?
+            .waiting()
+    }
+
+    /// Whether no committed message waits ([`Sender::len`] is 0).
+    ///
+    /// # Errors
+    /// As [`Sender::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// A duplicate of the channel's file descriptor, to pass to another process
@@ -362,6 +457,60 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
         self.end.interrupter()
     }
 
+    /// The producers' states: one for SPSC, one per slot for MPSC (slot order).
+    ///
+    /// # Errors
+    /// As [`Sender::peer`].
+    pub fn peers(&self) -> Result<Vec<PeerState>> {
+        self.end
+            .mapped()
+            .ok_or(crate::Error::NotAttached)?
+            .peers(false)
+    }
+
+    /// Committed messages waiting to be received (see [`Sender::len`]).
+    ///
+    /// # Errors
+    /// As [`Sender::len`].
+    pub fn len(&self) -> Result<u64> {
+        self.end
+            .mapped()
+            .ok_or(crate::Error::NotAttached)?
+            .waiting()
+    }
+
+    /// Whether no committed message waits.
+    ///
+    /// # Errors
+    /// As [`Sender::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Received messages, owned (`Vec<u8>` or `T`), waiting for each as the
+    /// wait strategy says. The iteration ends when the producers are gone and
+    /// everything was received ([`Error::Disconnected`](crate::Error::Disconnected)
+    /// is not an item); any other error is the last item. A copy is made and
+    /// the slot released before each item is returned: a consumer that dies
+    /// after that has received it (at most once); [`Receiver::recv`]'s guard
+    /// releases only when dropped (at least once).
+    pub fn iter(&mut self) -> Iter<'_, K, M> {
+        Iter {
+            rx: self,
+            block: true,
+            done: false,
+        }
+    }
+
+    /// As [`Receiver::iter`], without waiting: ends when no message is there now.
+    pub fn try_iter(&mut self) -> Iter<'_, K, M> {
+        Iter {
+            rx: self,
+            block: false,
+            done: false,
+        }
+    }
+
     /// A duplicate of the channel's file descriptor (see [`Sender::export_fd`]).
     ///
     /// # Errors
@@ -494,4 +643,42 @@ pub fn anonymous<K: RingKind, M: Format>(opts: &Options) -> Result<(Sender<K, M>
             _m: PhantomData,
         },
     ))
+}
+
+/// Received messages of a [`Receiver`], owned ([`Receiver::iter`],
+/// [`Receiver::try_iter`]).
+pub struct Iter<'a, K: RingKind, M: Format> {
+    rx: &'a mut Receiver<K, M>,
+    block: bool,
+    done: bool,
+}
+
+impl<K: RingKind, M: Format> Iterator for Iter<'_, K, M> {
+    type Item = Result<M::Message>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match M::receive(self.rx, self.block) {
+            Ok(m) => Some(Ok(m)),
+            Err(crate::Error::Disconnected(_) | crate::Error::Empty) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<'a, K: RingKind, M: Format> IntoIterator for &'a mut Receiver<K, M> {
+    type Item = Result<M::Message>;
+    type IntoIter = Iter<'a, K, M>;
+
+    fn into_iter(self) -> Iter<'a, K, M> {
+        self.iter()
+    }
 }

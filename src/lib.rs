@@ -67,7 +67,9 @@ pub mod spsc;
 pub mod typed;
 
 pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, RingKind};
-pub use channel::{Bytes, Format, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous};
+pub use channel::{
+    Bytes, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous,
+};
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 pub use shmq_ring::{
