@@ -44,6 +44,8 @@ pub(crate) struct TypeInfo {
     pub(crate) size: u32,
     pub(crate) align: u32,
     pub(crate) hash: u64,
+    /// The type's name in this build (for error messages; not in the header).
+    pub(crate) name: &'static str,
 }
 
 impl TypeInfo {
@@ -65,6 +67,7 @@ impl TypeInfo {
             size: size as u32,
             align: align as u32,
             hash: h,
+            name,
         }
     }
 }
@@ -319,11 +322,11 @@ fn create(
 /// whatever it holds, so the channel removes it itself (deciding under the
 /// segment's lock, see [`crate::inspect::remove_stale`]) and then creates.
 fn create_named(name: &str, shape: &Shape, opts: &Options) -> Result<Segment> {
-    let plain = opts.segment.clone().reclaim_stale(false);
+    let plain = opts.segment().reclaim_stale(false);
     let attempt = || create(shape, |l| Ok(Segment::create(name, l, &plain)?));
     match attempt() {
         Err(Error::Segment(shmq_segment::Error::AlreadyExists { stale: true, .. }))
-            if opts.segment.reclaims_stale() =>
+            if opts.segment().reclaims_stale() =>
         {
             match crate::inspect::remove_stale(name, false)? {
                 crate::inspect::Removal::KeptMessages { messages, bytes } => {
@@ -362,25 +365,73 @@ pub(crate) enum Source<'a> {
 
 /// Maps and validates (or creates and initialises) a channel's segment.
 pub(crate) fn map(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
+    map_segment(source, shape, opts).map_err(|e| in_words(e, shape))
+}
+
+/// A segment layer's mismatch, said in the channel's words: kinds by name,
+/// element types by name and layout, and the options that allow sharing.
+fn in_words(e: Error, shape: &Shape) -> Error {
+    use shmq_segment::Error as S;
+    let kind = |code: u64| {
+        u16::try_from(code)
+            .ok()
+            .and_then(crate::inspect::ChannelKind::from_code)
+            .map_or_else(
+                || format!("kind code {code} (not a shmq channel)"),
+                |k| k.long_name().to_owned(),
+            )
+    };
+    match e {
+        Error::Segment(S::LayoutMismatch {
+            field: "kind",
+            expected,
+            found,
+        }) => Error::WrongKind {
+            expected: kind(expected),
+            found: kind(found),
+        },
+        Error::Segment(S::LayoutMismatch {
+            field: field @ ("slot_size" | "slot_align" | "type_hash"),
+            found,
+            ..
+        }) if shape.ty.is_some() => {
+            let ty = shape.ty.expect("typed");
+            Error::WrongMessageType {
+                expected: format!("{} ({} bytes, align {})", ty.name, ty.size, ty.align),
+                found: match field {
+                    "slot_size" => format!("messages of {found} bytes"),
+                    "slot_align" => format!("messages aligned to {found}"),
+                    _ => "another type of the same size and alignment (a different \
+                          type name, or the same type under another module path)"
+                        .to_owned(),
+                },
+            }
+        }
+        Error::Segment(S::Untrusted { reason }) => Error::Untrusted { reason },
+        other => other,
+    }
+}
+
+fn map_segment(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
     let seg = match source {
         Source::Create(name) => create_named(name, shape, opts)?,
-        Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment)?,
+        Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment())?,
         Source::CreateOrOpen(name) => {
             let geometry = shape.geometry()?;
             let layout = shape.layout(&geometry);
-            match Segment::create_or_open(name, &layout, &shape.expect(), &opts.segment)? {
+            match Segment::create_or_open(name, &layout, &shape.expect(), &opts.segment())? {
                 Opened::Created(c) => finish_creating(&geometry, c)?,
                 Opened::Existing(s) => s,
             }
         }
-        Source::Fd(fd) => Segment::from_fd(fd, &shape.expect(), &opts.segment)?,
+        Source::Fd(fd) => Segment::from_fd(fd, &shape.expect(), &opts.segment())?,
     };
     Mapped::new(seg)
 }
 
 /// A new anonymous channel's segment, mapped once for both (pending) ends.
 pub(crate) fn anonymous(shape: &Shape, opts: &Options) -> Result<(Mapped, Mapped)> {
-    let seg = create(shape, |l| Ok(Segment::anonymous(l, &opts.segment)?))?;
+    let seg = create(shape, |l| Ok(Segment::anonymous(l, &opts.segment())?))?;
     let a = Mapped::new(seg)?;
     // Both ends are pending: each reopens the segment when it attaches.
     let b = a.clone();
@@ -737,7 +788,10 @@ fn attach<R: Attachable>(
             max: mapped.slots(),
         })
     } else {
-        Err(Error::AlreadyAttached { role: R::ROLE })
+        // The holder's recorded pid, for the message (shared memory: display only).
+        let index = if R::CONSUMER { 0 } else { 1 };
+        let pid = mapped.seg.endpoint_info(index).ok().map(|i| i.pid).filter(|&p| p != 0);
+        Err(Error::AlreadyAttached { role: R::ROLE, pid })
     }
 }
 

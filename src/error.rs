@@ -37,10 +37,16 @@ pub enum Error {
     Corrupted(Corruption),
     /// This end of the channel (the consumer, or the SPSC producer) is already held
     /// by a live process.
-    #[error("the {role} end of this channel is already attached by a live process")]
+    #[error(
+        "the {role} end of this channel is already attached by a live process{}",
+        pid.map_or(String::new(), |p| format!(" (pid {p})"))
+    )]
     AlreadyAttached {
         /// `"consumer"` or `"producer"`.
         role: &'static str,
+        /// The holder's process id as it recorded it (for display: shared
+        /// memory, and another pid namespace may number it differently).
+        pid: Option<u32>,
     },
     /// Every producer slot of an MPSC channel is taken by a live producer.
     #[error("all {max} producer slots of this channel are taken")]
@@ -56,8 +62,47 @@ pub enum Error {
     )]
     Forked,
     /// The capacity is out of range.
-    #[error("invalid capacity {0}: a byte channel needs a power of two from 64 bytes to 4 GiB")]
+    #[error(
+        "invalid capacity {0}: a byte channel needs a power of two from 64 bytes to 4 GiB, \
+         a typed channel room for 1 message or more"
+    )]
     InvalidCapacity(u64),
+    /// An MPSC channel's number of producer slots is out of range.
+    #[error("an MPSC channel has 1 to {max} producer slots, not {requested}")]
+    InvalidProducerCount {
+        /// The number asked for.
+        requested: u16,
+        /// The most a channel has.
+        max: u16,
+    },
+    /// The channel under this name (or descriptor) is of another kind than the
+    /// handle asked for.
+    #[error("the channel is {found}, not {expected} as this handle expects")]
+    WrongKind {
+        /// The kind this handle expects, as `spsc/bytes`, `mpsc/typed`, ...
+        expected: String,
+        /// The channel's kind.
+        found: String,
+    },
+    /// A typed channel carries messages of another type than the handle's.
+    #[error("the channel carries {found}, but this handle's messages are {expected}")]
+    WrongMessageType {
+        /// This handle's element type: name, size and alignment.
+        expected: String,
+        /// What the channel's header says instead.
+        found: String,
+    },
+    /// The segment fails a trust check: another owner, a mode that lets others
+    /// write, not a regular object, ...
+    #[error(
+        "the channel's segment is not trusted: {reason} (to share channels between users, \
+         create them with Options::mode, e.g. 0o660, and open them with \
+         Options::expected_owner and Options::allow_shared_write)"
+    )]
+    Untrusted {
+        /// Which check failed, in words.
+        reason: String,
+    },
     /// This handle failed to attach earlier (an anonymous end whose first use
     /// could not attach): it cannot be used.
     #[error("this channel handle failed to attach earlier and cannot be used")]
@@ -116,6 +161,10 @@ impl From<shmq_ring::Error> for Error {
             R::InvalidCapacity(c) => Error::InvalidCapacity(c),
             R::RegionTooSmall { needed, len } => Error::RegionTooSmall { needed, len },
             R::TooManyProducers(max) => Error::TooManyProducers { max },
+            R::InvalidProducerCount(requested) => Error::InvalidProducerCount {
+                requested,
+                max: shmq_ring::mpsc::MAX_PRODUCERS,
+            },
         }
     }
 }

@@ -28,7 +28,24 @@ pub struct Options {
     pub(crate) capacity: Option<u64>,
     pub(crate) producers: Option<u16>,
     pub(crate) wait: WaitConfig,
-    pub(crate) segment: SegmentOptions,
+    /// Set by [`Options::segment_options`]; the settings below apply on top of it.
+    base: SegmentOptions,
+    /// The segment settings made through this builder, in call order: they
+    /// apply on top of `base` whenever it was set, so calls compose.
+    settings: Vec<Setting>,
+}
+
+/// One segment setting made through [`Options`].
+#[derive(Clone, Copy, Debug)]
+enum Setting {
+    Mode(u32),
+    Populate(bool),
+    Lock(bool),
+    HugePages(bool),
+    OpenTimeout(Duration),
+    ReclaimStale(bool),
+    ExpectedOwner(Option<u32>),
+    AllowSharedWrite(bool),
 }
 
 impl Default for Options {
@@ -47,7 +64,8 @@ impl Options {
             capacity: None,
             producers: None,
             wait: WaitConfig::default(),
-            segment: SegmentOptions::new(),
+            base: SegmentOptions::new(),
+            settings: Vec::new(),
         }
     }
 
@@ -80,25 +98,25 @@ impl Options {
 
     /// Permission bits of a created segment (default `0o600`), applied with `fchmod`.
     pub fn mode(mut self, mode: u32) -> Self {
-        self.segment = self.segment.mode(mode);
+        self.settings.push(Setting::Mode(mode));
         self
     }
 
     /// Pre-fault the mapping (`MAP_POPULATE`).
     pub fn populate(mut self, yes: bool) -> Self {
-        self.segment = self.segment.populate(yes);
+        self.settings.push(Setting::Populate(yes));
         self
     }
 
     /// Lock the mapping in memory (`mlock`).
     pub fn lock(mut self, yes: bool) -> Self {
-        self.segment = self.segment.lock(yes);
+        self.settings.push(Setting::Lock(yes));
         self
     }
 
     /// Huge pages for anonymous channels (`MFD_HUGETLB`).
     pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.segment = self.segment.huge_pages(yes);
+        self.settings.push(Setting::HugePages(yes));
         self
     }
 
@@ -107,7 +125,7 @@ impl Options {
     /// finished. A channel of this version appears under its name only once it
     /// is complete, so opening before its creator is done is `NotFound` at once.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.segment = self.segment.open_timeout(timeout);
+        self.settings.push(Setting::OpenTimeout(timeout));
         self
     }
 
@@ -117,13 +135,48 @@ impl Options {
     /// `create` fails with [`Error::StaleWithMessages`](crate::Error::StaleWithMessages)
     /// (open the channel to receive them, or remove it to discard them).
     pub fn reclaim_stale(mut self, yes: bool) -> Self {
-        self.segment = self.segment.reclaim_stale(yes);
+        self.settings.push(Setting::ReclaimStale(yes));
         self
     }
 
-    /// Replaces the segment options wholesale (trust checks, size limits, ...).
-    pub fn segment_options(mut self, segment: SegmentOptions) -> Self {
-        self.segment = segment;
+    /// Owner uid an opened channel's segment must have: `Some(uid)`, or `None`
+    /// for any owner (default: this process's effective uid). With
+    /// [`Options::allow_shared_write`] and a creator's [`Options::mode`], this is
+    /// how two users share a channel.
+    pub fn expected_owner(mut self, uid: Option<u32>) -> Self {
+        self.settings.push(Setting::ExpectedOwner(uid));
         self
+    }
+
+    /// Accept segments that group or others may write (default: refuse them,
+    /// unless [`Options::mode`] itself grants such bits).
+    pub fn allow_shared_write(mut self, yes: bool) -> Self {
+        self.settings.push(Setting::AllowSharedWrite(yes));
+        self
+    }
+
+    /// The segment options to start from (size limits and any setting this
+    /// builder has no method for). The builder's own segment settings
+    /// ([`Options::mode`], [`Options::open_timeout`], ...) apply on top of it,
+    /// whether they were called before or after this.
+    pub fn segment_options(mut self, segment: SegmentOptions) -> Self {
+        self.base = segment;
+        self
+    }
+
+    /// The segment options in effect: the base, then every setting in call order.
+    pub(crate) fn segment(&self) -> SegmentOptions {
+        self.settings
+            .iter()
+            .fold(self.base.clone(), |o, s| match *s {
+                Setting::Mode(m) => o.mode(m),
+                Setting::Populate(y) => o.populate(y),
+                Setting::Lock(y) => o.lock(y),
+                Setting::HugePages(y) => o.huge_pages(y),
+                Setting::OpenTimeout(t) => o.open_timeout(t),
+                Setting::ReclaimStale(y) => o.reclaim_stale(y),
+                Setting::ExpectedOwner(uid) => o.expected_owner(uid),
+                Setting::AllowSharedWrite(y) => o.allow_shared_write(y),
+            })
     }
 }

@@ -80,6 +80,10 @@ pub enum Error {
     /// Every producer slot of an MPSC ring is taken.
     #[error("all {0} producer slots are in use")]
     TooManyProducers(u16),
+    /// A geometry asked for no producer slot, or more than
+    /// [`crate::mpsc::MAX_PRODUCERS`].
+    #[error("an MPSC ring has 1 to {max} producer slots, not {0}", max = crate::mpsc::MAX_PRODUCERS)]
+    InvalidProducerCount(u16),
 }
 
 impl Error {

@@ -63,12 +63,12 @@ impl Geometry<Mpsc> {
     /// An MPSC ring of `capacity` bytes with `producers` slots.
     ///
     /// # Errors
-    /// [`Error::InvalidCapacity`] as for SPSC; [`Error::TooManyProducers`] for 0
+    /// [`Error::InvalidCapacity`] as for SPSC; [`Error::InvalidProducerCount`] for 0
     /// or more than [`MAX_PRODUCERS`] slots.
     pub fn mpsc(capacity: u64, producers: u16) -> Result<Self> {
         let cap = check_capacity(capacity)?;
         if producers == 0 || producers > MAX_PRODUCERS {
-            return Err(Error::TooManyProducers(producers));
+            return Err(Error::InvalidProducerCount(producers));
         }
         Ok(Geometry {
             cap,
@@ -120,10 +120,10 @@ mod tests {
     fn geometries_are_checked_when_made() {
         assert_eq!(Geometry::spsc(1000), Err(Error::InvalidCapacity(1000)));
         assert_eq!(Geometry::spsc(32), Err(Error::InvalidCapacity(32)));
-        assert_eq!(Geometry::mpsc(1024, 0), Err(Error::TooManyProducers(0)));
+        assert_eq!(Geometry::mpsc(1024, 0), Err(Error::InvalidProducerCount(0)));
         assert_eq!(
             Geometry::mpsc(1024, MAX_PRODUCERS + 1),
-            Err(Error::TooManyProducers(MAX_PRODUCERS + 1))
+            Err(Error::InvalidProducerCount(MAX_PRODUCERS + 1))
         );
         let g = Geometry::mpsc(1024, MAX_PRODUCERS).unwrap();
         assert_eq!((g.capacity(), g.producers()), (1024, MAX_PRODUCERS));
