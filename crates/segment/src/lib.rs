@@ -32,12 +32,15 @@
 //!   [`HeaderInfo`] (what a header says), [`HeaderFinding`] (one failed check of
 //!   a header: its [`HeaderField`], what was [`Expected`], what was found, and its
 //!   [`Severity`]).
-//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks.
+//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust
+//!   checks, the SIGBUS guard ([`SegmentOptions::sigbus_guard`],
+//!   [`Segment::is_damaged`], [`sigbus_guard_installed`]).
 //! - [`Error`]: every failure, one variant per case.
 #![deny(unsafe_code)]
 
 mod error;
 mod fork;
+mod guard;
 mod header;
 mod map;
 mod name;
@@ -46,6 +49,7 @@ mod sys;
 
 pub use error::{Error, Result};
 pub use fork::fork_generation;
+pub use guard::{POISON_LEN as GUARD_POISON_LEN, SLOTS as GUARD_SLOTS, sigbus_guard_installed};
 pub use header::{
     DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, Expected, HEADER_LEN,
     HeaderField, HeaderFinding, HeaderInfo, Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY,
