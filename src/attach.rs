@@ -340,6 +340,13 @@ impl Liveness for SegmentLiveness {
             RingEndpoint::Consumer => 0,
             RingEndpoint::Producer(s) => 1 + s,
         };
+        // A segment that shrank under us (a peer truncated it) is destroyed, and
+        // with it the channel: every peer counts as gone, so that a side blocked
+        // on pages still within the object returns within a wait slice. The
+        // pages past the end are the SIGBUS guard's business (`Handle::run`).
+        if self.0.is_damaged() || self.0.is_shrunk().unwrap_or(false) {
+            return false;
+        }
         // If the kernel cannot tell us, assume alive: we never declare a peer dead
         // (and never reclaim its claims) without positive evidence.
         self.0.endpoint_alive(index).unwrap_or(true)
@@ -577,6 +584,33 @@ impl<R: Attachable> Handle<R> {
         }
     }
 
+    /// Runs one ring operation, then reports [`Error::Corrupted`] instead of its
+    /// result if the SIGBUS guard found the segment shrunk under this handle's
+    /// mapping meanwhile (or earlier): the operation then ran on the guard's
+    /// private poisoned pages, so whatever it returned means nothing. One
+    /// atomic load per call.
+    #[inline]
+    pub(crate) fn run<'a, T>(
+        &'a mut self,
+        op: impl FnOnce(&'a mut R) -> shmq_ring::Result<T>,
+    ) -> Result<T> {
+        self.ring()?;
+        match &mut self.state {
+            State::Ready(Ready {
+                ring: Some(ring),
+                mapped,
+                ..
+            }) => {
+                let result = op(ring);
+                if mapped.seg.is_damaged() {
+                    return Err(damaged());
+                }
+                Ok(result?)
+            }
+            _ => Err(not_attached()),
+        }
+    }
+
     pub(crate) fn mapped(&self) -> Option<&Mapped> {
         match &self.state {
             State::Pending(m) => Some(m),
@@ -616,6 +650,16 @@ impl<R: Attachable> Handle<R> {
 
 pub(crate) fn not_attached() -> Error {
     Error::NotAttached
+}
+
+/// What a handle whose segment the SIGBUS guard found shrunk reports.
+#[cold]
+fn damaged() -> Error {
+    Error::Corrupted(crate::error::Corruption {
+        what: "segment shrunk under the mapping (a peer truncated it)",
+        position: 0,
+        value: 0,
+    })
 }
 
 fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {

@@ -115,6 +115,18 @@ impl Options {
         self
     }
 
+    /// Guard this channel's mappings against `SIGBUS` (default on): a peer that
+    /// truncates a named channel's segment makes this end's calls return
+    /// [`Error::Corrupted`](crate::Error::Corrupted) or
+    /// [`Error::Disconnected`](crate::Error::Disconnected) instead of killing the
+    /// process. Installs a process-global `SIGBUS` handler on first use, which
+    /// chains to any handler installed before it; see
+    /// [`SegmentOptions::sigbus_guard`] for what it does and when to turn it off.
+    pub fn sigbus_guard(mut self, yes: bool) -> Self {
+        self.segment = self.segment.sigbus_guard(yes);
+        self
+    }
+
     /// Replaces the segment options wholesale (trust checks, size limits, ...).
     pub fn segment_options(mut self, segment: SegmentOptions) -> Self {
         self.segment = segment;
