@@ -509,6 +509,8 @@ struct Ready<R: Attachable> {
     /// `fork_generation()` when attached: a handle inherited through `fork` sees a
     /// different value and refuses to be used.
     generation: u64,
+    /// The segment was found shrunk under the mapping: every call is `Corrupted`.
+    shrunk: bool,
 }
 
 enum State<R: Attachable> {
@@ -585,10 +587,17 @@ impl<R: Attachable> Handle<R> {
     }
 
     /// Runs one ring operation, then reports [`Error::Corrupted`] instead of its
-    /// result if the SIGBUS guard found the segment shrunk under this handle's
-    /// mapping meanwhile (or earlier): the operation then ran on the guard's
-    /// private poisoned pages, so whatever it returned means nothing. One
-    /// atomic load per call.
+    /// result if the segment shrank under this handle's mapping (a peer
+    /// truncated it), now or earlier:
+    /// - the SIGBUS guard replaced the mapping's pages (this process touched a
+    ///   page past the new end): the operation ran on the guard's private
+    ///   poisoned pages, so whatever it returned means nothing; or
+    /// - the ring reported its peer gone, and the object is smaller than the
+    ///   mapping (`SegmentLiveness` reports every peer of a shrunk segment dead,
+    ///   so that a side blocked on pages still within the object returns).
+    ///
+    /// Either way the handle stays `Corrupted` from then on. One atomic load and
+    /// one flag per call; an `fstat` only when the ring reports a disconnection.
     #[inline]
     pub(crate) fn run<'a, T>(
         &'a mut self,
@@ -599,13 +608,23 @@ impl<R: Attachable> Handle<R> {
             State::Ready(Ready {
                 ring: Some(ring),
                 mapped,
+                shrunk,
                 ..
             }) => {
                 let result = op(ring);
-                if mapped.seg.is_damaged() {
+                if *shrunk || mapped.seg.is_damaged() {
+                    *shrunk = true;
                     return Err(damaged());
                 }
-                Ok(result?)
+                match result {
+                    Err(shmq_ring::Error::Disconnected(_))
+                        if mapped.seg.is_shrunk().unwrap_or(false) =>
+                    {
+                        *shrunk = true;
+                        Err(damaged())
+                    }
+                    r => Ok(r?),
+                }
             }
             _ => Err(not_attached()),
         }
@@ -692,6 +711,7 @@ fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
             index,
             pid: std::process::id(),
             generation: shmq_segment::fork_generation(),
+            shrunk: false,
         });
     }
     debug_assert!(busy);
