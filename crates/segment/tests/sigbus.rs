@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use serde_json::json;
 use shmq_segment::{Expect, Segment, SegmentOptions};
 use shmq_testkit as kit;
-use shmq_testkit::{Names, Spawn, Watchdog, arg, emit};
+use shmq_testkit::{Names, Spawn, arg, emit};
 
 const LAYOUT: shmq_segment::Layout = shmq_testkit::hostile::SEG_LAYOUT;
 
@@ -131,10 +131,8 @@ fn role_chained() {
     sa.sa_sigaction = user_handler as *const () as libc::sighandler_t;
     sa.sa_flags = libc::SA_SIGINFO;
     // SAFETY: installs an extern "C" SA_SIGINFO handler that lives for the program.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "sigaction");
     let name: String = arg("NAME");
     let seg = guarded(&name, &SegmentOptions::new());
     truncate(&name, 0);
