@@ -36,7 +36,17 @@
 //! returns, so that the faulting instruction runs again and faults under it
 //! (the kernel never ignores a fault's `SIGBUS`: the process dies as it would
 //! have without us). A `SIGBUS` sent with `kill` or `raise` is re-raised under
-//! the previous disposition instead, as returning would not repeat it.
+//! the previous disposition instead, as returning would not repeat it. (A Rust
+//! program always has a previous handler: std installs one for `SIGBUS` to
+//! report stack overflows; for any other fault it puts the default action back
+//! and returns, which ends the same way.)
+//!
+//! Why not the alternatives: sealing (`F_SEAL_SHRINK`) is what memfd segments
+//! use, but POSIX shared memory objects and files cannot be sealed; re-checking
+//! the object's size (`fstat`) before each access would cost a system call per
+//! message and still race with the truncation; `MAP_POPULATE`/`mlock` do not
+//! keep pages that truncation removes. A handler is the only way to survive the
+//! access that faults.
 //!
 //! # The table
 //!
