@@ -381,7 +381,7 @@ fn role_truncated_rx() {
     emit("survived", json!({}));
 }
 
-/// HP-09, one end of a channel: ROLE=rx creates the SPSC channel NAME (64 KiB)
+/// HP-09, one end of a channel: ROLE=rx creates the KIND channel NAME (64 KiB)
 /// and receives with blocking `recv_into`; ROLE=tx opens it and sends 200-byte
 /// messages with blocking `send`. Reports `ready` (with its thread id), and
 /// `streaming` after 500 messages; with IDLE=1 it makes no call until the file
@@ -403,7 +403,9 @@ fn role_trunc_end() {
         }
     };
     if arg::<String>("ROLE") == "rx" {
-        let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("rx");
+        let kind = Kind::parse(&arg::<String>("KIND"));
+        let o = Options::new().capacity(1 << 16);
+        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("rx");
         ready();
         let first = loop {
             match rx.recv_into(&mut buf) {
@@ -419,7 +421,8 @@ fn role_trunc_end() {
         wait_for(&go);
         drop(rx);
     } else {
-        let mut tx = spsc::Sender::open(&name, &Options::new()).expect("tx");
+        let kind = Kind::parse(&arg::<String>("KIND"));
+        let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("tx");
         ready();
         let first = loop {
             match tx.send(&kit::message(n, 0, 200)) {
@@ -1453,7 +1456,8 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
 /// which cannot be sealed, are refused by `from_fd` (asserted in HP-08, exactly
 /// `Unsealed { missing: SHRINK|GROW }`). A peer with write access to a named
 /// channel can still truncate it under its ends: the SIGBUS guard turns that
-/// into errors. A consumer and a producer in two processes use a named channel;
+/// into errors. A consumer and a producer in two processes use a named channel
+/// (SPSC, then MPSC);
 /// this (third) process truncates the object, to nothing and to half its length,
 /// while they stream, while the consumer is blocked on an empty ring, and while
 /// the producer is blocked on a full one. Neither end gets a signal: each
@@ -1466,16 +1470,21 @@ fn hp09_truncating_a_named_channel_under_its_ends_is_an_error_not_a_signal() {
     let names = Names::new();
     let dir = std::env::temp_dir().join(format!("shmq-hp09-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for scenario in ["streaming", "consumer blocked", "producer blocked"] {
+    let scenarios = ["streaming", "consumer blocked", "producer blocked"];
+    for (kind, scenario) in [Kind::Spsc, Kind::Mpsc]
+        .into_iter()
+        .flat_map(|k| scenarios.map(|s| (k, s)))
+    {
         for case in ["to nothing", "to half"] {
             let name = names.name("hp09");
-            let tag = format!("{scenario}-{case}").replace(' ', "-");
+            let tag = format!("{kind}-{scenario}-{case}").replace(' ', "-");
             let (go, cut) = (
                 dir.join(format!("{tag}.go")),
                 dir.join(format!("{tag}.cut")),
             );
             let end = |role: &str, idle: bool| {
                 Spawn::role_on("trunc_end", &name)
+                    .arg("KIND", kind)
                     .arg("ROLE", role)
                     .arg("IDLE", u8::from(idle))
                     .arg("GO", go.display())
@@ -1510,11 +1519,11 @@ fn hp09_truncating_a_named_channel_under_its_ends_is_an_error_not_a_signal() {
             // damage on its own.
             for (who, p) in [("consumer", &mut rx), ("producer", &mut tx)] {
                 let ev = p.event("error");
-                eprintln!("hp09 {scenario}, {case}: {who}: {ev}");
+                eprintln!("hp09 {kind} {scenario}, {case}: {who}: {ev}");
                 for k in ["first", "next"] {
                     assert!(
                         matches!(ev[k].as_str(), Some("Corrupted" | "Died")),
-                        "{scenario}, {case}: the {who}'s {k} call after the truncation: {ev}"
+                        "{kind} {scenario}, {case}: the {who}'s {k} call after the truncation: {ev}"
                     );
                 }
             }
