@@ -509,8 +509,9 @@ struct Ready<R: Attachable> {
     /// `fork_generation()` when attached: a handle inherited through `fork` sees a
     /// different value and refuses to be used.
     generation: u64,
-    /// The segment was found shrunk under the mapping: every call is `Corrupted`.
-    shrunk: bool,
+    /// The segment was found destroyed under the mapping (`Handle::run`): every
+    /// call reports this.
+    destroyed: Option<crate::error::Corruption>,
 }
 
 enum State<R: Attachable> {
@@ -587,17 +588,21 @@ impl<R: Attachable> Handle<R> {
     }
 
     /// Runs one ring operation, then reports [`Error::Corrupted`] instead of its
-    /// result if the segment shrank under this handle's mapping (a peer
-    /// truncated it), now or earlier:
-    /// - the SIGBUS guard replaced the mapping's pages (this process touched a
-    ///   page past the new end): the operation ran on the guard's private
-    ///   poisoned pages, so whatever it returned means nothing; or
+    /// result if the segment was destroyed under this handle, now or earlier:
+    /// - the SIGBUS guard replaced the mapping's pages (a peer truncated the
+    ///   object and this process touched a page past the new end): the operation
+    ///   ran on the guard's private poisoned pages, so whatever it returned
+    ///   means nothing; or
     /// - the ring reported its peer gone, and the object is smaller than the
     ///   mapping (`SegmentLiveness` reports every peer of a shrunk segment dead,
-    ///   so that a side blocked on pages still within the object returns).
+    ///   so that a side blocked on pages still within the object returns); or
+    /// - the ring found nothing to do (`Empty`, `Full`, `Timeout`, gone) and the
+    ///   shared header no longer reads as published: a hole punched over the
+    ///   first page reads as zeros, which the ring would take for a fresh ring.
     ///
     /// Either way the handle stays `Corrupted` from then on. One atomic load and
-    /// one flag per call; an `fstat` only when the ring reports a disconnection.
+    /// one flag per call; two more loads when the ring finds nothing to do, and an
+    /// `fstat` when it reports a disconnection.
     #[inline]
     pub(crate) fn run<'a, T>(
         &'a mut self,
@@ -608,23 +613,34 @@ impl<R: Attachable> Handle<R> {
             State::Ready(Ready {
                 ring: Some(ring),
                 mapped,
-                shrunk,
+                destroyed,
                 ..
             }) => {
                 let result = op(ring);
-                if *shrunk || mapped.seg.is_damaged() {
-                    *shrunk = true;
-                    return Err(damaged());
+                if let Some(c) = destroyed {
+                    return Err(Error::Corrupted(*c));
                 }
-                match result {
-                    Err(shmq_ring::Error::Disconnected(_))
-                        if mapped.seg.is_shrunk().unwrap_or(false) =>
-                    {
-                        *shrunk = true;
-                        Err(damaged())
+                let found = if mapped.seg.is_damaged() {
+                    Some(SHRUNK)
+                } else {
+                    use shmq_ring::Error as R;
+                    match &result {
+                        Err(R::Empty | R::Full | R::Timeout | R::Disconnected(_))
+                            if !mapped.seg.header_intact() =>
+                        {
+                            Some(HEADER_GONE)
+                        }
+                        Err(R::Disconnected(_)) if mapped.seg.is_shrunk().unwrap_or(false) => {
+                            Some(SHRUNK)
+                        }
+                        _ => None,
                     }
-                    r => Ok(r?),
+                };
+                if let Some(c) = found {
+                    *destroyed = Some(c);
+                    return Err(Error::Corrupted(c));
                 }
+                Ok(result?)
             }
             _ => Err(not_attached()),
         }
@@ -671,15 +687,19 @@ pub(crate) fn not_attached() -> Error {
     Error::NotAttached
 }
 
-/// What a handle whose segment the SIGBUS guard found shrunk reports.
-#[cold]
-fn damaged() -> Error {
-    Error::Corrupted(crate::error::Corruption {
-        what: "segment shrunk under the mapping (a peer truncated it)",
-        position: 0,
-        value: 0,
-    })
-}
+/// What a handle reports once its segment shrank under its mapping.
+const SHRUNK: crate::error::Corruption = crate::error::Corruption {
+    what: "segment shrunk under the mapping (a peer truncated it)",
+    position: 0,
+    value: 0,
+};
+
+/// What a handle reports once its segment's header stopped reading as published.
+const HEADER_GONE: crate::error::Corruption = crate::error::Corruption {
+    what: "segment header overwritten or punched out (magic or state)",
+    position: 0,
+    value: 0,
+};
 
 fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
     let live: Arc<dyn Liveness> = Arc::new(SegmentLiveness(mapped.seg.clone()));
@@ -711,7 +731,7 @@ fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
             index,
             pid: std::process::id(),
             generation: shmq_segment::fork_generation(),
-            shrunk: false,
+            destroyed: None,
         });
     }
     debug_assert!(busy);

@@ -1313,6 +1313,68 @@ fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
     }
 }
 
+/// HP-07 on a named channel (which cannot be sealed): a hole punched over the
+/// first page (segment header and ring control block) reads back as zeros, which
+/// a ring alone could take for a fresh ring whose peers have not attached. The
+/// facade checks the segment header whenever the ring finds nothing to do, so
+/// both ends report `Corrupted` (never `Empty`, `Full` or `Timeout` for good),
+/// and keep reporting it.
+#[test]
+fn hp07_a_hole_punched_over_a_named_channels_first_page_is_corrupted() {
+    let names = Names::new();
+    for (kind, name) in shmq_testkit::ends::each_kind(&names, "hp07n") {
+        let o = Options::new().capacity(1 << 16);
+        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("rx");
+        let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("tx");
+        let mut buf = Vec::new();
+        for s in 0..20 {
+            tx.send(&kit::message(s, 0, 100)).expect("send");
+        }
+        for _ in 0..5 {
+            rx.recv_into(&mut buf).expect("recv");
+        }
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(kit::shm_path(&name))
+            .expect("open the named object");
+        // SAFETY: fallocate on a descriptor we own, within the object.
+        let rc = unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                4096,
+            )
+        };
+        assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
+        drop(f);
+        let mut seen = Vec::new();
+        let rx_end = (0..10_000)
+            .map(|_| rx.try_recv_into(&mut buf))
+            .inspect(|r| seen.push(r.as_ref().map_or_else(why, |()| "Ok".into())))
+            .find_map(Result::err);
+        assert!(
+            matches!(rx_end, Some(Error::Corrupted(_))),
+            "{kind}: the receiver after the punch: {rx_end:?} (seen {seen:?})"
+        );
+        let bounded = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
+        assert!(is_corrupted(&bounded), "{kind}: then {bounded:?}");
+        let tx_end = (0..10_000)
+            .map(|i| tx.try_send(&kit::message(100 + i, 0, 100)))
+            .find_map(Result::err);
+        assert!(
+            matches!(tx_end, Some(Error::Corrupted(_))),
+            "{kind}: the sender after the punch: {tx_end:?}"
+        );
+        let again = tx.send_timeout(b"x", Duration::from_millis(100));
+        assert!(is_corrupted(&again), "{kind}: then {again:?}");
+        drop((tx, rx));
+        kit::remove_stale(&name);
+        let _ = Segment::unlink(&name);
+    }
+    names.assert_clean();
+}
+
 // ---------------------------------------------------------------------------
 // HP-08 / HP-09
 

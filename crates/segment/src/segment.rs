@@ -653,6 +653,18 @@ impl Segment {
         self.map.is_damaged()
     }
 
+    /// Whether the shared header still reads as published (magic number and
+    /// state): a peer that punched a hole over the first page (which then reads
+    /// as zeros) or overwrote it makes this false. Two atomic loads. Meaningful
+    /// once the segment is published (a [`Creating`]'s header is not yet).
+    pub fn header_intact(&self) -> bool {
+        let h = self.map.header();
+        // Relaxed: a check of two values that never change after publication,
+        // not a synchronisation.
+        h.magic.load(core::sync::atomic::Ordering::Relaxed) == MAGIC
+            && h.state.load(core::sync::atomic::Ordering::Relaxed) == STATE_READY
+    }
+
     /// Whether the object is now smaller than this handle's mapping (a peer
     /// truncated it), whether or not any page beyond its end was touched yet.
     /// One `fstat`.
