@@ -600,9 +600,10 @@ impl<R: Attachable> Handle<R> {
     ///   shared header no longer reads as published: a hole punched over the
     ///   first page reads as zeros, which the ring would take for a fresh ring.
     ///
-    /// Either way the handle stays `Corrupted` from then on. One atomic load and
-    /// one flag per call; two more loads when the ring finds nothing to do, and an
-    /// `fstat` when it reports a disconnection.
+    /// Either way the handle stays `Corrupted` from then on, without running the
+    /// operation. Two atomic loads (of one line) and one flag per call; two more
+    /// loads when the ring finds nothing to do, and an `fstat` when it reports a
+    /// disconnection.
     #[inline]
     pub(crate) fn run<'a, T>(
         &'a mut self,
@@ -616,10 +617,15 @@ impl<R: Attachable> Handle<R> {
                 destroyed,
                 ..
             }) => {
-                let result = op(ring);
+                // Checked before the operation too: on a destroyed segment it
+                // could block for good (a zeroed ring looks unattached).
+                if destroyed.is_none() && mapped.seg.is_damaged() {
+                    *destroyed = Some(SHRUNK);
+                }
                 if let Some(c) = destroyed {
                     return Err(Error::Corrupted(*c));
                 }
+                let result = op(ring);
                 let found = if mapped.seg.is_damaged() {
                     Some(SHRUNK)
                 } else {
