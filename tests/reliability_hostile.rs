@@ -1602,6 +1602,24 @@ fn hp09_truncating_a_named_channel_under_its_ends_is_an_error_not_a_signal() {
     names.assert_clean();
 }
 
+/// HP-09's poison: the SIGBUS guard fills the first `GUARD_POISON_LEN` bytes of
+/// a damaged mapping with `0xFF` (zeros would read as a fresh, unattached ring).
+/// That prefix must hold the segment header, the endpoint table and the largest
+/// control block there is (MPSC with `MAX_PRODUCERS` slots).
+#[test]
+fn hp09_the_guards_poison_covers_the_largest_control_block() {
+    let most = shmq_ring::mpsc::MAX_PRODUCERS;
+    let g = shmq_ring::Geometry::mpsc(shmq_ring::spsc::MIN_CAPACITY, most).expect("geometry");
+    let control = (g.region_len() - g.capacity()) as u64;
+    let end = shmq_segment::Layout::data_offset_for(1 + most) + control;
+    assert!(
+        end <= shmq_segment::GUARD_POISON_LEN as u64,
+        "header, endpoint table and a {most}-slot control block end at {end}, past the \
+         poisoned {} bytes",
+        shmq_segment::GUARD_POISON_LEN
+    );
+}
+
 /// HP-09 with the guard turned off (`Options::sigbus_guard(false)`): truncating
 /// the named channel kills its ends with SIGBUS, as it did before the guard.
 #[test]
