@@ -286,6 +286,34 @@ fn create(
     finish_creating(&geometry, c)
 }
 
+/// Creates a named channel. With `reclaim_stale`, a stale channel under the name
+/// is replaced only if no messages wait in it: the segment layer would replace it
+/// whatever it holds, so the channel removes it itself (deciding under the
+/// segment's lock, see [`crate::inspect::remove_stale`]) and then creates.
+fn create_named(name: &str, shape: &Shape, opts: &Options) -> Result<Segment> {
+    let plain = opts.segment.clone().reclaim_stale(false);
+    let attempt = || create(shape, |l| Ok(Segment::create(name, l, &plain)?));
+    match attempt() {
+        Err(Error::Segment(shmq_segment::Error::AlreadyExists { stale: true, .. }))
+            if opts.segment.reclaims_stale() =>
+        {
+            match crate::inspect::remove_stale(name, false)? {
+                crate::inspect::Removal::KeptMessages { messages, bytes } => {
+                    Err(Error::StaleWithMessages {
+                        name: name.to_owned(),
+                        messages,
+                        bytes,
+                    })
+                }
+                // Removed, or opened or removed by someone else meanwhile: one more
+                // try, as the segment layer's own reclaim makes.
+                crate::inspect::Removal::Removed | crate::inspect::Removal::Declined => attempt(),
+            }
+        }
+        other => other,
+    }
+}
+
 fn finish_creating(geometry: &RingGeometry, c: shmq_segment::Creating) -> Result<Segment> {
     mem::with_creating(&c, |r| geometry.init(r))?;
     failpoint::hit("mid_init");
@@ -307,7 +335,7 @@ pub(crate) enum Source<'a> {
 /// Maps and validates (or creates and initialises) a channel's segment.
 pub(crate) fn map(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
     let seg = match source {
-        Source::Create(name) => create(shape, |l| Ok(Segment::create(name, l, &opts.segment)?))?,
+        Source::Create(name) => create_named(name, shape, opts)?,
         Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment)?,
         Source::CreateOrOpen(name) => {
             let geometry = shape.geometry()?;
@@ -340,11 +368,13 @@ impl Liveness for SegmentLiveness {
             RingEndpoint::Consumer => 0,
             RingEndpoint::Producer(s) => 1 + s,
         };
-        // A segment that shrank under us (a peer truncated it) is destroyed, and
-        // with it the channel: every peer counts as gone, so that a side blocked
-        // on pages still within the object returns within a wait slice. The
-        // pages past the end are the SIGBUS guard's business (`Handle::run`).
-        if self.0.is_damaged() || self.0.is_shrunk().unwrap_or(false) {
+        // A segment that shrank under us (a peer truncated it), or whose header no
+        // longer reads as published (a hole punched over its first page reads as
+        // zeros), is destroyed, and with it the channel: every peer counts as
+        // gone, so that a blocked side returns within a wait slice (`Handle::run`
+        // reports it as `Corrupted`). The pages past a truncated end are the
+        // SIGBUS guard's business.
+        if self.0.is_damaged() || !self.0.header_intact() || self.0.is_shrunk().unwrap_or(false) {
             return false;
         }
         // If the kernel cannot tell us, assume alive: we never declare a peer dead

@@ -69,6 +69,22 @@ pub enum Error {
         /// Bytes the segment has.
         len: u64,
     },
+    /// `create` with `reclaim_stale` found a stale channel under the name (no
+    /// process has it open) whose ring still holds messages no consumer has
+    /// received, and did not destroy them.
+    #[error(
+        "channel {name} is stale (no process has it open) but holds {messages} messages \
+         ({bytes} bytes) that no consumer has received: open it to receive them, or \
+         remove it (shmq rm) to discard them"
+    )]
+    StaleWithMessages {
+        /// The channel's name.
+        name: String,
+        /// Messages waiting.
+        messages: u64,
+        /// Their payload bytes.
+        bytes: u64,
+    },
     /// The segment layer failed: bad name, missing, foreign or damaged segment,
     /// mismatched layout, permissions, ...
     #[error(transparent)]

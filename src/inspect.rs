@@ -1,6 +1,9 @@
 //! Looking at channels without attaching to them: what `shmq ls`, `inspect`, `gc`
 //! and `top` show. Nothing here writes to a segment, takes a lock, or waits,
-//! except [`remove_if_stale`] and [`unlink`], which remove one.
+//! except [`remove_stale`], [`remove_if_stale`] and [`unlink`], which remove one.
+//! Nothing here maps a segment either: headers and rings are copied into private
+//! buffers with `pread`, so an owner that truncates a segment while it is read
+//! cannot make the reader fault (`SIGBUS`).
 //!
 //! # Findings
 //! Every check that fails is one [`Finding`]: which [`Field`] (a header field, or
@@ -11,6 +14,7 @@
 //! knows (its kind, endpoint count, capacity, element fields). Tools render them;
 //! nothing here turns a finding into text.
 
+use shmq_ring::Region;
 use shmq_ring::inspect::{self as ring, RingView};
 use shmq_segment::{self as segment, Expect, HeaderInfo, Peek, Segment, SegmentOptions};
 
@@ -132,88 +136,9 @@ pub struct EndpointReport {
     pub attaches: u32,
 }
 
-/// One field of a segment header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HeaderField {
-    /// The magic number ([`MAGIC`] for a shmq segment).
-    Magic,
-    /// The layout version.
-    Version,
-    /// The publication state (see [`HeaderState`]).
-    State,
-    /// The channel kind's code (see [`ChannelKind::from_code`]).
-    Kind,
-    /// The number of endpoints: the consumer, then the producers.
-    Endpoints,
-    /// The creator's process id (for display only).
-    CreatorPid,
-    /// The segment's total length.
-    TotalLen,
-    /// The offset of the ring's region.
-    DataOffset,
-    /// The ring's capacity in bytes.
-    Capacity,
-    /// The element size (typed channels).
-    SlotSize,
-    /// The element alignment (typed channels).
-    SlotAlign,
-    /// The element type's hash (typed channels).
-    TypeHash,
-}
-
-impl HeaderField {
-    /// Every field, in header order (the segment's order).
-    pub const ALL: [HeaderField; 12] = {
-        let mut all = [HeaderField::Magic; 12];
-        let mut i = 0;
-        while i < all.len() {
-            all[i] = HeaderField::from_lower(segment::HeaderField::ALL[i]);
-            i += 1;
-        }
-        all
-    };
-
-    /// The field's name in the layout: `magic`, `total_len`, ...
-    pub fn name(self) -> &'static str {
-        self.lower().name()
-    }
-
-    fn lower(self) -> segment::HeaderField {
-        use segment::HeaderField as S;
-        match self {
-            HeaderField::Magic => S::Magic,
-            HeaderField::Version => S::Version,
-            HeaderField::State => S::State,
-            HeaderField::Kind => S::Kind,
-            HeaderField::Endpoints => S::Endpoints,
-            HeaderField::CreatorPid => S::CreatorPid,
-            HeaderField::TotalLen => S::TotalLen,
-            HeaderField::DataOffset => S::DataOffset,
-            HeaderField::Capacity => S::Capacity,
-            HeaderField::SlotSize => S::SlotSize,
-            HeaderField::SlotAlign => S::SlotAlign,
-            HeaderField::TypeHash => S::TypeHash,
-        }
-    }
-
-    const fn from_lower(f: segment::HeaderField) -> HeaderField {
-        use segment::HeaderField as S;
-        match f {
-            S::Magic => HeaderField::Magic,
-            S::Version => HeaderField::Version,
-            S::State => HeaderField::State,
-            S::Kind => HeaderField::Kind,
-            S::Endpoints => HeaderField::Endpoints,
-            S::CreatorPid => HeaderField::CreatorPid,
-            S::TotalLen => HeaderField::TotalLen,
-            S::DataOffset => HeaderField::DataOffset,
-            S::Capacity => HeaderField::Capacity,
-            S::SlotSize => HeaderField::SlotSize,
-            S::SlotAlign => HeaderField::SlotAlign,
-            S::TypeHash => HeaderField::TypeHash,
-        }
-    }
-}
+/// One field of a segment header (the segment crate's own type: its `name()`
+/// and `ALL`, in header order).
+pub use shmq_segment::HeaderField;
 
 /// The magic number of every shmq segment (`"SHMQ-SEG"` in little-endian order).
 pub const MAGIC: u64 = segment::MAGIC;
@@ -279,7 +204,7 @@ impl Header {
     }
 
     fn of(h: &HeaderInfo) -> Header {
-        Header::from_fn(|f| h.value(f.lower()))
+        Header::from_fn(|f| h.value(f))
     }
 }
 
@@ -424,7 +349,7 @@ impl Finding {
             segment::Severity::Unpublished => Severity::Damage,
         };
         Finding {
-            field: Field::Header(HeaderField::from_lower(f.field)),
+            field: Field::Header(f.field),
             expected,
             found: f.found,
             severity,
@@ -590,13 +515,24 @@ impl Report {
 
     /// Whether no live process has the segment open and no endpoint is alive: it
     /// was left behind (by a crash, or by processes that exited with messages in
-    /// it) and `shmq gc` may remove it.
+    /// it). `shmq gc` removes it unless messages wait in it for a consumer (see
+    /// [`Report::waiting_messages`]).
     pub fn is_stale(&self) -> bool {
         !self.in_use
             && self
                 .endpoints
                 .iter()
                 .all(|e| e.status != EndpointStatus::Alive)
+    }
+
+    /// The committed messages waiting in the ring for a consumer and their payload
+    /// bytes, if there are any (and the ring could be read). `shmq gc` keeps such
+    /// a channel unless told to discard them.
+    pub fn waiting_messages(&self) -> Option<(u64, u64)> {
+        self.ring
+            .as_ref()
+            .filter(|r| r.messages > 0)
+            .map(|r| (r.messages, r.message_bytes))
     }
 
     /// Whether an endpoint died without closing.
@@ -624,7 +560,7 @@ pub fn inspect(name: &str) -> Result<Option<Report>> {
     if !peek.is_shmq() {
         return Ok(None);
     }
-    Ok(Some(report(name, peek)))
+    Ok(Some(report(name, &peek)))
 }
 
 /// Every shmq segment in `/dev/shm`, by name, with its report (or the error met
@@ -667,15 +603,59 @@ pub fn is_not_found(e: &crate::Error) -> bool {
     matches!(e, crate::Error::Segment(segment::Error::NotFound { .. }))
 }
 
+/// Removes the named segment if no process has it open and no message waits in
+/// it for a consumer ([`remove_stale`] without discarding messages): `Ok(true)`
+/// if it was removed.
+///
+/// # Errors
+/// As [`remove_stale`].
+pub fn remove_if_stale(name: &str) -> Result<bool> {
+    Ok(remove_stale(name, false)? == Removal::Removed)
+}
+
+/// What [`remove_stale`] did with a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// It was removed.
+    Removed,
+    /// It was kept because committed messages wait in it for a consumer (a
+    /// producer sent them and exited before any consumer attached, say): they are
+    /// data, and a consumer that opens the channel later receives them.
+    KeptMessages {
+        /// Messages waiting.
+        messages: u64,
+        /// Their payload bytes.
+        bytes: u64,
+    },
+    /// It was not removed: a process has it open (again), it is gone already, or
+    /// it is not this user's.
+    Declined,
+}
+
 /// Removes the named segment if no process has it open, taking its owner lock
 /// exclusively first: a process that opens it between a look and this call
-/// makes the removal decline (`Ok(false)`) instead of pulling the name from
-/// under it. Also `Ok(false)` if it is gone already or not this user's.
+/// makes the removal decline ([`Removal::Declined`]) instead of pulling the name
+/// from under it. Unless `discard_messages`, a channel whose ring holds committed
+/// messages no consumer has received is kept ([`Removal::KeptMessages`]); that
+/// is decided while the lock is held, so no producer can send between the look
+/// and the removal.
 ///
 /// # Errors
 /// [`Error::Segment`](crate::Error::Segment) for a bad name or a failed system call.
-pub fn remove_if_stale(name: &str) -> Result<bool> {
-    Ok(Segment::remove_if_stale(name)?)
+pub fn remove_stale(name: &str, discard_messages: bool) -> Result<Removal> {
+    let mut kept = None;
+    let removed = Segment::remove_if_stale_unless(name, |peek| {
+        if discard_messages || !peek.is_shmq() {
+            return false;
+        }
+        kept = report(name, peek).waiting_messages();
+        kept.is_some()
+    })?;
+    Ok(match (removed, kept) {
+        (true, _) => Removal::Removed,
+        (false, Some((messages, bytes))) => Removal::KeptMessages { messages, bytes },
+        (false, None) => Removal::Declined,
+    })
 }
 
 /// Removes the named segment unconditionally: processes that have it open keep
@@ -688,7 +668,7 @@ pub fn unlink(name: &str) -> Result<()> {
     Ok(Segment::unlink(name)?)
 }
 
-fn report(name: &str, peek: Peek) -> Report {
+fn report(name: &str, peek: &Peek) -> Report {
     let info = *peek.header();
     let header = Header::of(&info);
     let in_use = peek.in_use().unwrap_or(true);
@@ -713,7 +693,7 @@ fn report(name: &str, peek: Peek) -> Report {
         }
     }
     let ring = match kind {
-        Some(kind) if problems.is_empty() => match ring_view(&peek, kind, &info) {
+        Some(kind) if problems.is_empty() => match ring_view(peek, kind, &info) {
             Ok(v) => {
                 problems.extend(v.problems.iter().map(Finding::of_ring));
                 Some(RingReport::of(&v))
@@ -725,7 +705,7 @@ fn report(name: &str, peek: Peek) -> Report {
         },
         _ => None,
     };
-    let endpoints = endpoints(&peek, &info, kind, ring.as_ref());
+    let endpoints = endpoints(peek, &info, kind, ring.as_ref());
     Report {
         name: name.to_owned(),
         size: peek.size(),
@@ -784,6 +764,14 @@ fn channel_findings(h: &Header, kind: Option<ChannelKind>) -> Vec<Finding> {
 }
 
 /// The ring's view, or the finding that says why it cannot be read.
+///
+/// The ring is read from a private copy, never from a mapping of the segment:
+/// its owner may truncate it at any moment, and a mapped read would then fault
+/// (`SIGBUS`). The copy is made with `pread` into a zero-filled heap region
+/// ([`crate::mem::zeroed_region`]), in two steps: the control block first, then, once its positions say which part
+/// of the data area holds messages, that part (all of it if the positions are
+/// damaged). Pages of the data area that hold no message are never touched, so
+/// looking at a large, mostly empty ring costs little memory.
 fn ring_view(
     peek: &Peek,
     kind: ChannelKind,
@@ -795,23 +783,88 @@ fn ring_view(
         found,
         severity: Severity::Damage,
     };
-    let region = crate::mem::region_of_peek(peek)
-        .map_err(|_| unreadable(Expected::Readable, Field::Region, h.data_offset))?;
-    let view = if kind.is_mpsc() {
-        ring::mpsc(&region, h.capacity, h.endpoints.saturating_sub(1))
+    let region_unreadable = || unreadable(Expected::Readable, Field::Region, h.data_offset);
+    let data_len = peek
+        .data_len()
+        .and_then(|l| usize::try_from(l).ok())
+        .ok_or_else(region_unreadable)?;
+    let producers = h.endpoints.saturating_sub(1);
+    // The channel checks rule out a bad capacity or producer count before the
+    // ring is read; should the ring disagree, its region is unreadable.
+    let (control_len, region_len) = if kind.is_mpsc() {
+        let g =
+            shmq_ring::Geometry::mpsc(h.capacity, producers).map_err(|_| region_unreadable())?;
+        (g.control_len(), g.region_len())
     } else {
-        ring::spsc(&region, h.capacity)
+        let g = shmq_ring::Geometry::spsc(h.capacity).map_err(|_| region_unreadable())?;
+        (g.control_len(), g.region_len())
     };
-    view.map_err(|e| match e {
-        shmq_ring::Error::RegionTooSmall { needed, .. } => unreadable(
-            Expected::AtLeast(h.data_offset.saturating_add(needed)),
-            Field::Header(HeaderField::TotalLen),
-            h.total_len,
-        ),
-        // The channel checks rule out a bad capacity or producer count before
-        // the ring is read; should the ring disagree, its region is unreadable.
-        _ => unreadable(Expected::Readable, Field::Region, h.data_offset),
-    })
+    let view = |region: &Region| {
+        let v = if kind.is_mpsc() {
+            ring::mpsc(region, h.capacity, producers)
+        } else {
+            ring::spsc(region, h.capacity)
+        };
+        v.map_err(|e| match e {
+            shmq_ring::Error::RegionTooSmall { needed, .. } => unreadable(
+                Expected::AtLeast(h.data_offset.saturating_add(needed)),
+                Field::Header(HeaderField::TotalLen),
+                h.total_len,
+            ),
+            _ => region_unreadable(),
+        })
+    };
+    // As long as the ring needs, if the segment holds that much (else the view
+    // says the region is too small, without reading it).
+    let region = crate::mem::zeroed_region(data_len.min(region_len));
+    copy_in(peek, &region, 0, control_len.min(region.len())).map_err(|_| region_unreadable())?;
+    let first = view(&region)?;
+    let cap = first.capacity;
+    let mask = cap as u64 - 1;
+    match first.used_bytes {
+        Some(0) => return Ok(first),
+        Some(used) => {
+            // The waiting frames, plus the word after them (an SPSC producer that
+            // died between writing a frame and publishing `tail` left one there).
+            let want = usize::try_from(used).map_or(cap, |u| u.saturating_add(8).min(cap));
+            let start = (first.head & mask) as usize;
+            let before_end = want.min(cap - start);
+            copy_in(peek, &region, control_len + start, before_end)
+                .and_then(|()| copy_in(peek, &region, control_len, want - before_end))
+                .map_err(|_| region_unreadable())?;
+        }
+        None => {
+            copy_in(peek, &region, control_len, cap).map_err(|_| region_unreadable())?;
+        }
+    }
+    view(&region)
+}
+
+/// Bytes copied from the segment per `pread`.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Copies `len` bytes of the peeked user region, from offset `from` (a multiple
+/// of 8), into `region` at the same offset. Bytes past the end of a segment
+/// truncated meanwhile stay zero.
+fn copy_in(peek: &Peek, region: &Region, from: usize, len: usize) -> segment::Result<()> {
+    let mut buf = vec![0u8; len.min(COPY_CHUNK)];
+    let end = from + len;
+    let mut at = from;
+    while at < end {
+        let n = (end - at).min(buf.len());
+        let got = peek.read_data(at as u64, &mut buf[..n])?;
+        for (i, chunk) in buf[..got].chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            // Native order: ring words are atomics in this machine's order.
+            region.store_word(at + i * 8, u64::from_ne_bytes(word));
+        }
+        if got < n {
+            break;
+        }
+        at += n;
+    }
+    Ok(())
 }
 
 /// The endpoint table, each endpoint's status decided by its liveness lock and
@@ -882,6 +935,66 @@ mod tests {
         })
     }
 
+    /// The ring is read from a copy of its waiting part; messages that wrap past
+    /// the end of the ring are copied from both ends and all counted.
+    #[test]
+    fn waiting_messages_are_counted_across_the_wrap() {
+        let opts = crate::Options::new().capacity(4096);
+        let msg = [7u8; 100];
+        let spsc_name = crate::unique_name("t-inspect-wrap-spsc").unwrap();
+        let mut rx = crate::spsc::Receiver::create(&spsc_name, &opts).unwrap();
+        let mut tx = crate::spsc::Sender::open(&spsc_name, &opts).unwrap();
+        let mpsc_name = crate::unique_name("t-inspect-wrap-mpsc").unwrap();
+        let mut mrx = crate::mpsc::Receiver::create(&mpsc_name, &opts).unwrap();
+        let mut mtx = crate::mpsc::Sender::open(&mpsc_name, &opts).unwrap();
+        for _ in 0..30 {
+            tx.send(&msg).unwrap();
+            mtx.send(&msg).unwrap();
+        }
+        for _ in 0..25 {
+            drop(rx.recv().unwrap());
+            drop(mrx.recv().unwrap());
+        }
+        for _ in 0..20 {
+            tx.send(&msg).unwrap();
+            mtx.send(&msg).unwrap();
+        }
+        for name in [&spsc_name, &mpsc_name] {
+            let r = inspect(name).unwrap().expect("a channel");
+            assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+            let ring = r.ring.as_ref().expect("ring read");
+            assert!(
+                ring.head % 4096 + ring.used_bytes.unwrap() > 4096,
+                "{name}: the waiting messages should wrap"
+            );
+            assert_eq!(r.waiting_messages(), Some((25, 2500)), "{name}");
+        }
+        drop((tx, rx, mtx, mrx));
+        let _ = unlink(&spsc_name);
+        let _ = unlink(&mpsc_name);
+    }
+
+    /// A stale channel with messages waiting is kept unless they are discarded.
+    #[test]
+    fn remove_stale_keeps_waiting_messages_unless_told() {
+        let name = crate::unique_name("t-inspect-keep").unwrap();
+        let mut tx = crate::spsc::Sender::create(&name, &crate::Options::new()).unwrap();
+        tx.send(b"abc").unwrap();
+        tx.send(b"defgh").unwrap();
+        drop(tx); // closed, not drained: the name stays, stale
+        assert_eq!(
+            remove_stale(&name, false).unwrap(),
+            Removal::KeptMessages {
+                messages: 2,
+                bytes: 8
+            }
+        );
+        assert!(!remove_if_stale(&name).unwrap());
+        assert!(inspect(&name).unwrap().is_some_and(|r| r.is_stale()));
+        assert_eq!(remove_stale(&name, true).unwrap(), Removal::Removed);
+        assert!(inspect(&name).is_err_and(|e| is_not_found(&e)));
+    }
+
     #[test]
     fn every_kind_passes_the_channel_checks_with_a_right_header() {
         for kind in ChannelKind::ALL {
@@ -940,7 +1053,6 @@ mod tests {
         assert!(!at_work.is_problem());
         assert_eq!(Finding::of_header(&lower, false).severity, Severity::Damage);
         for (i, f) in HeaderField::ALL.into_iter().enumerate() {
-            assert_eq!(HeaderField::from_lower(f.lower()), f);
             // `Header::get` indexes by discriminant: ALL must be in declaration order.
             assert_eq!(f as usize, i);
         }

@@ -1,4 +1,5 @@
-//! The one place the facade turns a segment's memory into a ring region.
+//! The one place the facade turns memory into a ring region: a segment's, or a
+//! private heap copy for inspection ([`zeroed_region`]).
 //!
 //! # Safety
 //! [`Segment::data`] is valid for [`Segment::data_len`] bytes for as long as the
@@ -32,19 +33,27 @@ pub(crate) fn with_creating<R>(
     init(&region)
 }
 
-/// A region over the user data of a read-only [`shmq_segment::Peek`], for the
-/// read-only views of `shmq_ring::inspect` (which only load atomics). It must not
-/// outlive the borrow of `peek`: it does not keep the peek alive.
-pub(crate) fn region_of_peek(peek: &shmq_segment::Peek) -> Result<Region, String> {
-    let (ptr, len) = peek
-        .data()
-        .ok_or("the user region lies outside the object")?;
-    let len = usize::try_from(len).map_err(|_| "region too large".to_owned())?;
-    if !(ptr.as_ptr() as usize).is_multiple_of(shmq_ring::LINE) {
-        return Err("user region misaligned".to_owned());
-    }
-    // SAFETY: `Peek::data` returned a range inside its mapping, which the borrowed
-    // peek keeps mapped for the duration of the caller; the mapping is read-only,
-    // and the only users of this region (`shmq_ring::inspect`) never write.
-    Ok(unsafe { Region::from_raw_parts(ptr, len, Box::new(())) })
+/// A zero-filled region of `len` bytes on the heap, for reading a copy of a
+/// segment's ring (`crate::inspect`).
+///
+/// Unlike [`Region::heap`] (page-aligned, so its allocation is zeroed by hand,
+/// which touches every page), the memory comes from a byte vector, which the
+/// allocator zeroes lazily for large sizes (fresh pages from the kernel): a copy
+/// of a large, mostly empty ring costs only the pages written into it.
+pub(crate) fn zeroed_region(len: usize) -> Region {
+    let len = len.max(8);
+    let mut bytes = vec![0u8; len + shmq_ring::LINE];
+    let skip = bytes.as_mut_ptr().align_offset(shmq_ring::LINE);
+    assert!(
+        skip < shmq_ring::LINE,
+        "a byte pointer can always be aligned"
+    );
+    let base = std::ptr::NonNull::new(bytes.as_mut_ptr().wrapping_add(skip))
+        .expect("a vector's buffer is never null");
+    // SAFETY: `base` is LINE-aligned and `skip + len <= bytes.len()`, so `len`
+    // bytes from it lie in the vector's buffer, which the owner box keeps alive
+    // and in place (moving a vector does not move its buffer) and which nothing
+    // else reaches: after this call the vector is only dropped, never read or
+    // written as plain data.
+    unsafe { Region::from_raw_parts(base, len, Box::new(bytes)) }
 }

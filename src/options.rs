@@ -109,7 +109,10 @@ impl Options {
     }
 
     /// Let `create` replace a stale segment (no live process has it open) left
-    /// under the same name by a crash.
+    /// under the same name by a crash. A stale channel whose ring still holds
+    /// messages that no consumer has received is not replaced: they are data, and
+    /// `create` fails with [`Error::StaleWithMessages`](crate::Error::StaleWithMessages)
+    /// (open the channel to receive them, or remove it to discard them).
     pub fn reclaim_stale(mut self, yes: bool) -> Self {
         self.segment = self.segment.reclaim_stale(yes);
         self

@@ -150,6 +150,10 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
 
     /// Reserves room for one `T` without waiting; write it in place, then commit.
     ///
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`crate::Sender::reserve`]).
+    ///
     /// # Errors
     /// As [`Sender::try_send`].
     pub fn try_reserve(&mut self) -> Result<WriteGuard<'_, T, K>> {
@@ -159,6 +163,21 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
 
     /// Reserves room for one `T`, waiting.
     ///
+    /// # MPSC: a held reservation stops every producer
+    /// On an MPSC channel the reservation is a claim on the next part of the ring,
+    /// and the receiver takes messages in ring order: it cannot pass a claim that
+    /// is not committed yet. Until this guard is committed or dropped, messages
+    /// that other producers send after it are not received, and once they have
+    /// filled the ring every producer waits (0 messages a second while a producer
+    /// holding a guard is stopped, descheduled or blocked). This follows from the
+    /// design (one shared ring, delivered in order). Keep guards short: fill and
+    /// commit them without blocking in between, or use `send`, which holds its
+    /// claim only while it copies the message. A producer that cannot be trusted to do
+    /// so (another team's process, one that may be stopped with `SIGSTOP` or
+    /// debugged) should get its own SPSC channel ([`crate::spsc`]), so that it can
+    /// only hold up itself. A producer that dies holding a guard is recovered from
+    /// (its claim is reclaimed once its death is seen); one that lives is waited for.
+    ///
     /// # Errors
     /// As [`Sender::send`].
     pub fn reserve(&mut self) -> Result<WriteGuard<'_, T, K>> {
@@ -167,6 +186,10 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     }
 
     /// Reserves room for one `T`, waiting at most `timeout`.
+    ///
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`crate::Sender::reserve`]).
     ///
     /// # Errors
     /// As [`Sender::send_timeout`].

@@ -57,7 +57,7 @@ fn role_send() {
                 Err(e) => {
                     emit(
                         "send_error",
-                        json!({ "why": kit::ends::why(&e), "sent": seq }),
+                        json!({ "why": kit::kinds::why(&e), "sent": seq }),
                     );
                     return;
                 }
@@ -87,7 +87,7 @@ fn role_send() {
         if let Err(e) = r {
             emit(
                 "send_error",
-                json!({ "why": kit::ends::why(&e), "sent": seq }),
+                json!({ "why": kit::kinds::why(&e), "sent": seq }),
             );
             return;
         }
@@ -127,7 +127,7 @@ fn role_fork_fanin() {
     }
     drop(tx);
     let (v, end) = kit::msg::drain(|b| rx.recv_into(b));
-    let end = kit::ends::why(&end);
+    let end = kit::kinds::why(&end);
     let codes: Vec<i32> = children
         .into_iter()
         .map(|c| kit::wait_child(c, Duration::from_secs(60)))
@@ -196,7 +196,7 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
         },
         || p.stop.load(Ordering::Relaxed).then(|| "stopped".to_owned()),
     )
-    .map_or_else(|stopped| stopped, |e| kit::ends::why(&e));
+    .map_or_else(|stopped| stopped, |e| kit::kinds::why(&e));
     let reclaimed = rx.reclaimed().expect("reclaimed");
     p.reclaimed.store(reclaimed, Ordering::Relaxed);
     drop(rx);
@@ -706,7 +706,7 @@ fn disconnected_only_once_every_expected_producer_is_gone_and_drained() {
     not_the_end(&mut rx, &mut buf, 3, "while producer 3 lives");
 
     let (r, latency) = p3.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
-    kit::ends::assert_died(&r, "after the last producer died");
+    kit::kinds::assert_died(&r, "after the last producer died");
     eprintln!("last producer SIGKILLed -> Disconnected(Died) after {latency:?}");
     assert!(
         latency < kit::DEATH_BUDGET,
@@ -731,7 +731,7 @@ fn disconnected_closed_when_the_only_producer_closes() {
     p.expect_success();
     let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.count(5), 50);
-    kit::ends::assert_closed(&end);
+    kit::kinds::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

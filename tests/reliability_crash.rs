@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::{Disconnect, Error, Options};
+use shmq::{Disconnect, Error, Options, Receiver, RingKind, Sender};
 use shmq_segment::{Error as SegError, Segment};
 use shmq_testkit as kit;
-use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::kinds::{How, KindExt, Mpsc, Spsc, why};
 use shmq_testkit::{
     DEATH_BUDGET, Names, Proc, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns,
     msg, num, record,
@@ -97,10 +97,15 @@ impl Maker {
 /// holds (THEN=hang). A send error is reported as `send_error`; with TRY_AFTER=1
 /// it then times 100 `try_send` calls (`try_after`).
 fn role_tx() {
+    kit::by_kind!(arg_or("KIND", "spsc".to_owned()).as_str(), tx_of())
+}
+
+/// [`role_tx`] over a channel of kind `K`.
+fn tx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg_or("KIND", "spsc".to_owned()));
+    let kind = K::NAME;
     let how = How::parse(&arg_or("HOW", "open".to_owned()));
-    let mut tx = match Tx::named(kind, how, &name, &role_options()) {
+    let mut tx = match how.sender::<K>(&name, &role_options()) {
         Ok(tx) => tx,
         Err(e) if arg_or("CREATE_FAIL_OK", 0u8) == 1 => {
             emit("create_failed", json!({ "error": format!("{e:?}") }));
@@ -116,13 +121,13 @@ fn role_tx() {
     let pace = Duration::from_micros(arg_or("PACE_US", 0));
     let mode: String = arg_or("MODE", "send".to_owned());
     if batch > 0 {
-        let Tx::S(s) = &mut tx else {
+        if K::MPSC {
             panic!("BATCH needs an SPSC channel")
-        };
+        }
         let msgs: Vec<Vec<u8>> = (0..batch).map(|q| maker.make(q, size)).collect();
         let mut done = 0usize;
         while done < msgs.len() {
-            match s.try_send_batch(msgs[done..].iter().map(Vec::as_slice)) {
+            match tx.try_send_batch(msgs[done..].iter().map(Vec::as_slice)) {
                 Ok(n) => done += n,
                 Err(Error::Full) => std::thread::sleep(Duration::from_micros(200)),
                 Err(e) => panic!("try_send_batch: {e:?}"),
@@ -140,7 +145,10 @@ fn role_tx() {
             emit("sending", json!({ "seq": seq, "at_ns": mono_ns() }));
         }
         let r = match mode.as_str() {
-            "reserve" => tx.reserve_commit(&m),
+            "reserve" => tx.reserve(m.len()).map(|mut g| {
+                g.copy_from_slice(&m);
+                g.commit();
+            }),
             "try" => loop {
                 match tx.try_send(&m) {
                     Err(Error::Full) => std::thread::sleep(Duration::from_micros(100)),
@@ -190,12 +198,18 @@ fn role_tx() {
 /// COUNT messages (`first` with the time of the first), reports `received`; with
 /// AFTER=disconnect it then waits for the end (`disconnected`, with the time).
 fn role_rx() {
+    kit::by_kind!(arg_or("KIND", "spsc".to_owned()).as_str(), rx_of())
+}
+
+/// [`role_rx`] over a channel of kind `K`.
+fn rx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg_or("KIND", "spsc".to_owned()));
+    let kind = K::NAME;
     let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let mut rx = Rx::named(kind, how, &name, &role_options())
+    let mut rx = how
+        .receiver::<K>(&name, &role_options())
         .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
-    rx.expect_producers(arg_or("EXPECT", 1));
+    K::expect_producers(&mut rx, arg_or("EXPECT", 1));
     emit("ready", json!({}));
     kit::role::receive_and_report(|b| rx.recv_into(b));
 }
@@ -204,10 +218,16 @@ fn role_rx() {
 /// `attached`, and never receives; with CLOSE_AFTER_MS it closes after that long
 /// (reporting `closed`), otherwise it holds until killed.
 fn role_hold_rx() {
+    kit::by_kind!(arg_or("KIND", "spsc".to_owned()).as_str(), hold_rx_of())
+}
+
+/// [`role_hold_rx`] over a channel of kind `K`.
+fn hold_rx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg_or("KIND", "spsc".to_owned()));
+    let kind = K::NAME;
     let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let rx = Rx::named(kind, how, &name, &role_options())
+    let rx = how
+        .receiver::<K>(&name, &role_options())
         .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
     emit("attached", json!({}));
     if let Some(ms) = kit::arg_opt::<u64>("CLOSE_AFTER_MS") {
@@ -319,13 +339,13 @@ fn role_pidns() {
 // ---------------------------------------------------------------------------
 // Helpers for the test side
 
-fn spawn_tx(wd: &Watchdog, name: &str, kind: Kind) -> Spawn {
+fn spawn_tx<K: RingKind>(wd: &Watchdog, name: &str) -> Spawn {
     let _ = wd;
-    Spawn::role("tx").arg("NAME", name).arg("KIND", kind)
+    Spawn::role("tx").arg("NAME", name).arg("KIND", K::NAME)
 }
 
 /// Receives and verifies until an error; returns the verifier and the error.
-fn drain(rx: &mut Rx, timeout: Duration) -> (Verifier, Error) {
+fn drain<K: RingKind>(rx: &mut Receiver<K>, timeout: Duration) -> (Verifier, Error) {
     kit::msg::drain(|b| rx.recv_into_timeout(b, timeout))
 }
 
@@ -350,9 +370,9 @@ fn kill_if_due(
     kill
 }
 
-/// Creates the receiver of a channel of `kind` named `name` with `capacity`.
-fn create_rx(kind: Kind, name: &str, capacity: u64) -> Rx {
-    Rx::named(kind, How::Create, name, &Options::new().capacity(capacity)).expect("create")
+/// Creates the receiver of a channel of kind `K` named `name` with `capacity`.
+fn create_rx<K: RingKind>(name: &str, capacity: u64) -> Receiver<K> {
+    Receiver::create(name, &Options::new().capacity(capacity)).expect("create")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -362,6 +382,46 @@ fn ms(d: Duration) -> f64 {
 // ---------------------------------------------------------------------------
 // CF-01: killed mid-payload, through the zero-copy guard
 
+/// CF-01 over a channel of kind `K` named `name`.
+#[cfg(feature = "failpoints")]
+fn cf01<K: KindExt>(wd: &Watchdog, name: &str) {
+    let kind = K::NAME;
+    let mut rx = Receiver::<K>::create(name, &Options::new().capacity(1 << 16)).expect("create");
+    let mut committed = 0;
+    if K::MPSC {
+        // MPSC has no failpoint-free path: an earlier producer commits 100.
+        K::expect_producers(&mut rx, 2);
+        let mut first = spawn_tx::<K>(wd, name)
+            .arg("ID", 1)
+            .arg("COUNT", 100)
+            .spawn(wd);
+        first.expect_success();
+        committed = 100;
+    }
+    let mut p = spawn_tx::<K>(wd, name)
+        .arg("BATCH", if K::MPSC { 0 } else { 100 })
+        .arg("COUNT", 10)
+        .arg("MODE", "reserve")
+        .spawn_to(wd, "mid_payload");
+    if !K::MPSC {
+        committed = 100;
+    }
+    let t_kill = p.kill_and_reap();
+    let (v, end) = drain(&mut rx, Duration::from_secs(10));
+    let latency = Duration::from_nanos(mono_ns() - t_kill);
+    assert_eq!(v.total, committed, "{kind}: committed messages: {v:?}");
+    assert!(
+        matches!(end, Error::Disconnected(Disconnect::Died)),
+        "{kind}: after the kill: {end:?}"
+    );
+    assert!(latency < DEATH_BUDGET, "{kind}: Died after {latency:?}");
+    eprintln!(
+        "cf01 {kind}: {committed} committed messages, then Died {:.1} ms after SIGKILL",
+        ms(latency)
+    );
+    drop(rx);
+}
+
 /// CF-01 through `reserve`/`commit` (the copying `send` path is covered by
 /// `tests/spsc.rs` and `tests/mpsc.rs`): every message committed before the kill
 /// arrives once and in order, the partial one never, then `Died` within budget.
@@ -369,48 +429,55 @@ fn ms(d: Duration) -> f64 {
 #[test]
 fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
     let (wd, names) = (Watchdog::new("cf01"), Names::new());
-    for (kind, name) in kit::ends::each_kind(&names, "cf01") {
-        let mut rx =
-            Rx::named(kind, How::Create, &name, &Options::new().capacity(1 << 16)).expect("create");
-        let mut committed = 0;
-        if kind == Kind::Mpsc {
-            // MPSC has no failpoint-free path: an earlier producer commits 100.
-            rx.expect_producers(2);
-            let mut first = spawn_tx(&wd, &name, kind)
-                .arg("ID", 1)
-                .arg("COUNT", 100)
-                .spawn(&wd);
-            first.expect_success();
-            committed = 100;
-        }
-        let mut p = spawn_tx(&wd, &name, kind)
-            .arg("BATCH", if kind == Kind::Spsc { 100 } else { 0 })
-            .arg("COUNT", 10)
-            .arg("MODE", "reserve")
-            .spawn_to(&wd, "mid_payload");
-        if kind == Kind::Spsc {
-            committed = 100;
-        }
-        let t_kill = p.kill_and_reap();
-        let (v, end) = drain(&mut rx, Duration::from_secs(10));
-        let latency = Duration::from_nanos(mono_ns() - t_kill);
-        assert_eq!(v.total, committed, "{kind}: committed messages: {v:?}");
-        assert!(
-            matches!(end, Error::Disconnected(Disconnect::Died)),
-            "{kind}: after the kill: {end:?}"
-        );
-        assert!(latency < DEATH_BUDGET, "{kind}: Died after {latency:?}");
-        eprintln!(
-            "cf01 {kind}: {committed} committed messages, then Died {:.1} ms after SIGKILL",
-            ms(latency)
-        );
-        drop(rx);
-    }
+    cf01::<Spsc>(&wd, &names.name("cf01"));
+    cf01::<Mpsc>(&wd, &names.name("cf01"));
     names.assert_clean();
 }
 
 // ---------------------------------------------------------------------------
 // CF-04: committed, killed before the wake, consumer parked
+
+/// CF-04 over a channel of kind `K` named `name`.
+#[cfg(feature = "failpoints")]
+fn cf04<K: KindExt>(wd: &Watchdog, name: &str) {
+    let kind = K::NAME;
+    let (mut c, tid) = Spawn::role_on("rx", name)
+        .arg("KIND", K::NAME)
+        .spawn_asleep(wd);
+    // The producer's attach wakes the consumer (the epoch changed); it sends only
+    // once the consumer has gone back to sleep, half a slice off the rhythm of
+    // its slices (which restarted at that wake), so that only the slice's end
+    // can deliver the message.
+    let mut p = spawn_tx::<K>(wd, name)
+        .arg("COUNT", 5)
+        .arg("ANNOUNCE", 1)
+        .arg("START_DELAY_MS", 225)
+        .failpoint("after_commit_before_wake")
+        .spawn(wd);
+    p.event("ready");
+    std::thread::sleep(Duration::from_millis(100));
+    c.assert_in_futex(tid, "the consumer is not asleep before the send");
+    let sending = num(&p.event("sending"), "at_ns");
+    assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
+    let first = num(&c.event("first"), "at_ns");
+    let delivery = Duration::from_nanos(first.saturating_sub(sending));
+    let t_kill = p.kill_and_reap();
+    let ev = c.event("disconnected");
+    c.expect_success();
+    let death = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
+    eprintln!(
+        "cf04 {kind}: message without a wake delivered {:.1} ms after the send began \
+         (slice {SLICE:?}); Died {:.1} ms after SIGKILL",
+        ms(delivery),
+        ms(death)
+    );
+    assert!(
+        delivery < SLICE + DEATH_BUDGET,
+        "{kind}: the unwoken consumer took {delivery:?} to see a committed message"
+    );
+    assert_eq!(ev["why"], "Died", "{kind}: {ev}");
+    assert!(death < DEATH_BUDGET, "{kind}: Died after {death:?}");
+}
 
 /// CF-04 with its time budget: the consumer sleeps in `FUTEX_WAIT`; the producer
 /// commits a message and is stopped (then killed) before it would wake it. The
@@ -420,44 +487,8 @@ fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
 #[test]
 fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice() {
     let (wd, names) = (Watchdog::new("cf04"), Names::new());
-    for (kind, name) in kit::ends::each_kind(&names, "cf04") {
-        let (mut c, tid) = Spawn::role_on("rx", &name)
-            .arg("KIND", kind)
-            .spawn_asleep(&wd);
-        // The producer's attach wakes the consumer (the epoch changed); it sends only
-        // once the consumer has gone back to sleep, half a slice off the rhythm of
-        // its slices (which restarted at that wake), so that only the slice's end
-        // can deliver the message.
-        let mut p = spawn_tx(&wd, &name, kind)
-            .arg("COUNT", 5)
-            .arg("ANNOUNCE", 1)
-            .arg("START_DELAY_MS", 225)
-            .failpoint("after_commit_before_wake")
-            .spawn(&wd);
-        p.event("ready");
-        std::thread::sleep(Duration::from_millis(100));
-        c.assert_in_futex(tid, "the consumer is not asleep before the send");
-        let sending = num(&p.event("sending"), "at_ns");
-        assert_eq!(p.wait_failpoint(), "reached after_commit_before_wake");
-        let first = num(&c.event("first"), "at_ns");
-        let delivery = Duration::from_nanos(first.saturating_sub(sending));
-        let t_kill = p.kill_and_reap();
-        let ev = c.event("disconnected");
-        c.expect_success();
-        let death = Duration::from_nanos(num(&ev, "at_ns").saturating_sub(t_kill));
-        eprintln!(
-            "cf04 {kind}: message without a wake delivered {:.1} ms after the send began \
-             (slice {SLICE:?}); Died {:.1} ms after SIGKILL",
-            ms(delivery),
-            ms(death)
-        );
-        assert!(
-            delivery < SLICE + DEATH_BUDGET,
-            "{kind}: the unwoken consumer took {delivery:?} to see a committed message"
-        );
-        assert_eq!(ev["why"], "Died", "{kind}: {ev}");
-        assert!(death < DEATH_BUDGET, "{kind}: Died after {death:?}");
-    }
+    cf04::<Spsc>(&wd, &names.name("cf04"));
+    cf04::<Mpsc>(&wd, &names.name("cf04"));
     names.assert_clean();
 }
 
@@ -478,7 +509,7 @@ fn cf05_a_killed_consumer_fails_blocked_mpsc_producers_and_try_send_never_blocks
     c.event("attached");
     let mut ps: Vec<Proc> = (0..3)
         .map(|id| {
-            spawn_tx(&wd, &name, Kind::Mpsc)
+            spawn_tx::<Mpsc>(&wd, &name)
                 .arg("ID", id)
                 .arg("COUNT", 1000)
                 .arg("WAIT", "park")
@@ -533,7 +564,7 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
     let consumer = |name: &str| Spawn::role_on("rx", name);
     let (wd, names, name) =
         kit::start_after_a_consumer_died_asleep(("cf06", "cf06"), consumer, 1 << 16);
-    let mut p = spawn_tx(&wd, &name, Kind::Spsc)
+    let mut p = spawn_tx::<Spsc>(&wd, &name)
         .arg("COUNT", 200)
         .arg("WAIT", "park")
         .arg("THEN", "hang")
@@ -546,14 +577,14 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
         "the stale flag must cost exactly one wake-up call for 200 sends: {ev}"
     );
     assert_eq!(num(&ev, "waits"), 0, "the producer never had to wait: {ev}");
-    let mut rx = Rx::named(Kind::Spsc, How::Open, &name, &Options::new()).expect("new consumer");
+    let mut rx = Receiver::<Spsc>::open(&name, &Options::new()).expect("new consumer");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     v.take_n(200, &mut buf, |b| {
         rx.recv_into_timeout(b, Duration::from_secs(10))
     });
     let (r, latency) = p.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
-    kit::ends::assert_died(&r, "after the producer's kill");
+    kit::kinds::assert_died(&r, "after the producer's kill");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     names.assert_clean();
@@ -571,15 +602,15 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
 #[test]
 fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
     let (wd, names, name) = shmq_testkit::start("cf07", "cf07");
-    let mut rx = create_rx(Kind::Mpsc, &name, 1 << 16);
-    rx.expect_producers(2);
-    let mut victim = spawn_tx(&wd, &name, Kind::Mpsc)
+    let mut rx = create_rx::<Mpsc>(&name, 1 << 16);
+    Mpsc::expect_producers(&mut rx, 2);
+    let mut victim = spawn_tx::<Mpsc>(&wd, &name)
         .arg("ID", 0)
         .arg("COUNT", 5)
         .spawn_to(&wd, "after_claim:stop");
     victim.assert_stopped();
     // Another producer commits behind the stopped claim.
-    let mut other = spawn_tx(&wd, &name, Kind::Mpsc)
+    let mut other = spawn_tx::<Mpsc>(&wd, &name)
         .arg("ID", 1)
         .arg("COUNT", 100)
         .spawn(&wd);
@@ -594,7 +625,7 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
     );
     assert!(started.elapsed() >= held);
     assert_eq!(
-        rx.reclaimed(),
+        Mpsc::reclaimed(&mut rx),
         0,
         "a stopped producer's claim was reclaimed"
     );
@@ -603,8 +634,12 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
     let (v, end) = drain(&mut rx, Duration::from_secs(10));
     assert_eq!(v.count(0), 5, "the resumed producer's messages: {v:?}");
     assert_eq!(v.count(1), 100, "the other producer's messages: {v:?}");
-    assert_eq!(rx.reclaimed(), 0, "nothing may be reclaimed: nobody died");
-    kit::ends::assert_closed(&end);
+    assert_eq!(
+        Mpsc::reclaimed(&mut rx),
+        0,
+        "nothing may be reclaimed: nobody died"
+    );
+    kit::kinds::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }
@@ -612,67 +647,82 @@ fn cf07_a_producer_sigstopped_after_claim_is_never_reclaimed_and_completes() {
 // ---------------------------------------------------------------------------
 // CF-09: a stale named channel
 
+/// CF-09 over a channel of kind `K` named `name`.
+fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
+    let kind = K::NAME;
+    let mut owner = spawn_tx::<K>(wd, name)
+        .arg("HOW", "create")
+        .arg("CAP", 1 << 14)
+        .arg("COUNT", 20)
+        .arg("SIZE", 200)
+        .arg("THEN", "hang")
+        .spawn(wd);
+    owner.event("sent");
+    owner.kill_and_reap();
+    assert!(Segment::is_stale(name).expect("is_stale"), "{kind}");
+    for how in ["sender", "receiver"] {
+        let r = if how == "sender" {
+            Sender::<K>::create(name, &Options::new()).map(drop)
+        } else {
+            Receiver::<K>::create(name, &Options::new()).map(drop)
+        };
+        assert!(
+            matches!(
+                &r,
+                Err(Error::Segment(SegError::AlreadyExists { stale: true, .. }))
+            ),
+            "{kind} {how}: create over a stale channel gave {r:?}"
+        );
+    }
+    let fresh_opts = Options::new().capacity(1 << 14).reclaim_stale(true);
+    // Its 20 messages are data: `reclaim_stale` does not destroy them.
+    let r = Receiver::<K>::create(name, &fresh_opts).map(drop);
+    assert!(
+        matches!(&r, Err(Error::StaleWithMessages { messages: 20, .. })),
+        "{kind}: reclaim_stale over waiting messages gave {r:?}"
+    );
+    assert!(kit::shm_path(name).exists(), "{kind}: kept");
+    // Discarded on purpose (`shmq gc --discard-messages`), the name is free.
+    assert_eq!(
+        shmq::inspect::remove_stale(name, true).expect("discard"),
+        shmq::inspect::Removal::Removed
+    );
+    let mut rx = Receiver::<K>::create(name, &fresh_opts).expect("reclaim_stale");
+    // The new segment's ring memory is all zeros: no old payload byte survives.
+    let raw = kit::open_raw(name);
+    let region = kit::RawRegion::of(&raw);
+    let data_at = kit::ring_off::data::<K>(shmq::DEFAULT_PRODUCERS);
+    let bytes = region.read(data_at, region.len() - data_at);
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "{kind}: old bytes in the reclaimed channel's data area"
+    );
+    drop(raw);
+    let mut buf = Vec::new();
+    assert!(
+        matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)),
+        "{kind}: the reclaimed channel must be empty"
+    );
+    let mut tx = Sender::<K>::open(name, &Options::new()).expect("open sender");
+    tx.send(&kit::message(0, 9, 64)).expect("send");
+    rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
+        .expect("recv");
+    assert_eq!(msg::check(&buf).expect("valid").producer, 9);
+    drop(tx);
+    drop(rx);
+}
+
 /// CF-09 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): the
 /// owner of a named channel is SIGKILLed with messages in its ring. A plain
 /// `create` is `AlreadyExists { stale: true }`; `create` with `reclaim_stale`
-/// gives a fresh, empty channel whose memory holds none of the old bytes; never
-/// the old ring state.
+/// refuses to destroy the waiting messages (`StaleWithMessages`); once they are
+/// discarded on purpose, it gives a fresh, empty channel whose memory holds none
+/// of the old bytes; never the old ring state.
 #[test]
 fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
     let (wd, names) = (Watchdog::new("cf09"), Names::new());
-    for (kind, name) in kit::ends::each_kind(&names, "cf09") {
-        let mut owner = spawn_tx(&wd, &name, kind)
-            .arg("HOW", "create")
-            .arg("CAP", 1 << 14)
-            .arg("COUNT", 20)
-            .arg("SIZE", 200)
-            .arg("THEN", "hang")
-            .spawn(&wd);
-        owner.event("sent");
-        owner.kill_and_reap();
-        assert!(Segment::is_stale(&name).expect("is_stale"), "{kind}");
-        for how in ["sender", "receiver"] {
-            let r = if how == "sender" {
-                Tx::named(kind, How::Create, &name, &Options::new()).map(drop)
-            } else {
-                Rx::named(kind, How::Create, &name, &Options::new()).map(drop)
-            };
-            assert!(
-                matches!(
-                    &r,
-                    Err(Error::Segment(SegError::AlreadyExists { stale: true, .. }))
-                ),
-                "{kind} {how}: create over a stale channel gave {r:?}"
-            );
-        }
-        let fresh_opts = Options::new().capacity(1 << 14).reclaim_stale(true);
-        let mut rx = Rx::named(kind, How::Create, &name, &fresh_opts).expect("reclaim_stale");
-        // The new segment's ring memory is all zeros: no old payload byte survives.
-        let raw = kit::open_raw(&name);
-        let region = kit::RawRegion::of(&raw);
-        let data_at = match kind {
-            Kind::Spsc => kit::ring_off::SPSC_DATA,
-            Kind::Mpsc => kit::ring_off::mpsc_data(shmq::DEFAULT_PRODUCERS),
-        };
-        let bytes = region.read(data_at, region.len() - data_at);
-        assert!(
-            bytes.iter().all(|&b| b == 0),
-            "{kind}: old bytes in the reclaimed channel's data area"
-        );
-        drop(raw);
-        let mut buf = Vec::new();
-        assert!(
-            matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)),
-            "{kind}: the reclaimed channel must be empty"
-        );
-        let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("open sender");
-        tx.send(&kit::message(0, 9, 64)).expect("send");
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
-            .expect("recv");
-        assert_eq!(msg::check(&buf).expect("valid").producer, 9);
-        drop(tx);
-        drop(rx);
-    }
+    cf09::<Spsc>(&wd, &names.name("cf09"));
+    cf09::<Mpsc>(&wd, &names.name("cf09"));
     names.assert_clean();
 }
 
@@ -689,6 +739,7 @@ fn storm_expected(e: &Error) -> Option<&'static str> {
         Error::AlreadyAttached { .. } => "AlreadyAttached",
         Error::TooManyProducers { .. } => "TooManyProducers",
         Error::Disconnected(_) => "Disconnected",
+        Error::StaleWithMessages { .. } => "StaleWithMessages",
         Error::Full => "Full",
         Error::Empty => "Empty",
         Error::Segment(s) => match s {
@@ -750,10 +801,10 @@ fn role_storm() {
                 };
                 let o = opts.clone().reclaim_stale(rng.chance(0.5));
                 let receiver = rng.chance(0.3);
-                let r: Result<Result<Tx, Rx>, Error> = if receiver {
-                    Rx::named(Kind::Mpsc, how, &name, &o).map(Err)
+                let r: Result<Result<Sender<Mpsc>, Receiver<Mpsc>>, Error> = if receiver {
+                    how.receiver(&name, &o).map(Err)
                 } else {
-                    Tx::named(Kind::Mpsc, how, &name, &o).map(Ok)
+                    how.sender(&name, &o).map(Ok)
                 };
                 let mut ep = match r {
                     Ok(ep) => ep,
@@ -935,12 +986,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
         let outcome = match cleaner {
             "remove_if_stale" => format!("{:?}", Segment::remove_if_stale(&name)),
             _ => {
-                let r = Rx::named(
-                    Kind::Spsc,
-                    How::Create,
-                    &name,
-                    &Options::new().reclaim_stale(true),
-                );
+                let r = Receiver::<Spsc>::create(&name, &Options::new().reclaim_stale(true));
                 let s = format!("{:?}", r.as_ref().map(drop));
                 second = r.ok();
                 s
@@ -960,12 +1006,11 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
             continue;
         }
         // The creator was told it created `name`: a consumer must reach its channel.
-        let reached =
-            Rx::named(Kind::Spsc, How::Open, &name, &Options::new()).and_then(|mut rx| {
-                let mut buf = Vec::new();
-                rx.recv_into_timeout(&mut buf, Duration::from_secs(2))
-                    .map(|()| buf)
-            });
+        let reached = Receiver::<Spsc>::open(&name, &Options::new()).and_then(|mut rx| {
+            let mut buf = Vec::new();
+            rx.recv_into_timeout(&mut buf, Duration::from_secs(2))
+                .map(|()| buf)
+        });
         let exists = kit::shm_path(&name).exists();
         drop(second);
         drop(c);
@@ -999,197 +1044,244 @@ fn role_crash_loop() {
     let cycles: u64 = arg("CYCLES");
     let seed: u64 = arg("SEED");
     let tag: String = arg("TAG");
-    let mut rng = Rng::new(seed);
-    let wd = Watchdog::with_limit("crash_loop survivor", Duration::from_secs(600));
-    let names = Names::new();
-    // Warm-up: the first endpoint a process claims opens a descriptor of
-    // /dev/null for good (the fork guard, crates/segment/src/fork.rs).
-    {
-        let warm = names.name(&tag);
-        let mut rx = Rx::named(Kind::Spsc, How::Create, &warm, &Options::new()).expect("warm-up");
-        let mut tx = Tx::named(Kind::Spsc, How::Open, &warm, &Options::new()).expect("warm-up");
-        tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
-        rx.recv_into(&mut Vec::new()).expect("warm-up recv");
-    }
-    let (fds0, maps0) = (kit::fd_count(), kit::shm_maps());
-    let table0 = kit::fd_table();
-    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-    let mut delivered = 0u64;
+    let mut s = Survivor::start(seed, tag);
     for cycle in 0..cycles {
-        let kind = *rng.pick(&[Kind::Spsc, Kind::Mpsc]);
-        let victim_is_producer = rng.chance(0.5);
-        let points: &[&str] = match (victim_is_producer, kind) {
-            (true, Kind::Spsc) => &[
-                "mid_payload",
-                "before_commit",
-                "after_commit_before_wake",
-                "after_wait_flag_set",
-            ],
-            (true, Kind::Mpsc) => &[
-                "after_claim",
-                "mid_payload",
-                "before_commit",
-                "after_commit_before_wake",
-                "after_wait_flag_set",
-            ],
-            (false, _) => &["after_wait_flag_set"],
-        };
-        let point = rng.chance(0.6).then(|| *rng.pick(points));
-        let name = names.name(&tag);
-        let o = Options::new().capacity(4096);
-        let count = 1000u64;
-        let label = format!(
-            "cycle {cycle}: {kind}, victim {}, {}",
-            if victim_is_producer {
-                "producer"
-            } else {
-                "consumer"
-            },
-            point.unwrap_or("random moment")
-        );
-        let kill_after = Duration::from_millis(rng.range(1, 40));
-        if victim_is_producer {
-            let mut rx = Rx::named(kind, How::Create, &name, &o).expect("survivor create");
-            let mut s = Spawn::role_on("tx", &name)
-                .arg("KIND", kind)
-                .arg("COUNT", count)
-                .arg("SIZE", rng.range(16, 300));
-            if kind == Kind::Spsc {
-                s = s.arg("BATCH", rng.range(0, 40));
-            }
-            if let Some(p) = point {
-                s = s.failpoint(p);
-            }
-            let mut victim = s.spawn(&wd);
-            victim.event("ready");
-            let started = Instant::now();
-            let mut v = Verifier::new();
-            let mut buf = Vec::new();
-            let mut killed = false;
-            let end = loop {
-                if !killed {
-                    killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
-                }
-                match rx.recv_into_timeout(&mut buf, Duration::from_millis(5)) {
-                    Ok(()) => {
-                        v.check(&buf)
-                            .unwrap_or_else(|e| panic!("{label}: {e}\n{}", victim.log()));
-                    }
-                    Err(Error::Timeout) => {}
-                    Err(e) => break e,
-                }
-            };
-            if !killed {
-                victim.signal(Signal::SIGKILL);
-                victim.wait();
-            }
-            assert!(
-                matches!(end, Error::Disconnected(_)),
-                "{label}: the survivor ended with {end:?}"
-            );
-            *outcomes
-                .entry(format!("consumer survived: {}", why(&end)))
-                .or_default() += 1;
-            delivered += v.total;
-            drop(rx);
-        } else {
-            let mut tx = Tx::named(kind, How::Create, &name, &o).expect("survivor create");
-            let mut s = Spawn::role_on("rx", &name)
-                .arg("KIND", kind)
-                .arg("HOW", "open")
-                .arg("COUNT", count);
-            if let Some(p) = point {
-                s = s.failpoint(p);
-            }
-            let mut victim = s.spawn(&wd);
-            victim.event("ready");
-            let started = Instant::now();
-            let size = rng.range(16, 300) as usize;
-            let mut killed = false;
-            let mut sent = 0u64;
-            let mut end = None;
-            while sent < count {
-                if !killed {
-                    killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
-                }
-                match tx.send_timeout(&kit::message(sent, 0, size), Duration::from_millis(5)) {
-                    Ok(()) => sent += 1,
-                    Err(Error::Timeout) => {}
-                    Err(e) => {
-                        end = Some(why(&e));
-                        break;
-                    }
-                }
-            }
-            if !killed {
-                victim.signal(Signal::SIGKILL);
-                victim.wait();
-            }
-            *outcomes
-                .entry(format!(
-                    "producer survived: {}",
-                    end.as_deref().unwrap_or("all sent")
-                ))
-                .or_default() += 1;
-            drop(tx);
-            // Recovery: what the dead consumer did not take waits under the name;
-            // a new consumer drains it (in order, no gap) and the name goes away.
-            if kit::shm_path(&name).exists() {
-                let mut rx = Rx::named(kind, How::Open, &name, &Options::new())
-                    .unwrap_or_else(|e| panic!("{label}: recovery open: {e:?}"));
-                let mut buf = Vec::new();
-                let mut last: Option<u64> = None;
-                let end = loop {
-                    match rx.recv_into_timeout(&mut buf, Duration::from_secs(5)) {
-                        Ok(()) => {
-                            let h = msg::check(&buf).unwrap_or_else(|e| panic!("{label}: {e}"));
-                            if let Some(l) = last {
-                                assert_eq!(h.seq, l + 1, "{label}: recovery out of order");
-                            }
-                            last = Some(h.seq);
-                            delivered += 1;
-                        }
-                        Err(e) => break e,
-                    }
-                };
-                assert!(
-                    matches!(end, Error::Disconnected(Disconnect::Closed)),
-                    "{label}: recovery ended with {end:?}"
-                );
-                if let Some(l) = last {
-                    assert_eq!(
-                        l + 1,
-                        sent,
-                        "{label}: recovery did not reach the last message"
-                    );
-                }
-                drop(rx);
-            }
-        }
-        assert!(
-            !kit::shm_path(&name).exists(),
-            "{label}: {name} left in /dev/shm after recovery"
-        );
-        let (fds, maps) = (kit::fd_count(), kit::shm_maps());
-        assert_eq!(
-            fds,
-            fds0,
-            "{label}: descriptors {fds0} -> {fds}: {:?} -> {:?}",
-            table0,
-            kit::fd_table()
-        );
-        assert_eq!(maps, maps0, "{label}: shared mappings {maps0} -> {maps}");
-        let z = kit::zombie_children();
-        assert!(z.is_empty(), "{label}: zombies {z:?}");
+        let kind = *s.rng.pick(&["spsc", "mpsc"]);
+        kit::by_kind!(kind, crash_cycle(&mut s, cycle));
     }
-    names.assert_clean();
+    s.names.assert_clean();
     emit(
         "done",
         json!({
-            "cycles": cycles, "outcomes": outcomes, "delivered": delivered,
-            "fds": [fds0, kit::fd_count()], "maps": [maps0, kit::shm_maps()],
+            "cycles": cycles, "outcomes": s.outcomes, "delivered": s.delivered,
+            "fds": [s.fds0, kit::fd_count()], "maps": [s.maps0, kit::shm_maps()],
         }),
     );
+}
+
+/// What the survivor of CF-11's crash loop keeps from cycle to cycle: its
+/// generator, names and watchdog, its descriptors and mappings before the first
+/// cycle, and the tallies it reports.
+struct Survivor {
+    rng: Rng,
+    tag: String,
+    names: Names,
+    wd: Watchdog,
+    fds0: usize,
+    maps0: usize,
+    table0: Vec<String>,
+    outcomes: BTreeMap<String, u64>,
+    delivered: u64,
+}
+
+impl Survivor {
+    /// Starts the survivor's watchdog and names, warms up, and records its
+    /// descriptors and mappings.
+    fn start(seed: u64, tag: String) -> Survivor {
+        let wd = Watchdog::with_limit("crash_loop survivor", Duration::from_secs(600));
+        let names = Names::new();
+        // Warm-up: the first endpoint a process claims opens a descriptor of
+        // /dev/null for good (the fork guard, crates/segment/src/fork.rs).
+        {
+            let warm = names.name(&tag);
+            let mut rx = Receiver::<Spsc>::create(&warm, &Options::new()).expect("warm-up");
+            let mut tx = Sender::<Spsc>::open(&warm, &Options::new()).expect("warm-up");
+            tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
+            rx.recv_into(&mut Vec::new()).expect("warm-up recv");
+        }
+        Survivor {
+            rng: Rng::new(seed),
+            fds0: kit::fd_count(),
+            maps0: kit::shm_maps(),
+            table0: kit::fd_table(),
+            outcomes: BTreeMap::new(),
+            delivered: 0,
+            tag,
+            names,
+            wd,
+        }
+    }
+}
+
+/// Cycle `cycle` of [`role_crash_loop`], over a channel of kind `K`.
+fn crash_cycle<K: KindExt>(s: &mut Survivor, cycle: u64) {
+    let kind = K::NAME;
+    let Survivor {
+        rng,
+        tag,
+        names,
+        wd,
+        fds0,
+        maps0,
+        table0,
+        outcomes,
+        delivered,
+    } = s;
+    let (fds0, maps0) = (*fds0, *maps0);
+    let victim_is_producer = rng.chance(0.5);
+    let points: &[&str] = match (victim_is_producer, K::MPSC) {
+        (true, false) => &[
+            "mid_payload",
+            "before_commit",
+            "after_commit_before_wake",
+            "after_wait_flag_set",
+        ],
+        (true, true) => &[
+            "after_claim",
+            "mid_payload",
+            "before_commit",
+            "after_commit_before_wake",
+            "after_wait_flag_set",
+        ],
+        (false, _) => &["after_wait_flag_set"],
+    };
+    let point = rng.chance(0.6).then(|| *rng.pick(points));
+    let name = names.name(tag);
+    let o = Options::new().capacity(4096);
+    let count = 1000u64;
+    let label = format!(
+        "cycle {cycle}: {kind}, victim {}, {}",
+        if victim_is_producer {
+            "producer"
+        } else {
+            "consumer"
+        },
+        point.unwrap_or("random moment")
+    );
+    let kill_after = Duration::from_millis(rng.range(1, 40));
+    if victim_is_producer {
+        let mut rx = Receiver::<K>::create(&name, &o).expect("survivor create");
+        let mut s = Spawn::role_on("tx", &name)
+            .arg("KIND", kind)
+            .arg("COUNT", count)
+            .arg("SIZE", rng.range(16, 300));
+        if !K::MPSC {
+            s = s.arg("BATCH", rng.range(0, 40));
+        }
+        if let Some(p) = point {
+            s = s.failpoint(p);
+        }
+        let mut victim = s.spawn(wd);
+        victim.event("ready");
+        let started = Instant::now();
+        let mut v = Verifier::new();
+        let mut buf = Vec::new();
+        let mut killed = false;
+        let end = loop {
+            if !killed {
+                killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
+            }
+            match rx.recv_into_timeout(&mut buf, Duration::from_millis(5)) {
+                Ok(()) => {
+                    v.check(&buf)
+                        .unwrap_or_else(|e| panic!("{label}: {e}\n{}", victim.log()));
+                }
+                Err(Error::Timeout) => {}
+                Err(e) => break e,
+            }
+        };
+        if !killed {
+            victim.signal(Signal::SIGKILL);
+            victim.wait();
+        }
+        assert!(
+            matches!(end, Error::Disconnected(_)),
+            "{label}: the survivor ended with {end:?}"
+        );
+        *outcomes
+            .entry(format!("consumer survived: {}", why(&end)))
+            .or_default() += 1;
+        *delivered += v.total;
+        drop(rx);
+    } else {
+        let mut tx = Sender::<K>::create(&name, &o).expect("survivor create");
+        let mut s = Spawn::role_on("rx", &name)
+            .arg("KIND", kind)
+            .arg("HOW", "open")
+            .arg("COUNT", count);
+        if let Some(p) = point {
+            s = s.failpoint(p);
+        }
+        let mut victim = s.spawn(wd);
+        victim.event("ready");
+        let started = Instant::now();
+        let size = rng.range(16, 300) as usize;
+        let mut killed = false;
+        let mut sent = 0u64;
+        let mut end = None;
+        while sent < count {
+            if !killed {
+                killed = kill_if_due(&mut victim, point.is_some(), started, kill_after);
+            }
+            match tx.send_timeout(&kit::message(sent, 0, size), Duration::from_millis(5)) {
+                Ok(()) => sent += 1,
+                Err(Error::Timeout) => {}
+                Err(e) => {
+                    end = Some(why(&e));
+                    break;
+                }
+            }
+        }
+        if !killed {
+            victim.signal(Signal::SIGKILL);
+            victim.wait();
+        }
+        *outcomes
+            .entry(format!(
+                "producer survived: {}",
+                end.as_deref().unwrap_or("all sent")
+            ))
+            .or_default() += 1;
+        drop(tx);
+        // Recovery: what the dead consumer did not take waits under the name;
+        // a new consumer drains it (in order, no gap) and the name goes away.
+        if kit::shm_path(&name).exists() {
+            let mut rx = Receiver::<K>::open(&name, &Options::new())
+                .unwrap_or_else(|e| panic!("{label}: recovery open: {e:?}"));
+            let mut buf = Vec::new();
+            let mut last: Option<u64> = None;
+            let end = loop {
+                match rx.recv_into_timeout(&mut buf, Duration::from_secs(5)) {
+                    Ok(()) => {
+                        let h = msg::check(&buf).unwrap_or_else(|e| panic!("{label}: {e}"));
+                        if let Some(l) = last {
+                            assert_eq!(h.seq, l + 1, "{label}: recovery out of order");
+                        }
+                        last = Some(h.seq);
+                        *delivered += 1;
+                    }
+                    Err(e) => break e,
+                }
+            };
+            assert!(
+                matches!(end, Error::Disconnected(Disconnect::Closed)),
+                "{label}: recovery ended with {end:?}"
+            );
+            if let Some(l) = last {
+                assert_eq!(
+                    l + 1,
+                    sent,
+                    "{label}: recovery did not reach the last message"
+                );
+            }
+            drop(rx);
+        }
+    }
+    assert!(
+        !kit::shm_path(&name).exists(),
+        "{label}: {name} left in /dev/shm after recovery"
+    );
+    let (fds, maps) = (kit::fd_count(), kit::shm_maps());
+    assert_eq!(
+        fds,
+        fds0,
+        "{label}: descriptors {fds0} -> {fds}: {:?} -> {:?}",
+        table0,
+        kit::fd_table()
+    );
+    assert_eq!(maps, maps0, "{label}: shared mappings {maps0} -> {maps}");
+    let z = kit::zombie_children();
+    assert!(z.is_empty(), "{label}: zombies {z:?}");
 }
 
 /// CF-11 (short form: 50 cycles; `SHMQ_CRASH_CYCLES=1000` for the catalogue's
@@ -1225,38 +1317,43 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
 // ---------------------------------------------------------------------------
 // CF-12: zombies and PID reuse
 
+/// CF-12's first half over a channel of kind `K` named `name`.
+fn cf12_zombie<K: KindExt>(wd: &Watchdog, name: &str) {
+    let kind = K::NAME;
+    let mut rx = Receiver::<K>::create(name, &Options::new()).expect("create");
+    let mut p = spawn_tx::<K>(wd, name)
+        .arg("COUNT", 10)
+        .arg("THEN", "hang")
+        .spawn(wd);
+    p.event("sent");
+    let t_kill = p.kill_now();
+    assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
+    assert_eq!(kit::proc_state(p.pid()), Some('Z'), "not a zombie");
+    let (v, end) = drain(&mut rx, Duration::from_secs(10));
+    let latency = Duration::from_nanos(mono_ns() - t_kill);
+    assert_eq!(
+        kit::proc_state(p.pid()),
+        Some('Z'),
+        "reaped too early: the test needs a zombie"
+    );
+    p.expect_killed();
+    assert_eq!(v.total, 10, "{kind}");
+    assert!(
+        matches!(end, Error::Disconnected(Disconnect::Died)),
+        "{kind}: {end:?}"
+    );
+    assert!(latency < DEATH_BUDGET, "{kind}: Died after {latency:?}");
+    drop(rx);
+}
+
 /// CF-12, first half: a producer SIGKILLed and deliberately left unreaped (a
 /// zombie, its pid still taken) is `Died` within budget: liveness is a lock the
 /// kernel released, not a pid.
 #[test]
 fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
     let (wd, names) = (Watchdog::new("cf12_zombie"), Names::new());
-    for (kind, name) in kit::ends::each_kind(&names, "cf12z") {
-        let mut rx = Rx::named(kind, How::Create, &name, &Options::new()).expect("create");
-        let mut p = spawn_tx(&wd, &name, kind)
-            .arg("COUNT", 10)
-            .arg("THEN", "hang")
-            .spawn(&wd);
-        p.event("sent");
-        let t_kill = p.kill_now();
-        assert!(kit::wait_dead(p.pid(), Duration::from_secs(5)));
-        assert_eq!(kit::proc_state(p.pid()), Some('Z'), "not a zombie");
-        let (v, end) = drain(&mut rx, Duration::from_secs(10));
-        let latency = Duration::from_nanos(mono_ns() - t_kill);
-        assert_eq!(
-            kit::proc_state(p.pid()),
-            Some('Z'),
-            "reaped too early: the test needs a zombie"
-        );
-        p.expect_killed();
-        assert_eq!(v.total, 10, "{kind}");
-        assert!(
-            matches!(end, Error::Disconnected(Disconnect::Died)),
-            "{kind}: {end:?}"
-        );
-        assert!(latency < DEATH_BUDGET, "{kind}: Died after {latency:?}");
-        drop(rx);
-    }
+    cf12_zombie::<Spsc>(&wd, &names.name("cf12z"));
+    cf12_zombie::<Mpsc>(&wd, &names.name("cf12z"));
     names.assert_clean();
 }
 
@@ -1270,7 +1367,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
         return;
     }
     let (wd, names, name) = shmq_testkit::start("cf12_pidns", "cf12ns");
-    let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
+    let mut rx = Receiver::<Spsc>::create(&name, &Options::new()).expect("create");
     let mut r = Spawn::role_on("pidns", &name).arg("COUNT", 10).spawn(&wd);
     let mut buf = Vec::new();
     let mut v = Verifier::new();
@@ -1308,7 +1405,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
             "cf12: the kernel did not hand out the old pid again ({reused}); the check still runs"
         );
     }
-    kit::ends::assert_died(&end, "with the producer's pid recycled by a live process");
+    kit::kinds::assert_died(&end, "with the producer's pid recycled by a live process");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     drop(r);
@@ -1325,7 +1422,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
 #[test]
 fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
     let (wd, names, name) = shmq_testkit::start("cf13", "cf13");
-    let mut rx = Rx::named(Kind::Spsc, How::Create, &name, &Options::new()).expect("create");
+    let mut rx = Receiver::<Spsc>::create(&name, &Options::new()).expect("create");
     let mut p = Spawn::role_on("fork_tx", &name).arg("COUNT", 10).spawn(&wd);
     let child = num(&p.event("forked"), "child") as i32;
     let tried = p.event("child_tried");
@@ -1348,7 +1445,7 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
         matches!(child_state, Some('S' | 'R')),
         "the forked child should still live: {child_state:?}"
     );
-    kit::ends::assert_died(&r, "the parent died while its fork lives");
+    kit::kinds::assert_died(&r, "the parent died while its fork lives");
     assert!(latency < DEATH_BUDGET, "Died after {latency:?}");
     drop(rx);
     names.assert_clean();
@@ -1357,49 +1454,54 @@ fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
 // ---------------------------------------------------------------------------
 // CF-15: graceful close vs death, seen by the producer
 
+/// CF-15 over channels of kind `K`, named by `names`.
+fn cf15<K: KindExt>(wd: &Watchdog, names: &Names) {
+    let kind = K::NAME;
+    for ending in ["close", "kill"] {
+        let name = names.name("cf15");
+        let mut s = Spawn::role_on("hold_rx", &name)
+            .arg("KIND", K::NAME)
+            .arg("CAP", 4096);
+        if ending == "close" {
+            s = s.arg("CLOSE_AFTER_MS", 100);
+        }
+        let mut c = s.spawn(wd);
+        c.event("attached");
+        let mut tx = Sender::<K>::open(&name, &Options::new()).expect("open");
+        if ending == "close" {
+            c.event("closed");
+            c.expect_success();
+        } else {
+            c.kill_and_reap();
+        }
+        let started = Instant::now();
+        let mut sent = 0;
+        let end = loop {
+            match tx.send(&kit::message(sent, 0, 64)) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        let context = format!("{kind} consumer {ending}: the producer after {sent} sends");
+        kit::kinds::assert_ended_by(&end, ending, &context);
+        assert!(started.elapsed() < DEATH_BUDGET + Duration::from_millis(100));
+        if ending == "close" {
+            assert_eq!(sent, 0, "{kind}: sends accepted after the consumer closed");
+        }
+        drop(tx);
+        // A killed consumer left messages: the channel waits for another one.
+        kit::remove_stale(&name);
+    }
+}
+
 /// CF-15 from the producer's side (the consumer's side is in `tests/spsc.rs` and
 /// `tests/mpsc.rs`): a consumer that closes is `Closed` to the producer; one that
 /// is killed is `Died`.
 #[test]
 fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
     let (wd, names) = (Watchdog::new("cf15"), Names::new());
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        for ending in ["close", "kill"] {
-            let name = names.name("cf15");
-            let mut s = Spawn::role_on("hold_rx", &name)
-                .arg("KIND", kind)
-                .arg("CAP", 4096);
-            if ending == "close" {
-                s = s.arg("CLOSE_AFTER_MS", 100);
-            }
-            let mut c = s.spawn(&wd);
-            c.event("attached");
-            let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("open");
-            if ending == "close" {
-                c.event("closed");
-                c.expect_success();
-            } else {
-                c.kill_and_reap();
-            }
-            let started = Instant::now();
-            let mut sent = 0;
-            let end = loop {
-                match tx.send(&kit::message(sent, 0, 64)) {
-                    Ok(()) => sent += 1,
-                    Err(e) => break e,
-                }
-            };
-            let context = format!("{kind} consumer {ending}: the producer after {sent} sends");
-            kit::ends::assert_ended_by(&end, ending, &context);
-            assert!(started.elapsed() < DEATH_BUDGET + Duration::from_millis(100));
-            if ending == "close" {
-                assert_eq!(sent, 0, "{kind}: sends accepted after the consumer closed");
-            }
-            drop(tx);
-            // A killed consumer left messages: the channel waits for another one.
-            kit::remove_stale(&name);
-        }
-    }
+    cf15::<Spsc>(&wd, &names);
+    cf15::<Mpsc>(&wd, &names);
     names.assert_clean();
 }
 
@@ -1422,7 +1524,7 @@ fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation(
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     eprintln!("cf16: seed {seed}, {restarts} incarnations");
-    let mut rx = create_rx(Kind::Spsc, &name, 1 << 20);
+    let mut rx = create_rx::<Spsc>(&name, 1 << 20);
     let mut v = kit::RecordVerifier::new();
     let mut buf = Vec::new();
     let mut expected: Vec<(u32, Option<u64>)> = Vec::new();

@@ -17,11 +17,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmq::{Error, Options, mpsc, spsc};
+use shmq::{Error, Options, Receiver, Sender, mpsc, spsc};
 use shmq_ring::frame::{self, MpscHeader};
 use shmq_segment::{Error as SegError, HeaderInfo, Segment};
 use shmq_testkit as kit;
-use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::kinds::{How, KindExt, Mpsc, Spsc, why};
 use shmq_testkit::ring_off::{DATA_SEQ, HEAD, SPACE_SEQ, SPSC_DATA, TAIL, mpsc_data};
 use shmq_testkit::{
     DEATH_BUDGET, Names, RawRegion, Rng, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang,
@@ -139,10 +139,14 @@ fn role_poke() {
 /// payload (changing payload is in a peer's power, but not what this tests).
 /// Also flips `tail` between its value and a misaligned one.
 fn role_flip() {
+    kit::by_kind!(arg::<String>("KIND").as_str(), flip_of())
+}
+
+/// [`role_flip`] over a ring of kind `K`.
+fn flip_of<K: KindExt>() {
     use std::sync::atomic::Ordering::SeqCst;
     let seg = kit::open_raw(&arg::<String>("NAME"));
     let region = RawRegion::of(&seg);
-    let kind = Kind::parse(&arg::<String>("KIND"));
     let data: usize = arg("DATA");
     let cap = region.len() - data;
     let mask = cap as u64 - 1;
@@ -161,8 +165,13 @@ fn role_flip() {
             if region.word(HEAD).load(SeqCst) != head {
                 break; // the consumer moved: `v` may no longer be a header
             }
-            let (size, bad) = match kind {
-                Kind::Spsc => match frame::decode_spsc(v, off, cap) {
+            let (size, bad) = if K::MPSC {
+                match frame::decode_mpsc(v, off, cap, slots) {
+                    Ok(Some(h)) => (h.size(), (v & !(0xff << 32)) | (0x77 << 32)),
+                    _ => break,
+                }
+            } else {
+                match frame::decode_spsc(v, off, cap) {
                     Ok(frame::SpscFrame::Message { len }) => (
                         frame::frame_len(len),
                         (v & 0xffff_ffff) | (0x0bad_0bad << 32),
@@ -172,11 +181,7 @@ fn role_flip() {
                         (v & 0xffff_ffff) | (0x0bad_0bad << 32),
                     ),
                     _ => break,
-                },
-                Kind::Mpsc => match frame::decode_mpsc(v, off, cap, slots) {
-                    Ok(Some(h)) => (h.size(), (v & !(0xff << 32)) | (0x77 << 32)),
-                    _ => break,
-                },
+                }
             };
             if w.compare_exchange(v, bad, SeqCst, SeqCst).is_ok() {
                 flips += 1;
@@ -187,7 +192,7 @@ fn role_flip() {
             }
             pos = pos.wrapping_add(size as u64);
         }
-        if kind == Kind::Spsc {
+        if !K::MPSC {
             let t = region.word(TAIL);
             let tv = t.load(SeqCst);
             if t.compare_exchange(tv, tv | 1, SeqCst, SeqCst).is_ok() {
@@ -279,14 +284,18 @@ fn role_punch() {
 /// KIND channel NAME with the Park strategy, reports `waiting` (thread id), receives
 /// COUNT messages (`first` with the time of the first), then reports `received`.
 fn role_rx() {
+    kit::by_kind!(arg_or("KIND", "spsc".to_owned()).as_str(), rx_of())
+}
+
+/// [`role_rx`] over a channel of kind `K`.
+fn rx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg_or("KIND", "spsc".to_owned()));
     let how = How::parse(&arg_or("HOW", "create".to_owned()));
     let mut o = Options::new().wait(shmq::WaitStrategy::Park);
     if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
-    let mut rx = Rx::named(kind, how, &name, &o).expect("receiver");
+    let mut rx = how.receiver::<K>(&name, &o).expect("receiver");
     emit("waiting", json!({ "tid": kit::gettid() }));
     let mut v = Verifier::new();
     let mut buf = Vec::new();
@@ -311,9 +320,13 @@ fn role_rx() {
 /// An honest producer: opens the KIND channel NAME, sends COUNT messages as ID
 /// (PACE_US between them), reports `sent` or `send_error` (with the time).
 fn role_tx() {
+    kit::by_kind!(arg_or("KIND", "mpsc".to_owned()).as_str(), tx_of())
+}
+
+/// [`role_tx`] over a channel of kind `K`.
+fn tx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg_or("KIND", "mpsc".to_owned()));
-    let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("sender");
+    let mut tx = Sender::<K>::open(&name, &Options::new()).expect("sender");
     emit("ready", json!({}));
     let id: u32 = arg("ID");
     let pace = Duration::from_micros(arg_or("PACE_US", 0));
@@ -390,6 +403,11 @@ fn role_truncated_rx() {
 /// normally, holding its end until then (so that each end must find the damage
 /// on its own, not from the other's exit). Dying of a signal fails the test.
 fn role_trunc_end() {
+    kit::by_kind!(arg::<String>("KIND").as_str(), trunc_end_of())
+}
+
+/// [`role_trunc_end`] over a channel of kind `K`.
+fn trunc_end_of<K: KindExt>() {
     let name: String = arg("NAME");
     let go = std::path::PathBuf::from(arg::<String>("GO"));
     let cut = std::path::PathBuf::from(arg::<String>("CUT"));
@@ -403,9 +421,8 @@ fn role_trunc_end() {
         }
     };
     if arg::<String>("ROLE") == "rx" {
-        let kind = Kind::parse(&arg::<String>("KIND"));
         let o = Options::new().capacity(1 << 16);
-        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("rx");
+        let mut rx = How::Create.receiver::<K>(&name, &o).expect("rx");
         ready();
         let first = loop {
             match rx.recv_into(&mut buf) {
@@ -421,8 +438,7 @@ fn role_trunc_end() {
         wait_for(&go);
         drop(rx);
     } else {
-        let kind = Kind::parse(&arg::<String>("KIND"));
-        let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("tx");
+        let mut tx = How::Open.sender::<K>(&name, &Options::new()).expect("tx");
         ready();
         let first = loop {
             match tx.send(&kit::message(n, 0, 200)) {
@@ -1049,6 +1065,81 @@ fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
 // ---------------------------------------------------------------------------
 // HP-04
 
+/// HP-04 over channels of kind `K` (named by `names`), for `secs` seconds.
+fn hp04<K: KindExt>(wd: &Watchdog, names: &Names, seed: u64, rng: &mut Rng, secs: f64) {
+    let kind = K::NAME;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let (mut rounds, mut delivered, mut corrupted, mut flips) = (0, 0u64, 0, 0u64);
+    while Instant::now() < until {
+        rounds += 1;
+        let name = names.name("hp04");
+        let o = Options::new().capacity(4096).max_producers(2);
+        let mut rx = Receiver::<K>::create(&name, &o).expect("create");
+        let mut tx = Sender::<K>::open(&name, &o).expect("open");
+        let data = kit::ring_off::data::<K>(2);
+        let mut flipper = Spawn::role_on("flip", &name)
+            .arg("KIND", K::NAME)
+            .arg("DATA", data)
+            .arg("MS", 300)
+            .arg("SEED", rng.next_u64())
+            .spawn(wd);
+        flipper.event("started");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (v, end) = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut rng = Rng::new(seed ^ rounds);
+                let mut seq = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let m = kit::message(seq, 0, rng.range(16, 200) as usize);
+                    match tx.send_timeout(&m, Duration::from_millis(10)) {
+                        Ok(()) => seq += 1,
+                        Err(Error::Timeout) => {}
+                        Err(e) => panic!("the honest producer got {e:?}"),
+                    }
+                }
+            });
+            let mut v = Verifier::new();
+            let mut buf = Vec::new();
+            let round_end = Instant::now() + Duration::from_millis(250);
+            let end = loop {
+                if Instant::now() > round_end {
+                    break "round over".to_owned();
+                }
+                match rx.recv_into_timeout(&mut buf, Duration::from_millis(20)) {
+                    Ok(()) => {
+                        if let Err(e) = v.check(&buf) {
+                            break format!("BAD DELIVERY: {e}");
+                        }
+                    }
+                    Err(Error::Timeout) => {}
+                    Err(e) => break why(&e),
+                }
+            };
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (v, end)
+        });
+        assert!(
+            end == "Corrupted" || end == "round over",
+            "hp04 {kind} (seed {seed}) round {rounds}: {end}"
+        );
+        delivered += v.total;
+        corrupted += u32::from(end == "Corrupted");
+        let done = flipper.event("done");
+        flipper.expect_success();
+        flips += num(&done, "flips");
+        drop((tx, rx));
+        kit::remove_stale(&name);
+    }
+    eprintln!(
+        "hp04 {kind}: {rounds} rounds, {delivered} messages delivered intact, \
+         {corrupted} rounds ended Corrupted, {flips} header flips"
+    );
+    assert!(
+        flips > 0,
+        "{kind}: the flipper never found a header to flip"
+    );
+}
+
 /// HP-04 (CI form: ~1.5 s per kind; `SHMQ_FLIP_SECS` for the catalogue's 60 s): a
 /// flipper process turns frame headers invalid and back at full speed while an
 /// honest producer streams and the consumer drains. Every message delivered is
@@ -1067,86 +1158,47 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
     let seed = Rng::seed();
     let mut rng = Rng::new(seed);
     eprintln!("hp04: seed {seed}");
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        let until = Instant::now() + Duration::from_secs_f64(secs);
-        let (mut rounds, mut delivered, mut corrupted, mut flips) = (0, 0u64, 0, 0u64);
-        while Instant::now() < until {
-            rounds += 1;
-            let name = names.name("hp04");
-            let o = Options::new().capacity(4096).max_producers(2);
-            let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
-            let mut tx = Tx::named(kind, How::Open, &name, &o).expect("open");
-            let data = match kind {
-                Kind::Spsc => SPSC_DATA,
-                Kind::Mpsc => mpsc_data(2),
-            };
-            let mut flipper = Spawn::role_on("flip", &name)
-                .arg("KIND", kind)
-                .arg("DATA", data)
-                .arg("MS", 300)
-                .arg("SEED", rng.next_u64())
-                .spawn(&wd);
-            flipper.event("started");
-            let stop = std::sync::atomic::AtomicBool::new(false);
-            let (v, end) = std::thread::scope(|s| {
-                s.spawn(|| {
-                    let mut rng = Rng::new(seed ^ rounds);
-                    let mut seq = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let m = kit::message(seq, 0, rng.range(16, 200) as usize);
-                        match tx.send_timeout(&m, Duration::from_millis(10)) {
-                            Ok(()) => seq += 1,
-                            Err(Error::Timeout) => {}
-                            Err(e) => panic!("the honest producer got {e:?}"),
-                        }
-                    }
-                });
-                let mut v = Verifier::new();
-                let mut buf = Vec::new();
-                let round_end = Instant::now() + Duration::from_millis(250);
-                let end = loop {
-                    if Instant::now() > round_end {
-                        break "round over".to_owned();
-                    }
-                    match rx.recv_into_timeout(&mut buf, Duration::from_millis(20)) {
-                        Ok(()) => {
-                            if let Err(e) = v.check(&buf) {
-                                break format!("BAD DELIVERY: {e}");
-                            }
-                        }
-                        Err(Error::Timeout) => {}
-                        Err(e) => break why(&e),
-                    }
-                };
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                (v, end)
-            });
-            assert!(
-                end == "Corrupted" || end == "round over",
-                "hp04 {kind} (seed {seed}) round {rounds}: {end}"
-            );
-            delivered += v.total;
-            corrupted += u32::from(end == "Corrupted");
-            let done = flipper.event("done");
-            flipper.expect_success();
-            flips += num(&done, "flips");
-            drop((tx, rx));
-            kit::remove_stale(&name);
-        }
-        eprintln!(
-            "hp04 {kind}: {rounds} rounds, {delivered} messages delivered intact, \
-             {corrupted} rounds ended Corrupted, {flips} header flips"
-        );
-        assert!(
-            flips > 0,
-            "{kind}: the flipper never found a header to flip"
-        );
-    }
+    hp04::<Spsc>(&wd, &names, seed, &mut rng, secs);
+    hp04::<Mpsc>(&wd, &names, seed, &mut rng, secs);
     names.assert_clean();
 }
 
 // ---------------------------------------------------------------------------
 // HP-05
+
+/// HP-05 over a channel of kind `K` named `name`.
+fn hp05<K: KindExt>(wd: &Watchdog, name: &str) {
+    let kind = K::NAME;
+    let o = Options::new().capacity(1 << 16).max_producers(2);
+    let mut rx = Receiver::<K>::create(name, &o).expect("create");
+    let mut tx = Sender::<K>::open(name, &o).expect("open");
+    let m = kit::message(0, 5, 4096);
+    tx.send(&m).expect("send");
+    let mut buf = Vec::new();
+    rx.recv_into(&mut buf).expect("recv");
+    let before = kit::record::hash(&buf);
+    assert_eq!(buf, m);
+    let data = kit::ring_off::data::<K>(2);
+    let mut s = Spawn::role_on("scribble", name)
+        .arg("DATA", data)
+        .arg("MS", 20)
+        .spawn(wd);
+    let ev = s.event("done");
+    s.expect_success();
+    assert!(num(&ev, "rounds") > 0);
+    let raw = kit::open_raw(name);
+    let shared = RawRegion::of(&raw).read(data + 8, m.len());
+    assert_ne!(shared, m, "{kind}: the adversary did not rewrite the frame");
+    assert_eq!(
+        kit::record::hash(&buf),
+        before,
+        "{kind}: a delivered copy changed"
+    );
+    assert_eq!(buf, m);
+    drop(raw);
+    drop((tx, rx));
+    kit::remove_stale(name);
+}
 
 /// HP-05: bytes handed out by the copying calls (`recv_into`, typed `recv`) never
 /// change after delivery, whatever the peer writes afterwards: hashed at
@@ -1157,40 +1209,8 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
 #[test]
 fn hp05_copied_out_messages_never_change_after_delivery() {
     let (wd, names) = (Watchdog::new("hp05"), Names::new());
-    for (kind, name) in kit::ends::each_kind(&names, "hp05") {
-        let o = Options::new().capacity(1 << 16).max_producers(2);
-        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
-        let mut tx = Tx::named(kind, How::Open, &name, &o).expect("open");
-        let m = kit::message(0, 5, 4096);
-        tx.send(&m).expect("send");
-        let mut buf = Vec::new();
-        rx.recv_into(&mut buf).expect("recv");
-        let before = kit::record::hash(&buf);
-        assert_eq!(buf, m);
-        let data = match kind {
-            Kind::Spsc => SPSC_DATA,
-            Kind::Mpsc => mpsc_data(2),
-        };
-        let mut s = Spawn::role_on("scribble", &name)
-            .arg("DATA", data)
-            .arg("MS", 20)
-            .spawn(&wd);
-        let ev = s.event("done");
-        s.expect_success();
-        assert!(num(&ev, "rounds") > 0);
-        let raw = kit::open_raw(&name);
-        let shared = RawRegion::of(&raw).read(data + 8, m.len());
-        assert_ne!(shared, m, "{kind}: the adversary did not rewrite the frame");
-        assert_eq!(
-            kit::record::hash(&buf),
-            before,
-            "{kind}: a delivered copy changed"
-        );
-        assert_eq!(buf, m);
-        drop(raw);
-        drop((tx, rx));
-        kit::remove_stale(&name);
-    }
+    hp05::<Spsc>(&wd, &names.name("hp05"));
+    hp05::<Mpsc>(&wd, &names.name("hp05"));
     // A typed message is returned by value.
     let name = names.name("hp05t");
     let mut rx = spsc::typed::Receiver::<[u64; 32]>::create(&name, &Options::new()).expect("typed");
@@ -1213,6 +1233,88 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
 // ---------------------------------------------------------------------------
 // HP-06 / HP-07
 
+/// HP-07 over anonymous channels of kind `K`.
+fn hp07<K: KindExt>(wd: &Watchdog) {
+    let kind = K::NAME;
+    for case in ["first page", "data pages", "everything"] {
+        let o = Options::new().capacity(1 << 16);
+        let (mut tx, mut rx): (Sender<K>, Receiver<K>) = shmq::anonymous(&o).expect("anonymous");
+        let mut buf = Vec::new();
+        for s in 0..20 {
+            tx.send(&kit::message(s, 0, 100)).expect("send");
+        }
+        for _ in 0..5 {
+            rx.recv_into(&mut buf).expect("recv");
+        }
+        let fd: OwnedFd = tx.export_fd().expect("export_fd");
+        let size = nix::sys::stat::fstat(&fd).expect("fstat").st_size;
+        let ranges = match case {
+            "first page" => "0+4096".to_owned(),
+            "data pages" => format!("4096+{}", size - 4096),
+            _ => format!("0+{size}"),
+        };
+        let mut p = Spawn::role("punch")
+            .inherit_fd("FD", &fd)
+            .arg("RANGES", ranges)
+            .spawn(wd);
+        let ev = p.event("done");
+        p.expect_success();
+        for k in ["shrink_eperm", "grow_eperm", "reseal_eperm"] {
+            assert_eq!(ev[k], true, "{kind} {case}: {k}: {ev}");
+        }
+        assert_eq!(ev["punched"], json!([true]), "{kind} {case}: {ev}");
+        let mut seen = std::collections::BTreeMap::<String, u32>::new();
+        let mut slowest = Duration::ZERO;
+        for i in 0..30 {
+            let t = Instant::now();
+            let r = rx.try_recv_into(&mut buf);
+            let k = match &r {
+                Ok(()) => "recv Ok".to_owned(),
+                Err(e) => format!("recv {}", why(e)),
+            };
+            *seen.entry(k).or_default() += 1;
+            let r = tx.try_send(&kit::message(100 + i, 0, 100));
+            let k = match &r {
+                Ok(()) => "send Ok".to_owned(),
+                Err(e) => format!("send {}", why(e)),
+            };
+            *seen.entry(k).or_default() += 1;
+            slowest = slowest.max(t.elapsed());
+        }
+        let t = Instant::now();
+        let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
+        let blocked = t.elapsed();
+        eprintln!(
+            "hp07 {kind} {case}: {seen:?}; a 100 ms receive gave {} after {blocked:?}",
+            match &r {
+                Ok(()) => "a message".to_owned(),
+                Err(e) => why(e),
+            }
+        );
+        assert!(
+            slowest < Duration::from_millis(100),
+            "a try_ call took {slowest:?}"
+        );
+        assert!(
+            blocked < Duration::from_millis(100) + DEATH_BUDGET,
+            "a bounded receive took {blocked:?}"
+        );
+        let fresh = spsc::Receiver::from_fd(fd.try_clone().expect("dup"), &Options::new());
+        if case != "data pages" {
+            assert!(
+                matches!(
+                    fresh,
+                    Err(Error::Segment(
+                        SegError::Abandoned | SegError::BadMagic { .. }
+                    ))
+                ),
+                "{kind} {case}: opening the punched object: {fresh:?}"
+            );
+        }
+        drop(fresh);
+    }
+}
+
 /// HP-07 (and HP-06 at the channel level): a process holding an anonymous
 /// channel's sealed memfd cannot shrink, grow or re-seal it (`EPERM`), but can
 /// punch holes, which read back as zeros. Over the first page (segment header,
@@ -1223,156 +1325,92 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
 #[test]
 fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
     let wd = Watchdog::new("hp07");
-    for kind in [Kind::Spsc, Kind::Mpsc] {
-        for case in ["first page", "data pages", "everything"] {
-            let o = Options::new().capacity(1 << 16);
-            let (mut tx, mut rx) = match kind {
-                Kind::Spsc => {
-                    let (t, r) = spsc::anonymous(&o).expect("anonymous");
-                    (Tx::S(t), Rx::S(r))
-                }
-                Kind::Mpsc => {
-                    let (t, r) = mpsc::anonymous(&o).expect("anonymous");
-                    (Tx::M(t), Rx::M(r))
-                }
-            };
-            let mut buf = Vec::new();
-            for s in 0..20 {
-                tx.send(&kit::message(s, 0, 100)).expect("send");
-            }
-            for _ in 0..5 {
-                rx.recv_into(&mut buf).expect("recv");
-            }
-            let fd: OwnedFd = tx.export_fd().expect("export_fd");
-            let size = nix::sys::stat::fstat(&fd).expect("fstat").st_size;
-            let ranges = match case {
-                "first page" => "0+4096".to_owned(),
-                "data pages" => format!("4096+{}", size - 4096),
-                _ => format!("0+{size}"),
-            };
-            let mut p = Spawn::role("punch")
-                .inherit_fd("FD", &fd)
-                .arg("RANGES", ranges)
-                .spawn(&wd);
-            let ev = p.event("done");
-            p.expect_success();
-            for k in ["shrink_eperm", "grow_eperm", "reseal_eperm"] {
-                assert_eq!(ev[k], true, "{kind} {case}: {k}: {ev}");
-            }
-            assert_eq!(ev["punched"], json!([true]), "{kind} {case}: {ev}");
-            let mut seen = std::collections::BTreeMap::<String, u32>::new();
-            let mut slowest = Duration::ZERO;
-            for i in 0..30 {
-                let t = Instant::now();
-                let r = rx.try_recv_into(&mut buf);
-                let k = match &r {
-                    Ok(()) => "recv Ok".to_owned(),
-                    Err(e) => format!("recv {}", why(e)),
-                };
-                *seen.entry(k).or_default() += 1;
-                let r = tx.try_send(&kit::message(100 + i, 0, 100));
-                let k = match &r {
-                    Ok(()) => "send Ok".to_owned(),
-                    Err(e) => format!("send {}", why(e)),
-                };
-                *seen.entry(k).or_default() += 1;
-                slowest = slowest.max(t.elapsed());
-            }
-            let t = Instant::now();
-            let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
-            let blocked = t.elapsed();
-            eprintln!(
-                "hp07 {kind} {case}: {seen:?}; a 100 ms receive gave {} after {blocked:?}",
-                match &r {
-                    Ok(()) => "a message".to_owned(),
-                    Err(e) => why(e),
-                }
-            );
-            assert!(
-                slowest < Duration::from_millis(100),
-                "a try_ call took {slowest:?}"
-            );
-            assert!(
-                blocked < Duration::from_millis(100) + DEATH_BUDGET,
-                "a bounded receive took {blocked:?}"
-            );
-            let fresh = spsc::Receiver::from_fd(fd.try_clone().expect("dup"), &Options::new());
-            if case != "data pages" {
-                assert!(
-                    matches!(
-                        fresh,
-                        Err(Error::Segment(
-                            SegError::Abandoned | SegError::BadMagic { .. }
-                        ))
-                    ),
-                    "{kind} {case}: opening the punched object: {fresh:?}"
-                );
-            }
-            drop(fresh);
-        }
-    }
+    hp07::<Spsc>(&wd);
+    hp07::<Mpsc>(&wd);
 }
 
 /// HP-07 on a named channel (which cannot be sealed): a hole punched over the
 /// first page (segment header and ring control block) reads back as zeros, which
 /// a ring alone could take for a fresh ring whose peers have not attached. The
-/// facade checks the segment header whenever the ring finds nothing to do, so
-/// both ends report `Corrupted` (never `Empty`, `Full` or `Timeout` for good),
-/// and keep reporting it.
+/// facade checks the segment header whenever the ring finds nothing to do, and
+/// its liveness hook reports every peer of a segment whose header is gone as
+/// dead, so both ends report `Corrupted` (never `Empty`, `Full` or `Timeout` for
+/// good; a blocking receive returns, the watchdog would catch a hang), and keep
+/// reporting it.
 #[test]
 fn hp07_a_hole_punched_over_a_named_channels_first_page_is_corrupted() {
+    let _wd = Watchdog::new("hp07_named");
     let names = Names::new();
-    for (kind, name) in shmq_testkit::ends::each_kind(&names, "hp07n") {
-        let o = Options::new().capacity(1 << 16);
-        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("rx");
-        let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("tx");
-        let mut buf = Vec::new();
-        for s in 0..20 {
-            tx.send(&kit::message(s, 0, 100)).expect("send");
-        }
-        for _ in 0..5 {
-            rx.recv_into(&mut buf).expect("recv");
-        }
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(kit::shm_path(&name))
-            .expect("open the named object");
-        // SAFETY: fallocate on a descriptor we own, within the object.
-        let rc = unsafe {
-            libc::fallocate(
-                f.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                0,
-                4096,
-            )
-        };
-        assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
-        drop(f);
-        let mut seen = Vec::new();
-        let rx_end = (0..10_000)
-            .map(|_| rx.try_recv_into(&mut buf))
-            .inspect(|r| seen.push(r.as_ref().map_or_else(why, |()| "Ok".into())))
-            .find_map(Result::err);
-        assert!(
-            matches!(rx_end, Some(Error::Corrupted(_))),
-            "{kind}: the receiver after the punch: {rx_end:?} (seen {seen:?})"
-        );
-        let bounded = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
-        assert!(is_corrupted(&bounded), "{kind}: then {bounded:?}");
-        let tx_end = (0..10_000)
-            .map(|i| tx.try_send(&kit::message(100 + i, 0, 100)))
-            .find_map(Result::err);
-        assert!(
-            matches!(tx_end, Some(Error::Corrupted(_))),
-            "{kind}: the sender after the punch: {tx_end:?}"
-        );
-        let again = tx.send_timeout(b"x", Duration::from_millis(100));
-        assert!(is_corrupted(&again), "{kind}: then {again:?}");
-        drop((tx, rx));
-        kit::remove_stale(&name);
-        let _ = Segment::unlink(&name);
-    }
+    hp07_named::<Spsc>(&names, true);
+    hp07_named::<Mpsc>(&names, true);
+    hp07_named::<Spsc>(&names, false);
+    hp07_named::<Mpsc>(&names, false);
     names.assert_clean();
+}
+
+/// [`hp07_a_hole_punched_over_a_named_channels_first_page_is_corrupted`] over a
+/// channel of kind `K`.
+/// `blocking`: the receiver has taken every message when the hole is punched,
+/// and its first call after is a blocking `recv_into`; otherwise messages are
+/// left and it polls with `try_recv_into`.
+fn hp07_named<K: KindExt>(names: &Names, blocking: bool) {
+    let kind = K::NAME;
+    let name = names.name("hp07n");
+    let o = Options::new().capacity(1 << 16);
+    let mut rx = How::Create.receiver::<K>(&name, &o).expect("rx");
+    let mut tx = How::Open.sender::<K>(&name, &Options::new()).expect("tx");
+    let mut buf = Vec::new();
+    for s in 0..20 {
+        tx.send(&kit::message(s, 0, 100)).expect("send");
+    }
+    for _ in 0..if blocking { 20 } else { 5 } {
+        rx.recv_into(&mut buf).expect("recv");
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(kit::shm_path(&name))
+        .expect("open the named object");
+    // SAFETY: fallocate on a descriptor we own, within the object.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            4096,
+        )
+    };
+    assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
+    drop(f);
+    if blocking {
+        let r = rx.recv_into(&mut buf);
+        assert!(
+            is_corrupted(&r),
+            "{kind}: a blocked receive after the punch: {r:?}"
+        );
+    }
+    let mut seen = Vec::new();
+    let rx_end = (0..10_000)
+        .map(|_| rx.try_recv_into(&mut buf))
+        .inspect(|r| seen.push(r.as_ref().map_or_else(why, |()| "Ok".into())))
+        .find_map(Result::err);
+    assert!(
+        matches!(rx_end, Some(Error::Corrupted(_))),
+        "{kind}: the receiver after the punch: {rx_end:?} (seen {seen:?})"
+    );
+    let bounded = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
+    assert!(is_corrupted(&bounded), "{kind}: then {bounded:?}");
+    let tx_end = (0..10_000)
+        .map(|i| tx.try_send(&kit::message(100 + i, 0, 100)))
+        .find_map(Result::err);
+    assert!(
+        matches!(tx_end, Some(Error::Corrupted(_))),
+        "{kind}: the sender after the punch: {tx_end:?}"
+    );
+    let again = tx.send_timeout(b"x", Duration::from_millis(100));
+    assert!(is_corrupted(&again), "{kind}: then {again:?}");
+    drop((tx, rx));
+    kit::remove_stale(&name);
+    let _ = Segment::unlink(&name);
 }
 
 // ---------------------------------------------------------------------------
@@ -1533,7 +1571,7 @@ fn hp09_truncating_a_named_channel_under_its_ends_is_an_error_not_a_signal() {
     let dir = std::env::temp_dir().join(format!("shmq-hp09-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let scenarios = ["streaming", "consumer blocked", "producer blocked"];
-    for (kind, scenario) in [Kind::Spsc, Kind::Mpsc]
+    for (kind, scenario) in ["spsc", "mpsc"]
         .into_iter()
         .flat_map(|k| scenarios.map(|s| (k, s)))
     {
@@ -1709,6 +1747,50 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
     no_failures_and_clean("HP-10", &failures, &names);
 }
 
+/// HP-10's silent peer over a channel of kind `K` named `name`.
+fn hp10_silent<K: KindExt>(wd: &Watchdog, name: &str, rng: &mut Rng) {
+    let kind = K::NAME;
+    let mut c = Spawn::role_on("rx", name)
+        .arg("KIND", K::NAME)
+        .arg("COUNT", 1)
+        .arg("CAP", 4096)
+        .spawn(wd);
+    let tid = num(&c.event("waiting"), "tid") as i32;
+    c.assert_in_futex(tid, "the consumer never slept");
+    std::thread::sleep(Duration::from_millis(rng.range(0, 50)));
+    let raw = kit::open_raw(name);
+    let region = RawRegion::of(&raw);
+    let m = kit::message(0, 0, 64);
+    let data = kit::ring_off::data::<K>(shmq::DEFAULT_PRODUCERS);
+    let header = if K::MPSC {
+        MpscHeader {
+            len: m.len() as i32,
+            kind: frame::MPSC_MSG,
+            slot: 0,
+            incarnation: 0,
+        }
+        .encode()
+    } else {
+        frame::spsc_message(m.len())
+    };
+    region.write(data + 8, &m);
+    region
+        .word(data)
+        .store(header, std::sync::atomic::Ordering::Release);
+    let written = mono_ns();
+    let first = num(&c.event("first"), "at_ns");
+    c.event("received");
+    c.expect_success();
+    let latency = Duration::from_nanos(first.saturating_sub(written));
+    eprintln!("hp10 silent peer {kind}: read {latency:?} after the unannounced write");
+    assert!(
+        latency < SLICE + DEATH_BUDGET,
+        "{kind}: an unannounced message was read only after {latency:?}"
+    );
+    drop(raw);
+    kit::remove_stale(name);
+}
+
 /// HP-10, the silent peer: a frame is written straight into the segment (payload,
 /// then the header with `Release`), with no wake-up at all, while the receiver
 /// (Park strategy) sleeps in `FUTEX_WAIT`. It still returns the message within a
@@ -1718,48 +1800,8 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
 fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
     let (wd, names) = (Watchdog::new("hp10_silent"), Names::new());
     let mut rng = Rng::new(Rng::seed());
-    for (kind, name) in kit::ends::each_kind(&names, "hp10s") {
-        let mut c = Spawn::role_on("rx", &name)
-            .arg("KIND", kind)
-            .arg("COUNT", 1)
-            .arg("CAP", 4096)
-            .spawn(&wd);
-        let tid = num(&c.event("waiting"), "tid") as i32;
-        c.assert_in_futex(tid, "the consumer never slept");
-        std::thread::sleep(Duration::from_millis(rng.range(0, 50)));
-        let raw = kit::open_raw(&name);
-        let region = RawRegion::of(&raw);
-        let m = kit::message(0, 0, 64);
-        let (data, header) = match kind {
-            Kind::Spsc => (SPSC_DATA, frame::spsc_message(m.len())),
-            Kind::Mpsc => (
-                mpsc_data(shmq::DEFAULT_PRODUCERS),
-                MpscHeader {
-                    len: m.len() as i32,
-                    kind: frame::MPSC_MSG,
-                    slot: 0,
-                    incarnation: 0,
-                }
-                .encode(),
-            ),
-        };
-        region.write(data + 8, &m);
-        region
-            .word(data)
-            .store(header, std::sync::atomic::Ordering::Release);
-        let written = mono_ns();
-        let first = num(&c.event("first"), "at_ns");
-        c.event("received");
-        c.expect_success();
-        let latency = Duration::from_nanos(first.saturating_sub(written));
-        eprintln!("hp10 silent peer {kind}: read {latency:?} after the unannounced write");
-        assert!(
-            latency < SLICE + DEATH_BUDGET,
-            "{kind}: an unannounced message was read only after {latency:?}"
-        );
-        drop(raw);
-        kit::remove_stale(&name);
-    }
+    hp10_silent::<Spsc>(&wd, &names.name("hp10s"), &mut rng);
+    hp10_silent::<Mpsc>(&wd, &names.name("hp10s"), &mut rng);
     names.assert_clean();
 }
 
@@ -1834,6 +1876,63 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
 // ---------------------------------------------------------------------------
 // HP-12
 
+/// HP-12's lying frame lengths over a channel of kind `K` named `name`.
+fn hp12<K: KindExt>(name: &str, o: &Options) {
+    let kind = K::NAME;
+    let mut rx = Receiver::<K>::create(name, o).expect("create");
+    let max = frame::max_payload(1 << 16);
+    let raw = kit::open_raw(name);
+    let region = RawRegion::of(&raw);
+    let data = kit::ring_off::data::<K>(shmq::DEFAULT_PRODUCERS);
+    let header = if K::MPSC {
+        MpscHeader {
+            len: i32::MAX,
+            kind: frame::MPSC_MSG,
+            slot: 0,
+            incarnation: 0,
+        }
+        .encode()
+    } else {
+        (u64::from(frame::SPSC_MSG) << 32) | 0xffff_ffff
+    };
+    region
+        .word(data)
+        .store(header, std::sync::atomic::Ordering::Release);
+    let (r, largest) = largest_allocation(|| {
+        let mut buf = Vec::new();
+        rx.try_recv_into(&mut buf)
+    });
+    assert!(is_corrupted(&r), "{kind}: {r:?}");
+    assert!(
+        largest <= max,
+        "{kind}: a {largest}-byte allocation for a lying length (maximum message {max})"
+    );
+    // The mapping is the object's size, whatever the header says.
+    let size = std::fs::metadata(kit::shm_path(name)).expect("stat").len();
+    let mapped: Vec<u64> = std::fs::read_to_string("/proc/self/maps")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&name[1..]))
+        .map(|l| {
+            let (a, b) = l
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .split_once('-')
+                .unwrap();
+            u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()
+        })
+        .collect();
+    assert!(!mapped.is_empty());
+    assert!(
+        mapped.iter().all(|&m| m <= size.next_multiple_of(4096)),
+        "{kind}: mappings {mapped:?} for a {size}-byte object"
+    );
+    drop(raw);
+    drop(rx);
+    kit::remove_stale(name);
+}
+
 /// HP-12: lengths and capacities a peer declares never turn into allocations
 /// beyond the channel's maximum message (a counting global allocator in this
 /// test binary records the largest allocation of each call), nor into a mapping
@@ -1844,61 +1943,8 @@ fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
 fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
     let names = Names::new();
     let o = Options::new().capacity(1 << 16);
-    for (kind, name) in kit::ends::each_kind(&names, "hp12") {
-        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
-        let max = frame::max_payload(1 << 16);
-        let raw = kit::open_raw(&name);
-        let region = RawRegion::of(&raw);
-        let (data, header) = match kind {
-            Kind::Spsc => (SPSC_DATA, (u64::from(frame::SPSC_MSG) << 32) | 0xffff_ffff),
-            Kind::Mpsc => (
-                mpsc_data(shmq::DEFAULT_PRODUCERS),
-                MpscHeader {
-                    len: i32::MAX,
-                    kind: frame::MPSC_MSG,
-                    slot: 0,
-                    incarnation: 0,
-                }
-                .encode(),
-            ),
-        };
-        region
-            .word(data)
-            .store(header, std::sync::atomic::Ordering::Release);
-        let (r, largest) = largest_allocation(|| {
-            let mut buf = Vec::new();
-            rx.try_recv_into(&mut buf)
-        });
-        assert!(is_corrupted(&r), "{kind}: {r:?}");
-        assert!(
-            largest <= max,
-            "{kind}: a {largest}-byte allocation for a lying length (maximum message {max})"
-        );
-        // The mapping is the object's size, whatever the header says.
-        let size = std::fs::metadata(kit::shm_path(&name)).expect("stat").len();
-        let mapped: Vec<u64> = std::fs::read_to_string("/proc/self/maps")
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(&name[1..]))
-            .map(|l| {
-                let (a, b) = l
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .split_once('-')
-                    .unwrap();
-                u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()
-            })
-            .collect();
-        assert!(!mapped.is_empty());
-        assert!(
-            mapped.iter().all(|&m| m <= size.next_multiple_of(4096)),
-            "{kind}: mappings {mapped:?} for a {size}-byte object"
-        );
-        drop(raw);
-        drop(rx);
-        kit::remove_stale(&name);
-    }
+    hp12::<Spsc>(&names.name("hp12"), &o);
+    hp12::<Mpsc>(&names.name("hp12"), &o);
     // A typed frame whose length is not the type's.
     let name = names.name("hp12t");
     let mut rx = spsc::typed::Receiver::<u64>::create(&name, &Options::new()).expect("typed");

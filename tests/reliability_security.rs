@@ -10,10 +10,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
 use serde_json::json;
-use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
+use shmq::{Error, Options, Receiver, SegmentOptions, Sender, mpsc, spsc};
 use shmq_segment::{Error as SegError, Segment};
 use shmq_testkit as kit;
-use shmq_testkit::ends::{How, Kind, Rx, Tx};
+use shmq_testkit::kinds::{KindExt, Mpsc, Spsc};
 use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 const NOBODY: u32 = 65534;
@@ -120,11 +120,15 @@ fn role_as_user() {
 /// sends COUNT messages of SECRET bytes (a repeated byte), receives TAKE of them,
 /// reports `ready`, and holds both ends until killed.
 fn role_hold() {
+    kit::by_kind!(arg::<String>("KIND").as_str(), hold_of())
+}
+
+/// [`role_hold`] over a channel of kind `K`.
+fn hold_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg::<String>("KIND"));
     let o = Options::new().capacity(4096);
-    let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
-    let mut tx = Tx::named(kind, How::Open, &name, &o).expect("open");
+    let mut rx = Receiver::<K>::create(&name, &o).expect("create");
+    let mut tx = Sender::<K>::open(&name, &o).expect("open");
     let secret = vec![arg::<u8>("SECRET"); 200];
     for _ in 0..arg::<u64>("COUNT") {
         tx.send(&secret).expect("send");
@@ -398,68 +402,82 @@ fn object_bytes(name: &str) -> Vec<u8> {
     std::fs::read(kit::shm_path(name)).expect("read the object")
 }
 
+/// PS-05 over a channel of kind `K` named `name`.
+fn ps05<K: KindExt>(wd: &Watchdog, name: &str) {
+    let kind = K::NAME;
+    let secret = 0xC7u8;
+    let mut owner = Spawn::role_on("hold", name)
+        .arg("KIND", K::NAME)
+        .arg("SECRET", secret)
+        .arg("COUNT", 15)
+        .arg("TAKE", 5)
+        .spawn(wd);
+    owner.event("ready");
+    owner.kill_and_reap();
+    let old = object_bytes(name);
+    let run = |b: &[u8]| b.windows(16).any(|w| w.iter().all(|&x| x == secret));
+    assert!(
+        run(&old),
+        "{kind}: the dead owner's payloads should be in the old object"
+    );
+    let r = Sender::<K>::create(name, &Options::new()).map(drop);
+    assert!(
+        matches!(
+            r,
+            Err(Error::Segment(SegError::AlreadyExists { stale: true, .. }))
+        ),
+        "{kind}: {r:?}"
+    );
+    let o = Options::new().capacity(4096).reclaim_stale(true);
+    // The 10 unreceived messages are kept (`StaleWithMessages`) until they are
+    // discarded on purpose; either way no new channel shows them.
+    let r = Receiver::<K>::create(name, &o).map(drop);
+    assert!(
+        matches!(r, Err(Error::StaleWithMessages { messages: 10, .. })),
+        "{kind}: {r:?}"
+    );
+    assert_eq!(
+        shmq::inspect::remove_stale(name, true).expect("discard"),
+        shmq::inspect::Removal::Removed
+    );
+    let mut rx = Receiver::<K>::create(name, &o).expect("reclaim_stale");
+    let mut tx = Sender::<K>::open(name, &Options::new()).expect("open");
+    let new = object_bytes(name);
+    assert!(
+        !run(&new),
+        "{kind}: old payload bytes in the reclaimed channel"
+    );
+    assert!(
+        new.iter().all(|&b| b != secret),
+        "{kind}: an old payload byte survived"
+    );
+    let mut buf = Vec::new();
+    assert!(
+        matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)),
+        "{kind}"
+    );
+    let zeros = tx.reserve(1000).expect("reserve").iter().all(|&b| b == 0);
+    assert!(
+        zeros,
+        "{kind}: a reservation in a fresh channel shows old bytes"
+    );
+    drop((tx, rx));
+    kit::remove_stale(name);
+}
+
 /// PS-05: the owners of a channel die with payloads (consumed and unconsumed)
 /// in its ring. A new run that reuses the name with `create` is refused
 /// (`AlreadyExists { stale: true }`: it never attaches to the old ring); with
-/// `reclaim_stale` it gets a fresh object: not one byte of the old payloads is
+/// `reclaim_stale` it is refused while unreceived messages wait (they are data),
+/// and once they are discarded it gets a fresh object: not one byte of the old payloads is
 /// anywhere in it, a zero-copy reservation reads zeros, nothing is received.
 /// (`create_or_open` is documented to attach to the existing channel and
 /// deliver its unread messages: same user, by design.)
 #[test]
 fn ps05_a_reused_name_never_shows_old_payload_bytes() {
     let (wd, names) = (Watchdog::new("ps05"), Names::new());
-    for (kind, name) in kit::ends::each_kind(&names, "ps05") {
-        let secret = 0xC7u8;
-        let mut owner = Spawn::role_on("hold", &name)
-            .arg("KIND", kind)
-            .arg("SECRET", secret)
-            .arg("COUNT", 15)
-            .arg("TAKE", 5)
-            .spawn(&wd);
-        owner.event("ready");
-        owner.kill_and_reap();
-        let old = object_bytes(&name);
-        let run = |b: &[u8]| b.windows(16).any(|w| w.iter().all(|&x| x == secret));
-        assert!(
-            run(&old),
-            "{kind}: the dead owner's payloads should be in the old object"
-        );
-        let r = Tx::named(kind, How::Create, &name, &Options::new()).map(drop);
-        assert!(
-            matches!(
-                r,
-                Err(Error::Segment(SegError::AlreadyExists { stale: true, .. }))
-            ),
-            "{kind}: {r:?}"
-        );
-        let o = Options::new().capacity(4096).reclaim_stale(true);
-        let mut rx = Rx::named(kind, How::Create, &name, &o).expect("reclaim_stale");
-        let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("open");
-        let new = object_bytes(&name);
-        assert!(
-            !run(&new),
-            "{kind}: old payload bytes in the reclaimed channel"
-        );
-        assert!(
-            new.iter().all(|&b| b != secret),
-            "{kind}: an old payload byte survived"
-        );
-        let mut buf = Vec::new();
-        assert!(
-            matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)),
-            "{kind}"
-        );
-        let zeros = match &mut tx {
-            Tx::S(t) => t.reserve(1000).expect("reserve").iter().all(|&b| b == 0),
-            Tx::M(t) => t.reserve(1000).expect("reserve").iter().all(|&b| b == 0),
-        };
-        assert!(
-            zeros,
-            "{kind}: a reservation in a fresh channel shows old bytes"
-        );
-        drop((tx, rx));
-        kit::remove_stale(&name);
-    }
+    ps05::<Spsc>(&wd, &names.name("ps05"));
+    ps05::<Mpsc>(&wd, &names.name("ps05"));
     names.assert_clean();
 }
 

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::{Error, Options};
+use shmq::{Error, Options, Receiver, Sender};
 use shmq_segment::{Expect, Layout, Segment, SegmentOptions};
 use shmq_testkit as kit;
-use shmq_testkit::ends::{How, Kind, Rx, Tx, why};
+use shmq_testkit::kinds::{KindExt, Mpsc, why};
 use shmq_testkit::{
     Names, Proc, RawRegion, RecordVerifier, Rng, Spawn, Watchdog, arg, arg_or, emit, mono_ns, num,
     record,
@@ -80,9 +80,13 @@ fn record_size(rng: &mut Rng, max: usize) -> usize {
 /// with PROGRESS (a segment name), stores `INC << 40 | committed` into word ID of
 /// its region after every send. Reports `sent` and closes.
 fn role_soak_tx() {
+    kit::by_kind!(arg::<String>("KIND").as_str(), soak_tx_of())
+}
+
+/// [`role_soak_tx`] over a channel of kind `K`.
+fn soak_tx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg::<String>("KIND"));
-    let mut tx = Tx::named(kind, How::Open, &name, &Options::new()).expect("open");
+    let mut tx = Sender::<K>::open(&name, &Options::new()).expect("open");
     let id: u32 = arg("ID");
     let inc: u32 = arg_or("INC", 0);
     let end: u64 = arg("END_NS");
@@ -129,13 +133,17 @@ fn role_soak_tx() {
 /// recording their latency; samples RSS, descriptors and mappings once WARM_MS
 /// has passed and at the end. Reports `done`.
 fn role_soak_rx() {
+    kit::by_kind!(arg::<String>("KIND").as_str(), soak_rx_of())
+}
+
+/// [`role_soak_rx`] over a channel of kind `K`.
+fn soak_rx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let kind = Kind::parse(&arg::<String>("KIND"));
     let o = Options::new()
         .capacity(arg("CAP"))
         .max_producers(arg_or("SLOTS", 16));
-    let mut rx = Rx::named(kind, How::Create, &name, &o).expect("create");
-    rx.expect_producers(arg("PRODUCERS"));
+    let mut rx = Receiver::<K>::create(&name, &o).expect("create");
+    K::expect_producers(&mut rx, arg("PRODUCERS"));
     emit("ready", json!({}));
     let warm_at = Instant::now() + Duration::from_millis(arg("WARM_MS"));
     let mut warm = None;
@@ -459,7 +467,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
     };
     eprintln!("ls03: seed {seed}, {run:?}, chaos every {lo}-{hi} ms");
     let o = Options::new().capacity(4096).max_producers(16);
-    let rx = Rx::named(Kind::Mpsc, How::Create, &name, &o).expect("create");
+    let rx = Receiver::<Mpsc>::create(&name, &o).expect("create");
     let end = mono_ns() + run.as_nanos() as u64;
     let spawn = |id: u32, inc: u32, rng: &mut Rng| {
         let mut p = Spawn::role_on("soak_tx", &name)
@@ -478,7 +486,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
         let stop_ref = &stop;
         let consumer = s.spawn(move || {
             let mut rx = rx;
-            rx.expect_producers(8);
+            Mpsc::expect_producers(&mut rx, 8);
             let mut v = RecordVerifier::new();
             let quiet_since = std::cell::Cell::new(Instant::now());
             let end = kit::receive_through_timeouts(
@@ -497,7 +505,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
                 },
             );
             let Ok(end) = end;
-            let reclaimed = rx.reclaimed();
+            let reclaimed = Mpsc::reclaimed(&mut rx);
             (v, end, reclaimed)
         });
         let mut slots: Vec<Chaos> = (0..8)
@@ -696,7 +704,7 @@ fn soak_ls04_backpressure_blocked_producer_sleeps() {
         cpu * 100.0
     );
     assert_eq!(v.total, sent);
-    kit::ends::assert_closed(&end);
+    kit::kinds::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

@@ -100,7 +100,7 @@ fn role_send() {
             emit(
                 "send_error",
                 json!({
-                    "why": kit::ends::why(&e), "at_ns": mono_ns(), "sent": seq,
+                    "why": kit::kinds::why(&e), "at_ns": mono_ns(), "sent": seq,
                     "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1,
                 }),
             );
@@ -151,7 +151,7 @@ fn role_fork_stream() {
     });
     drop(tx.take());
     let (v, end) = kit::msg::drain(|b| rx.recv_into(b));
-    let end = kit::ends::why(&end);
+    let end = kit::kinds::why(&end);
     let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
     emit(
@@ -336,7 +336,7 @@ fn role_fork_typed() {
     }
     let end = match rx.recv() {
         Ok(s) => format!("extra message {s:?}"),
-        Err(e) => kit::ends::why(&e),
+        Err(e) => kit::kinds::why(&e),
     };
     let code = kit::wait_child(child, Duration::from_secs(60));
     drop(rx);
@@ -403,7 +403,7 @@ fn role_fd_recv() {
     }
     let end = match rx.recv_into(&mut buf) {
         Ok(()) => "extra message".to_owned(),
-        Err(e) => kit::ends::why(&e),
+        Err(e) => kit::kinds::why(&e),
     };
     drop(rx);
     emit(
@@ -651,8 +651,8 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
         let mut buf = Vec::new();
         let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, 500, "drained before the end");
-        kit::ends::assert_ended_by(&end, then, then);
-        let want = kit::ends::disconnect_after(then);
+        kit::kinds::assert_ended_by(&end, then, then);
+        let want = kit::kinds::disconnect_after(then);
         // It stays that way, for the non-blocking form too.
         let again = rx.try_recv_into(&mut buf);
         assert!(
@@ -737,7 +737,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
         let mut rx = spsc::Receiver::open(name, &Options::new()).expect("a new consumer");
         let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, sent);
-        kit::ends::assert_closed(&end);
+        kit::kinds::assert_closed(&end);
         drop(rx);
         latency
     });
@@ -900,7 +900,7 @@ fn producer_killed_before_publishing(point: &str) {
     let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(200));
     assert!(matches!(r, Err(Error::Timeout)), "while stopped: {r:?}");
     let (r, latency) = p.kill_then(|| rx.recv_into_timeout(&mut buf, Duration::from_secs(10)));
-    kit::ends::assert_died(
+    kit::kinds::assert_died(
         &r,
         "after the kill (a partial message must never be delivered)",
     );
@@ -1010,7 +1010,7 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     second.expect_success();
     assert_eq!(v.count(0), 1);
     assert_eq!(v.count(1), 500);
-    kit::ends::assert_closed(&end);
+    kit::kinds::assert_closed(&end);
     drop(rx);
     if kit::shm_path(&name).exists() {
         // The stale `tail` of the killed producer can make the channel look damaged
@@ -1043,7 +1043,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
     let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.total, sent);
-    kit::ends::assert_closed(&end);
+    kit::kinds::assert_closed(&end);
     drop(rx);
     names.assert_clean();
 }

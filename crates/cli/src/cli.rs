@@ -37,6 +37,11 @@ pub enum Command {
     /// Remove one segment; refuses one in use unless --force.
     Rm(RmArgs),
     /// Remove every stale segment (no process has it open, no endpoint alive).
+    ///
+    /// A stale channel that still holds messages no consumer has received (a
+    /// producer sent them and exited before its consumer started, say) is kept,
+    /// and gc says so: those messages are data, and a consumer that opens the
+    /// channel later receives them. --discard-messages removes such channels too.
     Gc(GcArgs),
     /// Send stdin into a channel: one message per line, or fixed-size chunks.
     ///
@@ -45,6 +50,11 @@ pub enum Command {
     /// starts later; when the ring is full, sending waits for room. At end of input
     /// the channel is closed. Exit status 0, or 1 on an error (the receiver went
     /// away, a line longer than the channel's largest message, ...).
+    ///
+    /// A line longer than the channel's largest message (about half its
+    /// capacity) stops sending with an error naming that limit: the lines
+    /// before it have been sent; it and the rest of the input are not. Such a
+    /// line is never buffered whole, however long it is.
     Send(SendArgs),
     /// Write a channel's messages to stdout: one line per message, or raw bytes.
     ///
@@ -113,9 +123,13 @@ pub struct GcArgs {
     /// Only segments whose name starts with this (e.g. /myapp-).
     #[arg(long)]
     pub prefix: Option<String>,
-    /// Only say what would be removed.
+    /// Only say what would be removed (and what kept).
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Also remove stale channels whose messages are waiting for a consumer,
+    /// discarding those messages (by default such channels are kept).
+    #[arg(long)]
+    pub discard_messages: bool,
     /// One JSON array of actions instead of text.
     #[arg(long)]
     pub json: bool,

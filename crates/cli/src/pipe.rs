@@ -98,10 +98,22 @@ fn too_long(number: u64, len: usize, max: usize) -> CliError {
     ))
 }
 
+/// What to say about line `number` when it is known to be longer than a message
+/// can be, without having read all of it.
+fn longer_than(number: u64, max: usize) -> CliError {
+    CliError::msg(format!(
+        "line {number} is longer than this channel's largest message ({max} bytes): \
+         use a larger --capacity when creating it, or --raw"
+    ))
+}
+
 /// Line mode. Complete lines found in the input buffer go out as one batch (one
 /// store and at most one wake-up for many messages); when the ring is full, one
 /// blocking send waits for room. A line that straddles two reads is gathered in
-/// `carry` first.
+/// `carry` first, up to the largest message and no further.
+///
+/// A line longer than the largest message stops sending with an error naming it:
+/// the lines before it have been sent, it and those after it are not.
 fn send_lines(tx: &mut spsc::Sender, mut input: impl BufRead, max: usize) -> Result<()> {
     let mut sent: u64 = 0;
     let mut carry = Vec::new();
@@ -111,14 +123,19 @@ fn send_lines(tx: &mut spsc::Sender, mut input: impl BufRead, max: usize) -> Res
             return Ok(());
         }
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
-            // No complete line buffered: gather one (or the unterminated last one).
+            // No complete line buffered: gather one (or the unterminated last one),
+            // but never more than a message and its newline: a longer line is
+            // refused as soon as it is known to be too long, however long it is.
             carry.clear();
-            input.read_until(b'\n', &mut carry).map_err(read_error)?;
+            let bound = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+            (&mut input)
+                .take(bound)
+                .read_until(b'\n', &mut carry)
+                .map_err(read_error)?;
             if carry.last() == Some(&b'\n') {
                 carry.pop();
-            }
-            if carry.len() > max {
-                return Err(too_long(sent + 1, carry.len(), max));
+            } else if carry.len() > max {
+                return Err(longer_than(sent + 1, max));
             }
             tx.send(&carry).map_err(|e| send_error(e, sent))?;
             sent += 1;

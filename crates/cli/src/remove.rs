@@ -1,16 +1,22 @@
 //! `shmq rm NAME` and `shmq gc`: removing segments, carefully.
 //!
 //! Both decide from a [`Report`] and then remove through
-//! [`shmq::inspect::remove_if_stale`], which takes the segment's owner lock exclusively
+//! [`shmq::inspect::remove_stale`], which takes the segment's owner lock exclusively
 //! before unlinking: a process that opens the segment between our look and our
 //! removal makes the removal decline instead of pulling the name from under it.
 //! Only `rm --force` unlinks unconditionally.
+//!
+//! Messages waiting for a consumer are data: `gc` keeps a stale channel that
+//! holds them (checked again under the lock, so a producer that sends and exits
+//! between the look and the removal cannot lose them) unless
+//! `--discard-messages`. `rm NAME` names the channel, so it removes it with its
+//! messages.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use shmq::inspect::{EndpointStatus, Report};
+use shmq::inspect::{EndpointStatus, Removal, Report};
 
 use crate::cli::{GcArgs, RmArgs};
 use crate::error::{CliError, Result};
@@ -55,7 +61,8 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
             "refusing to remove {name}: it is in use ({why}); use --force to remove it anyway"
         )));
     }
-    if shmq::inspect::remove_if_stale(name)? {
+    // Named explicitly: messages still waiting in it go too (the report said so).
+    if shmq::inspect::remove_stale(name, true)? == Removal::Removed {
         writeln!(stdout, "removed {name}")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -76,9 +83,10 @@ struct Action {
 }
 
 /// Removes every stale segment (no process has it open, no endpoint alive),
-/// damaged ones included; with `--dry-run` only lists them. Segments that cannot
-/// be read are skipped with a note; one whose removal fails makes the exit
-/// status 1.
+/// damaged ones included, except channels whose messages wait for a consumer
+/// (kept, and said so, unless `--discard-messages`); with `--dry-run` only lists
+/// them. Segments that cannot be read are skipped with a note; one whose removal
+/// fails makes the exit status 1.
 pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     let mut actions = Vec::new();
     let mut failed = false;
@@ -98,6 +106,16 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
         if !r.is_stale() {
             continue;
         }
+        if !args.discard_messages
+            && let Some((messages, bytes)) = r.waiting_messages()
+        {
+            actions.push(Action {
+                name,
+                action: if args.dry_run { "would keep" } else { "kept" },
+                detail: kept_detail(messages, bytes),
+            });
+            continue;
+        }
         let detail = stale_detail(&r);
         if args.dry_run {
             actions.push(Action {
@@ -107,14 +125,21 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
             });
             continue;
         }
-        let action = match shmq::inspect::remove_if_stale(&name) {
-            Ok(true) => Action {
+        let action = match shmq::inspect::remove_stale(&name, args.discard_messages) {
+            Ok(Removal::Removed) => Action {
                 name,
                 action: "removed",
                 detail,
             },
+            // A producer sent since we looked (and exited): the check under the
+            // segment's lock found messages waiting.
+            Ok(Removal::KeptMessages { messages, bytes }) => Action {
+                name,
+                action: "kept",
+                detail: kept_detail(messages, bytes),
+            },
             // Opened (or removed) by someone since we looked: not stale any more.
-            Ok(false) => Action {
+            Ok(Removal::Declined) => Action {
                 name,
                 action: "kept",
                 detail: "in use again, removed by another process, or not owned by this user"
@@ -161,6 +186,15 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Why `gc` keeps a stale channel that holds messages, and how to remove it.
+fn kept_detail(messages: u64, bytes: u64) -> String {
+    let noun = if messages == 1 { "message" } else { "messages" };
+    format!(
+        "{messages} {noun} ({bytes} bytes) waiting for a consumer; \
+         --discard-messages removes it"
+    )
 }
 
 /// Why a stale segment was left behind, in a few words.

@@ -386,7 +386,7 @@ fn gc_removes_only_stale_segments() {
     let (mut sender, _stdin) = live_sender(&live);
 
     shmq()
-        .args(["gc", "--dry-run", "--prefix", &base])
+        .args(["gc", "--dry-run", "--discard-messages", "--prefix", &base])
         .assert()
         .success()
         .stdout(
@@ -395,7 +395,7 @@ fn gc_removes_only_stale_segments() {
         );
     assert!(shm_path(&stale).exists(), "--dry-run removes nothing");
 
-    let out = stdout_of(&["gc", "--json", "--prefix", &base]);
+    let out = stdout_of(&["gc", "--json", "--discard-messages", "--prefix", &base]);
     let actions: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(actions.as_array().map(Vec::len), Some(1), "{actions}");
     assert_eq!(actions[0]["name"], stale.as_str());
@@ -411,6 +411,212 @@ fn gc_removes_only_stale_segments() {
         .success()
         .stdout(predicate::str::contains(format!("removed {live}")));
     assert!(!shm_path(&live).exists());
+}
+
+/// Repetitions of a stress loop: `var` from the environment, else `default`
+/// (small, for CI; docs/RELIABILITY.md gives the long values).
+fn runs(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn gc_keeps_messages_waiting_for_a_consumer() {
+    let base = name("gc-keep");
+    let (kept, dropped) = (format!("{base}-kept"), format!("{base}-dropped"));
+    let _cleanup = Cleanup(vec![kept.clone(), dropped.clone()]);
+    // A producer sends and exits before any consumer has attached.
+    let lines = numbered_lines(5);
+    stale_channel(&kept, &lines);
+    let bytes: usize = lines.lines().map(str::len).sum();
+    let why =
+        format!("5 messages ({bytes} bytes) waiting for a consumer; --discard-messages removes it");
+
+    shmq()
+        .args(["gc", "--dry-run", "--prefix", &base])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(format!("would keep {kept}"))
+                .and(predicate::str::contains(&why)),
+        );
+    shmq()
+        .args(["gc", "--prefix", &base])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(format!("kept {kept}")).and(predicate::str::contains(&why)),
+        );
+    let out = stdout_of(&["gc", "--json", "--prefix", &base]);
+    let actions: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(actions[0]["action"], "kept", "{actions}");
+    assert!(
+        shm_path(&kept).exists(),
+        "gc must keep undelivered messages"
+    );
+
+    // A consumer started afterwards receives every one of them.
+    let got = stdout_of(&["recv", &kept, "--count", "5"]);
+    assert_eq!(String::from_utf8(got).unwrap(), lines);
+
+    // Removing them takes the explicit flag.
+    stale_channel(&dropped, "doomed\n");
+    shmq()
+        .args(["gc", "--discard-messages", "--prefix", &dropped])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("removed {dropped}")));
+    assert!(!shm_path(&dropped).exists());
+}
+
+#[test]
+fn gc_racing_senders_loses_no_message() {
+    // A sender that sends and exits while gc runs: gc decides under the
+    // segment's lock, so either the sender is still attached (kept) or its
+    // messages are in the ring (kept); every consumer gets its line.
+    let base = name("gc-race");
+    let n = runs("SHMQ_GC_RACE_RUNS", 5);
+    let names: Vec<String> = (0..n).map(|i| format!("{base}-{i}")).collect();
+    let _cleanup = Cleanup(names.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc = {
+        let (stop, base) = (stop.clone(), base.clone());
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = std::process::Command::new(bin())
+                    .args(["gc", "--prefix", &base])
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect("run gc");
+                assert!(st.code().is_some(), "gc died: {st}");
+            }
+        })
+    };
+    for ch in &names {
+        shmq()
+            .args(["send", ch])
+            .write_stdin(format!("{ch}\n"))
+            .assert()
+            .success();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    gc.join().expect("gc loop");
+    for ch in &names {
+        let got = stdout_of(&["recv", ch, "--count", "1"]);
+        assert_eq!(String::from_utf8(got).unwrap(), format!("{ch}\n"));
+    }
+}
+
+#[test]
+fn tools_survive_an_owner_truncating_the_segment() {
+    // The owner of a valid segment shrinks and regrows it while `ls`, `inspect`,
+    // `gc --dry-run` and `top` read it: they copy what they read (pread), so none
+    // may die by a signal (SIGBUS from a mapping).
+    let n = name("truncate");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    // Messages over many pages, so that reading the ring touches them all.
+    let lines: String = (0..2000).map(|i| format!("{i:0>200}\n")).collect();
+    stale_channel(&n, &lines);
+    let image = std::fs::read(shm_path(&n)).expect("read the segment");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let truncator = {
+        let (stop, path) = (stop.clone(), shm_path(&n));
+        thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("open");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.set_len(4096).expect("shrink");
+                thread::yield_now();
+                f.set_len(image.len() as u64).expect("regrow");
+                f.write_all_at(&image, 0).expect("restore");
+            }
+        })
+    };
+    let runs = runs("SHMQ_TRUNCATE_RUNS", 20);
+    let mut deaths = Vec::new();
+    for _ in 0..runs {
+        for args in [
+            &["ls", "--prefix", n.as_str()][..],
+            &["inspect", n.as_str()],
+            &["gc", "--dry-run", "--prefix", n.as_str()],
+            &["top", n.as_str(), "--count", "1", "--interval", "1ms"],
+        ] {
+            let st = std::process::Command::new(bin())
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run shmq");
+            if st.code().is_none() {
+                deaths.push(format!("shmq {}: {st}", args.join(" ")));
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    truncator.join().expect("truncator");
+    assert!(
+        deaths.is_empty(),
+        "{} of {} runs died by a signal: {deaths:?}",
+        deaths.len(),
+        runs * 4
+    );
+}
+
+#[test]
+fn send_refuses_an_endless_line_without_buffering_it() {
+    // 10 MB without a newline into a 4 KiB channel: refused once the line is
+    // known to be too long, having read little of it (the writer hits a closed
+    // pipe long before the end), with an error naming the limit; not a signal.
+    const TOTAL: usize = 10 << 20;
+    let n = name("pipe-endless");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let mut child = Child::start(
+        spawn(&["send", &n, "--capacity", "4096"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut stdin = child.inner().stdin.take().expect("stdin");
+    let mut stderr = child.inner().stderr.take().expect("stderr");
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 16];
+        let mut written = 0;
+        while written < TOTAL {
+            match stdin.write(&chunk) {
+                Ok(k) => written += k,
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).expect("read stderr");
+    let status = child.wait();
+    let written = writer.join().expect("writer");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit status {status}; stderr: {err}"
+    );
+    assert!(
+        err.contains("line 1 is longer than this channel's largest message")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        written < TOTAL,
+        "send read the whole line ({written} bytes) before refusing it"
+    );
+    assert!(
+        report(&n)
+            .and_then(|r| r.ring)
+            .is_none_or(|v| v.messages == 0),
+        "nothing was sent"
+    );
 }
 
 fn numbered_lines(n: u32) -> String {

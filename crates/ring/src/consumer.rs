@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::kind::{ConsumerCore, EndCore, Kind, Readable};
-use crate::producer::Wait;
 use crate::region::Lent;
 use crate::sync;
-use crate::wait::{self, WaitConfig, Waiting};
+use crate::wait::{self, Wait, WaitConfig};
 
 /// The receiving side of a ring of kind `K` ([`crate::spsc::Consumer`],
 /// [`crate::mpsc::Consumer`]).
@@ -201,21 +200,14 @@ impl<K: Kind> Consumer<K> {
     #[cold]
     #[inline(never)]
     fn next_slow(&mut self, wait: Wait) -> Result<Readable> {
-        match wait {
-            Wait::Try => {
-                self.core.empty_or_gone()?;
-                Err(Error::Empty)
-            }
-            Wait::Until(deadline) => {
-                let cfg = self.core.local().cfg;
-                let mut waiting = Waiting {
-                    core: &mut self.core,
-                    attempt: |c: &mut K::Consumer| c.peek(),
-                    ready: |c: &mut K::Consumer| matches!(c.peek(), Ok(Some(_)) | Err(_)),
-                };
-                wait::block(&mut waiting, &cfg, deadline)
-            }
-        }
+        wait::nothing_now(
+            &mut self.core,
+            wait,
+            Error::Empty,
+            |c: &mut K::Consumer| c.empty_or_gone(),
+            |c: &mut K::Consumer| c.peek(),
+            |c: &mut K::Consumer| matches!(c.peek(), Ok(Some(_)) | Err(_)),
+        )
     }
 }
 

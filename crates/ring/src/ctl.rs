@@ -184,6 +184,11 @@ pub(crate) struct ProducerSlot {
     /// [`NO_CLAIM`] otherwise. Lets the consumer tell a dead producer's zeroed claim
     /// from a live producer's (see `mpsc.rs`).
     pub(crate) claim: AtomicU64,
+    /// `tail` as this slot's current holder read it when it attached: every claim
+    /// it makes lies at or after it, so a claim before it, whatever its 16-bit
+    /// incarnation stamp says, is an earlier holder's (the stamp wraps after
+    /// 65,536 attachments). 0 in segments of older builds: no claim is before it.
+    pub(crate) since: AtomicU64,
 }
 
 /// `ProducerSlot::claim` when the producer holds no header-less claim (fresh,
@@ -224,6 +229,7 @@ const _: () = {
     assert!(size_of::<MpscControl>() == 512);
     assert!(size_of::<Line<ProducerSlot>>() == 128);
     assert!(offset_of!(ProducerSlot, claim) == 8);
+    assert!(offset_of!(ProducerSlot, since) == 16);
     // 64-bit positions must be lock-free atomics on this target.
     assert!(cfg!(target_has_atomic = "64"));
 };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ctl::{CLOSED, EndState, Ends};
+use crate::ctl::{CLOSED, EndState, Ends, NEVER};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::peer::{PeerStatus, peer_status};
 use crate::sync::{AtomicU32, Ordering};
@@ -30,11 +30,41 @@ pub struct Local {
     /// must look again rather than sleep (found by loom: otherwise a wait takes
     /// the epoch as seen and sleeps for a wake-up that already happened).
     pub(crate) peer_gone: bool,
+    /// The peer endpoints this end has seen attached or closed, one bit each
+    /// (the consumer, then the producer slots): a later "never attached" from
+    /// one of them is damage, and its liveness marker decides ([`peer_status`]).
+    seen: [u64; SEEN_WORDS],
+    /// What this end compares with to tell whether its peers have moved the
+    /// ring since it attached: the consumer's `head` at attach (for a consumer,
+    /// its own; for a producer, the last it read); for an MPSC consumer, its
+    /// count of messages received.
+    start: u64,
+    /// The consumer's position differed from `start` at some point: peers have
+    /// moved the ring since this end attached.
+    moved: bool,
+}
+
+/// Words of [`Local::seen`]: a bit for the consumer and each producer slot.
+const SEEN_WORDS: usize = (1 + crate::mpsc::MAX_PRODUCERS as usize).div_ceil(64);
+
+/// The bit of `who` in [`Local::seen`].
+fn seen_bit(who: Endpoint) -> (usize, u64) {
+    let i = match who {
+        Endpoint::Consumer => 0,
+        Endpoint::Producer(s) => 1 + usize::from(s),
+    };
+    (i / 64, 1 << (i % 64))
 }
 
 impl Local {
     /// The state of an end that just attached, having read the peers' epoch.
-    pub(crate) fn new(cfg: WaitConfig, liveness: Arc<dyn Liveness>, seen_epoch: u32) -> Local {
+    /// `start` is the consumer's `head` as this end read it at attach.
+    pub(crate) fn new(
+        cfg: WaitConfig,
+        liveness: Arc<dyn Liveness>,
+        seen_epoch: u32,
+        start: u64,
+    ) -> Local {
         Local {
             cfg,
             liveness,
@@ -43,7 +73,51 @@ impl Local {
             poisoned: None,
             closed: false,
             peer_gone: false,
+            seen: [0; SEEN_WORDS],
+            start,
+            moved: false,
         }
+    }
+
+    /// At attach: notes a peer endpoint whose word says it attached or closed
+    /// already.
+    pub(crate) fn note(&mut self, end: &EndState, who: Endpoint) {
+        // Relaxed: a hint for later liveness looks; nothing is read on its strength.
+        if end.state.load(Ordering::Relaxed) != NEVER {
+            self.saw(who);
+        }
+    }
+
+    fn saw(&mut self, who: Endpoint) {
+        let (w, b) = seen_bit(who);
+        self.seen[w] |= b;
+    }
+
+    fn has_seen(&self, who: Endpoint) -> bool {
+        let (w, b) = seen_bit(who);
+        self.seen[w] & b != 0
+    }
+
+    /// How many producer slots this end has seen attached or closed.
+    pub(crate) fn seen_producers(&self) -> u32 {
+        let consumer = seen_bit(Endpoint::Consumer);
+        let all: u32 = self.seen.iter().map(|w| w.count_ones()).sum();
+        all - u32::from(self.seen[consumer.0] & consumer.1 != 0)
+    }
+
+    /// Notes the consumer's position as this end just read it (off the fast
+    /// path: when the ring looks full, and at every look).
+    #[inline]
+    pub(crate) fn saw_head(&mut self, head: u64) {
+        self.moved |= head != self.start;
+    }
+
+    /// Whether the ring has moved since this end attached, `head` being the
+    /// consumer's position now (as this end knows it). Sticky: damage that
+    /// resets the position later does not make it "never moved".
+    pub(crate) fn moved(&mut self, head: u64) -> bool {
+        self.saw_head(head);
+        self.moved
     }
 
     /// `Err(Corrupted)` if a corruption was found earlier.
@@ -111,9 +185,10 @@ impl Local {
         epoch: &AtomicU32,
         end: &EndState,
         who: Endpoint,
+        moved: bool,
     ) -> Result<PeerStatus> {
         self.begin_look(epoch)?;
-        self.status_of(end, who)
+        self.status_of(end, who, moved)
     }
 
     /// Starts a full look at the peers: refuses a poisoned end, and records the
@@ -125,15 +200,28 @@ impl Local {
         Ok(())
     }
 
-    /// One peer endpoint's state and liveness. A state word out of range
-    /// poisons this end.
-    pub(crate) fn status_of(&mut self, end: &EndState, who: Endpoint) -> Result<PeerStatus> {
-        peer_status(end, &*self.liveness, who).map_err(|e| self.poison(e))
+    /// One peer endpoint's state and liveness; `moved`: the ring moved since
+    /// this end attached, so a peer of this role was there ([`peer_status`]). A
+    /// state word out of range poisons this end.
+    pub(crate) fn status_of(
+        &mut self,
+        end: &EndState,
+        who: Endpoint,
+        moved: bool,
+    ) -> Result<PeerStatus> {
+        let seen = moved || self.has_seen(who);
+        let status = peer_status(end, &*self.liveness, who, seen).map_err(|e| self.poison(e))?;
+        if status != PeerStatus::Unattached {
+            self.saw(who);
+        }
+        Ok(status)
     }
 
     /// A producer's full look at the consumer: `Err(Disconnected)` if it is gone.
-    pub(crate) fn check_consumer(&mut self, ends: &Ends) -> Result<()> {
-        match self.look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer)? {
+    /// `head`: the consumer's position as the producer last read it.
+    pub(crate) fn check_consumer(&mut self, ends: &Ends, head: u64) -> Result<()> {
+        let moved = self.moved(head);
+        match self.look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer, moved)? {
             PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
             PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
         }

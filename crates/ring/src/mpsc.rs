@@ -178,46 +178,41 @@ pub struct ConsumerCore {
     local: Local,
 }
 
-/// A producer's intent word while it claims: set before each compare-and-swap
-/// of `tail`. Every way out of the claim loop but a claim withdraws it when the
-/// guard drops; a successful claim keeps it until the claim's header is written
-/// ([`Intent::withdraw_after_headers`]), so that a consumer bounding a dead
-/// producer's gap never takes our claim for part of it (module docs).
+/// A producer's intent word while it claims: announced before each
+/// compare-and-swap of `tail`, and withdrawn when the guard drops (every way out
+/// of the claim loop but a claim). A successful claim keeps it until the claim's
+/// header is written ([`Intent::withdraw_after_headers`]), so that a consumer
+/// bounding a dead producer's gap never takes our claim for part of it (module
+/// docs). The guard exists only while the intent is announced, so it carries no
+/// flag (the fast path keeps it in registers).
 struct Intent<'a> {
     word: &'a AtomicU64,
-    set: bool,
 }
 
 impl<'a> Intent<'a> {
-    fn new(word: &'a AtomicU64) -> Intent<'a> {
-        Intent { word, set: false }
-    }
-
     /// Announces a claim about to be made at `t`.
-    #[inline]
-    fn announce(&mut self, t: u64) {
+    #[inline(always)]
+    fn announce(word: &'a AtomicU64, t: u64) -> Intent<'a> {
         // Relaxed: published by the Release compare-and-swap of `tail` that follows.
-        self.word.store(t | 1, Ordering::Relaxed);
-        self.set = true;
+        word.store(t | 1, Ordering::Relaxed);
+        Intent { word }
     }
 
     /// After the claim's header(s) are written.
-    #[inline]
-    fn withdraw_after_headers(mut self) {
+    #[inline(always)]
+    fn withdraw_after_headers(self) {
         // Release: a consumer that reads our intent as cleared (Acquire) sees our
         // header(s).
         self.word.store(NO_CLAIM, Ordering::Release);
-        self.set = false;
+        std::mem::forget(self);
     }
 }
 
 impl Drop for Intent<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.set {
-            // Relaxed: no claim was made, so there is nothing to publish; our own word.
-            self.word.store(NO_CLAIM, Ordering::Relaxed);
-        }
+        // Relaxed: no claim was made, so there is nothing to publish; our own word.
+        self.word.store(NO_CLAIM, Ordering::Relaxed);
     }
 }
 
@@ -237,7 +232,7 @@ fn claim_space<'s>(
     mut fit: impl FnMut(usize, u64) -> u64,
 ) -> Result<Option<(u64, u64, Intent<'s>)>> {
     let cap = sh.cap as u64;
-    let mut intent = Intent::new(&sh.slot(slot).claim);
+    let word = &sh.slot(slot).claim;
     let backoff = Backoff::new();
     // Lock-free, but a hostile peer moving `tail` could keep us here: after a
     // bound, report "no room now" and let the caller wait in bounded slices.
@@ -266,13 +261,14 @@ fn claim_space<'s>(
                 return Err(local.corrupt("head out of range", t, head));
             }
             *cached_head = head;
+            local.saw_head(head);
             need = fit(o, cap - t.wrapping_sub(head));
             if need == 0 {
                 return Ok(None);
             }
         }
         // The intent, before the claim: see the module docs.
-        intent.announce(t);
+        let intent = Intent::announce(word, t);
         // Release: publishes our intent to a consumer that reads `tail` (Acquire)
         // and then the intents; the CASes on `tail` form a release sequence, so
         // that consumer sees every earlier claimer's intent too. No Acquire: we
@@ -320,9 +316,16 @@ impl Producer {
         me.claim.store(NO_CLAIM, Ordering::Relaxed);
         // Acquire: pairs with the Release increment of the epoch by other ends.
         let seen_epoch = sh.ctl.ends.epoch.load(Ordering::Acquire);
+        // Relaxed: the previous holder's claims were made before it died or closed,
+        // and our taking its marker came after (system calls, full barriers). A
+        // consumer that reads a stale `since` only reclaims a dead claim a look later.
+        me.since
+            .store(sh.ctl.tail.load(Ordering::Relaxed), Ordering::Relaxed);
         let incarnation = me.end.attach(&sh.ctl.ends.epoch, &sh.ctl.wake) as u16;
         // Acquire: pairs with the consumer's Release store of `head`.
         let cached_head = sh.ctl.head.pos.load(Ordering::Acquire);
+        let mut local = Local::new(cfg, liveness, seen_epoch, cached_head);
+        local.note(&sh.ctl.ends.consumer, Endpoint::Consumer);
         Ok(crate::Producer {
             core: ProducerCore {
                 max_payload: frame::max_payload(sh.cap),
@@ -330,7 +333,7 @@ impl Producer {
                 slot,
                 incarnation,
                 cached_head,
-                local: Local::new(cfg, liveness, seen_epoch),
+                local,
             },
         })
     }
@@ -444,7 +447,8 @@ impl crate::kind::EndCore for ProducerCore {
 
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
-        self.local.check_consumer(&self.sh.ctl.ends)
+        self.local
+            .check_consumer(&self.sh.ctl.ends, self.cached_head)
     }
 
     fn len_hint(&self) -> usize {
@@ -644,6 +648,12 @@ impl Consumer {
             .attach(&sh.ctl.ends.epoch, &sh.ctl.wake);
         // Relaxed: a statistic, on the consumer's own line.
         let received = sh.ctl.head.received.load(Ordering::Relaxed);
+        // Messages received, not `head`: reclaiming a dead claim also moves `head`,
+        // and a claim proves no producer attached (a hostile peer can fake one).
+        let mut local = Local::new(cfg, liveness, seen_epoch, received);
+        for s in 0..sh.nslots {
+            local.note(&sh.slot(s).end, Endpoint::Producer(s));
+        }
         Ok(crate::Consumer {
             core: ConsumerCore {
                 sh,
@@ -652,7 +662,7 @@ impl Consumer {
                 received,
                 expected_producers: 1,
                 reclaimed: 0,
-                local: Local::new(cfg, liveness, seen_epoch),
+                local,
             },
         })
     }
@@ -685,15 +695,24 @@ impl ConsumerCore {
             .fold(0, u32::wrapping_add)
     }
 
-    /// Whether producer `s` of frames stamped with incarnation `inc` may still write.
+    /// Whether producer `s` of frames stamped with incarnation `inc` may still
+    /// write (`inc`: the claim at `head` is stamped so).
     fn producer_alive(&self, s: u16, inc: Option<u16>) -> bool {
-        let end = &self.sh.slot(s).end;
-        // Acquire: pairs with the Release stores in `EndState::attach`.
-        if let Some(inc) = inc
-            && end.incarnation.load(Ordering::Acquire) as u16 != inc
-        {
-            // The slot has been taken again: that earlier holder's marker was free.
-            return false;
+        let slot = self.sh.slot(s);
+        let end = &slot.end;
+        if let Some(inc) = inc {
+            // Acquire: pairs with the Release stores in `EndState::attach`.
+            if end.incarnation.load(Ordering::Acquire) as u16 != inc {
+                // The slot has been taken again: that earlier holder's marker was free.
+                return false;
+            }
+            // The same stamp, yet the claim lies before where the current holder
+            // started: an earlier holder's, 65,536 attachments ago (Relaxed: a
+            // stale value only defers the reclamation to the next look).
+            let since = slot.since.load(Ordering::Relaxed);
+            if (since.wrapping_sub(self.head) as i64) > 0 {
+                return false;
+            }
         }
         // Acquire: as above.
         end.state.load(Ordering::Acquire) == ATTACHED
@@ -837,7 +856,7 @@ impl crate::kind::EndCore for ConsumerCore {
         for s in 0..self.sh.nslots {
             match self
                 .local
-                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s))?
+                .status_of(&self.sh.slot(s).end, Endpoint::Producer(s), false)?
             {
                 PeerStatus::Alive => return Ok(()),
                 PeerStatus::Unattached => {}
@@ -849,8 +868,24 @@ impl crate::kind::EndCore for ConsumerCore {
                 }
             }
         }
+        // Every word says "never attached", yet messages came since we attached:
+        // the words were reset (damage, see `peer_status`), and only the markers
+        // tell whether a producer is still there.
+        if gone.is_none() && self.local.moved(self.received) {
+            let live = &self.local.liveness;
+            if (0..self.sh.nslots).any(|s| live.is_alive(Endpoint::Producer(s))) {
+                return Ok(());
+            }
+            gone = Some(Disconnect::Died);
+        }
         let Some(why) = gone else { return Ok(()) };
-        if self.producer_attachments() < self.expected_producers {
+        // The shared counts are hints too: a producer this end saw attached, or
+        // the ring's having moved, is an attachment whatever the counters say.
+        let attachments = self
+            .producer_attachments()
+            .max(self.local.seen_producers())
+            .max(u32::from(self.local.moved(self.received)));
+        if attachments < self.expected_producers {
             return Ok(());
         }
         self.local.peer_gone = true;

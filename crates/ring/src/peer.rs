@@ -16,20 +16,28 @@ pub enum PeerStatus {
     Gone(Disconnect),
 }
 
-/// Reads an endpoint's state word and, if it claims to be attached, asks the
-/// liveness hook.
+/// Reads an endpoint's state word and asks the liveness hook when it matters.
+///
+/// The word is a hint, the kernel's marker the truth: a word that says "never
+/// attached" about an endpoint this end has `seen` (attached or closed before,
+/// or the ring has moved since this end attached, which no unattached peer
+/// makes happen) was reset, which no endpoint does; a peer damaged it, or a
+/// hole punched in the segment reads back as zeros. Then only the marker
+/// decides, so that a peer that zeroes its word and dies is still reported
+/// dead rather than waited for (reliability issue, the hostile-write class).
 pub(crate) fn peer_status(
     end: &EndState,
     liveness: &dyn Liveness,
     who: Endpoint,
+    seen: bool,
 ) -> Result<PeerStatus> {
     // Acquire: pairs with the Release stores in `EndState::attach`/`close`, so that
     // a consumer that sees CLOSED then sees every frame published before it.
     match end.state.load(Ordering::Acquire) {
-        NEVER => Ok(PeerStatus::Unattached),
+        NEVER if !seen => Ok(PeerStatus::Unattached),
+        NEVER | ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
+        NEVER | ATTACHED => Ok(PeerStatus::Gone(Disconnect::Died)),
         CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
-        ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
-        ATTACHED => Ok(PeerStatus::Gone(Disconnect::Died)),
         v => Err(Error::corrupted("endpoint state", 0, v.into())),
     }
 }

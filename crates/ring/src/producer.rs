@@ -11,30 +11,14 @@
 //! consumer (and, for MPSC, the other producers) away from it meanwhile.
 #![allow(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::kind::{Claim, EndCore, Kind, ProducerCore};
 use crate::region::Lent;
 use crate::sync;
-use crate::wait::{self, WaitConfig, Waiting};
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all: `Full` or `Empty` at once.
-    Try,
-    /// Until the deadline (`None`: as long as it takes).
-    Until(Option<Instant>),
-}
-
-impl Wait {
-    /// Waiting at most `timeout` from now.
-    pub(crate) fn timeout(timeout: Duration) -> Wait {
-        Wait::Until(Some(Instant::now() + timeout))
-    }
-}
+use crate::wait::{self, Wait, WaitConfig};
 
 /// The sending side of a ring of kind `K` ([`crate::spsc::Producer`],
 /// [`crate::mpsc::Producer`]).
@@ -76,6 +60,10 @@ impl<K: Kind> Producer<K> {
     /// payload into the guard, then [`WriteGuard::commit`]; a guard dropped
     /// uncommitted sends nothing.
     ///
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`Producer::reserve`]).
+    ///
     /// # Errors
     /// [`Error::MessageTooLarge`] (never fits), [`Error::Full`] (not now),
     /// [`Error::Disconnected`] (the consumer is gone), [`Error::Corrupted`].
@@ -86,6 +74,17 @@ impl<K: Kind> Producer<K> {
 
     /// Reserves room for `len` bytes, waiting as the wait strategy says.
     ///
+    /// # MPSC: a held reservation stops every producer
+    /// On an MPSC ring the guard is a claim on the next part of the ring, and the
+    /// consumer reads in ring order: it cannot pass a claim that is not committed.
+    /// Until the guard is committed or dropped, what other producers send after it
+    /// is not received, and once they have filled the ring every producer waits
+    /// (nothing moves while a live producer holding a guard is stopped or
+    /// blocked). This follows from the design. Keep guards short, or use `send`;
+    /// give a producer that cannot be trusted to do so its own SPSC ring. A
+    /// producer that dies holding a guard has its claim reclaimed; a live one is
+    /// waited for.
+    ///
     /// # Errors
     /// As [`Producer::try_reserve`], without `Full`.
     #[inline]
@@ -94,6 +93,10 @@ impl<K: Kind> Producer<K> {
     }
 
     /// Reserves room for `len` bytes, waiting at most `timeout`.
+    ///
+    /// MPSC: until the guard is committed or dropped, no producer's later message
+    /// is received, and once the ring is full every producer waits (see
+    /// [`Producer::reserve`]).
     ///
     /// # Errors
     /// As [`Producer::reserve`], plus [`Error::Timeout`].
@@ -203,21 +206,14 @@ impl<K: Kind> Producer<K> {
     #[cold]
     #[inline(never)]
     fn claim_slow(&mut self, len: usize, wait: Wait) -> Result<Claim> {
-        match wait {
-            Wait::Try => {
-                self.core.full_or_gone()?;
-                Err(Error::Full)
-            }
-            Wait::Until(deadline) => {
-                let cfg = self.core.local().cfg;
-                let mut waiting = Waiting {
-                    core: &mut self.core,
-                    attempt: |c: &mut K::Producer| c.claim(len),
-                    ready: |c: &mut K::Producer| c.room_ready(len),
-                };
-                wait::block(&mut waiting, &cfg, deadline)
-            }
-        }
+        wait::nothing_now(
+            &mut self.core,
+            wait,
+            Error::Full,
+            |c: &mut K::Producer| c.full_or_gone(),
+            |c: &mut K::Producer| c.claim(len),
+            |c: &mut K::Producer| c.room_ready(len),
+        )
     }
 }
 

@@ -195,6 +195,8 @@ impl Producer {
         // Acquire: pairs with the Release increment of the epoch by other ends.
         let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
         ctl.ends.producer.attach(&ctl.ends.epoch, &ctl.wake);
+        let mut local = Local::new(cfg, liveness, seen_epoch, head);
+        local.note(&ctl.ends.consumer, Endpoint::Consumer);
         Ok(crate::Producer {
             core: ProducerCore {
                 ctl,
@@ -206,7 +208,7 @@ impl Producer {
                 // The end marker at `tail` is 0 (the invariant); nothing beyond is known.
                 zeroed_to: tail.wrapping_add(HEADER_LEN as u64),
                 max_payload: frame::max_payload(cap),
-                local: Local::new(cfg, liveness, seen_epoch),
+                local,
             },
         })
     }
@@ -258,6 +260,7 @@ impl ProducerCore {
                 return Err(self.local.poison(e));
             }
             self.cached_head = head;
+            self.local.saw_head(head);
             if self.tail.wrapping_sub(head) + need > self.cap as u64 {
                 return Ok(None);
             }
@@ -426,7 +429,7 @@ impl crate::kind::EndCore for ProducerCore {
 
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
-        self.local.check_consumer(&self.ctl.ends)
+        self.local.check_consumer(&self.ctl.ends, self.cached_head)
     }
 
     fn len_hint(&self) -> usize {
@@ -548,6 +551,8 @@ impl Consumer {
         ctl.ends.consumer.attach(&ctl.ends.epoch, &ctl.wake);
         // Relaxed: a statistic, on the consumer's own line.
         let received = ctl.head.received.load(Ordering::Relaxed);
+        let mut local = Local::new(cfg, liveness, seen_epoch, head);
+        local.note(&ctl.ends.producer, Endpoint::Producer(0));
         Ok(crate::Consumer {
             core: ConsumerCore {
                 ctl,
@@ -556,7 +561,7 @@ impl Consumer {
                 mask: cap as u64 - 1,
                 head,
                 received,
-                local: Local::new(cfg, liveness, seen_epoch),
+                local,
             },
         })
     }
@@ -599,9 +604,10 @@ impl crate::kind::EndCore for ConsumerCore {
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
         let ends = &self.ctl.ends;
+        let moved = self.local.moved(self.head);
         match self
             .local
-            .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0))?
+            .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?
         {
             PeerStatus::Gone(why) => {
                 self.local.peer_gone = true;

@@ -136,13 +136,61 @@ pub(crate) trait Side {
     fn check_peer(&mut self) -> Result<()>;
 }
 
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: `Full` or `Empty` at once.
+    Try,
+    /// Until the deadline (`None`: as long as it takes).
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    /// Waiting at most `timeout` from now.
+    pub(crate) fn timeout(timeout: Duration) -> Wait {
+        Wait::Until(Some(Instant::now() + timeout))
+    }
+}
+
+/// The slow path of every operation, after an attempt found nothing to do: a
+/// `Try` lets `gone` report a peer that is gone (else `none`: `Full` or
+/// `Empty`); a deadline waits in [`block`], trying with `attempt` and
+/// re-checking with `ready`.
+pub(crate) fn nothing_now<C: EndCore, T>(
+    core: &mut C,
+    wait: Wait,
+    none: Error,
+    gone: impl FnOnce(&mut C) -> Result<()>,
+    attempt: impl FnMut(&mut C) -> Result<Option<T>>,
+    ready: impl FnMut(&mut C) -> bool,
+) -> Result<T> {
+    match wait {
+        Wait::Try => {
+            gone(core)?;
+            Err(none)
+        }
+        Wait::Until(deadline) => {
+            let cfg = core.local().cfg;
+            block(
+                &mut Waiting {
+                    core,
+                    attempt,
+                    ready,
+                },
+                &cfg,
+                deadline,
+            )
+        }
+    }
+}
+
 /// A core waiting in [`block`]: how it tries (`attempt`), and how it re-checks
 /// cheaply once its waiting flag is set (`ready`); the rest comes from the core.
 /// The one [`Side`] of every kind and role.
-pub(crate) struct Waiting<'a, C, A, R> {
-    pub(crate) core: &'a mut C,
-    pub(crate) attempt: A,
-    pub(crate) ready: R,
+struct Waiting<'a, C, A, R> {
+    core: &'a mut C,
+    attempt: A,
+    ready: R,
 }
 
 impl<C, T, A, R> Side for Waiting<'_, C, A, R>

@@ -60,11 +60,6 @@ impl Mapping {
         Self::with_prot(fd, len, populate, lock, true, guard)
     }
 
-    /// Maps `len` bytes of `fd` read-only and shared (for inspecting an object).
-    pub(crate) fn read_only(fd: impl AsFd, len: u64, guard: bool) -> Result<Mapping> {
-        Self::with_prot(fd, len, false, false, false, guard)
-    }
-
     fn with_prot(
         fd: impl AsFd,
         len: u64,

@@ -139,6 +139,11 @@ impl SegmentOptions {
         self
     }
 
+    /// Whether `create` replaces a stale segment (see [`SegmentOptions::reclaim_stale`]).
+    pub fn reclaims_stale(&self) -> bool {
+        self.reclaim_stale
+    }
+
     /// How long `open` waits for a creator to publish the header (default 2 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
@@ -476,6 +481,20 @@ impl Segment {
     pub fn remove_if_stale(name: &str) -> Result<bool> {
         validate_name(name)?;
         reclaim(Place::Shm(name))
+    }
+
+    /// As [`Segment::remove_if_stale`], but before removing it `keep` looks at the
+    /// segment (read-only, see [`Peek`]) while this call holds its owner lock
+    /// exclusively, so no process can attach, send or receive in between; if
+    /// `keep` returns `true` nothing is removed (and the result is `false`). Use it
+    /// to keep a segment whose contents still matter, such as messages waiting
+    /// for a consumer.
+    ///
+    /// # Errors
+    /// As [`Segment::remove_if_stale`], and those of [`Segment::peek`].
+    pub fn remove_if_stale_unless(name: &str, keep: impl FnOnce(&Peek) -> bool) -> Result<bool> {
+        validate_name(name)?;
+        reclaim_unless(Place::Shm(name), Some(keep))
     }
 
     /// Creates an anonymous segment: a memfd (`MFD_CLOEXEC|MFD_ALLOW_SEALING`),
@@ -844,14 +863,19 @@ impl Segment {
 }
 
 /// A read-only look at an object that may or may not be a shmq segment, for tools
-/// such as `shmq ls` and `shmq inspect`: it takes no lock, never waits, maps the
-/// object read-only and reports its header without requiring it to be valid.
+/// such as `shmq ls` and `shmq inspect`: it takes no lock, never waits, and never
+/// maps the object. It copies the header and endpoint table into a private buffer
+/// with `pread` when made, and reads the user region the same way on demand
+/// ([`Peek::read_data`]): the object's owner may truncate it at any moment, and a
+/// mapping would then fault (`SIGBUS`) where a `pread` just comes back short.
 #[derive(Debug)]
 pub struct Peek {
-    map: Mapping,
     fd: OwnedFd,
     size: u64,
     header: HeaderInfo,
+    /// The bytes from offset 0 up to the end of the endpoint table (or of the
+    /// object, or of what a short read returned), as read when peeking.
+    table: Vec<u8>,
     backing: Backing,
     uid: u32,
     mode: u32,
@@ -882,6 +906,15 @@ fn peek_at(place: Place<'_>, opts: &SegmentOptions) -> Result<Peek> {
     let fd = place
         .open_raw(OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())
         .map_err(|e| place.map_open_errno(e, "open"))?;
+    peek_fd(fd, place.backing(), opts)
+}
+
+/// The bytes a [`Peek`] copies when made: the header and the largest endpoint
+/// table a header may declare.
+const PEEK_TABLE_LEN: u64 = crate::header::ENDPOINT_TABLE_OFFSET
+    + crate::header::MAX_ENDPOINTS as u64 * crate::header::ENDPOINT_RECORD_LEN;
+
+fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek> {
     let st = sys::fstat(&fd)?;
     sys::check_trust(
         &st,
@@ -903,17 +936,44 @@ fn peek_at(place: Place<'_>, opts: &SegmentOptions) -> Result<Peek> {
             max: opts.max_len,
         });
     }
-    let map = Mapping::read_only(&fd, size, opts.sigbus_guard)?;
-    let header = map.header().snapshot();
+    let mut table = vec![0; usize::try_from(size.min(PEEK_TABLE_LEN)).unwrap_or(0)];
+    let got = pread_full(&fd, 0, &mut table)?;
+    table.truncate(got);
+    // Truncated since `fstat`: as short as it is now.
+    let header = HeaderInfo::from_bytes(&table).ok_or(Error::TooSmall {
+        size: got as u64,
+        min: HEADER_LEN,
+    })?;
     Ok(Peek {
-        map,
         fd,
         size,
         header,
-        backing: place.backing(),
+        table,
+        backing,
         uid: st.st_uid,
         mode: st.st_mode & 0o7777,
     })
+}
+
+/// Reads into `buf` from `offset` until it is full or the object ends (it may
+/// have been truncated since it was measured); returns the bytes read.
+fn pread_full(fd: &OwnedFd, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset
+            .checked_add(done as u64)
+            .and_then(|o| i64::try_from(o).ok())
+            .ok_or(Error::InvalidArgument {
+                what: "read offset",
+            })?;
+        match nix::sys::uio::pread(fd, &mut buf[done..], at) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("pread", e)),
+        }
+    }
+    Ok(done)
 }
 
 impl Peek {
@@ -983,40 +1043,61 @@ impl Peek {
         sys::is_locked_by_other(&self.fd, OWNER_LOCK)
     }
 
-    /// Liveness and bookkeeping of endpoint `index` (for a header that declares it).
+    /// Liveness and bookkeeping of endpoint `index` (for a header that declares it),
+    /// the bookkeeping as copied when peeking.
     ///
     /// # Errors
     /// [`Error::NoSuchEndpoint`], [`Error::Os`].
     pub fn endpoint_info(&self, index: u16) -> Result<EndpointInfo> {
         let count = self.header.endpoints;
-        let record = (index < count)
-            .then(|| self.map.endpoint_record(index))
+        let off = crate::header::ENDPOINT_TABLE_OFFSET as usize
+            + usize::from(index) * crate::header::ENDPOINT_RECORD_LEN as usize;
+        let u32_at = |o: usize| {
+            let b = self.table.get(o..o + 4)?;
+            // Native order: the record's fields are atomics in this machine's order.
+            Some(u32::from_ne_bytes(b.try_into().ok()?))
+        };
+        // The record's layout: `pid`, then `attaches` (see `header::EndpointRecord`).
+        let (pid, attaches) = (index < count)
+            .then(|| Some((u32_at(off)?, u32_at(off + 4)?)))
             .flatten()
             .ok_or(Error::NoSuchEndpoint { index, count })?;
         let alive = sys::is_locked_by_other(&self.fd, ENDPOINT_LOCK_BASE + i64::from(index))?;
-        let r = core::sync::atomic::Ordering::Relaxed;
         Ok(EndpointInfo {
             alive,
-            pid: record.pid.load(r),
-            attaches: record.attaches.load(r),
+            pid,
+            attaches,
         })
     }
 
-    /// The user region (read-only: never write through it), if the header's
-    /// `data_offset` and `total_len` lie within the object.
-    pub fn data(&self) -> Option<(NonNull<u8>, u64)> {
+    /// Length of the user region, if the header's `data_offset` (aligned as
+    /// segments align it) and `total_len` lie within the object as measured.
+    pub fn data_len(&self) -> Option<u64> {
         let len = self.header.total_len.checked_sub(self.header.data_offset)?;
-        if self.header.total_len > self.size
-            || !self
+        (self.header.total_len <= self.size
+            && self
                 .header
                 .data_offset
-                .is_multiple_of(crate::header::DATA_ALIGN)
-        {
-            return None;
-        }
-        self.map
-            .range(self.header.data_offset, len)
-            .map(|p| (p, len))
+                .is_multiple_of(crate::header::DATA_ALIGN))
+        .then_some(len)
+    }
+
+    /// Copies user-region bytes from `offset` (relative to the region) into `buf`
+    /// with `pread`; returns how many were copied: fewer than asked at the end of
+    /// the region, or if the object has been truncated since it was peeked. The
+    /// bytes are a copy made while their writers may be at work: treat every value
+    /// as untrusted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the user region lies outside the object (see
+    /// [`Peek::data_len`]); [`Error::Os`] if `pread` fails.
+    pub fn read_data(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let len = self.data_len().ok_or(Error::InvalidArgument {
+            what: "user region outside the object",
+        })?;
+        let room = usize::try_from(len.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let n = buf.len().min(room);
+        pread_full(&self.fd, self.header.data_offset + offset, &mut buf[..n])
     }
 }
 
@@ -1168,6 +1249,14 @@ fn stale_at(place: Place<'_>) -> Result<bool> {
 /// unlink it keeps openers out (they need the shared lock to attach, and check
 /// the name again once they have it).
 fn reclaim(place: Place<'_>) -> Result<bool> {
+    reclaim_unless(place, None::<fn(&Peek) -> bool>)
+}
+
+/// As [`reclaim`], but once the owner lock is held exclusively and the name is
+/// known to still refer to the object, `keep` looks at it (a [`Peek`] through
+/// the locked descriptor: nobody can attach meanwhile) and may veto the removal.
+/// An object too short or too odd to peek at holds nothing to keep.
+fn reclaim_unless(place: Place<'_>, keep: Option<impl FnOnce(&Peek) -> bool>) -> Result<bool> {
     let fd = match place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(false),
@@ -1190,6 +1279,18 @@ fn reclaim(place: Place<'_>) -> Result<bool> {
     }
     if !place.still_names(&fd)? {
         return Ok(false);
+    }
+    if let Some(keep) = keep {
+        // A descriptor of the same open file description: our own lock does not
+        // count as another process having the segment open.
+        let look = fd
+            .try_clone()
+            .map_err(|source| Error::Os { op: "dup", source })?;
+        if let Ok(peek) = peek_fd(look, place.backing(), &SegmentOptions::new())
+            && keep(&peek)
+        {
+            return Ok(false);
+        }
     }
     Ok(place.unlink().is_ok())
 }

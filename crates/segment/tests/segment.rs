@@ -1174,3 +1174,53 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
     }
     names.assert_clean();
 }
+
+/// A peek copies what it shows (`pread`), never maps: bytes read after the owner
+/// truncated the object come back short, not as SIGBUS, and what was copied at
+/// peek time (header, endpoint records) stays readable.
+#[test]
+fn a_peek_reads_copies_and_survives_truncation() {
+    let (names, name) = fresh("peek-copy");
+    let seg = Segment::create(&name, &LAYOUT, &opts())
+        .expect("create")
+        .publish()
+        .expect("publish");
+    write_pattern(seg.data(), seg.data_len(), 0, 8192, 7);
+    seg.claim_endpoint(1).expect("claim");
+    let peek = Segment::peek(&name, &opts()).expect("peek");
+    let len = peek
+        .data_len()
+        .expect("the user region lies within the object");
+    assert_eq!(len, seg.data_len());
+    let mut buf = vec![0u8; 8192];
+    assert_eq!(peek.read_data(0, &mut buf).expect("read"), 8192);
+    assert!(buf.iter().enumerate().all(|(i, &b)| b == pat(7, i)));
+    // Past the end of the region: nothing.
+    assert_eq!(peek.read_data(len, &mut buf).expect("read at the end"), 0);
+    // The owner truncates the object to one page.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(kit::shm_path(&name))
+        .expect("open the object");
+    f.set_len(4096).expect("truncate");
+    let off = 8192u64;
+    assert_eq!(
+        peek.read_data(off, &mut buf)
+            .expect("read past the new end"),
+        0,
+        "a truncated object reads short"
+    );
+    let ep = peek.endpoint_info(1).expect("endpoint record (copied)");
+    assert!(ep.alive && ep.attaches == 1, "{ep:?}");
+    drop((peek, seg, f));
+    // `remove_if_stale_unless`: the veto keeps it, no veto removes it.
+    let mut looked = false;
+    let kept = Segment::remove_if_stale_unless(&name, |p| {
+        looked = p.is_shmq();
+        true
+    })
+    .expect("remove_if_stale_unless");
+    assert!(!kept && looked && kit::shm_path(&name).exists());
+    assert!(Segment::remove_if_stale_unless(&name, |_| false).expect("remove"));
+    names.assert_clean();
+}

@@ -31,6 +31,15 @@ pub mod ring_off {
     pub const fn mpsc_data(producers: u16) -> usize {
         SPSC_DATA + LINE * producers as usize
     }
+    /// Start of the data area of a `K` ring with `producers` slots (which an
+    /// SPSC ring does not have).
+    pub fn data<K: crate::kinds::KindExt>(producers: u16) -> usize {
+        if K::MPSC {
+            mpsc_data(producers)
+        } else {
+            SPSC_DATA
+        }
+    }
 }
 
 /// Raw access to the user region of a mapped segment, as a hostile peer has it:

@@ -15,10 +15,10 @@
 //! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
 //! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
 //! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
-//! | [`ends`] | SPSC and MPSC endpoints behind one type; [`ends::each_kind`], [`ends::assert_closed`], [`ends::assert_died`] |
+//! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
 //! | [`rng`] | [`Rng`], a replayable generator for test choices |
 //!
-//! The items of every module but [`msg`], [`record`] and [`ends`] are also
+//! The items of every module but [`msg`], [`record`] and [`kinds`] are also
 //! re-exported here, so a test writes `shmq_testkit::Spawn`.
 //!
 //! # How the pieces fit
@@ -57,8 +57,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub mod ends;
 pub mod hostile;
+pub mod kinds;
 pub mod measure;
 pub mod msg;
 pub mod names;

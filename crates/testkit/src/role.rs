@@ -239,7 +239,7 @@ pub fn receive_and_report(mut recv: impl FnMut(&mut Vec<u8>) -> shmq::Result<()>
         match recv(&mut buf) {
             Err(e) => emit(
                 "disconnected",
-                json!({ "why": crate::ends::why(&e), "at_ns": crate::mono_ns() }),
+                json!({ "why": crate::kinds::why(&e), "at_ns": crate::mono_ns() }),
             ),
             Ok(()) => panic!(
                 "a message beyond the {count} expected: {:?}",

@@ -232,11 +232,7 @@ macro_rules! shim {
                 success: Ordering,
                 failure: Ordering,
             ) -> Result<$int, $int> {
-                let a = self.before(true);
-                let r = self.0.compare_exchange(current, new, success, failure);
-                let (Ok(v) | Err(v)) = r;
-                Self::after(a, true, v);
-                r
+                self.cas(|w| w.compare_exchange(current, new, success, failure))
             }
 
             /// As [`Self::compare_exchange`], allowed to fail spuriously.
@@ -251,8 +247,14 @@ macro_rules! shim {
                 success: Ordering,
                 failure: Ordering,
             ) -> Result<$int, $int> {
+                self.cas(|w| w.compare_exchange_weak(current, new, success, failure))
+            }
+
+            /// One compare-and-swap `op` on the word, counted as a read.
+            #[inline]
+            fn cas(&self, op: impl FnOnce(&$core) -> Result<$int, $int>) -> Result<$int, $int> {
                 let a = self.before(true);
-                let r = self.0.compare_exchange_weak(current, new, success, failure);
+                let r = op(&self.0);
                 let (Ok(v) | Err(v)) = r;
                 Self::after(a, true, v);
                 r

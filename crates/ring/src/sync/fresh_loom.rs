@@ -65,6 +65,7 @@ impl Fresh for Line<ProducerSlot> {
         Line(ProducerSlot {
             end: end(),
             claim: AtomicU64::new(NO_CLAIM),
+            since: AtomicU64::new(0),
         })
     }
 }

@@ -1,0 +1,160 @@
+//! Running one scenario over both ring kinds. The facade's endpoints are
+//! generic (`shmq::Sender<K>`, `shmq::Receiver<K>` over `K: RingKind`), so a
+//! scenario is a generic function `fn scenario<K: KindExt>(...)` that a test
+//! calls once per kind (`scenario::<Spsc>(..); scenario::<Mpsc>(..)`), and a
+//! role that gets the kind as a parameter picks it once, at its top
+//! ([`by_kind!`](crate::by_kind)). [`KindExt`] adds the MPSC-only receiver
+//! calls the scenarios make (no-ops for SPSC); [`How`] reaches a named channel
+//! by `create`, `open` or `create_or_open`. The helpers below check how a
+//! stream ended.
+
+use shmq::{Error, Options, Receiver, Result, Sender};
+
+pub use shmq::{Mpsc, RingKind, Spsc};
+
+/// A ring kind with the MPSC-only calls the scenarios make, so that they can
+/// be written once for both kinds.
+pub trait KindExt: RingKind {
+    /// Whether the ring has many producers (MPSC).
+    const MPSC: bool;
+
+    /// MPSC: `rx` reports `Disconnected` only after `n` producer attachments
+    /// (nothing for SPSC).
+    fn expect_producers(rx: &mut Receiver<Self>, n: u32);
+
+    /// MPSC: dead producers' claims `rx` has reclaimed so far (0 for SPSC).
+    fn reclaimed(rx: &mut Receiver<Self>) -> u64;
+}
+
+impl KindExt for Spsc {
+    const MPSC: bool = false;
+
+    fn expect_producers(_rx: &mut Receiver<Spsc>, _n: u32) {}
+
+    fn reclaimed(_rx: &mut Receiver<Spsc>) -> u64 {
+        0
+    }
+}
+
+impl KindExt for Mpsc {
+    const MPSC: bool = true;
+
+    fn expect_producers(rx: &mut Receiver<Mpsc>, n: u32) {
+        rx.expect_producers(n).expect("expect_producers");
+    }
+
+    fn reclaimed(rx: &mut Receiver<Mpsc>) -> u64 {
+        rx.reclaimed().unwrap_or(0)
+    }
+}
+
+/// Calls the generic function `$f::<K>($args)` with `K` the ring kind named by
+/// `$kind` (a `&str`, `spsc` or `mpsc`, as a role parameter gives it): the one
+/// place a role turns its KIND parameter into a type.
+#[macro_export]
+macro_rules! by_kind {
+    ($kind:expr, $f:ident($($a:expr),* $(,)?)) => {
+        match $kind {
+            "spsc" => $f::<$crate::kinds::Spsc>($($a),*),
+            "mpsc" => $f::<$crate::kinds::Mpsc>($($a),*),
+            other => panic!("unknown channel kind {other}"),
+        }
+    };
+}
+
+/// How to reach a named channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// `create`.
+    Create,
+    /// `open`.
+    Open,
+    /// `create_or_open`.
+    CreateOrOpen,
+}
+
+impl How {
+    /// From `create`, `open` or `create_or_open`.
+    pub fn parse(s: &str) -> How {
+        match s {
+            "create" => How::Create,
+            "open" => How::Open,
+            "create_or_open" => How::CreateOrOpen,
+            other => panic!("unknown HOW {other}"),
+        }
+    }
+
+    /// Reaches the named channel of kind `K` as its sender.
+    pub fn sender<K: RingKind>(self, name: &str, o: &Options) -> Result<Sender<K>> {
+        self.pick(Sender::create, Sender::open, Sender::create_or_open)(name, o)
+    }
+
+    /// Reaches the named channel of kind `K` as its receiver.
+    pub fn receiver<K: RingKind>(self, name: &str, o: &Options) -> Result<Receiver<K>> {
+        self.pick(Receiver::create, Receiver::open, Receiver::create_or_open)(name, o)
+    }
+
+    /// The one of `create`, `open` and `create_or_open` this is.
+    fn pick<T>(self, create: Reach<T>, open: Reach<T>, create_or_open: Reach<T>) -> Reach<T> {
+        match self {
+            How::Create => create,
+            How::Open => open,
+            How::CreateOrOpen => create_or_open,
+        }
+    }
+}
+
+/// An endpoint's `create`, `open` or `create_or_open`.
+type Reach<T> = fn(&str, &Options) -> Result<T>;
+
+/// Asserts that `end`, the error that ended a stream, is `Disconnected(Closed)`:
+/// the other side closed, it did not die.
+pub fn assert_closed(end: &Error) {
+    assert!(
+        matches!(end, Error::Disconnected(shmq::Disconnect::Closed)),
+        "{end:?}"
+    );
+}
+
+/// Asserts that `r` is `Err(Disconnected(Died))`: the other side died
+/// (`context` says when, for the message).
+pub fn assert_died<T: std::fmt::Debug>(r: &Result<T>, context: &str) {
+    assert!(
+        matches!(r, Err(Error::Disconnected(shmq::Disconnect::Died))),
+        "{context}: {r:?}"
+    );
+}
+
+/// The disconnect a peer's `ending` must cause: `Closed` for `close`,
+/// `Died` for any other (a kill).
+pub fn disconnect_after(ending: &str) -> shmq::Disconnect {
+    if ending == "close" {
+        shmq::Disconnect::Closed
+    } else {
+        shmq::Disconnect::Died
+    }
+}
+
+/// Asserts that `end`, the error that ended a stream, is the disconnect the
+/// peer's `ending` must cause ([`disconnect_after`]); `context` is for the
+/// message.
+pub fn assert_ended_by(end: &Error, ending: &str, context: &str) {
+    let want = disconnect_after(ending);
+    assert!(
+        matches!(end, Error::Disconnected(d) if *d == want),
+        "{context}: ended with {end:?}, expected {want:?}"
+    );
+}
+
+/// `Closed`, `Died`, or the error's debug form: for events and messages.
+pub fn why(e: &Error) -> String {
+    match e {
+        Error::Disconnected(shmq::Disconnect::Closed) => "Closed".into(),
+        Error::Disconnected(shmq::Disconnect::Died) => "Died".into(),
+        Error::Corrupted(_) => "Corrupted".into(),
+        Error::Full => "Full".into(),
+        Error::Empty => "Empty".into(),
+        Error::Timeout => "Timeout".into(),
+        other => format!("{other:?}"),
+    }
+}
