@@ -61,7 +61,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 
 section "nothing left behind in /dev/shm"
 left=$(find /dev/shm -maxdepth 1 \( -name 't-*' -o -name 'cli-test-*' -o -name 'doc*' \
-  -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \) | head -n 20)
+  -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \
+  -o -name '.shmq-tmp-*' \) | head -n 20)
 if [ -n "$left" ]; then
   echo "left in /dev/shm by the tests:"; echo "$left"; exit 1
 fi

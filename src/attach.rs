@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use shmq_ring::{
-    Endpoint as RingEndpoint, Geometry, Liveness, Mpsc, Region, Spsc, WaitConfig, failpoint,
-    inspect, mpsc, spsc,
+    Endpoint as RingEndpoint, Geometry, Interrupter, Liveness, Mpsc, Region, Spsc, WaitConfig,
+    failpoint, inspect, mpsc, spsc,
 };
 use shmq_segment::{Expect, Layout, Opened, Segment};
 
@@ -495,6 +495,7 @@ pub(crate) trait Attachable: Sized {
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<Self>;
     fn detach(self);
+    fn set_interrupter(&mut self, i: Interrupter);
 }
 
 impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
@@ -508,6 +509,10 @@ impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
     ) -> shmq_ring::Result<Self> {
         K::attach_producer(m, slot, wait, live)
     }
+    fn set_interrupter(&mut self, i: Interrupter) {
+        shmq_ring::Producer::set_interrupter(self, i);
+    }
+
     fn detach(self) {
         shmq_ring::Producer::detach(self);
     }
@@ -524,6 +529,10 @@ impl<K: RingKind> Attachable for shmq_ring::Consumer<K> {
     ) -> shmq_ring::Result<Self> {
         K::attach_consumer(m, wait, live)
     }
+    fn set_interrupter(&mut self, i: Interrupter) {
+        shmq_ring::Consumer::set_interrupter(self, i);
+    }
+
     fn detach(self) {
         shmq_ring::Consumer::detach(self);
     }
@@ -556,6 +565,9 @@ enum State<R: Attachable> {
 pub(crate) struct Handle<R: Attachable> {
     state: State<R>,
     wait: WaitConfig,
+    /// Handed to the ring side when it attaches (so that a pending handle's
+    /// interrupter works too).
+    interrupt: Interrupter,
 }
 
 impl<R: Attachable> Handle<R> {
@@ -566,9 +578,11 @@ impl<R: Attachable> Handle<R> {
 
     /// Attaches now.
     pub(crate) fn attached(mapped: Mapped, wait: WaitConfig) -> Result<Self> {
+        let interrupt = Interrupter::new();
         Ok(Handle {
-            state: State::Ready(attach(mapped, wait)?),
+            state: State::Ready(attach(mapped, wait, &interrupt)?),
             wait,
+            interrupt,
         })
     }
 
@@ -577,6 +591,7 @@ impl<R: Attachable> Handle<R> {
         Handle {
             state: State::Pending(mapped),
             wait,
+            interrupt: Interrupter::new(),
         }
     }
 
@@ -607,7 +622,7 @@ impl<R: Attachable> Handle<R> {
             State::Pending(m) => {
                 let fresh = m.reopen()?;
                 drop(m);
-                self.state = State::Ready(attach(fresh, self.wait)?);
+                self.state = State::Ready(attach(fresh, self.wait, &self.interrupt)?);
                 Ok(())
             }
             other => {
@@ -682,6 +697,11 @@ impl<R: Attachable> Handle<R> {
         }
     }
 
+    /// The flag that interrupts this handle's blocking calls.
+    pub(crate) fn interrupter(&self) -> Interrupter {
+        self.interrupt.clone()
+    }
+
     pub(crate) fn mapped(&self) -> Option<&Mapped> {
         match &self.state {
             State::Pending(m) => Some(m),
@@ -737,7 +757,11 @@ const HEADER_GONE: crate::error::Corruption = crate::error::Corruption {
     value: 0,
 };
 
-fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
+fn attach<R: Attachable>(
+    mapped: Mapped,
+    wait: WaitConfig,
+    interrupt: &Interrupter,
+) -> Result<Ready<R>> {
     let live: Arc<dyn Liveness> = Arc::new(SegmentLiveness(mapped.seg.clone()));
     let indices: Vec<u16> = if R::CONSUMER {
         vec![0]
@@ -754,13 +778,14 @@ fn attach<R: Attachable>(mapped: Mapped, wait: WaitConfig) -> Result<Ready<R>> {
             }
             Err(e) => return Err(e.into()),
         }
-        let ring = match R::attach(&mapped, index.saturating_sub(1), wait, live.clone()) {
+        let mut ring = match R::attach(&mapped, index.saturating_sub(1), wait, live.clone()) {
             Ok(r) => r,
             Err(e) => {
                 let _ = mapped.seg.release_endpoint(index);
                 return Err(e.into());
             }
         };
+        ring.set_interrupter(interrupt.clone());
         return Ok(Ready {
             ring: Some(ring),
             mapped,

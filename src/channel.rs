@@ -157,6 +157,15 @@ impl<K: RingKind, M: Format> Sender<K, M> {
         M::capacity(self.end.capacity())
     }
 
+    /// The flag that interrupts this sender's blocking calls from another thread
+    /// or a signal handler: they return [`Error::Interrupted`](crate::Error::Interrupted)
+    /// within one wait slice, and so does every later blocking call until
+    /// [`Interrupter::clear`](crate::Interrupter::clear); `try_` calls go on
+    /// working. Handles are `Send + Sync` and outlive the sender harmlessly.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.end.interrupter()
+    }
+
     /// A duplicate of the channel's file descriptor, to pass to another process
     /// over a UNIX socket (`SCM_RIGHTS`). Only anonymous (memfd) channels can be
     /// opened from it ([`Sender::from_fd`] checks its seals).
@@ -344,6 +353,13 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
     /// Capacity: bytes for a byte channel, messages (at least) for a typed one.
     pub fn capacity(&self) -> u64 {
         M::capacity(self.end.capacity())
+    }
+
+    /// The flag that interrupts this receiver's blocking calls (see
+    /// [`Sender::interrupter`]): the way to stop a thread blocked in `recv` for a
+    /// shutdown, from another thread or a signal handler.
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.end.interrupter()
     }
 
     /// A duplicate of the channel's file descriptor (see [`Sender::export_fd`]).

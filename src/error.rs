@@ -15,6 +15,10 @@ pub enum Error {
     /// A `_timeout` form waited its whole time-out.
     #[error("timed out")]
     Timeout,
+    /// A blocking call was interrupted with this handle's [`crate::Interrupter`]
+    /// (a shutdown): nothing was sent or received by the call.
+    #[error("interrupted (the handle's Interrupter was set)")]
+    Interrupted,
     /// The other side is gone. A receiver gets this only after everything that was
     /// committed has been received.
     #[error("the other side is gone ({0:?})")]
@@ -105,6 +109,7 @@ impl From<shmq_ring::Error> for Error {
             R::Full => Error::Full,
             R::Empty => Error::Empty,
             R::Timeout => Error::Timeout,
+            R::Interrupted => Error::Interrupted,
             R::Disconnected(d) => Error::Disconnected(d),
             R::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
             R::Corrupted(c) => Error::Corrupted(c),

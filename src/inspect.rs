@@ -140,6 +140,10 @@ pub struct EndpointReport {
 /// and `ALL`, in header order).
 pub use shmq_segment::HeaderField;
 
+/// What a check of the ring requires (the ring crate's own type, inside
+/// [`Expected::Ring`]).
+pub use shmq_ring::inspect::RingExpected;
+
 /// The magic number of every shmq segment (`"SHMQ-SEG"` in little-endian order).
 pub const MAGIC: u64 = segment::MAGIC;
 /// The layout version this build writes and reads.
@@ -273,21 +277,8 @@ pub enum Expected {
     ChannelKind,
     /// A region that lies inside the segment, aligned as a ring needs.
     Readable,
-    /// A ring position that is a multiple of 8 (every frame is).
-    Aligned,
-    /// A ring position at most `capacity` bytes past `head`.
-    WithinCapacity {
-        /// The consumer's position.
-        head: u64,
-        /// The ring's capacity in bytes.
-        capacity: u64,
-    },
-    /// A frame header a producer writes; the check it failed, in words.
-    Frame(&'static str),
-    /// A frame that ends at or before this position (the tail).
-    EndsBy(u64),
-    /// One of the states an endpoint writes: never, attached or closed.
-    KnownState,
+    /// What a check of the ring requires (the ring crate's own type).
+    Ring(RingExpected),
 }
 
 /// How bad a finding is.
@@ -368,18 +359,9 @@ impl Finding {
             ring::RingField::Frame { position } => Field::Frame { position },
             ring::RingField::EndpointState(e) => Field::EndpointState(end(e)),
         };
-        let expected = match f.expected {
-            ring::RingExpected::Aligned => Expected::Aligned,
-            ring::RingExpected::WithinCapacity { head, capacity } => {
-                Expected::WithinCapacity { head, capacity }
-            }
-            ring::RingExpected::Frame(what) => Expected::Frame(what),
-            ring::RingExpected::EndsBy(tail) => Expected::EndsBy(tail),
-            ring::RingExpected::KnownState => Expected::KnownState,
-        };
         Finding {
             field,
-            expected,
+            expected: Expected::Ring(f.expected),
             found: f.found,
             severity: Severity::Damage,
         }
@@ -580,6 +562,8 @@ pub fn list() -> Result<Vec<(String, Result<Report>)>> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
+        // A creator's temporary is not a segment yet (see `dead_temporaries`).
+        .filter(|n| !n.starts_with(segment::TEMPORARY_PREFIX))
         .map(|n| format!("/{n}"))
         .filter(|n| segment::validate_name(n).is_ok())
         .collect();
@@ -656,6 +640,77 @@ pub fn remove_stale(name: &str, discard_messages: bool) -> Result<Removal> {
         (false, Some((messages, bytes))) => Removal::KeptMessages { messages, bytes },
         (false, None) => Removal::Declined,
     })
+}
+
+/// An object under a segment name with no shmq header, left by an older
+/// shmq's creator that was interrupted (see [`shmq_segment::Leftover`]).
+pub use shmq_segment::Leftover;
+
+/// Whether the named object is a [`Leftover`]; `None` for a segment or anything
+/// else.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) for a bad name, a missing object or
+/// no permission.
+pub fn leftover(name: &str) -> Result<Option<Leftover>> {
+    Ok(Segment::leftover(name)?)
+}
+
+/// Every [`Leftover`] in `/dev/shm`, by name. Objects that are segments, are
+/// someone else's, or vanish while we look are skipped.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
+pub fn leftovers() -> Result<Vec<(String, Leftover)>> {
+    let dir = std::fs::read_dir("/dev/shm").map_err(|source| {
+        crate::Error::Segment(segment::Error::Os {
+            op: "read_dir(/dev/shm)",
+            source,
+        })
+    })?;
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with(segment::TEMPORARY_PREFIX))
+        .map(|n| format!("/{n}"))
+        .filter(|n| segment::validate_name(n).is_ok())
+        .collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .filter_map(|n| Some((n.clone(), Segment::leftover(&n).ok()??)))
+        .collect())
+}
+
+/// Removes the named [`Leftover`] if no process has it open (under its owner
+/// lock, as [`remove_if_stale`]). `Ok(false)` if it is not a leftover, is in
+/// use, or went away.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) for a bad name, a missing object or
+/// no permission.
+pub fn remove_leftover(name: &str) -> Result<bool> {
+    Ok(Segment::remove_leftover(name)?)
+}
+
+/// Names of the temporaries in `/dev/shm` whose creators died before
+/// publishing them (a creator builds under a named temporary unless
+/// `SegmentOptions::build_unnamed`, and leaves it when killed).
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
+pub fn dead_temporaries() -> Result<Vec<String>> {
+    Ok(Segment::dead_temporaries()?)
+}
+
+/// Removes the temporaries of dead creators from `/dev/shm` (never one whose
+/// creator lives); returns their names.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
+pub fn remove_dead_temporaries() -> Result<Vec<String>> {
+    Ok(Segment::remove_dead_temporaries()?)
 }
 
 /// Removes the named segment unconditionally: processes that have it open keep

@@ -72,7 +72,9 @@ pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, RingKin
 pub use channel::{Bytes, Format, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous};
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
-pub use shmq_ring::{DEFAULT_SPIN, DEFAULT_WAIT_SLICE, WaitConfig, WaitStrategy, futex_calls};
+pub use shmq_ring::{
+    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, WaitConfig, WaitStrategy, futex_calls,
+};
 pub use shmq_ring::{Mpsc, Spsc};
 pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
 

@@ -102,7 +102,10 @@ impl Options {
         self
     }
 
-    /// How long opening waits for a creator to finish (default 2 s).
+    /// How long opening waits for a segment under the name to become usable
+    /// (default 2 s): one being removed, or one an older shmq's creator has not
+    /// finished. A channel of this version appears under its name only once it
+    /// is complete, so opening before its creator is done is `NotFound` at once.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.segment = self.segment.open_timeout(timeout);
         self

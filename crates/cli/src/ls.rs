@@ -13,7 +13,8 @@ use crate::report;
 /// Lists the segments as a table, or as a JSON array with `--json`. Objects that
 /// are not shmq segments are skipped (by header, see `shmq::inspect::list`);
 /// damaged ones are listed with their problems; one that cannot be read at all
-/// (permissions, say) is listed with the error.
+/// (permissions, say) is listed with the error. In text form, a last line
+/// counts what is not a segment but `shmq gc` cares about.
 pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
     let found = report::list(args.prefix.as_deref())?;
     let mut stdout = std::io::stdout().lock();
@@ -30,6 +31,9 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
     }
     if found.is_empty() {
         writeln!(stdout, "no shmq segments in /dev/shm")?;
+        if let Some(note) = not_segments(args.prefix.as_deref()) {
+            writeln!(stdout, "{}", out.paint(&note, Style::Yellow))?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&[
@@ -99,5 +103,30 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
             writeln!(stdout, "{}", out.paint(&n, Style::Red))?;
         }
     }
+    if let Some(note) = not_segments(args.prefix.as_deref()) {
+        writeln!(stdout, "{}", out.paint(&note, Style::Yellow))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line about what is in `/dev/shm` but is not a segment: leftovers of
+/// interrupted creates (older versions) and temporaries of dead creators, which
+/// `shmq gc` reports or removes. `None` if there are none.
+fn not_segments(prefix: Option<&str>) -> Option<String> {
+    let leftovers = shmq::inspect::leftovers()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(n, _)| prefix.is_none_or(|p| n.starts_with(p)))
+        .count();
+    let temporaries = match prefix {
+        None => shmq::inspect::dead_temporaries().map_or(0, |t| t.len()),
+        Some(_) => 0,
+    };
+    if leftovers + temporaries == 0 {
+        return None;
+    }
+    Some(format!(
+        "also {leftovers} leftover(s) of interrupted creates and {temporaries} temporary(ies) \
+         of dead creators: `shmq gc` reports or removes them"
+    ))
 }

@@ -11,12 +11,17 @@
 //! between the look and the removal cannot lose them) unless
 //! `--discard-messages`. `rm NAME` names the channel, so it removes it with its
 //! messages.
+//!
+//! Objects that older versions' creators left half-made (empty, or with a zero
+//! header: a [`Leftover`]) are not segments: `gc` reports them, `rm` removes an
+//! empty one nobody has open, `rm --force` any of them. `gc` also removes the
+//! temporaries of creators that died while building under a named temporary.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use shmq::inspect::{EndpointStatus, Removal, Report};
+use shmq::inspect::{EndpointStatus, Leftover, Removal, Report};
 
 use crate::cli::{GcArgs, RmArgs};
 use crate::error::{CliError, Result};
@@ -43,9 +48,12 @@ fn why_busy(r: &Report) -> Option<String> {
 
 /// Removes one segment. Without `--force` it refuses a segment that a process has
 /// open or with a live endpoint; it never removes an object that is not a shmq
-/// segment.
+/// segment or a leftover of an interrupted create (see [`rm_leftover`]).
 pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     let name = &args.name;
+    if let Ok(Some(l)) = shmq::inspect::leftover(name) {
+        return rm_leftover(name, &l, args.force);
+    }
     let r = fetch(name)?;
     let mut stdout = std::io::stdout().lock();
     if args.force {
@@ -75,6 +83,50 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     Err(CliError::msg(format!("could not remove {name}: {why}")))
 }
 
+/// What a [`Leftover`] is, in a few words.
+fn leftover_words(l: &Leftover) -> &'static str {
+    if l.size == 0 {
+        "an empty object left by an interrupted create"
+    } else {
+        "an object with no shmq header, left by an interrupted create"
+    }
+}
+
+/// Removes a leftover of an older shmq's interrupted create: with `--force`
+/// whatever holds it; without, only an empty one that no process has open
+/// (a zero-filled one might be someone's data).
+fn rm_leftover(name: &str, l: &Leftover, force: bool) -> Result<ExitCode> {
+    let what = leftover_words(l);
+    let mut stdout = std::io::stdout().lock();
+    if force {
+        shmq::inspect::unlink(name)?;
+        let note = if l.in_use {
+            "; a process had it open"
+        } else {
+            ""
+        };
+        writeln!(stdout, "removed {name} ({what}{note})")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if l.in_use || l.size != 0 {
+        let why = if l.in_use {
+            "a process has it open"
+        } else {
+            "it is not empty"
+        };
+        return Err(CliError::msg(format!(
+            "refusing to remove {name}: {what}, but {why}; use --force to remove it anyway"
+        )));
+    }
+    if shmq::inspect::remove_leftover(name)? {
+        writeln!(stdout, "removed {name} ({what})")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(CliError::msg(format!(
+        "could not remove {name}: it was opened, replaced or removed meanwhile"
+    )))
+}
+
 /// What `gc` did (or would do) with one segment.
 struct Action {
     name: String,
@@ -84,9 +136,10 @@ struct Action {
 
 /// Removes every stale segment (no process has it open, no endpoint alive),
 /// damaged ones included, except channels whose messages wait for a consumer
-/// (kept, and said so, unless `--discard-messages`); with `--dry-run` only lists
-/// them. Segments that cannot be read are skipped with a note; one whose removal
-/// fails makes the exit status 1.
+/// (kept, and said so, unless `--discard-messages`), and (without `--prefix`)
+/// the temporaries of dead creators; reports leftovers of interrupted creates
+/// without removing them; with `--dry-run` only lists. Segments that cannot be
+/// read are skipped with a note; one whose removal fails makes the exit status 1.
 pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     let mut actions = Vec::new();
     let mut failed = false;
@@ -156,6 +209,51 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
         };
         actions.push(action);
     }
+    // Temporaries of creators that died (only a creator building under a named
+    // temporary leaves one): not segments, so `list` does not show them.
+    if args.prefix.is_none() {
+        let found = if args.dry_run {
+            shmq::inspect::dead_temporaries()
+        } else {
+            shmq::inspect::remove_dead_temporaries()
+        };
+        match found {
+            Ok(temporaries) => actions.extend(temporaries.into_iter().map(|name| Action {
+                name,
+                action: if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                detail: "temporary of a creator that died before publishing".into(),
+            })),
+            Err(e) => {
+                failed = true;
+                actions.push(Action {
+                    name: "temporaries".into(),
+                    action: "error",
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    // Leftovers of older versions' interrupted creates: reported, never
+    // removed here (`shmq rm` does, on request).
+    for (name, l) in shmq::inspect::leftovers()? {
+        if args.prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
+            continue;
+        }
+        let how = if l.size == 0 && !l.in_use {
+            format!("remove it with `shmq rm {name}`")
+        } else {
+            format!("remove it with `shmq rm --force {name}`")
+        };
+        actions.push(Action {
+            name,
+            action: "leftover",
+            detail: format!("{}; {how}", leftover_words(&l)),
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let all: Vec<Value> = actions
@@ -168,7 +266,7 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     } else {
         for a in &actions {
             let style = match a.action {
-                "removed" | "would remove" => Style::Yellow,
+                "removed" | "would remove" | "leftover" => Style::Yellow,
                 "error" => Style::Red,
                 _ => Style::Plain,
             };

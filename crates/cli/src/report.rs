@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use shmq::inspect::{
     ChannelKind, Endpoint, EndpointRecord, EndpointReport, EndpointState, EndpointStatus, Expected,
-    Field, Finding, HeaderField, HeaderState, Report, RingReport, Severity,
+    Field, Finding, HeaderField, HeaderState, Report, RingExpected, RingReport, Severity,
 };
 
 use crate::out::{self, Style};
@@ -137,13 +137,13 @@ fn expected(f: &Finding) -> String {
             format!("a channel kind ({})", names.join(", "))
         }
         Expected::Readable => "a region inside the segment, aligned for a ring".into(),
-        Expected::Aligned => "a multiple of 8".into(),
-        Expected::WithinCapacity { head, capacity } => {
+        Expected::Ring(RingExpected::Aligned) => "a multiple of 8".into(),
+        Expected::Ring(RingExpected::WithinCapacity { head, capacity }) => {
             format!("at most {capacity} bytes past head {head}")
         }
-        Expected::Frame(_) => "a valid frame header".into(),
-        Expected::EndsBy(tail) => format!("an end at or before tail {tail}"),
-        Expected::KnownState => "never, attached or closed".into(),
+        Expected::Ring(RingExpected::Frame(_)) => "a valid frame header".into(),
+        Expected::Ring(RingExpected::EndsBy(tail)) => format!("an end at or before tail {tail}"),
+        Expected::Ring(RingExpected::KnownState) => "never, attached or closed".into(),
         _ => "another value".into(),
     }
 }
@@ -151,7 +151,9 @@ fn expected(f: &Finding) -> String {
 /// What was found, in words.
 fn found(f: &Finding) -> String {
     match (f.field, f.expected) {
-        (_, Expected::Frame(_)) | (Field::EndpointState(_), _) => format!("{:#x}", f.found),
+        (_, Expected::Ring(RingExpected::Frame(_))) | (Field::EndpointState(_), _) => {
+            format!("{:#x}", f.found)
+        }
         (Field::Header(h), _) => value(h, f.found),
         _ => f.found.to_string(),
     }
@@ -163,7 +165,7 @@ fn why(f: &Finding) -> Option<String> {
         Field::Header(h) => h,
         _ => {
             return match f.expected {
-                Expected::Frame(what) => Some(what.to_owned()),
+                Expected::Ring(RingExpected::Frame(what)) => Some(what.to_owned()),
                 _ => None,
             };
         }
@@ -522,7 +524,7 @@ mod tests {
             ),
             Finding {
                 field: Field::Frame { position: 8 },
-                expected: Expected::Frame("unknown frame tag"),
+                expected: Expected::Ring(RingExpected::Frame("unknown frame tag")),
                 found: 0xdead_beef_0000_0005,
                 severity: Severity::Damage,
             },

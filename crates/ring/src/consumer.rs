@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::kind::{ConsumerCore, EndCore, Kind, Readable};
 use crate::region::Lent;
 use crate::sync;
-use crate::wait::{self, Wait, WaitConfig};
+use crate::wait::{self, Interrupter, Wait, WaitConfig};
 
 /// The receiving side of a ring of kind `K` ([`crate::spsc::Consumer`],
 /// [`crate::mpsc::Consumer`]).
@@ -49,6 +49,17 @@ impl<K: Kind> Consumer<K> {
     /// Changes the wait configuration.
     pub fn set_wait_config(&mut self, cfg: WaitConfig) {
         self.core.local_mut().cfg = cfg;
+    }
+
+    /// The flag that interrupts this end's blocking calls ([`Interrupter`]).
+    pub fn interrupter(&self) -> Interrupter {
+        self.core.local().interrupt.clone()
+    }
+
+    /// Makes `interrupter` this end's flag (a handle made before the end
+    /// attached, for example).
+    pub fn set_interrupter(&mut self, interrupter: Interrupter) {
+        self.core.local_mut().interrupt = interrupter;
     }
 
     /// Receives the next message without waiting, lending its payload in place;

@@ -47,6 +47,9 @@ pub enum Error {
     /// A `_timeout` form waited its whole time-out.
     #[error("timed out")]
     Timeout,
+    /// A blocking call was interrupted ([`crate::Interrupter`]).
+    #[error("interrupted")]
+    Interrupted,
     /// The other side is gone and, for a receiver, everything it committed has been
     /// received.
     #[error("the other side is gone ({0:?})")]

@@ -80,5 +80,6 @@ pub use region::{LINE, Region};
 pub use sync::adversary;
 pub use sync::futex_calls;
 pub use wait::{
-    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Liveness, WaitConfig, WaitStrategy,
+    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Interrupter, Liveness, WaitConfig,
+    WaitStrategy,
 };

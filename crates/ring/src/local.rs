@@ -9,7 +9,7 @@ use crate::ctl::{CLOSED, EndState, Ends, NEVER};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::peer::{PeerStatus, peer_status};
 use crate::sync::{AtomicU32, Ordering};
-use crate::wait::{Endpoint, Liveness, WaitConfig};
+use crate::wait::{Endpoint, Interrupter, Liveness, WaitConfig};
 
 /// A ring end's private state (one per producer or consumer handle).
 pub struct Local {
@@ -39,6 +39,8 @@ pub struct Local {
     /// its own; for a producer, the last it read); for an MPSC consumer, its
     /// count of messages received.
     start: u64,
+    /// Set from anywhere to make this end's blocking calls return `Interrupted`.
+    pub(crate) interrupt: Interrupter,
     /// The consumer's position differed from `start` at some point: peers have
     /// moved the ring since this end attached.
     moved: bool,
@@ -75,6 +77,7 @@ impl Local {
             peer_gone: false,
             seen: [0; SEEN_WORDS],
             start,
+            interrupt: Interrupter::new(),
             moved: false,
         }
     }

@@ -18,7 +18,7 @@ use crate::failpoint;
 use crate::kind::{Claim, EndCore, Kind, ProducerCore};
 use crate::region::Lent;
 use crate::sync;
-use crate::wait::{self, Wait, WaitConfig};
+use crate::wait::{self, Interrupter, Wait, WaitConfig};
 
 /// The sending side of a ring of kind `K` ([`crate::spsc::Producer`],
 /// [`crate::mpsc::Producer`]).
@@ -54,6 +54,17 @@ impl<K: Kind> Producer<K> {
     /// Changes the wait configuration.
     pub fn set_wait_config(&mut self, cfg: WaitConfig) {
         self.core.local_mut().cfg = cfg;
+    }
+
+    /// The flag that interrupts this end's blocking calls ([`Interrupter`]).
+    pub fn interrupter(&self) -> Interrupter {
+        self.core.local().interrupt.clone()
+    }
+
+    /// Makes `interrupter` this end's flag (a handle made before the end
+    /// attached, for example).
+    pub fn set_interrupter(&mut self, interrupter: Interrupter) {
+        self.core.local_mut().interrupt = interrupter;
     }
 
     /// Reserves room for a message of `len` bytes without waiting. Write the

@@ -15,6 +15,7 @@
 //! flag. Bounded slices mean a peer that dies without notifying is noticed within
 //! a slice.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -134,6 +135,47 @@ pub(crate) trait Side {
     /// operation can never complete (the peer is gone). MPSC consumers also
     /// reclaim dead producers' claims here.
     fn check_peer(&mut self) -> Result<()>;
+    /// Whether this end's [`Interrupter`] is set.
+    fn interrupted(&self) -> bool;
+}
+
+/// Interrupts the blocking calls of one ring end from anywhere: another thread,
+/// or a signal handler ([`Interrupter::interrupt`] is one atomic store, which is
+/// async-signal-safe). A blocked call returns [`Error::Interrupted`] within one
+/// wait slice (it looks at the flag whenever it wakes, and while it spins); so
+/// does every later blocking call, until [`Interrupter::clear`]. Non-blocking
+/// (`try_`) calls are not affected, so that a shutting-down service can still
+/// drain what is there.
+///
+/// The flag is this process's own memory, never the shared segment: a peer
+/// cannot interrupt us, and interrupting us wakes no other process.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupter(Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupter {
+    /// A fresh flag, not set.
+    pub fn new() -> Interrupter {
+        Interrupter::default()
+    }
+
+    /// Makes blocked and later blocking calls return [`Error::Interrupted`].
+    pub fn interrupt(&self) {
+        // Release: a waiter that sees the flag (Acquire) sees what the interrupter
+        // did before (for example, setting its own shutdown state).
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether [`Interrupter::interrupt`] was called (and not cleared since).
+    pub fn is_interrupted(&self) -> bool {
+        // Acquire: pairs with the Release store in `interrupt`.
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Lets blocking calls wait again.
+    pub fn clear(&self) {
+        // Relaxed: only the flag itself changes.
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How long an operation may wait.
@@ -228,6 +270,10 @@ where
     fn check_peer(&mut self) -> Result<()> {
         self.core.check_peer()
     }
+
+    fn interrupted(&self) -> bool {
+        self.core.local().interrupt.is_interrupted()
+    }
 }
 
 /// Whether the peer's liveness is due for a look. Under loom time must not steer
@@ -265,6 +311,9 @@ pub(crate) fn block<S: Side>(
                     return Ok(t);
                 }
             }
+            if side.interrupted() {
+                return Err(Error::Interrupted);
+            }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout);
@@ -276,6 +325,9 @@ pub(crate) fn block<S: Side>(
     }
 
     loop {
+        if side.interrupted() {
+            return Err(Error::Interrupted);
+        }
         // Acquire: pairs with the Release increment in `WakeLine::notify_*` and
         // `wake_all`; a notifier's increment after this load makes the futex wait
         // below return at once.

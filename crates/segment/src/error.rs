@@ -86,13 +86,19 @@ pub enum Error {
         /// The value found.
         value: u64,
     },
-    /// The creator did not publish the header within the time-out.
+    /// The object under the name stayed unusable for the whole open time-out:
+    /// held exclusively (by a process removing it), or an unpublished object
+    /// whose creator (an older shmq version: this one publishes only complete
+    /// segments under a name) is still at work.
     #[error("segment not ready after {waited:?}: its creator has not finished initialising it")]
     NotReady {
         /// How long we waited.
         waited: Duration,
     },
-    /// The creator died before publishing the header; the segment can never become ready.
+    /// The object under the name was left half-made by a creator that died (an
+    /// older shmq version, which made the object under its name before
+    /// initialising it): an unpublished header, or an empty object no process
+    /// has open. It can never become ready; `create_or_open` replaces it.
     #[error("segment was abandoned: its creator died before publishing it")]
     Abandoned,
     /// A memfd lacks the seals that stop a peer from resizing it under us.
@@ -127,6 +133,20 @@ pub enum Error {
     NoSpace {
         /// The requested size.
         size: u64,
+    },
+    /// The segment would be larger than a file may grow (`EFBIG`): beyond this
+    /// process's file size limit (`RLIMIT_FSIZE`, `ulimit -f`) or the file
+    /// system's largest file. Nothing is left behind, and the process is not
+    /// killed by the `SIGXFSZ` the kernel sends with it.
+    #[error("a {size}-byte segment is larger than the file size limit{}", match limit {
+        Some(l) => format!(" of {l} bytes (ulimit -f)"),
+        None => " of the file system".to_owned(),
+    })]
+    FileSizeLimit {
+        /// The requested size.
+        size: u64,
+        /// This process's soft file size limit in bytes, if it is not unlimited.
+        limit: Option<u64>,
     },
     /// Huge pages were requested but the system cannot provide them.
     #[error("huge pages unavailable: {reason}")]

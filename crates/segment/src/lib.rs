@@ -32,9 +32,13 @@
 //!   [`HeaderInfo`] (what a header says), [`HeaderFinding`] (one failed check of
 //!   a header: its [`HeaderField`], what was [`Expected`], what was found, and its
 //!   [`Severity`]).
-//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust
-//!   checks, the SIGBUS guard ([`SegmentOptions::sigbus_guard`],
-//!   [`Segment::is_damaged`], [`sigbus_guard_installed`]).
+//! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks,
+//!   how a new segment is built before it is published under its name, the
+//!   SIGBUS guard ([`SegmentOptions::sigbus_guard`], [`Segment::is_damaged`],
+//!   [`sigbus_guard_installed`]).
+//! - Clean-up: [`Segment::remove_dead_temporaries`] (temporaries named
+//!   [`TEMPORARY_PREFIX`]…, left by creators killed while building),
+//!   [`Segment::remove_if_stale`], [`Leftover`]s of older versions.
 //! - [`Error`]: every failure, one variant per case.
 #![deny(unsafe_code)]
 
@@ -46,6 +50,7 @@ mod map;
 mod name;
 mod segment;
 mod sys;
+mod xfsz;
 
 pub use error::{Error, Result};
 pub use fork::fork_generation;
@@ -56,4 +61,7 @@ pub use header::{
     Severity, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
-pub use segment::{Backing, Creating, EndpointInfo, Opened, Peek, Segment, SegmentOptions};
+pub use segment::{
+    Backing, Creating, EndpointInfo, Leftover, Opened, Peek, Segment, SegmentOptions,
+    TEMPORARY_PREFIX,
+};

@@ -39,6 +39,7 @@ pub struct SegmentOptions {
     open_timeout: Duration,
     max_len: u64,
     trust: TrustPolicy,
+    build_unnamed: bool,
 }
 
 impl Default for SegmentOptions {
@@ -64,6 +65,7 @@ impl SegmentOptions {
                 owner: Some(sys::euid()),
                 allow_shared_write: false,
             },
+            build_unnamed: false,
         }
     }
 
@@ -144,7 +146,11 @@ impl SegmentOptions {
         self.reclaim_stale
     }
 
-    /// How long `open` waits for a creator to publish the header (default 2 s).
+    /// How long `open` waits for the object under a name to become usable
+    /// (default 2 s): one held exclusively (being removed), or one that a
+    /// creator of an older shmq version has not published yet. A segment of
+    /// this version appears under its name only complete, so `open` before its
+    /// creator publishes is [`Error::NotFound`] at once.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
         self
@@ -166,6 +172,26 @@ impl SegmentOptions {
     /// Accept objects that group or others may write (default: refuse them).
     pub fn allow_shared_write(mut self, yes: bool) -> Self {
         self.trust.allow_shared_write = yes;
+        self
+    }
+
+    /// Build a new named or file-backed segment as an unnamed `O_TMPFILE`
+    /// object, published with `linkat`, instead of under a named temporary
+    /// (default off). A creator killed while building then leaves nothing at
+    /// all, not even a temporary for `shmq gc`; but this process's descriptor
+    /// and mapping of the segment show in `/proc/PID/fd` and `/proc/PID/maps` as
+    /// `/dev/shm/#INODE (deleted)` instead of its name, for as long as it lives.
+    /// File systems without `O_TMPFILE` get a named temporary anyway.
+    ///
+    /// By default the segment is built under a named temporary (`.shmq-tmp-…`
+    /// in the same directory) whose owner lock the creator holds, and renamed
+    /// to its name with `renameat2(RENAME_NOREPLACE)`. A creator killed while
+    /// building leaves its temporary, which [`Segment::remove_dead_temporaries`]
+    /// (for `/dev/shm`, run by `shmq gc`) or
+    /// [`Segment::remove_dead_temporaries_in`] removes. Either way the
+    /// segment's own name is never left half-made.
+    pub fn build_unnamed(mut self, yes: bool) -> Self {
+        self.build_unnamed = yes;
         self
     }
 }
@@ -193,6 +219,26 @@ pub struct EndpointInfo {
     pub attaches: u32,
 }
 
+/// Where POSIX shared-memory objects live on Linux.
+const SHM_DIR: &str = "/dev/shm";
+
+/// How the name of a named temporary starts (see [`SegmentOptions::build_unnamed`]).
+pub const TEMPORARY_PREFIX: &str = ".shmq-tmp-";
+
+/// An object under a segment name that holds no shmq header: empty, or with
+/// every byte of its header zero. Creators of this version never leave one;
+/// those of older versions, killed between making the object and writing its
+/// header (or stopped by a file size limit), did. `shmq gc` reports them and
+/// `shmq rm` removes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its size in bytes (0, or the full size of the segment that was meant).
+    pub size: u64,
+    /// Some process has it open (holds its owner lock): perhaps an older
+    /// creator still at work.
+    pub in_use: bool,
+}
+
 /// A named or file path, the two places that have names.
 #[derive(Clone, Copy)]
 enum Place<'a> {
@@ -212,6 +258,34 @@ impl Place<'_> {
         match self {
             Place::Shm(n) => Backing::Named((*n).to_owned()),
             Place::File(p) => Backing::File(p.to_path_buf()),
+        }
+    }
+
+    /// The path of the object: `/dev/shm/NAME` for a POSIX shared-memory name
+    /// (where glibc's `shm_open` puts them on Linux).
+    fn path(&self) -> PathBuf {
+        match self {
+            Place::Shm(n) => PathBuf::from(format!("{SHM_DIR}{n}")),
+            Place::File(p) => p.to_path_buf(),
+        }
+    }
+
+    /// The directory the object's name lives in.
+    fn dir(&self) -> PathBuf {
+        match self {
+            Place::Shm(_) => PathBuf::from(SHM_DIR),
+            Place::File(p) => match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+        }
+    }
+
+    fn of(backing: &Backing) -> Option<Place<'_>> {
+        match backing {
+            Backing::Named(n) => Some(Place::Shm(n)),
+            Backing::File(p) => Some(Place::File(p)),
+            Backing::Anonymous => None,
         }
     }
 
@@ -310,12 +384,81 @@ pub struct Segment {
     guarded: bool,
 }
 
-/// A segment we created and are still initialising: openers wait until it is
-/// published. Dropping it unpublished removes the segment, so a creator that
-/// fails half-way leaves nothing behind.
+/// A segment we created and are still initialising. Until [`Creating::publish`]
+/// it has no name (a named temporary that only `shmq gc` looks at, or an unnamed
+/// `O_TMPFILE` object): openers find nothing under the name, never a half-made
+/// segment. Dropping it unpublished discards it, and a creator that dies
+/// half-way leaves nothing under the name.
 #[derive(Debug)]
 pub struct Creating {
     seg: Option<Segment>,
+    /// Where the object is built and how to publish it; `None` for anonymous
+    /// segments, which have no name.
+    draft: Option<Draft>,
+}
+
+/// A named or file-backed segment being built under no name, or a temporary one.
+#[derive(Debug)]
+struct Draft {
+    /// `None`: an unnamed `O_TMPFILE` object, published with `linkat`. `Some`: a
+    /// named temporary in the same directory whose owner lock we hold, published
+    /// with `renameat2(RENAME_NOREPLACE)`.
+    temporary: Option<PathBuf>,
+    /// Replace a stale segment found under the name at publication.
+    reclaim_stale: bool,
+    /// From `create_or_open`: if another creator publishes first, open its
+    /// segment instead (with these expectations and options).
+    or_open: Option<(Expect, SegmentOptions)>,
+}
+
+impl Draft {
+    /// Removes the named temporary, if any and if it is still ours.
+    fn discard(&self, fd: &OwnedFd) {
+        if let Some(tmp) = &self.temporary {
+            let _ = unlink_if_ours(Place::File(tmp), fd);
+        }
+    }
+
+    /// Gives the object `fd` its name, failing with `EEXIST` if the name is taken.
+    fn link(&self, fd: &OwnedFd, target: &Path) -> nix::Result<()> {
+        use nix::fcntl::{AT_FDCWD, RenameFlags};
+        match &self.temporary {
+            None => {
+                let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                nix::unistd::linkat(
+                    AT_FDCWD,
+                    proc_path.as_str(),
+                    AT_FDCWD,
+                    target,
+                    nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                )
+            }
+            Some(tmp) => {
+                match fcntl::renameat2(
+                    AT_FDCWD,
+                    tmp.as_path(),
+                    AT_FDCWD,
+                    target,
+                    RenameFlags::RENAME_NOREPLACE,
+                ) {
+                    // A file system without RENAME_NOREPLACE: link (which never
+                    // replaces either), then drop the temporary name.
+                    Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                        nix::unistd::linkat(
+                            AT_FDCWD,
+                            tmp.as_path(),
+                            AT_FDCWD,
+                            target,
+                            nix::fcntl::AtFlags::empty(),
+                        )?;
+                        let _ = nix::unistd::unlink(tmp.as_path());
+                        Ok(())
+                    }
+                    r => r,
+                }
+            }
+        }
+    }
 }
 
 /// What [`Segment::create_or_open`] did.
@@ -354,30 +497,99 @@ impl Creating {
             .expect("Creating holds its segment until published or dropped")
     }
 
-    /// Publishes the header (`state = ready`, `Release`): from now on openers
-    /// accept the segment. Our exclusive owner lock becomes a shared one.
+    /// Publishes the segment: stores `state = ready` (`Release`), turns our
+    /// exclusive owner lock into a shared one, then gives the object its name
+    /// in one step (`renameat2(RENAME_NOREPLACE)` of the named temporary, or
+    /// `linkat` of the unnamed object), so that openers
+    /// see either no segment or a complete one.
+    ///
+    /// If the name was taken meanwhile: with
+    /// [`SegmentOptions::reclaim_stale`], a stale segment there is replaced;
+    /// for a `Creating` from [`Segment::create_or_open`], the segment the other
+    /// creator published is opened and returned instead (what was written into
+    /// [`Creating::data`], and endpoints claimed through
+    /// [`Creating::segment`], are discarded with ours); otherwise
+    /// [`Error::AlreadyExists`]. Whatever fails, nothing of ours is left behind.
     ///
     /// # Errors
-    /// [`Error::Os`] if the lock cannot be downgraded.
+    /// [`Error::AlreadyExists`]; for `create_or_open`, as [`Segment::open`];
+    /// [`Error::PermissionDenied`], [`Error::Os`].
     pub fn publish(mut self) -> Result<Segment> {
         let mut seg = self
             .seg
             .take()
             .expect("Creating holds its segment until published");
+        let draft = self.draft.take();
         seg.map.header().publish();
         seg.info.state = STATE_READY;
         // Converting our own exclusive lock to a shared one cannot conflict.
-        sys::try_lock(&seg.fd, OWNER_LOCK, LockKind::Shared)?;
-        Ok(seg)
+        if let Err(e) = sys::try_lock(&seg.fd, OWNER_LOCK, LockKind::Shared) {
+            if let Some(d) = &draft {
+                d.discard(&seg.fd);
+            }
+            return Err(e);
+        }
+        match draft {
+            None => Ok(seg),
+            Some(d) => put_in_place(seg, &d),
+        }
     }
+}
+
+/// Names the published object `seg`, settling a race for the name.
+fn put_in_place(seg: Segment, draft: &Draft) -> Result<Segment> {
+    let backing = seg.backing.clone();
+    let place = Place::of(&backing).expect("a draft has a name");
+    let target = place.path();
+    let mut reclaimed = false;
+    // Each round either publishes, opens, or finds that the name changed hands
+    // meanwhile (another process made progress): a handful is plenty.
+    for _ in 0..8 {
+        match draft.link(&seg.fd, &target) {
+            Ok(()) => return Ok(seg),
+            Err(Errno::EEXIST) => {}
+            Err(e) => {
+                draft.discard(&seg.fd);
+                return Err(place.map_open_errno(e, "link"));
+            }
+        }
+        if let Some((expect, opts)) = &draft.or_open {
+            match open_at(place, expect, opts) {
+                Ok(theirs) => {
+                    draft.discard(&seg.fd);
+                    return Ok(theirs);
+                }
+                Err(Error::NotFound { .. }) => continue,
+                Err(Error::Abandoned) => {
+                    reclaim(place)?;
+                    continue;
+                }
+                Err(e) => {
+                    draft.discard(&seg.fd);
+                    return Err(e);
+                }
+            }
+        }
+        if draft.reclaim_stale && !reclaimed {
+            reclaimed = true;
+            if reclaim(place)? {
+                continue;
+            }
+        }
+        break;
+    }
+    draft.discard(&seg.fd);
+    Err(Error::AlreadyExists {
+        name: place.display(),
+        stale: stale_at(place).unwrap_or(false),
+    })
 }
 
 impl Drop for Creating {
     fn drop(&mut self) {
-        if let Some(seg) = self.seg.take() {
-            // We hold the exclusive owner lock, so nobody else can have attached;
-            // remove the half-made object if the name still refers to it.
-            let _ = seg.remove_place_if_ours();
+        if let (Some(seg), Some(draft)) = (self.seg.take(), self.draft.take()) {
+            // Unpublished: the object has no name but its temporary, if any.
+            draft.discard(&seg.fd);
         }
     }
 }
@@ -385,16 +597,22 @@ impl Drop for Creating {
 impl Segment {
     /// Creates a named POSIX shared-memory segment for `layout` and maps it.
     ///
-    /// `shm_open(O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC|O_NOFOLLOW)`, then `fchmod` to the
-    /// configured mode, `ftruncate`, `posix_fallocate` (unless disabled) and
-    /// `mmap(MAP_SHARED)`. The header is written but not published: openers wait
-    /// until [`Creating::publish`].
+    /// Creation is atomic as seen by other processes: the segment is built with
+    /// no name, under a named temporary in `/dev/shm` (or as an unnamed
+    /// `O_TMPFILE` object, see [`SegmentOptions::build_unnamed`]), locked, `fchmod`ed
+    /// to the configured mode, sized (`ftruncate`, then `posix_fallocate` unless
+    /// disabled, with `SIGXFSZ` held off) and mapped (`mmap(MAP_SHARED)`); the
+    /// header is written. The name appears only at [`Creating::publish`], on a
+    /// complete segment. Until then openers find nothing, and a creator killed
+    /// at any point leaves nothing under the name (at most a dead temporary,
+    /// which `shmq gc` removes). A name already taken fails here, before the caller
+    /// initialises anything; publication settles a race with another creator.
     ///
     /// # Errors
     /// [`Error::InvalidName`] before any system call; [`Error::AlreadyExists`]
     /// (with `stale` set when no process has the old one open, unless
     /// `reclaim_stale` replaced it); [`Error::PermissionDenied`], [`Error::NoSpace`],
-    /// [`Error::Os`].
+    /// [`Error::FileSizeLimit`], [`Error::Os`].
     ///
     /// # Examples
     /// ```
@@ -409,11 +627,14 @@ impl Segment {
     /// ```
     pub fn create(name: &str, layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
         validate_name(name)?;
-        create_at(Place::Shm(name), layout, opts)
+        create_at(Place::Shm(name), layout, opts, None)
     }
 
-    /// Opens and validates an existing named segment, waiting up to the open
-    /// time-out for its creator to publish it.
+    /// Opens and validates an existing named segment. A segment is only ever
+    /// seen complete under its name; the open time-out bounds waits for a
+    /// process that holds it exclusively (one removing it), and for objects
+    /// that creators of older versions left half-made: an empty one that no
+    /// process has open is [`Error::Abandoned`] after a short grace.
     ///
     /// `fstat` runs before `mmap`: an object that is not a regular file owned by
     /// the expected user, is writable by others, has several links, is smaller than
@@ -430,8 +651,10 @@ impl Segment {
         open_at(Place::Shm(name), expect, opts)
     }
 
-    /// Creates the named segment, or opens it if it exists (whichever process comes
-    /// first creates; `O_EXCL` decides the race). A segment abandoned by a creator
+    /// Creates the named segment, or opens it if it exists. Whichever process
+    /// publishes first wins the name; a creator that loses gets the winner's
+    /// segment from [`Creating::publish`], opened and checked against `expect`,
+    /// and its own draft is discarded. A segment abandoned by an older creator
     /// that died half-way is replaced.
     ///
     /// # Errors
@@ -483,6 +706,80 @@ impl Segment {
         reclaim(Place::Shm(name))
     }
 
+    /// Names (`/.shmq-tmp-…`) of the temporaries in `/dev/shm` whose creators
+    /// died before publishing them (see [`SegmentOptions::build_unnamed`]).
+    /// A temporary's creator holds its owner lock while it lives, so a dead one
+    /// is told by the lock, never by a pid.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `/dev/shm` cannot be listed.
+    pub fn dead_temporaries() -> Result<Vec<String>> {
+        Ok(dead_temporaries_in(Path::new(SHM_DIR), false)?
+            .iter()
+            .filter_map(|p| Some(format!("/{}", p.file_name()?.to_str()?)))
+            .collect())
+    }
+
+    /// Removes the temporaries in `/dev/shm` whose creators died (see
+    /// [`Segment::dead_temporaries`]); returns their names. `shmq gc` runs it.
+    /// A temporary whose creator lives is never touched: the lock that proves
+    /// the creator dead is held while the name is removed.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `/dev/shm` cannot be listed.
+    pub fn remove_dead_temporaries() -> Result<Vec<String>> {
+        Ok(dead_temporaries_in(Path::new(SHM_DIR), true)?
+            .iter()
+            .filter_map(|p| Some(format!("/{}", p.file_name()?.to_str()?)))
+            .collect())
+    }
+
+    /// As [`Segment::remove_dead_temporaries`], for the temporaries that
+    /// file-backed segments leave in directory `dir`; returns their paths.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `dir` cannot be listed.
+    pub fn remove_dead_temporaries_in(dir: &Path) -> Result<Vec<PathBuf>> {
+        dead_temporaries_in(dir, true)
+    }
+
+    /// Whether the named object is a [`Leftover`] of an interrupted create by an
+    /// older shmq; `None` if it is anything else (a segment, someone else's
+    /// object, or an object too short for a header but not empty).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+    pub fn leftover(name: &str) -> Result<Option<Leftover>> {
+        validate_name(name)?;
+        let place = Place::Shm(name);
+        let fd = place
+            .open_raw(OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())
+            .map_err(|e| place.map_open_errno(e, "open"))?;
+        leftover_of(&fd)
+    }
+
+    /// Removes the named object if it is a [`Leftover`] that no process has open
+    /// (taking its owner lock exclusively first, as
+    /// [`Segment::remove_if_stale`] does). Returns whether it was removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`].
+    pub fn remove_leftover(name: &str) -> Result<bool> {
+        validate_name(name)?;
+        let place = Place::Shm(name);
+        let fd = place
+            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+            .map_err(|e| place.map_open_errno(e, "open"))?;
+        if !sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)? {
+            return Ok(false);
+        }
+        // Checked under the lock: the object cannot become a segment meanwhile.
+        if leftover_of(&fd)?.is_none() || !place.still_names(&fd)? {
+            return Ok(false);
+        }
+        Ok(place.unlink().is_ok())
+    }
+
     /// As [`Segment::remove_if_stale`], but before removing it `keep` looks at the
     /// segment (read-only, see [`Peek`]) while this call holds its owner lock
     /// exclusively, so no process can attach, send or receive in between; if
@@ -522,7 +819,10 @@ impl Segment {
         size_object(&fd, total, opts)?;
         sys::add_seals(&fd, REQUIRED_SEALS)?;
         let seg = Segment::map_new(fd, Backing::Anonymous, layout, total, opts)?;
-        Ok(Creating { seg: Some(seg) })
+        Ok(Creating {
+            seg: Some(seg),
+            draft: None,
+        })
     }
 
     /// Opens an anonymous segment from a file descriptor received from another
@@ -558,12 +858,14 @@ impl Segment {
     }
 
     /// Creates a file-backed segment at `path` (for rings that must outlive a
-    /// reboot); [`Segment::flush`] writes it back.
+    /// reboot); [`Segment::flush`] writes it back. Built as [`Segment::create`]
+    /// builds, in `path`'s directory (a named temporary there, or an unnamed
+    /// object), published under `path` in one step.
     ///
     /// # Errors
     /// As [`Segment::create`], with paths instead of names.
     pub fn create_file(path: &Path, layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
-        create_at(Place::File(path), layout, opts)
+        create_at(Place::File(path), layout, opts, None)
     }
 
     /// Opens a file-backed segment.
@@ -848,18 +1150,6 @@ impl Segment {
             guarded: opts.sigbus_guard,
         })
     }
-
-    fn remove_place_if_ours(&self) -> Result<()> {
-        let place = match &self.backing {
-            Backing::Named(n) => Place::Shm(n),
-            Backing::File(p) => Place::File(p),
-            Backing::Anonymous => return Ok(()),
-        };
-        if place.still_names(&self.fd)? {
-            let _ = place.unlink();
-        }
-        Ok(())
-    }
 }
 
 /// A read-only look at an object that may or may not be a shmq segment, for tools
@@ -1138,32 +1428,134 @@ fn lock_for_init(fd: &OwnedFd, opts: &SegmentOptions) -> Result<()> {
     }
 }
 
-/// `ftruncate`, then reserve the pages (`posix_fallocate`) unless disabled.
+/// `ftruncate`, then reserve the pages (`posix_fallocate`) unless disabled, with
+/// `SIGXFSZ` held off (see `xfsz.rs`): a file size limit is an error, not death.
 fn size_object(fd: &OwnedFd, total: u64, opts: &SegmentOptions) -> Result<()> {
     let len = i64::try_from(total).map_err(|_| Error::TooLarge {
         size: total,
         max: opts.max_len,
     })?;
-    nix::unistd::ftruncate(fd, len).map_err(|e| match e {
-        Errno::ENOSPC | Errno::EFBIG => Error::NoSpace { size: total },
-        Errno::ENOMEM if opts.huge_pages => Error::HugePagesUnavailable {
-            reason: "no free huge pages",
-        },
-        e => Error::os("ftruncate", e),
-    })?;
-    if opts.reserve {
-        fcntl::posix_fallocate(fd, 0, len).map_err(|e| match e {
-            Errno::ENOSPC if opts.huge_pages => Error::HugePagesUnavailable {
+    let too_big = || Error::FileSizeLimit {
+        size: total,
+        limit: crate::xfsz::file_size_limit(),
+    };
+    crate::xfsz::guarded(|| {
+        nix::unistd::ftruncate(fd, len).map_err(|e| match e {
+            Errno::EFBIG => too_big(),
+            Errno::ENOSPC => Error::NoSpace { size: total },
+            Errno::ENOMEM if opts.huge_pages => Error::HugePagesUnavailable {
                 reason: "no free huge pages",
             },
-            Errno::ENOSPC | Errno::EFBIG => Error::NoSpace { size: total },
-            e => Error::os("posix_fallocate", e),
+            e => Error::os("ftruncate", e),
         })?;
-    }
-    Ok(())
+        if opts.reserve {
+            fcntl::posix_fallocate(fd, 0, len).map_err(|e| match e {
+                Errno::ENOSPC if opts.huge_pages => Error::HugePagesUnavailable {
+                    reason: "no free huge pages",
+                },
+                Errno::EFBIG => too_big(),
+                Errno::ENOSPC => Error::NoSpace { size: total },
+                e => Error::os("posix_fallocate", e),
+            })?;
+        }
+        Ok(())
+    })
 }
 
-fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result<Creating> {
+/// Fails early if something is under the name already: the caller should not
+/// build a segment it cannot publish. (Publication decides for real.) With
+/// `reclaim_stale`, a stale segment there is removed first.
+fn check_name_free(place: Place<'_>, opts: &SegmentOptions) -> Result<()> {
+    let exists = |place: Place<'_>| -> Result<bool> {
+        match place.stat_now() {
+            Ok(_) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            // Another user's object, or something that is not a regular file:
+            // taken either way.
+            Err(_) if matches!(place, Place::Shm(_)) => Ok(true),
+            Err(e) => Err(place.map_open_errno(e, "lstat")),
+        }
+    };
+    if !exists(place)? {
+        return Ok(());
+    }
+    if opts.reclaim_stale && reclaim(place)? && !exists(place)? {
+        return Ok(());
+    }
+    Err(Error::AlreadyExists {
+        name: place.display(),
+        stale: stale_at(place).unwrap_or(false),
+    })
+}
+
+/// A new empty object in `place`'s directory under a fresh temporary name, or,
+/// if asked and the file system has `O_TMPFILE`, with no name at all; in
+/// both cases with our exclusive owner lock on it.
+fn new_draft(place: Place<'_>, opts: &SegmentOptions) -> Result<(OwnedFd, Option<PathBuf>)> {
+    let dir = place.dir();
+    let mode = Mode::from_bits_truncate(opts.mode);
+    let dir_errno = |e: Errno, op| match e {
+        Errno::ENOENT | Errno::ENOTDIR => Error::NotFound {
+            name: place.display(),
+        },
+        e => place.map_open_errno(e, op),
+    };
+    if opts.build_unnamed {
+        match fcntl::open(
+            dir.as_path(),
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            mode,
+        ) {
+            Ok(fd) => {
+                lock_for_init(&fd, opts)?;
+                return Ok((fd, None));
+            }
+            // No O_TMPFILE on this file system: use a named temporary.
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
+            Err(e) => return Err(dir_errno(e, "open(O_TMPFILE)")),
+        }
+    }
+    for _ in 0..8 {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Os {
+            op: "getrandom",
+            source: std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        let tmp = dir.join(format!(
+            "{TEMPORARY_PREFIX}{:016x}",
+            u64::from_le_bytes(bytes)
+        ));
+        let fd = match fcntl::open(
+            tmp.as_path(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            mode,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::EEXIST) => continue,
+            Err(e) => return Err(dir_errno(e, "open(O_CREAT|O_EXCL)")),
+        };
+        let tmp_place = Place::File(&tmp);
+        if let Err(e) = lock_for_init(&fd, opts) {
+            let _ = unlink_if_ours(tmp_place, &fd);
+            return Err(e);
+        }
+        // Between our O_EXCL open and our lock, the empty temporary was unlocked:
+        // a cleaner may have taken it for a dead creator's and removed it.
+        if tmp_place.still_names(&fd)? {
+            return Ok((fd, Some(tmp)));
+        }
+    }
+    Err(Error::NotReady {
+        waited: opts.open_timeout,
+    })
+}
+
+fn create_at(
+    place: Place<'_>,
+    layout: &Layout,
+    opts: &SegmentOptions,
+    or_open: Option<&Expect>,
+) -> Result<Creating> {
     if opts.huge_pages {
         return Err(Error::HugePagesUnavailable {
             reason: "only anonymous segments take huge_pages; put a file-backed segment on hugetlbfs",
@@ -1171,46 +1563,17 @@ fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result
     }
     let total = layout.total_len()?;
     check_len(total, opts)?;
-    let mut reclaimed = false;
-    let mut lost = 0;
-    let fd = loop {
-        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
-        let fd = match place.open_raw(flags, Mode::from_bits_truncate(opts.mode)) {
-            Ok(fd) => fd,
-            Err(Errno::EEXIST) if opts.reclaim_stale && !reclaimed => {
-                reclaimed = true;
-                reclaim(place)?;
-                continue;
-            }
-            Err(Errno::EEXIST) => {
-                let stale = stale_at(place).unwrap_or(false);
-                return Err(Error::AlreadyExists {
-                    name: place.display(),
-                    stale,
-                });
-            }
-            Err(e) => return Err(place.map_open_errno(e, "open(O_CREAT|O_EXCL)")),
-        };
-        if let Err(e) = lock_for_init(&fd, opts) {
-            let _ = unlink_if_ours(place, &fd);
-            return Err(e);
-        }
-        // Between our O_EXCL open and our lock, the object was empty and unlocked:
-        // a cleaner may have taken it for the leftover of a creator that died and
-        // removed it (found by the CF-10 test). Then it is not ours to publish.
-        if place.still_names(&fd)? {
-            break fd;
-        }
-        lost += 1;
-        if lost >= 8 {
-            return Err(Error::NotReady {
-                waited: opts.open_timeout,
-            });
-        }
+    check_name_free(place, opts)?;
+    let (fd, temporary) = new_draft(place, opts)?;
+    let draft = Draft {
+        temporary,
+        reclaim_stale: opts.reclaim_stale,
+        or_open: or_open.map(|e| (*e, opts.clone())),
     };
-    // From here on, any error must remove what we made (if it is still ours).
+    // From here on, any error must remove our temporary (an unnamed object
+    // goes away with its last descriptor).
     let undo = |fd: &OwnedFd, err: Error| -> Error {
-        let _ = unlink_if_ours(place, fd);
+        draft.discard(fd);
         err
     };
     if let Err(e) = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(opts.mode)) {
@@ -1225,7 +1588,91 @@ fn create_at(place: Place<'_>, layout: &Layout, opts: &SegmentOptions) -> Result
     };
     let seg =
         Segment::map_new(fd, place.backing(), layout, total, opts).map_err(|e| undo(&probe, e))?;
-    Ok(Creating { seg: Some(seg) })
+    Ok(Creating {
+        seg: Some(seg),
+        draft: Some(draft),
+    })
+}
+
+/// The temporaries in `dir` whose creators died, removed if `remove`.
+fn dead_temporaries_in(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Os {
+        op: "read_dir",
+        source,
+    })?;
+    let mut found = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMPORARY_PREFIX))
+        {
+            continue;
+        }
+        let path = entry.path();
+        let place = Place::File(&path);
+        let Ok(fd) = place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) else {
+            continue;
+        };
+        let ours = sys::fstat(&fd).is_ok_and(|st| {
+            sys::check_trust(
+                &st,
+                &TrustPolicy {
+                    owner: Some(sys::euid()),
+                    allow_shared_write: true,
+                },
+            )
+            .is_ok()
+        });
+        if !ours {
+            continue;
+        }
+        let dead = if remove {
+            // Keep the lock while we unlink: no creator can be alive under it.
+            sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)?
+                && place.still_names(&fd)?
+                && place.unlink().is_ok()
+        } else {
+            !sys::is_locked_by_other(&fd, OWNER_LOCK)?
+        };
+        if dead {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Whether the object `fd` refers to is a [`Leftover`].
+fn leftover_of(fd: &OwnedFd) -> Result<Option<Leftover>> {
+    use std::os::unix::fs::FileExt;
+    let st = sys::fstat(fd)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    let size = sys::size_of(&st);
+    if size != 0 {
+        if size < HEADER_LEN {
+            return Ok(None);
+        }
+        let file = std::fs::File::from(
+            fd.try_clone()
+                .map_err(|source| Error::Os { op: "dup", source })?,
+        );
+        let mut header = vec![0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|source| Error::Os {
+                op: "pread",
+                source,
+            })?;
+        if header.iter().any(|&b| b != 0) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Leftover {
+        size,
+        in_use: sys::is_locked_by_other(fd, OWNER_LOCK)?,
+    }))
 }
 
 /// Removes the name if it still refers to the object `fd` has open.
@@ -1305,7 +1752,12 @@ fn create_or_open_at(
     // rounds is plenty (each loss means another process made progress).
     let started = Instant::now();
     for _ in 0..8 {
-        match create_at(place, layout, &opts.clone().reclaim_stale(false)) {
+        match create_at(
+            place,
+            layout,
+            &opts.clone().reclaim_stale(false),
+            Some(expect),
+        ) {
             Ok(c) => return Ok(Opened::Created(c)),
             Err(Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
@@ -1324,6 +1776,11 @@ fn create_or_open_at(
     })
 }
 
+/// How long an opener waits for an empty object's creator before calling it
+/// abandoned. Creators of this version never show an empty object under a
+/// name; those of older versions took its lock microseconds after making it.
+const EMPTY_GRACE: Duration = Duration::from_millis(100);
+
 fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<Segment> {
     let started = Instant::now();
     let deadline = started + opts.open_timeout;
@@ -1338,11 +1795,18 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
             Err(Error::NotReady { .. }) | Err(Error::NotFound { .. })
                 if Instant::now() < deadline =>
             {
-                // Still being created, or replaced under us: look again shortly.
+                if started.elapsed() >= EMPTY_GRACE && empty_and_unowned(place) {
+                    return Err(Error::Abandoned);
+                }
+                // Being replaced under us, or an older creator at work: look
+                // again shortly.
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
             Err(Error::NotReady { .. }) => {
+                if empty_and_unowned(place) {
+                    return Err(Error::Abandoned);
+                }
                 return Err(Error::NotReady {
                     waited: started.elapsed(),
                 });
@@ -1350,6 +1814,16 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
             other => return other,
         }
     }
+}
+
+/// The object under `place` is empty and no process has it open: left by a
+/// creator of an older shmq that died between making it and sizing it.
+fn empty_and_unowned(place: Place<'_>) -> bool {
+    let Ok(fd) = place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) else {
+        return false;
+    };
+    sys::fstat(&fd).is_ok_and(|st| sys::size_of(&st) == 0)
+        && sys::is_locked_by_other(&fd, OWNER_LOCK).is_ok_and(|locked| !locked)
 }
 
 /// Takes the shared owner lock on `fd`, checks that the name (if any) still refers

@@ -1,0 +1,195 @@
+//! Shutdown: an [`shmq::Interrupter`] stops a blocked `recv` or `send` from
+//! another thread or a signal handler, whatever the wait strategy, within one
+//! wait slice; the peer is a live, silent process (a re-executed role of this
+//! binary), so nothing else would ever wake the blocked call.
+//!
+//! Run: `cargo test --release --test shutdown`.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shmq::{Error, Interrupter, Mpsc, Options, Receiver, RingKind, Sender, Spsc, WaitStrategy};
+use shmq_testkit as kit;
+use shmq_testkit::{DEATH_BUDGET, Names, Spawn, Watchdog, arg, emit, hang};
+
+/// The default wait slice.
+const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
+
+/// How long the call is left blocked before the interrupt.
+const BLOCKED: Duration = Duration::from_millis(150);
+
+shmq_testkit::roles! { role_silent_tx role_silent_rx }
+
+/// Opens the KIND channel NAME as a producer, reports `ready`, sends nothing.
+fn role_silent_tx() {
+    fn run<K: RingKind>() {
+        let _tx = Sender::<K>::open(&arg::<String>("NAME"), &Options::new()).expect("sender");
+        emit("ready", json!({}));
+        hang();
+    }
+    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+}
+
+/// Opens the KIND channel NAME as the consumer, reports `ready`, receives nothing.
+fn role_silent_rx() {
+    fn run<K: RingKind>() {
+        let _rx = Receiver::<K>::open(&arg::<String>("NAME"), &Options::new()).expect("receiver");
+        emit("ready", json!({}));
+        hang();
+    }
+    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+}
+
+/// The strategies a blocked call can wait in.
+fn strategies() -> [(&'static str, WaitStrategy); 3] {
+    [
+        ("spin", WaitStrategy::Spin),
+        (
+            "spin-then-park",
+            WaitStrategy::SpinThenPark {
+                spin: Duration::from_micros(50),
+            },
+        ),
+        ("park", WaitStrategy::Park),
+    ]
+}
+
+/// Interrupts `i` after [`BLOCKED`], from a thread.
+fn interrupt_later(i: Interrupter) -> std::thread::JoinHandle<Instant> {
+    std::thread::spawn(move || {
+        std::thread::sleep(BLOCKED);
+        i.interrupt();
+        Instant::now()
+    })
+}
+
+/// A receiver blocked in `recv` on an empty channel whose producer is alive.
+fn blocked_receiver<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStrategy) {
+    let name = names.name(&format!("shutdown-rx-{}", K::NAME));
+    let o = Options::new().capacity(4096).wait(strategy);
+    let mut rx = Receiver::<K>::create(&name, &o).expect("create");
+    let mut p = Spawn::role_on("silent_tx", &name)
+        .arg("KIND", K::NAME)
+        .spawn(wd);
+    p.event("ready");
+    let at = interrupt_later(rx.interrupter());
+    let mut buf = Vec::new();
+    let r = rx.recv_into(&mut buf);
+    let took = at.join().expect("interrupter").elapsed();
+    assert!(matches!(r, Err(Error::Interrupted)), "{strategy:?}: {r:?}");
+    assert!(
+        took < SLICE + DEATH_BUDGET,
+        "{strategy:?}: returned {took:?} after the interrupt"
+    );
+    // It stays interrupted: blocking calls return at once, `try_` calls work.
+    let t = Instant::now();
+    assert!(matches!(rx.recv_into(&mut buf), Err(Error::Interrupted)));
+    assert!(t.elapsed() < SLICE + DEATH_BUDGET, "{:?}", t.elapsed());
+    assert!(matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)));
+    // Cleared, it waits again (here until a short time-out).
+    rx.interrupter().clear();
+    assert!(matches!(
+        rx.recv_into_timeout(&mut buf, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    p.kill_and_reap();
+    drop(rx);
+    let _ = shmq::inspect::unlink(&name);
+}
+
+/// A sender blocked in `send` on a full channel whose consumer is alive.
+fn blocked_sender<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStrategy) {
+    let name = names.name(&format!("shutdown-tx-{}", K::NAME));
+    let o = Options::new().capacity(4096).wait(strategy);
+    let mut tx = Sender::<K>::create(&name, &o).expect("create");
+    let mut p = Spawn::role_on("silent_rx", &name)
+        .arg("KIND", K::NAME)
+        .spawn(wd);
+    p.event("ready");
+    let m = kit::message(0, 0, 64);
+    while tx.try_send(&m).is_ok() {}
+    let at = interrupt_later(tx.interrupter());
+    let r = tx.send(&m);
+    let took = at.join().expect("interrupter").elapsed();
+    assert!(matches!(r, Err(Error::Interrupted)), "{strategy:?}: {r:?}");
+    assert!(
+        took < SLICE + DEATH_BUDGET,
+        "{strategy:?}: returned {took:?} after the interrupt"
+    );
+    p.kill_and_reap();
+    drop(tx);
+    let _ = shmq::inspect::unlink(&name);
+}
+
+#[test]
+fn an_interrupt_stops_a_blocked_recv_in_every_strategy_serial() {
+    let wd = Watchdog::new("shutdown_recv");
+    let names = Names::new();
+    for (what, s) in strategies() {
+        eprintln!("recv, {what}");
+        blocked_receiver::<Spsc>(&wd, &names, s);
+        blocked_receiver::<Mpsc>(&wd, &names, s);
+    }
+    names.assert_clean();
+}
+
+#[test]
+fn an_interrupt_stops_a_blocked_send_in_every_strategy_serial() {
+    let wd = Watchdog::new("shutdown_send");
+    let names = Names::new();
+    for (what, s) in strategies() {
+        eprintln!("send, {what}");
+        blocked_sender::<Spsc>(&wd, &names, s);
+        blocked_sender::<Mpsc>(&wd, &names, s);
+    }
+    names.assert_clean();
+}
+
+/// The interrupter the SIGUSR1 handler sets.
+static ON_SIGNAL: OnceLock<Interrupter> = OnceLock::new();
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    // Async-signal-safe: a lock-free read of an initialised OnceLock and one
+    // atomic store.
+    if let Some(i) = ON_SIGNAL.get() {
+        i.interrupt();
+    }
+}
+
+/// A signal handler stops a parked receiver: the usual way a service turns
+/// SIGTERM into an orderly shutdown.
+#[test]
+fn a_signal_handler_stops_a_parked_recv() {
+    let wd = Watchdog::new("shutdown_signal");
+    let names = Names::new();
+    let name = names.name("shutdown-signal");
+    let o = Options::new().wait(WaitStrategy::Park);
+    let mut rx = shmq::spsc::Receiver::create(&name, &o).expect("create");
+    let mut p = Spawn::role_on("silent_tx", &name)
+        .arg("KIND", "spsc")
+        .spawn(&wd);
+    p.event("ready");
+    ON_SIGNAL.set(rx.interrupter()).expect("set once");
+    // SAFETY: installs a handler that only does async-signal-safe work.
+    let old = unsafe { libc::signal(libc::SIGUSR1, on_sigusr1 as *const () as libc::sighandler_t) };
+    assert_ne!(old, libc::SIG_ERR);
+    // SAFETY: `pthread_self` of this thread, which stays alive until joined.
+    let me = unsafe { libc::pthread_self() };
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(BLOCKED);
+        // SAFETY: `me` is the test thread, blocked in `recv` below until this
+        // signal's handler interrupts it.
+        unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+        Instant::now()
+    });
+    let mut buf = Vec::new();
+    let r = rx.recv_into(&mut buf);
+    let took = sender.join().expect("signaller").elapsed();
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    assert!(took < SLICE + DEATH_BUDGET, "{took:?} after the signal");
+    p.kill_and_reap();
+    drop(rx);
+    let _ = shmq::inspect::unlink(&name);
+    names.assert_clean();
+}
