@@ -447,6 +447,15 @@ impl Liveness for SegmentLiveness {
             RingEndpoint::Consumer => 0,
             RingEndpoint::Producer(s) => 1 + s,
         };
+        // A segment that shrank under us (a peer truncated it), or whose header no
+        // longer reads as published (a hole punched over its first page reads as
+        // zeros), is destroyed, and with it the channel: every peer counts as
+        // gone, so that a blocked side returns within a wait slice (`Handle::run`
+        // reports it as `Corrupted`). The pages past a truncated end are the
+        // SIGBUS guard's business.
+        if self.0.is_damaged() || !self.0.header_intact() || self.0.is_shrunk().unwrap_or(false) {
+            return false;
+        }
         // If the kernel cannot tell us, assume alive: we never declare a peer dead
         // (and never reclaim its claims) without positive evidence.
         self.0.endpoint_alive(index).unwrap_or(true)
@@ -618,6 +627,9 @@ struct Ready<R: Attachable> {
     /// `fork_generation()` when attached: a handle inherited through `fork` sees a
     /// different value and refuses to be used.
     generation: u64,
+    /// The segment was found destroyed under the mapping (`Handle::run`): every
+    /// call reports this.
+    destroyed: Option<crate::error::Corruption>,
 }
 
 enum State<R: Attachable> {
@@ -699,6 +711,71 @@ impl<R: Attachable> Handle<R> {
         }
     }
 
+    /// Runs one ring operation, then reports [`Error::Corrupted`] instead of its
+    /// result if the segment was destroyed under this handle, now or earlier:
+    /// - the SIGBUS guard replaced the mapping's pages (a peer truncated the
+    ///   object and this process touched a page past the new end): the operation
+    ///   ran on the guard's private poisoned pages, so whatever it returned
+    ///   means nothing; or
+    /// - the ring reported its peer gone, and the object is smaller than the
+    ///   mapping (`SegmentLiveness` reports every peer of a shrunk segment dead,
+    ///   so that a side blocked on pages still within the object returns); or
+    /// - the ring found nothing to do (`Empty`, `Full`, `Timeout`, gone) and the
+    ///   shared header no longer reads as published: a hole punched over the
+    ///   first page reads as zeros, which the ring would take for a fresh ring.
+    ///
+    /// Either way the handle stays `Corrupted` from then on, without running the
+    /// operation. Two atomic loads (of one line) and one flag per call; two more
+    /// loads when the ring finds nothing to do, and an `fstat` when it reports a
+    /// disconnection.
+    #[inline]
+    pub(crate) fn run<'a, T>(
+        &'a mut self,
+        op: impl FnOnce(&'a mut R) -> shmq_ring::Result<T>,
+    ) -> Result<T> {
+        self.ring()?;
+        match &mut self.state {
+            State::Ready(Ready {
+                ring: Some(ring),
+                mapped,
+                destroyed,
+                ..
+            }) => {
+                // Checked before the operation too: on a destroyed segment it
+                // could block for good (a zeroed ring looks unattached).
+                if destroyed.is_none() && mapped.seg.is_damaged() {
+                    *destroyed = Some(SHRUNK);
+                }
+                if let Some(c) = destroyed {
+                    return Err(Error::Corrupted(*c));
+                }
+                let result = op(ring);
+                let found = if mapped.seg.is_damaged() {
+                    Some(SHRUNK)
+                } else {
+                    use shmq_ring::Error as R;
+                    match &result {
+                        Err(R::Empty | R::Full | R::Timeout | R::Disconnected(_))
+                            if !mapped.seg.header_intact() =>
+                        {
+                            Some(HEADER_GONE)
+                        }
+                        Err(R::Disconnected(_)) if mapped.seg.is_shrunk().unwrap_or(false) => {
+                            Some(SHRUNK)
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some(c) = found {
+                    *destroyed = Some(c);
+                    return Err(Error::Corrupted(c));
+                }
+                Ok(result?)
+            }
+            _ => Err(not_attached()),
+        }
+    }
+
     /// The flag that interrupts this handle's blocking calls.
     pub(crate) fn interrupter(&self) -> Interrupter {
         self.interrupt.clone()
@@ -745,6 +822,20 @@ pub(crate) fn not_attached() -> Error {
     Error::NotAttached
 }
 
+/// What a handle reports once its segment shrank under its mapping.
+const SHRUNK: crate::error::Corruption = crate::error::Corruption {
+    what: "segment shrunk under the mapping (a peer truncated it)",
+    position: 0,
+    value: 0,
+};
+
+/// What a handle reports once its segment's header stopped reading as published.
+const HEADER_GONE: crate::error::Corruption = crate::error::Corruption {
+    what: "segment header overwritten or punched out (magic or state)",
+    position: 0,
+    value: 0,
+};
+
 fn attach<R: Attachable>(
     mapped: Mapped,
     wait: WaitConfig,
@@ -780,6 +871,7 @@ fn attach<R: Attachable>(
             index,
             pid: std::process::id(),
             generation: shmq_segment::fork_generation(),
+            destroyed: None,
         });
     }
     debug_assert!(busy);

@@ -281,7 +281,7 @@ impl<K: RingKind> Sender<K> {
     /// [`Error::Corrupted`](crate::Error::Corrupted).
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        Ok(self.end.ring()?.try_send(msg)?)
+        self.end.run(|r| r.try_send(msg))
     }
 
     /// Sends a copy of `msg`, waiting for room as the wait strategy says. A
@@ -291,7 +291,7 @@ impl<K: RingKind> Sender<K> {
     /// As [`Sender::try_send`], without `Full`.
     #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        Ok(self.end.ring()?.send(msg)?)
+        self.end.run(|r| r.send(msg))
     }
 
     /// Sends a copy of `msg`, waiting at most `timeout` for room.
@@ -299,7 +299,7 @@ impl<K: RingKind> Sender<K> {
     /// # Errors
     /// As [`Sender::send`], plus [`Error::Timeout`](crate::Error::Timeout).
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        Ok(self.end.ring()?.send_timeout(msg, timeout)?)
+        self.end.run(|r| r.send_timeout(msg, timeout))
     }
 
     /// Reserves room for `len` bytes in the ring without waiting: write the
@@ -314,7 +314,7 @@ impl<K: RingKind> Sender<K> {
     /// As [`Sender::try_send`].
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_, K>> {
-        Ok(self.end.ring()?.try_reserve(len)?)
+        self.end.run(|r| r.try_reserve(len))
     }
 
     /// Reserves room for `len` bytes, waiting as the wait strategy says.
@@ -338,7 +338,7 @@ impl<K: RingKind> Sender<K> {
     /// As [`Sender::send`].
     #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<WriteGuard<'_, K>> {
-        Ok(self.end.ring()?.reserve(len)?)
+        self.end.run(|r| r.reserve(len))
     }
 
     /// Reserves room for `len` bytes, waiting at most `timeout`.
@@ -350,7 +350,7 @@ impl<K: RingKind> Sender<K> {
     /// # Errors
     /// As [`Sender::send_timeout`].
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGuard<'_, K>> {
-        Ok(self.end.ring()?.reserve_timeout(len, timeout)?)
+        self.end.run(|r| r.reserve_timeout(len, timeout))
     }
 
     /// Sends as many of `msgs` as fit now, in order, published with one store and
@@ -364,7 +364,7 @@ impl<K: RingKind> Sender<K> {
         &mut self,
         msgs: impl IntoIterator<Item = &'m [u8]>,
     ) -> Result<usize> {
-        Ok(self.end.ring()?.try_send_batch(msgs)?)
+        self.end.run(|r| r.try_send_batch(msgs))
     }
 
     /// The largest message this channel takes.
@@ -530,7 +530,7 @@ impl<K: RingKind> Receiver<K> {
     /// [`Error::Corrupted`](crate::Error::Corrupted).
     #[inline]
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_, K>> {
-        Ok(self.end.ring()?.try_recv()?)
+        self.end.run(|r| r.try_recv())
     }
 
     /// Receives the next message, waiting as the wait strategy says.
@@ -539,7 +539,7 @@ impl<K: RingKind> Receiver<K> {
     /// As [`Receiver::try_recv`], without `Empty`.
     #[inline]
     pub fn recv(&mut self) -> Result<ReadGuard<'_, K>> {
-        Ok(self.end.ring()?.recv()?)
+        self.end.run(|r| r.recv())
     }
 
     /// Receives the next message, waiting at most `timeout`.
@@ -547,7 +547,7 @@ impl<K: RingKind> Receiver<K> {
     /// # Errors
     /// As [`Receiver::recv`], plus [`Error::Timeout`](crate::Error::Timeout).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, K>> {
-        Ok(self.end.ring()?.recv_timeout(timeout)?)
+        self.end.run(|r| r.recv_timeout(timeout))
     }
 
     /// Receives the next message into `buf` (cleared first), waiting. The bytes
@@ -558,7 +558,7 @@ impl<K: RingKind> Receiver<K> {
     /// As [`Receiver::recv`].
     #[inline]
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        Ok(self.end.ring()?.recv_into(buf)?)
+        self.end.run(|r| r.recv_into(buf))
     }
 
     /// As [`Receiver::recv_into`], without waiting.
@@ -567,7 +567,7 @@ impl<K: RingKind> Receiver<K> {
     /// As [`Receiver::try_recv`].
     #[inline]
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        Ok(self.end.ring()?.try_recv_into(buf)?)
+        self.end.run(|r| r.try_recv_into(buf))
     }
 
     /// As [`Receiver::recv_into`], waiting at most `timeout`.
@@ -575,7 +575,7 @@ impl<K: RingKind> Receiver<K> {
     /// # Errors
     /// As [`Receiver::recv_timeout`].
     pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        Ok(self.end.ring()?.recv_into_timeout(buf, timeout)?)
+        self.end.run(|r| r.recv_into_timeout(buf, timeout))
     }
 
     /// Hands up to `max` waiting messages to `each`, in place and in order, and
@@ -585,7 +585,7 @@ impl<K: RingKind> Receiver<K> {
     /// [`Error::Disconnected`](crate::Error::Disconnected) when nothing waited and
     /// the senders are gone; [`Error::Corrupted`](crate::Error::Corrupted).
     pub fn try_recv_batch(&mut self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
-        Ok(self.end.ring()?.try_recv_batch(max, each)?)
+        self.end.run(|r| r.try_recv_batch(max, each))
     }
 
     /// The largest message this channel takes.

@@ -25,7 +25,9 @@
 //!   default).
 //! - A peer that dies is noticed (`Error::Disconnected`) within a wait slice,
 //!   through locks the kernel releases; a peer that writes garbage into shared
-//!   memory gets [`Error::Corrupted`], never undefined behaviour in this process.
+//!   memory, or truncates a named channel under us, gets [`Error::Corrupted`],
+//!   never undefined behaviour or a `SIGBUS` in this process (see
+//!   [`Options::sigbus_guard`]).
 //!
 //! # Examples
 //! ```

@@ -46,6 +46,7 @@ enum Setting {
     ReclaimStale(bool),
     ExpectedOwner(Option<u32>),
     AllowSharedWrite(bool),
+    SigbusGuard(bool),
 }
 
 impl Default for Options {
@@ -139,6 +140,18 @@ impl Options {
         self
     }
 
+    /// Guard this channel's mappings against `SIGBUS` (default on): a peer that
+    /// truncates a named channel's segment makes this end's calls return
+    /// [`Error::Corrupted`](crate::Error::Corrupted) or
+    /// [`Error::Disconnected`](crate::Error::Disconnected) instead of killing the
+    /// process. Installs a process-global `SIGBUS` handler on first use, which
+    /// chains to any handler installed before it; see
+    /// [`SegmentOptions::sigbus_guard`] for what it does and when to turn it off.
+    pub fn sigbus_guard(mut self, yes: bool) -> Self {
+        self.settings.push(Setting::SigbusGuard(yes));
+        self
+    }
+
     /// Owner uid an opened channel's segment must have: `Some(uid)`, or `None`
     /// for any owner (default: this process's effective uid). With
     /// [`Options::allow_shared_write`] and a creator's [`Options::mode`], this is
@@ -177,6 +190,7 @@ impl Options {
                 Setting::ReclaimStale(y) => o.reclaim_stale(y),
                 Setting::ExpectedOwner(uid) => o.expected_owner(uid),
                 Setting::AllowSharedWrite(y) => o.allow_shared_write(y),
+                Setting::SigbusGuard(y) => o.sigbus_guard(y),
             })
     }
 }

@@ -115,7 +115,7 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     /// # Errors
     /// As the byte [`crate::Sender::try_send`].
     pub fn try_send(&mut self, value: &T) -> Result<()> {
-        Ok(self.end.ring()?.try_send(bytemuck::bytes_of(value))?)
+        self.end.run(|r| r.try_send(bytemuck::bytes_of(value)))
     }
 
     /// Sends a copy of `value`, waiting for room.
@@ -123,7 +123,7 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     /// # Errors
     /// As the byte [`crate::Sender::send`].
     pub fn send(&mut self, value: &T) -> Result<()> {
-        Ok(self.end.ring()?.send(bytemuck::bytes_of(value))?)
+        self.end.run(|r| r.send(bytemuck::bytes_of(value)))
     }
 
     /// Sends a copy of `value`, waiting at most `timeout`.
@@ -131,10 +131,8 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     /// # Errors
     /// As the byte [`crate::Sender::send_timeout`].
     pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
-        Ok(self
-            .end
-            .ring()?
-            .send_timeout(bytemuck::bytes_of(value), timeout)?)
+        self.end
+            .run(|r| r.send_timeout(bytemuck::bytes_of(value), timeout))
     }
 
     /// Sends as many of `values` as fit now, published together; returns how
@@ -146,10 +144,8 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     where
         T: 'v,
     {
-        Ok(self
-            .end
-            .ring()?
-            .try_send_batch(values.into_iter().map(bytemuck::bytes_of))?)
+        self.end
+            .run(|r| r.try_send_batch(values.into_iter().map(bytemuck::bytes_of)))
     }
 
     /// Reserves room for one `T` without waiting; write it in place, then commit.
@@ -162,7 +158,7 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     /// As [`Sender::try_send`].
     pub fn try_reserve(&mut self) -> Result<WriteGuard<'_, T, K>> {
         const { lendable::<T>() };
-        Ok(reserved(self.end.ring()?.try_reserve(size_of::<T>())?))
+        Ok(reserved(self.end.run(|r| r.try_reserve(size_of::<T>()))?))
     }
 
     /// Reserves room for one `T`, waiting.
@@ -186,7 +182,7 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     /// As [`Sender::send`].
     pub fn reserve(&mut self) -> Result<WriteGuard<'_, T, K>> {
         const { lendable::<T>() };
-        Ok(reserved(self.end.ring()?.reserve(size_of::<T>())?))
+        Ok(reserved(self.end.run(|r| r.reserve(size_of::<T>()))?))
     }
 
     /// Reserves room for one `T`, waiting at most `timeout`.
@@ -200,7 +196,8 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGuard<'_, T, K>> {
         const { lendable::<T>() };
         Ok(reserved(
-            self.end.ring()?.reserve_timeout(size_of::<T>(), timeout)?,
+            self.end
+                .run(|r| r.reserve_timeout(size_of::<T>(), timeout))?,
         ))
     }
 }
@@ -212,7 +209,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// As the byte [`crate::Receiver::try_recv`]; a frame of the wrong size is
     /// `Corrupted`.
     pub fn try_recv(&mut self) -> Result<T> {
-        read(&self.end.ring()?.try_recv()?)
+        read(&self.end.run(|r| r.try_recv())?)
     }
 
     /// Receives the next value, waiting.
@@ -220,7 +217,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// # Errors
     /// As the byte [`crate::Receiver::recv`].
     pub fn recv(&mut self) -> Result<T> {
-        read(&self.end.ring()?.recv()?)
+        read(&self.end.run(|r| r.recv())?)
     }
 
     /// Receives the next value, waiting at most `timeout`.
@@ -228,7 +225,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// # Errors
     /// As the byte [`crate::Receiver::recv_timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
-        read(&self.end.ring()?.recv_timeout(timeout)?)
+        read(&self.end.run(|r| r.recv_timeout(timeout))?)
     }
 
     /// Receives the next value in place, waiting; it is released when the
@@ -238,7 +235,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// As [`Receiver::recv`].
     pub fn recv_ref(&mut self) -> Result<ReadGuard<'_, T, K>> {
         const { lendable::<T>() };
-        lend(self.end.ring()?.recv()?)
+        lend(self.end.run(|r| r.recv())?)
     }
 
     /// As [`Receiver::recv_ref`], without waiting.
@@ -247,7 +244,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// As [`Receiver::try_recv`].
     pub fn try_recv_ref(&mut self) -> Result<ReadGuard<'_, T, K>> {
         const { lendable::<T>() };
-        lend(self.end.ring()?.try_recv()?)
+        lend(self.end.run(|r| r.try_recv())?)
     }
 
     /// As [`Receiver::recv_ref`], waiting at most `timeout`.
@@ -256,7 +253,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// As [`Receiver::recv_timeout`].
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, T, K>> {
         const { lendable::<T>() };
-        lend(self.end.ring()?.recv_timeout(timeout)?)
+        lend(self.end.run(|r| r.recv_timeout(timeout))?)
     }
 
     /// Hands up to `max` waiting values to `each`, in order, and releases them
@@ -268,15 +265,14 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// every well-formed value in it was handed over, the malformed ones were not.
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(T)) -> Result<usize> {
         let mut bad = None;
-        let n = self
-            .end
-            .ring()?
-            .try_recv_batch(max, |bytes| match read::<T>(bytes) {
+        let n = self.end.run(|r| {
+            r.try_recv_batch(max, |bytes| match read::<T>(bytes) {
                 Ok(v) => each(v),
                 Err(e) => {
                     bad.get_or_insert(e);
                 }
-            })?;
+            })
+        })?;
         bad.map_or(Ok(n), Err)
     }
 }

@@ -97,7 +97,7 @@ fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 shmq_testkit::roles! {
     role_poke role_flip role_scribble role_futex_storm role_punch role_rx role_tx
-    role_hostile_mpsc role_truncated_rx
+    role_hostile_mpsc role_truncated_rx role_trunc_end
 }
 
 /// Parses `off=value,off=value` (decimal) into pairs.
@@ -366,10 +366,10 @@ fn role_hostile_mpsc() {
     hang();
 }
 
-/// HP-09: creates the SPSC channel NAME with both ends, sends one message,
-/// reports `ready`, then polls the receiver for up to 5 s (reporting `survived`).
-/// The test truncates the named object meanwhile: this process must die of
-/// SIGBUS (the documented outcome for a trusted peer that truncates).
+/// HP-09 with the guard turned off (GUARD=0): creates the SPSC channel NAME
+/// with both ends, sends one message, reports `ready`, then polls both ends for
+/// up to 5 s (reporting `survived`). The test truncates the named object
+/// meanwhile: without the guard this process must die of SIGBUS.
 fn role_truncated_rx() {
     // No core file for the expected SIGBUS.
     let none = libc::rlimit {
@@ -379,8 +379,9 @@ fn role_truncated_rx() {
     // SAFETY: setrlimit reads one rlimit we own.
     unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
     let name: String = arg("NAME");
-    let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("rx");
-    let mut tx = spsc::Sender::open(&name, &Options::new()).expect("tx");
+    let o = Options::new().sigbus_guard(arg::<u8>("GUARD") == 1);
+    let mut rx = spsc::Receiver::create(&name, &o.clone().capacity(1 << 16)).expect("rx");
+    let mut tx = spsc::Sender::open(&name, &o).expect("tx");
     tx.send(b"before").expect("send");
     emit("ready", json!({}));
     let mut buf = Vec::new();
@@ -391,6 +392,82 @@ fn role_truncated_rx() {
         std::thread::sleep(Duration::from_millis(5));
     }
     emit("survived", json!({}));
+}
+
+/// HP-09, one end of a channel: ROLE=rx creates the KIND channel NAME (64 KiB)
+/// and receives with blocking `recv_into`; ROLE=tx opens it and sends 200-byte
+/// messages with blocking `send`. Reports `ready` (with its thread id), and
+/// `streaming` after 500 messages; with IDLE=1 it makes no call until the file
+/// CUT exists. It goes on until a call fails, reports `error` (its kind, and what
+/// the next call returns), then waits for the file GO to exist and exits
+/// normally, holding its end until then (so that each end must find the damage
+/// on its own, not from the other's exit). Dying of a signal fails the test.
+fn role_trunc_end() {
+    kit::by_kind!(arg::<String>("KIND").as_str(), trunc_end_of())
+}
+
+/// [`role_trunc_end`] over a channel of kind `K`.
+fn trunc_end_of<K: KindExt>() {
+    let name: String = arg("NAME");
+    let go = std::path::PathBuf::from(arg::<String>("GO"));
+    let cut = std::path::PathBuf::from(arg::<String>("CUT"));
+    let idle = arg::<u8>("IDLE") == 1;
+    let mut buf = Vec::new();
+    let mut n: u64 = 0;
+    let ready = || {
+        emit("ready", json!({ "tid": kit::gettid() }));
+        if idle {
+            wait_for(&cut);
+        }
+    };
+    if arg::<String>("ROLE") == "rx" {
+        let o = Options::new().capacity(1 << 16);
+        let mut rx = How::Create.receiver::<K>(&name, &o).expect("rx");
+        ready();
+        let first = loop {
+            match rx.recv_into(&mut buf) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+            if n == 500 {
+                emit("streaming", json!({}));
+            }
+        };
+        let next = rx.try_recv_into(&mut buf);
+        report_error(n, &first, next.err());
+        wait_for(&go);
+        drop(rx);
+    } else {
+        let mut tx = How::Open.sender::<K>(&name, &Options::new()).expect("tx");
+        ready();
+        let first = loop {
+            match tx.send(&kit::message(n, 0, 200)) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+            if n == 500 {
+                emit("streaming", json!({}));
+            }
+        };
+        let next = tx.try_send(b"after");
+        report_error(n, &first, next.err());
+        wait_for(&go);
+        drop(tx);
+    }
+}
+
+fn report_error(count: u64, first: &Error, next: Option<Error>) {
+    emit(
+        "error",
+        json!({ "first": why(first), "next": next.as_ref().map(why), "count": count }),
+    );
+}
+
+/// Waits (without limit: the watchdog catches a hang) for `path` to exist.
+fn wait_for(path: &std::path::Path) {
+    while !path.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1252,6 +1329,90 @@ fn hp07_punched_holes_give_typed_results_never_a_crash_or_hang() {
     hp07::<Mpsc>(&wd);
 }
 
+/// HP-07 on a named channel (which cannot be sealed): a hole punched over the
+/// first page (segment header and ring control block) reads back as zeros, which
+/// a ring alone could take for a fresh ring whose peers have not attached. The
+/// facade checks the segment header whenever the ring finds nothing to do, and
+/// its liveness hook reports every peer of a segment whose header is gone as
+/// dead, so both ends report `Corrupted` (never `Empty`, `Full` or `Timeout` for
+/// good; a blocking receive returns, the watchdog would catch a hang), and keep
+/// reporting it.
+#[test]
+fn hp07_a_hole_punched_over_a_named_channels_first_page_is_corrupted() {
+    let _wd = Watchdog::new("hp07_named");
+    let names = Names::new();
+    hp07_named::<Spsc>(&names, true);
+    hp07_named::<Mpsc>(&names, true);
+    hp07_named::<Spsc>(&names, false);
+    hp07_named::<Mpsc>(&names, false);
+    names.assert_clean();
+}
+
+/// [`hp07_a_hole_punched_over_a_named_channels_first_page_is_corrupted`] over a
+/// channel of kind `K`.
+/// `blocking`: the receiver has taken every message when the hole is punched,
+/// and its first call after is a blocking `recv_into`; otherwise messages are
+/// left and it polls with `try_recv_into`.
+fn hp07_named<K: KindExt>(names: &Names, blocking: bool) {
+    let kind = K::NAME;
+    let name = names.name("hp07n");
+    let o = Options::new().capacity(1 << 16);
+    let mut rx = How::Create.receiver::<K>(&name, &o).expect("rx");
+    let mut tx = How::Open.sender::<K>(&name, &Options::new()).expect("tx");
+    let mut buf = Vec::new();
+    for s in 0..20 {
+        tx.send(&kit::message(s, 0, 100)).expect("send");
+    }
+    for _ in 0..if blocking { 20 } else { 5 } {
+        rx.recv_into(&mut buf).expect("recv");
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(kit::shm_path(&name))
+        .expect("open the named object");
+    // SAFETY: fallocate on a descriptor we own, within the object.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            4096,
+        )
+    };
+    assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
+    drop(f);
+    if blocking {
+        let r = rx.recv_into(&mut buf);
+        assert!(
+            is_corrupted(&r),
+            "{kind}: a blocked receive after the punch: {r:?}"
+        );
+    }
+    let mut seen = Vec::new();
+    let rx_end = (0..10_000)
+        .map(|_| rx.try_recv_into(&mut buf))
+        .inspect(|r| seen.push(r.as_ref().map_or_else(why, |()| "Ok".into())))
+        .find_map(Result::err);
+    assert!(
+        matches!(rx_end, Some(Error::Corrupted(_))),
+        "{kind}: the receiver after the punch: {rx_end:?} (seen {seen:?})"
+    );
+    let bounded = rx.recv_into_timeout(&mut buf, Duration::from_millis(100));
+    assert!(is_corrupted(&bounded), "{kind}: then {bounded:?}");
+    let tx_end = (0..10_000)
+        .map(|i| tx.try_send(&kit::message(100 + i, 0, 100)))
+        .find_map(Result::err);
+    assert!(
+        matches!(tx_end, Some(Error::Corrupted(_))),
+        "{kind}: the sender after the punch: {tx_end:?}"
+    );
+    let again = tx.send_timeout(b"x", Duration::from_millis(100));
+    assert!(is_corrupted(&again), "{kind}: then {again:?}");
+    drop((tx, rx));
+    kit::remove_stale(&name);
+    let _ = Segment::unlink(&name);
+}
+
 // ---------------------------------------------------------------------------
 // HP-08 / HP-09
 
@@ -1393,15 +1554,120 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
 
 /// HP-09, the stated policy: descriptors of named (POSIX `shm_open`) segments,
 /// which cannot be sealed, are refused by `from_fd` (asserted in HP-08, exactly
-/// `Unsealed { missing: SHRINK|GROW }`); named channels are for peers of the
-/// same user that are trusted not to truncate. A trusted peer that truncates
-/// one anyway crashes the other side with SIGBUS, as documented: this test pins
-/// that outcome (no SIGBUS guard is installed).
+/// `Unsealed { missing: SHRINK|GROW }`). A peer with write access to a named
+/// channel can still truncate it under its ends: the SIGBUS guard turns that
+/// into errors. A consumer and a producer in two processes use a named channel
+/// (SPSC, then MPSC);
+/// this (third) process truncates the object, to nothing and to half its length,
+/// while they stream, while the consumer is blocked on an empty ring, and while
+/// the producer is blocked on a full one. Neither end gets a signal: each
+/// returns `Corrupted` or `Disconnected` from a call (a blocked call too: no
+/// hang, the watchdog would catch one), and so does its next call, while both
+/// still hold their ends; then both exit normally.
 #[test]
-fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
+fn hp09_truncating_a_named_channel_under_its_ends_is_an_error_not_a_signal() {
+    let wd = Watchdog::new("hp09");
+    let names = Names::new();
+    let dir = std::env::temp_dir().join(format!("shmq-hp09-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let scenarios = ["streaming", "consumer blocked", "producer blocked"];
+    for (kind, scenario) in ["spsc", "mpsc"]
+        .into_iter()
+        .flat_map(|k| scenarios.map(|s| (k, s)))
+    {
+        for case in ["to nothing", "to half"] {
+            let name = names.name("hp09");
+            let tag = format!("{kind}-{scenario}-{case}").replace(' ', "-");
+            let (go, cut) = (
+                dir.join(format!("{tag}.go")),
+                dir.join(format!("{tag}.cut")),
+            );
+            let end = |role: &str, idle: bool| {
+                Spawn::role_on("trunc_end", &name)
+                    .arg("KIND", kind)
+                    .arg("ROLE", role)
+                    .arg("IDLE", u8::from(idle))
+                    .arg("GO", go.display())
+                    .arg("CUT", cut.display())
+            };
+            let mut rx = end("rx", scenario == "producer blocked").spawn(&wd);
+            let rx_tid = num(&rx.event("ready"), "tid") as i32;
+            let mut tx = end("tx", scenario == "consumer blocked").spawn(&wd);
+            let tx_tid = num(&tx.event("ready"), "tid") as i32;
+            match scenario {
+                "streaming" => {
+                    rx.event("streaming");
+                    tx.event("streaming");
+                }
+                "consumer blocked" => rx.assert_in_futex(rx_tid, "the consumer never blocked"),
+                _ => tx.assert_in_futex(tx_tid, "the producer never blocked"),
+            }
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(kit::shm_path(&name))
+                .expect("open the named object");
+            let size = f.metadata().expect("fstat").len();
+            let len = if case == "to nothing" {
+                0
+            } else {
+                size / 2 / 4096 * 4096
+            };
+            f.set_len(len).expect("truncate");
+            drop(f);
+            std::fs::write(&cut, b"").expect("cut");
+            // Both ends still hold their handles when they report: each found the
+            // damage on its own.
+            for (who, p) in [("consumer", &mut rx), ("producer", &mut tx)] {
+                let ev = p.event("error");
+                eprintln!("hp09 {kind} {scenario}, {case}: {who}: {ev}");
+                for k in ["first", "next"] {
+                    assert!(
+                        matches!(ev[k].as_str(), Some("Corrupted" | "Died")),
+                        "{kind} {scenario}, {case}: the {who}'s {k} call after the truncation: {ev}"
+                    );
+                }
+            }
+            std::fs::write(&go, b"").expect("go");
+            rx.expect_success();
+            tx.expect_success();
+            let _ = std::fs::remove_file(&go);
+            let _ = std::fs::remove_file(&cut);
+            kit::remove_stale(&name);
+            let _ = Segment::unlink(&name);
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    names.assert_clean();
+}
+
+/// HP-09's poison: the SIGBUS guard fills the first `GUARD_POISON_LEN` bytes of
+/// a damaged mapping with `0xFF` (zeros would read as a fresh, unattached ring).
+/// That prefix must hold the segment header, the endpoint table and the largest
+/// control block there is (MPSC with `MAX_PRODUCERS` slots).
+#[test]
+fn hp09_the_guards_poison_covers_the_largest_control_block() {
+    let most = shmq_ring::mpsc::MAX_PRODUCERS;
+    let g = shmq_ring::Geometry::mpsc(shmq_ring::spsc::MIN_CAPACITY, most).expect("geometry");
+    let control = (g.region_len() - g.capacity()) as u64;
+    let end = shmq_segment::Layout::data_offset_for(1 + most) + control;
+    assert!(
+        end <= shmq_segment::GUARD_POISON_LEN as u64,
+        "header, endpoint table and a {most}-slot control block end at {end}, past the \
+         poisoned {} bytes",
+        shmq_segment::GUARD_POISON_LEN
+    );
+}
+
+/// HP-09 with the guard turned off (`Options::sigbus_guard(false)`): truncating
+/// the named channel kills its ends with SIGBUS, as it did before the guard.
+#[test]
+fn hp09_with_the_sigbus_guard_off_truncation_is_a_sigbus() {
     use std::os::unix::process::ExitStatusExt;
-    let (wd, names, name) = shmq_testkit::start("hp09", "hp09");
-    let mut c = Spawn::role("truncated_rx").arg("NAME", &name).spawn(&wd);
+    let (wd, names, name) = shmq_testkit::start("hp09_off", "hp09");
+    let mut c = Spawn::role("truncated_rx")
+        .arg("NAME", &name)
+        .arg("GUARD", 0)
+        .spawn(&wd);
     c.event("ready");
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -1413,7 +1679,7 @@ fn hp09_truncating_a_named_channel_is_a_documented_sigbus() {
     assert_eq!(
         status.signal(),
         Some(libc::SIGBUS),
-        "a peer that truncates a named channel: {status:?}\n{}",
+        "the guard turned off, a peer truncates a named channel: {status:?}\n{}",
         c.log()
     );
     Segment::unlink(&name).expect("unlink");

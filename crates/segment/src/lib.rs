@@ -33,7 +33,9 @@
 //!   a header: its [`HeaderField`], what was [`Expected`], what was found, and its
 //!   [`Severity`]).
 //! - [`SegmentOptions`]: mode, populate, lock, huge pages, time-outs, trust checks,
-//!   how a new segment is built before it is published under its name.
+//!   how a new segment is built before it is published under its name, the
+//!   SIGBUS guard ([`SegmentOptions::sigbus_guard`], [`Segment::is_damaged`],
+//!   [`sigbus_guard_installed`]).
 //! - Clean-up: [`Segment::remove_dead_temporaries`] (temporaries named
 //!   [`TEMPORARY_PREFIX`]…, left by creators killed while building),
 //!   [`Segment::remove_if_stale`], [`Leftover`]s of older versions.
@@ -42,6 +44,7 @@
 
 mod error;
 mod fork;
+mod guard;
 mod header;
 mod map;
 mod name;
@@ -51,6 +54,7 @@ mod xfsz;
 
 pub use error::{Error, Result};
 pub use fork::fork_generation;
+pub use guard::{POISON_LEN as GUARD_POISON_LEN, SLOTS as GUARD_SLOTS, sigbus_guard_installed};
 pub use header::{
     DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, Expected, HEADER_LEN,
     HeaderField, HeaderFinding, HeaderInfo, Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY,

@@ -8,6 +8,11 @@
 //! check. Another process may write any byte at any time, so nothing here hands
 //! out `&`/`&mut` to plain bytes: the header and endpoint records are reached
 //! only as structs of atomics, and the user region only as a raw pointer.
+//!
+//! A mapping made with `guard` is registered with the SIGBUS guard (`guard.rs`)
+//! from just after `mmap` until just before `munmap`: if the object shrinks under
+//! it, the guard replaces its pages with private memory of the same length
+//! (pointers stay valid) and [`Mapping::is_damaged`] turns true.
 #![allow(unsafe_code)]
 
 use core::ffi::c_void;
@@ -26,6 +31,8 @@ pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     locked: bool,
+    /// The SIGBUS guard's registration; dropped before `munmap`.
+    guard: Option<crate::guard::Guard>,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; every access
@@ -40,9 +47,17 @@ impl Mapping {
     ///
     /// The caller has checked with `fstat` that the object is at least `len` bytes,
     /// so no access within `len` can fault with `SIGBUS` unless a peer truncates
-    /// the object later (which seals prevent for memfd segments).
-    pub(crate) fn new(fd: impl AsFd, len: u64, populate: bool, lock: bool) -> Result<Mapping> {
-        Self::with_prot(fd, len, populate, lock, true)
+    /// the object later (which seals prevent for memfd segments). With `guard`,
+    /// the SIGBUS guard is installed (once per process) and the mapping
+    /// registered with it, so that such a fault marks it damaged instead.
+    pub(crate) fn new(
+        fd: impl AsFd,
+        len: u64,
+        populate: bool,
+        lock: bool,
+        guard: bool,
+    ) -> Result<Mapping> {
+        Self::with_prot(fd, len, populate, lock, true, guard)
     }
 
     fn with_prot(
@@ -51,6 +66,7 @@ impl Mapping {
         populate: bool,
         lock: bool,
         writable: bool,
+        guard: bool,
     ) -> Result<Mapping> {
         let len = usize::try_from(len)
             .ok()
@@ -75,7 +91,14 @@ impl Mapping {
             ptr: ptr.cast(),
             len: len.get(),
             locked: false,
+            guard: None,
         };
+        if guard {
+            // Before anything touches the pages (mlock and MAP_POPULATE fault them
+            // in from the kernel, which never raises SIGBUS for them).
+            crate::guard::install();
+            map.guard = crate::guard::register(map.ptr.as_ptr(), map.len);
+        }
         if lock {
             // SAFETY: the range is exactly the mapping we own.
             unsafe { mman::mlock(map.ptr.cast::<c_void>(), map.len) }
@@ -128,6 +151,16 @@ impl Mapping {
             .map_err(|e| Error::os("msync", e))
     }
 
+    /// Whether the SIGBUS guard replaced this mapping's pages (the object shrank
+    /// under it and this process touched a page beyond its new end). One atomic
+    /// load.
+    #[inline]
+    pub(crate) fn is_damaged(&self) -> bool {
+        self.guard
+            .as_ref()
+            .is_some_and(crate::guard::Guard::is_damaged)
+    }
+
     /// Passes an `madvise` hint for the whole mapping; hints may be ignored.
     pub(crate) fn advise(&self, advice: MmapAdvise) -> Result<()> {
         // SAFETY: the range is exactly the mapping we own, and the advice values we
@@ -139,6 +172,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Unregister before munmap: once the range is unmapped, a fault there
+        // concerns whatever is mapped next, never this segment.
+        drop(self.guard.take());
         if self.locked {
             // SAFETY: the range is exactly the mapping we own. An error only means
             // the pages were not locked, which munmap makes moot.

@@ -25,10 +25,12 @@ use crate::sys::{self, ENDPOINT_LOCK_BASE, LockKind, OWNER_LOCK, REQUIRED_SEALS,
 /// secure ones: mode `0o600` (applied with `fchmod`, so the umask never decides),
 /// space reserved at creation (`posix_fallocate`, so a full `/dev/shm` is an
 /// error now and not `SIGBUS` later), and openers that refuse an object not owned
-/// by this user, writable by group or others, or with more than one link.
+/// by this user, writable by group or others, or with more than one link; and
+/// the SIGBUS guard on (see [`SegmentOptions::sigbus_guard`]).
 #[derive(Clone, Debug)]
 pub struct SegmentOptions {
     mode: u32,
+    sigbus_guard: bool,
     populate: bool,
     lock: bool,
     huge_pages: bool,
@@ -51,6 +53,7 @@ impl SegmentOptions {
     pub fn new() -> Self {
         SegmentOptions {
             mode: 0o600,
+            sigbus_guard: true,
             populate: false,
             lock: false,
             huge_pages: false,
@@ -73,6 +76,32 @@ impl SegmentOptions {
         if self.mode & 0o022 != 0 {
             self.trust.allow_shared_write = true;
         }
+        self
+    }
+
+    /// Guard this segment's mappings against `SIGBUS` (default on).
+    ///
+    /// A peer that shrinks a named or file-backed segment (`ftruncate`; POSIX
+    /// shared memory cannot be sealed) makes every access beyond the new end a
+    /// `SIGBUS`, which kills the process. With the guard, the first such mapping
+    /// installs a process-global `SIGBUS` handler (once; it chains to any handler
+    /// installed before it) and registers the mapping with it; a fault in a
+    /// registered mapping replaces the mapping's pages with private memory whose
+    /// first [`GUARD_POISON_LEN`](crate::GUARD_POISON_LEN) bytes read as `0xFF`
+    /// and the rest as zeros, so the access completes, and
+    /// [`Segment::is_damaged`] turns true: the segment is no longer shared with
+    /// anyone, and its owner reports an error. Faults anywhere else go to the
+    /// previous handler or the default action, as if the guard were not there.
+    ///
+    /// Off: this segment's mappings are not registered and, if no other segment
+    /// installed it, no handler is installed (a truncating peer then crashes this
+    /// process with `SIGBUS`). Turn it off if the program owns `SIGBUS` itself and
+    /// installs its handler after shmq's without chaining, or if it must not have
+    /// a process-global handler installed by a library. At most
+    /// [`GUARD_SLOTS`](crate::GUARD_SLOTS) mappings are guarded at once; more are
+    /// mapped unguarded.
+    pub fn sigbus_guard(mut self, yes: bool) -> Self {
+        self.sigbus_guard = yes;
         self
     }
 
@@ -351,6 +380,8 @@ pub struct Segment {
     backing: Backing,
     info: HeaderInfo,
     held: Mutex<Vec<u16>>,
+    /// Made with the SIGBUS guard on ([`Segment::reopen`] keeps the choice).
+    guarded: bool,
 }
 
 /// A segment we created and are still initialising. Until [`Creating::publish`]
@@ -874,7 +905,8 @@ impl Segment {
         let expect = Expect::default();
         let opts = SegmentOptions::new()
             .expected_owner(None)
-            .allow_shared_write(true);
+            .allow_shared_write(true)
+            .sigbus_guard(self.guarded);
         let seg = attach_fd(fd, self.backing.clone(), name, &expect, &opts)?;
         if seg.info != self.info {
             return Err(Error::Corrupt {
@@ -928,6 +960,40 @@ impl Segment {
     /// Length of the user region.
     pub fn data_len(&self) -> u64 {
         self.info.data_len()
+    }
+
+    /// Whether the SIGBUS guard replaced this handle's pages: the object shrank
+    /// under the mapping (a peer truncated it) and this process touched a page
+    /// beyond its new end. From then on the mapping is private memory that reads
+    /// as `0xFF` (first [`GUARD_POISON_LEN`](crate::GUARD_POISON_LEN) bytes) and
+    /// zeros, shared with nobody: treat the segment as destroyed. One atomic
+    /// load; always `false` for a segment opened with
+    /// [`SegmentOptions::sigbus_guard`] off.
+    #[inline]
+    pub fn is_damaged(&self) -> bool {
+        self.map.is_damaged()
+    }
+
+    /// Whether the shared header still reads as published (magic number and
+    /// state): a peer that punched a hole over the first page (which then reads
+    /// as zeros) or overwrote it makes this false. Two atomic loads. Meaningful
+    /// once the segment is published (a [`Creating`]'s header is not yet).
+    pub fn header_intact(&self) -> bool {
+        let h = self.map.header();
+        // Relaxed: a check of two values that never change after publication,
+        // not a synchronisation.
+        h.magic.load(core::sync::atomic::Ordering::Relaxed) == MAGIC
+            && h.state.load(core::sync::atomic::Ordering::Relaxed) == STATE_READY
+    }
+
+    /// Whether the object is now smaller than this handle's mapping (a peer
+    /// truncated it), whether or not any page beyond its end was touched yet.
+    /// One `fstat`.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `fstat` fails.
+    pub fn is_shrunk(&self) -> Result<bool> {
+        Ok(sys::size_of(&sys::fstat(&self.fd)?) < self.info.total_len)
     }
 
     /// Claims endpoint `index`: takes its liveness marker (an exclusive OFD lock
@@ -1081,6 +1147,7 @@ impl Segment {
             backing,
             info,
             held: Mutex::new(Vec::new()),
+            guarded: opts.sigbus_guard,
         })
     }
 }
@@ -1335,7 +1402,7 @@ impl Peek {
 /// lock, and its descriptor is closed at once.
 fn map_unlocked(fd: &OwnedFd, len: u64, opts: &SegmentOptions) -> Result<Mapping> {
     let map_fd = sys::reopen(fd)?;
-    Mapping::new(&map_fd, len, opts.populate, opts.lock)
+    Mapping::new(&map_fd, len, opts.populate, opts.lock, opts.sigbus_guard)
 }
 
 fn check_len(total: u64, opts: &SegmentOptions) -> Result<()> {
@@ -1817,6 +1884,7 @@ fn attach_fd(
         backing,
         info,
         held: Mutex::new(Vec::new()),
+        guarded: opts.sigbus_guard,
     })
 }
 
