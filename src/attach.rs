@@ -109,7 +109,13 @@ impl Shape {
             .saturating_add(frame + header)
             .max(2 * (u64::from(ty.size) + 2 * header))
             .max(spsc::MIN_CAPACITY);
-        let capacity = need.checked_next_power_of_two().unwrap_or(u64::MAX);
+        // No room for a single message is refused (capacity 0 fails the geometry
+        // check with `InvalidCapacity(0)`), not rounded up to a working ring.
+        let capacity = if messages == 0 {
+            0
+        } else {
+            need.checked_next_power_of_two().unwrap_or(u64::MAX)
+        };
         Shape::of::<K>(opts, capacity, Some(ty))
     }
 
@@ -882,7 +888,12 @@ fn attach<R: Attachable>(
     } else {
         // The holder's recorded pid, for the message (shared memory: display only).
         let index = if R::CONSUMER { 0 } else { 1 };
-        let pid = mapped.seg.endpoint_info(index).ok().map(|i| i.pid).filter(|&p| p != 0);
+        let pid = mapped
+            .seg
+            .endpoint_info(index)
+            .ok()
+            .map(|i| i.pid)
+            .filter(|&p| p != 0);
         Err(Error::AlreadyAttached { role: R::ROLE, pid })
     }
 }

@@ -572,6 +572,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
             match *self {
                 Layout(f) => {
                     matches!(r, Err(Error::Segment(SegError::LayoutMismatch { field, .. })) if *field == f)
+                        || mismatch_in_words(r, f)
                 }
                 Corrupt(w) => {
                     matches!(r, Err(Error::Segment(SegError::Corrupt { what, .. })) if *what == w)
@@ -1525,7 +1526,17 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
         ];
         for (what, fd, check) in cases {
             let r = open(fd);
-            let ok = matches!(&r, Err(Error::Segment(e)) if check(e));
+            // The facade says an untrusted object in its own words (naming the
+            // options that allow sharing); the segment's reason stays in it.
+            let ok = match &r {
+                Err(Error::Segment(e)) => check(e),
+                Err(Error::Untrusted { reason }) => {
+                    check(&SegError::Untrusted {
+                        reason: reason.clone(),
+                    }) && format!("{}", r.as_ref().unwrap_err()).contains("expected_owner")
+                }
+                _ => false,
+            };
             if !ok {
                 failures.push(format!("{api} from {what}: {r:?}"));
             }
@@ -2029,11 +2040,25 @@ struct ReprC {
     c: u64,
 }
 
-/// Asserts that `r`, an attempt to open a channel as another type (`what`),
-/// is `LayoutMismatch` on a field `field` accepts.
-fn assert_mismatch<T>(r: shmq::Result<T>, field: impl Fn(&str) -> bool, what: &str) {
+/// Whether `r` is the facade's word for a mismatch of header field `f`: a
+/// wrong kind (`kind`), or a wrong message type (the element fields).
+fn mismatch_in_words<T>(r: &shmq::Result<T>, f: &str) -> bool {
     match r {
+        Err(Error::WrongKind { .. }) => f == "kind",
+        Err(Error::WrongMessageType { .. }) => {
+            ["slot_size", "slot_align", "type_hash"].contains(&f)
+        }
+        _ => false,
+    }
+}
+
+/// Asserts that `r`, an attempt to open a channel as another type (`what`),
+/// is a mismatch of a field `field` accepts, said in words.
+fn assert_mismatch<T>(r: shmq::Result<T>, field: impl Fn(&str) -> bool, what: &str) {
+    let fields = ["kind", "slot_size", "slot_align", "type_hash"];
+    match &r {
         Err(Error::Segment(SegError::LayoutMismatch { field: f, .. })) if field(f) => {}
+        Err(_) if fields.iter().any(|f| field(f) && mismatch_in_words(&r, f)) => {}
         Err(e) => panic!("{what}: {e:?}"),
         Ok(_) => panic!("{what}: opened"),
     }

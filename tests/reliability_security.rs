@@ -277,7 +277,9 @@ fn ps02_a_squatted_name_is_never_opened_followed_or_removed() {
             let ok = match (&r, what) {
                 (Ok(()), _) => false,
                 (Err(Error::Segment(SegError::AlreadyExists { .. })), w) => w.contains("create"),
-                (Err(Error::Segment(SegError::Untrusted { .. })), _) => true,
+                (Err(Error::Segment(SegError::Untrusted { .. }) | Error::Untrusted { .. }), _) => {
+                    true
+                }
                 (Err(Error::Segment(SegError::BadMagic { .. })), _) => same_user_file,
                 (Err(Error::Segment(SegError::InvalidName { .. })), _) => kind == "directory",
                 _ => false,

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use shmq::bytemuck::{Pod, Zeroable};
 use shmq::{Error, Options, mpsc, spsc};
-use shmq_segment as segment;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
@@ -97,17 +96,22 @@ fn opening_with_another_type_is_a_layout_mismatch() {
     let name = shmq::unique_name("t-typed").unwrap();
     let mut rx = spsc::typed::Receiver::<Tick>::create(&name, &Options::new()).unwrap();
     match spsc::typed::Sender::<Other>::open(&name, &Options::new()) {
-        Err(Error::Segment(segment::Error::LayoutMismatch { field, .. })) => {
-            assert!(
-                ["slot_size", "slot_align", "type_hash"].contains(&field),
-                "{field}"
-            );
+        Err(e @ Error::WrongMessageType { .. }) => {
+            // Both sides in words: this handle's type by name and layout.
+            let text = e.to_string();
+            assert!(text.contains("Other"), "{text}");
+            assert!(text.contains("bytes, align"), "{text}");
         }
-        other => panic!("expected a layout mismatch, got {other:?}"),
+        other => panic!("expected a wrong message type, got {other:?}"),
     }
     // A byte channel is another kind altogether.
     match spsc::Sender::open(&name, &Options::new()) {
-        Err(Error::Segment(segment::Error::LayoutMismatch { field: "kind", .. })) => {}
+        Err(e @ Error::WrongKind { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                "the channel is spsc/typed, not spsc/bytes as this handle expects"
+            );
+        }
         other => panic!("expected a kind mismatch, got {other:?}"),
     }
     let mut tx = spsc::typed::Sender::<Tick>::open(&name, &Options::new()).unwrap();

@@ -1,0 +1,107 @@
+//! Errors a user can act on: each mismatch and refusal says what is wrong in
+//! words (kinds, types, limits, the options that change it), never raw codes.
+//!
+//! Run: `cargo test --release --test errors`.
+
+use serde_json::json;
+use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
+use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
+
+shmq_testkit::roles! { role_hold }
+
+/// Holds the consumer of the SPSC channel NAME until killed.
+fn role_hold() {
+    let _rx = spsc::Receiver::open(&arg::<String>("NAME"), &Options::new()).expect("receiver");
+    emit("ready", json!({ "pid": std::process::id() }));
+    hang();
+}
+
+#[test]
+fn producer_slots_out_of_range_are_said_as_a_range() {
+    for n in [0u16, 257] {
+        let r = mpsc::anonymous(&Options::new().max_producers(n));
+        match r {
+            Err(e @ Error::InvalidProducerCount { .. }) => assert_eq!(
+                e.to_string(),
+                format!("an MPSC channel has 1 to 256 producer slots, not {n}")
+            ),
+            other => panic!("max_producers({n}): {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn a_typed_channel_without_room_for_a_message_is_refused() {
+    let r = spsc::typed::anonymous::<u64>(&Options::new().capacity(0));
+    match r {
+        Err(e @ Error::InvalidCapacity(0)) => {
+            assert!(
+                e.to_string().contains("typed channel room for 1 message"),
+                "{e}"
+            );
+        }
+        other => panic!("capacity(0): {:?}", other.map(|_| ())),
+    }
+    // One message is enough.
+    let (mut tx, mut rx) =
+        spsc::typed::anonymous::<u64>(&Options::new().capacity(1)).expect("capacity(1)");
+    tx.send(&7).expect("send");
+    assert_eq!(rx.recv().expect("recv"), 7);
+}
+
+#[test]
+fn already_attached_names_the_holders_pid() {
+    let wd = Watchdog::new("errors_already_attached");
+    let names = Names::new();
+    let name = names.name("errors-attached");
+    let tx = spsc::Sender::create(&name, &Options::new()).expect("create");
+    let mut p = Spawn::role_on("hold", &name).spawn(&wd);
+    let pid = p.event("ready")["pid"].as_u64().expect("pid");
+    match spsc::Receiver::open(&name, &Options::new()) {
+        Err(e @ Error::AlreadyAttached { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "the consumer end of this channel is already attached by a live process (pid {pid})"
+            )
+        ),
+        other => panic!("second consumer: {:?}", other.map(|_| ())),
+    }
+    p.kill_and_reap();
+    drop(tx);
+    let _ = shmq::inspect::unlink(&name);
+    names.assert_clean();
+}
+
+/// `segment_options` sets a base; the builder's own settings apply on top of
+/// it in any order (before, it replaced a `mode` set earlier).
+#[test]
+fn segment_options_compose_with_the_builders_settings() {
+    use std::os::unix::fs::PermissionsExt;
+    let names = Names::new();
+    for (what, o) in [
+        (
+            "mode, then segment_options",
+            Options::new()
+                .mode(0o640)
+                .segment_options(SegmentOptions::new().max_len(1 << 30)),
+        ),
+        (
+            "segment_options, then mode",
+            Options::new()
+                .segment_options(SegmentOptions::new().max_len(1 << 30))
+                .mode(0o640),
+        ),
+    ] {
+        let name = names.name("errors-compose");
+        let rx = spsc::Receiver::create(&name, &o).expect("create");
+        let mode = std::fs::metadata(shmq_testkit::shm_path(&name))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640, "{what}");
+        drop(rx);
+        let _ = shmq::inspect::unlink(&name);
+    }
+    names.assert_clean();
+}
