@@ -7,6 +7,7 @@
 #
 #   bash scripts/bench-compare.sh 9902d95            # 3 rounds
 #   ROUNDS=5 bash scripts/bench-compare.sh 9902d95
+#   FILTER=send_recv bash scripts/bench-compare.sh 9902d95   # only these benches
 #
 # The old commit is checked out in target/bench-compare/old (a detached worktree)
 # and built with its own target directory.
@@ -42,7 +43,8 @@ for r in $(seq 1 "$rounds"); do
     bin=$old
     [[ $side == new ]] && bin=$new
     echo "round $r: $side"
-    "$bin" --bench --noplot >"$work/$side-$r.txt" 2>&1
+    # shellcheck disable=SC2086 # FILTER is criterion's name filter, one word
+    "$bin" --bench --noplot ${FILTER:-} >"$work/$side-$r.txt" 2>&1
   done
 done
 

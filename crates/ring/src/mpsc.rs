@@ -236,7 +236,14 @@ fn claim_space<'s>(
     let backoff = Backoff::new();
     // Lock-free, but a hostile peer moving `tail` could keep us here: after a
     // bound, report "no room now" and let the caller wait in bounded slices.
-    for _ in 0..MAX_CLAIM_ATTEMPTS {
+    // (A plain counter rather than a range loop: the first attempt, the usual
+    // one, then costs no loop set-up.)
+    let mut attempts = 0;
+    loop {
+        if attempts == MAX_CLAIM_ATTEMPTS {
+            return Ok(None);
+        }
+        attempts += 1;
         // Relaxed: `t` is only the expected value of the CAS below, which orders
         // everything that matters.
         let t = sh.ctl.tail.load(Ordering::Relaxed);
@@ -291,7 +298,6 @@ fn claim_space<'s>(
         }
         backoff.spin();
     }
-    Ok(None)
 }
 
 impl Producer {

@@ -160,15 +160,15 @@ impl Interrupter {
 
     /// Makes blocked and later blocking calls return [`Error::Interrupted`].
     pub fn interrupt(&self) {
-        // Release: a waiter that sees the flag (Acquire) sees what the interrupter
-        // did before (for example, setting its own shutdown state).
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        // Relaxed: the flag is the whole message (a caller with more to publish
+        // synchronises on its own), and no shared memory is involved.
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether [`Interrupter::interrupt`] was called (and not cleared since).
     pub fn is_interrupted(&self) -> bool {
-        // Acquire: pairs with the Release store in `interrupt`.
-        self.0.load(std::sync::atomic::Ordering::Acquire)
+        // Relaxed: see `interrupt`.
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lets blocking calls wait again.
