@@ -14,7 +14,6 @@
 //! `SHMQ_PAGE0_CASES=500 cargo test --release --test reliability_death`
 //! (default 12).
 
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -144,22 +143,7 @@ fn damage(name: &str, kind: &str, victim: Victim, d: &Damage) {
                 kit::hostile::poke(name, at, &v.to_le_bytes());
             }
         }
-        Damage::PunchPage0 => {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(kit::shm_path(name))
-                .expect("open the segment");
-            // SAFETY: a plain system call on a descriptor this function owns.
-            let rc = unsafe {
-                libc::fallocate(
-                    f.as_raw_fd(),
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    0,
-                    4096,
-                )
-            };
-            assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
-        }
+        Damage::PunchPage0 => kit::hostile::punch(name, 0, 4096),
     }
 }
 

@@ -1367,21 +1367,7 @@ fn hp07_named<K: KindExt>(names: &Names, blocking: bool) {
     for _ in 0..if blocking { 20 } else { 5 } {
         rx.recv_into(&mut buf).expect("recv");
     }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(kit::shm_path(&name))
-        .expect("open the named object");
-    // SAFETY: fallocate on a descriptor we own, within the object.
-    let rc = unsafe {
-        libc::fallocate(
-            f.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            0,
-            4096,
-        )
-    };
-    assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
-    drop(f);
+    kit::hostile::punch(&name, 0, 4096);
     if blocking {
         let r = rx.recv_into(&mut buf);
         assert!(

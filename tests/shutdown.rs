@@ -122,28 +122,31 @@ fn blocked_sender<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStrat
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn an_interrupt_stops_a_blocked_recv_in_every_strategy_serial() {
-    let wd = Watchdog::new("shutdown_recv");
+/// Runs `case` for both kinds under every wait strategy.
+fn every_strategy(test: &str, case: [fn(&Watchdog, &Names, WaitStrategy); 2]) {
+    let wd = Watchdog::new(test);
     let names = Names::new();
     for (what, s) in strategies() {
-        eprintln!("recv, {what}");
-        blocked_receiver::<Spsc>(&wd, &names, s);
-        blocked_receiver::<Mpsc>(&wd, &names, s);
+        eprintln!("{test}, {what}");
+        case.iter().for_each(|c| c(&wd, &names, s));
     }
     names.assert_clean();
 }
 
 #[test]
+fn an_interrupt_stops_a_blocked_recv_in_every_strategy_serial() {
+    every_strategy(
+        "shutdown_recv",
+        [blocked_receiver::<Spsc>, blocked_receiver::<Mpsc>],
+    );
+}
+
+#[test]
 fn an_interrupt_stops_a_blocked_send_in_every_strategy_serial() {
-    let wd = Watchdog::new("shutdown_send");
-    let names = Names::new();
-    for (what, s) in strategies() {
-        eprintln!("send, {what}");
-        blocked_sender::<Spsc>(&wd, &names, s);
-        blocked_sender::<Mpsc>(&wd, &names, s);
-    }
-    names.assert_clean();
+    every_strategy(
+        "shutdown_send",
+        [blocked_sender::<Spsc>, blocked_sender::<Mpsc>],
+    );
 }
 
 /// The interrupter the SIGUSR1 handler sets.

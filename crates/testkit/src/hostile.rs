@@ -181,6 +181,27 @@ pub fn poke(name: &str, offset: u64, bytes: &[u8]) {
     f.write_all_at(bytes, offset).expect("pwrite");
 }
 
+/// Punches a hole (`fallocate(PUNCH_HOLE | KEEP_SIZE)`) over `len` bytes at
+/// `offset` of the named object: they read back as zeros, and nothing forbids
+/// it for a named segment (a memfd's seals do not either).
+pub fn punch(name: &str, offset: i64, len: i64) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .expect("open the /dev/shm file");
+    // SAFETY: a plain system call on a descriptor this function owns.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    };
+    assert_eq!(rc, 0, "punch: {}", std::io::Error::last_os_error());
+}
+
 /// A 64 KiB memfd with no seals: if `allow_sealing`, one that could still be
 /// sealed (no seal at all), else one made without `MFD_ALLOW_SEALING` (which
 /// carries only `F_SEAL_SEAL`). Neither is a segment an opener may trust.
