@@ -80,7 +80,28 @@ pub use shmq_ring::{
 pub use shmq_ring::{Mpsc, Spsc};
 pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
 
-/// `bytemuck`, re-exported for `#[derive(Pod, Zeroable)]` on message types.
+/// `bytemuck`, re-exported for message types. Its derives name the crate
+/// `bytemuck` in the code they generate; through this re-export (without
+/// `bytemuck` among your own dependencies), tell them where it is with
+/// `#[bytemuck(crate = "shmq::bytemuck")]`:
+///
+/// ```
+/// use shmq::bytemuck::{Pod, Zeroable};
+///
+/// #[derive(Clone, Copy, Pod, Zeroable)]
+/// #[bytemuck(crate = "shmq::bytemuck")]
+/// #[repr(C)]
+/// struct Reading {
+///     sensor: u32,
+///     celsius: f32,
+/// }
+///
+/// let (mut tx, mut rx) =
+///     shmq::spsc::typed::anonymous::<Reading>(&shmq::Options::new().capacity(8))?;
+/// tx.send(&Reading { sensor: 7, celsius: 21.5 })?;
+/// assert_eq!(rx.recv()?.sensor, 7);
+/// # Ok::<(), shmq::Error>(())
+/// ```
 pub use bytemuck;
 
 /// Bytes a message of `len` bytes takes in a channel's ring, its 8-byte header
