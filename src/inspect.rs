@@ -302,7 +302,7 @@ pub struct Finding {
     /// What the check requires.
     pub expected: Expected,
     /// The value found: the field's value, a ring position, a frame header word,
-    /// a state word, or (for [`Expected::EndsBy`]) where the frame ends.
+    /// a state word, or (for `RingExpected::EndsBy`) where the frame ends.
     pub found: u64,
     /// How bad it is.
     pub severity: Severity,
