@@ -731,9 +731,9 @@ impl<R: Attachable> Handle<R> {
     ///   first page reads as zeros, which the ring would take for a fresh ring.
     ///
     /// Either way the handle stays `Corrupted` from then on, without running the
-    /// operation. Two atomic loads (of one line) and one flag per call; two more
-    /// loads when the ring finds nothing to do, and an `fstat` when it reports a
-    /// disconnection.
+    /// operation. One atomic load (of a process-local line) and one flag per
+    /// call; two more loads when the ring finds nothing to do, and an `fstat`
+    /// when it reports a disconnection.
     #[inline]
     pub(crate) fn run<'a, T>(
         &'a mut self,
@@ -747,36 +747,22 @@ impl<R: Attachable> Handle<R> {
                 destroyed,
                 ..
             }) => {
-                // Checked before the operation too: on a destroyed segment it
-                // could block for good (a zeroed ring looks unattached).
-                if destroyed.is_none() && mapped.seg.is_damaged() {
-                    *destroyed = Some(SHRUNK);
-                }
+                // Damage is looked for after the operation only (one load per
+                // call): an operation on poisoned pages fails its checks or, if
+                // blocked, returns once `SegmentLiveness` calls every peer dead,
+                // and whatever it returned is replaced below.
                 if let Some(c) = destroyed {
                     return Err(Error::Corrupted(*c));
                 }
                 let result = op(ring);
-                let found = if mapped.seg.is_damaged() {
-                    Some(SHRUNK)
-                } else {
-                    use shmq_ring::Error as R;
-                    match &result {
-                        Err(R::Empty | R::Full | R::Timeout | R::Disconnected(_))
-                            if !mapped.seg.header_intact() =>
-                        {
-                            Some(HEADER_GONE)
-                        }
-                        Err(R::Disconnected(_)) if mapped.seg.is_shrunk().unwrap_or(false) => {
-                            Some(SHRUNK)
-                        }
-                        _ => None,
-                    }
-                };
-                if let Some(c) = found {
-                    *destroyed = Some(c);
-                    return Err(Error::Corrupted(c));
+                if mapped.seg.is_damaged() {
+                    *destroyed = Some(SHRUNK);
+                    return Err(Error::Corrupted(SHRUNK));
                 }
-                Ok(result?)
+                match result {
+                    Ok(v) => Ok(v),
+                    Err(e) => Err(judge(e, mapped, destroyed)),
+                }
             }
             _ => Err(not_attached()),
         }
@@ -895,6 +881,35 @@ fn attach<R: Attachable>(
             .map(|i| i.pid)
             .filter(|&p| p != 0);
         Err(Error::AlreadyAttached { role: R::ROLE, pid })
+    }
+}
+
+/// A ring error seen through a segment that may have been destroyed: the
+/// shared header no longer reads as published (a hole over the first page)
+/// while the ring found nothing to do or its peer gone, or the object shrank
+/// under a "peer gone": then `Corrupted`, and the handle stays so. Out of line:
+/// errors are the slow path.
+#[cold]
+#[inline(never)]
+fn judge(
+    e: shmq_ring::Error,
+    mapped: &Mapped,
+    destroyed: &mut Option<crate::error::Corruption>,
+) -> Error {
+    use shmq_ring::Error as R;
+    let found = match &e {
+        R::Empty | R::Full | R::Timeout | R::Disconnected(_) if !mapped.seg.header_intact() => {
+            Some(HEADER_GONE)
+        }
+        R::Disconnected(_) if mapped.seg.is_shrunk().unwrap_or(false) => Some(SHRUNK),
+        _ => None,
+    };
+    match found {
+        Some(c) => {
+            *destroyed = Some(c);
+            Error::Corrupted(c)
+        }
+        None => e.into(),
     }
 }
 

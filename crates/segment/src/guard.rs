@@ -110,6 +110,7 @@ const BUSY: u64 = 1;
 const ACTIVE: u64 = 2;
 const DAMAGED: u64 = 3;
 
+#[derive(Debug)]
 struct Slot {
     /// `generation << 2 | tag`.
     state: AtomicU64,
@@ -186,9 +187,13 @@ pub(crate) fn install() {
 /// range is unmapped).
 #[derive(Debug)]
 pub(crate) struct Guard {
-    slot: usize,
+    /// The slot (a `'static` reference, so that the per-call check indexes
+    /// nothing).
+    slot: &'static Slot,
     /// The slot's state while active: generation and `ACTIVE`.
     active: u64,
+    /// The slot's state once the handler has replaced this mapping's pages.
+    damaged: u64,
 }
 
 /// Registers `len` bytes at `start`. `None` if every slot is taken.
@@ -222,7 +227,11 @@ pub(crate) fn register(start: *mut u8, len: usize) -> Option<Guard> {
         // Release: pairs with the Acquire load of the state in `lookup` and in
         // `Guard::is_damaged`: whoever sees ACTIVE sees the range.
         slot.state.store(active, Ordering::Release);
-        return Some(Guard { slot: i, active });
+        return Some(Guard {
+            slot: &TABLE[i],
+            active,
+            damaged: (active & !TAG) | DAMAGED,
+        });
     }
     None
 }
@@ -234,7 +243,7 @@ impl Guard {
         // Acquire: pairs with the Release compare-and-swap to DAMAGED in
         // `on_sigbus` (a fault in another thread of this process). In the faulting
         // thread itself the handler ran before the access returned.
-        TABLE[self.slot].state.load(Ordering::Acquire) == (self.active & !TAG) | DAMAGED
+        self.slot.state.load(Ordering::Acquire) == self.damaged
     }
 }
 
@@ -242,9 +251,7 @@ impl Drop for Guard {
     fn drop(&mut self) {
         // Release: pairs with the Acquire loads in `lookup` and `register`: the
         // slot is free, and a fault at its old range is no longer ours.
-        TABLE[self.slot]
-            .state
-            .store(self.active & !TAG, Ordering::Release);
+        self.slot.state.store(self.active & !TAG, Ordering::Release);
     }
 }
 
