@@ -792,6 +792,19 @@ impl<R: Attachable> Handle<R> {
         }
     }
 
+    /// A second handle on the same channel that attaches on first use (MPSC
+    /// producers' `Clone`): infallible now, its errors come with its first call.
+    pub(crate) fn clone_pending(&self) -> Self {
+        match self.mapped() {
+            Some(m) => Handle::pending(m.clone(), self.wait),
+            None => Handle {
+                state: State::Gone,
+                wait: self.wait,
+                interrupt: Interrupter::new(),
+            },
+        }
+    }
+
     /// Capacity of the ring in bytes (0 for a handle that failed to attach).
     pub(crate) fn capacity(&self) -> u64 {
         self.mapped().map_or(0, Mapped::capacity)

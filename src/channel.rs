@@ -396,11 +396,16 @@ impl<M: Format> Sender<Mpsc, M> {
 }
 
 impl<M: Format> Clone for Sender<Mpsc, M> {
-    /// # Panics
-    /// If no producer slot is free; use [`Sender::try_clone`] to handle that.
+    /// Another sender on the same channel that takes its producer slot on first
+    /// use (it attaches then, in the process that uses it): a clone never
+    /// fails or panics; when every slot is taken, its first call returns
+    /// [`Error::TooManyProducers`](crate::Error::TooManyProducers). Use
+    /// [`Sender::try_clone`] to take the slot at once instead.
     fn clone(&self) -> Self {
-        self.try_clone()
-            .expect("cloning an mpsc::Sender needs a free producer slot")
+        Sender {
+            end: self.end.clone_pending(),
+            _m: PhantomData,
+        }
     }
 }
 

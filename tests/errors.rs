@@ -105,3 +105,34 @@ fn segment_options_compose_with_the_builders_settings() {
     }
     names.assert_clean();
 }
+
+/// `Clone` of an MPSC sender never panics: the clone takes its slot on first
+/// use, and reports `TooManyProducers` there when every slot is taken (typed
+/// senders clone the same way).
+#[test]
+fn a_clone_without_a_free_slot_fails_on_first_use_not_with_a_panic() {
+    let o = Options::new().max_producers(2);
+    let (tx, mut rx) = mpsc::anonymous(&o).expect("anonymous");
+    let (mut a, mut b, mut c) = (tx.clone(), tx.clone(), tx.clone());
+    a.send(b"a").expect("first slot");
+    b.send(b"b").expect("second slot");
+    match c.send(b"c") {
+        Err(e @ Error::TooManyProducers { max: 2 }) => {
+            assert!(e.to_string().contains("2 producer slots"), "{e}");
+        }
+        other => panic!("third sender on two slots: {other:?}"),
+    }
+    drop((tx, c));
+    let mut got: Vec<Vec<u8>> = rx.try_iter().map(|m| m.expect("message")).collect();
+    got.sort();
+    assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+    let (t, _r) =
+        mpsc::typed::anonymous::<u32>(&Options::new().max_producers(1)).expect("typed anonymous");
+    let mut t2 = t.clone();
+    let mut t = t;
+    t.send(&1).expect("the only slot");
+    assert!(matches!(
+        t2.send(&2),
+        Err(Error::TooManyProducers { max: 1 })
+    ));
+}
