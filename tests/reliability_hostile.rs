@@ -772,7 +772,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
         poke(&wd, &name, &[(TAIL, value)]);
         stream(&mut tx, &mut v, 100, &mut seq);
         drop(tx);
-        poke(&wd, &name, &[(TAIL, value + 100 * frame64)]);
+        poke(&wd, &name, &[(TAIL, value.wrapping_add(100 * frame64))]);
         let outcome = match spsc::Sender::open(&name, &o) {
             Err(Error::Corrupted(_)) => "refused".to_owned(),
             Ok(mut tx2) => {
