@@ -816,10 +816,24 @@ impl<R: Attachable> Handle<R> {
             .map_or(0, |m| shmq_ring::frame::max_payload(m.geometry.capacity()))
     }
 
+    /// The mapping, or `NotAttached` for a handle that failed to attach.
+    fn mapped_or_err(&self) -> Result<&Mapped> {
+        self.mapped().ok_or_else(not_attached)
+    }
+
     /// A duplicate of the segment's descriptor.
     pub(crate) fn export_fd(&self) -> Result<std::os::fd::OwnedFd> {
-        let seg = self.mapped().ok_or_else(not_attached)?;
-        Ok(seg.seg.export_fd()?)
+        Ok(self.mapped_or_err()?.seg.export_fd()?)
+    }
+
+    /// Committed messages waiting for the consumer.
+    pub(crate) fn waiting(&self) -> Result<u64> {
+        self.mapped_or_err()?.waiting()
+    }
+
+    /// The consumer's state (`consumer`) or each producer endpoint's.
+    pub(crate) fn peers(&self, consumer: bool) -> Result<Vec<PeerState>> {
+        self.mapped_or_err()?.peers(consumer)
     }
 }
 

@@ -235,8 +235,7 @@ impl<K: RingKind, M: Format> Sender<K, M> {
     /// [`Error::NotAttached`](crate::Error::NotAttached), or the segment's error
     /// reading the marker.
     pub fn peer(&self) -> Result<PeerState> {
-        let m = self.end.mapped().ok_or(crate::Error::NotAttached)?;
-        Ok(m.peers(true)?[0])
+        Ok(self.end.peers(true)?[0])
     }
 
     /// Committed messages the consumer has not received yet. It walks the ring
@@ -247,10 +246,7 @@ impl<K: RingKind, M: Format> Sender<K, M> {
     /// [`Error::NotAttached`](crate::Error::NotAttached), or the ring's
     /// corruption if the walk finds one.
     pub fn len(&self) -> Result<u64> {
-        self.end
-            .mapped()
-            .ok_or(crate::Error::NotAttached)?
-            .waiting()
+        self.end.waiting()
     }
 
     /// Whether no committed message waits ([`Sender::len`] is 0).
@@ -467,10 +463,7 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
     /// # Errors
     /// As [`Sender::peer`].
     pub fn peers(&self) -> Result<Vec<PeerState>> {
-        self.end
-            .mapped()
-            .ok_or(crate::Error::NotAttached)?
-            .peers(false)
+        self.end.peers(false)
     }
 
     /// Committed messages waiting to be received (see [`Sender::len`]).
@@ -478,10 +471,7 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
     /// # Errors
     /// As [`Sender::len`].
     pub fn len(&self) -> Result<u64> {
-        self.end
-            .mapped()
-            .ok_or(crate::Error::NotAttached)?
-            .waiting()
+        self.end.waiting()
     }
 
     /// Whether no committed message waits.

@@ -545,13 +545,10 @@ pub fn inspect(name: &str) -> Result<Option<Report>> {
     Ok(Some(report(name, &peek)))
 }
 
-/// Every shmq segment in `/dev/shm`, by name, with its report (or the error met
-/// reading it). Other objects, and segments removed between the directory read
-/// and the look at them, are skipped.
-///
-/// # Errors
-/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
-pub fn list() -> Result<Vec<(String, Result<Report>)>> {
+/// The names of the regular files in `/dev/shm` that are valid segment names,
+/// sorted, `/`-prefixed; creators' temporaries are left out (not segments yet,
+/// see `dead_temporaries`).
+fn shm_names() -> Result<Vec<String>> {
     let dir = std::fs::read_dir("/dev/shm").map_err(|source| {
         crate::Error::Segment(segment::Error::Os {
             op: "read_dir(/dev/shm)",
@@ -562,14 +559,23 @@ pub fn list() -> Result<Vec<(String, Result<Report>)>> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
-        // A creator's temporary is not a segment yet (see `dead_temporaries`).
         .filter(|n| !n.starts_with(segment::TEMPORARY_PREFIX))
         .map(|n| format!("/{n}"))
         .filter(|n| segment::validate_name(n).is_ok())
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// Every shmq segment in `/dev/shm`, by name, with its report (or the error met
+/// reading it). Other objects, and segments removed between the directory read
+/// and the look at them, are skipped.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
+pub fn list() -> Result<Vec<(String, Result<Report>)>> {
     let mut out = Vec::new();
-    for name in names {
+    for name in shm_names()? {
         match inspect(&name) {
             Ok(Some(r)) => out.push((name, Ok(r))),
             // Not ours, or removed since the directory was read (a channel whose
@@ -662,22 +668,7 @@ pub fn leftover(name: &str) -> Result<Option<Leftover>> {
 /// # Errors
 /// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
 pub fn leftovers() -> Result<Vec<(String, Leftover)>> {
-    let dir = std::fs::read_dir("/dev/shm").map_err(|source| {
-        crate::Error::Segment(segment::Error::Os {
-            op: "read_dir(/dev/shm)",
-            source,
-        })
-    })?;
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with(segment::TEMPORARY_PREFIX))
-        .map(|n| format!("/{n}"))
-        .filter(|n| segment::validate_name(n).is_ok())
-        .collect();
-    names.sort();
-    Ok(names
+    Ok(shm_names()?
         .into_iter()
         .filter_map(|n| Some((n.clone(), Segment::leftover(&n).ok()??)))
         .collect())
