@@ -128,6 +128,8 @@ pub struct Ends {
 impl EndState {
     /// Marks the endpoint attached with a new incarnation, and returns it.
     pub(crate) fn attach(&self, ends_epoch: &AtomicU32, wake: &WakeLine) -> u32 {
+        // Relaxed: a counter only this endpoint's holder writes; readers order
+        // their judgement by the `state` word stored (Release) just below.
         let inc = self
             .incarnation
             .fetch_add(1, Ordering::Relaxed)

@@ -191,6 +191,8 @@ impl Producer {
             check_positions(head, next, cap)?;
             tail = next;
         }
+        // Release: pairs with the Acquire load of `tail` in a later producer's
+        // attach, which resumes from the position we publish here.
         ctl.tail.store(tail, Ordering::Release);
         // Acquire: pairs with the Release increment of the epoch by other ends.
         let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
