@@ -247,19 +247,46 @@ impl Mapped {
     }
 
     /// The state of the consumer (`consumer`) or of each producer endpoint.
+    ///
+    /// Each endpoint's marker is asked before its word is read: a peer stores
+    /// CLOSED before it gives its marker up, so one that closes in between reads
+    /// as closed, not died (an earlier order reported clean closes as deaths); a
+    /// free marker under a word that says attached is asked once more, for a peer
+    /// that attached in between (it takes the marker before it writes the word).
     pub(crate) fn peers(&self, consumer: bool) -> Result<Vec<PeerState>> {
-        let view = self.view()?;
-        let ends: Vec<(u16, inspect::EndpointState)> = if consumer {
-            vec![(0, view.consumer.state)]
+        let indices = if consumer { 0..1 } else { 1..1 + self.slots() };
+        let markers = indices
+            .clone()
+            .map(|i| self.seg.endpoint_info(i))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let ends = self.ends()?;
+        let words = if consumer {
+            vec![ends.consumer]
         } else {
-            (1..).zip(view.producers.iter().map(|p| p.state)).collect()
+            ends.producers
         };
-        ends.into_iter()
-            .map(|(index, state)| {
-                let info = self.seg.endpoint_info(index)?;
+        indices
+            .zip(markers)
+            .zip(words)
+            .map(|((index, first), word)| {
+                let state = word.state;
+                let info = match PeerState::of(first.alive, first.pid, first.attaches, state) {
+                    PeerState::Died => self.seg.endpoint_info(index)?,
+                    _ => first,
+                };
                 Ok(PeerState::of(info.alive, info.pid, info.attaches, state))
             })
             .collect()
+    }
+
+    /// The endpoints' state words (a few loads, no walk).
+    fn ends(&self) -> shmq_ring::Result<inspect::Endpoints> {
+        match self.geometry {
+            RingGeometry::Mpsc(_) => {
+                inspect::mpsc_ends(&self.region, self.capacity(), self.slots())
+            }
+            RingGeometry::Spsc(_) => inspect::spsc_ends(&self.region, self.capacity()),
+        }
     }
 }
 

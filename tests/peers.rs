@@ -9,7 +9,7 @@ use shmq::{Error, Mpsc, Options, PeerState, Receiver, RingKind, Sender, Spsc};
 use shmq_testkit as kit;
 use shmq_testkit::{Names, Spawn, Watchdog, arg, arg_or, emit, hang};
 
-shmq_testkit::roles! { role_tx role_rx }
+shmq_testkit::roles! { role_tx role_rx role_churn }
 
 /// A producer on the KIND channel NAME: sends COUNT messages, reports `sent`
 /// with its pid, then ENDING: `hang` (until killed), `close` (drops the
@@ -40,6 +40,19 @@ fn role_rx() {
         let _rx = Receiver::<K>::open(&arg::<String>("NAME"), &Options::new()).expect("receiver");
         emit("ready", json!({ "pid": std::process::id() }));
         hang();
+    }
+    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+}
+
+/// A producer that opens the KIND channel NAME and closes it again, COUNT
+/// times; reports `done`.
+fn role_churn() {
+    fn run<K: RingKind>() {
+        let name = arg::<String>("NAME");
+        for _ in 0..arg::<u32>("COUNT") {
+            drop(Sender::<K>::open(&name, &Options::new()).expect("sender"));
+        }
+        emit("done", json!({}));
     }
     kit::by_kind!(arg::<String>("KIND").as_str(), run())
 }
@@ -103,6 +116,53 @@ fn peer_states_follow_attach_close_exit_and_kill() {
     producer_states::<Mpsc>(&wd, &names);
     consumer_states::<Spsc>(&wd, &names);
     consumer_states::<Mpsc>(&wd, &names);
+    names.assert_clean();
+}
+
+/// A producer that closes while `peers` looks at it is `Closed` (or still
+/// `Alive`), never `Died`: `peers` used to read the state words (with a walk
+/// over every waiting message) before it asked the markers, so a close in
+/// between read as "attached, marker free". The window is short: against that
+/// order this run failed in one of four tries; the ring's own judgement has a
+/// deterministic test (`crates/ring/src/peer.rs`). Cycles: SHMQ_PEER_CHURN
+/// (default 20,000, about a second).
+fn no_death_in_a_clean_close<K: RingKind>(wd: &Watchdog, names: &Names) {
+    let name = names.name(&format!("peers-churn-{}", K::NAME));
+    let rx = Receiver::<K>::create(&name, &Options::new().capacity(1 << 20)).expect("create");
+    let mut fill = Spawn::role_on("tx", &name)
+        .arg("KIND", K::NAME)
+        .arg("COUNT", 8000)
+        .arg("ENDING", "close")
+        .spawn(wd);
+    fill.event("sent");
+    fill.expect_success();
+    let count: u32 = kit::env_or("SHMQ_PEER_CHURN", 20_000);
+    let mut p = Spawn::role_on("churn", &name)
+        .arg("KIND", K::NAME)
+        .arg("COUNT", count)
+        .spawn(wd);
+    let mut looks = 0u64;
+    while p.try_event("done", std::time::Duration::ZERO).is_none() {
+        let states = rx.peers().expect("peers");
+        assert!(
+            !states.contains(&PeerState::Died),
+            "{}: a clean close read as a death after {looks} looks: {states:?}",
+            K::NAME
+        );
+        looks += 1;
+    }
+    p.expect_success();
+    eprintln!("{}: {looks} looks during {count} opens and closes", K::NAME);
+    drop(rx);
+    let _ = shmq::inspect::unlink(&name);
+}
+
+#[test]
+fn a_clean_close_under_a_look_is_never_a_death() {
+    let wd = Watchdog::new("peer_churn");
+    let names = Names::new();
+    no_death_in_a_clean_close::<Spsc>(&wd, &names);
+    no_death_in_a_clean_close::<Mpsc>(&wd, &names);
     names.assert_clean();
 }
 

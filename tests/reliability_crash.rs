@@ -39,13 +39,6 @@ fn role_options() -> Options {
     o
 }
 
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 // ---------------------------------------------------------------------------
 // Roles
 
@@ -872,7 +865,7 @@ fn role_storm() {
 /// no unexpected error appears, and everything is stale (removable) at the end.
 #[test]
 fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
-    let secs = env_u64("SHMQ_STORM_SECS", 8);
+    let secs = kit::env_or::<u64>("SHMQ_STORM_SECS", 8);
     let wd = Watchdog::with_limit("cf10", Duration::from_secs(secs + 90));
     let names = Names::new();
     let pool: Vec<String> = (0..STORM_NAMES).map(|_| names.name("cf10")).collect();
@@ -1290,7 +1283,7 @@ fn crash_cycle<K: KindExt>(s: &mut Survivor, cycle: u64) {
 /// descriptors, mappings, `/dev/shm` entries and children as they were.
 #[test]
 fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
-    let cycles = env_u64("SHMQ_CRASH_CYCLES", 50);
+    let cycles = kit::env_or::<u64>("SHMQ_CRASH_CYCLES", 50);
     let wd = Watchdog::with_limit("cf11", Duration::from_secs(60 + cycles));
     let tag = format!("cf11-{:x}", Rng::seed() & 0xffff_ffff);
     let before = kit::shm_entries(&format!("t-{tag}"));
@@ -1517,7 +1510,7 @@ fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn cf16_restarted_producers_deliver_every_committed_record_once_per_incarnation() {
-    let restarts = env_u64("SHMQ_RESTARTS", 20) as u32;
+    let restarts = kit::env_or::<u64>("SHMQ_RESTARTS", 20) as u32;
     let wd = Watchdog::with_limit("cf16", Duration::from_secs(60 + u64::from(restarts)));
     let names = Names::new();
     let name = names.name("cf16");

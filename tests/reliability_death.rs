@@ -266,10 +266,7 @@ fn a_hole_over_page_0_then_a_death_is_an_error_not_a_hang() {
 /// the seed is printed, SHMQ_SEED replays it.
 #[test]
 fn whatever_page_0_says_a_death_is_reported_within_the_budget() {
-    let cases: u64 = std::env::var("SHMQ_PAGE0_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+    let cases: u64 = kit::env_or("SHMQ_PAGE0_CASES", 12);
     let seed = Rng::seed();
     eprintln!("seed {seed} (SHMQ_SEED={seed} replays it)");
     let mut rng = Rng::new(seed);

@@ -1150,10 +1150,7 @@ fn hp04<K: KindExt>(wd: &Watchdog, names: &Names, seed: u64, rng: &mut Rng, secs
 /// `crates/ring/tests/adversary.rs`.
 #[test]
 fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
-    let secs = std::env::var("SHMQ_FLIP_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(1.5);
+    let secs: f64 = kit::env_or("SHMQ_FLIP_SECS", 1.5);
     let wd = Watchdog::with_limit("hp04", Duration::from_secs(90 + 2 * secs as u64));
     let names = Names::new();
     let seed = Rng::seed();

@@ -265,8 +265,10 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
             }
         }
     }
-    let consumer = end_view(&ctl.ends.consumer, EndpointName::Consumer, &mut problems);
-    let producer = end_view(&ctl.ends.producer, EndpointName::Producer, &mut problems);
+    let Endpoints {
+        consumer,
+        producers,
+    } = spsc_endpoints(&ctl, &mut problems);
     Ok(RingView {
         capacity: cap,
         head,
@@ -278,7 +280,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
         message_bytes,
         uncommitted: 0,
         consumer,
-        producers: vec![producer],
+        producers,
         consumer_waiting: flag(&ctl.wake.consumer_waiting),
         producers_waiting: flag(&ctl.wake.producers_waiting),
         problems,
@@ -303,7 +305,7 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
         tail: ctl.tail.load(Ordering::Acquire),
     };
     let (head, tail) = (s.head, s.tail);
-    let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
+    let slots = slot_array(region, producers);
     let data = region.data(mpsc::control_len(producers), cap);
     let mask = cap as u64 - 1;
     let mut problems = Vec::new();
@@ -351,20 +353,10 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
             }
         }
     }
-    let consumer = end_view(&ctl.ends.consumer, EndpointName::Consumer, &mut problems);
-    let producers: Vec<EndpointView> = (0u16..)
-        .zip(slots.iter())
-        .map(|(i, s)| {
-            let mut v = end_view(&s.end, EndpointName::ProducerSlot(i), &mut problems);
-            // Acquire: pairs with the Release store of NO_CLAIM when a producer
-            // commits (`mpsc.rs`); the claim is shown, never followed.
-            let c = s.claim.load(Ordering::Acquire);
-            if c != NO_CLAIM {
-                v.pending_claim = Some(c & !7);
-            }
-            v
-        })
-        .collect();
+    let Endpoints {
+        consumer,
+        producers,
+    } = mpsc_endpoints(&ctl, &slots, &mut problems);
     Ok(RingView {
         capacity: cap,
         head,
@@ -381,6 +373,80 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
         producers_waiting: flag(&ctl.wake.producers_waiting),
         problems,
     })
+}
+
+/// A ring's endpoints as their state words describe them, without the walk
+/// over its frames that [`RingView`] makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The consumer.
+    pub consumer: EndpointView,
+    /// The producer (SPSC: one) or producer slots (MPSC).
+    pub producers: Vec<EndpointView>,
+}
+
+/// Reads the endpoint words of an SPSC ring, and nothing else (a few loads).
+///
+/// # Errors
+/// As [`spsc`](fn@spsc). An invalid state word is shown as
+/// [`EndpointState::Invalid`].
+pub fn spsc_ends(region: &Region, capacity: u64) -> Result<Endpoints> {
+    check_len(region, capacity, spsc::region_len)?;
+    Ok(spsc_endpoints(&Ctl::new(region), &mut Vec::new()))
+}
+
+/// Reads the endpoint words of an MPSC ring with `producers` slots, and nothing
+/// else.
+///
+/// # Errors
+/// As [`mpsc`](fn@mpsc).
+pub fn mpsc_ends(region: &Region, capacity: u64, producers: u16) -> Result<Endpoints> {
+    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
+        return Err(crate::Error::TooManyProducers(producers));
+    }
+    check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
+    let slots = slot_array(region, producers);
+    Ok(mpsc_endpoints(&Ctl::new(region), &slots, &mut Vec::new()))
+}
+
+fn slot_array(region: &Region, producers: u16) -> CtlArray<Line<ProducerSlot>> {
+    CtlArray::new(region, 512, producers.into())
+}
+
+fn spsc_endpoints(ctl: &SpscControl, problems: &mut Vec<RingFinding>) -> Endpoints {
+    Endpoints {
+        consumer: end_view(&ctl.ends.consumer, EndpointName::Consumer, problems),
+        producers: vec![end_view(
+            &ctl.ends.producer,
+            EndpointName::Producer,
+            problems,
+        )],
+    }
+}
+
+fn mpsc_endpoints(
+    ctl: &MpscControl,
+    slots: &CtlArray<Line<ProducerSlot>>,
+    problems: &mut Vec<RingFinding>,
+) -> Endpoints {
+    let consumer = end_view(&ctl.ends.consumer, EndpointName::Consumer, problems);
+    let producers = (0u16..)
+        .zip(slots.iter())
+        .map(|(i, s)| {
+            let mut v = end_view(&s.end, EndpointName::ProducerSlot(i), problems);
+            // Acquire: pairs with the Release store of NO_CLAIM when a producer
+            // commits (`mpsc.rs`); the claim is shown, never followed.
+            let c = s.claim.load(Ordering::Acquire);
+            if c != NO_CLAIM {
+                v.pending_claim = Some(c & !7);
+            }
+            v
+        })
+        .collect();
+    Endpoints {
+        consumer,
+        producers,
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -36,7 +36,18 @@ pub(crate) fn peer_status(
     match end.state.load(Ordering::Acquire) {
         NEVER if !seen => Ok(PeerStatus::Unattached),
         NEVER | ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
-        NEVER | ATTACHED => Ok(PeerStatus::Gone(Disconnect::Died)),
+        // The marker is free. The peer may have closed between our read of the
+        // word and our question (it stores CLOSED before it gives the marker up),
+        // so read the word again: only a word that still says attached after the
+        // marker was found free is a death (found by the eight-producer soak,
+        // which saw a clean close reported as `Died`).
+        // Acquire: pairs with the Release store in `EndState::close`; the marker's
+        // release and our lock query are system calls, so a close that came
+        // before the marker was free is visible here.
+        NEVER | ATTACHED => match end.state.load(Ordering::Acquire) {
+            CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
+            _ => Ok(PeerStatus::Gone(Disconnect::Died)),
+        },
         CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
         v => Err(Error::corrupted("endpoint state", 0, v.into())),
     }
@@ -61,4 +72,57 @@ pub(crate) fn check_positions(head: u64, tail: u64, cap: usize) -> Result<()> {
         return Err(Error::corrupted("head out of range", tail, head));
     }
     Ok(())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::AtomicU32;
+
+    /// A peer that closes while the liveness question is asked: it has stored
+    /// CLOSED and given its marker up by the time the answer comes.
+    struct ClosesWhileAsked<'a>(&'a EndState);
+
+    impl Liveness for ClosesWhileAsked<'_> {
+        fn is_alive(&self, _: Endpoint) -> bool {
+            self.0.state.store(CLOSED, Ordering::Release);
+            false
+        }
+    }
+
+    /// A peer whose marker is free and whose word still says attached: it died.
+    struct Dead;
+
+    impl Liveness for Dead {
+        fn is_alive(&self, _: Endpoint) -> bool {
+            false
+        }
+    }
+
+    fn end(state: u32) -> EndState {
+        EndState {
+            state: AtomicU32::new(state),
+            incarnation: AtomicU32::new(1),
+        }
+    }
+
+    #[test]
+    fn a_close_between_the_word_and_the_marker_is_a_close() {
+        let e = end(ATTACHED);
+        let status = peer_status(&e, &ClosesWhileAsked(&e), Endpoint::Consumer, true);
+        assert_eq!(status.unwrap(), PeerStatus::Gone(Disconnect::Closed));
+    }
+
+    #[test]
+    fn a_free_marker_under_an_attached_word_is_a_death() {
+        let e = end(ATTACHED);
+        let status = peer_status(&e, &Dead, Endpoint::Producer(3), true);
+        assert_eq!(status.unwrap(), PeerStatus::Gone(Disconnect::Died));
+        // A reset word about a seen endpoint: damage, and the marker decides.
+        let e = end(NEVER);
+        let status = peer_status(&e, &Dead, Endpoint::Consumer, true);
+        assert_eq!(status.unwrap(), PeerStatus::Gone(Disconnect::Died));
+        let status = peer_status(&e, &Dead, Endpoint::Consumer, false);
+        assert_eq!(status.unwrap(), PeerStatus::Unattached);
+    }
 }

@@ -1394,10 +1394,7 @@ fn size_limits_huge_pages_and_bad_layouts_are_refused() {
 /// How many creators `creators_killed_*` kill: `SHMQ_CREATE_KILLS`, 40 by
 /// default (the long run uses 400).
 fn create_kills() -> u64 {
-    std::env::var("SHMQ_CREATE_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40)
+    shmq_testkit::env_or("SHMQ_CREATE_KILLS", 40)
 }
 
 #[test]

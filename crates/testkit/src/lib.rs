@@ -89,6 +89,16 @@ pub use role::{
     wait_child, wait_strategy,
 };
 
+/// A count or duration a long run can raise: the environment variable `key`
+/// parsed as `T`, or `default` (the small CI value) if it is unset or does not
+/// parse.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The detection budget the brief sets: SIGKILL to `Disconnected`.
 pub const DEATH_BUDGET: Duration = Duration::from_millis(250);
 
