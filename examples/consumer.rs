@@ -8,8 +8,9 @@
 //! payload byte. The last line printed is a JSON object
 //! `{"received": n, "verified": bool, "lost": n, "duplicated": n,
 //!   "reason": "complete"|"disconnected"|"error", "per_producer": {"0": n, ...}}`.
-//! Exit status: 0 when N were received and all verified; 2 when the producers
-//! went away first and everything received verified; 1 on a verification failure
+//! Exit status: 0 when N were received and all verified; 2 when the expected
+//! producers (`--producers`, default 1) have come and gone first and everything
+//! received verified; 1 on a verification failure
 //! or any channel error (a foreign, truncated or damaged segment included), with a
 //! message on stderr.
 
@@ -35,8 +36,10 @@ struct Args {
     /// Use an MPSC channel.
     #[arg(long)]
     mpsc: bool,
-    /// MPSC: wait until this many producers have attached before treating "no
-    /// producer alive" as the end.
+    /// The end: once this many producer attachments have happened, none is
+    /// attached any more, and everything committed has been received
+    /// (`Receiver::expect_producers`). Until then the consumer waits, asleep,
+    /// for producers to come (a named channel is a queue).
     #[arg(long, default_value_t = 1)]
     producers: u32,
 }
@@ -90,9 +93,7 @@ fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
     }
     if a.mpsc {
         let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
-        let mut rx = mpsc::Receiver::create_or_open(&a.name, &opts)?;
-        rx.expect_producers(a.producers)?;
-        receive_all(rx, a, tally)
+        receive_all(mpsc::Receiver::create_or_open(&a.name, &opts)?, a, tally)
     } else {
         receive_all(spsc::Receiver::create_or_open(&a.name, &opts)?, a, tally)
     }
@@ -103,6 +104,7 @@ fn receive_all<K: RingKind>(
     a: &Args,
     tally: &mut Tally,
 ) -> shmq::Result<&'static str> {
+    rx.expect_producers(a.producers)?;
     let mut buf = Vec::new();
     while tally.received < a.count {
         match rx.recv_into(&mut buf) {

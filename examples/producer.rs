@@ -2,18 +2,20 @@
 //!
 //! ```text
 //! producer --name NAME --count N --size BYTES [--capacity BYTES] [--mpsc --id K]
+//!          [--exit-on-disconnect]
 //! ```
 //! Creates or opens the channel (either program may start first), sends N
 //! messages of BYTES bytes (at least 16), each carrying its sequence number, the
 //! producer id and a payload derived from both. The last line printed is a JSON
 //! object `{"sent": N, "msgs_per_sec": X}`. Exit status: 0 on success, 2 if the
-//! consumer went away, 1 on any other error (described on stderr).
+//! consumer went away and `--exit-on-disconnect` was given (without it, sending
+//! waits for the next consumer), 1 on any other error (described on stderr).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use shmq::{Error, Options, RingKind, Sender, mpsc, spsc};
+use shmq::{Error, Lifecycle, Options, RingKind, Sender, mpsc, spsc};
 use shmq_testkit::msg;
 
 #[derive(Parser, Debug)]
@@ -37,10 +39,18 @@ struct Args {
     /// Producer id carried in every message.
     #[arg(long, default_value_t = 0)]
     id: u32,
+    /// Exit (status 2) as soon as the consumer is closed or dead. Without it the
+    /// channel is a queue: sending goes on through consumer restarts, waiting
+    /// only for room.
+    #[arg(long)]
+    exit_on_disconnect: bool,
 }
 
 fn run(a: &Args) -> shmq::Result<f64> {
     let mut opts = Options::new();
+    if a.exit_on_disconnect {
+        opts = opts.lifecycle(Lifecycle::Session);
+    }
     if let Some(c) = a.capacity {
         opts = opts.capacity(c);
     }

@@ -17,7 +17,9 @@
 //! and use one end in each process.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use shmq_ring::watch::PeerWatch;
 use shmq_ring::{
     Endpoint as RingEndpoint, Geometry, Interrupter, Liveness, Mpsc, Region, Spsc, WaitConfig,
     failpoint, inspect, mpsc, spsc,
@@ -277,6 +279,14 @@ impl Mapped {
                 Ok(PeerState::of(info.alive, info.pid, info.attaches, state))
             })
             .collect()
+    }
+
+    /// A watch on the ring's wake line, for waiting on peer changes.
+    fn watch(&self) -> shmq_ring::Result<PeerWatch> {
+        match self.geometry {
+            RingGeometry::Mpsc(_) => PeerWatch::mpsc(&self.region, self.capacity(), self.slots()),
+            RingGeometry::Spsc(_) => PeerWatch::spsc(&self.region, self.capacity()),
+        }
     }
 
     /// The endpoints' state words (a few loads, no walk).
@@ -685,7 +695,8 @@ pub(crate) struct Handle<R: Attachable> {
 impl<R: Attachable> Handle<R> {
     /// Maps the channel and attaches now.
     pub(crate) fn open(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Self> {
-        Handle::attached(map(source, shape, opts)?, opts.wait)
+        let wait = opts.wait_for(!matches!(source, Source::Fd(_)));
+        Handle::attached(map(source, shape, opts)?, wait)
     }
 
     /// Attaches now.
@@ -861,6 +872,43 @@ impl<R: Attachable> Handle<R> {
     /// The consumer's state (`consumer`) or each producer endpoint's.
     pub(crate) fn peers(&self, consumer: bool) -> Result<Vec<PeerState>> {
         self.mapped_or_err()?.peers(consumer)
+    }
+
+    /// Waits until the consumer's state (`consumer`) or the producers' states
+    /// differ from `known`, and returns them; `Err(Timeout)` once `timeout`
+    /// passes, `Err(Interrupted)` if this handle's interrupter is set.
+    ///
+    /// Sleeps on the ring's wake line, which every attach and close bumps; the
+    /// sequence is read before each look, so a change after the look ends the
+    /// sleep at once. A death wakes nobody: each sleep lasts at most one wait
+    /// slice, so a death is seen within a slice (the death budget).
+    pub(crate) fn peers_changed(
+        &self,
+        consumer: bool,
+        known: &[PeerState],
+        timeout: Duration,
+    ) -> Result<Vec<PeerState>> {
+        let m = self.mapped_or_err()?;
+        let watch = m.watch()?;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let seq = watch.seq();
+            let now = m.peers(consumer)?;
+            if now != known {
+                return Ok(now);
+            }
+            if self.interrupt.is_interrupted() {
+                return Err(Error::Interrupted);
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => self.wait.slice,
+            };
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            watch.park(seq, left.min(self.wait.slice));
+        }
     }
 }
 

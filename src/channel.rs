@@ -8,7 +8,7 @@
 
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmq_ring::{Consumer, Mpsc, Producer};
 
@@ -236,6 +236,31 @@ impl<K: RingKind, M: Format> Sender<K, M> {
     /// reading the marker.
     pub fn peer(&self) -> Result<PeerState> {
         Ok(self.end.peers(true)?[0])
+    }
+
+    /// Waits until the consumer's state differs from `known` (a value from
+    /// [`Sender::peer`]) and returns it: an attach, a close and (within one
+    /// wait slice) a death end the wait. Asleep meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`](crate::Error::Timeout) once `timeout` passes,
+    /// [`Error::Interrupted`](crate::Error::Interrupted), or as [`Sender::peer`].
+    pub fn peer_changed(&self, known: PeerState, timeout: Duration) -> Result<PeerState> {
+        Ok(self.end.peers_changed(true, &[known], timeout)?[0])
+    }
+
+    /// Waits until a consumer is attached and alive, and returns its state
+    /// (at once if it is).
+    ///
+    /// # Errors
+    /// As [`Sender::peer_changed`].
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<PeerState> {
+        let deadline = Deadline::after(timeout);
+        let mut state = self.peer()?;
+        while !matches!(state, PeerState::Alive { .. }) {
+            state = self.peer_changed(state, deadline.left())?;
+        }
+        Ok(state)
     }
 
     /// Committed messages the consumer has not received yet. It walks the ring
@@ -466,6 +491,44 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
         self.end.peers(false)
     }
 
+    /// Waits until the producers' states differ from `known` (a value from
+    /// [`Receiver::peers`]) and returns them: an attach, a close and (within
+    /// one wait slice) a death end the wait. Asleep meanwhile.
+    ///
+    /// # Errors
+    /// As [`Sender::peer_changed`].
+    pub fn peers_changed(&self, known: &[PeerState], timeout: Duration) -> Result<Vec<PeerState>> {
+        self.end.peers_changed(false, known, timeout)
+    }
+
+    /// Waits until at least one producer is attached and alive, and returns the
+    /// producers' states (at once if one is).
+    ///
+    /// # Errors
+    /// As [`Sender::peer_changed`].
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<Vec<PeerState>> {
+        let deadline = Deadline::after(timeout);
+        let mut states = self.peers()?;
+        while !states.iter().any(|s| matches!(s, PeerState::Alive { .. })) {
+            states = self.peers_changed(&states, deadline.left())?;
+        }
+        Ok(states)
+    }
+
+    /// Reports [`Error::Disconnected`](crate::Error::Disconnected) only once at
+    /// least `n` producer attachments have happened over the channel's life,
+    /// none is attached now, and everything committed has been received:
+    /// "done", said explicitly. Unset, a session (anonymous channels) expects
+    /// one, and a queue (named channels) never reports `Disconnected`: its
+    /// receiver sleeps until the next producer comes ([`Options::lifecycle`]).
+    ///
+    /// # Errors
+    /// As for receiving, if the receiver has not attached yet and cannot.
+    pub fn expect_producers(&mut self, n: u32) -> Result<()> {
+        self.end.ring()?.expect_producers(n);
+        Ok(())
+    }
+
     /// Committed messages waiting to be received (see [`Sender::len`]).
     ///
     /// # Errors
@@ -590,17 +653,6 @@ impl<K: RingKind> Receiver<K> {
 }
 
 impl<M: Format> Receiver<Mpsc, M> {
-    /// Report [`Error::Disconnected`](crate::Error::Disconnected) only once at least
-    /// `n` producers have attached (default 1), so that a receiver started before
-    /// its producers does not give up early.
-    ///
-    /// # Errors
-    /// As for receiving, if the receiver has not attached yet and cannot.
-    pub fn expect_producers(&mut self, n: u32) -> Result<()> {
-        self.end.ring()?.expect_producers(n);
-        Ok(())
-    }
-
     /// How many times producers have attached to this channel.
     ///
     /// # Errors
@@ -630,11 +682,11 @@ pub fn anonymous<K: RingKind, M: Format>(opts: &Options) -> Result<(Sender<K, M>
     let (a, b) = attach::anonymous(&M::shape::<K>(opts), opts)?;
     Ok((
         Sender {
-            end: Handle::pending(a, opts.wait),
+            end: Handle::pending(a, opts.wait_for(false)),
             _m: PhantomData,
         },
         Receiver {
-            end: Handle::pending(b, opts.wait),
+            end: Handle::pending(b, opts.wait_for(false)),
             _m: PhantomData,
         },
     ))
@@ -675,5 +727,21 @@ impl<'a, K: RingKind, M: Format> IntoIterator for &'a mut Receiver<K, M> {
 
     fn into_iter(self) -> Iter<'a, K, M> {
         self.iter()
+    }
+}
+
+/// The end of a wait made of several waits (`None`: it never ends).
+struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn after(timeout: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// What is left of it (`Duration::MAX` for one that never ends).
+    fn left(&self) -> Duration {
+        self.0.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
     }
 }

@@ -75,7 +75,7 @@ pub use channel::{
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 pub use shmq_ring::{
-    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, WaitConfig, WaitStrategy, futex_calls,
+    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
 };
 pub use shmq_ring::{Mpsc, Spsc};
 pub use shmq_segment::{SegmentOptions, unique_name, validate_name};

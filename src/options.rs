@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shmq_ring::{WaitConfig, WaitStrategy};
+use shmq_ring::{Lifecycle, WaitConfig, WaitStrategy};
 use shmq_segment::SegmentOptions;
 
 /// Default capacity of a byte channel: 1 MiB.
@@ -28,6 +28,9 @@ pub struct Options {
     pub(crate) capacity: Option<u64>,
     pub(crate) producers: Option<u16>,
     pub(crate) wait: WaitConfig,
+    /// Set by [`Options::lifecycle`]; unset: a queue for named channels, a
+    /// session for anonymous and descriptor-passed ones.
+    lifecycle: Option<Lifecycle>,
     /// Set by [`Options::segment_options`]; the settings below apply on top of it.
     base: SegmentOptions,
     /// The segment settings made through this builder, in call order: they
@@ -65,6 +68,7 @@ impl Options {
             capacity: None,
             producers: None,
             wait: WaitConfig::default(),
+            lifecycle: None,
             base: SegmentOptions::new(),
             settings: Vec::new(),
         }
@@ -95,6 +99,32 @@ impl Options {
     pub fn wait_slice(mut self, slice: Duration) -> Self {
         self.wait.slice = slice;
         self
+    }
+
+    /// What an absent peer means ([`Lifecycle`], docs/LIFECYCLE.md). Unset,
+    /// named channels are queues (a sender waits only for room, whatever the
+    /// receiver does; a receiver waits for senders until
+    /// [`Receiver::expect_producers`](crate::Receiver::expect_producers) says how
+    /// many make it done) and anonymous or descriptor-passed channels are
+    /// sessions (`Disconnected` once the peer is gone and everything is drained,
+    /// final). Choose a session for a named channel whose sender must learn at
+    /// once that its receiver went away.
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// The wait configuration for a channel that is named (`named`) or not.
+    pub(crate) fn wait_for(&self, named: bool) -> WaitConfig {
+        let default = if named {
+            Lifecycle::Queue
+        } else {
+            Lifecycle::Session
+        };
+        WaitConfig {
+            lifecycle: self.lifecycle.unwrap_or(default),
+            ..self.wait
+        }
     }
 
     /// Permission bits of a created segment (default `0o600`), applied with `fchmod`.

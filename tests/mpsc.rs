@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use shmq::{Error, Options, mpsc};
+use shmq::{Error, mpsc};
 use shmq_testkit as kit;
 use shmq_testkit::{
     Names, Proc, Spawn, Verifier, Watchdog, arg, arg_or, emit, hang, mono_ns, msg, num, scaled,
@@ -37,7 +37,7 @@ fn role_send() {
     let size: usize = arg_or("SIZE", 64);
     let pace: u64 = arg_or("PACE", 0);
     let mode: String = arg_or("MODE", "send".to_owned());
-    let mut tx = mpsc::Sender::open(&name, &Options::new()).expect("open sender");
+    let mut tx = mpsc::Sender::open(&name, &kit::session()).expect("open sender");
     emit("attached", json!({ "slot": tx.slot().expect("slot") }));
     let mut buf = vec![0u8; size];
     if mode == "batch" {
@@ -108,7 +108,7 @@ fn role_fork_fanin() {
     let count: u64 = arg("COUNT");
     let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) =
-        mpsc::anonymous(&Options::new().capacity(1 << 16).max_producers(4)).expect("anonymous");
+        mpsc::anonymous(&kit::session().capacity(1 << 16).max_producers(4)).expect("anonymous");
     rx.expect_producers(3).expect("expect_producers");
     let mut children = Vec::new();
     for id in 0..3u32 {
@@ -294,14 +294,14 @@ fn assert_held(p: &Progress, stalled: u64, whose: &str) {
 /// the name (bind it last: it is dropped first).
 fn start_64k(test: &str, tag: &str) -> (Watchdog, Names, String, mpsc::Receiver) {
     let (wd, names, name) = shmq_testkit::start(test, tag);
-    let rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let rx = mpsc::Receiver::create(&name, &kit::session().capacity(1 << 16)).expect("create");
     (wd, names, name, rx)
 }
 
 /// The receiver of a 64 KiB MPSC channel `name` with 8 producer slots, which
 /// expects 4 producers.
 fn four_producer_rx(name: &str) -> mpsc::Receiver {
-    let o = Options::new().capacity(1 << 16).max_producers(8);
+    let o = kit::session().capacity(1 << 16).max_producers(8);
     let mut rx = mpsc::Receiver::create(name, &o).expect("create");
     rx.expect_producers(4).expect("expect_producers");
     rx
@@ -570,7 +570,7 @@ fn a_producer_stopped_mid_message_completes_after_sigcont() {
     let (wd, names, name) = shmq_testkit::start("stopped_mid_message", "mpsc-sigcont");
     let victim_count = 300;
     let others = 2000;
-    let mut rx = mpsc::Receiver::create(&name, &Options::new().capacity(1 << 18).max_producers(8))
+    let mut rx = mpsc::Receiver::create(&name, &kit::session().capacity(1 << 18).max_producers(8))
         .expect("create");
     rx.expect_producers(4).expect("expect_producers");
     let progress = Progress::default();

@@ -172,6 +172,8 @@ fn a_clean_close_under_a_look_is_never_a_death() {
 fn len_and_iter<K: RingKind>(wd: &Watchdog, names: &Names) {
     let name = names.name(&format!("peers-len-{}", K::NAME));
     let mut rx = Receiver::<K>::create(&name, &Options::new()).expect("create");
+    // A named channel is a queue: "done" is said explicitly.
+    rx.expect_producers(1).expect("expect_producers");
     assert!(rx.is_empty().expect("is_empty"));
     assert_eq!(rx.try_iter().count(), 0, "nothing sent yet");
     let mut p = Spawn::role_on("tx", &name)

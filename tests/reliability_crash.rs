@@ -29,7 +29,7 @@ const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
 /// Options from role parameters WAIT, CAP and PRODUCERS.
 fn role_options() -> Options {
-    let mut o = Options::new().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
+    let mut o = kit::session().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
     if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
@@ -239,7 +239,7 @@ fn hold_rx_of<K: KindExt>() {
 /// holds until killed.
 fn role_fork_tx() {
     let name: String = arg("NAME");
-    let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open sender");
+    let mut tx = shmq::spsc::Sender::open(&name, &kit::session()).expect("open sender");
     let count: u64 = arg("COUNT");
     for seq in 0..count {
         tx.send(&kit::message(seq, 0, 64)).expect("send");
@@ -291,7 +291,7 @@ fn role_pidns() {
         // uses this thread's state.
         let p = match unsafe { fork() }.expect("fork P") {
             ForkResult::Child => {
-                let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("P: open");
+                let mut tx = shmq::spsc::Sender::open(&name, &kit::session()).expect("P: open");
                 for seq in 0..count {
                     tx.send(&kit::message(seq, 0, 64)).expect("P: send");
                 }
@@ -365,7 +365,7 @@ fn kill_if_due(
 
 /// Creates the receiver of a channel of kind `K` named `name` with `capacity`.
 fn create_rx<K: RingKind>(name: &str, capacity: u64) -> Receiver<K> {
-    Receiver::create(name, &Options::new().capacity(capacity)).expect("create")
+    Receiver::create(name, &kit::session().capacity(capacity)).expect("create")
 }
 
 fn ms(d: Duration) -> f64 {
@@ -379,7 +379,7 @@ fn ms(d: Duration) -> f64 {
 #[cfg(feature = "failpoints")]
 fn cf01<K: KindExt>(wd: &Watchdog, name: &str) {
     let kind = K::NAME;
-    let mut rx = Receiver::<K>::create(name, &Options::new().capacity(1 << 16)).expect("create");
+    let mut rx = Receiver::<K>::create(name, &kit::session().capacity(1 << 16)).expect("create");
     let mut committed = 0;
     if K::MPSC {
         // MPSC has no failpoint-free path: an earlier producer commits 100.
@@ -570,7 +570,7 @@ fn cf06_a_stale_wait_flag_costs_one_wake_and_a_new_consumer_gets_everything() {
         "the stale flag must cost exactly one wake-up call for 200 sends: {ev}"
     );
     assert_eq!(num(&ev, "waits"), 0, "the producer never had to wait: {ev}");
-    let mut rx = Receiver::<Spsc>::open(&name, &Options::new()).expect("new consumer");
+    let mut rx = Receiver::<Spsc>::open(&name, &kit::session()).expect("new consumer");
     let mut v = Verifier::new();
     let mut buf = Vec::new();
     v.take_n(200, &mut buf, |b| {
@@ -655,9 +655,9 @@ fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
     assert!(Segment::is_stale(name).expect("is_stale"), "{kind}");
     for how in ["sender", "receiver"] {
         let r = if how == "sender" {
-            Sender::<K>::create(name, &Options::new()).map(drop)
+            Sender::<K>::create(name, &kit::session()).map(drop)
         } else {
-            Receiver::<K>::create(name, &Options::new()).map(drop)
+            Receiver::<K>::create(name, &kit::session()).map(drop)
         };
         assert!(
             matches!(
@@ -667,7 +667,7 @@ fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
             "{kind} {how}: create over a stale channel gave {r:?}"
         );
     }
-    let fresh_opts = Options::new().capacity(1 << 14).reclaim_stale(true);
+    let fresh_opts = kit::session().capacity(1 << 14).reclaim_stale(true);
     // Its 20 messages are data: `reclaim_stale` does not destroy them.
     let r = Receiver::<K>::create(name, &fresh_opts).map(drop);
     assert!(
@@ -696,7 +696,7 @@ fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
         matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)),
         "{kind}: the reclaimed channel must be empty"
     );
-    let mut tx = Sender::<K>::open(name, &Options::new()).expect("open sender");
+    let mut tx = Sender::<K>::open(name, &kit::session()).expect("open sender");
     tx.send(&kit::message(0, 9, 64)).expect("send");
     rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
         .expect("recv");
@@ -760,7 +760,7 @@ fn role_storm() {
         .collect();
     let end: u64 = arg("END_NS");
     let mut rng = Rng::new(arg("SEED"));
-    let opts = Options::new()
+    let opts = kit::session()
         .capacity(1 << 14)
         .max_producers(8)
         .open_timeout(Duration::from_millis(500));
@@ -979,7 +979,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
         let outcome = match cleaner {
             "remove_if_stale" => format!("{:?}", Segment::remove_if_stale(&name)),
             _ => {
-                let r = Receiver::<Spsc>::create(&name, &Options::new().reclaim_stale(true));
+                let r = Receiver::<Spsc>::create(&name, &kit::session().reclaim_stale(true));
                 let s = format!("{:?}", r.as_ref().map(drop));
                 second = r.ok();
                 s
@@ -999,7 +999,7 @@ fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
             continue;
         }
         // The creator was told it created `name`: a consumer must reach its channel.
-        let reached = Receiver::<Spsc>::open(&name, &Options::new()).and_then(|mut rx| {
+        let reached = Receiver::<Spsc>::open(&name, &kit::session()).and_then(|mut rx| {
             let mut buf = Vec::new();
             rx.recv_into_timeout(&mut buf, Duration::from_secs(2))
                 .map(|()| buf)
@@ -1077,8 +1077,8 @@ impl Survivor {
         // /dev/null for good (the fork guard, crates/segment/src/fork.rs).
         {
             let warm = names.name(&tag);
-            let mut rx = Receiver::<Spsc>::create(&warm, &Options::new()).expect("warm-up");
-            let mut tx = Sender::<Spsc>::open(&warm, &Options::new()).expect("warm-up");
+            let mut rx = Receiver::<Spsc>::create(&warm, &kit::session()).expect("warm-up");
+            let mut tx = Sender::<Spsc>::open(&warm, &kit::session()).expect("warm-up");
             tx.send(&kit::message(0, 0, 16)).expect("warm-up send");
             rx.recv_into(&mut Vec::new()).expect("warm-up recv");
         }
@@ -1130,7 +1130,7 @@ fn crash_cycle<K: KindExt>(s: &mut Survivor, cycle: u64) {
     };
     let point = rng.chance(0.6).then(|| *rng.pick(points));
     let name = names.name(tag);
-    let o = Options::new().capacity(4096);
+    let o = kit::session().capacity(4096);
     let count = 1000u64;
     let label = format!(
         "cycle {cycle}: {kind}, victim {}, {}",
@@ -1229,7 +1229,7 @@ fn crash_cycle<K: KindExt>(s: &mut Survivor, cycle: u64) {
         // Recovery: what the dead consumer did not take waits under the name;
         // a new consumer drains it (in order, no gap) and the name goes away.
         if kit::shm_path(&name).exists() {
-            let mut rx = Receiver::<K>::open(&name, &Options::new())
+            let mut rx = Receiver::<K>::open(&name, &kit::session())
                 .unwrap_or_else(|e| panic!("{label}: recovery open: {e:?}"));
             let mut buf = Vec::new();
             let mut last: Option<u64> = None;
@@ -1313,7 +1313,7 @@ fn cf11_a_crash_loop_leaks_no_descriptor_mapping_name_or_zombie() {
 /// CF-12's first half over a channel of kind `K` named `name`.
 fn cf12_zombie<K: KindExt>(wd: &Watchdog, name: &str) {
     let kind = K::NAME;
-    let mut rx = Receiver::<K>::create(name, &Options::new()).expect("create");
+    let mut rx = Receiver::<K>::create(name, &kit::session()).expect("create");
     let mut p = spawn_tx::<K>(wd, name)
         .arg("COUNT", 10)
         .arg("THEN", "hang")
@@ -1360,7 +1360,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
         return;
     }
     let (wd, names, name) = shmq_testkit::start("cf12_pidns", "cf12ns");
-    let mut rx = Receiver::<Spsc>::create(&name, &Options::new()).expect("create");
+    let mut rx = Receiver::<Spsc>::create(&name, &kit::session()).expect("create");
     let mut r = Spawn::role_on("pidns", &name).arg("COUNT", 10).spawn(&wd);
     let mut buf = Vec::new();
     let mut v = Verifier::new();
@@ -1415,7 +1415,7 @@ fn cf12_a_recycled_pid_in_a_fresh_pid_namespace_is_not_the_old_peer() {
 #[test]
 fn cf13_a_sender_inherited_through_fork_is_forked_and_does_not_mask_death() {
     let (wd, names, name) = shmq_testkit::start("cf13", "cf13");
-    let mut rx = Receiver::<Spsc>::create(&name, &Options::new()).expect("create");
+    let mut rx = Receiver::<Spsc>::create(&name, &kit::session()).expect("create");
     let mut p = Spawn::role_on("fork_tx", &name).arg("COUNT", 10).spawn(&wd);
     let child = num(&p.event("forked"), "child") as i32;
     let tried = p.event("child_tried");
@@ -1460,7 +1460,7 @@ fn cf15<K: KindExt>(wd: &Watchdog, names: &Names) {
         }
         let mut c = s.spawn(wd);
         c.event("attached");
-        let mut tx = Sender::<K>::open(&name, &Options::new()).expect("open");
+        let mut tx = Sender::<K>::open(&name, &kit::session()).expect("open");
         if ending == "close" {
             c.event("closed");
             c.expect_success();

@@ -42,7 +42,7 @@ const DATA_OFFSET_AT: u64 = 32;
 shmq_testkit::roles! { role_tx role_rx role_claim }
 
 fn options() -> Options {
-    Options::new().capacity(CAP)
+    kit::session().capacity(CAP)
 }
 
 /// The victim as producer: opens the KIND channel NAME, sends EXCHANGED

@@ -291,7 +291,7 @@ fn role_rx() {
 fn rx_of<K: KindExt>() {
     let name: String = arg("NAME");
     let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let mut o = Options::new().wait(shmq::WaitStrategy::Park);
+    let mut o = kit::session().wait(shmq::WaitStrategy::Park);
     if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
@@ -326,7 +326,7 @@ fn role_tx() {
 /// [`role_tx`] over a channel of kind `K`.
 fn tx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let mut tx = Sender::<K>::open(&name, &Options::new()).expect("sender");
+    let mut tx = Sender::<K>::open(&name, &kit::session()).expect("sender");
     emit("ready", json!({}));
     let id: u32 = arg("ID");
     let pace = Duration::from_micros(arg_or("PACE_US", 0));
@@ -350,7 +350,7 @@ fn tx_of<K: KindExt>() {
 /// `lied`; its own next send is reported too.
 fn role_hostile_mpsc() {
     let name: String = arg("NAME");
-    let mut tx = mpsc::Sender::open(&name, &Options::new()).expect("sender");
+    let mut tx = mpsc::Sender::open(&name, &kit::session()).expect("sender");
     for seq in 0..10 {
         tx.send(&kit::message(seq, 99, 64)).expect("send");
     }
@@ -379,7 +379,7 @@ fn role_truncated_rx() {
     // SAFETY: setrlimit reads one rlimit we own.
     unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
     let name: String = arg("NAME");
-    let o = Options::new().sigbus_guard(arg::<u8>("GUARD") == 1);
+    let o = kit::session().sigbus_guard(arg::<u8>("GUARD") == 1);
     let mut rx = spsc::Receiver::create(&name, &o.clone().capacity(1 << 16)).expect("rx");
     let mut tx = spsc::Sender::open(&name, &o).expect("tx");
     tx.send(b"before").expect("send");
@@ -421,7 +421,7 @@ fn trunc_end_of<K: KindExt>() {
         }
     };
     if arg::<String>("ROLE") == "rx" {
-        let o = Options::new().capacity(1 << 16);
+        let o = kit::session().capacity(1 << 16);
         let mut rx = How::Create.receiver::<K>(&name, &o).expect("rx");
         ready();
         let first = loop {
@@ -438,7 +438,7 @@ fn trunc_end_of<K: KindExt>() {
         wait_for(&go);
         drop(rx);
     } else {
-        let mut tx = How::Open.sender::<K>(&name, &Options::new()).expect("tx");
+        let mut tx = How::Open.sender::<K>(&name, &kit::session()).expect("tx");
         ready();
         let first = loop {
             match tx.send(&kit::message(n, 0, 200)) {
@@ -517,7 +517,7 @@ fn set_u16(img: &mut [u8], off: usize, v: u16) {
 /// undelivered message keeps the name).
 fn spsc_image(names: &Names) -> Vec<u8> {
     let name = names.name("hp-img");
-    let mut tx = spsc::Sender::create(&name, &Options::new().capacity(4096)).expect("create");
+    let mut tx = spsc::Sender::create(&name, &kit::session().capacity(4096)).expect("create");
     tx.send(&kit::message(0, 0, 64)).expect("send");
     drop(tx);
     let img = std::fs::read(kit::shm_path(&name)).expect("read image");
@@ -611,7 +611,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
         let mut img = good.clone();
         damage(&mut img);
         plant(&name, &img);
-        let o = Options::new().open_timeout(Duration::from_millis(100));
+        let o = kit::session().open_timeout(Duration::from_millis(100));
         let r = spsc::Receiver::open(&name, &o).map(drop);
         if !want.accepts(&r) {
             failures.push(format!("{what}: {r:?}"));
@@ -633,7 +633,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
         set_u64(&mut img, d + HEAD, head);
         set_u64(&mut img, d + TAIL, tail);
         plant(&name, &img);
-        let r = spsc::Sender::open(&name, &Options::new()).map(drop);
+        let r = spsc::Sender::open(&name, &kit::session()).map(drop);
         if !is_corrupted(&r) {
             failures.push(format!("{what} (sender attach): {r:?}"));
         }
@@ -644,7 +644,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     let mut img = good.clone();
     set_u64(&mut img, d + SPSC_DATA, 0x1234_5678_0000_0040);
     plant(&name, &img);
-    let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("open");
+    let mut rx = spsc::Receiver::open(&name, &kit::session()).expect("open");
     let mut buf = Vec::new();
     let r = rx.try_recv_into(&mut buf);
     if !is_corrupted(&r) {
@@ -719,7 +719,7 @@ fn no_failures_and_clean(what: &str, failures: &[String], names: &Names) {
 fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
     let (wd, names) = (Watchdog::new("hp02"), Names::new());
     let cap = 4096u64;
-    let o = Options::new().capacity(cap);
+    let o = kit::session().capacity(cap);
     let frame64 = frame::frame_len(64) as u64;
     let mut failures = Vec::new();
     let mut buf = Vec::new();
@@ -873,7 +873,7 @@ fn hp02_index_lies_are_corrupted_when_read_and_never_followed() {
 #[test]
 fn hp02_mpsc_producer_refuses_a_misaligned_head() {
     let (wd, names) = (Watchdog::new("hp02_misaligned"), Names::new());
-    let o = Options::new().capacity(4096);
+    let o = kit::session().capacity(4096);
     let mut failures = Vec::new();
     for (lie, value) in [("u64::MAX", u64::MAX), ("head+cap+1", 4096 + 1)] {
         let (sent, first) = mpsc_send_after_head_lie((&wd, &names, &o), "hp02e", |_| value);
@@ -896,7 +896,7 @@ fn hp02_mpsc_producer_refuses_a_misaligned_head() {
 fn hp03_lying_lengths_and_padding_chains_are_corrupted_or_skipped() {
     let (wd, names) = (Watchdog::new("hp03"), Names::new());
     let cap = 4096usize;
-    let o = Options::new().capacity(cap as u64);
+    let o = kit::session().capacity(cap as u64);
     let max = frame::max_payload(cap);
     let mut failures = Vec::new();
     // (name, consumer position to reach first, writes relative to the data area,
@@ -1074,7 +1074,7 @@ fn hp04<K: KindExt>(wd: &Watchdog, names: &Names, seed: u64, rng: &mut Rng, secs
     while Instant::now() < until {
         rounds += 1;
         let name = names.name("hp04");
-        let o = Options::new().capacity(4096).max_producers(2);
+        let o = kit::session().capacity(4096).max_producers(2);
         let mut rx = Receiver::<K>::create(&name, &o).expect("create");
         let mut tx = Sender::<K>::open(&name, &o).expect("open");
         let data = kit::ring_off::data::<K>(2);
@@ -1167,7 +1167,7 @@ fn hp04_serial_flipper_process_never_makes_the_consumer_deliver_a_bad_frame() {
 /// HP-05 over a channel of kind `K` named `name`.
 fn hp05<K: KindExt>(wd: &Watchdog, name: &str) {
     let kind = K::NAME;
-    let o = Options::new().capacity(1 << 16).max_producers(2);
+    let o = kit::session().capacity(1 << 16).max_producers(2);
     let mut rx = Receiver::<K>::create(name, &o).expect("create");
     let mut tx = Sender::<K>::open(name, &o).expect("open");
     let m = kit::message(0, 5, 4096);
@@ -1211,8 +1211,8 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
     hp05::<Mpsc>(&wd, &names.name("hp05"));
     // A typed message is returned by value.
     let name = names.name("hp05t");
-    let mut rx = spsc::typed::Receiver::<[u64; 32]>::create(&name, &Options::new()).expect("typed");
-    let mut tx = spsc::typed::Sender::<[u64; 32]>::open(&name, &Options::new()).expect("typed");
+    let mut rx = spsc::typed::Receiver::<[u64; 32]>::create(&name, &kit::session()).expect("typed");
+    let mut tx = spsc::typed::Sender::<[u64; 32]>::open(&name, &kit::session()).expect("typed");
     let value: [u64; 32] = std::array::from_fn(|i| i as u64 * 0x0101_0101);
     tx.send(&value).expect("send");
     let got = rx.recv().expect("recv");
@@ -1235,7 +1235,7 @@ fn hp05_copied_out_messages_never_change_after_delivery() {
 fn hp07<K: KindExt>(wd: &Watchdog) {
     let kind = K::NAME;
     for case in ["first page", "data pages", "everything"] {
-        let o = Options::new().capacity(1 << 16);
+        let o = kit::session().capacity(1 << 16);
         let (mut tx, mut rx): (Sender<K>, Receiver<K>) = shmq::anonymous(&o).expect("anonymous");
         let mut buf = Vec::new();
         for s in 0..20 {
@@ -1297,7 +1297,7 @@ fn hp07<K: KindExt>(wd: &Watchdog) {
             blocked < Duration::from_millis(100) + DEATH_BUDGET,
             "a bounded receive took {blocked:?}"
         );
-        let fresh = spsc::Receiver::from_fd(fd.try_clone().expect("dup"), &Options::new());
+        let fresh = spsc::Receiver::from_fd(fd.try_clone().expect("dup"), &kit::session());
         if case != "data pages" {
             assert!(
                 matches!(
@@ -1354,9 +1354,9 @@ fn hp07_a_hole_punched_over_a_named_channels_first_page_is_corrupted() {
 fn hp07_named<K: KindExt>(names: &Names, blocking: bool) {
     let kind = K::NAME;
     let name = names.name("hp07n");
-    let o = Options::new().capacity(1 << 16);
+    let o = kit::session().capacity(1 << 16);
     let mut rx = How::Create.receiver::<K>(&name, &o).expect("rx");
-    let mut tx = How::Open.sender::<K>(&name, &Options::new()).expect("tx");
+    let mut tx = How::Open.sender::<K>(&name, &kit::session()).expect("tx");
     let mut buf = Vec::new();
     for s in 0..20 {
         tx.send(&kit::message(s, 0, 100)).expect("send");
@@ -1431,20 +1431,20 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
     type Open = fn(OwnedFd) -> Result<(), Error>;
     let opens: [(&str, Open); 4] = [
         ("spsc::Receiver", |fd| {
-            spsc::Receiver::from_fd(fd, &Options::new()).map(drop)
+            spsc::Receiver::from_fd(fd, &kit::session()).map(drop)
         }),
         ("spsc::Sender", |fd| {
-            spsc::Sender::from_fd(fd, &Options::new()).map(drop)
+            spsc::Sender::from_fd(fd, &kit::session()).map(drop)
         }),
         ("mpsc::Sender", |fd| {
-            mpsc::Sender::from_fd(fd, &Options::new()).map(drop)
+            mpsc::Sender::from_fd(fd, &kit::session()).map(drop)
         }),
         ("spsc::typed::Receiver<u64>", |fd| {
-            spsc::typed::Receiver::<u64>::from_fd(fd, &Options::new()).map(drop)
+            spsc::typed::Receiver::<u64>::from_fd(fd, &kit::session()).map(drop)
         }),
     ];
     let named = names.name("hp08");
-    let seg_tx = spsc::Sender::create(&named, &Options::new()).expect("named channel");
+    let seg_tx = spsc::Sender::create(&named, &kit::session()).expect("named channel");
     let tmp = std::env::temp_dir().join(format!("shmq-hp08-{}", mono_ns()));
     std::fs::write(&tmp, vec![0u8; 1 << 16]).expect("regular file");
     let mut failures = Vec::new();
@@ -1535,10 +1535,10 @@ fn hp08_from_fd_refuses_unsealed_and_foreign_descriptors_before_mapping() {
         }
     }
     // Positive control: an anonymous channel's descriptor.
-    let (tx, _rx) = spsc::anonymous(&Options::new()).expect("anonymous");
+    let (tx, _rx) = spsc::anonymous(&kit::session()).expect("anonymous");
     let mut tx = tx;
     tx.send(b"attach").expect("send");
-    let ok = spsc::Receiver::from_fd(tx.export_fd().expect("export"), &Options::new());
+    let ok = spsc::Receiver::from_fd(tx.export_fd().expect("export"), &kit::session());
     assert!(ok.is_ok(), "a sealed channel memfd: {ok:?}");
     drop(ok);
     let _ = std::fs::remove_file(&tmp);
@@ -1700,7 +1700,7 @@ fn hp10_serial_wake_storm_costs_a_blocked_receiver_less_than_a_core() {
             .arg("CAP", 4096)
             .spawn(&wd);
         let tid = num(&c.event("waiting"), "tid") as i32;
-        let mut tx = spsc::Sender::open(&name, &Options::new()).expect("open");
+        let mut tx = spsc::Sender::open(&name, &kit::session()).expect("open");
         c.assert_in_futex(tid, "the consumer never slept");
         let mut storm = Spawn::role_on("futex_storm", &name)
             .arg("MS", 1600)
@@ -1811,7 +1811,7 @@ fn hp10_a_peer_that_never_wakes_still_gets_its_message_read_within_a_slice() {
 #[test]
 fn hp11_a_hostile_mpsc_producer_moving_tail_corrupts_everyone_without_a_spin() {
     let (wd, names, name) = shmq_testkit::start("hp11", "hp11");
-    let o = Options::new().capacity(1 << 16).max_producers(8);
+    let o = kit::session().capacity(1 << 16).max_producers(8);
     let mut rx = mpsc::Receiver::create(&name, &o).expect("create");
     rx.expect_producers(3).expect("expect_producers");
     let mut honest: Vec<kit::Proc> = (1..=2)
@@ -1936,12 +1936,12 @@ fn hp12<K: KindExt>(name: &str, o: &Options) {
 #[test]
 fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
     let names = Names::new();
-    let o = Options::new().capacity(1 << 16);
+    let o = kit::session().capacity(1 << 16);
     hp12::<Spsc>(&names.name("hp12"), &o);
     hp12::<Mpsc>(&names.name("hp12"), &o);
     // A typed frame whose length is not the type's.
     let name = names.name("hp12t");
-    let mut rx = spsc::typed::Receiver::<u64>::create(&name, &Options::new()).expect("typed");
+    let mut rx = spsc::typed::Receiver::<u64>::create(&name, &kit::session()).expect("typed");
     let raw = kit::open_raw(&name);
     RawRegion::of(&raw).word(SPSC_DATA).store(
         frame::spsc_message(24),
@@ -1967,7 +1967,7 @@ fn hp12_lying_lengths_never_allocate_or_map_beyond_the_limits() {
         set_u64(&mut img, off, value);
         plant(&name, &img);
         let (r, largest) =
-            largest_allocation(|| spsc::Receiver::open(&name, &Options::new()).map(drop));
+            largest_allocation(|| spsc::Receiver::open(&name, &kit::session()).map(drop));
         assert!(r.is_err(), "{what}: {r:?}");
         assert!(largest < 1 << 20, "{what}: a {largest}-byte allocation");
         Segment::unlink(&name).expect("unlink");
@@ -2079,8 +2079,8 @@ fn hp13_typed_channels_take_only_pod_and_the_header_catches_usize_mismatches() {
     // `usize` is in a 32-bit peer): refused at attach.
     let names = Names::new();
     let name = names.name("hp13");
-    let tx = spsc::typed::Sender::<usize>::create(&name, &Options::new()).expect("create");
-    let o = Options::new();
+    let tx = spsc::typed::Sender::<usize>::create(&name, &kit::session()).expect("create");
+    let o = kit::session();
     let u64s = spsc::typed::Receiver::<u64>::open(&name, &o);
     assert_mismatch(u64s, |f| f == "type_hash", "usize channel opened as u64");
     let u32s = spsc::typed::Receiver::<u32>::open(&name, &o);

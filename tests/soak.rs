@@ -86,7 +86,7 @@ fn role_soak_tx() {
 /// [`role_soak_tx`] over a channel of kind `K`.
 fn soak_tx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let mut tx = Sender::<K>::open(&name, &Options::new()).expect("open");
+    let mut tx = Sender::<K>::open(&name, &kit::session()).expect("open");
     let id: u32 = arg("ID");
     let inc: u32 = arg_or("INC", 0);
     let end: u64 = arg("END_NS");
@@ -139,7 +139,7 @@ fn role_soak_rx() {
 /// [`role_soak_rx`] over a channel of kind `K`.
 fn soak_rx_of<K: KindExt>() {
     let name: String = arg("NAME");
-    let o = Options::new()
+    let o = kit::session()
         .capacity(arg("CAP"))
         .max_producers(arg_or("SLOTS", 16));
     let mut rx = Receiver::<K>::create(&name, &o).expect("create");
@@ -188,7 +188,7 @@ fn soak_rx_of<K: KindExt>() {
 /// (reports `full`), then sends COUNT more with blocking `send`; reports `sent`.
 fn role_bp_tx() {
     let name: String = arg("NAME");
-    let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open");
+    let mut tx = shmq::spsc::Sender::open(&name, &kit::session()).expect("open");
     emit("ready", json!({ "tid": kit::gettid() }));
     let mut seq = 0;
     loop {
@@ -229,7 +229,7 @@ fn sweep_count(len: usize, cap: usize, limit: u64) -> u64 {
 /// more than the maximum.
 fn role_sweep_tx() {
     let name: String = arg("NAME");
-    let mut tx = shmq::spsc::Sender::open(&name, &Options::new()).expect("open");
+    let mut tx = shmq::spsc::Sender::open(&name, &kit::session()).expect("open");
     let max = tx.max_message_len();
     let cap = tx.capacity() as usize;
     let limit: u64 = arg("LIMIT");
@@ -255,7 +255,7 @@ fn role_sweep_tx() {
 /// `waiting`, then receives COUNT messages and reports `received`.
 fn role_idle_rx() {
     let name: String = arg("NAME");
-    let mut rx = shmq::spsc::Receiver::open(&name, &Options::new()).expect("open");
+    let mut rx = shmq::spsc::Receiver::open(&name, &kit::session()).expect("open");
     emit("waiting", json!({ "tid": kit::gettid() }));
     let mut buf = Vec::new();
     let mut v = kit::Verifier::new();
@@ -279,7 +279,7 @@ fn role_mem_pressure() {
     std::fs::write(&procs, std::process::id().to_string()).expect("join the cgroup");
     let name: String = arg("NAME");
     if arg::<String>("MODE") == "big" {
-        let big = shmq::spsc::Sender::create(&name, &Options::new().capacity(arg("BIG")));
+        let big = shmq::spsc::Sender::create(&name, &kit::session().capacity(arg("BIG")));
         let result = match &big {
             Ok(_) => "created".to_owned(),
             Err(e) => format!("{e:?}"),
@@ -289,7 +289,7 @@ fn role_mem_pressure() {
         emit("big", json!({ "result": result }));
         return;
     }
-    let o = Options::new().capacity(arg("SMALL"));
+    let o = kit::session().capacity(arg("SMALL"));
     let mut rx = shmq::spsc::Receiver::create(&name, &o).expect("small channel");
     let mut tx = shmq::spsc::Sender::open(&name, &o).expect("small channel");
     let end = mono_ns() + arg::<u64>("MS") * 1_000_000;
@@ -466,7 +466,7 @@ fn soak_ls03_chaos_kill_stop_continue_restart() {
         (100, 500)
     };
     eprintln!("ls03: seed {seed}, {run:?}, chaos every {lo}-{hi} ms");
-    let o = Options::new().capacity(4096).max_producers(16);
+    let o = kit::session().capacity(4096).max_producers(16);
     let rx = Receiver::<Mpsc>::create(&name, &o).expect("create");
     let end = mono_ns() + run.as_nanos() as u64;
     let spawn = |id: u32, inc: u32, rng: &mut Rng| {
@@ -640,7 +640,7 @@ fn end_and_role<T>(
     role: &str,
     count: u64,
 ) -> (T, Proc) {
-    let end = create(name, &Options::new().capacity(1 << 16)).expect("create");
+    let end = create(name, &kit::session().capacity(1 << 16)).expect("create");
     let p = Spawn::role_on(role, name).arg("COUNT", count).spawn(wd);
     (end, p)
 }
@@ -850,7 +850,7 @@ fn soak_ls06_every_size_at_every_offset_across_processes() {
     let (_serial, wd, names, name) = start("ls06", Duration::from_secs(60));
     let cap = 4096usize;
     let mut rx =
-        shmq::spsc::Receiver::create(&name, &Options::new().capacity(cap as u64)).expect("create");
+        shmq::spsc::Receiver::create(&name, &kit::session().capacity(cap as u64)).expect("create");
     let max = rx.max_message_len();
     let limit = (24.0 * scale()) as u64;
     let mut p = Spawn::role_on("sweep_tx", &name)
@@ -953,7 +953,7 @@ fn soak_ls08_many_rings_churn() {
     use shmq::spsc::{Receiver, Sender};
     let _serial = kit::serial();
     let names = Names::new();
-    let o = Options::new().capacity(4096);
+    let o = kit::session().capacity(4096);
     kit::warm_up_fork_guard();
     let tag = format!("t-soak-ls08-{:x}", Rng::seed() & 0xffff_ffff);
     let _cleanup = kit::PrefixCleanup(tag.clone());

@@ -21,7 +21,7 @@ const SIZE: usize = 64;
 
 /// Options from role parameters WAIT, CAP and SLICE_MS.
 fn role_options() -> Options {
-    let mut o = Options::new().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
+    let mut o = kit::session().wait(kit::wait_strategy(&arg_or("WAIT", "default".to_owned())));
     if let Some(cap) = kit::arg_opt::<u64>("CAP") {
         o = o.capacity(cap);
     }
@@ -137,7 +137,7 @@ fn role_hold_recv() {
 fn role_fork_stream() {
     let count: u64 = arg("COUNT");
     let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
-    let (tx, mut rx) = spsc::anonymous(&Options::new().capacity(1 << 16)).expect("anonymous");
+    let (tx, mut rx) = spsc::anonymous(&kit::session().capacity(1 << 16)).expect("anonymous");
     let mut tx = Some(tx);
     let child = kit::fork_child(|| {
         let mut tx = tx.take().expect("sender");
@@ -173,7 +173,7 @@ fn role_fork_stream() {
 fn role_pingpong() {
     let count: u64 = arg("COUNT");
     let stall = Duration::from_millis(arg("STALL_MS"));
-    let o = Options::new()
+    let o = kit::session()
         .capacity(1 << 12)
         .wait(kit::wait_strategy(&arg::<String>("WAIT")))
         .wait_slice(Duration::from_secs(3600));
@@ -310,7 +310,7 @@ fn role_fork_typed() {
     let count: u64 = arg("COUNT");
     let (fds0, maps0) = (kit::shm_fds(), kit::shm_maps());
     let (tx, mut rx) =
-        spsc::typed::anonymous::<Sample>(&Options::new().capacity(256)).expect("typed anonymous");
+        spsc::typed::anonymous::<Sample>(&kit::session().capacity(256)).expect("typed anonymous");
     let mut tx = Some(tx);
     let child = kit::fork_child(|| {
         let mut tx = tx.take().expect("sender");
@@ -354,7 +354,7 @@ fn role_fork_typed() {
 /// as `sample` it also receives and verifies COUNT messages.
 fn role_typed_open() {
     let name: String = arg("NAME");
-    let o = Options::new();
+    let o = kit::session();
     let mut results = serde_json::Map::new();
     let mismatch = |r: Result<(), Error>| -> Value {
         match r {
@@ -393,7 +393,7 @@ fn role_fd_recv() {
     let fd = fd.expect("no descriptor received");
     // A receiver cannot resize what it was given.
     let resized = nix::unistd::ftruncate(&fd, 0);
-    let mut rx = spsc::Receiver::from_fd(fd, &Options::new()).expect("from_fd");
+    let mut rx = spsc::Receiver::from_fd(fd, &kit::session()).expect("from_fd");
     emit("attached", json!({ "ftruncate": format!("{resized:?}") }));
     let mut v = Verifier::new();
     let mut buf = Vec::new();
@@ -440,7 +440,7 @@ fn a_typed_channel_carries_pod_values_across_fork() {
 #[test]
 fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
     let (wd, names, name) = shmq_testkit::start("typed_mismatch", "spsc-typed");
-    let mut tx = spsc::typed::Sender::<Sample>::create(&name, &Options::new()).expect("create");
+    let mut tx = spsc::typed::Sender::<Sample>::create(&name, &kit::session()).expect("create");
     for seq in 0..3 {
         tx.send(&Sample::new(seq)).expect("send");
     }
@@ -473,7 +473,7 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
     );
     assert_eq!(ev["sample"], json!("ok"), "{ev}");
     // And in this process, by name, the other way round.
-    let r = spsc::typed::Sender::<SampleTwin>::open(&name, &Options::new());
+    let r = spsc::typed::Sender::<SampleTwin>::open(&name, &kit::session());
     // Same size and alignment, another type: named in the error, with words.
     match r {
         Err(e @ Error::WrongMessageType { .. }) => {
@@ -596,7 +596,7 @@ fn a_descriptor_passed_over_a_unix_socket_opens_the_channel() {
         }
     }
     let _socket_file = RemoveOnDrop(path.clone());
-    let (mut tx, rx) = spsc::anonymous(&Options::new().capacity(1 << 16)).expect("anonymous");
+    let (mut tx, rx) = spsc::anonymous(&kit::session().capacity(1 << 16)).expect("anonymous");
     let fd = tx.export_fd().expect("export_fd");
     let mut p = Spawn::role("fd_recv")
         .arg("SOCK", path.display())
@@ -644,7 +644,7 @@ fn a_closed_producer_and_a_killed_one_are_told_apart() {
     for then in ["close", "hang"] {
         let name = names.name("spsc-end");
         let mut rx =
-            spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+            spsc::Receiver::create(&name, &kit::session().capacity(1 << 16)).expect("create");
         let mut p = Spawn::role_on("send", &name)
             .arg("HOW", "open")
             .arg("COUNT", 500)
@@ -742,7 +742,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
         // A new consumer attaches and gets everything that was sent, in order.
         let sent = num(&ev, "sent");
         assert!(sent > 0 && sent < 1000, "{ev}");
-        let mut rx = spsc::Receiver::open(name, &Options::new()).expect("a new consumer");
+        let mut rx = spsc::Receiver::open(name, &kit::session()).expect("a new consumer");
         let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
         assert_eq!(v.total, sent);
         kit::kinds::assert_closed(&end);
@@ -755,7 +755,7 @@ fn a_killed_consumer_fails_a_blocked_send_within_budget_and_a_new_one_drains() {
 /// event-loop pattern) must notice a dead producer as soon as one that blocks.
 fn polling_consumer_notices(timeout: Duration) -> Result<Duration, String> {
     let (wd, names, name) = shmq_testkit::start("polling_consumer", "spsc-poll");
-    let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let mut rx = spsc::Receiver::create(&name, &kit::session().capacity(1 << 16)).expect("create");
     let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 10)
@@ -893,7 +893,7 @@ fn producer_killed_before_publishing(point: &str) {
     let wd = Watchdog::new(point);
     let names = Names::new();
     let name = names.name("spsc-fp");
-    let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(1 << 16)).expect("create");
+    let mut rx = spsc::Receiver::create(&name, &kit::session().capacity(1 << 16)).expect("create");
     let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("BATCH", 100)
@@ -985,7 +985,7 @@ fn a_producer_killed_after_commit_before_wake_leaves_nothing_behind() {
 #[test]
 fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     let (wd, names, name) = shmq_testkit::start("resume_after_stale_tail", "spsc-resume");
-    let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(4096)).expect("create");
+    let mut rx = spsc::Receiver::create(&name, &kit::session().capacity(4096)).expect("create");
     let mut first = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
@@ -1048,7 +1048,7 @@ fn a_consumer_killed_after_setting_its_wait_flag_does_not_block_the_producer() {
     // The dead consumer's flag costs at most one wake-up call per send.
     assert!(num(&ev, "wakes") <= sent, "{ev}");
     eprintln!("producer after a consumer died with its wait flag set: {ev}");
-    let mut rx = spsc::Receiver::open(&name, &Options::new()).expect("a new consumer");
+    let mut rx = spsc::Receiver::open(&name, &kit::session()).expect("a new consumer");
     let (v, end) = kit::msg::drain(|b| rx.recv_into_timeout(b, Duration::from_secs(10)));
     assert_eq!(v.total, sent);
     kit::kinds::assert_closed(&end);

@@ -33,11 +33,15 @@ const RECV_BATCH: usize = 4096;
 /// How often a receiver waiting for a message looks at the Ctrl-C flag.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Channel options: the default ones, with `--capacity` if given.
+/// Channel options: the default ones, with `--capacity` if given. The ends are
+/// a session (`Lifecycle::Session`): `send` and `recv` end when their peer is
+/// gone, as a pipe's ends do, rather than wait for the next one as a named
+/// channel's ends do by default.
 fn options(capacity: Option<u64>) -> Options {
+    let o = Options::new().lifecycle(shmq::Lifecycle::Session);
     match capacity {
-        Some(c) => Options::new().capacity(c),
-        None => Options::new(),
+        Some(c) => o.capacity(c),
+        None => o,
     }
 }
 

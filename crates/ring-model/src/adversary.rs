@@ -151,10 +151,7 @@ impl Liveness for Dead {
 /// Waits that never wait (see `fuzz/src/lib.rs`): `recv_into_timeout(ZERO)` runs
 /// the blocking path once, deterministically.
 pub fn no_wait() -> WaitConfig {
-    WaitConfig {
-        strategy: WaitStrategy::Park,
-        slice: Duration::ZERO,
-    }
+    crate::model::cfg()
 }
 
 /// A message the consumer validated: its header's value, decoded at its offset.

@@ -221,6 +221,7 @@ pub fn cfg() -> WaitConfig {
     WaitConfig {
         strategy: WaitStrategy::Park,
         slice: Duration::ZERO,
+        ..WaitConfig::default()
     }
 }
 

@@ -56,6 +56,18 @@ impl<K: Kind> Consumer<K> {
         self.core.local().interrupt.clone()
     }
 
+    /// Reports [`Error::Disconnected`] only once at least `n` producer
+    /// attachments have happened (over the ring's life), none is attached now,
+    /// and everything committed is received: "done" said explicitly. Unset, a
+    /// [`Lifecycle::Session`] consumer expects 1 and a [`Lifecycle::Queue`]
+    /// consumer never reports `Disconnected` (it waits for the next producer).
+    ///
+    /// [`Lifecycle::Session`]: crate::Lifecycle::Session
+    /// [`Lifecycle::Queue`]: crate::Lifecycle::Queue
+    pub fn expect_producers(&mut self, n: u32) {
+        self.core.local_mut().expected = Some(n);
+    }
+
     /// Makes `interrupter` this end's flag (a handle made before the end
     /// attached, for example).
     pub fn set_interrupter(&mut self, interrupter: Interrupter) {

@@ -168,7 +168,11 @@ struct Start {
 }
 
 /// The capacity checked, and the region's size checked against `needed(cap)`.
-fn check_len(region: &Region, capacity: u64, needed: impl Fn(usize) -> usize) -> Result<usize> {
+pub(crate) fn check_len(
+    region: &Region,
+    capacity: u64,
+    needed: impl Fn(usize) -> usize,
+) -> Result<usize> {
     let cap = spsc::check_capacity(capacity)?;
     if region.len() < needed(cap) {
         return Err(crate::Error::RegionTooSmall {

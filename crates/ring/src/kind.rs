@@ -13,7 +13,7 @@
 
 use crate::ctl::Ends;
 use crate::error::Result;
-use crate::local::{Local, consumer_closed};
+use crate::local::Local;
 use crate::region::Data;
 use crate::sync::{AtomicU32, FutexWord};
 
@@ -134,7 +134,7 @@ pub trait ProducerCore: EndCore {
     #[cold]
     fn full_or_gone(&mut self) -> Result<()> {
         self.local().check()?;
-        consumer_closed(self.ends())?;
+        self.local().consumer_closed(self.ends())?;
         if self.local_mut().look_due() {
             self.check_peer()?;
         }

@@ -67,6 +67,8 @@ mod region;
 pub mod spsc;
 mod sync;
 mod wait;
+#[cfg(not(loom))]
+pub mod watch;
 
 pub use consumer::{Consumer, ReadGuard};
 pub use geometry::Geometry;
@@ -80,6 +82,6 @@ pub use region::{LINE, Region};
 pub use sync::adversary;
 pub use sync::futex_calls;
 pub use wait::{
-    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Interrupter, Liveness, WaitConfig,
-    WaitStrategy,
+    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Interrupter, Lifecycle, Liveness,
+    WaitConfig, WaitStrategy,
 };

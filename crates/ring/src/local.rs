@@ -9,7 +9,7 @@ use crate::ctl::{CLOSED, EndState, Ends, NEVER};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::peer::{PeerStatus, peer_status};
 use crate::sync::{AtomicU32, Ordering};
-use crate::wait::{Endpoint, Interrupter, Liveness, WaitConfig};
+use crate::wait::{Endpoint, Interrupter, Lifecycle, Liveness, WaitConfig};
 
 /// A ring end's private state (one per producer or consumer handle).
 pub struct Local {
@@ -44,6 +44,10 @@ pub struct Local {
     /// The consumer's position differed from `start` at some point: peers have
     /// moved the ring since this end attached.
     moved: bool,
+    /// Consumers: how many producer attachments must have happened before
+    /// "every producer gone" may be reported as `Disconnected` (`expect_producers`;
+    /// unset: 1 in a session, never in a queue).
+    pub(crate) expected: Option<u32>,
 }
 
 /// Words of [`Local::seen`]: a bit for the consumer and each producer slot.
@@ -79,7 +83,23 @@ impl Local {
             start,
             interrupt: Interrupter::new(),
             moved: false,
+            expected: None,
         }
+    }
+
+    /// Producer attachments before `Disconnected` (see [`Local::expected`]).
+    pub(crate) fn expected_producers(&self) -> u32 {
+        self.expected.unwrap_or(match self.cfg.lifecycle {
+            Lifecycle::Session => 1,
+            Lifecycle::Queue => u32::MAX,
+        })
+    }
+
+    /// Whether this end's ring is a queue: an absent peer is waited for, never
+    /// reported as `Disconnected` ([`Lifecycle`]).
+    #[inline(always)]
+    pub(crate) fn queue(&self) -> bool {
+        self.cfg.lifecycle == Lifecycle::Queue
     }
 
     /// At attach: notes a peer endpoint whose word says it attached or closed
@@ -220,23 +240,36 @@ impl Local {
         Ok(status)
     }
 
-    /// A producer's full look at the consumer: `Err(Disconnected)` if it is gone.
+    /// A producer's full look at the consumer: `Err(Disconnected)` if it is gone
+    /// and the ring is a session (a queue's producer waits for the next consumer).
     /// `head`: the consumer's position as the producer last read it.
     pub(crate) fn check_consumer(&mut self, ends: &Ends, head: u64) -> Result<()> {
         let moved = self.moved(head);
         match self.look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer, moved)? {
-            PeerStatus::Gone(why) => Err(Error::Disconnected(why)),
-            PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
+            PeerStatus::Gone(why) if !self.queue() => Err(Error::Disconnected(why)),
+            PeerStatus::Gone(_) | PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
         }
     }
-}
 
-/// On a producer's fast path: a consumer that announced it closed gets
-/// `Disconnected` (a hint read `Relaxed`; the full look reads it with `Acquire`).
-#[inline]
-pub(crate) fn consumer_closed(ends: &Ends) -> Result<()> {
-    if ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
-        return Err(Error::Disconnected(Disconnect::Closed));
+    /// On a producer's fast path: in a session, a consumer that announced it
+    /// closed gets `Disconnected` (a hint read `Relaxed`; the full look reads it
+    /// with `Acquire`). In a queue, nothing: the producer sends on.
+    #[inline(always)]
+    pub(crate) fn consumer_closed(&self, ends: &Ends) -> Result<()> {
+        if !self.queue() && ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
+            return Err(Error::Disconnected(Disconnect::Closed));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// A consumer's judgement once every producer that attached is gone (`why`)
+    /// and nothing is left to read: `Disconnected` if at least the expected number
+    /// of producer `attachments` happened, else keep waiting for more.
+    pub(crate) fn producers_done(&self, attachments: u32, why: Disconnect) -> Result<()> {
+        if attachments >= self.expected_producers() {
+            Err(Error::Disconnected(why))
+        } else {
+            Ok(())
+        }
+    }
 }

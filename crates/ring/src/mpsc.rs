@@ -62,7 +62,7 @@ use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
 use crate::geometry::Geometry;
 use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Mpsc, Readable};
-use crate::local::{Local, consumer_closed};
+use crate::local::Local;
 use crate::peer::PeerStatus;
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
 use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering};
@@ -171,8 +171,6 @@ pub struct ConsumerCore {
     released: u64,
     /// Messages received (published with `head`).
     received: u64,
-    /// `Disconnected` only after this many producer attachments.
-    expected_producers: u32,
     /// Dead producers' claims turned into padding.
     reclaimed: u64,
     local: Local,
@@ -481,7 +479,7 @@ impl crate::kind::ProducerCore for ProducerCore {
 
     #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
-        consumer_closed(&self.sh.ctl.ends)?;
+        self.local.consumer_closed(&self.sh.ctl.ends)?;
         self.claim_now(len)
     }
 
@@ -536,7 +534,7 @@ impl crate::kind::ProducerCore for ProducerCore {
         let Some(first) = batch.first() else {
             return Ok(0);
         };
-        consumer_closed(&self.sh.ctl.ends)?;
+        self.local.consumer_closed(&self.sh.ctl.ends)?;
         self.local.check()?;
         if first.len() > self.max_payload {
             return Err(Error::MessageTooLarge {
@@ -666,18 +664,10 @@ impl Consumer {
                 head,
                 released: head,
                 received,
-                expected_producers: 1,
                 reclaimed: 0,
                 local,
             },
         })
-    }
-
-    /// Report [`Error::Disconnected`] only after at least `n` producer attachments
-    /// have happened (default 1), so that a consumer that starts first does not
-    /// give up before its producers arrive.
-    pub fn expect_producers(&mut self, n: u32) {
-        self.core.expected_producers = n;
     }
 
     /// How many times producers have attached to this ring.
@@ -891,7 +881,7 @@ impl crate::kind::EndCore for ConsumerCore {
             .producer_attachments()
             .max(self.local.seen_producers())
             .max(u32::from(self.local.moved(self.received)));
-        if attachments < self.expected_producers {
+        if attachments < self.local.expected_producers() {
             return Ok(());
         }
         self.local.peer_gone = true;

@@ -48,7 +48,7 @@ use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
 use crate::geometry::Geometry;
 use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Readable, Spsc};
-use crate::local::{Local, consumer_closed};
+use crate::local::Local;
 use crate::peer::{PeerStatus, check_positions, stale_tail};
 use crate::region::{Ctl, Data, LINE, Region};
 use crate::sync::{AtomicU32, FutexWord, Ordering};
@@ -458,7 +458,7 @@ impl crate::kind::ProducerCore for ProducerCore {
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
         let c = self.reserve_now(len)?;
         if c.is_some() {
-            consumer_closed(&self.ctl.ends)?;
+            self.local.consumer_closed(&self.ctl.ends)?;
         }
         Ok(c)
     }
@@ -612,14 +612,22 @@ impl crate::kind::EndCore for ConsumerCore {
             .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?
         {
             PeerStatus::Gone(why) => {
-                self.local.peer_gone = true;
                 // The producer's last frames were published before its state changed
                 // (or before it died): look once more before reporting it gone.
                 if self.peek()?.is_some() {
-                    Ok(())
-                } else {
-                    Err(Error::Disconnected(why))
+                    self.local.peer_gone = true;
+                    return Ok(());
                 }
+                // Attachments: the producer's count, or at least one if this end
+                // saw it (the word is a hint; see `peer_status`).
+                // Relaxed: a count for a decision the next look revisits.
+                let count = self.ctl.ends.producer.incarnation.load(Ordering::Relaxed);
+                let count = count.max(1);
+                let done = self.local.producers_done(count, why);
+                // Waiting for more producers (a queue): sleep until one attaches
+                // (its attach wakes us) rather than look again at once.
+                self.local.peer_gone = done.is_err();
+                done
             }
             PeerStatus::Alive | PeerStatus::Unattached => {
                 self.local.peer_gone = false;

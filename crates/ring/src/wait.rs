@@ -55,7 +55,24 @@ impl Default for WaitStrategy {
     }
 }
 
-/// A strategy plus the wait slice.
+/// What an absent peer means to a ring end (docs/LIFECYCLE.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    /// The ends are one conversation: once the peer is gone (closed or dead),
+    /// a producer gets [`Error::Disconnected`] at once, and a consumer gets it
+    /// when everything committed is received and the expected producers have
+    /// come and gone (one, unless `expect_producers` says otherwise). Final.
+    #[default]
+    Session,
+    /// The ring is a queue that outlives its ends: a producer never fails
+    /// because the consumer is absent (it waits only for room), and a consumer
+    /// waits (asleep) for producers to come; it gets [`Error::Disconnected`]
+    /// only once `expect_producers(n)` was called, `n` producers have attached,
+    /// none is attached now, and everything committed is received.
+    Queue,
+}
+
+/// A strategy, the wait slice, and what an absent peer means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitConfig {
     /// The strategy.
@@ -63,6 +80,8 @@ pub struct WaitConfig {
     /// Longest single futex sleep (and longest a spinning waiter goes without
     /// checking its peer). Default [`DEFAULT_WAIT_SLICE`].
     pub slice: Duration,
+    /// Session (the default) or queue.
+    pub lifecycle: Lifecycle,
 }
 
 impl Default for WaitConfig {
@@ -70,6 +89,7 @@ impl Default for WaitConfig {
         WaitConfig {
             strategy: WaitStrategy::default(),
             slice: DEFAULT_WAIT_SLICE,
+            lifecycle: Lifecycle::Session,
         }
     }
 }

@@ -42,6 +42,7 @@ impl Liveness for Mock {
 const PARK: WaitConfig = WaitConfig {
     strategy: WaitStrategy::Park,
     slice: Duration::from_millis(5),
+    lifecycle: shmq_ring::Lifecycle::Session,
 };
 
 fn setup(cap: usize, producers: u16, start: u64) -> (Region, Arc<Mock>) {

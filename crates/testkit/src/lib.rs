@@ -89,6 +89,14 @@ pub use role::{
     wait_child, wait_strategy,
 };
 
+/// Options for a channel whose ends are one session (`Lifecycle::Session`):
+/// a peer's close or death is reported as `Disconnected`. The tests of death
+/// detection and of draining after a producer is gone use it on named channels,
+/// which are queues by default (docs/LIFECYCLE.md).
+pub fn session() -> shmq::Options {
+    shmq::Options::new().lifecycle(shmq::Lifecycle::Session)
+}
+
 /// A count or duration a long run can raise: the environment variable `key`
 /// parsed as `T`, or `default` (the small CI value) if it is unset or does not
 /// parse.
