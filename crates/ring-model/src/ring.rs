@@ -11,9 +11,6 @@ use shmq_ring::{
 /// A ring kind's setup: [`spsc::init`] / [`mpsc::init`] and the kinds' `attach`
 /// functions, which are inherent on one instantiation each.
 pub trait Ring: Kind {
-    /// A short name for messages (`"spsc"`, `"mpsc"`).
-    const NAME: &'static str;
-
     /// Writes a fresh control block with positions at `start`.
     ///
     /// # Errors
@@ -45,8 +42,6 @@ pub trait Ring: Kind {
 }
 
 impl Ring for Spsc {
-    const NAME: &'static str = "spsc";
-
     fn init(region: &Region, geometry: Geometry<Spsc>, start: u64) -> Result<()> {
         spsc::init(region, geometry, start)
     }
@@ -72,8 +67,6 @@ impl Ring for Spsc {
 }
 
 impl Ring for Mpsc {
-    const NAME: &'static str = "mpsc";
-
     fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()> {
         mpsc::init(region, geometry, start)
     }
