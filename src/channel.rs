@@ -298,7 +298,9 @@ impl<K: RingKind> Sender<K> {
     ///
     /// # Errors
     /// [`Error::Full`](crate::Error::Full), [`Error::MessageTooLarge`](crate::Error::MessageTooLarge),
-    /// [`Error::Disconnected`](crate::Error::Disconnected) (the receiver is gone),
+    /// [`Error::Disconnected`](crate::Error::Disconnected) (the receiver is gone;
+    /// sessions only: a queue's sender waits for the next receiver, see
+    /// [`Options::lifecycle`](crate::Options::lifecycle)),
     /// [`Error::Corrupted`](crate::Error::Corrupted).
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
@@ -546,9 +548,9 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
     }
 
     /// Received messages, owned (`Vec<u8>` or `T`), waiting for each as the
-    /// wait strategy says. The iteration ends when the producers are gone and
-    /// everything was received ([`Error::Disconnected`](crate::Error::Disconnected)
-    /// is not an item); any other error is the last item. A copy is made and
+    /// wait strategy says. The iteration ends when the receiver is done
+    /// ([`Error::Disconnected`](crate::Error::Disconnected) is not an item: in a
+    /// queue, only after [`Receiver::expect_producers`]); any other error is the last item. A copy is made and
     /// the slot released before each item is returned: a consumer that dies
     /// after that has received it (at most once); [`Receiver::recv`]'s guard
     /// releases only when dropped (at least once).
@@ -584,7 +586,9 @@ impl<K: RingKind> Receiver<K> {
     ///
     /// # Errors
     /// [`Error::Empty`](crate::Error::Empty), [`Error::Disconnected`](crate::Error::Disconnected)
-    /// (the senders are gone and everything they committed has been received),
+    /// (done: the expected senders came and went, see
+    /// [`Receiver::expect_producers`], and everything they committed has been
+    /// received),
     /// [`Error::Corrupted`](crate::Error::Corrupted).
     #[inline]
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_, K>> {

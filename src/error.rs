@@ -19,8 +19,11 @@ pub enum Error {
     /// (a shutdown): nothing was sent or received by the call.
     #[error("interrupted (the handle's Interrupter was set)")]
     Interrupted,
-    /// The other side is gone. A receiver gets this only after everything that was
-    /// committed has been received.
+    /// The other side is gone for good, and final for this handle: a session's
+    /// sender gets it once the receiver closed or died; a receiver only when done
+    /// (the expected producers came and went, see
+    /// [`crate::Receiver::expect_producers`]) and everything committed has been
+    /// received. A queue's sender never gets it (docs/LIFECYCLE.md).
     #[error("the other side is gone ({0:?})")]
     Disconnected(Disconnect),
     /// The message can never fit in this channel.

@@ -12,9 +12,11 @@
 //! - Byte messages of any length up to half the ring, written and read in place or
 //!   copied; typed messages of any [`bytemuck::Pod`] type (`spsc::typed`,
 //!   `mpsc::typed`).
-//! - Named channels (`/dev/shm`, either side may start first, messages wait for a
-//!   receiver that starts later), anonymous ones for `fork` (`spsc::anonymous`),
-//!   and passing a channel to an unrelated process as a file descriptor.
+//! - Named channels (`/dev/shm`) are queues: either side may start first, stop
+//!   or crash and restart without losing a committed message. Anonymous ones for
+//!   `fork` (`spsc::anonymous`), and channels passed to an unrelated process as a
+//!   file descriptor, are sessions. [`Options::lifecycle`] chooses; the model and
+//!   each call's delivery guarantee are in docs/LIFECYCLE.md.
 //! - One [`Sender<K, M>`](Sender) and [`Receiver<K, M>`](Receiver) over the ring
 //!   kind `K` ([`Spsc`], [`Mpsc`]) and the message format `M` ([`Bytes`], the
 //!   default, or [`Typed<T>`](Typed)): `spsc::Sender` is `Sender<Spsc>`,
@@ -23,7 +25,9 @@
 //! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
 //!   between spinning (lowest latency), sleeping, or spinning then sleeping (the
 //!   default).
-//! - A peer that dies is noticed (`Error::Disconnected`) within a wait slice,
+//! - A peer that dies is noticed within a wait slice (`Error::Disconnected` in a
+//!   session; [`PeerState::Died`] and the peer waits such as
+//!   [`Sender::peer_changed`] in a queue),
 //!   through locks the kernel releases; a peer that writes garbage into shared
 //!   memory, or truncates a named channel under us, gets [`Error::Corrupted`],
 //!   never undefined behaviour or a `SIGBUS` in this process (see
