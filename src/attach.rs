@@ -300,6 +300,76 @@ impl Mapped {
     }
 }
 
+/// Watches a channel's peers (the consumer, seen from a sender; the producers,
+/// seen from a receiver) from any thread, also while the handle it came from is
+/// blocked in a send or a receive: [`Sender::peer_watcher`],
+/// [`Receiver::peer_watcher`]. It shares that handle's mapping and its
+/// [`Interrupter`], and does not keep the channel's name alive.
+///
+/// [`Sender::peer_watcher`]: crate::Sender::peer_watcher
+/// [`Receiver::peer_watcher`]: crate::Receiver::peer_watcher
+#[derive(Clone)]
+pub struct PeerWatcher {
+    mapped: Mapped,
+    /// Watching the consumer (else the producers).
+    consumer: bool,
+    /// The longest sleep: a death is seen within it.
+    slice: Duration,
+    interrupt: Interrupter,
+}
+
+impl core::fmt::Debug for PeerWatcher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PeerWatcher")
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerWatcher {
+    /// The watched endpoints' states now (one for the consumer or an SPSC
+    /// producer, one per slot for MPSC producers).
+    ///
+    /// # Errors
+    /// The segment's error reading a liveness marker, or a ring that no longer
+    /// reads as one (`Corrupted`).
+    pub fn states(&self) -> Result<Vec<PeerState>> {
+        self.mapped.peers(self.consumer)
+    }
+
+    /// Waits until the states differ from `known` (an earlier answer), and
+    /// returns them. Asleep meanwhile, on the ring's wake line, which every
+    /// attach and close bumps; the sequence is read before each look, so a
+    /// change after the look ends the sleep at once. A death wakes nobody: each
+    /// sleep lasts at most one wait slice, so a death is seen within one.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] once `timeout` passes, [`Error::Interrupted`] if the
+    /// handle's interrupter is set, or as [`PeerWatcher::states`].
+    pub fn changed(&self, known: &[PeerState], timeout: Duration) -> Result<Vec<PeerState>> {
+        let watch = self.mapped.watch()?;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let seq = watch.seq();
+            let now = self.states()?;
+            if now != known {
+                return Ok(now);
+            }
+            if self.interrupt.is_interrupted() {
+                return Err(Error::Interrupted);
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => self.slice,
+            };
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            watch.park(seq, left.min(self.slice));
+        }
+    }
+}
+
 /// A channel's ring geometry, checked once: from the shape when the channel is
 /// created, from the validated header when it is opened.
 #[derive(Clone, Copy, Debug)]
@@ -874,41 +944,15 @@ impl<R: Attachable> Handle<R> {
         self.mapped_or_err()?.peers(consumer)
     }
 
-    /// Waits until the consumer's state (`consumer`) or the producers' states
-    /// differ from `known`, and returns them; `Err(Timeout)` once `timeout`
-    /// passes, `Err(Interrupted)` if this handle's interrupter is set.
-    ///
-    /// Sleeps on the ring's wake line, which every attach and close bumps; the
-    /// sequence is read before each look, so a change after the look ends the
-    /// sleep at once. A death wakes nobody: each sleep lasts at most one wait
-    /// slice, so a death is seen within a slice (the death budget).
-    pub(crate) fn peers_changed(
-        &self,
-        consumer: bool,
-        known: &[PeerState],
-        timeout: Duration,
-    ) -> Result<Vec<PeerState>> {
-        let m = self.mapped_or_err()?;
-        let watch = m.watch()?;
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            let seq = watch.seq();
-            let now = m.peers(consumer)?;
-            if now != known {
-                return Ok(now);
-            }
-            if self.interrupt.is_interrupted() {
-                return Err(Error::Interrupted);
-            }
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => self.wait.slice,
-            };
-            if left.is_zero() {
-                return Err(Error::Timeout);
-            }
-            watch.park(seq, left.min(self.wait.slice));
-        }
+    /// A watcher of the consumer (`consumer`) or of the producers, usable from
+    /// any thread while this handle is busy.
+    pub(crate) fn watcher(&self, consumer: bool) -> Result<PeerWatcher> {
+        Ok(PeerWatcher {
+            mapped: self.mapped_or_err()?.clone(),
+            consumer,
+            slice: self.wait.slice,
+            interrupt: self.interrupt.clone(),
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmq_ring::{Consumer, Mpsc, Producer};
 
-use crate::attach::{self, Handle, RingKind, Shape, Source};
+use crate::attach::{self, Handle, PeerWatcher, RingKind, Shape, Source};
 use crate::{Options, Result};
 
 pub use shmq_ring::{ReadGuard, WriteGuard};
@@ -246,7 +246,17 @@ impl<K: RingKind, M: Format> Sender<K, M> {
     /// [`Error::Timeout`](crate::Error::Timeout) once `timeout` passes,
     /// [`Error::Interrupted`](crate::Error::Interrupted), or as [`Sender::peer`].
     pub fn peer_changed(&self, known: PeerState, timeout: Duration) -> Result<PeerState> {
-        Ok(self.end.peers_changed(true, &[known], timeout)?[0])
+        Ok(self.peer_watcher()?.changed(&[known], timeout)?[0])
+    }
+
+    /// A watcher of the consumer for another thread: it can wait for a change
+    /// while this sender is blocked (a queue's sender blocked on a full ring
+    /// whose consumer died, say).
+    ///
+    /// # Errors
+    /// [`Error::NotAttached`](crate::Error::NotAttached).
+    pub fn peer_watcher(&self) -> Result<PeerWatcher> {
+        self.end.watcher(true)
     }
 
     /// Waits until a consumer is attached and alive, and returns its state
@@ -500,7 +510,16 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
     /// # Errors
     /// As [`Sender::peer_changed`].
     pub fn peers_changed(&self, known: &[PeerState], timeout: Duration) -> Result<Vec<PeerState>> {
-        self.end.peers_changed(false, known, timeout)
+        self.peer_watcher()?.changed(known, timeout)
+    }
+
+    /// A watcher of the producers for another thread (see
+    /// [`Sender::peer_watcher`]).
+    ///
+    /// # Errors
+    /// [`Error::NotAttached`](crate::Error::NotAttached).
+    pub fn peer_watcher(&self) -> Result<PeerWatcher> {
+        self.end.watcher(false)
     }
 
     /// Waits until at least one producer is attached and alive, and returns the

@@ -72,7 +72,7 @@ mod options;
 pub mod spsc;
 pub mod typed;
 
-pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, RingKind};
+pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, PeerWatcher, RingKind};
 pub use channel::{
     Bytes, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous,
 };

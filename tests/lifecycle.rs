@@ -382,3 +382,51 @@ fn a_named_receiver_waits_for_the_next_producer() {
     receiver_waits_for_the_next_producer::<Mpsc>(&wd, &names);
     names.assert_clean();
 }
+
+/// A queue's sender blocked on a full ring is not failed by its receiver's
+/// death; another thread learns of the death through the sender's
+/// `peer_watcher` within the death budget plus a slice, and the blocked send
+/// completes once a new receiver drains the ring.
+#[test]
+fn a_death_is_seen_by_a_watcher_while_the_sender_is_blocked() {
+    let wd = Watchdog::new("lc_watcher");
+    let names = Names::new();
+    let name = names.name("lc-watcher");
+    let mut tx = shmq::spsc::Sender::create(&name, &Options::new().capacity(4096)).expect("create");
+    let mut rx = Spawn::role_on("holder", &name)
+        .arg("KIND", "spsc")
+        .arg("ROLE", "rx")
+        .spawn(&wd);
+    let pid = rx.event("ready")["pid"].as_u64().expect("pid") as u32;
+    let watcher = tx.peer_watcher().expect("watcher");
+    let mut seq = 0;
+    while tx.try_send(&kit::message(seq, 0, 64)).is_ok() {
+        seq += 1;
+    }
+    let blocked = std::thread::spawn(move || {
+        tx.send(&kit::message(seq, 0, 64))
+            .expect("a blocked send completes");
+        seq + 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    rx.kill_and_reap();
+    let killed = Instant::now();
+    let states = watcher
+        .changed(&[PeerState::Alive { pid }], Duration::from_secs(10))
+        .expect("changed");
+    let late = killed.elapsed();
+    assert_eq!(states, [PeerState::Died]);
+    assert!(late <= DEATH_BUDGET + SLICE, "a death seen after {late:?}");
+    assert!(!blocked.is_finished(), "a queue's send does not fail");
+    // The next receiver drains everything in order, the blocked send's included.
+    let mut rx = Spawn::role_on("rx", &name)
+        .arg("KIND", "spsc")
+        .arg("COUNT", seq + 1)
+        .spawn(&wd);
+    assert_eq!(rx.event("got")["next"].as_u64(), Some(seq + 1));
+    rx.expect_success();
+    assert_eq!(blocked.join().expect("sender"), seq + 1);
+    drop(watcher); // it shares the sender's mapping
+    unlink(&name);
+    names.assert_clean();
+}
