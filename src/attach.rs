@@ -248,35 +248,56 @@ impl Mapped {
         Ok(self.view()?.messages)
     }
 
-    /// The state of the consumer (`consumer`) or of each producer endpoint.
-    ///
-    /// Each endpoint's marker is asked before its word is read: a peer stores
-    /// CLOSED before it gives its marker up, so one that closes in between reads
-    /// as closed, not died (an earlier order reported clean closes as deaths); a
-    /// free marker under a word that says attached is asked once more, for a peer
-    /// that attached in between (it takes the marker before it writes the word).
+    /// The state of the consumer (`consumer`) or of each producer endpoint:
+    /// the words, the markers, the words again ([`PeerState::judge`]); an
+    /// endpoint that changed during the look is looked at again (a few times:
+    /// after that, a peer that attaches and closes faster than we look is
+    /// `Alive` if its marker is held and `Closed` if not: it did not die under
+    /// the word we read, which changed).
     pub(crate) fn peers(&self, consumer: bool) -> Result<Vec<PeerState>> {
-        let indices = if consumer { 0..1 } else { 1..1 + self.slots() };
-        let markers = indices
-            .clone()
-            .map(|i| self.seg.endpoint_info(i))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let ends = self.ends()?;
-        let words = if consumer {
-            vec![ends.consumer]
-        } else {
-            ends.producers
+        let words = |ends: inspect::Endpoints| {
+            if consumer {
+                vec![ends.consumer]
+            } else {
+                ends.producers
+            }
         };
-        indices
-            .zip(markers)
-            .zip(words)
-            .map(|((index, first), word)| {
-                let state = word.state;
-                let info = match PeerState::of(first.alive, first.pid, first.attaches, state) {
-                    PeerState::Died => self.seg.endpoint_info(index)?,
-                    _ => first,
-                };
-                Ok(PeerState::of(info.alive, info.pid, info.attaches, state))
+        let first_index = if consumer { 0 } else { 1 };
+        let mut first = words(self.ends()?);
+        let mut out: Vec<Option<PeerState>> = vec![None; first.len()];
+        for _ in 0..8 {
+            let markers = (first_index..)
+                .zip(&out)
+                .map(|(index, done)| match done {
+                    Some(_) => Ok(None),
+                    None => self.seg.endpoint_info(index).map(Some),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let second = words(self.ends()?);
+            for ((slot, marker), (a, b)) in
+                out.iter_mut().zip(markers).zip(first.iter().zip(&second))
+            {
+                if let (None, Some(m)) = (&slot, marker) {
+                    *slot = PeerState::judge(*a, m, *b);
+                }
+            }
+            if out.iter().all(Option::is_some) {
+                break;
+            }
+            first = second;
+        }
+        (first_index..)
+            .zip(out)
+            .map(|(index, judged)| match judged {
+                Some(state) => Ok(state),
+                None => {
+                    let m = self.seg.endpoint_info(index)?;
+                    Ok(if m.alive {
+                        PeerState::Alive { pid: m.pid }
+                    } else {
+                        PeerState::Closed
+                    })
+                }
             })
             .collect()
     }

@@ -113,23 +113,33 @@ pub enum PeerState {
 }
 
 impl PeerState {
-    /// From the marker (`alive`), the recorded pid and attach count, and the
-    /// ring's state word.
-    pub(crate) fn of(
-        alive: bool,
-        pid: u32,
-        attaches: u32,
-        state: shmq_ring::inspect::EndpointState,
-    ) -> PeerState {
+    /// From a reading of the endpoint's word (state and incarnation), then its
+    /// marker (alive, the recorded pid, the attach count), then a second
+    /// reading. `None`: the endpoint changed between the readings (a holder
+    /// attached after the marker was asked): look again.
+    ///
+    /// A holder takes its marker before it writes its word and stores CLOSED
+    /// before it gives the marker up, so a free marker between two equal
+    /// readings that say "attached" is a death, and a close during the look
+    /// reads as a close (an earlier order, word then marker, reported clean
+    /// closes as deaths).
+    pub(crate) fn judge(
+        first: shmq_ring::inspect::EndpointView,
+        marker: shmq_segment::EndpointInfo,
+        second: shmq_ring::inspect::EndpointView,
+    ) -> Option<PeerState> {
         use shmq_ring::inspect::EndpointState as S;
-        match state {
-            _ if alive => PeerState::Alive { pid },
+        Some(match second.state {
+            _ if marker.alive => PeerState::Alive { pid: marker.pid },
             S::Closed => PeerState::Closed,
-            // A word that says "never" about an endpoint that was claimed is damage:
-            // the marker is free, so its holder is gone.
-            S::Never if attaches == 0 => PeerState::NeverAttached,
+            // A word that says "never" about an endpoint that was claimed is
+            // damage: only the marker tells, and it is free.
+            S::Never if marker.attaches == 0 => PeerState::NeverAttached,
+            _ if (second.state, second.incarnation) != (first.state, first.incarnation) => {
+                return None;
+            }
             S::Never | S::Attached | S::Invalid(_) => PeerState::Died,
-        }
+        })
     }
 }
 
@@ -766,5 +776,57 @@ impl Deadline {
         self.0.map_or(Duration::MAX, |d| {
             d.saturating_duration_since(Instant::now())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerState;
+    use shmq_ring::inspect::{EndpointState as S, EndpointView};
+    use shmq_segment::EndpointInfo;
+
+    fn word(state: S, incarnation: u32) -> EndpointView {
+        EndpointView {
+            state,
+            incarnation,
+            pending_claim: None,
+        }
+    }
+
+    fn marker(alive: bool, attaches: u32) -> EndpointInfo {
+        EndpointInfo {
+            alive,
+            pid: 42,
+            attaches,
+        }
+    }
+
+    #[test]
+    fn a_look_judges_the_word_on_both_sides_of_the_marker() {
+        let judge = PeerState::judge;
+        let (att, free) = (word(S::Attached, 3), marker(false, 3));
+        assert_eq!(
+            judge(att, marker(true, 3), att),
+            Some(PeerState::Alive { pid: 42 })
+        );
+        assert_eq!(judge(att, free, att), Some(PeerState::Died));
+        // Closed while asked: a close, not a death.
+        assert_eq!(
+            judge(att, free, word(S::Closed, 3)),
+            Some(PeerState::Closed)
+        );
+        // Closed and attached again while asked: look again.
+        assert_eq!(judge(att, free, word(S::Attached, 4)), None);
+        // Closed, then a new holder attached after the first reading: look again.
+        assert_eq!(judge(word(S::Closed, 3), free, word(S::Attached, 4)), None);
+        assert_eq!(
+            judge(word(S::Never, 0), marker(false, 0), word(S::Never, 0)),
+            Some(PeerState::NeverAttached)
+        );
+        // "Never" about a claimed endpoint is damage; the marker is free.
+        assert_eq!(
+            judge(word(S::Never, 0), free, word(S::Never, 0)),
+            Some(PeerState::Died)
+        );
     }
 }

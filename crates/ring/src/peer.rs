@@ -31,26 +31,36 @@ pub(crate) fn peer_status(
     who: Endpoint,
     seen: bool,
 ) -> Result<PeerStatus> {
-    // Acquire: pairs with the Release stores in `EndState::attach`/`close`, so that
-    // a consumer that sees CLOSED then sees every frame published before it.
-    match end.state.load(Ordering::Acquire) {
+    let first = reading(end);
+    match first.0 {
         NEVER if !seen => Ok(PeerStatus::Unattached),
-        NEVER | ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
-        // The marker is free. The peer may have closed between our read of the
-        // word and our question (it stores CLOSED before it gives the marker up),
-        // so read the word again: only a word that still says attached after the
-        // marker was found free is a death (found by the eight-producer soak,
-        // which saw a clean close reported as `Died`).
-        // Acquire: pairs with the Release store in `EndState::close`; the marker's
-        // release and our lock query are system calls, so a close that came
-        // before the marker was free is visible here.
-        NEVER | ATTACHED => match end.state.load(Ordering::Acquire) {
-            CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
-            _ => Ok(PeerStatus::Gone(Disconnect::Died)),
-        },
         CLOSED => Ok(PeerStatus::Gone(Disconnect::Closed)),
+        NEVER | ATTACHED if liveness.is_alive(who) => Ok(PeerStatus::Alive),
+        // The marker is free. The peer may have closed between our reading and
+        // our question (it stores CLOSED before it gives its marker up), or
+        // closed and a new holder attached (a holder takes the marker before it
+        // writes its word and bumps the incarnation first): read again. Only the
+        // same word and incarnation on both sides of a free marker is a death
+        // (found by the eight-producer soak, which saw a clean close reported as
+        // `Died`).
+        NEVER | ATTACHED => Ok(match reading(end) {
+            (CLOSED, _) => PeerStatus::Gone(Disconnect::Closed),
+            again if again == first => PeerStatus::Gone(Disconnect::Died),
+            _ => PeerStatus::Alive,
+        }),
         v => Err(Error::corrupted("endpoint state", 0, v.into())),
     }
+}
+
+/// An endpoint's state word and incarnation.
+fn reading(end: &EndState) -> (u32, u32) {
+    // Acquire: pairs with the Release stores in `EndState::attach`/`close`, so
+    // that a consumer that sees CLOSED then sees every frame published before it,
+    // and a reader after a free marker sees a close made before it was freed (the
+    // marker's release and the lock query are system calls).
+    let state = end.state.load(Ordering::Acquire);
+    // Relaxed: only compared between two readings, to tell a new attach.
+    (state, end.incarnation.load(Ordering::Relaxed))
 }
 
 /// Whether an SPSC `tail` lies behind `head` by at most a ring: an earlier
@@ -111,6 +121,25 @@ mod tests {
         let e = end(ATTACHED);
         let status = peer_status(&e, &ClosesWhileAsked(&e), Endpoint::Consumer, true);
         assert_eq!(status.unwrap(), PeerStatus::Gone(Disconnect::Closed));
+    }
+
+    /// A peer that closes and is replaced while the question is asked.
+    struct ReplacedWhileAsked<'a>(&'a EndState);
+
+    impl Liveness for ReplacedWhileAsked<'_> {
+        fn is_alive(&self, _: Endpoint) -> bool {
+            self.0.state.store(CLOSED, Ordering::Release);
+            self.0.incarnation.fetch_add(1, Ordering::Relaxed);
+            self.0.state.store(ATTACHED, Ordering::Release);
+            false
+        }
+    }
+
+    #[test]
+    fn a_new_holder_between_the_readings_is_alive() {
+        let e = end(ATTACHED);
+        let status = peer_status(&e, &ReplacedWhileAsked(&e), Endpoint::Producer(0), true);
+        assert_eq!(status.unwrap(), PeerStatus::Alive);
     }
 
     #[test]
