@@ -326,7 +326,7 @@ fn killed_repeatedly<K: KindExt>(form: &str) {
     let held_event = if form == "guard" { "holding" } else { "copied" };
     let life = |i: usize, rng: &mut Rng, records: &mut Records| {
         let c = consumer::<K>(&name, cap, form, records.next());
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             (c.arg("HOLD", rng.range(1, 2_000)), held_event)
         } else {
             (c.arg("MARK", rng.range(1, 2_000)), "mark")
