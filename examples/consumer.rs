@@ -1,14 +1,22 @@
 //! Receives and verifies messages from a channel.
 //!
 //! ```text
-//! consumer --name NAME --count N [--capacity BYTES] [--mpsc --producers P]
+//! consumer --name NAME --count N [--capacity BYTES] [--mpsc --producers P] [--resume]
 //! ```
 //! Creates or opens the channel, receives until N messages have arrived, and
 //! verifies every one: per-producer order with no gap and no duplicate, and every
 //! payload byte. The last line printed is a JSON object
 //! `{"received": n, "verified": bool, "lost": n, "duplicated": n,
 //!   "reason": "complete"|"disconnected"|"error", "per_producer": {"0": n, ...}}`.
-//! Exit status: 0 when N were received and all verified; 2 when the expected
+//!
+//! With `--resume` the consumer takes over a named channel mid-stream (after
+//! another consumer closed or died): the first message of each producer may
+//! carry any sequence number, and order, gaps and duplicates are verified from
+//! there on. The JSON line then also has `"first_seq": {"<producer id>": n, ...}`,
+//! and `--count N` means "until the message with sequence number N-1 has
+//! arrived from each of the P expected producers" (rather than "N messages").
+//!
+//! Exit status: 0 when the count is reached and all verified; 2 when the expected
 //! producers (`--producers`, default 1) have come and gone first and everything
 //! received verified; 1 on a verification failure
 //! or any channel error (a foreign, truncated or damaged segment included), with a
@@ -42,6 +50,11 @@ struct Args {
     /// for producers to come (a named channel is a queue).
     #[arg(long, default_value_t = 1)]
     producers: u32,
+    /// Take over mid-stream: accept any sequence number as a producer's first,
+    /// report it as `first_seq`, and read `--count N` as "until sequence number
+    /// N-1 of every expected producer".
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Default)]
@@ -51,15 +64,24 @@ struct Tally {
     duplicated: u64,
     next: BTreeMap<u32, u64>,
     per_producer: BTreeMap<u32, u64>,
+    /// With `--resume`: each producer's first sequence number.
+    first_seq: BTreeMap<u32, u64>,
     failure: Option<String>,
 }
 
 impl Tally {
-    fn take(&mut self, buf: &[u8]) {
+    fn take(&mut self, buf: &[u8], resume: bool) {
         self.received += 1;
         match msg::check(buf) {
             Ok(h) => {
-                let next = self.next.entry(h.producer).or_insert(0);
+                let next = self.next.entry(h.producer).or_insert_with(|| {
+                    if resume {
+                        self.first_seq.insert(h.producer, h.seq);
+                        h.seq
+                    } else {
+                        0
+                    }
+                });
                 if h.seq < *next {
                     self.duplicated += 1;
                     self.failure.get_or_insert(format!(
@@ -81,6 +103,17 @@ impl Tally {
             Err(e) => {
                 self.failure.get_or_insert(e);
             }
+        }
+    }
+
+    /// Whether the count is reached: `count` messages, or with `--resume`
+    /// sequence number `count - 1` from each of `producers` producers.
+    fn done(&self, a: &Args) -> bool {
+        if a.resume {
+            let through = self.next.values().filter(|&&n| n >= a.count).count();
+            through >= a.producers as usize
+        } else {
+            self.received >= a.count
         }
     }
 }
@@ -106,9 +139,9 @@ fn receive_all<K: RingKind>(
 ) -> shmq::Result<&'static str> {
     rx.expect_producers(a.producers)?;
     let mut buf = Vec::new();
-    while tally.received < a.count {
+    while !tally.done(a) {
         match rx.recv_into(&mut buf) {
-            Ok(()) => tally.take(&buf),
+            Ok(()) => tally.take(&buf, a.resume),
             Err(Error::Disconnected(_)) => return Ok("disconnected"),
             Err(e) => return Err(e),
         }
@@ -129,17 +162,23 @@ fn main() -> ExitCode {
         .iter()
         .map(|(k, v)| (k.to_string(), (*v).into()))
         .collect();
-    println!(
-        "{}",
-        serde_json::json!({
-            "received": tally.received,
-            "verified": verified,
-            "lost": tally.lost,
-            "duplicated": tally.duplicated,
-            "reason": reason,
-            "per_producer": per_producer,
-        })
-    );
+    let mut line = serde_json::json!({
+        "received": tally.received,
+        "verified": verified,
+        "lost": tally.lost,
+        "duplicated": tally.duplicated,
+        "reason": reason,
+        "per_producer": per_producer,
+    });
+    if a.resume {
+        let first_seq: serde_json::Map<String, serde_json::Value> = tally
+            .first_seq
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        line["first_seq"] = first_seq.into();
+    }
+    println!("{line}");
     if let Some(e) = &error {
         eprintln!("consumer: {e}");
     }
