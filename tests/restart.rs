@@ -5,8 +5,8 @@
 //! - **Restarts** (`*_killed_repeatedly_*`): the consumer of a named SPSC
 //!   channel (one example producer) and of a named MPSC channel (three example
 //!   producers) is SIGKILLed mid-stream `SHMQ_RESTART_KILLS` times (default
-//!   10, about a second per test in release; the long form is
-//!   `SHMQ_RESTART_KILLS=50`), a fresh recording consumer each time, and
+//!   50, the count, one to two seconds per test in release; a long
+//!   run: `SHMQ_RESTART_KILLS=500`), a fresh recording consumer each time, and
 //!   finally the example `consumer --resume` takes the rest. Every consumer
 //!   life records what it received in a file (one `write(2)` per message, so
 //!   the record survives the kill). Even lives are killed at a chosen message,
@@ -36,7 +36,7 @@
 //!   closes or dies.
 //!
 //! Run: `cargo test --release --features failpoints --test restart`. Long form:
-//! `SHMQ_RESTART_KILLS=50 cargo test --release --features failpoints --test restart -- --nocapture`.
+//! `SHMQ_RESTART_KILLS=500 cargo test --release --features failpoints --test restart -- --nocapture`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -306,7 +306,7 @@ fn header_of(ev: &Value) -> (u32, u64) {
 /// example `consumer --resume` takes the rest. Checks the union of what every
 /// life recorded against the guarantee of the form (module doc).
 fn killed_repeatedly<K: KindExt>(form: &str) {
-    let kills: usize = kit::env_or("SHMQ_RESTART_KILLS", 10);
+    let kills: usize = kit::env_or("SHMQ_RESTART_KILLS", 50);
     let test = format!("restart_{}_{form}", K::NAME);
     let (wd, names, name) = kit::start(&test, &format!("restart-{}", K::NAME));
     let seed = Rng::seed();
