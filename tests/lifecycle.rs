@@ -152,7 +152,8 @@ fn a_named_sender_outlives_its_receivers_and_loses_nothing() {
 }
 
 /// The same channel as a session (`Options::lifecycle(Session)`): the sender
-/// learns at once that its receiver closed.
+/// learns at once that its receiver closed, and for good: a receiver that
+/// attaches later does not revive it (it used to, silently).
 #[test]
 fn a_named_session_reports_a_closed_receiver_at_once() {
     let wd = Watchdog::new("lc_session");
@@ -171,6 +172,16 @@ fn a_named_session_reports_a_closed_receiver_at_once() {
         tx.send(&kit::message(1, 0, 64)),
         Err(Error::Disconnected(shmq::Disconnect::Closed))
     ));
+    let mut later = Spawn::role_on("holder", &name)
+        .arg("KIND", "spsc")
+        .arg("ROLE", "rx")
+        .spawn(&wd);
+    later.event("ready");
+    assert!(matches!(
+        tx.send(&kit::message(1, 0, 64)),
+        Err(Error::Disconnected(shmq::Disconnect::Closed))
+    ));
+    later.kill_and_reap();
     drop(tx);
     unlink(&name);
     names.assert_clean();

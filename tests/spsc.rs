@@ -985,7 +985,10 @@ fn a_producer_killed_after_commit_before_wake_leaves_nothing_behind() {
 #[test]
 fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
     let (wd, names, name) = shmq_testkit::start("resume_after_stale_tail", "spsc-resume");
-    let mut rx = spsc::Receiver::create(&name, &kit::session().capacity(4096)).expect("create");
+    // A queue (a named channel's default) that is done after two producers: the
+    // first one's death is not the end.
+    let mut rx = spsc::Receiver::create(&name, &Options::new().capacity(4096)).expect("create");
+    rx.expect_producers(2).expect("expect_producers");
     let mut first = Spawn::role_on("send", &name)
         .arg("HOW", "open")
         .arg("COUNT", 5)
@@ -997,11 +1000,9 @@ fn a_new_producer_resumes_after_one_killed_before_publishing_tail() {
         .expect("the committed message");
     v.take(&buf);
     first.kill_and_reap();
-    let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
-    assert!(
-        matches!(r, Err(Error::Disconnected(Disconnect::Died))),
-        "{r:?}"
-    );
+    let r = rx.recv_into_timeout(&mut buf, 2 * shmq::DEFAULT_WAIT_SLICE);
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert_eq!(rx.peers().expect("peers"), [shmq::PeerState::Died]);
     // More than a lap of the 4 KiB ring, so that a producer starting at the stale
     // `tail` would overwrite what the consumer expects.
     let mut second = Spawn::role_on("send", &name)

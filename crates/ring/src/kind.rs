@@ -12,7 +12,7 @@
 //! can implement them, and their methods are not part of the public API.
 
 use crate::ctl::Ends;
-use crate::error::Result;
+use crate::error::{Disconnect, Result};
 use crate::local::Local;
 use crate::region::Data;
 use crate::sync::{AtomicU32, FutexWord};
@@ -134,7 +134,9 @@ pub trait ProducerCore: EndCore {
     #[cold]
     fn full_or_gone(&mut self) -> Result<()> {
         self.local().check()?;
-        self.local().consumer_closed(self.ends())?;
+        if self.local().consumer_closed_hint(self.ends()) {
+            return Err(self.local_mut().disconnected(Disconnect::Closed));
+        }
         if self.local_mut().look_due() {
             self.check_peer()?;
         }

@@ -22,8 +22,10 @@ pub struct Local {
     /// The peers' epoch at the last full look: a change means an endpoint
     /// attached or closed since, and the peer must be looked at again.
     pub(crate) seen_epoch: u32,
-    /// The first corruption found: every later call reports it again.
-    poisoned: Option<Corruption>,
+    /// Why this end stopped for good, the first time: a corruption found, or
+    /// `Disconnected` reported (final, as in std). Every later call reports it
+    /// again.
+    stopped: Option<Stop>,
     /// Closed (or detached): dropping must not announce it again.
     pub(crate) closed: bool,
     /// The last look found the peer(s) gone while data was left: the next wait
@@ -48,6 +50,13 @@ pub struct Local {
     /// "every producer gone" may be reported as `Disconnected` (`expect_producers`;
     /// unset: 1 in a session, never in a queue).
     pub(crate) expected: Option<u32>,
+}
+
+/// Why an end stopped for good ([`Local::stopped`]).
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Corrupted(Corruption),
+    Disconnected(Disconnect),
 }
 
 /// Words of [`Local::seen`]: a bit for the consumer and each producer slot.
@@ -76,7 +85,7 @@ impl Local {
             liveness,
             next_look: Instant::now() + cfg.slice,
             seen_epoch,
-            poisoned: None,
+            stopped: None,
             closed: false,
             peer_gone: false,
             seen: [0; SEEN_WORDS],
@@ -143,12 +152,14 @@ impl Local {
         self.moved
     }
 
-    /// `Err(Corrupted)` if a corruption was found earlier.
+    /// `Err(Corrupted)` if a corruption was found earlier, `Err(Disconnected)`
+    /// if it was reported earlier.
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
-        match self.poisoned {
-            Some(c) => Err(Error::Corrupted(c)),
+        match self.stopped {
             None => Ok(()),
+            Some(Stop::Corrupted(c)) => Err(Error::Corrupted(c)),
+            Some(Stop::Disconnected(why)) => Err(Error::Disconnected(why)),
         }
     }
 
@@ -162,13 +173,22 @@ impl Local {
         }))
     }
 
-    /// Records `e` if it is a corruption (the first one stays); returns it.
+    /// Records `e` if it is a corruption (the first stop stays); returns it.
     #[cold]
     pub(crate) fn poison(&mut self, e: Error) -> Error {
         if let Error::Corrupted(c) = e {
-            self.poisoned.get_or_insert(c);
+            self.stopped.get_or_insert(Stop::Corrupted(c));
         }
         e
+    }
+
+    /// Records that this end reports its peers gone for good (the first stop
+    /// stays); returns the error. Every `Disconnected` an end reports comes
+    /// from here, so that it is final.
+    #[cold]
+    pub(crate) fn disconnected(&mut self, why: Disconnect) -> Error {
+        self.stopped.get_or_insert(Stop::Disconnected(why));
+        Error::Disconnected(why)
     }
 
     /// Whether a look at the peer's liveness is due now (rate-limited to once a
@@ -246,7 +266,7 @@ impl Local {
     pub(crate) fn check_consumer(&mut self, ends: &Ends, head: u64) -> Result<()> {
         let moved = self.moved(head);
         match self.look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer, moved)? {
-            PeerStatus::Gone(why) if !self.queue() => Err(Error::Disconnected(why)),
+            PeerStatus::Gone(why) if !self.queue() => Err(self.disconnected(why)),
             PeerStatus::Gone(_) | PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
         }
     }
@@ -255,19 +275,25 @@ impl Local {
     /// closed gets `Disconnected` (a hint read `Relaxed`; the full look reads it
     /// with `Acquire`). In a queue, nothing: the producer sends on.
     #[inline(always)]
-    pub(crate) fn consumer_closed(&self, ends: &Ends) -> Result<()> {
-        if !self.queue() && ends.consumer.state.load(Ordering::Relaxed) == CLOSED {
-            return Err(Error::Disconnected(Disconnect::Closed));
+    pub(crate) fn consumer_closed(&mut self, ends: &Ends) -> Result<()> {
+        if self.consumer_closed_hint(ends) {
+            return Err(self.disconnected(Disconnect::Closed));
         }
         Ok(())
+    }
+
+    /// Whether [`Local::consumer_closed`] would fail.
+    #[inline(always)]
+    pub(crate) fn consumer_closed_hint(&self, ends: &Ends) -> bool {
+        !self.queue() && ends.consumer.state.load(Ordering::Relaxed) == CLOSED
     }
 
     /// A consumer's judgement once every producer that attached is gone (`why`)
     /// and nothing is left to read: `Disconnected` if at least the expected number
     /// of producer `attachments` happened, else keep waiting for more.
-    pub(crate) fn producers_done(&self, attachments: u32, why: Disconnect) -> Result<()> {
+    pub(crate) fn producers_done(&mut self, attachments: u32, why: Disconnect) -> Result<()> {
         if attachments >= self.expected_producers() {
-            Err(Error::Disconnected(why))
+            Err(self.disconnected(why))
         } else {
             Ok(())
         }

@@ -895,7 +895,7 @@ impl crate::kind::EndCore for ConsumerCore {
             // reclaimed yet (their gap is still being bounded): look again later.
             return Ok(());
         }
-        Err(Error::Disconnected(why))
+        Err(self.local.disconnected(why))
     }
 
     fn len_hint(&self) -> usize {

@@ -55,24 +55,28 @@ fn queue<K: Ring>(g: Geometry<K>) {
     ));
 }
 
-/// In a session, both learn at once.
+/// In a session, both learn at once, and for good: a consumer that attaches
+/// later does not revive a producer that was told, nor a producer that
+/// attaches later a consumer that was told.
 fn session<K: Ring>(g: Geometry<K>) {
     let region = fresh(g, 0);
     let c = cfg(Lifecycle::Session);
     let mut tx = K::producer(&region, g, 0, c, Arc::new(InProcess)).unwrap();
     let rx = K::consumer(&region, g, c, Arc::new(InProcess)).unwrap();
     drop(rx);
-    assert!(matches!(
-        tx.try_send(b"x"),
-        Err(Error::Disconnected(Disconnect::Closed))
-    ));
+    let closed = |r: Result<(), Error>| matches!(r, Err(Error::Disconnected(Disconnect::Closed)));
+    assert!(closed(tx.try_send(b"x")));
     let mut rx = K::consumer(&region, g, c, Arc::new(InProcess)).unwrap();
+    assert!(closed(tx.try_send(b"x")), "{}: final", K::NAME);
+    assert!(closed(tx.send_timeout(b"x", Duration::from_millis(20))));
     drop(tx);
     let mut buf = Vec::new();
-    assert!(matches!(
-        rx.recv_into_timeout(&mut buf, Duration::from_secs(5)),
-        Err(Error::Disconnected(Disconnect::Closed))
+    assert!(closed(
+        rx.recv_into_timeout(&mut buf, Duration::from_secs(5))
     ));
+    let mut tx = K::producer(&region, g, 1, c, Arc::new(InProcess)).unwrap();
+    tx.try_send(b"late").unwrap();
+    assert!(closed(rx.try_recv_into(&mut buf)), "{}: final", K::NAME);
 }
 
 #[test]
