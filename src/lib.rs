@@ -61,6 +61,7 @@
 mod attach;
 mod channel;
 mod error;
+mod identity;
 pub mod inspect;
 mod mem;
 pub mod mpsc;
@@ -70,9 +71,11 @@ pub mod typed;
 
 pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, RingKind};
 pub use channel::{
-    Bytes, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous,
+    Bytes, Declared, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard,
+    anonymous,
 };
 pub use error::{Corruption, Disconnect, Error, Result};
+pub use identity::{MAX_MESSAGE_NAME, Message, MessageType};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, WaitConfig, WaitStrategy, futex_calls,
