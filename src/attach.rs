@@ -138,9 +138,12 @@ impl Shape {
     }
 
     /// What the segment layer checks; a typed channel's element fields are
-    /// left to [`crate::identity::check`], which names both types.
+    /// left to [`crate::identity::check`], which names both types, and its
+    /// capacity (derived from the element's size) to [`Shape::check_typed`],
+    /// after it.
     fn expect(&self) -> Expect {
         let untyped = self.ty.is_none().then_some(0);
+        let capacity = self.require_capacity && self.ty.is_none();
         Expect {
             kind: Some(self.kind),
             endpoints: if self.is_mpsc() {
@@ -148,12 +151,31 @@ impl Shape {
             } else {
                 Some(2)
             },
-            capacity: self.require_capacity.then_some(self.capacity),
+            capacity: capacity.then_some(self.capacity),
             slot_size: untyped,
             slot_align: untyped,
             type_version: untyped,
             type_flags: untyped,
         }
+    }
+}
+
+impl Shape {
+    /// A typed channel's checks beyond the segment layer's: the message type
+    /// first (so that another type is named as such, not as the capacity its
+    /// size gives), then the capacity the caller asked for.
+    fn check_typed(&self, seg: &Segment) -> Result<()> {
+        crate::identity::check(seg, self.ty.as_ref())?;
+        let found = seg.info().capacity;
+        if self.ty.is_some() && self.require_capacity && found != self.capacity {
+            return Err(shmq_segment::Error::LayoutMismatch {
+                field: "capacity",
+                expected: self.capacity,
+                found,
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -426,7 +448,7 @@ fn map_segment(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapp
         }
         Source::Fd(fd) => Segment::from_fd(fd, &shape.expect(), &opts.segment())?,
     };
-    crate::identity::check(&seg, shape.ty.as_ref())?;
+    shape.check_typed(&seg)?;
     Mapped::new(seg)
 }
 
