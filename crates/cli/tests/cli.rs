@@ -1055,3 +1055,57 @@ fn errors_are_one_line_and_usage_errors_exit_2() {
         shmq().args(&args).assert().code(2);
     }
 }
+
+/// A typed channel's message type is shown in words: `ls` names it in its TYPE
+/// column, `inspect` in a row of its own and in its JSON; a damaged type name
+/// field is a finding in words.
+#[test]
+fn ls_and_inspect_name_the_message_type() {
+    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+    #[bytemuck(crate = "shmq::bytemuck")]
+    #[repr(C)]
+    struct Point {
+        x: u64,
+        y: u64,
+    }
+    impl shmq::Message for Point {
+        const NAME: &'static str = "cli.test.Point";
+        const VERSION: u32 = 3;
+    }
+    let n = name("msgtype");
+    let u = name("msgtype-u64");
+    let _cleanup = Cleanup(vec![n.clone(), u.clone()]);
+    let o = shmq::Options::new().capacity(8);
+    let mut tx = shmq::spsc::declared::Sender::<Point>::create(&n, &o).expect("create");
+    tx.send(&Point { x: 1, y: 2 }).expect("send");
+    let plain = shmq::mpsc::typed::Receiver::<u64>::create(&u, &o).expect("create");
+
+    assert!(ls_row(&n).contains("cli.test.Point v3"), "{}", ls_row(&n));
+    assert!(ls_row(&u).contains(" u64 "), "{}", ls_row(&u));
+    let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
+    assert!(
+        text.contains("message type        \"cli.test.Point\" v3 (16 bytes, align 8)"),
+        "{text}"
+    );
+    assert!(text.contains("1 (declared name and version)"), "{text}");
+    let j = inspect_json(&n);
+    assert_eq!(j["message_type"]["name"], "cli.test.Point", "{j}");
+    assert_eq!(j["message_type"]["version"], 3, "{j}");
+    assert_eq!(j["message_type"]["size"], 16, "{j}");
+    let j = inspect_json(&u);
+    assert_eq!(j["message_type"]["name"], "u64", "{j}");
+    assert_eq!(j["message_type"]["declared"], false, "{j}");
+    assert!(j["message_type"]["version"].is_null(), "{j}");
+
+    // A type name field that is not UTF-8: named, in words.
+    corrupt(&n, 128, &[0xff]);
+    let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
+    assert!(
+        text.contains(
+            "header type name: expected UTF-8 text of at most 127 bytes, a NUL, then zeros, \
+             found a bad byte at offset 0 of the field"
+        ),
+        "{text}"
+    );
+    drop((tx, plain));
+}
