@@ -28,6 +28,7 @@ use shmq_segment::{Expect, Layout, Opened, Segment};
 
 use crate::channel::PeerState;
 use crate::error::{Error, Result};
+use crate::identity::TypeInfo;
 use crate::mem;
 use crate::options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 
@@ -39,40 +40,6 @@ pub const KIND_SPSC_TYPED: u16 = 2;
 pub const KIND_MPSC: u16 = 3;
 /// Segment kind of an MPSC typed channel.
 pub const KIND_MPSC_TYPED: u16 = 4;
-
-/// Identity of a typed channel's element type, as recorded in the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TypeInfo {
-    pub(crate) size: u32,
-    pub(crate) align: u32,
-    pub(crate) hash: u64,
-    /// The type's name in this build (for error messages; not in the header).
-    pub(crate) name: &'static str,
-}
-
-impl TypeInfo {
-    pub(crate) fn of<T: 'static>() -> TypeInfo {
-        // FNV-1a over the type's name, size and alignment: a guard against opening
-        // a channel with the wrong type, not a proof of identity.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let name = std::any::type_name::<T>();
-        let size = size_of::<T>() as u64;
-        let align = align_of::<T>() as u64;
-        for b in name
-            .bytes()
-            .chain(size.to_le_bytes())
-            .chain(align.to_le_bytes())
-        {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        TypeInfo {
-            size: size as u32,
-            align: align as u32,
-            hash: h,
-            name,
-        }
-    }
-}
 
 /// What a channel looks like: kind, sizes, element type.
 #[derive(Clone, Copy, Debug)]
@@ -98,8 +65,7 @@ impl Shape {
     /// A typed channel's shape: the capacity in messages becomes a byte capacity
     /// that holds that many fixed-size frames (plus the wrap's padding and the end
     /// marker), and whose largest message is at least one element.
-    pub(crate) fn typed<T: 'static, K: RingKind>(opts: &Options) -> Shape {
-        let ty = TypeInfo::of::<T>();
+    pub(crate) fn typed<K: RingKind>(opts: &Options, ty: TypeInfo) -> Shape {
         let frame = shmq_ring::frame::frame_len(ty.size as usize) as u64;
         let header = shmq_ring::frame::HEADER_LEN as u64;
         let messages = opts.capacity.unwrap_or(DEFAULT_TYPED_CAPACITY);
@@ -152,19 +118,34 @@ impl Shape {
         RingGeometry::new(self.kind, self.capacity, self.producers)
     }
 
-    fn layout(&self, geometry: &RingGeometry) -> Layout {
-        Layout {
+    /// The header a creator writes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMessageName`] if the element type's name does not fit.
+    fn layout(&self, geometry: &RingGeometry) -> Result<Layout> {
+        Ok(Layout {
             kind: self.kind,
             endpoints: 1 + self.producers,
             data_len: geometry.region_len() as u64,
             capacity: self.capacity,
             slot_size: self.ty.map_or(0, |t| t.size),
             slot_align: self.ty.map_or(0, |t| t.align),
-            type_hash: self.ty.map_or(0, |t| t.hash),
-        }
+            type_version: self.ty.map_or(0, |t| t.version_field()),
+            type_flags: self.ty.map_or(0, |t| t.flags()),
+            type_name: match &self.ty {
+                Some(t) => t.type_name()?,
+                None => shmq_segment::TypeName::EMPTY,
+            },
+        })
     }
 
+    /// What the segment layer checks; a typed channel's element fields are
+    /// left to [`crate::identity::check`], which names both types, and its
+    /// capacity (derived from the element's size) to [`Shape::check_typed`],
+    /// after it.
     fn expect(&self) -> Expect {
+        let untyped = self.ty.is_none().then_some(0);
+        let capacity = self.require_capacity && self.ty.is_none();
         Expect {
             kind: Some(self.kind),
             endpoints: if self.is_mpsc() {
@@ -172,11 +153,31 @@ impl Shape {
             } else {
                 Some(2)
             },
-            capacity: self.require_capacity.then_some(self.capacity),
-            slot_size: Some(self.ty.map_or(0, |t| t.size)),
-            slot_align: Some(self.ty.map_or(0, |t| t.align)),
-            type_hash: Some(self.ty.map_or(0, |t| t.hash)),
+            capacity: capacity.then_some(self.capacity),
+            slot_size: untyped,
+            slot_align: untyped,
+            type_version: untyped,
+            type_flags: untyped,
         }
+    }
+}
+
+impl Shape {
+    /// A typed channel's checks beyond the segment layer's: the message type
+    /// first (so that another type is named as such, not as the capacity its
+    /// size gives), then the capacity the caller asked for.
+    fn check_typed(&self, seg: &Segment) -> Result<()> {
+        crate::identity::check(seg, self.ty.as_ref())?;
+        let found = seg.info().capacity;
+        if self.ty.is_some() && self.require_capacity && found != self.capacity {
+            return Err(shmq_segment::Error::LayoutMismatch {
+                field: "capacity",
+                expected: self.capacity,
+                found,
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -447,7 +448,7 @@ fn create(
     make: impl FnOnce(&Layout) -> Result<shmq_segment::Creating>,
 ) -> Result<Segment> {
     let geometry = shape.geometry()?;
-    let c = make(&shape.layout(&geometry))?;
+    let c = make(&shape.layout(&geometry)?)?;
     finish_creating(&geometry, c)
 }
 
@@ -499,12 +500,13 @@ pub(crate) enum Source<'a> {
 
 /// Maps and validates (or creates and initialises) a channel's segment.
 pub(crate) fn map(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
-    map_segment(source, shape, opts).map_err(|e| in_words(e, shape))
+    map_segment(source, shape, opts).map_err(in_words)
 }
 
-/// A segment layer's mismatch, said in the channel's words: kinds by name,
-/// element types by name and layout, and the options that allow sharing.
-fn in_words(e: Error, shape: &Shape) -> Error {
+/// A segment layer's mismatch, said in the channel's words: kinds by name and
+/// the options that allow sharing (element types are compared, and named, by
+/// [`crate::identity::check`]).
+fn in_words(e: Error) -> Error {
     use shmq_segment::Error as S;
     let kind = |code: u64| {
         u16::try_from(code)
@@ -524,35 +526,22 @@ fn in_words(e: Error, shape: &Shape) -> Error {
             expected: kind(expected),
             found: kind(found),
         },
-        Error::Segment(S::LayoutMismatch {
-            field: field @ ("slot_size" | "slot_align" | "type_hash"),
-            found,
-            ..
-        }) if shape.ty.is_some() => {
-            let ty = shape.ty.expect("typed");
-            Error::WrongMessageType {
-                expected: format!("{} ({} bytes, align {})", ty.name, ty.size, ty.align),
-                found: match field {
-                    "slot_size" => format!("messages of {found} bytes"),
-                    "slot_align" => format!("messages aligned to {found}"),
-                    _ => "another type of the same size and alignment (a different \
-                          type name, or the same type under another module path)"
-                        .to_owned(),
-                },
-            }
-        }
         Error::Segment(S::Untrusted { reason }) => Error::Untrusted { reason },
         other => other,
     }
 }
 
 fn map_segment(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
+    if let Some(ty) = &shape.ty {
+        // A name that cannot be recorded is refused before anything is made or opened.
+        ty.type_name()?;
+    }
     let seg = match source {
         Source::Create(name) => create_named(name, shape, opts)?,
         Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment())?,
         Source::CreateOrOpen(name) => {
             let geometry = shape.geometry()?;
-            let layout = shape.layout(&geometry);
+            let layout = shape.layout(&geometry)?;
             match Segment::create_or_open(name, &layout, &shape.expect(), &opts.segment())? {
                 Opened::Created(c) => finish_creating(&geometry, c)?,
                 Opened::Existing(s) => s,
@@ -560,6 +549,7 @@ fn map_segment(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapp
         }
         Source::Fd(fd) => Segment::from_fd(fd, &shape.expect(), &opts.segment())?,
     };
+    shape.check_typed(&seg)?;
     Mapped::new(seg)
 }
 

@@ -17,7 +17,8 @@ use crate::{Options, Result};
 
 pub use shmq_ring::{ReadGuard, WriteGuard};
 
-/// What a channel's messages are: [`Bytes`] or [`Typed<T>`]. Sealed.
+/// What a channel's messages are: [`Bytes`], [`Typed<T>`] or [`Declared<T>`].
+/// Sealed.
 pub trait Format: format::Sealed + 'static {
     /// `"bytes"` or the element type's name, for `Debug`.
     #[doc(hidden)]
@@ -41,13 +42,21 @@ pub trait Format: format::Sealed + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Bytes;
 
-/// Fixed-size messages of one [`bytemuck::Pod`] type `T`.
+/// Fixed-size messages of one [`bytemuck::Pod`] type `T`, known in the header
+/// by its Rust type name ([`std::any::type_name`]), size and alignment: both
+/// ends must name the same type at the same path.
 pub struct Typed<T>(PhantomData<fn() -> T>);
+
+/// Fixed-size messages of one [`Message`](crate::Message) type `T`, known in
+/// the header by its declared name and version, size and alignment: ends built
+/// separately, each with its own definition of `T`, agree on it.
+pub struct Declared<T>(PhantomData<fn() -> T>);
 
 mod format {
     pub trait Sealed {}
     impl Sealed for super::Bytes {}
     impl<T: bytemuck::Pod> Sealed for super::Typed<T> {}
+    impl<T: crate::Message> Sealed for super::Declared<T> {}
 }
 
 impl Format for Bytes {
@@ -77,7 +86,7 @@ impl<T: bytemuck::Pod> Format for Typed<T> {
         std::any::type_name::<T>()
     }
     fn shape<K: RingKind>(opts: &Options) -> Shape {
-        Shape::typed::<T, K>(opts)
+        Shape::typed::<K>(opts, crate::identity::TypeInfo::undeclared::<T>())
     }
     /// How many messages a ring of `bytes` holds at least (the inverse of
     /// `Shape::typed`: one frame of room for the wrap's padding and the end marker).
@@ -85,6 +94,22 @@ impl<T: bytemuck::Pod> Format for Typed<T> {
         let frame = shmq_ring::frame::frame_len(size_of::<T>()) as u64;
         let header = shmq_ring::frame::HEADER_LEN as u64;
         bytes.saturating_sub(frame + header) / frame
+    }
+    type Message = T;
+    fn receive<K: RingKind>(rx: &mut Receiver<K, Self>, block: bool) -> Result<T> {
+        if block { rx.recv() } else { rx.try_recv() }
+    }
+}
+
+impl<T: crate::Message> Format for Declared<T> {
+    fn name() -> &'static str {
+        T::NAME
+    }
+    fn shape<K: RingKind>(opts: &Options) -> Shape {
+        Shape::typed::<K>(opts, crate::identity::TypeInfo::declared::<T>())
+    }
+    fn capacity(bytes: u64) -> u64 {
+        Typed::<T>::capacity(bytes)
     }
     type Message = T;
     fn receive<K: RingKind>(rx: &mut Receiver<K, Self>, block: bool) -> Result<T> {

@@ -87,13 +87,24 @@ pub enum Error {
         /// The channel's kind.
         found: String,
     },
-    /// A typed channel carries messages of another type than the handle's.
-    #[error("the channel carries {found}, but this handle's messages are {expected}")]
+    /// A typed channel holds messages of another type than the handle's: another
+    /// name, version (declared or not), size or alignment.
+    #[error("message type mismatch: the channel holds {found}, this end uses {expected}")]
     WrongMessageType {
-        /// This handle's element type: name, size and alignment.
-        expected: String,
-        /// What the channel's header says instead.
-        found: String,
+        /// This handle's message type.
+        expected: crate::MessageType,
+        /// The channel's, as its header records it.
+        found: crate::MessageType,
+    },
+    /// A message type's name cannot be recorded in a channel's header: empty,
+    /// longer than [`MAX_MESSAGE_NAME`](crate::MAX_MESSAGE_NAME) bytes, or
+    /// holding a NUL.
+    #[error("invalid message type name {name:?}: {reason}")]
+    InvalidMessageName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The segment fails a trust check: another owner, a mode that lets others
     /// write, not a regular object, ...

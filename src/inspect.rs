@@ -176,7 +176,7 @@ impl HeaderState {
 /// A segment header's fields as found, each widened to `u64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Header {
-    values: [u64; 12],
+    values: [u64; HeaderField::ALL.len()],
 }
 
 impl Header {
@@ -229,6 +229,9 @@ pub enum Endpoint {
 pub enum Field {
     /// A header field.
     Header(HeaderField),
+    /// The type name field after the header (the typed channel's message type
+    /// name; empty for byte channels).
+    TypeName,
     /// The ring's region as a whole (it could not be located in the segment).
     Region,
     /// The consumer's position in the ring.
@@ -275,6 +278,13 @@ pub enum Expected {
     },
     /// The code of a channel kind (see [`ChannelKind::ALL`]).
     ChannelKind,
+    /// A type name field as a creator writes it: UTF-8 text of at most
+    /// [`MAX_MESSAGE_NAME`](crate::MAX_MESSAGE_NAME) bytes, a NUL, then zeros.
+    /// The finding's `found` is the offset of the first byte that breaks it.
+    TypeName,
+    /// An empty type name (a byte channel has no message type). The finding's
+    /// `found` is the length of the name found.
+    NoTypeName,
     /// A region that lies inside the segment, aligned as a ring needs.
     Readable,
     /// What a check of the ring requires (the ring crate's own type).
@@ -481,6 +491,10 @@ pub struct Report {
     /// Every check that failed, header first, then ring; empty for a healthy
     /// segment.
     pub problems: Vec<Finding>,
+    /// A typed channel's message type as its header records it (name, version
+    /// if declared, size, alignment); `None` for byte channels and for headers
+    /// too damaged to say.
+    pub message_type: Option<crate::MessageType>,
 }
 
 impl Report {
@@ -738,6 +752,35 @@ fn report(name: &str, peek: &Peek) -> Report {
             }
         }
     }
+    let mut message_type = None;
+    if header.state() != HeaderState::Initialising && !problems.iter().any(Finding::is_problem) {
+        let typed = kind.is_some_and(ChannelKind::is_typed);
+        match peek.type_name() {
+            Err(segment::Error::BadTypeName { at, .. }) => problems.push(Finding {
+                field: Field::TypeName,
+                expected: Expected::TypeName,
+                found: at as u64,
+                severity: Severity::Damage,
+            }),
+            Err(_) => {}
+            Ok(n) if !typed && !n.is_empty() => problems.push(Finding {
+                field: Field::TypeName,
+                expected: Expected::NoTypeName,
+                found: n.as_str().len() as u64,
+                severity: Severity::Damage,
+            }),
+            Ok(n) if typed => {
+                message_type = crate::MessageType::from_header(
+                    &n,
+                    info.type_version,
+                    info.type_flags,
+                    info.slot_size,
+                    info.slot_align,
+                );
+            }
+            Ok(_) => {}
+        }
+    }
     let ring = match kind {
         Some(kind) if problems.is_empty() => match ring_view(peek, kind, &info) {
             Ok(v) => {
@@ -763,6 +806,7 @@ fn report(name: &str, peek: &Peek) -> Report {
         endpoints,
         in_use,
         problems,
+        message_type,
     }
 }
 
@@ -799,10 +843,24 @@ fn channel_findings(h: &Header, kind: Option<ChannelKind>) -> Vec<Finding> {
     } else {
         check(F::Endpoints, endpoints == 2, Expected::Value(2));
     }
-    for field in [F::SlotSize, F::SlotAlign, F::TypeHash] {
-        if kind.is_typed() {
+    if kind.is_typed() {
+        for field in [F::SlotSize, F::SlotAlign] {
             check(field, h.get(field) != 0, Expected::NotZero);
-        } else {
+        }
+        let flags = h.get(F::TypeFlags);
+        check(
+            F::TypeFlags,
+            flags <= u64::from(crate::identity::DECLARED),
+            Expected::AtMost(crate::identity::DECLARED.into()),
+        );
+        // An undeclared type has no version.
+        check(
+            F::TypeVersion,
+            flags != 0 || h.get(F::TypeVersion) == 0,
+            Expected::Value(0),
+        );
+    } else {
+        for field in [F::SlotSize, F::SlotAlign, F::TypeVersion, F::TypeFlags] {
             check(field, h.get(field) == 0, Expected::Value(0));
         }
     }
@@ -969,11 +1027,7 @@ mod tests {
                     HeaderField::Kind => kind.code().into(),
                     HeaderField::Endpoints => 2,
                     HeaderField::Capacity => 1024,
-                    HeaderField::SlotSize | HeaderField::SlotAlign | HeaderField::TypeHash
-                        if kind.is_typed() =>
-                    {
-                        8
-                    }
+                    HeaderField::SlotSize | HeaderField::SlotAlign if kind.is_typed() => 8,
                     _ => 0,
                 },
                 |(_, v)| *v,
@@ -1077,7 +1131,7 @@ mod tests {
                 (Field::Header(HeaderField::SlotSize), Expected::Value(0), 3),
             ]
         );
-        let typed = header(ChannelKind::MpscTyped, &[(HeaderField::TypeHash, 0)]);
+        let typed = header(ChannelKind::MpscTyped, &[(HeaderField::SlotAlign, 0)]);
         let f = channel_findings(&typed, Some(ChannelKind::MpscTyped));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].expected, Expected::NotZero);

@@ -11,7 +11,9 @@
 //!   processes), one receiver; a sender that dies mid-message does not block it.
 //! - Byte messages of any length up to half the ring, written and read in place or
 //!   copied; typed messages of any [`bytemuck::Pod`] type (`spsc::typed`,
-//!   `mpsc::typed`).
+//!   `mpsc::typed`, known by the type's Rust name), or of a [`Message`] type
+//!   that declares a stable name and version (`spsc::declared`,
+//!   `mpsc::declared`), so that separately built programs agree on it.
 //! - Named channels (`/dev/shm`) are queues: either side may start first, stop
 //!   or crash and restart without losing a committed message. Anonymous ones for
 //!   `fork` (`spsc::anonymous`), and channels passed to an unrelated process as a
@@ -19,7 +21,7 @@
 //!   each call's delivery guarantee are in docs/LIFECYCLE.md.
 //! - One [`Sender<K, M>`](Sender) and [`Receiver<K, M>`](Receiver) over the ring
 //!   kind `K` ([`Spsc`], [`Mpsc`]) and the message format `M` ([`Bytes`], the
-//!   default, or [`Typed<T>`](Typed)): `spsc::Sender` is `Sender<Spsc>`,
+//!   default, [`Typed<T>`](Typed) or [`Declared<T>`](Declared)): `spsc::Sender` is `Sender<Spsc>`,
 //!   `mpsc::typed::Receiver<T>` is `Receiver<Mpsc, Typed<T>>`, and code written
 //!   over `K: RingKind` works with either kind.
 //! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
@@ -65,6 +67,7 @@
 mod attach;
 mod channel;
 mod error;
+mod identity;
 pub mod inspect;
 mod mem;
 pub mod mpsc;
@@ -74,9 +77,11 @@ pub mod typed;
 
 pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, PeerWatcher, RingKind};
 pub use channel::{
-    Bytes, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard, anonymous,
+    Bytes, Declared, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard,
+    anonymous,
 };
 pub use error::{Corruption, Disconnect, Error, Result};
+pub use identity::{MAX_MESSAGE_NAME, Message, MessageType};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
 pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
@@ -104,6 +109,16 @@ pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
 ///     shmq::spsc::typed::anonymous::<Reading>(&shmq::Options::new().capacity(8))?;
 /// tx.send(&Reading { sensor: 7, celsius: 21.5 })?;
 /// assert_eq!(rx.recv()?.sensor, 7);
+///
+/// // A stable name and version, for programs built separately (see `Message`):
+/// impl shmq::Message for Reading {
+///     const NAME: &'static str = "sensors.Reading";
+///     const VERSION: u32 = 1;
+/// }
+/// let (mut tx, mut rx) =
+///     shmq::spsc::declared::anonymous::<Reading>(&shmq::Options::new().capacity(8))?;
+/// tx.send(&Reading { sensor: 8, celsius: 19.0 })?;
+/// assert_eq!(rx.recv()?.sensor, 8);
 /// # Ok::<(), shmq::Error>(())
 /// ```
 pub use bytemuck;

@@ -69,3 +69,31 @@ pub mod typed {
         crate::typed::anonymous(opts)
     }
 }
+
+/// MPSC channels of a [`Message`](crate::Message) type: fixed-size messages
+/// known by the type's declared name and version (see
+/// [`Declared`](crate::Declared)), so that programs built separately, each
+/// with its own definition of the type, talk.
+pub mod declared {
+    use shmq_ring::Mpsc;
+
+    /// A sending end of a declared-type MPSC channel of `T`.
+    pub type Sender<T> = crate::typed::DeclaredSender<T, Mpsc>;
+    /// The receiving end of a declared-type MPSC channel of `T`.
+    pub type Receiver<T> = crate::typed::DeclaredReceiver<T, Mpsc>;
+    /// Room reserved for one `T`.
+    pub type WriteGuard<'a, T> = crate::typed::WriteGuard<'a, T, Mpsc>;
+    /// A received `T`, lent in place.
+    pub type ReadGuard<'a, T> = crate::typed::ReadGuard<'a, T, Mpsc>;
+
+    /// A new anonymous declared-type MPSC channel (both ends, for `fork`).
+    ///
+    /// # Errors
+    /// As [`crate::mpsc::anonymous`], and
+    /// [`Error::InvalidMessageName`](crate::Error::InvalidMessageName).
+    pub fn anonymous<T: crate::Message>(
+        opts: &crate::Options,
+    ) -> crate::Result<(Sender<T>, Receiver<T>)> {
+        crate::typed::anonymous_declared(opts)
+    }
+}

@@ -1,13 +1,22 @@
 //! Typed channels of any ring kind: messages of one [`bytemuck::Pod`] type `T`,
 //! in fixed-size frames of the byte ring (so a typed message, like a byte one,
 //! shares its cache line with the header the receiver polls). The header
-//! records the type's size, alignment and a hash of its name; opening with
-//! another type is [`LayoutMismatch`](shmq_segment::Error::LayoutMismatch).
+//! records the type's name (as text), version, size and alignment; opening with
+//! another type is [`Error::WrongMessageType`], which names both.
+//!
+//! Two formats carry typed messages ([`TypedFormat`]):
+//! - [`Typed<T>`]: any `Pod` type, known by its Rust type name
+//!   ([`std::any::type_name`]), so both ends must use the same type at the same
+//!   path (as two binaries sharing one crate of message types do).
+//! - [`Declared<T>`]: a [`Message`](crate::Message) type, known by its declared
+//!   name and version, so separately built programs, each with its own
+//!   definition, agree on it.
 //!
 //! [`Sender<T, K>`] is [`crate::Sender`]`<K, Typed<T>>`: its constructors, its
 //! capacity (in messages), `export_fd` and the MPSC methods are the generic
-//! ones; the sending and receiving forms for values of `T` are here.
-//! `spsc::typed` and `mpsc::typed` name them per kind.
+//! ones; the sending and receiving forms for values of `T` are here, for both
+//! formats. `spsc::typed` and `mpsc::typed` name them per kind, and
+//! `spsc::declared` and `mpsc::declared` the declared ones.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -16,8 +25,23 @@ use bytemuck::Pod;
 
 use crate::Result;
 use crate::attach::RingKind;
-use crate::channel::Typed;
+use crate::channel::{Declared, Format, Typed};
 use crate::error::{Corruption, Error};
+
+/// A format of fixed-size messages of one `Pod` type: [`Typed<T>`] or
+/// [`Declared<T>`]. Sealed.
+pub trait TypedFormat: Format {
+    /// The message type.
+    type Item: Pod;
+}
+
+impl<T: Pod> TypedFormat for Typed<T> {
+    type Item = T;
+}
+
+impl<T: crate::Message> TypedFormat for Declared<T> {
+    type Item = T;
+}
 
 /// The sending end of a typed channel of `T` over ring kind `K`.
 pub type Sender<T, K> = crate::Sender<K, Typed<T>>;
@@ -109,12 +133,12 @@ fn reserved<T: Pod, K: RingKind>(inner: crate::WriteGuard<'_, K>) -> WriteGuard<
     }
 }
 
-impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
+impl<F: TypedFormat, K: RingKind> crate::Sender<K, F> {
     /// Sends a copy of `value` without waiting.
     ///
     /// # Errors
     /// As the byte [`crate::Sender::try_send`].
-    pub fn try_send(&mut self, value: &T) -> Result<()> {
+    pub fn try_send(&mut self, value: &F::Item) -> Result<()> {
         self.end.run(|r| r.try_send(bytemuck::bytes_of(value)))
     }
 
@@ -122,7 +146,7 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     ///
     /// # Errors
     /// As the byte [`crate::Sender::send`].
-    pub fn send(&mut self, value: &T) -> Result<()> {
+    pub fn send(&mut self, value: &F::Item) -> Result<()> {
         self.end.run(|r| r.send(bytemuck::bytes_of(value)))
     }
 
@@ -130,7 +154,7 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     ///
     /// # Errors
     /// As the byte [`crate::Sender::send_timeout`].
-    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
+    pub fn send_timeout(&mut self, value: &F::Item, timeout: Duration) -> Result<()> {
         self.end
             .run(|r| r.send_timeout(bytemuck::bytes_of(value), timeout))
     }
@@ -140,15 +164,18 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     ///
     /// # Errors
     /// As the byte [`crate::Sender::try_send_batch`].
-    pub fn try_send_batch<'v>(&mut self, values: impl IntoIterator<Item = &'v T>) -> Result<usize>
+    pub fn try_send_batch<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = &'v F::Item>,
+    ) -> Result<usize>
     where
-        T: 'v,
+        F::Item: 'v,
     {
         self.end
             .run(|r| r.try_send_batch(values.into_iter().map(bytemuck::bytes_of)))
     }
 
-    /// Reserves room for one `T` without waiting; write it in place, then commit.
+    /// Reserves room for one message without waiting; write it in place, then commit.
     ///
     /// MPSC: until the guard is committed or dropped, no producer's later message
     /// is received, and once the ring is full every producer waits (see
@@ -156,12 +183,14 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     ///
     /// # Errors
     /// As [`Sender::try_send`].
-    pub fn try_reserve(&mut self) -> Result<WriteGuard<'_, T, K>> {
-        const { lendable::<T>() };
-        Ok(reserved(self.end.run(|r| r.try_reserve(size_of::<T>()))?))
+    pub fn try_reserve(&mut self) -> Result<WriteGuard<'_, F::Item, K>> {
+        const { lendable::<F::Item>() };
+        Ok(reserved(
+            self.end.run(|r| r.try_reserve(size_of::<F::Item>()))?,
+        ))
     }
 
-    /// Reserves room for one `T`, waiting.
+    /// Reserves room for one message, waiting.
     ///
     /// # MPSC: a held reservation stops every producer
     /// On an MPSC channel the reservation is a claim on the next part of the ring,
@@ -180,12 +209,12 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     ///
     /// # Errors
     /// As [`Sender::send`].
-    pub fn reserve(&mut self) -> Result<WriteGuard<'_, T, K>> {
-        const { lendable::<T>() };
-        Ok(reserved(self.end.run(|r| r.reserve(size_of::<T>()))?))
+    pub fn reserve(&mut self) -> Result<WriteGuard<'_, F::Item, K>> {
+        const { lendable::<F::Item>() };
+        Ok(reserved(self.end.run(|r| r.reserve(size_of::<F::Item>()))?))
     }
 
-    /// Reserves room for one `T`, waiting at most `timeout`.
+    /// Reserves room for one message, waiting at most `timeout`.
     ///
     /// MPSC: until the guard is committed or dropped, no producer's later message
     /// is received, and once the ring is full every producer waits (see
@@ -193,22 +222,21 @@ impl<T: Pod, K: RingKind> crate::Sender<K, Typed<T>> {
     ///
     /// # Errors
     /// As [`Sender::send_timeout`].
-    pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGuard<'_, T, K>> {
-        const { lendable::<T>() };
-        Ok(reserved(
-            self.end
-                .run(|r| r.reserve_timeout(size_of::<T>(), timeout))?,
-        ))
+    pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<WriteGuard<'_, F::Item, K>> {
+        const { lendable::<F::Item>() };
+        Ok(reserved(self.end.run(|r| {
+            r.reserve_timeout(size_of::<F::Item>(), timeout)
+        })?))
     }
 }
 
-impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
+impl<F: TypedFormat, K: RingKind> crate::Receiver<K, F> {
     /// Receives the next value without waiting.
     ///
     /// # Errors
     /// As the byte [`crate::Receiver::try_recv`]; a frame of the wrong size is
     /// `Corrupted`.
-    pub fn try_recv(&mut self) -> Result<T> {
+    pub fn try_recv(&mut self) -> Result<F::Item> {
         read(&self.end.run(|r| r.try_recv())?)
     }
 
@@ -216,7 +244,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     ///
     /// # Errors
     /// As the byte [`crate::Receiver::recv`].
-    pub fn recv(&mut self) -> Result<T> {
+    pub fn recv(&mut self) -> Result<F::Item> {
         read(&self.end.run(|r| r.recv())?)
     }
 
@@ -224,7 +252,7 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     ///
     /// # Errors
     /// As the byte [`crate::Receiver::recv_timeout`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<F::Item> {
         read(&self.end.run(|r| r.recv_timeout(timeout))?)
     }
 
@@ -233,8 +261,8 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     ///
     /// # Errors
     /// As [`Receiver::recv`].
-    pub fn recv_ref(&mut self) -> Result<ReadGuard<'_, T, K>> {
-        const { lendable::<T>() };
+    pub fn recv_ref(&mut self) -> Result<ReadGuard<'_, F::Item, K>> {
+        const { lendable::<F::Item>() };
         lend(self.end.run(|r| r.recv())?)
     }
 
@@ -242,8 +270,8 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     ///
     /// # Errors
     /// As [`Receiver::try_recv`].
-    pub fn try_recv_ref(&mut self) -> Result<ReadGuard<'_, T, K>> {
-        const { lendable::<T>() };
+    pub fn try_recv_ref(&mut self) -> Result<ReadGuard<'_, F::Item, K>> {
+        const { lendable::<F::Item>() };
         lend(self.end.run(|r| r.try_recv())?)
     }
 
@@ -251,8 +279,8 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     ///
     /// # Errors
     /// As [`Receiver::recv_timeout`].
-    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, T, K>> {
-        const { lendable::<T>() };
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_, F::Item, K>> {
+        const { lendable::<F::Item>() };
         lend(self.end.run(|r| r.recv_timeout(timeout))?)
     }
 
@@ -263,10 +291,10 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
     /// As the byte [`crate::Receiver::try_recv_batch`]; a frame of the wrong size
     /// (a peer that broke the protocol) is `Corrupted`, reported after the batch:
     /// every well-formed value in it was handed over, the malformed ones were not.
-    pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(T)) -> Result<usize> {
+    pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(F::Item)) -> Result<usize> {
         let mut bad = None;
         let n = self.end.run(|r| {
-            r.try_recv_batch(max, |bytes| match read::<T>(bytes) {
+            r.try_recv_batch(max, |bytes| match read::<F::Item>(bytes) {
                 Ok(v) => each(v),
                 Err(e) => {
                     bad.get_or_insert(e);
@@ -284,5 +312,21 @@ impl<T: Pod, K: RingKind> crate::Receiver<K, Typed<T>> {
 pub fn anonymous<T: Pod, K: RingKind>(
     opts: &crate::Options,
 ) -> Result<(Sender<T, K>, Receiver<T, K>)> {
+    crate::channel::anonymous(opts)
+}
+
+/// The sending end of a declared-type channel of `T` over ring kind `K`.
+pub type DeclaredSender<T, K> = crate::Sender<K, Declared<T>>;
+
+/// The receiving end of a declared-type channel of `T` over ring kind `K`.
+pub type DeclaredReceiver<T, K> = crate::Receiver<K, Declared<T>>;
+
+/// A new anonymous declared-type channel of kind `K` (both ends, for `fork`).
+///
+/// # Errors
+/// As [`crate::spsc::anonymous`], and [`Error::InvalidMessageName`].
+pub fn anonymous_declared<T: crate::Message, K: RingKind>(
+    opts: &crate::Options,
+) -> Result<(DeclaredSender<T, K>, DeclaredReceiver<T, K>)> {
     crate::channel::anonymous(opts)
 }

@@ -585,7 +585,7 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     #[rustfmt::skip]
     let cases: Vec<(&str, Damage, Want, bool)> = vec![
         ("bad magic", Box::new(|i| i[0] ^= 0x20), Seg(|e| matches!(e, SegError::BadMagic { .. })), true),
-        ("another version", u32_at(8, 2), Seg(|e| matches!(e, SegError::VersionMismatch { found: 2, .. })), true),
+        ("an older version (1: hashed type names, table at 128)", u32_at(8, 1), Seg(|e| matches!(e, SegError::VersionMismatch { found: 1, expected: 2 })), true),
         ("a state no creator writes", u32_at(12, 5), Corrupt("state"), true),
         ("never published, creator gone", u32_at(12, 0), Seg(|e| matches!(e, SegError::Abandoned)), true),
         ("another kind (layout)", u16_at(16, shmq::KIND_MPSC), Layout("kind"), true),
@@ -600,7 +600,9 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
         ("capacity beyond the mapping", u64_at(40, cap * 4), Check(|r| matches!(r, Err(Error::RegionTooSmall { .. }))), false),
         ("capacity 2^62", u64_at(40, 1 << 62), Check(|r| matches!(r, Err(Error::InvalidCapacity(c)) if *c == 1 << 62)), false),
         ("element size on a byte channel", u32_at(48, 8), Layout("slot_size"), true),
-        ("type hash on a byte channel", u64_at(56, 0xdead), Layout("type_hash"), true),
+        ("type version on a byte channel", u32_at(56, 0xdead), Layout("type_version"), true),
+        ("type flags on a byte channel", u32_at(60, 1), Layout("type_flags"), true),
+        ("type name on a byte channel", Box::new(|i| i[128] = b'x'), Seg(|e| matches!(e, SegError::BadTypeName { .. })), true),
         ("object smaller than a header", Box::new(|i| i.truncate(40)), Seg(|e| matches!(e, SegError::TooSmall { size: 40, .. })), true),
         ("object grown past its header", Box::new(|i| i.extend_from_slice(&[0u8; 4096])), Layout("total_len"), true),
         ("ring head misaligned", u64_at(d + HEAD, 3), Check(is_corrupted), false),
@@ -2029,7 +2031,7 @@ fn mismatch_in_words<T>(r: &shmq::Result<T>, f: &str) -> bool {
     match r {
         Err(Error::WrongKind { .. }) => f == "kind",
         Err(Error::WrongMessageType { .. }) => {
-            ["slot_size", "slot_align", "type_hash"].contains(&f)
+            ["slot_size", "slot_align", "type_name"].contains(&f)
         }
         _ => false,
     }
@@ -2038,7 +2040,7 @@ fn mismatch_in_words<T>(r: &shmq::Result<T>, f: &str) -> bool {
 /// Asserts that `r`, an attempt to open a channel as another type (`what`),
 /// is a mismatch of a field `field` accepts, said in words.
 fn assert_mismatch<T>(r: shmq::Result<T>, field: impl Fn(&str) -> bool, what: &str) {
-    let fields = ["kind", "slot_size", "slot_align", "type_hash"];
+    let fields = ["kind", "slot_size", "slot_align", "type_name"];
     match &r {
         Err(Error::Segment(SegError::LayoutMismatch { field: f, .. })) if field(f) => {}
         Err(_) if fields.iter().any(|f| field(f) && mismatch_in_words(&r, f)) => {}
@@ -2053,7 +2055,7 @@ fn assert_mismatch<T>(r: shmq::Result<T>, field: impl Fn(&str) -> bool, what: &s
 /// are not `Pod` (so `Sender<T>` does not compile for them); fixed-width
 /// integers, floats, arrays and `#[repr(C)]` `Pod` structs are. `usize`/`isize`
 /// are `Pod` (a deviation from the catalogue): the header's element size and
-/// type hash catch a 32/64-bit mismatch at attach, shown below.
+/// type name catch a 32/64-bit mismatch at attach, shown below.
 #[test]
 fn hp13_typed_channels_take_only_pod_and_the_header_catches_usize_mismatches() {
     assert!(is_pod!(u8) && is_pod!(u16) && is_pod!(u32) && is_pod!(u64) && is_pod!(u128));
@@ -2082,11 +2084,11 @@ fn hp13_typed_channels_take_only_pod_and_the_header_catches_usize_mismatches() {
     let tx = spsc::typed::Sender::<usize>::create(&name, &kit::session()).expect("create");
     let o = kit::session();
     let u64s = spsc::typed::Receiver::<u64>::open(&name, &o);
-    assert_mismatch(u64s, |f| f == "type_hash", "usize channel opened as u64");
+    assert_mismatch(u64s, |f| f == "type_name", "usize channel opened as u64");
     let u32s = spsc::typed::Receiver::<u32>::open(&name, &o);
     assert_mismatch(u32s, |f| f == "slot_size", "usize channel opened as u32");
     let pairs = spsc::typed::Receiver::<[u32; 2]>::open(&name, &o);
-    let type_or_align = |f: &str| matches!(f, "type_hash" | "slot_align");
+    let type_or_align = |f: &str| matches!(f, "type_name" | "slot_align");
     assert_mismatch(pairs, type_or_align, "usize channel opened as [u32; 2]");
     drop(tx);
     names.assert_clean();

@@ -438,7 +438,7 @@ fn a_typed_channel_carries_pod_values_across_fork() {
 }
 
 #[test]
-fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
+fn a_typed_channel_opened_as_another_type_is_refused_naming_both() {
     let (wd, names, name) = shmq_testkit::start("typed_mismatch", "spsc-typed");
     let mut tx = spsc::typed::Sender::<Sample>::create(&name, &kit::session()).expect("create");
     for seq in 0..3 {
@@ -452,13 +452,16 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
     p.expect_success();
     // Each mismatch in words: the kinds by name, the types by name and layout.
     let said = |k: &str| ev[k]["mismatch"].as_str().unwrap_or_default().to_owned();
-    assert!(
-        said("twin").contains("SampleTwin")
-            && said("twin").contains("another type of the same size and alignment"),
+    let holds = "message type mismatch: the channel holds the undeclared type \"spsc::Sample\" \
+                 (32 bytes, align 8), this end uses";
+    assert_eq!(
+        said("twin"),
+        format!("{holds} the undeclared type \"spsc::SampleTwin\" (32 bytes, align 8)"),
         "{ev}"
     );
-    assert!(
-        said("small").contains("Small") && said("small").contains("messages of"),
+    assert_eq!(
+        said("small"),
+        format!("{holds} the undeclared type \"spsc::Small\" (4 bytes, align 4)"),
         "{ev}"
     );
     assert_eq!(
@@ -476,10 +479,10 @@ fn a_typed_channel_opened_as_another_type_is_layout_mismatch() {
     let r = spsc::typed::Sender::<SampleTwin>::open(&name, &kit::session());
     // Same size and alignment, another type: named in the error, with words.
     match r {
-        Err(e @ Error::WrongMessageType { .. }) => {
-            let text = e.to_string();
-            assert!(text.contains("SampleTwin"), "{text}");
-            assert!(text.contains("another type of the same size"), "{text}");
+        Err(Error::WrongMessageType { expected, found }) => {
+            assert_eq!(expected.name, "spsc::SampleTwin");
+            assert_eq!(found.name, "spsc::Sample");
+            assert_eq!((found.version, found.size, found.align), (None, 32, 8));
         }
         other => panic!("{other:?}"),
     }

@@ -21,6 +21,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let len = data.len() as u64;
+    // The type name field: its text, or a refusal in words; never a panic.
+    let at = shmq_segment::TYPE_NAME_OFFSET as usize;
+    match shmq_segment::TypeName::decode(data.get(at..).unwrap_or_default()) {
+        Ok(name) => assert!(name.as_str().len() <= shmq_segment::TYPE_NAME_MAX),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
     let expect = Expect::default();
     let problems = info.problems(len, &expect);
     let verdict = info.validate(len, &expect);

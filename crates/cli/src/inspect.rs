@@ -116,6 +116,19 @@ fn yes_no(b: bool) -> &'static str {
 /// [`report::header_rows`]).
 fn header(s: &mut String, out: &Out, r: &Report) {
     title(s, out, "header");
+    if r.kind.is_some_and(ChannelKind::is_typed) {
+        let notes: Vec<String> = r
+            .findings(Field::TypeName)
+            .map(report::finding_note)
+            .collect();
+        field(
+            s,
+            out,
+            "message type",
+            report::message_type(r),
+            (!notes.is_empty()).then(|| notes.join("; ")),
+        );
+    }
     for f in report::header_rows(r) {
         field(s, out, f.label, f.value, f.bad);
     }

@@ -39,6 +39,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
     let mut table = Table::new(&[
         ("NAME", Align::Left),
         ("KIND", Align::Left),
+        ("TYPE", Align::Left),
         ("CAPACITY", Align::Right),
         ("USED", Align::Right),
         ("FILL", Align::Right),
@@ -55,6 +56,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
                 table.row(vec![
                     Cell::plain(name.as_str()),
                     Cell::styled("?", Style::Dim),
+                    Cell::styled("-", Style::Dim),
                     Cell::styled("-", Style::Dim),
                     Cell::styled("-", Style::Dim),
                     Cell::styled("-", Style::Dim),
@@ -84,6 +86,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         table.row(vec![
             Cell::plain(name.as_str()),
             Cell::plain(report::kind_name(r)),
+            Cell::plain(report::message_type_short(r)),
             Cell::plain(out::bytes(r.header.capacity())),
             Cell::plain(used),
             Cell::plain(fill),

@@ -29,6 +29,39 @@ pub fn kind_name(r: &Report) -> String {
     }
 }
 
+/// A typed channel's message type in words (`"metrics.Sample" v2 (24 bytes,
+/// align 8)`), `-` for a byte channel or a header too damaged to say.
+pub fn message_type(r: &Report) -> String {
+    r.message_type
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// A typed channel's message type, short, for a table: its name, then `v2` if
+/// declared; `-` for a byte channel.
+pub fn message_type_short(r: &Report) -> String {
+    match &r.message_type {
+        Some(t) => match t.version {
+            Some(v) => format!("{} v{v}", t.name),
+            None => t.name.clone(),
+        },
+        None => "-".to_owned(),
+    }
+}
+
+/// A message type as JSON: name, version (null if undeclared), size, align.
+fn message_type_json(r: &Report) -> Value {
+    r.message_type.as_ref().map_or(Value::Null, |t| {
+        json!({
+            "name": t.name,
+            "version": t.version,
+            "declared": t.version.is_some(),
+            "size": t.size,
+            "align": t.align,
+        })
+    })
+}
+
 /// A header field's label: `total len`.
 pub fn label(f: HeaderField) -> &'static str {
     match f {
@@ -43,7 +76,8 @@ pub fn label(f: HeaderField) -> &'static str {
         HeaderField::Capacity => "capacity",
         HeaderField::SlotSize => "slot size",
         HeaderField::SlotAlign => "slot align",
-        HeaderField::TypeHash => "type hash",
+        HeaderField::TypeVersion => "type version",
+        HeaderField::TypeFlags => "type flags",
     }
 }
 
@@ -63,10 +97,10 @@ fn ascii(magic: u64) -> String {
 }
 
 /// A header field's value in words, short: a kind by its name, a state as
-/// `ready`, hashes in hexadecimal.
+/// `ready`, the magic number in hexadecimal.
 fn value(field: HeaderField, v: u64) -> String {
     match field {
-        HeaderField::Magic | HeaderField::TypeHash => format!("{v:#018x}"),
+        HeaderField::Magic => format!("{v:#018x}"),
         HeaderField::State => match HeaderState::from_value(v) {
             HeaderState::Ready => "ready".into(),
             HeaderState::Initialising => "initialising".into(),
@@ -93,6 +127,11 @@ fn row_value(field: HeaderField, v: u64) -> String {
             format!("{v} ({name})")
         }
         HeaderField::TotalLen | HeaderField::Capacity => format!("{v} ({})", out::bytes(v)),
+        HeaderField::TypeFlags => match v {
+            0 => "0 (undeclared: known by its Rust type name)".into(),
+            1 => "1 (declared name and version)".into(),
+            _ => v.to_string(),
+        },
         _ => value(field, v),
     }
 }
@@ -101,6 +140,7 @@ fn row_value(field: HeaderField, v: u64) -> String {
 fn subject(field: Field) -> String {
     match field {
         Field::Header(h) => format!("header {}", label(h)),
+        Field::TypeName => "header type name".into(),
         Field::Region => "ring region".into(),
         Field::Head => "ring head".into(),
         Field::Tail => "ring tail".into(),
@@ -137,6 +177,11 @@ fn expected(f: &Finding) -> String {
             format!("a channel kind ({})", names.join(", "))
         }
         Expected::Readable => "a region inside the segment, aligned for a ring".into(),
+        Expected::TypeName => format!(
+            "UTF-8 text of at most {} bytes, a NUL, then zeros",
+            shmq::MAX_MESSAGE_NAME
+        ),
+        Expected::NoTypeName => "no name (a byte channel has no message type)".into(),
         Expected::Ring(RingExpected::Aligned) => "a multiple of 8".into(),
         Expected::Ring(RingExpected::WithinCapacity { head, capacity }) => {
             format!("at most {capacity} bytes past head {head}")
@@ -151,6 +196,8 @@ fn expected(f: &Finding) -> String {
 /// What was found, in words.
 fn found(f: &Finding) -> String {
     match (f.field, f.expected) {
+        (_, Expected::TypeName) => format!("a bad byte at offset {} of the field", f.found),
+        (_, Expected::NoTypeName) => format!("a name of {} bytes", f.found),
         (_, Expected::Ring(RingExpected::Frame(_))) | (Field::EndpointState(_), _) => {
             format!("{:#x}", f.found)
         }
@@ -185,7 +232,9 @@ fn why(f: &Finding) -> Option<String> {
         (HeaderField::Endpoints, Expected::Between { .. }) => {
             "an MPSC channel has a consumer and its producer slots".into()
         }
-        (HeaderField::SlotSize | HeaderField::SlotAlign | HeaderField::TypeHash, e) => {
+        (HeaderField::TypeVersion, _) => "a type that declares no name has no version".into(),
+        (HeaderField::TypeFlags, _) => "flags no creator writes".into(),
+        (HeaderField::SlotSize | HeaderField::SlotAlign, e) => {
             if e == Expected::NotZero {
                 "a typed channel records its element".into()
             } else {
@@ -227,6 +276,7 @@ pub fn finding(f: &Finding) -> String {
 fn finding_json(f: &Finding) -> Value {
     let (field, position, slot) = match f.field {
         Field::Header(h) => (h.name(), None, None),
+        Field::TypeName => ("type_name", None, None),
         Field::Region => ("region", None, None),
         Field::Head => ("head", None, None),
         Field::Tail => ("tail", None, None),
@@ -433,6 +483,7 @@ pub fn report_json(r: &Report, full: bool) -> Value {
         "name": r.name,
         "kind": r.kind.map(ChannelKind::long_name),
         "kind_code": r.header.kind_code(),
+        "message_type": message_type_json(r),
         "capacity": r.header.capacity(),
         "size": r.size,
         "used_bytes": ring.and_then(|v| v.used_bytes),
@@ -455,7 +506,7 @@ pub fn report_json(r: &Report, full: bool) -> Value {
         for h in HeaderField::ALL {
             let x = r.header.get(h);
             let x = match h {
-                HeaderField::Magic | HeaderField::TypeHash => json!(format!("{x:#018x}")),
+                HeaderField::Magic => json!(format!("{x:#018x}")),
                 HeaderField::State => json!(format!("{x:#x}")),
                 _ => json!(x),
             };
@@ -483,6 +534,7 @@ mod tests {
             endpoints: Vec::new(),
             in_use: false,
             problems: Vec::new(),
+            message_type: None,
         }
     }
 

@@ -262,7 +262,7 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
     let row = ls_row(&damaged);
     assert!(row.contains("damaged"), "{row}");
     assert!(
-        text.contains(&format!("{damaged}: header version: expected 1, found 7")),
+        text.contains(&format!("{damaged}: header version: expected 2, found 7")),
         "{text}"
     );
 
@@ -295,30 +295,40 @@ fn inspect_names_a_damaged_header() {
 
     corrupt(&n, 8, &99u32.to_le_bytes());
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("header version: expected 1, found 99")
+        predicate::str::contains("header version: expected 2, found 99")
             .and(predicate::str::contains(
-                "99  <- expected 1 (another layout version",
+                "99  <- expected 2 (another layout version",
             ))
             .and(predicate::str::contains("damaged")),
     );
-    // A second damaged field is named too, not only the first one found.
+    // Another version's other fields are not read as this version's: the
+    // version is the one finding.
+    let j = inspect_json(&n);
+    assert_eq!(j["problems"].as_array().map(Vec::len), Some(1), "{j}");
+    // The channel commands refuse it with one line; nothing panics.
+    for args in [vec!["recv", "--count", "1", &n], vec!["send", &n]] {
+        fails_with(&args, "z\n", "made by another version of shmq");
+    }
+
+    // Back to this version: a second damaged field is named too, not only the
+    // first one found.
+    corrupt(&n, 8, &2u32.to_le_bytes()); // this build's layout version
     corrupt(&n, 12, &0xdeadu32.to_le_bytes()); // the state field
+    corrupt(&n, 16, &0u16.to_le_bytes()); // the kind field
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("header version: expected 1, found 99").and(
-            predicate::str::contains("header state: expected ready, found 0xdead"),
+        predicate::str::contains("header state: expected ready, found 0xdead").and(
+            predicate::str::contains("header kind: expected not 0, found 0"),
         ),
     );
     let j = inspect_json(&n);
     assert_eq!(j["damaged"], true);
-    assert_eq!(j["header"]["version"], 99);
+    assert_eq!(j["header"]["version"], 2);
     assert_eq!(j["problems"].as_array().map(Vec::len), Some(2), "{j}");
     // The ring cannot be read, so whether the producer closed or died is unknown.
     assert_eq!(ls_json(&n)["producers"][0]["status"], "gone");
     assert!(j["ring"].is_null(), "an invalid header hides the ring: {j}");
-
-    // The channel commands refuse it with one line; nothing panics.
     for args in [vec!["recv", "--count", "1", &n], vec!["send", &n]] {
-        fails_with(&args, "z\n", "version mismatch");
+        fails_with(&args, "z\n", "damaged");
     }
 }
 
@@ -1044,4 +1054,58 @@ fn errors_are_one_line_and_usage_errors_exit_2() {
     ] {
         shmq().args(&args).assert().code(2);
     }
+}
+
+/// A typed channel's message type is shown in words: `ls` names it in its TYPE
+/// column, `inspect` in a row of its own and in its JSON; a damaged type name
+/// field is a finding in words.
+#[test]
+fn ls_and_inspect_name_the_message_type() {
+    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+    #[bytemuck(crate = "shmq::bytemuck")]
+    #[repr(C)]
+    struct Point {
+        x: u64,
+        y: u64,
+    }
+    impl shmq::Message for Point {
+        const NAME: &'static str = "cli.test.Point";
+        const VERSION: u32 = 3;
+    }
+    let n = name("msgtype");
+    let u = name("msgtype-u64");
+    let _cleanup = Cleanup(vec![n.clone(), u.clone()]);
+    let o = shmq::Options::new().capacity(8);
+    let mut tx = shmq::spsc::declared::Sender::<Point>::create(&n, &o).expect("create");
+    tx.send(&Point { x: 1, y: 2 }).expect("send");
+    let plain = shmq::mpsc::typed::Receiver::<u64>::create(&u, &o).expect("create");
+
+    assert!(ls_row(&n).contains("cli.test.Point v3"), "{}", ls_row(&n));
+    assert!(ls_row(&u).contains(" u64 "), "{}", ls_row(&u));
+    let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
+    assert!(
+        text.contains("message type        \"cli.test.Point\" v3 (16 bytes, align 8)"),
+        "{text}"
+    );
+    assert!(text.contains("1 (declared name and version)"), "{text}");
+    let j = inspect_json(&n);
+    assert_eq!(j["message_type"]["name"], "cli.test.Point", "{j}");
+    assert_eq!(j["message_type"]["version"], 3, "{j}");
+    assert_eq!(j["message_type"]["size"], 16, "{j}");
+    let j = inspect_json(&u);
+    assert_eq!(j["message_type"]["name"], "u64", "{j}");
+    assert_eq!(j["message_type"]["declared"], false, "{j}");
+    assert!(j["message_type"]["version"].is_null(), "{j}");
+
+    // A type name field that is not UTF-8: named, in words.
+    corrupt(&n, 128, &[0xff]);
+    let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
+    assert!(
+        text.contains(
+            "header type name: expected UTF-8 text of at most 127 bytes, a NUL, then zeros, \
+             found a bad byte at offset 0 of the field"
+        ),
+        "{text}"
+    );
+    drop((tx, plain));
 }

@@ -60,8 +60,12 @@ pub enum Error {
         /// The magic number found.
         found: u64,
     },
-    /// The segment was written by an incompatible layout version of shmq.
-    #[error("layout version mismatch: expected {expected}, found {found}")]
+    /// The segment was written by an incompatible layout version of shmq (an
+    /// older or newer build): it is refused, never read as this version.
+    #[error(
+        "the segment was made by another version of shmq (layout version {found}; \
+         this build reads version {expected})"
+    )]
     VersionMismatch {
         /// The version this build understands.
         expected: u32,
@@ -77,6 +81,23 @@ pub enum Error {
         expected: u64,
         /// The value in the header (or from `fstat`).
         found: u64,
+    },
+    /// The header's type name field is not what a creator writes: the segment
+    /// is damaged.
+    #[error("segment header is damaged: its type name field {reason} (byte {at})")]
+    BadTypeName {
+        /// Which check failed, in words.
+        reason: &'static str,
+        /// Offset in the field of the first byte that failed it.
+        at: usize,
+    },
+    /// A type name is too long for the header's type name field.
+    #[error("a type name of {len} bytes is longer than the {max} bytes a segment header holds")]
+    TypeNameTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The most the field holds.
+        max: usize,
     },
     /// A header field holds a value no creator writes: the segment is damaged.
     #[error("segment header is damaged: {what} = {value:#x}")]

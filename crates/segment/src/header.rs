@@ -1,12 +1,17 @@
-//! The segment header: the first 64 bytes of every segment, and the endpoint table
-//! that follows it.
+//! The segment header: the first 64 bytes of every segment, the type name field,
+//! and the endpoint table that follows them.
 //!
 //! ```text
-//! 0      64     128                      data_offset                 total_len
-//! +------+------+------------------------+---------------------------+
-//! |header| rsvd | endpoint table (16 B/e) | region owned by the user  |
-//! +------+------+------------------------+---------------------------+
+//! 0      64     128         256                      data_offset          total_len
+//! +------+------+-----------+------------------------+--------------------+
+//! |header| rsvd | type name | endpoint table (16 B/e) | region of the user |
+//! +------+------+-----------+------------------------+--------------------+
 //! ```
+//!
+//! The type name field ([`TYPE_NAME_OFFSET`], [`TYPE_NAME_FIELD_LEN`] bytes) holds
+//! the text naming a typed region's element type ([`TypeName`]): UTF-8, at most
+//! [`TYPE_NAME_MAX`] bytes, then a NUL, then zeros. It is written before the
+//! header is published and never changes after.
 //!
 //! The creator writes every field, then stores [`STATE_READY`] into `state` with
 //! `Release`; an opener loads `state` with `Acquire` and only then reads the rest.
@@ -21,12 +26,21 @@ use crate::error::{Error, Result};
 
 /// First eight bytes of every shmq segment (`"SHMQ-SEG"` in little-endian order).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ-SEG");
-/// Layout version this build writes and accepts.
-pub const VERSION: u32 = 1;
+/// Layout version this build writes and accepts. Version 1 (before the type
+/// name field) kept a hash of the element type's name at offset 56 and the
+/// endpoint table at 128; its segments are refused with
+/// [`Error::VersionMismatch`], never read as version 2.
+pub const VERSION: u32 = 2;
 /// Size of the header proper.
 pub const HEADER_LEN: u64 = 64;
+/// Offset of the type name field.
+pub const TYPE_NAME_OFFSET: u64 = 128;
+/// Size of the type name field: the name, its NUL terminator, zeros.
+pub const TYPE_NAME_FIELD_LEN: usize = 128;
+/// Longest type name the field holds, in bytes (one byte is left for the NUL).
+pub const TYPE_NAME_MAX: usize = TYPE_NAME_FIELD_LEN - 1;
 /// Offset of the endpoint table.
-pub const ENDPOINT_TABLE_OFFSET: u64 = 128;
+pub const ENDPOINT_TABLE_OFFSET: u64 = TYPE_NAME_OFFSET + TYPE_NAME_FIELD_LEN as u64;
 /// Size of one endpoint record.
 pub const ENDPOINT_RECORD_LEN: u64 = 16;
 /// Most endpoints a segment may declare.
@@ -53,7 +67,8 @@ pub(crate) struct RawHeader {
     pub(crate) capacity: AtomicU64,
     pub(crate) slot_size: AtomicU32,
     pub(crate) slot_align: AtomicU32,
-    pub(crate) type_hash: AtomicU64,
+    pub(crate) type_version: AtomicU32,
+    pub(crate) type_flags: AtomicU32,
 }
 
 const _: () = {
@@ -69,8 +84,150 @@ const _: () = {
     assert!(offset_of!(RawHeader, capacity) == 40);
     assert!(offset_of!(RawHeader, slot_size) == 48);
     assert!(offset_of!(RawHeader, slot_align) == 52);
-    assert!(offset_of!(RawHeader, type_hash) == 56);
+    assert!(offset_of!(RawHeader, type_version) == 56);
+    assert!(offset_of!(RawHeader, type_flags) == 60);
 };
+
+/// The type name field as it lies in shared memory: the text's bytes in order
+/// (each word little-endian), only ever read or written through atomics.
+#[repr(C)]
+pub(crate) struct RawTypeName {
+    pub(crate) words: [AtomicU64; TYPE_NAME_FIELD_LEN / 8],
+}
+
+const _: () = assert!(size_of::<RawTypeName>() == TYPE_NAME_FIELD_LEN);
+const _: () = assert!(TYPE_NAME_OFFSET >= HEADER_LEN && TYPE_NAME_OFFSET.is_multiple_of(8));
+
+impl RawTypeName {
+    /// Copies the field out, each word read once (`Relaxed`: the creator wrote
+    /// it before publishing the header, and a reader has loaded `state` with
+    /// `Acquire` before calling this; after publication it never changes).
+    pub(crate) fn read(&self) -> [u8; TYPE_NAME_FIELD_LEN] {
+        let mut out = [0u8; TYPE_NAME_FIELD_LEN];
+        for (chunk, word) in out.chunks_exact_mut(8).zip(&self.words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        out
+    }
+
+    /// Writes the field (the creator, on fresh memory, before publishing:
+    /// `Relaxed`, ordered by the `Release` store of `state` in
+    /// `RawHeader::publish`, which pairs with the `Acquire` in `snapshot`).
+    pub(crate) fn write(&self, name: &TypeName) {
+        for (chunk, word) in name.bytes.chunks_exact(8).zip(&self.words) {
+            let v = u64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
+            word.store(v, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The text naming a typed region's element type, as the type name field holds
+/// it: valid UTF-8 of at most [`TYPE_NAME_MAX`] bytes with no NUL in it. Empty
+/// for untyped regions. What it means is the user's business (`shmq` stores the
+/// message type's declared name, or its Rust type name).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TypeName {
+    /// The field's image: the text, a NUL, zeros.
+    bytes: [u8; TYPE_NAME_FIELD_LEN],
+    len: u8,
+}
+
+impl TypeName {
+    /// The empty name (untyped regions).
+    pub const EMPTY: TypeName = TypeName {
+        bytes: [0; TYPE_NAME_FIELD_LEN],
+        len: 0,
+    };
+
+    /// `name` as a field's content.
+    ///
+    /// # Errors
+    /// [`Error::TypeNameTooLong`] for more than [`TYPE_NAME_MAX`] bytes,
+    /// [`Error::InvalidArgument`] if it contains a NUL.
+    pub fn new(name: &str) -> Result<TypeName> {
+        if name.len() > TYPE_NAME_MAX {
+            return Err(Error::TypeNameTooLong {
+                len: name.len(),
+                max: TYPE_NAME_MAX,
+            });
+        }
+        if name.as_bytes().contains(&0) {
+            return Err(Error::InvalidArgument {
+                what: "a type name must not contain a NUL byte",
+            });
+        }
+        let mut bytes = [0; TYPE_NAME_FIELD_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(TypeName {
+            bytes,
+            len: name.len() as u8,
+        })
+    }
+
+    /// Decodes a field's image (a copy of it: from a mapping, through
+    /// `RawTypeName::read`, or from a file): the text up to the first NUL,
+    /// which must be there, be UTF-8, and be followed by zeros only.
+    ///
+    /// # Errors
+    /// [`Error::BadTypeName`] saying which check failed; a `field` shorter than
+    /// [`TYPE_NAME_FIELD_LEN`] bytes is one without a terminator.
+    pub fn decode(field: &[u8]) -> Result<TypeName> {
+        let field = field.get(..TYPE_NAME_FIELD_LEN).unwrap_or(field);
+        let bad = |reason, at: usize| Error::BadTypeName { reason, at };
+        let Some(len) = field.iter().position(|&b| b == 0) else {
+            return Err(bad("has no NUL terminator", field.len()));
+        };
+        if let Some(i) = field[len..].iter().position(|&b| b != 0) {
+            return Err(bad(
+                "has bytes other than zero after its terminator",
+                len + i,
+            ));
+        }
+        if let Err(e) = core::str::from_utf8(&field[..len]) {
+            return Err(bad("is not UTF-8", e.valid_up_to()));
+        }
+        let mut bytes = [0; TYPE_NAME_FIELD_LEN];
+        bytes[..len].copy_from_slice(&field[..len]);
+        Ok(TypeName {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Checked UTF-8 by both constructors; never fails.
+        core::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// Whether the name is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The field's image: the text, a NUL, zeros.
+    pub fn to_bytes(&self) -> [u8; TYPE_NAME_FIELD_LEN] {
+        self.bytes
+    }
+}
+
+impl Default for TypeName {
+    fn default() -> Self {
+        TypeName::EMPTY
+    }
+}
+
+impl core::fmt::Debug for TypeName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl core::fmt::Display for TypeName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One endpoint's record: who holds it, for display. Whether it is alive is
 /// decided by its lock, never by these numbers (a pid can be reused).
@@ -85,8 +242,10 @@ const _: () = assert!(size_of::<EndpointRecord>() as u64 == ENDPOINT_RECORD_LEN)
 
 /// What a creator puts in the header: the shape of the region it will build.
 ///
-/// `kind`, `capacity`, `slot_size`, `slot_align` and `type_hash` mean nothing to
-/// this crate; it stores them and checks them against an opener's [`Expect`].
+/// `kind`, `capacity`, `slot_size`, `slot_align`, `type_version`, `type_flags`
+/// and `type_name` mean nothing to this crate; it stores them and checks the
+/// numbers against an opener's [`Expect`] (the name is the opener's to compare:
+/// [`Segment::type_name`](crate::Segment::type_name)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Layout {
     /// What lives in the region (the ring crate's kind code). Must not be 0.
@@ -101,8 +260,12 @@ pub struct Layout {
     pub slot_size: u32,
     /// Alignment of one element for typed regions, 0 otherwise.
     pub slot_align: u32,
-    /// A hash identifying the element type, 0 for untyped regions.
-    pub type_hash: u64,
+    /// The element type's version, 0 for untyped regions.
+    pub type_version: u32,
+    /// Flags about the element type's identity (the user's), 0 for untyped regions.
+    pub type_flags: u32,
+    /// The element type's name, empty for untyped regions.
+    pub type_name: TypeName,
 }
 
 impl Layout {
@@ -161,8 +324,10 @@ pub struct Expect {
     pub slot_size: Option<u32>,
     /// Required element alignment.
     pub slot_align: Option<u32>,
-    /// Required element type hash.
-    pub type_hash: Option<u64>,
+    /// Required element type version.
+    pub type_version: Option<u32>,
+    /// Required element type flags.
+    pub type_flags: Option<u32>,
 }
 
 /// A plain copy of a segment header's fields.
@@ -190,8 +355,10 @@ pub struct HeaderInfo {
     pub slot_size: u32,
     /// Element alignment (typed regions).
     pub slot_align: u32,
-    /// Element type hash (typed regions).
-    pub type_hash: u64,
+    /// Element type version (typed regions).
+    pub type_version: u32,
+    /// Element type flags (typed regions).
+    pub type_flags: u32,
 }
 
 impl HeaderInfo {
@@ -214,7 +381,8 @@ impl HeaderInfo {
             capacity: u64_at(40),
             slot_size: u32_at(48),
             slot_align: u32_at(52),
-            type_hash: u64_at(56),
+            type_version: u32_at(56),
+            type_flags: u32_at(60),
         })
     }
 
@@ -237,7 +405,8 @@ impl HeaderInfo {
             HeaderField::Capacity => self.capacity,
             HeaderField::SlotSize => self.slot_size.into(),
             HeaderField::SlotAlign => self.slot_align.into(),
-            HeaderField::TypeHash => self.type_hash,
+            HeaderField::TypeVersion => self.type_version.into(),
+            HeaderField::TypeFlags => self.type_flags.into(),
         }
     }
 
@@ -267,7 +436,8 @@ impl HeaderInfo {
     /// Every check [`HeaderInfo::validate`] makes that fails, in the same order,
     /// each naming its field, what was expected and what was found (for tools
     /// that name all the damage, not just the first). A header with another
-    /// magic number is not checked further.
+    /// magic number or layout version is not checked further (its other
+    /// fields are not laid out as this version's).
     pub fn findings(&self, file_len: u64, expect: &Expect) -> Vec<HeaderFinding> {
         use HeaderField as F;
         let mut out = Vec::new();
@@ -285,12 +455,17 @@ impl HeaderInfo {
             check(F::Magic, false, Expected::Value(MAGIC), Severity::Damage);
             return out;
         }
-        check(
-            F::Version,
-            self.version == VERSION,
-            Expected::Value(VERSION.into()),
-            Severity::Mismatch,
-        );
+        if self.version != VERSION {
+            // Another version lays its fields out its own way: none is read
+            // as this version's.
+            check(
+                F::Version,
+                false,
+                Expected::Value(VERSION.into()),
+                Severity::Mismatch,
+            );
+            return out;
+        }
         let state_severity = if self.state == STATE_INIT {
             Severity::Unpublished
         } else {
@@ -328,13 +503,14 @@ impl HeaderInfo {
             Expected::Below(self.total_len),
             Severity::Damage,
         );
-        let wanted: [(HeaderField, Option<u64>); 6] = [
+        let wanted: [(HeaderField, Option<u64>); 7] = [
             (F::Kind, expect.kind.map(u64::from)),
             (F::Endpoints, expect.endpoints.map(u64::from)),
             (F::Capacity, expect.capacity),
             (F::SlotSize, expect.slot_size.map(u64::from)),
             (F::SlotAlign, expect.slot_align.map(u64::from)),
-            (F::TypeHash, expect.type_hash),
+            (F::TypeVersion, expect.type_version.map(u64::from)),
+            (F::TypeFlags, expect.type_flags.map(u64::from)),
         ];
         for (field, want) in wanted {
             if let Some(want) = want {
@@ -375,13 +551,15 @@ pub enum HeaderField {
     SlotSize,
     /// The element alignment.
     SlotAlign,
-    /// The element type hash.
-    TypeHash,
+    /// The element type's version.
+    TypeVersion,
+    /// The element type's identity flags.
+    TypeFlags,
 }
 
 impl HeaderField {
     /// Every field, in header order.
-    pub const ALL: [HeaderField; 12] = [
+    pub const ALL: [HeaderField; 13] = [
         HeaderField::Magic,
         HeaderField::Version,
         HeaderField::State,
@@ -393,7 +571,8 @@ impl HeaderField {
         HeaderField::Capacity,
         HeaderField::SlotSize,
         HeaderField::SlotAlign,
-        HeaderField::TypeHash,
+        HeaderField::TypeVersion,
+        HeaderField::TypeFlags,
     ];
 
     /// The field's name in the layout: `magic`, `total_len`, ...
@@ -410,7 +589,8 @@ impl HeaderField {
             HeaderField::Capacity => "capacity",
             HeaderField::SlotSize => "slot_size",
             HeaderField::SlotAlign => "slot_align",
-            HeaderField::TypeHash => "type_hash",
+            HeaderField::TypeVersion => "type_version",
+            HeaderField::TypeFlags => "type_flags",
         }
     }
 }
@@ -498,7 +678,8 @@ impl RawHeader {
             capacity: self.capacity.load(r),
             slot_size: self.slot_size.load(r),
             slot_align: self.slot_align.load(r),
-            type_hash: self.type_hash.load(r),
+            type_version: self.type_version.load(r),
+            type_flags: self.type_flags.load(r),
         }
     }
 
@@ -515,7 +696,8 @@ impl RawHeader {
         self.capacity.store(layout.capacity, r);
         self.slot_size.store(layout.slot_size, r);
         self.slot_align.store(layout.slot_align, r);
-        self.type_hash.store(layout.type_hash, r);
+        self.type_version.store(layout.type_version, r);
+        self.type_flags.store(layout.type_flags, r);
     }
 
     /// Marks the header complete.
@@ -555,7 +737,8 @@ mod tests {
             capacity: layout.capacity,
             slot_size: layout.slot_size,
             slot_align: layout.slot_align,
-            type_hash: layout.type_hash,
+            type_version: layout.type_version,
+            type_flags: layout.type_flags,
         }
     }
 
@@ -566,7 +749,9 @@ mod tests {
         capacity: 512,
         slot_size: 8,
         slot_align: 8,
-        type_hash: 77,
+        type_version: 77,
+        type_flags: 1,
+        type_name: TypeName::EMPTY,
     };
 
     #[test]
@@ -587,12 +772,13 @@ mod tests {
             capacity: Some(512),
             slot_size: Some(8),
             slot_align: Some(8),
-            type_hash: Some(77),
+            type_version: Some(77),
+            type_flags: Some(1),
         };
         h.validate(h.total_len, &full).unwrap();
         h.validate(h.total_len, &Expect::default()).unwrap();
 
-        let cases: [(&str, Expect); 6] = [
+        let cases: [(&str, Expect); 7] = [
             (
                 "kind",
                 Expect {
@@ -629,9 +815,16 @@ mod tests {
                 },
             ),
             (
-                "type_hash",
+                "type_version",
                 Expect {
-                    type_hash: Some(78),
+                    type_version: Some(78),
+                    ..full
+                },
+            ),
+            (
+                "type_flags",
+                Expect {
+                    type_flags: Some(0),
                     ..full
                 },
             ),
@@ -690,13 +883,13 @@ mod tests {
             })
         ));
         let tiny = HeaderInfo {
-            total_len: 128,
+            total_len: ENDPOINT_TABLE_OFFSET,
             endpoints: 0,
-            data_offset: 128,
+            data_offset: ENDPOINT_TABLE_OFFSET,
             ..h
         };
         assert!(matches!(
-            tiny.validate(128, &e),
+            tiny.validate(ENDPOINT_TABLE_OFFSET, &e),
             Err(Error::Corrupt {
                 what: "data_offset",
                 ..
@@ -706,8 +899,21 @@ mod tests {
 
     #[test]
     fn problems_names_every_failed_check() {
+        let old = HeaderInfo {
+            version: 1,
+            ..ready(&L)
+        };
+        // Another version: that alone, its other fields not read as ours.
+        let p = old.problems(old.total_len + 4096, &Expect::default());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(matches!(
+            p[0],
+            Error::VersionMismatch {
+                found: 1,
+                expected: VERSION
+            }
+        ));
         let h = HeaderInfo {
-            version: 2,
             state: 0xdead,
             ..ready(&L)
         };
@@ -719,18 +925,17 @@ mod tests {
             },
         );
         let names: Vec<String> = p.iter().map(ToString::to_string).collect();
-        assert_eq!(p.len(), 4, "{names:?}");
-        assert!(matches!(p[0], Error::VersionMismatch { found: 2, .. }));
-        assert!(matches!(p[1], Error::Corrupt { what: "state", .. }));
+        assert_eq!(p.len(), 3, "{names:?}");
+        assert!(matches!(p[0], Error::Corrupt { what: "state", .. }));
         assert!(matches!(
-            p[2],
+            p[1],
             Error::LayoutMismatch {
                 field: "total_len",
                 ..
             }
         ));
         assert!(matches!(
-            p[3],
+            p[2],
             Error::LayoutMismatch {
                 field: "capacity",
                 ..
@@ -747,7 +952,6 @@ mod tests {
     #[test]
     fn findings_name_field_expected_found_and_severity() {
         let h = HeaderInfo {
-            version: 2,
             state: STATE_INIT,
             ..ready(&L)
         };
@@ -761,12 +965,6 @@ mod tests {
         assert_eq!(
             f,
             [
-                HeaderFinding {
-                    field: HeaderField::Version,
-                    expected: Expected::Value(VERSION.into()),
-                    found: 2,
-                    severity: Severity::Mismatch,
-                },
                 HeaderFinding {
                     field: HeaderField::State,
                     expected: Expected::Value(STATE_READY.into()),
@@ -784,7 +982,8 @@ mod tests {
         for field in HeaderField::ALL {
             assert!(!field.name().is_empty());
         }
-        assert_eq!(h.value(HeaderField::TypeHash), 77);
+        assert_eq!(h.value(HeaderField::TypeVersion), 77);
+        assert_eq!(h.value(HeaderField::TypeFlags), 1);
     }
 
     #[test]
@@ -802,7 +1001,8 @@ mod tests {
         bytes[40..48].copy_from_slice(&h.capacity.to_le_bytes());
         bytes[48..52].copy_from_slice(&h.slot_size.to_le_bytes());
         bytes[52..56].copy_from_slice(&h.slot_align.to_le_bytes());
-        bytes[56..64].copy_from_slice(&h.type_hash.to_le_bytes());
+        bytes[56..60].copy_from_slice(&h.type_version.to_le_bytes());
+        bytes[60..64].copy_from_slice(&h.type_flags.to_le_bytes());
         assert_eq!(HeaderInfo::from_bytes(&bytes), Some(h));
         assert_eq!(HeaderInfo::from_bytes(&bytes[..63]), None);
     }
@@ -828,5 +1028,65 @@ mod tests {
             .is_err()
         );
         assert_eq!(L.total_len().unwrap() % page_size(), 0);
+    }
+
+    #[test]
+    fn type_names_round_trip_up_to_the_limit() {
+        for name in [
+            "",
+            "u64",
+            "metrics.Sample",
+            "é∑ unicode",
+            &"n".repeat(TYPE_NAME_MAX),
+        ] {
+            let t = TypeName::new(name).unwrap();
+            assert_eq!(t.as_str(), name);
+            assert_eq!(t.is_empty(), name.is_empty());
+            let image = t.to_bytes();
+            assert_eq!(&image[..name.len()], name.as_bytes());
+            assert!(image[name.len()..].iter().all(|&b| b == 0));
+            assert_eq!(TypeName::decode(&image).unwrap(), t);
+            // Through the atomics of the field in shared memory.
+            let raw = RawTypeName {
+                words: Default::default(),
+            };
+            raw.write(&t);
+            assert_eq!(raw.read(), image);
+        }
+        assert_eq!(TypeName::default(), TypeName::EMPTY);
+        let long = "n".repeat(TYPE_NAME_MAX + 1);
+        assert!(matches!(
+            TypeName::new(&long),
+            Err(Error::TypeNameTooLong { len, max: TYPE_NAME_MAX }) if len == TYPE_NAME_MAX + 1
+        ));
+        assert!(matches!(
+            TypeName::new("a\0b"),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn damaged_type_name_fields_are_refused_in_words() {
+        let good = TypeName::new("metrics.Sample").unwrap().to_bytes();
+        let reason = |field: &[u8]| match TypeName::decode(field) {
+            Err(Error::BadTypeName { reason, at }) => (reason, at),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(&[b'x'; TYPE_NAME_FIELD_LEN]),
+            ("has no NUL terminator", TYPE_NAME_FIELD_LEN)
+        );
+        assert_eq!(reason(&good[..10]).0, "has no NUL terminator");
+        let mut trailing = good;
+        trailing[100] = 1;
+        assert_eq!(
+            reason(&trailing),
+            ("has bytes other than zero after its terminator", 100)
+        );
+        let mut not_utf8 = good;
+        not_utf8[3] = 0xff;
+        assert_eq!(reason(&not_utf8), ("is not UTF-8", 3));
+        let e = TypeName::decode(&not_utf8).unwrap_err().to_string();
+        assert!(e.contains("is not UTF-8"), "{e}");
     }
 }

@@ -58,7 +58,7 @@ pub use guard::{POISON_LEN as GUARD_POISON_LEN, SLOTS as GUARD_SLOTS, sigbus_gua
 pub use header::{
     DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, Expected, HEADER_LEN,
     HeaderField, HeaderFinding, HeaderInfo, Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY,
-    Severity, VERSION,
+    Severity, TYPE_NAME_FIELD_LEN, TYPE_NAME_MAX, TYPE_NAME_OFFSET, TypeName, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
 pub use segment::{

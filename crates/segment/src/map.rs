@@ -23,7 +23,10 @@ use std::os::fd::AsFd;
 use nix::sys::mman::{self, MapFlags, MmapAdvise, MsFlags, ProtFlags};
 
 use crate::error::{Error, Result};
-use crate::header::{ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, EndpointRecord, RawHeader};
+use crate::header::{
+    ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, EndpointRecord, RawHeader, RawTypeName,
+    TYPE_NAME_OFFSET,
+};
 
 /// A shared mapping of a whole segment object.
 #[derive(Debug)]
@@ -118,6 +121,25 @@ impl Mapping {
         // `size_of::<RawHeader>()` long (asserted), lives as long as `&self`, and any
         // bit pattern is a valid value of a struct of integer atomics.
         unsafe { &*self.ptr.as_ptr().cast::<RawHeader>() }
+    }
+
+    /// The type name field, if the mapping holds it.
+    pub(crate) fn type_name_field(&self) -> Option<&RawTypeName> {
+        let end = TYPE_NAME_OFFSET + size_of::<RawTypeName>() as u64;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: `TYPE_NAME_OFFSET + size_of::<RawTypeName>() <= len` was checked
+        // above; the offset is a multiple of 8 from a page-aligned base, so aligned
+        // for the field's `AtomicU64`s; any bit pattern is valid for atomics; the
+        // mapping outlives `&self`.
+        Some(unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(TYPE_NAME_OFFSET as usize)
+                .cast::<RawTypeName>()
+        })
     }
 
     /// The endpoint record `index`, if the mapping holds it.

@@ -14,7 +14,7 @@ use nix::sys::stat::{FileStat, Mode};
 
 use crate::Expect;
 use crate::error::{Error, Result};
-use crate::header::{HEADER_LEN, HeaderInfo, Layout, MAGIC, STATE_INIT, STATE_READY};
+use crate::header::{HEADER_LEN, HeaderInfo, Layout, MAGIC, STATE_INIT, STATE_READY, TypeName};
 use crate::map::Mapping;
 use crate::name::validate_name;
 use crate::sys::{self, ENDPOINT_LOCK_BASE, LockKind, OWNER_LOCK, REQUIRED_SEALS, TrustPolicy};
@@ -948,6 +948,20 @@ impl Segment {
         &self.backing
     }
 
+    /// The type name field, read now (each word once) and checked: the text
+    /// the creator wrote there ([`Layout::type_name`]), empty for untyped
+    /// regions.
+    ///
+    /// # Errors
+    /// [`Error::BadTypeName`] if the field is damaged (no terminator, bytes
+    /// after it, not UTF-8).
+    pub fn type_name(&self) -> Result<TypeName> {
+        match self.map.type_name_field() {
+            Some(field) => TypeName::decode(&field.read()),
+            None => TypeName::decode(&[]),
+        }
+    }
+
     /// Start of the user region. Valid while `self` lives; another process may
     /// write it at any time, so it must only be read and written through atomics
     /// or raw copies whose results are validated.
@@ -1139,6 +1153,9 @@ impl Segment {
             let _ = map.advise(MmapAdvise::MADV_HUGEPAGE);
         }
         map.header().write(layout, total);
+        if let Some(field) = map.type_name_field() {
+            field.write(&layout.type_name);
+        }
         let info = map.header().snapshot();
         Ok(Segment {
             map,
@@ -1290,6 +1307,17 @@ impl Peek {
     /// Permission bits.
     pub fn mode(&self) -> u32 {
         self.mode
+    }
+
+    /// The type name field as copied when peeking, checked (see
+    /// [`Segment::type_name`]).
+    ///
+    /// # Errors
+    /// [`Error::BadTypeName`] if the field is damaged or lies past the end of
+    /// the object.
+    pub fn type_name(&self) -> Result<TypeName> {
+        let at = crate::header::TYPE_NAME_OFFSET as usize;
+        TypeName::decode(self.table.get(at..).unwrap_or_default())
     }
 
     /// Whether the first bytes are shmq's magic number (a shmq segment, possibly

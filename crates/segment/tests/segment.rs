@@ -33,7 +33,8 @@ fn expect_all() -> Expect {
         capacity: Some(LAYOUT.capacity),
         slot_size: Some(LAYOUT.slot_size),
         slot_align: Some(LAYOUT.slot_align),
-        type_hash: Some(LAYOUT.type_hash),
+        type_version: Some(LAYOUT.type_version),
+        type_flags: Some(LAYOUT.type_flags),
     }
 }
 
@@ -726,6 +727,75 @@ fn getrandom_fill(buf: &mut [u8]) {
         .expect("read /dev/urandom");
 }
 
+/// The type name field round-trips through a real segment (mapped and
+/// peeked), sits at its documented offset, and a damaged one is refused in
+/// words by both readers.
+#[test]
+fn type_name_round_trips_and_a_damaged_one_is_refused() {
+    use shmq_segment::{TYPE_NAME_FIELD_LEN, TYPE_NAME_OFFSET, TypeName};
+    let (names, name) = fresh("seg-typename");
+    let layout = Layout {
+        type_name: TypeName::new("metrics.Sample").expect("short name"),
+        ..LAYOUT
+    };
+    let seg = Segment::create(&name, &layout, &opts())
+        .expect("create")
+        .publish()
+        .expect("publish");
+    assert_eq!(seg.type_name().expect("name").as_str(), "metrics.Sample");
+    assert_eq!(seg.info().type_version, LAYOUT.type_version);
+    assert_eq!(seg.info().type_flags, LAYOUT.type_flags);
+    let peek = Segment::peek(&name, &opts()).expect("peek");
+    assert_eq!(peek.type_name().expect("name").as_str(), "metrics.Sample");
+    let bytes = std::fs::read(kit::shm_path(&name)).expect("read");
+    let at = TYPE_NAME_OFFSET as usize;
+    assert_eq!(&bytes[at..at + 15], b"metrics.Sample\0");
+    drop((seg, peek));
+
+    // No terminator: the whole field is text.
+    poke(&name, TYPE_NAME_OFFSET, &[b'x'; TYPE_NAME_FIELD_LEN]);
+    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("header intact");
+    let e = seg.type_name().expect_err("damaged");
+    assert!(
+        matches!(
+            e,
+            SegError::BadTypeName {
+                reason: "has no NUL terminator",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("type name field has no NUL terminator"),
+        "{e}"
+    );
+    let peek = Segment::peek(&name, &opts()).expect("peek");
+    assert!(matches!(
+        peek.type_name(),
+        Err(SegError::BadTypeName { .. })
+    ));
+    drop((seg, peek));
+    // Not UTF-8.
+    poke(&name, TYPE_NAME_OFFSET, &[0xff, 0xfe, 0]);
+    poke(&name, TYPE_NAME_OFFSET + 3, &[0; TYPE_NAME_FIELD_LEN - 3]);
+    let seg = Segment::open(&name, &Expect::default(), &opts()).expect("header intact");
+    assert!(
+        matches!(
+            seg.type_name(),
+            Err(SegError::BadTypeName {
+                reason: "is not UTF-8",
+                at: 0
+            })
+        ),
+        "{:?}",
+        seg.type_name()
+    );
+    drop(seg);
+    unlink_and_check(&names, &name);
+}
+
 #[test]
 fn another_header_version_is_version_mismatch_and_a_bad_state_is_corrupt() {
     let (names, name) = fresh("seg-version");
@@ -761,7 +831,7 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
     let mut creator = hold(&wd, &name, true, 1);
     let full = expect_all();
     Segment::open(&name, &full, &opts()).expect("the creator's own expectations pass");
-    let cases: [(&str, Expect); 6] = [
+    let cases: [(&str, Expect); 7] = [
         (
             "kind",
             Expect {
@@ -798,9 +868,16 @@ fn expectations_the_header_does_not_meet_are_layout_mismatch() {
             },
         ),
         (
-            "type_hash",
+            "type_version",
             Expect {
-                type_hash: Some(LAYOUT.type_hash ^ 1),
+                type_version: Some(LAYOUT.type_version ^ 1),
+                ..full
+            },
+        ),
+        (
+            "type_flags",
+            Expect {
+                type_flags: Some(LAYOUT.type_flags ^ 1),
                 ..full
             },
         ),

@@ -153,7 +153,9 @@ pub const SEG_LAYOUT: shmq_segment::Layout = shmq_segment::Layout {
     capacity: 4096,
     slot_size: 24,
     slot_align: 8,
-    type_hash: 0xfeed_f00d,
+    type_version: 0xf00d,
+    type_flags: 1,
+    type_name: shmq_segment::TypeName::EMPTY,
 };
 
 /// Writes `bytes` as a mode-0600 object under `name` in `/dev/shm` (which must

@@ -779,7 +779,7 @@ impl Drop for Proc {
 
 /// Path of example program `name` of the `shmq` package, next to this test
 /// binary (`target/<profile>/examples/`). The first call in a process builds the
-/// examples with the same profile and features (`failpoints` if this crate's
+/// examples (`producer`, `consumer`, `typed_peer`) with the same profile and features (`failpoints` if this crate's
 /// feature of that name is on, as the `shmq` feature turns it on; a no-op when they are fresh:
 /// cargo's own lock on the build directory, plus a file lock of ours, serialise
 /// concurrent test processes). Set `SHMQ_TEST_NO_BUILD=1` to skip the build.
@@ -825,6 +825,8 @@ fn build_examples() -> PathBuf {
         "producer",
         "--example",
         "consumer",
+        "--example",
+        "typed_peer",
     ]);
     match profile.as_str() {
         "debug" => {}
