@@ -450,9 +450,9 @@ fn ps05<K: KindExt>(wd: &Watchdog, name: &str) {
         "{kind}: old payload bytes in the reclaimed channel"
     );
     // Not one secret byte in the ring's data area. The header and the endpoint
-    // table hold this process's pid (offsets 20, 128, 144), whose low byte is
-    // 0xC7 for one pid in 256: the whole-object check failed in CI that way
-    // (seen once in 40 local runs, both kinds, at exactly those offsets).
+    // table hold this process's pid, whose low byte is 0xC7 for one pid in 256:
+    // the whole-object check failed in CI that way (seen once in 40 local runs,
+    // both kinds, exactly at the creator's and the two endpoints' pid fields).
     let info = *kit::open_raw(name).info();
     let data = info.data_offset as usize + kit::ring_off::data::<K>(info.endpoints - 1);
     assert!(
