@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmq_ring::{
-    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Mpsc, Region, Spsc, WaitConfig,
-    WaitStrategy, mpsc, spsc,
+    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Mpsc, Region, Spsc, WaitConfig, mpsc, spsc,
 };
 use shmq_ring_model::Ring;
 
@@ -26,10 +25,7 @@ pub use shmq_ring_model::adversary;
 /// sleeps, so `recv_into_timeout(ZERO)` runs the blocking path (liveness checks,
 /// MPSC reclamation) once and returns, deterministically.
 pub fn no_wait() -> WaitConfig {
-    WaitConfig {
-        strategy: WaitStrategy::Park,
-        slice: Duration::ZERO,
-    }
+    shmq_ring_model::model::cfg()
 }
 
 /// Liveness from a bit mask: producer slot `s` is dead when bit `s` is set (slots
