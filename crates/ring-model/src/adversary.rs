@@ -35,8 +35,7 @@ use shmq_ring::frame::{
     max_payload,
 };
 use shmq_ring::{
-    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Producer, Region, WaitConfig,
-    WaitStrategy, mpsc, spsc,
+    Consumer, Endpoint, Error, Geometry, Kind, Liveness, Producer, Region, WaitConfig, mpsc, spsc,
 };
 
 use crate::Ring;
