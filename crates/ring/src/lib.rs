@@ -67,7 +67,6 @@ mod region;
 pub mod spsc;
 mod sync;
 mod wait;
-#[cfg(not(loom))]
 pub mod watch;
 
 pub use consumer::{Consumer, ReadGuard};

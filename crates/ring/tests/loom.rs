@@ -440,3 +440,49 @@ fn mpsc_reclaim_of_a_dead_claim_races_a_live_producer() {
         drop(a.join().unwrap());
     });
 }
+
+/// The peer watch (docs/PROTOCOL.md, "Watching peers"; MC-11): a watcher that
+/// reads the wake sequence, then looks at the producer's word, then sleeps while
+/// the sequence is unchanged never misses the producer's close. With
+/// `look_first` the watcher looks before it reads the sequence: a close in
+/// between bumps the sequence the watcher then waits on, and it sleeps for
+/// ever (the negative control).
+fn watch_sees_a_close(look_first: bool) {
+    use shmq_ring::inspect::{EndpointState, spsc_ends};
+    use shmq_ring::watch::PeerWatch;
+    let (region, tx, _rx) = pair(Geometry::spsc(64).unwrap(), 0);
+    let t = thread::spawn(move || drop(tx));
+    let watch = PeerWatch::spsc(&region, 64).unwrap();
+    let closed = || spsc_ends(&region, 64).unwrap().producers[0].state == EndpointState::Closed;
+    loop {
+        let seq = if look_first {
+            if closed() {
+                break;
+            }
+            watch.seq()
+        } else {
+            let seq = watch.seq();
+            if closed() {
+                break;
+            }
+            seq
+        };
+        watch.park(seq, std::time::Duration::from_secs(3600));
+    }
+    t.join().unwrap();
+}
+
+/// MC-11: a peer watch never misses an attach or close.
+#[test]
+fn a_peer_watch_never_misses_a_close() {
+    loom::model(|| watch_sees_a_close(false));
+}
+
+/// Negative control for MC-11: looking before reading the sequence loses the
+/// wake-up, and loom finds the deadlock.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_a_peer_watch_that_looks_first() {
+    loom::model(|| watch_sees_a_close(true));
+}
