@@ -858,14 +858,21 @@ impl<R: Attachable> Handle<R> {
         &'a mut self,
         op: impl FnOnce(&'a mut R) -> shmq_ring::Result<T>,
     ) -> Result<T> {
-        self.ring()?;
+        // A `Ready` handle's ring is `Some` until the handle drops.
+        if !matches!(self.state, State::Ready(_)) {
+            self.attach_now()?;
+        }
         match &mut self.state {
             State::Ready(Ready {
                 ring: Some(ring),
                 mapped,
                 destroyed,
+                generation,
                 ..
             }) => {
+                if *generation != shmq_segment::fork_generation() {
+                    return Err(Error::Forked);
+                }
                 // Damage is looked for after the operation only (one load per
                 // call): an operation on poisoned pages fails its checks or, if
                 // blocked, returns once `SegmentLiveness` calls every peer dead,

@@ -59,6 +59,19 @@ enum Stop {
     Disconnected(Disconnect),
 }
 
+impl Stop {
+    /// The error every later call reports. Out of line: the fast path only
+    /// asks whether there is one.
+    #[cold]
+    #[inline(never)]
+    fn error(self) -> Error {
+        match self {
+            Stop::Corrupted(c) => Error::Corrupted(c),
+            Stop::Disconnected(why) => Error::Disconnected(why),
+        }
+    }
+}
+
 /// Words of [`Local::seen`]: a bit for the consumer and each producer slot.
 const SEEN_WORDS: usize = (1 + crate::mpsc::MAX_PRODUCERS as usize).div_ceil(64);
 
@@ -158,8 +171,7 @@ impl Local {
     pub(crate) fn check(&self) -> Result<()> {
         match self.stopped {
             None => Ok(()),
-            Some(Stop::Corrupted(c)) => Err(Error::Corrupted(c)),
-            Some(Stop::Disconnected(why)) => Err(Error::Disconnected(why)),
+            Some(stop) => Err(stop.error()),
         }
     }
 
