@@ -1,0 +1,172 @@
+//! Waiting on many receivers at once: [`Select`].
+//!
+//! A select sleeps on every receiver's futex word with one system call
+//! (`futex_waitv`, Linux 5.16 and later): while nothing arrives it costs no CPU,
+//! and while messages keep coming it makes no system call at all (each producer
+//! wakes it only when it has announced that it sleeps; docs/PROTOCOL.md,
+//! section 6, "Select").
+
+use std::time::{Duration, Instant};
+
+use shmq_ring::select::{self, Selectable};
+
+use crate::attach::RingKind;
+use crate::channel::{Format, Receiver};
+use crate::{Error, Result};
+
+/// Waits until one of several receivers, of any kinds and message formats, has
+/// something for a non-blocking receive: a message, or an error such as
+/// [`Error::Disconnected`] (its producers are done) or
+/// [`Error::Corrupted`]. Modelled on `crossbeam_channel::Select`: add receivers
+/// with [`Select::recv`], which returns each one's index; [`Select::ready`] (or
+/// [`Select::try_ready`], [`Select::ready_timeout`]) returns the index of a
+/// ready one; then call that receiver's `try_recv` (or `try_recv_into`, ...).
+///
+/// A select borrows its receivers mutably (a receiver's state moves as it
+/// looks), so make one for each wait, as in the example: it is a vector of
+/// references, cheap to build.
+///
+/// - **Readiness** is a hint, as in crossbeam: usually the receive that follows
+///   succeeds, but it may say [`Error::Empty`] (for example when two threads
+///   share nothing but a producer's claim was given up); call it and go on.
+/// - **Every kind, format and strategy**: SPSC and MPSC, bytes and typed. The
+///   set spins for the longest spin budget among its receivers' wait
+///   strategies (for ever if one is [`WaitStrategy::Spin`](crate::WaitStrategy)),
+///   then sleeps, at most the shortest of their wait slices at a time; a
+///   receiver that has not attached yet (an anonymous one) attaches here.
+/// - **Peers**: an attach or a close of any receiver's peers wakes the select; a
+///   death is noticed within that receiver's wait slice (it is then ready when
+///   its receive would report `Disconnected`: in a session, or after
+///   [`Receiver::expect_producers`]).
+/// - **Interrupters**: a select is a blocking call of every receiver in it, so it
+///   returns [`Error::Interrupted`] within a wait slice when any of their
+///   [`Receiver::interrupter`]s is set; [`Select::try_ready`] is not affected.
+/// - **Many receivers**: one sleep waits on at most 128 futex words (the
+///   kernel's limit for `futex_waitv`). A select over more sleeps on its first
+///   128 receivers and wakes at least every 10 ms to look at the others, so a
+///   message on a receiver past the 128th may wait up to 10 ms (add the
+///   receivers that need the lowest latency first).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use shmq::{Options, Select, spsc};
+///
+/// let (mut tx_a, mut rx_a) = spsc::anonymous(&Options::new())?;
+/// let (mut tx_b, mut rx_b) = spsc::typed::anonymous::<u64>(&Options::new())?;
+/// tx_b.send(&7)?;
+/// tx_a.send(b"hello")?;
+///
+/// let mut got = 0;
+/// while got < 2 {
+///     let mut sel = Select::new();
+///     let a = sel.recv(&mut rx_a);
+///     let b = sel.recv(&mut rx_b);
+///     let i = sel.ready_timeout(Duration::from_secs(5))?;
+///     if i == a {
+///         assert_eq!(&*rx_a.try_recv()?, b"hello");
+///     } else if i == b {
+///         assert_eq!(rx_b.try_recv()?, 7);
+///     }
+///     got += 1;
+/// }
+/// # Ok::<(), shmq::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Select<'a> {
+    entries: Vec<&'a mut dyn Entry>,
+}
+
+impl core::fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Select")
+            .field("receivers", &self.entries.len())
+            .finish()
+    }
+}
+
+/// A receiver of any kind and format, as a select holds it.
+trait Entry {
+    /// The ring consumer, attached now if it has not yet.
+    fn end(&mut self) -> Result<&mut dyn Selectable>;
+}
+
+impl<K: RingKind, M: Format> Entry for Receiver<K, M> {
+    fn end(&mut self) -> Result<&mut dyn Selectable> {
+        Ok(self.end.ring()?)
+    }
+}
+
+impl<'a> Select<'a> {
+    /// An empty select.
+    pub fn new() -> Select<'a> {
+        Select::default()
+    }
+
+    /// Adds a receiver and returns its index (0 for the first, then 1, ...).
+    pub fn recv<K: RingKind, M: Format>(&mut self, rx: &'a mut Receiver<K, M>) -> usize {
+        self.entries.push(rx);
+        self.entries.len() - 1
+    }
+
+    /// How many receivers were added.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no receiver was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The index of a ready receiver, without waiting. When several are ready,
+    /// the one returned varies from call to call, so that none is starved.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] if none is ready now.
+    pub fn try_ready(&mut self) -> Result<usize> {
+        self.wait(None)
+    }
+
+    /// Waits until a receiver is ready and returns its index. An empty select
+    /// waits for ever.
+    ///
+    /// # Errors
+    /// [`Error::Interrupted`] (see the type's docs).
+    pub fn ready(&mut self) -> Result<usize> {
+        self.wait(Some(None))
+    }
+
+    /// As [`Select::ready`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Interrupted`].
+    pub fn ready_timeout(&mut self, timeout: Duration) -> Result<usize> {
+        self.wait(Some(Instant::now().checked_add(timeout)))
+    }
+
+    /// As [`Select::ready`], waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Interrupted`].
+    pub fn ready_deadline(&mut self, deadline: Instant) -> Result<usize> {
+        self.wait(Some(Some(deadline)))
+    }
+
+    /// `None`: do not wait; `Some(deadline)`: wait until it (`None`: for ever).
+    fn wait(&mut self, wait: Option<Option<Instant>>) -> Result<usize> {
+        let mut ends: Vec<&mut dyn Selectable> = Vec::with_capacity(self.entries.len());
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            match e.end() {
+                Ok(end) => ends.push(end),
+                // Attaching failed (or the handle was inherited through `fork`):
+                // the receive reports why.
+                Err(_) => return Ok(i),
+            }
+        }
+        match wait {
+            None => select::try_ready(&mut ends).ok_or(Error::Empty),
+            Some(deadline) => Ok(select::ready(&mut ends, deadline)?),
+        }
+    }
+}
