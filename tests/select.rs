@@ -212,10 +212,14 @@ fn select_64_named_channels_across_processes_serial_mpsc() {
 /// yet (anonymous pairs attach on first use): messages sent from other threads
 /// while the select sleeps are all found; `try_ready` says `Empty` and
 /// `ready_timeout` `Timeout` when nothing is there; a closed sender (a session)
-/// makes its receiver ready, with `Disconnected`.
+/// makes its receiver ready, with `Disconnected`. With a 30 s wait slice, so
+/// that only wake-ups can end the sleeps in time.
 #[test]
 fn select_every_kind_and_format() {
-    let opts = Options::new().wait(WaitStrategy::Park);
+    // A 30 s slice: a lost wake-up would show as a time-out, not as a delay.
+    let opts = Options::new()
+        .wait(WaitStrategy::Park)
+        .wait_slice(Duration::from_secs(30));
     let (mut tx_a, mut rx_a) = shmq::anonymous::<Spsc, shmq::Bytes>(&opts).unwrap();
     let (mut tx_b, mut rx_b) = shmq::anonymous::<Mpsc, shmq::Bytes>(&opts).unwrap();
     let (mut tx_c, mut rx_c) = shmq::anonymous::<Spsc, shmq::Typed<u64>>(&opts).unwrap();
@@ -254,7 +258,7 @@ fn select_every_kind_and_format() {
             sel.recv(&mut rx_b);
             sel.recv(&mut rx_c);
             sel.recv(&mut rx_d);
-            sel.ready_timeout(Duration::from_secs(20)).expect("ready")
+            sel.ready_timeout(Duration::from_secs(10)).expect("ready")
         };
         let r = match i {
             0 => match rx_a.try_recv() {
@@ -282,7 +286,7 @@ fn select_every_kind_and_format() {
             sel.recv(&mut rx_b);
             sel.recv(&mut rx_c);
             sel.recv(&mut rx_d);
-            sel.ready_timeout(Duration::from_secs(20)).expect("ready")
+            sel.ready_timeout(Duration::from_secs(10)).expect("ready")
         };
         let r = match i {
             0 => rx_b.try_recv().map(|m| assert_eq!(&*m, b"b")),
@@ -320,7 +324,7 @@ fn select_honours_every_receivers_interrupter() {
         sel.recv(&mut rx_a);
         sel.recv(&mut rx_b);
         assert!(matches!(
-            sel.ready_timeout(Duration::from_secs(20)),
+            sel.ready_timeout(Duration::from_secs(5)),
             Err(Error::Interrupted)
         ));
         tx_b.send(b"x").unwrap();
