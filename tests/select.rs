@@ -209,14 +209,15 @@ fn select_64_named_channels_across_processes_serial_mpsc() {
 }
 
 /// Every kind and format in one select, with receivers that have not attached
-/// yet (anonymous pairs attach on first use): messages sent from other threads
-/// while the select sleeps are all found; `try_ready` says `Empty` and
-/// `ready_timeout` `Timeout` when nothing is there; a closed sender (a session)
-/// makes its receiver ready, with `Disconnected`. With a 30 s wait slice, so
-/// that only wake-ups can end the sleeps in time.
+/// yet (anonymous pairs attach on first use): `try_ready` says `Empty` and
+/// `ready_timeout` `Timeout` when nothing is there; then another thread sends
+/// one message at a time, on each channel in turn, waiting for it to be
+/// received before the next, so that each must wake the sleeping select on its
+/// own; closing a session's sender makes its receiver ready, with
+/// `Disconnected`. With a 30 s wait slice, so that only wake-ups can end the
+/// sleeps before the 10 s time-out.
 #[test]
 fn select_every_kind_and_format() {
-    // A 30 s slice: a lost wake-up would show as a time-out, not as a delay.
     let opts = Options::new()
         .wait(WaitStrategy::Park)
         .wait_slice(Duration::from_secs(30));
@@ -236,22 +237,38 @@ fn select_every_kind_and_format() {
             Err(Error::Timeout)
         ));
     }
+    let (ack, acked) = std::sync::mpsc::channel::<usize>();
     let senders = std::thread::spawn(move || {
+        let wait = |k: usize| {
+            let got = acked.recv_timeout(Duration::from_secs(20)).expect("ack");
+            assert_eq!(got, k);
+        };
         for round in 0..3u64 {
-            std::thread::sleep(Duration::from_millis(10));
-            tx_a.send(b"a").unwrap();
-            tx_b.send(b"b").unwrap();
-            tx_c.send(&round).unwrap();
+            // The first-added receiver last: a select that slept on its word
+            // alone would not see the others.
+            std::thread::sleep(Duration::from_millis(5));
             tx_d.send(&(round + 100)).unwrap();
+            wait(3);
+            std::thread::sleep(Duration::from_millis(5));
+            tx_c.send(&round).unwrap();
+            wait(2);
+            std::thread::sleep(Duration::from_millis(5));
+            tx_b.send(b"b").unwrap();
+            wait(1);
+            std::thread::sleep(Duration::from_millis(5));
+            tx_a.send(b"a").unwrap();
+            wait(0);
         }
         // Closing a session's sender makes its receiver ready (done).
+        std::thread::sleep(Duration::from_millis(5));
         drop(tx_a);
+        wait(0);
         (tx_b, tx_c, tx_d)
     });
     let mut got = [0u32; 4];
     let mut typed = Vec::new();
     let mut a_done = false;
-    while got.iter().sum::<u32>() < 12 || !a_done {
+    while !a_done {
         let i = {
             let mut sel = Select::new();
             sel.recv(&mut rx_a);
@@ -264,8 +281,7 @@ fn select_every_kind_and_format() {
             0 => match rx_a.try_recv() {
                 Err(Error::Disconnected(Disconnect::Closed)) if got[0] == 3 => {
                     a_done = true;
-                    // Done: a select without it goes on.
-                    break;
+                    Ok(())
                 }
                 r => r.map(|m| assert_eq!(&*m, b"a")),
             },
@@ -274,32 +290,16 @@ fn select_every_kind_and_format() {
             _ => rx_d.try_recv().map(|v| typed.push(v)),
         };
         match r {
-            Ok(()) => got[i] += 1,
+            Ok(()) => {
+                if !a_done {
+                    got[i] += 1;
+                }
+                ack.send(i).unwrap();
+            }
             Err(Error::Empty) => {}
             Err(e) => panic!("{i}: {e}"),
         }
     }
-    // The rest, without the finished receiver.
-    while got[1..].iter().sum::<u32>() < 9 {
-        let i = {
-            let mut sel = Select::new();
-            sel.recv(&mut rx_b);
-            sel.recv(&mut rx_c);
-            sel.recv(&mut rx_d);
-            sel.ready_timeout(Duration::from_secs(10)).expect("ready")
-        };
-        let r = match i {
-            0 => rx_b.try_recv().map(|m| assert_eq!(&*m, b"b")),
-            1 => rx_c.try_recv().map(|v| typed.push(v)),
-            _ => rx_d.try_recv().map(|v| typed.push(v)),
-        };
-        match r {
-            Ok(()) => got[i + 1] += 1,
-            Err(Error::Empty) => {}
-            Err(e) => panic!("{i}: {e}"),
-        }
-    }
-    assert!(a_done || got[0] == 3);
     assert_eq!(got, [3, 3, 3, 3]);
     typed.sort_unstable();
     assert_eq!(typed, [0, 1, 2, 100, 101, 102]);
