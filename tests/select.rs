@@ -275,7 +275,11 @@ fn select_every_kind_and_format() {
             sel.recv(&mut rx_b);
             sel.recv(&mut rx_c);
             sel.recv(&mut rx_d);
-            sel.ready_timeout(Duration::from_secs(10)).expect("ready")
+            let t0 = Instant::now();
+            let i = sel.ready_timeout(Duration::from_secs(10)).expect("ready");
+            // Woken, not found when the deadline passed.
+            assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+            i
         };
         let r = match i {
             0 => match rx_a.try_recv() {
