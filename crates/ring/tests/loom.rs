@@ -1,5 +1,5 @@
 //! Loom models of the rings and the wake-up protocol (docs/PROTOCOL.md, section
-//! 6; docs/RELIABILITY.md, tests MC-01 to MC-06).
+//! 6; docs/RELIABILITY.md, tests MC-01 to MC-06 and MC-09).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmq-ring --test loom --release`.
 //! The futex is a mutex and condition variable that really block and never time
@@ -476,13 +476,13 @@ fn select_two_rings() {
     drop(tb.join().unwrap());
 }
 
-/// MC-08: a select over two rings never loses a wake-up.
+/// MC-09: a select over two rings never loses a wake-up.
 #[test]
 fn select_wakeup_is_never_lost() {
     loom::model(select_two_rings);
 }
 
-/// Negative control for MC-08: without the fence (the selector's, and the
+/// Negative control for MC-09: without the fence (the selector's, and the
 /// producers') a wake-up is lost and loom finds the deadlock.
 #[test]
 #[cfg(shmq_negative_control)]

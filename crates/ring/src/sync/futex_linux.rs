@@ -63,9 +63,12 @@ fn flags() -> futex::Flags {
 /// Most words one `futex_waitv` takes (the kernel's `FUTEX_WAITV_MAX`).
 pub(crate) const WAITV_MAX: usize = 128;
 
+/// Longest sleep on several words without `futex_waitv`.
+const FALLBACK_SLICE: Duration = Duration::from_millis(10);
+
 /// Set once `futex_waitv` reported `ENOSYS` (a kernel older than 5.16): later
-/// waits on several words sleep on the first one only (their callers bound the
-/// sleep, so the others are looked at within it).
+/// waits on several words sleep on the first one only, at most
+/// [`FALLBACK_SLICE`] at a time, so that the others are looked at that often.
 static NO_WAITV: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Sleeps while every `words[i].0` still holds `words[i].1`, for at most
@@ -78,8 +81,12 @@ pub(crate) fn wait_any(words: &[(&FutexWord, u32)], timeout: Duration) {
     let Some(&(first, seq)) = words.first() else {
         return;
     };
-    if words.len() == 1 || NO_WAITV.load(Ordering::Relaxed) {
+    if words.len() == 1 {
         first.wait(seq, Some(timeout));
+        return;
+    }
+    if NO_WAITV.load(Ordering::Relaxed) {
+        first.wait(seq, Some(timeout.min(FALLBACK_SLICE)));
         return;
     }
     WAITS.fetch_add(1, Ordering::Relaxed);
@@ -115,7 +122,7 @@ pub(crate) fn wait_any(words: &[(&FutexWord, u32)], timeout: Duration) {
         rustix::time::ClockId::Monotonic,
     ) {
         NO_WAITV.store(true, Ordering::Relaxed);
-        first.wait(seq, Some(timeout));
+        first.wait(seq, Some(timeout.min(FALLBACK_SLICE)));
     }
 }
 
