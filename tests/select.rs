@@ -57,6 +57,11 @@ fn role_spray() {
     kit::by_kind!(arg::<String>("KIND").as_str(), run())
 }
 
+/// Receivers one sleep of a select waits on (`futex_waitv`'s limit).
+fn select_overflow() -> usize {
+    128
+}
+
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -101,19 +106,18 @@ fn receive_all<K: RingKind>(rxs: &mut [Receiver<K>], next: &mut [u64], total: u6
     spurious
 }
 
-/// 64 named channels, one producer process choosing a channel at random for
-/// each message: every message arrives once and in per-channel order; while
+/// `channels` named channels, one producer process choosing a channel at
+/// random for each message: every message arrives once and in per-channel order; while
 /// messages stream the selector (awake) and the producer together make far
 /// fewer futex calls than messages; with no message for 300 ms the selecting
 /// thread uses under 1% of a CPU; the producer killed while the select sleeps
 /// makes it return within the death budget and a slice, naming a receiver whose
 /// receive reports `Died`. (Spins while streaming: serial.)
-fn sixty_four_channels<K: RingKind>() {
-    const CHANNELS: usize = 64;
+fn many_channels<K: RingKind>(channels: usize) {
     let count = kit::scaled(100_000);
-    let wd = Watchdog::new(&format!("select_64_{}", K::NAME));
+    let wd = Watchdog::new(&format!("select_{channels}_{}", K::NAME));
     let names = Names::new();
-    let list: Vec<String> = (0..CHANNELS)
+    let list: Vec<String> = (0..channels)
         .map(|i| names.name(&format!("sel-{}-{i}", K::NAME)))
         .collect();
     let opts = kit::session().capacity(16 * 1024);
@@ -132,7 +136,7 @@ fn sixty_four_channels<K: RingKind>() {
         .spawn(&wd);
 
     // Exactly once, in per-channel order.
-    let mut next = vec![0u64; CHANNELS];
+    let mut next = vec![0u64; channels];
     let spurious = receive_all(&mut rxs, &mut next, count);
     assert_eq!(next.iter().sum::<u64>(), count);
     let sent = producer.event("sent");
@@ -142,7 +146,7 @@ fn sixty_four_channels<K: RingKind>() {
         + kit::num(&sent, "waits")
         + kit::num(&sent, "wakes");
     eprintln!(
-        "{}: {count} messages, {calls} futex calls (selector {:?}), {spurious} spurious",
+        "{} x{channels}: {count} messages, {calls} futex calls (selector {:?}), {spurious} spurious",
         K::NAME,
         (mine.0 - futex0.0, mine.1 - futex0.1)
     );
@@ -160,10 +164,15 @@ fn sixty_four_channels<K: RingKind>() {
         Err(Error::Timeout)
     ));
     let (cpu, wall) = (thread_cpu_ns() - cpu0, t0.elapsed());
-    eprintln!("{}: idle select used {cpu} ns of CPU in {wall:?}", K::NAME);
+    eprintln!(
+        "{} x{channels}: idle select used {cpu} ns of CPU in {wall:?}",
+        K::NAME
+    );
     assert!(wall >= Duration::from_millis(300));
+    // Under 1% for 64 channels; above 128 the select also wakes every 10 ms
+    // to look at the rings it does not sleep on (reported, not held to 1%).
     assert!(
-        (cpu as f64) < 0.01 * wall.as_nanos() as f64,
+        channels > select_overflow() || (cpu as f64) < 0.01 * wall.as_nanos() as f64,
         "idle select used {cpu} ns of CPU in {wall:?}"
     );
 
@@ -187,7 +196,10 @@ fn sixty_four_channels<K: RingKind>() {
         rxs[i].try_recv_into(&mut Vec::new()),
         Err(Error::Disconnected(Disconnect::Died))
     ));
-    eprintln!("{}: death seen by the select after {latency:?}", K::NAME);
+    eprintln!(
+        "{} x{channels}: death seen by the select after {latency:?}",
+        K::NAME
+    );
     assert!(
         latency < DEATH_BUDGET + SLICE,
         "death seen after {latency:?}"
@@ -200,12 +212,19 @@ fn sixty_four_channels<K: RingKind>() {
 
 #[test]
 fn select_64_named_channels_across_processes_serial_spsc() {
-    sixty_four_channels::<Spsc>();
+    many_channels::<Spsc>(64);
 }
 
 #[test]
 fn select_64_named_channels_across_processes_serial_mpsc() {
-    sixty_four_channels::<Mpsc>();
+    many_channels::<Mpsc>(64);
+}
+
+/// As the 64-channel test with 200 channels, more than one `futex_waitv` takes:
+/// the select sleeps on the first 128 and wakes every 10 ms for the others.
+#[test]
+fn select_200_named_channels_across_processes_serial_spsc() {
+    many_channels::<Spsc>(200);
 }
 
 /// Every kind and format in one select, with receivers that have not attached

@@ -29,9 +29,10 @@ use crate::sync::{self, Ordering, WAITV_MAX, fence_seqcst, wait_any};
 use crate::wait::{WaitConfig, WaitStrategy};
 
 /// The most rings one sleep waits on (the kernel's `FUTEX_WAITV_MAX`). A select
-/// over more consumers sleeps on the first `MAX_WAIT_WORDS` and bounds every
-/// sleep by [`OVERFLOW_SLICE`], so that a message on a ring past them is found
-/// within it.
+/// over more consumers sets the waiting flags of, and sleeps on, the first
+/// `MAX_WAIT_WORDS` only (the others' producers need not wake a word nobody
+/// sleeps on), re-checks all of them, and bounds every sleep by
+/// [`OVERFLOW_SLICE`], so that a message on a ring past them is found within it.
 pub const MAX_WAIT_WORDS: usize = WAITV_MAX;
 
 /// The longest sleep of a select over more than [`MAX_WAIT_WORDS`] consumers:
@@ -209,7 +210,9 @@ pub fn ready(ends: &mut [&mut dyn Selectable], deadline: Option<Instant>) -> Res
             return Err(Error::Interrupted);
         }
         seqs.clear();
-        for e in ends.iter() {
+        // Only the rings this sleep waits on: a flag on another would make its
+        // producer wake a word nobody sleeps on.
+        for e in ends.iter().take(MAX_WAIT_WORDS) {
             let (seq, flag) = e.words();
             // Acquire: pairs with the Release increment in `WakeLine::notify_data`
             // and `wake_all`; an increment after this load makes the sleep below
@@ -230,13 +233,12 @@ pub fn ready(ends: &mut [&mut dyn Selectable], deadline: Option<Instant>) -> Res
                 let words: Vec<_> = ends
                     .iter()
                     .zip(&seqs)
-                    .take(MAX_WAIT_WORDS)
                     .map(|(e, &s)| (e.words().0, s))
                     .collect();
                 wait_any(&words, sleep);
             }
         }
-        for e in ends.iter() {
+        for e in ends.iter().take(MAX_WAIT_WORDS) {
             // Relaxed: the consumer is the flag's only waiter (as in
             // `wait::block` for an exclusive side); a notifier may clear it too.
             e.words().1.store(0, Ordering::Relaxed);
