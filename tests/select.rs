@@ -419,3 +419,52 @@ fn select_queue_receivers_stay_asleep_when_producers_close() {
     drop(rx);
     let _ = shmq::inspect::unlink(&name);
 }
+
+/// Every wait strategy: a set with a `Spin` receiver spins (no sleep) until a
+/// message comes, and still ends at its deadline; a `SpinThenPark` set spins,
+/// then sleeps, and is woken. (Spins: serial.)
+#[test]
+fn select_with_each_wait_strategy_spin_serial() {
+    for strategy in [
+        WaitStrategy::Spin,
+        WaitStrategy::SpinThenPark {
+            spin: Duration::from_millis(1),
+        },
+        WaitStrategy::Park,
+    ] {
+        let spin = Options::new()
+            .wait(strategy)
+            .wait_slice(Duration::from_secs(30));
+        let park = Options::new().wait(WaitStrategy::Park);
+        let (mut tx_a, mut rx_a) = shmq::spsc::anonymous(&spin).unwrap();
+        let (_tx_b, mut rx_b) = shmq::mpsc::anonymous(&park).unwrap();
+        {
+            let mut sel = Select::new();
+            sel.recv(&mut rx_a);
+            sel.recv(&mut rx_b);
+            assert!(
+                matches!(
+                    sel.ready_timeout(Duration::from_millis(30)),
+                    Err(Error::Timeout)
+                ),
+                "{strategy:?}"
+            );
+        }
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            tx_a.send(b"s").unwrap();
+            tx_a
+        });
+        let t0 = Instant::now();
+        let i = {
+            let mut sel = Select::new();
+            sel.recv(&mut rx_a);
+            sel.recv(&mut rx_b);
+            sel.ready_timeout(Duration::from_secs(10)).expect("ready")
+        };
+        assert!(t0.elapsed() < Duration::from_secs(5), "{strategy:?}");
+        assert_eq!(i, 0);
+        assert_eq!(&*rx_a.try_recv().unwrap(), b"s");
+        drop(t.join().unwrap());
+    }
+}
