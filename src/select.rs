@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use shmq_ring::select::{self, Selectable};
 
 use crate::attach::RingKind;
-use crate::channel::{Format, Receiver};
+use crate::channel::{Format, Receiver, Sender};
 use crate::{Error, Result};
 
 /// Waits until one of several receivers, of any kinds and message formats, has
@@ -74,7 +74,15 @@ use crate::{Error, Result};
 /// ```
 #[derive(Default)]
 pub struct Select<'a> {
-    entries: Vec<&'a mut dyn Entry>,
+    entries: Vec<Registered<'a>>,
+}
+
+/// One operation of a select.
+enum Registered<'a> {
+    /// A message (or an error) on a receiver.
+    Recv(&'a mut dyn Entry),
+    /// Room for a message of this many bytes (or an error) on a sender.
+    Send(&'a mut dyn SendEntry, usize),
 }
 
 impl core::fmt::Debug for Select<'_> {
@@ -97,6 +105,26 @@ impl<K: RingKind, M: Format> Entry for Receiver<K, M> {
     }
 }
 
+/// A sender of any kind and format, as a select holds it.
+trait SendEntry {
+    /// The ring producer as a select waits for room for `len` bytes in it,
+    /// attached now if it has not yet.
+    fn room(&mut self, len: usize) -> Result<Box<dyn Selectable + '_>>;
+}
+
+impl<K: RingKind, M: Format> SendEntry for Sender<K, M> {
+    fn room(&mut self, len: usize) -> Result<Box<dyn Selectable + '_>> {
+        Ok(Box::new(select::Room::new(self.end.ring()?, len)))
+    }
+}
+
+/// What a select waits on, for one call: a receiver's consumer, or the room
+/// of a sender's producer (made for the call).
+enum Ready<'x> {
+    Recv(&'x mut dyn Selectable),
+    Send(Box<dyn Selectable + 'x>),
+}
+
 impl<'a> Select<'a> {
     /// An empty select.
     pub fn new() -> Select<'a> {
@@ -105,7 +133,26 @@ impl<'a> Select<'a> {
 
     /// Adds a receiver and returns its index (0 for the first, then 1, ...).
     pub fn recv<K: RingKind, M: Format>(&mut self, rx: &'a mut Receiver<K, M>) -> usize {
-        self.entries.push(rx);
+        self.entries.push(Registered::Recv(rx));
+        self.entries.len() - 1
+    }
+
+    /// Adds a byte sender, ready when a message of `len` bytes fits (its
+    /// `try_send` would not say [`Error::Full`]) or a send would fail (the
+    /// receiver of a session is gone, `len` is more than the channel takes);
+    /// returns its index. For an MPSC channel the room may be taken by another
+    /// sender before yours: readiness is a hint.
+    pub fn send<K: RingKind>(&mut self, tx: &'a mut Sender<K>, len: usize) -> usize {
+        self.entries.push(Registered::Send(tx, len));
+        self.entries.len() - 1
+    }
+
+    /// Adds a typed sender, ready when one value fits (see [`Select::send`]).
+    pub fn send_typed<K: RingKind, T: bytemuck::Pod>(
+        &mut self,
+        tx: &'a mut Sender<K, crate::Typed<T>>,
+    ) -> usize {
+        self.entries.push(Registered::Send(tx, size_of::<T>()));
         self.entries.len() - 1
     }
 
@@ -155,15 +202,26 @@ impl<'a> Select<'a> {
 
     /// `None`: do not wait; `Some(deadline)`: wait until it (`None`: for ever).
     fn wait(&mut self, wait: Option<Option<Instant>>) -> Result<usize> {
-        let mut ends: Vec<&mut dyn Selectable> = Vec::with_capacity(self.entries.len());
+        let mut held: Vec<Ready<'_>> = Vec::with_capacity(self.entries.len());
         for (i, e) in self.entries.iter_mut().enumerate() {
-            match e.end() {
-                Ok(end) => ends.push(end),
+            let end = match e {
+                Registered::Recv(rx) => rx.end().map(Ready::Recv),
+                Registered::Send(tx, len) => tx.room(*len).map(Ready::Send),
+            };
+            match end {
+                Ok(end) => held.push(end),
                 // Attaching failed (or the handle was inherited through `fork`):
-                // the receive reports why.
+                // the receive or send reports why.
                 Err(_) => return Ok(i),
             }
         }
+        let mut ends: Vec<&mut (dyn Selectable + '_)> = held
+            .iter_mut()
+            .map(|h| match h {
+                Ready::Recv(r) => &mut **r,
+                Ready::Send(b) => &mut **b,
+            })
+            .collect();
         match wait {
             None => select::try_ready(&mut ends).ok_or(Error::Empty),
             Some(deadline) => Ok(select::ready(&mut ends, deadline)?),

@@ -468,3 +468,91 @@ fn select_with_each_wait_strategy_spin_serial() {
         drop(t.join().unwrap());
     }
 }
+
+/// Senders in a select: a full sender (bytes, SPSC) and a full typed MPSC
+/// sender are not ready until their receivers, in other threads, take their
+/// messages, which wakes the select (a 30 s wait slice: only a wake-up ends the
+/// sleep in time); a session's sender whose receiver closes is ready, and its
+/// send says `Disconnected`.
+#[test]
+fn select_waits_for_room_in_senders() {
+    let opts = Options::new()
+        .wait(WaitStrategy::Park)
+        .wait_slice(Duration::from_secs(30))
+        .capacity(256);
+    let (mut tx, rx) = shmq::spsc::anonymous(&opts).unwrap();
+    let (mut txt, rxt) = shmq::mpsc::typed::anonymous::<u64>(&opts.clone().capacity(4)).unwrap();
+    while tx.try_send(&[7; 40]).is_ok() {}
+    let mut filled = 0u64;
+    while txt.try_send(&filled).is_ok() {
+        filled += 1;
+    }
+    {
+        let mut sel = Select::new();
+        sel.send(&mut tx, 40);
+        sel.send_typed(&mut txt);
+        assert!(matches!(sel.try_ready(), Err(Error::Empty)));
+        assert!(matches!(
+            sel.ready_timeout(Duration::from_millis(30)),
+            Err(Error::Timeout)
+        ));
+    }
+    let (go, gate) = std::sync::mpsc::channel::<usize>();
+    let receivers = std::thread::spawn(move || {
+        let (mut rx, mut rxt) = (rx, rxt);
+        for which in gate {
+            std::thread::sleep(Duration::from_millis(20));
+            // Everything: one message's space may not be room for the next
+            // (padding at the wrap).
+            if which == 0 {
+                while let Ok(m) = rx.try_recv() {
+                    assert_eq!(&*m, &[7; 40]);
+                }
+            } else if which == 1 {
+                let mut next = 0;
+                while let Ok(v) = rxt.try_recv() {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+            } else {
+                drop(rx);
+                return rxt;
+            }
+        }
+        unreachable!()
+    });
+    for which in [1usize, 0] {
+        go.send(which).unwrap();
+        let t0 = Instant::now();
+        let i = {
+            let mut sel = Select::new();
+            sel.send(&mut tx, 40);
+            sel.send_typed(&mut txt);
+            sel.ready_timeout(Duration::from_secs(10)).expect("room")
+        };
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert_eq!(i, which);
+        if i == 0 {
+            tx.try_send(&[8; 40]).expect("room for one");
+            while tx.try_send(&[8; 40]).is_ok() {}
+        } else {
+            // Full again, so that only the other sender can be ready next.
+            txt.try_send(&filled).expect("room for one");
+            while txt.try_send(&filled).is_ok() {}
+        }
+    }
+    // The byte channel's receiver closes: its sender is ready, with the error.
+    go.send(2).unwrap();
+    let i = {
+        let mut sel = Select::new();
+        sel.send(&mut tx, 40);
+        sel.send_typed(&mut txt);
+        sel.ready_timeout(Duration::from_secs(10)).expect("ready")
+    };
+    assert_eq!(i, 0);
+    assert!(matches!(
+        tx.try_send(&[9; 40]),
+        Err(Error::Disconnected(Disconnect::Closed))
+    ));
+    drop(receivers.join().unwrap());
+}

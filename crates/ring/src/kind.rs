@@ -135,7 +135,7 @@ pub trait ProducerCore: EndCore {
     fn full_or_gone(&mut self) -> Result<()> {
         self.local().check()?;
         self.local().consumer_closed(self.ends())?;
-        if self.local_mut().look_due() {
+        if self.local_mut().look_due() || self.local().peer_gone {
             self.check_peer()?;
         }
         Ok(())

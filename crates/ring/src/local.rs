@@ -246,7 +246,12 @@ impl Local {
     pub(crate) fn check_consumer(&mut self, ends: &Ends, head: u64) -> Result<()> {
         let moved = self.moved(head);
         match self.look_at(&ends.epoch, &ends.consumer, Endpoint::Consumer, moved)? {
-            PeerStatus::Gone(why) if !self.queue() => Err(Error::Disconnected(why)),
+            PeerStatus::Gone(why) if !self.queue() => {
+                // Final in a session: later non-blocking calls look again at once
+                // (`full_or_gone`), so that they report what a select saw.
+                self.peer_gone = true;
+                Err(Error::Disconnected(why))
+            }
             PeerStatus::Gone(_) | PeerStatus::Alive | PeerStatus::Unattached => Ok(()),
         }
     }

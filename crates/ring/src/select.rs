@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use crate::consumer::Consumer;
 use crate::error::{Error, Result};
-use crate::kind::{ConsumerCore, EndCore, Kind};
+use crate::kind::{ConsumerCore, EndCore, Kind, ProducerCore};
+use crate::producer::Producer;
 use crate::sync::{self, Ordering, WAITV_MAX, fence_seqcst, wait_any};
 use crate::wait::{WaitConfig, WaitStrategy};
 
@@ -40,10 +41,37 @@ pub const MAX_WAIT_WORDS: usize = WAITV_MAX;
 /// wakes it.
 pub const OVERFLOW_SLICE: Duration = Duration::from_millis(10);
 
-/// A ring end a select can wait on: [`Consumer<K>`] of any kind. Sealed.
+/// A ring end a select can wait on: a [`Consumer<K>`] of any kind (ready when a
+/// receive would not say `Empty`), or a producer's [`Room`] (ready when a send
+/// would not say `Full`). Sealed.
 pub trait Selectable: sealed::End {}
 
 impl<K: Kind> Selectable for Consumer<K> {}
+
+/// A producer as a select waits on it: ready when a message of `len` bytes
+/// fits now, or a send would fail (the consumer of a session is gone, the end
+/// is poisoned, the message can never fit).
+pub struct Room<'a, K: Kind> {
+    producer: &'a mut Producer<K>,
+    len: usize,
+}
+
+impl<'a, K: Kind> Room<'a, K> {
+    /// Waits for room for a message of `len` bytes in `producer`'s ring.
+    pub fn new(producer: &'a mut Producer<K>, len: usize) -> Room<'a, K> {
+        Room { producer, len }
+    }
+}
+
+impl<K: Kind> core::fmt::Debug for Room<'_, K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Room")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Kind> Selectable for Room<'_, K> {}
 
 pub(crate) mod sealed {
     use std::time::Instant;
@@ -66,6 +94,54 @@ pub(crate) mod sealed {
         fn cfg(&self) -> WaitConfig;
         /// Whether the end's `Interrupter` is set.
         fn interrupted(&self) -> bool;
+        /// Whether this end is its flag's only waiter (then the select clears
+        /// the flag after waking; MPSC producers share theirs, which only
+        /// notifiers clear).
+        fn exclusive(&self) -> bool;
+    }
+}
+
+impl<K: Kind> sealed::End for Room<'_, K> {
+    fn poll(&mut self, now: Instant) -> bool {
+        let c = &mut self.producer.core;
+        if c.local().check().is_err()
+            || self.len > c.max_payload()
+            || c.room_ready(self.len)
+            || c.local().consumer_closed(c.ends()).is_err()
+        {
+            return true;
+        }
+        let slice = c.local().cfg.slice;
+        // As `wait::liveness_due`: under loom time must not steer a model.
+        let due = !sync::MODEL && c.local_mut().look_due_at(now, slice);
+        if due || c.local().epoch_changed(&c.ends().epoch) {
+            // A session's consumer gone, or damage: the send reports it
+            // (`full_or_gone` looks again while `peer_gone`).
+            c.check_peer().is_err()
+        } else {
+            false
+        }
+    }
+
+    fn recheck(&mut self) -> bool {
+        let c = &self.producer.core;
+        c.room_ready(self.len) || c.local().epoch_changed(&c.ends().epoch)
+    }
+
+    fn words(&self) -> (&crate::sync::FutexWord, &crate::sync::AtomicU32) {
+        self.producer.core.wait_words()
+    }
+
+    fn cfg(&self) -> WaitConfig {
+        self.producer.core.local().cfg
+    }
+
+    fn interrupted(&self) -> bool {
+        self.producer.core.local().interrupt.is_interrupted()
+    }
+
+    fn exclusive(&self) -> bool {
+        K::Producer::EXCLUSIVE_WAIT
     }
 }
 
@@ -104,6 +180,10 @@ impl<K: Kind> sealed::End for Consumer<K> {
     fn interrupted(&self) -> bool {
         self.core.local().interrupt.is_interrupted()
     }
+
+    fn exclusive(&self) -> bool {
+        K::Consumer::EXCLUSIVE_WAIT
+    }
 }
 
 std::thread_local! {
@@ -122,7 +202,7 @@ fn start(n: usize) -> usize {
 }
 
 /// The first ready end in `ends`, from `from` round the set.
-fn poll_all(ends: &mut [&mut dyn Selectable], from: usize) -> Option<usize> {
+fn poll_all(ends: &mut [&mut (dyn Selectable + '_)], from: usize) -> Option<usize> {
     let n = ends.len();
     let now = Instant::now();
     (0..n).map(|k| (from + k) % n).find(|&i| ends[i].poll(now))
@@ -130,13 +210,13 @@ fn poll_all(ends: &mut [&mut dyn Selectable], from: usize) -> Option<usize> {
 
 /// The index of an end whose non-blocking receive would not say `Empty` now
 /// (a message, or an error such as `Disconnected`), without waiting.
-pub fn try_ready(ends: &mut [&mut dyn Selectable]) -> Option<usize> {
+pub fn try_ready(ends: &mut [&mut (dyn Selectable + '_)]) -> Option<usize> {
     let from = start(ends.len());
     poll_all(ends, from)
 }
 
 /// How a set of ends waits: the longest spin, the shortest slice.
-fn combined(ends: &[&mut dyn Selectable]) -> (Option<Duration>, Duration) {
+fn combined(ends: &[&mut (dyn Selectable + '_)]) -> (Option<Duration>, Duration) {
     let mut spin = Some(Duration::ZERO);
     let mut slice = Duration::MAX;
     for e in ends {
@@ -163,7 +243,7 @@ fn combined(ends: &[&mut dyn Selectable]) -> (Option<Duration>, Duration) {
 ///
 /// # Errors
 /// [`Error::Timeout`] once `deadline` passes; [`Error::Interrupted`].
-pub fn ready(ends: &mut [&mut dyn Selectable], deadline: Option<Instant>) -> Result<usize> {
+pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>) -> Result<usize> {
     if ends.is_empty() {
         loop {
             let left = deadline.map_or(Duration::from_secs(3600), |d| {
@@ -180,7 +260,7 @@ pub fn ready(ends: &mut [&mut dyn Selectable], deadline: Option<Instant>) -> Res
         return Ok(i);
     }
     let (spin, slice) = combined(ends);
-    let interrupted = |ends: &[&mut dyn Selectable]| ends.iter().any(|e| e.interrupted());
+    let interrupted = |ends: &[&mut (dyn Selectable + '_)]| ends.iter().any(|e| e.interrupted());
     let past = |now: Instant| deadline.is_some_and(|d| now >= d);
     // A model does not spin: time does not pass in it.
     if !sync::MODEL {
@@ -215,14 +295,15 @@ pub fn ready(ends: &mut [&mut dyn Selectable], deadline: Option<Instant>) -> Res
         for e in ends.iter().take(MAX_WAIT_WORDS) {
             let (seq, flag) = e.words();
             // Acquire: pairs with the Release increment in `WakeLine::notify_data`
-            // and `wake_all`; an increment after this load makes the sleep below
+            // (`notify_space` for a producer's room) and `wake_all`; an increment after this load makes the sleep below
             // return at once.
             seqs.push(seq.load(Ordering::Acquire));
             // Relaxed: ordered before the re-checks by the fence below.
             flag.store(1, Ordering::Relaxed);
         }
-        // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (and the
-        // release path of each ring), ring by ring (see the module docs).
+        // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (for a
+        // consumer) or `notify_space` (for a producer's room), ring by ring
+        // (see the module docs).
         fence_seqcst();
         if !ends.iter_mut().any(|e| e.recheck()) {
             let mut sleep = bound;
@@ -238,9 +319,10 @@ pub fn ready(ends: &mut [&mut dyn Selectable], deadline: Option<Instant>) -> Res
                 wait_any(&words, sleep);
             }
         }
-        for e in ends.iter().take(MAX_WAIT_WORDS) {
-            // Relaxed: the consumer is the flag's only waiter (as in
-            // `wait::block` for an exclusive side); a notifier may clear it too.
+        for e in ends.iter().take(MAX_WAIT_WORDS).filter(|e| e.exclusive()) {
+            // Relaxed: this end is the flag's only waiter (as in `wait::block`
+            // for an exclusive side); a notifier may clear it too. A shared flag
+            // (MPSC producers) is left to the notifiers.
             e.words().1.store(0, Ordering::Relaxed);
         }
         if let Some(i) = poll_all(ends, from) {

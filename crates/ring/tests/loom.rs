@@ -490,3 +490,73 @@ fn select_wakeup_is_never_lost() {
 fn negative_control_select_without_fence() {
     loom::model(select_two_rings);
 }
+
+/// The select protocol for room and messages at once: the selector holds the
+/// producer of a full ring and the consumer of an empty one; one thread frees
+/// room (a receive, which notifies producers) and another sends. The selector
+/// sees both without a lost wake-up.
+fn select_room_and_message() {
+    use shmq_ring::select::{self, Room, Selectable};
+    let (mut tx_full, mut rx_full) = spsc_ring(64, 0);
+    // Two 16-byte messages (24-byte frames and an end marker: 56 bytes) leave
+    // no room for an 8-byte one (16 bytes and its marker) until the first is
+    // received.
+    tx_full.send(&[1; 16]).unwrap();
+    tx_full.send(&[2; 16]).unwrap();
+    let (mut tx_msg, mut rx_msg) = spsc_ring(64, 0);
+    let drain = thread::spawn(move || {
+        let mut buf = Vec::new();
+        rx_full.recv_into(&mut buf).unwrap();
+        rx_full
+    });
+    let send = thread::spawn(move || {
+        tx_msg.send(b"m").unwrap();
+        tx_msg
+    });
+    let (mut room, mut msg) = (false, false);
+    while !(room && msg) {
+        let i = {
+            let mut r = Room::new(&mut tx_full, 8);
+            let mut ends: Vec<&mut dyn Selectable> = Vec::new();
+            if !room {
+                ends.push(&mut r);
+            }
+            if !msg {
+                ends.push(&mut rx_msg);
+            }
+            let i = select::ready(&mut ends, None).unwrap();
+            if room { i + 1 } else { i }
+        };
+        if i == 0 {
+            match tx_full.try_send(&[3; 8]) {
+                Ok(()) => room = true,
+                Err(e) => panic!("select said room, send said {e}"),
+            }
+        } else {
+            match rx_msg.try_recv() {
+                Ok(m) => {
+                    assert_eq!(&*m, b"m");
+                    msg = true;
+                }
+                Err(e) => panic!("select said ready, receive said {e}"),
+            }
+        }
+    }
+    drop(drain.join().unwrap());
+    drop(send.join().unwrap());
+}
+
+/// MC-09: a select over a producer's room and a consumer's messages never
+/// loses a wake-up.
+#[test]
+fn select_room_and_message_wakeups_are_never_lost() {
+    loom::model(select_room_and_message);
+}
+
+/// Negative control for MC-09's room side: without the fences it deadlocks.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_select_room_without_fence() {
+    loom::model(select_room_and_message);
+}
