@@ -17,13 +17,16 @@ use crate::{Error, Result};
 /// Waits until one of several receivers, of any kinds and message formats, has
 /// something for a non-blocking receive: a message, or an error such as
 /// [`Error::Disconnected`] (its producers are done) or
-/// [`Error::Corrupted`]. Modelled on `crossbeam_channel::Select`: add receivers
-/// with [`Select::recv`], which returns each one's index; [`Select::ready`] (or
-/// [`Select::try_ready`], [`Select::ready_timeout`]) returns the index of a
-/// ready one; then call that receiver's `try_recv` (or `try_recv_into`, ...).
+/// [`Error::Corrupted`]; or until one of several senders has room (or its
+/// `try_send` would fail). Modelled on `crossbeam_channel::Select`: add
+/// receivers with [`Select::recv`] (senders with [`Select::send`],
+/// [`Select::send_typed`]), which returns each one's index; [`Select::ready`]
+/// (or [`Select::try_ready`], [`Select::ready_timeout`]) returns the index of a
+/// ready one; then call that receiver's `try_recv` (or `try_recv_into`, ...),
+/// or that sender's `try_send`.
 ///
-/// A select borrows its receivers mutably (a receiver's state moves as it
-/// looks), so make one for each wait, as in the example: it is a vector of
+/// A select borrows its receivers and senders mutably (an end's state moves as
+/// it looks), so make one for each wait, as in the example: it is a vector of
 /// references, cheap to build.
 ///
 /// - **Readiness** is a hint, as in crossbeam: usually the receive that follows
@@ -38,9 +41,10 @@ use crate::{Error, Result};
 ///   death is noticed within that receiver's wait slice (it is then ready when
 ///   its receive would report `Disconnected`: in a session, or after
 ///   [`Receiver::expect_producers`]).
-/// - **Interrupters**: a select is a blocking call of every receiver in it, so it
-///   returns [`Error::Interrupted`] within a wait slice when any of their
-///   [`Receiver::interrupter`]s is set; [`Select::try_ready`] is not affected.
+/// - **Interrupters**: a select is a blocking call of every receiver and sender
+///   in it, so it returns [`Error::Interrupted`] within a wait slice when any of
+///   their interrupters ([`Receiver::interrupter`], [`Sender::interrupter`]) is
+///   set; [`Select::try_ready`] is not affected.
 /// - **Many receivers**: one sleep waits on at most 128 futex words (the
 ///   kernel's limit for `futex_waitv`). A select over more sleeps on its first
 ///   128 receivers and wakes at least every 10 ms to look at the others, so a

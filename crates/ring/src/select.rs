@@ -1,6 +1,9 @@
-//! Waiting on many consumers at once: the select of docs/PROTOCOL.md, section 6.
+//! Waiting on many consumers (and producers' [`Room`]) at once: the select of
+//! docs/PROTOCOL.md, section 6.
 //!
-//! The waiter, having found no consumer ready:
+//! The waiter, having found no consumer ready (for a producer's room read
+//! "space sequence" and "producers' flag" below, which `notify_space` pairs
+//! with; an MPSC producers' flag is shared, so the waiter never clears it):
 //! 1. spins over all of them (unless every one's strategy is `Park`), for the
 //!    longest spin budget among them;
 //! 2. for each consumer, reads its data sequence (`Acquire`) and sets its
