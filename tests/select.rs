@@ -21,7 +21,7 @@ use shmq_testkit::{DEATH_BUDGET, Names, Rng, Spawn, Watchdog, arg, emit};
 /// The default wait slice: a death is seen within one.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
-shmq_testkit::roles! { role_spray }
+shmq_testkit::roles! { role_spray role_hold_rx }
 
 /// Opens the KIND channels NAMES (comma-separated) and sends COUNT messages,
 /// each on a channel chosen at random (SEED), numbered per channel from 0
@@ -60,6 +60,14 @@ fn role_spray() {
 /// Receivers one sleep of a select waits on (`futex_waitv`'s limit).
 fn select_overflow() -> usize {
     128
+}
+
+/// Opens the SPSC channel NAME as its receiver (a session), reports `ready`,
+/// and holds it until killed.
+fn role_hold_rx() {
+    let _rx = Receiver::<Spsc>::open(&arg::<String>("NAME"), &kit::session()).expect("open");
+    emit("ready", json!({}));
+    kit::hang();
 }
 
 /// CPU time of the calling thread, in nanoseconds.
@@ -555,4 +563,46 @@ fn select_waits_for_room_in_senders() {
         Err(Error::Disconnected(Disconnect::Closed))
     ));
     drop(receivers.join().unwrap());
+}
+
+/// A select waiting for room in a sender whose receiver (another process, a
+/// session) is killed: it returns within the death budget and a slice, and the
+/// sender's `try_send` then reports `Died` (not `Full`: the look the select made
+/// is remembered).
+#[test]
+fn select_sees_a_dead_receiver_of_a_full_sender() {
+    let wd = Watchdog::new("select_dead_receiver");
+    let names = Names::new();
+    let name = names.name("sel-room-death");
+    let mut tx = Sender::<Spsc>::create(&name, &kit::session().capacity(4096)).unwrap();
+    let mut holder = Spawn::role("hold_rx").arg("NAME", &name).spawn(&wd);
+    holder.event("ready");
+    while tx.try_send(&[1; 100]).is_ok() {}
+    let pid = nix::unistd::Pid::from_raw(holder.pid());
+    let (r, latency) = std::thread::scope(|s| {
+        let killer = s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(120));
+            let t = kit::mono_ns();
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
+            t
+        });
+        let mut sel = Select::new();
+        sel.send(&mut tx, 100);
+        let r = sel.ready_timeout(Duration::from_secs(10));
+        let done = kit::mono_ns();
+        (r, Duration::from_nanos(done - killer.join().unwrap()))
+    });
+    holder.expect_killed();
+    assert_eq!(r.expect("the sender is ready: its receiver died"), 0);
+    assert!(
+        latency < DEATH_BUDGET + SLICE,
+        "death seen after {latency:?}"
+    );
+    let sent = tx.try_send(&[2; 100]);
+    assert!(
+        matches!(sent, Err(Error::Disconnected(Disconnect::Died))),
+        "{sent:?}"
+    );
+    drop(tx);
+    let _ = shmq::inspect::unlink(&name);
 }
