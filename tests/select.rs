@@ -506,6 +506,7 @@ fn select_waits_for_room_in_senders() {
         ));
     }
     let (go, gate) = std::sync::mpsc::channel::<usize>();
+    let (drained, wait_drained) = std::sync::mpsc::channel::<()>();
     let receivers = std::thread::spawn(move || {
         let (mut rx, mut rxt) = (rx, rxt);
         for which in gate {
@@ -526,6 +527,7 @@ fn select_waits_for_room_in_senders() {
                 drop(rx);
                 return rxt;
             }
+            drained.send(()).unwrap();
         }
         unreachable!()
     });
@@ -540,6 +542,10 @@ fn select_waits_for_room_in_senders() {
         };
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         assert_eq!(i, which);
+        // The select may see room before the drain ends: refill after it.
+        wait_drained
+            .recv_timeout(Duration::from_secs(10))
+            .expect("drained");
         if i == 0 {
             tx.try_send(&[8; 40]).expect("room for one");
             while tx.try_send(&[8; 40]).is_ok() {}
