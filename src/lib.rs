@@ -24,6 +24,8 @@
 //!   default, [`Typed<T>`](Typed) or [`Declared<T>`](Declared)): `spsc::Sender` is `Sender<Spsc>`,
 //!   `mpsc::typed::Receiver<T>` is `Receiver<Mpsc, Typed<T>>`, and code written
 //!   over `K: RingKind` works with either kind.
+//! - [`Select`] waits on many receivers at once (asleep, one system call per
+//!   sleep, none per message while messages keep coming).
 //! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
 //!   between spinning (lowest latency), sleeping, or spinning then sleeping (the
 //!   default).
@@ -72,6 +74,7 @@ pub mod inspect;
 mod mem;
 pub mod mpsc;
 mod options;
+mod select;
 pub mod spsc;
 pub mod typed;
 
@@ -83,6 +86,7 @@ pub use channel::{
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use identity::{MAX_MESSAGE_NAME, Message, MessageType};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
+pub use select::Select;
 pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
 };

@@ -46,6 +46,7 @@
 //! - [`Geometry`]: capacity and producer slots, checked once.
 //! - [`WaitStrategy`], [`WaitConfig`]: how blocking calls wait.
 //! - [`Liveness`], [`Endpoint`]: the hook that says whether a peer is alive.
+//! - [`select`]: wait until one of many consumers has a message.
 //! - [`frame`]: the frame format and its checks.
 //! - [`inspect`]: read-only views of a ring for tools.
 //! - [`Error`]: every failure.
@@ -64,6 +65,7 @@ pub mod mpsc;
 mod peer;
 mod producer;
 mod region;
+pub mod select;
 pub mod spsc;
 mod sync;
 mod wait;

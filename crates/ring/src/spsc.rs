@@ -707,7 +707,9 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         self.local.check()?;
         // Relaxed: a hint; `check_peer` reads the state again with Acquire.
         let announced = self.ctl.ends.producer.state.load(Ordering::Relaxed) == CLOSED;
-        if announced || self.local.look_due() {
+        // The epoch (or `peer_gone`, a look that found the producer done): so
+        // that a `Disconnected` a select saw is what this call reports, as MPSC's.
+        if announced || self.local.look_due() || self.local.epoch_changed(&self.ctl.ends.epoch) {
             self.check_peer()?;
         }
         Ok(())

@@ -53,6 +53,7 @@ impl<T> Fresh for T {}
 mod futex;
 
 pub use futex::{FutexWord, futex_calls};
+pub(crate) use futex::{WAITV_MAX, wait_any};
 
 /// The fence of the wake-up protocol (docs/PROTOCOL.md, section 6): orders our store of a
 /// position or waiting flag before our load of the other one.

@@ -1,5 +1,5 @@
 //! Loom models of the rings and the wake-up protocol (docs/PROTOCOL.md, section
-//! 6; docs/RELIABILITY.md, tests MC-01 to MC-06).
+//! 6; docs/RELIABILITY.md, tests MC-01 to MC-06, MC-14 and MC-15).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmq-ring --test loom --release`.
 //! The futex is a mutex and condition variable that really block and never time
@@ -441,7 +441,7 @@ fn mpsc_reclaim_of_a_dead_claim_races_a_live_producer() {
     });
 }
 
-/// The peer watch (docs/PROTOCOL.md, "Watching peers"; MC-11): a watcher that
+/// The peer watch (docs/PROTOCOL.md, "Watching peers"; MC-15): a watcher that
 /// reads the wake sequence, then looks at the producer's word, then sleeps while
 /// the sequence is unchanged never misses the producer's close. With
 /// `look_first` the watcher looks before it reads the sequence: a close in
@@ -472,17 +472,137 @@ fn watch_sees_a_close(look_first: bool) {
     t.join().unwrap();
 }
 
-/// MC-11: a peer watch never misses an attach or close.
+/// MC-15: a peer watch never misses an attach or close.
 #[test]
 fn a_peer_watch_never_misses_a_close() {
     loom::model(|| watch_sees_a_close(false));
 }
 
-/// Negative control for MC-11: looking before reading the sequence loses the
+/// Negative control for MC-15: looking before reading the sequence loses the
 /// wake-up, and loom finds the deadlock.
 #[test]
 #[cfg(shmq_negative_control)]
 #[should_panic]
 fn negative_control_a_peer_watch_that_looks_first() {
     loom::model(|| watch_sees_a_close(true));
+}
+
+/// The select protocol across two rings (docs/PROTOCOL.md, section 6, "Select"):
+/// a selector that sets both waiting flags, fences once, re-checks both rings and
+/// sleeps on both sequences; two producers that each publish and notify. The
+/// producers keep their ends open (a close wakes everyone and would hide a lost
+/// wake-up). Every message is found: no wake-up is lost.
+fn select_two_rings() {
+    use shmq_ring::select::{self, Selectable};
+    let (mut txa, mut rxa) = spsc_ring(64, 0);
+    let (mut txb, mut rxb) = spsc_ring(64, 0);
+    let ta = thread::spawn(move || {
+        txa.send(b"a").unwrap();
+        txa
+    });
+    let tb = thread::spawn(move || {
+        txb.send(b"b").unwrap();
+        txb
+    });
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let i = {
+            let mut ends: [&mut dyn Selectable; 2] = [&mut rxa, &mut rxb];
+            select::ready(&mut ends, None).unwrap()
+        };
+        let rx = if i == 0 { &mut rxa } else { &mut rxb };
+        match rx.try_recv() {
+            Ok(m) => got.push(m[0]),
+            Err(e) => panic!("select said ready, receive said {e}"),
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, b"ab");
+    drop(ta.join().unwrap());
+    drop(tb.join().unwrap());
+}
+
+/// MC-14: a select over two rings never loses a wake-up.
+#[test]
+fn select_wakeup_is_never_lost() {
+    loom::model(select_two_rings);
+}
+
+/// Negative control for MC-14: without the fence (the selector's, and the
+/// producers') a wake-up is lost and loom finds the deadlock.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_select_without_fence() {
+    loom::model(select_two_rings);
+}
+
+/// The select protocol for room and messages at once: the selector holds the
+/// producer of a full ring and the consumer of an empty one; one thread frees
+/// room (a receive, which notifies producers) and another sends. The selector
+/// sees both without a lost wake-up.
+fn select_room_and_message() {
+    use shmq_ring::select::{self, Room, Selectable};
+    let (mut tx_full, mut rx_full) = spsc_ring(64, 0);
+    // Two 16-byte messages (24-byte frames and an end marker: 56 bytes) leave
+    // no room for an 8-byte one (16 bytes and its marker) until the first is
+    // received.
+    tx_full.send(&[1; 16]).unwrap();
+    tx_full.send(&[2; 16]).unwrap();
+    let (mut tx_msg, mut rx_msg) = spsc_ring(64, 0);
+    let drain = thread::spawn(move || {
+        let mut buf = Vec::new();
+        rx_full.recv_into(&mut buf).unwrap();
+        rx_full
+    });
+    let send = thread::spawn(move || {
+        tx_msg.send(b"m").unwrap();
+        tx_msg
+    });
+    let (mut room, mut msg) = (false, false);
+    while !(room && msg) {
+        let i = {
+            let mut r = Room::new(&mut tx_full, 8);
+            let mut ends: Vec<&mut dyn Selectable> = Vec::new();
+            if !room {
+                ends.push(&mut r);
+            }
+            if !msg {
+                ends.push(&mut rx_msg);
+            }
+            let i = select::ready(&mut ends, None).unwrap();
+            if room { i + 1 } else { i }
+        };
+        if i == 0 {
+            match tx_full.try_send(&[3; 8]) {
+                Ok(()) => room = true,
+                Err(e) => panic!("select said room, send said {e}"),
+            }
+        } else {
+            match rx_msg.try_recv() {
+                Ok(m) => {
+                    assert_eq!(&*m, b"m");
+                    msg = true;
+                }
+                Err(e) => panic!("select said ready, receive said {e}"),
+            }
+        }
+    }
+    drop(drain.join().unwrap());
+    drop(send.join().unwrap());
+}
+
+/// MC-14: a select over a producer's room and a consumer's messages never
+/// loses a wake-up.
+#[test]
+fn select_room_and_message_wakeups_are_never_lost() {
+    loom::model(select_room_and_message);
+}
+
+/// Negative control for MC-14's room side: without the fences it deadlocks.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_select_room_without_fence() {
+    loom::model(select_room_and_message);
 }

@@ -59,3 +59,79 @@ fn flags() -> futex::Flags {
     }
     futex::Flags::empty()
 }
+
+/// Most words one `futex_waitv` takes (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const WAITV_MAX: usize = 128;
+
+/// Longest sleep on several words without `futex_waitv`.
+const FALLBACK_SLICE: Duration = Duration::from_millis(10);
+
+/// Set once `futex_waitv` reported `ENOSYS` (a kernel older than 5.16): later
+/// waits on several words sleep on the first one only, at most
+/// [`FALLBACK_SLICE`] at a time, so that the others are looked at that often.
+static NO_WAITV: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Sleeps while every `words[i].0` still holds `words[i].1`, for at most
+/// `timeout`: `futex_waitv` on at most [`WAITV_MAX`] shared 32-bit words (a
+/// `FUTEX_WAKE` on any of them wakes it). Returns on a wake, a time-out, a
+/// signal, or at once if a word differs: callers re-check in every case.
+/// Counted as one wait in [`futex_calls`].
+pub(crate) fn wait_any(words: &[(&FutexWord, u32)], timeout: Duration) {
+    let words = &words[..words.len().min(WAITV_MAX)];
+    let Some(&(first, seq)) = words.first() else {
+        return;
+    };
+    if words.len() == 1 {
+        first.wait(seq, Some(timeout));
+        return;
+    }
+    if NO_WAITV.load(Ordering::Relaxed) {
+        first.wait(seq, Some(timeout.min(FALLBACK_SLICE)));
+        return;
+    }
+    WAITS.fetch_add(1, Ordering::Relaxed);
+    let mut waiters = [futex::Wait::new(); WAITV_MAX];
+    for (w, &(word, seq)) in waiters.iter_mut().zip(words) {
+        w.val = u64::from(seq);
+        w.uaddr = futex::WaitPtr::new(word.0.as_ptr().cast());
+        // Shared (no FUTEX2_PRIVATE), as `flags()` for the single-word calls.
+        w.flags = futex::WaitFlags::SIZE_U32 | waitv_private();
+    }
+    // futex_waitv takes an absolute time on the clock it is given.
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let add = |d: Duration| -> rustix::time::Timespec {
+        let mut sec = now
+            .tv_sec
+            .saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as i64);
+        let mut nsec = now.tv_nsec + i64::from(d.subsec_nanos());
+        if nsec >= 1_000_000_000 {
+            nsec -= 1_000_000_000;
+            sec = sec.saturating_add(1);
+        }
+        rustix::time::Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        }
+    };
+    let until = add(timeout);
+    // EAGAIN (a word differs), ETIMEDOUT and EINTR all mean "re-check".
+    if let Err(rustix::io::Errno::NOSYS) = futex::waitv(
+        &waiters[..words.len()],
+        futex::WaitvFlags::empty(),
+        Some(&until),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        NO_WAITV.store(true, Ordering::Relaxed);
+        first.wait(seq, Some(timeout.min(FALLBACK_SLICE)));
+    }
+}
+
+/// `FUTEX2_PRIVATE` when a `failpoints` build is told to use private futexes
+/// (see `flags()`), else nothing: shared.
+fn waitv_private() -> futex::WaitFlags {
+    #[cfg(feature = "failpoints")]
+    if crate::failpoint::private_futex() {
+        return futex::WaitFlags::PRIVATE;
+    }
+    futex::WaitFlags::empty()
+}
