@@ -28,8 +28,14 @@ pub fn child_main(dispatch: fn(&str)) {
     let _ = std::io::stderr().flush();
     // Exit from this thread in both cases, rather than letting libtest's main
     // thread exit after this one has ended: on this kernel (6.18) the latter
-    // sometimes spends tens of seconds in `do_exit` (task_work_run).
-    std::process::exit(if ok { 0 } else { 101 });
+    // sometimes spends tens of seconds in `do_exit` (task_work_run). And exit
+    // with `_exit`, not `exit`: a role that had switched users (PS-03) was
+    // killed by SIGSEGV after it had reported, in two of seven full runs on
+    // 2026-12-04 (never when run alone, 140 times); the likely cause is `exit`
+    // tearing libc's state down while libtest's other threads still run (glibc
+    // marks `exit` MT-unsafe). Both streams are flushed above.
+    // SAFETY: `_exit` ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(if ok { 0 } else { 101 }) }
 }
 
 /// Whether this process is a role child.
