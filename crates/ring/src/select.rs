@@ -118,8 +118,8 @@ impl<K: Kind> sealed::End for Room<'_, K> {
         // As `wait::liveness_due`: under loom time must not steer a model.
         let due = !sync::MODEL && c.local_mut().look_due_at(now, slice);
         if due || c.local().epoch_changed(&c.ends().epoch) {
-            // A session's consumer gone, or damage: the send reports it
-            // (`full_or_gone` looks again while `peer_gone`).
+            // A session's consumer gone, or damage: the end records it
+            // (`Local::disconnected`, `Local::poison`), and the send reports it.
             c.check_peer().is_err()
         } else {
             false
@@ -157,8 +157,9 @@ impl<K: Kind> sealed::End for Consumer<K> {
                 // As `wait::liveness_due`: under loom time must not steer a model.
                 let due = !sync::MODEL && self.core.local_mut().look_due_at(now, slice);
                 if due || self.core.local().epoch_changed(&self.core.ends().epoch) {
-                    // Disconnected (done) or corrupted: the caller's receive
-                    // reports it (`empty_or_gone` looks again while `peer_gone`).
+                    // Disconnected (done) or corrupted: the end records it
+                    // (`Local::disconnected`, `Local::poison`), and the
+                    // caller's receive reports it.
                     self.core.check_peer().is_err()
                 } else {
                     false
@@ -297,8 +298,9 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
         // producer wake a word nobody sleeps on.
         for e in ends.iter().take(MAX_WAIT_WORDS) {
             let (seq, flag) = e.words();
-            // Acquire: pairs with the Release increment in `WakeLine::notify_data`
-            // (`notify_space` for a producer's room) and `wake_all`; an increment after this load makes the sleep below
+            // Acquire: pairs with the Release increment in
+            // `WakeLine::notify_data` (`notify_space` for a producer's room) and
+            // `wake_all`; an increment after this load makes the sleep below
             // return at once.
             seqs.push(seq.load(Ordering::Acquire));
             // Relaxed: ordered before the re-checks by the fence below.
