@@ -70,18 +70,6 @@ fn role_hold_rx() {
     kit::hang();
 }
 
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which we own exclusively.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// One select over all of `rxs`, waiting at most `timeout`.
 fn select<K: RingKind>(rxs: &mut [Receiver<K>], timeout: Duration) -> shmq::Result<usize> {
     let mut sel = Select::new();
@@ -165,13 +153,13 @@ fn many_channels<K: RingKind>(channels: usize) {
     assert!(spurious * 10 < count, "{spurious} spurious readinesses");
 
     // Idle: no message for 300 ms, the selecting thread asleep.
-    let cpu0 = thread_cpu_ns();
+    let cpu0 = kit::thread_cpu_ns();
     let t0 = Instant::now();
     assert!(matches!(
         select(&mut rxs, Duration::from_millis(300)),
         Err(Error::Timeout)
     ));
-    let (cpu, wall) = (thread_cpu_ns() - cpu0, t0.elapsed());
+    let (cpu, wall) = (kit::thread_cpu_ns() - cpu0, t0.elapsed());
     eprintln!(
         "{} x{channels}: idle select used {cpu} ns of CPU in {wall:?}",
         K::NAME

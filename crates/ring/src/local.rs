@@ -297,6 +297,8 @@ impl Local {
     /// Whether [`Local::consumer_closed`] would fail.
     #[inline(always)]
     pub(crate) fn consumer_closed_hint(&self, ends: &Ends) -> bool {
+        // Relaxed: a hint; the full look (`peer_status`) reads the word with
+        // Acquire before anything is concluded from a gone consumer's data.
         !self.queue() && ends.consumer.state.load(Ordering::Relaxed) == CLOSED
     }
 

@@ -69,7 +69,9 @@ pub mod rng;
 pub mod role;
 
 pub use hostile::{RawRegion, open_raw, ring_off};
-pub use measure::{cpu_ns, futex_json, mono_ns, rss_kib, self_cpu_ns, zombie_children};
+pub use measure::{
+    cpu_ns, futex_json, mono_ns, rss_kib, self_cpu_ns, thread_cpu_ns, zombie_children,
+};
 pub use msg::{Verifier, message};
 pub use names::{
     Names, PrefixCleanup, fd_count, fd_identity, fd_table, name_identity, recv_fd, remove_stale,

@@ -85,10 +85,12 @@ pub(crate) fn wait_any(words: &[(&FutexWord, u32)], timeout: Duration) {
         first.wait(seq, Some(timeout));
         return;
     }
+    // Relaxed: a process-local hint; a stale `false` costs one more ENOSYS.
     if NO_WAITV.load(Ordering::Relaxed) {
         first.wait(seq, Some(timeout.min(FALLBACK_SLICE)));
         return;
     }
+    // Relaxed: a statistics counter, as in `FutexWord::wait`.
     WAITS.fetch_add(1, Ordering::Relaxed);
     let mut waiters = [futex::Wait::new(); WAITV_MAX];
     for (w, &(word, seq)) in waiters.iter_mut().zip(words) {
@@ -121,6 +123,7 @@ pub(crate) fn wait_any(words: &[(&FutexWord, u32)], timeout: Duration) {
         Some(&until),
         rustix::time::ClockId::Monotonic,
     ) {
+        // Relaxed: see the load above.
         NO_WAITV.store(true, Ordering::Relaxed);
         first.wait(seq, Some(timeout.min(FALLBACK_SLICE)));
     }

@@ -53,6 +53,8 @@ pub(crate) const WAITV_MAX: usize = 128;
 pub(crate) fn wait_any(words: &[(&FutexWord, u32)], _timeout: Duration) {
     let words = &words[..words.len().min(WAITV_MAX)];
     let guard = HUB.0.lock().unwrap();
+    // SeqCst: the kernel's compare. A waker bumps its word and then takes the
+    // hub's lock to notify, so a bump after this compare finds us asleep.
     if words
         .iter()
         .any(|(w, seq)| w.word.load(Ordering::SeqCst) != *seq)
