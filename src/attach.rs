@@ -699,6 +699,9 @@ pub(crate) trait Attachable: Sized {
     ) -> shmq_ring::Result<Self>;
     fn detach(self);
     fn set_interrupter(&mut self, i: Interrupter);
+    /// Right after attaching: what the side needs from the channel beyond
+    /// the ring (a producer's way to ring its consumer's doorbell).
+    fn prepare(&mut self, _m: &Mapped) {}
 }
 
 impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
@@ -714,6 +717,10 @@ impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
     }
     fn set_interrupter(&mut self, i: Interrupter) {
         shmq_ring::Producer::set_interrupter(self, i);
+    }
+
+    fn prepare(&mut self, m: &Mapped) {
+        self.set_ringer(Arc::new(crate::doorbell::Ringer::for_channel(&m.seg)));
     }
 
     fn detach(self) {
@@ -1021,6 +1028,7 @@ fn attach<R: Attachable>(
             }
         };
         ring.set_interrupter(interrupt.clone());
+        ring.prepare(&mapped);
         return Ok(Ready {
             ring: Some(ring),
             mapped,

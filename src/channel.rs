@@ -8,6 +8,7 @@
 
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmq_ring::{Consumer, Mpsc, Producer};
@@ -178,6 +179,8 @@ pub struct Sender<K: RingKind, M: Format = Bytes> {
 /// The receiving end of a channel of ring kind `K` and message format `M`.
 pub struct Receiver<K: RingKind, M: Format = Bytes> {
     pub(crate) end: Handle<Consumer<K>>,
+    /// Made by the first [`Receiver::doorbell`]; armed by the ring from then on.
+    bell: Option<Arc<crate::doorbell::Bell>>,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -514,6 +517,7 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
     fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Receiver {
             end: Handle::open(source, &M::shape::<K>(opts), opts)?,
+            bell: None,
             _m: PhantomData,
         })
     }
@@ -710,6 +714,58 @@ impl<K: RingKind> Receiver<K> {
     }
 }
 
+impl<K: RingKind, M: Format> Receiver<K, M> {
+    /// This receiver's pollable descriptor, for an event loop (epoll, mio,
+    /// tokio's `AsyncFd`, glib, calloop): readable when a message may be
+    /// there after a non-blocking receive said `Empty`; see [`Doorbell`]
+    /// for the contract. The first call makes it (a FIFO in `/dev/shm` with
+    /// the channel's permission bits, and a timer of one wait slice); later
+    /// calls return the same one.
+    ///
+    /// A sender wakes a receiver that waits on it with one `write` (one
+    /// kernel hop to the thread blocked in `epoll_wait`), and only when the
+    /// receiver's last `try_recv` found nothing: streaming to a busy receiver
+    /// makes no system call.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    /// use shmq::{Error, Options, spsc};
+    ///
+    /// let (mut tx, mut rx) = spsc::anonymous(&Options::new())?;
+    /// let bell = rx.doorbell()?;
+    /// let readable = |ms: u16| {
+    ///     let mut fds = [PollFd::new(bell.as_fd(), PollFlags::POLLIN)];
+    ///     poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+    /// };
+    /// assert!(matches!(rx.try_recv(), Err(Error::Empty))); // armed
+    /// assert!(!readable(0));
+    /// tx.send(b"ding")?; // rings: one write
+    /// assert!(readable(5000));
+    /// assert_eq!(&*rx.try_recv()?, b"ding");
+    /// # Ok::<(), shmq::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) if the FIFO, the timer or the
+    /// epoll instance cannot be made; as [`Receiver::expect_producers`].
+    ///
+    /// [`Doorbell`]: crate::Doorbell
+    pub fn doorbell(&mut self) -> Result<crate::Doorbell> {
+        if let Some(b) = &self.bell {
+            return Ok(crate::Doorbell(b.clone()));
+        }
+        let slice = self.end.ring()?.wait_config().slice;
+        let Some(mapped) = self.end.mapped() else {
+            return Err(crate::attach::not_attached());
+        };
+        let bell = crate::doorbell::create(&mapped.seg, slice)?;
+        self.end.ring()?.set_doorbell(Some(bell.clone()));
+        self.bell = Some(bell.clone());
+        Ok(crate::Doorbell(bell))
+    }
+}
+
 impl<M: Format> Receiver<Mpsc, M> {
     /// How many times producers have attached to this channel.
     ///
@@ -745,6 +801,7 @@ pub fn anonymous<K: RingKind, M: Format>(opts: &Options) -> Result<(Sender<K, M>
         },
         Receiver {
             end: Handle::pending(b, opts.wait_for(false)),
+            bell: None,
             _m: PhantomData,
         },
     ))

@@ -718,6 +718,33 @@ pub fn remove_dead_temporaries() -> Result<Vec<String>> {
     Ok(Segment::remove_dead_temporaries()?)
 }
 
+/// Names (`/.shmq-bell-…`) of the doorbells in `/dev/shm` whose receivers
+/// died ([`Receiver::doorbell`](crate::Receiver::doorbell) makes one; a
+/// receiver that exits normally removes its own).
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
+pub fn dead_doorbells() -> Result<Vec<String>> {
+    Ok(bell_names(shmq_segment::bell::dead_bells()?))
+}
+
+/// Removes the doorbells of dead receivers from `/dev/shm` (never one whose
+/// receiver lives: it holds a lock on it); returns their names.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
+pub fn remove_dead_doorbells() -> Result<Vec<String>> {
+    Ok(bell_names(shmq_segment::bell::remove_dead_bells()?))
+}
+
+/// `/dev/shm` paths as names (`/` and the file name).
+fn bell_names(paths: Vec<std::path::PathBuf>) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| Some(format!("/{}", p.file_name()?.to_str()?)))
+        .collect()
+}
+
 /// Removes the named segment unconditionally: processes that have it open keep
 /// their mapping, nobody new can open it.
 ///

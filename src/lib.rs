@@ -68,6 +68,7 @@
 
 mod attach;
 mod channel;
+mod doorbell;
 mod error;
 mod identity;
 pub mod inspect;
@@ -83,6 +84,7 @@ pub use channel::{
     Bytes, Declared, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard,
     anonymous,
 };
+pub use doorbell::Doorbell;
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use identity::{MAX_MESSAGE_NAME, Message, MessageType};
 pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};

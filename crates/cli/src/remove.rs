@@ -236,6 +236,31 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
                 });
             }
         }
+        // Doorbells (FIFOs) of receivers that died.
+        let found = if args.dry_run {
+            shmq::inspect::dead_doorbells()
+        } else {
+            shmq::inspect::remove_dead_doorbells()
+        };
+        match found {
+            Ok(bells) => actions.extend(bells.into_iter().map(|name| Action {
+                name,
+                action: if args.dry_run {
+                    "would remove"
+                } else {
+                    "removed"
+                },
+                detail: "doorbell of a receiver that died".into(),
+            })),
+            Err(e) => {
+                failed = true;
+                actions.push(Action {
+                    name: "doorbells".into(),
+                    action: "error",
+                    detail: e.to_string(),
+                });
+            }
+        }
     }
     // Leftovers of older versions' interrupted creates: reported, never
     // removed here (`shmq rm` does, on request).

@@ -7,13 +7,21 @@
 //! core's protocol keeps producers from writing it meanwhile.
 #![allow(unsafe_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ctl::WAIT_BELL;
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::kind::{ConsumerCore, EndCore, Kind, Readable};
 use crate::region::Lent;
-use crate::sync;
-use crate::wait::{self, Interrupter, Wait, WaitConfig};
+use crate::sync::{self, Ordering, fence_seqcst};
+use crate::wait::{self, Doorbell, Interrupter, Wait, WaitConfig};
+
+/// Rounds of arming a non-blocking receive makes when the ring turns out
+/// ready after it armed (a message raced in, or the peers moved) before it
+/// says `Empty` with the doorbell armed.
+const ARM_ROUNDS: u32 = 4;
 
 /// The receiving side of a ring of kind `K` ([`crate::spsc::Consumer`],
 /// [`crate::mpsc::Consumer`]).
@@ -66,6 +74,17 @@ impl<K: Kind> Consumer<K> {
     /// [`Lifecycle::Queue`]: crate::Lifecycle::Queue
     pub fn expect_producers(&mut self, n: u32) {
         self.core.local_mut().expected = Some(n);
+    }
+
+    /// Makes every non-blocking receive that finds nothing (`try_recv`,
+    /// `try_recv_into`, a `try_recv_batch` of none) arm `doorbell` before it
+    /// says `Empty`: the consumer's flag says "ring my doorbell", so the next
+    /// message (or producer attaching or closing) makes the doorbell readable
+    /// through the producer's [`crate::Ringer`]. Each such receive costs a
+    /// [`Doorbell::clear`], a store and a fence. `None` stops it. Blocking
+    /// receives wait on the futex as before.
+    pub fn set_doorbell(&mut self, doorbell: Option<Arc<dyn Doorbell>>) {
+        self.core.local_mut().doorbell = doorbell;
     }
 
     /// Makes `interrupter` this end's flag (a handle made before the end
@@ -153,10 +172,14 @@ impl<K: Kind> Consumer<K> {
         }
         if n > 0 {
             self.core.release(n as u64);
-        } else {
-            self.core.empty_or_gone()?;
+            return Ok(n);
         }
-        Ok(n)
+        match self.try_slow() {
+            // A message came while the doorbell was armed: hand it over now.
+            Ok(_) => self.try_recv_batch(max, each),
+            Err(Error::Empty) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Bytes published and not yet consumed.
@@ -219,10 +242,56 @@ impl<K: Kind> Consumer<K> {
         }
     }
 
+    /// Nothing now, and not waiting: `Empty` (the doorbell armed, if there is
+    /// one), a gone peer, or a message that came while arming.
+    #[cold]
+    #[inline(never)]
+    fn try_slow(&mut self) -> Result<Readable> {
+        for _ in 0..ARM_ROUNDS {
+            self.core.empty_or_gone()?;
+            let Some(bell) = self.core.local().doorbell.clone() else {
+                return Err(Error::Empty);
+            };
+            bell.clear();
+            if !self.arm_doorbell(bell.id()) {
+                return Err(Error::Empty);
+            }
+            if let Some(f) = self.core.peek()? {
+                return Ok(f);
+            }
+        }
+        // Ready after every arming (the peers keep moving): the flag is still
+        // set, so `Empty` now loses no wake-up (at worst a producer rings for
+        // nothing).
+        Err(Error::Empty)
+    }
+
+    /// Sets the consumer's flag to "ring my doorbell `id`" and re-checks:
+    /// whether a receive would not say `Empty` now (a message, damage, or the
+    /// peers moved). The flag stays set either way; whoever clears it rings.
+    fn arm_doorbell(&mut self, id: u64) -> bool {
+        let (_, flag) = self.core.wait_words();
+        // Relaxed: published by the Release store of the flag below.
+        self.core.bell_word().store(id, Ordering::Relaxed);
+        // Release: pairs with the Acquire compare-and-swap in `ctl::take_flag`,
+        // so that a producer that clears the flag reads this id.
+        flag.store(WAIT_BELL, Ordering::Release);
+        failpoint::hit("after_doorbell_armed");
+        // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (and
+        // `ring_if_armed`): either the re-check below sees the producer's
+        // publication (or epoch bump), or the producer sees the flag and rings.
+        fence_seqcst();
+        matches!(self.core.peek(), Ok(Some(_)) | Err(_))
+            || self.core.local().epoch_changed(&self.core.ends().epoch)
+    }
+
     /// Nothing now: `Empty`, or wait (out of line, as `Producer::claim_slow`).
     #[cold]
     #[inline(never)]
     fn next_slow(&mut self, wait: Wait) -> Result<Readable> {
+        if let Wait::Try = wait {
+            return self.try_slow();
+        }
         wait::nothing_now(
             &mut self.core,
             wait,

@@ -7,6 +7,7 @@
 //! between processes and must be the same in every build; the offsets are pinned
 //! by `const` assertions below.
 
+use crate::local::Local;
 use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering, fence_seqcst};
 
 /// A value on its own 128-byte line.
@@ -37,17 +38,29 @@ pub(crate) struct EndState {
     pub(crate) incarnation: AtomicU32,
 }
 
+/// A waiting flag's bit: the waiter sleeps on the futex sequence beside it.
+pub(crate) const WAIT_FUTEX: u32 = 1;
+/// The consumer's waiting flag's bit: the consumer waits on its doorbell (a
+/// descriptor, [`crate::Doorbell`]); the notifier rings it
+/// ([`crate::Ringer`]) with the id in [`WakeLine::bell`].
+pub(crate) const WAIT_BELL: u32 = 2;
+
 /// The wake line: futex words and waiting flags for both directions.
 #[repr(C)]
 pub(crate) struct WakeLine {
     /// Bumped to wake the consumer; it sleeps on this word when the ring is empty.
     pub(crate) data_seq: FutexWord,
-    /// Set by the consumer before it sleeps; cleared by whoever wakes it.
+    /// Set by the consumer before it sleeps ([`WAIT_FUTEX`], or [`WAIT_BELL`]
+    /// when it waits on its doorbell); cleared by whoever wakes it.
     pub(crate) consumer_waiting: AtomicU32,
     /// Bumped to wake producers; they sleep on this word when the ring is full.
     pub(crate) space_seq: FutexWord,
     /// Set by a producer before it sleeps; cleared by whoever wakes them.
     pub(crate) producers_waiting: AtomicU32,
+    /// The id of the consumer's doorbell ([`crate::Doorbell::id`]), written by
+    /// the consumer before it sets [`WAIT_BELL`]; what a producer hands to its
+    /// [`crate::Ringer`]. Shared memory: a ringer treats it as a hint.
+    pub(crate) bell: AtomicU64,
 }
 
 impl WakeLine {
@@ -56,16 +69,53 @@ impl WakeLine {
     /// While the consumer is awake this costs a fence and one load of a line that
     /// nobody writes, so the line stays shared in both caches: no system call, no
     /// cache-line transfer.
+    /// A consumer waiting on its doorbell is woken through `local`'s
+    /// [`crate::Ringer`] (one write to a descriptor) instead.
     #[inline]
-    pub(crate) fn notify_data(&self) {
-        // SeqCst fence: pairs with the fence in `wait::block` after the consumer sets
-        // `consumer_waiting` (Dekker): either it sees our publication when it
-        // re-checks, or we see its flag here.
+    pub(crate) fn notify_data(&self, local: &Local) {
+        // SeqCst fence: pairs with the fence in `wait::block` (and
+        // `Consumer::arm_doorbell`) after the consumer sets `consumer_waiting`
+        // (Dekker): either it sees our publication when it re-checks, or we see
+        // its flag here.
         fence_seqcst();
-        if take_flag(&self.consumer_waiting) {
+        let seen = take_flag(&self.consumer_waiting);
+        if seen != 0 {
+            self.wake_consumer(seen, local);
+        }
+    }
+
+    /// The consumer's flag was `seen` and this notifier cleared it: wake it the
+    /// way it waits. Out of line: the hot path only loads the flag.
+    #[cold]
+    #[inline(never)]
+    fn wake_consumer(&self, seen: u32, local: &Local) {
+        if seen & WAIT_BELL != 0 {
+            // Relaxed: `take_flag`'s Acquire read of the flag the consumer stored
+            // (Release) after this word already orders it.
+            local.ring(self.bell.load(Ordering::Relaxed));
+        }
+        if seen & !WAIT_BELL != 0 {
             // Release: pairs with the Acquire load of the sequence in `wait::block`.
             self.data_seq.fetch_add(1, Ordering::Release);
             self.data_seq.wake(1);
+        }
+    }
+
+    /// After a producer attached or closed (an event its consumer is woken
+    /// for): rings the consumer's doorbell if it waits on it. `wake_all`
+    /// already woke a consumer asleep on the futex.
+    pub(crate) fn ring_if_armed(&self, local: &Local) {
+        // SeqCst fence: pairs with the fence in `Consumer::arm_doorbell`, as in
+        // `notify_data`, with the epoch bump before it (`EndState::attach`,
+        // `close`) as the publication: the consumer's re-check sees the new
+        // epoch, or we see its flag.
+        fence_seqcst();
+        // Relaxed: a hint; the compare-and-swap in `take_flag` decides.
+        if self.consumer_waiting.load(Ordering::Relaxed) & WAIT_BELL != 0 {
+            let seen = take_flag(&self.consumer_waiting);
+            if seen != 0 {
+                self.wake_consumer(seen, local);
+            }
         }
     }
 
@@ -74,7 +124,7 @@ impl WakeLine {
     pub(crate) fn notify_space(&self) {
         // SeqCst fence: as in `notify_data`, with `producers_waiting`.
         fence_seqcst();
-        if take_flag(&self.producers_waiting) {
+        if take_flag(&self.producers_waiting) != 0 {
             // Release: pairs with the Acquire load of the sequence in `wait::block`.
             self.space_seq.fetch_add(1, Ordering::Release);
             self.space_seq.wake(u32::MAX);
@@ -94,21 +144,29 @@ impl WakeLine {
     }
 }
 
-/// Clears a waiting flag if it is set; returns whether this call cleared it (so
-/// that of several notifiers only one makes the wake system call).
+/// Clears a waiting flag if it is set; returns the value this call cleared (0
+/// if none: of several notifiers only one makes the wake system call).
 ///
 /// The plain load keeps the common case (nobody waiting) a read of a shared line.
 /// The clear is a compare-and-swap rather than a `swap`: both are correct, but
 /// loom 0.7 mis-models a `swap` followed by a fenced load of the same word in the
 /// same thread (tokio-rs/loom#254, #389) and then reports a lost wake-up that the
 /// C++ memory model forbids; a single compare-and-swap is modelled correctly.
+///
+/// Acquire on success: pairs with the Release store of [`WAIT_BELL`] in
+/// `Consumer::arm_doorbell`, so that the doorbell id stored before it is read.
 #[inline]
-fn take_flag(flag: &AtomicU32) -> bool {
+fn take_flag(flag: &AtomicU32) -> u32 {
     let seen = flag.load(Ordering::Relaxed);
-    seen != 0
+    if seen != 0
         && flag
-            .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(seen, 0, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
+    {
+        seen
+    } else {
+        0
+    }
 }
 
 /// The endpoints' line: an epoch bumped on every attach and close, and the
@@ -225,6 +283,7 @@ const _: () = {
     assert!(offset_of!(WakeLine, consumer_waiting) == 4);
     assert!(offset_of!(WakeLine, space_seq) == 8);
     assert!(offset_of!(WakeLine, producers_waiting) == 12);
+    assert!(offset_of!(WakeLine, bell) == 16);
     assert!(offset_of!(Ends, epoch) == 0);
     assert!(offset_of!(Ends, consumer) == 8);
     assert!(offset_of!(Ends, producer) == 16);

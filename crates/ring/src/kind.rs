@@ -15,7 +15,7 @@ use crate::ctl::Ends;
 use crate::error::{Disconnect, Result};
 use crate::local::Local;
 use crate::region::Data;
-use crate::sync::{AtomicU32, FutexWord};
+use crate::sync::{AtomicU32, AtomicU64, FutexWord};
 
 /// A ring kind: which producer and consumer cores a [`crate::Producer`] and a
 /// [`crate::Consumer`] of this kind drive. Implemented by [`Spsc`] and [`Mpsc`]
@@ -144,6 +144,8 @@ pub trait ProducerCore: EndCore {
     }
     /// Cheap re-check after the waiting flag is set: is there room for `len`?
     fn room_ready(&self, len: usize) -> bool;
+    /// Rings the consumer's doorbell if it waits on it (`WakeLine::ring_if_armed`).
+    fn ring_if_armed(&self);
     /// Sends as many of `msgs` as fit now with one publication.
     fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize>;
 }
@@ -161,4 +163,6 @@ pub trait ConsumerCore: EndCore {
     /// After a non-blocking peek found nothing: `Err(Disconnected)` if the
     /// producers are gone and nothing is left (rate-limited).
     fn empty_or_gone(&mut self) -> Result<()>;
+    /// The word the consumer writes its doorbell's id to before arming it.
+    fn bell_word(&self) -> &AtomicU64;
 }

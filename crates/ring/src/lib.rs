@@ -83,6 +83,6 @@ pub use region::{LINE, Region};
 pub use sync::adversary;
 pub use sync::futex_calls;
 pub use wait::{
-    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Endpoint, InProcess, Interrupter, Lifecycle, Liveness,
-    WaitConfig, WaitStrategy,
+    DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Doorbell, Endpoint, InProcess, Interrupter, Lifecycle,
+    Liveness, Ringer, WaitConfig, WaitStrategy,
 };

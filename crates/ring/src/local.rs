@@ -9,7 +9,7 @@ use crate::ctl::{CLOSED, EndState, Ends, NEVER};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::peer::{PeerStatus, peer_status};
 use crate::sync::{AtomicU32, Ordering};
-use crate::wait::{Endpoint, Interrupter, Lifecycle, Liveness, WaitConfig};
+use crate::wait::{Doorbell, Endpoint, Interrupter, Lifecycle, Liveness, Ringer, WaitConfig};
 
 /// A ring end's private state (one per producer or consumer handle).
 pub struct Local {
@@ -50,6 +50,13 @@ pub struct Local {
     /// "every producer gone" may be reported as `Disconnected` (`expect_producers`;
     /// unset: 1 in a session, never in a queue).
     pub(crate) expected: Option<u32>,
+    /// Consumers: the doorbell a non-blocking receive that finds nothing arms
+    /// (`Consumer::set_doorbell`); none: the futex only.
+    pub(crate) doorbell: Option<Arc<dyn Doorbell>>,
+    /// Producers: how to ring a consumer's doorbell (`Producer::set_ringer`);
+    /// none: a consumer waiting on one is not woken by this producer (it looks
+    /// again once a slice).
+    pub(crate) ringer: Option<Arc<dyn Ringer>>,
 }
 
 /// Why an end stopped for good ([`Local::stopped`]).
@@ -106,6 +113,16 @@ impl Local {
             interrupt: Interrupter::new(),
             moved: false,
             expected: None,
+            doorbell: None,
+            ringer: None,
+        }
+    }
+
+    /// Rings the consumer's doorbell `id` (see [`Ringer`]), if this end can.
+    #[cold]
+    pub(crate) fn ring(&self, id: u64) {
+        if let Some(r) = &self.ringer {
+            r.ring(id);
         }
     }
 

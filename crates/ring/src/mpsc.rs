@@ -468,6 +468,7 @@ impl crate::kind::EndCore for ProducerCore {
         sh.slot(self.slot)
             .end
             .close(&sh.ctl.ends.epoch, &sh.ctl.wake);
+        sh.ctl.wake.ring_if_armed(&self.local);
     }
 }
 
@@ -494,7 +495,7 @@ impl crate::kind::ProducerCore for ProducerCore {
             .word(c.at - HEADER_LEN)
             .store(self.header(c.len as i32, MPSC_MSG), Ordering::Release);
         failpoint::hit("after_commit_before_wake");
-        self.sh.ctl.wake.notify_data();
+        self.sh.ctl.wake.notify_data(&self.local);
     }
 
     #[inline]
@@ -505,7 +506,11 @@ impl crate::kind::ProducerCore for ProducerCore {
             .data
             .word(c.at - HEADER_LEN)
             .store(self.header(pad as i32, MPSC_PAD), Ordering::Release);
-        self.sh.ctl.wake.notify_data();
+        self.sh.ctl.wake.notify_data(&self.local);
+    }
+
+    fn ring_if_armed(&self) {
+        self.sh.ctl.wake.ring_if_armed(&self.local);
     }
 
     fn room_ready(&self, len: usize) -> bool {
@@ -622,7 +627,7 @@ impl crate::kind::ProducerCore for ProducerCore {
             .word(o)
             .store(self.header(first.len() as i32, MPSC_MSG), Ordering::Release);
         failpoint::hit("after_commit_before_wake");
-        sh.ctl.wake.notify_data();
+        sh.ctl.wake.notify_data(&self.local);
         Ok(n)
     }
 }
@@ -985,5 +990,9 @@ impl crate::kind::ConsumerCore for ConsumerCore {
             self.check_peer()?;
         }
         Ok(())
+    }
+
+    fn bell_word(&self) -> &crate::sync::AtomicU64 {
+        &self.sh.ctl.wake.bell
     }
 }

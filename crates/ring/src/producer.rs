@@ -56,6 +56,17 @@ impl<K: Kind> Producer<K> {
         self.core.local_mut().cfg = cfg;
     }
 
+    /// How this producer rings a consumer that waits on its doorbell
+    /// ([`crate::Doorbell`], armed by `Consumer::set_doorbell`). Without one, such a
+    /// consumer is not woken by this producer's messages (it looks again once
+    /// its wait slice, as far as its own event loop makes it). Setting one is
+    /// a peer event: a consumer waiting on its doorbell is rung now, as it is
+    /// when this producer closes.
+    pub fn set_ringer(&mut self, ringer: std::sync::Arc<dyn crate::Ringer>) {
+        self.core.local_mut().ringer = Some(ringer);
+        self.core.ring_if_armed();
+    }
+
     /// The flag that interrupts this end's blocking calls ([`Interrupter`]).
     pub fn interrupter(&self) -> Interrupter {
         self.core.local().interrupt.clone()

@@ -304,7 +304,7 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
             // return at once.
             seqs.push(seq.load(Ordering::Acquire));
             // Relaxed: ordered before the re-checks by the fence below.
-            flag.store(1, Ordering::Relaxed);
+            flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
         }
         // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (for a
         // consumer) or `notify_space` (for a producer's room), ring by ring

@@ -392,7 +392,7 @@ impl ProducerCore {
         // producer) and with observers; the consumer does not read `tail`.
         self.ctl.tail.store(self.tail, Ordering::Release);
         failpoint::hit("after_commit_before_wake");
-        self.ctl.wake.notify_data();
+        self.ctl.wake.notify_data(&self.local);
     }
 }
 
@@ -445,6 +445,7 @@ impl crate::kind::EndCore for ProducerCore {
             .ends
             .producer
             .close(&self.ctl.ends.epoch, &self.ctl.wake);
+        self.ctl.wake.ring_if_armed(&self.local);
     }
 }
 
@@ -477,6 +478,10 @@ impl crate::kind::ProducerCore for ProducerCore {
         // Aborted: the reservation's bytes may have been written (found by the
         // ops-vs-model property test), so nothing past `tail` is known zero.
         self.forget_zeroed();
+    }
+
+    fn ring_if_armed(&self) {
+        self.ctl.wake.ring_if_armed(&self.local);
     }
 
     fn room_ready(&self, len: usize) -> bool {
@@ -713,5 +718,9 @@ impl crate::kind::ConsumerCore for ConsumerCore {
             self.check_peer()?;
         }
         Ok(())
+    }
+
+    fn bell_word(&self) -> &crate::sync::AtomicU64 {
+        &self.ctl.wake.bell
     }
 }

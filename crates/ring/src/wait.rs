@@ -120,6 +120,28 @@ pub trait Liveness: Send + Sync {
     fn is_alive(&self, endpoint: Endpoint) -> bool;
 }
 
+/// What a consumer waits on instead of the futex when it waits in an event
+/// loop: a descriptor (the `shmq` crate uses a FIFO) that a producer makes
+/// readable through its [`Ringer`]. The ring arms it on a non-blocking
+/// receive that finds nothing (docs/PROTOCOL.md, section 6, "Doorbell").
+pub trait Doorbell: Send + Sync {
+    /// What producers hand to their [`Ringer`] to find this doorbell; written
+    /// into shared memory when the consumer arms it.
+    fn id(&self) -> u64;
+    /// Empties the doorbell (a rung bell stays readable until then); called
+    /// before every arming.
+    fn clear(&self);
+}
+
+/// How a producer rings a consumer's [`Doorbell`]: one write, only when the
+/// consumer said it waits on it. `id` comes from shared memory: a ringer
+/// finds the doorbell by it and must treat it as untrusted (a wrong id is a
+/// wake-up that does not arrive, never a fault).
+pub trait Ringer: Send + Sync {
+    /// Makes the doorbell `id` readable.
+    fn ring(&self, id: u64);
+}
+
 /// A [`Liveness`] for rings shared only between threads of one process, where an
 /// endpoint is alive exactly as long as it is attached (closing is the only way to go).
 #[derive(Clone, Copy, Debug, Default)]
@@ -352,7 +374,9 @@ pub(crate) fn block<S: Side>(
         // `wake_all`; a notifier's increment after this load makes the futex wait
         // below return at once.
         let seq = side.words().0.load(Ordering::Acquire);
-        side.words().1.store(1, Ordering::Relaxed);
+        side.words()
+            .1
+            .store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
         failpoint::hit("after_wait_flag_set");
         // SeqCst fence: pairs with the fence in `WakeLine::notify_*` (see module docs).
         fence_seqcst();

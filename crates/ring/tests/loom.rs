@@ -606,3 +606,108 @@ fn select_room_and_message_wakeups_are_never_lost() {
 fn negative_control_select_room_without_fence() {
     loom::model(select_room_and_message);
 }
+
+/// A doorbell as the model sees it: a count of rings behind a mutex and a
+/// condition variable (which loom models, and which never time out), and the
+/// count the consumer saw when it last cleared it. Readable means "rung since
+/// the last clear", as a FIFO with bytes in it.
+struct ModelBell {
+    rung: loom::sync::Mutex<(u32, u32)>,
+    cv: loom::sync::Condvar,
+}
+
+impl ModelBell {
+    const ID: u64 = 0x5eed;
+
+    fn new() -> Arc<ModelBell> {
+        Arc::new(ModelBell {
+            rung: loom::sync::Mutex::new((0, 0)),
+            cv: loom::sync::Condvar::new(),
+        })
+    }
+
+    /// Blocks until the bell was rung since the last clear (an event loop's
+    /// wait on the descriptor).
+    fn wait_readable(&self) {
+        let mut g = self.rung.lock().unwrap();
+        while g.0 == g.1 {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+}
+
+impl shmq_ring::Doorbell for ModelBell {
+    fn id(&self) -> u64 {
+        Self::ID
+    }
+    fn clear(&self) {
+        let mut g = self.rung.lock().unwrap();
+        g.1 = g.0;
+    }
+}
+
+impl shmq_ring::Ringer for ModelBell {
+    fn ring(&self, id: u64) {
+        assert_eq!(id, Self::ID, "the ringer got the id the consumer armed");
+        self.rung.lock().unwrap().0 += 1;
+        self.cv.notify_all();
+    }
+}
+
+/// The doorbell protocol (docs/PROTOCOL.md, section 6, "Doorbell"): a consumer
+/// in an event loop receives without waiting; a receive that finds nothing
+/// clears the bell, sets its flag to "ring my doorbell", fences and re-checks;
+/// then the loop waits on the bell. A producer publishes, fences, and rings
+/// only when it clears such a flag. `close`: the producer closes instead of
+/// sending (a peer event: it rings too), and the consumer must see
+/// `Disconnected`.
+fn doorbell_wakeup(close: bool) {
+    let (mut tx, mut rx) = spsc_ring(64, 0);
+    let bell = ModelBell::new();
+    rx.set_doorbell(Some(bell.clone()));
+    tx.set_ringer(bell.clone());
+    let t = thread::spawn(move || {
+        if close {
+            drop(tx);
+            None
+        } else {
+            tx.send(b"ding").unwrap();
+            Some(tx)
+        }
+    });
+    loop {
+        match rx.try_recv() {
+            Ok(m) => {
+                assert!(!close);
+                assert_eq!(&*m, b"ding");
+                break;
+            }
+            Err(Error::Empty) => bell.wait_readable(),
+            Err(Error::Disconnected(_)) if close => break,
+            Err(e) => panic!("receive said {e}"),
+        }
+    }
+    drop(t.join().unwrap());
+}
+
+/// MC-16: a consumer waiting on its doorbell is always rung by a send.
+#[test]
+fn doorbell_wakeup_is_never_lost() {
+    loom::model(|| doorbell_wakeup(false));
+}
+
+/// MC-16: a consumer waiting on its doorbell is rung when its producer closes.
+#[test]
+fn doorbell_rings_on_close() {
+    loom::model(|| doorbell_wakeup(true));
+}
+
+/// Negative control for MC-16: without the fences (the consumer's after
+/// arming, the producer's before it looks at the flag) a ring is lost and loom
+/// finds the deadlock.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_doorbell_without_fences() {
+    loom::model(|| doorbell_wakeup(false));
+}

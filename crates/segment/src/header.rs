@@ -28,9 +28,11 @@ use crate::error::{Error, Result};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMQ-SEG");
 /// Layout version this build writes and accepts. Version 1 (before the type
 /// name field) kept a hash of the element type's name at offset 56 and the
-/// endpoint table at 128; its segments are refused with
-/// [`Error::VersionMismatch`], never read as version 2.
-pub const VERSION: u32 = 2;
+/// endpoint table at 128; version 2 had the same header as 3, and rings
+/// whose consumer could not wait on a doorbell (a version-2 producer would
+/// not ring it). Both are refused with [`Error::VersionMismatch`], never read
+/// as version 3.
+pub const VERSION: u32 = 3;
 /// Size of the header proper.
 pub const HEADER_LEN: u64 = 64;
 /// Offset of the type name field.

@@ -42,6 +42,7 @@
 //! - [`Error`]: every failure, one variant per case.
 #![deny(unsafe_code)]
 
+pub mod bell;
 mod error;
 mod fork;
 mod guard;

@@ -948,6 +948,16 @@ impl Segment {
         &self.backing
     }
 
+    /// The object's owner uid and permission bits, from `fstat` now (a
+    /// doorbell takes the channel's, see [`crate::bell`]).
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `fstat` fails.
+    pub fn owner_and_mode(&self) -> Result<(u32, u32)> {
+        let st = sys::fstat(&self.fd)?;
+        Ok((st.st_uid, st.st_mode & 0o777))
+    }
+
     /// The type name field, read now (each word once) and checked: the text
     /// the creator wrote there ([`Layout::type_name`]), empty for untyped
     /// regions.

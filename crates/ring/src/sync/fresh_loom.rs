@@ -19,6 +19,7 @@ fn wake() -> WakeLine {
         consumer_waiting: AtomicU32::new(0),
         space_seq: FutexWord::new(0),
         producers_waiting: AtomicU32::new(0),
+        bell: AtomicU64::new(0),
     }
 }
 
