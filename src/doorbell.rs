@@ -68,8 +68,10 @@ pub(crate) fn create(
 /// `write` only when the receiver really waits; while messages keep coming
 /// nothing is written.
 ///
-/// Blocking receives (`recv`, `recv_timeout`) keep working and wait on the
-/// futex as before. Dropping every handle and the receiver removes the FIFO
+/// The descriptor stays open, and the same, for as long as any handle lives
+/// (each holds a share of it): what tokio's `AsyncFd::register` asks of its
+/// caller. Blocking receives (`recv`, `recv_timeout`) keep working and wait on
+/// the futex as before. Dropping every handle and the receiver removes the FIFO
 /// in `/dev/shm` (`.shmq-bell-…`); one left by a process that died is
 /// removed by `shmq gc`.
 #[derive(Clone)]

@@ -197,7 +197,10 @@ fn death<K: RingKind>() {
     };
     let latency = Duration::from_nanos(died.saturating_sub(killed));
     eprintln!("{}: death seen after {latency:?}, {waits} waits", K::NAME);
-    assert!(waits > 0, "the death was seen without waiting: the timer is not tested");
+    assert!(
+        waits > 0,
+        "the death was seen without waiting: the timer is not tested"
+    );
     assert!(
         latency < DEATH_BUDGET + shmq::DEFAULT_WAIT_SLICE,
         "death seen after {latency:?}"
@@ -286,4 +289,122 @@ fn the_doorbell_of_a_dead_receiver_is_collected_and_a_live_one_kept() {
     tx.try_send(b"x").ok();
     drop(tx);
     let _ = shmq::inspect::unlink(&name);
+}
+
+/// The README's event loop: `tokio::select!` over two receivers (their
+/// doorbells in tokio's reactor) and a UNIX socket, under a current-thread and
+/// a multi-thread runtime. Two producer processes pace messages into the two
+/// channels while a thread writes lines into the socket: every message once
+/// and in order on each channel, every line, then both channels
+/// `Disconnected` (their senders closed).
+fn tokio_select(multi_thread: bool) {
+    use tokio::io::AsyncBufReadExt;
+    use tokio::io::unix::AsyncFd;
+
+    let count = kit::scaled(5_000);
+    let wd = Watchdog::new("doorbell_tokio_select");
+    let names = Names::new();
+    let (a, b) = (names.name("tokio-a"), names.name("tokio-b"));
+    // An hour's slice, as in `paced`: a lost ring is a 30 s wait.
+    let opts = kit::session()
+        .capacity(4096)
+        .wait_slice(Duration::from_secs(3600));
+    let mut rx_a = Receiver::<Spsc>::create(&a, &opts).expect("create");
+    let mut rx_b = Receiver::<Mpsc>::create(&b, &opts).expect("create");
+    let seed = Rng::seed();
+    let spawn = |kind: &str, name: &str, seed: u64| {
+        Spawn::role("pace")
+            .arg("KIND", kind)
+            .arg("NAME", name)
+            .arg("COUNT", count)
+            .arg("SEED", seed)
+            .arg("CLOSE", 1)
+            .spawn(&wd)
+    };
+    let mut producers = [spawn("spsc", &a, seed), spawn("mpsc", &b, seed + 1)];
+    let (sock, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::Write;
+        for i in 0..100 {
+            writeln!(peer, "line {i}").unwrap();
+        }
+    });
+
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = builder.enable_all().build().unwrap();
+    let (next, got_lines) = rt.block_on(async {
+        // SAFETY: a `Doorbell` keeps its descriptor open and the same while it
+        // lives (its docs), as `AsyncFd::register` requires.
+        let bell_a = unsafe { AsyncFd::register(rx_a.doorbell().unwrap()) }.unwrap();
+        // SAFETY: as for `bell_a`.
+        // SAFETY: as for `bell_a`.
+        let bell_b = unsafe { AsyncFd::register(rx_b.doorbell().unwrap()) }.unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let mut sock = tokio::io::BufReader::new(tokio::net::UnixStream::from_std(sock).unwrap());
+        let (mut next, mut open, mut got_lines) = ([0u64; 2], [true; 2], 0);
+        let mut line = String::new();
+        let mut buf = Vec::new();
+        let mut check = |i: usize, r: shmq::Result<()>, buf: &[u8], open: &mut [bool; 2]| match r {
+            Ok(()) => {
+                let h = kit::msg::check(buf).expect("a valid message");
+                assert_eq!(h.seq, next[i], "channel {i}: in order, once");
+                next[i] += 1;
+                true
+            }
+            Err(Error::Empty) => false,
+            Err(Error::Disconnected(Disconnect::Closed)) => {
+                open[i] = false;
+                false
+            }
+            Err(e) => panic!("channel {i}: {e}"),
+        };
+        while open[0] || open[1] || got_lines < 100 {
+            tokio::select! {
+                r = bell_a.readable(), if open[0] => {
+                    let mut guard = r.unwrap();
+                    while check(0, rx_a.try_recv_into(&mut buf), &buf, &mut open) {}
+                    guard.clear_ready();
+                }
+                r = bell_b.readable(), if open[1] => {
+                    let mut guard = r.unwrap();
+                    while check(1, rx_b.try_recv_into(&mut buf), &buf, &mut open) {}
+                    guard.clear_ready();
+                }
+                n = sock.read_line(&mut line), if got_lines < 100 => {
+                    assert!(n.unwrap() > 0, "the socket closed early");
+                    assert_eq!(line.trim(), format!("line {got_lines}"));
+                    line.clear();
+                    got_lines += 1;
+                }
+                () = tokio::time::sleep(Duration::from_secs(30)) => {
+                    panic!("30 s without an event: a lost wake-up ({next:?} received)")
+                }
+            }
+        }
+        (next, got_lines)
+    });
+    assert_eq!(next, [count, count], "every message before Disconnected");
+    assert_eq!(got_lines, 100);
+    lines.join().unwrap();
+    for p in &mut producers {
+        p.event("sent");
+        p.expect_success();
+    }
+    drop((rx_a, rx_b));
+    let _ = shmq::inspect::unlink(&a);
+    let _ = shmq::inspect::unlink(&b);
+}
+
+#[test]
+fn tokio_select_over_two_channels_and_a_socket_current_thread() {
+    tokio_select(false);
+}
+
+#[test]
+fn tokio_select_over_two_channels_and_a_socket_multi_thread() {
+    tokio_select(true);
 }

@@ -18,6 +18,7 @@
 //! ```
 
 mod eventfd;
+mod evloop;
 mod floor;
 mod kernel;
 mod rawsync;
@@ -72,11 +73,24 @@ pub enum Transport {
     /// A queue in shared memory guarded by `raw_sync`'s mutex, signalled by its
     /// event (a process-shared pthread mutex and condition variable).
     Rawsync,
+    /// Two shmq SPSC channels under tokio on both sides, each receiver waiting
+    /// on its doorbell in tokio's reactor (`AsyncFd`): one kernel hop a wake.
+    ShmqAsync,
+    /// As [`Transport::ShmqAsync`], each side polling (`yield_now` between
+    /// receives) instead of waiting.
+    ShmqAsyncBusy,
+    /// A UNIX stream socket pair under tokio on both sides.
+    TokioUds,
+    /// Two pipes under tokio on both sides.
+    TokioPipe,
+    /// A server waiting with one `shmq::Select` over 64 channels, one active;
+    /// every side parks.
+    ShmqSelect,
 }
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 11] = [
+    pub const ALL: [Transport; 16] = [
         Transport::FloorSpin,
         Transport::FloorFutex,
         Transport::ShmqSpin,
@@ -88,6 +102,11 @@ impl Transport {
         Transport::Tcp,
         Transport::Eventfd,
         Transport::Rawsync,
+        Transport::ShmqAsync,
+        Transport::ShmqAsyncBusy,
+        Transport::TokioUds,
+        Transport::TokioPipe,
+        Transport::ShmqSelect,
     ];
 
     /// The name used on the command line and in results.
@@ -104,13 +123,21 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Eventfd => "eventfd",
             Transport::Rawsync => "rawsync",
+            Transport::ShmqAsync => "shmq-async",
+            Transport::ShmqAsyncBusy => "shmq-async-busy",
+            Transport::TokioUds => "tokio-uds",
+            Transport::TokioPipe => "tokio-pipe",
+            Transport::ShmqSelect => "shmq-select64",
         }
     }
 
     /// Whether both sides wait by spinning only (pointless, and very slow, when the
     /// two processes must share one CPU).
     pub fn spins_only(self) -> bool {
-        matches!(self, Transport::FloorSpin | Transport::ShmqSpin)
+        matches!(
+            self,
+            Transport::FloorSpin | Transport::ShmqSpin | Transport::ShmqAsyncBusy
+        )
     }
 }
 
@@ -205,6 +232,11 @@ fn make(t: Transport, size: usize) -> Result<Parts> {
         Transport::Tcp => kernel::tcp(size),
         Transport::Eventfd => eventfd::parts(size),
         Transport::Rawsync => rawsync::parts(size),
+        Transport::ShmqAsync => evloop::shmq_async(evloop::AsyncWait::Doorbell, size),
+        Transport::ShmqAsyncBusy => evloop::shmq_async(evloop::AsyncWait::Busy, size),
+        Transport::TokioUds => evloop::tokio_uds(size),
+        Transport::TokioPipe => evloop::tokio_pipe(size),
+        Transport::ShmqSelect => evloop::select(size),
     }
 }
 

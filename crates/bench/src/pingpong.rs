@@ -536,6 +536,21 @@ pub fn goals(rows: &[Row]) -> Vec<Goal> {
             vec![Pipe, UdsStream],
             1.0,
         ));
+        // The event-loop rows (issue 13): one kernel hop a wake-up.
+        wanted.push((
+            "shmq-async p50 / floor-futex p50".into(),
+            p50,
+            ShmqAsync,
+            vec![FloorFutex],
+            1.2,
+        ));
+        wanted.push((
+            "shmq-async p50 / tokio-uds p50".into(),
+            p50,
+            ShmqAsync,
+            vec![TokioUds],
+            1.0,
+        ));
         for (what, stat, num, dens, limit) in wanted {
             let Some(a) = find(rows, num, s) else {
                 continue;
