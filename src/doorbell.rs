@@ -56,7 +56,8 @@ pub(crate) fn create(
 /// register it with epoll, mio, tokio's `AsyncFd`, glib or calloop, and wait
 /// for it to be readable.
 ///
-/// The contract is the usual one for non-blocking descriptors: receive with
+/// The contract is the usual one for non-blocking descriptors (a new
+/// doorbell is readable, so a loop may wait first): receive with
 /// the receiver's non-blocking calls (`try_recv`, `try_recv_into`,
 /// `try_recv_batch`, `try_iter`) until one says [`Error::Empty`](crate::Error::Empty); after that the
 /// descriptor becomes readable when a message arrives, when a sender

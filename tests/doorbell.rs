@@ -341,12 +341,12 @@ fn tokio_select(multi_thread: bool) {
         // lives (its docs), as `AsyncFd::register` requires.
         let bell_a = unsafe { AsyncFd::register(rx_a.doorbell().unwrap()) }.unwrap();
         // SAFETY: as for `bell_a`.
-        // SAFETY: as for `bell_a`.
         let bell_b = unsafe { AsyncFd::register(rx_b.doorbell().unwrap()) }.unwrap();
         sock.set_nonblocking(true).unwrap();
-        let mut sock = tokio::io::BufReader::new(tokio::net::UnixStream::from_std(sock).unwrap());
+        // `next_line` is cancellation-safe (`read_line` in a select is not).
+        let mut sock =
+            tokio::io::BufReader::new(tokio::net::UnixStream::from_std(sock).unwrap()).lines();
         let (mut next, mut open, mut got_lines) = ([0u64; 2], [true; 2], 0);
-        let mut line = String::new();
         let mut buf = Vec::new();
         let mut check = |i: usize, r: shmq::Result<()>, buf: &[u8], open: &mut [bool; 2]| match r {
             Ok(()) => {
@@ -374,10 +374,9 @@ fn tokio_select(multi_thread: bool) {
                     while check(1, rx_b.try_recv_into(&mut buf), &buf, &mut open) {}
                     guard.clear_ready();
                 }
-                n = sock.read_line(&mut line), if got_lines < 100 => {
-                    assert!(n.unwrap() > 0, "the socket closed early");
-                    assert_eq!(line.trim(), format!("line {got_lines}"));
-                    line.clear();
+                line = sock.next_line(), if got_lines < 100 => {
+                    let line = line.unwrap().expect("the socket closed early");
+                    assert_eq!(line, format!("line {got_lines}"));
                     got_lines += 1;
                 }
                 () = tokio::time::sleep(Duration::from_secs(30)) => {

@@ -106,7 +106,9 @@ pub struct Bell {
 impl Bell {
     /// Makes a new doorbell in `/dev/shm` with permission bits `mode` (those
     /// of the channel, so that whoever may write the channel may ring it),
-    /// readable also once every `period` if one is given.
+    /// readable also once every `period` if one is given. A new doorbell is
+    /// readable (rung once), so that a loop that waits before it receives
+    /// does not wait for a ring nobody was asked for.
     ///
     /// # Errors
     /// [`Error::Os`] if the FIFO cannot be made, opened or locked, or the
@@ -145,6 +147,10 @@ impl Bell {
                 }
                 None => None,
             };
+            // Readable from the start: until a receive finds nothing and arms
+            // it, nobody rings it, so an event loop that waited first would wait
+            // for ever. (A write into its own empty FIFO cannot block or fail.)
+            let _ = nix::unistd::write(&fifo, &[1]);
             Ok(Bell {
                 fifo,
                 timer,
@@ -378,6 +384,8 @@ mod tests {
         let d = dir();
         let bell = Bell::create_in(&d, 0o600, None).unwrap();
         let ringer = Ringer::new_in(&d, None);
+        assert!(readable(&bell), "a new doorbell is readable");
+        bell.clear();
         assert!(!readable(&bell));
         ringer.ring(bell.id());
         ringer.ring(bell.id());
@@ -404,6 +412,7 @@ mod tests {
         std::fs::remove_file(bell_path(&d, id)).unwrap();
 
         let bell = Bell::create_in(&d, 0o600, None).unwrap();
+        bell.clear();
         std::os::unix::fs::symlink(bell.path(), bell_path(&d, id)).unwrap();
         Ringer::new_in(&d, None).ring(id);
         assert!(!readable(&bell));
@@ -414,6 +423,7 @@ mod tests {
     fn a_ringer_does_not_ring_a_bell_of_another_owner() {
         let d = dir();
         let bell = Bell::create_in(&d, 0o600, None).unwrap();
+        bell.clear();
         // Neither this user nor the channel's owner: as if the FIFO were
         // someone else's.
         let me = sys::euid();
