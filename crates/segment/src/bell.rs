@@ -326,49 +326,38 @@ pub fn dead_bells() -> Result<Vec<PathBuf>> {
 /// # Errors
 /// As [`remove_dead_bells`].
 pub fn dead_bells_in(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Os {
-        op: "read_dir",
-        source,
-    })?;
-    let mut found = Vec::new();
-    for entry in entries.filter_map(|e| e.ok()) {
-        if entry.file_name().to_str().and_then(bell_id).is_none() {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(fd) = open_fifo(&path, &[sys::euid()]) else {
-            continue;
-        };
-        let dead = if remove {
-            // Keep the lock while we unlink: no owner can be alive under it.
-            sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)?
-                && same_file(&fd, &path)
-                && std::fs::remove_file(&path).is_ok()
-        } else {
-            !sys::is_locked_by_other(&fd, OWNER_LOCK)?
-        };
-        if dead {
-            found.push(path);
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// Whether `path` still names the object `fd` is open on.
-fn same_file(fd: &OwnedFd, path: &Path) -> bool {
-    let Ok(a) = sys::fstat(fd) else { return false };
-    nix::sys::stat::lstat(path).is_ok_and(|b| sys::same_object(&a, &b))
+    crate::segment::dead_owners_in(
+        dir,
+        remove,
+        |name| bell_id(name).is_some(),
+        |path| open_fifo(path, &[sys::euid()]).ok(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("shmq-bell-test-{}", std::process::id()));
+    /// A fresh directory, removed (with what is left in it) when dropped.
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn dir(test: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("shmq-bell-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        d
+        TempDir(d)
     }
 
     fn readable(bell: &Bell) -> bool {
@@ -381,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_ring_makes_the_bell_readable_until_cleared() {
-        let d = dir();
+        let d = dir("readable");
         let bell = Bell::create_in(&d, 0o600, None).unwrap();
         let ringer = Ringer::new_in(&d, None);
         assert!(readable(&bell), "a new doorbell is readable");
@@ -404,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_ringer_does_not_write_into_a_regular_file_or_follow_a_link() {
-        let d = dir();
+        let d = dir("no-file-or-link");
         let id = 0x0123_4567_89ab_cdef_u64;
         std::fs::write(bell_path(&d, id), b"").unwrap();
         Ringer::new_in(&d, None).ring(id);
@@ -421,14 +410,14 @@ mod tests {
 
     #[test]
     fn a_ringer_does_not_ring_a_bell_of_another_owner() {
-        let d = dir();
+        let d = dir("other-owner");
         let bell = Bell::create_in(&d, 0o600, None).unwrap();
         bell.clear();
         // Neither this user nor the channel's owner: as if the FIFO were
         // someone else's.
         let me = sys::euid();
         let ringer = Ringer {
-            dir: d.clone(),
+            dir: d.to_path_buf(),
             owners: [me.wrapping_add(1), me.wrapping_add(2)],
             open: Mutex::new(None),
         };
@@ -438,8 +427,7 @@ mod tests {
 
     #[test]
     fn only_dead_bells_are_collected() {
-        let d = dir().join("gc");
-        std::fs::create_dir_all(&d).unwrap();
+        let d = dir("gc");
         let live = Bell::create_in(&d, 0o600, None).unwrap();
         // A dead consumer's bell: a FIFO under a bell name nobody holds.
         let dead = bell_path(&d, 42);

@@ -1634,39 +1634,52 @@ fn create_at(
 
 /// The temporaries in `dir` whose creators died, removed if `remove`.
 fn dead_temporaries_in(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
+    dead_owners_in(
+        dir,
+        remove,
+        |name| name.starts_with(TEMPORARY_PREFIX),
+        |path| {
+            let fd = Place::File(path)
+                .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+                .ok()?;
+            let st = sys::fstat(&fd).ok()?;
+            let policy = TrustPolicy {
+                owner: Some(sys::euid()),
+                allow_shared_write: true,
+            };
+            sys::check_trust(&st, &policy).is_ok().then_some(fd)
+        },
+    )
+}
+
+/// The objects in `dir` whose file names `candidate` accepts, which `open`
+/// opens (and trusts), and whose owner lock is free: their owner died (an
+/// owner holds the lock while it lives; a pid is never the test). Removed if
+/// `remove`, holding the lock while the name is removed (so no owner can be
+/// alive under it) and only if the name still names the object opened. The
+/// temporaries of creators and the doorbells of receivers
+/// ([`crate::bell`]) are collected this way.
+pub(crate) fn dead_owners_in(
+    dir: &Path,
+    remove: bool,
+    candidate: impl Fn(&str) -> bool,
+    open: impl Fn(&Path) -> Option<OwnedFd>,
+) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Os {
         op: "read_dir",
         source,
     })?;
     let mut found = Vec::new();
     for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name();
-        if !name
-            .to_str()
-            .is_some_and(|n| n.starts_with(TEMPORARY_PREFIX))
-        {
+        if !entry.file_name().to_str().is_some_and(&candidate) {
             continue;
         }
         let path = entry.path();
-        let place = Place::File(&path);
-        let Ok(fd) = place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) else {
+        let Some(fd) = open(&path) else {
             continue;
         };
-        let ours = sys::fstat(&fd).is_ok_and(|st| {
-            sys::check_trust(
-                &st,
-                &TrustPolicy {
-                    owner: Some(sys::euid()),
-                    allow_shared_write: true,
-                },
-            )
-            .is_ok()
-        });
-        if !ours {
-            continue;
-        }
+        let place = Place::File(&path);
         let dead = if remove {
-            // Keep the lock while we unlink: no creator can be alive under it.
             sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)?
                 && place.still_names(&fd)?
                 && place.unlink().is_ok()
