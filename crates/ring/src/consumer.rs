@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::kind::{ConsumerCore, EndCore, Kind, Readable};
 use crate::region::Lent;
-use crate::sync::{self, Ordering, fence_seqcst};
+use crate::sync::{self, Ordering};
 use crate::wait::{self, Doorbell, Interrupter, Wait, WaitConfig};
 
 /// Rounds of arming a non-blocking receive makes when the ring turns out
@@ -277,10 +277,13 @@ impl<K: Kind> Consumer<K> {
         // so that a producer that clears the flag reads this id.
         flag.store(WAIT_BELL, Ordering::Release);
         failpoint::hit("after_doorbell_armed");
-        // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (and
+        // SeqCst fence, or the heavy barrier of an asymmetric ring: pairs with
+        // the notifier's barrier in `WakeLine::notify_data` (and the fence in
         // `ring_if_armed`): either the re-check below sees the producer's
         // publication (or epoch bump), or the producer sees the flag and rings.
-        fence_seqcst();
+        // If the heavy barrier failed (a jail refused it), a light producer
+        // may miss the flag: the doorbell's slice timer is then the wake-up.
+        let _ = self.core.local().waiter_barrier();
         matches!(self.core.peek(), Ok(Some(_)) | Err(_))
             || self.core.local().epoch_changed(&self.core.ends().epoch)
     }

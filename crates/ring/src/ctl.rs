@@ -61,7 +61,20 @@ pub(crate) struct WakeLine {
     /// the consumer before it sets [`WAIT_BELL`]; what a producer hands to its
     /// [`crate::Ringer`]. Shared memory: a ringer treats it as a hint.
     pub(crate) bell: AtomicU64,
+    /// [`FENCES_SYMMETRIC`] or [`FENCES_ASYMMETRIC`]: how this ring's waiters
+    /// and notifiers order the flag against the ring (docs/PROTOCOL.md,
+    /// section 6, "Asymmetric fences"). Written once by the creator
+    /// (`init`), read once by every end when it attaches.
+    pub(crate) fences: AtomicU32,
 }
+
+/// [`WakeLine::fences`]: every waiter and notifier makes a `fence(SeqCst)`
+/// (fresh memory reads so).
+pub(crate) const FENCES_SYMMETRIC: u32 = 0;
+/// [`WakeLine::fences`]: every waiter makes a heavy barrier
+/// (`membarrier(GLOBAL_EXPEDITED)`) before it re-checks, so a notifier in a
+/// process registered for it needs only a compiler barrier.
+pub(crate) const FENCES_ASYMMETRIC: u32 = 1;
 
 impl WakeLine {
     /// Called by a producer after publishing: wakes the consumer if it sleeps.
@@ -73,11 +86,11 @@ impl WakeLine {
     /// [`crate::Ringer`] (one write to a descriptor) instead.
     #[inline]
     pub(crate) fn notify_data(&self, local: &Local) {
-        // SeqCst fence: pairs with the fence in `wait::block` (and
-        // `Consumer::arm_doorbell`) after the consumer sets `consumer_waiting`
-        // (Dekker): either it sees our publication when it re-checks, or we see
-        // its flag here.
-        fence_seqcst();
+        // SeqCst fence (or, on an asymmetric ring, the light half of one): pairs
+        // with the waiter's barrier in `wait::block` (and `Consumer::arm_doorbell`,
+        // `select::ready`) after the consumer sets `consumer_waiting` (Dekker):
+        // either it sees our publication when it re-checks, or we see its flag.
+        local.notifier_barrier();
         let seen = take_flag(&self.consumer_waiting);
         if seen != 0 {
             self.wake_consumer(seen, local);
@@ -121,9 +134,10 @@ impl WakeLine {
 
     /// Called by the consumer after freeing space: wakes every producer that sleeps.
     #[inline]
-    pub(crate) fn notify_space(&self) {
-        // SeqCst fence: as in `notify_data`, with `producers_waiting`.
-        fence_seqcst();
+    pub(crate) fn notify_space(&self, local: &Local) {
+        // SeqCst fence (or its light half): as in `notify_data`, with
+        // `producers_waiting`.
+        local.notifier_barrier();
         if take_flag(&self.producers_waiting) != 0 {
             // Release: pairs with the Acquire load of the sequence in `wait::block`.
             self.space_seq.fetch_add(1, Ordering::Release);
@@ -284,6 +298,7 @@ const _: () = {
     assert!(offset_of!(WakeLine, space_seq) == 8);
     assert!(offset_of!(WakeLine, producers_waiting) == 12);
     assert!(offset_of!(WakeLine, bell) == 16);
+    assert!(offset_of!(WakeLine, fences) == 24);
     assert!(offset_of!(Ends, epoch) == 0);
     assert!(offset_of!(Ends, consumer) == 8);
     assert!(offset_of!(Ends, producer) == 16);

@@ -83,12 +83,28 @@ mod imp {
         static P: OnceLock<bool> = OnceLock::new();
         *P.get_or_init(|| std::env::var_os("SHMQ_TEST_PRIVATE_FUTEX").is_some())
     }
+
+    /// Whether this process should act as if `membarrier` were refused
+    /// (`SHMQ_TEST_NO_MEMBARRIER=1`): never registered, its heavy barriers
+    /// fail over to fences.
+    pub fn no_membarrier() -> bool {
+        static P: OnceLock<bool> = OnceLock::new();
+        *P.get_or_init(|| std::env::var_os("SHMQ_TEST_NO_MEMBARRIER").is_some())
+    }
+
+    /// Whether waiters should (wrongly) skip the heavy barrier of an
+    /// asymmetric ring (`SHMQ_TEST_SKIP_HEAVY_BARRIER=1`): the negative control
+    /// of the cross-process test that shows it is needed.
+    pub fn skip_heavy_barrier() -> bool {
+        static P: OnceLock<bool> = OnceLock::new();
+        *P.get_or_init(|| std::env::var_os("SHMQ_TEST_SKIP_HEAVY_BARRIER").is_some())
+    }
 }
 
 #[cfg(feature = "failpoints")]
 pub use imp::hit;
 #[cfg(feature = "failpoints")]
-pub(crate) use imp::private_futex;
+pub(crate) use imp::{no_membarrier, private_futex, skip_heavy_barrier};
 
 /// Stops here forever if `name` is the armed failpoint (no-op without the
 /// `failpoints` feature).

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ctl::{CLOSED, EndState, Ends, NEVER};
+use crate::ctl::{CLOSED, EndState, Ends, FENCES_ASYMMETRIC, FENCES_SYMMETRIC, NEVER};
 use crate::error::{Corruption, Disconnect, Error, Result};
 use crate::peer::{PeerStatus, peer_status};
 use crate::sync::{AtomicU32, Ordering};
@@ -57,6 +57,12 @@ pub struct Local {
     /// none: a consumer waiting on one is not woken by this producer (it looks
     /// again once a slice).
     pub(crate) ringer: Option<Arc<dyn Ringer>>,
+    /// The ring's fences are asymmetric (its `fences` word, read at attach):
+    /// this end's waits make the heavy barrier.
+    asym: bool,
+    /// And this process is registered for it: this end's notifications make
+    /// only the light one.
+    light: bool,
 }
 
 /// Why an end stopped for good ([`Local::stopped`]).
@@ -78,6 +84,11 @@ impl Stop {
         }
     }
 }
+
+/// The longest sleep of a waiter whose heavy barrier failed
+/// ([`Local::waiter_barrier`]): a light notifier may miss its flag, so it
+/// looks again this often.
+pub(crate) const DEGRADED_SLEEP: Duration = Duration::from_millis(1);
 
 /// Words of [`Local::seen`]: a bit for the consumer and each producer slot.
 const SEEN_WORDS: usize = (1 + crate::mpsc::MAX_PRODUCERS as usize).div_ceil(64);
@@ -115,7 +126,58 @@ impl Local {
             expected: None,
             doorbell: None,
             ringer: None,
+            asym: false,
+            light: false,
         }
+    }
+
+    /// At attach: how the ring fences (its `fences` word, read once). A value
+    /// out of range is damage: the end is poisoned (every call reports it),
+    /// and fences symmetrically meanwhile.
+    pub(crate) fn read_fences(&mut self, word: &AtomicU32) {
+        // Relaxed: written by the creator before the ring was published, which
+        // this end's attach synchronised with (the segment's ready state).
+        match word.load(Ordering::Relaxed) {
+            FENCES_SYMMETRIC => self.asym = false,
+            FENCES_ASYMMETRIC => self.asym = true,
+            v => {
+                self.corrupt("fences", 0, u64::from(v));
+                self.asym = false;
+            }
+        }
+        self.light = self.asym && crate::sync::membarrier_registered();
+    }
+
+    /// A notifier's barrier between its publication and its load of the
+    /// waiting flag: `fence(SeqCst)`, or only a compiler barrier on an
+    /// asymmetric ring when this process is registered for the waiters'
+    /// heavy barrier.
+    #[inline(always)]
+    pub(crate) fn notifier_barrier(&self) {
+        if self.light {
+            crate::sync::light_barrier();
+        } else {
+            crate::sync::fence_seqcst();
+        }
+    }
+
+    /// A waiter's barrier between its store of the waiting flag and its
+    /// re-check: on an asymmetric ring the heavy barrier, else
+    /// `fence(SeqCst)`. False if the heavy barrier failed (a fence was made,
+    /// which light notifiers do not pair with): the caller must then sleep
+    /// briefly ([`DEGRADED_SLEEP`]), since a wake-up may be lost.
+    pub(crate) fn waiter_barrier(&self) -> bool {
+        if self.asym {
+            crate::sync::heavy_barrier()
+        } else {
+            crate::sync::fence_seqcst();
+            true
+        }
+    }
+
+    /// Whether this end's ring has asymmetric fences.
+    pub(crate) fn asymmetric(&self) -> bool {
+        self.asym
     }
 
     /// Rings the consumer's doorbell `id` (see [`Ringer`]), if this end can.

@@ -56,7 +56,9 @@ use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
 
-use crate::ctl::{ATTACHED, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot};
+use crate::ctl::{
+    ATTACHED, Ends, FENCES_ASYMMETRIC, FENCES_SYMMETRIC, Line, MpscControl, NO_CLAIM, ProducerSlot,
+};
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
@@ -111,6 +113,17 @@ pub fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()>
     // Relaxed: published by the segment's Release "ready" store, or by thread spawn.
     ctl.head.pos.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
+    // Relaxed: published as `head` is. Asymmetric when this process can make
+    // the heavy barrier (a creator that cannot would leave its own waits
+    // unpaired with light notifiers).
+    ctl.wake.fences.store(
+        if crate::sync::membarrier_registered() {
+            FENCES_ASYMMETRIC
+        } else {
+            FENCES_SYMMETRIC
+        },
+        Ordering::Relaxed,
+    );
     let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
     for slot in slots.iter() {
         slot.claim.store(NO_CLAIM, Ordering::Relaxed);
@@ -329,6 +342,7 @@ impl Producer {
         // Acquire: pairs with the consumer's Release store of `head`.
         let cached_head = sh.ctl.head.pos.load(Ordering::Acquire);
         let mut local = Local::new(cfg, liveness, seen_epoch, cached_head);
+        local.read_fences(&sh.ctl.wake.fences);
         local.note(&sh.ctl.ends.consumer, Endpoint::Consumer);
         Ok(crate::Producer {
             core: ProducerCore {
@@ -660,6 +674,7 @@ impl Consumer {
         // Messages received, not `head`: reclaiming a dead claim also moves `head`,
         // and a claim proves no producer attached (a hostile peer can fake one).
         let mut local = Local::new(cfg, liveness, seen_epoch, received);
+        local.read_fences(&sh.ctl.wake.fences);
         for s in 0..sh.nslots {
             local.note(&sh.slot(s).end, Endpoint::Producer(s));
         }
@@ -980,7 +995,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         // our reads of the released frames come before any reuse.
         sh.ctl.head.pos.store(self.head, Ordering::Release);
         self.released = self.head;
-        sh.ctl.wake.notify_space();
+        sh.ctl.wake.notify_space(&self.local);
     }
 
     #[cold]

@@ -101,6 +101,9 @@ pub(crate) mod sealed {
         /// the flag after waking; MPSC producers share theirs, which only
         /// notifiers clear).
         fn exclusive(&self) -> bool;
+        /// Whether the end's ring has asymmetric fences (its waiters make the
+        /// heavy barrier).
+        fn asymmetric(&self) -> bool;
     }
 }
 
@@ -146,6 +149,10 @@ impl<K: Kind> sealed::End for Room<'_, K> {
     fn exclusive(&self) -> bool {
         K::Producer::EXCLUSIVE_WAIT
     }
+
+    fn asymmetric(&self) -> bool {
+        self.producer.core.local().asymmetric()
+    }
 }
 
 impl<K: Kind> sealed::End for Consumer<K> {
@@ -187,6 +194,10 @@ impl<K: Kind> sealed::End for Consumer<K> {
 
     fn exclusive(&self) -> bool {
         K::Consumer::EXCLUSIVE_WAIT
+    }
+
+    fn asymmetric(&self) -> bool {
+        self.core.local().asymmetric()
     }
 }
 
@@ -306,12 +317,22 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
             // Relaxed: ordered before the re-checks by the fence below.
             flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
         }
-        // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (for a
-        // consumer) or `notify_space` (for a producer's room), ring by ring
-        // (see the module docs).
-        fence_seqcst();
+        // SeqCst fence, or the heavy barrier if one of the rings has
+        // asymmetric fences (it is a full barrier here too): pairs with the
+        // notifier's barrier in `WakeLine::notify_data` (for a consumer) or
+        // `notify_space` (for a producer's room), ring by ring (see the module
+        // docs).
+        let paired = if ends.iter().take(MAX_WAIT_WORDS).any(|e| e.asymmetric()) {
+            sync::heavy_barrier()
+        } else {
+            fence_seqcst();
+            true
+        };
         if !ends.iter_mut().any(|e| e.recheck()) {
             let mut sleep = bound;
+            if !paired {
+                sleep = sleep.min(crate::local::DEGRADED_SLEEP);
+            }
             if let Some(d) = deadline {
                 sleep = sleep.min(d.saturating_duration_since(Instant::now()));
             }

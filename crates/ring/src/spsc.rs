@@ -42,7 +42,7 @@
 
 use std::sync::Arc;
 
-use crate::ctl::{CLOSED, Ends, SpscControl};
+use crate::ctl::{CLOSED, Ends, FENCES_ASYMMETRIC, FENCES_SYMMETRIC, SpscControl};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
@@ -105,6 +105,17 @@ pub fn init(region: &Region, geometry: Geometry<Spsc>, start: u64) -> Result<()>
     // Release store of its ready state (or by spawning the threads that use it).
     ctl.head.pos.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
+    // Relaxed: published as `head` is. Asymmetric when this process can make
+    // the heavy barrier (a creator that cannot would leave its own waits
+    // unpaired with light notifiers).
+    ctl.wake.fences.store(
+        if crate::sync::membarrier_registered() {
+            FENCES_ASYMMETRIC
+        } else {
+            FENCES_SYMMETRIC
+        },
+        Ordering::Relaxed,
+    );
     // The header slot at `start` must read 0 (the end marker): it does in fresh
     // memory, and we make sure for a region being reused.
     let data = region.data(CONTROL_LEN, cap);
@@ -198,6 +209,7 @@ impl Producer {
         let seen_epoch = ctl.ends.epoch.load(Ordering::Acquire);
         ctl.ends.producer.attach(&ctl.ends.epoch, &ctl.wake);
         let mut local = Local::new(cfg, liveness, seen_epoch, head);
+        local.read_fences(&ctl.wake.fences);
         local.note(&ctl.ends.consumer, Endpoint::Consumer);
         Ok(crate::Producer {
             core: ProducerCore {
@@ -559,6 +571,7 @@ impl Consumer {
         // Relaxed: a statistic, on the consumer's own line.
         let received = ctl.head.received.load(Ordering::Relaxed);
         let mut local = Local::new(cfg, liveness, seen_epoch, head);
+        local.read_fences(&ctl.wake.fences);
         local.note(&ctl.ends.producer, Endpoint::Producer(0));
         Ok(crate::Consumer {
             core: ConsumerCore {
@@ -703,7 +716,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         // Release: pairs with the producer's Acquire load of `head` in `reserve_now`;
         // our reads of the released frames happen before it overwrites them.
         self.ctl.head.pos.store(self.head, Ordering::Release);
-        self.ctl.wake.notify_space();
+        self.ctl.wake.notify_space(&self.local);
     }
 
     /// `Empty` from a non-blocking call: is the producer gone (rate-limited)?

@@ -66,6 +66,67 @@ pub(crate) fn fence_seqcst() {
     fence(Ordering::SeqCst);
 }
 
+/// Whether this process is registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
+/// (asked once, registered on the first call): then a waiter's
+/// [`heavy_barrier`] in any process reaches this one's threads, and its
+/// notifiers may make do with [`light_barrier`] on rings whose every waiter
+/// issues the heavy one (docs/PROTOCOL.md, section 6, "Asymmetric fences").
+/// Never under loom (the models keep the symmetric fences), nor when a
+/// `failpoints` build is told `SHMQ_TEST_NO_MEMBARRIER=1` (a process as a
+/// seccomp jail leaves it).
+pub(crate) fn membarrier_registered() -> bool {
+    #[cfg(loom)]
+    {
+        false
+    }
+    #[cfg(not(loom))]
+    {
+        use rustix::thread::{MembarrierCommand, MembarrierQuery, membarrier, membarrier_query};
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *REGISTERED.get_or_init(|| {
+            #[cfg(feature = "failpoints")]
+            if crate::failpoint::no_membarrier() {
+                return false;
+            }
+            let q = membarrier_query();
+            q.contains(
+                MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED,
+            ) && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+        })
+    }
+}
+
+/// The waiter's side of an asymmetric fence: `membarrier(GLOBAL_EXPEDITED)`,
+/// a full barrier in this thread and in every running thread of every
+/// registered process, so that a notifier there that made only a
+/// [`light_barrier`] is ordered as if it had fenced. Returns false if the
+/// call failed (a jail that refuses it); a `fence(SeqCst)` was made instead,
+/// which does not reach light notifiers. Under loom, the `fence(SeqCst)` the
+/// models check (PROTOCOL.md argues the equivalence).
+pub(crate) fn heavy_barrier() -> bool {
+    #[cfg(not(loom))]
+    {
+        #[cfg(feature = "failpoints")]
+        if crate::failpoint::skip_heavy_barrier() {
+            return true;
+        }
+        use rustix::thread::{MembarrierCommand, membarrier};
+        if membarrier(MembarrierCommand::GlobalExpedited).is_ok() {
+            return true;
+        }
+    }
+    fence_seqcst();
+    cfg!(loom)
+}
+
+/// The notifier's side of an asymmetric fence: the compiler must not move
+/// its load of the waiting flag before its publication; the processor may,
+/// and the waiter's [`heavy_barrier`] covers that.
+#[inline(always)]
+pub(crate) fn light_barrier() {
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
 /// Whether a `Drop` must leave shared state alone because a loom model is
 /// unwinding: loom's state is gone by then, and touching an atomic again would
 /// abort the test binary. Always `false` outside loom.

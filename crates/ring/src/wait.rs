@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::kind::EndCore;
-use crate::sync::{AtomicU32, FutexWord, Ordering, fence_seqcst};
+use crate::sync::{AtomicU32, FutexWord, Ordering};
 
 /// How a blocking call waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +179,10 @@ pub(crate) trait Side {
     fn check_peer(&mut self) -> Result<()>;
     /// Whether this end's [`Interrupter`] is set.
     fn interrupted(&self) -> bool;
+    /// The barrier between setting the flag and re-checking
+    /// (`Local::waiter_barrier`): false if a wake-up may be lost (sleep
+    /// briefly).
+    fn waiter_barrier(&self) -> bool;
 }
 
 /// Interrupts the blocking calls of one ring end from anywhere: another thread,
@@ -316,6 +320,10 @@ where
     fn interrupted(&self) -> bool {
         self.core.local().interrupt.is_interrupted()
     }
+
+    fn waiter_barrier(&self) -> bool {
+        self.core.local().waiter_barrier()
+    }
 }
 
 /// Whether the peer's liveness is due for a look. Under loom time must not steer
@@ -378,11 +386,15 @@ pub(crate) fn block<S: Side>(
             .1
             .store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
         failpoint::hit("after_wait_flag_set");
-        // SeqCst fence: pairs with the fence in `WakeLine::notify_*` (see module docs).
-        fence_seqcst();
+        // SeqCst fence, or on an asymmetric ring the heavy barrier: pairs with
+        // the notifier's barrier in `WakeLine::notify_*` (see module docs).
+        let paired = side.waiter_barrier();
         if !side.ready() {
             let now = Instant::now();
             let mut sleep = cfg.slice;
+            if !paired {
+                sleep = sleep.min(crate::local::DEGRADED_SLEEP);
+            }
             if let Some(d) = deadline {
                 sleep = sleep.min(d.saturating_duration_since(now));
             }

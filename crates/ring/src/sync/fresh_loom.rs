@@ -20,6 +20,7 @@ fn wake() -> WakeLine {
         space_seq: FutexWord::new(0),
         producers_waiting: AtomicU32::new(0),
         bell: AtomicU64::new(0),
+        fences: AtomicU32::new(0),
     }
 }
 
