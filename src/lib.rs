@@ -68,6 +68,7 @@
 
 mod attach;
 mod channel;
+mod durable;
 mod error;
 mod identity;
 pub mod inspect;
@@ -91,7 +92,7 @@ pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
 };
 pub use shmq_ring::{Mpsc, Spsc};
-pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
+pub use shmq_segment::{Durability, SegmentOptions, SyncRecord, unique_name, validate_name};
 
 /// `bytemuck`, re-exported for message types. Its derives name the crate
 /// `bytemuck` in the code they generate; through this re-export (without
