@@ -67,15 +67,7 @@ impl Drop for TempDir {
 
 /// A policy from its role spelling: `none`, `every`, `periodic:MS:MESSAGES`.
 fn policy(spec: &str) -> Durability {
-    match spec.split(':').collect::<Vec<_>>().as_slice() {
-        ["none"] => Durability::None,
-        ["every"] => Durability::EveryCommit,
-        ["periodic", ms, n] => Durability::Periodic {
-            interval: Duration::from_millis(ms.parse().expect("MS")),
-            messages: n.parse().expect("MESSAGES"),
-        },
-        _ => panic!("unknown policy {spec}"),
-    }
+    kit::parse_durability(spec).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn role_options() -> Options {
@@ -241,6 +233,27 @@ fn million_file_messages_outlive_their_producer() {
         !path.exists(),
         "the drained file is removed by its last close"
     );
+}
+
+#[test]
+fn the_example_programs_take_a_file() {
+    let wd = Watchdog::new("examples_file");
+    let dir = TempDir::new("examples");
+    let p = dir.path("chan").display().to_string();
+    let mut tx = Spawn::example("producer")
+        .args(["--file", &p, "--durability", "periodic:5:100"])
+        .args(["--count", "5000", "--size", "64", "--capacity", "1048576"])
+        .spawn(&wd);
+    tx.expect_success();
+    assert_eq!(tx.last_json()["sent"], json!(5000));
+    let mut rx = Spawn::example("consumer")
+        .args(["--file", &p, "--count", "5000"])
+        .spawn(&wd);
+    rx.expect_success();
+    let out = rx.last_json();
+    assert_eq!(out["verified"], json!(true), "{out}");
+    assert_eq!(out["received"], json!(5000), "{out}");
+    assert!(!dir.path("chan").exists());
 }
 
 // ---------------------------------------------------------------------------
