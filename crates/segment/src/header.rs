@@ -2,11 +2,18 @@
 //! and the endpoint table that follows them.
 //!
 //! ```text
-//! 0      64     128         256                      data_offset          total_len
-//! +------+------+-----------+------------------------+--------------------+
-//! |header| rsvd | type name | endpoint table (16 B/e) | region of the user |
-//! +------+------+-----------+------------------------+--------------------+
+//! 0      64         128         256                      data_offset          total_len
+//! +------+----------+-----------+------------------------+--------------------+
+//! |header|durability| type name | endpoint table (16 B/e) | region of the user |
+//! +------+----------+-----------+------------------------+--------------------+
 //! ```
+//!
+//! The durability record ([`DURABILITY_OFFSET`], [`DURABILITY_RECORD_LEN`]
+//! bytes) holds a file-backed segment's [`Durability`] policy, written before
+//! publication and never changed after, and its last sync (display only). It
+//! lies in bytes that layout version 2 reserved and every creator left zero, so
+//! all zeros is [`Durability::None`] and a segment made before the record
+//! existed reads as what it was: never synced.
 //!
 //! The type name field ([`TYPE_NAME_OFFSET`], [`TYPE_NAME_FIELD_LEN`] bytes) holds
 //! the text naming a typed region's element type ([`TypeName`]): UTF-8, at most
@@ -965,6 +972,48 @@ mod tests {
         type_flags: 1,
         type_name: TypeName::EMPTY,
     };
+
+    #[test]
+    fn durability_round_trips_and_damage_is_refused() {
+        use core::time::Duration;
+        for d in [
+            Durability::None,
+            Durability::EveryCommit,
+            Durability::Periodic {
+                interval: Duration::from_millis(5),
+                messages: 0,
+            },
+            Durability::Periodic {
+                interval: Duration::ZERO,
+                messages: 100,
+            },
+        ] {
+            let (p, ms, n) = d.encode().unwrap();
+            assert_eq!(Durability::decode(p, ms, n).unwrap(), d);
+            let mut image = [0u8; 128];
+            image[64..68].copy_from_slice(&p.to_le_bytes());
+            image[68..72].copy_from_slice(&ms.to_le_bytes());
+            image[72..80].copy_from_slice(&n.to_le_bytes());
+            assert_eq!(Durability::from_bytes(&image).unwrap().unwrap(), d);
+        }
+        // A version-2 segment's reserved zeros: none.
+        assert_eq!(
+            Durability::from_bytes(&[0u8; 128]).unwrap().unwrap(),
+            Durability::None
+        );
+        assert!(Durability::from_bytes(&[0u8; 70]).is_none());
+        for (p, ms, n) in [(3, 0, 0), (0, 1, 0), (2, 0, 9), (1, 0, 0), (u32::MAX, 0, 0)] {
+            assert!(
+                matches!(Durability::decode(p, ms, n), Err(Error::Corrupt { .. })),
+                "{p} {ms} {n}"
+            );
+        }
+        let none = Durability::Periodic {
+            interval: Duration::from_micros(500),
+            messages: 0,
+        };
+        assert!(matches!(none.encode(), Err(Error::InvalidArgument { .. })));
+    }
 
     #[test]
     fn data_offset_is_aligned_and_after_table() {
