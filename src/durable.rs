@@ -21,6 +21,31 @@
 //! power loss the last message received before it may be received again,
 //! the documented at-least-once message).
 //!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use shmq::{Durability, Options, spsc};
+//!
+//! let dir = std::env::temp_dir().join(format!("shmq-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("orders");
+//! let opts = Options::new().durability(Durability::Periodic {
+//!     interval: Duration::from_millis(100),
+//!     messages: 1000,
+//! });
+//! let mut tx = spsc::Sender::create_or_open_file(&path, &opts)?;
+//! tx.send(b"order 1")?;
+//! tx.sync()?; // on the disk now, whatever the policy
+//! drop(tx); // every process gone: the message waits in the file
+//!
+//! let mut rx = spsc::Receiver::open_file(&path, &Options::new())?;
+//! assert_eq!(&*rx.recv()?, b"order 1");
+//! drop(rx); // drained: the file is removed
+//! assert!(!path.exists());
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! A failed sync (an I/O error) cannot be retried reliably (the kernel may
 //! have dropped the pages it could not write): the call that made it keeps its
 //! result (the message is in the page cache), and every later call on the

@@ -19,6 +19,10 @@
 //!   `fork` (`spsc::anonymous`), and channels passed to an unrelated process as a
 //!   file descriptor, are sessions. [`Options::lifecycle`] chooses; the model and
 //!   each call's delivery guarantee are in docs/LIFECYCLE.md.
+//! - File channels (`create_file`, `open_file`, `create_or_open_file` on every
+//!   [`Sender`] and [`Receiver`]): the ring lives in a file on a local file
+//!   system and outlives every process and, as its [`Durability`] policy
+//!   ([`Options::durability`]) says, a reboot; `sync()` forces it to the disk.
 //! - One [`Sender<K, M>`](Sender) and [`Receiver<K, M>`](Receiver) over the ring
 //!   kind `K` ([`Spsc`], [`Mpsc`]) and the message format `M` ([`Bytes`], the
 //!   default, [`Typed<T>`](Typed) or [`Declared<T>`](Declared)): `spsc::Sender` is `Sender<Spsc>`,
