@@ -25,6 +25,10 @@
 //!   saying so, when strace is not installed.
 //! - **Damaged, foreign, truncated, linked files**: clear errors, never a signal,
 //!   a panic or a hang.
+//! - **A full file system** (a 256 KiB tmpfs mounted in a mount namespace of a
+//!   role's own; root only, skipped saying so otherwise): creating a 1 MiB file
+//!   channel there is `NoSpace` at once (the space is reserved with
+//!   `posix_fallocate`), and nothing is left in the directory.
 //!
 //! Run: `cargo nextest run --release -E 'binary(durable)'`. Long form:
 //! `SHMQ_FILE_KILLS=500 cargo test --release --test durable -- --nocapture`.
@@ -40,7 +44,7 @@ use shmq_testkit as kit;
 use shmq_testkit::msg::{self, Verifier};
 use shmq_testkit::{Proc, Rng, Spawn, Watchdog, arg, arg_opt, emit};
 
-shmq_testkit::roles! { role_file_tx role_file_rx role_file_sync }
+shmq_testkit::roles! { role_file_tx role_file_rx role_file_sync role_full_disk }
 
 /// A directory of its own for one test, removed when dropped.
 struct TempDir(PathBuf);
@@ -188,6 +192,46 @@ fn role_file_sync() {
     }
     drop(tx);
     emit("done", json!({}));
+}
+
+/// In a mount namespace of its own, mounts a 256 KiB tmpfs on DIR and creates
+/// a file channel of 1 MiB there; reports `created` with the error's text (or
+/// `skip` with why the namespace or the mount could not be had).
+fn role_full_disk() {
+    let dir: String = arg("DIR");
+    if let Err(why) = kit::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+        return emit("skip", json!({ "why": why }));
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.success()
+                    .then_some(())
+                    .ok_or(format!("mount {args:?}: {s}"))
+            })
+    };
+    // Private first: the tmpfs must not show up outside this namespace.
+    let mounted = run(&["--make-rprivate", "/"])
+        .and_then(|()| run(&["-t", "tmpfs", "-o", "size=256k", "tmpfs", &dir]));
+    if let Err(why) = mounted {
+        return emit("skip", json!({ "why": why }));
+    }
+    let path = format!("{dir}/chan");
+    let r = Sender::<Spsc>::create_file(&path, &Options::new().capacity(1 << 20));
+    let exists = Path::new(&path).exists();
+    let leftovers = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    emit(
+        "created",
+        json!({
+            "no_space": matches!(r, Err(Error::Segment(SegError::NoSpace { .. }))),
+            "error": r.err().map(|e| e.to_string()),
+            "exists": exists,
+            "leftovers": leftovers,
+        }),
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -619,6 +663,28 @@ fn a_truncated_file_is_an_error_not_sigbus() {
     f.set_len(0).unwrap();
     let e = open_rx(&path).unwrap_err();
     println!("an emptied file: {e}");
+}
+
+#[test]
+fn a_full_file_system_is_no_space_at_creation() {
+    if !kit::root_or_skip("a full file system: needs root to mount a small tmpfs") {
+        return;
+    }
+    let wd = Watchdog::new("full_disk");
+    let dir = TempDir::new("full");
+    let mut c = Spawn::role("full_disk")
+        .arg("DIR", dir.0.display())
+        .spawn(&wd);
+    let ev = c.event_any(&["created", "skip"]);
+    c.expect_success();
+    if ev["event"] == "skip" {
+        eprintln!("SKIP a full file system: {}", ev["why"]);
+        return;
+    }
+    assert_eq!(ev["no_space"], json!(true), "{ev}");
+    assert!(ev["error"].as_str().unwrap().contains("space"), "{ev}");
+    assert_eq!(ev["exists"], json!(false), "{ev}");
+    assert_eq!(ev["leftovers"], json!(0), "no temporary left: {ev}");
 }
 
 #[test]
