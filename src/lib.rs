@@ -19,6 +19,10 @@
 //!   `fork` (`spsc::anonymous`), and channels passed to an unrelated process as a
 //!   file descriptor, are sessions. [`Options::lifecycle`] chooses; the model and
 //!   each call's delivery guarantee are in docs/LIFECYCLE.md.
+//! - File channels (`create_file`, `open_file`, `create_or_open_file` on every
+//!   [`Sender`] and [`Receiver`]): the ring lives in a file on a local file
+//!   system and outlives every process and, as its [`Durability`] policy
+//!   ([`Options::durability`]) says, a reboot; `sync()` forces it to the disk.
 //! - One [`Sender<K, M>`](Sender) and [`Receiver<K, M>`](Receiver) over the ring
 //!   kind `K` ([`Spsc`], [`Mpsc`]) and the message format `M` ([`Bytes`], the
 //!   default, [`Typed<T>`](Typed) or [`Declared<T>`](Declared)): `spsc::Sender` is `Sender<Spsc>`,
@@ -69,6 +73,7 @@
 mod attach;
 mod channel;
 mod doorbell;
+mod durable;
 mod error;
 mod identity;
 pub mod inspect;
@@ -93,7 +98,7 @@ pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
 };
 pub use shmq_ring::{Mpsc, Spsc};
-pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
+pub use shmq_segment::{Durability, SegmentOptions, SyncRecord, unique_name, validate_name};
 
 /// `bytemuck`, re-exported for message types. Its derives name the crate
 /// `bytemuck` in the code they generate; through this re-export (without

@@ -109,6 +109,25 @@ pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// A durability policy as the examples and tests spell it: `none`,
+/// `every-commit` (or `every`), `periodic:MS:MESSAGES` (either budget 0 for
+/// none of that kind).
+pub fn parse_durability(spec: &str) -> Result<shmq::Durability, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let num = |s: &str| s.parse::<u64>().map_err(|e| format!("{spec:?}: {e}"));
+    match parts.as_slice() {
+        ["none"] => Ok(shmq::Durability::None),
+        ["every" | "every-commit"] => Ok(shmq::Durability::EveryCommit),
+        ["periodic", ms, n] => Ok(shmq::Durability::Periodic {
+            interval: Duration::from_millis(num(ms)?),
+            messages: num(n)?,
+        }),
+        _ => Err(format!(
+            "unknown durability {spec:?} (none, every-commit, periodic:MS:MESSAGES)"
+        )),
+    }
+}
+
 /// The detection budget the brief sets: SIGKILL to `Disconnected`.
 pub const DEATH_BUDGET: Duration = Duration::from_millis(250);
 
