@@ -262,7 +262,7 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
     let row = ls_row(&damaged);
     assert!(row.contains("damaged"), "{row}");
     assert!(
-        text.contains(&format!("{damaged}: header version: expected 2, found 7")),
+        text.contains(&format!("{damaged}: header version: expected 3, found 7")),
         "{text}"
     );
 
@@ -295,9 +295,9 @@ fn inspect_names_a_damaged_header() {
 
     corrupt(&n, 8, &99u32.to_le_bytes());
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("header version: expected 2, found 99")
+        predicate::str::contains("header version: expected 3, found 99")
             .and(predicate::str::contains(
-                "99  <- expected 2 (another layout version",
+                "99  <- expected 3 (another layout version",
             ))
             .and(predicate::str::contains("damaged")),
     );
@@ -312,7 +312,7 @@ fn inspect_names_a_damaged_header() {
 
     // Back to this version: a second damaged field is named too, not only the
     // first one found.
-    corrupt(&n, 8, &2u32.to_le_bytes()); // this build's layout version
+    corrupt(&n, 8, &3u32.to_le_bytes()); // this build's layout version
     corrupt(&n, 12, &0xdeadu32.to_le_bytes()); // the state field
     corrupt(&n, 16, &0u16.to_le_bytes()); // the kind field
     shmq().args(["inspect", &n]).assert().success().stdout(
@@ -322,7 +322,7 @@ fn inspect_names_a_damaged_header() {
     );
     let j = inspect_json(&n);
     assert_eq!(j["damaged"], true);
-    assert_eq!(j["header"]["version"], 2);
+    assert_eq!(j["header"]["version"], 3);
     assert_eq!(j["problems"].as_array().map(Vec::len), Some(2), "{j}");
     // The ring cannot be read, so whether the producer closed or died is unknown.
     assert_eq!(ls_json(&n)["producers"][0]["status"], "gone");
