@@ -780,3 +780,98 @@ fn streaming_serial_few_futex_calls() {
         "{calls} futex calls for {count} messages"
     );
 }
+
+// ---------------------------------------------------------------- many registrations
+
+/// More futures waiting than one `futex_waitv` takes (200 > 128): a message on
+/// a channel whose future registered last (not slept on) is still received,
+/// found by the waiter's capped sleep; every other future stays pending.
+#[test]
+fn more_registrations_than_one_futex_waitv_takes() {
+    const N: usize = 200;
+    let opts = options(WaitStrategy::Park);
+    let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..N)
+        .map(|_| shmq::spsc::anonymous(&opts).unwrap())
+        .unzip();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn(move || {
+        Exec::TokioCurrent.block_on(async move {
+            let mut rxs = rxs;
+            // One future per channel, all polled by one task; the first to
+            // complete is the answer.
+            let mut futs: Vec<_> = rxs.iter_mut().map(|rx| Box::pin(rx.recv_async())).collect();
+            std::future::poll_fn(|cx| {
+                for (i, f) in futs.iter_mut().enumerate() {
+                    if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                        return Poll::Ready((i, r.map(|g| g.to_vec())));
+                    }
+                }
+                let _ = ready_tx.send(());
+                Poll::Pending
+            })
+            .await
+        })
+    });
+    ready.recv().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while shmq_ring::park::registrations() < N {
+        assert!(Instant::now() < until, "the futures never all registered");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = Instant::now();
+    txs[N - 1].send(b"last").unwrap();
+    let (i, r) = waiting.join().unwrap();
+    let took = sent.elapsed();
+    assert_eq!((i, r.unwrap()), (N - 1, b"last".to_vec()));
+    eprintln!("received on the {N}th channel after {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(shmq_ring::park::registrations(), 0);
+}
+
+// ---------------------------------------------------------------- the example
+
+/// `async_aggregator --inputs 3 --count 400`: everything arrives verified and
+/// the JSON line has every field (the figures themselves are not held to a
+/// bound: the machine is shared).
+#[test]
+fn async_aggregator_example() {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = profile.join("examples/async_aggregator");
+    if !bin.exists() || std::env::var_os("SHMQ_TEST_NO_BUILD").is_none() {
+        let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+        // The features this test was built with, so that nothing is rebuilt.
+        let features = if cfg!(feature = "failpoints") {
+            "async,failpoints"
+        } else {
+            "async"
+        };
+        cmd.args([
+            "build",
+            "--quiet",
+            "--example",
+            "async_aggregator",
+            "--features",
+            features,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", profile.parent().unwrap());
+        if profile.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let _ = cmd.status();
+    }
+    assert!(bin.exists(), "{} was not built", bin.display());
+    let out = std::process::Command::new(&bin)
+        .args(["--inputs", "3", "--count", "400"])
+        .output()
+        .expect("run async_aggregator");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(v["received"], 1200);
+    assert_eq!(v["verified"], true);
+    assert!(v["idle_cpu_pct"].as_f64().is_some_and(|x| x >= 0.0), "{v}");
+    assert!(v["p50_wake_us"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+}
