@@ -153,7 +153,10 @@ fn role_echo() {
             n += 1;
         }
     });
-    emit("done", json!({ "echoed": echoed }));
+    emit(
+        "done",
+        json!({ "echoed": echoed, "expired": shmq_ring::park::expired() }),
+    );
 }
 
 /// Opens the SPSC channels NAMES (comma-separated) and sends COUNT messages,
@@ -233,9 +236,22 @@ fn round_trips(exec: Exec, rounds: u64) {
         }
         (tx, rx)
     });
-    eprintln!("{exec:?}: {rounds} round trips in {:?}", started.elapsed());
+    let expired = shmq_ring::park::expired();
+    eprintln!(
+        "{exec:?}: {rounds} round trips in {:?}, {expired} registrations expired",
+        started.elapsed()
+    );
     drop(tx);
-    assert_eq!(echo.event("done")["echoed"], rounds);
+    let done = echo.event("done");
+    assert_eq!(done["echoed"], rounds);
+    // Every wait ends because the peer sent within microseconds: a wait that
+    // ran out its slice (50 ms) is a lost wake-up, or a machine stalled for
+    // that long; a few stalls are tolerated.
+    let lost = expired + kit::num(&done, "expired");
+    assert!(
+        lost <= 3 + rounds / 10_000,
+        "{lost} waits were not woken by their message"
+    );
     echo.expect_success();
     drop(rx);
     assert_eq!(shmq_ring::park::registrations(), 0);
@@ -324,6 +340,17 @@ fn sixty_four(exec: Exec) {
     });
     assert_eq!(per_channel.iter().sum::<u64>(), count);
     assert_eq!(producer.event("sent")["count"], count);
+    // A channel's future is woken by its message (or the producer's close),
+    // not by its time-out: a lost wake-up would expire; a stalled machine may
+    // make a few expire.
+    let expired = shmq_ring::park::expired();
+    eprintln!(
+        "{exec:?}: {count} messages over {CHANNELS} channels, {expired} registrations expired"
+    );
+    assert!(
+        expired <= CHANNELS as u64,
+        "{expired} waits were not woken by their message"
+    );
     producer.expect_success();
     assert_eq!(shmq_ring::park::registrations(), 0);
 }
@@ -586,11 +613,19 @@ fn interrupter_ends_async_waits() {
         i2.interrupt();
         Instant::now()
     });
-    let (r1, r2, at) = futures_executor::block_on(async {
-        let r1 = rx.recv_async().await.map(|g| g.len());
-        let r2 = tx2.send_async(&[1; 16]).await;
-        (r1, r2, Instant::now())
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = futures_executor::block_on(async {
+            let r1 = rx.recv_async().await.map(|g| g.len());
+            let r2 = tx2.send_async(&[1; 16]).await;
+            (r1, r2, Instant::now())
+        });
+        let _ = done_tx.send(r);
+        (rx, tx2)
     });
+    let (r1, r2, at) = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the interrupted futures ended");
     let asked = stop.join().unwrap();
     assert!(matches!(r1, Err(Error::Interrupted)), "{r1:?}");
     assert!(matches!(r2, Err(Error::Interrupted)), "{r2:?}");
@@ -789,7 +824,9 @@ fn streaming_serial_few_futex_calls() {
 #[test]
 fn more_registrations_than_one_futex_waitv_takes() {
     const N: usize = 200;
-    let opts = options(WaitStrategy::Park);
+    // A long slice: the message is found by the capped sleep (10 ms), not by
+    // a time-out of the registrations.
+    let opts = options(WaitStrategy::Park).wait_slice(Duration::from_secs(30));
     let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..N)
         .map(|_| shmq::spsc::anonymous(&opts).unwrap())
         .unzip();

@@ -272,7 +272,13 @@ impl Waiter {
                     // Acquire: pairs with the Release increment in
                     // `WakeLine::notify_*` and `wake_all` (the future re-checks
                     // its ring anyway when it is polled).
-                    if e.word.load(Ordering::Acquire) != e.seq || now >= e.until {
+                    if e.word.load(Ordering::Acquire) != e.seq {
+                        due.push(e.waker.clone());
+                        return false;
+                    }
+                    if now >= e.until {
+                        // Relaxed: a statistics counter.
+                        EXPIRED.fetch_add(1, Ordering::Relaxed);
                         due.push(e.waker.clone());
                         return false;
                     }
@@ -328,6 +334,17 @@ fn waiter() -> Arc<Waiter> {
     *w = Some((pid, waiter.clone()));
     waiter
 }
+
+/// Registrations the waiter thread woke because their time-out passed, not
+/// because their word moved, in this process: a diagnostic for tests (a
+/// future that waits for a message a peer sends within a slice is never woken
+/// so; a lost wake-up would be).
+pub fn expired() -> u64 {
+    // Relaxed: a statistics counter.
+    EXPIRED.load(Ordering::Relaxed)
+}
+
+static EXPIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How many registrations the waiter holds now (a diagnostic for tests: a
 /// dropped future leaves none).
