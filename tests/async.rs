@@ -196,13 +196,22 @@ fn role_hold_tx() {
 }
 
 /// Sends COUNT messages of 64 bytes on NAME (blocking sends, the default wait
-/// strategy), then reports its futex calls and closes.
+/// strategy), in bursts of 64 with 10 µs gaps, then reports its futex calls
+/// and closes.
 fn role_stream() {
     let mut tx = Sender::<Spsc>::open(&arg::<String>("NAME"), &kit::session()).expect("open");
     let count: u64 = arg("COUNT");
     let futex0 = shmq::futex_calls();
     for i in 0..count {
         tx.send(&kit::message(i, 0, 64)).expect("send");
+        if i % 64 == 63 {
+            // A short gap (busy, 10 µs), so that the receiver catches up and
+            // finds the ring empty now and then: awake, it must not register.
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_micros(10) {
+                std::hint::spin_loop();
+            }
+        }
     }
     kit::role::report_sent(tx, count, futex0);
 }
@@ -295,7 +304,8 @@ fn sixty_four(exec: Exec) {
     let list: Vec<String> = (0..CHANNELS)
         .map(|i| names.name(&format!("a64-{i}")))
         .collect();
-    let opts = kit::session().capacity(4096);
+    // Parked receivers: every one that finds its channel empty registers.
+    let opts = options(WaitStrategy::Park).capacity(4096);
     let rxs: Vec<Receiver<Spsc>> = list
         .iter()
         .map(|n| Receiver::<Spsc>::create(n, &opts).expect("create"))
@@ -855,6 +865,10 @@ fn more_registrations_than_one_futex_waitv_takes() {
         assert!(Instant::now() < until, "the futures never all registered");
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Let the waiter thread settle into its sleep (otherwise it may find the
+    // message while it still takes the registrations in, and the capped sleep
+    // would not be what is tested).
+    std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
     txs[N - 1].send(b"last").unwrap();
     let (i, r) = waiting.join().unwrap();
