@@ -30,6 +30,9 @@
 //!   over `K: RingKind` works with either kind.
 //! - [`Select`] waits on many receivers at once (asleep, one system call per
 //!   sleep, none per message while messages keep coming).
+//! - With the cargo feature `async`: `recv_async`, `send_async`,
+//!   `reserve_async` and receivers as `futures_core::Stream`s (`stream`,
+//!   `into_stream`), for any executor, cancellation-safe (see `RecvFuture`).
 //! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
 //!   between spinning (lowest latency), sleeping, or spinning then sleeping (the
 //!   default).
@@ -70,6 +73,8 @@
 //! [`SegmentOptions`]). `docs/ARCHITECTURE.md` has the map.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "async")]
+mod asynk;
 mod attach;
 mod channel;
 mod doorbell;
@@ -84,6 +89,11 @@ mod select;
 pub mod spsc;
 pub mod typed;
 
+#[cfg(feature = "async")]
+pub use asynk::{
+    IntoStream, RecvFuture, RecvIntoFuture, RecvStream, RecvValueFuture, ReserveFuture, SendFuture,
+    SendValueFuture,
+};
 pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, PeerWatcher, RingKind};
 pub use channel::{
     Bytes, Declared, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard,

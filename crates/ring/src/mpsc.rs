@@ -339,6 +339,7 @@ impl Producer {
                 cached_head,
                 local,
             },
+            held: None,
         })
     }
 

@@ -101,6 +101,10 @@ pub(crate) mod sealed {
         /// the flag after waking; MPSC producers share theirs, which only
         /// notifiers clear).
         fn exclusive(&self) -> bool;
+        /// The region the end's words lie in (for an async wait, whose waiter
+        /// thread keeps it mapped while it sleeps on them).
+        #[cfg(not(loom))]
+        fn region(&self) -> &crate::Region;
     }
 }
 
@@ -146,6 +150,11 @@ impl<K: Kind> sealed::End for Room<'_, K> {
     fn exclusive(&self) -> bool {
         K::Producer::EXCLUSIVE_WAIT
     }
+
+    #[cfg(not(loom))]
+    fn region(&self) -> &crate::Region {
+        self.producer.core.data().region()
+    }
 }
 
 impl<K: Kind> sealed::End for Consumer<K> {
@@ -187,6 +196,11 @@ impl<K: Kind> sealed::End for Consumer<K> {
 
     fn exclusive(&self) -> bool {
         K::Consumer::EXCLUSIVE_WAIT
+    }
+
+    #[cfg(not(loom))]
+    fn region(&self) -> &crate::Region {
+        self.core.data().region()
     }
 }
 
@@ -293,24 +307,7 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
         if interrupted(ends) {
             return Err(Error::Interrupted);
         }
-        seqs.clear();
-        // Only the rings this sleep waits on: a flag on another would make its
-        // producer wake a word nobody sleeps on.
-        for e in ends.iter().take(MAX_WAIT_WORDS) {
-            let (seq, flag) = e.words();
-            // Acquire: pairs with the Release increment in
-            // `WakeLine::notify_data` (`notify_space` for a producer's room) and
-            // `wake_all`; an increment after this load makes the sleep below
-            // return at once.
-            seqs.push(seq.load(Ordering::Acquire));
-            // Relaxed: ordered before the re-checks by the fence below.
-            flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
-        }
-        // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (for a
-        // consumer) or `notify_space` (for a producer's room), ring by ring
-        // (see the module docs).
-        fence_seqcst();
-        if !ends.iter_mut().any(|e| e.recheck()) {
+        if !arm(ends, &mut seqs) {
             let mut sleep = bound;
             if let Some(d) = deadline {
                 sleep = sleep.min(d.saturating_duration_since(Instant::now()));
@@ -324,17 +321,51 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
                 wait_any(&words, sleep);
             }
         }
-        for e in ends.iter().take(MAX_WAIT_WORDS).filter(|e| e.exclusive()) {
-            // Relaxed: this end is the flag's only waiter (as in `wait::block`
-            // for an exclusive side); a notifier may clear it too. A shared flag
-            // (MPSC producers) is left to the notifiers.
-            e.words().1.store(0, Ordering::Relaxed);
-        }
+        disarm(ends);
         if let Some(i) = poll_all(ends, from) {
             return Ok(i);
         }
         if past(Instant::now()) {
             return Err(Error::Timeout);
         }
+    }
+}
+
+/// Steps 1 to 3 of a wait on `ends` (docs/PROTOCOL.md, section 6): for each of
+/// the first [`MAX_WAIT_WORDS`] ends, reads its futex sequence into `seqs` and
+/// sets its waiting flag; then one `fence(SeqCst)`; then re-checks every end.
+/// Returns whether one is ready (then the caller does not sleep, and calls
+/// [`disarm`]); otherwise the caller may sleep on the sequences in `seqs` (a
+/// select in this thread, an async wait in the waiter thread of
+/// [`crate::park`]) and calls [`disarm`] after.
+pub(crate) fn arm(ends: &mut [&mut (dyn Selectable + '_)], seqs: &mut Vec<u32>) -> bool {
+    seqs.clear();
+    // Only the rings a sleep waits on: a flag on another would make its
+    // producer wake a word nobody sleeps on.
+    for e in ends.iter().take(MAX_WAIT_WORDS) {
+        let (seq, flag) = e.words();
+        // Acquire: pairs with the Release increment in
+        // `WakeLine::notify_data` (`notify_space` for a producer's room) and
+        // `wake_all`; an increment after this load makes the sleep on it
+        // return at once.
+        seqs.push(seq.load(Ordering::Acquire));
+        // Relaxed: ordered before the re-checks by the fence below.
+        flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
+    }
+    // SeqCst fence: pairs with the fence in `WakeLine::notify_data` (for a
+    // consumer) or `notify_space` (for a producer's room), ring by ring
+    // (see the module docs).
+    fence_seqcst();
+    ends.iter_mut().any(|e| e.recheck())
+}
+
+/// Step 5 of a wait: clears the waiting flags [`arm`] set, where the end is
+/// its flag's only waiter.
+pub(crate) fn disarm(ends: &[&mut (dyn Selectable + '_)]) {
+    for e in ends.iter().take(MAX_WAIT_WORDS).filter(|e| e.exclusive()) {
+        // Relaxed: this end is the flag's only waiter (as in `wait::block`
+        // for an exclusive side); a notifier may clear it too. A shared flag
+        // (MPSC producers) is left to the notifiers.
+        e.words().1.store(0, Ordering::Relaxed);
     }
 }
