@@ -1,7 +1,7 @@
 //! Receives and verifies messages from a channel.
 //!
 //! ```text
-//! consumer --name NAME --count N [--capacity BYTES] [--mpsc --producers P] [--resume]
+//! consumer (--name NAME | --file PATH [--durability POLICY]) --count N [--capacity BYTES] [--mpsc --producers P] [--resume]
 //! ```
 //! Creates or opens the channel, receives until N messages have arrived, and
 //! verifies every one: per-producer order with no gap and no duplicate, and every
@@ -26,15 +26,24 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shmq::{Error, Options, Receiver, RingKind, mpsc, spsc};
+use shmq::{Error, Options, Receiver, RingKind};
 use shmq_testkit::msg;
 
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]
 struct Args {
     /// Channel name (e.g. /demo).
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    name: Option<String>,
+    /// A file channel at this path instead of a named one (created if need
+    /// be, on any local file system; it outlives every process and, with
+    /// `--durability`, a power loss).
     #[arg(long)]
-    name: String,
+    file: Option<std::path::PathBuf>,
+    /// Durability policy of a file channel this program creates: none,
+    /// every-commit, periodic:MS:MESSAGES.
+    #[arg(long, requires = "file", value_parser = shmq_testkit::parse_durability)]
+    durability: Option<shmq::Durability>,
     /// Messages to receive.
     #[arg(long)]
     count: u64,
@@ -124,11 +133,14 @@ fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
     if let Some(c) = a.capacity {
         opts = opts.capacity(c);
     }
+    if let Some(d) = a.durability {
+        opts = opts.durability(d);
+    }
     if a.mpsc {
         let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
-        receive_all(mpsc::Receiver::create_or_open(&a.name, &opts)?, a, tally)
+        receive_all(open_at::<shmq::Mpsc>(&a.name, &a.file, &opts)?, a, tally)
     } else {
-        receive_all(spsc::Receiver::create_or_open(&a.name, &opts)?, a, tally)
+        receive_all(open_at::<shmq::Spsc>(&a.name, &a.file, &opts)?, a, tally)
     }
 }
 
@@ -189,5 +201,18 @@ fn main() -> ExitCode {
         (true, "complete") => ExitCode::SUCCESS,
         (true, "disconnected") => ExitCode::from(2),
         _ => ExitCode::from(1),
+    }
+}
+
+/// The channel named `name`, or the file channel at `file`, created or opened.
+fn open_at<K: RingKind>(
+    name: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+    opts: &Options,
+) -> shmq::Result<Receiver<K>> {
+    match (file, name) {
+        (Some(path), _) => Receiver::<K>::create_or_open_file(path, opts),
+        (None, Some(name)) => Receiver::<K>::create_or_open(name, opts),
+        (None, None) => unreachable!("clap requires --name or --file"),
     }
 }

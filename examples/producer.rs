@@ -1,7 +1,7 @@
 //! Sends N verifiable messages into a channel.
 //!
 //! ```text
-//! producer --name NAME --count N --size BYTES [--capacity BYTES] [--mpsc --id K]
+//! producer (--name NAME | --file PATH [--durability POLICY]) --count N --size BYTES [--capacity BYTES] [--mpsc --id K]
 //!          [--exit-on-disconnect]
 //! ```
 //! Creates or opens the channel (either program may start first), sends N
@@ -15,15 +15,24 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use shmq::{Error, Lifecycle, Options, RingKind, Sender, mpsc, spsc};
+use shmq::{Error, Lifecycle, Options, RingKind, Sender};
 use shmq_testkit::msg;
 
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]
 struct Args {
     /// Channel name (e.g. /demo).
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    name: Option<String>,
+    /// A file channel at this path instead of a named one (created if need
+    /// be, on any local file system; it outlives every process and, with
+    /// `--durability`, a power loss).
     #[arg(long)]
-    name: String,
+    file: Option<std::path::PathBuf>,
+    /// Durability policy of a file channel this program creates: none,
+    /// every-commit, periodic:MS:MESSAGES.
+    #[arg(long, requires = "file", value_parser = shmq_testkit::parse_durability)]
+    durability: Option<shmq::Durability>,
     /// Messages to send.
     #[arg(long)]
     count: u64,
@@ -54,11 +63,14 @@ fn run(a: &Args) -> shmq::Result<f64> {
     if let Some(c) = a.capacity {
         opts = opts.capacity(c);
     }
+    if let Some(d) = a.durability {
+        opts = opts.durability(d);
+    }
     if a.mpsc {
         let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
-        send_all(mpsc::Sender::create_or_open(&a.name, &opts)?, a)
+        send_all(open_at::<shmq::Mpsc>(&a.name, &a.file, &opts)?, a)
     } else {
-        send_all(spsc::Sender::create_or_open(&a.name, &opts)?, a)
+        send_all(open_at::<shmq::Spsc>(&a.name, &a.file, &opts)?, a)
     }
 }
 
@@ -95,5 +107,18 @@ fn main() -> ExitCode {
             eprintln!("producer: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The channel named `name`, or the file channel at `file`, created or opened.
+fn open_at<K: RingKind>(
+    name: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+    opts: &Options,
+) -> shmq::Result<Sender<K>> {
+    match (file, name) {
+        (Some(path), _) => Sender::<K>::create_or_open_file(path, opts),
+        (None, Some(name)) => Sender::<K>::create_or_open(name, opts),
+        (None, None) => unreachable!("clap requires --name or --file"),
     }
 }

@@ -16,8 +16,8 @@ if ! command -v strace >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; th
 fi
 command -v strace >/dev/null 2>&1 && echo "strace: $(strace -V | head -n 1)" || echo "strace: not available"
 
-section "build (release, with failpoints) and examples"
-cargo build --release --workspace --all-targets --features failpoints
+section "build (release, with failpoints and async) and examples"
+cargo build --release --workspace --all-targets --features failpoints,async
 
 section "unit, integration and cross-process tests"
 # nextest runs every test in its own process, with the time-outs and the serial
@@ -26,10 +26,10 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "cargo-nextest not installed: installing it (cargo install cargo-nextest --locked)"
   cargo install cargo-nextest --locked
 fi
-cargo nextest run --release --workspace --all-targets --features failpoints --no-tests=pass
+cargo nextest run --release --workspace --all-targets --features failpoints,async --no-tests=pass
 
 section "doctests"
-cargo test --release --workspace --doc --features failpoints
+cargo test --release --workspace --doc --features failpoints,async
 
 section "loom models (LOOM_MAX_PREEMPTIONS=2)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
@@ -57,11 +57,11 @@ section "sanitizers: ThreadSanitizer and AddressSanitizer on the threaded tests"
 bash scripts/sanitizers.sh
 
 section "documentation builds without warnings"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --features async --quiet
 
 section "nothing left behind in /dev/shm"
 left=$(find /dev/shm -maxdepth 1 \( -name 't-*' -o -name 'cli-test-*' -o -name 'doc*' \
-  -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \
+  -o -name 'agg*' -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \
   -o -name '.shmq-tmp-*' \) | head -n 20)
 if [ -n "$left" ]; then
   echo "left in /dev/shm by the tests:"; echo "$left"; exit 1

@@ -24,9 +24,10 @@ use shmq_ring::{
     Endpoint as RingEndpoint, Geometry, Interrupter, Liveness, Mpsc, Region, Spsc, WaitConfig,
     failpoint, inspect, mpsc, spsc,
 };
-use shmq_segment::{Expect, Layout, Opened, Segment};
+use shmq_segment::{Durability, Expect, Layout, Opened, Segment};
 
 use crate::channel::PeerState;
+use crate::durable::Syncer;
 use crate::error::{Error, Result};
 use crate::identity::TypeInfo;
 use crate::mem;
@@ -496,6 +497,12 @@ pub(crate) enum Source<'a> {
     CreateOrOpen(&'a str),
     /// An anonymous channel's descriptor from another process.
     Fd(std::os::fd::OwnedFd),
+    /// Create a file channel at this path; fail if something is there.
+    CreateFile(&'a std::path::Path),
+    /// Open the file channel at this path.
+    OpenFile(&'a std::path::Path),
+    /// Create the file channel, or open it if it exists.
+    CreateOrOpenFile(&'a std::path::Path),
 }
 
 /// Maps and validates (or creates and initialises) a channel's segment.
@@ -536,8 +543,47 @@ fn map_segment(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapp
         // A name that cannot be recorded is refused before anything is made or opened.
         ty.type_name()?;
     }
+    let file = matches!(
+        source,
+        Source::CreateFile(_) | Source::OpenFile(_) | Source::CreateOrOpenFile(_)
+    );
+    if !file && opts.durability.is_some_and(|d| d != Durability::None) {
+        return Err(shmq_segment::Error::InvalidArgument {
+            what: "a durability policy applies to file channels only (create_file, open_file, create_or_open_file)",
+        }
+        .into());
+    }
+    // A stale file's messages are data: the segment layer would replace the
+    // file whatever it holds, so file channels never reclaim.
+    let file_opts = || opts.segment().reclaim_stale(false);
+    let durability = opts.durability.unwrap_or_default();
     let seg = match source {
         Source::Create(name) => create_named(name, shape, opts)?,
+        Source::CreateFile(path) => {
+            let geometry = shape.geometry()?;
+            let mut c = Segment::create_file(path, &shape.layout(&geometry)?, &file_opts())?;
+            c.set_durability(durability)?;
+            finish_creating(&geometry, c)?
+        }
+        Source::OpenFile(path) => {
+            let seg = Segment::open_file(path, &shape.expect(), &file_opts())?;
+            check_durability(&seg, opts)?;
+            seg
+        }
+        Source::CreateOrOpenFile(path) => {
+            let geometry = shape.geometry()?;
+            let layout = shape.layout(&geometry)?;
+            match Segment::create_or_open_file(path, &layout, &shape.expect(), &file_opts())? {
+                Opened::Created(mut c) => {
+                    c.set_durability(durability)?;
+                    finish_creating(&geometry, c)?
+                }
+                Opened::Existing(s) => {
+                    check_durability(&s, opts)?;
+                    s
+                }
+            }
+        }
         Source::Open(name) => Segment::open(name, &shape.expect(), &opts.segment())?,
         Source::CreateOrOpen(name) => {
             let geometry = shape.geometry()?;
@@ -551,6 +597,18 @@ fn map_segment(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapp
     };
     shape.check_typed(&seg)?;
     Mapped::new(seg)
+}
+
+/// An opened file's recorded policy against the one the opener set, if any.
+fn check_durability(seg: &Segment, opts: &Options) -> Result<()> {
+    let found = seg.durability()?;
+    match opts.durability {
+        Some(expected) if expected != found => Err(Error::WrongDurability {
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A new anonymous channel's segment, mapped once for both (pending) ends.
@@ -761,6 +819,9 @@ struct Ready<R: Attachable> {
     /// The segment was found destroyed under the mapping (`Handle::run`): every
     /// call reports this.
     destroyed: Option<crate::error::Corruption>,
+    /// A file channel's durability policy at work (`None` for every other
+    /// channel, and for files whose policy is `None`).
+    sync: Option<Box<Syncer>>,
 }
 
 enum State<R: Attachable> {
@@ -875,6 +936,7 @@ impl<R: Attachable> Handle<R> {
                 mapped,
                 destroyed,
                 generation,
+                sync,
                 ..
             }) => {
                 if *generation != shmq_segment::fork_generation() {
@@ -887,17 +949,48 @@ impl<R: Attachable> Handle<R> {
                 if let Some(c) = destroyed {
                     return Err(Error::Corrupted(*c));
                 }
+                if let Some(s) = sync {
+                    s.check()?;
+                }
                 let result = op(ring);
                 if mapped.seg.is_damaged() {
                     *destroyed = Some(SHRUNK);
                     return Err(Error::Corrupted(SHRUNK));
                 }
                 match result {
-                    Ok(v) => Ok(v),
+                    Ok(v) => {
+                        // A file channel's policy: one branch for every other
+                        // channel (see `durable.rs` for who syncs when).
+                        if let Some(s) = sync {
+                            s.committed(&mapped.seg);
+                        }
+                        Ok(v)
+                    }
                     Err(e) => Err(judge(e, mapped, destroyed)),
                 }
             }
             _ => Err(not_attached()),
+        }
+    }
+
+    /// Writes a file channel back to its file now, whatever its policy (a
+    /// no-op for other channels and for a handle not attached yet).
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        match &mut self.state {
+            State::Ready(r) => {
+                if r.generation != shmq_segment::fork_generation() {
+                    return Err(Error::Forked);
+                }
+                if !matches!(r.mapped.seg.backing(), shmq_segment::Backing::File(_)) {
+                    return Ok(());
+                }
+                match &mut r.sync {
+                    Some(s) => s.sync(&r.mapped.seg),
+                    None => Ok(r.mapped.seg.sync()?),
+                }
+            }
+            State::Pending(_) => Ok(()),
+            State::Gone => Err(not_attached()),
         }
     }
 
@@ -1005,6 +1098,7 @@ fn attach<R: Attachable>(
     interrupt: &Interrupter,
 ) -> Result<Ready<R>> {
     let live: Arc<dyn Liveness> = Arc::new(SegmentLiveness(mapped.seg.clone()));
+    let sync = Syncer::for_segment(&mapped.seg)?.map(Box::new);
     let indices: Vec<u16> = if R::CONSUMER {
         vec![0]
     } else {
@@ -1036,6 +1130,7 @@ fn attach<R: Attachable>(
             pid: std::process::id(),
             generation: shmq_segment::fork_generation(),
             destroyed: None,
+            sync,
         });
     }
     debug_assert!(busy);
@@ -1095,7 +1190,15 @@ impl<R: Attachable> Drop for Ready<R> {
         }
         drop(ring); // marks the endpoint closed and wakes the peer
         let m = &self.mapped;
-        let _ = m.seg.remove_if_unused(|| m.drained());
+        let removed = m.seg.remove_if_unused(|| m.drained());
+        // A file channel that syncs: what this end did last (a guard committed
+        // or released after its last call, its close) reaches the disk too,
+        // unless the drained file was just removed. Nobody to tell of a failure.
+        if let Some(s) = &mut self.sync
+            && !matches!(removed, Ok(true))
+        {
+            let _ = s.sync(&m.seg);
+        }
         let _ = m.seg.release_endpoint(self.index);
     }
 }

@@ -245,7 +245,7 @@ impl<K: RingKind, M: Format> Sender<K, M> {
         Self::attach(Source::Fd(fd), opts)
     }
 
-    fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
+    pub(crate) fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Sender {
             end: Handle::open(source, &M::shape::<K>(opts), opts)?,
             _m: PhantomData,
@@ -514,7 +514,7 @@ impl<K: RingKind, M: Format> Receiver<K, M> {
         Self::attach(Source::Fd(fd), opts)
     }
 
-    fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
+    pub(crate) fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Receiver {
             end: Handle::open(source, &M::shape::<K>(opts), opts)?,
             bell: None,

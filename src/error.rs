@@ -148,6 +148,15 @@ pub enum Error {
         /// Their payload bytes.
         bytes: u64,
     },
+    /// A file channel was opened with [`Options::durability`](crate::Options::durability)
+    /// set to another policy than the one its creator recorded.
+    #[error("the file channel's durability policy is {found}, not {expected} as this end asks")]
+    WrongDurability {
+        /// The policy this end asked for.
+        expected: String,
+        /// The channel's, as its header records it.
+        found: String,
+    },
     /// The segment layer failed: bad name, missing, foreign or damaged segment,
     /// mismatched layout, permissions, ...
     #[error(transparent)]

@@ -495,6 +495,14 @@ pub struct Report {
     /// if declared, size, alignment); `None` for byte channels and for headers
     /// too damaged to say.
     pub message_type: Option<crate::MessageType>,
+    /// The durability policy the header records ([`Durability::None`] for
+    /// every segment but a file channel's), or what is wrong with the record
+    /// (in words); `None` if the object is too short to hold it.
+    ///
+    /// [`Durability::None`]: crate::Durability::None
+    pub durability: Option<std::result::Result<crate::Durability, String>>,
+    /// The last sync recorded in the header (file channels; display only).
+    pub last_sync: Option<crate::SyncRecord>,
 }
 
 impl Report {
@@ -557,6 +565,62 @@ pub fn inspect(name: &str) -> Result<Option<Report>> {
         return Ok(None);
     }
     Ok(Some(report(name, &peek)))
+}
+
+/// Looks at the file channel at `path` (as [`inspect`] does a named one).
+/// `Ok(None)` if the file is not a shmq segment. The report's name is the path.
+///
+/// # Errors
+/// As [`inspect`], with a path for the name.
+pub fn inspect_file(path: &std::path::Path) -> Result<Option<Report>> {
+    // A symbolic link or a directory is said as such (`Untrusted`), not taken
+    // for someone else's file.
+    let peek = match Segment::peek_file(path, &SegmentOptions::new()) {
+        Ok(p) => p,
+        Err(segment::Error::TooSmall { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !peek.is_shmq() {
+        return Ok(None);
+    }
+    Ok(Some(report(&path.display().to_string(), &peek)))
+}
+
+/// Every file channel in directory `dir` (its regular files that hold a shmq
+/// header; creators' temporaries and other files are skipped), by path, sorted,
+/// with its report or the error met reading it.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) if `dir` cannot be listed.
+pub fn list_dir(dir: &std::path::Path) -> Result<Vec<(String, Result<Report>)>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| {
+        crate::Error::Segment(segment::Error::Os {
+            op: "read_dir",
+            source,
+        })
+    })?;
+    let mut paths: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            !e.file_name()
+                .to_string_lossy()
+                .starts_with(segment::TEMPORARY_PREFIX)
+        })
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        match inspect_file(&path) {
+            Ok(Some(r)) => out.push((name, Ok(r))),
+            Ok(None) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => out.push((name, Err(e))),
+        }
+    }
+    Ok(out)
 }
 
 /// The names of the regular files in `/dev/shm` that are valid segment names,
@@ -834,6 +898,8 @@ fn report(name: &str, peek: &Peek) -> Report {
         in_use,
         problems,
         message_type,
+        durability: peek.durability().map(|d| d.map_err(|e| e.to_string())),
+        last_sync: peek.sync_record(),
     }
 }
 

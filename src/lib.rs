@@ -19,6 +19,10 @@
 //!   `fork` (`spsc::anonymous`), and channels passed to an unrelated process as a
 //!   file descriptor, are sessions. [`Options::lifecycle`] chooses; the model and
 //!   each call's delivery guarantee are in docs/LIFECYCLE.md.
+//! - File channels (`create_file`, `open_file`, `create_or_open_file` on every
+//!   [`Sender`] and [`Receiver`]): the ring lives in a file on a local file
+//!   system and outlives every process and, as its [`Durability`] policy
+//!   ([`Options::durability`]) says, a reboot; `sync()` forces it to the disk.
 //! - One [`Sender<K, M>`](Sender) and [`Receiver<K, M>`](Receiver) over the ring
 //!   kind `K` ([`Spsc`], [`Mpsc`]) and the message format `M` ([`Bytes`], the
 //!   default, [`Typed<T>`](Typed) or [`Declared<T>`](Declared)): `spsc::Sender` is `Sender<Spsc>`,
@@ -26,6 +30,9 @@
 //!   over `K: RingKind` works with either kind.
 //! - [`Select`] waits on many receivers at once (asleep, one system call per
 //!   sleep, none per message while messages keep coming).
+//! - With the cargo feature `async`: `recv_async`, `send_async`,
+//!   `reserve_async` and receivers as `futures_core::Stream`s (`stream`,
+//!   `into_stream`), for any executor, cancellation-safe (see `RecvFuture`).
 //! - Every blocking call has `try_` and `_timeout` forms; [`WaitStrategy`] chooses
 //!   between spinning (lowest latency), sleeping, or spinning then sleeping (the
 //!   default).
@@ -66,9 +73,12 @@
 //! [`SegmentOptions`]). `docs/ARCHITECTURE.md` has the map.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "async")]
+mod asynk;
 mod attach;
 mod channel;
 mod doorbell;
+mod durable;
 mod error;
 mod identity;
 pub mod inspect;
@@ -79,6 +89,11 @@ mod select;
 pub mod spsc;
 pub mod typed;
 
+#[cfg(feature = "async")]
+pub use asynk::{
+    IntoStream, RecvFuture, RecvIntoFuture, RecvStream, RecvValueFuture, ReserveFuture, SendFuture,
+    SendValueFuture,
+};
 pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, PeerWatcher, RingKind};
 pub use channel::{
     Bytes, Declared, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard,
@@ -93,7 +108,7 @@ pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
 };
 pub use shmq_ring::{Mpsc, Spsc};
-pub use shmq_segment::{SegmentOptions, unique_name, validate_name};
+pub use shmq_segment::{Durability, SegmentOptions, SyncRecord, unique_name, validate_name};
 
 /// `bytemuck`, re-exported for message types. Its derives name the crate
 /// `bytemuck` in the code they generate; through this re-export (without

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shmq_ring::{Lifecycle, WaitConfig, WaitStrategy};
-use shmq_segment::SegmentOptions;
+use shmq_segment::{Durability, SegmentOptions};
 
 /// Default capacity of a byte channel: 1 MiB.
 pub const DEFAULT_CAPACITY: u64 = 1 << 20;
@@ -31,6 +31,9 @@ pub struct Options {
     /// Set by [`Options::lifecycle`]; unset: a queue for named channels, a
     /// session for anonymous and descriptor-passed ones.
     lifecycle: Option<Lifecycle>,
+    /// Set by [`Options::durability`]: the policy a created file channel
+    /// records, and the one an opener requires.
+    pub(crate) durability: Option<Durability>,
     /// Set by [`Options::segment_options`]; the settings below apply on top of it.
     base: SegmentOptions,
     /// The segment settings made through this builder, in call order: they
@@ -69,6 +72,7 @@ impl Options {
             producers: None,
             wait: WaitConfig::default(),
             lifecycle: None,
+            durability: None,
             base: SegmentOptions::new(),
             settings: Vec::new(),
         }
@@ -111,6 +115,18 @@ impl Options {
     /// once that its receiver went away.
     pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
         self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// When a file channel's writes are forced to the disk ([`Durability`];
+    /// file channels only: `create_file`, `open_file`, `create_or_open_file`).
+    /// Recorded in the file when it is created (unset: [`Durability::None`]);
+    /// every end follows the recorded policy, and an opener that sets one
+    /// requires it ([`Error::WrongDurability`](crate::Error::WrongDurability)
+    /// otherwise). What each policy survives and costs: README, "Durable
+    /// channels".
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
         self
     }
 

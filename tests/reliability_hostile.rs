@@ -585,7 +585,8 @@ fn hp01_each_header_corruption_gives_its_own_typed_error() {
     #[rustfmt::skip]
     let cases: Vec<(&str, Damage, Want, bool)> = vec![
         ("bad magic", Box::new(|i| i[0] ^= 0x20), Seg(|e| matches!(e, SegError::BadMagic { .. })), true),
-        ("an older version (1: hashed type names, table at 128)", u32_at(8, 1), Seg(|e| matches!(e, SegError::VersionMismatch { found: 1, expected: 2 })), true),
+        ("an older version (1: hashed type names, table at 128)", u32_at(8, 1), Seg(|e| matches!(e, SegError::VersionMismatch { found: 1, expected: 3 })), true),
+        ("an older version (2: no doorbell)", u32_at(8, 2), Seg(|e| matches!(e, SegError::VersionMismatch { found: 2, expected: 3 })), true),
         ("a state no creator writes", u32_at(12, 5), Corrupt("state"), true),
         ("never published, creator gone", u32_at(12, 0), Seg(|e| matches!(e, SegError::Abandoned)), true),
         ("another kind (layout)", u16_at(16, shmq::KIND_MPSC), Layout("kind"), true),

@@ -17,6 +17,14 @@
 //! Every producer hands over the same number of messages per call (`--batch`,
 //! default 64; `--batch 1` sends message by message), so that no transport is
 //! timed with more calls per message than another.
+//!
+//! Durable channels (asked for by name, not in the default set): `shmq-shm` (a
+//! named SPSC channel in `/dev/shm`, the baseline), and SPSC channels on a file
+//! in `--file-dir` (default: the temporary directory) under each durability
+//! policy: `shmq-file-none`, `shmq-file-periodic` (every 10 ms or 1,000
+//! commits) and `shmq-file-every` (every commit: one `msync(MS_SYNC)` per
+//! `try_send_batch` call on the producer's side and per `try_recv_batch` call
+//! on the receiver's; its rows move at most [`EVERY_COMMIT_MAX_MSGS`] messages).
 
 use std::fmt;
 use std::fs::File;
@@ -83,7 +91,14 @@ pub struct Args {
     /// run with the median time (the machine's state drifts between runs).
     #[arg(long, default_value_t = 1)]
     pub rounds: u32,
+    /// Directory of the file channels of the `shmq-file-*` transports (default:
+    /// the temporary directory); it should be on the disk to measure.
+    #[arg(long)]
+    pub file_dir: Option<std::path::PathBuf>,
 }
+
+/// Most messages a `shmq-file-every` row moves (each call syncs to the disk).
+pub const EVERY_COMMIT_MAX_MSGS: u64 = 20_000;
 
 /// A way to move messages one way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,6 +113,14 @@ pub enum Flow {
     UdsStream,
     /// `memcpy` into a ring-sized buffer in one thread: the copy limit.
     Memcpy,
+    /// A named SPSC channel in `/dev/shm`.
+    ShmqShm,
+    /// An SPSC channel on a file, durability none.
+    ShmqFileNone,
+    /// An SPSC channel on a file, synced every 10 ms or 1,000 commits.
+    ShmqFilePeriodic,
+    /// An SPSC channel on a file, synced at every commit.
+    ShmqFileEvery,
 }
 
 impl Flow {
@@ -110,9 +133,21 @@ impl Flow {
         Flow::Memcpy,
     ];
 
+    /// The durable-channel flows, run only when named.
+    pub const FILES: [Flow; 4] = [
+        Flow::ShmqShm,
+        Flow::ShmqFileNone,
+        Flow::ShmqFilePeriodic,
+        Flow::ShmqFileEvery,
+    ];
+
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
+            Flow::ShmqShm => "shmq-shm",
+            Flow::ShmqFileNone => "shmq-file-none",
+            Flow::ShmqFilePeriodic => "shmq-file-periodic",
+            Flow::ShmqFileEvery => "shmq-file-every",
             Flow::ShmqSpsc => "shmq-spsc",
             Flow::ShmqMpsc => "shmq-mpsc",
             Flow::Pipe => "pipe",
@@ -133,9 +168,14 @@ impl FromStr for Flow {
     fn from_str(s: &str) -> Result<Self> {
         Flow::ALL
             .into_iter()
+            .chain(Flow::FILES)
             .find(|f| f.name() == s.trim())
             .ok_or_else(|| {
-                let names: Vec<&str> = Flow::ALL.iter().map(|f| f.name()).collect();
+                let names: Vec<&str> = Flow::ALL
+                    .iter()
+                    .chain(&Flow::FILES)
+                    .map(|f| f.name())
+                    .collect();
                 format!("unknown transport {s:?} (known: {})", names.join(", ")).into()
             })
     }
@@ -181,7 +221,7 @@ impl Row {
 }
 
 /// What one measurement moves.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Plan {
     /// Message size in bytes.
     pub size: usize,
@@ -193,6 +233,8 @@ pub struct Plan {
     pub pin: bool,
     /// Most messages per send call (see [`Args::batch`]).
     pub batch: usize,
+    /// Directory of the file channels.
+    pub file_dir: std::path::PathBuf,
 }
 
 /// Writes the producer, the sequence number and the trailer into `msg`.
@@ -339,7 +381,12 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
     let cpus = if plan.pin { process::cpu_pair() } else { None };
     let _pin = process::Pinned::to(cpus.map(|c| c.0));
     let theirs = cpus.map(|c| c.1);
-    let per = plan.messages.div_ceil(u64::from(producers)).max(1);
+    let messages = if flow == Flow::ShmqFileEvery {
+        plan.messages.min(EVERY_COMMIT_MAX_MSGS)
+    } else {
+        plan.messages
+    };
+    let per = messages.div_ceil(u64::from(producers)).max(1);
     let total = per * u64::from(producers);
     let secs = match flow {
         Flow::ShmqSpsc => shmq_spsc(plan, per, theirs)?,
@@ -353,6 +400,9 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
             stream(plan, per, theirs, a, b)?
         }
         Flow::Memcpy => memcpy(plan, per),
+        Flow::ShmqShm | Flow::ShmqFileNone | Flow::ShmqFilePeriodic | Flow::ShmqFileEvery => {
+            shmq_durable(flow, plan, per, theirs)?
+        }
     };
     Ok(Row {
         flow,
@@ -436,6 +486,58 @@ fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     });
     let child = child?;
     let _ = rx.try_recv(); // attach before the clock starts
+    let secs = receive_all(&mut rx, &gun, (size, cap), 1, count)?;
+    reap_all(vec![child])?;
+    Ok(secs)
+}
+
+/// An SPSC channel by name (`/dev/shm`) or on a file in `plan.file_dir` with
+/// the flow's durability policy; the producer opens it in its own process.
+fn shmq_durable(flow: Flow, plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
+    use shmq::Durability;
+    let cap = ring_capacity(plan.size, plan.capacity);
+    let policy = match flow {
+        Flow::ShmqFilePeriodic => Durability::Periodic {
+            interval: std::time::Duration::from_millis(10),
+            messages: 1000,
+        },
+        Flow::ShmqFileEvery => Durability::EveryCommit,
+        _ => Durability::None,
+    };
+    let tag = format!("shmq-bench-{}-{}", std::process::id(), flow.name());
+    let name = format!("/{tag}");
+    let path = plan.file_dir.join(&tag);
+    let file = flow != Flow::ShmqShm;
+    let opts = Options::new().capacity(cap);
+    let mut rx = if file {
+        Receiver::<shmq::Spsc>::create_file(&path, &opts.clone().durability(policy))?
+    } else {
+        Receiver::<shmq::Spsc>::create(&name, &opts)?
+    };
+    // Whatever happens, nothing is left behind.
+    struct Remove(Option<std::path::PathBuf>, String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            match &self.0 {
+                Some(p) => drop(std::fs::remove_file(p)),
+                None => drop(shmq::inspect::unlink(&self.1)),
+            }
+        }
+    }
+    let _remove = Remove(file.then(|| path.clone()), name.clone());
+    let gun = Gun::new()?;
+    let trigger = gun.trigger()?;
+    let (size, batch) = (plan.size, plan.batch);
+    let child = process::spawn(cpu, move || {
+        let mut tx = if file {
+            shmq::spsc::Sender::open_file(&path, &Options::new())?
+        } else {
+            shmq::spsc::Sender::open(&name, &Options::new())?
+        };
+        wait_for_gun(&trigger)?;
+        send_all(&mut tx, (size, batch), 0, count)
+    });
+    let child = child?;
     let secs = receive_all(&mut rx, &gun, (size, cap), 1, count)?;
     reap_all(vec![child])?;
     Ok(secs)
@@ -626,6 +728,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 capacity: args.capacity,
                 pin: !args.no_pin,
                 batch: args.batch,
+                file_dir: args.file_dir.clone().unwrap_or_else(std::env::temp_dir),
             };
             for &(flow, p) in &runs {
                 bar.set_prefix(format!("{flow} x{p} {size} B"));

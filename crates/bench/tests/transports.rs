@@ -64,6 +64,10 @@ fn flows_deliver() {
             (throughput::Flow::Pipe, 1),
             (throughput::Flow::UdsStream, 1),
             (throughput::Flow::Memcpy, 1),
+            (throughput::Flow::ShmqShm, 1),
+            (throughput::Flow::ShmqFileNone, 1),
+            (throughput::Flow::ShmqFilePeriodic, 1),
+            (throughput::Flow::ShmqFileEvery, 1),
         ] {
             let plan = throughput::Plan {
                 size,
@@ -71,6 +75,7 @@ fn flows_deliver() {
                 capacity: 1 << 16,
                 pin: true,
                 batch: 8,
+                file_dir: std::env::temp_dir(),
             };
             let row = throughput::measure(flow, producers, &plan)
                 .unwrap_or_else(|e| panic!("{flow} x{producers} {size} B: {e}"));

@@ -30,9 +30,11 @@ pub enum ColorMode {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List every shmq segment in /dev/shm (other objects are skipped).
+    /// List every shmq segment in /dev/shm, or every file channel in DIR
+    /// (other objects are skipped).
     Ls(LsArgs),
-    /// Decode and check one segment's header, control block and endpoints.
+    /// Decode and check one segment's header, control block and endpoints
+    /// (and a file channel's durability policy and last sync).
     Inspect(InspectArgs),
     /// Remove one segment; refuses one in use unless --force.
     Rm(RmArgs),
@@ -88,6 +90,8 @@ pub struct BenchArgs {
 /// `shmq ls`.
 #[derive(Args, Debug)]
 pub struct LsArgs {
+    /// A directory of file channels to list instead of /dev/shm.
+    pub dir: Option<std::path::PathBuf>,
     /// Only segments whose name starts with this (e.g. /myapp-).
     #[arg(long)]
     pub prefix: Option<String>,
@@ -99,7 +103,8 @@ pub struct LsArgs {
 /// `shmq inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Segment name, with its leading slash (e.g. /orders).
+    /// Segment name, with its leading slash (e.g. /orders), or the path of a
+    /// file channel (a path with a `/` after its first character: ./orders, /var/lib/app/orders).
     pub name: String,
     /// One JSON object instead of text.
     #[arg(long)]
@@ -138,8 +143,13 @@ pub struct GcArgs {
 /// `shmq send`.
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// Channel name, with its leading slash. Created if it does not exist.
+    /// Channel name, with its leading slash, or the path of a file channel
+    /// (e.g. ./orders). Created if it does not exist.
     pub name: String,
+    /// Durability policy of a file channel this command creates: none,
+    /// every-commit, periodic:MS:MESSAGES (see the README's "Durable channels").
+    #[arg(long, value_parser = parse_durability)]
+    pub durability: Option<shmq::Durability>,
     /// Send fixed-size chunks of stdin instead of lines.
     #[arg(long)]
     pub raw: bool,
@@ -156,7 +166,8 @@ pub struct SendArgs {
 /// `shmq recv`.
 #[derive(Args, Debug)]
 pub struct RecvArgs {
-    /// Channel name, with its leading slash. Created if it does not exist.
+    /// Channel name, with its leading slash, or the path of a file channel
+    /// (e.g. ./orders). Created if it does not exist.
     pub name: String,
     /// Stop after this many messages (default: until the sender has gone and the
     /// channel is drained).
@@ -190,6 +201,16 @@ pub struct TopArgs {
     pub json: bool,
 }
 
+/// A channel argument that names a file channel: one with a `/` after its
+/// first character (`./orders`, `q/orders`, `/var/lib/app/orders`). Anything
+/// else is a `/dev/shm` name (`/orders`), checked as such.
+pub fn as_file(target: &str) -> Option<std::path::PathBuf> {
+    target
+        .char_indices()
+        .any(|(i, c)| i > 0 && c == '/')
+        .then(|| std::path::PathBuf::from(target))
+}
+
 /// Parses `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -209,6 +230,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
     };
     Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `none`, `every-commit`, or `periodic:MS:MESSAGES` (either budget 0 for none).
+pub fn parse_durability(s: &str) -> Result<shmq::Durability, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{s:?}: {e}"));
+    match parts.as_slice() {
+        ["none"] => Ok(shmq::Durability::None),
+        ["every-commit"] => Ok(shmq::Durability::EveryCommit),
+        ["periodic", ms, n] => Ok(shmq::Durability::Periodic {
+            interval: Duration::from_millis(num(ms)?),
+            messages: num(n)?,
+        }),
+        _ => Err(format!(
+            "unknown durability {s:?} (none, every-commit, periodic:MS:MESSAGES)"
+        )),
+    }
 }
 
 /// A refresh interval: a duration of at least one millisecond.
@@ -240,5 +278,15 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1").is_err());
         assert!(parse_interval("0").is_err());
+    }
+
+    #[test]
+    fn names_and_paths() {
+        assert_eq!(as_file("/orders"), None);
+        assert_eq!(as_file("/var/q/orders"), Some("/var/q/orders".into()));
+        assert_eq!(as_file("./orders"), Some("./orders".into()));
+        assert_eq!(as_file("orders"), None);
+        assert!(parse_durability("periodic:10:0").is_ok());
+        assert!(parse_durability("sometimes").is_err());
     }
 }

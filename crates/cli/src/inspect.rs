@@ -15,7 +15,11 @@ use crate::report;
 /// Fetches the report for `name`: an error for a bad name, a missing object or
 /// an object that is not a shmq segment.
 pub fn fetch(name: &str) -> Result<Report> {
-    shmq::inspect::inspect(name)?.ok_or_else(|| {
+    let found = match crate::cli::as_file(name) {
+        Some(path) => shmq::inspect::inspect_file(&path)?,
+        None => shmq::inspect::inspect(name)?,
+    };
+    found.ok_or_else(|| {
         CliError::msg(format!(
             "{name} is not a shmq segment (no shmq header): left alone"
         ))
@@ -88,6 +92,7 @@ pub fn render(r: &Report, out: &Out) -> String {
     field(&mut s, out, "open by a process", yes_no(r.in_use), None);
 
     header(&mut s, out, r);
+    durability(&mut s, out, r);
     ring(&mut s, out, r);
     endpoints(&mut s, out, r);
 
@@ -105,6 +110,23 @@ pub fn render(r: &Report, out: &Out) -> String {
         }
     }
     s
+}
+
+/// A file channel's durability policy and last sync (shown when the header
+/// records a policy or a sync: never for a `/dev/shm` channel).
+fn durability(s: &mut String, out: &Out, r: &Report) {
+    let synced = r.last_sync.is_some_and(|l| l.syncs > 0);
+    let policy = match &r.durability {
+        Some(Ok(shmq::Durability::None)) if !synced => return,
+        None => return,
+        Some(p) => p,
+    };
+    title(s, out, "durability");
+    match policy {
+        Ok(p) => field(s, out, "policy", p, None),
+        Err(e) => field(s, out, "policy", "?", Some(e.clone())),
+    }
+    field(s, out, "last sync", report::last_sync(r), None);
 }
 
 /// `yes` or `no`.

@@ -16,7 +16,21 @@ use crate::report;
 /// (permissions, say) is listed with the error. In text form, a last line
 /// counts what is not a segment but `shmq gc` cares about.
 pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
-    let found = report::list(args.prefix.as_deref())?;
+    let found = match &args.dir {
+        Some(dir) => {
+            let mut found = shmq::inspect::list_dir(dir)?;
+            found.retain(|(path, _)| {
+                args.prefix.as_deref().is_none_or(|p| {
+                    std::path::Path::new(path)
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(p))
+                })
+            });
+            found
+        }
+        None => report::list(args.prefix.as_deref())?,
+    };
+    let files = args.dir.is_some();
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let all: Vec<Value> = found
@@ -30,13 +44,19 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if found.is_empty() {
-        writeln!(stdout, "no shmq segments in /dev/shm")?;
+        match &args.dir {
+            Some(dir) => writeln!(stdout, "no shmq file channels in {}", dir.display())?,
+            None => writeln!(stdout, "no shmq segments in /dev/shm")?,
+        }
+        if files {
+            return Ok(ExitCode::SUCCESS);
+        }
         if let Some(note) = not_segments(args.prefix.as_deref()) {
             writeln!(stdout, "{}", out.paint(&note, Style::Yellow))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = Table::new(&[
+    let mut columns = vec![
         ("NAME", Align::Left),
         ("KIND", Align::Left),
         ("TYPE", Align::Left),
@@ -47,13 +67,17 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         ("PRODUCERS", Align::Left),
         ("CONSUMER", Align::Left),
         ("STATE", Align::Left),
-    ]);
+    ];
+    if files {
+        columns.push(("DURABILITY", Align::Left));
+    }
+    let mut table = Table::new(&columns);
     let mut notes = Vec::new();
     for (name, r) in &found {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                table.row(vec![
+                let mut row = vec![
                     Cell::plain(name.as_str()),
                     Cell::styled("?", Style::Dim),
                     Cell::styled("-", Style::Dim),
@@ -64,7 +88,11 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
                     Cell::styled("-", Style::Dim),
                     Cell::styled("-", Style::Dim),
                     Cell::styled("unreadable", Style::Red),
-                ]);
+                ];
+                if files {
+                    row.push(Cell::styled("-", Style::Dim));
+                }
+                table.row(row);
                 notes.push(format!("{name}: {e}"));
                 continue;
             }
@@ -83,7 +111,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         let (producers, p_style) = report::producers_summary(r);
         let (consumer, c_style) = report::one_status(report::consumer(r));
         let (state, s_style) = report::state_word(r);
-        table.row(vec![
+        let mut row = vec![
             Cell::plain(name.as_str()),
             Cell::plain(report::kind_name(r)),
             Cell::plain(report::message_type_short(r)),
@@ -94,7 +122,11 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
             Cell::styled(producers, p_style),
             Cell::styled(consumer, c_style),
             Cell::styled(state, s_style),
-        ]);
+        ];
+        if files {
+            row.push(Cell::plain(report::durability_short(r)));
+        }
+        table.row(row);
         for p in report::problems(r) {
             notes.push(format!("{name}: {p}"));
         }
@@ -106,7 +138,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
             writeln!(stdout, "{}", out.paint(&n, Style::Red))?;
         }
     }
-    if let Some(note) = not_segments(args.prefix.as_deref()) {
+    if !files && let Some(note) = not_segments(args.prefix.as_deref()) {
         writeln!(stdout, "{}", out.paint(&note, Style::Yellow))?;
     }
     Ok(ExitCode::SUCCESS)

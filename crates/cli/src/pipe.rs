@@ -4,7 +4,9 @@
 //! messages sent before the receiver starts wait for it in the ring. The sender
 //! closes its end at end of input; the receiver, without `--count`, stops once
 //! the sender has gone and everything it sent has been written out. The last of
-//! the two to close a drained channel removes it from `/dev/shm`.
+//! the two to close a drained channel removes it from `/dev/shm`. A channel
+//! argument with a directory part (`./orders`) is a file channel instead
+//! (`create_or_open_file`; `send --durability` chooses its policy).
 //!
 //! Line mode (the default) sends each line without its `\n` and the receiver
 //! writes each message followed by `\n`, so text goes through unchanged (a last
@@ -62,7 +64,11 @@ fn send_error(e: Error, sent: u64) -> CliError {
 /// A clearer refusal than a layout mismatch when `name` holds another kind of
 /// channel (`send` and `recv` speak SPSC byte channels).
 fn check_kind(name: &str) -> Result<()> {
-    if let Ok(Some(r)) = shmq::inspect::inspect(name)
+    let found = match crate::cli::as_file(name) {
+        Some(path) => shmq::inspect::inspect_file(&path),
+        None => shmq::inspect::inspect(name),
+    };
+    if let Ok(Some(r)) = found
         && let Some(kind) = r.kind
         && kind != ChannelKind::Spsc
     {
@@ -83,7 +89,14 @@ fn read_error(e: io::Error) -> CliError {
 /// chunks of `--chunk` bytes.
 pub fn send(args: &SendArgs) -> Result<ExitCode> {
     check_kind(&args.name)?;
-    let mut tx = spsc::Sender::create_or_open(&args.name, &options(args.capacity))?;
+    let mut opts = options(args.capacity);
+    if let Some(d) = args.durability {
+        opts = opts.durability(d);
+    }
+    let mut tx = match crate::cli::as_file(&args.name) {
+        Some(path) => spsc::Sender::create_or_open_file(path, &opts)?,
+        None => spsc::Sender::create_or_open(&args.name, &opts)?,
+    };
     let max = tx.max_message_len();
     let stdin = io::stdin().lock();
     if args.raw {
@@ -218,7 +231,11 @@ fn put(out: &mut impl Write, msg: &[u8], raw: bool) -> io::Result<()> {
 pub fn recv(args: &RecvArgs) -> Result<ExitCode> {
     check_kind(&args.name)?;
     let interrupt = Interrupt::catch()?;
-    let mut rx = spsc::Receiver::create_or_open(&args.name, &options(args.capacity))?;
+    let opts = options(args.capacity);
+    let mut rx = match crate::cli::as_file(&args.name) {
+        Some(path) => spsc::Receiver::create_or_open_file(path, &opts)?,
+        None => spsc::Receiver::create_or_open(&args.name, &opts)?,
+    };
     let mut out = BufWriter::with_capacity(IO_BUF, io::stdout().lock());
     let limit = args.count.unwrap_or(u64::MAX);
     let mut received: u64 = 0;

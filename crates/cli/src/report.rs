@@ -20,6 +20,52 @@ pub fn list(prefix: Option<&str>) -> shmq::Result<Vec<(String, shmq::Result<Repo
     Ok(found)
 }
 
+/// The last sync a file channel's header records, in words: when (UTC, and
+/// how long ago) and how many syncs so far; `never`.
+pub fn last_sync(r: &Report) -> String {
+    let Some(l) = r.last_sync.filter(|l| l.syncs > 0 && l.last_sync_ns > 0) else {
+        return "never".to_owned();
+    };
+    let secs = l.last_sync_ns / 1_000_000_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({} s ago), {} syncs since creation",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.saturating_sub(secs),
+        l.syncs
+    )
+}
+
+/// Year, month, day of a count of days since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The durability policy in words, for tables and JSON: `none`, `periodic`,
+/// `every-commit`, `damaged` or `-`.
+pub fn durability_short(r: &Report) -> &'static str {
+    match &r.durability {
+        Some(Ok(d)) => d.name(),
+        Some(Err(_)) => "damaged",
+        None => "-",
+    }
+}
+
 /// `spsc/bytes`, `spsc/typed`, `mpsc/bytes` or `mpsc/typed`; `kind N` for a code
 /// this build does not know.
 pub fn kind_name(r: &Report) -> String {
@@ -498,6 +544,14 @@ pub fn report_json(r: &Report, full: bool) -> Value {
         "damaged": r.is_damaged(),
         "problems": problems(r),
         "findings": r.problems.iter().map(finding_json).collect::<Vec<_>>(),
+        "durability": durability_short(r),
+        "durability_detail": match &r.durability {
+            Some(Ok(d)) => d.to_string(),
+            Some(Err(e)) => e.clone(),
+            None => "-".to_owned(),
+        },
+        "last_sync_ns": r.last_sync.map(|l| l.last_sync_ns),
+        "syncs": r.last_sync.map(|l| l.syncs),
     });
     if full {
         v["owner"] = json!(r.owner);
@@ -535,6 +589,8 @@ mod tests {
             in_use: false,
             problems: Vec::new(),
             message_type: None,
+            durability: None,
+            last_sync: None,
         }
     }
 

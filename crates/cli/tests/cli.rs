@@ -262,7 +262,7 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
     let row = ls_row(&damaged);
     assert!(row.contains("damaged"), "{row}");
     assert!(
-        text.contains(&format!("{damaged}: header version: expected 2, found 7")),
+        text.contains(&format!("{damaged}: header version: expected 3, found 7")),
         "{text}"
     );
 
@@ -295,9 +295,9 @@ fn inspect_names_a_damaged_header() {
 
     corrupt(&n, 8, &99u32.to_le_bytes());
     shmq().args(["inspect", &n]).assert().success().stdout(
-        predicate::str::contains("header version: expected 2, found 99")
+        predicate::str::contains("header version: expected 3, found 99")
             .and(predicate::str::contains(
-                "99  <- expected 2 (another layout version",
+                "99  <- expected 3 (another layout version",
             ))
             .and(predicate::str::contains("damaged")),
     );
@@ -312,7 +312,7 @@ fn inspect_names_a_damaged_header() {
 
     // Back to this version: a second damaged field is named too, not only the
     // first one found.
-    corrupt(&n, 8, &2u32.to_le_bytes()); // this build's layout version
+    corrupt(&n, 8, &3u32.to_le_bytes()); // this build's layout version
     corrupt(&n, 12, &0xdeadu32.to_le_bytes()); // the state field
     corrupt(&n, 16, &0u16.to_le_bytes()); // the kind field
     shmq().args(["inspect", &n]).assert().success().stdout(
@@ -322,7 +322,7 @@ fn inspect_names_a_damaged_header() {
     );
     let j = inspect_json(&n);
     assert_eq!(j["damaged"], true);
-    assert_eq!(j["header"]["version"], 2);
+    assert_eq!(j["header"]["version"], 3);
     assert_eq!(j["problems"].as_array().map(Vec::len), Some(2), "{j}");
     // The ring cannot be read, so whether the producer closed or died is unknown.
     assert_eq!(ls_json(&n)["producers"][0]["status"], "gone");
@@ -1023,9 +1023,11 @@ fn bench_passes_its_arguments_through_and_names_a_missing_program() {
 
 #[test]
 fn errors_are_one_line_and_usage_errors_exit_2() {
+    let long_name = format!("/{}", "x".repeat(300));
     for args in [
         vec!["inspect", "no-slash"],
-        vec!["inspect", "/a/b"],
+        // ("/a/b" is a file channel's path now: `not found`.)
+        vec!["inspect", &long_name],
         vec!["rm", ""],
         vec!["recv", "bad", "--count", "1"],
         vec!["top", "/", "--count", "1"],
@@ -1108,4 +1110,55 @@ fn ls_and_inspect_name_the_message_type() {
         "{text}"
     );
     drop((tx, plain));
+}
+
+#[test]
+fn file_channels_are_listed_inspected_and_piped() {
+    let dir = std::env::temp_dir().join(format!("cli-test-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    let chan = dir.join("orders");
+    let path = chan.to_str().expect("utf-8 path");
+    shmq()
+        .args(["send", path, "--durability", "every-commit"])
+        .write_stdin("one\ntwo\n")
+        .assert()
+        .success();
+    std::fs::write(dir.join("notes.txt"), "not a channel").expect("write");
+    let dir_s = dir.to_str().expect("utf-8 path");
+    shmq()
+        .args(["ls", dir_s])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(path).and(predicate::str::contains("every-commit")))
+        .stdout(predicate::str::contains("notes.txt").not());
+    shmq()
+        .args(["inspect", path])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("every commit"))
+        .stdout(predicate::str::contains("syncs since creation"))
+        .stdout(predicate::str::contains("messages waiting    2"));
+    let j: Value = serde_json::from_slice(&stdout_of(&["inspect", "--json", path])).expect("json");
+    assert_eq!(j["durability"], "every-commit", "{j}");
+    assert!(j["syncs"].as_u64().is_some_and(|n| n >= 1), "{j}");
+    shmq()
+        .args(["recv", path])
+        .assert()
+        .success()
+        .stdout("one\ntwo\n");
+    assert!(!chan.exists(), "the drained file is removed");
+    // A symbolic link is refused, in words.
+    std::os::unix::fs::symlink(dir.join("notes.txt"), dir.join("link")).expect("symlink");
+    shmq()
+        .args(["inspect", dir.join("link").to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("symbolic link"));
 }

@@ -47,6 +47,7 @@
 //! - [`WaitStrategy`], [`WaitConfig`]: how blocking calls wait.
 //! - [`Liveness`], [`Endpoint`]: the hook that says whether a peer is alive.
 //! - [`select`]: wait until one of many consumers has a message.
+//! - [`park`]: async waits, through one waiter thread per process.
 //! - [`frame`]: the frame format and its checks.
 //! - [`inspect`]: read-only views of a ring for tools.
 //! - [`Error`]: every failure.
@@ -62,6 +63,7 @@ pub mod inspect;
 mod kind;
 mod local;
 pub mod mpsc;
+pub mod park;
 mod peer;
 mod producer;
 mod region;

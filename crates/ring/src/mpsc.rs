@@ -353,6 +353,7 @@ impl Producer {
                 cached_head,
                 local,
             },
+            held: None,
         })
     }
 

@@ -24,6 +24,9 @@ use crate::wait::{self, Interrupter, Wait, WaitConfig};
 /// [`crate::mpsc::Producer`]).
 pub struct Producer<K: Kind> {
     pub(crate) core: K::Producer,
+    /// A claim made by [`Producer::try_hold`] and not yet turned into a guard
+    /// by [`Producer::take_held`] (an async reserve's two steps in one poll).
+    pub(crate) held: Option<(Claim, usize)>,
 }
 
 impl<K: Kind> core::fmt::Debug for Producer<K> {
@@ -239,10 +242,50 @@ impl<K: Kind> Producer<K> {
     }
 }
 
+impl<K: Kind> Producer<K> {
+    /// Claims room for `len` bytes now, if there is some, and holds the claim in
+    /// the producer for [`Producer::take_held`]: `Ok(true)` when held,
+    /// `Ok(false)` when full (errors as [`Producer::try_reserve`]). A
+    /// reservation in two steps, so that a caller that must decide whether it
+    /// got a guard before borrowing the producer for the guard's lifetime (an
+    /// async reserve) can. A claim held and not taken is given up by the next
+    /// `try_hold` and by drop.
+    #[doc(hidden)]
+    pub fn try_hold(&mut self, len: usize) -> Result<bool> {
+        if let Some((c, _)) = self.held.take() {
+            self.core.abort(c);
+        }
+        match self.core.claim(len)? {
+            Some(c) => {
+                self.held = Some((c, len));
+                Ok(true)
+            }
+            None => {
+                self.core.full_or_gone()?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The guard of the claim [`Producer::try_hold`] holds (`None` if none).
+    #[doc(hidden)]
+    pub fn take_held(&mut self) -> Option<WriteGuard<'_, K>> {
+        let (claim, len) = self.held.take()?;
+        Some(WriteGuard {
+            producer: self,
+            claim: Some(claim),
+            lent: Lent::writing(len),
+        })
+    }
+}
+
 impl<K: Kind> Drop for Producer<K> {
     #[inline]
     fn drop(&mut self) {
         if !sync::model_unwinding() {
+            if let Some((c, _)) = self.held.take() {
+                self.core.abort(c);
+            }
             self.close();
         }
     }

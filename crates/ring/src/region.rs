@@ -254,6 +254,74 @@ impl Region {
     }
 }
 
+/// A word of shared memory that a thread other than the end's owner reaches
+/// (the async waiter thread, `crate::park`): a futex sequence or a waiting
+/// flag. Every bit pattern of it is valid (it is an atomic), and nothing in
+/// this process reaches it as plain data.
+#[cfg(not(loom))]
+pub(crate) trait SharedWord: Sync + 'static {}
+#[cfg(not(loom))]
+impl SharedWord for crate::sync::FutexWord {}
+#[cfg(not(loom))]
+impl SharedWord for crate::sync::AtomicU32 {}
+
+/// A reference to a word of a region that keeps the region (so the mapping)
+/// alive: it may outlive the ring end that lent it, so that the async waiter
+/// thread never reads unmapped memory.
+#[cfg(not(loom))]
+pub(crate) struct Pinned<T: SharedWord> {
+    ptr: NonNull<T>,
+    _region: Region,
+}
+
+// SAFETY: `T` is an atomic (`SharedWord`), shared across threads by design, and
+// the region it lies in is kept alive by the `Region` clone.
+#[cfg(not(loom))]
+unsafe impl<T: SharedWord> Send for Pinned<T> {}
+// SAFETY: as for `Send`.
+#[cfg(not(loom))]
+unsafe impl<T: SharedWord> Sync for Pinned<T> {}
+
+#[cfg(not(loom))]
+impl<T: SharedWord> Clone for Pinned<T> {
+    fn clone(&self) -> Self {
+        Pinned {
+            ptr: self.ptr,
+            _region: self._region.clone(),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: SharedWord> core::ops::Deref for Pinned<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` was made from a reference that `Region::pin` checked lies
+        // wholly inside the region, which `_region` keeps alive; `T` is an atomic,
+        // valid for every bit pattern another process may write.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+#[cfg(not(loom))]
+impl Region {
+    /// `word`, pinned with this region, if it lies wholly inside the region
+    /// (`None` otherwise: a word of another region, or of the heap).
+    pub(crate) fn pin<T: SharedWord>(&self, word: &T) -> Option<Pinned<T>> {
+        let base = self.inner.base.as_ptr() as usize;
+        let at = core::ptr::from_ref(word) as usize;
+        let inside = at >= base
+            && (at - base)
+                .checked_add(size_of::<T>())
+                .is_some_and(|end| end <= self.len());
+        inside.then(|| Pinned {
+            ptr: NonNull::from(word),
+            _region: self.clone(),
+        })
+    }
+}
+
 /// An element of an array of control records after the fixed control block.
 /// Under loom an element is made by [`crate::sync::Fresh`]; in shared memory
 /// zero bytes are a fresh element.
@@ -413,6 +481,12 @@ unsafe impl Send for Data {}
 unsafe impl Sync for Data {}
 
 impl Data {
+    /// The region this area lies in (kept alive by it).
+    #[cfg(not(loom))]
+    pub(crate) fn region(&self) -> &Region {
+        &self._region
+    }
+
     /// The 8-byte word at `off` (a frame header).
     ///
     /// # Panics

@@ -104,6 +104,10 @@ pub(crate) mod sealed {
         /// Whether the end's ring has asymmetric fences (its waiters make the
         /// heavy barrier).
         fn asymmetric(&self) -> bool;
+        /// The region the end's words lie in (for an async wait, whose waiter
+        /// thread keeps it mapped while it sleeps on them).
+        #[cfg(not(loom))]
+        fn region(&self) -> &crate::Region;
     }
 }
 
@@ -153,6 +157,11 @@ impl<K: Kind> sealed::End for Room<'_, K> {
     fn asymmetric(&self) -> bool {
         self.producer.core.local().asymmetric()
     }
+
+    #[cfg(not(loom))]
+    fn region(&self) -> &crate::Region {
+        self.producer.core.data().region()
+    }
 }
 
 impl<K: Kind> sealed::End for Consumer<K> {
@@ -198,6 +207,11 @@ impl<K: Kind> sealed::End for Consumer<K> {
 
     fn asymmetric(&self) -> bool {
         self.core.local().asymmetric()
+    }
+
+    #[cfg(not(loom))]
+    fn region(&self) -> &crate::Region {
+        self.core.data().region()
     }
 }
 
@@ -304,31 +318,8 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
         if interrupted(ends) {
             return Err(Error::Interrupted);
         }
-        seqs.clear();
-        // Only the rings this sleep waits on: a flag on another would make its
-        // producer wake a word nobody sleeps on.
-        for e in ends.iter().take(MAX_WAIT_WORDS) {
-            let (seq, flag) = e.words();
-            // Acquire: pairs with the Release increment in
-            // `WakeLine::notify_data` (`notify_space` for a producer's room) and
-            // `wake_all`; an increment after this load makes the sleep below
-            // return at once.
-            seqs.push(seq.load(Ordering::Acquire));
-            // Relaxed: ordered before the re-checks by the fence below.
-            flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
-        }
-        // SeqCst fence, or the heavy barrier if one of the rings has
-        // asymmetric fences (it is a full barrier here too): pairs with the
-        // notifier's barrier in `WakeLine::notify_data` (for a consumer) or
-        // `notify_space` (for a producer's room), ring by ring (see the module
-        // docs).
-        let paired = if ends.iter().take(MAX_WAIT_WORDS).any(|e| e.asymmetric()) {
-            sync::heavy_barrier()
-        } else {
-            fence_seqcst();
-            true
-        };
-        if !ends.iter_mut().any(|e| e.recheck()) {
+        let (ready, paired) = arm(ends, &mut seqs);
+        if !ready {
             let mut sleep = bound;
             if !paired {
                 sleep = sleep.min(crate::local::DEGRADED_SLEEP);
@@ -345,17 +336,60 @@ pub fn ready(ends: &mut [&mut (dyn Selectable + '_)], deadline: Option<Instant>)
                 wait_any(&words, sleep);
             }
         }
-        for e in ends.iter().take(MAX_WAIT_WORDS).filter(|e| e.exclusive()) {
-            // Relaxed: this end is the flag's only waiter (as in `wait::block`
-            // for an exclusive side); a notifier may clear it too. A shared flag
-            // (MPSC producers) is left to the notifiers.
-            e.words().1.store(0, Ordering::Relaxed);
-        }
+        disarm(ends);
         if let Some(i) = poll_all(ends, from) {
             return Ok(i);
         }
         if past(Instant::now()) {
             return Err(Error::Timeout);
         }
+    }
+}
+
+/// Steps 1 to 3 of a wait on `ends` (docs/PROTOCOL.md, section 6): for each of
+/// the first [`MAX_WAIT_WORDS`] ends, reads its futex sequence into `seqs` and
+/// sets its waiting flag; then one barrier (`fence(SeqCst)`, or the heavy
+/// barrier if one of the rings has asymmetric fences); then re-checks every
+/// end. Returns whether one is ready (then the caller does not sleep, and
+/// calls [`disarm`]), and whether the barrier paired with the notifiers'
+/// (false: a heavy barrier failed, and the caller must sleep at most
+/// `DEGRADED_SLEEP`); otherwise the caller may sleep on the sequences in
+/// `seqs` (a select in this thread, an async wait in the waiter thread of
+/// [`crate::park`]) and calls [`disarm`] after.
+pub(crate) fn arm(ends: &mut [&mut (dyn Selectable + '_)], seqs: &mut Vec<u32>) -> (bool, bool) {
+    seqs.clear();
+    // Only the rings a sleep waits on: a flag on another would make its
+    // producer wake a word nobody sleeps on.
+    for e in ends.iter().take(MAX_WAIT_WORDS) {
+        let (seq, flag) = e.words();
+        // Acquire: pairs with the Release increment in
+        // `WakeLine::notify_data` (`notify_space` for a producer's room) and
+        // `wake_all`; an increment after this load makes the sleep on it
+        // return at once.
+        seqs.push(seq.load(Ordering::Acquire));
+        // Relaxed: ordered before the re-checks by the barrier below.
+        flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
+    }
+    // SeqCst fence, or the heavy barrier if one of the rings has asymmetric
+    // fences (it is a full barrier here too): pairs with the notifier's barrier
+    // in `WakeLine::notify_data` (for a consumer) or `notify_space` (for a
+    // producer's room), ring by ring (see the module docs).
+    let paired = if ends.iter().take(MAX_WAIT_WORDS).any(|e| e.asymmetric()) {
+        sync::heavy_barrier()
+    } else {
+        fence_seqcst();
+        true
+    };
+    (ends.iter_mut().any(|e| e.recheck()), paired)
+}
+
+/// Step 5 of a wait: clears the waiting flags [`arm`] set, where the end is
+/// its flag's only waiter.
+pub(crate) fn disarm(ends: &[&mut (dyn Selectable + '_)]) {
+    for e in ends.iter().take(MAX_WAIT_WORDS).filter(|e| e.exclusive()) {
+        // Relaxed: this end is the flag's only waiter (as in `wait::block`
+        // for an exclusive side); a notifier may clear it too. A shared flag
+        // (MPSC producers) is left to the notifiers.
+        e.words().1.store(0, Ordering::Relaxed);
     }
 }

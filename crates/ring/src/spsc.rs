@@ -224,6 +224,7 @@ impl Producer {
                 max_payload: frame::max_payload(cap),
                 local,
             },
+            held: None,
         })
     }
 }

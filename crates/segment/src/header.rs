@@ -2,11 +2,18 @@
 //! and the endpoint table that follows them.
 //!
 //! ```text
-//! 0      64     128         256                      data_offset          total_len
-//! +------+------+-----------+------------------------+--------------------+
-//! |header| rsvd | type name | endpoint table (16 B/e) | region of the user |
-//! +------+------+-----------+------------------------+--------------------+
+//! 0      64         128         256                      data_offset          total_len
+//! +------+----------+-----------+------------------------+--------------------+
+//! |header|durability| type name | endpoint table (16 B/e) | region of the user |
+//! +------+----------+-----------+------------------------+--------------------+
 //! ```
+//!
+//! The durability record ([`DURABILITY_OFFSET`], [`DURABILITY_RECORD_LEN`]
+//! bytes) holds a file-backed segment's [`Durability`] policy, written before
+//! publication and never changed after, and its last sync (display only). It
+//! lies in bytes that layout version 2 reserved and every creator left zero, so
+//! all zeros is [`Durability::None`] and a segment made before the record
+//! existed reads as what it was: never synced.
 //!
 //! The type name field ([`TYPE_NAME_OFFSET`], [`TYPE_NAME_FIELD_LEN`] bytes) holds
 //! the text naming a typed region's element type ([`TypeName`]): UTF-8, at most
@@ -711,6 +718,218 @@ impl RawHeader {
     }
 }
 
+/// Offset of the durability record, in what layout version 2 reserved
+/// (bytes 64 to 127, which every version-2 creator leaves zero).
+pub const DURABILITY_OFFSET: u64 = HEADER_LEN;
+/// Size of the durability record.
+pub const DURABILITY_RECORD_LEN: u64 = 64;
+
+/// When a file-backed segment's writes are forced to the disk: chosen by its
+/// creator and recorded in the header (the durability record, in bytes 64 to
+/// 127, which layout version 2 reserved as zeros, so that a segment made
+/// before the record existed reads as [`Durability::None`], which is what its
+/// creator gave it). This crate records and validates it; syncing is the
+/// user's ([`Segment::sync`](crate::Segment::sync)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Never synced by policy: the page cache holds the writes, which survive
+    /// the death of any process but not a kernel crash or a power loss.
+    #[default]
+    None,
+    /// Synced at most `interval` after, or `messages` commits after, the last
+    /// sync, whichever comes first (a zero budget is not used; at least one
+    /// must be non-zero; `interval` is kept in whole milliseconds).
+    Periodic {
+        /// The longest time between syncs (zero: no time budget).
+        interval: core::time::Duration,
+        /// The most commits between syncs (zero: no count budget).
+        messages: u64,
+    },
+    /// Synced after every commit.
+    EveryCommit,
+}
+
+impl core::fmt::Display for Durability {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Durability::None => f.write_str("none (page cache only)"),
+            Durability::EveryCommit => f.write_str("every commit"),
+            Durability::Periodic { interval, messages } => {
+                f.write_str("periodic (")?;
+                if !interval.is_zero() {
+                    write!(f, "every {} ms", interval.as_millis())?;
+                    if messages != 0 {
+                        f.write_str(" or ")?;
+                    }
+                }
+                if messages != 0 {
+                    write!(f, "every {messages} messages")?;
+                }
+                f.write_str(", whichever comes first)")
+            }
+        }
+    }
+}
+
+/// `policy` codes of the durability record.
+const POLICY_NONE: u32 = 0;
+const POLICY_PERIODIC: u32 = 1;
+const POLICY_EVERY_COMMIT: u32 = 2;
+
+impl Durability {
+    /// A short name: `none`, `periodic`, `every-commit`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::Periodic { .. } => "periodic",
+            Durability::EveryCommit => "every-commit",
+        }
+    }
+
+    /// The record's `(policy, interval_ms, messages)` words.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a periodic policy with both budgets zero
+    /// or an interval of more than `u32::MAX` milliseconds.
+    pub fn encode(&self) -> Result<(u32, u32, u64)> {
+        Ok(match *self {
+            Durability::None => (POLICY_NONE, 0, 0),
+            Durability::EveryCommit => (POLICY_EVERY_COMMIT, 0, 0),
+            Durability::Periodic { interval, messages } => {
+                let ms =
+                    u32::try_from(interval.as_millis()).map_err(|_| Error::InvalidArgument {
+                        what: "a periodic sync interval must be under 49 days",
+                    })?;
+                if ms == 0 && messages == 0 {
+                    return Err(Error::InvalidArgument {
+                        what: "a periodic sync policy needs an interval of at least 1 ms or a message count",
+                    });
+                }
+                (POLICY_PERIODIC, ms, messages)
+            }
+        })
+    }
+
+    /// The policy the record's words say, each checked.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the word that no creator writes: an unknown
+    /// policy, budgets on a policy that has none, or a periodic one with none.
+    pub fn decode(policy: u32, interval_ms: u32, messages: u64) -> Result<Durability> {
+        let bad = |what, value| Err(Error::Corrupt { what, value });
+        match policy {
+            POLICY_NONE | POLICY_EVERY_COMMIT if interval_ms != 0 => bad(
+                "durability interval (set on a policy without one)",
+                interval_ms.into(),
+            ),
+            POLICY_NONE | POLICY_EVERY_COMMIT if messages != 0 => bad(
+                "durability message count (set on a policy without one)",
+                messages,
+            ),
+            POLICY_NONE => Ok(Durability::None),
+            POLICY_EVERY_COMMIT => Ok(Durability::EveryCommit),
+            POLICY_PERIODIC if interval_ms == 0 && messages == 0 => {
+                bad("durability budgets (a periodic policy with neither)", 0)
+            }
+            POLICY_PERIODIC => Ok(Durability::Periodic {
+                interval: core::time::Duration::from_millis(interval_ms.into()),
+                messages,
+            }),
+            other => bad("durability policy", other.into()),
+        }
+    }
+
+    /// Decodes the record from a copy of the segment's first bytes (at least
+    /// [`DURABILITY_OFFSET`] + 16 of them); `None` if `bytes` is shorter.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Result<Durability>> {
+        let o = DURABILITY_OFFSET as usize;
+        let b = bytes.get(o..o + 16)?;
+        let policy = u32::from_le_bytes(b[0..4].try_into().ok()?);
+        let ms = u32::from_le_bytes(b[4..8].try_into().ok()?);
+        let messages = u64::from_le_bytes(b[8..16].try_into().ok()?);
+        Some(Durability::decode(policy, ms, messages))
+    }
+}
+
+/// The last completed sync, as the durability record keeps it (display only:
+/// any process with the segment open may write it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SyncRecord {
+    /// When the last sync completed, in nanoseconds since the Unix epoch
+    /// (`CLOCK_REALTIME`); 0 if never.
+    pub last_sync_ns: u64,
+    /// Syncs completed since the segment was created.
+    pub syncs: u64,
+}
+
+impl SyncRecord {
+    /// Decodes it from a copy of the segment's first bytes; `None` if too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<SyncRecord> {
+        let o = DURABILITY_OFFSET as usize;
+        let b = bytes.get(o + 16..o + 32)?;
+        Some(SyncRecord {
+            last_sync_ns: u64::from_le_bytes(b[0..8].try_into().ok()?),
+            syncs: u64::from_le_bytes(b[8..16].try_into().ok()?),
+        })
+    }
+}
+
+/// The durability record as it lies in the segment, reached only through
+/// `map.rs` and only ever read or written through atomics.
+#[repr(C)]
+pub(crate) struct RawDurability {
+    pub(crate) policy: AtomicU32,
+    pub(crate) interval_ms: AtomicU32,
+    pub(crate) messages: AtomicU64,
+    pub(crate) last_sync_ns: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) reserved: [AtomicU64; 4],
+}
+
+const _: () = assert!(size_of::<RawDurability>() as u64 == DURABILITY_RECORD_LEN);
+const _: () = assert!(DURABILITY_OFFSET + DURABILITY_RECORD_LEN <= TYPE_NAME_OFFSET);
+
+impl RawDurability {
+    /// Writes the policy (the creator, on fresh memory, before publishing:
+    /// `Relaxed`, ordered by the `Release` store of `state` in
+    /// `RawHeader::publish`, which pairs with the `Acquire` in `snapshot`).
+    pub(crate) fn write(&self, d: &Durability) -> Result<()> {
+        let (policy, ms, messages) = d.encode()?;
+        let r = Ordering::Relaxed;
+        self.policy.store(policy, r);
+        self.interval_ms.store(ms, r);
+        self.messages.store(messages, r);
+        Ok(())
+    }
+
+    /// Reads the policy, each word once (`Relaxed`: written before publication
+    /// and never after; the reader loaded `state` with `Acquire` first), and
+    /// checks it.
+    pub(crate) fn read(&self) -> Result<Durability> {
+        let r = Ordering::Relaxed;
+        Durability::decode(
+            self.policy.load(r),
+            self.interval_ms.load(r),
+            self.messages.load(r),
+        )
+    }
+
+    /// Records a completed sync. `Relaxed`: display only, paired with nothing
+    /// (a reader may see the time and the count of different syncs).
+    pub(crate) fn record_sync(&self, now_ns: u64) {
+        self.last_sync_ns.store(now_ns, Ordering::Relaxed);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The last sync, as recorded (`Relaxed`: display only, see `record_sync`).
+    pub(crate) fn sync_record(&self) -> SyncRecord {
+        SyncRecord {
+            last_sync_ns: self.last_sync_ns.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The system's page size.
 pub(crate) fn page_size() -> u64 {
     // sysconf(_SC_PAGESIZE) cannot fail on Linux; 4096 is the fallback regardless.
@@ -755,6 +974,48 @@ mod tests {
         type_flags: 1,
         type_name: TypeName::EMPTY,
     };
+
+    #[test]
+    fn durability_round_trips_and_damage_is_refused() {
+        use core::time::Duration;
+        for d in [
+            Durability::None,
+            Durability::EveryCommit,
+            Durability::Periodic {
+                interval: Duration::from_millis(5),
+                messages: 0,
+            },
+            Durability::Periodic {
+                interval: Duration::ZERO,
+                messages: 100,
+            },
+        ] {
+            let (p, ms, n) = d.encode().unwrap();
+            assert_eq!(Durability::decode(p, ms, n).unwrap(), d);
+            let mut image = [0u8; 128];
+            image[64..68].copy_from_slice(&p.to_le_bytes());
+            image[68..72].copy_from_slice(&ms.to_le_bytes());
+            image[72..80].copy_from_slice(&n.to_le_bytes());
+            assert_eq!(Durability::from_bytes(&image).unwrap().unwrap(), d);
+        }
+        // A version-2 segment's reserved zeros: none.
+        assert_eq!(
+            Durability::from_bytes(&[0u8; 128]).unwrap().unwrap(),
+            Durability::None
+        );
+        assert!(Durability::from_bytes(&[0u8; 70]).is_none());
+        for (p, ms, n) in [(3, 0, 0), (0, 1, 0), (2, 0, 9), (1, 0, 0), (u32::MAX, 0, 0)] {
+            assert!(
+                matches!(Durability::decode(p, ms, n), Err(Error::Corrupt { .. })),
+                "{p} {ms} {n}"
+            );
+        }
+        let none = Durability::Periodic {
+            interval: Duration::from_micros(500),
+            messages: 0,
+        };
+        assert!(matches!(none.encode(), Err(Error::InvalidArgument { .. })));
+    }
 
     #[test]
     fn data_offset_is_aligned_and_after_table() {

@@ -57,9 +57,10 @@ pub use error::{Error, Result};
 pub use fork::fork_generation;
 pub use guard::{POISON_LEN as GUARD_POISON_LEN, SLOTS as GUARD_SLOTS, sigbus_guard_installed};
 pub use header::{
-    DATA_ALIGN, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, Expect, Expected, HEADER_LEN,
-    HeaderField, HeaderFinding, HeaderInfo, Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY,
-    Severity, TYPE_NAME_FIELD_LEN, TYPE_NAME_MAX, TYPE_NAME_OFFSET, TypeName, VERSION,
+    DATA_ALIGN, DURABILITY_OFFSET, DURABILITY_RECORD_LEN, Durability, ENDPOINT_RECORD_LEN,
+    ENDPOINT_TABLE_OFFSET, Expect, Expected, HEADER_LEN, HeaderField, HeaderFinding, HeaderInfo,
+    Layout, MAGIC, MAX_ENDPOINTS, STATE_INIT, STATE_READY, Severity, SyncRecord,
+    TYPE_NAME_FIELD_LEN, TYPE_NAME_MAX, TYPE_NAME_OFFSET, TypeName, VERSION,
 };
 pub use name::{NAME_MAX, unique_name, validate_name};
 pub use segment::{

@@ -24,8 +24,8 @@ use nix::sys::mman::{self, MapFlags, MmapAdvise, MsFlags, ProtFlags};
 
 use crate::error::{Error, Result};
 use crate::header::{
-    ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, EndpointRecord, RawHeader, RawTypeName,
-    TYPE_NAME_OFFSET,
+    DURABILITY_OFFSET, ENDPOINT_RECORD_LEN, ENDPOINT_TABLE_OFFSET, EndpointRecord, RawDurability,
+    RawHeader, RawTypeName, TYPE_NAME_OFFSET,
 };
 
 /// A shared mapping of a whole segment object.
@@ -139,6 +139,25 @@ impl Mapping {
                 .as_ptr()
                 .add(TYPE_NAME_OFFSET as usize)
                 .cast::<RawTypeName>()
+        })
+    }
+
+    /// The durability record, if the mapping holds it.
+    pub(crate) fn durability_record(&self) -> Option<&RawDurability> {
+        let end = DURABILITY_OFFSET + size_of::<RawDurability>() as u64;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: `DURABILITY_OFFSET + size_of::<RawDurability>() <= len` was
+        // checked above; the offset (64) from a page-aligned base is aligned for
+        // the record's `AtomicU64`s; any bit pattern is valid for atomics; the
+        // mapping outlives `&self`.
+        Some(unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(DURABILITY_OFFSET as usize)
+                .cast::<RawDurability>()
         })
     }
 

@@ -14,7 +14,10 @@ use nix::sys::stat::{FileStat, Mode};
 
 use crate::Expect;
 use crate::error::{Error, Result};
-use crate::header::{HEADER_LEN, HeaderInfo, Layout, MAGIC, STATE_INIT, STATE_READY, TypeName};
+use crate::header::{
+    Durability, HEADER_LEN, HeaderInfo, Layout, MAGIC, STATE_INIT, STATE_READY, SyncRecord,
+    TypeName,
+};
 use crate::map::Mapping;
 use crate::name::validate_name;
 use crate::sys::{self, ENDPOINT_LOCK_BASE, LockKind, OWNER_LOCK, REQUIRED_SEALS, TrustPolicy};
@@ -395,6 +398,9 @@ pub struct Creating {
     /// Where the object is built and how to publish it; `None` for anonymous
     /// segments, which have no name.
     draft: Option<Draft>,
+    /// The policy written by [`Creating::set_durability`]: anything but `None`
+    /// makes publication sync the file before naming it and its directory after.
+    durability: Durability,
 }
 
 /// A named or file-backed segment being built under no name, or a temporary one.
@@ -497,6 +503,30 @@ impl Creating {
             .expect("Creating holds its segment until published or dropped")
     }
 
+    /// Records the durability policy in the header (file-backed segments only;
+    /// see [`Durability`]). With anything but [`Durability::None`],
+    /// [`Creating::publish`] writes the file back (`msync(MS_SYNC)`) before it
+    /// names it and syncs the directory (`fsync`) after, so that a segment that
+    /// has a name after a power loss is a complete one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a policy on a segment that is not a file,
+    /// or a periodic policy without a budget.
+    pub fn set_durability(&mut self, d: Durability) -> Result<()> {
+        let seg = self.seg();
+        if d != Durability::None && !matches!(seg.backing, Backing::File(_)) {
+            return Err(Error::InvalidArgument {
+                what: "a durability policy applies to file-backed segments only",
+            });
+        }
+        let record = seg.map.durability_record().ok_or(Error::InvalidArgument {
+            what: "segment too short for a durability record",
+        })?;
+        record.write(&d)?;
+        self.durability = d;
+        Ok(())
+    }
+
     /// Publishes the segment: stores `state = ready` (`Release`), turns our
     /// exclusive owner lock into a shared one, then gives the object its name
     /// in one step (`renameat2(RENAME_NOREPLACE)` of the named temporary, or
@@ -522,8 +552,12 @@ impl Creating {
         let draft = self.draft.take();
         seg.map.header().publish();
         seg.info.state = STATE_READY;
+        let durable = self.durability != Durability::None;
+        // A durable file is on the disk, complete, before it has a name: a power
+        // loss never leaves a name over a half-written file.
+        let synced = if durable { seg.map.flush() } else { Ok(()) };
         // Converting our own exclusive lock to a shared one cannot conflict.
-        if let Err(e) = sys::try_lock(&seg.fd, OWNER_LOCK, LockKind::Shared) {
+        if let Err(e) = synced.and_then(|()| sys::try_lock(&seg.fd, OWNER_LOCK, LockKind::Shared)) {
             if let Some(d) = &draft {
                 d.discard(&seg.fd);
             }
@@ -531,9 +565,29 @@ impl Creating {
         }
         match draft {
             None => Ok(seg),
-            Some(d) => put_in_place(seg, &d),
+            Some(d) => {
+                let dir = Place::of(&seg.backing).map(|p| p.dir());
+                let seg = put_in_place(seg, &d)?;
+                // The name is durable once its directory is.
+                if durable && let Some(dir) = dir {
+                    sync_dir(&dir)?;
+                }
+                Ok(seg)
+            }
         }
     }
+}
+
+/// Syncs directory `dir` (`fsync`), so that the names made in it survive a
+/// power loss.
+fn sync_dir(dir: &Path) -> Result<()> {
+    let fd = fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os("open(directory)", e))?;
+    nix::unistd::fsync(&fd).map_err(|e| Error::os("fsync(directory)", e))
 }
 
 /// Names the published object `seg`, settling a race for the name.
@@ -822,6 +876,7 @@ impl Segment {
         Ok(Creating {
             seg: Some(seg),
             draft: None,
+            durability: Durability::None,
         })
     }
 
@@ -936,6 +991,46 @@ impl Segment {
     /// [`Error::Os`] if `msync` fails.
     pub fn flush(&self) -> Result<()> {
         self.map.flush()
+    }
+
+    /// Writes the segment back to its file and waits (`msync(MS_SYNC)`: data
+    /// and the metadata needed to read it, as `fdatasync`), then records the
+    /// time in the durability record (display only; the record itself reaches
+    /// the disk with the next sync). Harmless for segments that are not files.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if `msync` fails (an I/O error: what was written since the
+    /// last sync may not be on the disk).
+    pub fn sync(&self) -> Result<()> {
+        self.map.flush()?;
+        if let Some(record) = self.map.durability_record() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            record.record_sync(now);
+        }
+        Ok(())
+    }
+
+    /// The durability policy in the header, read now (each word once) and
+    /// checked. [`Durability::None`] for a segment made before the record
+    /// existed (its bytes were reserved as zeros).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the record holds values no creator writes.
+    pub fn durability(&self) -> Result<Durability> {
+        match self.map.durability_record() {
+            Some(r) => r.read(),
+            None => Ok(Durability::None),
+        }
+    }
+
+    /// The last sync recorded in the header (display only).
+    pub fn sync_record(&self) -> SyncRecord {
+        self.map
+            .durability_record()
+            .map(|r| r.sync_record())
+            .unwrap_or_default()
     }
 
     /// The validated header.
@@ -1299,6 +1394,18 @@ impl Peek {
         &self.header
     }
 
+    /// The durability policy in the header, checked; `None` if the object is
+    /// too short to hold the record.
+    pub fn durability(&self) -> Option<Result<Durability>> {
+        Durability::from_bytes(&self.table)
+    }
+
+    /// The last sync recorded in the header (display only); `None` if the
+    /// object is too short to hold the record.
+    pub fn sync_record(&self) -> Option<SyncRecord> {
+        SyncRecord::from_bytes(&self.table)
+    }
+
     /// Size of the object from `fstat`.
     pub fn size(&self) -> u64 {
         self.size
@@ -1629,6 +1736,7 @@ fn create_at(
     Ok(Creating {
         seg: Some(seg),
         draft: Some(draft),
+        durability: Durability::None,
     })
 }
 
@@ -1928,6 +2036,18 @@ fn attach_fd(
         return Err(Error::Abandoned);
     }
     info.validate(size, expect)?;
+    // Read once, checked: a policy no creator writes is damage, and only files
+    // are ever given one.
+    let durability = match map.durability_record() {
+        Some(r) => r.read()?,
+        None => Durability::None,
+    };
+    if durability != Durability::None && !matches!(backing, Backing::File(_)) {
+        return Err(Error::Corrupt {
+            what: "durability policy (set on a segment that is not a file)",
+            value: u64::from(durability.encode().map_or(0, |e| e.0)),
+        });
+    }
     Ok(Segment {
         map,
         fork_guard: std::sync::OnceLock::new(),

@@ -14,7 +14,7 @@
 //! | [`msg`] | the examples' verifiable message format, its [`Verifier`] and [`msg::drain`] |
 //! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
 //! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
-//! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
+//! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`process_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
 //! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
 //! | [`rng`] | [`Rng`], a replayable generator for test choices |
 //!
@@ -70,7 +70,8 @@ pub mod role;
 
 pub use hostile::{RawRegion, open_raw, ring_off};
 pub use measure::{
-    cpu_ns, futex_json, mono_ns, rss_kib, self_cpu_ns, thread_cpu_ns, zombie_children,
+    cpu_ns, futex_json, mono_ns, process_cpu_ns, rss_kib, self_cpu_ns, thread_cpu_ns,
+    zombie_children,
 };
 pub use msg::{Verifier, message};
 pub use names::{
@@ -107,6 +108,25 @@ pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A durability policy as the examples and tests spell it: `none`,
+/// `every-commit` (or `every`), `periodic:MS:MESSAGES` (either budget 0 for
+/// none of that kind).
+pub fn parse_durability(spec: &str) -> Result<shmq::Durability, String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let num = |s: &str| s.parse::<u64>().map_err(|e| format!("{spec:?}: {e}"));
+    match parts.as_slice() {
+        ["none"] => Ok(shmq::Durability::None),
+        ["every" | "every-commit"] => Ok(shmq::Durability::EveryCommit),
+        ["periodic", ms, n] => Ok(shmq::Durability::Periodic {
+            interval: Duration::from_millis(num(ms)?),
+            messages: num(n)?,
+        }),
+        _ => Err(format!(
+            "unknown durability {spec:?} (none, every-commit, periodic:MS:MESSAGES)"
+        )),
+    }
 }
 
 /// The detection budget the brief sets: SIGKILL to `Disconnected`.

@@ -14,6 +14,12 @@ pub fn thread_cpu_ns() -> u64 {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// CPU time of this process (all its threads), in nanoseconds
+/// (`CLOCK_PROCESS_CPUTIME_ID`: nanosecond resolution, not 10 ms ticks).
+pub fn process_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 /// `clock` in nanoseconds.
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {

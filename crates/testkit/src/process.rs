@@ -837,8 +837,16 @@ fn build_examples() -> PathBuf {
             cmd.args(["--profile", p]);
         }
     }
-    if cfg!(feature = "failpoints") {
-        cmd.args(["--features", "failpoints"]);
+    // The features the tests were built with, so that the build is a no-op.
+    let features: Vec<&str> = [
+        ("failpoints", cfg!(feature = "failpoints")),
+        ("async", cfg!(feature = "async")),
+    ]
+    .iter()
+    .filter_map(|&(f, on)| on.then_some(f))
+    .collect();
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
     }
     cmd.env("CARGO_TARGET_DIR", target_dir)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));

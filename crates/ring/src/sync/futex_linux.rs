@@ -21,6 +21,11 @@ pub fn futex_calls() -> (u64, u64) {
 pub struct FutexWord(AtomicU32);
 
 impl FutexWord {
+    /// A word in this process's own memory (the async waiter's control word).
+    pub(crate) const fn new(v: u32) -> FutexWord {
+        FutexWord(AtomicU32::new(v))
+    }
+
     pub(crate) fn load(&self, order: Ordering) -> u32 {
         self.0.load(order)
     }
