@@ -369,7 +369,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
             writeln!(out, "{}", r.to_json())?;
         }
     } else {
-        write!(out, "{}", render(&plain, &plan, args.goals))?;
+        write!(out, "{}", render(&plain, &plan, false))?;
         if probe.enabled && plan.pin && two_cpus {
             writeln!(
                 out,
@@ -378,6 +378,9 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 placement::PROBE_ROUND_TRIPS,
                 probe.threshold_ns
             )?;
+        }
+        if args.goals {
+            write!(out, "{}", goals_text(&plain))?;
         }
     }
     out.flush()?;
@@ -512,9 +515,15 @@ pub fn render(rows: &[Row], plan: &Plan, goals: bool) -> String {
         })
         .collect();
     s.push_str(&table::render(&header, &cells));
-    if !goals {
-        return s;
+    if goals {
+        s.push_str(&goals_text(rows));
     }
+    s
+}
+
+/// The goals under a heading (empty when no goal applies).
+fn goals_text(rows: &[Row]) -> String {
+    let mut s = String::new();
     let (goals, unpaired) = evaluate(rows);
     if !goals.is_empty() || !unpaired.is_empty() {
         s.push_str(

@@ -869,7 +869,8 @@ pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
         "# one way, receiver {}; the receiver checks every message and reads all its \
          bytes;\n# producers send up to {batch} messages (at most 64 KiB) per call, \
          every transport alike;\n# msgs/s and GB/s (10^9 bytes) of payload; ratios of \
-         msgs/s to the row of the same size and placement (-: none)\n",
+         msgs/s to the row of the same size and placement (-: none; memcpy runs in \
+         one thread, unprobed, and is compared with every placement)\n",
         if pinned {
             "and producers pinned to two different CPUs"
         } else {
