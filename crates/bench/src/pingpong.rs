@@ -694,6 +694,15 @@ fn evaluate(rows: &[Row]) -> (Vec<Goal>, Vec<String>) {
             vec![TokioUds],
             1.0,
         ));
+        // Issue 16: against the fastest peer (feature `peers`).
+        #[cfg(feature = "peers")]
+        wanted.push((
+            "shmq-spin p50 / ringfire p50".into(),
+            p50,
+            ShmqSpin,
+            vec![Ringfire],
+            1.0,
+        ));
         for (what, stat, num, dens, limit) in wanted {
             let mut paired = false;
             for placement in Placement::ALL {

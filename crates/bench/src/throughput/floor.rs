@@ -34,12 +34,14 @@ use std::time::Instant;
 
 use super::{Gun, Plan, Result, reap_all, ring_capacity, wait_for_gun};
 use crate::process::{self, Child};
-use crate::shm::{LINE, SharedMap};
+use crate::shm::SharedMap;
 
 /// Offset of the consumer's published position (records finished with).
 const POS: usize = 0;
-/// Offset of the first record (the position has two lines of its own).
-const AREA: usize = 2 * LINE;
+/// Offset of the first record: a page of its own for the position, so that
+/// records of a page or more start on a page (a hardware prefetcher stops at page
+/// boundaries) and smaller ones on a line.
+const AREA: usize = 4096;
 /// Spins of a waiting consumer between two looks at whether the producer died.
 const DEAD_CHECK: u32 = 1 << 16;
 
