@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! cargo run --release --example pingpong -- [--iters N] [--size 8,64,1024,4096]
-//!     [--transport floor-spin,shmq-spin,pipe,...] [--json] [--plot FILE.svg]
+//!     [--transport floor-spin,shmq-spin,pipe,...] [--json] [--plot FILE.svg] [--goals]
+//! cargo run --release --example pingpong --features peers   # with ringfire and iceoryx2
 //! ```
+//! Each row says on which placement of the two CPUs (`close`, `far`) it ran, and
+//! its ratios are to the rows of the same placement; `--goals` adds the
+//! project's internal goals.
 //! The harness lives in `shmq-bench` (`shmq_bench::pingpong`), which `shmq bench`
 //! runs too.
 

@@ -21,6 +21,8 @@ mod eventfd;
 mod evloop;
 mod floor;
 mod kernel;
+#[cfg(feature = "peers")]
+pub(crate) mod peers;
 mod rawsync;
 mod shmq_pair;
 
@@ -86,6 +88,14 @@ pub enum Transport {
     /// A server waiting with one `shmq::Select` over 64 channels, one active;
     /// every side parks.
     ShmqSelect,
+    /// Two `ringfire` SPMC rings of fixed slots, both sides polling (feature
+    /// `peers`).
+    #[cfg(feature = "peers")]
+    Ringfire,
+    /// Two `iceoryx2` publish-subscribe services, both sides polling (feature
+    /// `peers`).
+    #[cfg(feature = "peers")]
+    Iceoryx2,
 }
 
 impl Transport {
@@ -109,6 +119,22 @@ impl Transport {
         Transport::ShmqSelect,
     ];
 
+    /// The peers (feature `peers`), after [`Transport::ALL`] in table order.
+    #[cfg(feature = "peers")]
+    pub const PEERS: [Transport; 2] = [Transport::Ringfire, Transport::Iceoryx2];
+    /// The peers (feature `peers`: not enabled in this build).
+    #[cfg(not(feature = "peers"))]
+    pub const PEERS: [Transport; 0] = [];
+
+    /// Every transport of this build: [`Transport::ALL`] then [`Transport::PEERS`].
+    pub fn every() -> Vec<Transport> {
+        Transport::ALL
+            .iter()
+            .chain(Transport::PEERS.iter())
+            .copied()
+            .collect()
+    }
+
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
@@ -128,16 +154,22 @@ impl Transport {
             Transport::TokioUds => "tokio-uds",
             Transport::TokioPipe => "tokio-pipe",
             Transport::ShmqSelect => "shmq-select64",
+            #[cfg(feature = "peers")]
+            Transport::Ringfire => "ringfire",
+            #[cfg(feature = "peers")]
+            Transport::Iceoryx2 => "iceoryx2",
         }
     }
 
     /// Whether both sides wait by spinning only (pointless, and very slow, when the
     /// two processes must share one CPU).
     pub fn spins_only(self) -> bool {
-        matches!(
-            self,
-            Transport::FloorSpin | Transport::ShmqSpin | Transport::ShmqAsyncBusy
-        )
+        match self {
+            Transport::FloorSpin | Transport::ShmqSpin | Transport::ShmqAsyncBusy => true,
+            #[cfg(feature = "peers")]
+            Transport::Ringfire | Transport::Iceoryx2 => true,
+            _ => false,
+        }
     }
 }
 
@@ -153,7 +185,7 @@ pub struct UnknownTransport(pub String);
 
 impl fmt::Display for UnknownTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = Transport::ALL.iter().map(|t| t.name()).collect();
+        let names: Vec<&str> = Transport::every().iter().map(|t| t.name()).collect();
         write!(
             f,
             "unknown transport {:?} (known: {})",
@@ -168,7 +200,7 @@ impl std::error::Error for UnknownTransport {}
 impl FromStr for Transport {
     type Err = UnknownTransport;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Transport::ALL
+        Transport::every()
             .into_iter()
             .find(|t| t.name() == s.trim())
             .ok_or_else(|| UnknownTransport(s.to_string()))
@@ -237,6 +269,10 @@ fn make(t: Transport, size: usize) -> Result<Parts> {
         Transport::TokioUds => evloop::tokio_uds(size),
         Transport::TokioPipe => evloop::tokio_pipe(size),
         Transport::ShmqSelect => evloop::select(size),
+        #[cfg(feature = "peers")]
+        Transport::Ringfire => peers::ringfire(size),
+        #[cfg(feature = "peers")]
+        Transport::Iceoryx2 => peers::iceoryx2(size),
     }
 }
 

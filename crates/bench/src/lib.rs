@@ -29,12 +29,14 @@
 //! - [`echo::Echo`], [`echo::Transport`]: a forked echo server over any transport,
 //!   for harnesses such as criterion's `iter_custom`.
 //! - [`cli::parse`]: the command line of a harness program (its flags alone).
+//! - [`placement`]: the probe that labels each measurement `close` or `far`.
 //! - [`stats`]: histograms and percentiles.
 #![deny(unsafe_code)]
 
 pub mod cli;
 pub mod echo;
 pub mod pingpong;
+pub mod placement;
 mod plot;
 mod process;
 mod shm;

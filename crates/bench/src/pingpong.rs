@@ -13,6 +13,13 @@
 //! on, the floor moved between about 110 and 500 ns from one second to the next),
 //! and interleaving spreads such changes over every transport alike, so that the
 //! ratios between rows mean something.
+//!
+//! Before each measurement a placement probe (see [`crate::placement`]) labels it
+//! `close` or `far`; a transport's rounds are reported as one row per placement
+//! they ran in, and every ratio (in the table and in the goals) is taken between
+//! rows, or rounds, of the same placement. The default output is the results and
+//! their ratios to the floors (and to the peers, with the feature `peers`);
+//! `--goals` adds the project's internal goals.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +29,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::echo::{Echo, MAX_SIZE, MIN_SIZE, Transport};
+use crate::placement::{self, Placement, Probe};
 use crate::stats::{self, Percentiles, ratio};
 use crate::table;
 
@@ -68,6 +76,17 @@ pub struct Args {
     /// through shmq per round trip (`shmq::futex_calls`).
     #[arg(long)]
     pub verbose: bool,
+    /// Also print the project's internal goals (ratios it aims at) below the
+    /// table.
+    #[arg(long)]
+    pub goals: bool,
+    /// The placement probe's threshold: a bare spin round trip (median, ns) from
+    /// which the two CPUs count as far apart.
+    #[arg(long, default_value_t = placement::DEFAULT_THRESHOLD_NS)]
+    pub probe_ns: u64,
+    /// Do not run the placement probe before each measurement.
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 /// One measured transport at one size.
@@ -81,18 +100,30 @@ pub struct Row {
     pub latency: Percentiles,
     /// Whether the two processes were pinned to two CPUs.
     pub pinned: bool,
-    /// The percentiles of each interleaved round on its own, in order.
+    /// The percentiles of each interleaved round of this placement on its own,
+    /// in order.
     pub rounds: Vec<Percentiles>,
+    /// The interleaved round each entry of `rounds` was (empty: `0, 1, ...`).
+    pub round_ids: Vec<u32>,
+    /// Where the two processes ran in these rounds, by the probe before each.
+    pub placement: Placement,
+    /// The median of the probes' median bare spin round trips, ns (0: not
+    /// probed).
+    pub probe_ns: u64,
 }
 
 impl Row {
     /// The row as one JSON object with exactly the keys `transport`, `size`,
+    /// `placement` (`close`, `far` or `unprobed`), `probe_ns`, `rounds`,
     /// `iters`, `p50_ns`, `p90_ns`, `p99_ns`, `p999_ns`, `max_ns`, `mean_ns`.
     pub fn to_json(&self) -> serde_json::Value {
         let l = &self.latency;
         serde_json::json!({
             "transport": self.transport.name(),
             "size": self.size,
+            "placement": self.placement.name(),
+            "probe_ns": self.probe_ns,
+            "rounds": self.rounds.len(),
             "iters": l.count,
             "p50_ns": l.p50,
             "p90_ns": l.p90,
@@ -186,7 +217,7 @@ pub fn measure(
 fn select(names: &[String], two_cpus: bool) -> Result<(Vec<Transport>, Vec<String>)> {
     let mut notes = Vec::new();
     if names.is_empty() {
-        let all: Vec<Transport> = Transport::ALL
+        let all: Vec<Transport> = Transport::every()
             .into_iter()
             .filter(|t| two_cpus || !t.spins_only())
             .collect();
@@ -256,20 +287,22 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    let probe = Probe::new(args.probe_ns, !args.no_probe);
     let mut rows: Vec<(Row, Histogram<u64>)> = Vec::new();
     for &size in &sizes {
-        let mut hists: Vec<(Histogram<u64>, bool, Vec<Percentiles>)> = transports
-            .iter()
-            .map(|_| (stats::histogram(), true, Vec::new()))
-            .collect();
+        // Per transport, per placement: the histogram of all its rounds there,
+        // whether pinned, each round's percentiles, their round numbers, and the
+        // probes' medians.
+        let mut parts: Vec<Vec<Part>> = transports.iter().map(|_| Vec::new()).collect();
         let mut futex = vec![(0u64, 0u64, 0u64); transports.len()];
         for r in 0..plan.rounds {
             let part = plan.round(r);
-            for (i, (&t, (hist, pinned, rounds))) in
-                transports.iter().zip(hists.iter_mut()).enumerate()
-            {
+            for (i, &t) in transports.iter().enumerate() {
                 bar.set_prefix(format!("{t} {size} B"));
                 let before = bar.position();
+                let (placement, probe_ns) = probe
+                    .run(plan.pin)
+                    .map_err(|e| format!("placement probe before {t}: {e}"))?;
                 let (w0, k0) = shmq::futex_calls();
                 let (h, p) = measure(t, size, &part, |n| bar.inc(n))
                     .map_err(|e| format!("{t}, {size}-byte messages: {e}"))?;
@@ -279,9 +312,19 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 futex[i].1 += k1 - k0;
                 futex[i].2 += h.len() + part.warmup + 1;
                 bar.set_position(before + part.iters);
-                hist.add(&h)?;
-                *pinned &= p;
-                rounds.push(Percentiles::of(&h));
+                let slot = match parts[i].iter().position(|q| q.placement == placement) {
+                    Some(k) => k,
+                    None => {
+                        parts[i].push(Part::new(placement));
+                        parts[i].len() - 1
+                    }
+                };
+                let q = &mut parts[i][slot];
+                q.hist.add(&h)?;
+                q.pinned &= p;
+                q.rounds.push(Percentiles::of(&h));
+                q.round_ids.push(r);
+                q.probes.push(probe_ns);
             }
         }
         if args.verbose {
@@ -296,17 +339,25 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        for (&t, (hist, pinned, rounds)) in transports.iter().zip(hists) {
-            rows.push((
-                Row {
-                    transport: t,
-                    size,
-                    latency: Percentiles::of(&hist),
-                    pinned,
-                    rounds,
-                },
-                hist,
-            ));
+        for (&t, mut ps) in transports.iter().zip(parts) {
+            ps.sort_by_key(|q| q.placement);
+            for mut q in ps {
+                q.probes.sort_unstable();
+                let probe_ns = q.probes.get(q.probes.len() / 2).copied().unwrap_or(0);
+                rows.push((
+                    Row {
+                        transport: t,
+                        size,
+                        latency: Percentiles::of(&q.hist),
+                        pinned: q.pinned,
+                        rounds: q.rounds,
+                        round_ids: q.round_ids,
+                        placement: q.placement,
+                        probe_ns,
+                    },
+                    q.hist,
+                ));
+            }
         }
     }
     bar.finish_and_clear();
@@ -318,13 +369,31 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
             writeln!(out, "{}", r.to_json())?;
         }
     } else {
-        write!(out, "{}", render(&plain, &plan))?;
+        write!(out, "{}", render(&plain, &plan, false))?;
+        if probe.enabled && plan.pin && two_cpus {
+            writeln!(
+                out,
+                "# placement: before each measurement, {} bare spin round trips between the \
+                 two CPUs; close if their median is below {} ns (--probe-ns), far otherwise",
+                placement::PROBE_ROUND_TRIPS,
+                probe.threshold_ns
+            )?;
+        }
+        if args.goals {
+            write!(out, "{}", goals_text(&plain))?;
+        }
     }
     out.flush()?;
     if let Some(path) = &args.plot {
         let series: Vec<(String, usize, &Histogram<u64>)> = rows
             .iter()
-            .map(|(r, h)| (r.transport.name().to_string(), r.size, h))
+            .map(|(r, h)| {
+                let name = match r.placement {
+                    Placement::Unprobed => r.transport.name().to_string(),
+                    p => format!("{} ({p})", r.transport.name()),
+                };
+                (name, r.size, h)
+            })
             .collect();
         crate::plot::latency_curves(path, &series)?;
         eprintln!("pingpong: wrote {}", path.display());
@@ -332,18 +401,52 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn find(rows: &[Row], t: Transport, size: usize) -> Option<&Row> {
-    rows.iter().find(|r| r.transport == t && r.size == size)
+/// One transport's rounds in one placement, while they are measured.
+struct Part {
+    placement: Placement,
+    hist: Histogram<u64>,
+    pinned: bool,
+    rounds: Vec<Percentiles>,
+    round_ids: Vec<u32>,
+    probes: Vec<u64>,
 }
 
-/// `p50` of `row` over `p50` of `base` at the same size.
+impl Part {
+    fn new(placement: Placement) -> Part {
+        Part {
+            placement,
+            hist: stats::histogram(),
+            pinned: true,
+            rounds: Vec::new(),
+            round_ids: Vec::new(),
+            probes: Vec::new(),
+        }
+    }
+}
+
+/// The row of `t` at `size` measured in `placement`.
+fn find(rows: &[Row], t: Transport, size: usize, placement: Placement) -> Option<&Row> {
+    rows.iter()
+        .find(|r| r.transport == t && r.size == size && r.placement == placement)
+}
+
+/// `p50` of `row` over `p50` of `base` at the same size and placement.
 fn p50_ratio(rows: &[Row], row: &Row, base: Transport) -> Option<f64> {
-    let b = find(rows, base, row.size)?;
+    let b = find(rows, base, row.size, row.placement)?;
     ratio(row.latency.p50 as f64, b.latency.p50 as f64)
 }
 
-/// The table, the notes above it, and the goals below it.
-pub fn render(rows: &[Row], plan: &Plan) -> String {
+/// The interleaved round numbers of `row`'s entries in `rounds`.
+fn ids(row: &Row) -> Vec<u32> {
+    if row.round_ids.len() == row.rounds.len() {
+        row.round_ids.clone()
+    } else {
+        (0..row.rounds.len() as u32).collect()
+    }
+}
+
+/// The table and the notes above it; with `goals`, the goals below it.
+pub fn render(rows: &[Row], plan: &Plan, goals: bool) -> String {
     let mut s = String::new();
     let pinned = rows.iter().all(|r| r.pinned);
     s.push_str(&format!(
@@ -364,9 +467,16 @@ pub fn render(rows: &[Row], plan: &Plan) -> String {
         plan.rounds,
         if plan.rounds == 1 { "" } else { "s" }
     ));
-    let header = [
+    s.push_str("# ratios: p50 over the p50 of the row of the same size and placement (-: none)\n");
+    let peers: Vec<Transport> = Transport::PEERS
+        .into_iter()
+        .filter(|&t| rows.iter().any(|r| r.transport == t))
+        .collect();
+    let peer_names: Vec<String> = peers.iter().map(|t| format!("p50/{t}")).collect();
+    let mut header = vec![
         "transport",
         "size",
+        "placement",
         "iters",
         "p50",
         "p90",
@@ -374,16 +484,18 @@ pub fn render(rows: &[Row], plan: &Plan) -> String {
         "p99.9",
         "max",
         "mean",
-        "p50/pipe",
         "p50/floor-spin",
+        "p50/floor-futex",
     ];
+    header.extend(peer_names.iter().map(String::as_str));
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let l = &r.latency;
-            vec![
+            let mut c = vec![
                 r.transport.name().to_string(),
                 r.size.to_string(),
+                r.placement.name().to_string(),
                 l.count.to_string(),
                 l.p50.to_string(),
                 l.p90.to_string(),
@@ -391,21 +503,41 @@ pub fn render(rows: &[Row], plan: &Plan) -> String {
                 l.p999.to_string(),
                 l.max.to_string(),
                 format!("{:.0}", l.mean),
-                table::ratio_cell(p50_ratio(rows, r, Transport::Pipe)),
                 table::ratio_cell(p50_ratio(rows, r, Transport::FloorSpin)),
-            ]
+                table::ratio_cell(p50_ratio(rows, r, Transport::FloorFutex)),
+            ];
+            c.extend(
+                peers
+                    .iter()
+                    .map(|&t| table::ratio_cell(p50_ratio(rows, r, t))),
+            );
+            c
         })
         .collect();
     s.push_str(&table::render(&header, &cells));
-    let goals = goals(rows);
-    if !goals.is_empty() {
+    if goals {
+        s.push_str(&goals_text(rows));
+    }
+    s
+}
+
+/// The goals under a heading (empty when no goal applies).
+fn goals_text(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let (goals, unpaired) = evaluate(rows);
+    if !goals.is_empty() || !unpaired.is_empty() {
         s.push_str(
-            "\ngoals: ratio of the rows, then the median [range] of the ratios within each \
-             round;\n       judged on that median when there are 3 rounds or more\n",
+            "\ngoals (internal targets of the project, not pass/fail of the product): ratio \
+             of the rows of one placement,\n       then the median [range] of the ratios \
+             within each round of that placement;\n       judged on that median when there \
+             are 3 such rounds or more\n",
         );
         for g in goals {
             s.push_str(&g.line());
             s.push('\n');
+        }
+        for u in unpaired {
+            s.push_str(&format!("  {u}\n"));
         }
     }
     s
@@ -423,6 +555,8 @@ pub struct Goal {
     pub rounds: Vec<f64>,
     /// The largest ratio that meets the goal.
     pub limit: f64,
+    /// The placement of the rows (and rounds) compared.
+    pub placement: Placement,
 }
 
 /// The median of `v` (`None` if empty).
@@ -466,8 +600,9 @@ impl Goal {
             format!("{:>6}", "-")
         };
         format!(
-            "  {:<50} {:>6.2}  {:<20} (goal <= {:.2})  {}",
+            "  {:<50} {:<8} {:>6.2}  {:<20} (goal <= {:.2})  {}",
             self.what,
+            self.placement.name(),
             self.value,
             rounds,
             self.limit,
@@ -479,12 +614,20 @@ impl Goal {
 /// A statistic of a latency distribution.
 type Stat = fn(&Percentiles) -> u64;
 
-/// The project's latency goals, evaluated on the rows that allow it.
+/// The project's latency goals, evaluated on the rows that allow it: for each
+/// placement in which both sides of a goal ran, one [`Goal`] (its rounds paired
+/// only with rounds of the same number, both of that placement).
 pub fn goals(rows: &[Row]) -> Vec<Goal> {
+    evaluate(rows).0
+}
+
+/// [`goals`], and a note for each goal whose rows never ran in one placement.
+fn evaluate(rows: &[Row]) -> (Vec<Goal>, Vec<String>) {
     use Transport::*;
     let p50: Stat = |p| p.p50;
     let p99: Stat = |p| p.p99;
     let mut out = Vec::new();
+    let mut unpaired = Vec::new();
     let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
     sizes.dedup();
     // The goals are stated for small messages (8 and 64 bytes): the floors carry
@@ -551,38 +694,78 @@ pub fn goals(rows: &[Row]) -> Vec<Goal> {
             vec![TokioUds],
             1.0,
         ));
+        // Issue 16: against the fastest peer (feature `peers`).
+        #[cfg(feature = "peers")]
+        wanted.push((
+            "shmq-spin p50 / ringfire p50".into(),
+            p50,
+            ShmqSpin,
+            vec![Ringfire],
+            1.0,
+        ));
         for (what, stat, num, dens, limit) in wanted {
-            let Some(a) = find(rows, num, s) else {
-                continue;
+            let mut paired = false;
+            for placement in Placement::ALL {
+                let Some(a) = find(rows, num, s, placement) else {
+                    continue;
+                };
+                let bs: Vec<&Row> = dens
+                    .iter()
+                    .filter_map(|&d| find(rows, d, s, placement))
+                    .collect();
+                let Some(best) = bs.iter().map(|b| stat(&b.latency)).min() else {
+                    continue;
+                };
+                let Some(value) = ratio(stat(&a.latency) as f64, best as f64) else {
+                    continue;
+                };
+                paired = true;
+                // Round by round: only rounds every row has (by round number).
+                let rounds = ids(a)
+                    .into_iter()
+                    .zip(&a.rounds)
+                    .filter_map(|(id, ar)| {
+                        let best = bs
+                            .iter()
+                            .map(|b| {
+                                let k = ids(b).iter().position(|&x| x == id)?;
+                                Some(stat(&b.rounds[k]))
+                            })
+                            .collect::<Option<Vec<u64>>>()?
+                            .into_iter()
+                            .min()?;
+                        ratio(stat(ar) as f64, best as f64)
+                    })
+                    .collect();
+                out.push(Goal {
+                    what: format!("{s} B: {what}"),
+                    value,
+                    rounds,
+                    limit,
+                    placement,
+                });
+            }
+            let ran = |t: Transport| {
+                rows.iter()
+                    .filter(|r| r.transport == t && r.size == s)
+                    .map(|r| r.placement.name())
+                    .collect::<Vec<_>>()
             };
-            let bs: Vec<&Row> = dens.iter().filter_map(|&d| find(rows, d, s)).collect();
-            let Some(best) = bs.iter().map(|b| stat(&b.latency)).min() else {
-                continue;
-            };
-            let Some(value) = ratio(stat(&a.latency) as f64, best as f64) else {
-                continue;
-            };
-            let n = bs
+            let den_ran: Vec<String> = dens
                 .iter()
-                .map(|b| b.rounds.len())
-                .min()
-                .unwrap_or(0)
-                .min(a.rounds.len());
-            let rounds = (0..n)
-                .filter_map(|r| {
-                    let best = bs.iter().map(|b| stat(&b.rounds[r])).min()?;
-                    ratio(stat(&a.rounds[r]) as f64, best as f64)
-                })
+                .filter(|&&d| !ran(d).is_empty())
+                .map(|&d| format!("{d} ran {}", ran(d).join("+")))
                 .collect();
-            out.push(Goal {
-                what: format!("{s} B: {what}"),
-                value,
-                rounds,
-                limit,
-            });
+            if !paired && !ran(num).is_empty() && !den_ran.is_empty() {
+                unpaired.push(format!(
+                    "{s} B: {what}: no same-placement pair ({num} ran {}, {}): not judged",
+                    ran(num).join("+"),
+                    den_ran.join(", ")
+                ));
+            }
         }
     }
-    out
+    (out, unpaired)
 }
 
 #[cfg(test)]
@@ -605,7 +788,9 @@ mod tests {
         assert_eq!(p.max_time, Some(Duration::from_secs_f64(1.5)));
         assert_eq!(p.rounds, 5);
         let (all, _) = select(&a.transport, true).unwrap();
-        assert_eq!(all, Transport::ALL.to_vec());
+        assert_eq!(all, Transport::every());
+        assert!(!a.goals && !a.no_probe);
+        assert_eq!(a.probe_ns, placement::DEFAULT_THRESHOLD_NS);
         let (one_cpu, notes) = select(&a.transport, false).unwrap();
         assert!(!one_cpu.contains(&Transport::FloorSpin) && !notes.is_empty());
     }
@@ -683,6 +868,9 @@ mod tests {
             },
             pinned: true,
             rounds: Vec::new(),
+            round_ids: Vec::new(),
+            placement: Placement::Unprobed,
+            probe_ns: 0,
         }
     }
 
@@ -701,6 +889,9 @@ mod tests {
                 "p90_ns",
                 "p999_ns",
                 "p99_ns",
+                "placement",
+                "probe_ns",
+                "rounds",
                 "size",
                 "transport"
             ]
@@ -721,11 +912,13 @@ mod tests {
             row(Transport::UdsStream, 8, 12_000, 20_000),
         ];
         let plan = parse(&[]).plan();
-        let text = render(&rows, &plan);
+        let text = render(&rows, &plan, true);
         assert!(text.contains("p50/floor-spin"));
-        // shmq-spin: 190 / 8000 of pipe, 190 / 200 of the floor.
+        // shmq-spin: 190 / 200 of the spin floor, 190 / 10000 of the futex floor.
         let line = text.lines().find(|l| l.starts_with("shmq-spin")).unwrap();
-        assert!(line.ends_with("0.02            0.95"), "{line}");
+        assert!(line.ends_with("0.95             0.02"), "{line}");
+        // Without --goals, no goal and no "met".
+        assert!(!render(&rows, &plan, false).contains("met"));
         let g = goals(&rows);
         let get = |what: &str| g.iter().find(|g| g.what.contains(what)).unwrap().clone();
         assert!(get("shmq-spin p50").met());
@@ -762,5 +955,65 @@ mod tests {
         assert!(spin.line().contains("1.10 [1.10..1.10]"), "{}", spin.line());
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn goals_pair_only_rows_of_one_placement() {
+        let at = |t, p50, placement| {
+            let mut r = row(t, 8, p50, 1000);
+            r.placement = placement;
+            r.rounds = vec![r.latency];
+            r
+        };
+        // Both placements paired: one goal for each.
+        let rows = vec![
+            at(Transport::FloorSpin, 140, Placement::Close),
+            at(Transport::FloorSpin, 480, Placement::Far),
+            at(Transport::ShmqSpin, 150, Placement::Close),
+            at(Transport::ShmqSpin, 500, Placement::Far),
+        ];
+        let g = goals(&rows);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].placement, Placement::Close);
+        assert!((g[0].value - 150.0 / 140.0).abs() < 1e-9);
+        assert_eq!(g[1].placement, Placement::Far);
+        // The table's ratio is to the floor of the same placement.
+        let text = render(&rows, &parse(&[]).plan(), false);
+        let far = text
+            .lines()
+            .find(|l| l.starts_with("shmq-spin") && l.contains("far"))
+            .unwrap();
+        assert!(far.contains("1.04"), "{far}");
+        // shmq close, the floor far only: no goal, a note.
+        let rows = vec![
+            at(Transport::FloorSpin, 480, Placement::Far),
+            at(Transport::ShmqSpin, 150, Placement::Close),
+        ];
+        let (g, notes) = evaluate(&rows);
+        assert!(g.is_empty());
+        assert!(
+            notes[0].contains("no same-placement pair (shmq-spin ran close, floor-spin ran far)"),
+            "{notes:?}"
+        );
+        assert!(render(&rows, &parse(&[]).plan(), true).contains("not judged"));
+    }
+
+    #[test]
+    fn rounds_pair_by_number() {
+        let mut f = row(Transport::FloorSpin, 8, 100, 1000);
+        f.rounds = [100, 100, 100]
+            .map(|p| row(Transport::FloorSpin, 8, p, 1000).latency)
+            .to_vec();
+        f.round_ids = vec![0, 2, 4];
+        let mut a = row(Transport::ShmqSpin, 8, 120, 1000);
+        a.rounds = [110, 999, 130]
+            .map(|p| row(Transport::ShmqSpin, 8, p, 1000).latency)
+            .to_vec();
+        a.round_ids = vec![0, 1, 4];
+        let g = goals(&[f, a]);
+        let spin = g.iter().find(|g| g.what.contains("shmq-spin")).unwrap();
+        // Rounds 0 and 4 only (round 1 of shmq has no floor round to pair with).
+        assert_eq!(spin.rounds.len(), 2);
+        assert!((spin.rounds[0] - 1.1).abs() < 1e-9 && (spin.rounds[1] - 1.3).abs() < 1e-9);
     }
 }

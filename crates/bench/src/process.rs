@@ -79,6 +79,18 @@ impl Child {
         reap(pid)
     }
 
+    /// Whether the child has ended, without reaping it (so that [`Child::wait`]
+    /// still reports how): for a parent that spins on shared memory and must not
+    /// spin for ever after a dead peer.
+    pub(crate) fn has_exited(&self) -> bool {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        let Some(pid) = self.pid else {
+            return true;
+        };
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
+    }
+
     /// Gives up ownership of the pid (someone else reaps it).
     pub(crate) fn into_pid(mut self) -> Option<Pid> {
         self.pid.take()

@@ -117,6 +117,24 @@ impl SharedMap {
         }
     }
 
+    /// XOR of the `len / 8` little-endian words at `off` (8-aligned), read in
+    /// place with plain loads: the floor's consumer reads every byte of a record
+    /// without copying it out, as shmq's receiver does.
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or the range is not inside the map.
+    pub(crate) fn fold_words(&self, off: usize, len: usize) -> u64 {
+        self.check(off, len, 8);
+        let base = self.base.as_ptr();
+        let mut acc = 0u64;
+        for k in 0..len / 8 {
+            // SAFETY: word `k` is inside the checked, 8-aligned range; it is read
+            // through a raw pointer, never behind a Rust reference, as `read` does.
+            acc ^= unsafe { base.add(off + 8 * k).cast::<u64>().read() };
+        }
+        acc
+    }
+
     /// Copies `len` bytes from `from` to `to` inside the map (the ranges must not
     /// overlap).
     ///

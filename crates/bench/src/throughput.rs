@@ -10,10 +10,30 @@
 //! that a transport that hands the bytes over in place (shmq) pays for bringing
 //! them to the receiver's CPU as the kernel transports do with their copy.
 //!
-//! Transports: `shmq-spsc` (`try_send_batch`, `try_recv_batch`), `shmq-mpsc` with
-//! 1, 2, 4 producer processes (the same calls), `pipe` and `uds-stream` (one
-//! `write` per batch; the receiver reads through a 256 KiB buffer), and `memcpy`
-//! (one thread copying each message into a ring-sized buffer: the copy limit).
+//! Transports: `floor-stream` (records in a bare ring in shared memory, no
+//! protocol: the ceiling; see below), `shmq-spsc` (`try_send_batch`,
+//! `try_recv_batch`), `shmq-spsc-typed` (a 64-byte `Pod` through a typed SPSC
+//! channel, 64 B only), `shmq-mpsc` with 1, 2, 4 producer processes (the same
+//! calls), `pipe` and `uds-stream` (one `write` per batch; the receiver reads
+//! through a 256 KiB buffer), and `memcpy` (one thread copying each message into
+//! a ring-sized buffer: the copy limit). With the cargo feature `peers`, also
+//! `ringfire` and `iceoryx2` (see `peers`), in the same rounds.
+//!
+//! `floor-stream`: each record's first word is its stamp (sequence number + 1),
+//! its last word the stamp again; the producer writes the record in place, then
+//! stores the stamp (`Release`); the consumer waits for the stamp of the last
+//! record of its next batch (`Acquire`), then checks each record's stamp and
+//! trailer and reads all its words in place. The producer does not lap the
+//! consumer: the consumer publishes its position every eighth of the ring
+//! (`--capacity` bytes, as the shmq channels), and the producer waits for room
+//! when it reaches the end of what it last saw. Records of a multiple of 8
+//! bytes.
+//!
+//! Before each measurement a placement probe (see [`crate::placement`]) labels
+//! it `close` or `far`; a row is reported per placement it ran in, and ratios are
+//! taken only between rows of the same placement. The default output is the
+//! results and their ratios to the floors (and the peers); `--goals` adds the
+//! project's internal goals.
 //! Every producer hands over the same number of messages per call (`--batch`,
 //! default 64; `--batch 1` sends message by message), so that no transport is
 //! timed with more calls per message than another.
@@ -37,9 +57,15 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use shmq::{Options, Receiver, RingKind, Sender, mpsc, spsc};
 
+use crate::placement::{self, Placement, Probe};
 use crate::process;
 use crate::stats::ratio;
 use crate::table;
+
+mod floor;
+#[cfg(feature = "peers")]
+mod peers;
+mod typed;
 
 /// Result of the harness's fallible steps.
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -56,7 +82,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 4096, 65536])]
     pub size: Vec<usize>,
     /// Transports to run (a comma-separated list; default: all). Known:
-    /// shmq-spsc, shmq-mpsc, pipe, uds-stream, memcpy.
+    /// floor-stream, shmq-spsc, shmq-spsc-typed, shmq-mpsc, pipe, uds-stream,
+    /// memcpy (and, with the feature `peers`, ringfire, iceoryx2).
     #[arg(long, value_delimiter = ',')]
     pub transport: Vec<String>,
     /// Producer processes for shmq-mpsc (a comma-separated list).
@@ -95,6 +122,17 @@ pub struct Args {
     /// the temporary directory); it should be on the disk to measure.
     #[arg(long)]
     pub file_dir: Option<std::path::PathBuf>,
+    /// Also print the project's internal goals (ratios it aims at) below the
+    /// table.
+    #[arg(long)]
+    pub goals: bool,
+    /// The placement probe's threshold: a bare spin round trip (median, ns) from
+    /// which the two CPUs count as far apart.
+    #[arg(long, default_value_t = placement::DEFAULT_THRESHOLD_NS)]
+    pub probe_ns: u64,
+    /// Do not run the placement probe before each measurement.
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 /// Most messages a `shmq-file-every` row moves (each call syncs to the disk).
@@ -103,8 +141,12 @@ pub const EVERY_COMMIT_MAX_MSGS: u64 = 20_000;
 /// A way to move messages one way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flow {
+    /// Records in a bare ring in shared memory, no protocol: the ceiling.
+    FloorStream,
     /// An shmq SPSC channel, batch APIs on both sides.
     ShmqSpsc,
+    /// A typed shmq SPSC channel of a 64-byte `Pod` (64 B only).
+    ShmqSpscTyped,
     /// An shmq MPSC channel, one producer process per sender.
     ShmqMpsc,
     /// A pipe.
@@ -121,12 +163,20 @@ pub enum Flow {
     ShmqFilePeriodic,
     /// An SPSC channel on a file, synced at every commit.
     ShmqFileEvery,
+    /// A `ringfire` SPMC ring (lossless backpressure), one reader.
+    #[cfg(feature = "peers")]
+    Ringfire,
+    /// An `iceoryx2` publish-subscribe service, one subscriber.
+    #[cfg(feature = "peers")]
+    Iceoryx2,
 }
 
 impl Flow {
-    /// Every flow, in table order.
-    pub const ALL: [Flow; 5] = [
+    /// Every flow of the default build, in table order.
+    pub const ALL: [Flow; 7] = [
+        Flow::FloorStream,
         Flow::ShmqSpsc,
+        Flow::ShmqSpscTyped,
         Flow::ShmqMpsc,
         Flow::Pipe,
         Flow::UdsStream,
@@ -141,6 +191,34 @@ impl Flow {
         Flow::ShmqFileEvery,
     ];
 
+    /// The peers (feature `peers`), after [`Flow::ALL`] in table order.
+    #[cfg(feature = "peers")]
+    pub const PEERS: [Flow; 2] = [Flow::Ringfire, Flow::Iceoryx2];
+    /// The peers (feature `peers`: not enabled in this build).
+    #[cfg(not(feature = "peers"))]
+    pub const PEERS: [Flow; 0] = [];
+
+    /// Every flow of this build: [`Flow::ALL`] then [`Flow::PEERS`].
+    pub fn every() -> Vec<Flow> {
+        Flow::ALL
+            .iter()
+            .chain(Flow::PEERS.iter())
+            .copied()
+            .collect()
+    }
+
+    /// Whether the flow carries messages of `size` bytes (the typed row and the
+    /// peers' fixed slots have a few sizes only; the floor needs whole words).
+    pub fn supports(self, size: usize) -> bool {
+        match self {
+            Flow::ShmqSpscTyped => size == typed::SIZE,
+            Flow::FloorStream => size.is_multiple_of(8),
+            #[cfg(feature = "peers")]
+            Flow::Ringfire => peers::RINGFIRE_SIZES.contains(&size),
+            _ => true,
+        }
+    }
+
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
@@ -148,11 +226,17 @@ impl Flow {
             Flow::ShmqFileNone => "shmq-file-none",
             Flow::ShmqFilePeriodic => "shmq-file-periodic",
             Flow::ShmqFileEvery => "shmq-file-every",
+            Flow::FloorStream => "floor-stream",
             Flow::ShmqSpsc => "shmq-spsc",
+            Flow::ShmqSpscTyped => "shmq-spsc-typed",
             Flow::ShmqMpsc => "shmq-mpsc",
             Flow::Pipe => "pipe",
             Flow::UdsStream => "uds-stream",
             Flow::Memcpy => "memcpy",
+            #[cfg(feature = "peers")]
+            Flow::Ringfire => "ringfire",
+            #[cfg(feature = "peers")]
+            Flow::Iceoryx2 => "iceoryx2",
         }
     }
 }
@@ -166,12 +250,12 @@ impl fmt::Display for Flow {
 impl FromStr for Flow {
     type Err = Box<dyn std::error::Error>;
     fn from_str(s: &str) -> Result<Self> {
-        Flow::ALL
+        Flow::every()
             .into_iter()
             .chain(Flow::FILES)
             .find(|f| f.name() == s.trim())
             .ok_or_else(|| {
-                let names: Vec<&str> = Flow::ALL
+                let names: Vec<&str> = Flow::every()
                     .iter()
                     .chain(&Flow::FILES)
                     .map(|f| f.name())
@@ -194,6 +278,16 @@ pub struct Row {
     pub messages: u64,
     /// Seconds from the start gun to the last message checked.
     pub secs: f64,
+    /// Where the two processes ran, by the probe before the measurement.
+    pub placement: Placement,
+    /// The probe's median bare spin round trip in ns (0: not probed).
+    pub probe_ns: u64,
+    /// Messages the transport dropped (counted by the receiver from gaps in the
+    /// sequence numbers; only a transport that may drop, `iceoryx2`, has any
+    /// without failing the row).
+    pub drops: u64,
+    /// Measurements of this row in this placement (the row is their median).
+    pub runs: u32,
 }
 
 impl Row {
@@ -208,7 +302,8 @@ impl Row {
     }
 
     /// The row as one JSON object with exactly the keys `transport`, `size`,
-    /// `producers`, `msgs_per_sec`, `gbytes_per_sec`.
+    /// `producers`, `msgs_per_sec`, `gbytes_per_sec`, `placement` (`close`,
+    /// `far` or `unprobed`), `probe_ns`, `drops`, `runs`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "transport": self.flow.name(),
@@ -216,6 +311,10 @@ impl Row {
             "producers": self.producers,
             "msgs_per_sec": self.msgs_per_sec().round(),
             "gbytes_per_sec": (self.gbytes_per_sec() * 1000.0).round() / 1000.0,
+            "placement": self.placement.name(),
+            "probe_ns": self.probe_ns,
+            "drops": self.drops,
+            "runs": self.runs,
         })
     }
 }
@@ -373,6 +472,9 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&plan.size) {
         return Err(format!("message size {} outside {MIN_SIZE}..={MAX_SIZE}", plan.size).into());
     }
+    if !flow.supports(plan.size) {
+        return Err(format!("{flow} does not carry {}-byte messages", plan.size).into());
+    }
     let producers = if flow == Flow::ShmqMpsc {
         producers.max(1)
     } else {
@@ -388,21 +490,28 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
     };
     let per = messages.div_ceil(u64::from(producers)).max(1);
     let total = per * u64::from(producers);
-    let secs = match flow {
-        Flow::ShmqSpsc => shmq_spsc(plan, per, theirs)?,
-        Flow::ShmqMpsc => shmq_mpsc(plan, producers, per, theirs)?,
+    // Seconds, and messages dropped (only iceoryx2 may drop without failing).
+    let (secs, drops) = match flow {
+        Flow::FloorStream => (floor::floor_stream(plan, per, theirs)?, 0),
+        Flow::ShmqSpsc => (shmq_spsc(plan, per, theirs)?, 0),
+        Flow::ShmqSpscTyped => (typed::shmq_spsc_typed(plan, per, theirs)?, 0),
+        Flow::ShmqMpsc => (shmq_mpsc(plan, producers, per, theirs)?, 0),
         Flow::Pipe => {
             let (r, w) = nix::unistd::pipe()?;
-            stream(plan, per, theirs, File::from(r), File::from(w))?
+            (stream(plan, per, theirs, File::from(r), File::from(w))?, 0)
         }
         Flow::UdsStream => {
             let (a, b) = UnixStream::pair()?;
-            stream(plan, per, theirs, a, b)?
+            (stream(plan, per, theirs, a, b)?, 0)
         }
-        Flow::Memcpy => memcpy(plan, per),
+        Flow::Memcpy => (memcpy(plan, per), 0),
         Flow::ShmqShm | Flow::ShmqFileNone | Flow::ShmqFilePeriodic | Flow::ShmqFileEvery => {
-            shmq_durable(flow, plan, per, theirs)?
+            (shmq_durable(flow, plan, per, theirs)?, 0)
         }
+        #[cfg(feature = "peers")]
+        Flow::Ringfire => (peers::ringfire(plan, per, theirs)?, 0),
+        #[cfg(feature = "peers")]
+        Flow::Iceoryx2 => peers::iceoryx2(plan, per, theirs)?,
     };
     Ok(Row {
         flow,
@@ -410,6 +519,10 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
         producers,
         messages: total,
         secs,
+        placement: Placement::Unprobed,
+        probe_ns: 0,
+        drops,
+        runs: 1,
     })
 }
 
@@ -657,7 +770,7 @@ fn memcpy(plan: &Plan, count: u64) -> f64 {
 
 fn select(names: &[String]) -> Result<Vec<Flow>> {
     if names.is_empty() {
-        return Ok(Flow::ALL.to_vec());
+        return Ok(Flow::every());
     }
     let mut out = Vec::new();
     for n in names {
@@ -710,39 +823,55 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
             return Err(format!("--size {s}: must be from {MIN_SIZE} to {MAX_SIZE}").into());
         }
     }
+    // The rows, in table order: every (flow, producers) at every size it carries.
+    let mut cases = Vec::new();
+    for &size in &args.size {
+        for &(flow, p) in &runs {
+            if flow.supports(size) {
+                cases.push((flow, p, size));
+            } else if !args.transport.is_empty() {
+                eprintln!("throughput: {flow} does not carry {size}-byte messages: skipped");
+            }
+        }
+    }
     let rounds = args.rounds.max(1);
-    let bar = ProgressBar::new((runs.len() * args.size.len()) as u64 * u64::from(rounds));
+    let probe = Probe::new(args.probe_ns, !args.no_probe);
+    let pin = !args.no_pin;
+    let bar = ProgressBar::new(cases.len() as u64 * u64::from(rounds));
     bar.set_style(
         ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     // Every measurement of each row, in table order.
-    let mut all: Vec<Vec<Row>> = Vec::new();
+    let mut all: Vec<Vec<Row>> = vec![Vec::new(); cases.len()];
     for _ in 0..rounds {
-        let mut i = 0;
-        for &size in &args.size {
+        for (i, &(flow, p, size)) in cases.iter().enumerate() {
             let plan = Plan {
                 size,
                 messages: args.messages_for(size),
                 capacity: args.capacity,
-                pin: !args.no_pin,
+                pin,
                 batch: args.batch,
                 file_dir: args.file_dir.clone().unwrap_or_else(std::env::temp_dir),
             };
-            for &(flow, p) in &runs {
-                bar.set_prefix(format!("{flow} x{p} {size} B"));
-                let row = measure_retrying(flow, p, &plan)?;
-                if all.len() <= i {
-                    all.push(Vec::new());
-                }
-                all[i].push(row);
-                i += 1;
-                bar.inc(1);
-            }
+            bar.set_prefix(format!("{flow} x{p} {size} B"));
+            // memcpy runs in one thread: where the other CPU is does not matter.
+            let (placement, probe_ns) = if flow == Flow::Memcpy {
+                (Placement::Unprobed, 0)
+            } else {
+                probe
+                    .run(pin)
+                    .map_err(|e| format!("placement probe: {e}"))?
+            };
+            let mut row = measure_retrying(flow, p, &plan)?;
+            row.placement = placement;
+            row.probe_ns = probe_ns;
+            all[i].push(row);
+            bar.inc(1);
         }
     }
-    let rows: Vec<Row> = all.into_iter().filter_map(median_row).collect();
+    let rows: Vec<Row> = all.into_iter().flat_map(by_placement).collect();
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -750,8 +879,20 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
             writeln!(out, "{}", r.to_json())?;
         }
     } else {
-        let pinned = !args.no_pin && process::cpu_pair().is_some();
+        let pinned = pin && process::cpu_pair().is_some();
         write!(out, "{}", render(&rows, pinned, args.batch))?;
+        if probe.enabled && pinned {
+            writeln!(
+                out,
+                "# placement: before each measurement, {} bare spin round trips between the \
+                 two CPUs; close if their median is below {} ns (--probe-ns), far otherwise",
+                placement::PROBE_ROUND_TRIPS,
+                probe.threshold_ns
+            )?;
+        }
+        if args.goals {
+            write!(out, "{}", goals_text(&rows, args.batch))?;
+        }
     }
     out.flush()?;
     Ok(())
@@ -785,7 +926,24 @@ fn measure_retrying(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
 fn median_row(mut runs: Vec<Row>) -> Option<Row> {
     runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let mid = runs.len().checked_sub(1)? / 2;
-    runs.into_iter().nth(mid)
+    let n = runs.len() as u32;
+    let probes: Vec<u64> = runs.iter().map(|r| r.probe_ns).collect();
+    let mut row = runs.into_iter().nth(mid)?;
+    row.runs = n;
+    // The probe figure of the row: the median of its measurements' probes.
+    let mut probes = probes;
+    probes.sort_unstable();
+    row.probe_ns = probes[probes.len() / 2];
+    Some(row)
+}
+
+/// One row's measurements as one row per placement they ran in (each the median
+/// of its measurements), in [`Placement::ALL`] order.
+fn by_placement(runs: Vec<Row>) -> Vec<Row> {
+    Placement::ALL
+        .into_iter()
+        .filter_map(|p| median_row(runs.iter().filter(|r| r.placement == p).cloned().collect()))
+        .collect()
 }
 
 /// A rate for a table cell.
@@ -799,71 +957,210 @@ fn rate(v: f64) -> String {
     }
 }
 
-fn find(rows: &[Row], flow: Flow, size: usize) -> Option<&Row> {
-    rows.iter().find(|r| r.flow == flow && r.size == size)
+/// The row of `flow` at `size` measured in `placement` (`memcpy`, one thread,
+/// in any placement).
+fn find(rows: &[Row], flow: Flow, size: usize, placement: Placement) -> Option<&Row> {
+    rows.iter().find(|r| {
+        r.flow == flow && r.size == size && (r.placement == placement || flow == Flow::Memcpy)
+    })
 }
 
-/// The table and the goals below it.
+/// The table: results, and ratios to the floors, to a pipe and to the peers, each
+/// against the row of the same size and placement.
 pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
     let mut s = format!(
         "# one way, receiver {}; the receiver checks every message and reads all its \
          bytes;\n# producers send up to {batch} messages (at most 64 KiB) per call, \
-         every transport alike;\n# msgs/s and GB/s (10^9 bytes) of payload\n",
+         every transport alike;\n# msgs/s and GB/s (10^9 bytes) of payload; ratios of \
+         msgs/s to the row of the same size and placement (-: none; memcpy runs in \
+         one thread, unprobed, and is compared with every placement)\n",
         if pinned {
             "and producers pinned to two different CPUs"
         } else {
             "and producers not pinned"
         }
     );
-    let header = [
+    let mut header = vec![
         "transport",
         "size",
         "producers",
+        "placement",
         "messages",
         "msgs/s",
         "GB/s",
-        "msgs/s / pipe",
-        "GB/s / memcpy",
+        "/ floor-stream",
+        "/ memcpy",
+        "/ pipe",
     ];
+    let peers: Vec<Flow> = Flow::PEERS
+        .into_iter()
+        .filter(|&f| rows.iter().any(|r| r.flow == f))
+        .collect();
+    let peer_names: Vec<String> = peers.iter().map(|f| format!("/ {f}")).collect();
+    header.extend(peer_names.iter().map(String::as_str));
+    let drops = rows.iter().any(|r| r.drops > 0) || peers.iter().any(|f| f.name() == "iceoryx2");
+    if drops {
+        header.push("drops");
+    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let pipe = find(rows, Flow::Pipe, r.size);
-            let mc = find(rows, Flow::Memcpy, r.size);
-            vec![
+            let to = |f: Flow| {
+                table::ratio_cell(
+                    find(rows, f, r.size, r.placement)
+                        .and_then(|b| ratio(r.msgs_per_sec(), b.msgs_per_sec())),
+                )
+            };
+            let mut c = vec![
                 r.flow.name().to_string(),
                 r.size.to_string(),
                 r.producers.to_string(),
+                r.placement.name().to_string(),
                 r.messages.to_string(),
                 rate(r.msgs_per_sec()),
                 format!("{:.3}", r.gbytes_per_sec()),
-                table::ratio_cell(pipe.and_then(|p| ratio(r.msgs_per_sec(), p.msgs_per_sec()))),
-                table::ratio_cell(mc.and_then(|m| ratio(r.gbytes_per_sec(), m.gbytes_per_sec()))),
-            ]
+                to(Flow::FloorStream),
+                to(Flow::Memcpy),
+                to(Flow::Pipe),
+            ];
+            c.extend(peers.iter().map(|&f| to(f)));
+            if drops {
+                c.push(r.drops.to_string());
+            }
+            c
         })
         .collect();
     s.push_str(&table::render(&header, &cells));
-    let mut goals = Vec::new();
-    if let (Some(a), Some(p)) = (find(rows, Flow::ShmqSpsc, 64), find(rows, Flow::Pipe, 64))
-        && let Some(v) = ratio(a.msgs_per_sec(), p.msgs_per_sec())
-    {
-        goals.push(("64 B: shmq-spsc msgs/s / pipe msgs/s", v, 25.0));
+    s
+}
+
+/// The goals against the peers (issue 16: one message per call, 64 B).
+#[cfg(feature = "peers")]
+fn peer_goals(batch: usize) -> Vec<Want> {
+    if batch != 1 {
+        return Vec::new();
     }
-    if let (Some(a), Some(p)) = (
-        find(rows, Flow::ShmqSpsc, 4096),
-        find(rows, Flow::Pipe, 4096),
-    ) && let Some(v) = ratio(a.gbytes_per_sec(), p.gbytes_per_sec())
-    {
-        goals.push(("4096 B: shmq-spsc GB/s / pipe GB/s", v, 4.0));
-    }
-    if !goals.is_empty() {
-        s.push_str("\ngoals (ratios within this run):\n");
-        for (what, v, min) in goals {
-            s.push_str(&format!(
-                "  {what:<40} {v:>7.2} (goal >= {min:.0})  {}\n",
-                if v >= min { "met" } else { "NOT met" }
+    vec![
+        Want {
+            what: "shmq-spsc-typed msgs/s / ringfire msgs/s",
+            size: 64,
+            num: Flow::ShmqSpscTyped,
+            den: Flow::Ringfire,
+            min: 1.2,
+        },
+        Want {
+            what: "shmq-spsc msgs/s / ringfire msgs/s",
+            size: 64,
+            num: Flow::ShmqSpsc,
+            den: Flow::Ringfire,
+            min: 0.8,
+        },
+    ]
+}
+
+/// The goals against the peers: none without the feature `peers`.
+#[cfg(not(feature = "peers"))]
+fn peer_goals(_batch: usize) -> Vec<Want> {
+    Vec::new()
+}
+
+/// One throughput goal: `num` over `den` at `size`, at least `min`.
+struct Want {
+    what: &'static str,
+    size: usize,
+    num: Flow,
+    den: Flow,
+    min: f64,
+}
+
+/// The project's internal throughput goals (`--goals`), each judged within one
+/// placement; a goal whose two rows never ran in the same placement says so.
+pub fn goals_text(rows: &[Row], batch: usize) -> String {
+    let mut wanted = vec![
+        Want {
+            what: "shmq-spsc msgs/s / pipe msgs/s",
+            size: 64,
+            num: Flow::ShmqSpsc,
+            den: Flow::Pipe,
+            min: 25.0,
+        },
+        Want {
+            what: "shmq-spsc GB/s / pipe GB/s",
+            size: 4096,
+            num: Flow::ShmqSpsc,
+            den: Flow::Pipe,
+            min: 4.0,
+        },
+        Want {
+            what: "shmq-spsc GB/s / floor-stream GB/s",
+            size: 4096,
+            num: Flow::ShmqSpsc,
+            den: Flow::FloorStream,
+            min: 0.6,
+        },
+        Want {
+            what: "shmq-spsc msgs/s / floor-stream msgs/s",
+            size: 64,
+            num: Flow::ShmqSpsc,
+            den: Flow::FloorStream,
+            // Issue 16: one message per call at least half the floor, batched
+            // at least 0.8 of it.
+            min: if batch == 1 { 0.5 } else { 0.8 },
+        },
+    ];
+    wanted.extend(peer_goals(batch));
+    let mut lines = Vec::new();
+    for w in &wanted {
+        let at = |f: Flow| rows.iter().filter(move |r| r.flow == f && r.size == w.size);
+        if at(w.num).next().is_none() || at(w.den).next().is_none() {
+            continue;
+        }
+        let mut paired = false;
+        for p in Placement::ALL {
+            let (Some(a), Some(b)) = (find(rows, w.num, w.size, p), find(rows, w.den, w.size, p))
+            else {
+                continue;
+            };
+            let Some(v) = ratio(a.msgs_per_sec(), b.msgs_per_sec()) else {
+                continue;
+            };
+            paired = true;
+            let what = format!("{} B: {}", w.size, w.what);
+            lines.push(format!(
+                "  {what:<46} {:<9} {v:>7.2} (goal >= {})  {}",
+                p.name(),
+                w.min,
+                if v >= w.min { "met" } else { "NOT met" }
             ));
         }
+        if !paired {
+            let places = |f: Flow| {
+                at(f)
+                    .map(|r| r.placement.name())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            };
+            lines.push(format!(
+                "  {} B: {}: no same-placement pair ({} ran {}, {} ran {}): not judged",
+                w.size,
+                w.what,
+                w.num,
+                places(w.num),
+                w.den,
+                places(w.den)
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\ngoals (internal targets of the project, not pass/fail of the product; \
+         ratios between rows of the same size and placement):\n",
+    );
+    for l in lines {
+        s.push_str(&l);
+        s.push('\n');
     }
     s
 }
@@ -877,6 +1174,10 @@ fn row(flow: Flow, size: usize, messages: u64, secs: std::time::Duration) -> Row
         producers: 1,
         messages,
         secs: secs.as_secs_f64(),
+        placement: Placement::Unprobed,
+        probe_ns: 0,
+        drops: 0,
+        runs: 1,
     }
 }
 
@@ -898,7 +1199,7 @@ mod tests {
         assert_eq!(a.messages_for(64), 2_000_000);
         assert_eq!(a.messages_for(65536), 8192);
         let runs = a.runs().unwrap();
-        assert_eq!(runs.len(), 7);
+        assert_eq!(runs.len(), 9 + Flow::PEERS.len());
         assert!(runs.contains(&(Flow::ShmqMpsc, 4)));
         let b = parse(&[
             "--transport",
@@ -928,9 +1229,13 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "drops",
                 "gbytes_per_sec",
                 "msgs_per_sec",
+                "placement",
+                "probe_ns",
                 "producers",
+                "runs",
                 "size",
                 "transport"
             ]
@@ -948,9 +1253,11 @@ mod tests {
             row(Flow::ShmqSpsc, 4096, 1_000_000, Duration::from_secs(1)),
             row(Flow::Pipe, 4096, 500_000, Duration::from_secs(1)),
         ];
-        let t = render(&rows, true, 64);
+        let t = goals_text(&rows, 64);
         assert!(t.contains("30.00 (goal >= 25)  met"), "{t}");
         assert!(t.contains("2.00 (goal >= 4)  NOT met"), "{t}");
+        // The goals print only on request: the table has none.
+        assert!(!render(&rows, true, 64).contains("met"));
     }
 
     #[test]
@@ -1005,5 +1312,43 @@ mod tests {
         assert_eq!(recv_batch(64, 1 << 20), 256);
         assert_eq!(recv_batch(65536, 1 << 20), 7);
         assert_eq!(recv_batch(65536, 1 << 16), 1);
+    }
+
+    #[test]
+    fn rows_split_by_placement_and_ratios_stay_within_one() {
+        let at = |flow, msgs, ms, placement| {
+            let mut r = row(flow, 64, msgs, Duration::from_millis(ms));
+            r.placement = placement;
+            r
+        };
+        let rows = by_placement(vec![
+            at(Flow::ShmqSpsc, 1000, 10, Placement::Close),
+            at(Flow::ShmqSpsc, 1000, 30, Placement::Far),
+            at(Flow::ShmqSpsc, 1000, 20, Placement::Close),
+        ]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].placement, rows[0].runs), (Placement::Close, 2));
+        assert_eq!((rows[1].placement, rows[1].runs), (Placement::Far, 1));
+        let mut all = rows;
+        all.push(at(Flow::FloorStream, 1000, 5, Placement::Far));
+        let t = render(&all, true, 64);
+        let close = t.lines().find(|l| l.contains("close")).unwrap();
+        let far = t
+            .lines()
+            .find(|l| l.starts_with("shmq-spsc") && l.contains("far"))
+            .unwrap();
+        // No close floor: no ratio; the far row against the far floor, 5/30.
+        assert!(close.contains("             -"), "{close}");
+        assert!(far.contains("0.17"), "{far}");
+        let g = goals_text(&all, 64);
+        assert!(
+            g.contains("far") && g.contains("(goal >= 0.8)  NOT met"),
+            "{g}"
+        );
+        let only_close = vec![
+            at(Flow::ShmqSpsc, 1000, 10, Placement::Close),
+            at(Flow::FloorStream, 1000, 5, Placement::Far),
+        ];
+        assert!(goals_text(&only_close, 64).contains("no same-placement pair"));
     }
 }

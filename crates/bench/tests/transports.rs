@@ -58,7 +58,9 @@ fn harness_measures() {
 fn flows_deliver() {
     for size in [24, 64, 4096, 65536] {
         for (flow, producers) in [
+            (throughput::Flow::FloorStream, 1),
             (throughput::Flow::ShmqSpsc, 1),
+            (throughput::Flow::ShmqSpscTyped, 1),
             (throughput::Flow::ShmqMpsc, 1),
             (throughput::Flow::ShmqMpsc, 3),
             (throughput::Flow::Pipe, 1),
@@ -69,6 +71,9 @@ fn flows_deliver() {
             (throughput::Flow::ShmqFilePeriodic, 1),
             (throughput::Flow::ShmqFileEvery, 1),
         ] {
+            if !flow.supports(size) {
+                continue;
+            }
             let plan = throughput::Plan {
                 size,
                 messages: 300,
@@ -83,6 +88,30 @@ fn flows_deliver() {
             assert_eq!(row.producers, producers);
         }
     }
+    // Message by message too, and a ring the floor laps many times.
+    for flow in [
+        throughput::Flow::FloorStream,
+        throughput::Flow::ShmqSpscTyped,
+    ] {
+        let plan = throughput::Plan {
+            size: 64,
+            messages: 5000,
+            capacity: 1 << 10,
+            pin: true,
+            batch: 1,
+            file_dir: std::env::temp_dir(),
+        };
+        let row = throughput::measure(flow, 1, &plan).unwrap_or_else(|e| panic!("{flow}: {e}"));
+        assert_eq!(row.messages, 5000, "{flow}");
+    }
+}
+
+/// A placement probe runs (its label depends on the machine: not asserted).
+fn probe_runs() {
+    let (p, ns) = shmq_bench::placement::Probe::new(300, true)
+        .run(true)
+        .unwrap();
+    assert!(ns > 0 || p == shmq_bench::placement::Placement::Unprobed);
 }
 
 #[test]
@@ -93,4 +122,46 @@ fn every_transport_one_at_a_time() {
     dead_server_is_noticed();
     harness_measures();
     flows_deliver();
+    probe_runs();
+}
+
+/// The peers (feature `peers`, not in CI's test command): each echoes exactly,
+/// notices a dead server, and streams every message in order.
+#[cfg(feature = "peers")]
+#[test]
+fn peers_one_at_a_time() {
+    for t in Transport::PEERS {
+        for size in [8, 64, 4096] {
+            let mut e = Echo::spawn(t, size, true).unwrap_or_else(|e| panic!("{t} {size}: {e}"));
+            for i in 0..20 {
+                e.round_trip()
+                    .unwrap_or_else(|e| panic!("{t} {size} B, round trip {i}: {e}"));
+            }
+            e.finish()
+                .unwrap_or_else(|e| panic!("{t} {size} B, finish: {e}"));
+        }
+        let mut e = Echo::spawn(t, 64, true).unwrap();
+        e.round_trip().unwrap();
+        let pid = e.server_pid().expect("server running");
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        assert!(
+            (0..1000).any(|_| e.round_trip().is_err()),
+            "{t}: round trips kept succeeding with the server dead"
+        );
+    }
+    for flow in throughput::Flow::PEERS {
+        for (size, batch) in [(64, 1), (64, 8), (4096, 8)] {
+            let plan = throughput::Plan {
+                size,
+                messages: 3000,
+                capacity: 1 << 14,
+                pin: true,
+                batch,
+                file_dir: std::env::temp_dir(),
+            };
+            let row = throughput::measure(flow, 1, &plan)
+                .unwrap_or_else(|e| panic!("{flow} {size} B: {e}"));
+            assert_eq!((row.messages, row.drops), (3000, 0), "{flow} {size} B");
+        }
+    }
 }
