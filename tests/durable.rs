@@ -616,7 +616,8 @@ fn foreign_damaged_and_versioned_files_are_clear_errors() {
             } else {
                 image.len() as u64
             };
-            let at = rng.range(0, hi) as usize;
+            // `range` includes its upper end.
+            let at = rng.range(0, hi - 1) as usize;
             image[at] = rng.next_u64() as u8;
         }
         std::fs::write(&path, &image).unwrap();

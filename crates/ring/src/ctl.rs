@@ -114,6 +114,22 @@ impl WakeLine {
         }
     }
 
+    /// At a ring's creation: asymmetric fences when this process can make the
+    /// heavy barrier (a creator that cannot would leave its own waits unpaired
+    /// with light notifiers), else symmetric.
+    pub(crate) fn init_fences(&self) {
+        // Relaxed: published to the ends with the rest of the control block (the
+        // segment's Release store of its ready state, or thread spawn).
+        self.fences.store(
+            if crate::sync::membarrier_registered() {
+                FENCES_ASYMMETRIC
+            } else {
+                FENCES_SYMMETRIC
+            },
+            Ordering::Relaxed,
+        );
+    }
+
     /// After a producer attached or closed (an event its consumer is woken
     /// for): rings the consumer's doorbell if it waits on it. `wake_all`
     /// already woke a consumer asleep on the futex.

@@ -56,9 +56,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
 
-use crate::ctl::{
-    ATTACHED, Ends, FENCES_ASYMMETRIC, FENCES_SYMMETRIC, Line, MpscControl, NO_CLAIM, ProducerSlot,
-};
+use crate::ctl::{ATTACHED, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot};
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
@@ -113,17 +111,7 @@ pub fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()>
     // Relaxed: published by the segment's Release "ready" store, or by thread spawn.
     ctl.head.pos.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
-    // Relaxed: published as `head` is. Asymmetric when this process can make
-    // the heavy barrier (a creator that cannot would leave its own waits
-    // unpaired with light notifiers).
-    ctl.wake.fences.store(
-        if crate::sync::membarrier_registered() {
-            FENCES_ASYMMETRIC
-        } else {
-            FENCES_SYMMETRIC
-        },
-        Ordering::Relaxed,
-    );
+    ctl.wake.init_fences();
     let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
     for slot in slots.iter() {
         slot.claim.store(NO_CLAIM, Ordering::Relaxed);

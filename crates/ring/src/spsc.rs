@@ -42,7 +42,7 @@
 
 use std::sync::Arc;
 
-use crate::ctl::{CLOSED, Ends, FENCES_ASYMMETRIC, FENCES_SYMMETRIC, SpscControl};
+use crate::ctl::{CLOSED, Ends, SpscControl};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
@@ -105,17 +105,7 @@ pub fn init(region: &Region, geometry: Geometry<Spsc>, start: u64) -> Result<()>
     // Release store of its ready state (or by spawning the threads that use it).
     ctl.head.pos.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
-    // Relaxed: published as `head` is. Asymmetric when this process can make
-    // the heavy barrier (a creator that cannot would leave its own waits
-    // unpaired with light notifiers).
-    ctl.wake.fences.store(
-        if crate::sync::membarrier_registered() {
-            FENCES_ASYMMETRIC
-        } else {
-            FENCES_SYMMETRIC
-        },
-        Ordering::Relaxed,
-    );
+    ctl.wake.init_fences();
     // The header slot at `start` must read 0 (the end marker): it does in fresh
     // memory, and we make sure for a region being reused.
     let data = region.data(CONTROL_LEN, cap);
