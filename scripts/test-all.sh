@@ -62,7 +62,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --features async --qu
 section "nothing left behind in /dev/shm"
 left=$(find /dev/shm -maxdepth 1 \( -name 't-*' -o -name 'cli-test-*' -o -name 'doc*' \
   -o -name 'agg*' -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \
-  -o -name '.shmq-tmp-*' \) | head -n 20)
+  -o -name '.shmq-tmp-*' -o -name '.shmq-bell-*' \) | head -n 20)
 if [ -n "$left" ]; then
   echo "left in /dev/shm by the tests:"; echo "$left"; exit 1
 fi
