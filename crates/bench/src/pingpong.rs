@@ -29,7 +29,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::echo::{Echo, MAX_SIZE, MIN_SIZE, Transport};
-use crate::placement::{self, Placement, Probe};
+use crate::placement::{self, Placement};
 use crate::stats::{self, Percentiles, ratio};
 use crate::table;
 
@@ -76,17 +76,9 @@ pub struct Args {
     /// through shmq per round trip (`shmq::futex_calls`).
     #[arg(long)]
     pub verbose: bool,
-    /// Also print the project's internal goals (ratios it aims at) below the
-    /// table.
-    #[arg(long)]
-    pub goals: bool,
-    /// The placement probe's threshold: a bare spin round trip (median, ns) from
-    /// which the two CPUs count as far apart.
-    #[arg(long, default_value_t = placement::DEFAULT_THRESHOLD_NS)]
-    pub probe_ns: u64,
-    /// Do not run the placement probe before each measurement.
-    #[arg(long)]
-    pub no_probe: bool,
+    /// Goals and the placement probe.
+    #[command(flatten)]
+    pub report: placement::ReportArgs,
 }
 
 /// One measured transport at one size.
@@ -287,7 +279,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let probe = Probe::new(args.probe_ns, !args.no_probe);
+    let probe = args.report.probe();
     let mut rows: Vec<(Row, Histogram<u64>)> = Vec::new();
     for &size in &sizes {
         // Per transport, per placement: the histogram of all its rounds there,
@@ -379,7 +371,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 probe.threshold_ns
             )?;
         }
-        if args.goals {
+        if args.report.goals {
             write!(out, "{}", goals_text(&plain))?;
         }
     }
@@ -789,8 +781,8 @@ mod tests {
         assert_eq!(p.rounds, 5);
         let (all, _) = select(&a.transport, true).unwrap();
         assert_eq!(all, Transport::every());
-        assert!(!a.goals && !a.no_probe);
-        assert_eq!(a.probe_ns, placement::DEFAULT_THRESHOLD_NS);
+        assert!(!a.report.goals && !a.report.no_probe);
+        assert_eq!(a.report.probe_ns, placement::DEFAULT_THRESHOLD_NS);
         let (one_cpu, notes) = select(&a.transport, false).unwrap();
         assert!(!one_cpu.contains(&Transport::FloorSpin) && !notes.is_empty());
     }

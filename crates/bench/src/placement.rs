@@ -74,6 +74,30 @@ impl fmt::Display for Placement {
     }
 }
 
+/// The presentation flags both harnesses share: the internal goals, and how
+/// to probe each row's placement.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Also print the project's internal goals (ratios it aims at) below the
+    /// table.
+    #[arg(long)]
+    pub goals: bool,
+    /// The placement probe's threshold: a bare spin round trip (median, ns) from
+    /// which the two CPUs count as far apart.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD_NS)]
+    pub probe_ns: u64,
+    /// Do not run the placement probe before each measurement.
+    #[arg(long)]
+    pub no_probe: bool,
+}
+
+impl ReportArgs {
+    /// The probe these flags ask for.
+    pub fn probe(&self) -> Probe {
+        Probe::new(self.probe_ns, !self.no_probe)
+    }
+}
+
 /// How to probe: the threshold, or not at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Probe {

@@ -57,7 +57,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use shmq::{Options, Receiver, RingKind, Sender, mpsc, spsc};
 
-use crate::placement::{self, Placement, Probe};
+use crate::placement::{self, Placement};
 use crate::process;
 use crate::stats::ratio;
 use crate::table;
@@ -122,17 +122,9 @@ pub struct Args {
     /// the temporary directory); it should be on the disk to measure.
     #[arg(long)]
     pub file_dir: Option<std::path::PathBuf>,
-    /// Also print the project's internal goals (ratios it aims at) below the
-    /// table.
-    #[arg(long)]
-    pub goals: bool,
-    /// The placement probe's threshold: a bare spin round trip (median, ns) from
-    /// which the two CPUs count as far apart.
-    #[arg(long, default_value_t = placement::DEFAULT_THRESHOLD_NS)]
-    pub probe_ns: u64,
-    /// Do not run the placement probe before each measurement.
-    #[arg(long)]
-    pub no_probe: bool,
+    /// Goals and the placement probe.
+    #[command(flatten)]
+    pub report: placement::ReportArgs,
 }
 
 /// Most messages a `shmq-file-every` row moves (each call syncs to the disk).
@@ -835,7 +827,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
         }
     }
     let rounds = args.rounds.max(1);
-    let probe = Probe::new(args.probe_ns, !args.no_probe);
+    let probe = args.report.probe();
     let pin = !args.no_pin;
     let bar = ProgressBar::new(cases.len() as u64 * u64::from(rounds));
     bar.set_style(
@@ -890,7 +882,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 probe.threshold_ns
             )?;
         }
-        if args.goals {
+        if args.report.goals {
             write!(out, "{}", goals_text(&rows, args.batch))?;
         }
     }
