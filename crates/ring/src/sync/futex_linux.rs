@@ -50,7 +50,10 @@ impl FutexWord {
     /// Wakes up to `n` waiters.
     pub(crate) fn wake(&self, n: u32) {
         WAKES.fetch_add(1, Ordering::Relaxed);
-        let _ = futex::wake(&self.0, flags(), n);
+        // The kernel reads the count as an `int`: `u32::MAX` would be -1, and
+        // wake exactly one waiter (found by the broadcast ring, whose
+        // subscribers share one word and were woken one at a time).
+        let _ = futex::wake(&self.0, flags(), n.min(i32::MAX as u32));
     }
 }
 
@@ -142,4 +145,37 @@ fn waitv_private() -> futex::WaitFlags {
         return futex::WaitFlags::PRIVATE;
     }
     futex::WaitFlags::empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Every waiter wakes on `wake(u32::MAX)`: the kernel reads the count as
+    /// an `int`, and -1 woke one (the others slept their whole time-out).
+    #[test]
+    fn waking_all_wakes_every_waiter() {
+        let word = Arc::new(FutexWord::new(0));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let word = word.clone();
+                std::thread::spawn(move || {
+                    let t = Instant::now();
+                    word.wait(0, Some(Duration::from_secs(120)));
+                    t.elapsed()
+                })
+            })
+            .collect();
+        // Time for them to be asleep in the kernel (one that is not yet sees
+        // the new value and returns at once: the test then passes either way).
+        std::thread::sleep(Duration::from_millis(200));
+        word.fetch_add(1, Ordering::Release);
+        word.wake(u32::MAX);
+        for w in waiters {
+            let slept = w.join().unwrap();
+            assert!(slept < Duration::from_secs(60), "a waiter slept {slept:?}");
+        }
+    }
 }
