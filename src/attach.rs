@@ -27,7 +27,7 @@ use shmq_ring::{
 use shmq_segment::{Durability, Expect, Layout, Opened, Segment};
 
 use crate::channel::PeerState;
-use crate::durable::Syncer;
+use crate::durable::{Moved, Moves, Syncer};
 use crate::error::{Error, Result};
 use crate::identity::TypeInfo;
 use crate::mem;
@@ -921,8 +921,12 @@ impl<R: Attachable> Handle<R> {
     /// operation. One atomic load (of a process-local line) and one flag per
     /// call; two more loads when the ring finds nothing to do, and an `fstat`
     /// when it reports a disconnection.
+    ///
+    /// On a file channel that syncs, the result says what the call moved
+    /// ([`Moves`]: sent or received messages, a lent guard), and the handle's
+    /// `Syncer` counts it (an error moved nothing): see `durable.rs`.
     #[inline]
-    pub(crate) fn run<'a, T>(
+    pub(crate) fn run<'a, T: Moves>(
         &'a mut self,
         op: impl FnOnce(&'a mut R) -> shmq_ring::Result<T>,
     ) -> Result<T> {
@@ -957,16 +961,26 @@ impl<R: Attachable> Handle<R> {
                     *destroyed = Some(SHRUNK);
                     return Err(Error::Corrupted(SHRUNK));
                 }
+                // A file channel's policy: one branch for every other channel
+                // (see `durable.rs` for who syncs when). Only messages moved
+                // count; a call that moved none syncs only what an earlier
+                // call's guard moved since.
                 match result {
                     Ok(v) => {
-                        // A file channel's policy: one branch for every other
-                        // channel (see `durable.rs` for who syncs when).
                         if let Some(s) = sync {
-                            s.committed(&mapped.seg);
+                            s.after_call(&mapped.seg, v.moved());
                         }
                         Ok(v)
                     }
-                    Err(e) => Err(judge(e, mapped, destroyed)),
+                    Err(e) => {
+                        let e = judge(e, mapped, destroyed);
+                        if let Some(s) = sync
+                            && !matches!(e, Error::Corrupted(_))
+                        {
+                            s.after_call(&mapped.seg, Moved::NOTHING);
+                        }
+                        Err(e)
+                    }
                 }
             }
             _ => Err(not_attached()),

@@ -4,22 +4,33 @@
 //! channel's [`Durability`] policy.
 //!
 //! # Who syncs, and when
-//! The side that commits: after each successful call on a handle of a file
-//! channel whose policy is not `None`, the handle counts a commit and, when
-//! the policy's budget is spent (every commit; or `messages` commits, or
-//! `interval` since the last sync), writes the file back with
-//! `msync(MS_SYNC)` before the call returns. No thread, no timer, no lock
-//! shared with the peer: the cost lands on the call that made the data, and a
-//! test can count it. The price is that a periodic budget is only looked at
-//! when a call is made: an end that goes quiet syncs what it did at its next
-//! call, at [`Sender::sync`]/[`Receiver::sync`], or when it is dropped.
+//! The side that moves messages: a handle of a file channel whose policy is
+//! not `None` counts the messages it publishes (sends, commits) and releases
+//! (receives), and after a call that leaves some not synced yet, when the
+//! policy's budget is spent (at once for `EveryCommit`; `messages` messages,
+//! or `interval` since the last sync, for `Periodic`), writes the file back
+//! with `msync(MS_SYNC)` before the call returns. A batch of `k` messages
+//! counts `k` (and is synced at its end, never split). A call that moves
+//! nothing (`Empty`, `Full`, a time-out, a batch of 0) spends no budget and
+//! makes no sync unless an earlier call left messages to sync: an idle end
+//! polling an empty channel makes no system call for its policy. No thread, no
+//! timer, no lock shared with the peer: the cost lands on the call that moved
+//! the data, and a test can count it. The price is that a periodic budget is
+//! only looked at when a call is made: an end that goes quiet syncs what it did
+//! at its next call (whatever that call finds), at
+//! [`Sender::sync`]/[`Receiver::sync`], or when it is dropped.
 //!
 //! A send returns after the sync that covers it. A [`WriteGuard`](crate::WriteGuard)
-//! is committed after the call that returned it, so its commit is synced by
-//! the handle's next call (or `sync()`, or drop); a received message's
-//! release likewise (the consumer's position is synced one call late: after a
-//! power loss the last message received before it may be received again,
-//! the documented at-least-once message).
+//! is committed after the call that returned it, so its commit is counted and
+//! synced by the handle's next call (or `sync()`, or drop); a received
+//! message's release likewise (the consumer's position is synced one call
+//! late: after a power loss the last message received before it may be
+//! received again, the documented at-least-once message). A sync by either end
+//! writes back every page of the file, the peer's changes too.
+//!
+//! What a sync does and does not guarantee after a kernel crash or a power
+//! loss (the kernel also writes pages back on its own, between syncs): README,
+//! "Durable channels", and docs/LIFECYCLE.md.
 //!
 //! # Example
 //! ```
@@ -61,12 +72,90 @@ use crate::channel::{Format, Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::options::Options;
 
+/// What one call on a handle moved, for its [`Syncer`]: the messages it
+/// published or released before it returned (`now`), and those it lent in a
+/// guard (`lent`: published or released when the guard commits or drops, which
+/// is before the handle's next call, since the guard borrows the handle).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Moved {
+    /// Messages published or released within the call.
+    pub(crate) now: u64,
+    /// Messages lent in a guard, moved by the time of the handle's next call.
+    pub(crate) lent: u64,
+}
+
+impl Moved {
+    /// A call that moved nothing (an error, `Empty`, `Full`, a time-out).
+    pub(crate) const NOTHING: Moved = Moved { now: 0, lent: 0 };
+}
+
+/// The messages a ring operation's successful result stands for (see
+/// [`Moved`]); `Handle::run` takes only operations whose result says.
+pub(crate) trait Moves {
+    /// What the call that returned `self` moved.
+    fn moved(&self) -> Moved;
+}
+
+/// `send`, `try_send`, `send_timeout`, `recv_into`, `try_recv_into`,
+/// `recv_into_timeout`: one message, published or copied out and released
+/// before the call returns (every ring operation that returns `()` moves one).
+impl Moves for () {
+    #[inline]
+    fn moved(&self) -> Moved {
+        Moved { now: 1, lent: 0 }
+    }
+}
+
+/// `try_send_batch`, `try_recv_batch`: how many it sent or received (0 moved
+/// nothing), all published or released before the call returns.
+impl Moves for usize {
+    #[inline]
+    fn moved(&self) -> Moved {
+        Moved {
+            now: *self as u64,
+            lent: 0,
+        }
+    }
+}
+
+/// `try_hold`: a claim held for the guard the caller takes next (`false`:
+/// full, nothing held).
+impl Moves for bool {
+    #[inline]
+    fn moved(&self) -> Moved {
+        Moved {
+            now: 0,
+            lent: u64::from(*self),
+        }
+    }
+}
+
+/// A received message lent in place: released when the guard drops.
+impl<K: shmq_ring::Kind> Moves for shmq_ring::ReadGuard<'_, K> {
+    #[inline]
+    fn moved(&self) -> Moved {
+        Moved { now: 0, lent: 1 }
+    }
+}
+
+/// Room reserved for one message: published when the guard commits (counted
+/// as moved even if it is dropped uncommitted: one sync too many, never one
+/// too few).
+impl<K: shmq_ring::Kind> Moves for shmq_ring::WriteGuard<'_, K> {
+    #[inline]
+    fn moved(&self) -> Moved {
+        Moved { now: 0, lent: 1 }
+    }
+}
+
 /// Carries out a file channel's durability policy for one handle.
 #[derive(Debug)]
 pub(crate) struct Syncer {
     policy: Durability,
-    /// Commits since the last sync.
+    /// Messages published or released since the last sync.
     pending: u64,
+    /// Messages the last call lent in a guard: moved by the next call.
+    lent: u64,
     /// When the last sync completed (or the handle attached).
     last: Instant,
     /// The errno of a failed sync: every later call reports it.
@@ -85,6 +174,7 @@ impl Syncer {
             policy => Some(Syncer {
                 policy,
                 pending: 0,
+                lent: 0,
                 last: Instant::now(),
                 failed: None,
             }),
@@ -100,22 +190,30 @@ impl Syncer {
         }
     }
 
-    /// One successful call: syncs if the policy's budget is spent. A failure is
+    /// After one call on the handle, whatever it returned (`moved`: what it
+    /// moved, [`Moved::NOTHING`] for an error): counts the messages it moved
+    /// and those the previous call lent, and syncs if any are waiting for a
+    /// sync and the policy's budget is spent. A call that found nothing to do
+    /// with nothing waiting costs one branch, never a sync. A failure is
     /// recorded (see the module docs), not returned.
     #[inline]
-    pub(crate) fn committed(&mut self, seg: &Segment) {
-        self.pending += 1;
-        let due = match self.policy {
-            Durability::None => false,
-            Durability::EveryCommit => true,
-            Durability::Periodic { interval, messages } => {
-                (messages != 0 && self.pending >= messages)
-                    || (!interval.is_zero() && self.last.elapsed() >= interval)
+    pub(crate) fn after_call(&mut self, seg: &Segment, moved: Moved) {
+        self.pending += self.lent + moved.now;
+        self.lent = 0;
+        if self.pending != 0 {
+            let due = match self.policy {
+                Durability::None => false,
+                Durability::EveryCommit => true,
+                Durability::Periodic { interval, messages } => {
+                    (messages != 0 && self.pending >= messages)
+                        || (!interval.is_zero() && self.last.elapsed() >= interval)
+                }
+            };
+            if due {
+                let _ = self.sync(seg);
             }
-        };
-        if due {
-            let _ = self.sync(seg);
         }
+        self.lent = moved.lent;
     }
 
     /// Syncs now; a failure is recorded and returned.
@@ -124,7 +222,10 @@ impl Syncer {
         self.check()?;
         match seg.sync() {
             Ok(()) => {
+                // A guard lent by the last call is done by now: it borrowed
+                // the handle this sync was called on.
                 self.pending = 0;
+                self.lent = 0;
                 self.last = Instant::now();
                 Ok(())
             }

@@ -23,6 +23,13 @@
 //!   send, plus one at creation and one at close; periodic every 10 messages: a
 //!   tenth of that; none: none, and no `fsync` or `fdatasync` either). Skipped,
 //!   saying so, when strace is not installed.
+//! - **Messages, not calls** (counted with the file's sync counter, in one
+//!   process): calls that move nothing (an empty poll of every receive form, a
+//!   batch of 0, a batch send of nothing) make no sync under any policy and
+//!   spend no periodic budget; a lent guard's release or commit is synced once,
+//!   by the next call; `Periodic { messages: 10 }` syncs once per 10 messages
+//!   on each side, a batch counting its messages; an interval budget syncs
+//!   only what moved since the last sync.
 //! - **Damaged, foreign, truncated, linked files**: clear errors, never a signal,
 //!   a panic or a hang.
 //! - **A full file system** (a 256 KiB tmpfs mounted in a mount namespace of a
@@ -753,4 +760,217 @@ fn typed_and_mpsc_file_channels_resume() {
     drop(seg);
     drop(rx);
     assert!(!path.exists());
+}
+
+// ---------------------------------------------------------------------------
+// A sync is spent on messages moved, never on calls that moved nothing
+
+/// Syncs the file channel at `path` has recorded so far (the durability
+/// record's counter: one per completed sync, whichever end made it).
+fn syncs_in(path: &Path) -> u64 {
+    Segment::peek_file(path, &SegmentOptions::new())
+        .expect("peek the file")
+        .sync_record()
+        .expect("a durability record")
+        .syncs
+}
+
+/// A sender and a receiver of one new file channel at `path` with `policy`.
+fn file_pair(path: &Path, policy: Durability) -> (Sender<Spsc>, Receiver<Spsc>) {
+    let opts = Options::new().capacity(1 << 14).durability(policy);
+    let rx = Receiver::<Spsc>::create_file(path, &opts).expect("create_file");
+    let tx = Sender::<Spsc>::open_file(path, &Options::new()).expect("open_file");
+    (tx, rx)
+}
+
+/// One call of every kind that finds nothing to do, on each side: a batch
+/// receive that returns 0, a `try_recv` and a `try_recv_into` that say
+/// `Empty`, and a batch send of nothing (`Full` on SPSC).
+fn idle_calls(tx: &mut Sender<Spsc>, rx: &mut Receiver<Spsc>) {
+    let got = rx.try_recv_batch(16, |m| panic!("unexpected message {m:?}"));
+    assert_eq!(got.expect("an empty batch"), 0);
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    assert!(matches!(
+        rx.try_recv_into(&mut Vec::new()),
+        Err(Error::Empty)
+    ));
+    assert!(matches!(
+        tx.try_send_batch(std::iter::empty()),
+        Err(Error::Full)
+    ));
+}
+
+#[test]
+fn every_commit_syncs_messages_not_empty_polls() {
+    let dir = TempDir::new("idle");
+    let path = dir.path("chan");
+    let (mut tx, mut rx) = file_pair(&path, Durability::EveryCommit);
+    let s0 = syncs_in(&path);
+    let syncs = || syncs_in(&path) - s0;
+    for _ in 0..1000 {
+        idle_calls(&mut tx, &mut rx);
+    }
+    assert_eq!(syncs(), 0, "4000 calls that moved nothing made syncs");
+
+    // A send, and a batch receive that takes it: one sync each.
+    tx.send(b"one").expect("send");
+    assert_eq!(syncs(), 1, "the send");
+    let got = rx.try_recv_batch(16, |m| assert_eq!(m, b"one"));
+    assert_eq!(got.expect("batch"), 1);
+    assert_eq!(syncs(), 2, "the batch receive");
+    for _ in 0..1000 {
+        idle_calls(&mut tx, &mut rx);
+    }
+    assert_eq!(syncs(), 2, "empty polls after a message made syncs");
+
+    // A lent message is released after its call: the receiver's next call
+    // syncs the release, once, whatever that call finds.
+    tx.send(b"two").expect("send");
+    assert_eq!(syncs(), 3);
+    let m = rx.try_recv().expect("a message");
+    assert_eq!(&*m, b"two");
+    drop(m);
+    assert_eq!(syncs(), 3, "a sync before the guard released anything");
+    for _ in 0..1000 {
+        idle_calls(&mut tx, &mut rx);
+    }
+    assert_eq!(syncs(), 4, "the release is synced by the next call, once");
+
+    // A reservation is committed after its call, and synced by the next one.
+    let mut g = tx.try_reserve(5).expect("reserve");
+    g.copy_from_slice(b"three");
+    g.commit();
+    assert_eq!(syncs(), 4, "a sync before the guard committed anything");
+    for _ in 0..1000 {
+        assert!(matches!(
+            tx.try_send_batch(std::iter::empty()),
+            Err(Error::Full)
+        ));
+    }
+    assert_eq!(syncs(), 5, "the commit is synced by the next call, once");
+    let mut buf = Vec::new();
+    rx.try_recv_into(&mut buf).expect("the reserved message");
+    assert_eq!(buf, b"three");
+    assert_eq!(syncs(), 6, "a copying receive releases within its call");
+    for _ in 0..1000 {
+        idle_calls(&mut tx, &mut rx);
+    }
+    assert_eq!(syncs(), 6);
+    drop((tx, rx));
+    assert!(!path.exists(), "drained: removed by the last close");
+
+    // MPSC: a batch send of nothing is `Ok(0)`, a call that moved nothing.
+    let path = dir.path("mpsc");
+    let opts = Options::new().durability(Durability::EveryCommit);
+    let mut rx = shmq::mpsc::Receiver::create_file(&path, &opts).expect("create_file");
+    let mut tx = shmq::mpsc::Sender::open_file(&path, &Options::new()).expect("open_file");
+    let s0 = syncs_in(&path);
+    for _ in 0..1000 {
+        assert_eq!(tx.try_send_batch(std::iter::empty()).expect("nothing"), 0);
+        assert_eq!(rx.try_recv_batch(16, |_| ()).expect("nothing"), 0);
+    }
+    assert_eq!(syncs_in(&path) - s0, 0, "MPSC calls that moved nothing");
+    drop((tx, rx));
+    assert!(!path.exists(), "drained: removed by the last close");
+}
+
+#[test]
+fn periodic_message_budget_counts_messages_not_calls() {
+    let dir = TempDir::new("budget");
+    let path = dir.path("chan");
+    let policy = Durability::Periodic {
+        interval: Duration::from_secs(3600),
+        messages: 10,
+    };
+    let (mut tx, mut rx) = file_pair(&path, policy);
+    let s0 = syncs_in(&path);
+    let syncs = || syncs_in(&path) - s0;
+    // One message at a time, each received (a lent guard or a batch of one),
+    // with empty polls on both sides in between.
+    let n = 95;
+    for seq in 0..n {
+        tx.send(&msg::message(seq, 1, 24)).expect("send");
+        if seq % 2 == 0 {
+            let m = rx.try_recv().expect("a message");
+            msg::check(&m).expect("intact");
+        } else {
+            let got = rx.try_recv_batch(4, |m| {
+                msg::check(m).expect("intact");
+            });
+            assert_eq!(got.expect("batch"), 1);
+        }
+        for _ in 0..3 {
+            idle_calls(&mut tx, &mut rx);
+        }
+    }
+    assert_eq!(
+        syncs(),
+        2 * (n / 10),
+        "one sync per 10 messages on each side"
+    );
+    // 5 messages wait on each side. A batch of 5 spends the budget; then a
+    // batch of 12 spends it (synced at its end: a batch is not split).
+    let five: Vec<Vec<u8>> = (0..5).map(|s| msg::message(s, 2, 24)).collect();
+    assert_eq!(
+        tx.try_send_batch(five.iter().map(Vec::as_slice))
+            .expect("5"),
+        5
+    );
+    assert_eq!(syncs(), 2 * (n / 10) + 1, "the sender's 10th message");
+    assert_eq!(rx.try_recv_batch(64, |_| ()).expect("5"), 5);
+    assert_eq!(syncs(), 2 * (n / 10) + 2, "the receiver's 10th message");
+    let twelve: Vec<Vec<u8>> = (0..12).map(|s| msg::message(s, 3, 24)).collect();
+    assert_eq!(
+        tx.try_send_batch(twelve.iter().map(Vec::as_slice))
+            .expect("12"),
+        12
+    );
+    assert_eq!(rx.try_recv_batch(64, |_| ()).expect("12"), 12);
+    assert_eq!(syncs(), 2 * (n / 10) + 4);
+    for _ in 0..1000 {
+        idle_calls(&mut tx, &mut rx);
+    }
+    assert_eq!(syncs(), 2 * (n / 10) + 4, "idle calls spent the budget");
+    drop((tx, rx));
+    assert!(!path.exists(), "drained: removed by the last close");
+}
+
+#[test]
+fn periodic_interval_syncs_only_what_moved() {
+    let dir = TempDir::new("interval");
+    let path = dir.path("chan");
+    let interval = Duration::from_millis(200);
+    let policy = Durability::Periodic {
+        interval,
+        messages: 0,
+    };
+    let (mut tx, mut rx) = file_pair(&path, policy);
+    let s0 = syncs_in(&path);
+    let syncs = || syncs_in(&path) - s0;
+    let idle_for = |tx: &mut Sender<Spsc>, rx: &mut Receiver<Spsc>, d: Duration| {
+        let end = std::time::Instant::now() + d;
+        while std::time::Instant::now() < end {
+            idle_calls(tx, rx);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // Longer than the interval, with nothing to sync: no sync.
+    idle_for(&mut tx, &mut rx, interval + Duration::from_millis(100));
+    assert_eq!(syncs(), 0, "idle calls past the interval made syncs");
+    // The interval has run out on both sides: each one's message is synced
+    // by the call that moved it.
+    tx.send(b"one").expect("send");
+    assert_eq!(rx.try_recv_batch(4, |_| ()).expect("one"), 1);
+    assert_eq!(syncs(), 2);
+    // Right after a sync: each side's next message is synced by that call
+    // (if the interval ran out meanwhile, on a slow machine) or by its first
+    // call after the interval (an idle one); either way once.
+    tx.send(b"two").expect("send");
+    assert_eq!(rx.try_recv_batch(4, |_| ()).expect("two"), 1);
+    idle_for(&mut tx, &mut rx, interval + Duration::from_millis(100));
+    assert_eq!(syncs(), 4, "each side's last message, synced once");
+    idle_for(&mut tx, &mut rx, interval + Duration::from_millis(100));
+    assert_eq!(syncs(), 4);
+    drop((tx, rx));
+    assert!(!path.exists(), "drained: removed by the last close");
 }

@@ -736,16 +736,18 @@ pub enum Durability {
     /// the death of any process but not a kernel crash or a power loss.
     #[default]
     None,
-    /// Synced at most `interval` after, or `messages` commits after, the last
-    /// sync, whichever comes first (a zero budget is not used; at least one
-    /// must be non-zero; `interval` is kept in whole milliseconds).
+    /// Synced at most `interval` after, or `messages` messages (published or
+    /// received by one end) after, the last sync, whichever comes first (a
+    /// zero budget is not used; at least one must be non-zero; `interval` is
+    /// kept in whole milliseconds).
     Periodic {
         /// The longest time between syncs (zero: no time budget).
         interval: core::time::Duration,
-        /// The most commits between syncs (zero: no count budget).
+        /// The most messages between syncs (zero: no count budget).
         messages: u64,
     },
-    /// Synced after every commit.
+    /// Synced after every commit (every call that publishes or receives a
+    /// message).
     EveryCommit,
 }
 
