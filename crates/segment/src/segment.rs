@@ -82,6 +82,14 @@ impl SegmentOptions {
         self
     }
 
+    /// Whether `create` replaces a stale segment (see [`SegmentOptions::reclaim_stale`]).
+    pub fn reclaims_stale(&self) -> bool {
+        self.reclaim_stale
+    }
+}
+
+crate::field_setters! {
+    SegmentOptions;
     /// Guard this segment's mappings against `SIGBUS` (default on).
     ///
     /// A peer that shrinks a named or file-backed segment (`ftruncate`; POSIX
@@ -103,80 +111,45 @@ impl SegmentOptions {
     /// a process-global handler installed by a library. At most
     /// [`GUARD_SLOTS`](crate::GUARD_SLOTS) mappings are guarded at once; more are
     /// mapped unguarded.
-    pub fn sigbus_guard(mut self, yes: bool) -> Self {
-        self.sigbus_guard = yes;
-        self
-    }
+    sigbus_guard(yes: bool) => sigbus_guard = yes;
 
     /// Pre-fault every page when mapping (`MAP_POPULATE`).
-    pub fn populate(mut self, yes: bool) -> Self {
-        self.populate = yes;
-        self
-    }
+    populate(yes: bool) => populate = yes;
 
     /// Lock the mapping in memory (`mlock`); needs `RLIMIT_MEMLOCK` headroom.
-    pub fn lock(mut self, yes: bool) -> Self {
-        self.lock = yes;
-        self
-    }
+    lock(yes: bool) => lock = yes;
 
     /// Back an anonymous segment with huge pages (`MFD_HUGETLB`). Named and
     /// file-backed segments refuse it with [`Error::HugePagesUnavailable`] (put a
     /// file-backed segment on a hugetlbfs mount instead).
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
+    huge_pages(yes: bool) => huge_pages = yes;
 
     /// Allocate the segment's pages at creation (`posix_fallocate`, default on), so
     /// that running out of space is [`Error::NoSpace`] at creation rather than a
     /// `SIGBUS` on some later write.
-    pub fn reserve(mut self, yes: bool) -> Self {
-        self.reserve = yes;
-        self
-    }
+    reserve(yes: bool) => reserve = yes;
 
     /// Let `create` replace an existing segment under the same name that no live
     /// process has open (left behind by a crash), instead of failing with
     /// [`Error::AlreadyExists`].
-    pub fn reclaim_stale(mut self, yes: bool) -> Self {
-        self.reclaim_stale = yes;
-        self
-    }
-
-    /// Whether `create` replaces a stale segment (see [`SegmentOptions::reclaim_stale`]).
-    pub fn reclaims_stale(&self) -> bool {
-        self.reclaim_stale
-    }
+    reclaim_stale(yes: bool) => reclaim_stale = yes;
 
     /// How long `open` waits for the object under a name to become usable
     /// (default 2 s): one held exclusively (being removed), or one that a
     /// creator of an older shmq version has not published yet. A segment of
     /// this version appears under its name only complete, so `open` before its
     /// creator publishes is [`Error::NotFound`] at once.
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.open_timeout = timeout;
-        self
-    }
+    open_timeout(timeout: Duration) => open_timeout = timeout;
 
     /// Largest object `open` agrees to map (default 1 TiB).
-    pub fn max_len(mut self, max: u64) -> Self {
-        self.max_len = max;
-        self
-    }
+    max_len(max: u64) => max_len = max;
 
     /// Owner uid an opened object must have: `Some(uid)`, or `None` for any owner.
     /// Default: this process's effective uid.
-    pub fn expected_owner(mut self, uid: Option<u32>) -> Self {
-        self.trust.owner = uid;
-        self
-    }
+    expected_owner(uid: Option<u32>) => trust.owner = uid;
 
     /// Accept objects that group or others may write (default: refuse them).
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.trust.allow_shared_write = yes;
-        self
-    }
+    allow_shared_write(yes: bool) => trust.allow_shared_write = yes;
 
     /// Build a new named or file-backed segment as an unnamed `O_TMPFILE`
     /// object, published with `linkat`, instead of under a named temporary
@@ -193,10 +166,7 @@ impl SegmentOptions {
     /// (for `/dev/shm`, run by `shmq gc`) or
     /// [`Segment::remove_dead_temporaries_in`] removes. Either way the
     /// segment's own name is never left half-made.
-    pub fn build_unnamed(mut self, yes: bool) -> Self {
-        self.build_unnamed = yes;
-        self
-    }
+    build_unnamed(yes: bool) => build_unnamed = yes;
 }
 
 /// Where a segment lives.
@@ -900,13 +870,7 @@ impl Segment {
         let st = sys::fstat(&fd)?;
         // A memfd is always ours to trust in ownership terms: it has no name that an
         // attacker could squat. Type and size still matter.
-        sys::check_trust(
-            &st,
-            &TrustPolicy {
-                owner: None,
-                allow_shared_write: true,
-            },
-        )?;
+        sys::check_trust(&st, &TrustPolicy::any_mode(None))?;
         let own = sys::reopen(&fd)?;
         drop(fd);
         attach_fd(own, Backing::Anonymous, None, expect, opts)
@@ -1328,13 +1292,7 @@ const PEEK_TABLE_LEN: u64 = crate::header::ENDPOINT_TABLE_OFFSET
 
 fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek> {
     let st = sys::fstat(&fd)?;
-    sys::check_trust(
-        &st,
-        &TrustPolicy {
-            owner: None,
-            allow_shared_write: true,
-        },
-    )?;
+    sys::check_trust(&st, &TrustPolicy::any_mode(None))?;
     let size = sys::size_of(&st);
     if size < HEADER_LEN {
         return Err(Error::TooSmall {
@@ -1661,15 +1619,7 @@ fn new_draft(place: Place<'_>, opts: &SegmentOptions) -> Result<(OwnedFd, Option
         }
     }
     for _ in 0..8 {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).map_err(|e| Error::Os {
-            op: "getrandom",
-            source: std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
-        let tmp = dir.join(format!(
-            "{TEMPORARY_PREFIX}{:016x}",
-            u64::from_le_bytes(bytes)
-        ));
+        let tmp = dir.join(format!("{TEMPORARY_PREFIX}{:016x}", sys::random_u64()?));
         let fd = match fcntl::open(
             tmp.as_path(),
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -1751,11 +1701,9 @@ fn dead_temporaries_in(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
                 .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
                 .ok()?;
             let st = sys::fstat(&fd).ok()?;
-            let policy = TrustPolicy {
-                owner: Some(sys::euid()),
-                allow_shared_write: true,
-            };
-            sys::check_trust(&st, &policy).is_ok().then_some(fd)
+            sys::check_trust(&st, &TrustPolicy::any_mode(Some(sys::euid())))
+                .is_ok()
+                .then_some(fd)
         },
     )
 }
@@ -1869,15 +1817,7 @@ fn reclaim_unless(place: Place<'_>, keep: Option<impl FnOnce(&Peek) -> bool>) ->
         Err(e) => return Err(place.map_open_errno(e, "open")),
     };
     let st = sys::fstat(&fd)?;
-    if sys::check_trust(
-        &st,
-        &TrustPolicy {
-            owner: Some(sys::euid()),
-            allow_shared_write: true,
-        },
-    )
-    .is_err()
-    {
+    if sys::check_trust(&st, &TrustPolicy::any_mode(Some(sys::euid()))).is_err() {
         return Ok(false);
     }
     if !sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)? {
