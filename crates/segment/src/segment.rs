@@ -619,6 +619,26 @@ impl Drop for Creating {
 }
 
 impl Segment {
+    /// A segment of the mapping `map` of `fd`, with header `info` as it was
+    /// read or written, guarded against `SIGBUS` as `opts` say.
+    fn of(
+        map: Mapping,
+        fd: OwnedFd,
+        backing: Backing,
+        info: HeaderInfo,
+        opts: &SegmentOptions,
+    ) -> Segment {
+        Segment {
+            map,
+            fork_guard: std::sync::OnceLock::new(),
+            fd,
+            backing,
+            info,
+            held: Mutex::new(Vec::new()),
+            guarded: opts.sigbus_guard,
+        }
+    }
+
     /// Creates a named POSIX shared-memory segment for `layout` and maps it.
     ///
     /// Creation is atomic as seen by other processes: the segment is built with
@@ -1226,15 +1246,7 @@ impl Segment {
             field.write(&layout.type_name);
         }
         let info = map.header().snapshot();
-        Ok(Segment {
-            map,
-            fork_guard: std::sync::OnceLock::new(),
-            fd,
-            backing,
-            info,
-            held: Mutex::new(Vec::new()),
-            guarded: opts.sigbus_guard,
-        })
+        Ok(Segment::of(map, fd, backing, info, opts))
     }
 }
 
@@ -1290,10 +1302,9 @@ fn peek_at(place: Place<'_>, opts: &SegmentOptions) -> Result<Peek> {
 const PEEK_TABLE_LEN: u64 = crate::header::ENDPOINT_TABLE_OFFSET
     + crate::header::MAX_ENDPOINTS as u64 * crate::header::ENDPOINT_RECORD_LEN;
 
-fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek> {
-    let st = sys::fstat(&fd)?;
-    sys::check_trust(&st, &TrustPolicy::any_mode(None))?;
-    let size = sys::size_of(&st);
+/// Refuses an object of `size` bytes too small to hold a header, or larger
+/// than `opts` agree to map.
+fn check_size(size: u64, opts: &SegmentOptions) -> Result<()> {
     if size < HEADER_LEN {
         return Err(Error::TooSmall {
             size,
@@ -1306,6 +1317,14 @@ fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek>
             max: opts.max_len,
         });
     }
+    Ok(())
+}
+
+fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek> {
+    let st = sys::fstat(&fd)?;
+    sys::check_trust(&st, &TrustPolicy::any_mode(None))?;
+    let size = sys::size_of(&st);
+    check_size(size, opts)?;
     let mut table = vec![0; usize::try_from(size.min(PEEK_TABLE_LEN)).unwrap_or(0)];
     let got = pread_full(&fd, 0, &mut table)?;
     table.truncate(got);
@@ -1956,18 +1975,7 @@ fn attach_fd(
             waited: Duration::ZERO,
         });
     }
-    if size < HEADER_LEN {
-        return Err(Error::TooSmall {
-            size,
-            min: HEADER_LEN,
-        });
-    }
-    if size > opts.max_len {
-        return Err(Error::TooLarge {
-            size,
-            max: opts.max_len,
-        });
-    }
+    check_size(size, opts)?;
     let map = map_unlocked(&fd, size, opts)?;
     let info = map.header().snapshot();
     if info.state == STATE_INIT && (info.magic == MAGIC || info.magic == 0) {
@@ -1988,15 +1996,7 @@ fn attach_fd(
             value: u64::from(durability.encode().map_or(0, |e| e.0)),
         });
     }
-    Ok(Segment {
-        map,
-        fork_guard: std::sync::OnceLock::new(),
-        fd,
-        backing,
-        info,
-        held: Mutex::new(Vec::new()),
-        guarded: opts.sigbus_guard,
-    })
+    Ok(Segment::of(map, fd, backing, info, opts))
 }
 
 /// Default huge page size from `/proc/meminfo` (2 MiB if it cannot be read).
