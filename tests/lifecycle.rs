@@ -142,13 +142,9 @@ fn sender_outlives_receivers<K: RingKind>(wd: &Watchdog, names: &Names) {
     unlink(&name);
 }
 
-#[test]
-fn a_named_sender_outlives_its_receivers_and_loses_nothing() {
-    let wd = Watchdog::new("lc_queue");
-    let names = Names::new();
-    sender_outlives_receivers::<Spsc>(&wd, &names);
-    sender_outlives_receivers::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn a_named_sender_outlives_its_receivers_and_loses_nothing()
+        under "lc_queue": sender_outlives_receivers;
 }
 
 /// The same channel as a session (`Options::lifecycle(Session)`): the sender
@@ -387,13 +383,9 @@ fn receiver_waits_for_the_next_producer<K: RingKind>(wd: &Watchdog, names: &Name
     unlink(&name);
 }
 
-#[test]
-fn a_named_receiver_waits_for_the_next_producer() {
-    let wd = Watchdog::new("lc_next");
-    let names = Names::new();
-    receiver_waits_for_the_next_producer::<Spsc>(&wd, &names);
-    receiver_waits_for_the_next_producer::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn a_named_receiver_waits_for_the_next_producer()
+        under "lc_next": receiver_waits_for_the_next_producer;
 }
 
 /// A queue's sender blocked on a full ring is not failed by its receiver's
