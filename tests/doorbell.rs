@@ -140,14 +140,9 @@ fn paced<K: RingKind>() {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn an_epoll_loop_is_rung_by_a_sender_in_another_process_spsc() {
-    paced::<Spsc>();
-}
-
-#[test]
-fn an_epoll_loop_is_rung_by_a_sender_in_another_process_mpsc() {
-    paced::<Mpsc>();
+kit::test_each_kind! {
+    fn an_epoll_loop_is_rung_by_a_sender_in_another_process_spsc,
+        an_epoll_loop_is_rung_by_a_sender_in_another_process_mpsc = paced();
 }
 
 /// The sender dies (SIGKILL, no close, no ring) while the receiver waits on
@@ -209,14 +204,9 @@ fn death<K: RingKind>() {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn a_dead_sender_is_seen_through_the_doorbell_spsc() {
-    death::<Spsc>();
-}
-
-#[test]
-fn a_dead_sender_is_seen_through_the_doorbell_mpsc() {
-    death::<Mpsc>();
+kit::test_each_kind! {
+    fn a_dead_sender_is_seen_through_the_doorbell_spsc,
+        a_dead_sender_is_seen_through_the_doorbell_mpsc = death();
 }
 
 /// An idle receiver waiting level-triggered on its doorbell wakes only for the
@@ -253,9 +243,7 @@ fn an_idle_level_triggered_loop_does_not_spin() {
 /// a live one; a receiver that is dropped removes its own.
 #[test]
 fn the_doorbell_of_a_dead_receiver_is_collected_and_a_live_one_kept() {
-    let wd = Watchdog::new("doorbell_gc");
-    let names = Names::new();
-    let name = names.name("bell-gc");
+    let (wd, _names, name) = kit::start("doorbell_gc", "bell-gc");
     let mut tx = Sender::<Spsc>::create(&name, &kit::session()).expect("create");
     let mut holder = Spawn::role("bell_holder").arg("NAME", &name).spawn(&wd);
     let ready = holder.event("ready");

@@ -206,14 +206,9 @@ fn many_channels<K: RingKind>(channels: usize) {
     }
 }
 
-#[test]
-fn select_64_named_channels_across_processes_serial_spsc() {
-    many_channels::<Spsc>(64);
-}
-
-#[test]
-fn select_64_named_channels_across_processes_serial_mpsc() {
-    many_channels::<Mpsc>(64);
+kit::test_each_kind! {
+    fn select_64_named_channels_across_processes_serial_spsc,
+        select_64_named_channels_across_processes_serial_mpsc = many_channels(64);
 }
 
 /// As the 64-channel test with 200 channels, more than one `futex_waitv` takes:
@@ -565,9 +560,7 @@ fn select_waits_for_room_in_senders() {
 /// is remembered).
 #[test]
 fn select_sees_a_dead_receiver_of_a_full_sender() {
-    let wd = Watchdog::new("select_dead_receiver");
-    let names = Names::new();
-    let name = names.name("sel-room-death");
+    let (wd, _names, name) = kit::start("select_dead_receiver", "sel-room-death");
     let mut tx = Sender::<Spsc>::create(&name, &kit::session().capacity(4096)).unwrap();
     let mut holder = Spawn::role("hold_rx").arg("NAME", &name).spawn(&wd);
     holder.event("ready");

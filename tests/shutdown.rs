@@ -164,9 +164,7 @@ extern "C" fn on_sigusr1(_: libc::c_int) {
 /// SIGTERM into an orderly shutdown.
 #[test]
 fn a_signal_handler_stops_a_parked_recv() {
-    let wd = Watchdog::new("shutdown_signal");
-    let names = Names::new();
-    let name = names.name("shutdown-signal");
+    let (wd, names, name) = kit::start("shutdown_signal", "shutdown-signal");
     let o = Options::new().wait(WaitStrategy::Park);
     let mut rx = shmq::spsc::Receiver::create(&name, &o).expect("create");
     let mut p = Spawn::role_on("silent_tx", &name)

@@ -102,6 +102,36 @@ macro_rules! test_both_kinds {
     };
 }
 
+/// Defines two `#[test]`s, `$spsc` and `$mpsc`, that run the scenario
+/// `$scenario::<K>($args)` with `K` SPSC and MPSC respectively: one test per
+/// kind, for scenarios that run apart (each under its own time limit and
+/// name). `$attrs` (docs, `cfg`) go on both.
+///
+/// ```ignore
+/// shmq_testkit::test_each_kind! {
+///     fn a_test_spsc, a_test_mpsc = scenario(64);
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_each_kind {
+    (
+        $(#[$meta:meta])*
+        fn $spsc:ident, $mpsc:ident = $scenario:ident($($arg:expr),* $(,)?);
+    ) => {
+        $(#[$meta])*
+        #[test]
+        fn $spsc() {
+            $scenario::<$crate::kinds::Spsc>($($arg),*);
+        }
+
+        $(#[$meta])*
+        #[test]
+        fn $mpsc() {
+            $scenario::<$crate::kinds::Mpsc>($($arg),*);
+        }
+    };
+}
+
 /// How to reach a named channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum How {

@@ -16,7 +16,7 @@
 //! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
 //! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
 //! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`process_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
-//! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`test_both_kinds!`] (a test of scenarios over both kinds), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
+//! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`test_both_kinds!`] (a test of scenarios over both kinds), [`test_each_kind!`] (a test per kind), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
 //! | [`rng`] | [`Rng`], a replayable generator for test choices |
 //!
 //! The items of every module but [`msg`], [`record`] and [`kinds`] are also
