@@ -66,6 +66,28 @@ impl Exec {
     }
 }
 
+/// Defines one test per executor, each running `$scenario(exec)`: `$current`
+/// on tokio's current-thread runtime, `$multi` on its multi-thread one,
+/// `$futures` on `futures_executor`.
+macro_rules! test_each_executor {
+    (fn $current:ident, $multi:ident, $futures:ident = $scenario:ident;) => {
+        #[test]
+        fn $current() {
+            $scenario(Exec::TokioCurrent);
+        }
+
+        #[test]
+        fn $multi() {
+            $scenario(Exec::TokioMulti);
+        }
+
+        #[test]
+        fn $futures() {
+            $scenario(Exec::Futures);
+        }
+    };
+}
+
 /// Polls every future of `futs` until all are done (a join for any executor).
 struct JoinAll<F: Future> {
     futs: Vec<Option<Pin<Box<F>>>>,
@@ -218,10 +240,17 @@ fn role_stream() {
 
 // ---------------------------------------------------------------- round trips
 
-/// `rounds` round trips with a process that echoes asynchronously, both sides
-/// parked (every message goes through the waiter thread): each reply is the
-/// message sent, none is lost (a lost wake-up would hang until the watchdog).
-fn round_trips(exec: Exec, rounds: u64) {
+/// Round trips with a process that echoes asynchronously, both sides parked
+/// (every message goes through the waiter thread): each reply is the message
+/// sent, none is lost (a lost wake-up would hang until the watchdog).
+/// `SHMQ_ASYNC_ROUNDS` of them on tokio's current-thread runtime, a tenth of
+/// that on the others.
+fn round_trips(exec: Exec) {
+    let rounds = kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000));
+    let rounds = match exec {
+        Exec::TokioCurrent => rounds,
+        Exec::TokioMulti | Exec::Futures => rounds / 10,
+    };
     let (wd, names, _) = kit::start(&format!("async_round_trips_{exec:?}"), "rt");
     let ping = names.name("ping");
     let pong = names.name("pong");
@@ -266,28 +295,9 @@ fn round_trips(exec: Exec, rounds: u64) {
     assert_eq!(shmq_ring::park::registrations(), 0);
 }
 
-#[test]
-fn round_trips_tokio_current_thread() {
-    round_trips(
-        Exec::TokioCurrent,
-        kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000)),
-    );
-}
-
-#[test]
-fn round_trips_tokio_multi_thread() {
-    round_trips(
-        Exec::TokioMulti,
-        kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000)) / 10,
-    );
-}
-
-#[test]
-fn round_trips_futures_executor() {
-    round_trips(
-        Exec::Futures,
-        kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000)) / 10,
-    );
+test_each_executor! {
+    fn round_trips_tokio_current_thread, round_trips_tokio_multi_thread,
+        round_trips_futures_executor = round_trips;
 }
 
 // ---------------------------------------------------------------- 64 channels
@@ -365,19 +375,9 @@ fn sixty_four(exec: Exec) {
     assert_eq!(shmq_ring::park::registrations(), 0);
 }
 
-#[test]
-fn sixty_four_channels_tokio_current_thread() {
-    sixty_four(Exec::TokioCurrent);
-}
-
-#[test]
-fn sixty_four_channels_tokio_multi_thread() {
-    sixty_four(Exec::TokioMulti);
-}
-
-#[test]
-fn sixty_four_channels_futures_executor() {
-    sixty_four(Exec::Futures);
+test_each_executor! {
+    fn sixty_four_channels_tokio_current_thread, sixty_four_channels_tokio_multi_thread,
+        sixty_four_channels_futures_executor = sixty_four;
 }
 
 // ---------------------------------------------------------------- cancellation
@@ -594,19 +594,9 @@ fn killed_peer(exec: Exec) {
     );
 }
 
-#[test]
-fn killed_peer_tokio_current_thread() {
-    killed_peer(Exec::TokioCurrent);
-}
-
-#[test]
-fn killed_peer_tokio_multi_thread() {
-    killed_peer(Exec::TokioMulti);
-}
-
-#[test]
-fn killed_peer_futures_executor() {
-    killed_peer(Exec::Futures);
+test_each_executor! {
+    fn killed_peer_tokio_current_thread, killed_peer_tokio_multi_thread,
+        killed_peer_futures_executor = killed_peer;
 }
 
 /// The `Interrupter` ends a waiting receive future and a waiting send future

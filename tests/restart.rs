@@ -606,24 +606,14 @@ fn check_union(
     }
 }
 
-#[test]
-fn spsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill() {
-    killed_repeatedly::<Spsc>("guard");
-}
+kit::test_each_kind! {
+    fn spsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill,
+        mpsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill
+        = killed_repeatedly("guard");
 
-#[test]
-fn mpsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill() {
-    killed_repeatedly::<Mpsc>("guard");
-}
-
-#[test]
-fn spsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill() {
-    killed_repeatedly::<Spsc>("copy");
-}
-
-#[test]
-fn mpsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill() {
-    killed_repeatedly::<Mpsc>("copy");
+    fn spsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill,
+        mpsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill
+        = killed_repeatedly("copy");
 }
 
 // ---------------------------------------------------------------------------
@@ -675,9 +665,7 @@ kit::test_each_kind! {
     fn a_consumer_killed_holding_a_recv_guard_leaves_that_message_to_the_next_spsc,
         a_consumer_killed_holding_a_recv_guard_leaves_that_message_to_the_next_mpsc
         = killed_at_the_tenth("guard", "holding", 9);
-}
 
-kit::test_each_kind! {
     fn a_consumer_killed_after_recv_into_copied_a_message_does_not_get_it_again_spsc,
         a_consumer_killed_after_recv_into_copied_a_message_does_not_get_it_again_mpsc
         = killed_at_the_tenth("copy", "copied", 10);

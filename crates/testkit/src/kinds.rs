@@ -105,7 +105,8 @@ macro_rules! test_both_kinds {
 /// Defines two `#[test]`s, `$spsc` and `$mpsc`, that run the scenario
 /// `$scenario::<K>($args)` with `K` SPSC and MPSC respectively: one test per
 /// kind, for scenarios that run apart (each under its own time limit and
-/// name). `$attrs` (docs, `cfg`) go on both.
+/// name). `$attrs` (docs, `cfg`) go on both; one invocation may define
+/// several such pairs.
 ///
 /// ```ignore
 /// shmq_testkit::test_each_kind! {
@@ -114,10 +115,10 @@ macro_rules! test_both_kinds {
 /// ```
 #[macro_export]
 macro_rules! test_each_kind {
-    (
+    ($(
         $(#[$meta:meta])*
         fn $spsc:ident, $mpsc:ident = $scenario:ident($($arg:expr),* $(,)?);
-    ) => {
+    )+) => {$(
         $(#[$meta])*
         #[test]
         fn $spsc() {
@@ -129,7 +130,7 @@ macro_rules! test_each_kind {
         fn $mpsc() {
             $scenario::<$crate::kinds::Mpsc>($($arg),*);
         }
-    };
+    )+};
 }
 
 /// How to reach a named channel.
