@@ -186,26 +186,14 @@ fn role_echo() {
 /// producer id is the channel's index), pausing now and then so that the
 /// receivers sleep; then closes them.
 fn role_spray() {
-    let names = arg::<String>("NAMES");
-    let mut txs: Vec<Sender<Spsc>> = names
-        .split(',')
-        .map(|n| Sender::<Spsc>::open(n, &kit::session()).expect("open"))
-        .collect();
-    let mut rng = Rng::new(arg("SEED"));
-    let mut seqs = vec![0u64; txs.len()];
-    let count: u64 = arg("COUNT");
-    for k in 0..count {
-        let c = rng.range(0, txs.len() as u64 - 1) as usize;
-        let len = rng.range(16, 80) as usize;
-        txs[c]
-            .send(&kit::message(seqs[c], c as u32, len))
-            .expect("send");
-        seqs[c] += 1;
+    let mut spray = kit::role::Spray::<Spsc>::open();
+    spray.send_all(|k| {
         if k % 997 == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-    drop(txs);
+    });
+    let count = spray.count;
+    drop(spray);
     emit("sent", json!({ "count": count }));
 }
 

@@ -724,12 +724,6 @@ fn sender_outlives_its_consumer<K: KindExt>() {
     names.assert_clean();
 }
 
-kit::test_each_kind! {
-    fn a_sender_keeps_sending_into_a_queue_whose_consumer_closed_spsc,
-        a_sender_keeps_sending_into_a_queue_whose_consumer_closed_mpsc
-        = sender_outlives_its_consumer();
-}
-
 // ---------------------------------------------------------------------------
 // The example programs
 
@@ -787,6 +781,10 @@ fn producer_goes_on_and_resume_takes_over<K: KindExt>() {
 }
 
 kit::test_each_kind! {
+    fn a_sender_keeps_sending_into_a_queue_whose_consumer_closed_spsc,
+        a_sender_keeps_sending_into_a_queue_whose_consumer_closed_mpsc
+        = sender_outlives_its_consumer();
+
     fn the_example_producer_goes_on_through_a_consumer_close_and_resume_takes_over_spsc,
         the_example_producer_goes_on_through_a_consumer_close_and_resume_takes_over_mpsc
         = producer_goes_on_and_resume_takes_over();
