@@ -270,6 +270,17 @@ impl Place<'_> {
         }
     }
 
+    /// Opens the object under the name for reading and writing (never
+    /// blocking, should it be a FIFO).
+    fn open_rw(&self) -> nix::Result<OwnedFd> {
+        self.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+    }
+
+    /// As [`Place::open_rw`], with the errors of `op`.
+    fn open_existing(&self, op: &'static str) -> Result<OwnedFd> {
+        self.open_rw().map_err(|e| self.map_open_errno(e, op))
+    }
+
     fn unlink(&self) -> nix::Result<()> {
         match self {
             Place::Shm(n) => mman::shm_unlink(*n),
@@ -733,9 +744,7 @@ impl Segment {
     pub fn is_stale(name: &str) -> Result<bool> {
         validate_name(name)?;
         let place = Place::Shm(name);
-        let fd = place
-            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-            .map_err(|e| place.map_open_errno(e, "shm_open"))?;
+        let fd = place.open_existing("shm_open")?;
         Ok(!sys::is_locked_by_other(&fd, OWNER_LOCK)?)
     }
 
@@ -811,9 +820,7 @@ impl Segment {
     pub fn remove_leftover(name: &str) -> Result<bool> {
         validate_name(name)?;
         let place = Place::Shm(name);
-        let fd = place
-            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-            .map_err(|e| place.map_open_errno(e, "open"))?;
+        let fd = place.open_existing("open")?;
         if !sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)? {
             return Ok(false);
         }
@@ -1716,9 +1723,7 @@ fn dead_temporaries_in(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
         remove,
         |name| name.starts_with(TEMPORARY_PREFIX),
         |path| {
-            let fd = Place::File(path)
-                .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-                .ok()?;
+            let fd = Place::File(path).open_rw().ok()?;
             let st = sys::fstat(&fd).ok()?;
             sys::check_trust(&st, &TrustPolicy::any_mode(Some(sys::euid())))
                 .is_ok()
@@ -1811,9 +1816,7 @@ fn unlink_if_ours(place: Place<'_>, fd: &OwnedFd) -> Result<()> {
 
 /// No live process has the object under `place` open.
 fn stale_at(place: Place<'_>) -> Result<bool> {
-    let fd = place
-        .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-        .map_err(|e| place.map_open_errno(e, "open"))?;
+    let fd = place.open_existing("open")?;
     Ok(!sys::is_locked_by_other(&fd, OWNER_LOCK)?)
 }
 
@@ -1830,7 +1833,7 @@ fn reclaim(place: Place<'_>) -> Result<bool> {
 /// the locked descriptor: nobody can attach meanwhile) and may veto the removal.
 /// An object too short or too odd to peek at holds nothing to keep.
 fn reclaim_unless(place: Place<'_>, keep: Option<impl FnOnce(&Peek) -> bool>) -> Result<bool> {
-    let fd = match place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) {
+    let fd = match place.open_rw() {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(false),
         Err(e) => return Err(place.map_open_errno(e, "open")),
@@ -1904,9 +1907,7 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
     let deadline = started + opts.open_timeout;
     let mut pause = Duration::from_micros(50);
     loop {
-        let fd = place
-            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-            .map_err(|e| place.map_open_errno(e, "open"))?;
+        let fd = place.open_existing("open")?;
         let st = sys::fstat(&fd)?;
         sys::check_trust(&st, &opts.trust)?;
         match attach_fd(fd, place.backing(), Some(place), expect, opts) {
@@ -1937,7 +1938,7 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
 /// The object under `place` is empty and no process has it open: left by a
 /// creator of an older shmq that died between making it and sizing it.
 fn empty_and_unowned(place: Place<'_>) -> bool {
-    let Ok(fd) = place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) else {
+    let Ok(fd) = place.open_rw() else {
         return false;
     };
     sys::fstat(&fd).is_ok_and(|st| sys::size_of(&st) == 0)
