@@ -27,32 +27,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shmq::{Error, Options, Receiver, RingKind};
-use shmq_testkit::msg;
+use shmq_testkit::{ChannelArgs, msg};
 
 #[derive(Parser, Debug)]
 #[command(about = "Receive and verify messages from a shmq channel")]
 struct Args {
-    /// Channel name (e.g. /demo).
-    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
-    name: Option<String>,
-    /// A file channel at this path instead of a named one (created if need
-    /// be, on any local file system; it outlives every process and, with
-    /// `--durability`, a power loss).
-    #[arg(long)]
-    file: Option<std::path::PathBuf>,
-    /// Durability policy of a file channel this program creates: none,
-    /// every-commit, periodic:MS:MESSAGES.
-    #[arg(long, requires = "file", value_parser = shmq_testkit::parse_durability)]
-    durability: Option<shmq::Durability>,
+    #[command(flatten)]
+    channel: ChannelArgs,
     /// Messages to receive.
     #[arg(long)]
     count: u64,
-    /// Ring capacity in bytes, if this program creates the channel.
-    #[arg(long)]
-    capacity: Option<u64>,
-    /// Use an MPSC channel.
-    #[arg(long)]
-    mpsc: bool,
     /// The end: once this many producer attachments have happened, none is
     /// attached any more, and everything committed has been received
     /// (`Receiver::expect_producers`). Until then the consumer waits, asleep,
@@ -129,18 +113,11 @@ impl Tally {
 
 /// Receives into `tally` until `count`; returns how it ended.
 fn run(a: &Args, tally: &mut Tally) -> shmq::Result<&'static str> {
-    let mut opts = Options::new();
-    if let Some(c) = a.capacity {
-        opts = opts.capacity(c);
-    }
-    if let Some(d) = a.durability {
-        opts = opts.durability(d);
-    }
-    if a.mpsc {
-        let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
-        receive_all(open_at::<shmq::Mpsc>(&a.name, &a.file, &opts)?, a, tally)
+    let opts = a.channel.options(Options::new());
+    if a.channel.mpsc {
+        receive_all(open_at::<shmq::Mpsc>(&a.channel, &opts)?, a, tally)
     } else {
-        receive_all(open_at::<shmq::Spsc>(&a.name, &a.file, &opts)?, a, tally)
+        receive_all(open_at::<shmq::Spsc>(&a.channel, &opts)?, a, tally)
     }
 }
 
@@ -204,15 +181,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The channel named `name`, or the file channel at `file`, created or opened.
-fn open_at<K: RingKind>(
-    name: &Option<String>,
-    file: &Option<std::path::PathBuf>,
-    opts: &Options,
-) -> shmq::Result<Receiver<K>> {
-    match (file, name) {
-        (Some(path), _) => Receiver::<K>::create_or_open_file(path, opts),
-        (None, Some(name)) => Receiver::<K>::create_or_open(name, opts),
-        (None, None) => unreachable!("clap requires --name or --file"),
-    }
+/// The channel of `a`, created or opened as its receiver.
+fn open_at<K: RingKind>(a: &ChannelArgs, opts: &Options) -> shmq::Result<Receiver<K>> {
+    a.create_or_open(
+        opts,
+        Receiver::<K>::create_or_open_file,
+        Receiver::<K>::create_or_open,
+    )
 }

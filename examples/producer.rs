@@ -16,35 +16,19 @@ use std::time::Instant;
 
 use clap::Parser;
 use shmq::{Error, Lifecycle, Options, RingKind, Sender};
-use shmq_testkit::msg;
+use shmq_testkit::{ChannelArgs, msg};
 
 #[derive(Parser, Debug)]
 #[command(about = "Send N verifiable messages into a shmq channel")]
 struct Args {
-    /// Channel name (e.g. /demo).
-    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
-    name: Option<String>,
-    /// A file channel at this path instead of a named one (created if need
-    /// be, on any local file system; it outlives every process and, with
-    /// `--durability`, a power loss).
-    #[arg(long)]
-    file: Option<std::path::PathBuf>,
-    /// Durability policy of a file channel this program creates: none,
-    /// every-commit, periodic:MS:MESSAGES.
-    #[arg(long, requires = "file", value_parser = shmq_testkit::parse_durability)]
-    durability: Option<shmq::Durability>,
+    #[command(flatten)]
+    channel: ChannelArgs,
     /// Messages to send.
     #[arg(long)]
     count: u64,
     /// Bytes per message (at least 16).
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Ring capacity in bytes, if this program creates the channel.
-    #[arg(long)]
-    capacity: Option<u64>,
-    /// Use an MPSC channel.
-    #[arg(long)]
-    mpsc: bool,
     /// Producer id carried in every message.
     #[arg(long, default_value_t = 0)]
     id: u32,
@@ -60,17 +44,11 @@ fn run(a: &Args) -> shmq::Result<f64> {
     if a.exit_on_disconnect {
         opts = opts.lifecycle(Lifecycle::Session);
     }
-    if let Some(c) = a.capacity {
-        opts = opts.capacity(c);
-    }
-    if let Some(d) = a.durability {
-        opts = opts.durability(d);
-    }
-    if a.mpsc {
-        let opts = opts.max_producers(msg::EXAMPLE_PRODUCERS);
-        send_all(open_at::<shmq::Mpsc>(&a.name, &a.file, &opts)?, a)
+    let opts = a.channel.options(opts);
+    if a.channel.mpsc {
+        send_all(open_at::<shmq::Mpsc>(&a.channel, &opts)?, a)
     } else {
-        send_all(open_at::<shmq::Spsc>(&a.name, &a.file, &opts)?, a)
+        send_all(open_at::<shmq::Spsc>(&a.channel, &opts)?, a)
     }
 }
 
@@ -110,15 +88,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The channel named `name`, or the file channel at `file`, created or opened.
-fn open_at<K: RingKind>(
-    name: &Option<String>,
-    file: &Option<std::path::PathBuf>,
-    opts: &Options,
-) -> shmq::Result<Sender<K>> {
-    match (file, name) {
-        (Some(path), _) => Sender::<K>::create_or_open_file(path, opts),
-        (None, Some(name)) => Sender::<K>::create_or_open(name, opts),
-        (None, None) => unreachable!("clap requires --name or --file"),
-    }
+/// The channel of `a`, created or opened as its sender.
+fn open_at<K: RingKind>(a: &ChannelArgs, opts: &Options) -> shmq::Result<Sender<K>> {
+    a.create_or_open(
+        opts,
+        Sender::<K>::create_or_open_file,
+        Sender::<K>::create_or_open,
+    )
 }

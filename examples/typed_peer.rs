@@ -45,52 +45,6 @@ struct Args {
     as_type: String,
 }
 
-/// This program's own definition of the message type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-#[bytemuck(crate = "shmq::bytemuck")]
-#[repr(C)]
-struct Reading {
-    seq: u64,
-    value: u32,
-    check: u32,
-}
-
-impl Message for Reading {
-    const NAME: &'static str = "shmq.example.Reading";
-    const VERSION: u32 = 1;
-}
-
-/// The same layout, declared as the next version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-#[bytemuck(crate = "shmq::bytemuck")]
-#[repr(C)]
-struct ReadingV2 {
-    seq: u64,
-    value: u32,
-    check: u32,
-}
-
-impl Message for ReadingV2 {
-    const NAME: &'static str = "shmq.example.Reading";
-    const VERSION: u32 = 2;
-}
-
-/// Another layout under the v1 name (a field added without a version bump).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-#[bytemuck(crate = "shmq::bytemuck")]
-#[repr(C)]
-struct ReadingWide {
-    seq: u64,
-    value: u32,
-    check: u32,
-    extra: u64,
-}
-
-impl Message for ReadingWide {
-    const NAME: &'static str = "shmq.example.Reading";
-    const VERSION: u32 = 1;
-}
-
 /// A value with a check derived from its fields, the same in every program.
 trait Sample: Pod {
     fn make(seq: u64) -> Self;
@@ -102,12 +56,31 @@ fn check_of(seq: u64, value: u32) -> u32 {
     (seq as u32).wrapping_mul(2_654_435_761) ^ value
 }
 
-macro_rules! sample {
-    ($t:ty $(, $extra:ident)?) => {
+/// Defines this program's message type `$t`: `seq`, `value` and `check`, then
+/// any `$extra` `u64` fields (set to `seq`), declared under the one name
+/// `"shmq.example.Reading"` with version `$version`, and its [`Sample`] values.
+macro_rules! reading {
+    ($(#[$doc:meta])* $t:ident $(+ $extra:ident)*, version $version:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+        #[bytemuck(crate = "shmq::bytemuck")]
+        #[repr(C)]
+        struct $t {
+            seq: u64,
+            value: u32,
+            check: u32,
+            $($extra: u64,)*
+        }
+
+        impl Message for $t {
+            const NAME: &'static str = "shmq.example.Reading";
+            const VERSION: u32 = $version;
+        }
+
         impl Sample for $t {
             fn make(seq: u64) -> Self {
                 let value = (seq * 7) as u32;
-                Self { seq, value, check: check_of(seq, value) $(, $extra: seq)? }
+                Self { seq, value, check: check_of(seq, value) $(, $extra: seq)* }
             }
             fn seq(&self) -> u64 {
                 self.seq
@@ -118,9 +91,19 @@ macro_rules! sample {
         }
     };
 }
-sample!(Reading);
-sample!(ReadingV2);
-sample!(ReadingWide, extra);
+
+reading!(
+    /// This program's own definition of the message type.
+    Reading, version 1
+);
+reading!(
+    /// The same layout, declared as the next version.
+    ReadingV2, version 2
+);
+reading!(
+    /// Another layout under the v1 name (a field added without a version bump).
+    ReadingWide + extra, version 1
+);
 
 impl Sample for [u64; 2] {
     fn make(seq: u64) -> Self {

@@ -41,18 +41,37 @@ pub struct Options {
     settings: Vec<Setting>,
 }
 
-/// One segment setting made through [`Options`].
-#[derive(Clone, Copy, Debug)]
-enum Setting {
-    Mode(u32),
-    Populate(bool),
-    Lock(bool),
-    HugePages(bool),
-    OpenTimeout(Duration),
-    ReclaimStale(bool),
-    ExpectedOwner(Option<u32>),
-    AllowSharedWrite(bool),
-    SigbusGuard(bool),
+/// The segment settings [`Options`] offers, each once: a setter of
+/// `Options` that records it (`Setting::Variant`) and, in
+/// [`Options::segment`], the `SegmentOptions` setter of the same name that
+/// applies it.
+macro_rules! segment_settings {
+    ($($(#[$doc:meta])* $method:ident($arg:ident: $ty:ty) => $variant:ident;)*) => {
+        /// One segment setting made through [`Options`].
+        #[derive(Clone, Copy, Debug)]
+        enum Setting {
+            $($variant($ty),)*
+        }
+
+        impl Setting {
+            /// `o` with this setting made.
+            fn apply(self, o: SegmentOptions) -> SegmentOptions {
+                match self {
+                    $(Setting::$variant($arg) => o.$method($arg),)*
+                }
+            }
+        }
+
+        impl Options {
+            $(
+                $(#[$doc])*
+                pub fn $method(mut self, $arg: $ty) -> Self {
+                    self.settings.push(Setting::$variant($arg));
+                    self
+                }
+            )*
+        }
+    };
 }
 
 impl Default for Options {
@@ -78,58 +97,6 @@ impl Options {
         }
     }
 
-    /// Capacity: bytes for byte channels (a power of two from 64 B to 4 GiB),
-    /// messages for typed channels. When opening, a set capacity must match.
-    pub fn capacity(mut self, capacity: u64) -> Self {
-        self.capacity = Some(capacity);
-        self
-    }
-
-    /// Producer slots of an MPSC channel (default [`DEFAULT_PRODUCERS`], at most
-    /// 256). When opening, a set value must match.
-    pub fn max_producers(mut self, n: u16) -> Self {
-        self.producers = Some(n);
-        self
-    }
-
-    /// How blocking calls wait.
-    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
-        self.wait.strategy = strategy;
-        self
-    }
-
-    /// Longest single sleep; a blocked call notices a dead peer within it
-    /// (default 50 ms).
-    pub fn wait_slice(mut self, slice: Duration) -> Self {
-        self.wait.slice = slice;
-        self
-    }
-
-    /// What an absent peer means ([`Lifecycle`], docs/LIFECYCLE.md). Unset,
-    /// named channels are queues (a sender waits only for room, whatever the
-    /// receiver does; a receiver waits for senders until
-    /// [`Receiver::expect_producers`](crate::Receiver::expect_producers) says how
-    /// many make it done) and anonymous or descriptor-passed channels are
-    /// sessions (`Disconnected` once the peer is gone and everything is drained,
-    /// final). Choose a session for a named channel whose sender must learn at
-    /// once that its receiver went away.
-    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
-        self.lifecycle = Some(lifecycle);
-        self
-    }
-
-    /// When a file channel's writes are forced to the disk ([`Durability`];
-    /// file channels only: `create_file`, `open_file`, `create_or_open_file`).
-    /// Recorded in the file when it is created (unset: [`Durability::None`]);
-    /// every end follows the recorded policy, and an opener that sets one
-    /// requires it ([`Error::WrongDurability`](crate::Error::WrongDurability)
-    /// otherwise). What each policy survives and costs: README, "Durable
-    /// channels".
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = Some(durability);
-        self
-    }
-
     /// The wait configuration for a channel that is named (`named`) or not.
     pub(crate) fn wait_for(&self, named: bool) -> WaitConfig {
         let default = if named {
@@ -142,49 +109,70 @@ impl Options {
             ..self.wait
         }
     }
+}
 
+shmq_segment::field_setters! {
+    Options;
+    /// Capacity: bytes for byte channels (a power of two from 64 B to 4 GiB),
+    /// messages for typed channels. When opening, a set capacity must match.
+    capacity(capacity: u64) => capacity = Some(capacity);
+
+    /// Producer slots of an MPSC channel (default [`DEFAULT_PRODUCERS`], at most
+    /// 256). When opening, a set value must match.
+    max_producers(n: u16) => producers = Some(n);
+
+    /// How blocking calls wait.
+    wait(strategy: WaitStrategy) => wait.strategy = strategy;
+
+    /// Longest single sleep; a blocked call notices a dead peer within it
+    /// (default 50 ms).
+    wait_slice(slice: Duration) => wait.slice = slice;
+
+    /// What an absent peer means ([`Lifecycle`], docs/LIFECYCLE.md). Unset,
+    /// named channels are queues (a sender waits only for room, whatever the
+    /// receiver does; a receiver waits for senders until
+    /// [`Receiver::expect_producers`](crate::Receiver::expect_producers) says how
+    /// many make it done) and anonymous or descriptor-passed channels are
+    /// sessions (`Disconnected` once the peer is gone and everything is drained,
+    /// final). Choose a session for a named channel whose sender must learn at
+    /// once that its receiver went away.
+    lifecycle(lifecycle: Lifecycle) => lifecycle = Some(lifecycle);
+
+    /// When a file channel's writes are forced to the disk ([`Durability`];
+    /// file channels only: `create_file`, `open_file`, `create_or_open_file`).
+    /// Recorded in the file when it is created (unset: [`Durability::None`]);
+    /// every end follows the recorded policy, and an opener that sets one
+    /// requires it ([`Error::WrongDurability`](crate::Error::WrongDurability)
+    /// otherwise). What each policy survives and costs: README, "Durable
+    /// channels".
+    durability(durability: Durability) => durability = Some(durability);
+}
+
+segment_settings! {
     /// Permission bits of a created segment (default `0o600`), applied with `fchmod`.
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.settings.push(Setting::Mode(mode));
-        self
-    }
+    mode(mode: u32) => Mode;
 
     /// Pre-fault the mapping (`MAP_POPULATE`).
-    pub fn populate(mut self, yes: bool) -> Self {
-        self.settings.push(Setting::Populate(yes));
-        self
-    }
+    populate(yes: bool) => Populate;
 
     /// Lock the mapping in memory (`mlock`).
-    pub fn lock(mut self, yes: bool) -> Self {
-        self.settings.push(Setting::Lock(yes));
-        self
-    }
+    lock(yes: bool) => Lock;
 
     /// Huge pages for anonymous channels (`MFD_HUGETLB`).
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.settings.push(Setting::HugePages(yes));
-        self
-    }
+    huge_pages(yes: bool) => HugePages;
 
     /// How long opening waits for a segment under the name to become usable
     /// (default 2 s): one being removed, or one an older shmq's creator has not
     /// finished. A channel of this version appears under its name only once it
     /// is complete, so opening before its creator is done is `NotFound` at once.
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.push(Setting::OpenTimeout(timeout));
-        self
-    }
+    open_timeout(timeout: Duration) => OpenTimeout;
 
     /// Let `create` replace a stale segment (no live process has it open) left
     /// under the same name by a crash. A stale channel whose ring still holds
     /// messages that no consumer has received is not replaced: they are data, and
     /// `create` fails with [`Error::StaleWithMessages`](crate::Error::StaleWithMessages)
     /// (open the channel to receive them, or remove it to discard them).
-    pub fn reclaim_stale(mut self, yes: bool) -> Self {
-        self.settings.push(Setting::ReclaimStale(yes));
-        self
-    }
+    reclaim_stale(yes: bool) => ReclaimStale;
 
     /// Guard this channel's mappings against `SIGBUS` (default on): a peer that
     /// truncates a named channel's segment makes this end's calls return
@@ -193,27 +181,20 @@ impl Options {
     /// process. Installs a process-global `SIGBUS` handler on first use, which
     /// chains to any handler installed before it; see
     /// [`SegmentOptions::sigbus_guard`] for what it does and when to turn it off.
-    pub fn sigbus_guard(mut self, yes: bool) -> Self {
-        self.settings.push(Setting::SigbusGuard(yes));
-        self
-    }
+    sigbus_guard(yes: bool) => SigbusGuard;
 
     /// Owner uid an opened channel's segment must have: `Some(uid)`, or `None`
     /// for any owner (default: this process's effective uid). With
     /// [`Options::allow_shared_write`] and a creator's [`Options::mode`], this is
     /// how two users share a channel.
-    pub fn expected_owner(mut self, uid: Option<u32>) -> Self {
-        self.settings.push(Setting::ExpectedOwner(uid));
-        self
-    }
+    expected_owner(uid: Option<u32>) => ExpectedOwner;
 
     /// Accept segments that group or others may write (default: refuse them,
     /// unless [`Options::mode`] itself grants such bits).
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.settings.push(Setting::AllowSharedWrite(yes));
-        self
-    }
+    allow_shared_write(yes: bool) => AllowSharedWrite;
+}
 
+impl Options {
     /// The segment options to start from (size limits and any setting this
     /// builder has no method for). The builder's own segment settings
     /// ([`Options::mode`], [`Options::open_timeout`], ...) apply on top of it,
@@ -227,16 +208,6 @@ impl Options {
     pub(crate) fn segment(&self) -> SegmentOptions {
         self.settings
             .iter()
-            .fold(self.base.clone(), |o, s| match *s {
-                Setting::Mode(m) => o.mode(m),
-                Setting::Populate(y) => o.populate(y),
-                Setting::Lock(y) => o.lock(y),
-                Setting::HugePages(y) => o.huge_pages(y),
-                Setting::OpenTimeout(t) => o.open_timeout(t),
-                Setting::ReclaimStale(y) => o.reclaim_stale(y),
-                Setting::ExpectedOwner(uid) => o.expected_owner(uid),
-                Setting::AllowSharedWrite(y) => o.allow_shared_write(y),
-                Setting::SigbusGuard(y) => o.sigbus_guard(y),
-            })
+            .fold(self.base.clone(), |o, s| s.apply(o))
     }
 }

@@ -66,6 +66,28 @@ impl Exec {
     }
 }
 
+/// Defines one test per executor, each running `$scenario(exec)`: `$current`
+/// on tokio's current-thread runtime, `$multi` on its multi-thread one,
+/// `$futures` on `futures_executor`.
+macro_rules! test_each_executor {
+    (fn $current:ident, $multi:ident, $futures:ident = $scenario:ident;) => {
+        #[test]
+        fn $current() {
+            $scenario(Exec::TokioCurrent);
+        }
+
+        #[test]
+        fn $multi() {
+            $scenario(Exec::TokioMulti);
+        }
+
+        #[test]
+        fn $futures() {
+            $scenario(Exec::Futures);
+        }
+    };
+}
+
 /// Polls every future of `futs` until all are done (a join for any executor).
 struct JoinAll<F: Future> {
     futs: Vec<Option<Pin<Box<F>>>>,
@@ -164,26 +186,14 @@ fn role_echo() {
 /// producer id is the channel's index), pausing now and then so that the
 /// receivers sleep; then closes them.
 fn role_spray() {
-    let names = arg::<String>("NAMES");
-    let mut txs: Vec<Sender<Spsc>> = names
-        .split(',')
-        .map(|n| Sender::<Spsc>::open(n, &kit::session()).expect("open"))
-        .collect();
-    let mut rng = Rng::new(arg("SEED"));
-    let mut seqs = vec![0u64; txs.len()];
-    let count: u64 = arg("COUNT");
-    for k in 0..count {
-        let c = rng.range(0, txs.len() as u64 - 1) as usize;
-        let len = rng.range(16, 80) as usize;
-        txs[c]
-            .send(&kit::message(seqs[c], c as u32, len))
-            .expect("send");
-        seqs[c] += 1;
+    let mut spray = kit::role::Spray::<Spsc>::open();
+    spray.send_all(|k| {
         if k % 997 == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-    drop(txs);
+    });
+    let count = spray.count;
+    drop(spray);
     emit("sent", json!({ "count": count }));
 }
 
@@ -218,10 +228,17 @@ fn role_stream() {
 
 // ---------------------------------------------------------------- round trips
 
-/// `rounds` round trips with a process that echoes asynchronously, both sides
-/// parked (every message goes through the waiter thread): each reply is the
-/// message sent, none is lost (a lost wake-up would hang until the watchdog).
-fn round_trips(exec: Exec, rounds: u64) {
+/// Round trips with a process that echoes asynchronously, both sides parked
+/// (every message goes through the waiter thread): each reply is the message
+/// sent, none is lost (a lost wake-up would hang until the watchdog).
+/// `SHMQ_ASYNC_ROUNDS` of them on tokio's current-thread runtime, a tenth of
+/// that on the others.
+fn round_trips(exec: Exec) {
+    let rounds = kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000));
+    let rounds = match exec {
+        Exec::TokioCurrent => rounds,
+        Exec::TokioMulti | Exec::Futures => rounds / 10,
+    };
     let (wd, names, _) = kit::start(&format!("async_round_trips_{exec:?}"), "rt");
     let ping = names.name("ping");
     let pong = names.name("pong");
@@ -266,28 +283,9 @@ fn round_trips(exec: Exec, rounds: u64) {
     assert_eq!(shmq_ring::park::registrations(), 0);
 }
 
-#[test]
-fn round_trips_tokio_current_thread() {
-    round_trips(
-        Exec::TokioCurrent,
-        kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000)),
-    );
-}
-
-#[test]
-fn round_trips_tokio_multi_thread() {
-    round_trips(
-        Exec::TokioMulti,
-        kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000)) / 10,
-    );
-}
-
-#[test]
-fn round_trips_futures_executor() {
-    round_trips(
-        Exec::Futures,
-        kit::env_or("SHMQ_ASYNC_ROUNDS", kit::scaled(100_000)) / 10,
-    );
+test_each_executor! {
+    fn round_trips_tokio_current_thread, round_trips_tokio_multi_thread,
+        round_trips_futures_executor = round_trips;
 }
 
 // ---------------------------------------------------------------- 64 channels
@@ -365,19 +363,9 @@ fn sixty_four(exec: Exec) {
     assert_eq!(shmq_ring::park::registrations(), 0);
 }
 
-#[test]
-fn sixty_four_channels_tokio_current_thread() {
-    sixty_four(Exec::TokioCurrent);
-}
-
-#[test]
-fn sixty_four_channels_tokio_multi_thread() {
-    sixty_four(Exec::TokioMulti);
-}
-
-#[test]
-fn sixty_four_channels_futures_executor() {
-    sixty_four(Exec::Futures);
+test_each_executor! {
+    fn sixty_four_channels_tokio_current_thread, sixty_four_channels_tokio_multi_thread,
+        sixty_four_channels_futures_executor = sixty_four;
 }
 
 // ---------------------------------------------------------------- cancellation
@@ -594,19 +582,9 @@ fn killed_peer(exec: Exec) {
     );
 }
 
-#[test]
-fn killed_peer_tokio_current_thread() {
-    killed_peer(Exec::TokioCurrent);
-}
-
-#[test]
-fn killed_peer_tokio_multi_thread() {
-    killed_peer(Exec::TokioMulti);
-}
-
-#[test]
-fn killed_peer_futures_executor() {
-    killed_peer(Exec::Futures);
+test_each_executor! {
+    fn killed_peer_tokio_current_thread, killed_peer_tokio_multi_thread,
+        killed_peer_futures_executor = killed_peer;
 }
 
 /// The `Interrupter` ends a waiting receive future and a waiting send future

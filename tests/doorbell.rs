@@ -85,9 +85,10 @@ fn wait(ep: &Epoll, timeout: Duration) -> bool {
 /// close rings). A lost ring is a 30 s wait without readiness: a failure.
 fn paced<K: RingKind>() {
     let count = kit::scaled(20_000);
-    let wd = Watchdog::new(&format!("doorbell_paced_{}", K::NAME));
-    let names = Names::new();
-    let name = names.name(&format!("bell-{}", K::NAME));
+    let (wd, _names, name) = kit::start(
+        &format!("doorbell_paced_{}", K::NAME),
+        &format!("bell-{}", K::NAME),
+    );
     // An hour's slice: the doorbell's timer never fires, so a lost ring is a
     // 30 s wait, not a 50 ms one.
     let opts = kit::session()
@@ -140,23 +141,14 @@ fn paced<K: RingKind>() {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn an_epoll_loop_is_rung_by_a_sender_in_another_process_spsc() {
-    paced::<Spsc>();
-}
-
-#[test]
-fn an_epoll_loop_is_rung_by_a_sender_in_another_process_mpsc() {
-    paced::<Mpsc>();
-}
-
 /// The sender dies (SIGKILL, no close, no ring) while the receiver waits on
 /// its doorbell: the slice timer makes the descriptor readable, and the next
 /// receive reports `Died` within the death budget plus a slice.
 fn death<K: RingKind>() {
-    let wd = Watchdog::new(&format!("doorbell_death_{}", K::NAME));
-    let names = Names::new();
-    let name = names.name(&format!("bell-death-{}", K::NAME));
+    let (wd, _names, name) = kit::start(
+        &format!("doorbell_death_{}", K::NAME),
+        &format!("bell-death-{}", K::NAME),
+    );
     let mut rx = Receiver::<K>::create(&name, &kit::session()).expect("create");
     let (ep, _bell) = epoll_on(&mut rx);
     let mut tx = Spawn::role("pace")
@@ -209,14 +201,12 @@ fn death<K: RingKind>() {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn a_dead_sender_is_seen_through_the_doorbell_spsc() {
-    death::<Spsc>();
-}
+kit::test_each_kind! {
+    fn an_epoll_loop_is_rung_by_a_sender_in_another_process_spsc,
+        an_epoll_loop_is_rung_by_a_sender_in_another_process_mpsc = paced();
 
-#[test]
-fn a_dead_sender_is_seen_through_the_doorbell_mpsc() {
-    death::<Mpsc>();
+    fn a_dead_sender_is_seen_through_the_doorbell_spsc,
+        a_dead_sender_is_seen_through_the_doorbell_mpsc = death();
 }
 
 /// An idle receiver waiting level-triggered on its doorbell wakes only for the
@@ -253,9 +243,7 @@ fn an_idle_level_triggered_loop_does_not_spin() {
 /// a live one; a receiver that is dropped removes its own.
 #[test]
 fn the_doorbell_of_a_dead_receiver_is_collected_and_a_live_one_kept() {
-    let wd = Watchdog::new("doorbell_gc");
-    let names = Names::new();
-    let name = names.name("bell-gc");
+    let (wd, _names, name) = kit::start("doorbell_gc", "bell-gc");
     let mut tx = Sender::<Spsc>::create(&name, &kit::session()).expect("create");
     let mut holder = Spawn::role("bell_holder").arg("NAME", &name).spawn(&wd);
     let ready = holder.event("ready");

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
-use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
+use shmq_testkit::{Names, Spawn, arg, emit, hang};
 
 shmq_testkit::roles! { role_hold }
 
@@ -51,9 +51,7 @@ fn a_typed_channel_without_room_for_a_message_is_refused() {
 
 #[test]
 fn already_attached_names_the_holders_pid() {
-    let wd = Watchdog::new("errors_already_attached");
-    let names = Names::new();
-    let name = names.name("errors-attached");
+    let (wd, names, name) = shmq_testkit::start("errors_already_attached", "errors-attached");
     let tx = spsc::Sender::create(&name, &Options::new()).expect("create");
     let mut p = Spawn::role_on("hold", &name).spawn(&wd);
     let pid = p.event("ready")["pid"].as_u64().expect("pid");

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use shmq::bytemuck::{Pod, Zeroable};
 use shmq::{Error, Message, MessageType, Options, mpsc, spsc};
-use shmq_testkit::{Spawn, Watchdog};
+use shmq_testkit::{Proc, Spawn, Watchdog};
 
 /// This binary's own definition, declared as `typed_peer`'s `Reading` is.
 /// Its Rust path (`identity::Reading`) differs from the example's
@@ -36,12 +36,17 @@ fn reading(seq: u64) -> Reading {
     }
 }
 
-/// Runs `typed_peer` with `args` on `name` to its end; its last JSON line.
-fn peer(wd: &Watchdog, name: &str, args: &[&str]) -> (bool, Value) {
-    let mut p = Spawn::example("typed_peer")
+/// Starts `typed_peer` with `args` on `name`.
+fn spawn_peer(wd: &Watchdog, name: &str, args: &[&str]) -> Proc {
+    Spawn::example("typed_peer")
         .args(["--name", name])
         .args(args)
-        .spawn(wd);
+        .spawn(wd)
+}
+
+/// Runs `typed_peer` with `args` on `name` to its end; its last JSON line.
+fn peer(wd: &Watchdog, name: &str, args: &[&str]) -> (bool, Value) {
+    let mut p = spawn_peer(wd, name, args);
     let ok = p.wait().success();
     (ok, p.last_json())
 }
@@ -61,9 +66,7 @@ fn two_programs_with_the_same_declared_type_talk_over_spsc() {
     let mut tx = spsc::declared::Sender::<Reading>::create(&name, &Options::new().capacity(64))
         .expect("create");
     let n = 500u64;
-    let mut p = Spawn::example("typed_peer")
-        .args(["--name", &name, "--role", "recv", "--count", &n.to_string()])
-        .spawn(&wd);
+    let mut p = spawn_peer(&wd, &name, &["--role", "recv", "--count", &n.to_string()]);
     for seq in 0..n {
         tx.send(&reading(seq)).expect("send");
     }
@@ -81,10 +84,11 @@ fn two_programs_with_the_same_declared_type_talk_over_mpsc() {
     let mut rx = mpsc::declared::Receiver::<Reading>::create(&name, &Options::new().capacity(64))
         .expect("create");
     let n = 300u64;
-    let mut p = Spawn::example("typed_peer")
-        .args(["--name", &name, "--mpsc", "--role", "send"])
-        .args(["--count", &n.to_string()])
-        .spawn(&wd);
+    let mut p = spawn_peer(
+        &wd,
+        &name,
+        &["--mpsc", "--role", "send", "--count", &n.to_string()],
+    );
     for seq in 0..n {
         assert_eq!(rx.recv().expect("recv"), reading(seq));
     }

@@ -142,13 +142,9 @@ fn sender_outlives_receivers<K: RingKind>(wd: &Watchdog, names: &Names) {
     unlink(&name);
 }
 
-#[test]
-fn a_named_sender_outlives_its_receivers_and_loses_nothing() {
-    let wd = Watchdog::new("lc_queue");
-    let names = Names::new();
-    sender_outlives_receivers::<Spsc>(&wd, &names);
-    sender_outlives_receivers::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn a_named_sender_outlives_its_receivers_and_loses_nothing()
+        under "lc_queue": sender_outlives_receivers;
 }
 
 /// The same channel as a session (`Options::lifecycle(Session)`): the sender
@@ -156,9 +152,7 @@ fn a_named_sender_outlives_its_receivers_and_loses_nothing() {
 /// attaches later does not revive it (it used to, silently).
 #[test]
 fn a_named_session_reports_a_closed_receiver_at_once() {
-    let wd = Watchdog::new("lc_session");
-    let names = Names::new();
-    let name = names.name("lc-session");
+    let (wd, names, name) = kit::start("lc_session", "lc-session");
     let opts = Options::new().lifecycle(Lifecycle::Session);
     let mut tx = shmq::spsc::Sender::create(&name, &opts).expect("create");
     let mut rx = Spawn::role_on("rx", &name)
@@ -192,9 +186,7 @@ fn a_named_session_reports_a_closed_receiver_at_once() {
 /// `expect_producers(3)` has closed and everything is received.
 #[test]
 fn an_mpsc_receiver_sleeps_between_producers_and_is_done_when_said() {
-    let wd = Watchdog::new("lc_done");
-    let names = Names::new();
-    let name = names.name("lc-done");
+    let (wd, names, name) = kit::start("lc_done", "lc-done");
     let mut rx = shmq::mpsc::Receiver::create(&name, &Options::new()).expect("create");
     rx.expect_producers(3).expect("expect_producers");
     let receiver = std::thread::spawn(move || {
@@ -387,13 +379,9 @@ fn receiver_waits_for_the_next_producer<K: RingKind>(wd: &Watchdog, names: &Name
     unlink(&name);
 }
 
-#[test]
-fn a_named_receiver_waits_for_the_next_producer() {
-    let wd = Watchdog::new("lc_next");
-    let names = Names::new();
-    receiver_waits_for_the_next_producer::<Spsc>(&wd, &names);
-    receiver_waits_for_the_next_producer::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn a_named_receiver_waits_for_the_next_producer()
+        under "lc_next": receiver_waits_for_the_next_producer;
 }
 
 /// A queue's sender blocked on a full ring is not failed by its receiver's
@@ -402,9 +390,7 @@ fn a_named_receiver_waits_for_the_next_producer() {
 /// completes once a new receiver drains the ring.
 #[test]
 fn a_death_is_seen_by_a_watcher_while_the_sender_is_blocked() {
-    let wd = Watchdog::new("lc_watcher");
-    let names = Names::new();
-    let name = names.name("lc-watcher");
+    let (wd, names, name) = kit::start("lc_watcher", "lc-watcher");
     let mut tx = shmq::spsc::Sender::create(&name, &Options::new().capacity(4096)).expect("create");
     let mut rx = Spawn::role_on("holder", &name)
         .arg("KIND", "spsc")

@@ -5,7 +5,7 @@
 //! Run: `cargo test --release --test peers`.
 
 use serde_json::json;
-use shmq::{Error, Mpsc, Options, PeerState, Receiver, RingKind, Sender, Spsc};
+use shmq::{Error, Options, PeerState, Receiver, RingKind, Sender};
 use shmq_testkit as kit;
 use shmq_testkit::{Names, Spawn, Watchdog, arg, arg_or, emit, hang};
 
@@ -108,15 +108,9 @@ fn consumer_states<K: RingKind>(wd: &Watchdog, names: &Names) {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn peer_states_follow_attach_close_exit_and_kill() {
-    let wd = Watchdog::new("peer_states");
-    let names = Names::new();
-    producer_states::<Spsc>(&wd, &names);
-    producer_states::<Mpsc>(&wd, &names);
-    consumer_states::<Spsc>(&wd, &names);
-    consumer_states::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn peer_states_follow_attach_close_exit_and_kill()
+        under "peer_states": producer_states, consumer_states;
 }
 
 /// A producer that closes while `peers` looks at it is `Closed` (or still
@@ -159,13 +153,8 @@ fn no_death_in_a_clean_close<K: RingKind>(wd: &Watchdog, names: &Names) {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn a_clean_close_under_a_look_is_never_a_death() {
-    let wd = Watchdog::new("peer_churn");
-    let names = Names::new();
-    no_death_in_a_clean_close::<Spsc>(&wd, &names);
-    no_death_in_a_clean_close::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn a_clean_close_under_a_look_is_never_a_death() under "peer_churn": no_death_in_a_clean_close;
 }
 
 /// `len` counts committed messages not yet received, on both ends; `iter`
@@ -204,13 +193,8 @@ fn len_and_iter<K: RingKind>(wd: &Watchdog, names: &Names) {
     let _ = shmq::inspect::unlink(&name);
 }
 
-#[test]
-fn len_counts_waiting_messages_and_iter_ends_at_disconnect() {
-    let wd = Watchdog::new("len_iter");
-    let names = Names::new();
-    len_and_iter::<Spsc>(&wd, &names);
-    len_and_iter::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    fn len_counts_waiting_messages_and_iter_ends_at_disconnect() under "len_iter": len_and_iter;
 }
 
 /// Typed channels iterate over values.

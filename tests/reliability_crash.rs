@@ -415,16 +415,13 @@ fn cf01<K: KindExt>(wd: &Watchdog, name: &str) {
     drop(rx);
 }
 
-/// CF-01 through `reserve`/`commit` (the copying `send` path is covered by
-/// `tests/spsc.rs` and `tests/mpsc.rs`): every message committed before the kill
-/// arrives once and in order, the partial one never, then `Died` within budget.
-#[cfg(feature = "failpoints")]
-#[test]
-fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it() {
-    let (wd, names) = (Watchdog::new("cf01"), Names::new());
-    cf01::<Spsc>(&wd, &names.name("cf01"));
-    cf01::<Mpsc>(&wd, &names.name("cf01"));
-    names.assert_clean();
+kit::test_both_kinds! {
+    /// CF-01 through `reserve`/`commit` (the copying `send` path is covered by
+    /// `tests/spsc.rs` and `tests/mpsc.rs`): every message committed before the kill
+    /// arrives once and in order, the partial one never, then `Died` within budget.
+    #[cfg(feature = "failpoints")]
+    fn cf01_a_producer_killed_mid_payload_in_a_reserved_frame_never_delivers_it()
+        under "cf01": cf01("cf01");
 }
 
 // ---------------------------------------------------------------------------
@@ -472,17 +469,14 @@ fn cf04<K: KindExt>(wd: &Watchdog, name: &str) {
     assert!(death < DEATH_BUDGET, "{kind}: Died after {death:?}");
 }
 
-/// CF-04 with its time budget: the consumer sleeps in `FUTEX_WAIT`; the producer
-/// commits a message and is stopped (then killed) before it would wake it. The
-/// consumer returns that message within a wait slice (plus margin) of the
-/// producer starting to send, then `Died`.
-#[cfg(feature = "failpoints")]
-#[test]
-fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice() {
-    let (wd, names) = (Watchdog::new("cf04"), Names::new());
-    cf04::<Spsc>(&wd, &names.name("cf04"));
-    cf04::<Mpsc>(&wd, &names.name("cf04"));
-    names.assert_clean();
+kit::test_both_kinds! {
+    /// CF-04 with its time budget: the consumer sleeps in `FUTEX_WAIT`; the producer
+    /// commits a message and is stopped (then killed) before it would wake it. The
+    /// consumer returns that message within a wait slice (plus margin) of the
+    /// producer starting to send, then `Died`.
+    #[cfg(feature = "failpoints")]
+    fn cf04_a_parked_consumer_gets_a_message_committed_without_a_wake_within_a_slice()
+        under "cf04": cf04("cf04");
 }
 
 // ---------------------------------------------------------------------------
@@ -705,18 +699,15 @@ fn cf09<K: KindExt>(wd: &Watchdog, name: &str) {
     drop(rx);
 }
 
-/// CF-09 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): the
-/// owner of a named channel is SIGKILLed with messages in its ring. A plain
-/// `create` is `AlreadyExists { stale: true }`; `create` with `reclaim_stale`
-/// refuses to destroy the waiting messages (`StaleWithMessages`); once they are
-/// discarded on purpose, it gives a fresh, empty channel whose memory holds none
-/// of the old bytes; never the old ring state.
-#[test]
-fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one() {
-    let (wd, names) = (Watchdog::new("cf09"), Names::new());
-    cf09::<Spsc>(&wd, &names.name("cf09"));
-    cf09::<Mpsc>(&wd, &names.name("cf09"));
-    names.assert_clean();
+kit::test_both_kinds! {
+    /// CF-09 at the channel level (the segment level is in `crates/segment/tests/segment.rs`): the
+    /// owner of a named channel is SIGKILLed with messages in its ring. A plain
+    /// `create` is `AlreadyExists { stale: true }`; `create` with `reclaim_stale`
+    /// refuses to destroy the waiting messages (`StaleWithMessages`); once they are
+    /// discarded on purpose, it gives a fresh, empty channel whose memory holds none
+    /// of the old bytes; never the old ring state.
+    fn cf09_a_stale_named_channel_is_reported_stale_or_replaced_by_a_fresh_one()
+        under "cf09": cf09("cf09");
 }
 
 // ---------------------------------------------------------------------------
@@ -1339,15 +1330,12 @@ fn cf12_zombie<K: KindExt>(wd: &Watchdog, name: &str) {
     drop(rx);
 }
 
-/// CF-12, first half: a producer SIGKILLed and deliberately left unreaped (a
-/// zombie, its pid still taken) is `Died` within budget: liveness is a lock the
-/// kernel released, not a pid.
-#[test]
-fn cf12_an_unreaped_dead_producer_is_died_within_budget() {
-    let (wd, names) = (Watchdog::new("cf12_zombie"), Names::new());
-    cf12_zombie::<Spsc>(&wd, &names.name("cf12z"));
-    cf12_zombie::<Mpsc>(&wd, &names.name("cf12z"));
-    names.assert_clean();
+kit::test_both_kinds! {
+    /// CF-12, first half: a producer SIGKILLed and deliberately left unreaped (a
+    /// zombie, its pid still taken) is `Died` within budget: liveness is a lock the
+    /// kernel released, not a pid.
+    fn cf12_an_unreaped_dead_producer_is_died_within_budget()
+        under "cf12_zombie": cf12_zombie("cf12z");
 }
 
 /// CF-12, second half (root): in a fresh PID namespace the dead producer's pid
@@ -1487,15 +1475,11 @@ fn cf15<K: KindExt>(wd: &Watchdog, names: &Names) {
     }
 }
 
-/// CF-15 from the producer's side (the consumer's side is in `tests/spsc.rs` and
-/// `tests/mpsc.rs`): a consumer that closes is `Closed` to the producer; one that
-/// is killed is `Died`.
-#[test]
-fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() {
-    let (wd, names) = (Watchdog::new("cf15"), Names::new());
-    cf15::<Spsc>(&wd, &names);
-    cf15::<Mpsc>(&wd, &names);
-    names.assert_clean();
+kit::test_both_kinds! {
+    /// CF-15 from the producer's side (the consumer's side is in `tests/spsc.rs` and
+    /// `tests/mpsc.rs`): a consumer that closes is `Closed` to the producer; one that
+    /// is killed is `Died`.
+    fn cf15_a_closed_consumer_and_a_killed_one_are_told_apart_by_the_producer() under "cf15": cf15;
 }
 
 // ---------------------------------------------------------------------------

@@ -321,9 +321,7 @@ fn whatever_page_0_says_a_death_is_reported_within_the_budget() {
 /// started) and receives the live producer's messages.
 #[test]
 fn a_dead_claim_is_reclaimed_after_its_slot_stamp_wraps() {
-    let wd = Watchdog::new("incarnation_wrap");
-    let names = Names::new();
-    let name = names.name("death-wrap");
+    let (wd, names, name) = kit::start("incarnation_wrap", "death-wrap");
     let o = options().max_producers(1);
     let mut rx = shmq::mpsc::Receiver::create(&name, &o).expect("create");
     let mut dead = Spawn::role_on("claim", &name).spawn(&wd);

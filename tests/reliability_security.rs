@@ -13,7 +13,7 @@ use serde_json::json;
 use shmq::{Error, Options, Receiver, SegmentOptions, Sender, mpsc, spsc};
 use shmq_segment::{Error as SegError, Segment};
 use shmq_testkit as kit;
-use shmq_testkit::kinds::{KindExt, Mpsc, Spsc};
+use shmq_testkit::kinds::KindExt;
 use shmq_testkit::{Names, Spawn, Watchdog, arg, emit, hang};
 
 const NOBODY: u32 = 65534;
@@ -473,20 +473,16 @@ fn ps05<K: KindExt>(wd: &Watchdog, name: &str) {
     kit::remove_stale(name);
 }
 
-/// PS-05: the owners of a channel die with payloads (consumed and unconsumed)
-/// in its ring. A new run that reuses the name with `create` is refused
-/// (`AlreadyExists { stale: true }`: it never attaches to the old ring); with
-/// `reclaim_stale` it is refused while unreceived messages wait (they are data),
-/// and once they are discarded it gets a fresh object: not one byte of the old payloads is
-/// anywhere in it, a zero-copy reservation reads zeros, nothing is received.
-/// (`create_or_open` is documented to attach to the existing channel and
-/// deliver its unread messages: same user, by design.)
-#[test]
-fn ps05_a_reused_name_never_shows_old_payload_bytes() {
-    let (wd, names) = (Watchdog::new("ps05"), Names::new());
-    ps05::<Spsc>(&wd, &names.name("ps05"));
-    ps05::<Mpsc>(&wd, &names.name("ps05"));
-    names.assert_clean();
+kit::test_both_kinds! {
+    /// PS-05: the owners of a channel die with payloads (consumed and unconsumed)
+    /// in its ring. A new run that reuses the name with `create` is refused
+    /// (`AlreadyExists { stale: true }`: it never attaches to the old ring); with
+    /// `reclaim_stale` it is refused while unreceived messages wait (they are data),
+    /// and once they are discarded it gets a fresh object: not one byte of the old payloads is
+    /// anywhere in it, a zero-copy reservation reads zeros, nothing is received.
+    /// (`create_or_open` is documented to attach to the existing channel and
+    /// deliver its unread messages: same user, by design.)
+    fn ps05_a_reused_name_never_shows_old_payload_bytes() under "ps05": ps05("ps05");
 }
 
 // ---------------------------------------------------------------------------

@@ -606,24 +606,14 @@ fn check_union(
     }
 }
 
-#[test]
-fn spsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill() {
-    killed_repeatedly::<Spsc>("guard");
-}
+kit::test_each_kind! {
+    fn spsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill,
+        mpsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill
+        = killed_repeatedly("guard");
 
-#[test]
-fn mpsc_consumer_killed_repeatedly_holding_guards_redelivers_at_most_one_per_kill() {
-    killed_repeatedly::<Mpsc>("guard");
-}
-
-#[test]
-fn spsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill() {
-    killed_repeatedly::<Spsc>("copy");
-}
-
-#[test]
-fn mpsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill() {
-    killed_repeatedly::<Mpsc>("copy");
+    fn spsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill,
+        mpsc_consumer_killed_repeatedly_after_copies_loses_at_most_one_per_kill
+        = killed_repeatedly("copy");
 }
 
 // ---------------------------------------------------------------------------
@@ -671,24 +661,14 @@ fn killed_at_the_tenth<K: KindExt>(form: &str, event: &str, first_next: u64) {
     names.assert_clean();
 }
 
-#[test]
-fn a_consumer_killed_holding_a_recv_guard_leaves_that_message_to_the_next_spsc() {
-    killed_at_the_tenth::<Spsc>("guard", "holding", 9);
-}
+kit::test_each_kind! {
+    fn a_consumer_killed_holding_a_recv_guard_leaves_that_message_to_the_next_spsc,
+        a_consumer_killed_holding_a_recv_guard_leaves_that_message_to_the_next_mpsc
+        = killed_at_the_tenth("guard", "holding", 9);
 
-#[test]
-fn a_consumer_killed_holding_a_recv_guard_leaves_that_message_to_the_next_mpsc() {
-    killed_at_the_tenth::<Mpsc>("guard", "holding", 9);
-}
-
-#[test]
-fn a_consumer_killed_after_recv_into_copied_a_message_does_not_get_it_again_spsc() {
-    killed_at_the_tenth::<Spsc>("copy", "copied", 10);
-}
-
-#[test]
-fn a_consumer_killed_after_recv_into_copied_a_message_does_not_get_it_again_mpsc() {
-    killed_at_the_tenth::<Mpsc>("copy", "copied", 10);
+    fn a_consumer_killed_after_recv_into_copied_a_message_does_not_get_it_again_spsc,
+        a_consumer_killed_after_recv_into_copied_a_message_does_not_get_it_again_mpsc
+        = killed_at_the_tenth("copy", "copied", 10);
 }
 
 // ---------------------------------------------------------------------------
@@ -742,16 +722,6 @@ fn sender_outlives_its_consumer<K: KindExt>() {
     drop(rx);
     let _ = shmq::inspect::unlink(&name);
     names.assert_clean();
-}
-
-#[test]
-fn a_sender_keeps_sending_into_a_queue_whose_consumer_closed_spsc() {
-    sender_outlives_its_consumer::<Spsc>();
-}
-
-#[test]
-fn a_sender_keeps_sending_into_a_queue_whose_consumer_closed_mpsc() {
-    sender_outlives_its_consumer::<Mpsc>();
 }
 
 // ---------------------------------------------------------------------------
@@ -810,14 +780,14 @@ fn producer_goes_on_and_resume_takes_over<K: KindExt>() {
     names.assert_clean();
 }
 
-#[test]
-fn the_example_producer_goes_on_through_a_consumer_close_and_resume_takes_over_spsc() {
-    producer_goes_on_and_resume_takes_over::<Spsc>();
-}
+kit::test_each_kind! {
+    fn a_sender_keeps_sending_into_a_queue_whose_consumer_closed_spsc,
+        a_sender_keeps_sending_into_a_queue_whose_consumer_closed_mpsc
+        = sender_outlives_its_consumer();
 
-#[test]
-fn the_example_producer_goes_on_through_a_consumer_close_and_resume_takes_over_mpsc() {
-    producer_goes_on_and_resume_takes_over::<Mpsc>();
+    fn the_example_producer_goes_on_through_a_consumer_close_and_resume_takes_over_spsc,
+        the_example_producer_goes_on_through_a_consumer_close_and_resume_takes_over_mpsc
+        = producer_goes_on_and_resume_takes_over();
 }
 
 /// `producer --exit-on-disconnect` (more messages than the consumer takes)

@@ -29,29 +29,15 @@ shmq_testkit::roles! { role_spray role_hold_rx }
 /// calls, then holds the senders until killed.
 fn role_spray() {
     fn run<K: RingKind>() {
-        let names = arg::<String>("NAMES");
-        let mut txs: Vec<Sender<K>> = names
-            .split(',')
-            .map(|n| Sender::<K>::open(n, &kit::session()).expect("open"))
-            .collect();
-        let mut rng = Rng::new(arg("SEED"));
-        let mut seqs = vec![0u64; txs.len()];
-        let count: u64 = arg("COUNT");
+        let mut spray = kit::role::Spray::<K>::open();
         let futex0 = shmq::futex_calls();
-        for _ in 0..count {
-            let c = rng.range(0, txs.len() as u64 - 1) as usize;
-            let len = rng.range(16, 80) as usize;
-            txs[c]
-                .send(&kit::message(seqs[c], c as u32, len))
-                .expect("send");
-            seqs[c] += 1;
-        }
+        spray.send_all(|_| {});
         let f = shmq::futex_calls();
         emit(
             "sent",
-            json!({ "count": count, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
+            json!({ "count": spray.count, "waits": f.0 - futex0.0, "wakes": f.1 - futex0.1 }),
         );
-        let _keep = txs;
+        let _keep = spray;
         kit::hang();
     }
     kit::by_kind!(arg::<String>("KIND").as_str(), run())
@@ -206,14 +192,9 @@ fn many_channels<K: RingKind>(channels: usize) {
     }
 }
 
-#[test]
-fn select_64_named_channels_across_processes_serial_spsc() {
-    many_channels::<Spsc>(64);
-}
-
-#[test]
-fn select_64_named_channels_across_processes_serial_mpsc() {
-    many_channels::<Mpsc>(64);
+kit::test_each_kind! {
+    fn select_64_named_channels_across_processes_serial_spsc,
+        select_64_named_channels_across_processes_serial_mpsc = many_channels(64);
 }
 
 /// As the 64-channel test with 200 channels, more than one `futex_waitv` takes:
@@ -565,9 +546,7 @@ fn select_waits_for_room_in_senders() {
 /// is remembered).
 #[test]
 fn select_sees_a_dead_receiver_of_a_full_sender() {
-    let wd = Watchdog::new("select_dead_receiver");
-    let names = Names::new();
-    let name = names.name("sel-room-death");
+    let (wd, _names, name) = kit::start("select_dead_receiver", "sel-room-death");
     let mut tx = Sender::<Spsc>::create(&name, &kit::session().capacity(4096)).unwrap();
     let mut holder = Spawn::role("hold_rx").arg("NAME", &name).spawn(&wd);
     holder.event("ready");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmq::{Error, Interrupter, Mpsc, Options, Receiver, RingKind, Sender, Spsc, WaitStrategy};
 use shmq_testkit as kit;
-use shmq_testkit::{DEATH_BUDGET, Names, Spawn, Watchdog, arg, emit, hang};
+use shmq_testkit::{DEATH_BUDGET, Names, Proc, Spawn, Watchdog, arg, emit, hang};
 
 /// The default wait slice.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
@@ -64,24 +64,52 @@ fn interrupt_later(i: Interrupter) -> std::thread::JoinHandle<Instant> {
     })
 }
 
-/// A receiver blocked in `recv` on an empty channel whose producer is alive.
-fn blocked_receiver<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStrategy) {
-    let name = names.name(&format!("shutdown-rx-{}", K::NAME));
+/// The end `end` (`rx` or `tx`) of a fresh 4 KiB channel of kind `K` that
+/// waits with `strategy`, made with `create`, and the silent role process
+/// holding the other end, ready; and the channel's name.
+fn facing_a_silent_peer<K: RingKind, E>(
+    (wd, names): (&Watchdog, &Names),
+    strategy: WaitStrategy,
+    end: &str,
+    create: fn(&str, &Options) -> shmq::Result<E>,
+) -> (String, E, Proc) {
+    let name = names.name(&format!("shutdown-{end}-{}", K::NAME));
     let o = Options::new().capacity(4096).wait(strategy);
-    let mut rx = Receiver::<K>::create(&name, &o).expect("create");
-    let mut p = Spawn::role_on("silent_tx", &name)
-        .arg("KIND", K::NAME)
-        .spawn(wd);
+    let e = create(&name, &o).expect("create");
+    let peer = if end == "rx" {
+        "silent_tx"
+    } else {
+        "silent_rx"
+    };
+    let mut p = Spawn::role_on(peer, &name).arg("KIND", K::NAME).spawn(wd);
     p.event("ready");
-    let at = interrupt_later(rx.interrupter());
-    let mut buf = Vec::new();
-    let r = rx.recv_into(&mut buf);
+    (name, e, p)
+}
+
+/// Asserts that `r`, the end of a blocking call that [`interrupt_later`]
+/// (`at`) interrupted, is `Interrupted`, within a slice and the death budget
+/// of the interrupt.
+fn assert_interrupted_soon<T: std::fmt::Debug>(
+    r: &shmq::Result<T>,
+    at: std::thread::JoinHandle<Instant>,
+    strategy: WaitStrategy,
+) {
     let took = at.join().expect("interrupter").elapsed();
     assert!(matches!(r, Err(Error::Interrupted)), "{strategy:?}: {r:?}");
     assert!(
         took < SLICE + DEATH_BUDGET,
         "{strategy:?}: returned {took:?} after the interrupt"
     );
+}
+
+/// A receiver blocked in `recv` on an empty channel whose producer is alive.
+fn blocked_receiver<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStrategy) {
+    let (name, mut rx, mut p) =
+        facing_a_silent_peer::<K, _>((wd, names), strategy, "rx", Receiver::<K>::create);
+    let at = interrupt_later(rx.interrupter());
+    let mut buf = Vec::new();
+    let r = rx.recv_into(&mut buf);
+    assert_interrupted_soon(&r, at, strategy);
     // It stays interrupted: blocking calls return at once, `try_` calls work.
     let t = Instant::now();
     assert!(matches!(rx.recv_into(&mut buf), Err(Error::Interrupted)));
@@ -100,23 +128,13 @@ fn blocked_receiver<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStr
 
 /// A sender blocked in `send` on a full channel whose consumer is alive.
 fn blocked_sender<K: RingKind>(wd: &Watchdog, names: &Names, strategy: WaitStrategy) {
-    let name = names.name(&format!("shutdown-tx-{}", K::NAME));
-    let o = Options::new().capacity(4096).wait(strategy);
-    let mut tx = Sender::<K>::create(&name, &o).expect("create");
-    let mut p = Spawn::role_on("silent_rx", &name)
-        .arg("KIND", K::NAME)
-        .spawn(wd);
-    p.event("ready");
+    let (name, mut tx, mut p) =
+        facing_a_silent_peer::<K, _>((wd, names), strategy, "tx", Sender::<K>::create);
     let m = kit::message(0, 0, 64);
     while tx.try_send(&m).is_ok() {}
     let at = interrupt_later(tx.interrupter());
     let r = tx.send(&m);
-    let took = at.join().expect("interrupter").elapsed();
-    assert!(matches!(r, Err(Error::Interrupted)), "{strategy:?}: {r:?}");
-    assert!(
-        took < SLICE + DEATH_BUDGET,
-        "{strategy:?}: returned {took:?} after the interrupt"
-    );
+    assert_interrupted_soon(&r, at, strategy);
     p.kill_and_reap();
     drop(tx);
     let _ = shmq::inspect::unlink(&name);
@@ -164,9 +182,7 @@ extern "C" fn on_sigusr1(_: libc::c_int) {
 /// SIGTERM into an orderly shutdown.
 #[test]
 fn a_signal_handler_stops_a_parked_recv() {
-    let wd = Watchdog::new("shutdown_signal");
-    let names = Names::new();
-    let name = names.name("shutdown-signal");
+    let (wd, names, name) = kit::start("shutdown_signal", "shutdown-signal");
     let o = Options::new().wait(WaitStrategy::Park);
     let mut rx = shmq::spsc::Receiver::create(&name, &o).expect("create");
     let mut p = Spawn::role_on("silent_tx", &name)

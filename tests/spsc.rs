@@ -922,9 +922,7 @@ fn million_messages_streamed_to_an_awake_consumer_take_few_futex_calls() {
 /// then `Died`.
 #[cfg(feature = "failpoints")]
 fn producer_killed_before_publishing(point: &str) {
-    let wd = Watchdog::new(point);
-    let names = Names::new();
-    let name = names.name("spsc-fp");
+    let (wd, names, name) = kit::start(point, "spsc-fp");
     let mut rx = spsc::Receiver::create(&name, &kit::session().capacity(1 << 16)).expect("create");
     let mut p = Spawn::role_on("send", &name)
         .arg("HOW", "open")

@@ -134,6 +134,9 @@ struct Action {
     detail: String,
 }
 
+/// Lists (or removes) the names of one kind of a dead process's leftovers.
+type Names = fn() -> shmq::Result<Vec<String>>;
+
 /// Removes every stale segment (no process has it open, no endpoint alive),
 /// damaged ones included, except channels whose messages wait for a consumer
 /// (kept, and said so, unless `--discard-messages`), and (without `--prefix`)
@@ -212,53 +215,40 @@ pub fn gc(args: &GcArgs, out: &Out) -> Result<ExitCode> {
     // Temporaries of creators that died (only a creator building under a named
     // temporary leaves one): not segments, so `list` does not show them.
     if args.prefix.is_none() {
-        let found = if args.dry_run {
-            shmq::inspect::dead_temporaries()
-        } else {
-            shmq::inspect::remove_dead_temporaries()
-        };
-        match found {
-            Ok(temporaries) => actions.extend(temporaries.into_iter().map(|name| Action {
-                name,
-                action: if args.dry_run {
-                    "would remove"
-                } else {
-                    "removed"
-                },
-                detail: "temporary of a creator that died before publishing".into(),
-            })),
-            Err(e) => {
-                failed = true;
-                actions.push(Action {
-                    name: "temporaries".into(),
-                    action: "error",
-                    detail: e.to_string(),
-                });
-            }
-        }
-        // Doorbells (FIFOs) of receivers that died.
-        let found = if args.dry_run {
-            shmq::inspect::dead_doorbells()
-        } else {
-            shmq::inspect::remove_dead_doorbells()
-        };
-        match found {
-            Ok(bells) => actions.extend(bells.into_iter().map(|name| Action {
-                name,
-                action: if args.dry_run {
-                    "would remove"
-                } else {
-                    "removed"
-                },
-                detail: "doorbell of a receiver that died".into(),
-            })),
-            Err(e) => {
-                failed = true;
-                actions.push(Action {
-                    name: "doorbells".into(),
-                    action: "error",
-                    detail: e.to_string(),
-                });
+        // (Doorbells are the FIFOs of receivers that died.)
+        let dead_names: [(&str, Names, Names, &str); 2] = [
+            (
+                "temporaries",
+                shmq::inspect::dead_temporaries,
+                shmq::inspect::remove_dead_temporaries,
+                "temporary of a creator that died before publishing",
+            ),
+            (
+                "doorbells",
+                shmq::inspect::dead_doorbells,
+                shmq::inspect::remove_dead_doorbells,
+                "doorbell of a receiver that died",
+            ),
+        ];
+        for (what, find, remove, detail) in dead_names {
+            match if args.dry_run { find() } else { remove() } {
+                Ok(found) => actions.extend(found.into_iter().map(|name| Action {
+                    name,
+                    action: if args.dry_run {
+                        "would remove"
+                    } else {
+                        "removed"
+                    },
+                    detail: detail.into(),
+                })),
+                Err(e) => {
+                    failed = true;
+                    actions.push(Action {
+                        name: what.into(),
+                        action: "error",
+                        detail: e.to_string(),
+                    });
+                }
             }
         }
     }

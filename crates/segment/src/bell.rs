@@ -169,12 +169,7 @@ impl Bell {
 /// `mode`, opens it and takes its owner lock.
 fn make_fifo(dir: &Path, mode: u32) -> Result<(OwnedFd, PathBuf, u64)> {
     for _ in 0..8 {
-        let mut raw = [0u8; 8];
-        getrandom::fill(&mut raw).map_err(|e| Error::Os {
-            op: "getrandom",
-            source: std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
-        let id = u64::from_ne_bytes(raw);
+        let id = sys::random_u64()?;
         let path = bell_path(dir, id);
         match nix::unistd::mkfifo(&path, Mode::from_bits_truncate(mode & 0o777)) {
             Ok(()) => {}

@@ -125,53 +125,41 @@ impl Mapping {
 
     /// The type name field, if the mapping holds it.
     pub(crate) fn type_name_field(&self) -> Option<&RawTypeName> {
-        let end = TYPE_NAME_OFFSET + size_of::<RawTypeName>() as u64;
-        if end > self.len as u64 {
-            return None;
-        }
-        // SAFETY: `TYPE_NAME_OFFSET + size_of::<RawTypeName>() <= len` was checked
-        // above; the offset is a multiple of 8 from a page-aligned base, so aligned
-        // for the field's `AtomicU64`s; any bit pattern is valid for atomics; the
-        // mapping outlives `&self`.
-        Some(unsafe {
-            &*self
-                .ptr
-                .as_ptr()
-                .add(TYPE_NAME_OFFSET as usize)
-                .cast::<RawTypeName>()
-        })
+        // SAFETY: the field is a struct of `AtomicU64`s (any bit pattern is valid)
+        // at a multiple of 8, so aligned for them.
+        unsafe { self.atomics_at(TYPE_NAME_OFFSET) }
     }
 
     /// The durability record, if the mapping holds it.
     pub(crate) fn durability_record(&self) -> Option<&RawDurability> {
-        let end = DURABILITY_OFFSET + size_of::<RawDurability>() as u64;
-        if end > self.len as u64 {
-            return None;
-        }
-        // SAFETY: `DURABILITY_OFFSET + size_of::<RawDurability>() <= len` was
-        // checked above; the offset (64) from a page-aligned base is aligned for
-        // the record's `AtomicU64`s; any bit pattern is valid for atomics; the
-        // mapping outlives `&self`.
-        Some(unsafe {
-            &*self
-                .ptr
-                .as_ptr()
-                .add(DURABILITY_OFFSET as usize)
-                .cast::<RawDurability>()
-        })
+        // SAFETY: the record is a struct of `AtomicU64`s (any bit pattern is
+        // valid) at offset 64, so aligned for them.
+        unsafe { self.atomics_at(DURABILITY_OFFSET) }
     }
 
     /// The endpoint record `index`, if the mapping holds it.
     pub(crate) fn endpoint_record(&self, index: u16) -> Option<&EndpointRecord> {
         let off = ENDPOINT_TABLE_OFFSET + u64::from(index) * ENDPOINT_RECORD_LEN;
-        let end = off + ENDPOINT_RECORD_LEN;
+        // SAFETY: the record is a struct of atomics (any bit pattern is valid),
+        // `ENDPOINT_RECORD_LEN` long, at a multiple of 16, so aligned for it.
+        unsafe { self.atomics_at(off) }
+    }
+
+    /// The `T` at byte `off` of the mapping, if the mapping holds all of it.
+    ///
+    /// # Safety
+    /// Any bit pattern must be a valid `T` (a struct of integer atomics), and
+    /// `off` a multiple of `T`'s alignment.
+    unsafe fn atomics_at<T>(&self, off: u64) -> Option<&T> {
+        let end = off.checked_add(size_of::<T>() as u64)?;
         if end > self.len as u64 {
             return None;
         }
-        // SAFETY: `off + ENDPOINT_RECORD_LEN <= len` was checked above; `off` is a
-        // multiple of 16 from a page-aligned base, so aligned for the record; any
-        // bit pattern is valid for atomics; the mapping outlives `&self`.
-        Some(unsafe { &*self.ptr.as_ptr().add(off as usize).cast::<EndpointRecord>() })
+        debug_assert_eq!(off % align_of::<T>() as u64, 0, "misaligned field");
+        // SAFETY: `off + size_of::<T>() <= len` was checked above; `off` is aligned
+        // for `T` from a page-aligned base and any bit pattern is a valid `T` (the
+        // caller's contract); the mapping outlives `&self`.
+        Some(unsafe { &*self.ptr.as_ptr().add(off as usize).cast::<T>() })
     }
 
     /// Pointer to `len` bytes at `offset`, if they lie within the mapping.

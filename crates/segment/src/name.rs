@@ -62,12 +62,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// # Ok::<(), shmq_segment::Error>(())
 /// ```
 pub fn unique_name(prefix: &str) -> Result<String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Os {
-        op: "getrandom",
-        source: std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-    })?;
-    let name = format!("/{prefix}-{:016x}", u64::from_le_bytes(bytes));
+    let name = format!("/{prefix}-{:016x}", crate::sys::random_u64()?);
     validate_name(&name)?;
     Ok(name)
 }

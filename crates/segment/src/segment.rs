@@ -82,6 +82,14 @@ impl SegmentOptions {
         self
     }
 
+    /// Whether `create` replaces a stale segment (see [`SegmentOptions::reclaim_stale`]).
+    pub fn reclaims_stale(&self) -> bool {
+        self.reclaim_stale
+    }
+}
+
+crate::field_setters! {
+    SegmentOptions;
     /// Guard this segment's mappings against `SIGBUS` (default on).
     ///
     /// A peer that shrinks a named or file-backed segment (`ftruncate`; POSIX
@@ -103,80 +111,45 @@ impl SegmentOptions {
     /// a process-global handler installed by a library. At most
     /// [`GUARD_SLOTS`](crate::GUARD_SLOTS) mappings are guarded at once; more are
     /// mapped unguarded.
-    pub fn sigbus_guard(mut self, yes: bool) -> Self {
-        self.sigbus_guard = yes;
-        self
-    }
+    sigbus_guard(yes: bool) => sigbus_guard = yes;
 
     /// Pre-fault every page when mapping (`MAP_POPULATE`).
-    pub fn populate(mut self, yes: bool) -> Self {
-        self.populate = yes;
-        self
-    }
+    populate(yes: bool) => populate = yes;
 
     /// Lock the mapping in memory (`mlock`); needs `RLIMIT_MEMLOCK` headroom.
-    pub fn lock(mut self, yes: bool) -> Self {
-        self.lock = yes;
-        self
-    }
+    lock(yes: bool) => lock = yes;
 
     /// Back an anonymous segment with huge pages (`MFD_HUGETLB`). Named and
     /// file-backed segments refuse it with [`Error::HugePagesUnavailable`] (put a
     /// file-backed segment on a hugetlbfs mount instead).
-    pub fn huge_pages(mut self, yes: bool) -> Self {
-        self.huge_pages = yes;
-        self
-    }
+    huge_pages(yes: bool) => huge_pages = yes;
 
     /// Allocate the segment's pages at creation (`posix_fallocate`, default on), so
     /// that running out of space is [`Error::NoSpace`] at creation rather than a
     /// `SIGBUS` on some later write.
-    pub fn reserve(mut self, yes: bool) -> Self {
-        self.reserve = yes;
-        self
-    }
+    reserve(yes: bool) => reserve = yes;
 
     /// Let `create` replace an existing segment under the same name that no live
     /// process has open (left behind by a crash), instead of failing with
     /// [`Error::AlreadyExists`].
-    pub fn reclaim_stale(mut self, yes: bool) -> Self {
-        self.reclaim_stale = yes;
-        self
-    }
-
-    /// Whether `create` replaces a stale segment (see [`SegmentOptions::reclaim_stale`]).
-    pub fn reclaims_stale(&self) -> bool {
-        self.reclaim_stale
-    }
+    reclaim_stale(yes: bool) => reclaim_stale = yes;
 
     /// How long `open` waits for the object under a name to become usable
     /// (default 2 s): one held exclusively (being removed), or one that a
     /// creator of an older shmq version has not published yet. A segment of
     /// this version appears under its name only complete, so `open` before its
     /// creator publishes is [`Error::NotFound`] at once.
-    pub fn open_timeout(mut self, timeout: Duration) -> Self {
-        self.open_timeout = timeout;
-        self
-    }
+    open_timeout(timeout: Duration) => open_timeout = timeout;
 
     /// Largest object `open` agrees to map (default 1 TiB).
-    pub fn max_len(mut self, max: u64) -> Self {
-        self.max_len = max;
-        self
-    }
+    max_len(max: u64) => max_len = max;
 
     /// Owner uid an opened object must have: `Some(uid)`, or `None` for any owner.
     /// Default: this process's effective uid.
-    pub fn expected_owner(mut self, uid: Option<u32>) -> Self {
-        self.trust.owner = uid;
-        self
-    }
+    expected_owner(uid: Option<u32>) => trust.owner = uid;
 
     /// Accept objects that group or others may write (default: refuse them).
-    pub fn allow_shared_write(mut self, yes: bool) -> Self {
-        self.trust.allow_shared_write = yes;
-        self
-    }
+    allow_shared_write(yes: bool) => trust.allow_shared_write = yes;
 
     /// Build a new named or file-backed segment as an unnamed `O_TMPFILE`
     /// object, published with `linkat`, instead of under a named temporary
@@ -193,10 +166,7 @@ impl SegmentOptions {
     /// (for `/dev/shm`, run by `shmq gc`) or
     /// [`Segment::remove_dead_temporaries_in`] removes. Either way the
     /// segment's own name is never left half-made.
-    pub fn build_unnamed(mut self, yes: bool) -> Self {
-        self.build_unnamed = yes;
-        self
-    }
+    build_unnamed(yes: bool) => build_unnamed = yes;
 }
 
 /// Where a segment lives.
@@ -298,6 +268,17 @@ impl Place<'_> {
             Place::Shm(n) => mman::shm_open(*n, flags, mode),
             Place::File(p) => fcntl::open(*p, flags, mode),
         }
+    }
+
+    /// Opens the object under the name for reading and writing (never
+    /// blocking, should it be a FIFO).
+    fn open_rw(&self) -> nix::Result<OwnedFd> {
+        self.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
+    }
+
+    /// As [`Place::open_rw`], with the errors of `op`.
+    fn open_existing(&self, op: &'static str) -> Result<OwnedFd> {
+        self.open_rw().map_err(|e| self.map_open_errno(e, op))
     }
 
     fn unlink(&self) -> nix::Result<()> {
@@ -649,6 +630,26 @@ impl Drop for Creating {
 }
 
 impl Segment {
+    /// A segment of the mapping `map` of `fd`, with header `info` as it was
+    /// read or written, guarded against `SIGBUS` as `opts` say.
+    fn of(
+        map: Mapping,
+        fd: OwnedFd,
+        backing: Backing,
+        info: HeaderInfo,
+        opts: &SegmentOptions,
+    ) -> Segment {
+        Segment {
+            map,
+            fork_guard: std::sync::OnceLock::new(),
+            fd,
+            backing,
+            info,
+            held: Mutex::new(Vec::new()),
+            guarded: opts.sigbus_guard,
+        }
+    }
+
     /// Creates a named POSIX shared-memory segment for `layout` and maps it.
     ///
     /// Creation is atomic as seen by other processes: the segment is built with
@@ -743,9 +744,7 @@ impl Segment {
     pub fn is_stale(name: &str) -> Result<bool> {
         validate_name(name)?;
         let place = Place::Shm(name);
-        let fd = place
-            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-            .map_err(|e| place.map_open_errno(e, "shm_open"))?;
+        let fd = place.open_existing("shm_open")?;
         Ok(!sys::is_locked_by_other(&fd, OWNER_LOCK)?)
     }
 
@@ -821,9 +820,7 @@ impl Segment {
     pub fn remove_leftover(name: &str) -> Result<bool> {
         validate_name(name)?;
         let place = Place::Shm(name);
-        let fd = place
-            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-            .map_err(|e| place.map_open_errno(e, "open"))?;
+        let fd = place.open_existing("open")?;
         if !sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)? {
             return Ok(false);
         }
@@ -900,13 +897,7 @@ impl Segment {
         let st = sys::fstat(&fd)?;
         // A memfd is always ours to trust in ownership terms: it has no name that an
         // attacker could squat. Type and size still matter.
-        sys::check_trust(
-            &st,
-            &TrustPolicy {
-                owner: None,
-                allow_shared_write: true,
-            },
-        )?;
+        sys::check_trust(&st, &TrustPolicy::any_mode(None))?;
         let own = sys::reopen(&fd)?;
         drop(fd);
         attach_fd(own, Backing::Anonymous, None, expect, opts)
@@ -1262,15 +1253,7 @@ impl Segment {
             field.write(&layout.type_name);
         }
         let info = map.header().snapshot();
-        Ok(Segment {
-            map,
-            fork_guard: std::sync::OnceLock::new(),
-            fd,
-            backing,
-            info,
-            held: Mutex::new(Vec::new()),
-            guarded: opts.sigbus_guard,
-        })
+        Ok(Segment::of(map, fd, backing, info, opts))
     }
 }
 
@@ -1326,16 +1309,9 @@ fn peek_at(place: Place<'_>, opts: &SegmentOptions) -> Result<Peek> {
 const PEEK_TABLE_LEN: u64 = crate::header::ENDPOINT_TABLE_OFFSET
     + crate::header::MAX_ENDPOINTS as u64 * crate::header::ENDPOINT_RECORD_LEN;
 
-fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek> {
-    let st = sys::fstat(&fd)?;
-    sys::check_trust(
-        &st,
-        &TrustPolicy {
-            owner: None,
-            allow_shared_write: true,
-        },
-    )?;
-    let size = sys::size_of(&st);
+/// Refuses an object of `size` bytes too small to hold a header, or larger
+/// than `opts` agree to map.
+fn check_size(size: u64, opts: &SegmentOptions) -> Result<()> {
     if size < HEADER_LEN {
         return Err(Error::TooSmall {
             size,
@@ -1348,6 +1324,14 @@ fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek>
             max: opts.max_len,
         });
     }
+    Ok(())
+}
+
+fn peek_fd(fd: OwnedFd, backing: Backing, opts: &SegmentOptions) -> Result<Peek> {
+    let st = sys::fstat(&fd)?;
+    sys::check_trust(&st, &TrustPolicy::any_mode(None))?;
+    let size = sys::size_of(&st);
+    check_size(size, opts)?;
     let mut table = vec![0; usize::try_from(size.min(PEEK_TABLE_LEN)).unwrap_or(0)];
     let got = pread_full(&fd, 0, &mut table)?;
     table.truncate(got);
@@ -1661,15 +1645,7 @@ fn new_draft(place: Place<'_>, opts: &SegmentOptions) -> Result<(OwnedFd, Option
         }
     }
     for _ in 0..8 {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).map_err(|e| Error::Os {
-            op: "getrandom",
-            source: std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
-        let tmp = dir.join(format!(
-            "{TEMPORARY_PREFIX}{:016x}",
-            u64::from_le_bytes(bytes)
-        ));
+        let tmp = dir.join(format!("{TEMPORARY_PREFIX}{:016x}", sys::random_u64()?));
         let fd = match fcntl::open(
             tmp.as_path(),
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -1747,15 +1723,11 @@ fn dead_temporaries_in(dir: &Path, remove: bool) -> Result<Vec<PathBuf>> {
         remove,
         |name| name.starts_with(TEMPORARY_PREFIX),
         |path| {
-            let fd = Place::File(path)
-                .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-                .ok()?;
+            let fd = Place::File(path).open_rw().ok()?;
             let st = sys::fstat(&fd).ok()?;
-            let policy = TrustPolicy {
-                owner: Some(sys::euid()),
-                allow_shared_write: true,
-            };
-            sys::check_trust(&st, &policy).is_ok().then_some(fd)
+            sys::check_trust(&st, &TrustPolicy::any_mode(Some(sys::euid())))
+                .is_ok()
+                .then_some(fd)
         },
     )
 }
@@ -1844,9 +1816,7 @@ fn unlink_if_ours(place: Place<'_>, fd: &OwnedFd) -> Result<()> {
 
 /// No live process has the object under `place` open.
 fn stale_at(place: Place<'_>) -> Result<bool> {
-    let fd = place
-        .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-        .map_err(|e| place.map_open_errno(e, "open"))?;
+    let fd = place.open_existing("open")?;
     Ok(!sys::is_locked_by_other(&fd, OWNER_LOCK)?)
 }
 
@@ -1863,21 +1833,13 @@ fn reclaim(place: Place<'_>) -> Result<bool> {
 /// the locked descriptor: nobody can attach meanwhile) and may veto the removal.
 /// An object too short or too odd to peek at holds nothing to keep.
 fn reclaim_unless(place: Place<'_>, keep: Option<impl FnOnce(&Peek) -> bool>) -> Result<bool> {
-    let fd = match place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) {
+    let fd = match place.open_rw() {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(false),
         Err(e) => return Err(place.map_open_errno(e, "open")),
     };
     let st = sys::fstat(&fd)?;
-    if sys::check_trust(
-        &st,
-        &TrustPolicy {
-            owner: Some(sys::euid()),
-            allow_shared_write: true,
-        },
-    )
-    .is_err()
-    {
+    if sys::check_trust(&st, &TrustPolicy::any_mode(Some(sys::euid()))).is_err() {
         return Ok(false);
     }
     if !sys::try_lock(&fd, OWNER_LOCK, LockKind::Exclusive)? {
@@ -1945,9 +1907,7 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
     let deadline = started + opts.open_timeout;
     let mut pause = Duration::from_micros(50);
     loop {
-        let fd = place
-            .open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty())
-            .map_err(|e| place.map_open_errno(e, "open"))?;
+        let fd = place.open_existing("open")?;
         let st = sys::fstat(&fd)?;
         sys::check_trust(&st, &opts.trust)?;
         match attach_fd(fd, place.backing(), Some(place), expect, opts) {
@@ -1978,7 +1938,7 @@ fn open_at(place: Place<'_>, expect: &Expect, opts: &SegmentOptions) -> Result<S
 /// The object under `place` is empty and no process has it open: left by a
 /// creator of an older shmq that died between making it and sizing it.
 fn empty_and_unowned(place: Place<'_>) -> bool {
-    let Ok(fd) = place.open_raw(OFlag::O_RDWR | OFlag::O_NONBLOCK, Mode::empty()) else {
+    let Ok(fd) = place.open_rw() else {
         return false;
     };
     sys::fstat(&fd).is_ok_and(|st| sys::size_of(&st) == 0)
@@ -2016,18 +1976,7 @@ fn attach_fd(
             waited: Duration::ZERO,
         });
     }
-    if size < HEADER_LEN {
-        return Err(Error::TooSmall {
-            size,
-            min: HEADER_LEN,
-        });
-    }
-    if size > opts.max_len {
-        return Err(Error::TooLarge {
-            size,
-            max: opts.max_len,
-        });
-    }
+    check_size(size, opts)?;
     let map = map_unlocked(&fd, size, opts)?;
     let info = map.header().snapshot();
     if info.state == STATE_INIT && (info.magic == MAGIC || info.magic == 0) {
@@ -2048,15 +1997,7 @@ fn attach_fd(
             value: u64::from(durability.encode().map_or(0, |e| e.0)),
         });
     }
-    Ok(Segment {
-        map,
-        fork_guard: std::sync::OnceLock::new(),
-        fd,
-        backing,
-        info,
-        held: Mutex::new(Vec::new()),
-        guarded: opts.sigbus_guard,
-    })
+    Ok(Segment::of(map, fd, backing, info, opts))
 }
 
 /// Default huge page size from `/proc/meminfo` (2 MiB if it cannot be read).

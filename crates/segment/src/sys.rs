@@ -136,6 +136,28 @@ pub(crate) struct TrustPolicy {
     pub(crate) allow_shared_write: bool,
 }
 
+/// 64 random bits from the kernel (`getrandom`), for fresh names.
+pub(crate) fn random_u64() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Os {
+        op: "getrandom",
+        source: std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+impl TrustPolicy {
+    /// The policy for an object whose mode is not ours to judge (a memfd, a
+    /// temporary or a leftover being cleaned up): owned by `owner` (`None`:
+    /// anyone), whatever group or others may do with it.
+    pub(crate) fn any_mode(owner: Option<u32>) -> TrustPolicy {
+        TrustPolicy {
+            owner,
+            allow_shared_write: true,
+        }
+    }
+}
+
 /// Checks type, owner, mode and link count (Postfix `safe_open` style).
 pub(crate) fn check_trust(st: &FileStat, policy: &TrustPolicy) -> Result<()> {
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());

@@ -62,6 +62,77 @@ macro_rules! by_kind {
     };
 }
 
+/// Defines the `#[test]` that runs scenarios over both ring kinds: a
+/// [`Watchdog`](crate::Watchdog) labelled `$label` and the test's
+/// [`Names`](crate::Names), each scenario `$scenario::<K>(&wd, names)` for
+/// SPSC then MPSC, in the order listed, then
+/// [`Names::assert_clean`](crate::Names::assert_clean). A scenario is given
+/// the test's `&Names`, or with a tag (`scenario("tag")`) a fresh name
+/// `&names.name("tag")` for each kind.
+///
+/// ```ignore
+/// shmq_testkit::test_both_kinds! {
+///     /// What the test shows.
+///     fn a_test_name() under "label": first_scenario, second_scenario("tag");
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_both_kinds {
+    (
+        $(#[$meta:meta])*
+        fn $test:ident() under $label:literal: $($scenario:ident $(($tag:literal))?),+ $(,)?;
+    ) => {
+        $(#[$meta])*
+        #[test]
+        fn $test() {
+            let wd = $crate::Watchdog::new($label);
+            let names = $crate::Names::new();
+            $(
+                $scenario::<$crate::kinds::Spsc>(&wd, $crate::test_both_kinds!(@names names $($tag)?));
+                $scenario::<$crate::kinds::Mpsc>(&wd, $crate::test_both_kinds!(@names names $($tag)?));
+            )+
+            names.assert_clean();
+        }
+    };
+    (@names $names:ident) => {
+        &$names
+    };
+    (@names $names:ident $tag:literal) => {
+        &$names.name($tag)
+    };
+}
+
+/// Defines two `#[test]`s, `$spsc` and `$mpsc`, that run the scenario
+/// `$scenario::<K>($args)` with `K` SPSC and MPSC respectively: one test per
+/// kind, for scenarios that run apart (each under its own time limit and
+/// name). `$attrs` (docs, `cfg`) go on both; one invocation may define
+/// several such pairs.
+///
+/// ```ignore
+/// shmq_testkit::test_each_kind! {
+///     fn a_test_spsc, a_test_mpsc = scenario(64);
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_each_kind {
+    ($(
+        $(#[$meta:meta])*
+        fn $spsc:ident, $mpsc:ident = $scenario:ident($($arg:expr),* $(,)?);
+    )+) => {$(
+        $(#[$meta])*
+        #[test]
+        fn $spsc() {
+            $scenario::<$crate::kinds::Spsc>($($arg),*);
+        }
+
+        $(#[$meta])*
+        #[test]
+        fn $mpsc() {
+            $scenario::<$crate::kinds::Mpsc>($($arg),*);
+        }
+    )+};
+}
+
 /// How to reach a named channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum How {

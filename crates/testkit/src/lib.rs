@@ -12,10 +12,11 @@
 //! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
 //! | [`names`] | [`Names`], [`shm_path`], descriptor and mapping counts, [`shm_entries`], [`remove_stale`], [`PrefixCleanup`], [`send_fd`] / [`recv_fd`] |
 //! | [`msg`] | the examples' verifiable message format, its [`Verifier`] and [`msg::drain`] |
+//! | [`channel_args`] | the examples' shared command line: [`ChannelArgs`] |
 //! | [`record`] | the catalogue's record format (incarnation, send time, checksum), its [`RecordVerifier`] and [`record::drain`] |
 //! | [`hostile`] | a hostile peer's view of a segment: [`ring_off`], [`RawRegion`], [`open_raw`]; [`hostile::plant`], [`hostile::poke`], [`hostile::unsealed_memfd`], [`hostile::InvalidNames`] |
 //! | [`measure`] | [`mono_ns`], [`cpu_ns`], [`self_cpu_ns`], [`process_cpu_ns`], [`rss_kib`], [`zombie_children`], [`futex_json`] |
-//! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
+//! | [`kinds`] | one scenario over both ring kinds: [`kinds::KindExt`] (the MPSC-only calls, no-ops for SPSC), [`by_kind!`] (a role's KIND parameter to a type), [`test_both_kinds!`] (a test of scenarios over both kinds), [`test_each_kind!`] (a test per kind), [`kinds::How`]; [`kinds::assert_closed`], [`kinds::assert_died`], [`kinds::why`] |
 //! | [`rng`] | [`Rng`], a replayable generator for test choices |
 //!
 //! The items of every module but [`msg`], [`record`] and [`kinds`] are also
@@ -57,6 +58,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub mod channel_args;
 pub mod hostile;
 pub mod kinds;
 pub mod measure;
@@ -68,6 +70,7 @@ pub mod record;
 pub mod rng;
 pub mod role;
 
+pub use channel_args::ChannelArgs;
 pub use hostile::{RawRegion, open_raw, ring_off};
 pub use measure::{
     cpu_ns, futex_json, mono_ns, process_cpu_ns, rss_kib, self_cpu_ns, thread_cpu_ns,

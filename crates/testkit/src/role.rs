@@ -212,6 +212,49 @@ pub fn report_sent<T>(tx: T, count: u64, futex0: (u64, u64)) {
     emit("closed", serde_json::json!({}));
 }
 
+/// The senders of a spraying role: the channels NAMES (comma-separated),
+/// opened as sessions, COUNT messages to send over them at random (SEED),
+/// numbered per channel from 0 (the producer id is the channel's index).
+pub struct Spray<K: shmq::RingKind> {
+    /// One sender per channel of NAMES, in order.
+    pub txs: Vec<shmq::Sender<K>>,
+    /// COUNT: how many messages [`Spray::send_all`] sends.
+    pub count: u64,
+    rng: crate::Rng,
+    seqs: Vec<u64>,
+}
+
+impl<K: shmq::RingKind> Spray<K> {
+    /// Opens the channels NAMES.
+    pub fn open() -> Spray<K> {
+        let txs: Vec<shmq::Sender<K>> = arg::<String>("NAMES")
+            .split(',')
+            .map(|n| shmq::Sender::<K>::open(n, &crate::session()).expect("open"))
+            .collect();
+        let seqs = vec![0; txs.len()];
+        Spray {
+            txs,
+            count: arg("COUNT"),
+            rng: crate::Rng::new(arg("SEED")),
+            seqs,
+        }
+    }
+
+    /// Sends the COUNT messages, each of 16 to 80 bytes on a channel chosen
+    /// at random, calling `pace` with the number of messages sent before it.
+    pub fn send_all(&mut self, mut pace: impl FnMut(u64)) {
+        for k in 0..self.count {
+            let c = self.rng.range(0, self.txs.len() as u64 - 1) as usize;
+            let len = self.rng.range(16, 80) as usize;
+            self.txs[c]
+                .send(&crate::message(self.seqs[c], c as u32, len))
+                .expect("send");
+            self.seqs[c] += 1;
+            pace(k);
+        }
+    }
+}
+
 /// The body of a receiving role once its end is attached (and `ready`
 /// reported): receives with `recv` and verifies COUNT messages (WAIT_FIRST=1:
 /// reports `waiting` with its thread id before the first; `first` with the
