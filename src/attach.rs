@@ -628,6 +628,9 @@ impl Liveness for SegmentLiveness {
         let index = match e {
             RingEndpoint::Consumer => 0,
             RingEndpoint::Producer(s) => 1 + s,
+            // A broadcast channel's endpoint 0 is unused: its publisher is
+            // `Producer(0)`, endpoint 1.
+            RingEndpoint::Subscriber(s) => 2 + s,
         };
         // A segment that shrank under us (a peer truncated it), or whose header no
         // longer reads as published (a hole punched over its first page reads as

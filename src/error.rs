@@ -57,6 +57,26 @@ pub enum Error {
         /// The channel's number of slots.
         max: u16,
     },
+    /// Every subscriber slot of a broadcast channel is taken by a live
+    /// subscriber.
+    #[error("all {max} subscriber slots of this channel are taken")]
+    TooManySubscribers {
+        /// The channel's number of slots.
+        max: u16,
+    },
+    /// A broadcast channel's number of subscriber slots is out of range.
+    #[error("a broadcast channel has 1 to {max} subscriber slots, not {requested}")]
+    InvalidSubscriberCount {
+        /// The number asked for.
+        requested: u16,
+        /// The most a channel has.
+        max: u16,
+    },
+    /// A lossy subscriber was lapped by its publisher: this many messages
+    /// were overwritten before it read them. Not final: the next receive
+    /// returns the oldest message still in the channel.
+    #[error("lapped by the publisher: {0} messages missed")]
+    Lagged(u64),
     /// This handle was attached by another process and inherited through `fork`;
     /// it can only be used in the process that attached it (make channels meant to
     /// cross `fork` with `anonymous()`, whose ends attach where they are first used).
@@ -184,6 +204,12 @@ impl From<shmq_ring::Error> for Error {
             R::InvalidCapacity(c) => Error::InvalidCapacity(c),
             R::RegionTooSmall { needed, len } => Error::RegionTooSmall { needed, len },
             R::TooManyProducers(max) => Error::TooManyProducers { max },
+            R::TooManySubscribers(max) => Error::TooManySubscribers { max },
+            R::InvalidSubscriberCount(requested) => Error::InvalidSubscriberCount {
+                requested,
+                max: shmq_ring::broadcast::MAX_SUBSCRIBERS,
+            },
+            R::Lagged(n) => Error::Lagged(n),
             R::InvalidProducerCount(requested) => Error::InvalidProducerCount {
                 requested,
                 max: shmq_ring::mpsc::MAX_PRODUCERS,

@@ -36,7 +36,7 @@ pub struct Mask(pub u8);
 impl Liveness for Mask {
     fn is_alive(&self, endpoint: Endpoint) -> bool {
         match endpoint {
-            Endpoint::Consumer => true,
+            Endpoint::Consumer | Endpoint::Subscriber(_) => true,
             Endpoint::Producer(s) => s >= 8 || self.0 & (1 << s) == 0,
         }
     }

@@ -141,7 +141,7 @@ pub struct Dead(pub Arc<AtomicU8>);
 impl Liveness for Dead {
     fn is_alive(&self, e: Endpoint) -> bool {
         match e {
-            Endpoint::Consumer => true,
+            Endpoint::Consumer | Endpoint::Subscriber(_) => true,
             Endpoint::Producer(s) => s >= 8 || self.0.load(Ordering::Relaxed) & (1 << s) == 0,
         }
     }

@@ -162,11 +162,20 @@ impl<K: Kind> Consumer<K> {
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
         let mut n = 0;
         while n < max {
-            let Some(f) = self.core.peek()? else { break };
-            // SAFETY: the frame is published (the core's Acquire load of its
-            // header) and not released until `release` below, so no producer
-            // writes it meanwhile; `&mut self` keeps this process away too.
-            unsafe { self.core.data().lend(f.at, f.len, &mut each) };
+            let f = match self.core.peek() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                // Hand over what was read; the next receive reports the lap.
+                Err(Error::Lagged(_)) if n > 0 => break,
+                Err(e) => return Err(self.reported(e)),
+            };
+            match self.core.staged() {
+                Some(copy) => each(copy),
+                // SAFETY: the frame is published (the core's Acquire load of its
+                // header) and not released until `release` below, so no producer
+                // writes it meanwhile; `&mut self` keeps this process away too.
+                None => unsafe { self.core.data().lend(f.at, f.len, &mut each) },
+            }
             self.core.advance(f);
             n += 1;
         }
@@ -178,7 +187,7 @@ impl<K: Kind> Consumer<K> {
             // A message came while the doorbell was armed: hand it over now.
             Ok(_) => self.try_recv_batch(max, each),
             Err(Error::Empty) => Ok(0),
-            Err(e) => Err(e),
+            Err(e) => Err(self.reported(e)),
         }
     }
 
@@ -192,7 +201,12 @@ impl<K: Kind> Consumer<K> {
     /// # Errors
     /// [`Error::Corrupted`].
     pub fn has_message(&mut self) -> Result<bool> {
-        Ok(self.core.peek()?.is_some())
+        match self.core.peek() {
+            Ok(f) => Ok(f.is_some()),
+            // A receive would return (the lap); it is reported then.
+            Err(Error::Lagged(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Drops this handle without marking the endpoint closed: for a process that
@@ -225,8 +239,13 @@ impl<K: Kind> Consumer<K> {
     fn recv_into_with(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<()> {
         let f = self.next(wait)?;
         buf.clear();
-        buf.resize(f.len, 0);
-        self.core.data().read(f.at, buf);
+        match self.core.staged() {
+            Some(copy) => buf.extend_from_slice(copy),
+            None => {
+                buf.resize(f.len, 0);
+                self.core.data().read(f.at, buf);
+            }
+        }
         self.core.advance(f);
         self.core.release(1);
         Ok(())
@@ -236,10 +255,22 @@ impl<K: Kind> Consumer<K> {
     /// inlined (as `Producer::claim`).
     #[inline(always)]
     fn next(&mut self, wait: Wait) -> Result<Readable> {
-        match self.core.peek()? {
-            Some(f) => Ok(f),
-            None => self.next_slow(wait),
+        match self.core.peek() {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => self.next_slow(wait).map_err(|e| self.reported(e)),
+            Err(e) => Err(self.reported(e)),
         }
+    }
+
+    /// An error on its way to the user: a lap it reports is then told
+    /// ([`ConsumerCore::lag_reported`]).
+    #[cold]
+    #[inline(never)]
+    fn reported(&mut self, e: Error) -> Error {
+        if let Error::Lagged(_) = e {
+            self.core.lag_reported();
+        }
+        e
     }
 
     /// Nothing now, and not waiting: `Empty` (the doorbell armed, if there is
@@ -339,6 +370,9 @@ impl<K: Kind> core::ops::Deref for ReadGuard<'_, K> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
+        if let Some(copy) = self.consumer.core.staged() {
+            return copy;
+        }
         // SAFETY: the frame was published (the core's Acquire load of its header)
         // and is released only when this guard drops, so no producer writes it
         // meanwhile; `&mut Consumer` keeps anyone in this process from releasing it.

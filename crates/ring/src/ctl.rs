@@ -148,6 +148,19 @@ impl WakeLine {
         }
     }
 
+    /// Called by a broadcast publisher after publishing: wakes every
+    /// subscriber that sleeps (they share `consumer_waiting`; no doorbells).
+    #[inline]
+    pub(crate) fn notify_subscribers(&self, local: &Local) {
+        // SeqCst fence (or its light half): as in `notify_data`.
+        local.notifier_barrier();
+        if take_flag(&self.consumer_waiting) != 0 {
+            // Release: pairs with the Acquire load of the sequence in `wait::block`.
+            self.data_seq.fetch_add(1, Ordering::Release);
+            self.data_seq.wake(u32::MAX);
+        }
+    }
+
     /// Called by the consumer after freeing space: wakes every producer that sleeps.
     #[inline]
     pub(crate) fn notify_space(&self, local: &Local) {
@@ -299,6 +312,63 @@ pub(crate) struct MpscControl {
     pub(crate) ends: Line<Ends>,
 }
 
+/// The broadcast publisher's line: everything subscribers read per message,
+/// written by the publisher alone (one line to pull, whatever the count of
+/// subscribers).
+#[repr(C)]
+pub(crate) struct PublisherLine {
+    /// End of the last published frame (`Release`).
+    pub(crate) tail: AtomicU64,
+    /// Messages published since the ring was created; stored before `tail`.
+    pub(crate) count: AtomicU64,
+    /// How far the publisher may be writing: every byte at a position below
+    /// `intent - capacity` has been (or is being) overwritten. Raised before
+    /// the bytes are written, never lowered; lossy subscribers check it after
+    /// they copy (see `broadcast.rs`).
+    pub(crate) intent: AtomicU64,
+    /// The first frame not yet overwritten: where a lapped lossy subscriber
+    /// (and a subscriber joining at the oldest message) starts.
+    pub(crate) oldest: AtomicU64,
+}
+
+/// A subscriber's mode word: gating the publisher.
+pub(crate) const LOSSLESS: u32 = 1;
+/// A subscriber's mode word: never waited for.
+pub(crate) const LOSSY: u32 = 2;
+
+/// One broadcast subscriber slot, on its own line: written by its subscriber
+/// only; the publisher reads `pos` of lossless ones when the ring looks full.
+#[repr(C)]
+pub(crate) struct SubscriberSlot {
+    /// The subscriber's state and incarnation.
+    pub(crate) end: EndState,
+    /// [`LOSSLESS`] or [`LOSSY`].
+    pub(crate) mode: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+    /// Start of the first frame this subscriber has not released (`Release`):
+    /// a lossless subscriber's gate.
+    pub(crate) pos: AtomicU64,
+    /// Messages received (for tools).
+    pub(crate) received: AtomicU64,
+    /// Messages it was told it missed (`Lagged`; for tools).
+    pub(crate) lagged: AtomicU64,
+}
+
+/// The fixed part of the broadcast control block; subscriber slots follow it.
+#[repr(C)]
+pub(crate) struct BroadcastControl {
+    /// The publisher's line.
+    pub(crate) publisher: Line<PublisherLine>,
+    /// Unused (keeps the layout of the other kinds: wake line at 256).
+    pub(crate) _spare: Line<AtomicU64>,
+    /// Futex words and flags: subscribers wait on `data_seq` (sharing
+    /// `consumer_waiting`), the publisher on `space_seq`.
+    pub(crate) wake: Line<WakeLine>,
+    /// Endpoint states: `producer` is the publisher (`consumer` unused); the
+    /// epoch also moves when a subscriber attaches or closes.
+    pub(crate) ends: Line<Ends>,
+}
+
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{offset_of, size_of};
@@ -322,6 +392,12 @@ const _: () = {
     assert!(size_of::<Line<ProducerSlot>>() == 128);
     assert!(offset_of!(ProducerSlot, claim) == 8);
     assert!(offset_of!(ProducerSlot, since) == 16);
+    assert!(size_of::<BroadcastControl>() == 512);
+    assert!(offset_of!(BroadcastControl, wake) == 256);
+    assert!(offset_of!(BroadcastControl, ends) == 384);
+    assert!(offset_of!(PublisherLine, intent) == 16);
+    assert!(size_of::<Line<SubscriberSlot>>() == 128);
+    assert!(offset_of!(SubscriberSlot, pos) == 16);
     // 64-bit positions must be lock-free atomics on this target.
     assert!(cfg!(target_has_atomic = "64"));
 };
@@ -336,4 +412,12 @@ impl crate::region::ControlBlock for SpscControl {
 
 impl crate::region::ControlBlock for MpscControl {
     const LEN: usize = 512;
+}
+
+impl crate::region::ControlBlock for BroadcastControl {
+    const LEN: usize = 512;
+}
+
+impl crate::region::ArrayItem for Line<SubscriberSlot> {
+    const LEN: usize = 128;
 }

@@ -80,6 +80,18 @@ pub enum Error {
     /// Every producer slot of an MPSC ring is taken.
     #[error("all {0} producer slots are in use")]
     TooManyProducers(u16),
+    /// Every subscriber slot of a broadcast ring is taken.
+    #[error("all {0} subscriber slots are in use")]
+    TooManySubscribers(u16),
+    /// A geometry asked for no subscriber slot, or more than
+    /// [`crate::broadcast::MAX_SUBSCRIBERS`].
+    #[error("a broadcast ring has 1 to {max} subscriber slots, not {0}", max = crate::broadcast::MAX_SUBSCRIBERS)]
+    InvalidSubscriberCount(u16),
+    /// A lossy broadcast subscriber was lapped: this many messages were
+    /// overwritten before it read them. Not final: the next receive returns
+    /// the oldest message still in the ring.
+    #[error("lapped by the publisher: {0} messages missed")]
+    Lagged(u64),
     /// A geometry asked for no producer slot, or more than
     /// [`crate::mpsc::MAX_PRODUCERS`].
     #[error("an MPSC ring has 1 to {max} producer slots, not {0}", max = crate::mpsc::MAX_PRODUCERS)]

@@ -15,6 +15,11 @@
 //!                                    committed: -(length) - 1), 32..40 kind,
 //!                                    40..48 producer slot, 48..64 producer
 //!                                    incarnation (low 16 bits)
+//! broadcast header (u64):            bits 0..30 payload length (message) or
+//!                                    bytes after the header (padding), bit 30
+//!                                    always set, bit 31 padding; 32..64 the low
+//!                                    32 bits of the message's sequence number
+//!                                    (padding: the next message's)
 //! ```
 
 /// Size of a frame header.
@@ -246,10 +251,128 @@ pub fn decode_mpsc(
     Ok(Some(h))
 }
 
+/// Broadcast header bit that every written header has (so a word of zeros
+/// is never a header).
+const BROADCAST_WRITTEN: u32 = 1 << 30;
+/// Broadcast header bit of a padding frame.
+const BROADCAST_PAD: u32 = 1 << 31;
+
+/// A decoded broadcast header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BroadcastFrame {
+    /// Payload length (message), or bytes after the header (padding).
+    pub len: usize,
+    /// Whether this is padding up to the end of the data area.
+    pub padding: bool,
+    /// Low 32 bits of the message's sequence number (padding: of the message
+    /// after it).
+    pub seq: u32,
+}
+
+impl BroadcastFrame {
+    /// Encodes the header.
+    #[inline]
+    pub const fn encode(&self) -> u64 {
+        let flags = if self.padding {
+            BROADCAST_WRITTEN | BROADCAST_PAD
+        } else {
+            BROADCAST_WRITTEN
+        };
+        ((self.seq as u64) << 32) | (self.len as u32 | flags) as u64
+    }
+
+    /// Bytes the frame takes, header included.
+    #[inline]
+    pub const fn size(&self) -> usize {
+        if self.padding {
+            HEADER_LEN + self.len
+        } else {
+            frame_len(self.len)
+        }
+    }
+}
+
+/// Checks a broadcast header word found at offset `off` of a data area of
+/// `cap` bytes (at most 2 GiB, so that a length fits in 30 bits).
+///
+/// # Errors
+/// A short description of the failed check: a word that is not a header, a
+/// message longer than [`max_payload`] or running past the end of the area,
+/// padding at offset 0 or not ending exactly at the end of the area.
+#[inline]
+pub fn decode_broadcast(raw: u64, off: usize, cap: usize) -> Result<BroadcastFrame, &'static str> {
+    let low = raw as u32;
+    if low & BROADCAST_WRITTEN == 0 {
+        return Err("not a frame header");
+    }
+    let f = BroadcastFrame {
+        len: (low & !(BROADCAST_WRITTEN | BROADCAST_PAD)) as usize,
+        padding: low & BROADCAST_PAD != 0,
+        seq: (raw >> 32) as u32,
+    };
+    if f.padding {
+        if off == 0 {
+            return Err("padding at offset 0");
+        }
+        if !f.len.is_multiple_of(8) || off + HEADER_LEN + f.len != cap {
+            return Err("padding does not end at the end of the data area");
+        }
+    } else {
+        if f.len > max_payload(cap) {
+            return Err("message length exceeds the ring's maximum");
+        }
+        if off + frame_len(f.len) > cap {
+            return Err("message runs past the end of the data area");
+        }
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn broadcast_headers_round_trip_and_are_checked() {
+        let cap = 1024;
+        let m = BroadcastFrame {
+            len: 5,
+            padding: false,
+            seq: u32::MAX,
+        };
+        assert_eq!(decode_broadcast(m.encode(), 0, cap), Ok(m));
+        assert_eq!(m.size(), 16);
+        let p = BroadcastFrame {
+            len: 16,
+            padding: true,
+            seq: 7,
+        };
+        assert_eq!(decode_broadcast(p.encode(), cap - 24, cap), Ok(p));
+        assert_eq!(p.size(), 24);
+        assert!(decode_broadcast(0, 0, cap).is_err());
+        assert!(decode_broadcast(p.encode(), 0, cap).is_err());
+        assert!(decode_broadcast(p.encode(), cap - 32, cap).is_err());
+        let big = BroadcastFrame {
+            len: max_payload(cap) + 1,
+            ..m
+        };
+        assert!(decode_broadcast(big.encode(), 0, cap).is_err());
+        assert!(decode_broadcast(m.encode(), cap - 8, cap).is_err());
+    }
+
+    proptest! {
+        /// Whatever a peer writes, decoding never panics, and what it accepts
+        /// lies inside the data area.
+        #[test]
+        fn broadcast_decoding_accepts_only_frames_inside_the_area(raw: u64, off in 0usize..128) {
+            let (cap, off) = (1024, off * 8);
+            if let Ok(f) = decode_broadcast(raw, off, cap) {
+                prop_assert!(off + f.size() <= cap);
+                prop_assert_eq!(decode_broadcast(f.encode(), off, cap), Ok(f));
+            }
+        }
+    }
 
     #[test]
     fn sizes() {

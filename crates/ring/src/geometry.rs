@@ -4,7 +4,7 @@
 use core::marker::PhantomData;
 
 use crate::error::{Error, Result};
-use crate::kind::{Kind, Mpsc, Spsc};
+use crate::kind::{Broadcast, Kind, Mpsc, Spsc};
 use crate::mpsc::MAX_PRODUCERS;
 use crate::region::Region;
 use crate::spsc::check_capacity;
@@ -73,6 +73,30 @@ impl Geometry<Mpsc> {
         Ok(Geometry {
             cap,
             producers,
+            _kind: PhantomData,
+        })
+    }
+}
+
+impl Geometry<Broadcast> {
+    /// A broadcast ring of `capacity` bytes with `subscribers` slots (its
+    /// [`Geometry::producers`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`] as for SPSC, or above
+    /// [`crate::broadcast::MAX_CAPACITY`]; [`Error::InvalidSubscriberCount`]
+    /// for 0 or more than [`crate::broadcast::MAX_SUBSCRIBERS`] slots.
+    pub fn broadcast(capacity: u64, subscribers: u16) -> Result<Self> {
+        if capacity > crate::broadcast::MAX_CAPACITY {
+            return Err(Error::InvalidCapacity(capacity));
+        }
+        let cap = check_capacity(capacity)?;
+        if subscribers == 0 || subscribers > crate::broadcast::MAX_SUBSCRIBERS {
+            return Err(Error::InvalidSubscriberCount(subscribers));
+        }
+        Ok(Geometry {
+            cap,
+            producers: subscribers,
             _kind: PhantomData,
         })
     }

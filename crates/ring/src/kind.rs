@@ -18,8 +18,8 @@ use crate::region::Data;
 use crate::sync::{AtomicU32, AtomicU64, FutexWord};
 
 /// A ring kind: which producer and consumer cores a [`crate::Producer`] and a
-/// [`crate::Consumer`] of this kind drive. Implemented by [`Spsc`] and [`Mpsc`]
-/// only.
+/// [`crate::Consumer`] of this kind drive. Implemented by [`Spsc`], [`Mpsc`]
+/// and [`Broadcast`] only.
 pub trait Kind: sealed::Sealed + Sized + Send + 'static {
     /// The producer core.
     #[doc(hidden)]
@@ -41,6 +41,21 @@ pub struct Spsc;
 /// The many-producer single-consumer ring ([`crate::mpsc`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Mpsc;
+
+/// The one-publisher many-subscriber ring ([`crate::broadcast`]): its
+/// "producer" is the publisher, its "consumers" the subscribers, and its
+/// geometry's producer count is the number of subscriber slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Broadcast;
+
+impl Kind for Broadcast {
+    type Producer = crate::broadcast::PublisherCore;
+    type Consumer = crate::broadcast::SubscriberCore;
+    const NAME: &'static str = "broadcast";
+    fn control_len(subscribers: u16) -> usize {
+        crate::broadcast::control_len(subscribers)
+    }
+}
 
 impl Kind for Spsc {
     type Producer = crate::spsc::ProducerCore;
@@ -64,6 +79,7 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Spsc {}
     impl Sealed for super::Mpsc {}
+    impl Sealed for super::Broadcast {}
 }
 
 /// Where a readable frame's payload is, and where the next frame starts.
@@ -165,4 +181,15 @@ pub trait ConsumerCore: EndCore {
     fn empty_or_gone(&mut self) -> Result<()>;
     /// The word the consumer writes its doorbell's id to before arming it.
     fn bell_word(&self) -> &AtomicU64;
+    /// A private copy of the frame [`ConsumerCore::peek`] just returned, if
+    /// this core reads by copying (a lossy broadcast subscriber): guards and
+    /// copies then take these bytes instead of the ring's.
+    #[inline(always)]
+    fn staged(&self) -> Option<&[u8]> {
+        None
+    }
+    /// A `Lagged` error from [`ConsumerCore::peek`] reached the user: stop
+    /// reporting it (until then every `peek` returns it, so that a look that
+    /// only asks whether a receive would return consumes nothing).
+    fn lag_reported(&mut self) {}
 }

@@ -1,6 +1,7 @@
 //! Lock-free rings for messages between processes: a single-producer
-//! single-consumer ring ([`spsc`]) and a many-producer single-consumer ring
-//! ([`mpsc`]), over any region of memory.
+//! single-consumer ring ([`spsc`]), a many-producer single-consumer ring
+//! ([`mpsc`]) and a one-publisher many-subscriber ring ([`broadcast`]), over
+//! any region of memory.
 //!
 //! This crate knows nothing about files or names: a ring lives in a [`Region`],
 //! which is a heap buffer in unit tests and `loom` models, and a shared mapping in
@@ -42,7 +43,8 @@
 //!   [`ReadGuard`]: every form of sending and receiving, written once over the
 //!   ring kind `K` ([`Spsc`], [`Mpsc`]; each kind implements a small sealed core).
 //! - [`spsc`]: the SPSC ring (`spsc::Producer` is `Producer<Spsc>`); [`mpsc`]:
-//!   the MPSC ring, with recovery from producers that die mid-write.
+//!   the MPSC ring, with recovery from producers that die mid-write;
+//!   [`broadcast`]: one publisher, many subscribers (lossless or lossy).
 //! - [`Geometry`]: capacity and producer slots, checked once.
 //! - [`WaitStrategy`], [`WaitConfig`]: how blocking calls wait.
 //! - [`Liveness`], [`Endpoint`]: the hook that says whether a peer is alive.
@@ -53,6 +55,7 @@
 //! - [`Error`]: every failure.
 #![deny(unsafe_code)]
 
+pub mod broadcast;
 mod consumer;
 mod ctl;
 mod error;
@@ -75,7 +78,7 @@ pub mod watch;
 
 pub use consumer::{Consumer, ReadGuard};
 pub use geometry::Geometry;
-pub use kind::{Kind, Mpsc, Spsc};
+pub use kind::{Broadcast, Kind, Mpsc, Spsc};
 pub use producer::{Producer, WriteGuard};
 
 pub use error::{Corruption, Disconnect, Error, Result};

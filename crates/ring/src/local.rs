@@ -98,6 +98,9 @@ fn seen_bit(who: Endpoint) -> (usize, u64) {
     let i = match who {
         Endpoint::Consumer => 0,
         Endpoint::Producer(s) => 1 + usize::from(s),
+        // Subscribers are looked at only by the publisher, which keeps no
+        // seen bits (it evicts on the liveness hook's word alone).
+        Endpoint::Subscriber(_) => 0,
     };
     (i / 64, 1 << (i % 64))
 }

@@ -66,6 +66,25 @@ pub(crate) fn fence_seqcst() {
     fence(Ordering::SeqCst);
 }
 
+/// The writer's fence of the broadcast seqlock (`broadcast.rs`): the
+/// announcement of an overwrite (`intent`) before the bytes overwritten.
+/// Compiled out in `shmq_negative_control` builds, whose loom model must then
+/// find a lossy subscriber returning a torn message.
+#[inline(always)]
+pub(crate) fn seqlock_write_fence() {
+    #[cfg(not(shmq_negative_control))]
+    fence(Ordering::Release);
+}
+
+/// The reader's fence of the broadcast seqlock: the bytes copied before the
+/// look at `intent` that validates them. Compiled out as
+/// [`seqlock_write_fence`] is.
+#[inline(always)]
+pub(crate) fn seqlock_read_fence() {
+    #[cfg(not(shmq_negative_control))]
+    fence(Ordering::Acquire);
+}
+
 /// Whether this process is registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
 /// (asked once, registered on the first call): then a waiter's
 /// [`heavy_barrier`] in any process reaches this one's threads, and its

@@ -108,8 +108,11 @@ impl From<WaitStrategy> for WaitConfig {
 pub enum Endpoint {
     /// The consumer.
     Consumer,
-    /// The producer in slot `n` (always 0 for SPSC).
+    /// The producer in slot `n` (always 0 for SPSC; the publisher of a
+    /// broadcast ring is `Producer(0)`).
     Producer(u16),
+    /// The broadcast subscriber in slot `n`.
+    Subscriber(u16),
 }
 
 /// Answers "is the holder of this endpoint alive?" from a marker the kernel

@@ -213,6 +213,7 @@ impl Liveness for Mock {
         let i = match e {
             Endpoint::Consumer => 0,
             Endpoint::Producer(s) => 1 + usize::from(s),
+            Endpoint::Subscriber(_) => return true,
         };
         self.0[i].load(Ordering::SeqCst)
     }
@@ -710,4 +711,162 @@ fn doorbell_rings_on_close() {
 #[should_panic]
 fn negative_control_doorbell_without_fences() {
     loom::model(|| doorbell_wakeup(false));
+}
+
+// ---------------------------------------------------------------------------
+// Broadcast (MC-17): fan-out with lossless gating and wake-ups, lossy reads
+// that are never torn, and a subscriber joining while the publisher writes.
+
+use shmq_ring::broadcast::{self, Join, Mode};
+
+/// The broadcast models run with one preemption (`LOOM_MAX_PREEMPTIONS=2`
+/// takes minutes each with three threads); the lost wake-up and the stale
+/// `oldest` they found were found at one.
+fn broadcast_model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(1);
+    b.check(f);
+}
+
+fn broadcast_ring(cap: u64, subs: u16) -> (Region, Geometry<shmq_ring::Broadcast>) {
+    let g = Geometry::broadcast(cap, subs).unwrap();
+    let r = Region::heap(g.region_len());
+    broadcast::init(&r, g, 0).unwrap();
+    (r, g)
+}
+
+fn subscriber(
+    r: &Region,
+    g: Geometry<shmq_ring::Broadcast>,
+    slot: u16,
+    mode: Mode,
+) -> broadcast::Subscriber {
+    let live = Arc::new(shmq_ring::InProcess);
+    broadcast::Subscriber::attach(r, g, slot, mode, Join::Next, park(), live).unwrap()
+}
+
+fn publisher(r: &Region, g: Geometry<shmq_ring::Broadcast>) -> broadcast::Publisher {
+    broadcast::Publisher::attach(r, g, park(), Arc::new(shmq_ring::InProcess)).unwrap()
+}
+
+/// Two lossless subscribers of a 64-byte ring, both blocking, the publisher
+/// blocking too: three 16-byte messages (the third wraps, and fits only once
+/// both subscribers released the first). Each gets all three, whole, in order:
+/// the gate kept the publisher off unread frames, and no wake-up was lost.
+fn broadcast_fan_out() {
+    let (r, g) = broadcast_ring(64, 2);
+    let mut a = subscriber(&r, g, 0, Mode::Lossless);
+    let mut b = subscriber(&r, g, 1, Mode::Lossless);
+    let mut tx = publisher(&r, g);
+    let p = thread::spawn(move || {
+        for i in 1..=3u8 {
+            tx.send(&[i; 16]).unwrap();
+        }
+    });
+    let t = thread::spawn(move || {
+        for i in 1..=3u8 {
+            assert_eq!(*b.recv().unwrap(), [i; 16]);
+        }
+    });
+    for i in 1..=3u8 {
+        assert_eq!(*a.recv().unwrap(), [i; 16]);
+    }
+    p.join().unwrap();
+    t.join().unwrap();
+}
+
+/// MC-17a.
+#[test]
+fn broadcast_fan_out_gates_and_wakes() {
+    broadcast_model(broadcast_fan_out);
+}
+
+/// Negative control for MC-17a: without the wake-up fences a subscriber or
+/// the publisher sleeps through its wake-up.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_broadcast_fan_out_without_fences() {
+    broadcast_model(broadcast_fan_out);
+}
+
+/// A lossy subscriber of a 64-byte ring that the publisher laps: every
+/// message it returns is whole (each is one byte value repeated), in order,
+/// and what it received plus what it was told it missed is what was sent.
+fn broadcast_lossy() {
+    let (r, g) = broadcast_ring(64, 1);
+    let mut rx = subscriber(&r, g, 0, Mode::Lossy);
+    let mut tx = publisher(&r, g);
+    let p = thread::spawn(move || {
+        for i in 1..=4u8 {
+            tx.try_send(&[i; 16]).unwrap();
+        }
+    });
+    let (mut next, mut seen) = (1u8, 0u8);
+    while seen < 4 {
+        match rx.try_recv() {
+            Ok(m) => {
+                assert!(m.iter().all(|&x| x == m[0]), "torn message {:?}", &*m);
+                assert_eq!(m[0], next);
+                next += 1;
+                seen += 1;
+            }
+            Err(Error::Lagged(n)) => {
+                next += n as u8;
+                seen += n as u8;
+            }
+            Err(Error::Empty) => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    p.join().unwrap();
+}
+
+/// MC-17b.
+#[test]
+fn broadcast_lossy_reads_are_never_torn() {
+    broadcast_model(broadcast_lossy);
+}
+
+/// Negative control for MC-17b: without the seqlock's fences a lossy
+/// subscriber returns a message the publisher was overwriting.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_broadcast_lossy_without_seqlock_fences() {
+    broadcast_model(broadcast_lossy);
+}
+
+/// MC-17c: a lossless subscriber joins while the publisher sends three
+/// messages into a 64-byte ring: it receives a run of consecutive whole
+/// messages ending with the last (the publisher never overwrote a frame it
+/// was gated on), then `Disconnected`.
+#[test]
+fn broadcast_join_while_publishing() {
+    broadcast_model(|| {
+        let (r, g) = broadcast_ring(64, 1);
+        let mut tx = publisher(&r, g);
+        let p = thread::spawn(move || {
+            for i in 1..=3u8 {
+                tx.send(&[i; 16]).unwrap();
+            }
+        });
+        let mut rx = subscriber(&r, g, 0, Mode::Lossless);
+        let mut last = None;
+        loop {
+            match rx.recv() {
+                Ok(m) => {
+                    assert!(m.iter().all(|&x| x == m[0]), "torn message");
+                    if let Some(l) = last {
+                        assert_eq!(m[0], l + 1);
+                    }
+                    last = Some(m[0]);
+                }
+                Err(Error::Disconnected(_)) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        p.join().unwrap();
+        assert!(last.is_none_or(|l| l == 3));
+    });
 }

@@ -29,6 +29,7 @@ impl Mock {
         match e {
             Endpoint::Consumer => 0,
             Endpoint::Producer(s) => 1 + s as usize,
+            Endpoint::Subscriber(_) => unreachable!("an MPSC ring has no subscribers"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! zero bytes in shared memory.
 
 use crate::ctl::{
-    ConsumerLine, EndState, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot, SpscControl, WakeLine,
+    BroadcastControl, ConsumerLine, EndState, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot,
+    PublisherLine, SpscControl, SubscriberSlot, WakeLine,
 };
 use crate::sync::{AtomicU32, AtomicU64, Fresh, FutexWord};
 
@@ -68,6 +69,35 @@ impl Fresh for Line<ProducerSlot> {
             end: end(),
             claim: AtomicU64::new(NO_CLAIM),
             since: AtomicU64::new(0),
+        })
+    }
+}
+
+impl Fresh for BroadcastControl {
+    fn fresh() -> Self {
+        BroadcastControl {
+            publisher: Line(PublisherLine {
+                tail: AtomicU64::new(0),
+                count: AtomicU64::new(0),
+                intent: AtomicU64::new(0),
+                oldest: AtomicU64::new(0),
+            }),
+            _spare: Line(AtomicU64::new(0)),
+            wake: Line(wake()),
+            ends: Line(ends()),
+        }
+    }
+}
+
+impl Fresh for Line<SubscriberSlot> {
+    fn fresh() -> Self {
+        Line(SubscriberSlot {
+            end: end(),
+            mode: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            pos: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            lagged: AtomicU64::new(0),
         })
     }
 }
