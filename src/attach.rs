@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use shmq_ring::watch::PeerWatch;
 use shmq_ring::{
-    Endpoint as RingEndpoint, Geometry, Interrupter, Liveness, Mpsc, Region, Spsc, WaitConfig,
-    failpoint, inspect, mpsc, spsc,
+    Broadcast, Endpoint as RingEndpoint, Geometry, Interrupter, Liveness, Mpsc, Region, Spsc,
+    WaitConfig, broadcast, failpoint, inspect, mpsc, spsc,
 };
 use shmq_segment::{Durability, Expect, Layout, Opened, Segment};
 
@@ -31,7 +31,9 @@ use crate::durable::{Moved, Moves, Syncer};
 use crate::error::{Error, Result};
 use crate::identity::TypeInfo;
 use crate::mem;
-use crate::options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
+use crate::options::{
+    DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_SUBSCRIBERS, DEFAULT_TYPED_CAPACITY, Options,
+};
 
 /// Segment kind of an SPSC byte channel.
 pub const KIND_SPSC: u16 = 1;
@@ -41,6 +43,10 @@ pub const KIND_SPSC_TYPED: u16 = 2;
 pub const KIND_MPSC: u16 = 3;
 /// Segment kind of an MPSC typed channel.
 pub const KIND_MPSC_TYPED: u16 = 4;
+/// Segment kind of a broadcast byte channel.
+pub const KIND_BROADCAST: u16 = 5;
+/// Segment kind of a broadcast typed channel.
+pub const KIND_BROADCAST_TYPED: u16 = 6;
 
 /// What a channel looks like: kind, sizes, element type.
 #[derive(Clone, Copy, Debug)]
@@ -89,28 +95,40 @@ impl Shape {
     }
 
     fn of<K: RingKind>(opts: &Options, capacity: u64, ty: Option<TypeInfo>) -> Shape {
-        let many = K::MANY_PRODUCERS;
+        let (slots, required) = match K::SLOTS {
+            Slots::One => (1, false),
+            Slots::Producers => (
+                opts.producers.unwrap_or(DEFAULT_PRODUCERS),
+                opts.producers.is_some(),
+            ),
+            Slots::Subscribers => (
+                opts.subscribers.unwrap_or(DEFAULT_SUBSCRIBERS),
+                opts.subscribers.is_some(),
+            ),
+        };
         Shape {
-            kind: match (many, ty.is_some()) {
-                (false, false) => KIND_SPSC,
-                (false, true) => KIND_SPSC_TYPED,
-                (true, false) => KIND_MPSC,
-                (true, true) => KIND_MPSC_TYPED,
-            },
+            kind: if ty.is_some() { K::KIND_TYPED } else { K::KIND },
             capacity,
             require_capacity: opts.capacity.is_some(),
-            producers: if many {
-                opts.producers.unwrap_or(DEFAULT_PRODUCERS)
-            } else {
-                1
-            },
-            require_producers: many && opts.producers.is_some(),
+            producers: slots,
+            require_producers: required,
             ty,
         }
     }
 
     fn is_mpsc(&self) -> bool {
         is_mpsc_kind(self.kind)
+    }
+
+    /// Segment endpoints of a channel of this shape: the consumer (unused in
+    /// a broadcast channel), then the producer slots, or the publisher and
+    /// the subscriber slots.
+    fn endpoints(&self) -> u16 {
+        if is_broadcast_kind(self.kind) {
+            2 + self.producers
+        } else {
+            1 + self.producers
+        }
     }
 
     /// The ring's geometry, checked: the one check of capacity and slots a
@@ -126,7 +144,7 @@ impl Shape {
     fn layout(&self, geometry: &RingGeometry) -> Result<Layout> {
         Ok(Layout {
             kind: self.kind,
-            endpoints: 1 + self.producers,
+            endpoints: self.endpoints(),
             data_len: geometry.region_len() as u64,
             capacity: self.capacity,
             slot_size: self.ty.map_or(0, |t| t.size),
@@ -149,8 +167,8 @@ impl Shape {
         let capacity = self.require_capacity && self.ty.is_none();
         Expect {
             kind: Some(self.kind),
-            endpoints: if self.is_mpsc() {
-                self.require_producers.then_some(self.producers + 1)
+            endpoints: if self.is_mpsc() || is_broadcast_kind(self.kind) {
+                self.require_producers.then_some(self.endpoints())
             } else {
                 Some(2)
             },
@@ -187,6 +205,23 @@ fn is_mpsc_kind(kind: u16) -> bool {
     matches!(kind, KIND_MPSC | KIND_MPSC_TYPED)
 }
 
+/// Whether a header's ring kind is one of the broadcast kinds.
+fn is_broadcast_kind(kind: u16) -> bool {
+    matches!(kind, KIND_BROADCAST | KIND_BROADCAST_TYPED)
+}
+
+/// Which endpoints of a ring kind come in slots.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slots {
+    /// One producer, one consumer (SPSC).
+    One,
+    /// Producer slots (MPSC).
+    Producers,
+    /// One publisher, subscriber slots (broadcast).
+    Subscribers,
+}
+
 /// A mapped, validated channel segment and the ring region in it. Clones share
 /// the segment (and its open file description): an endpoint attaches through its
 /// own [`Mapped::reopen`].
@@ -195,23 +230,34 @@ pub struct Mapped {
     pub(crate) seg: Arc<Segment>,
     pub(crate) region: Region,
     pub(crate) geometry: RingGeometry,
+    /// How a broadcast subscriber attaching through this mapping receives
+    /// and where it starts ([`Options::subscribe`], [`Options::join`]).
+    pub(crate) subscribe: crate::options::Subscribe,
 }
 
 impl Mapped {
     /// A validated segment, its ring geometry checked from the header.
     fn new(seg: Segment) -> Result<Mapped> {
         let info = *seg.info();
+        let fixed = if is_broadcast_kind(info.kind) { 2 } else { 1 };
         let geometry = RingGeometry::new(
             info.kind,
             info.capacity,
-            info.endpoints.saturating_sub(1).max(1),
+            info.endpoints.saturating_sub(fixed).max(1),
         )?;
         let seg = Arc::new(seg);
         Ok(Mapped {
             region: mem::region(&seg),
             seg,
             geometry,
+            subscribe: Default::default(),
         })
+    }
+
+    /// This mapping, for subscribers that receive as `opts` says.
+    fn subscribing(mut self, opts: &Options) -> Mapped {
+        self.subscribe = opts.subscribe;
+        self
     }
 
     /// Capacity of the ring in bytes.
@@ -227,7 +273,9 @@ impl Mapped {
     /// The same segment through a new open file description, so that this
     /// process's liveness markers are its own.
     fn reopen(&self) -> Result<Mapped> {
-        Mapped::new(self.seg.reopen()?)
+        let mut m = Mapped::new(self.seg.reopen()?)?;
+        m.subscribe = self.subscribe;
+        Ok(m)
     }
 
     /// The ring as it is now (the inspection walk, over the live mapping).
@@ -235,6 +283,9 @@ impl Mapped {
         match self.geometry {
             RingGeometry::Mpsc(_) => inspect::mpsc(&self.region, self.capacity(), self.slots()),
             RingGeometry::Spsc(_) => inspect::spsc(&self.region, self.capacity()),
+            RingGeometry::Broadcast(_) => {
+                inspect::broadcast(&self.region, self.capacity(), self.slots())
+            }
         }
     }
 
@@ -309,6 +360,9 @@ impl Mapped {
         match self.geometry {
             RingGeometry::Mpsc(_) => PeerWatch::mpsc(&self.region, self.capacity(), self.slots()),
             RingGeometry::Spsc(_) => PeerWatch::spsc(&self.region, self.capacity()),
+            RingGeometry::Broadcast(_) => {
+                PeerWatch::broadcast(&self.region, self.capacity(), self.slots())
+            }
         }
     }
 
@@ -319,6 +373,9 @@ impl Mapped {
                 inspect::mpsc_ends(&self.region, self.capacity(), self.slots())
             }
             RingGeometry::Spsc(_) => inspect::spsc_ends(&self.region, self.capacity()),
+            RingGeometry::Broadcast(_) => {
+                inspect::broadcast_ends(&self.region, self.capacity(), self.slots())
+            }
         }
     }
 }
@@ -401,12 +458,16 @@ pub enum RingGeometry {
     Spsc(Geometry<Spsc>),
     /// An MPSC ring.
     Mpsc(Geometry<Mpsc>),
+    /// A broadcast ring (its `producers` are the subscriber slots).
+    Broadcast(Geometry<Broadcast>),
 }
 
 impl RingGeometry {
     fn new(kind: u16, capacity: u64, producers: u16) -> Result<RingGeometry> {
         Ok(if is_mpsc_kind(kind) {
             RingGeometry::Mpsc(Geometry::mpsc(capacity, producers)?)
+        } else if is_broadcast_kind(kind) {
+            RingGeometry::Broadcast(Geometry::broadcast(capacity, producers)?)
         } else {
             RingGeometry::Spsc(Geometry::spsc(capacity)?)
         })
@@ -416,6 +477,7 @@ impl RingGeometry {
         match self {
             RingGeometry::Spsc(g) => g.capacity(),
             RingGeometry::Mpsc(g) => g.capacity(),
+            RingGeometry::Broadcast(g) => g.capacity(),
         }
     }
 
@@ -423,6 +485,7 @@ impl RingGeometry {
         match self {
             RingGeometry::Spsc(g) => g.producers(),
             RingGeometry::Mpsc(g) => g.producers(),
+            RingGeometry::Broadcast(g) => g.producers(),
         }
     }
 
@@ -430,6 +493,7 @@ impl RingGeometry {
         match self {
             RingGeometry::Spsc(g) => g.region_len(),
             RingGeometry::Mpsc(g) => g.region_len(),
+            RingGeometry::Broadcast(g) => g.region_len(),
         }
     }
 
@@ -438,6 +502,7 @@ impl RingGeometry {
         match *self {
             RingGeometry::Spsc(g) => spsc::init(region, g, 0)?,
             RingGeometry::Mpsc(g) => mpsc::init(region, g, 0)?,
+            RingGeometry::Broadcast(g) => broadcast::init(region, g, 0)?,
         }
         Ok(())
     }
@@ -507,7 +572,9 @@ pub(crate) enum Source<'a> {
 
 /// Maps and validates (or creates and initialises) a channel's segment.
 pub(crate) fn map(source: Source<'_>, shape: &Shape, opts: &Options) -> Result<Mapped> {
-    map_segment(source, shape, opts).map_err(in_words)
+    map_segment(source, shape, opts)
+        .map(|m| m.subscribing(opts))
+        .map_err(in_words)
 }
 
 /// A segment layer's mismatch, said in the channel's words: kinds by name and
@@ -614,7 +681,7 @@ fn check_durability(seg: &Segment, opts: &Options) -> Result<()> {
 /// A new anonymous channel's segment, mapped once for both (pending) ends.
 pub(crate) fn anonymous(shape: &Shape, opts: &Options) -> Result<(Mapped, Mapped)> {
     let seg = create(shape, |l| Ok(Segment::anonymous(l, &opts.segment())?))?;
-    let a = Mapped::new(seg)?;
+    let a = Mapped::new(seg)?.subscribing(opts);
     // Both ends are pending: each reopens the segment when it attaches.
     let b = a.clone();
     Ok((a, b))
@@ -650,9 +717,15 @@ impl Liveness for SegmentLiveness {
 /// A ring kind a channel can be made of ([`Spsc`], [`Mpsc`]): how its sides
 /// attach, and whether its producers have slots. Sealed.
 pub trait RingKind: shmq_ring::Kind + sealed::Sealed {
-    /// Whether the ring has many producer slots (MPSC).
+    /// Which endpoints come in slots.
     #[doc(hidden)]
-    const MANY_PRODUCERS: bool;
+    const SLOTS: Slots;
+    /// The segment kind of a byte channel of this ring kind.
+    #[doc(hidden)]
+    const KIND: u16;
+    /// The segment kind of a typed channel of this ring kind.
+    #[doc(hidden)]
+    const KIND_TYPED: u16;
     /// The geometry, if the channel is of this kind.
     #[doc(hidden)]
     fn geometry(g: &RingGeometry) -> Option<shmq_ring::Geometry<Self>>;
@@ -664,10 +737,11 @@ pub trait RingKind: shmq_ring::Kind + sealed::Sealed {
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<shmq_ring::Producer<Self>>;
-    /// Attaches the consumer.
+    /// Attaches a consumer (a broadcast subscriber: in `slot`).
     #[doc(hidden)]
     fn attach_consumer(
         m: &Mapped,
+        slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<shmq_ring::Consumer<Self>>;
@@ -677,14 +751,17 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for shmq_ring::Spsc {}
     impl Sealed for shmq_ring::Mpsc {}
+    impl Sealed for shmq_ring::Broadcast {}
 }
 
 impl RingKind for Spsc {
-    const MANY_PRODUCERS: bool = false;
+    const SLOTS: Slots = Slots::One;
+    const KIND: u16 = KIND_SPSC;
+    const KIND_TYPED: u16 = KIND_SPSC_TYPED;
     fn geometry(g: &RingGeometry) -> Option<Geometry<Spsc>> {
         match *g {
             RingGeometry::Spsc(g) => Some(g),
-            RingGeometry::Mpsc(_) => None,
+            _ => None,
         }
     }
     fn attach_producer(
@@ -697,6 +774,7 @@ impl RingKind for Spsc {
     }
     fn attach_consumer(
         m: &Mapped,
+        _slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<spsc::Consumer> {
@@ -705,11 +783,13 @@ impl RingKind for Spsc {
 }
 
 impl RingKind for Mpsc {
-    const MANY_PRODUCERS: bool = true;
+    const SLOTS: Slots = Slots::Producers;
+    const KIND: u16 = KIND_MPSC;
+    const KIND_TYPED: u16 = KIND_MPSC_TYPED;
     fn geometry(g: &RingGeometry) -> Option<Geometry<Mpsc>> {
         match *g {
             RingGeometry::Mpsc(g) => Some(g),
-            RingGeometry::Spsc(_) => None,
+            _ => None,
         }
     }
     fn attach_producer(
@@ -722,10 +802,40 @@ impl RingKind for Mpsc {
     }
     fn attach_consumer(
         m: &Mapped,
+        _slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<mpsc::Consumer> {
         mpsc::Consumer::attach(&m.region, geometry_of(m)?, wait, live)
+    }
+}
+
+impl RingKind for Broadcast {
+    const SLOTS: Slots = Slots::Subscribers;
+    const KIND: u16 = KIND_BROADCAST;
+    const KIND_TYPED: u16 = KIND_BROADCAST_TYPED;
+    fn geometry(g: &RingGeometry) -> Option<Geometry<Broadcast>> {
+        match *g {
+            RingGeometry::Broadcast(g) => Some(g),
+            _ => None,
+        }
+    }
+    fn attach_producer(
+        m: &Mapped,
+        _slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<broadcast::Publisher> {
+        broadcast::Publisher::attach(&m.region, geometry_of(m)?, wait, live)
+    }
+    fn attach_consumer(
+        m: &Mapped,
+        slot: u16,
+        wait: WaitConfig,
+        live: Arc<dyn Liveness>,
+    ) -> shmq_ring::Result<broadcast::Subscriber> {
+        let s = m.subscribe;
+        broadcast::Subscriber::attach(&m.region, geometry_of(m)?, slot, s.mode, s.join, wait, live)
     }
 }
 
@@ -744,8 +854,9 @@ fn geometry_of<K: RingKind>(m: &Mapped) -> shmq_ring::Result<Geometry<K>> {
 pub(crate) trait Attachable: Sized {
     /// Whether this is the consumer side.
     const CONSUMER: bool;
-    /// Whether a busy endpoint means "every producer slot is taken".
-    const SLOTTED: bool;
+    /// Which of the channel's endpoints this side may take, and how a channel
+    /// whose every one is busy is reported.
+    const SLOTS: Slots;
     /// `"consumer"` or `"producer"`.
     const ROLE: &'static str = if Self::CONSUMER {
         "consumer"
@@ -767,7 +878,10 @@ pub(crate) trait Attachable: Sized {
 
 impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
     const CONSUMER: bool = false;
-    const SLOTTED: bool = K::MANY_PRODUCERS;
+    const SLOTS: Slots = match K::SLOTS {
+        Slots::Producers => Slots::Producers,
+        Slots::One | Slots::Subscribers => Slots::One,
+    };
     fn attach(
         m: &Mapped,
         slot: u16,
@@ -791,14 +905,17 @@ impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
 
 impl<K: RingKind> Attachable for shmq_ring::Consumer<K> {
     const CONSUMER: bool = true;
-    const SLOTTED: bool = false;
+    const SLOTS: Slots = match K::SLOTS {
+        Slots::Subscribers => Slots::Subscribers,
+        Slots::One | Slots::Producers => Slots::One,
+    };
     fn attach(
         m: &Mapped,
-        _slot: u16,
+        slot: u16,
         wait: WaitConfig,
         live: Arc<dyn Liveness>,
     ) -> shmq_ring::Result<Self> {
-        K::attach_consumer(m, wait, live)
+        K::attach_consumer(m, slot, wait, live)
     }
     fn set_interrupter(&mut self, i: Interrupter) {
         shmq_ring::Consumer::set_interrupter(self, i);
@@ -1116,11 +1233,16 @@ fn attach<R: Attachable>(
 ) -> Result<Ready<R>> {
     let live: Arc<dyn Liveness> = Arc::new(SegmentLiveness(mapped.seg.clone()));
     let sync = Syncer::for_segment(&mapped.seg)?.map(Box::new);
-    let indices: Vec<u16> = if R::CONSUMER {
-        vec![0]
-    } else {
-        (1..=mapped.slots()).collect()
+    // Segment endpoints: 0 the consumer, 1 + s producer slot s; in a
+    // broadcast channel 1 the publisher and 2 + s subscriber slot s.
+    let broadcast = matches!(mapped.geometry, RingGeometry::Broadcast(_));
+    let (first, count) = match (R::CONSUMER, broadcast) {
+        (true, false) => (0, 1),
+        (true, true) => (2, mapped.slots()),
+        (false, false) => (1, mapped.slots()),
+        (false, true) => (1, 1),
     };
+    let indices: Vec<u16> = (first..first + count).collect();
     let mut busy = false;
     for index in indices {
         match mapped.seg.claim_endpoint(index) {
@@ -1131,7 +1253,7 @@ fn attach<R: Attachable>(
             }
             Err(e) => return Err(e.into()),
         }
-        let mut ring = match R::attach(&mapped, index.saturating_sub(1), wait, live.clone()) {
+        let mut ring = match R::attach(&mapped, index - first, wait, live.clone()) {
             Ok(r) => r,
             Err(e) => {
                 let _ = mapped.seg.release_endpoint(index);
@@ -1151,13 +1273,17 @@ fn attach<R: Attachable>(
         });
     }
     debug_assert!(busy);
-    if R::SLOTTED {
+    if R::SLOTS == Slots::Producers {
         Err(Error::TooManyProducers {
+            max: mapped.slots(),
+        })
+    } else if R::SLOTS == Slots::Subscribers {
+        Err(Error::TooManySubscribers {
             max: mapped.slots(),
         })
     } else {
         // The holder's recorded pid, for the message (shared memory: display only).
-        let index = if R::CONSUMER { 0 } else { 1 };
+        let index = first;
         let pid = mapped
             .seg
             .endpoint_info(index)

@@ -18,7 +18,9 @@ use shmq_ring::Region;
 use shmq_ring::inspect::{self as ring, RingView};
 use shmq_segment::{self as segment, Expect, HeaderInfo, Peek, Segment, SegmentOptions};
 
-use crate::attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED};
+use crate::attach::{
+    KIND_BROADCAST, KIND_BROADCAST_TYPED, KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED,
+};
 use crate::error::Result;
 
 /// What kind of channel a segment holds.
@@ -32,15 +34,21 @@ pub enum ChannelKind {
     Mpsc,
     /// MPSC, typed messages.
     MpscTyped,
+    /// Broadcast, byte messages.
+    Broadcast,
+    /// Broadcast, typed messages.
+    BroadcastTyped,
 }
 
 impl ChannelKind {
     /// Every channel kind.
-    pub const ALL: [ChannelKind; 4] = [
+    pub const ALL: [ChannelKind; 6] = [
         ChannelKind::Spsc,
         ChannelKind::SpscTyped,
         ChannelKind::Mpsc,
         ChannelKind::MpscTyped,
+        ChannelKind::Broadcast,
+        ChannelKind::BroadcastTyped,
     ];
 
     /// The kind a header's kind code names, if it is a channel kind.
@@ -50,6 +58,8 @@ impl ChannelKind {
             KIND_SPSC_TYPED => ChannelKind::SpscTyped,
             KIND_MPSC => ChannelKind::Mpsc,
             KIND_MPSC_TYPED => ChannelKind::MpscTyped,
+            KIND_BROADCAST => ChannelKind::Broadcast,
+            KIND_BROADCAST_TYPED => ChannelKind::BroadcastTyped,
             _ => return None,
         })
     }
@@ -61,6 +71,8 @@ impl ChannelKind {
             ChannelKind::SpscTyped => KIND_SPSC_TYPED,
             ChannelKind::Mpsc => KIND_MPSC,
             ChannelKind::MpscTyped => KIND_MPSC_TYPED,
+            ChannelKind::Broadcast => KIND_BROADCAST,
+            ChannelKind::BroadcastTyped => KIND_BROADCAST_TYPED,
         }
     }
 
@@ -69,26 +81,39 @@ impl ChannelKind {
         matches!(self, ChannelKind::Mpsc | ChannelKind::MpscTyped)
     }
 
-    /// Whether messages are typed.
-    pub fn is_typed(self) -> bool {
-        matches!(self, ChannelKind::SpscTyped | ChannelKind::MpscTyped)
+    /// Whether this is a broadcast kind.
+    pub fn is_broadcast(self) -> bool {
+        matches!(self, ChannelKind::Broadcast | ChannelKind::BroadcastTyped)
     }
 
-    /// Short name: `spsc`, `spsc/typed`, `mpsc`, `mpsc/typed`.
+    /// Whether messages are typed.
+    pub fn is_typed(self) -> bool {
+        matches!(
+            self,
+            ChannelKind::SpscTyped | ChannelKind::MpscTyped | ChannelKind::BroadcastTyped
+        )
+    }
+
+    /// Short name: `spsc`, `spsc/typed`, `mpsc`, `mpsc/typed`, `broadcast`,
+    /// `broadcast/typed`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Spsc => "spsc",
             ChannelKind::SpscTyped => "spsc/typed",
             ChannelKind::Mpsc => "mpsc",
             ChannelKind::MpscTyped => "mpsc/typed",
+            ChannelKind::Broadcast => "broadcast",
+            ChannelKind::BroadcastTyped => "broadcast/typed",
         }
     }
 
-    /// Long name: `spsc/bytes`, `spsc/typed`, `mpsc/bytes`, `mpsc/typed`.
+    /// Long name: `spsc/bytes`, `spsc/typed`, `mpsc/bytes`, `mpsc/typed`,
+    /// `broadcast/bytes`, `broadcast/typed`.
     pub fn long_name(self) -> &'static str {
         match self {
             ChannelKind::Spsc => "spsc/bytes",
             ChannelKind::Mpsc => "mpsc/bytes",
+            ChannelKind::Broadcast => "broadcast/bytes",
             typed => typed.as_str(),
         }
     }
@@ -221,6 +246,8 @@ pub enum Endpoint {
     Producer,
     /// MPSC producer slot N.
     ProducerSlot(u16),
+    /// Broadcast subscriber slot N.
+    SubscriberSlot(u16),
 }
 
 /// Which part of a segment a finding is about.
@@ -362,6 +389,7 @@ impl Finding {
             ring::EndpointName::Consumer => Endpoint::Consumer,
             ring::EndpointName::Producer => Endpoint::Producer,
             ring::EndpointName::ProducerSlot(i) => Endpoint::ProducerSlot(i),
+            ring::EndpointName::SubscriberSlot(i) => Endpoint::SubscriberSlot(i),
         };
         let field = match f.field {
             ring::RingField::Head => Field::Head,
@@ -390,6 +418,23 @@ pub enum EndpointState {
     Closed,
     /// A value no endpoint writes.
     Invalid(u32),
+}
+
+/// One broadcast subscriber slot as its words describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriberRecord {
+    /// Its state word.
+    pub end: EndpointRecord,
+    /// Lossless (the publisher waits for it) or lossy.
+    pub lossless: bool,
+    /// The position it has released up to.
+    pub position: u64,
+    /// Bytes it is behind the publisher.
+    pub behind: u64,
+    /// Messages it received since it attached.
+    pub received: u64,
+    /// Messages it was told it missed (lossy).
+    pub lagged: u64,
 }
 
 /// One endpoint as the ring's state words describe it.
@@ -440,8 +485,11 @@ pub struct RingReport {
     pub uncommitted: u64,
     /// The consumer.
     pub consumer: EndpointRecord,
-    /// The producer (SPSC: one) or producer slots (MPSC).
+    /// The producer (SPSC: one) or producer slots (MPSC); the publisher
+    /// (broadcast).
     pub producers: Vec<EndpointRecord>,
+    /// Broadcast: each subscriber slot's mode, position and lag.
+    pub subscribers: Vec<SubscriberRecord>,
     /// The consumer has announced that it sleeps.
     pub consumer_waiting: bool,
     /// Some producer has announced that it sleeps.
@@ -461,6 +509,18 @@ impl RingReport {
             uncommitted: v.uncommitted,
             consumer: EndpointRecord::of(&v.consumer),
             producers: v.producers.iter().map(EndpointRecord::of).collect(),
+            subscribers: v
+                .subscribers
+                .iter()
+                .map(|s| SubscriberRecord {
+                    end: EndpointRecord::of(&s.end),
+                    lossless: s.lossless,
+                    position: s.position,
+                    behind: s.behind,
+                    received: s.received,
+                    lagged: s.lagged,
+                })
+                .collect(),
             consumer_waiting: v.consumer_waiting,
             producers_waiting: v.producers_waiting,
         }
@@ -926,7 +986,14 @@ fn channel_findings(h: &Header, kind: Option<ChannelKind>) -> Vec<Finding> {
         return out;
     };
     let endpoints = h.get(F::Endpoints);
-    if kind.is_mpsc() {
+    if kind.is_broadcast() {
+        let (min, max) = (3, u64::from(shmq_ring::broadcast::MAX_SUBSCRIBERS) + 2);
+        check(
+            F::Endpoints,
+            (min..=max).contains(&endpoints),
+            Expected::Between { min, max },
+        );
+    } else if kind.is_mpsc() {
         let (min, max) = (2, u64::from(shmq_ring::mpsc::MAX_PRODUCERS) + 1);
         check(
             F::Endpoints,
@@ -986,9 +1053,14 @@ fn ring_view(
         .and_then(|l| usize::try_from(l).ok())
         .ok_or_else(region_unreadable)?;
     let producers = h.endpoints.saturating_sub(1);
+    let subscribers = h.endpoints.saturating_sub(2);
     // The channel checks rule out a bad capacity or producer count before the
     // ring is read; should the ring disagree, its region is unreadable.
-    let (control_len, region_len) = if kind.is_mpsc() {
+    let (control_len, region_len) = if kind.is_broadcast() {
+        let g = shmq_ring::Geometry::broadcast(h.capacity, subscribers)
+            .map_err(|_| region_unreadable())?;
+        (g.control_len(), g.region_len())
+    } else if kind.is_mpsc() {
         let g =
             shmq_ring::Geometry::mpsc(h.capacity, producers).map_err(|_| region_unreadable())?;
         (g.control_len(), g.region_len())
@@ -997,7 +1069,9 @@ fn ring_view(
         (g.control_len(), g.region_len())
     };
     let view = |region: &Region| {
-        let v = if kind.is_mpsc() {
+        let v = if kind.is_broadcast() {
+            ring::broadcast(region, h.capacity, subscribers)
+        } else if kind.is_mpsc() {
             ring::mpsc(region, h.capacity, producers)
         } else {
             ring::spsc(region, h.capacity)
@@ -1094,10 +1168,13 @@ fn endpoints(
             (false, None) if end.attaches > 0 => EndpointStatus::Gone,
             (false, _) => EndpointStatus::Never,
         };
-        let role = match (index, kind.is_some_and(ChannelKind::is_mpsc)) {
+        let role = match (index, kind) {
+            (0, Some(k)) if k.is_broadcast() => "unused".to_owned(),
+            (1, Some(k)) if k.is_broadcast() => "publisher".to_owned(),
+            (i, Some(k)) if k.is_broadcast() => format!("subscriber {}", i - 2),
             (0, _) => "consumer".to_owned(),
-            (_, false) => "producer".to_owned(),
-            (i, true) => format!("producer {}", i - 1),
+            (i, Some(k)) if k.is_mpsc() => format!("producer {}", i - 1),
+            _ => "producer".to_owned(),
         };
         endpoints.push(EndpointReport {
             role,

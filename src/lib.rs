@@ -76,6 +76,7 @@
 #[cfg(feature = "async")]
 mod asynk;
 mod attach;
+pub mod broadcast;
 mod channel;
 mod doorbell;
 mod durable;
@@ -94,7 +95,10 @@ pub use asynk::{
     IntoStream, RecvFuture, RecvIntoFuture, RecvStream, RecvValueFuture, ReserveFuture, SendFuture,
     SendValueFuture,
 };
-pub use attach::{KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED, PeerWatcher, RingKind};
+pub use attach::{
+    KIND_BROADCAST, KIND_BROADCAST_TYPED, KIND_MPSC, KIND_MPSC_TYPED, KIND_SPSC, KIND_SPSC_TYPED,
+    PeerWatcher, RingKind,
+};
 pub use channel::{
     Bytes, Declared, Format, Iter, PeerState, ReadGuard, Receiver, Sender, Typed, WriteGuard,
     anonymous,
@@ -102,12 +106,14 @@ pub use channel::{
 pub use doorbell::Doorbell;
 pub use error::{Corruption, Disconnect, Error, Result};
 pub use identity::{MAX_MESSAGE_NAME, Message, MessageType};
-pub use options::{DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_TYPED_CAPACITY, Options};
+pub use options::{
+    DEFAULT_CAPACITY, DEFAULT_PRODUCERS, DEFAULT_SUBSCRIBERS, DEFAULT_TYPED_CAPACITY, Options,
+};
 pub use select::Select;
+pub use shmq_ring::{Broadcast, Mpsc, Spsc};
 pub use shmq_ring::{
     DEFAULT_SPIN, DEFAULT_WAIT_SLICE, Interrupter, Lifecycle, WaitConfig, WaitStrategy, futex_calls,
 };
-pub use shmq_ring::{Mpsc, Spsc};
 pub use shmq_segment::{Durability, SegmentOptions, SyncRecord, unique_name, validate_name};
 
 /// `bytemuck`, re-exported for message types. Its derives name the crate

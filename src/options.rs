@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shmq_ring::broadcast::{Join, Mode};
 use shmq_ring::{Lifecycle, WaitConfig, WaitStrategy};
 use shmq_segment::{Durability, SegmentOptions};
 
@@ -11,6 +12,16 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 pub const DEFAULT_TYPED_CAPACITY: u64 = 1024;
 /// Default number of producer slots of an MPSC channel.
 pub const DEFAULT_PRODUCERS: u16 = 16;
+/// How a broadcast subscriber receives and where it starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Subscribe {
+    pub(crate) mode: Mode,
+    pub(crate) join: Join,
+}
+
+/// Subscriber slots of a broadcast channel unless [`Options::max_subscribers`]
+/// says otherwise.
+pub const DEFAULT_SUBSCRIBERS: u16 = 64;
 
 /// How a channel is created, opened and waited on.
 ///
@@ -27,6 +38,11 @@ pub const DEFAULT_PRODUCERS: u16 = 16;
 pub struct Options {
     pub(crate) capacity: Option<u64>,
     pub(crate) producers: Option<u16>,
+    /// Subscriber slots of a broadcast channel (set by
+    /// [`Options::max_subscribers`]).
+    pub(crate) subscribers: Option<u16>,
+    /// How a broadcast subscriber receives, and where it starts.
+    pub(crate) subscribe: Subscribe,
     pub(crate) wait: WaitConfig,
     /// Set by [`Options::lifecycle`]; unset: a queue for named channels, a
     /// session for anonymous and descriptor-passed ones.
@@ -89,6 +105,8 @@ impl Options {
         Options {
             capacity: None,
             producers: None,
+            subscribers: None,
+            subscribe: Subscribe::default(),
             wait: WaitConfig::default(),
             lifecycle: None,
             durability: None,
@@ -120,6 +138,21 @@ shmq_segment::field_setters! {
     /// Producer slots of an MPSC channel (default [`DEFAULT_PRODUCERS`], at most
     /// 256). When opening, a set value must match.
     max_producers(n: u16) => producers = Some(n);
+
+    /// Subscriber slots of a broadcast channel (default
+    /// [`DEFAULT_SUBSCRIBERS`], at most
+    /// [`broadcast::MAX_SUBSCRIBERS`](crate::broadcast::MAX_SUBSCRIBERS)).
+    /// When opening, a set value must match.
+    max_subscribers(n: u16) => subscribers = Some(n);
+
+    /// How a broadcast subscriber receives: [`Mode::Lossless`] (the default:
+    /// the publisher waits for it) or [`Mode::Lossy`] (never waited for; told
+    /// what it missed).
+    subscribe(mode: Mode) => subscribe.mode = mode;
+
+    /// Where a broadcast subscriber starts: [`Join::Next`] (the default) or
+    /// [`Join::Oldest`] (the oldest message still in the channel).
+    join(at: Join) => subscribe.join = at;
 
     /// How blocking calls wait.
     wait(strategy: WaitStrategy) => wait.strategy = strategy;

@@ -195,6 +195,7 @@ fn subject(field: Field) -> String {
             Endpoint::Consumer => "consumer state".into(),
             Endpoint::Producer => "producer state".into(),
             Endpoint::ProducerSlot(i) => format!("producer {i} state"),
+            Endpoint::SubscriberSlot(i) => format!("subscriber {i} state"),
         },
         _ => "segment".into(),
     }
@@ -330,6 +331,7 @@ fn finding_json(f: &Finding) -> Value {
         Field::EndpointState(Endpoint::Consumer) => ("consumer_state", None, None),
         Field::EndpointState(Endpoint::Producer) => ("producer_state", None, None),
         Field::EndpointState(Endpoint::ProducerSlot(i)) => ("producer_state", None, Some(i)),
+        Field::EndpointState(Endpoint::SubscriberSlot(i)) => ("subscriber_state", None, Some(i)),
         _ => ("other", None, None),
     };
     json!({

@@ -5,13 +5,14 @@
 //! panic or an out-of-bounds read. Walks over frames are bounded by the capacity.
 
 use crate::ctl::{
-    ATTACHED, CLOSED, EndState, Line, MpscControl, NEVER, NO_CLAIM, ProducerSlot, SpscControl,
+    ATTACHED, BroadcastControl, CLOSED, EndState, LOSSLESS, Line, MpscControl, NEVER, NO_CLAIM,
+    ProducerSlot, SpscControl, SubscriberSlot,
 };
 use crate::error::Result;
 use crate::frame::{self, MPSC_PAD, SpscFrame};
 use crate::region::{Ctl, CtlArray, Region};
 use crate::sync::{AtomicU32, Ordering};
-use crate::{mpsc, spsc};
+use crate::{broadcast, mpsc, spsc};
 
 /// What an endpoint's state word says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub enum EndpointName {
     Producer,
     /// MPSC producer slot N.
     ProducerSlot(u16),
+    /// Broadcast subscriber slot N.
+    SubscriberSlot(u16),
 }
 
 /// Which part of a ring a finding is about.
@@ -99,6 +102,23 @@ pub struct RingFinding {
     pub found: u64,
 }
 
+/// One broadcast subscriber slot, as its words describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriberView {
+    /// Its state word.
+    pub end: EndpointView,
+    /// Lossless (gates the publisher) or lossy.
+    pub lossless: bool,
+    /// The position it has released up to.
+    pub position: u64,
+    /// Bytes between that position and the publisher's `tail` (its lag).
+    pub behind: u64,
+    /// Messages it received since it attached.
+    pub received: u64,
+    /// Messages it was told it missed (lossy).
+    pub lagged: u64,
+}
+
 /// A snapshot of a ring's control block and contents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingView {
@@ -120,8 +140,11 @@ pub struct RingView {
     pub uncommitted: u64,
     /// The consumer.
     pub consumer: EndpointView,
-    /// The producer (SPSC: one) or producer slots (MPSC).
+    /// The producer (SPSC: one) or producer slots (MPSC); the publisher
+    /// (broadcast).
     pub producers: Vec<EndpointView>,
+    /// Broadcast: the subscriber slots (empty for the other kinds).
+    pub subscribers: Vec<SubscriberView>,
     /// The consumer has announced that it sleeps.
     pub consumer_waiting: bool,
     /// Some producer has announced that it sleeps.
@@ -285,6 +308,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
         uncommitted: 0,
         consumer,
         producers,
+        subscribers: Vec::new(),
         consumer_waiting: flag(&ctl.wake.consumer_waiting),
         producers_waiting: flag(&ctl.wake.producers_waiting),
         problems,
@@ -373,6 +397,7 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
         uncommitted,
         consumer,
         producers,
+        subscribers: Vec::new(),
         consumer_waiting: flag(&ctl.wake.consumer_waiting),
         producers_waiting: flag(&ctl.wake.producers_waiting),
         problems,
@@ -411,6 +436,123 @@ pub fn mpsc_ends(region: &Region, capacity: u64, producers: u16) -> Result<Endpo
     check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
     let slots = slot_array(region, producers);
     Ok(mpsc_endpoints(&Ctl::new(region), &slots, &mut Vec::new()))
+}
+
+/// Reads a broadcast ring with `subscribers` slots. `head` is the lowest
+/// position of an attached lossless subscriber (`tail` if none), and
+/// `messages` what lies between: what some lossless subscriber has not
+/// released (a broadcast ring holds nothing else for anyone).
+///
+/// # Errors
+/// As [`spsc`](fn@spsc), plus [`crate::Error::InvalidSubscriberCount`].
+pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<RingView> {
+    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
+        return Err(crate::Error::InvalidSubscriberCount(subscribers));
+    }
+    let cap = check_len(region, capacity, |cap| {
+        broadcast::region_len(cap, subscribers)
+    })?;
+    let ctl: Ctl<BroadcastControl> = Ctl::new(region);
+    let slots: CtlArray<Line<SubscriberSlot>> = CtlArray::new(region, 512, subscribers.into());
+    // Acquire: pairs with the publisher's Release store of `tail`.
+    let tail = ctl.publisher.tail.load(Ordering::Acquire);
+    let mut problems = Vec::new();
+    let Endpoints {
+        consumer,
+        producers,
+    } = broadcast_endpoints(&ctl, &mut problems);
+    let subs: Vec<SubscriberView> = (0u16..)
+        .zip(slots.iter())
+        .map(|(i, s)| {
+            // Acquire: pairs with the subscriber's Release store of `pos`.
+            let position = s.pos.load(Ordering::Acquire);
+            SubscriberView {
+                end: end_view(&s.end, EndpointName::SubscriberSlot(i), &mut problems),
+                // Relaxed (these three): values for display.
+                lossless: s.mode.load(Ordering::Relaxed) == LOSSLESS,
+                position,
+                behind: tail.wrapping_sub(position),
+                received: s.received.load(Ordering::Relaxed),
+                lagged: s.lagged.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    let head = subs
+        .iter()
+        .filter(|s| s.lossless && s.end.state == EndpointState::Attached && s.behind <= cap as u64)
+        .map(|s| s.position)
+        .max_by_key(|&p| tail.wrapping_sub(p))
+        .unwrap_or(tail);
+    let start = Start { cap, head, tail };
+    let used_bytes = used_bytes(&start, false, &mut problems);
+    let (mut messages, mut message_bytes) = (0, 0);
+    if let Some(used) = used_bytes {
+        let data = region.data(broadcast::control_len(subscribers), cap);
+        let mut pos = head;
+        for _ in 0..=cap / 8 {
+            if pos.wrapping_sub(head) >= used {
+                break;
+            }
+            let off = (pos & (cap as u64 - 1)) as usize;
+            // Relaxed: below `tail`, loaded with Acquire.
+            let raw = data.word(off).load(Ordering::Relaxed);
+            match frame::decode_broadcast(raw, off, cap) {
+                Ok(f) => {
+                    if !f.padding {
+                        messages += 1;
+                        message_bytes += f.len as u64;
+                    }
+                    pos = pos.wrapping_add(f.size() as u64);
+                }
+                Err(what) => {
+                    problems.push(bad_frame(pos, what, raw));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(RingView {
+        capacity: cap,
+        head,
+        received: subs.iter().map(|s| s.received).sum(),
+        tail,
+        used_bytes,
+        messages,
+        message_bytes,
+        uncommitted: 0,
+        consumer,
+        producers,
+        subscribers: subs,
+        consumer_waiting: flag(&ctl.wake.consumer_waiting),
+        producers_waiting: flag(&ctl.wake.producers_waiting),
+        problems,
+    })
+}
+
+/// Reads the endpoint words of a broadcast ring (the unused consumer word and
+/// the publisher), and nothing else.
+///
+/// # Errors
+/// As [`broadcast`](fn@broadcast).
+pub fn broadcast_ends(region: &Region, capacity: u64, subscribers: u16) -> Result<Endpoints> {
+    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
+        return Err(crate::Error::InvalidSubscriberCount(subscribers));
+    }
+    check_len(region, capacity, |cap| {
+        broadcast::region_len(cap, subscribers)
+    })?;
+    Ok(broadcast_endpoints(&Ctl::new(region), &mut Vec::new()))
+}
+
+fn broadcast_endpoints(ctl: &BroadcastControl, problems: &mut Vec<RingFinding>) -> Endpoints {
+    Endpoints {
+        consumer: end_view(&ctl.ends.consumer, EndpointName::Consumer, problems),
+        producers: vec![end_view(
+            &ctl.ends.producer,
+            EndpointName::Producer,
+            problems,
+        )],
+    }
 }
 
 fn slot_array(region: &Region, producers: u16) -> CtlArray<Line<ProducerSlot>> {

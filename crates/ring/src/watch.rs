@@ -10,12 +10,12 @@
 
 use std::time::Duration;
 
-use crate::ctl::{MpscControl, SpscControl, WakeLine};
+use crate::ctl::{BroadcastControl, MpscControl, SpscControl, WakeLine};
 use crate::error::Result;
 use crate::inspect::check_len;
 use crate::region::{Ctl, Region};
 use crate::sync::Ordering;
-use crate::{mpsc, spsc};
+use crate::{broadcast, mpsc, spsc};
 
 /// A watch on one ring's wake line.
 pub struct PeerWatch {
@@ -25,6 +25,7 @@ pub struct PeerWatch {
 enum Block {
     Spsc(Ctl<SpscControl>),
     Mpsc(Ctl<MpscControl>),
+    Broadcast(Ctl<BroadcastControl>),
 }
 
 impl PeerWatch {
@@ -53,10 +54,27 @@ impl PeerWatch {
         })
     }
 
+    /// A watch on the broadcast ring in `region` with `subscribers` slots.
+    ///
+    /// # Errors
+    /// As [`PeerWatch::spsc`], plus [`crate::Error::InvalidSubscriberCount`].
+    pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<PeerWatch> {
+        if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
+            return Err(crate::Error::InvalidSubscriberCount(subscribers));
+        }
+        check_len(region, capacity, |cap| {
+            broadcast::region_len(cap, subscribers)
+        })?;
+        Ok(PeerWatch {
+            ctl: Block::Broadcast(Ctl::new(region)),
+        })
+    }
+
     fn wake(&self) -> &WakeLine {
         match &self.ctl {
             Block::Spsc(c) => &c.wake,
             Block::Mpsc(c) => &c.wake,
+            Block::Broadcast(c) => &c.wake,
         }
     }
 
