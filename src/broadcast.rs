@@ -17,7 +17,7 @@
 //! A subscriber joins at the next message or the oldest retained one
 //! ([`Options::join`]) and may come and go at any time. Subscribers are
 //! sessions: one that comes back joins anew. The protocol is in
-//! docs/PROTOCOL.md, section 7.
+//! docs/PROTOCOL.md, section 8.
 //!
 //! Subscribers' [`Receiver::doorbell`](crate::Receiver::doorbell) descriptors
 //! are not rung by the publisher: they turn readable once a wait slice. Use

@@ -48,15 +48,21 @@
 //! either the publisher sees the epoch move and gates the newcomer before it
 //! writes, or the newcomer sees the `intent` that covers the write and picks a
 //! later position. A claim that could not proceed after `intent` was raised
-//! leaves it raised: that only makes lossy subscribers skip sooner.
+//! leaves it raised: that only makes lossy subscribers skip sooner. A lossy
+//! subscriber joining at the next message learns its place in the sequence
+//! at once (`count`, read while no claim is in flight); one that could not
+//! (the publisher kept claiming; or a join at the oldest message) learns it
+//! from the first header it reads, and if it is lapped before that, starts at
+//! the oldest message without a `Lagged` report.
 //!
 //! **Leaving.** A subscriber that closes marks its slot closed; one that dies
 //! keeps gating until the publisher, blocked on it, asks the liveness hook
 //! (once a wait slice) and the kernel says it is dead: then it is evicted (its
 //! slot and incarnation are ignored from then on), never on a time-out. A
 //! stopped or slow live lossless subscriber holds the publisher: that is what
-//! lossless means. A slot whose `pos` is out of range (a hostile subscriber)
-//! is evicted the same way, so no subscriber can stop the publisher except by
+//! lossless means. A slot whose `pos` is out of range (more than a ring behind
+//! `tail`, or ahead of it: a joiner's stale pick, or a hostile subscriber) is
+//! ignored while it is, so no subscriber can stop the publisher except by
 //! being lossless and not reading.
 //!
 //! # Never trusting the peers
@@ -366,9 +372,11 @@ impl PublisherCore {
         // reads of the frames below it are done before we overwrite them.
         let pos = slot.pos.load(Ordering::Acquire);
         if !pos.is_multiple_of(8) || self.sh.beyond_a_ring(pos, self.tail) {
-            // Not a position an honest subscriber has: a hostile or damaged
-            // slot does not get to stop the publisher.
-            self.evicted[usize::from(s)] = inc;
+            // Out of range: a joiner whose first pick went stale (it moves on,
+            // and bumps the epoch so that we look again), or a hostile or
+            // damaged slot, which does not get to stop the publisher. Not
+            // evicted: ignored while it stays out of range (the churn test
+            // found a joiner evicted for its stale pick, then lapped).
             return None;
         }
         Some(pos)
@@ -523,8 +531,10 @@ impl PublisherCore {
     #[inline]
     fn publish(&self) {
         let pl = self.sh.publisher();
-        // Relaxed: published with `tail` below.
-        pl.count.store(self.count, Ordering::Relaxed);
+        // Release: pairs with a joiner's Acquire load in `start_at`, which
+        // then sees the `intent` this commit's claim raised (published with
+        // `tail` below for everyone else).
+        pl.count.store(self.count, Ordering::Release);
         failpoint::hit("before_commit");
         // Release: pairs with the subscribers' Acquire load of `tail`; the frames
         // below it (payloads and headers) are visible first.
@@ -711,11 +721,7 @@ impl Subscriber {
         let seen_epoch = sh.ctl.ends.epoch.load(Ordering::Acquire);
         // Acquire: pairs with the publisher's Release stores, so that the
         // frames below the position picked are visible.
-        let pick = || match join {
-            Join::Next => pl.tail.load(Ordering::Acquire),
-            Join::Oldest => pl.oldest.load(Ordering::Acquire),
-        };
-        let mut pos = pick();
+        let (mut pos, mut base) = start_at(pl, join);
         if !pos.is_multiple_of(8) {
             return Err(Error::corrupted(
                 "publisher position not 8-aligned",
@@ -745,10 +751,15 @@ impl Subscriber {
                 if !sh.beyond_a_ring(pos, intent) {
                     break;
                 }
-                pos = pick();
+                (pos, base) = start_at(pl, join);
                 // Release: pairs with the publisher's Acquire load in
                 // `gating_pos` (it waits for us at this position now).
                 me.pos.store(pos, Ordering::Release);
+                // Release: pairs with the publisher's Acquire load in `regate`.
+                // A publisher that ignored our stale pick (out of range) looks
+                // again; the next round's barrier pairs with its `announce`
+                // as the first did.
+                sh.ctl.ends.epoch.fetch_add(1, Ordering::Release);
                 // A publisher asleep on our earlier position must look again
                 // (found by the loom model MC-17c: it slept for ever).
                 sh.ctl.wake.notify_space(&local);
@@ -761,8 +772,12 @@ impl Subscriber {
                 lossy,
                 pos,
                 tail: pos,
-                next_seq: 0,
-                resync: Resync::Silent,
+                next_seq: base.unwrap_or(0),
+                resync: if base.is_some() {
+                    Resync::Report
+                } else {
+                    Resync::Silent
+                },
                 lag_pending: 0,
                 received: 0,
                 lagged: 0,
@@ -781,6 +796,35 @@ impl Subscriber {
     pub fn lagged(&self) -> u64 {
         self.core.lagged
     }
+}
+
+/// Reads of two words that must agree before a subscriber gives up for now
+/// (two under loom, where every extra read multiplies the interleavings).
+const RETRIES: usize = if crate::sync::MODEL { 2 } else { 64 };
+
+/// Where a subscriber joining now starts, and the sequence number of the
+/// message there when it can be known: for [`Join::Next`], `tail` and
+/// `count` read while no claim is in flight (`intent` equal to `tail`, and
+/// unchanged around the reads: a claim raises `intent` before it stores
+/// `count`, both `Release`), so that a subscriber lapped before its first
+/// message is told how many it missed. Otherwise (the oldest message, or a
+/// publisher that kept claiming) the first header it reads sets it.
+fn start_at(pl: &PublisherLine, join: Join) -> (u64, Option<u64>) {
+    // Acquire (all): pair with the publisher's Release stores of `oldest`,
+    // `intent`, `count` and `tail`.
+    if join == Join::Next {
+        for _ in 0..RETRIES {
+            let before = pl.intent.load(Ordering::Acquire);
+            let tail = pl.tail.load(Ordering::Acquire);
+            let count = pl.count.load(Ordering::Acquire);
+            let after = pl.intent.load(Ordering::Acquire);
+            if before == after && after == tail {
+                return (tail, Some(count));
+            }
+        }
+        return (pl.tail.load(Ordering::Acquire), None);
+    }
+    (pl.oldest.load(Ordering::Acquire), None)
 }
 
 impl SubscriberCore {
@@ -807,7 +851,7 @@ impl SubscriberCore {
         // `oldest` and `tail` are two words: a pair read while the publisher
         // moves both may be from different messages; a pair within a ring of
         // each other is one we can start from.
-        for _ in 0..64 {
+        for _ in 0..RETRIES {
             // Acquire: pairs with the publisher's Release store of `oldest`.
             let oldest = pl.oldest.load(Ordering::Acquire);
             // Acquire: pairs with the Release store of `tail`.
@@ -820,7 +864,12 @@ impl SubscriberCore {
             }
             self.pos = oldest;
             self.tail = tail;
-            self.resync = Resync::Report;
+            // Lapped before its first message, a subscriber has no place in
+            // the sequence yet to count from: it starts at the oldest message
+            // silently (module docs, "Joining").
+            if self.resync != Resync::Silent {
+                self.resync = Resync::Report;
+            }
             return Ok(true);
         }
         Ok(false)
