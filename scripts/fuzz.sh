@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs every cargo-fuzz target of shmq (catalogue FZ-01..FZ-05) for
+# Builds and runs every cargo-fuzz target of shmq (catalogue FZ-01..FZ-06) for
 # SECONDS each (default 30), one after the other, one libFuzzer process at a time,
 # with AddressSanitizer, debug assertions and overflow checks (cargo fuzz's
 # defaults). Fails on the first crash, leak, timeout or out-of-memory, and prints a
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 secs=${1:-${FUZZ_SECS:-30}}
-targets=${FUZZ_TARGETS:-"attach_header consumer_drain frame_decoder ops_vs_model interleaved_adversary"}
+targets=${FUZZ_TARGETS:-"attach_header consumer_drain frame_decoder ops_vs_model interleaved_adversary broadcast_drain"}
 
 # cargo fuzz passes -Z flags to cargo and rustc: let the stable toolchain take them.
 export RUSTC_BOOTSTRAP=1
