@@ -24,7 +24,7 @@ use shmq::{Error, Options};
 use shmq_testkit as kit;
 use shmq_testkit::{DEATH_BUDGET, Proc, Rng, Spawn, Watchdog, arg, arg_or, emit};
 
-shmq_testkit::roles! { role_subscriber }
+shmq_testkit::roles! { role_subscriber role_hostile }
 
 /// Options of every end: a session (the publisher's close ends the stream),
 /// a small ring so that it wraps often, 16 subscriber slots.
@@ -111,6 +111,32 @@ fn role_subscriber() {
             "last": next.checked_sub(1), "failures": failures,
         }),
     );
+}
+
+/// Joins the broadcast channel NAME as a lossless subscriber (it must get
+/// slot 0: started first), reports `ready`, then as a hostile peer writes
+/// random words (SEED) into its own slot's position, and with RING=1 also
+/// into the data area, until killed.
+fn role_hostile() {
+    let name: String = arg("NAME");
+    let _rx = Subscriber::open(&name, &opts()).expect("open");
+    let seg = kit::hostile::open_raw(&name);
+    let raw = kit::hostile::RawRegion::of(&seg);
+    let mut rng = Rng::new(arg("SEED"));
+    let ring = arg_or("RING", 0u8) == 1;
+    // The data area of a 16-slot broadcast ring (docs/PROTOCOL.md, section 8).
+    let (pos, data, cap) = (512 + 16, 512 + 16 * 128, 1usize << 16);
+    emit("ready", json!({}));
+    loop {
+        raw.word(pos)
+            .store(rng.next_u64(), std::sync::atomic::Ordering::Relaxed);
+        if ring {
+            let off = data + 8 * rng.range(0, cap as u64 / 8 - 1) as usize;
+            raw.word(off)
+                .store(rng.next_u64(), std::sync::atomic::Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
 }
 
 fn messages() -> u64 {
@@ -301,4 +327,82 @@ fn subscribers_join_and_leave_at_random_while_messages_flow() {
             assert_eq!(l - f + 1, received + lagged, "a gap nobody reported");
         }
     }
+}
+
+/// A hostile subscriber that scribbles over its own position cannot stop the
+/// publisher (a position out of range is ignored), and the honest subscriber
+/// gets every message.
+#[test]
+fn a_hostile_subscribers_position_neither_stops_the_publisher_nor_harms_the_others() {
+    let (wd, _names, name) = kit::start("hostile_cursor", "bchost");
+    let n = messages().min(50_000);
+    let mut tx = Publisher::create(&name, &opts()).expect("create");
+    let mut hostile = ready(
+        &wd,
+        Spawn::role("hostile").arg("NAME", &name).arg("SEED", 7),
+    );
+    let mut honest = ready(&wd, subscriber(&name, "lossless"));
+    for seq in 0..n {
+        tx.send_timeout(&msg(seq), Duration::from_secs(30))
+            .expect("send beside a hostile subscriber");
+    }
+    drop(tx);
+    let (received, lagged, first, last) = done(&mut honest);
+    assert_eq!(
+        (received, lagged, first, last),
+        (n, 0, Some(0), Some(n - 1))
+    );
+    hostile.kill_and_reap();
+}
+
+/// A hostile subscriber that also scribbles over the ring: the publisher and
+/// the honest subscriber get frames that pass the ring's checks or
+/// `Corrupted`, never a crash or a hang (the watchdog). The bytes inside a
+/// frame are the peers' to spoil (shared fate, docs/RELIABILITY.md §1: only
+/// the application's own checksum can tell), so the honest subscriber's
+/// content checks may fail; its receive calls fail only as `Corrupted`.
+#[test]
+fn a_hostile_subscriber_writing_into_the_ring_yields_errors_or_valid_messages() {
+    let (wd, _names, name) = kit::start("hostile_ring", "bcring");
+    let n = messages().min(50_000);
+    let mut tx = Publisher::create(&name, &opts()).expect("create");
+    let mut hostile = ready(
+        &wd,
+        Spawn::role("hostile")
+            .arg("NAME", &name)
+            .arg("SEED", 11)
+            .arg("RING", 1),
+    );
+    let mut honest = ready(&wd, subscriber(&name, "lossless"));
+    let mut sent = 0;
+    for seq in 0..n {
+        match tx.send_timeout(&msg(seq), Duration::from_secs(30)) {
+            Ok(()) => sent += 1,
+            Err(Error::Corrupted(_)) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    drop(tx);
+    let d = honest.event("done");
+    let failures: Vec<String> = d["failures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let receive_errors: Vec<&String> = failures
+        .iter()
+        .filter(|f| f.starts_with("receive:"))
+        .collect();
+    assert!(
+        receive_errors
+            .iter()
+            .all(|f| f.starts_with("receive: channel corrupted")),
+        "{receive_errors:?}"
+    );
+    honest.expect_success();
+    hostile.kill_and_reap();
+    eprintln!("sent {sent} of {n}; honest subscriber: {d}");
 }
