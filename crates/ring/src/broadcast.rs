@@ -73,7 +73,7 @@
 use std::sync::Arc;
 
 use crate::ctl::{
-    ATTACHED, BroadcastControl, CLOSED, Ends, LOSSLESS, LOSSY, Line, PublisherLine, SubscriberSlot,
+    ATTACHED, BroadcastControl, CLOSED, LOSSLESS, LOSSY, Line, PublisherLine, SubscriberSlot,
 };
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
@@ -83,7 +83,7 @@ use crate::kind::{Broadcast, Claim, ConsumerCore as _, EndCore as _, Readable};
 use crate::local::Local;
 use crate::peer::{PeerStatus, peer_status};
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
-use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
 /// The sending side of a broadcast ring.
@@ -566,37 +566,9 @@ impl PublisherCore {
 impl crate::kind::EndCore for PublisherCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    #[inline]
-    fn local(&self) -> &Local {
-        &self.local
-    }
-
-    #[inline]
-    fn local_mut(&mut self) -> &mut Local {
-        &mut self.local
-    }
-
-    #[inline]
-    fn data(&self) -> &Data {
-        &self.sh.data
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.sh.cap
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.sh.ctl.ends
-    }
-
-    #[inline]
-    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.sh.ctl.wake.space_seq,
-            &self.sh.ctl.wake.producers_waiting,
-        )
+    crate::kind::end_accessors! {
+        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
+        wait: (sh.ctl.wake.space_seq, sh.ctl.wake.producers_waiting)
     }
 
     /// Evicts dead lossless subscribers. A publisher is never disconnected:
@@ -910,37 +882,9 @@ impl SubscriberCore {
 impl crate::kind::EndCore for SubscriberCore {
     const EXCLUSIVE_WAIT: bool = false;
 
-    #[inline]
-    fn local(&self) -> &Local {
-        &self.local
-    }
-
-    #[inline]
-    fn local_mut(&mut self) -> &mut Local {
-        &mut self.local
-    }
-
-    #[inline]
-    fn data(&self) -> &Data {
-        &self.sh.data
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.sh.cap
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.sh.ctl.ends
-    }
-
-    #[inline]
-    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.sh.ctl.wake.data_seq,
-            &self.sh.ctl.wake.consumer_waiting,
-        )
+    crate::kind::end_accessors! {
+        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
+        wait: (sh.ctl.wake.data_seq, sh.ctl.wake.consumer_waiting)
     }
 
     /// `Err(Disconnected)` if the publisher is gone and nothing is left.

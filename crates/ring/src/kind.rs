@@ -104,6 +104,47 @@ pub struct Claim {
     pub(crate) len: usize,
 }
 
+/// The six accessors of [`EndCore`] every core writes alike, from where its
+/// fields are: `local`, the data area, the capacity, the endpoints' line, and
+/// the futex sequence and waiting flag it sleeps on (paths below `self`).
+macro_rules! end_accessors {
+    (
+        local: $($local:ident).+, data: $($data:ident).+, cap: $($cap:ident).+,
+        ends: $($ends:ident).+, wait: ($($seq:ident).+, $($flag:ident).+)
+    ) => {
+        #[inline]
+        fn local(&self) -> &crate::local::Local {
+            &self.$($local).+
+        }
+
+        #[inline]
+        fn local_mut(&mut self) -> &mut crate::local::Local {
+            &mut self.$($local).+
+        }
+
+        #[inline]
+        fn data(&self) -> &crate::region::Data {
+            &self.$($data).+
+        }
+
+        #[inline]
+        fn capacity(&self) -> usize {
+            self.$($cap).+
+        }
+
+        #[inline]
+        fn ends(&self) -> &crate::ctl::Ends {
+            &self.$($ends).+
+        }
+
+        #[inline]
+        fn wait_words(&self) -> (&crate::sync::FutexWord, &crate::sync::AtomicU32) {
+            (&self.$($seq).+, &self.$($flag).+)
+        }
+    };
+}
+pub(crate) use end_accessors;
+
 /// What every core, producer or consumer, has.
 #[doc(hidden)]
 pub trait EndCore: Send + Sized {

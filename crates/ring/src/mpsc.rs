@@ -56,7 +56,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
 
-use crate::ctl::{ATTACHED, Ends, Line, MpscControl, NO_CLAIM, ProducerSlot};
+use crate::ctl::{ATTACHED, Line, MpscControl, NO_CLAIM, ProducerSlot};
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
@@ -65,7 +65,7 @@ use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Mpsc, Readable};
 use crate::local::Local;
 use crate::peer::PeerStatus;
 use crate::region::{Ctl, CtlArray, Data, LINE, Region};
-use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
 /// One of many sending sides of an MPSC ring.
@@ -419,37 +419,9 @@ impl ProducerCore {
 impl crate::kind::EndCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = false;
 
-    #[inline]
-    fn local(&self) -> &Local {
-        &self.local
-    }
-
-    #[inline]
-    fn local_mut(&mut self) -> &mut Local {
-        &mut self.local
-    }
-
-    #[inline]
-    fn data(&self) -> &Data {
-        &self.sh.data
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.sh.cap
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.sh.ctl.ends
-    }
-
-    #[inline]
-    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.sh.ctl.wake.space_seq,
-            &self.sh.ctl.wake.producers_waiting,
-        )
+    crate::kind::end_accessors! {
+        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
+        wait: (sh.ctl.wake.space_seq, sh.ctl.wake.producers_waiting)
     }
 
     #[cold]
@@ -807,37 +779,9 @@ impl ConsumerCore {
 impl crate::kind::EndCore for ConsumerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    #[inline]
-    fn local(&self) -> &Local {
-        &self.local
-    }
-
-    #[inline]
-    fn local_mut(&mut self) -> &mut Local {
-        &mut self.local
-    }
-
-    #[inline]
-    fn data(&self) -> &Data {
-        &self.sh.data
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.sh.cap
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.sh.ctl.ends
-    }
-
-    #[inline]
-    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
-        (
-            &self.sh.ctl.wake.data_seq,
-            &self.sh.ctl.wake.consumer_waiting,
-        )
+    crate::kind::end_accessors! {
+        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
+        wait: (sh.ctl.wake.data_seq, sh.ctl.wake.consumer_waiting)
     }
 
     /// Reclaims dead claims, then `Err(Disconnected)` if every producer that

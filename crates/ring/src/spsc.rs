@@ -42,7 +42,7 @@
 
 use std::sync::Arc;
 
-use crate::ctl::{CLOSED, Ends, SpscControl};
+use crate::ctl::{CLOSED, SpscControl};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
@@ -51,7 +51,7 @@ use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Readable, Spsc};
 use crate::local::Local;
 use crate::peer::{PeerStatus, check_positions, stale_tail};
 use crate::region::{Ctl, Data, LINE, Region};
-use crate::sync::{AtomicU32, FutexWord, Ordering};
+use crate::sync::Ordering;
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
 /// The sending side of an SPSC byte ring.
@@ -402,34 +402,9 @@ impl ProducerCore {
 impl crate::kind::EndCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    #[inline]
-    fn local(&self) -> &Local {
-        &self.local
-    }
-
-    #[inline]
-    fn local_mut(&mut self) -> &mut Local {
-        &mut self.local
-    }
-
-    #[inline]
-    fn data(&self) -> &Data {
-        &self.data
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.cap
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.ctl.ends
-    }
-
-    #[inline]
-    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
-        (&self.ctl.wake.space_seq, &self.ctl.wake.producers_waiting)
+    crate::kind::end_accessors! {
+        local: local, data: data, cap: cap, ends: ctl.ends,
+        wait: (ctl.wake.space_seq, ctl.wake.producers_waiting)
     }
 
     #[cold]
@@ -581,34 +556,9 @@ impl Consumer {
 impl crate::kind::EndCore for ConsumerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    #[inline]
-    fn local(&self) -> &Local {
-        &self.local
-    }
-
-    #[inline]
-    fn local_mut(&mut self) -> &mut Local {
-        &mut self.local
-    }
-
-    #[inline]
-    fn data(&self) -> &Data {
-        &self.data
-    }
-
-    #[inline]
-    fn capacity(&self) -> usize {
-        self.cap
-    }
-
-    #[inline]
-    fn ends(&self) -> &Ends {
-        &self.ctl.ends
-    }
-
-    #[inline]
-    fn wait_words(&self) -> (&FutexWord, &AtomicU32) {
-        (&self.ctl.wake.data_seq, &self.ctl.wake.consumer_waiting)
+    crate::kind::end_accessors! {
+        local: local, data: data, cap: cap, ends: ctl.ends,
+        wait: (ctl.wake.data_seq, ctl.wake.consumer_waiting)
     }
 
     /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
