@@ -1515,6 +1515,9 @@ mod tests {
             set.iter().find(|(g, _)| *g == f).map_or_else(
                 || match f {
                     HeaderField::Kind => kind.code().into(),
+                    // A consumer and a producer; broadcast: the unused word,
+                    // the publisher and one subscriber slot.
+                    HeaderField::Endpoints if kind.is_broadcast() => 3,
                     HeaderField::Endpoints => 2,
                     HeaderField::Capacity => 1024,
                     HeaderField::SlotSize | HeaderField::SlotAlign if kind.is_typed() => 8,
