@@ -1162,3 +1162,87 @@ fn file_channels_are_listed_inspected_and_piped() {
         .failure()
         .stderr(predicate::str::contains("symbolic link"));
 }
+
+/// `ls` and `inspect` show a broadcast channel's subscribers, each with its
+/// mode, liveness, position, lag and counters: in JSON as objects, in text one
+/// row each (a closed subscriber as closed; slots never attached left out).
+#[test]
+fn ls_and_inspect_show_each_broadcast_subscriber() {
+    use shmq::broadcast::{Mode, Publisher, Subscriber};
+    let n = name("bcast-subs");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096).max_subscribers(4);
+    let mut tx = Publisher::create(&n, &o).expect("create");
+    let mut fast = Subscriber::open(&n, &shmq::Options::new()).expect("lossless");
+    let lossy = shmq::Options::new().subscribe(Mode::Lossy);
+    let mut slow = Subscriber::open(&n, &lossy).expect("lossy");
+    drop(Subscriber::open(&n, &shmq::Options::new()).expect("a third, closed at once"));
+    for i in 0..5 {
+        tx.send(format!("m{i}").as_bytes()).expect("send");
+    }
+    for _ in 0..5 {
+        drop(fast.recv().expect("lossless recv"));
+    }
+    for _ in 0..2 {
+        drop(slow.recv().expect("lossy recv"));
+    }
+    // Each message takes a 16-byte frame: the lossy subscriber is 3 behind.
+    let tail = inspect_json(&n)["ring"]["tail"].as_u64().expect("tail");
+    let pid = u64::from(std::process::id());
+    for j in [ls_json(&n), inspect_json(&n)] {
+        assert_eq!(j["kind"], "broadcast/bytes", "{j}");
+        let subs = j["subscribers"].as_array().expect("subscribers array");
+        assert_eq!(subs.len(), 3, "the fourth slot never attached: {j}");
+        let s0 = &subs[0];
+        assert_eq!(s0["slot"], 0, "{j}");
+        assert_eq!(s0["mode"], "lossless", "{j}");
+        assert_eq!(s0["status"], "alive", "{j}");
+        assert_eq!(s0["pid"], pid, "{j}");
+        assert_eq!(s0["position"], tail, "{j}");
+        assert_eq!(s0["lag_bytes"], 0, "{j}");
+        assert_eq!(s0["received"], 5, "{j}");
+        assert_eq!(s0["missed"], 0, "{j}");
+        let s1 = &subs[1];
+        assert_eq!(s1["slot"], 1, "{j}");
+        assert_eq!(s1["mode"], "lossy", "{j}");
+        assert_eq!(s1["status"], "alive", "{j}");
+        assert_eq!(s1["position"], tail - 48, "{j}");
+        assert_eq!(s1["lag_bytes"], 48, "{j}");
+        assert_eq!(s1["received"], 2, "{j}");
+        assert_eq!(s1["missed"], 0, "{j}");
+        assert_eq!(subs[2]["status"], "closed", "{j}");
+        assert_eq!(j["producers"][0]["role"], "publisher", "{j}");
+        assert_eq!(j["producers"].as_array().map(Vec::len), Some(1), "{j}");
+        assert!(
+            j["consumer"].is_null(),
+            "a broadcast channel has no consumer: {j}"
+        );
+    }
+    let ls = String::from_utf8(stdout_of(&["ls", "--prefix", &n])).expect("utf-8");
+    assert!(ls_row(&n).contains("2 alive, 1 closed"), "{ls}");
+    let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
+    for t in [&ls, &text] {
+        let row = |slot: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(slot))
+                .unwrap_or_else(|| panic!("no subscriber {slot} row in:\n{t}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            row("0"),
+            format!("0 lossless alive {pid} {tail} 0 B 5 0"),
+            "{t}"
+        );
+        assert_eq!(
+            row("1"),
+            format!("1 lossy alive {pid} {} 48 B 2 0", tail - 48),
+            "{t}"
+        );
+        assert!(row("2").starts_with("2 lossless closed"), "{t}");
+        assert!(!t.lines().any(|l| l.trim_start().starts_with("3 ")), "{t}");
+    }
+    assert!(text.contains("(1 of 4 slots never used)"), "{text}");
+    drop((tx, fast, slow));
+}
