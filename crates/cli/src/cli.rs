@@ -47,6 +47,9 @@ pub enum Command {
     Gc(GcArgs),
     /// Send stdin into a channel: one message per line, or fixed-size chunks.
     ///
+    /// Into an MPSC channel it sends as one more producer, into a broadcast
+    /// channel as its publisher (refused while another publisher is attached).
+    ///
     /// Each line goes out without its newline (`shmq recv` puts it back). The
     /// channel is created if need be, and messages wait in it for a receiver that
     /// starts later; when the ring is full, sending waits for room. At end of input
@@ -59,6 +62,10 @@ pub enum Command {
     /// line is never buffered whole, however long it is.
     Send(SendArgs),
     /// Write a channel's messages to stdout: one line per message, or raw bytes.
+    ///
+    /// From an MPSC channel it receives as its consumer; from a broadcast
+    /// channel as a lossy subscriber, which never holds the publisher back:
+    /// when lapped, it says on stderr how many messages it missed and goes on.
     ///
     /// The channel is created if need be. Without --count, stops once the sender
     /// has closed the channel and everything it sent is written (exit status 0);

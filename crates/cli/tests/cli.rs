@@ -1246,3 +1246,146 @@ fn ls_and_inspect_show_each_broadcast_subscriber() {
     assert!(text.contains("(1 of 4 slots never used)"), "{text}");
     drop((tx, fast, slow));
 }
+
+/// Starts `shmq ARGS` with stdout and stderr piped.
+fn piped(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmq")
+}
+
+/// Waits for a piped child (killing it after [`PATIENCE`]): status, stdout,
+/// stderr.
+fn output_of(child: std::process::Child) -> (ExitStatus, String, String) {
+    let id = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = thread::spawn(move || {
+        let started = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if started.elapsed() > PATIENCE {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(id as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watchdog.join().expect("watchdog");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `recv` on a broadcast channel joins it as a lossy subscriber: it receives
+/// what the publisher sends, never holds it back, and when lapped says on
+/// stderr how many messages it missed, then goes on.
+#[test]
+fn recv_subscribes_to_a_broadcast_channel_lossily() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let n = name("bcast-recv");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(256).max_subscribers(2);
+    let mut tx = shmq::broadcast::Publisher::create(&n, &o).expect("create");
+    let child = piped(&["recv", &n]);
+    let pid = Pid::from_raw(child.id() as i32);
+    wait_until("the subscriber to attach", || {
+        endpoint_status(&n, 2) == Some(EndpointStatus::Alive)
+    });
+    let r = report(&n).expect("report");
+    let sub = &r.ring.as_ref().expect("ring").subscribers[0];
+    assert!(!sub.lossless, "recv subscribes lossy");
+    for m in ["a", "b", "c"] {
+        tx.send(m.as_bytes()).expect("send");
+    }
+    wait_until("the three to be received", || {
+        ring_is(&n, |v| v.subscribers[0].received == 3)
+    });
+    // Stopped, it is lapped: the publisher does not wait for it.
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    for i in 0..40 {
+        tx.try_send(format!("m{i:02}").as_bytes())
+            .expect("a lossy subscriber never holds the publisher");
+    }
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    drop(tx); // closed: recv stops once it has what is left
+    let (status, stdout, stderr) = output_of(child);
+    assert!(status.success(), "{status:?}: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..3], ["a", "b", "c"], "{stdout}");
+    let missed: u64 = stderr
+        .split_once("missed ")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no `missed N messages` note: {stderr}"));
+    assert!(
+        stderr.contains(&format!("missed {missed} messages")),
+        "{stderr}"
+    );
+    let rest = &lines[3..];
+    assert!(missed > 0 && !rest.is_empty(), "{stdout} / {stderr}");
+    assert_eq!(missed + rest.len() as u64, 40, "{stdout} / {stderr}");
+    let first = 40 - rest.len();
+    let want: Vec<String> = (first..40).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(rest, want, "the newest messages, in order");
+}
+
+/// `recv` on an MPSC channel is its consumer, and `send` into one is one
+/// more producer: several `send`s go into one channel.
+#[test]
+fn send_and_recv_tap_an_mpsc_channel() {
+    let n = name("mpsc-pipe");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096);
+    let mut producer = shmq::mpsc::Sender::create(&n, &o).expect("create");
+    producer.send(b"from the test").expect("send");
+    let child = piped(&["recv", &n, "--count", "5"]);
+    shmq()
+        .args(["send", &n])
+        .write_stdin("one\ntwo\n")
+        .assert()
+        .success();
+    shmq()
+        .args(["send", &n])
+        .write_stdin("three\nfour\n")
+        .assert()
+        .success();
+    let (status, stdout, stderr) = output_of(child);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(stdout, "from the test\none\ntwo\nthree\nfour\n");
+    drop(producer);
+}
+
+/// `send` into a broadcast channel is its publisher; with a publisher
+/// attached already, it says so in words.
+#[test]
+fn send_publishes_to_a_broadcast_channel_with_no_publisher() {
+    use shmq::broadcast::{Publisher, Subscriber};
+    let n = name("bcast-send");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096);
+    let mut sub = Subscriber::create(&n, &o).expect("create");
+    shmq()
+        .args(["send", &n])
+        .write_stdin("hello\nworld\n")
+        .assert()
+        .success();
+    assert_eq!(&*sub.recv().expect("recv"), b"hello");
+    assert_eq!(&*sub.recv().expect("recv"), b"world");
+    let publisher = Publisher::open(&n, &shmq::Options::new()).expect("publisher");
+    fails_with(
+        &["send", &n],
+        "more\n",
+        "is a broadcast channel and its publisher is already attached by a live process",
+    );
+    drop((publisher, sub));
+}
