@@ -72,6 +72,15 @@ pub enum Command {
     /// a sender that died without closing may have been cut short (status 1).
     /// Ctrl-C closes the channel cleanly (status 130).
     Recv(RecvArgs),
+    /// Print the messages waiting in a channel without receiving them.
+    ///
+    /// SPSC and MPSC: the committed messages from the consumer's position on;
+    /// broadcast: every message the ring still holds, from the oldest. Nothing
+    /// is written to the channel: a receiver still gets them all. Byte messages
+    /// are printed one per line as text (invalid UTF-8 replaced) or with --hex
+    /// in hexadecimal; a typed channel's records in hexadecimal, each labelled
+    /// with its message type.
+    Peek(PeekArgs),
     /// Show a channel's message and byte rates and fill level, live.
     ///
     /// Messages per second come from the consumer's received counter, bytes per
@@ -190,6 +199,19 @@ pub struct RecvArgs {
     /// 10s, 2m (a bare number is seconds).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+}
+
+/// `shmq peek`.
+#[derive(Args, Debug)]
+pub struct PeekArgs {
+    /// Channel name, with its leading slash, or the path of a file channel.
+    pub name: String,
+    /// Print at most this many messages, oldest first.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub count: u64,
+    /// Print byte messages in hexadecimal instead of as text.
+    #[arg(long)]
+    pub hex: bool,
 }
 
 /// `shmq top`.

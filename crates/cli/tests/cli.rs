@@ -1389,3 +1389,107 @@ fn send_publishes_to_a_broadcast_channel_with_no_publisher() {
     );
     drop((publisher, sub));
 }
+
+/// `peek` prints the messages waiting in SPSC, MPSC and broadcast channels
+/// (as text, or in hexadecimal) and leaves them there: a receive afterwards
+/// still gets every one.
+#[test]
+fn peek_shows_waiting_messages_and_leaves_them() {
+    use shmq::broadcast::{Join, Publisher, Subscriber};
+    let (s, m, b) = (name("peek-spsc"), name("peek-mpsc"), name("peek-bcast"));
+    let _cleanup = Cleanup(vec![s.clone(), m.clone(), b.clone()]);
+    let o = shmq::Options::new().capacity(256);
+
+    let mut tx = shmq::spsc::Sender::create(&s, &o).expect("create");
+    tx.send(b"one").expect("send");
+    tx.send(b"two \xff").expect("send");
+    shmq()
+        .args(["peek", &s])
+        .assert()
+        .success()
+        .stdout("one\ntwo \u{fffd}\n");
+    shmq()
+        .args(["peek", "--hex", &s])
+        .assert()
+        .success()
+        .stdout("6f 6e 65\n74 77 6f 20 ff\n");
+    shmq()
+        .args(["recv", &s, "--raw", "--count", "2"])
+        .assert()
+        .success()
+        .stdout(&b"onetwo \xff"[..]);
+    shmq()
+        .args(["peek", &s])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("no messages waiting"));
+
+    let mut rx = shmq::mpsc::Receiver::create(&m, &o).expect("create");
+    let mut p = shmq::mpsc::Sender::open(&m, &o).expect("producer");
+    for msg in ["x", "y", "z"] {
+        p.send(msg.as_bytes()).expect("send");
+    }
+    drop(rx.recv().expect("recv x"));
+    shmq()
+        .args(["peek", &m])
+        .assert()
+        .success()
+        .stdout("y\nz\n");
+    shmq()
+        .args(["peek", &m, "--count", "1"])
+        .assert()
+        .success()
+        .stdout("y\n")
+        .stderr(predicate::str::contains("more than 1 messages wait"));
+    assert_eq!(&*rx.recv().expect("recv"), b"y");
+    assert_eq!(&*rx.recv().expect("recv"), b"z");
+
+    // Broadcast: the ring keeps the newest messages; peek shows them from
+    // the oldest, and a subscriber joining at the oldest receives them.
+    let mut publisher = Publisher::create(&b, &o).expect("create");
+    for i in 0..40 {
+        publisher.send(format!("b{i:02}").as_bytes()).expect("send");
+    }
+    let text = String::from_utf8(stdout_of(&["peek", &b])).expect("utf-8");
+    let shown: Vec<&str> = text.lines().collect();
+    assert!(!shown.is_empty() && shown.len() < 40, "{text}");
+    let first = 40 - shown.len();
+    let want: Vec<String> = (first..40).map(|i| format!("b{i:02}")).collect();
+    assert_eq!(shown, want, "{text}");
+    let oldest = shmq::Options::new().join(Join::Oldest);
+    let mut sub = Subscriber::open(&b, &oldest).expect("subscriber");
+    assert_eq!(&*sub.recv().expect("recv"), want[0].as_bytes());
+    drop((tx, p, rx, publisher, sub));
+}
+
+/// A typed channel's records are printed in hexadecimal, each labelled with
+/// the message type its header records.
+#[test]
+fn peek_labels_a_typed_channel_s_records_with_its_type() {
+    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+    #[bytemuck(crate = "shmq::bytemuck")]
+    #[repr(C)]
+    struct Point {
+        x: u64,
+        y: u64,
+    }
+    impl shmq::Message for Point {
+        const NAME: &'static str = "cli.test.Point";
+        const VERSION: u32 = 3;
+    }
+    let n = name("peek-typed");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(8);
+    let mut rx = shmq::mpsc::declared::Receiver::<Point>::create(&n, &o).expect("create");
+    let mut tx = shmq::mpsc::declared::Sender::<Point>::open(&n, &o).expect("open");
+    tx.send(&Point { x: 1, y: 2 }).expect("send");
+    tx.send(&Point { x: 0x0304, y: 5 }).expect("send");
+    let zeros = "00 00 00 00 00 00";
+    shmq().args(["peek", &n]).assert().success().stdout(format!(
+        "cli.test.Point v3 [0]: 01 00 {zeros} 02 00 {zeros}\n\
+             cli.test.Point v3 [1]: 04 03 {zeros} 05 00 {zeros}\n"
+    ));
+    assert_eq!(rx.recv().expect("recv").x, 1, "left in the channel");
+    drop(tx);
+}
