@@ -1493,3 +1493,31 @@ fn peek_labels_a_typed_channel_s_records_with_its_type() {
     assert_eq!(rx.recv().expect("recv").x, 1, "left in the channel");
     drop(tx);
 }
+
+/// `top` on a broadcast channel shows each subscriber: in JSON as objects,
+/// in its line output one indented line each after the refresh's line.
+#[test]
+fn top_shows_each_broadcast_subscriber() {
+    use shmq::broadcast::{Mode, Publisher, Subscriber};
+    let n = name("bcast-top");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096).max_subscribers(2);
+    let mut tx = Publisher::create(&n, &o).expect("create");
+    let lossy = shmq::Options::new().subscribe(Mode::Lossy);
+    let sub = Subscriber::open(&n, &lossy).expect("lossy");
+    tx.send(b"waiting").expect("send");
+    let out = stdout_of(&["top", &n, "--count", "1", "--interval", "1ms", "--json"]);
+    let j: Value = serde_json::from_slice(&out).expect("one JSON object");
+    let s = &j["subscribers"][0];
+    assert_eq!(s["mode"], "lossy", "{j}");
+    assert_eq!(s["status"], "alive", "{j}");
+    assert_eq!(s["lag_bytes"], 16, "{j}");
+    assert_eq!(s["received"], 0, "{j}");
+    let text = String::from_utf8(stdout_of(&["top", &n, "--count", "1", "--interval", "1ms"]))
+        .expect("utf-8");
+    assert!(
+        text.contains("  subscriber 0: lossy, alive, position 0, lag 16 B, 0 received, 0 missed"),
+        "{text}"
+    );
+    drop((tx, sub));
+}
