@@ -15,6 +15,7 @@
 //! nothing here turns a finding into text.
 
 use shmq_ring::Region;
+use shmq_ring::frame::{self, SpscFrame};
 use shmq_ring::inspect::{self as ring, RingView};
 use shmq_segment::{self as segment, Expect, HeaderInfo, Peek, Segment, SegmentOptions};
 
@@ -646,6 +647,297 @@ pub fn inspect_file(path: &std::path::Path) -> Result<Option<Report>> {
     Ok(Some(report(&path.display().to_string(), &peek)))
 }
 
+/// The messages waiting in the named channel, oldest first, at most `max` of
+/// them, copied out without attaching to the channel or writing to it: for
+/// SPSC and MPSC the committed messages from the consumer's position on (the
+/// ones [`RingReport::messages`] counts; claims not committed yet are left
+/// out), for broadcast every message the ring still holds, from the oldest
+/// (whether or not a subscriber has received it). A typed channel's messages
+/// are its records' bytes ([`Report::message_type`] says their type).
+/// `Ok(None)` if the object is not a shmq segment.
+///
+/// It is a snapshot: ends that send or receive meanwhile may change the
+/// channel as soon as it is taken. A header its creator has not published
+/// yet holds no message: `Ok` of an empty list.
+///
+/// # Errors
+/// As [`inspect`]; [`Error::Corrupted`](crate::Error::Corrupted) if the
+/// segment fails a check of its header, ring or frames ([`inspect`] names
+/// each problem); [`Error::Lagged`](crate::Error::Lagged) if a broadcast
+/// publisher overwrote every retained message while they were copied, again
+/// and again (the count is the messages it published meanwhile).
+pub fn peek_messages(name: &str, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
+    let peek = match Segment::peek(name, &SegmentOptions::new()) {
+        Ok(p) => p,
+        Err(segment::Error::TooSmall { .. } | segment::Error::Untrusted { .. }) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !peek.is_shmq() {
+        return Ok(None);
+    }
+    waiting(name, &peek, max).map(Some)
+}
+
+/// [`peek_messages`] for the file channel at `path`.
+///
+/// # Errors
+/// As [`peek_messages`], with a path for the name.
+pub fn peek_messages_file(path: &std::path::Path, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
+    let peek = match Segment::peek_file(path, &SegmentOptions::new()) {
+        Ok(p) => p,
+        Err(segment::Error::TooSmall { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !peek.is_shmq() {
+        return Ok(None);
+    }
+    waiting(&path.display().to_string(), &peek, max).map(Some)
+}
+
+/// Times a broadcast peek copies the retained messages again when the
+/// publisher overwrote all of them during the copy.
+const PEEK_ATTEMPTS: usize = 16;
+
+/// The error for a segment that fails a check: the value and position found.
+fn failed_check(f: &Finding) -> crate::Error {
+    let position = match f.field {
+        Field::Frame { position } => position,
+        _ => 0,
+    };
+    corrupted(
+        "the segment fails its checks (shmq inspect names each problem)",
+        position,
+        f.found,
+    )
+}
+
+fn corrupted(what: &'static str, position: u64, value: u64) -> crate::Error {
+    crate::Error::Corrupted(crate::Corruption {
+        what,
+        position,
+        value,
+    })
+}
+
+/// [`peek_messages`] on a peeked segment: the same checks as [`inspect`],
+/// then a walk over a private copy of the frames.
+fn waiting(name: &str, peek: &Peek, max: usize) -> Result<Vec<Vec<u8>>> {
+    let r = report(name, peek);
+    if let Some(f) = r.problems.iter().find(|f| f.is_problem()) {
+        return Err(failed_check(f));
+    }
+    let (Some(kind), true) = (r.kind, r.problems.is_empty()) else {
+        // Only warnings: the header is not published yet.
+        return Ok(Vec::new());
+    };
+    let info = *peek.header();
+    let copy = ring_copy(peek, kind, &info).map_err(|f| failed_check(&f))?;
+    if let Some(f) = copy.view.problems.first() {
+        return Err(failed_check(&Finding::of_ring(f)));
+    }
+    let mut walk = Walk {
+        peek,
+        cap: copy.view.capacity,
+        copy: &copy,
+        found: Vec::new(),
+        max,
+    };
+    if kind.is_broadcast() {
+        walk.broadcast(&info)?;
+    } else if kind.is_mpsc() {
+        walk.mpsc(info.endpoints.saturating_sub(1))?;
+    } else {
+        walk.spsc()?;
+    }
+    Ok(walk.found)
+}
+
+/// A walk over the frames of a ring's private copy, gathering messages.
+struct Walk<'a> {
+    peek: &'a Peek,
+    copy: &'a RingCopy,
+    cap: usize,
+    found: Vec<Vec<u8>>,
+    max: usize,
+}
+
+impl Walk<'_> {
+    /// The data area's offset of ring position `pos`.
+    fn offset(&self, pos: u64) -> usize {
+        (pos & (self.cap as u64 - 1)) as usize
+    }
+
+    /// The header word at ring position `pos` in the copy.
+    fn word(&self, pos: u64) -> u64 {
+        let at = self.copy.control_len + self.offset(pos);
+        self.copy.region.load_word(at).unwrap_or(0)
+    }
+
+    /// Copies `len` bytes from ring position `pos` (a multiple of 8, not
+    /// wrapping) from the segment into the copy.
+    fn fetch(&self, pos: u64, len: usize) -> Result<()> {
+        let off = self.offset(pos);
+        let len = len.min(self.cap - off);
+        copy_in(
+            self.peek,
+            &self.copy.region,
+            self.copy.control_len + off,
+            len,
+        )?;
+        Ok(())
+    }
+
+    /// Copies `len` bytes from ring position `pos`, wrapping at the end of the
+    /// data area.
+    fn fetch_wrapping(&self, pos: u64, len: usize) -> Result<()> {
+        let before_end = len.min(self.cap - self.offset(pos));
+        self.fetch(pos, before_end)?;
+        let rest = len - before_end;
+        if rest > 0 {
+            copy_in(self.peek, &self.copy.region, self.copy.control_len, rest)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the payload of `len` bytes of the frame at `pos`; `false` once
+    /// `max` messages are kept.
+    fn keep(&mut self, pos: u64, len: usize) -> bool {
+        if self.found.len() >= self.max {
+            return false;
+        }
+        let start = self.copy.control_len + self.offset(pos) + frame::HEADER_LEN;
+        let mut msg = Vec::with_capacity(frame::align8(len));
+        for at in (start..start + len).step_by(8) {
+            let word = self.copy.region.load_word(at).unwrap_or(0);
+            // Native order: `copy_in` stored the segment's bytes as such words.
+            msg.extend_from_slice(&word.to_ne_bytes());
+        }
+        msg.truncate(len);
+        self.found.push(msg);
+        self.found.len() < self.max
+    }
+
+    /// SPSC: as the ring's own walk counts them, from `head`: the frames up
+    /// to `tail`, and one a producer published after it without moving `tail`
+    /// (fetched from the segment: the copy holds only its header).
+    fn spsc(&mut self) -> Result<()> {
+        let v = &self.copy.view;
+        let (head, used) = (v.head, v.used_bytes.unwrap_or(0));
+        // The copy holds the waiting frames and the word after them.
+        let copied_to = head.wrapping_add(used).wrapping_add(8);
+        let mut pos = head;
+        for _ in 0..=self.cap / 8 {
+            let raw = self.word(pos);
+            let f = frame::decode_spsc(raw, self.offset(pos), self.cap)
+                .map_err(|what| corrupted(what, pos, raw))?;
+            let end = pos.wrapping_add(f.size() as u64);
+            match f {
+                SpscFrame::Empty => break,
+                SpscFrame::Message { len } => {
+                    if end.wrapping_sub(head) > copied_to.wrapping_sub(head) {
+                        self.fetch(pos, f.size())?;
+                    }
+                    if !self.keep(pos, len) {
+                        break;
+                    }
+                }
+                SpscFrame::Padding { .. } => {}
+            }
+            pos = end;
+            if pos.wrapping_sub(head) > used {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// MPSC: the committed messages from `head` to `tail`, as the ring's own
+    /// walk counts them; it stops at a claim whose header is not written.
+    fn mpsc(&mut self, producers: u16) -> Result<()> {
+        let v = &self.copy.view;
+        let (head, tail, used) = (v.head, v.tail, v.used_bytes.unwrap_or(0));
+        let mut pos = head;
+        for _ in 0..=self.cap / 8 {
+            if pos == tail {
+                break;
+            }
+            let raw = self.word(pos);
+            let Some(h) = frame::decode_mpsc(raw, self.offset(pos), self.cap, producers)
+                .map_err(|what| corrupted(what, pos, raw))?
+            else {
+                break;
+            };
+            let end = pos.wrapping_add(h.size() as u64);
+            if end.wrapping_sub(head) > used {
+                return Err(corrupted("frame runs past tail", pos, raw));
+            }
+            if h.len >= 0 && h.kind != frame::MPSC_PAD && !self.keep(pos, h.payload_len()) {
+                break;
+            }
+            pos = end;
+        }
+        Ok(())
+    }
+
+    /// Broadcast: every frame from the oldest retained one to `tail`. The
+    /// publisher may overwrite old frames while they are copied; it moves
+    /// `oldest` past a frame before it overwrites it, so the frames from the
+    /// `oldest` read after the copy were whole when copied. If it moved past
+    /// everything copied, the copy is made again.
+    fn broadcast(&mut self, h: &HeaderInfo) -> Result<()> {
+        let subscribers = h.endpoints.saturating_sub(2);
+        let control = self.copy.control_len;
+        let positions = |walk: &Self| {
+            ring::broadcast_publisher(&walk.copy.region, h.capacity, subscribers)
+                .map_err(|_| corrupted("broadcast ring unreadable", 0, h.capacity))
+        };
+        let mut before = positions(self)?;
+        for _ in 0..PEEK_ATTEMPTS {
+            let held = before.tail.wrapping_sub(before.oldest);
+            if !before.oldest.is_multiple_of(8) || held > self.cap as u64 {
+                return Err(corrupted(
+                    "broadcast oldest position out of range",
+                    before.tail,
+                    before.oldest,
+                ));
+            }
+            self.fetch_wrapping(before.oldest, held as usize)?;
+            copy_in(self.peek, &self.copy.region, 0, control)?;
+            let after = positions(self)?;
+            if after.oldest.wrapping_sub(before.oldest) <= held {
+                return self.broadcast_frames(after.oldest, before.tail);
+            }
+            before = after;
+        }
+        let again = positions(self)?;
+        Err(crate::Error::Lagged(again.count.wrapping_sub(before.count)))
+    }
+
+    /// The broadcast frames from `from` to `tail` in the copy.
+    fn broadcast_frames(&mut self, from: u64, tail: u64) -> Result<()> {
+        let mut pos = from;
+        for _ in 0..=self.cap / 8 {
+            if pos == tail {
+                break;
+            }
+            let raw = self.word(pos);
+            let f = frame::decode_broadcast(raw, self.offset(pos), self.cap)
+                .map_err(|what| corrupted(what, pos, raw))?;
+            let end = pos.wrapping_add(f.size() as u64);
+            if end.wrapping_sub(from) > tail.wrapping_sub(from) {
+                return Err(corrupted("frame runs past tail", pos, raw));
+            }
+            if !f.padding && !self.keep(pos, f.len) {
+                break;
+            }
+            pos = end;
+        }
+        Ok(())
+    }
+}
+
 /// Every file channel in directory `dir` (its regular files that hold a shmq
 /// header; creators' temporaries and other files are skipped), by path, sorted,
 /// with its report or the error met reading it.
@@ -1041,6 +1333,24 @@ fn ring_view(
     kind: ChannelKind,
     h: &HeaderInfo,
 ) -> std::result::Result<RingView, Finding> {
+    ring_copy(peek, kind, h).map(|c| c.view)
+}
+
+/// A private copy of a ring: its control block and the part of its data area
+/// that held messages, and the view read from it (see [`ring_view`]).
+struct RingCopy {
+    view: RingView,
+    region: Region,
+    /// Where the data area starts in `region`.
+    control_len: usize,
+}
+
+/// [`ring_view`], keeping the copy it read.
+fn ring_copy(
+    peek: &Peek,
+    kind: ChannelKind,
+    h: &HeaderInfo,
+) -> std::result::Result<RingCopy, Finding> {
     let unreadable = |expected, field, found| Finding {
         field,
         expected,
@@ -1093,7 +1403,13 @@ fn ring_view(
     let cap = first.capacity;
     let mask = cap as u64 - 1;
     match first.used_bytes {
-        Some(0) => return Ok(first),
+        Some(0) => {
+            return Ok(RingCopy {
+                view: first,
+                region,
+                control_len,
+            });
+        }
         Some(used) => {
             // The waiting frames, plus the word after them (an SPSC producer that
             // died between writing a frame and publishing `tail` left one there).
@@ -1108,7 +1424,11 @@ fn ring_view(
             copy_in(peek, &region, control_len, cap).map_err(|_| region_unreadable())?;
         }
     }
-    view(&region)
+    Ok(RingCopy {
+        view: view(&region)?,
+        region,
+        control_len,
+    })
 }
 
 /// Bytes copied from the segment per `pread`.
@@ -1195,6 +1515,9 @@ mod tests {
             set.iter().find(|(g, _)| *g == f).map_or_else(
                 || match f {
                     HeaderField::Kind => kind.code().into(),
+                    // A consumer and a producer; broadcast: the unused word,
+                    // the publisher and one subscriber slot.
+                    HeaderField::Endpoints if kind.is_broadcast() => 3,
                     HeaderField::Endpoints => 2,
                     HeaderField::Capacity => 1024,
                     HeaderField::SlotSize | HeaderField::SlotAlign if kind.is_typed() => 8,
@@ -1242,6 +1565,102 @@ mod tests {
         drop((tx, rx, mtx, mrx));
         let _ = unlink(&spsc_name);
         let _ = unlink(&mpsc_name);
+    }
+
+    /// Peeking copies the waiting messages out, oldest first, and leaves them
+    /// there: SPSC and MPSC from the consumer's position (across the wrap),
+    /// broadcast from the oldest message the ring still holds, typed channels
+    /// as their records' bytes.
+    #[test]
+    fn peek_messages_shows_what_waits_and_leaves_it() {
+        /// Unlinks the channels when dropped, even after a failed assertion.
+        struct Names(Vec<String>);
+        impl Drop for Names {
+            fn drop(&mut self) {
+                for n in &self.0 {
+                    let _ = unlink(n);
+                }
+            }
+        }
+        let [spsc_name, mpsc_name, b_name, t_name] = ["spsc", "mpsc", "bcast", "typed"]
+            .map(|k| crate::unique_name(&format!("t-inspect-peek-{k}")).unwrap());
+        let _names = Names(vec![
+            spsc_name.clone(),
+            mpsc_name.clone(),
+            b_name.clone(),
+            t_name.clone(),
+        ]);
+        let opts = crate::Options::new().capacity(256);
+        let msg = |i: u8| vec![i; usize::from(i % 5) + 1];
+        let mut rx = crate::spsc::Receiver::create(&spsc_name, &opts).unwrap();
+        let mut tx = crate::spsc::Sender::open(&spsc_name, &opts).unwrap();
+        let mut mrx = crate::mpsc::Receiver::create(&mpsc_name, &opts).unwrap();
+        let mut mtx = crate::mpsc::Sender::open(&mpsc_name, &opts).unwrap();
+        // 16-byte frames: 12 sent, 8 received, 8 more sent wrap the 256 bytes.
+        for i in 0..12 {
+            tx.send(&msg(i)).unwrap();
+            mtx.send(&msg(i)).unwrap();
+        }
+        for _ in 0..8 {
+            drop(rx.recv().unwrap());
+            drop(mrx.recv().unwrap());
+        }
+        for i in 12..20 {
+            tx.send(&msg(i)).unwrap();
+            mtx.send(&msg(i)).unwrap();
+        }
+        let want: Vec<Vec<u8>> = (8..20).map(msg).collect();
+        for name in [&spsc_name, &mpsc_name] {
+            assert_eq!(
+                peek_messages(name, 100).unwrap(),
+                Some(want.clone()),
+                "{name}"
+            );
+            assert_eq!(
+                peek_messages(name, 3).unwrap(),
+                Some(want[..3].to_vec()),
+                "{name}"
+            );
+            assert_eq!(peek_messages(name, 0).unwrap(), Some(Vec::new()), "{name}");
+        }
+        for m in &want {
+            assert_eq!(&*rx.recv().unwrap(), &m[..], "still there after the peek");
+            assert_eq!(&*mrx.recv().unwrap(), &m[..]);
+        }
+        assert_eq!(peek_messages(&spsc_name, 100).unwrap(), Some(Vec::new()));
+
+        // Broadcast: no subscriber holds the publisher back, so the ring keeps
+        // only the newest messages, from `oldest`.
+        let mut pb = crate::broadcast::Publisher::create(&b_name, &opts).unwrap();
+        for i in 0..40 {
+            pb.send(&msg(i)).unwrap();
+        }
+        let got = peek_messages(&b_name, 100).unwrap().unwrap();
+        assert!(got.len() >= 8 && got.len() < 40, "{}", got.len());
+        let first = 40 - got.len() as u8;
+        assert_eq!(got, (first..40).map(msg).collect::<Vec<_>>());
+        let oldest = crate::Options::new().join(crate::broadcast::Join::Oldest);
+        let mut sub = crate::broadcast::Subscriber::open(&b_name, &oldest).unwrap();
+        assert_eq!(
+            &*sub.recv().unwrap(),
+            &msg(first)[..],
+            "left for subscribers"
+        );
+
+        // Typed: the records' bytes.
+        let topts = crate::Options::new().capacity(8);
+        let mut ttx = crate::spsc::typed::Sender::<u64>::create(&t_name, &topts).unwrap();
+        ttx.send(&7).unwrap();
+        ttx.send(&u64::MAX).unwrap();
+        assert_eq!(
+            peek_messages(&t_name, 10).unwrap(),
+            Some(vec![
+                7u64.to_ne_bytes().to_vec(),
+                u64::MAX.to_ne_bytes().to_vec()
+            ])
+        );
+        assert!(peek_messages("/t-inspect-peek-none-such", 1).is_err_and(|e| is_not_found(&e)));
+        drop((tx, rx, mtx, mrx, pb, sub, ttx));
     }
 
     /// A stale channel with messages waiting is kept unless they are discarded.

@@ -47,6 +47,9 @@ pub enum Command {
     Gc(GcArgs),
     /// Send stdin into a channel: one message per line, or fixed-size chunks.
     ///
+    /// Into an MPSC channel it sends as one more producer, into a broadcast
+    /// channel as its publisher (refused while another publisher is attached).
+    ///
     /// Each line goes out without its newline (`shmq recv` puts it back). The
     /// channel is created if need be, and messages wait in it for a receiver that
     /// starts later; when the ring is full, sending waits for room. At end of input
@@ -60,11 +63,24 @@ pub enum Command {
     Send(SendArgs),
     /// Write a channel's messages to stdout: one line per message, or raw bytes.
     ///
+    /// From an MPSC channel it receives as its consumer; from a broadcast
+    /// channel as a lossy subscriber, which never holds the publisher back:
+    /// when lapped, it says on stderr how many messages it missed and goes on.
+    ///
     /// The channel is created if need be. Without --count, stops once the sender
     /// has closed the channel and everything it sent is written (exit status 0);
     /// a sender that died without closing may have been cut short (status 1).
     /// Ctrl-C closes the channel cleanly (status 130).
     Recv(RecvArgs),
+    /// Print the messages waiting in a channel without receiving them.
+    ///
+    /// SPSC and MPSC: the committed messages from the consumer's position on;
+    /// broadcast: every message the ring still holds, from the oldest. Nothing
+    /// is written to the channel: a receiver still gets them all. Byte messages
+    /// are printed one per line as text (invalid UTF-8 replaced) or with --hex
+    /// in hexadecimal; a typed channel's records in hexadecimal, each labelled
+    /// with its message type.
+    Peek(PeekArgs),
     /// Show a channel's message and byte rates and fill level, live.
     ///
     /// Messages per second come from the consumer's received counter, bytes per
@@ -183,6 +199,19 @@ pub struct RecvArgs {
     /// 10s, 2m (a bare number is seconds).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+}
+
+/// `shmq peek`.
+#[derive(Args, Debug)]
+pub struct PeekArgs {
+    /// Channel name, with its leading slash, or the path of a file channel.
+    pub name: String,
+    /// Print at most this many messages, oldest first.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub count: u64,
+    /// Print byte messages in hexadecimal instead of as text.
+    #[arg(long)]
+    pub hex: bool,
 }
 
 /// `shmq top`.

@@ -1,5 +1,6 @@
 //! `shmq inspect NAME`: one segment's header, control block and endpoints,
-//! decoded, each field checked, every problem named.
+//! decoded, each field checked, every problem named; a broadcast channel's
+//! subscribers each with mode, liveness, position, lag and counters.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -211,18 +212,21 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
         format!("{} messages since creation", v.received),
         None,
     );
-    field(
-        s,
-        out,
-        "consumer",
-        format!(
-            "{}, incarnation {}{}",
-            report::end_state_str(v.consumer.state),
-            v.consumer.incarnation,
-            if v.consumer_waiting { ", sleeping" } else { "" }
-        ),
-        notes(r, Field::EndpointState(Endpoint::Consumer)),
-    );
+    let broadcast = report::is_broadcast(r);
+    if !broadcast {
+        field(
+            s,
+            out,
+            "consumer",
+            format!(
+                "{}, incarnation {}{}",
+                report::end_state_str(v.consumer.state),
+                v.consumer.incarnation,
+                if v.consumer_waiting { ", sleeping" } else { "" }
+            ),
+            notes(r, Field::EndpointState(Endpoint::Consumer)),
+        );
+    }
     let mpsc = r.kind.is_some_and(ChannelKind::is_mpsc);
     for (i, p) in (0u16..).zip(&v.producers) {
         if mpsc && p.state == EndpointState::Never && p.pending_claim.is_none() {
@@ -230,6 +234,8 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
         }
         let (label, end) = if mpsc {
             (format!("producer {i}"), Endpoint::ProducerSlot(i))
+        } else if broadcast {
+            ("publisher".into(), Endpoint::Producer)
         } else {
             ("producer".into(), Endpoint::Producer)
         };
@@ -262,10 +268,51 @@ fn ring(s: &mut String, out: &Out, r: &Report) {
     field(
         s,
         out,
-        "producers sleeping",
+        if broadcast {
+            "publisher sleeping"
+        } else {
+            "producers sleeping"
+        },
         yes_no(v.producers_waiting),
         None,
     );
+    if broadcast {
+        subscribers(s, out, r);
+    }
+}
+
+/// A broadcast channel's subscribers: one row per slot that has been
+/// attached (mode, liveness, position, lag behind the publisher, messages
+/// received and missed), with what the findings say about their words.
+fn subscribers(s: &mut String, out: &Out, r: &Report) {
+    title(s, out, "subscribers");
+    let slots = r.ring.as_ref().map_or(0, |v| v.subscribers.len());
+    match report::subscriber_table(r, out) {
+        Some(t) => s.push_str(&t),
+        None => {
+            let _ = writeln!(s, "  {}", out.paint("none attached yet", Style::Dim));
+        }
+    }
+    let shown = report::subscribers(r).len();
+    if slots > shown {
+        let _ = writeln!(
+            s,
+            "  {}",
+            out.paint(
+                &format!("({} of {slots} slots never used)", slots - shown),
+                Style::Dim
+            )
+        );
+    }
+    for i in (0u16..).take(slots) {
+        if let Some(n) = notes(r, Field::EndpointState(Endpoint::SubscriberSlot(i))) {
+            let _ = writeln!(
+                s,
+                "  {}",
+                out.paint(&format!("subscriber {i}: <- {n}"), Style::Red)
+            );
+        }
+    }
 }
 
 /// The endpoint table: liveness from the kernel's locks, pid and attach count
@@ -283,9 +330,23 @@ fn endpoints(s: &mut String, out: &Out, r: &Report) {
         ("ATTACHES", Align::Right),
     ]);
     let mut hidden = 0;
-    // The first endpoint is the consumer, the others are producers.
+    let broadcast = report::is_broadcast(r);
+    let subscribers = report::subscribers(r);
+    // The first endpoint is the consumer, the others are producers; a
+    // broadcast channel's first is unused, then its publisher, then its
+    // subscribers (their status as the subscriber table has it).
     for (i, e) in r.endpoints.iter().enumerate() {
-        if r.kind.is_some_and(ChannelKind::is_mpsc) && i > 0 && e.status == EndpointStatus::Never {
+        if broadcast && i == 0 {
+            continue;
+        }
+        let status = match subscribers.iter().find(|s| 2 + usize::from(s.slot) == i) {
+            Some(sub) => sub.status,
+            None if broadcast && i >= 2 && r.ring.is_some() => EndpointStatus::Never,
+            None => e.status,
+        };
+        let slot = r.kind.is_some_and(|k| k.is_mpsc() || k.is_broadcast());
+        let first_slot = if broadcast { 2 } else { 1 };
+        if slot && i >= first_slot && status == EndpointStatus::Never {
             hidden += 1;
             continue;
         }
@@ -296,7 +357,7 @@ fn endpoints(s: &mut String, out: &Out, r: &Report) {
         };
         t.row(vec![
             Cell::plain(format!("  {}", e.role)),
-            Cell::styled(e.status.as_str(), report::status_style(e.status)),
+            Cell::styled(status.as_str(), report::status_style(status)),
             Cell::plain(pid),
             Cell::plain(e.attaches.to_string()),
         ]);
@@ -306,7 +367,13 @@ fn endpoints(s: &mut String, out: &Out, r: &Report) {
         let _ = writeln!(
             s,
             "  {}",
-            out.paint(&format!("({hidden} producer slots never used)"), Style::Dim)
+            out.paint(
+                &format!(
+                    "({hidden} {} slots never used)",
+                    if broadcast { "subscriber" } else { "producer" }
+                ),
+                Style::Dim
+            )
         );
     }
 }

@@ -1,4 +1,5 @@
-//! `shmq ls`: every shmq segment in `/dev/shm`, one row each.
+//! `shmq ls`: every shmq segment in `/dev/shm`, one row each; then each
+//! broadcast channel's subscribers, one row each.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,7 +11,10 @@ use crate::error::Result;
 use crate::out::{self, Align, Cell, Out, Style, Table};
 use crate::report;
 
-/// Lists the segments as a table, or as a JSON array with `--json`. Objects that
+/// Lists the segments as a table, or as a JSON array with `--json`. A
+/// broadcast channel's CONSUMER column counts its subscribers by status, and
+/// a table of its subscribers (mode, status, position, lag, counters) follows
+/// the listing; in JSON each has a `subscribers` array. Objects that
 /// are not shmq segments are skipped (by header, see `shmq::inspect::list`);
 /// damaged ones are listed with their problems; one that cannot be read at all
 /// (permissions, say) is listed with the error. In text form, a last line
@@ -73,6 +77,7 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
     }
     let mut table = Table::new(&columns);
     let mut notes = Vec::new();
+    let mut subscribers = Vec::new();
     for (name, r) in &found {
         let r = match r {
             Ok(r) => r,
@@ -109,7 +114,14 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
             None => "-".into(),
         };
         let (producers, p_style) = report::producers_summary(r);
-        let (consumer, c_style) = report::one_status(report::consumer(r));
+        let (consumer, c_style) = if report::is_broadcast(r) {
+            report::subscribers_summary(r)
+        } else {
+            report::one_status(report::consumer(r))
+        };
+        if let Some(t) = report::subscriber_table(r, out) {
+            subscribers.push((name.as_str(), t));
+        }
         let (state, s_style) = report::state_word(r);
         let mut row = vec![
             Cell::plain(name.as_str()),
@@ -132,6 +144,14 @@ pub fn run(args: &LsArgs, out: &Out) -> Result<ExitCode> {
         }
     }
     stdout.write_all(table.render(out).as_bytes())?;
+    for (name, t) in subscribers {
+        writeln!(
+            stdout,
+            "\n{}",
+            out.paint(&format!("{name} subscribers"), Style::Bold)
+        )?;
+        stdout.write_all(t.as_bytes())?;
+    }
     if !notes.is_empty() {
         writeln!(stdout)?;
         for n in notes {

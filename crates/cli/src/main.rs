@@ -10,6 +10,7 @@
 //! shmq gc [--dry-run]          remove every stale segment
 //! shmq send NAME               stdin to a channel, one message per line (or --raw)
 //! shmq recv NAME [--count N]   a channel to stdout, one line per message (or --raw)
+//! shmq peek NAME [--hex]       the messages waiting in a channel, left there
 //! shmq top NAME                live message and byte rates, fill level
 //! shmq bench [ARGS]            the round-trip latency comparison (runs shmq-bench)
 //! ```
@@ -20,7 +21,8 @@
 //! Segments are recognised by their header, never by their name alone: the
 //! listing commands skip other programs' objects, and a damaged shmq segment is
 //! shown as damaged with every problem found named. Nothing here writes to a
-//! segment except `send` and `recv`, which attach as an ordinary endpoint.
+//! segment except `send` and `recv`, which attach as an ordinary endpoint
+//! (`peek` reads the waiting messages without attaching).
 //!
 //! Output is a coloured table on a terminal and plain text otherwise (`--color`
 //! overrides, `NO_COLOR` is honoured); the listings (`ls`, `inspect`, `gc`, `top`)
@@ -30,7 +32,7 @@
 //! # Map of the crate
 //! - [`cli`]: the command line (clap derive).
 //! - [`ls`], [`inspect`], [`remove`] (`rm`, `gc`), [`pipe`] (`send`, `recv`),
-//!   [`top`], [`bench`] (runs the `shmq-bench` program): one module per command.
+//!   [`peek`], [`top`], [`bench`] (runs the `shmq-bench` program): one module per command.
 //! - [`report`]: a [`shmq::inspect::Report`] summarised for tables and as JSON.
 //! - [`out`]: colours, tables and number formatting; [`error`]: the one-line error.
 #![deny(unsafe_code)]
@@ -41,6 +43,7 @@ mod error;
 mod inspect;
 mod ls;
 mod out;
+mod peek;
 mod pipe;
 mod remove;
 mod report;
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Gc(a) => remove::gc(&a, &out),
         Command::Send(a) => pipe::send(&a),
         Command::Recv(a) => pipe::recv(&a),
+        Command::Peek(a) => peek::run(&a),
         Command::Top(a) => top::run(&a, &out),
         Command::Bench(a) => bench::run(&a),
     };

@@ -8,6 +8,14 @@
 //! argument with a directory part (`./orders`) is a file channel instead
 //! (`create_or_open_file`; `send --durability` chooses its policy).
 //!
+//! The kind of an existing channel decides which end they take: `send` is an
+//! SPSC channel's producer, one more producer of an MPSC channel, or a
+//! broadcast channel's publisher (if none is attached); `recv` is an SPSC or
+//! MPSC channel's consumer, or a lossy subscriber of a broadcast channel (it
+//! never holds the publisher back; when lapped it says on stderr how many
+//! messages it missed and goes on). Typed channels are refused: these carry
+//! byte messages. A channel that does not exist is made as SPSC bytes.
+//!
 //! Line mode (the default) sends each line without its `\n` and the receiver
 //! writes each message followed by `\n`, so text goes through unchanged (a last
 //! line without a newline gains one). `--raw` sends fixed-size chunks and writes
@@ -18,7 +26,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmq::inspect::ChannelKind;
-use shmq::{Disconnect, Error, Options, spsc};
+use shmq::{Broadcast, Disconnect, Error, Mpsc, Options, Receiver, RingKind, Sender, Spsc, spsc};
 
 use crate::cli::{RecvArgs, SendArgs};
 use crate::error::{CliError, Result};
@@ -61,23 +69,65 @@ fn send_error(e: Error, sent: u64) -> CliError {
     }
 }
 
-/// A clearer refusal than a layout mismatch when `name` holds another kind of
-/// channel (`send` and `recv` speak SPSC byte channels).
-fn check_kind(name: &str) -> Result<()> {
+/// The kind of the channel under `name` if one is there; `None` if nothing
+/// is (it is made as an SPSC byte channel) or what is there cannot be read
+/// as a channel (opening it then says why, in words).
+fn existing_kind(name: &str) -> Option<ChannelKind> {
     let found = match crate::cli::as_file(name) {
         Some(path) => shmq::inspect::inspect_file(&path),
         None => shmq::inspect::inspect(name),
     };
-    if let Ok(Some(r)) = found
-        && let Some(kind) = r.kind
-        && kind != ChannelKind::Spsc
-    {
-        return Err(CliError::msg(format!(
-            "{name} is an {} channel; shmq send and recv use spsc/bytes channels",
-            kind.long_name()
-        )));
+    found.ok().flatten().and_then(|r| r.kind)
+}
+
+/// A refusal for a typed channel: `send` and `recv` carry byte messages.
+fn refuse_typed(name: &str, kind: ChannelKind) -> CliError {
+    CliError::msg(format!(
+        "{name} is a {} channel; shmq send and recv carry byte messages \
+         (shmq peek shows a typed channel's records)",
+        kind.long_name()
+    ))
+}
+
+/// Opens a sending end of ring kind `K`: created if need be (`create`), or
+/// only opened.
+fn open_sender<K: RingKind>(name: &str, opts: &Options, create: bool) -> shmq::Result<Sender<K>> {
+    match (crate::cli::as_file(name), create) {
+        (Some(path), true) => Sender::create_or_open_file(path, opts),
+        (Some(path), false) => Sender::open_file(path, opts),
+        (None, true) => Sender::create_or_open(name, opts),
+        (None, false) => Sender::open(name, opts),
     }
-    Ok(())
+}
+
+/// Opens a receiving end of ring kind `K`: created if need be (`create`), or
+/// only opened.
+fn open_receiver<K: RingKind>(
+    name: &str,
+    opts: &Options,
+    create: bool,
+) -> shmq::Result<Receiver<K>> {
+    match (crate::cli::as_file(name), create) {
+        (Some(path), true) => Receiver::create_or_open_file(path, opts),
+        (Some(path), false) => Receiver::open_file(path, opts),
+        (None, true) => Receiver::create_or_open(name, opts),
+        (None, false) => Receiver::open(name, opts),
+    }
+}
+
+/// What to say when a sending end cannot be had: a broadcast channel's
+/// publisher held by another process is said as such.
+fn open_send_error(name: &str, kind: Option<ChannelKind>, e: Error) -> CliError {
+    match (kind, e) {
+        (Some(k), Error::AlreadyAttached { pid, .. }) if k.is_broadcast() => {
+            CliError::msg(format!(
+                "{name} is a broadcast channel and its publisher is already attached by a live \
+             process{}: a broadcast channel has one publisher",
+                pid.map_or(String::new(), |p| format!(" (pid {p})"))
+            ))
+        }
+        (_, e) => e.into(),
+    }
 }
 
 /// What to say when stdin fails.
@@ -86,21 +136,46 @@ fn read_error(e: io::Error) -> CliError {
 }
 
 /// Sends stdin: each line as one message (`\n` stripped), or with `--raw`
-/// chunks of `--chunk` bytes.
+/// chunks of `--chunk` bytes. The kind of an existing channel decides the end:
+/// an SPSC channel's producer, one producer of an MPSC channel, a broadcast
+/// channel's publisher; a channel that does not exist is made as SPSC.
 pub fn send(args: &SendArgs) -> Result<ExitCode> {
-    check_kind(&args.name)?;
+    let kind = existing_kind(&args.name);
     let mut opts = options(args.capacity);
     if let Some(d) = args.durability {
         opts = opts.durability(d);
     }
-    let mut tx = match crate::cli::as_file(&args.name) {
-        Some(path) => spsc::Sender::create_or_open_file(path, &opts)?,
-        None => spsc::Sender::create_or_open(&args.name, &opts)?,
-    };
+    match kind {
+        Some(k) if k.is_typed() => Err(refuse_typed(&args.name, k)),
+        Some(ChannelKind::Mpsc) => {
+            let tx = open_sender::<Mpsc>(&args.name, &opts, false);
+            send_with(args, tx.map_err(|e| open_send_error(&args.name, kind, e))?)
+        }
+        Some(ChannelKind::Broadcast) => {
+            let tx = open_sender::<Broadcast>(&args.name, &opts, false);
+            send_with(args, tx.map_err(|e| open_send_error(&args.name, kind, e))?)
+        }
+        _ => {
+            let mut tx = open_sender::<Spsc>(&args.name, &opts, true)?;
+            let max = tx.max_message_len();
+            let stdin = io::stdin().lock();
+            if args.raw {
+                send_raw(&mut tx, stdin, args.chunk, max)?;
+            } else {
+                send_lines(&mut tx, BufReader::with_capacity(IO_BUF, stdin), max)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Sends stdin through `tx` (MPSC or broadcast): lines, or with `--raw`
+/// chunks copied into each message.
+fn send_with<K: RingKind>(args: &SendArgs, mut tx: Sender<K>) -> Result<ExitCode> {
     let max = tx.max_message_len();
     let stdin = io::stdin().lock();
     if args.raw {
-        send_raw(&mut tx, stdin, args.chunk, max)?;
+        send_raw_copied(&mut tx, stdin, args.chunk, max)?;
     } else {
         send_lines(&mut tx, BufReader::with_capacity(IO_BUF, stdin), max)?;
     }
@@ -131,7 +206,7 @@ fn longer_than(number: u64, max: usize) -> CliError {
 ///
 /// A line longer than the largest message stops sending with an error naming it:
 /// the lines before it have been sent, it and those after it are not.
-fn send_lines(tx: &mut spsc::Sender, mut input: impl BufRead, max: usize) -> Result<()> {
+fn send_lines<K: RingKind>(tx: &mut Sender<K>, mut input: impl BufRead, max: usize) -> Result<()> {
     let mut sent: u64 = 0;
     let mut carry = Vec::new();
     loop {
@@ -180,9 +255,8 @@ fn send_lines(tx: &mut spsc::Sender, mut input: impl BufRead, max: usize) -> Res
     }
 }
 
-/// Raw mode: each chunk is read straight into the space reserved for it in the
-/// ring, so the bytes are copied once, from the kernel into shared memory.
-fn send_raw(tx: &mut spsc::Sender, mut input: impl Read, chunk: u64, max: usize) -> Result<()> {
+/// `--chunk` as a length, if a message can be that long.
+fn chunk_len(chunk: u64, max: usize) -> Result<usize> {
     let chunk = usize::try_from(chunk).unwrap_or(usize::MAX);
     if chunk > max {
         return Err(CliError::msg(format!(
@@ -190,6 +264,50 @@ fn send_raw(tx: &mut spsc::Sender, mut input: impl Read, chunk: u64, max: usize)
              use a smaller --chunk or a larger --capacity"
         )));
     }
+    Ok(chunk)
+}
+
+/// Reads up to `buf.len()` bytes, fewer only at end of input.
+fn read_chunk(input: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+    Ok(filled)
+}
+
+/// Raw mode for MPSC and broadcast: each chunk is read into a buffer, then
+/// sent (a copy more than [`send_raw`] makes).
+fn send_raw_copied<K: RingKind>(
+    tx: &mut Sender<K>,
+    mut input: impl Read,
+    chunk: u64,
+    max: usize,
+) -> Result<()> {
+    let mut buf = vec![0u8; chunk_len(chunk, max)?];
+    let mut sent: u64 = 0;
+    loop {
+        let filled = read_chunk(&mut input, &mut buf)?;
+        if filled == 0 {
+            return Ok(());
+        }
+        tx.send(&buf[..filled]).map_err(|e| send_error(e, sent))?;
+        sent += 1;
+        if filled < buf.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// Raw mode: each chunk is read straight into the space reserved for it in the
+/// ring, so the bytes are copied once, from the kernel into shared memory.
+fn send_raw(tx: &mut spsc::Sender, mut input: impl Read, chunk: u64, max: usize) -> Result<()> {
+    let chunk = chunk_len(chunk, max)?;
     let mut sent: u64 = 0;
     loop {
         let mut slot = tx.reserve(chunk).map_err(|e| send_error(e, sent))?;
@@ -225,17 +343,45 @@ fn put(out: &mut impl Write, msg: &[u8], raw: bool) -> io::Result<()> {
 
 /// Receives onto stdout until `--count` messages, or until the sender has gone
 /// and the channel is drained (status 0 if it closed the channel, 1 if it died).
-/// Waiting messages are taken in batches; stdout is flushed whenever the channel
-/// runs dry, so a slow sender's lines show up promptly. Ctrl-C closes the channel
-/// cleanly and exits with status 130.
+/// The kind of an existing channel decides the end: an SPSC or MPSC channel's
+/// consumer, or a lossy subscriber of a broadcast channel (which never holds
+/// the publisher back; messages it missed are counted on stderr); a channel
+/// that does not exist is made as SPSC. Waiting messages are taken in batches;
+/// stdout is flushed whenever the channel runs dry, so a slow sender's lines
+/// show up promptly. Ctrl-C closes the channel cleanly and exits with status 130.
 pub fn recv(args: &RecvArgs) -> Result<ExitCode> {
-    check_kind(&args.name)?;
+    let kind = existing_kind(&args.name);
     let interrupt = Interrupt::catch()?;
     let opts = options(args.capacity);
-    let mut rx = match crate::cli::as_file(&args.name) {
-        Some(path) => spsc::Receiver::create_or_open_file(path, &opts)?,
-        None => spsc::Receiver::create_or_open(&args.name, &opts)?,
-    };
+    match kind {
+        Some(k) if k.is_typed() => Err(refuse_typed(&args.name, k)),
+        Some(ChannelKind::Mpsc) => {
+            let rx = open_receiver::<Mpsc>(&args.name, &opts, false)?;
+            recv_from(args, rx, &interrupt)
+        }
+        Some(ChannelKind::Broadcast) => {
+            let lossy = opts.subscribe(shmq::broadcast::Mode::Lossy);
+            let rx = open_receiver::<Broadcast>(&args.name, &lossy, false)?;
+            recv_from(args, rx, &interrupt)
+        }
+        _ => {
+            let rx = open_receiver::<Spsc>(&args.name, &opts, true)?;
+            recv_from(args, rx, &interrupt)
+        }
+    }
+}
+
+/// Says on stderr that a lossy subscriber was lapped and missed `n` messages.
+fn missed(name: &str, n: u64) {
+    eprintln!("shmq: {name}: missed {n} messages (the publisher overwrote them first)");
+}
+
+/// The receive loop of [`recv`], on an open receiving end.
+fn recv_from<K: RingKind>(
+    args: &RecvArgs,
+    mut rx: Receiver<K>,
+    interrupt: &Interrupt,
+) -> Result<ExitCode> {
     let mut out = BufWriter::with_capacity(IO_BUF, io::stdout().lock());
     let limit = args.count.unwrap_or(u64::MAX);
     let mut received: u64 = 0;
@@ -260,12 +406,17 @@ pub fn recv(args: &RecvArgs) -> Result<ExitCode> {
                 received += n as u64;
                 continue;
             }
+            Err(Error::Lagged(n)) => {
+                out.flush()?;
+                missed(&args.name, n);
+                continue;
+            }
             Err(Error::Disconnected(why)) => return sender_gone(&mut out, why, received),
             Err(e) => return Err(recv_error(e, received)),
         }
         // Nothing waiting: let what we have reach the reader, then wait.
         out.flush()?;
-        match wait_one(&mut rx, &mut out, args, &interrupt, received)? {
+        match wait_one(&mut rx, &mut out, args, interrupt, received)? {
             Waited::Got => received += 1,
             Waited::Disconnected(why) => return sender_gone(&mut out, why, received),
             Waited::Interrupted => {
@@ -313,8 +464,8 @@ fn waits_left(started: Instant, timeout: Option<Duration>) -> Option<Duration> {
 
 /// Waits for one message and writes it, looking at the Ctrl-C flag every
 /// [`POLL`] and giving up after `--timeout` without a message.
-fn wait_one(
-    rx: &mut spsc::Receiver,
+fn wait_one<K: RingKind>(
+    rx: &mut Receiver<K>,
     out: &mut impl Write,
     args: &RecvArgs,
     interrupt: &Interrupt,
@@ -337,6 +488,7 @@ fn wait_one(
                 return Ok(Waited::Got);
             }
             Err(Error::Timeout) => {}
+            Err(Error::Lagged(n)) => missed(&args.name, n),
             Err(Error::Disconnected(why)) => return Ok(Waited::Disconnected(why)),
             Err(e) => return Err(recv_error(e, received)),
         }

@@ -6,9 +6,10 @@ use serde_json::{Value, json};
 use shmq::inspect::{
     ChannelKind, Endpoint, EndpointRecord, EndpointReport, EndpointState, EndpointStatus, Expected,
     Field, Finding, HeaderField, HeaderState, Report, RingExpected, RingReport, Severity,
+    SubscriberRecord,
 };
 
-use crate::out::{self, Style};
+use crate::out::{self, Align, Cell, Out, Style, Table};
 
 /// `shmq::inspect::list`, only names starting with `prefix`, if given.
 ///
@@ -391,14 +392,163 @@ pub fn status_style(s: EndpointStatus) -> Style {
     }
 }
 
-/// The consumer's endpoint (index 0), if the header declares one.
+/// Whether the report is of a broadcast channel.
+pub fn is_broadcast(r: &Report) -> bool {
+    r.kind.is_some_and(ChannelKind::is_broadcast)
+}
+
+/// The consumer's endpoint (index 0), if the header declares one; a
+/// broadcast channel has none (its index 0 is unused: see [`subscribers`]).
 pub fn consumer(r: &Report) -> Option<&EndpointReport> {
+    if is_broadcast(r) {
+        return None;
+    }
     r.endpoints.first()
 }
 
-/// The producers' endpoints (index 1 and up).
+/// The producers' endpoints (index 1 and up); a broadcast channel's
+/// publisher (index 1) alone.
 pub fn producers(r: &Report) -> &[EndpointReport] {
-    r.endpoints.get(1..).unwrap_or(&[])
+    let end = if is_broadcast(r) {
+        2.min(r.endpoints.len())
+    } else {
+        r.endpoints.len()
+    };
+    r.endpoints.get(1..end).unwrap_or(&[])
+}
+
+/// One broadcast subscriber slot that has been attached: its endpoint's
+/// liveness and its ring record (mode, position, lag, counters).
+#[derive(Clone, Copy, Debug)]
+pub struct Subscriber<'a> {
+    /// Its slot number (`subscriber N`).
+    pub slot: u16,
+    /// Alive, dead, closed, ... (see [`subscriber_status`]).
+    pub status: EndpointStatus,
+    /// Its segment endpoint (pid, attaches).
+    pub end: &'a EndpointReport,
+    /// Its ring record.
+    pub record: &'a SubscriberRecord,
+}
+
+impl Subscriber<'_> {
+    /// `lossless` or `lossy`.
+    pub fn mode(&self) -> &'static str {
+        if self.record.lossless {
+            "lossless"
+        } else {
+            "lossy"
+        }
+    }
+}
+
+/// A subscriber endpoint's status, with its ring state word where the
+/// library's endpoint table could not use it: the table decides closed or
+/// died from the consumer's and producers' words only, so a subscriber not
+/// held by a live process reads `gone` there; its own word (in
+/// [`SubscriberRecord::end`]) tells closed from died, as it does for the
+/// other endpoints.
+pub fn subscriber_status(end: &EndpointReport, record: &SubscriberRecord) -> EndpointStatus {
+    match (end.status, record.end.state) {
+        (EndpointStatus::Gone, EndpointState::Closed) => EndpointStatus::Closed,
+        (EndpointStatus::Gone, EndpointState::Attached) => EndpointStatus::Dead,
+        (EndpointStatus::Gone, EndpointState::Never) => EndpointStatus::Never,
+        (s, _) => s,
+    }
+}
+
+/// A broadcast channel's subscribers that have ever attached, by slot (never
+/// attached slots are left out); empty for other kinds or an unreadable ring.
+pub fn subscribers(r: &Report) -> Vec<Subscriber<'_>> {
+    let Some(ring) = r.ring.as_ref().filter(|_| is_broadcast(r)) else {
+        return Vec::new();
+    };
+    (0u16..)
+        .zip(&ring.subscribers)
+        .filter_map(|(slot, record)| {
+            let end = r.endpoints.get(2 + usize::from(slot))?;
+            let status = subscriber_status(end, record);
+            let never = status == EndpointStatus::Never && record.end.state == EndpointState::Never;
+            (!never).then_some(Subscriber {
+                slot,
+                status,
+                end,
+                record,
+            })
+        })
+        .collect()
+}
+
+/// One subscriber as JSON: slot, status (liveness), pid, mode, position,
+/// lag in bytes behind the publisher, messages received and missed.
+fn subscriber_json(s: &Subscriber<'_>) -> Value {
+    json!({
+        "slot": s.slot,
+        "role": s.end.role,
+        "status": s.status.as_str(),
+        "pid": s.end.pid,
+        "attaches": s.end.attaches,
+        "mode": s.mode(),
+        "position": s.record.position,
+        "lag_bytes": s.record.behind,
+        "received": s.record.received,
+        "missed": s.record.lagged,
+    })
+}
+
+/// A broadcast channel's subscribers as a JSON array (empty for other kinds).
+pub fn subscribers_json(r: &Report) -> Value {
+    Value::Array(subscribers(r).iter().map(subscriber_json).collect())
+}
+
+/// A broadcast channel's subscribers as a table, one row each, indented by
+/// two spaces; `None` if it has none to show (or is another kind).
+pub fn subscriber_table(r: &Report, out: &Out) -> Option<String> {
+    let subs = subscribers(r);
+    if subs.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(&[
+        ("  SUBSCRIBER", Align::Left),
+        ("MODE", Align::Left),
+        ("STATUS", Align::Left),
+        ("PID", Align::Right),
+        ("POSITION", Align::Right),
+        ("LAG", Align::Right),
+        ("RECEIVED", Align::Right),
+        ("MISSED", Align::Right),
+    ]);
+    for s in &subs {
+        let pid = if s.end.pid == 0 {
+            "-".into()
+        } else {
+            s.end.pid.to_string()
+        };
+        t.row(vec![
+            Cell::plain(format!("  {}", s.slot)),
+            Cell::plain(s.mode()),
+            Cell::styled(s.status.as_str(), status_style(s.status)),
+            Cell::plain(pid),
+            Cell::plain(s.record.position.to_string()),
+            Cell::plain(out::bytes(s.record.behind)),
+            Cell::plain(s.record.received.to_string()),
+            Cell::styled(
+                s.record.lagged.to_string(),
+                if s.record.lagged > 0 {
+                    Style::Yellow
+                } else {
+                    Style::Plain
+                },
+            ),
+        ]);
+    }
+    Some(t.render(out))
+}
+
+/// A broadcast channel's subscribers in a few words (`2 alive, 1 dead`, or
+/// `none`), with the style of the worst.
+pub fn subscribers_summary(r: &Report) -> (String, Style) {
+    status_summary(subscribers(r).iter().map(|s| s.status))
 }
 
 /// One endpoint's status as a word ([`EndpointStatus::as_str`]), or `-` if unknown.
@@ -416,7 +566,14 @@ pub fn producers_summary(r: &Report) -> (String, Style) {
     if !r.kind.is_some_and(ChannelKind::is_mpsc) && ps.len() <= 1 {
         return one_status(ps.first());
     }
-    let count = |s| ps.iter().filter(|e| e.status == s).count();
+    status_summary(ps.iter().map(|e| e.status))
+}
+
+/// Statuses counted in a few words: `2 alive, 1 dead` (never attached ones
+/// are not counted), or `none`.
+fn status_summary(statuses: impl Iterator<Item = EndpointStatus>) -> (String, Style) {
+    let all: Vec<EndpointStatus> = statuses.collect();
+    let count = |s| all.iter().filter(|&&e| e == s).count();
     let mut parts = Vec::new();
     for s in [
         EndpointStatus::Alive,
@@ -541,6 +698,7 @@ pub fn report_json(r: &Report, full: bool) -> Value {
         "received": ring.map(|v| v.received),
         "consumer": consumer(r).map(endpoint),
         "producers": producers(r).iter().map(endpoint).collect::<Vec<_>>(),
+        "subscribers": subscribers_json(r),
         "in_use": r.in_use,
         "stale": r.is_stale(),
         "damaged": r.is_damaged(),

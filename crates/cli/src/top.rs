@@ -8,6 +8,12 @@
 //! screen and cursor, leaves the last display on it and exits with status 0;
 //! otherwise each refresh is one line (or one JSON object
 //! with `--json`).
+//!
+//! A broadcast channel's bytes per second are the publisher's (its `tail`),
+//! messages per second those its subscribers received, all together; each
+//! subscriber is shown with its mode, liveness, position, lag and counters
+//! (in the terminal display, as one indented line each after a refresh's
+//! line, and as a `subscribers` array in JSON).
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -41,7 +47,13 @@ impl Sample {
         r.ring.as_ref().map(|v| Sample {
             at,
             received: v.received,
-            head: v.head,
+            // A broadcast channel's bytes are the publisher's: its `head`
+            // is only the slowest lossless subscriber's position.
+            head: if report::is_broadcast(r) {
+                v.tail
+            } else {
+                v.head
+            },
         })
     }
 }
@@ -173,6 +185,9 @@ pub fn run(args: &TopArgs, out: &Out) -> Result<ExitCode> {
         } else {
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", row(&r, rate, elapsed).trim_end())?;
+            for line in subscriber_rows(&r) {
+                writeln!(stdout, "{line}")?;
+            }
             stdout.flush()?;
         }
     }
@@ -209,11 +224,41 @@ fn row(r: &Report, rate: Option<(f64, f64)>, elapsed: f64) -> String {
         .as_ref()
         .map_or("-".into(), |v| v.received.to_string());
     let (producers, _) = report::producers_summary(r);
-    let (consumer, _) = report::one_status(report::consumer(r));
+    let (consumer, _) = consumer_summary(r);
     format!(
         "{:>7.1}s {msgs:>9} {bytes:>12} {fill:>6} {waiting:>9} {received:>11}  {producers:<10} {consumer:<8}",
         elapsed
     )
+}
+
+/// The CONSUMER column: the consumer's status, or a broadcast channel's
+/// subscribers counted by status.
+fn consumer_summary(r: &Report) -> (String, Style) {
+    if report::is_broadcast(r) {
+        report::subscribers_summary(r)
+    } else {
+        report::one_status(report::consumer(r))
+    }
+}
+
+/// A broadcast channel's subscribers for the one-line-per-refresh output:
+/// one indented line each, after the refresh's line (none for other kinds).
+fn subscriber_rows(r: &Report) -> Vec<String> {
+    report::subscribers(r)
+        .iter()
+        .map(|s| {
+            format!(
+                "  subscriber {}: {}, {}, position {}, lag {}, {} received, {} missed",
+                s.slot,
+                s.mode(),
+                s.status.as_str(),
+                s.record.position,
+                out::bytes(s.record.behind),
+                s.record.received,
+                s.record.lagged
+            )
+        })
+        .collect()
 }
 
 /// One refresh as one JSON object.
@@ -230,7 +275,8 @@ fn json_line(r: &Report, rate: Option<(f64, f64)>, elapsed: f64) -> serde_json::
         "messages": v.map(|v| v.messages),
         "received": v.map(|v| v.received),
         "producers": report::producers_summary(r).0,
-        "consumer": report::one_status(report::consumer(r)).0,
+        "consumer": consumer_summary(r).0,
+        "subscribers": report::subscribers_json(r),
         "problems": report::problems(r),
     })
 }
@@ -286,9 +332,17 @@ fn block(r: &Report, rate: Option<(f64, f64)>, interval: Duration, out: &Out) ->
         line(&mut s, "received", format!("{} in all", v.received));
     }
     let (p, ps) = report::producers_summary(r);
-    let (c, cs) = report::one_status(report::consumer(r));
-    line(&mut s, "producers", out.paint(&p, ps));
-    line(&mut s, "consumer", out.paint(&c, cs));
+    let (c, cs) = consumer_summary(r);
+    if report::is_broadcast(r) {
+        line(&mut s, "publisher", out.paint(&p, ps));
+        line(&mut s, "subscribers", out.paint(&c, cs));
+        if let Some(t) = report::subscriber_table(r, out) {
+            s.push_str(&t);
+        }
+    } else {
+        line(&mut s, "producers", out.paint(&p, ps));
+        line(&mut s, "consumer", out.paint(&c, cs));
+    }
     for p in report::problems(r) {
         let _ = writeln!(s, "  {}", out.paint(&p, Style::Red));
     }

@@ -1162,3 +1162,362 @@ fn file_channels_are_listed_inspected_and_piped() {
         .failure()
         .stderr(predicate::str::contains("symbolic link"));
 }
+
+/// `ls` and `inspect` show a broadcast channel's subscribers, each with its
+/// mode, liveness, position, lag and counters: in JSON as objects, in text one
+/// row each (a closed subscriber as closed; slots never attached left out).
+#[test]
+fn ls_and_inspect_show_each_broadcast_subscriber() {
+    use shmq::broadcast::{Mode, Publisher, Subscriber};
+    let n = name("bcast-subs");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096).max_subscribers(4);
+    let mut tx = Publisher::create(&n, &o).expect("create");
+    let mut fast = Subscriber::open(&n, &shmq::Options::new()).expect("lossless");
+    let lossy = shmq::Options::new().subscribe(Mode::Lossy);
+    let mut slow = Subscriber::open(&n, &lossy).expect("lossy");
+    drop(Subscriber::open(&n, &shmq::Options::new()).expect("a third, closed at once"));
+    for i in 0..5 {
+        tx.send(format!("m{i}").as_bytes()).expect("send");
+    }
+    for _ in 0..5 {
+        drop(fast.recv().expect("lossless recv"));
+    }
+    for _ in 0..2 {
+        drop(slow.recv().expect("lossy recv"));
+    }
+    // Each message takes a 16-byte frame: the lossy subscriber is 3 behind.
+    let tail = inspect_json(&n)["ring"]["tail"].as_u64().expect("tail");
+    let pid = u64::from(std::process::id());
+    for j in [ls_json(&n), inspect_json(&n)] {
+        assert_eq!(j["kind"], "broadcast/bytes", "{j}");
+        let subs = j["subscribers"].as_array().expect("subscribers array");
+        assert_eq!(subs.len(), 3, "the fourth slot never attached: {j}");
+        let s0 = &subs[0];
+        assert_eq!(s0["slot"], 0, "{j}");
+        assert_eq!(s0["mode"], "lossless", "{j}");
+        assert_eq!(s0["status"], "alive", "{j}");
+        assert_eq!(s0["pid"], pid, "{j}");
+        assert_eq!(s0["position"], tail, "{j}");
+        assert_eq!(s0["lag_bytes"], 0, "{j}");
+        assert_eq!(s0["received"], 5, "{j}");
+        assert_eq!(s0["missed"], 0, "{j}");
+        let s1 = &subs[1];
+        assert_eq!(s1["slot"], 1, "{j}");
+        assert_eq!(s1["mode"], "lossy", "{j}");
+        assert_eq!(s1["status"], "alive", "{j}");
+        assert_eq!(s1["position"], tail - 48, "{j}");
+        assert_eq!(s1["lag_bytes"], 48, "{j}");
+        assert_eq!(s1["received"], 2, "{j}");
+        assert_eq!(s1["missed"], 0, "{j}");
+        assert_eq!(subs[2]["status"], "closed", "{j}");
+        assert_eq!(j["producers"][0]["role"], "publisher", "{j}");
+        assert_eq!(j["producers"].as_array().map(Vec::len), Some(1), "{j}");
+        assert!(
+            j["consumer"].is_null(),
+            "a broadcast channel has no consumer: {j}"
+        );
+    }
+    let ls = String::from_utf8(stdout_of(&["ls", "--prefix", &n])).expect("utf-8");
+    assert!(ls_row(&n).contains("2 alive, 1 closed"), "{ls}");
+    let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
+    for t in [&ls, &text] {
+        let row = |slot: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(slot))
+                .unwrap_or_else(|| panic!("no subscriber {slot} row in:\n{t}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            row("0"),
+            format!("0 lossless alive {pid} {tail} 0 B 5 0"),
+            "{t}"
+        );
+        assert_eq!(
+            row("1"),
+            format!("1 lossy alive {pid} {} 48 B 2 0", tail - 48),
+            "{t}"
+        );
+        assert!(row("2").starts_with("2 lossless closed"), "{t}");
+        assert!(!t.lines().any(|l| l.trim_start().starts_with("3 ")), "{t}");
+    }
+    assert!(text.contains("(1 of 4 slots never used)"), "{text}");
+    drop((tx, fast, slow));
+}
+
+/// Starts `shmq ARGS` with stdout and stderr piped.
+fn piped(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmq")
+}
+
+/// Waits for a piped child (killing it after [`PATIENCE`]): status, stdout,
+/// stderr.
+fn output_of(child: std::process::Child) -> (ExitStatus, String, String) {
+    let id = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = thread::spawn(move || {
+        let started = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if started.elapsed() > PATIENCE {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(id as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watchdog.join().expect("watchdog");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `recv` on a broadcast channel joins it as a lossy subscriber: it receives
+/// what the publisher sends, never holds it back, and when lapped says on
+/// stderr how many messages it missed, then goes on.
+#[test]
+fn recv_subscribes_to_a_broadcast_channel_lossily() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let n = name("bcast-recv");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(256).max_subscribers(2);
+    let mut tx = shmq::broadcast::Publisher::create(&n, &o).expect("create");
+    let child = piped(&["recv", &n]);
+    let pid = Pid::from_raw(child.id() as i32);
+    wait_until("the subscriber to attach", || {
+        endpoint_status(&n, 2) == Some(EndpointStatus::Alive)
+    });
+    let r = report(&n).expect("report");
+    let sub = &r.ring.as_ref().expect("ring").subscribers[0];
+    assert!(!sub.lossless, "recv subscribes lossy");
+    for m in ["a", "b", "c"] {
+        tx.send(m.as_bytes()).expect("send");
+    }
+    wait_until("the three to be received", || {
+        ring_is(&n, |v| v.subscribers[0].received == 3)
+    });
+    // Stopped, it is lapped: the publisher does not wait for it.
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    for i in 0..40 {
+        tx.try_send(format!("m{i:02}").as_bytes())
+            .expect("a lossy subscriber never holds the publisher");
+    }
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    drop(tx); // closed: recv stops once it has what is left
+    let (status, stdout, stderr) = output_of(child);
+    assert!(status.success(), "{status:?}: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..3], ["a", "b", "c"], "{stdout}");
+    let missed: u64 = stderr
+        .split_once("missed ")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no `missed N messages` note: {stderr}"));
+    assert!(
+        stderr.contains(&format!("missed {missed} messages")),
+        "{stderr}"
+    );
+    let rest = &lines[3..];
+    assert!(missed > 0 && !rest.is_empty(), "{stdout} / {stderr}");
+    assert_eq!(missed + rest.len() as u64, 40, "{stdout} / {stderr}");
+    let first = 40 - rest.len();
+    let want: Vec<String> = (first..40).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(rest, want, "the newest messages, in order");
+}
+
+/// `recv` on an MPSC channel is its consumer, and `send` into one is one
+/// more producer: several `send`s go into one channel.
+#[test]
+fn send_and_recv_tap_an_mpsc_channel() {
+    let n = name("mpsc-pipe");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096);
+    let mut producer = shmq::mpsc::Sender::create(&n, &o).expect("create");
+    producer.send(b"from the test").expect("send");
+    let child = piped(&["recv", &n, "--count", "5"]);
+    shmq()
+        .args(["send", &n])
+        .write_stdin("one\ntwo\n")
+        .assert()
+        .success();
+    shmq()
+        .args(["send", &n])
+        .write_stdin("three\nfour\n")
+        .assert()
+        .success();
+    let (status, stdout, stderr) = output_of(child);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(stdout, "from the test\none\ntwo\nthree\nfour\n");
+    drop(producer);
+}
+
+/// `send` into a broadcast channel is its publisher; with a publisher
+/// attached already, it says so in words.
+#[test]
+fn send_publishes_to_a_broadcast_channel_with_no_publisher() {
+    use shmq::broadcast::{Publisher, Subscriber};
+    let n = name("bcast-send");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096);
+    let mut sub = Subscriber::create(&n, &o).expect("create");
+    shmq()
+        .args(["send", &n])
+        .write_stdin("hello\nworld\n")
+        .assert()
+        .success();
+    assert_eq!(&*sub.recv().expect("recv"), b"hello");
+    assert_eq!(&*sub.recv().expect("recv"), b"world");
+    let publisher = Publisher::open(&n, &shmq::Options::new()).expect("publisher");
+    fails_with(
+        &["send", &n],
+        "more\n",
+        "is a broadcast channel and its publisher is already attached by a live process",
+    );
+    drop((publisher, sub));
+}
+
+/// `peek` prints the messages waiting in SPSC, MPSC and broadcast channels
+/// (as text, or in hexadecimal) and leaves them there: a receive afterwards
+/// still gets every one.
+#[test]
+fn peek_shows_waiting_messages_and_leaves_them() {
+    use shmq::broadcast::{Join, Publisher, Subscriber};
+    let (s, m, b) = (name("peek-spsc"), name("peek-mpsc"), name("peek-bcast"));
+    let _cleanup = Cleanup(vec![s.clone(), m.clone(), b.clone()]);
+    let o = shmq::Options::new().capacity(256);
+
+    let mut tx = shmq::spsc::Sender::create(&s, &o).expect("create");
+    tx.send(b"one").expect("send");
+    tx.send(b"two \xff").expect("send");
+    shmq()
+        .args(["peek", &s])
+        .assert()
+        .success()
+        .stdout("one\ntwo \u{fffd}\n");
+    shmq()
+        .args(["peek", "--hex", &s])
+        .assert()
+        .success()
+        .stdout("6f 6e 65\n74 77 6f 20 ff\n");
+    shmq()
+        .args(["recv", &s, "--raw", "--count", "2"])
+        .assert()
+        .success()
+        .stdout(&b"onetwo \xff"[..]);
+    shmq()
+        .args(["peek", &s])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("no messages waiting"));
+
+    let mut rx = shmq::mpsc::Receiver::create(&m, &o).expect("create");
+    let mut p = shmq::mpsc::Sender::open(&m, &o).expect("producer");
+    for msg in ["x", "y", "z"] {
+        p.send(msg.as_bytes()).expect("send");
+    }
+    drop(rx.recv().expect("recv x"));
+    shmq()
+        .args(["peek", &m])
+        .assert()
+        .success()
+        .stdout("y\nz\n");
+    shmq()
+        .args(["peek", &m, "--count", "1"])
+        .assert()
+        .success()
+        .stdout("y\n")
+        .stderr(predicate::str::contains("more than 1 messages wait"));
+    assert_eq!(&*rx.recv().expect("recv"), b"y");
+    assert_eq!(&*rx.recv().expect("recv"), b"z");
+
+    // Broadcast: the ring keeps the newest messages; peek shows them from
+    // the oldest, and a subscriber joining at the oldest receives them.
+    let mut publisher = Publisher::create(&b, &o).expect("create");
+    for i in 0..40 {
+        publisher.send(format!("b{i:02}").as_bytes()).expect("send");
+    }
+    let text = String::from_utf8(stdout_of(&["peek", &b])).expect("utf-8");
+    let shown: Vec<&str> = text.lines().collect();
+    assert!(!shown.is_empty() && shown.len() < 40, "{text}");
+    let first = 40 - shown.len();
+    let want: Vec<String> = (first..40).map(|i| format!("b{i:02}")).collect();
+    assert_eq!(shown, want, "{text}");
+    let oldest = shmq::Options::new().join(Join::Oldest);
+    let mut sub = Subscriber::open(&b, &oldest).expect("subscriber");
+    assert_eq!(&*sub.recv().expect("recv"), want[0].as_bytes());
+    drop((tx, p, rx, publisher, sub));
+}
+
+/// A typed channel's records are printed in hexadecimal, each labelled with
+/// the message type its header records.
+#[test]
+fn peek_labels_a_typed_channel_s_records_with_its_type() {
+    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+    #[bytemuck(crate = "shmq::bytemuck")]
+    #[repr(C)]
+    struct Point {
+        x: u64,
+        y: u64,
+    }
+    impl shmq::Message for Point {
+        const NAME: &'static str = "cli.test.Point";
+        const VERSION: u32 = 3;
+    }
+    let n = name("peek-typed");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(8);
+    let mut rx = shmq::mpsc::declared::Receiver::<Point>::create(&n, &o).expect("create");
+    let mut tx = shmq::mpsc::declared::Sender::<Point>::open(&n, &o).expect("open");
+    tx.send(&Point { x: 1, y: 2 }).expect("send");
+    tx.send(&Point { x: 0x0304, y: 5 }).expect("send");
+    let zeros = "00 00 00 00 00 00";
+    shmq().args(["peek", &n]).assert().success().stdout(format!(
+        "cli.test.Point v3 [0]: 01 00 {zeros} 02 00 {zeros}\n\
+             cli.test.Point v3 [1]: 04 03 {zeros} 05 00 {zeros}\n"
+    ));
+    assert_eq!(rx.recv().expect("recv").x, 1, "left in the channel");
+    drop(tx);
+}
+
+/// `top` on a broadcast channel shows each subscriber: in JSON as objects,
+/// in its line output one indented line each after the refresh's line.
+#[test]
+fn top_shows_each_broadcast_subscriber() {
+    use shmq::broadcast::{Mode, Publisher, Subscriber};
+    let n = name("bcast-top");
+    let _cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new().capacity(4096).max_subscribers(2);
+    let mut tx = Publisher::create(&n, &o).expect("create");
+    let lossy = shmq::Options::new().subscribe(Mode::Lossy);
+    let sub = Subscriber::open(&n, &lossy).expect("lossy");
+    tx.send(b"waiting").expect("send");
+    let out = stdout_of(&["top", &n, "--count", "1", "--interval", "1ms", "--json"]);
+    let j: Value = serde_json::from_slice(&out).expect("one JSON object");
+    let s = &j["subscribers"][0];
+    assert_eq!(s["mode"], "lossy", "{j}");
+    assert_eq!(s["status"], "alive", "{j}");
+    assert_eq!(s["lag_bytes"], 16, "{j}");
+    assert_eq!(s["received"], 0, "{j}");
+    let text = String::from_utf8(stdout_of(&["top", &n, "--count", "1", "--interval", "1ms"]))
+        .expect("utf-8");
+    assert!(
+        text.contains("  subscriber 0: lossy, alive, position 0, lag 16 B, 0 received, 0 missed"),
+        "{text}"
+    );
+    drop((tx, sub));
+}

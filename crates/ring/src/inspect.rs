@@ -529,6 +529,51 @@ pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<Rin
     })
 }
 
+/// A broadcast publisher's positions, as its line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublisherPositions {
+    /// End of the last published frame.
+    pub tail: u64,
+    /// Messages published since the ring was created.
+    pub count: u64,
+    /// How far the publisher may be writing (bytes below `intent - capacity`
+    /// may be overwritten).
+    pub intent: u64,
+    /// The first frame not yet overwritten: the oldest message the ring
+    /// still holds (where a subscriber joining at the oldest starts).
+    pub oldest: u64,
+}
+
+/// Reads a broadcast ring's publisher line, and nothing else: where its
+/// retained messages start (`oldest`) and end (`tail`). The values are as
+/// found; a reader walking the frames between them checks each one.
+///
+/// # Errors
+/// As [`broadcast`](fn@broadcast).
+pub fn broadcast_publisher(
+    region: &Region,
+    capacity: u64,
+    subscribers: u16,
+) -> Result<PublisherPositions> {
+    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
+        return Err(crate::Error::InvalidSubscriberCount(subscribers));
+    }
+    check_len(region, capacity, |cap| {
+        broadcast::region_len(cap, subscribers)
+    })?;
+    let ctl: Ctl<BroadcastControl> = Ctl::new(region);
+    let pl = &ctl.publisher;
+    Ok(PublisherPositions {
+        // Acquire: pairs with the publisher's Release store of `tail` (after
+        // `count`) and of `oldest` (before it overwrites anything).
+        tail: pl.tail.load(Ordering::Acquire),
+        // Relaxed (these two): stored before `tail`, for display and checks.
+        count: pl.count.load(Ordering::Relaxed),
+        intent: pl.intent.load(Ordering::Relaxed),
+        oldest: pl.oldest.load(Ordering::Acquire),
+    })
+}
+
 /// Reads the endpoint words of a broadcast ring (the unused consumer word and
 /// the publisher), and nothing else.
 ///
@@ -645,6 +690,28 @@ mod tests {
                 found: 0xdead_beef_0000_0001,
             }]
         );
+    }
+
+    #[test]
+    fn broadcast_publisher_positions_follow_the_publisher() {
+        let cap = 256;
+        let g = crate::Geometry::broadcast(cap as u64, 1).unwrap();
+        let r = Region::heap(broadcast::region_len(cap, 1));
+        broadcast::init(&r, g, 64).unwrap();
+        let p = broadcast_publisher(&r, cap as u64, 1).unwrap();
+        assert_eq!((p.tail, p.count, p.intent, p.oldest), (64, 0, 64, 64));
+        let mut tx =
+            broadcast::Publisher::attach(&r, g, WaitConfig::default(), Arc::new(InProcess))
+                .unwrap();
+        // 24-byte frames: fourteen of them lap the 256-byte ring.
+        for i in 0..14u8 {
+            tx.send(&[i; 16]).unwrap();
+        }
+        let p = broadcast_publisher(&r, cap as u64, 1).unwrap();
+        assert_eq!((p.tail, p.count), (64 + 14 * 24, 14));
+        assert!(p.oldest > 64, "the first frames were overwritten");
+        assert!(p.tail - p.oldest <= cap as u64);
+        assert!(broadcast_publisher(&r, cap as u64, 0).is_err());
     }
 
     #[test]
