@@ -1474,12 +1474,12 @@ fn endpoints(
         let Ok(end) = peek.endpoint_info(index) else {
             continue;
         };
-        let state = ring.and_then(|r| {
-            if index == 0 {
-                Some(r.consumer.state)
-            } else {
-                r.producers.get(usize::from(index) - 1).map(|p| p.state)
-            }
+        let broadcast = kind.is_some_and(ChannelKind::is_broadcast);
+        let state = ring.and_then(|r| match index {
+            0 => Some(r.consumer.state),
+            // A broadcast channel: 1 the publisher, 2 + s subscriber slot s.
+            i if broadcast && i >= 2 => r.subscribers.get(usize::from(i) - 2).map(|s| s.end.state),
+            i => r.producers.get(usize::from(i) - 1).map(|p| p.state),
         });
         let status = match (end.alive, state) {
             (true, _) => EndpointStatus::Alive,

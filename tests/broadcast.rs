@@ -238,6 +238,18 @@ fn a_killed_lossless_subscriber_is_evicted_and_the_others_finish() {
         took < DEATH_BUDGET * 4,
         "the dead subscriber held the publisher {took:?}"
     );
+    // Tools see it as dead (its slot word still says attached, its lock is
+    // free), the others as alive: `subscriber 0` is the victim, first to join.
+    let report = shmq::inspect::inspect(&name)
+        .expect("inspect")
+        .expect("a channel");
+    let status = |role: &str| {
+        let e = report.endpoints.iter().find(|e| e.role == role);
+        e.unwrap_or_else(|| panic!("no {role}")).status
+    };
+    assert_eq!(status("subscriber 0"), shmq::inspect::EndpointStatus::Dead);
+    assert_eq!(status("subscriber 1"), shmq::inspect::EndpointStatus::Alive);
+    assert_eq!(status("publisher"), shmq::inspect::EndpointStatus::Alive);
     for seq in sent + 1..n {
         tx.send(&msg(seq)).expect("send");
     }

@@ -423,7 +423,7 @@ pub fn producers(r: &Report) -> &[EndpointReport] {
 pub struct Subscriber<'a> {
     /// Its slot number (`subscriber N`).
     pub slot: u16,
-    /// Alive, dead, closed, ... (see [`subscriber_status`]).
+    /// Alive, dead, closed, ... (its segment endpoint's status).
     pub status: EndpointStatus,
     /// Its segment endpoint (pid, attaches).
     pub end: &'a EndpointReport,
@@ -442,21 +442,6 @@ impl Subscriber<'_> {
     }
 }
 
-/// A subscriber endpoint's status, with its ring state word where the
-/// library's endpoint table could not use it: the table decides closed or
-/// died from the consumer's and producers' words only, so a subscriber not
-/// held by a live process reads `gone` there; its own word (in
-/// [`SubscriberRecord::end`]) tells closed from died, as it does for the
-/// other endpoints.
-pub fn subscriber_status(end: &EndpointReport, record: &SubscriberRecord) -> EndpointStatus {
-    match (end.status, record.end.state) {
-        (EndpointStatus::Gone, EndpointState::Closed) => EndpointStatus::Closed,
-        (EndpointStatus::Gone, EndpointState::Attached) => EndpointStatus::Dead,
-        (EndpointStatus::Gone, EndpointState::Never) => EndpointStatus::Never,
-        (s, _) => s,
-    }
-}
-
 /// A broadcast channel's subscribers that have ever attached, by slot (never
 /// attached slots are left out); empty for other kinds or an unreadable ring.
 pub fn subscribers(r: &Report) -> Vec<Subscriber<'_>> {
@@ -467,7 +452,7 @@ pub fn subscribers(r: &Report) -> Vec<Subscriber<'_>> {
         .zip(&ring.subscribers)
         .filter_map(|(slot, record)| {
             let end = r.endpoints.get(2 + usize::from(slot))?;
-            let status = subscriber_status(end, record);
+            let status = end.status;
             let never = status == EndpointStatus::Never && record.end.state == EndpointState::Never;
             (!never).then_some(Subscriber {
                 slot,
