@@ -1,8 +1,8 @@
 //! Sends N verifiable messages into a channel.
 //!
 //! ```text
-//! producer (--name NAME | --file PATH [--durability POLICY]) --count N --size BYTES [--capacity BYTES] [--mpsc --id K]
-//!          [--exit-on-disconnect]
+//! producer (--name NAME | --file PATH [--durability POLICY]) --count N --size BYTES [--capacity BYTES]
+//!          [--mpsc --id K | --broadcast] [--exit-on-disconnect]
 //! ```
 //! Creates or opens the channel (either program may start first), sends N
 //! messages of BYTES bytes (at least 16), each carrying its sequence number, the
@@ -10,6 +10,13 @@
 //! object `{"sent": N, "msgs_per_sec": X}`. Exit status: 0 on success, 2 if the
 //! consumer went away and `--exit-on-disconnect` was given (without it, sending
 //! waits for the next consumer), 1 on any other error (described on stderr).
+//!
+//! With `--broadcast` the producer is a broadcast channel's publisher: every
+//! subscriber attached when a message is sent receives it, and the publisher
+//! waits only for its lossless subscribers' room (never for a subscriber to
+//! come: start the consumers first to have them receive everything).
+//! `--exit-on-disconnect` does not apply to it (a publisher is never
+//! disconnected) and is refused.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,7 +41,7 @@ struct Args {
     id: u32,
     /// Exit (status 2) as soon as the consumer is closed or dead. Without it the
     /// channel is a queue: sending goes on through consumer restarts, waiting
-    /// only for room.
+    /// only for room. Not with `--broadcast`.
     #[arg(long)]
     exit_on_disconnect: bool,
 }
@@ -47,6 +54,8 @@ fn run(a: &Args) -> shmq::Result<f64> {
     let opts = a.channel.options(opts);
     if a.channel.mpsc {
         send_all(open_at::<shmq::Mpsc>(&a.channel, &opts)?, a)
+    } else if a.channel.broadcast {
+        send_all(open_at::<shmq::Broadcast>(&a.channel, &opts)?, a)
     } else {
         send_all(open_at::<shmq::Spsc>(&a.channel, &opts)?, a)
     }
@@ -67,6 +76,13 @@ fn main() -> ExitCode {
     let a = Args::parse();
     if a.size < msg::MIN_SIZE {
         eprintln!("producer: --size must be at least {} bytes", msg::MIN_SIZE);
+        return ExitCode::from(1);
+    }
+    if a.channel.broadcast && a.exit_on_disconnect {
+        eprintln!(
+            "producer: --exit-on-disconnect does not apply with --broadcast \
+             (a publisher is never disconnected: subscribers come and go)"
+        );
         return ExitCode::from(1);
     }
     match run(&a) {

@@ -8,7 +8,10 @@
 //!     [--transport floor-stream,shmq-spsc,shmq-spsc-typed,shmq-mpsc,pipe,uds-stream,memcpy]
 //!     [--producers 1,2,4] [--batch N] [--rounds N] [--json] [--goals]
 //! cargo run --release --example throughput --features peers   # with ringfire and iceoryx2
+//! cargo run --release --example throughput -- --fanout --size 64,4096 [--subscribers 1,2,4,8]
 //! ```
+//! `--fanout` measures one broadcast channel to N subscriber processes
+//! (`shmq-broadcast-N`) beside N SPSC channels fed in turn (`spsc-fanout-N`).
 //! Each row says on which placement of the two CPUs (`close`, `far`) it ran, and
 //! its ratios are to the rows of the same placement; `--goals` adds the
 //! project's internal goals.

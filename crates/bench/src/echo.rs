@@ -88,6 +88,10 @@ pub enum Transport {
     /// A server waiting with one `shmq::Select` over 64 channels, one active;
     /// every side parks.
     ShmqSelect,
+    /// Two shmq broadcast channels of one lossless subscriber each, the
+    /// default `SpinThenPark`: what a subscriber's round trip costs beside
+    /// [`Transport::ShmqAdaptive`].
+    ShmqBroadcast,
     /// Two `ringfire` SPMC rings of fixed slots, both sides polling (feature
     /// `peers`).
     #[cfg(feature = "peers")]
@@ -100,7 +104,7 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 16] = [
+    pub const ALL: [Transport; 17] = [
         Transport::FloorSpin,
         Transport::FloorFutex,
         Transport::ShmqSpin,
@@ -117,6 +121,7 @@ impl Transport {
         Transport::TokioUds,
         Transport::TokioPipe,
         Transport::ShmqSelect,
+        Transport::ShmqBroadcast,
     ];
 
     /// The peers (feature `peers`), after [`Transport::ALL`] in table order.
@@ -154,6 +159,7 @@ impl Transport {
             Transport::TokioUds => "tokio-uds",
             Transport::TokioPipe => "tokio-pipe",
             Transport::ShmqSelect => "shmq-select64",
+            Transport::ShmqBroadcast => "shmq-broadcast",
             #[cfg(feature = "peers")]
             Transport::Ringfire => "ringfire",
             #[cfg(feature = "peers")]
@@ -269,6 +275,7 @@ fn make(t: Transport, size: usize) -> Result<Parts> {
         Transport::TokioUds => evloop::tokio_uds(size),
         Transport::TokioPipe => evloop::tokio_pipe(size),
         Transport::ShmqSelect => evloop::select(size),
+        Transport::ShmqBroadcast => shmq_pair::broadcast(size),
         #[cfg(feature = "peers")]
         Transport::Ringfire => peers::ringfire(size),
         #[cfg(feature = "peers")]

@@ -8,7 +8,9 @@
 //!   ping-pong, a bare futex ping-pong) and the kernel transports (pipe, UNIX
 //!   sockets, TCP loopback, eventfd) and a hand-made `raw_sync` queue;
 //! - [`throughput`]: one-way messages/s and GB/s, shmq SPSC and MPSC (producer
-//!   processes) against pipes and UNIX sockets, with `memcpy` as the copy limit.
+//!   processes) against pipes and UNIX sockets, with `memcpy` as the copy limit;
+//!   on request, fan-out: one shmq broadcast channel to N subscriber processes
+//!   against N SPSC channels fed in turn.
 //!
 //! # Examples
 //! ```no_run

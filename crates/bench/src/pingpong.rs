@@ -48,7 +48,8 @@ pub struct Args {
     pub size: Vec<usize>,
     /// Transports to run (a comma-separated list; default: all). Known:
     /// floor-spin, floor-futex, shmq-spin, shmq-adaptive, shmq-park, pipe,
-    /// uds-stream, uds-dgram, tcp, eventfd, rawsync.
+    /// uds-stream, uds-dgram, tcp, eventfd, rawsync, shmq-async,
+    /// shmq-async-busy, tokio-uds, tokio-pipe, shmq-select64, shmq-broadcast.
     #[arg(long, value_delimiter = ',')]
     pub transport: Vec<String>,
     /// One JSON object per row instead of a table.

@@ -91,6 +91,23 @@ impl Child {
         !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
     }
 
+    /// How the child failed, if it has ended other than with status 0, without
+    /// reaping it (so that [`Child::wait`] still reports it): `None` while it
+    /// runs or if it succeeded.
+    pub(crate) fn failure(&self) -> Option<String> {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        let pid = self.pid?;
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::Exited(_, 0)) | Ok(WaitStatus::StillAlive) | Err(_) => None,
+            Ok(WaitStatus::Exited(_, code)) => {
+                Some(format!("process {pid} exited with status {code}"))
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(format!("process {pid} killed by {sig}")),
+            Ok(_) => None,
+        }
+    }
+
     /// Gives up ownership of the pid (someone else reaps it).
     pub(crate) fn into_pid(mut self) -> Option<Pid> {
         self.pid.take()

@@ -38,6 +38,15 @@
 //! default 64; `--batch 1` sends message by message), so that no transport is
 //! timed with more calls per message than another.
 //!
+//! Fan-out (asked for by name or with `--fanout`, not in the default set):
+//! `shmq-broadcast-N`, one broadcast channel to N lossless subscriber
+//! processes, beside `spsc-fanout-N`, N SPSC channels fed in turn by one
+//! producer, for each N of `--subscribers` (default 1, 2, 4, 8), interleaved
+//! (broadcast then SPSC at each N); the rate is the producer's (distinct
+//! messages per second) until every consumer has checked every message, and
+//! the table adds each row's ratio to its own 1-consumer row and the
+//! broadcast rows' ratio to `spsc-fanout` at the same N (see `fanout`).
+//!
 //! Durable channels (asked for by name, not in the default set): `shmq-shm` (a
 //! named SPSC channel in `/dev/shm`, the baseline), and SPSC channels on a file
 //! in `--file-dir` (default: the temporary directory) under each durability
@@ -62,6 +71,7 @@ use crate::process;
 use crate::stats::ratio;
 use crate::table;
 
+mod fanout;
 mod floor;
 #[cfg(feature = "peers")]
 mod peers;
@@ -89,6 +99,14 @@ pub struct Args {
     /// Producer processes for shmq-mpsc (a comma-separated list).
     #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 4])]
     pub producers: Vec<u16>,
+    /// The fan-out comparison: shmq-broadcast and spsc-fanout (added to
+    /// --transport; alone when it is not given).
+    #[arg(long)]
+    pub fanout: bool,
+    /// Consumer processes of the fan-out rows, shmq-broadcast and spsc-fanout
+    /// (a comma-separated list).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 4, 8])]
+    pub subscribers: Vec<u16>,
     /// Bytes to move per row (the message count is this over the size, capped by
     /// --max-msgs); ignored with --count.
     #[arg(long, default_value_t = 512 << 20)]
@@ -155,6 +173,12 @@ pub enum Flow {
     ShmqFilePeriodic,
     /// An SPSC channel on a file, synced at every commit.
     ShmqFileEvery,
+    /// One shmq broadcast channel, one publisher process, N lossless
+    /// subscriber processes.
+    ShmqBroadcast,
+    /// N shmq SPSC channels fed in turn by one producer process, one consumer
+    /// process each.
+    SpscFanout,
     /// A `ringfire` SPMC ring (lossless backpressure), one reader.
     #[cfg(feature = "peers")]
     Ringfire,
@@ -182,6 +206,16 @@ impl Flow {
         Flow::ShmqFilePeriodic,
         Flow::ShmqFileEvery,
     ];
+
+    /// The fan-out flows, run only when named (or with `--fanout`), at each
+    /// consumer count of `--subscribers`.
+    pub const FANOUT: [Flow; 2] = [Flow::ShmqBroadcast, Flow::SpscFanout];
+
+    /// Whether the flow is a fan-out flow (its rows are named
+    /// `<name>-<consumers>`).
+    pub fn is_fanout(self) -> bool {
+        Flow::FANOUT.contains(&self)
+    }
 
     /// The peers (feature `peers`), after [`Flow::ALL`] in table order.
     #[cfg(feature = "peers")]
@@ -218,6 +252,8 @@ impl Flow {
             Flow::ShmqFileNone => "shmq-file-none",
             Flow::ShmqFilePeriodic => "shmq-file-periodic",
             Flow::ShmqFileEvery => "shmq-file-every",
+            Flow::ShmqBroadcast => "shmq-broadcast",
+            Flow::SpscFanout => "spsc-fanout",
             Flow::FloorStream => "floor-stream",
             Flow::ShmqSpsc => "shmq-spsc",
             Flow::ShmqSpscTyped => "shmq-spsc-typed",
@@ -245,11 +281,13 @@ impl FromStr for Flow {
         Flow::every()
             .into_iter()
             .chain(Flow::FILES)
+            .chain(Flow::FANOUT)
             .find(|f| f.name() == s.trim())
             .ok_or_else(|| {
                 let names: Vec<&str> = Flow::every()
                     .iter()
                     .chain(&Flow::FILES)
+                    .chain(&Flow::FANOUT)
                     .map(|f| f.name())
                     .collect();
                 format!("unknown transport {s:?} (known: {})", names.join(", ")).into()
@@ -266,6 +304,9 @@ pub struct Row {
     pub size: usize,
     /// Producer processes (1 for everything but `shmq-mpsc`).
     pub producers: u16,
+    /// Consumer processes (1 for everything but the fan-out flows), each of
+    /// which receives and checks every message.
+    pub consumers: u16,
     /// Messages moved and checked.
     pub messages: u64,
     /// Seconds from the start gun to the last message checked.
@@ -293,12 +334,22 @@ impl Row {
         self.msgs_per_sec() * self.size as f64 / 1e9
     }
 
-    /// The row as one JSON object with exactly the keys `transport`, `size`,
-    /// `producers`, `msgs_per_sec`, `gbytes_per_sec`, `placement` (`close`,
-    /// `far` or `unprobed`), `probe_ns`, `drops`, `runs`.
+    /// The row's name: the flow's, and for a fan-out flow its consumer
+    /// count (`shmq-broadcast-4`).
+    pub fn label(&self) -> String {
+        if self.flow.is_fanout() {
+            format!("{}-{}", self.flow.name(), self.consumers)
+        } else {
+            self.flow.name().to_owned()
+        }
+    }
+
+    /// The row as one JSON object with exactly the keys `transport` (the
+    /// [`Row::label`]), `size`, `producers`, `msgs_per_sec`, `gbytes_per_sec`,
+    /// `placement` (`close`, `far` or `unprobed`), `probe_ns`, `drops`, `runs`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "transport": self.flow.name(),
+            "transport": self.label(),
             "size": self.size,
             "producers": self.producers,
             "msgs_per_sec": self.msgs_per_sec().round(),
@@ -455,23 +506,21 @@ fn ring_capacity(size: usize, asked: u64) -> u64 {
     crate::echo::capacity_for(2 * size, asked.max(64))
 }
 
-/// Moves `plan.messages` messages over `flow` with `producers` producer processes
-/// and returns the measured row.
+/// Moves `plan.messages` messages over `flow` with `n` processes on its many
+/// side (the producers of `shmq-mpsc`, the consumers of the fan-out flows;
+/// ignored by the others) and returns the measured row.
 ///
 /// # Errors
-/// Setting up, a producer failing, or a message arriving wrong.
-pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
+/// Setting up, a producer or consumer failing, or a message arriving wrong.
+pub fn measure(flow: Flow, n: u16, plan: &Plan) -> Result<Row> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&plan.size) {
         return Err(format!("message size {} outside {MIN_SIZE}..={MAX_SIZE}", plan.size).into());
     }
     if !flow.supports(plan.size) {
         return Err(format!("{flow} does not carry {}-byte messages", plan.size).into());
     }
-    let producers = if flow == Flow::ShmqMpsc {
-        producers.max(1)
-    } else {
-        1
-    };
+    let producers = if flow == Flow::ShmqMpsc { n.max(1) } else { 1 };
+    let consumers = if flow.is_fanout() { n.max(1) } else { 1 };
     let cpus = if plan.pin { process::cpu_pair() } else { None };
     let _pin = process::Pinned::to(cpus.map(|c| c.0));
     let theirs = cpus.map(|c| c.1);
@@ -500,6 +549,8 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
         Flow::ShmqShm | Flow::ShmqFileNone | Flow::ShmqFilePeriodic | Flow::ShmqFileEvery => {
             (shmq_durable(flow, plan, per, theirs)?, 0)
         }
+        Flow::ShmqBroadcast => (fanout::shmq_broadcast(plan, consumers, per, theirs)?, 0),
+        Flow::SpscFanout => (fanout::spsc_fanout(plan, consumers, per, theirs)?, 0),
         #[cfg(feature = "peers")]
         Flow::Ringfire => (peers::ringfire(plan, per, theirs)?, 0),
         #[cfg(feature = "peers")]
@@ -509,6 +560,7 @@ pub fn measure(flow: Flow, producers: u16, plan: &Plan) -> Result<Row> {
         flow,
         size: plan.size,
         producers,
+        consumers,
         messages: total,
         secs,
         placement: Placement::Unprobed,
@@ -561,18 +613,26 @@ fn send_all<K: RingKind>(
         for (k, buf) in bufs[..n].iter_mut().enumerate() {
             stamp(buf, producer, seq + k as u64);
         }
-        let mut sent = 0;
-        while sent < n {
-            match tx.try_send_batch(bufs[sent..n].iter().map(Vec::as_slice)) {
-                Ok(k) => sent += k,
-                Err(shmq::Error::Full) => {
-                    tx.send(&bufs[sent])?;
-                    sent += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        hand_over(tx, &bufs[..n])?;
         seq += n as u64;
+    }
+    Ok(())
+}
+
+/// Sends the stamped messages `bufs` with `try_send_batch` (when the ring is
+/// full, one message with `send`, which waits for room).
+#[inline]
+fn hand_over<K: RingKind>(tx: &mut Sender<K>, bufs: &[Vec<u8>]) -> Result<()> {
+    let mut sent = 0;
+    while sent < bufs.len() {
+        match tx.try_send_batch(bufs[sent..].iter().map(Vec::as_slice)) {
+            Ok(k) => sent += k,
+            Err(shmq::Error::Full) => {
+                tx.send(&bufs[sent])?;
+                sent += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -782,11 +842,45 @@ impl Args {
             .max(1)
     }
 
-    /// The (flow, producers) pairs to measure, in table order.
+    /// The (flow, processes on its many side) pairs to measure, in table
+    /// order: the fan-out flows where the first of them was asked for, by
+    /// consumer count then flow (broadcast beside SPSC at each count).
     fn runs(&self) -> Result<Vec<(Flow, u16)>> {
+        let mut flows = if self.transport.is_empty() && self.fanout {
+            Vec::new()
+        } else {
+            select(&self.transport)?
+        };
+        if self.fanout {
+            for f in Flow::FANOUT {
+                if !flows.contains(&f) {
+                    flows.push(f);
+                }
+            }
+        }
+        let fan: Vec<Flow> = flows.iter().copied().filter(|f| f.is_fanout()).collect();
         let mut out = Vec::new();
-        for f in select(&self.transport)? {
-            if f == Flow::ShmqMpsc {
+        for f in flows {
+            if f.is_fanout() {
+                if f != fan[0] {
+                    continue;
+                }
+                let mut ns = self.subscribers.clone();
+                ns.dedup();
+                if ns.is_empty() || ns.contains(&0) {
+                    return Err("--subscribers: each count must be at least 1".into());
+                }
+                if let Some(&big) = ns.iter().find(|&&n| n > shmq::broadcast::MAX_SUBSCRIBERS) {
+                    return Err(format!(
+                        "--subscribers {big}: at most {}",
+                        shmq::broadcast::MAX_SUBSCRIBERS
+                    )
+                    .into());
+                }
+                for n in ns {
+                    out.extend(fan.iter().map(|&g| (g, n)));
+                }
+            } else if f == Flow::ShmqMpsc {
                 let mut ps = self.producers.clone();
                 ps.dedup();
                 if ps.is_empty() || ps.contains(&0) {
@@ -882,12 +976,40 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 probe.threshold_ns
             )?;
         }
+        if rows.iter().any(|r| r.flow.is_fanout()) {
+            writeln!(out, "{}", fanout_note(pin))?;
+        }
         if args.report.goals {
             write!(out, "{}", goals_text(&rows, args.batch))?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// What the fan-out rows measure and where their processes ran.
+fn fanout_note(pin: bool) -> String {
+    let cpus = process::allowed_cpus().len();
+    let place = if pin && cpus >= 2 {
+        format!(
+            "the producer pinned to one CPU, the N consumer processes to the other {} in turn{}",
+            cpus - 1,
+            if cpus == 2 {
+                " (this machine has 2 CPUs: the N consumers share one, N + 1 \
+                 processes two)"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!("processes not pinned, {cpus} CPU(s)")
+    };
+    format!(
+        "# fan-out: msgs/s is the producer's (distinct messages, each delivered to N \
+         consumer processes that check every one) until the last consumer is done; \
+         shmq-broadcast-N: one broadcast channel, N lossless subscribers; spsc-fanout-N: \
+         N SPSC channels fed in turn; {place}"
+    )
 }
 
 /// Attempts at one measurement before giving up.
@@ -957,8 +1079,24 @@ fn find(rows: &[Row], flow: Flow, size: usize, placement: Placement) -> Option<&
     })
 }
 
+/// The row of fan-out `flow` with `consumers` consumers at `size` measured in
+/// `placement`.
+fn find_fanout(
+    rows: &[Row],
+    flow: Flow,
+    consumers: u16,
+    size: usize,
+    placement: Placement,
+) -> Option<&Row> {
+    rows.iter().find(|r| {
+        r.flow == flow && r.consumers == consumers && r.size == size && r.placement == placement
+    })
+}
+
 /// The table: results, and ratios to the floors, to a pipe and to the peers, each
-/// against the row of the same size and placement.
+/// against the row of the same size and placement; with fan-out rows, each
+/// one's ratio to its own flow's 1-consumer row (`/ x1`) and a broadcast
+/// row's to `spsc-fanout` with as many consumers.
 pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
     let mut s = format!(
         "# one way, receiver {}; the receiver checks every message and reads all its \
@@ -994,6 +1132,10 @@ pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
     if drops {
         header.push("drops");
     }
+    let fan = rows.iter().any(|r| r.flow.is_fanout());
+    if fan {
+        header.extend(["/ x1", "/ spsc-fanout"]);
+    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -1004,7 +1146,7 @@ pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
                 )
             };
             let mut c = vec![
-                r.flow.name().to_string(),
+                r.label(),
                 r.size.to_string(),
                 r.producers.to_string(),
                 r.placement.name().to_string(),
@@ -1018,6 +1160,22 @@ pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
             c.extend(peers.iter().map(|&f| to(f)));
             if drops {
                 c.push(r.drops.to_string());
+            }
+            if fan {
+                let fan_to = |f: Flow, n: u16| {
+                    let base = r
+                        .flow
+                        .is_fanout()
+                        .then(|| find_fanout(rows, f, n, r.size, r.placement))
+                        .flatten();
+                    table::ratio_cell(base.and_then(|b| ratio(r.msgs_per_sec(), b.msgs_per_sec())))
+                };
+                c.push(fan_to(r.flow, 1));
+                c.push(if r.flow == Flow::ShmqBroadcast {
+                    fan_to(Flow::SpscFanout, r.consumers)
+                } else {
+                    table::ratio_cell(None)
+                });
             }
             c
         })
@@ -1164,6 +1322,7 @@ fn row(flow: Flow, size: usize, messages: u64, secs: std::time::Duration) -> Row
         flow,
         size,
         producers: 1,
+        consumers: 1,
         messages,
         secs: secs.as_secs_f64(),
         placement: Placement::Unprobed,
@@ -1208,6 +1367,77 @@ mod tests {
         assert_eq!(b.messages_for(65536), 10);
         assert!(parse(&["--transport", "nope"]).runs().is_err());
         assert!(parse(&["--producers", "0"]).runs().is_err());
+    }
+
+    #[test]
+    fn fanout_rows_interleave_by_consumer_count() {
+        use Flow::{ShmqBroadcast as B, SpscFanout as F};
+        // Not in the default set.
+        assert!(
+            !parse(&[])
+                .runs()
+                .unwrap()
+                .iter()
+                .any(|(f, _)| f.is_fanout())
+        );
+        let a = parse(&["--fanout"]);
+        assert_eq!(
+            a.runs().unwrap(),
+            vec![
+                (B, 1),
+                (F, 1),
+                (B, 2),
+                (F, 2),
+                (B, 4),
+                (F, 4),
+                (B, 8),
+                (F, 8)
+            ]
+        );
+        let b = parse(&["--transport", "pipe,spsc-fanout", "--subscribers", "3"]);
+        assert_eq!(b.runs().unwrap(), vec![(Flow::Pipe, 1), (F, 3)]);
+        let c = parse(&["--transport", "pipe", "--fanout", "--subscribers", "2"]);
+        assert_eq!(c.runs().unwrap(), vec![(Flow::Pipe, 1), (B, 2), (F, 2)]);
+        assert!(parse(&["--fanout", "--subscribers", "0"]).runs().is_err());
+        assert!(
+            parse(&["--fanout", "--subscribers", "1001"])
+                .runs()
+                .is_err()
+        );
+        assert_eq!("shmq-broadcast".parse::<Flow>().unwrap(), B);
+    }
+
+    #[test]
+    fn fanout_rows_are_named_and_compared() {
+        let at = |flow, consumers, ms| {
+            let mut r = row(flow, 64, 1000, Duration::from_millis(ms));
+            r.consumers = consumers;
+            r
+        };
+        let rows = vec![
+            at(Flow::ShmqBroadcast, 1, 10),
+            at(Flow::SpscFanout, 1, 10),
+            at(Flow::ShmqBroadcast, 4, 20),
+            at(Flow::SpscFanout, 4, 80),
+        ];
+        assert_eq!(rows[2].label(), "shmq-broadcast-4");
+        assert_eq!(rows[2].to_json()["transport"], "shmq-broadcast-4");
+        assert_eq!(
+            row(Flow::Pipe, 64, 1, Duration::from_secs(1)).label(),
+            "pipe"
+        );
+        let t = render(&rows, true, 64);
+        assert!(t.contains("/ x1") && t.contains("/ spsc-fanout"), "{t}");
+        let b4 = t
+            .lines()
+            .find(|l| l.starts_with("shmq-broadcast-4"))
+            .unwrap();
+        // Half the 1-subscriber rate; four times the SPSC fan-out's.
+        assert!(b4.contains("0.50") && b4.contains("4.00"), "{b4}");
+        let f4 = t.lines().find(|l| l.starts_with("spsc-fanout-4")).unwrap();
+        assert!(f4.contains("0.12"), "{f4}");
+        // No fan-out rows, no fan-out columns.
+        assert!(!render(&rows[..0], true, 64).contains("/ x1"));
     }
 
     #[test]

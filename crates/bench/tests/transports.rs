@@ -1,6 +1,7 @@
 //! Every transport of both harnesses, for real, across `fork`: each echoes the
 //! exact bytes sent, each notices a dead peer instead of hanging, and every
-//! throughput flow delivers every message in order.
+//! throughput flow (the fan-out ones to 1 and 3 consumer processes) delivers
+//! every message in order.
 //!
 //! Some transports spin, and this machine may have only two CPUs: everything runs
 //! in ONE test, one transport at a time, with tiny counts. Nothing here asserts
@@ -78,6 +79,10 @@ fn flows_deliver() {
             (throughput::Flow::ShmqFileNone, 1),
             (throughput::Flow::ShmqFilePeriodic, 1),
             (throughput::Flow::ShmqFileEvery, 1),
+            (throughput::Flow::ShmqBroadcast, 1),
+            (throughput::Flow::ShmqBroadcast, 3),
+            (throughput::Flow::SpscFanout, 1),
+            (throughput::Flow::SpscFanout, 3),
         ] {
             if !flow.supports(size) {
                 continue;
@@ -93,13 +98,20 @@ fn flows_deliver() {
             let row = throughput::measure(flow, producers, &plan)
                 .unwrap_or_else(|e| panic!("{flow} x{producers} {size} B: {e}"));
             assert_eq!(row.messages, 300, "{flow} x{producers} {size} B");
-            assert_eq!(row.producers, producers);
+            if flow.is_fanout() {
+                assert_eq!((row.producers, row.consumers), (1, producers));
+            } else {
+                assert_eq!((row.producers, row.consumers), (producers, 1));
+            }
         }
     }
-    // Message by message too, and a ring the floor laps many times.
-    for flow in [
-        throughput::Flow::FloorStream,
-        throughput::Flow::ShmqSpscTyped,
+    // Message by message too, and a ring the floor (and each fan-out
+    // consumer) laps many times.
+    for (flow, n) in [
+        (throughput::Flow::FloorStream, 1),
+        (throughput::Flow::ShmqSpscTyped, 1),
+        (throughput::Flow::ShmqBroadcast, 2),
+        (throughput::Flow::SpscFanout, 2),
     ] {
         let plan = throughput::Plan {
             size: 64,
@@ -109,7 +121,7 @@ fn flows_deliver() {
             batch: 1,
             file_dir: std::env::temp_dir(),
         };
-        let row = throughput::measure(flow, 1, &plan).unwrap_or_else(|e| panic!("{flow}: {e}"));
+        let row = throughput::measure(flow, n, &plan).unwrap_or_else(|e| panic!("{flow}: {e}"));
         assert_eq!(row.messages, 5000, "{flow}");
     }
 }

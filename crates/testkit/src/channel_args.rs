@@ -1,6 +1,6 @@
 //! The command line the `producer` and `consumer` example programs share:
 //! which channel (a name, or a file with its durability), its capacity and
-//! kind, and how an end reaches it.
+//! kind (SPSC, MPSC or broadcast), and how an end reaches it.
 
 use std::path::PathBuf;
 
@@ -28,6 +28,11 @@ pub struct ChannelArgs {
     /// Use an MPSC channel.
     #[arg(long)]
     pub mpsc: bool,
+    /// Use a broadcast channel: the producer is its publisher, each consumer
+    /// one of its subscribers (each receives every message sent after it
+    /// joined).
+    #[arg(long, conflicts_with = "mpsc")]
+    pub broadcast: bool,
 }
 
 impl ChannelArgs {

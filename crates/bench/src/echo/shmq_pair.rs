@@ -1,22 +1,24 @@
-//! shmq: two anonymous SPSC channels (ping and pong) across `fork`, used as a
-//! user would: the message is written in place (`reserve`/`commit`) and read in
-//! place (the `recv` guard), and each side waits with the channel's own strategy.
+//! shmq: two anonymous channels (ping and pong) across `fork`, SPSC or
+//! broadcast with one subscriber each, used as a user would: the message is
+//! written in place (`reserve`/`commit`) and read in place (the `recv`
+//! guard), and each side waits with the channel's own strategy.
 
-use shmq::{Options, WaitStrategy, spsc};
+use shmq::broadcast::Join;
+use shmq::{Options, Receiver, RingKind, Sender, WaitStrategy};
 
 use super::{Client, Parts, Result, Server, check_echo, is_stop, no_nudge};
 
-struct ShmqClient {
-    ping: spsc::Sender,
-    pong: spsc::Receiver,
+struct ShmqClient<K: RingKind> {
+    ping: Sender<K>,
+    pong: Receiver<K>,
 }
 
-struct ShmqServer {
-    ping: spsc::Receiver,
-    pong: spsc::Sender,
+struct ShmqServer<K: RingKind> {
+    ping: Receiver<K>,
+    pong: Sender<K>,
 }
 
-impl Client for ShmqClient {
+impl<K: RingKind> Client for ShmqClient<K> {
     #[inline]
     fn round_trip(&mut self, _seq: u64, msg: &[u8]) -> Result<()> {
         let mut out = self.ping.reserve(msg.len())?;
@@ -27,7 +29,7 @@ impl Client for ShmqClient {
     }
 }
 
-impl Server for ShmqServer {
+impl<K: RingKind> Server for ShmqServer<K> {
     fn serve(&mut self) -> Result<()> {
         loop {
             let m = self.ping.recv()?;
@@ -48,12 +50,29 @@ pub(crate) fn capacity_for(size: usize, at_least: u64) -> u64 {
     want.max(at_least)
 }
 
+/// Two SPSC channels, each side waiting with `wait`.
 pub(crate) fn parts(wait: WaitStrategy, size: usize) -> Result<Parts> {
     let opts = Options::new()
         .capacity(capacity_for(size, 1 << 16))
         .wait(wait);
-    let (ping_tx, ping_rx) = spsc::anonymous(&opts)?;
-    let (pong_tx, pong_rx) = spsc::anonymous(&opts)?;
+    pair::<shmq::Spsc>(&opts)
+}
+
+/// Two broadcast channels of one lossless subscriber each, the default wait.
+/// Each subscriber attaches on its first receive, possibly after its
+/// publisher sent the first message: it joins at the oldest message, which
+/// nothing has overwritten yet (one message at a time is in flight).
+pub(crate) fn broadcast(size: usize) -> Result<Parts> {
+    let opts = Options::new()
+        .capacity(capacity_for(size, 1 << 16))
+        .max_subscribers(1)
+        .join(Join::Oldest);
+    pair::<shmq::Broadcast>(&opts)
+}
+
+fn pair<K: RingKind>(opts: &Options) -> Result<Parts> {
+    let (ping_tx, ping_rx) = shmq::anonymous::<K, shmq::Bytes>(opts)?;
+    let (pong_tx, pong_rx) = shmq::anonymous::<K, shmq::Bytes>(opts)?;
     Ok(Parts {
         client: Box::new(ShmqClient {
             ping: ping_tx,
