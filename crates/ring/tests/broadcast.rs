@@ -232,7 +232,7 @@ fn a_dead_lossless_subscriber_is_evicted_and_a_live_one_never() {
     // It dies (its process would be gone; here the hook says so): the next
     // look evicts it, and the publisher goes on.
     dead.store(true, Ordering::Relaxed);
-    std::mem::forget(victim);
+    victim.detach(); // no close: it "died"
     tx.send_timeout(&msg(seq), Duration::from_secs(30)).unwrap();
     assert_eq!(check(&live.try_recv().unwrap()), seq);
 }
@@ -280,7 +280,7 @@ fn publisher_restart_resumes_after_the_last_published_message() {
     let mut sub = subscriber(&r, g, 0, Mode::Lossless, Join::Next);
     let mut tx = publisher(&r, g);
     tx.send(&msg(0)).unwrap();
-    std::mem::forget(tx); // died
+    tx.detach(); // no close: it "died"
     let mut tx = publisher(&r, g);
     tx.send(&msg(1)).unwrap();
     assert_eq!(check(&sub.try_recv().unwrap()), 0);
