@@ -764,8 +764,11 @@ fn every_kind_format_and_lifecycle() {
 
 /// A producer process streams messages at full speed to an async receiver
 /// (a stream under tokio's current-thread runtime, the default strategy):
-/// together they make far fewer futex calls than messages (one per 100 at
-/// most), since an awake receiver never registers. (Spins: serial.)
+/// together they make far fewer futex calls than messages (one per 50 at
+/// most), since an awake receiver never registers. (Spins: serial.) The
+/// count depends on how often the receiver catches up and sleeps, which the
+/// scheduler decides: 0.2–1% in quiet runs, 1.07% once in a fresh-clone CI
+/// run on the 2-vCPU machine (2,133 for 200,000), hence 2%.
 #[test]
 fn streaming_serial_few_futex_calls() {
     let count = kit::scaled(200_000);
@@ -799,7 +802,7 @@ fn streaming_serial_few_futex_calls() {
         "{count} messages, {calls} futex calls (receiver {mine:?} from {futex0:?}; producer {sent})"
     );
     assert!(
-        calls <= count / 100,
+        calls <= count / 50,
         "{calls} futex calls for {count} messages"
     );
 }
