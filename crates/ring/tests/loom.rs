@@ -870,3 +870,51 @@ fn broadcast_join_while_publishing() {
         assert!(last.is_none_or(|l| l == 3));
     });
 }
+
+/// Two lossless subscribers of a 64-byte ring; `b` takes the first message
+/// and leaves while the publisher sends three (the third wraps and fits only
+/// once every gating subscriber released the first). With `close`, `b` closes
+/// as a dropped subscriber does: the publisher must look at the slots again,
+/// stop gating on it and be woken if it sleeps; `a` gets all three. Without
+/// it, `b` vanishes unannounced (and in-process liveness never says it died),
+/// so the publisher waits for it forever.
+fn broadcast_leave(close: bool) {
+    let (r, g) = broadcast_ring(64, 2);
+    let mut a = subscriber(&r, g, 0, Mode::Lossless);
+    let mut b = subscriber(&r, g, 1, Mode::Lossless);
+    let mut tx = publisher(&r, g);
+    let p = thread::spawn(move || {
+        for i in 1..=3u8 {
+            tx.send(&[i; 16]).unwrap();
+        }
+    });
+    let t = thread::spawn(move || {
+        assert_eq!(*b.recv().unwrap(), [1; 16]);
+        if close {
+            b.close();
+        } else {
+            b.detach();
+        }
+    });
+    for i in 1..=3u8 {
+        assert_eq!(*a.recv().unwrap(), [i; 16]);
+    }
+    p.join().unwrap();
+    t.join().unwrap();
+}
+
+/// MC-17d: a lossless subscriber leaving while the publisher is gated on it
+/// releases the publisher.
+#[test]
+fn broadcast_leave_while_publishing() {
+    broadcast_model(|| broadcast_leave(true));
+}
+
+/// Negative control for MC-17d: a subscriber that leaves without closing (and
+/// is never reported dead) holds the publisher, and loom finds the deadlock.
+#[test]
+#[cfg(shmq_negative_control)]
+#[should_panic]
+fn negative_control_broadcast_leave_without_close() {
+    broadcast_model(|| broadcast_leave(false));
+}
