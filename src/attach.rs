@@ -289,8 +289,19 @@ impl Mapped {
         }
     }
 
-    /// Nothing committed is waiting (for unlink-on-close).
+    /// Nothing committed is waiting (for unlink-on-close). A broadcast file
+    /// channel waits for subscribers nobody knows of yet: it counts as
+    /// drained only while its ring retains no message at all (a log to replay
+    /// with `Join::Oldest` is data; `rm` the file to discard it).
     fn drained(&self) -> bool {
+        if let (RingGeometry::Broadcast(_), shmq_segment::Backing::File(_)) =
+            (self.geometry, self.seg.backing())
+        {
+            let retained = inspect::broadcast_publisher(&self.region, self.capacity(), self.slots());
+            if !retained.is_ok_and(|p| p.oldest == p.tail) {
+                return false;
+            }
+        }
         self.view()
             .is_ok_and(|v| v.messages == 0 && v.uncommitted == 0 && v.problems.is_empty())
     }

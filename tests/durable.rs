@@ -974,3 +974,56 @@ fn periodic_interval_syncs_only_what_moved() {
     drop((tx, rx));
     assert!(!path.exists(), "drained: removed by the last close");
 }
+
+// ---------------------------------------------------------------------------
+// Broadcast on a file
+
+/// A broadcast file channel keeps what its publisher sent after the publisher
+/// is gone (the last close does not remove a file whose ring retains
+/// messages): a lossless subscriber that joins afterwards at the oldest
+/// message receives every one in order, then `Empty` (a file channel is a
+/// queue: it waits for the next publisher); a publisher that opens the file
+/// again goes on after the last message. Subscribers are sessions
+/// (docs/LIFECYCLE.md): a later subscriber joins anew, at the oldest message
+/// the ring still holds.
+#[test]
+fn broadcast_file_channel_outlives_its_publisher() {
+    use shmq::broadcast::{self, Join};
+    let dir = TempDir::new("broadcast");
+    let path = dir.path("ticks");
+    let opts = Options::new()
+        .capacity(1 << 16)
+        .durability(Durability::Periodic {
+            interval: Duration::from_millis(10),
+            messages: 100,
+        });
+    let oldest = Options::new().join(Join::Oldest);
+    {
+        let mut tx = broadcast::typed::Publisher::<u64>::create_file(&path, &opts).unwrap();
+        for i in 0..1000u64 {
+            tx.send(&i).unwrap();
+        }
+    }
+    assert!(path.exists(), "the publisher's close left the file");
+    let mut rx = broadcast::typed::Subscriber::<u64>::open_file(&path, &oldest).unwrap();
+    for i in 0..1000u64 {
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    drop(rx);
+    assert!(path.exists(), "a subscriber's close left the file");
+    {
+        let mut tx = broadcast::typed::Publisher::<u64>::open_file(&path, &Options::new()).unwrap();
+        tx.send(&1000).unwrap();
+    }
+    let mut rx = broadcast::typed::Subscriber::<u64>::open_file(&path, &oldest).unwrap();
+    assert_eq!(rx.recv().unwrap(), 0, "a new subscriber joins at the oldest retained");
+    let mut last = 0;
+    while let Ok(v) = rx.try_recv() {
+        assert_eq!(v, last + 1);
+        last = v;
+    }
+    assert_eq!(last, 1000);
+    let seg = Segment::peek_file(&path, &SegmentOptions::new()).unwrap();
+    assert!(seg.sync_record().unwrap().syncs >= 10, "a sync per 100 messages");
+}
