@@ -92,6 +92,10 @@ pub enum Transport {
     /// default `SpinThenPark`: what a subscriber's round trip costs beside
     /// [`Transport::ShmqAdaptive`].
     ShmqBroadcast,
+    /// As [`Transport::ShmqBroadcast`], with three more lossless subscribers
+    /// of the ping channel draining it in processes of their own: the round
+    /// trip of one subscriber among four.
+    ShmqBroadcast4,
     /// Two `ringfire` SPMC rings of fixed slots, both sides polling (feature
     /// `peers`).
     #[cfg(feature = "peers")]
@@ -104,7 +108,7 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 17] = [
+    pub const ALL: [Transport; 18] = [
         Transport::FloorSpin,
         Transport::FloorFutex,
         Transport::ShmqSpin,
@@ -122,6 +126,7 @@ impl Transport {
         Transport::TokioPipe,
         Transport::ShmqSelect,
         Transport::ShmqBroadcast,
+        Transport::ShmqBroadcast4,
     ];
 
     /// The peers (feature `peers`), after [`Transport::ALL`] in table order.
@@ -160,6 +165,7 @@ impl Transport {
             Transport::TokioPipe => "tokio-pipe",
             Transport::ShmqSelect => "shmq-select64",
             Transport::ShmqBroadcast => "shmq-broadcast",
+            Transport::ShmqBroadcast4 => "shmq-broadcast4",
             #[cfg(feature = "peers")]
             Transport::Ringfire => "ringfire",
             #[cfg(feature = "peers")]
@@ -276,6 +282,7 @@ fn make(t: Transport, size: usize) -> Result<Parts> {
         Transport::TokioPipe => evloop::tokio_pipe(size),
         Transport::ShmqSelect => evloop::select(size),
         Transport::ShmqBroadcast => shmq_pair::broadcast(size),
+        Transport::ShmqBroadcast4 => shmq_pair::broadcast4(size),
         #[cfg(feature = "peers")]
         Transport::Ringfire => peers::ringfire(size),
         #[cfg(feature = "peers")]

@@ -49,7 +49,8 @@ pub struct Args {
     /// Transports to run (a comma-separated list; default: all). Known:
     /// floor-spin, floor-futex, shmq-spin, shmq-adaptive, shmq-park, pipe,
     /// uds-stream, uds-dgram, tcp, eventfd, rawsync, shmq-async,
-    /// shmq-async-busy, tokio-uds, tokio-pipe, shmq-select64, shmq-broadcast.
+    /// shmq-async-busy, tokio-uds, tokio-pipe, shmq-select64, shmq-broadcast,
+    /// shmq-broadcast4.
     #[arg(long, value_delimiter = ',')]
     pub transport: Vec<String>,
     /// One JSON object per row instead of a table.

@@ -15,7 +15,7 @@ const STEPS: u32 = 20;
 
 /// One distinct colour per transport, in [`Transport::ALL`] order: the floors in
 /// black and grey, shmq in warm colours, the kernel in cool ones.
-const COLOURS: [RGBColor; 17] = [
+const COLOURS: [RGBColor; 18] = [
     RGBColor(0x00, 0x00, 0x00), // floor-spin
     RGBColor(0x7f, 0x7f, 0x7f), // floor-futex
     RGBColor(0xd6, 0x27, 0x28), // shmq-spin
@@ -33,6 +33,7 @@ const COLOURS: [RGBColor; 17] = [
     RGBColor(0x6b, 0x6e, 0xcf), // tokio-pipe
     RGBColor(0xf7, 0xb6, 0xd2), // shmq-select64
     RGBColor(0xc4, 0x9c, 0x00), // shmq-broadcast
+    RGBColor(0x8c, 0x6d, 0x31), // shmq-broadcast4
 ];
 
 /// The colour and line width of the curve of `label` (the `i`th label drawn).

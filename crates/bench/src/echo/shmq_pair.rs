@@ -7,6 +7,7 @@ use shmq::broadcast::Join;
 use shmq::{Options, Receiver, RingKind, Sender, WaitStrategy};
 
 use super::{Client, Parts, Result, Server, check_echo, is_stop, no_nudge};
+use crate::process;
 
 struct ShmqClient<K: RingKind> {
     ping: Sender<K>,
@@ -68,6 +69,72 @@ pub(crate) fn broadcast(size: usize) -> Result<Parts> {
         .max_subscribers(1)
         .join(Join::Oldest);
     pair::<shmq::Broadcast>(&opts)
+}
+
+/// Two broadcast channels as [`broadcast`], the ping channel with four
+/// lossless subscribers: the server's and three drainers, processes the
+/// server forks before its first receive (so that each attaches a slot of its
+/// own), which receive every message with the default wait and check that
+/// its sequence number follows the last. The publisher is gated on all four.
+pub(crate) fn broadcast4(size: usize) -> Result<Parts> {
+    let opts = Options::new()
+        .capacity(capacity_for(size, 1 << 16))
+        .max_subscribers(4)
+        .join(Join::Oldest);
+    let (ping_tx, ping_rx) = shmq::anonymous::<shmq::Broadcast, shmq::Bytes>(&opts)?;
+    let (pong_tx, pong_rx) = shmq::anonymous::<shmq::Broadcast, shmq::Bytes>(&opts)?;
+    Ok(Parts {
+        client: Box::new(ShmqClient {
+            ping: ping_tx,
+            pong: pong_rx,
+        }),
+        server: Box::new(FanServer {
+            inner: ShmqServer {
+                ping: ping_rx,
+                pong: pong_tx,
+            },
+            drainers: 3,
+        }),
+        nudge: no_nudge(),
+    })
+}
+
+/// A broadcast server beside `drainers` more subscribers of its ping channel.
+struct FanServer {
+    inner: ShmqServer<shmq::Broadcast>,
+    drainers: usize,
+}
+
+impl Server for FanServer {
+    fn serve(&mut self) -> Result<()> {
+        let mut children = Vec::with_capacity(self.drainers);
+        for _ in 0..self.drainers {
+            let rx = &mut self.inner.ping;
+            children.push(process::spawn(None, move || drain(rx))?);
+        }
+        self.inner.serve()?;
+        for c in children {
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+/// In a drainer process: receives until the stop message, checking that each
+/// sequence number follows the one before.
+fn drain(rx: &mut Receiver<shmq::Broadcast>) -> Result<()> {
+    let mut last: Option<u64> = None;
+    loop {
+        let m = rx.recv()?;
+        if is_stop(&m) {
+            return Ok(());
+        }
+        let seq = u64::from_le_bytes(m[..8].try_into()?);
+        if last.is_some_and(|l| seq != l.wrapping_add(1)) {
+            return Err(format!("drainer: message {seq} after {last:?}").into());
+        }
+        last = Some(seq);
+    }
 }
 
 fn pair<K: RingKind>(opts: &Options) -> Result<Parts> {
