@@ -749,11 +749,27 @@ fn publisher(r: &Region, g: Geometry<shmq_ring::Broadcast>) -> broadcast::Publis
     broadcast::Publisher::attach(r, g, park(), Arc::new(shmq_ring::InProcess)).unwrap()
 }
 
+/// Whether subscriber `b` of [`broadcast_fan_out`] stays to the end.
+#[derive(Clone, Copy)]
+enum Leave {
+    /// It receives all three messages.
+    Stay,
+    /// It takes the first and closes, as a dropped subscriber does: the
+    /// publisher must look at the slots again, stop gating on it and be woken
+    /// if it sleeps.
+    Close,
+    /// It takes the first and vanishes unannounced (in-process liveness never
+    /// says it died): the publisher waits for it forever.
+    #[cfg_attr(not(shmq_negative_control), allow(dead_code))]
+    Vanish,
+}
+
 /// Two lossless subscribers of a 64-byte ring, both blocking, the publisher
 /// blocking too: three 16-byte messages (the third wraps, and fits only once
-/// both subscribers released the first). Each gets all three, whole, in order:
-/// the gate kept the publisher off unread frames, and no wake-up was lost.
-fn broadcast_fan_out() {
+/// every gating subscriber released the first). `a` gets all three, whole, in
+/// order, and so does `b` unless it leaves: the gate kept the publisher off
+/// unread frames, and no wake-up was lost.
+fn broadcast_fan_out(leave: Leave) {
     let (r, g) = broadcast_ring(64, 2);
     let mut a = subscriber(&r, g, 0, Mode::Lossless);
     let mut b = subscriber(&r, g, 1, Mode::Lossless);
@@ -764,8 +780,14 @@ fn broadcast_fan_out() {
         }
     });
     let t = thread::spawn(move || {
-        for i in 1..=3u8 {
+        let stays = matches!(leave, Leave::Stay);
+        for i in 1..=if stays { 3 } else { 1 } {
             assert_eq!(*b.recv().unwrap(), [i; 16]);
+        }
+        match leave {
+            Leave::Stay => {}
+            Leave::Close => b.close(),
+            Leave::Vanish => b.detach(),
         }
     });
     for i in 1..=3u8 {
@@ -778,7 +800,7 @@ fn broadcast_fan_out() {
 /// MC-17a.
 #[test]
 fn broadcast_fan_out_gates_and_wakes() {
-    broadcast_model(broadcast_fan_out);
+    broadcast_model(|| broadcast_fan_out(Leave::Stay));
 }
 
 /// Negative control for MC-17a: without the wake-up fences a subscriber or
@@ -787,7 +809,7 @@ fn broadcast_fan_out_gates_and_wakes() {
 #[cfg(shmq_negative_control)]
 #[should_panic]
 fn negative_control_broadcast_fan_out_without_fences() {
-    broadcast_model(broadcast_fan_out);
+    broadcast_model(|| broadcast_fan_out(Leave::Stay));
 }
 
 /// A lossy subscriber of a 64-byte ring that the publisher laps: every
@@ -871,43 +893,11 @@ fn broadcast_join_while_publishing() {
     });
 }
 
-/// Two lossless subscribers of a 64-byte ring; `b` takes the first message
-/// and leaves while the publisher sends three (the third wraps and fits only
-/// once every gating subscriber released the first). With `close`, `b` closes
-/// as a dropped subscriber does: the publisher must look at the slots again,
-/// stop gating on it and be woken if it sleeps; `a` gets all three. Without
-/// it, `b` vanishes unannounced (and in-process liveness never says it died),
-/// so the publisher waits for it forever.
-fn broadcast_leave(close: bool) {
-    let (r, g) = broadcast_ring(64, 2);
-    let mut a = subscriber(&r, g, 0, Mode::Lossless);
-    let mut b = subscriber(&r, g, 1, Mode::Lossless);
-    let mut tx = publisher(&r, g);
-    let p = thread::spawn(move || {
-        for i in 1..=3u8 {
-            tx.send(&[i; 16]).unwrap();
-        }
-    });
-    let t = thread::spawn(move || {
-        assert_eq!(*b.recv().unwrap(), [1; 16]);
-        if close {
-            b.close();
-        } else {
-            b.detach();
-        }
-    });
-    for i in 1..=3u8 {
-        assert_eq!(*a.recv().unwrap(), [i; 16]);
-    }
-    p.join().unwrap();
-    t.join().unwrap();
-}
-
 /// MC-17d: a lossless subscriber leaving while the publisher is gated on it
 /// releases the publisher.
 #[test]
 fn broadcast_leave_while_publishing() {
-    broadcast_model(|| broadcast_leave(true));
+    broadcast_model(|| broadcast_fan_out(Leave::Close));
 }
 
 /// Negative control for MC-17d: a subscriber that leaves without closing (and
@@ -916,5 +906,5 @@ fn broadcast_leave_while_publishing() {
 #[cfg(shmq_negative_control)]
 #[should_panic]
 fn negative_control_broadcast_leave_without_close() {
-    broadcast_model(|| broadcast_leave(false));
+    broadcast_model(|| broadcast_fan_out(Leave::Vanish));
 }
