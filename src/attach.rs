@@ -297,7 +297,8 @@ impl Mapped {
         if let (RingGeometry::Broadcast(_), shmq_segment::Backing::File(_)) =
             (self.geometry, self.seg.backing())
         {
-            let retained = inspect::broadcast_publisher(&self.region, self.capacity(), self.slots());
+            let retained =
+                inspect::broadcast_publisher(&self.region, self.capacity(), self.slots());
             if !retained.is_ok_and(|p| p.oldest == p.tail) {
                 return false;
             }

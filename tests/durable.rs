@@ -1017,7 +1017,11 @@ fn broadcast_file_channel_outlives_its_publisher() {
         tx.send(&1000).unwrap();
     }
     let mut rx = broadcast::typed::Subscriber::<u64>::open_file(&path, &oldest).unwrap();
-    assert_eq!(rx.recv().unwrap(), 0, "a new subscriber joins at the oldest retained");
+    assert_eq!(
+        rx.recv().unwrap(),
+        0,
+        "a new subscriber joins at the oldest retained"
+    );
     let mut last = 0;
     while let Ok(v) = rx.try_recv() {
         assert_eq!(v, last + 1);
@@ -1025,5 +1029,8 @@ fn broadcast_file_channel_outlives_its_publisher() {
     }
     assert_eq!(last, 1000);
     let seg = Segment::peek_file(&path, &SegmentOptions::new()).unwrap();
-    assert!(seg.sync_record().unwrap().syncs >= 10, "a sync per 100 messages");
+    assert!(
+        seg.sync_record().unwrap().syncs >= 10,
+        "a sync per 100 messages"
+    );
 }
