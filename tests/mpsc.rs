@@ -21,7 +21,25 @@ use shmq_testkit::{
 // Roles
 
 shmq_testkit::roles! {
-    role_send role_fork_fanin
+    role_send role_fork_fanin role_recv_batch
+}
+
+/// Opens the MPSC channel NAME as its consumer, receives one batch of up to
+/// BATCH messages with `try_recv_batch` (which releases them all at its end),
+/// checking each, then reports `received` and hangs.
+fn role_recv_batch() {
+    let name: String = arg("NAME");
+    let mut rx = mpsc::Receiver::open(&name, &kit::session()).expect("open receiver");
+    let mut n = 0;
+    while n == 0 {
+        n = rx
+            .try_recv_batch(arg("BATCH"), |m| {
+                msg::check(m).expect("a whole message");
+            })
+            .expect("receive");
+    }
+    emit("received", json!({ "count": n }));
+    hang();
 }
 
 /// Opens the MPSC channel NAME, reports `attached` (with its slot), sends COUNT
@@ -733,5 +751,41 @@ fn disconnected_closed_when_the_only_producer_closes() {
     assert_eq!(v.count(5), 50);
     kit::kinds::assert_closed(&end);
     drop(rx);
+    names.assert_clean();
+}
+
+/// A consumer killed in the middle of zeroing the frames it had just released
+/// (failpoint `mid_release`, halfway through a run of five 48-byte frames, so
+/// inside one): the next consumer finishes that release from the note the
+/// first one left and receives every later message, whole and in order, and
+/// none of the five again. Before the note it started at the old `head`, took
+/// the zeroed prefix for a dead producer's claim without a header, and read
+/// what followed (a payload word as a header, `Corrupted`, or the released
+/// frames again); found by the MPSC file-channel kill storm.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_consumer_killed_mid_release_finishes_nothing_twice() {
+    let (wd, names, name) = shmq_testkit::start("killed_mid_release", "mpsc-mid-release");
+    let mut tx = mpsc::Sender::create(&name, &kit::session().capacity(1 << 12)).expect("create");
+    for seq in 0..20 {
+        tx.send(&msg::message(seq, 1, 40)).expect("send");
+    }
+    let mut victim = Spawn::role_on("recv_batch", &name)
+        .arg("BATCH", 5)
+        .failpoint("mid_release")
+        .spawn(&wd);
+    victim.wait_failpoint();
+    victim.kill_and_reap();
+    let mut rx = mpsc::Receiver::open(&name, &kit::session()).expect("a new consumer");
+    for seq in 5..20 {
+        let m = rx
+            .try_recv()
+            .unwrap_or_else(|e| panic!("message {seq}: {e}"));
+        let h = msg::check(&m).unwrap_or_else(|e| panic!("message {seq}: {e}"));
+        assert_eq!((h.producer, h.seq), (1, seq), "after the killed release");
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    drop(rx);
+    drop(tx);
     names.assert_clean();
 }

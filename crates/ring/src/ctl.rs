@@ -274,6 +274,11 @@ pub(crate) struct ConsumerLine {
     pub(crate) pos: AtomicU64,
     /// Messages received since the ring was created.
     pub(crate) received: AtomicU64,
+    /// MPSC: where the release in progress will move `pos`, stored before the
+    /// consumer zeroes the released bytes (equal to `pos` when none is), so
+    /// that a consumer killed in the middle leaves a note the next one
+    /// finishes from. Unused by SPSC.
+    pub(crate) releasing: AtomicU64,
 }
 
 /// One MPSC producer slot, on its own line (its `claim` is written twice per
@@ -377,6 +382,7 @@ const _: () = {
     assert!(offset_of!(SpscControl, tail) == 0);
     assert!(offset_of!(SpscControl, head) == 128);
     assert!(offset_of!(ConsumerLine, received) == 8);
+    assert!(offset_of!(ConsumerLine, releasing) == 16);
     assert!(offset_of!(SpscControl, wake) == 256);
     assert!(offset_of!(SpscControl, ends) == 384);
     assert!(offset_of!(WakeLine, data_seq) == 0);

@@ -16,6 +16,7 @@ pub const POINTS: &[&str] = &[
     "after_commit_before_wake",
     "after_wait_flag_set",
     "mid_init",
+    "mid_release",
 ];
 
 #[cfg(feature = "failpoints")]

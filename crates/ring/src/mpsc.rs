@@ -110,6 +110,7 @@ pub fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()>
     let ctl: Ctl<MpscControl> = Ctl::new(region);
     // Relaxed: published by the segment's Release "ready" store, or by thread spawn.
     ctl.head.pos.store(start, Ordering::Relaxed);
+    ctl.head.releasing.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
     ctl.wake.init_fences();
     let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
@@ -639,16 +640,19 @@ impl Consumer {
         for s in 0..sh.nslots {
             local.note(&sh.slot(s).end, Endpoint::Producer(s));
         }
-        Ok(crate::Consumer {
-            core: ConsumerCore {
-                sh,
-                head,
-                released: head,
-                received,
-                reclaimed: 0,
-                local,
-            },
-        })
+        let mut core = ConsumerCore {
+            sh,
+            head,
+            released: head,
+            received,
+            reclaimed: 0,
+            local,
+        };
+        if let Some(to) = core.unfinished_release() {
+            core.head = to;
+            core.release(0);
+        }
+        Ok(crate::Consumer { core })
     }
 
     /// How many times producers have attached to this ring.
@@ -663,6 +667,24 @@ impl Consumer {
 }
 
 impl ConsumerCore {
+    /// The position a consumer that died while zeroing its last release was
+    /// moving `head` to, if it is one: 8-aligned, past `head` by at most the
+    /// ring, and not past `tail` (anything else, a value from an older
+    /// layout or a damaged one, is no note).
+    fn unfinished_release(&self) -> Option<u64> {
+        // Relaxed: stored before the earlier consumer's zeroes, and it is gone.
+        let to = self.sh.ctl.head.releasing.load(Ordering::Relaxed);
+        // Relaxed: a bound for the check; nothing is read through it (the
+        // frames are read by their headers' Acquire loads, as always).
+        let tail = self.sh.ctl.tail.load(Ordering::Relaxed);
+        let ahead = to.wrapping_sub(self.head);
+        (ahead != 0
+            && to.is_multiple_of(8)
+            && ahead <= self.sh.cap as u64
+            && tail.wrapping_sub(to) <= self.sh.cap as u64)
+            .then_some(to)
+    }
+
     fn producer_attachments(&self) -> u32 {
         self.sh
             .slots
@@ -911,6 +933,10 @@ impl crate::kind::ConsumerCore for ConsumerCore {
     }
 
     /// Zeroes everything consumed since the last release, then publishes `head`.
+    /// The new `head` is noted in `releasing` first: a consumer killed while
+    /// zeroing leaves released frames with a zeroed prefix, whose first
+    /// non-zero word may be in the middle of one, and the next consumer
+    /// finishes from the note instead of reading from the old `head`.
     #[inline]
     fn release(&mut self, messages: u64) {
         self.received = self.received.wrapping_add(messages);
@@ -918,10 +944,21 @@ impl crate::kind::ConsumerCore for ConsumerCore {
         // Relaxed: a statistic for tools, on our own line.
         sh.ctl.head.received.store(self.received, Ordering::Relaxed);
         let mut pos = self.released;
+        if pos != self.head {
+            // Relaxed: read by the next consumer, after this one is gone.
+            sh.ctl.head.releasing.store(self.head, Ordering::Relaxed);
+            // Release fence: the note before the zeroes that follow, so that
+            // a consumer that sees any of them sees it (and the compiler
+            // keeps the order for a kill between them).
+            crate::sync::fence(Ordering::Release);
+        }
         while pos != self.head {
             let off = (pos & sh.mask) as usize;
             let run = (self.head.wrapping_sub(pos) as usize).min(sh.cap - off);
-            sh.data.zero(off, run);
+            let half = (run / 2) & !7;
+            sh.data.zero(off, half);
+            failpoint::hit("mid_release");
+            sh.data.zero(off + half, run - half);
             pos = pos.wrapping_add(run as u64);
         }
         // Release: pairs with the producers' Acquire load of `head`; the zeroes and

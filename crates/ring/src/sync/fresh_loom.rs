@@ -29,6 +29,7 @@ fn consumer_line() -> ConsumerLine {
     ConsumerLine {
         pos: AtomicU64::new(0),
         received: AtomicU64::new(0),
+        releasing: AtomicU64::new(0),
     }
 }
 
