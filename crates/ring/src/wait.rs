@@ -377,21 +377,50 @@ pub(crate) fn block<S: Side>(
         }
     }
 
+    let parked = park(side, cfg, deadline);
+    if side.exclusive() {
+        // Relaxed: our own flag; a notifier that still finds it set makes one
+        // needless wake at most.
+        side.words().1.store(0, Ordering::Relaxed);
+    }
+    parked
+}
+
+/// The parking phase of [`block`]; leaves the flag set (an exclusive waiter's
+/// caller clears it).
+///
+/// The flag is set, and the barrier made, only when the flag is not already
+/// set from this call's last round: a wake that left it set (a slice's end, a
+/// spurious or hostile wake) took no notifier's turn, so the barrier made after
+/// setting it still covers every notifier that publishes later, which will see
+/// it (PROTOCOL.md section 6). Only an exclusive waiter knows the flag it finds
+/// set is its own; a shared one arms every round. On an asymmetric ring the
+/// barrier is a system call: HP-10's wake storm made a blocked receiver spend a
+/// core on it when every wake re-armed.
+fn park<S: Side>(side: &mut S, cfg: &WaitConfig, deadline: Option<Instant>) -> Result<S::Token> {
+    let (mut armed, mut paired) = (false, true);
+    // Rounds in a row that ended with our flag still set and nothing to do.
+    let mut idle_rounds = 0u32;
     loop {
         if side.interrupted() {
             return Err(Error::Interrupted);
         }
         // Acquire: pairs with the Release increment in `WakeLine::notify_*` and
-        // `wake_all`; a notifier's increment after this load makes the futex wait
-        // below return at once.
+        // `wake_all`; a notifier's increment after this load makes the futex
+        // wait below return at once.
         let seq = side.words().0.load(Ordering::Acquire);
-        side.words()
-            .1
-            .store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
-        failpoint::hit("after_wait_flag_set");
-        // SeqCst fence, or on an asymmetric ring the heavy barrier: pairs with
-        // the notifier's barrier in `WakeLine::notify_*` (see module docs).
-        let paired = side.waiter_barrier();
+        // Relaxed: our own store, or a notifier's clear (then we arm again).
+        if !armed || side.words().1.load(Ordering::Relaxed) != crate::ctl::WAIT_FUTEX {
+            side.words()
+                .1
+                .store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
+            failpoint::hit("after_wait_flag_set");
+            // SeqCst fence, or on an asymmetric ring the heavy barrier: pairs
+            // with the notifier's barrier in `WakeLine::notify_*` (see module
+            // docs).
+            paired = side.waiter_barrier();
+            armed = side.exclusive();
+        }
         if !side.ready() {
             let now = Instant::now();
             let mut sleep = cfg.slice;
@@ -404,9 +433,6 @@ pub(crate) fn block<S: Side>(
             if !sleep.is_zero() {
                 side.words().0.wait(seq, Some(sleep));
             }
-        }
-        if side.exclusive() {
-            side.words().1.store(0, Ordering::Relaxed);
         }
         if let Some(t) = side.attempt()? {
             return Ok(t);
@@ -421,5 +447,28 @@ pub(crate) fn block<S: Side>(
         if deadline.is_some_and(|d| now >= d) {
             return Err(Error::Timeout);
         }
+        // Relaxed: as above. A flag still set means that no notifier took it:
+        // the wake was a slice's end, or somebody else's (a peer waking or
+        // bumping our word in a loop returns the futex wait at once, round
+        // after round). After many such rounds in a row, pause between them;
+        // a notifier that takes the flag meanwhile is seen at the next look,
+        // late by one pause at most.
+        if armed && side.words().1.load(Ordering::Relaxed) == crate::ctl::WAIT_FUTEX {
+            idle_rounds += 1;
+            if idle_rounds > IDLE_ROUNDS && !crate::sync::MODEL {
+                std::thread::sleep(IDLE_PAUSE);
+            }
+        } else {
+            idle_rounds = 0;
+        }
     }
 }
+
+/// Rounds in a row a parked waiter may find its flag untaken and nothing to
+/// do before it pauses between rounds ([`IDLE_PAUSE`]): a wake storm (HP-10)
+/// would otherwise keep it in system calls on a whole core.
+const IDLE_ROUNDS: u32 = 64;
+
+/// The pause between idle rounds: how late a wake-up can be while a storm of
+/// foreign wakes goes on.
+const IDLE_PAUSE: Duration = Duration::from_micros(100);
