@@ -17,7 +17,9 @@
 //!   at-least-once message of docs/LIFECYCLE.md, at most one per consumer
 //!   kill); a producer life that finished is received whole, and a killed one
 //!   has every recorded message received, and at most one more (committed, the
-//!   kill came before its record).
+//!   kill came before its record). The same storm runs on an MPSC file
+//!   channel (`mpsc_file_channel_kill_storm_serial`), one producer life at a
+//!   time.
 //! - **Sync policies, counted**: under `strace -c`, a writer of each policy
 //!   makes exactly the `msync` calls its policy promises (every commit: one per
 //!   send, plus one at creation and one at close; periodic every 10 messages: a
