@@ -1078,6 +1078,27 @@ pub fn remove_stale(name: &str, discard_messages: bool) -> Result<Removal> {
     })
 }
 
+/// [`remove_stale`] for the file channel at `path` (a symbolic link is not
+/// followed).
+///
+/// # Errors
+/// As [`remove_stale`], with a path for the name.
+pub fn remove_stale_file(path: &std::path::Path, discard_messages: bool) -> Result<Removal> {
+    let mut kept = None;
+    let removed = Segment::remove_file_if_stale_unless(path, |peek| {
+        if discard_messages || !peek.is_shmq() {
+            return false;
+        }
+        kept = report(&path.display().to_string(), peek).waiting_messages();
+        kept.is_some()
+    })?;
+    Ok(match (removed, kept) {
+        (true, _) => Removal::Removed,
+        (false, Some((messages, bytes))) => Removal::KeptMessages { messages, bytes },
+        (false, None) => Removal::Declined,
+    })
+}
+
 /// An object under a segment name with no shmq header, left by an older
 /// shmq's creator that was interrupted (see [`shmq_segment::Leftover`]).
 pub use shmq_segment::Leftover;

@@ -130,7 +130,8 @@ pub struct InspectArgs {
 /// `shmq rm`.
 #[derive(Args, Debug)]
 pub struct RmArgs {
-    /// Segment name, with its leading slash.
+    /// Segment name, with its leading slash, or the path of a file channel (a
+    /// `/` after its first character: `./q`, `/var/lib/app/q`).
     pub name: String,
     /// Remove it even if a process has it open or an endpoint is alive (those
     /// processes keep their mapping; nobody new can open it).

@@ -1,4 +1,5 @@
-//! `shmq rm NAME` and `shmq gc`: removing segments, carefully.
+//! `shmq rm NAME` (or `rm PATH`, a file channel) and `shmq gc`: removing
+//! segments, carefully.
 //!
 //! Both decide from a [`Report`] and then remove through
 //! [`shmq::inspect::remove_stale`], which takes the segment's owner lock exclusively
@@ -51,13 +52,20 @@ fn why_busy(r: &Report) -> Option<String> {
 /// segment or a leftover of an interrupted create (see [`rm_leftover`]).
 pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     let name = &args.name;
-    if let Ok(Some(l)) = shmq::inspect::leftover(name) {
+    let file = crate::cli::as_file(name);
+    if file.is_none()
+        && let Ok(Some(l)) = shmq::inspect::leftover(name)
+    {
         return rm_leftover(name, &l, args.force);
     }
     let r = fetch(name)?;
     let mut stdout = std::io::stdout().lock();
     if args.force {
-        shmq::inspect::unlink(name)?;
+        match &file {
+            Some(path) => std::fs::remove_file(path)
+                .map_err(|e| CliError::msg(format!("could not remove {name}: {e}")))?,
+            None => shmq::inspect::unlink(name)?,
+        }
         let note = why_busy(&r)
             .map(|why| format!(" ({why}; those processes keep their mapping)"))
             .unwrap_or_default();
@@ -70,12 +78,20 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
         )));
     }
     // Named explicitly: messages still waiting in it go too (the report said so).
-    if shmq::inspect::remove_stale(name, true)? == Removal::Removed {
+    let removal = match &file {
+        Some(path) => shmq::inspect::remove_stale_file(path, true)?,
+        None => shmq::inspect::remove_stale(name, true)?,
+    };
+    if removal == Removal::Removed {
         writeln!(stdout, "removed {name}")?;
         return Ok(ExitCode::SUCCESS);
     }
     // Declined: find out why for the message (opened meanwhile, gone, not ours).
-    let why = match shmq::inspect::inspect(name) {
+    let now = match &file {
+        Some(path) => shmq::inspect::inspect_file(path),
+        None => shmq::inspect::inspect(name),
+    };
+    let why = match now {
         Ok(Some(now)) => why_busy(&now).unwrap_or_else(|| "it is not owned by this user".into()),
         Ok(None) => "it was replaced by a non-shmq object".into(),
         Err(e) => e.to_string(),

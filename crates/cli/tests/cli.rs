@@ -1163,6 +1163,57 @@ fn file_channels_are_listed_inspected_and_piped() {
         .stderr(predicate::str::contains("symbolic link"));
 }
 
+/// `rm PATH` removes a file channel as `rm NAME` does a named one: refused
+/// while an end is alive (unless `--force`), removed with its messages once
+/// stale; a file that is not a channel is left alone.
+#[test]
+fn rm_takes_a_file_channel_path() {
+    let dir = std::env::temp_dir().join(format!("cli-test-rm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    let chan = dir.join("q");
+    let path = chan.to_str().expect("utf-8 path");
+    let mut tx =
+        shmq::spsc::Sender::create_file(&chan, &shmq::Options::new()).expect("create file");
+    tx.send(b"kept until rm").expect("send");
+    shmq().args(["rm", path]).assert().code(1).stderr(
+        predicate::str::contains("refusing to remove").and(predicate::str::contains("alive")),
+    );
+    assert!(chan.exists());
+    drop(tx); // closed with a message waiting: the file stays
+    assert!(chan.exists());
+    shmq()
+        .args(["rm", path])
+        .assert()
+        .success()
+        .stdout(format!("removed {path}\n"));
+    assert!(!chan.exists());
+    let tx = shmq::spsc::Sender::create_file(&chan, &shmq::Options::new()).expect("again");
+    shmq()
+        .args(["rm", "--force", path])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(format!(
+            "removed {path} (alive"
+        )));
+    assert!(!chan.exists());
+    drop(tx);
+    let other = dir.join("notes.txt");
+    std::fs::write(&other, "not a channel").expect("write");
+    shmq()
+        .args(["rm", other.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a shmq segment"));
+    assert!(other.exists());
+}
+
 /// `ls` and `inspect` show a broadcast channel's subscribers, each with its
 /// mode, liveness, position, lag and counters: in JSON as objects, in text one
 /// row each (a closed subscriber as closed; slots never attached left out).

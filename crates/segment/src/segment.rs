@@ -845,6 +845,21 @@ impl Segment {
         reclaim_unless(Place::Shm(name), Some(keep))
     }
 
+    /// [`Segment::remove_if_stale_unless`] for the file channel at `path`: the
+    /// file is removed if it is this user's, no process has it open (its owner
+    /// lock is taken exclusively first) and `keep` says so; a symbolic link is
+    /// not followed.
+    ///
+    /// # Errors
+    /// [`Error::Os`] (or the open's typed errors) if the file cannot be opened
+    /// for another reason than not being there.
+    pub fn remove_file_if_stale_unless(
+        path: &Path,
+        keep: impl FnOnce(&Peek) -> bool,
+    ) -> Result<bool> {
+        reclaim_unless(Place::File(path), Some(keep))
+    }
+
     /// Creates an anonymous segment: a memfd (`MFD_CLOEXEC|MFD_ALLOW_SEALING`),
     /// sized, and sealed `F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL` so that no holder
     /// can resize it under a peer. Share it across `fork` (see [`Segment::reopen`])
