@@ -943,3 +943,51 @@ fn idle_futures_do_not_spin_on_their_slice_wake_serial() {
     eprintln!("16 idle futures: {cpu} ns of CPU in {wall:?} ({pct:.2}%)");
     assert!(pct < 2.0, "16 idle futures used {pct:.2}% of a CPU");
 }
+
+/// Broadcast subscribers awaited: two lossless subscribers of one named
+/// channel (parked, 30 s slice), each awaiting `recv_async` in its own task,
+/// woken by the publisher's sends from another thread (they share one flag:
+/// each send must wake both), every message in order to each, then
+/// `Disconnected` once the publisher is gone.
+fn broadcast_subscribers(exec: Exec) {
+    use shmq::broadcast::{Publisher, Subscriber};
+    let names = Names::new();
+    let name = names.name("async-bcast");
+    let opts = kit::session()
+        .wait(WaitStrategy::Park)
+        .wait_slice(Duration::from_secs(30));
+    let mut tx = Publisher::create(&name, &opts).unwrap();
+    let subs: Vec<Subscriber> = (0..2)
+        .map(|_| Subscriber::open(&name, &opts).unwrap())
+        .collect();
+    let sender = std::thread::spawn(move || {
+        for i in 0..20u8 {
+            std::thread::sleep(Duration::from_millis(2));
+            tx.send(&[i; 16]).unwrap();
+        }
+    });
+    let t0 = Instant::now();
+    let got = exec.block_on(async move {
+        join_all(subs.into_iter().map(|mut rx| async move {
+            let mut got = Vec::new();
+            loop {
+                match rx.recv_async().await {
+                    Ok(m) => got.push(m[0]),
+                    Err(Error::Disconnected(_)) => return got,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }))
+        .await
+    });
+    sender.join().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    let want: Vec<u8> = (0..20).collect();
+    assert_eq!(got, [want.clone(), want]);
+    names.assert_clean();
+}
+
+test_each_executor! {
+    fn broadcast_subscribers_tokio_current, broadcast_subscribers_tokio_multi,
+        broadcast_subscribers_futures = broadcast_subscribers;
+}

@@ -579,3 +579,35 @@ fn select_sees_a_dead_receiver_of_a_full_sender() {
     drop(tx);
     let _ = shmq::inspect::unlink(&name);
 }
+
+/// A broadcast subscriber in a select beside an SPSC receiver, every side
+/// parked with a 30 s slice: the publisher's send (no doorbell; subscribers
+/// share one flag) wakes the select well before a slice, and the subscriber's
+/// receive then returns that message.
+#[test]
+fn select_wakes_for_a_broadcast_subscriber() {
+    let opts = Options::new()
+        .wait(WaitStrategy::Park)
+        .wait_slice(Duration::from_secs(30));
+    let (_tx_a, mut rx_a) = shmq::anonymous::<Spsc, shmq::Bytes>(&opts).unwrap();
+    let (mut tx_b, mut rx_b) = shmq::anonymous::<shmq::Broadcast, shmq::Bytes>(&opts).unwrap();
+    for round in 0..3u8 {
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx_b.send(&[round; 8]).unwrap();
+            tx_b
+        });
+        let i = {
+            let mut sel = Select::new();
+            sel.recv(&mut rx_a);
+            sel.recv(&mut rx_b);
+            let t0 = Instant::now();
+            let i = sel.ready_timeout(Duration::from_secs(10)).expect("ready");
+            assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+            i
+        };
+        tx_b = sender.join().unwrap();
+        assert_eq!(i, 1, "round {round}");
+        assert_eq!(&*rx_b.try_recv().expect("the message"), &[round; 8]);
+    }
+}
