@@ -1063,18 +1063,8 @@ pub enum Removal {
 /// # Errors
 /// [`Error::Segment`](crate::Error::Segment) for a bad name or a failed system call.
 pub fn remove_stale(name: &str, discard_messages: bool) -> Result<Removal> {
-    let mut kept = None;
-    let removed = Segment::remove_if_stale_unless(name, |peek| {
-        if discard_messages || !peek.is_shmq() {
-            return false;
-        }
-        kept = report(name, peek).waiting_messages();
-        kept.is_some()
-    })?;
-    Ok(match (removed, kept) {
-        (true, _) => Removal::Removed,
-        (false, Some((messages, bytes))) => Removal::KeptMessages { messages, bytes },
-        (false, None) => Removal::Declined,
+    remove_stale_with(name, discard_messages, |keep| {
+        Ok(Segment::remove_if_stale_unless(name, keep)?)
     })
 }
 
@@ -1084,12 +1074,25 @@ pub fn remove_stale(name: &str, discard_messages: bool) -> Result<Removal> {
 /// # Errors
 /// As [`remove_stale`], with a path for the name.
 pub fn remove_stale_file(path: &std::path::Path, discard_messages: bool) -> Result<Removal> {
+    remove_stale_with(&path.display().to_string(), discard_messages, |keep| {
+        Ok(Segment::remove_file_if_stale_unless(path, keep)?)
+    })
+}
+
+/// The decision of [`remove_stale`] around `remove`, which removes the
+/// segment (called `name` in reports) unless the function it is given, shown
+/// the segment under its lock, says to keep it.
+fn remove_stale_with(
+    name: &str,
+    discard_messages: bool,
+    remove: impl FnOnce(&mut dyn FnMut(&Peek) -> bool) -> Result<bool>,
+) -> Result<Removal> {
     let mut kept = None;
-    let removed = Segment::remove_file_if_stale_unless(path, |peek| {
+    let removed = remove(&mut |peek: &Peek| {
         if discard_messages || !peek.is_shmq() {
             return false;
         }
-        kept = report(&path.display().to_string(), peek).waiting_messages();
+        kept = report(name, peek).waiting_messages();
         kept.is_some()
     })?;
     Ok(match (removed, kept) {

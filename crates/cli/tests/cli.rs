@@ -1112,17 +1112,25 @@ fn ls_and_inspect_name_the_message_type() {
     drop((tx, plain));
 }
 
+/// A directory removed (with what is in it) when the guard drops.
+struct Gone(PathBuf);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A new directory of this test process's own for file channels.
+fn temp_dir(tag: &str) -> (PathBuf, Gone) {
+    let dir = std::env::temp_dir().join(format!("cli-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    (dir.clone(), Gone(dir))
+}
+
 #[test]
 fn file_channels_are_listed_inspected_and_piped() {
-    let dir = std::env::temp_dir().join(format!("cli-test-files-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    struct Gone(PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _gone = Gone(dir.clone());
+    let (dir, _gone) = temp_dir("files");
     let chan = dir.join("orders");
     let path = chan.to_str().expect("utf-8 path");
     shmq()
@@ -1168,15 +1176,7 @@ fn file_channels_are_listed_inspected_and_piped() {
 /// stale; a file that is not a channel is left alone.
 #[test]
 fn rm_takes_a_file_channel_path() {
-    let dir = std::env::temp_dir().join(format!("cli-test-rm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    struct Gone(PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _gone = Gone(dir.clone());
+    let (dir, _gone) = temp_dir("rm");
     let chan = dir.join("q");
     let path = chan.to_str().expect("utf-8 path");
     let mut tx =
