@@ -846,9 +846,9 @@ impl Segment {
     }
 
     /// [`Segment::remove_if_stale_unless`] for the file channel at `path`: the
-    /// file is removed if it is this user's, no process has it open (its owner
-    /// lock is taken exclusively first) and `keep` says so; a symbolic link is
-    /// not followed.
+    /// file is removed if it is this user's and no process has it open (its
+    /// owner lock is taken exclusively first), unless `keep`, shown it under
+    /// that lock, says to keep it; a symbolic link is not followed.
     ///
     /// # Errors
     /// [`Error::Os`] (or the open's typed errors) if the file cannot be opened
