@@ -892,27 +892,10 @@ impl crate::kind::EndCore for SubscriberCore {
     fn check_peer(&mut self) -> Result<()> {
         let ends = &self.sh.ctl.ends;
         let moved = self.local.moved(self.tail);
-        match self
-            .local
-            .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?
-        {
-            PeerStatus::Gone(why) => {
-                if self.peek()?.is_some() {
-                    self.local.peer_gone = true;
-                    return Ok(());
-                }
-                // Relaxed: a count for a decision the next look revisits.
-                let publisher = &self.sh.ctl.ends.producer;
-                let count = publisher.incarnation.load(Ordering::Relaxed).max(1);
-                let done = self.local.producers_done(count, why);
-                self.local.peer_gone = done.is_err();
-                done
-            }
-            PeerStatus::Alive | PeerStatus::Unattached => {
-                self.local.peer_gone = false;
-                Ok(())
-            }
-        }
+        let status =
+            self.local
+                .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?;
+        self.judge_the_producer(status)
     }
 
     fn len_hint(&self) -> usize {

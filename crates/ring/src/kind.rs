@@ -14,8 +14,9 @@
 use crate::ctl::Ends;
 use crate::error::{Disconnect, Result};
 use crate::local::Local;
+use crate::peer::PeerStatus;
 use crate::region::Data;
-use crate::sync::{AtomicU32, AtomicU64, FutexWord};
+use crate::sync::{AtomicU32, AtomicU64, FutexWord, Ordering};
 
 /// A ring kind: which producer and consumer cores a [`crate::Producer`] and a
 /// [`crate::Consumer`] of this kind drive. Implemented by [`Spsc`], [`Mpsc`]
@@ -233,4 +234,35 @@ pub trait ConsumerCore: EndCore {
     /// reporting it (until then every `peek` returns it, so that a look that
     /// only asks whether a receive would return consumes nothing).
     fn lag_reported(&mut self) {}
+
+    /// What a consumer of one producer (SPSC; a broadcast subscriber's
+    /// publisher) makes of a look that said `status`: `Err(Disconnected)` if
+    /// the producer is gone and nothing is left to read.
+    #[cold]
+    fn judge_the_producer(&mut self, status: PeerStatus) -> Result<()> {
+        match status {
+            PeerStatus::Gone(why) => {
+                // The producer's last frames were published before its state
+                // changed (or before it died): look once more before
+                // reporting it gone.
+                if self.peek()?.is_some() {
+                    self.local_mut().peer_gone = true;
+                    return Ok(());
+                }
+                // Attachments: the producer's count, or at least one if this
+                // end saw it (the word is a hint; see `peer_status`).
+                // Relaxed: a count for a decision the next look revisits.
+                let count = self.ends().producer.incarnation.load(Ordering::Relaxed);
+                let done = self.local_mut().producers_done(count.max(1), why);
+                // Waiting for more producers (a queue): sleep until one
+                // attaches (its attach wakes us) rather than look again at once.
+                self.local_mut().peer_gone = done.is_err();
+                done
+            }
+            PeerStatus::Alive | PeerStatus::Unattached => {
+                self.local_mut().peer_gone = false;
+                Ok(())
+            }
+        }
+    }
 }

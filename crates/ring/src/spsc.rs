@@ -49,7 +49,7 @@ use crate::frame::{self, HEADER_LEN, SpscFrame};
 use crate::geometry::Geometry;
 use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Readable, Spsc};
 use crate::local::Local;
-use crate::peer::{PeerStatus, check_positions, stale_tail};
+use crate::peer::{check_positions, stale_tail};
 use crate::region::{Ctl, Data, LINE, Region};
 use crate::sync::Ordering;
 use crate::wait::{Endpoint, Liveness, WaitConfig};
@@ -566,33 +566,10 @@ impl crate::kind::EndCore for ConsumerCore {
     fn check_peer(&mut self) -> Result<()> {
         let ends = &self.ctl.ends;
         let moved = self.local.moved(self.head);
-        match self
-            .local
-            .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?
-        {
-            PeerStatus::Gone(why) => {
-                // The producer's last frames were published before its state changed
-                // (or before it died): look once more before reporting it gone.
-                if self.peek()?.is_some() {
-                    self.local.peer_gone = true;
-                    return Ok(());
-                }
-                // Attachments: the producer's count, or at least one if this end
-                // saw it (the word is a hint; see `peer_status`).
-                // Relaxed: a count for a decision the next look revisits.
-                let count = self.ctl.ends.producer.incarnation.load(Ordering::Relaxed);
-                let count = count.max(1);
-                let done = self.local.producers_done(count, why);
-                // Waiting for more producers (a queue): sleep until one attaches
-                // (its attach wakes us) rather than look again at once.
-                self.local.peer_gone = done.is_err();
-                done
-            }
-            PeerStatus::Alive | PeerStatus::Unattached => {
-                self.local.peer_gone = false;
-                Ok(())
-            }
-        }
+        let status =
+            self.local
+                .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?;
+        self.judge_the_producer(status)
     }
 
     fn len_hint(&self) -> usize {
