@@ -608,13 +608,9 @@ impl Report {
     }
 }
 
-/// Looks at the named segment. `Ok(None)` if the object is not a shmq segment
-/// (no shmq magic, or too small to hold a header): someone else's.
-///
-/// # Errors
-/// [`Error::Segment`](crate::Error::Segment) for a bad name, a missing object, or
-/// no permission to read it.
-pub fn inspect(name: &str) -> Result<Option<Report>> {
+/// The named segment, read-only; `None` if it is not a shmq segment (no
+/// shmq magic, too small for a header, or not a regular object of ours).
+fn shmq_peek(name: &str) -> Result<Option<Peek>> {
     let peek = match Segment::peek(name, &SegmentOptions::new()) {
         Ok(p) => p,
         Err(segment::Error::TooSmall { .. } | segment::Error::Untrusted { .. }) => {
@@ -622,10 +618,29 @@ pub fn inspect(name: &str) -> Result<Option<Report>> {
         }
         Err(e) => return Err(e.into()),
     };
-    if !peek.is_shmq() {
-        return Ok(None);
-    }
-    Ok(Some(report(name, &peek)))
+    Ok(peek.is_shmq().then_some(peek))
+}
+
+/// The file channel at `path`, read-only; `None` if the file is not a shmq
+/// segment. A symbolic link or a directory is said as such (`Untrusted`),
+/// not taken for someone else's file.
+fn shmq_peek_file(path: &std::path::Path) -> Result<Option<Peek>> {
+    let peek = match Segment::peek_file(path, &SegmentOptions::new()) {
+        Ok(p) => p,
+        Err(segment::Error::TooSmall { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(peek.is_shmq().then_some(peek))
+}
+
+/// Looks at the named segment. `Ok(None)` if the object is not a shmq segment
+/// (no shmq magic, or too small to hold a header): someone else's.
+///
+/// # Errors
+/// [`Error::Segment`](crate::Error::Segment) for a bad name, a missing object, or
+/// no permission to read it.
+pub fn inspect(name: &str) -> Result<Option<Report>> {
+    Ok(shmq_peek(name)?.map(|peek| report(name, &peek)))
 }
 
 /// Looks at the file channel at `path` (as [`inspect`] does a named one).
@@ -634,17 +649,7 @@ pub fn inspect(name: &str) -> Result<Option<Report>> {
 /// # Errors
 /// As [`inspect`], with a path for the name.
 pub fn inspect_file(path: &std::path::Path) -> Result<Option<Report>> {
-    // A symbolic link or a directory is said as such (`Untrusted`), not taken
-    // for someone else's file.
-    let peek = match Segment::peek_file(path, &SegmentOptions::new()) {
-        Ok(p) => p,
-        Err(segment::Error::TooSmall { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if !peek.is_shmq() {
-        return Ok(None);
-    }
-    Ok(Some(report(&path.display().to_string(), &peek)))
+    Ok(shmq_peek_file(path)?.map(|peek| report(&path.display().to_string(), &peek)))
 }
 
 /// The messages waiting in the named channel, oldest first, at most `max` of
@@ -667,17 +672,9 @@ pub fn inspect_file(path: &std::path::Path) -> Result<Option<Report>> {
 /// publisher overwrote every retained message while they were copied, again
 /// and again (the count is the messages it published meanwhile).
 pub fn peek_messages(name: &str, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
-    let peek = match Segment::peek(name, &SegmentOptions::new()) {
-        Ok(p) => p,
-        Err(segment::Error::TooSmall { .. } | segment::Error::Untrusted { .. }) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !peek.is_shmq() {
-        return Ok(None);
-    }
-    waiting(name, &peek, max).map(Some)
+    shmq_peek(name)?
+        .map(|peek| waiting(name, &peek, max))
+        .transpose()
 }
 
 /// [`peek_messages`] for the file channel at `path`.
@@ -685,15 +682,9 @@ pub fn peek_messages(name: &str, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
 /// # Errors
 /// As [`peek_messages`], with a path for the name.
 pub fn peek_messages_file(path: &std::path::Path, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
-    let peek = match Segment::peek_file(path, &SegmentOptions::new()) {
-        Ok(p) => p,
-        Err(segment::Error::TooSmall { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if !peek.is_shmq() {
-        return Ok(None);
-    }
-    waiting(&path.display().to_string(), &peek, max).map(Some)
+    shmq_peek_file(path)?
+        .map(|peek| waiting(&path.display().to_string(), &peek, max))
+        .transpose()
 }
 
 /// Times a broadcast peek copies the retained messages again when the

@@ -5,8 +5,8 @@
 //! panic or an out-of-bounds read. Walks over frames are bounded by the capacity.
 
 use crate::ctl::{
-    ATTACHED, BroadcastControl, CLOSED, EndState, LOSSLESS, Line, MpscControl, NEVER, NO_CLAIM,
-    ProducerSlot, SpscControl, SubscriberSlot,
+    ATTACHED, BroadcastControl, CLOSED, EndState, Ends, LOSSLESS, Line, MpscControl, NEVER,
+    NO_CLAIM, ProducerSlot, SpscControl, SubscriberSlot,
 };
 use crate::error::Result;
 use crate::frame::{self, MPSC_PAD, SpscFrame};
@@ -295,7 +295,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
     let Endpoints {
         consumer,
         producers,
-    } = spsc_endpoints(&ctl, &mut problems);
+    } = one_producer_endpoints(&ctl.ends, &mut problems);
     Ok(RingView {
         capacity: cap,
         head,
@@ -421,7 +421,8 @@ pub struct Endpoints {
 /// [`EndpointState::Invalid`].
 pub fn spsc_ends(region: &Region, capacity: u64) -> Result<Endpoints> {
     check_len(region, capacity, spsc::region_len)?;
-    Ok(spsc_endpoints(&Ctl::new(region), &mut Vec::new()))
+    let ctl: Ctl<SpscControl> = Ctl::new(region);
+    Ok(one_producer_endpoints(&ctl.ends, &mut Vec::new()))
 }
 
 /// Reads the endpoint words of an MPSC ring with `producers` slots, and nothing
@@ -460,7 +461,7 @@ pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<Rin
     let Endpoints {
         consumer,
         producers,
-    } = broadcast_endpoints(&ctl, &mut problems);
+    } = one_producer_endpoints(&ctl.ends, &mut problems);
     let subs: Vec<SubscriberView> = (0u16..)
         .zip(slots.iter())
         .map(|(i, s)| {
@@ -586,32 +587,20 @@ pub fn broadcast_ends(region: &Region, capacity: u64, subscribers: u16) -> Resul
     check_len(region, capacity, |cap| {
         broadcast::region_len(cap, subscribers)
     })?;
-    Ok(broadcast_endpoints(&Ctl::new(region), &mut Vec::new()))
-}
-
-fn broadcast_endpoints(ctl: &BroadcastControl, problems: &mut Vec<RingFinding>) -> Endpoints {
-    Endpoints {
-        consumer: end_view(&ctl.ends.consumer, EndpointName::Consumer, problems),
-        producers: vec![end_view(
-            &ctl.ends.producer,
-            EndpointName::Producer,
-            problems,
-        )],
-    }
+    let ctl: Ctl<BroadcastControl> = Ctl::new(region);
+    Ok(one_producer_endpoints(&ctl.ends, &mut Vec::new()))
 }
 
 fn slot_array(region: &Region, producers: u16) -> CtlArray<Line<ProducerSlot>> {
     CtlArray::new(region, 512, producers.into())
 }
 
-fn spsc_endpoints(ctl: &SpscControl, problems: &mut Vec<RingFinding>) -> Endpoints {
+/// The endpoint words of a ring with one producer word (SPSC; broadcast,
+/// whose producer is the publisher and whose consumer word is unused).
+fn one_producer_endpoints(ends: &Ends, problems: &mut Vec<RingFinding>) -> Endpoints {
     Endpoints {
-        consumer: end_view(&ctl.ends.consumer, EndpointName::Consumer, problems),
-        producers: vec![end_view(
-            &ctl.ends.producer,
-            EndpointName::Producer,
-            problems,
-        )],
+        consumer: end_view(&ends.consumer, EndpointName::Consumer, problems),
+        producers: vec![end_view(&ends.producer, EndpointName::Producer, problems)],
     }
 }
 
