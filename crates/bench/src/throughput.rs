@@ -605,6 +605,17 @@ fn send_all<K: RingKind>(
     producer: u64,
     count: u64,
 ) -> Result<()> {
+    send_all_to(std::slice::from_mut(tx), (size, batch), producer, count)
+}
+
+/// [`send_all`] to each of `txs` in turn, every batch to all of them (the
+/// fan-out over separate channels: each message copied once per channel).
+fn send_all_to<K: RingKind>(
+    txs: &mut [Sender<K>],
+    (size, batch): (usize, usize),
+    producer: u64,
+    count: u64,
+) -> Result<()> {
     let b = send_batch(size, batch);
     let mut bufs = vec![vec![0u8; size]; b];
     let mut seq = 0;
@@ -613,7 +624,9 @@ fn send_all<K: RingKind>(
         for (k, buf) in bufs[..n].iter_mut().enumerate() {
             stamp(buf, producer, seq + k as u64);
         }
-        hand_over(tx, &bufs[..n])?;
+        for tx in txs.iter_mut() {
+            hand_over(tx, &bufs[..n])?;
+        }
         seq += n as u64;
     }
     Ok(())

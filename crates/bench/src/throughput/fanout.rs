@@ -25,8 +25,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use shmq::{Options, Receiver, RingKind, Sender};
 
 use super::{
-    Checker, Gun, Plan, Result, hand_over, reap_all, recv_batch, ring_capacity, send_all,
-    send_batch, stamp, wait_for_gun,
+    Checker, Gun, Plan, Result, reap_all, recv_batch, ring_capacity, send_all, send_all_to,
+    wait_for_gun,
 };
 use crate::process::{self, Child};
 
@@ -221,20 +221,7 @@ pub(super) fn spsc_fanout(
                     let _ = tx.try_reserve(size)?; // attach before the clock starts
                 }
                 wait_for_gun(&trigger)?;
-                let b = send_batch(size, batch);
-                let mut bufs = vec![vec![0u8; size]; b];
-                let mut seq = 0;
-                while seq < count {
-                    let n = (count - seq).min(b as u64) as usize;
-                    for (k, buf) in bufs[..n].iter_mut().enumerate() {
-                        stamp(buf, 0, seq + k as u64);
-                    }
-                    for tx in &mut txs {
-                        hand_over(tx, &bufs[..n])?;
-                    }
-                    seq += n as u64;
-                }
-                Ok(())
+                send_all_to(&mut txs, (size, batch), 0, count)
             })?)
         },
     )
