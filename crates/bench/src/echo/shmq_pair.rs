@@ -64,11 +64,7 @@ pub(crate) fn parts(wait: WaitStrategy, size: usize) -> Result<Parts> {
 /// publisher sent the first message: it joins at the oldest message, which
 /// nothing has overwritten yet (one message at a time is in flight).
 pub(crate) fn broadcast(size: usize) -> Result<Parts> {
-    let opts = Options::new()
-        .capacity(capacity_for(size, 1 << 16))
-        .max_subscribers(1)
-        .join(Join::Oldest);
-    pair::<shmq::Broadcast>(&opts)
+    pair::<shmq::Broadcast>(&broadcast_options(size, 1))
 }
 
 /// Two broadcast channels as [`broadcast`], the ping channel with four
@@ -77,26 +73,23 @@ pub(crate) fn broadcast(size: usize) -> Result<Parts> {
 /// own), which receive every message with the default wait and check that
 /// its sequence number follows the last. The publisher is gated on all four.
 pub(crate) fn broadcast4(size: usize) -> Result<Parts> {
-    let opts = Options::new()
-        .capacity(capacity_for(size, 1 << 16))
-        .max_subscribers(4)
-        .join(Join::Oldest);
-    let (ping_tx, ping_rx) = shmq::anonymous::<shmq::Broadcast, shmq::Bytes>(&opts)?;
-    let (pong_tx, pong_rx) = shmq::anonymous::<shmq::Broadcast, shmq::Bytes>(&opts)?;
+    let (client, server) = ends::<shmq::Broadcast>(&broadcast_options(size, 4))?;
     Ok(Parts {
-        client: Box::new(ShmqClient {
-            ping: ping_tx,
-            pong: pong_rx,
-        }),
+        client: Box::new(client),
         server: Box::new(FanServer {
-            inner: ShmqServer {
-                ping: ping_rx,
-                pong: pong_tx,
-            },
+            inner: server,
             drainers: 3,
         }),
         nudge: no_nudge(),
     })
+}
+
+/// The broadcast rows' options: `subscribers` slots, joining at the oldest.
+fn broadcast_options(size: usize, subscribers: u16) -> Options {
+    Options::new()
+        .capacity(capacity_for(size, 1 << 16))
+        .max_subscribers(subscribers)
+        .join(Join::Oldest)
 }
 
 /// A broadcast server beside `drainers` more subscribers of its ping channel.
@@ -138,19 +131,28 @@ fn drain(rx: &mut Receiver<shmq::Broadcast>) -> Result<()> {
 }
 
 fn pair<K: RingKind>(opts: &Options) -> Result<Parts> {
-    let (ping_tx, ping_rx) = shmq::anonymous::<K, shmq::Bytes>(opts)?;
-    let (pong_tx, pong_rx) = shmq::anonymous::<K, shmq::Bytes>(opts)?;
+    let (client, server) = ends::<K>(opts)?;
     Ok(Parts {
-        client: Box::new(ShmqClient {
-            ping: ping_tx,
-            pong: pong_rx,
-        }),
-        server: Box::new(ShmqServer {
-            ping: ping_rx,
-            pong: pong_tx,
-        }),
+        client: Box::new(client),
+        server: Box::new(server),
         nudge: no_nudge(),
     })
+}
+
+/// Two channels of kind `K` with `opts`: the client's ends and the server's.
+fn ends<K: RingKind>(opts: &Options) -> Result<(ShmqClient<K>, ShmqServer<K>)> {
+    let (ping_tx, ping_rx) = shmq::anonymous::<K, shmq::Bytes>(opts)?;
+    let (pong_tx, pong_rx) = shmq::anonymous::<K, shmq::Bytes>(opts)?;
+    Ok((
+        ShmqClient {
+            ping: ping_tx,
+            pong: pong_rx,
+        },
+        ShmqServer {
+            ping: ping_rx,
+            pong: pong_tx,
+        },
+    ))
 }
 
 #[cfg(test)]
