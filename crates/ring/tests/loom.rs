@@ -85,6 +85,34 @@ fn spsc_batch_is_published_whole() {
     });
 }
 
+/// MC-01b: a consumer's release hands the lines it frees back (it stores back
+/// a word of each, see `spsc::ConsumerCore::hand_back_lines`) while the
+/// producer is already writing the part of the first line that an earlier
+/// release freed. In a 128-byte ring: "a" at 0..48 and "b" at 48..96 (40-byte
+/// payloads), "c" at 96..128, then "d" at 128..144, offset 0, which the
+/// producer may write as soon as "a" is released, while the consumer releases
+/// "b" and with it the whole first line. A store back at the line's start
+/// (offset 0, not 48 where "b" starts) can write "a"'s old header over "d"'s:
+/// with that mistake put in by hand, this model fails.
+#[test]
+fn spsc_release_hands_back_lines_the_producer_is_reusing() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc_ring(128, 0);
+        let msgs: [(u8, usize); 4] = [(1, 40), (2, 40), (3, 24), (4, 8)];
+        let t = thread::spawn(move || {
+            for (b, len) in msgs {
+                tx.send(&vec![b; len]).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for (b, len) in msgs {
+            rx.recv_into(&mut buf).unwrap();
+            assert_eq!(buf, vec![b; len]);
+        }
+        t.join().unwrap();
+    });
+}
+
 /// MC-02: a consumer that sleeps on an empty ring is always woken by a send.
 #[test]
 fn spsc_consumer_wakeup_is_never_lost() {
