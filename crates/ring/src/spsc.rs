@@ -19,7 +19,10 @@
 //! **Consumer**, at its position `h`, loads the header word at `h` with `Acquire`.
 //! 0 means nothing yet. A message header makes the payload readable in place; a
 //! padding header sends it to offset 0. When it is done it stores `head` with
-//! `Release` (which lets the producer reuse the space) and notifies.
+//! `Release` (which lets the producer reuse the space) and notifies; before a
+//! release of 256 bytes or more it first stores back one word of each cache
+//! line the release frees, so that those lines come back to the producer
+//! written rather than shared (`ConsumerCore::hand_back_lines`).
 //!
 //! The consumer polls the header where the next message will land, not `tail`,
 //! so in a request/response exchange one cache line carries both the signal and
@@ -611,7 +614,7 @@ impl ConsumerCore {
     /// away; on the machine this was measured on (AMD EPYC, KVM) that made a
     /// stream of 4 KiB messages about 4 times slower than when the consumer had
     /// written the line last, as the MPSC consumer, which zeroes what it frees,
-    /// always did (see docs/PROTOCOL.md §3, "Handing lines back").
+    /// always did (docs/PROTOCOL.md, section 4, "Handing lines back").
     #[inline]
     fn hand_back_lines(&self) {
         const CACHE_LINE: u64 = 64;
