@@ -551,7 +551,7 @@ impl crate::kind::ProducerCore for ProducerCore {
             // The first message must wrap (or the ring is full): send it alone.
             return match self.claim(first.len())? {
                 Some(c) => {
-                    self.sh.data.write(c.at, first);
+                    self.sh.data.write_payload(c.at, first);
                     failpoint::hit("mid_payload");
                     crate::kind::ProducerCore::commit(self, c, first.len());
                     Ok(1)
@@ -582,8 +582,14 @@ impl crate::kind::ProducerCore for ProducerCore {
         debug_assert_eq!(at - o, total as usize);
         intent.withdraw_after_headers();
         let mut at = o;
-        for m in &batch[..n] {
-            sh.data.write(at + HEADER_LEN, m);
+        for (i, m) in batch[..n].iter().enumerate() {
+            // The consumer polls the first frame's header line (see
+            // `Data::write_payload`); the later frames are copied front to back.
+            if i == 0 {
+                sh.data.write_payload(at + HEADER_LEN, m);
+            } else {
+                sh.data.write(at + HEADER_LEN, m);
+            }
             at += frame::frame_len(m.len());
         }
         failpoint::hit("mid_payload");

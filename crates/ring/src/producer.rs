@@ -208,7 +208,7 @@ impl<K: Kind> Producer<K> {
     #[inline(always)]
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
         let c = self.claim(msg.len(), wait)?;
-        self.core.data().write(c.at, msg);
+        self.core.data().write_payload(c.at, msg);
         failpoint::hit("mid_payload");
         self.core.commit(c, msg.len());
         Ok(())

@@ -512,6 +512,31 @@ impl Data {
         }
     }
 
+    /// Copies a message's payload into the data area at `off` (just after its
+    /// frame header) as [`Data::write`] does, but the bytes that share a cache
+    /// line with the header last. A consumer waiting for this frame polls the
+    /// header's line; copying front to back, the producer would take that line
+    /// for the first bytes, lose it to the next poll while it copies the rest,
+    /// and take it again for the header. With the line written last, its bytes
+    /// and the header follow each other (docs/PROTOCOL.md, section 3, "The
+    /// header's line is copied last": 64-byte messages one by one went from
+    /// 16-17 to 18.5-20 M msgs/s). Only for the frame a consumer may be polling:
+    /// a batch's later frames are copied front to back.
+    ///
+    /// # Panics
+    /// If the range leaves the data area (a bug in this crate).
+    #[inline]
+    pub(crate) fn write_payload(&self, off: usize, src: &[u8]) {
+        const CACHE_LINE: usize = 64;
+        // Bytes from `off` to the end of its line (0 when `off` starts one: the
+        // header is then in the line before).
+        let head = (off.wrapping_neg() % CACHE_LINE).min(src.len());
+        if head < src.len() {
+            self.write(off + head, &src[head..]);
+        }
+        self.write(off, &src[..head]);
+    }
+
     /// Copies `src` into the data area at `off`.
     ///
     /// # Panics
@@ -751,5 +776,35 @@ impl Data {
         let lent = Lent::reading(self, off, len);
         // SAFETY: delegated to the caller.
         f(unsafe { lent.bytes(self, off, len) })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// `write_payload` changes the order of the copy, never what lands where:
+    /// at every 8-aligned offset of a line and every length up to three lines,
+    /// the area holds what `write` leaves, and nothing outside the payload moves.
+    #[test]
+    fn write_payload_leaves_what_write_leaves() {
+        let cap = 512;
+        let (a, b) = (Region::heap(cap), Region::heap(cap));
+        let (da, db) = (a.data(0, cap), b.data(0, cap));
+        let mut seen = vec![0u8; cap];
+        let mut want = vec![0u8; cap];
+        for off in (64..128).step_by(8) {
+            for len in 0..=192 {
+                let src: Vec<u8> = (0..len).map(|i| (i * 7 + off + len) as u8).collect();
+                for d in [&da, &db] {
+                    d.write(0, &vec![0xAA; cap]);
+                }
+                da.write(off, &src);
+                db.write_payload(off, &src);
+                da.read(0, &mut want);
+                db.read(0, &mut seen);
+                assert_eq!(seen, want, "offset {off}, {len} bytes");
+            }
+        }
     }
 }

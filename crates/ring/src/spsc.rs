@@ -499,7 +499,13 @@ impl crate::kind::ProducerCore for ProducerCore {
                 Err(_) if first.is_some() => break,
                 Err(e) => return Err(e),
             };
-            self.data.write(c.at, msg);
+            // The consumer polls the first frame's header line (see
+            // `Data::write_payload`); the later frames are copied front to back.
+            if first.is_none() {
+                self.data.write_payload(c.at, msg);
+            } else {
+                self.data.write(c.at, msg);
+            }
             let padding = self.padding_of(c);
             match first {
                 None => first = Some((c, padding, msg.len())),
