@@ -370,13 +370,17 @@ impl ProducerCore {
     }
 
     /// After a frame is published (and the consumer woken), zeroes the free words
-    /// up to the end of the cache line after the one `tail` is in, so that the end
-    /// markers of the next frames are already in place: their lines' ownership moves
-    /// here now, off the path of any message. Only free space is zeroed (checked
-    /// against the cached `head`, which can only be behind the real one).
+    /// up to the end of the 128-byte line pair after the one `tail` is in, so that
+    /// the end markers of the next frames are already in place: their lines'
+    /// ownership moves here now, off the path of any message. Only free space is
+    /// zeroed (checked against the cached `head`, which can only be behind the
+    /// real one). One 64-byte line ahead left the marker of a 72-byte frame
+    /// starting late in a line outside the stretch: with a pair, 64-byte messages
+    /// one by one went from 17.7-19.4 to 21.7-22.2 M msgs/s and their round trip's
+    /// p99 from 361-370 to 291-340 ns (close placement, alternating builds).
     #[inline]
     fn zero_ahead(&mut self) {
-        const AHEAD: u64 = 64;
+        const AHEAD: u64 = LINE as u64;
         let want = (self.tail | (AHEAD - 1)).wrapping_add(1 + AHEAD);
         let free_end = self.cached_head.wrapping_add(self.cap as u64);
         let start = self.tail.wrapping_add(self.zeroed_len());
