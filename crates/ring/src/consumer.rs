@@ -93,6 +93,15 @@ impl<K: Kind> Consumer<K> {
         self.core.local_mut().interrupt = interrupter;
     }
 
+    /// Whether this consumer's releases hand the cache lines they free back to
+    /// the producer by storing back one word of each (on by default; SPSC
+    /// only, see docs/PROTOCOL.md section 4). The bytes keep their values, but
+    /// the pages are written again: a channel whose file is synced turns it off,
+    /// or every sync would write each message's pages a second time.
+    pub fn set_hand_back(&mut self, on: bool) {
+        self.core.set_hand_back(on);
+    }
+
     /// Receives the next message without waiting, lending its payload in place;
     /// the space is released when the guard drops.
     ///

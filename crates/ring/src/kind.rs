@@ -234,6 +234,9 @@ pub trait ConsumerCore: EndCore {
     /// reporting it (until then every `peek` returns it, so that a look that
     /// only asks whether a receive would return consumes nothing).
     fn lag_reported(&mut self) {}
+    /// Whether releases store back a word of each cache line they free (SPSC;
+    /// see `spsc::ConsumerCore::hand_back_lines`). Other kinds ignore it.
+    fn set_hand_back(&mut self, _on: bool) {}
 
     /// What a consumer of one producer (SPSC; a broadcast subscriber's
     /// publisher) makes of a look that said `status`: `Err(Disconnected)` if

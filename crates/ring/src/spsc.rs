@@ -158,6 +158,9 @@ pub struct ConsumerCore {
     released: u64,
     /// Messages received (published with `head`).
     received: u64,
+    /// Whether releases hand their lines back (`hand_back_lines`); off on a
+    /// channel whose file is synced, where it would write the pages again.
+    hand_back: bool,
     local: Local,
 }
 
@@ -571,6 +574,7 @@ impl Consumer {
                 head,
                 released: head,
                 received,
+                hand_back: true,
                 local,
             },
         })
@@ -688,7 +692,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
     /// Publishes our position: the producer may reuse everything before it.
     #[inline]
     fn release(&mut self, messages: u64) {
-        if self.head.wrapping_sub(self.released) >= HAND_BACK_MIN {
+        if self.hand_back && self.head.wrapping_sub(self.released) >= HAND_BACK_MIN {
             self.hand_back_lines();
         }
         self.released = self.head;
@@ -720,5 +724,9 @@ impl crate::kind::ConsumerCore for ConsumerCore {
 
     fn bell_word(&self) -> &crate::sync::AtomicU64 {
         &self.ctl.wake.bell
+    }
+
+    fn set_hand_back(&mut self, on: bool) {
+        self.hand_back = on;
     }
 }
