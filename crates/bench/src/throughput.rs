@@ -1363,7 +1363,7 @@ mod tests {
         assert_eq!(a.size, vec![64, 4096, 65536]);
         assert_eq!(a.producers, vec![1, 2, 4]);
         assert_eq!(a.messages_for(64), 2_000_000);
-        assert_eq!(a.messages_for(65536), 8192);
+        assert_eq!(a.messages_for(65536), 32768);
         let runs = a.runs().unwrap();
         assert_eq!(runs.len(), 9 + Flow::PEERS.len());
         assert!(runs.contains(&(Flow::ShmqMpsc, 4)));
