@@ -633,7 +633,9 @@ impl ConsumerCore {
     fn hand_back_lines(&self) {
         const CACHE_LINE: u64 = 64;
         let from = self.released;
-        let freed = self.head.wrapping_sub(from);
+        // At most a ring: more (a batch through frames a hostile producer kept
+        // rewriting) would only store over bytes again.
+        let freed = self.head.wrapping_sub(from).min(self.cap as u64);
         // The end of the line `from` is in, then of each line after it.
         let mut end = (from | (CACHE_LINE - 1)).wrapping_add(1);
         while end.wrapping_sub(from) <= freed {
