@@ -645,11 +645,11 @@ impl ConsumerCore {
             } else {
                 start
             };
-            let word = self.data.word((at & self.mask) as usize);
-            // Relaxed, both: the word is ours until the Release store of `head`
-            // that follows (the producer writes it only after its Acquire load of
-            // that `head`), and we store back what it holds.
-            word.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Relaxed, both (in `store_back`): the word is ours until the
+            // Release store of `head` that follows (the producer writes it only
+            // after its Acquire load of that `head`), and we store back what it
+            // holds.
+            crate::sync::store_back(self.data.word((at & self.mask) as usize));
             end = end.wrapping_add(CACHE_LINE);
         }
     }

@@ -33,6 +33,19 @@ mod fresh_loom;
 /// looked at only when their epoch changes.
 pub(crate) const MODEL: bool = cfg!(loom);
 
+/// Loads `word` and stores the value back (`Relaxed`, both), to take its
+/// cache line for writing without changing it (the SPSC consumer's hand-back,
+/// docs/PROTOCOL.md section 4). The caller owns the word until a later
+/// `Release` store publishes it. Under the adversary shim the load is not
+/// reported as a read: its value is never looked at.
+#[inline]
+pub(crate) fn store_back(word: &AtomicU64) {
+    #[cfg(all(shmq_adversary, not(loom)))]
+    word.store_back();
+    #[cfg(not(all(shmq_adversary, not(loom))))]
+    word.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
 /// A value that can be made fresh, as zero bytes in shared memory are: under
 /// loom control blocks live on the heap and are made by `fresh()`
 /// (`sync/fresh_loom.rs`); otherwise every type qualifies and nothing is made.

@@ -18,7 +18,9 @@
 //!
 //! Payload bytes are copied with plain memory copies, not atomics, and are not
 //! reported; nor are the futex words (`FutexWord` uses the core atomic, which the
-//! futex system call needs), which are wake-up hints only. Stores are not reported.
+//! futex system call needs), which are wake-up hints only. Stores are not reported,
+//! nor is the load of a `store_back` (the SPSC consumer's hand-back stores back
+//! what a word holds without looking at it).
 //!
 //! The hook is per thread and is not re-entered: reads made while it runs (for
 //! example a hook that calls [`Region::load_word`](crate::Region::load_word)) do
@@ -195,6 +197,16 @@ macro_rules! shim {
             #[inline]
             pub fn store(&self, v: $int, order: Ordering) {
                 self.0.store(v, order)
+            }
+
+            /// Stores back the value the word holds (a `Relaxed` load, then a
+            /// `Relaxed` store of that value): takes the word's cache line for
+            /// writing without changing it. Not reported: the value is never
+            /// looked at, so no check can be bypassed with it.
+            #[inline]
+            pub fn store_back(&self) {
+                self.0
+                    .store(self.0.load(Ordering::Relaxed), Ordering::Relaxed)
             }
 
             /// Swaps in `v`, returning the previous value (its read is reported).
