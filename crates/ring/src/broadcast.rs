@@ -29,6 +29,8 @@
 //! **A lossless subscriber** at `pos` loads `tail` (`Acquire`) and reads the
 //! frames below it in place: the gate keeps the publisher off them until it
 //! stores a later `pos` (`Release`), which it does when it releases them.
+//! Alone (the only attached lossless subscriber), it first hands the freed
+//! lines back (`Data::hand_back`), as an SPSC consumer does.
 //!
 //! **A lossy subscriber** is never waited for. It reads the header, copies the
 //! payload into its own buffer, then `fence(Acquire)` and loads `intent`: if
@@ -82,7 +84,7 @@ use crate::geometry::Geometry;
 use crate::kind::{Broadcast, Claim, ConsumerCore as _, EndCore as _, Readable};
 use crate::local::Local;
 use crate::peer::{PeerStatus, peer_status};
-use crate::region::{Ctl, CtlArray, Data, LINE, Region};
+use crate::region::{Ctl, CtlArray, Data, HAND_BACK_MIN, LINE, Region};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
@@ -249,6 +251,17 @@ pub struct SubscriberCore {
     lagged: u64,
     /// Lossy: the private copy of the frame `peek` returned.
     stage: Vec<u8>,
+    /// The `pos` we last published: the bytes from here to `pos` are read and
+    /// still ours (lossless: the gate keeps the publisher off them).
+    released: u64,
+    /// Lossless: whether releases hand their lines back (`Data::hand_back`)
+    /// when we are the channel's only lossless subscriber; off for a lossy
+    /// one (the publisher does not wait for it) and on a synced file.
+    hand_back: bool,
+    /// The epoch at which `alone` was found, and whether we were then the
+    /// only attached lossless subscriber (see `alone`).
+    alone_at: u32,
+    alone: bool,
     local: Local,
 }
 
@@ -754,6 +767,10 @@ impl Subscriber {
                 received: 0,
                 lagged: 0,
                 stage: Vec::new(),
+                released: pos,
+                hand_back: !lossy,
+                alone_at: seen_epoch.wrapping_sub(1),
+                alone: false,
                 local,
             },
         })
@@ -800,6 +817,27 @@ fn start_at(pl: &PublisherLine, join: Join) -> (u64, Option<u64>) {
 }
 
 impl SubscriberCore {
+    /// Whether we are the only attached lossless subscriber, found again when
+    /// the endpoints' epoch moves (every attach and close bumps it). Only then
+    /// do our releases hand lines back: with other subscribers reading the
+    /// same lines, taking them for writing would take them from those too. A
+    /// hint, read `Relaxed`: a stale answer costs cache traffic, never a byte
+    /// (the store-back writes what the words hold, in bytes the gate keeps the
+    /// publisher off until our `Release` store of `pos`).
+    fn alone(&mut self) -> bool {
+        let epoch = self.sh.ctl.ends.epoch.load(Ordering::Relaxed);
+        if epoch != self.alone_at {
+            self.alone_at = epoch;
+            let me = self.slot;
+            self.alone = (0..self.sh.nslots).filter(|&s| s != me).all(|s| {
+                let slot = self.sh.slot(s);
+                slot.end.state.load(Ordering::Relaxed) != ATTACHED
+                    || slot.mode.load(Ordering::Relaxed) != LOSSLESS
+            });
+        }
+        self.alone
+    }
+
     /// Whether the publisher may have overwritten the bytes at `pos` (a lossy
     /// subscriber's check after reading them).
     #[inline]
@@ -995,6 +1033,10 @@ impl crate::kind::ConsumerCore for SubscriberCore {
     }
 
     fn release(&mut self, messages: u64) {
+        if self.hand_back && self.pos.wrapping_sub(self.released) >= HAND_BACK_MIN && self.alone() {
+            self.sh.data.hand_back(self.released, self.pos);
+        }
+        self.released = self.pos;
         self.received = self.received.wrapping_add(messages);
         let slot = self.sh.slot(self.slot);
         // Relaxed: a statistic for tools, on our own line.
@@ -1020,6 +1062,10 @@ impl crate::kind::ConsumerCore for SubscriberCore {
 
     fn bell_word(&self) -> &AtomicU64 {
         &self.sh.ctl.wake.bell
+    }
+
+    fn set_hand_back(&mut self, on: bool) {
+        self.hand_back = on && !self.lossy;
     }
 
     #[inline]

@@ -235,7 +235,8 @@ pub trait ConsumerCore: EndCore {
     /// only asks whether a receive would return consumes nothing).
     fn lag_reported(&mut self) {}
     /// Whether releases store back a word of each cache line they free (SPSC;
-    /// see `spsc::ConsumerCore::hand_back_lines`). Other kinds ignore it.
+    /// a lossless broadcast subscriber alone in its channel; see
+    /// `Data::hand_back`). Other kinds ignore it.
     fn set_hand_back(&mut self, _on: bool) {}
 
     /// What a consumer of one producer (SPSC; a broadcast subscriber's

@@ -22,7 +22,7 @@
 //! `Release` (which lets the producer reuse the space) and notifies; before a
 //! release of 256 bytes or more it first stores back one word of each cache
 //! line the release frees, so that those lines come back to the producer
-//! written rather than shared (`ConsumerCore::hand_back_lines`).
+//! written rather than shared (`Data::hand_back`).
 //!
 //! The consumer polls the header where the next message will land, not `tail`,
 //! so in a request/response exchange one cache line carries both the signal and
@@ -53,7 +53,7 @@ use crate::geometry::Geometry;
 use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Readable, Spsc};
 use crate::local::Local;
 use crate::peer::{check_positions, stale_tail};
-use crate::region::{Ctl, Data, LINE, Region};
+use crate::region::{Ctl, Data, HAND_BACK_MIN, LINE, Region};
 use crate::sync::Ordering;
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
@@ -119,13 +119,6 @@ pub fn init(region: &Region, geometry: Geometry<Spsc>, start: u64) -> Result<()>
 
 const _: () = assert!(CONTROL_LEN.is_multiple_of(LINE));
 
-/// Fewest bytes a consumer's release frees for it to hand their lines back
-/// first (see `ConsumerCore::hand_back_lines`). Smaller releases are what a
-/// request/response exchange makes, and x86 makes stores visible in order, so
-/// the lines' transfer would hold back the consumer's next stores (its reply)
-/// for no gain; the models hand back at every release that frees a line.
-const HAND_BACK_MIN: u64 = if crate::sync::MODEL { 8 } else { 256 };
-
 /// The SPSC producer core.
 #[doc(hidden)]
 pub struct ProducerCore {
@@ -158,7 +151,7 @@ pub struct ConsumerCore {
     released: u64,
     /// Messages received (published with `head`).
     received: u64,
-    /// Whether releases hand their lines back (`hand_back_lines`); off on a
+    /// Whether releases hand their lines back (`Data::hand_back`); off on a
     /// channel whose file is synced, where it would write the pages again.
     hand_back: bool,
     local: Local,
@@ -614,47 +607,6 @@ impl crate::kind::EndCore for ConsumerCore {
     }
 }
 
-impl ConsumerCore {
-    /// Before a release that frees at least [`HAND_BACK_MIN`] bytes, takes every
-    /// cache line it frees wholly into this CPU's cache for writing, by storing
-    /// back the word it holds at one place in the line that is ours (from
-    /// `released` to `head`; the part of the first line before `released` may be
-    /// the producer's again). The bytes do not change, so a consumer killed
-    /// half-way, or a file channel written back in any order, holds the same
-    /// bytes as without it.
-    ///
-    /// Why: a line the consumer only read stays shared between the two caches,
-    /// and the producer's next write to it must first take the consumer's copy
-    /// away; on the machine this was measured on (AMD EPYC, KVM) that made a
-    /// stream of 4 KiB messages about 4 times slower than when the consumer had
-    /// written the line last, as the MPSC consumer, which zeroes what it frees,
-    /// always did (docs/PROTOCOL.md, section 4, "Handing lines back").
-    #[inline]
-    fn hand_back_lines(&self) {
-        const CACHE_LINE: u64 = 64;
-        let from = self.released;
-        // At most a ring: more (a batch through frames a hostile producer kept
-        // rewriting) would only store over bytes again.
-        let freed = self.head.wrapping_sub(from).min(self.cap as u64);
-        // The end of the line `from` is in, then of each line after it.
-        let mut end = (from | (CACHE_LINE - 1)).wrapping_add(1);
-        while end.wrapping_sub(from) <= freed {
-            let start = end.wrapping_sub(CACHE_LINE);
-            let at = if from.wrapping_sub(start) < CACHE_LINE {
-                from
-            } else {
-                start
-            };
-            // Relaxed, both (in `store_back`): the word is ours until the
-            // Release store of `head` that follows (the producer writes it only
-            // after its Acquire load of that `head`), and we store back what it
-            // holds.
-            crate::sync::store_back(self.data.word((at & self.mask) as usize));
-            end = end.wrapping_add(CACHE_LINE);
-        }
-    }
-}
-
 impl crate::kind::ConsumerCore for ConsumerCore {
     /// The next readable frame, skipping (and consuming) one padding frame.
     #[inline(always)]
@@ -695,7 +647,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
     #[inline]
     fn release(&mut self, messages: u64) {
         if self.hand_back && self.head.wrapping_sub(self.released) >= HAND_BACK_MIN {
-            self.hand_back_lines();
+            self.data.hand_back(self.released, self.head);
         }
         self.released = self.head;
         self.received = self.received.wrapping_add(messages);

@@ -86,19 +86,20 @@ fn spsc_batch_is_published_whole() {
 }
 
 /// MC-01b: a consumer's release hands the lines it frees back (it stores back
-/// a word of each, see `spsc::ConsumerCore::hand_back_lines`) while the
-/// producer is already writing the part of the first line that an earlier
-/// release freed. In a 128-byte ring: "a" at 0..48 and "b" at 48..96 (40-byte
+/// a word of each, see `Data::hand_back`) while the producer is rewriting
+/// them. In a 128-byte ring: "a" at 0..48 and "b" at 48..96 (40-byte
 /// payloads), "c" at 96..128, then "d" at 128..144, offset 0, which the
 /// producer may write as soon as "a" is released, while the consumer releases
-/// "b" and with it the whole first line. A store back at the line's start
-/// (offset 0, not 48 where "b" starts) can write "a"'s old header over "d"'s:
-/// with that mistake put in by hand, this model fails.
+/// "b" and with it the whole first line: a store back at the line's start
+/// (offset 0, not 48 where "b" starts) can write "a"'s old header over "d"'s.
+/// "e" at 144..192 then puts its header, or the end marker before it, at
+/// offset 16..: with the store-back made after the `head` store, or at the
+/// line's start, put in by hand, this model fails.
 #[test]
 fn spsc_release_hands_back_lines_the_producer_is_reusing() {
     loom::model(|| {
         let (mut tx, mut rx) = spsc_ring(128, 0);
-        let msgs: [(u8, usize); 4] = [(1, 40), (2, 40), (3, 24), (4, 8)];
+        let msgs: [(u8, usize); 5] = [(1, 40), (2, 40), (3, 24), (4, 8), (5, 40)];
         let t = thread::spawn(move || {
             for (b, len) in msgs {
                 tx.send(&vec![b; len]).unwrap();
@@ -775,6 +776,34 @@ fn subscriber(
 
 fn publisher(r: &Region, g: Geometry<shmq_ring::Broadcast>) -> broadcast::Publisher {
     broadcast::Publisher::attach(r, g, park(), Arc::new(shmq_ring::InProcess)).unwrap()
+}
+
+/// MC-17e: a broadcast channel with one lossless subscriber, who is then
+/// alone and hands lines back (`Data::hand_back`, before its Release store of
+/// `pos`) while the publisher rewrites them. A 128-byte ring: "a" at 0..48,
+/// "b" at 48..96, "c" at 96..128, "d" at 128..176 (offset 0, writable once
+/// "a" is released, while the release of "b" frees the whole first line: a
+/// store-back at the line's start would hit it, as in MC-01b), "e" at
+/// 176..224 (offset 48, writable once "b" is released: a store-back made
+/// after the `pos` store would hit it). With the hand-back moved after the
+/// `pos` store by hand, this model fails (the four models above did not).
+#[test]
+fn broadcast_release_hands_back_lines_the_publisher_is_reusing() {
+    loom::model(|| {
+        let (r, g) = broadcast_ring(128, 1);
+        let mut rx = subscriber(&r, g, 0, Mode::Lossless);
+        let mut tx = publisher(&r, g);
+        let msgs: [(u8, usize); 5] = [(1, 40), (2, 40), (3, 24), (4, 40), (5, 40)];
+        let t = thread::spawn(move || {
+            for (b, len) in msgs {
+                tx.send(&vec![b; len]).unwrap();
+            }
+        });
+        for (b, len) in msgs {
+            assert_eq!(*rx.recv().unwrap(), vec![b; len][..]);
+        }
+        t.join().unwrap();
+    });
 }
 
 /// Whether subscriber `b` of [`broadcast_fan_out`] stays to the end.
