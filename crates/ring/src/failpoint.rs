@@ -8,6 +8,11 @@
 //! writing, and carries on from there when sent `SIGCONT`. Without the feature,
 //! [`hit`] is an empty inline function.
 
+/// Whether crash points are compiled in (the `failpoints` feature): a step
+/// split only so that a test can crash between its halves is done whole
+/// without them.
+pub(crate) const ENABLED: bool = cfg!(feature = "failpoints");
+
 /// The protocol steps with a crash point.
 pub const POINTS: &[&str] = &[
     "after_claim",
