@@ -886,6 +886,9 @@ pub(crate) trait Attachable: Sized {
     /// Right after attaching: what the side needs from the channel beyond
     /// the ring (a producer's way to ring its consumer's doorbell).
     fn prepare(&mut self, _m: &Mapped) {}
+    /// Right after attaching to a file channel that syncs (it has a
+    /// `Syncer`): what the side does differently there.
+    fn synced(&mut self) {}
 }
 
 impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
@@ -933,14 +936,11 @@ impl<K: RingKind> Attachable for shmq_ring::Consumer<K> {
         shmq_ring::Consumer::set_interrupter(self, i);
     }
 
-    fn prepare(&mut self, m: &Mapped) {
-        // A synced file: handing lines back would dirty each message's pages
-        // again after the producer's sync, and the next sync would write them
-        // a second time (40% more bytes written with `EveryCommit` and 4 KiB
-        // messages).
-        if matches!(Syncer::for_segment(&m.seg), Ok(Some(_))) {
-            self.set_hand_back(false);
-        }
+    fn synced(&mut self) {
+        // Handing lines back would dirty each message's pages again after the
+        // producer's sync, and the next sync would write them a second time
+        // (40% more bytes written with `EveryCommit` and 4 KiB messages).
+        self.set_hand_back(false);
     }
 
     fn detach(self) {
@@ -1284,6 +1284,9 @@ fn attach<R: Attachable>(
         };
         ring.set_interrupter(interrupt.clone());
         ring.prepare(&mapped);
+        if sync.is_some() {
+            ring.synced();
+        }
         return Ok(Ready {
             ring: Some(ring),
             mapped,
