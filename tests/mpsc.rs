@@ -222,6 +222,7 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
 }
 
 /// Waits until producers have attached to `name` `n` times in all.
+#[cfg(feature = "failpoints")]
 fn wait_attached(name: &str, n: u32) {
     let deadline = Instant::now() + kit::EVENT_TIMEOUT;
     loop {
@@ -318,6 +319,7 @@ fn start_64k(test: &str, tag: &str) -> (Watchdog, Names, String, mpsc::Receiver)
 
 /// The receiver of a 64 KiB MPSC channel `name` with 8 producer slots, which
 /// expects 4 producers.
+#[cfg(feature = "failpoints")]
 fn four_producer_rx(name: &str) -> mpsc::Receiver {
     let o = kit::session().capacity(1 << 16).max_producers(8);
     let mut rx = mpsc::Receiver::create(name, &o).expect("create");
@@ -326,6 +328,7 @@ fn four_producer_rx(name: &str) -> mpsc::Receiver {
 }
 
 /// Producers 1 to 3 of `name`, each sending `count` messages, pausing every 100.
+#[cfg(feature = "failpoints")]
 fn paced_senders(wd: &Watchdog, name: &str, count: u64) -> Vec<Proc> {
     (1..=3)
         .map(|id| sender(wd, name, id, count).arg("PACE", 100).spawn(wd))
@@ -415,6 +418,7 @@ fn victim_killed_at(point: &str) {
 }
 
 /// As [`victim_killed_at`], the victim sending with MODE (`send` or `batch`).
+#[cfg(feature = "failpoints")]
 fn victim_killed_at_sending(point: &str, mode: &str) {
     let (wd, names, name) = shmq_testkit::start(point, "mpsc-victim");
     let n = scaled(20_000);

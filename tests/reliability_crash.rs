@@ -25,6 +25,7 @@ use shmq_testkit::{
 };
 
 /// The default wait slice: a blocked call notices a dead peer within it.
+#[cfg(feature = "failpoints")]
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
 
 /// Options from role parameters WAIT, CAP and PRODUCERS.
@@ -364,6 +365,7 @@ fn kill_if_due(
 }
 
 /// Creates the receiver of a channel of kind `K` named `name` with `capacity`.
+#[cfg(feature = "failpoints")]
 fn create_rx<K: RingKind>(name: &str, capacity: u64) -> Receiver<K> {
     Receiver::create(name, &kit::session().capacity(capacity)).expect("create")
 }
