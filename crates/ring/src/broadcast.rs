@@ -607,6 +607,8 @@ impl crate::kind::EndCore for PublisherCore {
 }
 
 impl crate::kind::ProducerCore for PublisherCore {
+    const POLLED_HEADERS: bool = false;
+
     #[inline]
     fn max_payload(&self) -> usize {
         self.max_payload

@@ -177,6 +177,10 @@ pub trait EndCore: Send + Sized {
 /// What a producer core does; the rest is written once in [`crate::Producer`].
 #[doc(hidden)]
 pub trait ProducerCore: EndCore {
+    /// Whether consumers wait for a frame by polling its header word (SPSC,
+    /// MPSC), so that a copied payload's bytes in the header's cache line go
+    /// last (`Data::write_payload`); a broadcast subscriber polls `tail`.
+    const POLLED_HEADERS: bool = true;
     /// The largest message this ring takes.
     fn max_payload(&self) -> usize;
     /// Room for one message of `len` bytes now (`Ok(None)`: full). Refuses a

@@ -208,7 +208,11 @@ impl<K: Kind> Producer<K> {
     #[inline(always)]
     fn send_with(&mut self, msg: &[u8], wait: Wait) -> Result<()> {
         let c = self.claim(msg.len(), wait)?;
-        self.core.data().write_payload(c.at, msg);
+        if K::Producer::POLLED_HEADERS {
+            self.core.data().write_payload(c.at, msg);
+        } else {
+            self.core.data().write(c.at, msg);
+        }
         failpoint::hit("mid_payload");
         self.core.commit(c, msg.len());
         Ok(())
