@@ -75,16 +75,16 @@
 use std::sync::Arc;
 
 use crate::ctl::{
-    ATTACHED, BroadcastControl, CLOSED, LOSSLESS, LOSSY, Line, PublisherLine, SubscriberSlot,
+    ATTACHED, BroadcastControl, CLOSED, LOSSLESS, LOSSY, PublisherLine, SubscriberSlot,
 };
 use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, BroadcastFrame, HEADER_LEN};
 use crate::geometry::Geometry;
-use crate::kind::{Broadcast, Claim, ConsumerCore as _, EndCore as _, Readable};
+use crate::kind::{Broadcast, Claim, ConsumerCore as _, EndCore as _, ProducerCore as _, Readable};
 use crate::local::Local;
 use crate::peer::{PeerStatus, peer_status};
-use crate::region::{Ctl, CtlArray, Data, HAND_BACK_MIN, LINE, Region};
+use crate::region::{Ctl, HAND_BACK_MIN, Region};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
@@ -107,7 +107,7 @@ pub const MAX_CAPACITY: u64 = 1 << 31;
 
 /// Bytes the control block of a ring with `subscribers` slots takes.
 pub const fn control_len(subscribers: u16) -> usize {
-    512 + subscribers as usize * LINE
+    crate::shared::control_len(subscribers)
 }
 
 /// Bytes a region needs for a broadcast ring.
@@ -166,35 +166,11 @@ pub fn init(region: &Region, geometry: Geometry<Broadcast>, start: u64) -> Resul
 }
 
 /// The views of the shared memory both sides use.
-struct Shared {
-    ctl: Ctl<BroadcastControl>,
-    slots: CtlArray<Line<SubscriberSlot>>,
-    data: Data,
-    cap: usize,
-    mask: u64,
-    nslots: u16,
-}
+type Shared = crate::shared::Shared<BroadcastControl, SubscriberSlot>;
 
 impl Shared {
-    fn new(region: &Region, geometry: Geometry<Broadcast>) -> Result<Shared> {
-        geometry.check(region)?;
-        let (cap, n) = (geometry.capacity(), geometry.producers());
-        Ok(Shared {
-            ctl: Ctl::new(region),
-            slots: CtlArray::new(region, 512, n.into()),
-            data: region.data(control_len(n), cap),
-            cap,
-            mask: cap as u64 - 1,
-            nslots: n,
-        })
-    }
-
     fn publisher(&self) -> &PublisherLine {
         &self.ctl.publisher
-    }
-
-    fn slot(&self, s: u16) -> &SubscriberSlot {
-        &self.slots[usize::from(s)]
     }
 
     /// Whether `later` is more than a ring ahead of `pos` (wrapping), or behind it.
@@ -223,7 +199,6 @@ pub struct PublisherCore {
     /// Per slot, the incarnation evicted (dead, or its position out of
     /// range); 0: none.
     evicted: Vec<u32>,
-    max_payload: usize,
     local: Local,
 }
 
@@ -316,7 +291,6 @@ impl Publisher {
         local.read_fences(&sh.ctl.wake.fences);
         let n = usize::from(sh.nslots);
         let mut core = PublisherCore {
-            max_payload: frame::max_payload(sh.cap),
             sh,
             tail,
             count,
@@ -452,13 +426,7 @@ impl PublisherCore {
     /// subscriber holds it.
     #[inline(always)]
     fn claim_now(&mut self, len: usize) -> Result<Option<Claim>> {
-        self.local.check()?;
-        if len > self.max_payload {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.max_payload,
-            });
-        }
+        self.admit(len)?;
         let f = frame::frame_len(len);
         let o = (self.tail & self.sh.mask) as usize;
         let at = if o + f <= self.sh.cap { o } else { 0 };
@@ -579,10 +547,7 @@ impl PublisherCore {
 impl crate::kind::EndCore for PublisherCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    crate::kind::end_accessors! {
-        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
-        wait: (sh.ctl.wake.space_seq, sh.ctl.wake.producers_waiting)
-    }
+    crate::kind::end_accessors!(producer: local, sh.ctl, sh.data, sh.cap);
 
     /// Evicts dead lossless subscribers. A publisher is never disconnected:
     /// it publishes whether or not anyone listens.
@@ -608,11 +573,6 @@ impl crate::kind::EndCore for PublisherCore {
 
 impl crate::kind::ProducerCore for PublisherCore {
     const POLLED_HEADERS: bool = false;
-
-    #[inline]
-    fn max_payload(&self) -> usize {
-        self.max_payload
-    }
 
     #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
@@ -922,10 +882,7 @@ impl SubscriberCore {
 impl crate::kind::EndCore for SubscriberCore {
     const EXCLUSIVE_WAIT: bool = false;
 
-    crate::kind::end_accessors! {
-        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
-        wait: (sh.ctl.wake.data_seq, sh.ctl.wake.consumer_waiting)
-    }
+    crate::kind::end_accessors!(consumer: local, sh.ctl, sh.data, sh.cap);
 
     /// `Err(Disconnected)` if the publisher is gone and nothing is left.
     #[cold]

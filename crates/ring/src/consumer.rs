@@ -31,10 +31,7 @@ pub struct Consumer<K: Kind> {
 
 impl<K: Kind> core::fmt::Debug for Consumer<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Consumer")
-            .field("kind", &K::NAME)
-            .field("capacity", &self.core.capacity())
-            .finish_non_exhaustive()
+        crate::kind::fmt_end(f, "Consumer", K::NAME, &self.core)
     }
 }
 
@@ -227,10 +224,7 @@ impl<K: Kind> Consumer<K> {
 
     /// Marks the consumer closed and wakes the producers. Dropping does it too.
     pub fn close(&mut self) {
-        if !self.core.local().closed {
-            self.core.local_mut().closed = true;
-            self.core.announce_close();
-        }
+        self.core.close_once();
     }
 
     #[inline(always)]

@@ -30,9 +30,12 @@ pub trait Kind: sealed::Sealed + Sized + Send + 'static {
     type Consumer: ConsumerCore;
     /// `"spsc"` or `"mpsc"`, for messages and `Debug`.
     const NAME: &'static str;
-    /// Bytes of the control block of a ring with `producers` slots.
+    /// Bytes of the control block of a ring with `producers` slots: the
+    /// slotted layout (MPSC, broadcast) unless the kind says otherwise.
     #[doc(hidden)]
-    fn control_len(producers: u16) -> usize;
+    fn control_len(producers: u16) -> usize {
+        crate::shared::control_len(producers)
+    }
 }
 
 /// The single-producer single-consumer ring ([`crate::spsc`]).
@@ -53,9 +56,6 @@ impl Kind for Broadcast {
     type Producer = crate::broadcast::PublisherCore;
     type Consumer = crate::broadcast::SubscriberCore;
     const NAME: &'static str = "broadcast";
-    fn control_len(subscribers: u16) -> usize {
-        crate::broadcast::control_len(subscribers)
-    }
 }
 
 impl Kind for Spsc {
@@ -71,9 +71,6 @@ impl Kind for Mpsc {
     type Producer = crate::mpsc::ProducerCore;
     type Consumer = crate::mpsc::ConsumerCore;
     const NAME: &'static str = "mpsc";
-    fn control_len(producers: u16) -> usize {
-        crate::mpsc::control_len(producers)
-    }
 }
 
 mod sealed {
@@ -106,12 +103,20 @@ pub struct Claim {
 }
 
 /// The six accessors of [`EndCore`] every core writes alike, from where its
-/// fields are: `local`, the data area, the capacity, the endpoints' line, and
-/// the futex sequence and waiting flag it sleeps on (paths below `self`).
+/// fields are: `local`, the control block (with its `ends` and `wake` lines),
+/// the data area and the capacity (paths below `self`). The side names the
+/// futex sequence and waiting flag the end sleeps on: a producer waits for
+/// space, a consumer for data, in every kind.
 macro_rules! end_accessors {
+    (producer: $($rest:tt)*) => {
+        crate::kind::end_accessors!(@ (space_seq, producers_waiting) $($rest)*);
+    };
+    (consumer: $($rest:tt)*) => {
+        crate::kind::end_accessors!(@ (data_seq, consumer_waiting) $($rest)*);
+    };
     (
-        local: $($local:ident).+, data: $($data:ident).+, cap: $($cap:ident).+,
-        ends: $($ends:ident).+, wait: ($($seq:ident).+, $($flag:ident).+)
+        @ ($seq:ident, $flag:ident) $($local:ident).+, $($ctl:ident).+,
+        $($data:ident).+, $($cap:ident).+
     ) => {
         #[inline]
         fn local(&self) -> &crate::local::Local {
@@ -135,12 +140,12 @@ macro_rules! end_accessors {
 
         #[inline]
         fn ends(&self) -> &crate::ctl::Ends {
-            &self.$($ends).+
+            &self.$($ctl).+.ends
         }
 
         #[inline]
         fn wait_words(&self) -> (&crate::sync::FutexWord, &crate::sync::AtomicU32) {
-            (&self.$($seq).+, &self.$($flag).+)
+            (&self.$($ctl).+.wake.$seq, &self.$($ctl).+.wake.$flag)
         }
     };
 }
@@ -172,6 +177,27 @@ pub trait EndCore: Send + Sized {
     fn len_hint(&self) -> usize;
     /// Marks the end closed in shared memory and wakes the peer(s).
     fn announce_close(&mut self);
+    /// [`EndCore::announce_close`] unless this end is closed already (or
+    /// detached): the user's `close` and the handle's drop both come here.
+    fn close_once(&mut self) {
+        if !self.local().closed {
+            self.local_mut().closed = true;
+            self.announce_close();
+        }
+    }
+}
+
+/// `Debug` of a producer or consumer handle (`side`) of ring kind `kind`.
+pub(crate) fn fmt_end(
+    f: &mut core::fmt::Formatter<'_>,
+    side: &str,
+    kind: &str,
+    core: &impl EndCore,
+) -> core::fmt::Result {
+    f.debug_struct(side)
+        .field("kind", &kind)
+        .field("capacity", &core.capacity())
+        .finish_non_exhaustive()
 }
 
 /// What a producer core does; the rest is written once in [`crate::Producer`].
@@ -181,8 +207,22 @@ pub trait ProducerCore: EndCore {
     /// MPSC), so that a copied payload's bytes in the header's cache line go
     /// last (`Data::write_payload`); a broadcast subscriber polls `tail`.
     const POLLED_HEADERS: bool = true;
-    /// The largest message this ring takes.
-    fn max_payload(&self) -> usize;
+    /// The largest message this ring takes (`frame::max_payload`).
+    #[inline]
+    fn max_payload(&self) -> usize {
+        crate::frame::max_payload(self.capacity())
+    }
+    /// The checks every claim starts with: the end is not poisoned, and a
+    /// message of `len` bytes fits in the ring at all.
+    #[inline(always)]
+    fn admit(&self, len: usize) -> Result<()> {
+        self.local().check()?;
+        let max = self.max_payload();
+        if len > max {
+            return Err(crate::Error::MessageTooLarge { len, max });
+        }
+        Ok(())
+    }
     /// Room for one message of `len` bytes now (`Ok(None)`: full). Refuses a
     /// poisoned end, a message that can never fit, and a consumer that announced
     /// it closed.

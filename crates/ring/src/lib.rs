@@ -71,6 +71,7 @@ mod peer;
 mod producer;
 mod region;
 pub mod select;
+mod shared;
 pub mod spsc;
 mod sync;
 mod wait;

@@ -61,10 +61,11 @@ use crate::error::{Disconnect, Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, MPSC_MSG, MPSC_PAD, MpscHeader};
 use crate::geometry::Geometry;
-use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Mpsc, Readable};
+use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Mpsc, ProducerCore as _, Readable};
 use crate::local::Local;
 use crate::peer::PeerStatus;
-use crate::region::{Ctl, CtlArray, Data, LINE, Region};
+use crate::region::{Ctl, CtlArray, Region};
+use crate::shared::SLOTS_AT;
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{Endpoint, Liveness, WaitConfig};
 
@@ -87,7 +88,7 @@ const MAX_CLAIM_ATTEMPTS: u32 = 1 << 12;
 
 /// Bytes the control block of a ring with `producers` slots takes.
 pub const fn control_len(producers: u16) -> usize {
-    512 + producers as usize * LINE
+    crate::shared::control_len(producers)
 }
 
 /// Bytes a region needs for an MPSC ring of `capacity` bytes and `producers` slots.
@@ -113,7 +114,7 @@ pub fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()>
     ctl.head.releasing.store(start, Ordering::Relaxed);
     ctl.tail.store(start, Ordering::Relaxed);
     ctl.wake.init_fences();
-    let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, 512, producers.into());
+    let slots: CtlArray<Line<ProducerSlot>> = CtlArray::new(region, SLOTS_AT, producers.into());
     for slot in slots.iter() {
         slot.claim.store(NO_CLAIM, Ordering::Relaxed);
     }
@@ -123,33 +124,7 @@ pub fn init(region: &Region, geometry: Geometry<Mpsc>, start: u64) -> Result<()>
 }
 
 /// The views of the shared memory both sides use.
-struct Shared {
-    ctl: Ctl<MpscControl>,
-    slots: CtlArray<Line<ProducerSlot>>,
-    data: Data,
-    cap: usize,
-    mask: u64,
-    nslots: u16,
-}
-
-impl Shared {
-    fn new(region: &Region, geometry: Geometry<Mpsc>) -> Result<Shared> {
-        geometry.check(region)?;
-        let (cap, producers) = (geometry.capacity(), geometry.producers());
-        Ok(Shared {
-            ctl: Ctl::new(region),
-            slots: CtlArray::new(region, 512, producers.into()),
-            data: region.data(control_len(producers), cap),
-            cap,
-            mask: cap as u64 - 1,
-            nslots: producers,
-        })
-    }
-
-    fn slot(&self, s: u16) -> &ProducerSlot {
-        &self.slots[usize::from(s)]
-    }
-}
+type Shared = crate::shared::Shared<MpscControl, ProducerSlot>;
 
 /// The MPSC producer core.
 #[doc(hidden)]
@@ -159,7 +134,6 @@ pub struct ProducerCore {
     incarnation: u16,
     /// Last `head` we read; the ring looks full against it before it really is.
     cached_head: u64,
-    max_payload: usize,
     local: Local,
 }
 
@@ -335,7 +309,6 @@ impl Producer {
         local.note(&sh.ctl.ends.consumer, Endpoint::Consumer);
         Ok(crate::Producer {
             core: ProducerCore {
-                max_payload: frame::max_payload(sh.cap),
                 sh,
                 slot,
                 incarnation,
@@ -367,13 +340,7 @@ impl ProducerCore {
     /// Claims room for one frame now: `Ok(None)` if the ring is full.
     #[inline(always)]
     fn claim_now(&mut self, len: usize) -> Result<Option<Claim>> {
-        self.local.check()?;
-        if len > self.max_payload {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.max_payload,
-            });
-        }
+        self.admit(len)?;
         let f = frame::frame_len(len);
         let cap = self.sh.cap;
         let fit = |o: usize, room: u64| {
@@ -420,10 +387,7 @@ impl ProducerCore {
 impl crate::kind::EndCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = false;
 
-    crate::kind::end_accessors! {
-        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
-        wait: (sh.ctl.wake.space_seq, sh.ctl.wake.producers_waiting)
-    }
+    crate::kind::end_accessors!(producer: local, sh.ctl, sh.data, sh.cap);
 
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
@@ -449,11 +413,6 @@ impl crate::kind::EndCore for ProducerCore {
 }
 
 impl crate::kind::ProducerCore for ProducerCore {
-    #[inline]
-    fn max_payload(&self) -> usize {
-        self.max_payload
-    }
-
     #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
         self.local.consumer_closed(&self.sh.ctl.ends)?;
@@ -516,14 +475,8 @@ impl crate::kind::ProducerCore for ProducerCore {
             return Ok(0);
         };
         self.local.consumer_closed(&self.sh.ctl.ends)?;
-        self.local.check()?;
-        if first.len() > self.max_payload {
-            return Err(Error::MessageTooLarge {
-                len: first.len(),
-                max: self.max_payload,
-            });
-        }
-        let (cap, max_payload) = (self.sh.cap, self.max_payload);
+        self.admit(first.len())?;
+        let (cap, max_payload) = (self.sh.cap, self.max_payload());
         let mut n = 0;
         // The longest prefix that fits before the end of the area (never wrapping).
         let fit = |o: usize, room: u64| {
@@ -807,10 +760,7 @@ impl ConsumerCore {
 impl crate::kind::EndCore for ConsumerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    crate::kind::end_accessors! {
-        local: local, data: sh.data, cap: sh.cap, ends: sh.ctl.ends,
-        wait: (sh.ctl.wake.data_seq, sh.ctl.wake.consumer_waiting)
-    }
+    crate::kind::end_accessors!(consumer: local, sh.ctl, sh.data, sh.cap);
 
     /// Reclaims dead claims, then `Err(Disconnected)` if every producer that
     /// attached is gone and nothing is left to receive.

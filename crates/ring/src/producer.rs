@@ -31,10 +31,7 @@ pub struct Producer<K: Kind> {
 
 impl<K: Kind> core::fmt::Debug for Producer<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Producer")
-            .field("kind", &K::NAME)
-            .field("capacity", &self.core.capacity())
-            .finish_non_exhaustive()
+        crate::kind::fmt_end(f, "Producer", K::NAME, &self.core)
     }
 }
 
@@ -189,10 +186,7 @@ impl<K: Kind> Producer<K> {
     /// Marks the producer closed and wakes the consumer. Dropping does it too;
     /// this form is for a process that must not release the ring's memory yet.
     pub fn close(&mut self) {
-        if !self.core.local().closed {
-            self.core.local_mut().closed = true;
-            self.core.announce_close();
-        }
+        self.core.close_once();
     }
 
     #[inline(always)]

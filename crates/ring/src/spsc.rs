@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::frame::{self, HEADER_LEN, SpscFrame};
 use crate::geometry::Geometry;
-use crate::kind::{Claim, ConsumerCore as _, EndCore as _, Readable, Spsc};
+use crate::kind::{Claim, ConsumerCore as _, EndCore as _, ProducerCore as _, Readable, Spsc};
 use crate::local::Local;
 use crate::peer::{check_positions, stale_tail};
 use crate::region::{Ctl, Data, HAND_BACK_MIN, LINE, Region};
@@ -133,7 +133,6 @@ pub struct ProducerCore {
     /// Every word from `tail` up to this position is known to be 0 (zeroed ahead of
     /// need, see `zero_ahead`), so a frame ending before it needs no end marker.
     zeroed_to: u64,
-    max_payload: usize,
     local: Local,
 }
 
@@ -220,7 +219,6 @@ impl Producer {
                 cached_head: head,
                 // The end marker at `tail` is 0 (the invariant); nothing beyond is known.
                 zeroed_to: tail.wrapping_add(HEADER_LEN as u64),
-                max_payload: frame::max_payload(cap),
                 local,
             },
             held: None,
@@ -256,13 +254,7 @@ impl ProducerCore {
     /// Finds room for `len` bytes now: `Ok(None)` if the ring is full.
     #[inline(always)]
     fn reserve_now(&mut self, len: usize) -> Result<Option<Claim>> {
-        self.local.check()?;
-        if len > self.max_payload {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.max_payload,
-            });
-        }
+        self.admit(len)?;
         let f = frame::frame_len(len);
         let (pad, at) = self.placement(f);
         let need = (pad + f + HEADER_LEN) as u64;
@@ -415,10 +407,7 @@ impl ProducerCore {
 impl crate::kind::EndCore for ProducerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    crate::kind::end_accessors! {
-        local: local, data: data, cap: cap, ends: ctl.ends,
-        wait: (ctl.wake.space_seq, ctl.wake.producers_waiting)
-    }
+    crate::kind::end_accessors!(producer: local, ctl, data, cap);
 
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
@@ -441,11 +430,6 @@ impl crate::kind::EndCore for ProducerCore {
 }
 
 impl crate::kind::ProducerCore for ProducerCore {
-    #[inline]
-    fn max_payload(&self) -> usize {
-        self.max_payload
-    }
-
     #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Option<Claim>> {
         let c = self.reserve_now(len)?;
@@ -577,10 +561,7 @@ impl Consumer {
 impl crate::kind::EndCore for ConsumerCore {
     const EXCLUSIVE_WAIT: bool = true;
 
-    crate::kind::end_accessors! {
-        local: local, data: data, cap: cap, ends: ctl.ends,
-        wait: (ctl.wake.data_seq, ctl.wake.consumer_waiting)
-    }
+    crate::kind::end_accessors!(consumer: local, ctl, data, cap);
 
     /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
     #[cold]
