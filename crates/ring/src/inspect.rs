@@ -206,6 +206,30 @@ pub(crate) fn check_len(
     Ok(cap)
 }
 
+/// As [`check_len`] for an MPSC ring with `producers` slots, after the slot
+/// count itself ([`crate::Error::TooManyProducers`]).
+pub(crate) fn check_mpsc_len(region: &Region, capacity: u64, producers: u16) -> Result<usize> {
+    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
+        return Err(crate::Error::TooManyProducers(producers));
+    }
+    check_len(region, capacity, |cap| mpsc::region_len(cap, producers))
+}
+
+/// As [`check_len`] for a broadcast ring with `subscribers` slots, after the
+/// slot count itself ([`crate::Error::InvalidSubscriberCount`]).
+pub(crate) fn check_broadcast_len(
+    region: &Region,
+    capacity: u64,
+    subscribers: u16,
+) -> Result<usize> {
+    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
+        return Err(crate::Error::InvalidSubscriberCount(subscribers));
+    }
+    check_len(region, capacity, |cap| {
+        broadcast::region_len(cap, subscribers)
+    })
+}
+
 /// Bytes between `head` and `tail` if they are consistent, else `None` with the
 /// finding. `stale` says whether a tail a lap behind is a valid resting state.
 fn used_bytes(s: &Start, stale: bool, problems: &mut Vec<RingFinding>) -> Option<u64> {
@@ -320,10 +344,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
 /// # Errors
 /// As [`spsc`](fn@spsc), plus [`crate::Error::TooManyProducers`] for a bad slot count.
 pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> {
-    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
-        return Err(crate::Error::TooManyProducers(producers));
-    }
-    let cap = check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
+    let cap = check_mpsc_len(region, capacity, producers)?;
     let ctl: Ctl<MpscControl> = Ctl::new(region);
     let s = Start {
         cap,
@@ -431,10 +452,7 @@ pub fn spsc_ends(region: &Region, capacity: u64) -> Result<Endpoints> {
 /// # Errors
 /// As [`mpsc`](fn@mpsc).
 pub fn mpsc_ends(region: &Region, capacity: u64, producers: u16) -> Result<Endpoints> {
-    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
-        return Err(crate::Error::TooManyProducers(producers));
-    }
-    check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
+    check_mpsc_len(region, capacity, producers)?;
     let slots = slot_array(region, producers);
     Ok(mpsc_endpoints(&Ctl::new(region), &slots, &mut Vec::new()))
 }
@@ -447,12 +465,7 @@ pub fn mpsc_ends(region: &Region, capacity: u64, producers: u16) -> Result<Endpo
 /// # Errors
 /// As [`spsc`](fn@spsc), plus [`crate::Error::InvalidSubscriberCount`].
 pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<RingView> {
-    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-        return Err(crate::Error::InvalidSubscriberCount(subscribers));
-    }
-    let cap = check_len(region, capacity, |cap| {
-        broadcast::region_len(cap, subscribers)
-    })?;
+    let cap = check_broadcast_len(region, capacity, subscribers)?;
     let ctl: Ctl<BroadcastControl> = Ctl::new(region);
     let slots: CtlArray<Line<SubscriberSlot>> = CtlArray::new(region, 512, subscribers.into());
     // Acquire: pairs with the publisher's Release store of `tail`.
@@ -556,12 +569,7 @@ pub fn broadcast_publisher(
     capacity: u64,
     subscribers: u16,
 ) -> Result<PublisherPositions> {
-    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-        return Err(crate::Error::InvalidSubscriberCount(subscribers));
-    }
-    check_len(region, capacity, |cap| {
-        broadcast::region_len(cap, subscribers)
-    })?;
+    check_broadcast_len(region, capacity, subscribers)?;
     let ctl: Ctl<BroadcastControl> = Ctl::new(region);
     let pl = &ctl.publisher;
     Ok(PublisherPositions {
@@ -581,12 +589,7 @@ pub fn broadcast_publisher(
 /// # Errors
 /// As [`broadcast`](fn@broadcast).
 pub fn broadcast_ends(region: &Region, capacity: u64, subscribers: u16) -> Result<Endpoints> {
-    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-        return Err(crate::Error::InvalidSubscriberCount(subscribers));
-    }
-    check_len(region, capacity, |cap| {
-        broadcast::region_len(cap, subscribers)
-    })?;
+    check_broadcast_len(region, capacity, subscribers)?;
     let ctl: Ctl<BroadcastControl> = Ctl::new(region);
     Ok(one_producer_endpoints(&ctl.ends, &mut Vec::new()))
 }
