@@ -387,44 +387,29 @@ mod tests {
     #[test]
     fn spsc_checks() {
         let cap = 256;
-        assert_eq!(decode_spsc(0, 0, cap), Ok(SpscFrame::Empty));
-        assert_eq!(
-            decode_spsc(spsc_message(5), 0, cap),
-            Ok(SpscFrame::Message { len: 5 })
-        );
-        assert_eq!(
-            decode_spsc(spsc_message(0), 248, cap),
-            Ok(SpscFrame::Message { len: 0 })
-        );
-        assert!(
-            decode_spsc(spsc_message(8), 248, cap).is_err(),
-            "runs past the end"
-        );
-        assert!(decode_spsc(spsc_message(max_payload(cap) + 1), 0, cap).is_err());
-        assert_eq!(
-            decode_spsc(spsc_padding(8), 240, cap),
-            Ok(SpscFrame::Padding { len: 8 })
-        );
-        assert_eq!(
-            decode_spsc(spsc_padding(0), 248, cap),
-            Ok(SpscFrame::Padding { len: 0 })
-        );
-        assert!(
-            decode_spsc(spsc_padding(16), 240, cap).is_err(),
-            "past the end"
-        );
-        assert!(
-            decode_spsc(spsc_padding(0), 240, cap).is_err(),
-            "short of the end"
-        );
-        assert!(
-            decode_spsc(spsc_padding(248), 0, cap).is_err(),
-            "at offset 0"
-        );
-        assert!(
-            decode_spsc(0x1234_0000_0000_0005, 0, cap).is_err(),
-            "bad tag"
-        );
+        // Each header, at the given offset, decodes to the frame.
+        let accepted = [
+            (0, 0, SpscFrame::Empty),
+            (spsc_message(5), 0, SpscFrame::Message { len: 5 }),
+            (spsc_message(0), 248, SpscFrame::Message { len: 0 }),
+            (spsc_padding(8), 240, SpscFrame::Padding { len: 8 }),
+            (spsc_padding(0), 248, SpscFrame::Padding { len: 0 }),
+        ];
+        for (raw, at, frame) in accepted {
+            assert_eq!(decode_spsc(raw, at, cap), Ok(frame), "{raw:#x} at {at}");
+        }
+        // Each header, at the given offset, fails its check.
+        let refused = [
+            (spsc_message(8), 248, "runs past the end"),
+            (spsc_message(max_payload(cap) + 1), 0, "over the maximum"),
+            (spsc_padding(16), 240, "past the end"),
+            (spsc_padding(0), 240, "short of the end"),
+            (spsc_padding(248), 0, "at offset 0"),
+            (0x1234_0000_0000_0005, 0, "bad tag"),
+        ];
+        for (raw, at, what) in refused {
+            assert!(decode_spsc(raw, at, cap).is_err(), "{what}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::ctl::{
     ATTACHED, BroadcastControl, CLOSED, EndState, Ends, LOSSLESS, Line, MpscControl, NEVER,
-    NO_CLAIM, ProducerSlot, SpscControl, SubscriberSlot,
+    NO_CLAIM, ProducerSlot, SpscControl, SubscriberSlot, WakeLine,
 };
 use crate::error::Result;
 use crate::frame::{self, MPSC_PAD, SpscFrame};
@@ -206,6 +206,30 @@ pub(crate) fn check_len(
     Ok(cap)
 }
 
+/// As [`check_len`] for an MPSC ring with `producers` slots, after the slot
+/// count itself ([`crate::Error::TooManyProducers`]).
+pub(crate) fn check_mpsc_len(region: &Region, capacity: u64, producers: u16) -> Result<usize> {
+    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
+        return Err(crate::Error::TooManyProducers(producers));
+    }
+    check_len(region, capacity, |cap| mpsc::region_len(cap, producers))
+}
+
+/// As [`check_len`] for a broadcast ring with `subscribers` slots, after the
+/// slot count itself ([`crate::Error::InvalidSubscriberCount`]).
+pub(crate) fn check_broadcast_len(
+    region: &Region,
+    capacity: u64,
+    subscribers: u16,
+) -> Result<usize> {
+    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
+        return Err(crate::Error::InvalidSubscriberCount(subscribers));
+    }
+    check_len(region, capacity, |cap| {
+        broadcast::region_len(cap, subscribers)
+    })
+}
+
 /// Bytes between `head` and `tail` if they are consistent, else `None` with the
 /// finding. `stale` says whether a tail a lap behind is a valid resting state.
 fn used_bytes(s: &Start, stale: bool, problems: &mut Vec<RingFinding>) -> Option<u64> {
@@ -235,11 +259,70 @@ fn used_bytes(s: &Start, stale: bool, problems: &mut Vec<RingFinding>) -> Option
     None
 }
 
-fn bad_frame(position: u64, what: &'static str, raw: u64) -> RingFinding {
-    RingFinding {
-        field: RingField::Frame { position },
-        expected: RingExpected::Frame(what),
-        found: raw,
+/// The frame `decoded` says the header word `raw` at `position` is, or `None`
+/// with the finding that says why it is none (where a walk ends).
+fn frame_at<T>(
+    decoded: core::result::Result<T, &'static str>,
+    position: u64,
+    raw: u64,
+    problems: &mut Vec<RingFinding>,
+) -> Option<T> {
+    decoded
+        .map_err(|what| {
+            problems.push(RingFinding {
+                field: RingField::Frame { position },
+                expected: RingExpected::Frame(what),
+                found: raw,
+            });
+        })
+        .ok()
+}
+
+/// What a walk over a ring's frames counted.
+#[derive(Default)]
+struct Counts {
+    /// Committed messages.
+    messages: u64,
+    /// Their payload bytes.
+    message_bytes: u64,
+    /// MPSC: claims not committed.
+    uncommitted: u64,
+}
+
+impl Counts {
+    /// Counts a committed message of `bytes` payload bytes.
+    fn message(&mut self, bytes: u64) {
+        self.messages += 1;
+        self.message_bytes += bytes;
+    }
+}
+
+/// A ring's view, from what every kind reads the same way: its capacity and
+/// positions, what its walk counted, its endpoints and its wake line. The
+/// caller sets `received` (and, broadcast, `subscribers`).
+fn view(
+    s: &Start,
+    used_bytes: Option<u64>,
+    counts: Counts,
+    ends: Endpoints,
+    wake: &WakeLine,
+    problems: Vec<RingFinding>,
+) -> RingView {
+    RingView {
+        capacity: s.cap,
+        head: s.head,
+        received: 0,
+        tail: s.tail,
+        used_bytes,
+        messages: counts.messages,
+        message_bytes: counts.message_bytes,
+        uncommitted: counts.uncommitted,
+        consumer: ends.consumer,
+        producers: ends.producers,
+        subscribers: Vec::new(),
+        consumer_waiting: flag(&wake.consumer_waiting),
+        producers_waiting: flag(&wake.producers_waiting),
+        problems,
     }
 }
 
@@ -263,7 +346,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
     let mask = cap as u64 - 1;
     let mut problems = Vec::new();
     let used_bytes = used_bytes(&s, true, &mut problems);
-    let (mut messages, mut message_bytes) = (0, 0);
+    let mut counts = Counts::default();
     if head.is_multiple_of(8) {
         let mut pos = head;
         for _ in 0..=cap / 8 {
@@ -271,12 +354,11 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
             // Acquire: pairs with the producer's Release store of the frame
             // header, so the payload it announces is written.
             let raw = data.word(off).load(Ordering::Acquire);
-            match frame::decode_spsc(raw, off, cap) {
-                Ok(SpscFrame::Empty) => break,
-                Ok(f) => {
+            match frame_at(frame::decode_spsc(raw, off, cap), pos, raw, &mut problems) {
+                None | Some(SpscFrame::Empty) => break,
+                Some(f) => {
                     if let SpscFrame::Message { len } = f {
-                        messages += 1;
-                        message_bytes += len as u64;
+                        counts.message(len as u64);
                     }
                     pos = pos.wrapping_add(f.size() as u64);
                     if used_bytes.is_some_and(|used| pos.wrapping_sub(head) > used) {
@@ -285,33 +367,14 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
                         break;
                     }
                 }
-                Err(what) => {
-                    problems.push(bad_frame(pos, what, raw));
-                    break;
-                }
             }
         }
     }
-    let Endpoints {
-        consumer,
-        producers,
-    } = one_producer_endpoints(&ctl.ends, &mut problems);
+    let ends = one_producer_endpoints(&ctl.ends, &mut problems);
     Ok(RingView {
-        capacity: cap,
-        head,
         // Relaxed: a counter for display; nothing is read on its strength.
         received: ctl.head.received.load(Ordering::Relaxed),
-        tail: s.tail,
-        used_bytes,
-        messages,
-        message_bytes,
-        uncommitted: 0,
-        consumer,
-        producers,
-        subscribers: Vec::new(),
-        consumer_waiting: flag(&ctl.wake.consumer_waiting),
-        producers_waiting: flag(&ctl.wake.producers_waiting),
-        problems,
+        ..view(&s, used_bytes, counts, ends, &ctl.wake, problems)
     })
 }
 
@@ -320,10 +383,7 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
 /// # Errors
 /// As [`spsc`](fn@spsc), plus [`crate::Error::TooManyProducers`] for a bad slot count.
 pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> {
-    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
-        return Err(crate::Error::TooManyProducers(producers));
-    }
-    let cap = check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
+    let cap = check_mpsc_len(region, capacity, producers)?;
     let ctl: Ctl<MpscControl> = Ctl::new(region);
     let s = Start {
         cap,
@@ -338,7 +398,7 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
     let mask = cap as u64 - 1;
     let mut problems = Vec::new();
     let used_bytes = used_bytes(&s, false, &mut problems);
-    let (mut messages, mut message_bytes, mut uncommitted) = (0, 0, 0);
+    let mut counts = Counts::default();
     if let Some(used) = used_bytes {
         let mut pos = head;
         for _ in 0..=cap / 8 {
@@ -349,19 +409,24 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
             // Acquire: pairs with the producer's Release store of the frame
             // header (its commit), so the payload it announces is written.
             let raw = data.word(off).load(Ordering::Acquire);
-            match frame::decode_mpsc(raw, off, cap, producers) {
-                Ok(None) => {
+            match frame_at(
+                frame::decode_mpsc(raw, off, cap, producers),
+                pos,
+                raw,
+                &mut problems,
+            ) {
+                None => break,
+                Some(None) => {
                     // A claim whose producer has not written (or never will write) its
                     // header: its length is unknown, so the walk ends here.
-                    uncommitted += 1;
+                    counts.uncommitted += 1;
                     break;
                 }
-                Ok(Some(h)) => {
+                Some(Some(h)) => {
                     if h.len < 0 {
-                        uncommitted += 1;
+                        counts.uncommitted += 1;
                     } else if h.kind != MPSC_PAD {
-                        messages += 1;
-                        message_bytes += h.len as u64;
+                        counts.message(h.len as u64);
                     }
                     let end = pos.wrapping_add(h.size() as u64);
                     if end.wrapping_sub(head) > used {
@@ -374,33 +439,14 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
                     }
                     pos = end;
                 }
-                Err(what) => {
-                    problems.push(bad_frame(pos, what, raw));
-                    break;
-                }
             }
         }
     }
-    let Endpoints {
-        consumer,
-        producers,
-    } = mpsc_endpoints(&ctl, &slots, &mut problems);
+    let ends = mpsc_endpoints(&ctl, &slots, &mut problems);
     Ok(RingView {
-        capacity: cap,
-        head,
         // Relaxed: a counter for display; nothing is read on its strength.
         received: ctl.head.received.load(Ordering::Relaxed),
-        tail,
-        used_bytes,
-        messages,
-        message_bytes,
-        uncommitted,
-        consumer,
-        producers,
-        subscribers: Vec::new(),
-        consumer_waiting: flag(&ctl.wake.consumer_waiting),
-        producers_waiting: flag(&ctl.wake.producers_waiting),
-        problems,
+        ..view(&s, used_bytes, counts, ends, &ctl.wake, problems)
     })
 }
 
@@ -431,10 +477,7 @@ pub fn spsc_ends(region: &Region, capacity: u64) -> Result<Endpoints> {
 /// # Errors
 /// As [`mpsc`](fn@mpsc).
 pub fn mpsc_ends(region: &Region, capacity: u64, producers: u16) -> Result<Endpoints> {
-    if producers == 0 || producers > mpsc::MAX_PRODUCERS {
-        return Err(crate::Error::TooManyProducers(producers));
-    }
-    check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
+    check_mpsc_len(region, capacity, producers)?;
     let slots = slot_array(region, producers);
     Ok(mpsc_endpoints(&Ctl::new(region), &slots, &mut Vec::new()))
 }
@@ -447,21 +490,13 @@ pub fn mpsc_ends(region: &Region, capacity: u64, producers: u16) -> Result<Endpo
 /// # Errors
 /// As [`spsc`](fn@spsc), plus [`crate::Error::InvalidSubscriberCount`].
 pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<RingView> {
-    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-        return Err(crate::Error::InvalidSubscriberCount(subscribers));
-    }
-    let cap = check_len(region, capacity, |cap| {
-        broadcast::region_len(cap, subscribers)
-    })?;
+    let cap = check_broadcast_len(region, capacity, subscribers)?;
     let ctl: Ctl<BroadcastControl> = Ctl::new(region);
     let slots: CtlArray<Line<SubscriberSlot>> = CtlArray::new(region, 512, subscribers.into());
     // Acquire: pairs with the publisher's Release store of `tail`.
     let tail = ctl.publisher.tail.load(Ordering::Acquire);
     let mut problems = Vec::new();
-    let Endpoints {
-        consumer,
-        producers,
-    } = one_producer_endpoints(&ctl.ends, &mut problems);
+    let ends = one_producer_endpoints(&ctl.ends, &mut problems);
     let subs: Vec<SubscriberView> = (0u16..)
         .zip(slots.iter())
         .map(|(i, s)| {
@@ -486,7 +521,7 @@ pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<Rin
         .unwrap_or(tail);
     let start = Start { cap, head, tail };
     let used_bytes = used_bytes(&start, false, &mut problems);
-    let (mut messages, mut message_bytes) = (0, 0);
+    let mut counts = Counts::default();
     if let Some(used) = used_bytes {
         let data = region.data(broadcast::control_len(subscribers), cap);
         let mut pos = head;
@@ -497,36 +532,24 @@ pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<Rin
             let off = (pos & (cap as u64 - 1)) as usize;
             // Relaxed: below `tail`, loaded with Acquire.
             let raw = data.word(off).load(Ordering::Relaxed);
-            match frame::decode_broadcast(raw, off, cap) {
-                Ok(f) => {
-                    if !f.padding {
-                        messages += 1;
-                        message_bytes += f.len as u64;
-                    }
-                    pos = pos.wrapping_add(f.size() as u64);
-                }
-                Err(what) => {
-                    problems.push(bad_frame(pos, what, raw));
-                    break;
-                }
+            let Some(f) = frame_at(
+                frame::decode_broadcast(raw, off, cap),
+                pos,
+                raw,
+                &mut problems,
+            ) else {
+                break;
+            };
+            if !f.padding {
+                counts.message(f.len as u64);
             }
+            pos = pos.wrapping_add(f.size() as u64);
         }
     }
     Ok(RingView {
-        capacity: cap,
-        head,
         received: subs.iter().map(|s| s.received).sum(),
-        tail,
-        used_bytes,
-        messages,
-        message_bytes,
-        uncommitted: 0,
-        consumer,
-        producers,
         subscribers: subs,
-        consumer_waiting: flag(&ctl.wake.consumer_waiting),
-        producers_waiting: flag(&ctl.wake.producers_waiting),
-        problems,
+        ..view(&start, used_bytes, counts, ends, &ctl.wake, problems)
     })
 }
 
@@ -556,12 +579,7 @@ pub fn broadcast_publisher(
     capacity: u64,
     subscribers: u16,
 ) -> Result<PublisherPositions> {
-    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-        return Err(crate::Error::InvalidSubscriberCount(subscribers));
-    }
-    check_len(region, capacity, |cap| {
-        broadcast::region_len(cap, subscribers)
-    })?;
+    check_broadcast_len(region, capacity, subscribers)?;
     let ctl: Ctl<BroadcastControl> = Ctl::new(region);
     let pl = &ctl.publisher;
     Ok(PublisherPositions {
@@ -581,12 +599,7 @@ pub fn broadcast_publisher(
 /// # Errors
 /// As [`broadcast`](fn@broadcast).
 pub fn broadcast_ends(region: &Region, capacity: u64, subscribers: u16) -> Result<Endpoints> {
-    if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-        return Err(crate::Error::InvalidSubscriberCount(subscribers));
-    }
-    check_len(region, capacity, |cap| {
-        broadcast::region_len(cap, subscribers)
-    })?;
+    check_broadcast_len(region, capacity, subscribers)?;
     let ctl: Ctl<BroadcastControl> = Ctl::new(region);
     Ok(one_producer_endpoints(&ctl.ends, &mut Vec::new()))
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use crate::ctl::{BroadcastControl, MpscControl, SpscControl, WakeLine};
 use crate::error::Result;
-use crate::inspect::check_len;
+use crate::inspect::{check_broadcast_len, check_len, check_mpsc_len};
 use crate::region::{Ctl, Region};
+use crate::spsc;
 use crate::sync::Ordering;
-use crate::{broadcast, mpsc, spsc};
 
 /// A watch on one ring's wake line.
 pub struct PeerWatch {
@@ -45,10 +45,7 @@ impl PeerWatch {
     /// # Errors
     /// As [`PeerWatch::spsc`], plus [`crate::Error::TooManyProducers`].
     pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<PeerWatch> {
-        if producers == 0 || producers > mpsc::MAX_PRODUCERS {
-            return Err(crate::Error::TooManyProducers(producers));
-        }
-        check_len(region, capacity, |cap| mpsc::region_len(cap, producers))?;
+        check_mpsc_len(region, capacity, producers)?;
         Ok(PeerWatch {
             ctl: Block::Mpsc(Ctl::new(region)),
         })
@@ -59,12 +56,7 @@ impl PeerWatch {
     /// # Errors
     /// As [`PeerWatch::spsc`], plus [`crate::Error::InvalidSubscriberCount`].
     pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<PeerWatch> {
-        if subscribers == 0 || subscribers > broadcast::MAX_SUBSCRIBERS {
-            return Err(crate::Error::InvalidSubscriberCount(subscribers));
-        }
-        check_len(region, capacity, |cap| {
-            broadcast::region_len(cap, subscribers)
-        })?;
+        check_broadcast_len(region, capacity, subscribers)?;
         Ok(PeerWatch {
             ctl: Block::Broadcast(Ctl::new(region)),
         })

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmq_ring::{
-    Disconnect, Error, Geometry, InProcess, Lifecycle, Mpsc, Spsc, WaitConfig, WaitStrategy,
+    Disconnect, Error, Geometry, InProcess, Lifecycle, Mpsc, Producer, Region, Spsc, WaitConfig,
+    WaitStrategy,
 };
 use shmq_ring_model::{Ring, fresh};
 
@@ -17,16 +18,27 @@ fn cfg(lifecycle: Lifecycle) -> WaitConfig {
     }
 }
 
+/// A fresh ring whose ends wait under `lifecycle` (returned with the region and
+/// that configuration): a producer attached in slot 0, and a consumer that
+/// attached and closed.
+fn consumer_closed<K: Ring>(
+    g: Geometry<K>,
+    lifecycle: Lifecycle,
+) -> (Region, WaitConfig, Producer<K>) {
+    let region = fresh(g, 0);
+    let c = cfg(lifecycle);
+    let tx = K::producer(&region, g, 0, c, Arc::new(InProcess)).unwrap();
+    let rx = K::consumer(&region, g, c, Arc::new(InProcess)).unwrap();
+    drop(rx);
+    (region, c, tx)
+}
+
 /// In a queue, a producer whose consumer closed sends on until the ring is
 /// full (`Full`, never `Disconnected`), and the next consumer gets it all; a
 /// consumer whose producer closed finds `Empty` (a bounded wait: `Timeout`)
 /// until `expect_producers` says one producer makes it done.
 fn queue<K: Ring>(g: Geometry<K>) {
-    let region = fresh(g, 0);
-    let c = cfg(Lifecycle::Queue);
-    let mut tx = K::producer(&region, g, 0, c, Arc::new(InProcess)).unwrap();
-    let rx = K::consumer(&region, g, c, Arc::new(InProcess)).unwrap();
-    drop(rx);
+    let (region, c, mut tx) = consumer_closed(g, Lifecycle::Queue);
     let mut sent = 0u8;
     loop {
         match tx.try_send(&[sent; 24]) {
@@ -59,11 +71,7 @@ fn queue<K: Ring>(g: Geometry<K>) {
 /// later does not revive a producer that was told, nor a producer that
 /// attaches later a consumer that was told.
 fn session<K: Ring>(g: Geometry<K>) {
-    let region = fresh(g, 0);
-    let c = cfg(Lifecycle::Session);
-    let mut tx = K::producer(&region, g, 0, c, Arc::new(InProcess)).unwrap();
-    let rx = K::consumer(&region, g, c, Arc::new(InProcess)).unwrap();
-    drop(rx);
+    let (region, c, mut tx) = consumer_closed(g, Lifecycle::Session);
     let closed = |r: Result<(), Error>| matches!(r, Err(Error::Disconnected(Disconnect::Closed)));
     assert!(closed(tx.try_send(b"x")));
     let mut rx = K::consumer(&region, g, c, Arc::new(InProcess)).unwrap();

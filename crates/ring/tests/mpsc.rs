@@ -115,6 +115,31 @@ fn in_order(m: &[u8], next: &mut [u64], len: impl Fn(u64) -> usize) {
     next[id] += 1;
 }
 
+/// Producers in slots `0..n` of a 4096-byte ring, each on a thread of its
+/// own, send `per_producer` [`msg`]s of `len(seq)` bytes through `produce`;
+/// `receive` takes what it can, hands each message to the check it is given
+/// and says how many it took. Every message must arrive exactly once and in
+/// its producer's order ([`in_order`]). Returns the consumer once the
+/// producers have finished.
+fn exactly_once_in_order(
+    n: u16,
+    per_producer: u64,
+    len: fn(u64) -> usize,
+    produce: impl Fn(u16, Producer) + Clone + Send + 'static,
+    mut receive: impl FnMut(&mut Consumer, &mut dyn FnMut(&[u8])) -> usize,
+) -> Consumer {
+    let cap = 4096;
+    let (r, live, mut rx) = with_consumer(cap, n);
+    let handles = spawn_producers(&r, cap, n, &live, produce);
+    let mut next = vec![0u64; n.into()];
+    let mut got = 0;
+    while got < u64::from(n) * per_producer {
+        got += receive(&mut rx, &mut |m| in_order(m, &mut next, len)) as u64;
+    }
+    join(handles);
+    rx
+}
+
 /// Asserts that a receive waiting `ms` milliseconds times out, and that the
 /// consumer has reclaimed `reclaimed` frames by then.
 #[track_caller]
@@ -198,14 +223,13 @@ fn a_batch_longer_than_a_lap_never_hands_a_message_out_twice() {
 
 #[test]
 fn batches_from_three_threads_arrive_exactly_once_in_order() {
-    let cap = 4096;
-    let (r, live, mut rx) = with_consumer(cap, 3);
     const N: u64 = 100_000;
-    let handles = spawn_producers(&r, cap, 3, &live, |s, mut tx| {
+    let len = |seq: u64| 9 + (seq % 50) as usize;
+    let produce = move |s: u16, mut tx: Producer| {
         let mut seq = 0;
         while seq < N {
             let msgs: Vec<Vec<u8>> = (seq..(seq + 20).min(N))
-                .map(|i| msg(s as u8, i, 9 + (i % 50) as usize))
+                .map(|i| msg(s as u8, i, len(i)))
                 .collect();
             match tx.try_send_batch(msgs.iter().map(Vec::as_slice)) {
                 Ok(n) => seq += n as u64,
@@ -213,21 +237,14 @@ fn batches_from_three_threads_arrive_exactly_once_in_order() {
                 Err(e) => panic!("{e}"),
             }
         }
-    });
-    let mut next = [0u64; 3];
-    let mut got = 0;
-    while got < 3 * N {
-        let n = rx
-            .try_recv_batch(usize::MAX, |m| {
-                in_order(m, &mut next, |seq| 9 + (seq % 50) as usize);
-            })
-            .unwrap();
+    };
+    exactly_once_in_order(3, N, len, produce, |rx, check| {
+        let n = rx.try_recv_batch(usize::MAX, |m| check(m)).unwrap();
         if n == 0 {
             std::thread::yield_now();
         }
-        got += n as u64;
-    }
-    join(handles);
+        n
+    });
 }
 
 #[test]
@@ -259,21 +276,19 @@ fn batch_edges() {
 
 #[test]
 fn four_threads_exactly_once_in_per_producer_order() {
-    let cap = 4096;
-    let (r, live, mut rx) = with_consumer(cap, 4);
     const N: u64 = 200_000;
-    let handles = spawn_producers(&r, cap, 4, &live, |s, mut tx| {
+    let len = |seq: u64| 9 + (seq % 40) as usize;
+    let produce = move |s: u16, mut tx: Producer| {
         for i in 0..N {
-            tx.send(&msg(s as u8, i, 9 + (i % 40) as usize)).unwrap();
+            tx.send(&msg(s as u8, i, len(i))).unwrap();
         }
-    });
-    let mut next = [0u64; 4];
+    };
     let mut buf = Vec::new();
-    for _ in 0..4 * N {
+    let mut rx = exactly_once_in_order(4, N, len, produce, |rx, check| {
         rx.recv_into(&mut buf).unwrap();
-        in_order(&buf, &mut next, |seq| 9 + (seq % 40) as usize);
-    }
-    join(handles);
+        check(&buf);
+        1
+    });
     assert_eq!(
         rx.recv().err(),
         Some(Error::Disconnected(Disconnect::Closed))

@@ -174,15 +174,30 @@ fn role_raised() {
     emit("survived", json!({}));
 }
 
-/// Asserts that the child died of SIGBUS.
-fn assert_sigbus(c: &mut kit::Proc, what: &str) {
-    let status = c.wait();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGBUS),
-        "{what}: {status:?}\n{}",
-        c.log()
-    );
+/// A test on child processes: a watchdog and a fresh segment name tagged `tag`
+/// handed to `body`, then what every such test ends with (the segment its
+/// children left removed, and no name left behind).
+fn with_children(tag: &str, body: impl FnOnce(&kit::Watchdog, &str)) {
+    let (wd, names, name) = shmq_testkit::start(tag, tag);
+    body(&wd, &name);
+    kit::remove_stale(&name);
+    names.assert_clean();
+}
+
+/// Runs ROLE in a child on a fresh segment name tagged `tag`: the child says it
+/// is armed, then must die of SIGBUS (`what` names the case).
+fn dies_of_sigbus(tag: &str, role: &str, what: &str) {
+    with_children(tag, |wd, name| {
+        let mut c = Spawn::role_on(role, name).spawn(wd);
+        c.event("armed");
+        let status = c.wait();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGBUS),
+            "{what}: {status:?}\n{}",
+            c.log()
+        );
+    });
 }
 
 /// In this process: a named segment truncated to nothing under two handles.
@@ -238,12 +253,11 @@ fn a_read_past_the_end_of_a_truncated_segment_is_damage_not_a_signal() {
 /// default action: the child dies of it.
 #[test]
 fn a_fault_outside_every_segment_still_kills_with_sigbus() {
-    let (wd, names, name) = shmq_testkit::start("sigbus-stray", "sigbus-stray");
-    let mut c = Spawn::role_on("stray_fault", &name).spawn(&wd);
-    c.event("armed");
-    assert_sigbus(&mut c, "a fault in a mapping that is not a segment");
-    kit::remove_stale(&name);
-    names.assert_clean();
+    dies_of_sigbus(
+        "sigbus-stray",
+        "stray_fault",
+        "a fault in a mapping that is not a segment",
+    );
 }
 
 /// A SIGBUS sent (`raise`) rather than caused by a fault ends as it would
@@ -252,52 +266,43 @@ fn a_fault_outside_every_segment_still_kills_with_sigbus() {
 /// and the guard chains to it.)
 #[test]
 fn a_raised_sigbus_ends_as_without_the_guard() {
-    let (wd, names, name) = shmq_testkit::start("sigbus-raise", "sigbus-raise");
-    let mut outcome = Vec::new();
-    for guard in [0, 1] {
-        let mut c = Spawn::role_on("raised", &name)
-            .arg("GUARD", guard)
-            .spawn(&wd);
-        c.event("armed");
-        let status = c.wait();
-        outcome.push((status.signal(), status.code(), c.log().contains("survived")));
-    }
-    assert_eq!(outcome[0], outcome[1], "without, then with the guard");
-    kit::remove_stale(&name);
-    names.assert_clean();
+    with_children("sigbus-raise", |wd, name| {
+        let mut outcome = Vec::new();
+        for guard in [0, 1] {
+            let mut c = Spawn::role_on("raised", name).arg("GUARD", guard).spawn(wd);
+            c.event("armed");
+            let status = c.wait();
+            outcome.push((status.signal(), status.code(), c.log().contains("survived")));
+        }
+        assert_eq!(outcome[0], outcome[1], "without, then with the guard");
+    });
 }
 
 /// A handler installed before the guard is chained: it sees the faults that are
 /// not a segment's, and only those.
 #[test]
 fn a_handler_installed_before_the_guard_is_chained() {
-    let (wd, names, name) = shmq_testkit::start("sigbus-chain", "sigbus-chain");
-    let mut c = Spawn::role_on("chained", &name).spawn(&wd);
-    let ev = c.event("survived");
-    assert_eq!(ev["damaged"], true, "{ev}");
-    assert_eq!(
-        ev["user_handler_hits"], 0,
-        "the guard kept its own fault: {ev}"
-    );
-    let status = c.wait();
-    assert_eq!(
-        status.code(),
-        Some(USER_HANDLER_RAN),
-        "a stray fault must reach the user's handler: {status:?}\n{}",
-        c.log()
-    );
-    kit::remove_stale(&name);
-    names.assert_clean();
+    with_children("sigbus-chain", |wd, name| {
+        let mut c = Spawn::role_on("chained", name).spawn(wd);
+        let ev = c.event("survived");
+        assert_eq!(ev["damaged"], true, "{ev}");
+        assert_eq!(
+            ev["user_handler_hits"], 0,
+            "the guard kept its own fault: {ev}"
+        );
+        let status = c.wait();
+        assert_eq!(
+            status.code(),
+            Some(USER_HANDLER_RAN),
+            "a stray fault must reach the user's handler: {status:?}\n{}",
+            c.log()
+        );
+    });
 }
 
 /// With `sigbus_guard(false)` nothing is installed, and truncation is the
 /// plain SIGBUS it was before the guard.
 #[test]
 fn with_the_guard_off_truncation_is_still_sigbus() {
-    let (wd, names, name) = shmq_testkit::start("sigbus-off", "sigbus-off");
-    let mut c = Spawn::role_on("guard_off", &name).spawn(&wd);
-    c.event("armed");
-    assert_sigbus(&mut c, "the guard turned off");
-    kit::remove_stale(&name);
-    names.assert_clean();
+    dies_of_sigbus("sigbus-off", "guard_off", "the guard turned off");
 }

@@ -42,27 +42,24 @@ fn ends() -> Ends {
     }
 }
 
-impl Fresh for SpscControl {
-    fn fresh() -> Self {
-        SpscControl {
-            tail: Line(AtomicU64::new(0)),
-            head: Line(consumer_line()),
-            wake: Line(wake()),
-            ends: Line(ends()),
+/// `Fresh` for the SPSC and MPSC control blocks, which have the same lines
+/// (an MPSC ring's producer slots follow its block).
+macro_rules! fresh_one_consumer_control {
+    ($($control:ident),*) => {$(
+        impl Fresh for $control {
+            fn fresh() -> Self {
+                $control {
+                    tail: Line(AtomicU64::new(0)),
+                    head: Line(consumer_line()),
+                    wake: Line(wake()),
+                    ends: Line(ends()),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Fresh for MpscControl {
-    fn fresh() -> Self {
-        MpscControl {
-            tail: Line(AtomicU64::new(0)),
-            head: Line(consumer_line()),
-            wake: Line(wake()),
-            ends: Line(ends()),
-        }
-    }
-}
+fresh_one_consumer_control!(SpscControl, MpscControl);
 
 impl Fresh for Line<ProducerSlot> {
     fn fresh() -> Self {
