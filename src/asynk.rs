@@ -41,17 +41,18 @@ use crate::{Error, Result};
 const ROUNDS: u32 = 4;
 
 /// One poll of an operation that borrows nothing from the end: try it
-/// (`Empty` or `Full`: not now); then wait as `park` says (ready: try again).
-fn drive<R, T>(
-    end: &mut Handle<R>,
+/// (`Empty` or `Full`: not now); then wait for the ring `ring` reaches from
+/// `end` as `park` says (ready: try again). `end` is a [`Handle`] (its `ring`
+/// is [`Handle::ring`]) or a receiver whose format's own receive is the
+/// attempt.
+fn drive<E, R, T>(
+    end: &mut E,
+    mut ring: impl FnMut(&mut E) -> Result<&mut R>,
     parking: &mut Parking,
     waker: &Waker,
-    mut attempt: impl FnMut(&mut Handle<R>) -> Result<T>,
+    mut attempt: impl FnMut(&mut E) -> Result<T>,
     mut park: impl FnMut(&mut R, &mut Parking, &Waker) -> Poll<shmq_ring::Result<()>>,
-) -> Poll<Result<T>>
-where
-    R: crate::attach::Attachable,
-{
+) -> Poll<Result<T>> {
     for _ in 0..ROUNDS {
         match attempt(end) {
             Err(Error::Empty | Error::Full) => {}
@@ -60,7 +61,7 @@ where
                 return Poll::Ready(done);
             }
         }
-        let ring = match end.ring() {
+        let ring = match ring(end) {
             Ok(r) => r,
             Err(e) => return Poll::Ready(Err(e)),
         };
@@ -93,6 +94,28 @@ fn park_room<K: RingKind>(
     parking.poll(&mut Room::new(p, len), waker)
 }
 
+/// The second step of a future that lends its end to what it returns (a
+/// guard): once the first step (`ready`) says the operation can be done, the
+/// end leaves `slot` for good and `out` makes the output from it; an error
+/// ends the future too.
+fn lend<'a, E, T>(
+    slot: &mut Option<&'a mut E>,
+    ready: Poll<Result<()>>,
+    out: impl FnOnce(&'a mut E) -> Result<T>,
+) -> Poll<Result<T>> {
+    match ready {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => {
+            *slot = None;
+            Poll::Ready(Err(e))
+        }
+        Poll::Ready(Ok(())) => {
+            let end = slot.take().expect("the caller checked that it is there");
+            Poll::Ready(out(end))
+        }
+    }
+}
+
 /// The future of [`Receiver::recv_async`] (bytes): a message lent in place.
 #[must_use = "futures do nothing unless polled"]
 pub struct RecvFuture<'a, K: RingKind> {
@@ -118,17 +141,7 @@ impl<'a, K: RingKind> Future for RecvFuture<'a, K> {
             },
             Err(e) => Poll::Ready(Err(e)),
         };
-        match ready {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => {
-                this.rx = None;
-                Poll::Ready(Err(e))
-            }
-            Poll::Ready(Ok(())) => {
-                let rx = this.rx.take().expect("checked above");
-                Poll::Ready(rx.try_recv())
-            }
-        }
+        lend(&mut this.rx, ready, |rx| rx.try_recv())
     }
 }
 
@@ -148,6 +161,7 @@ impl<K: RingKind> Future for RecvIntoFuture<'_, K> {
         let buf = &mut *this.buf;
         drive(
             &mut this.rx.end,
+            Handle::ring,
             &mut this.parking,
             cx.waker(),
             |end| end.run(|r| r.try_recv_into(buf)),
@@ -172,35 +186,24 @@ impl<K: RingKind, F: TypedFormat> Future for RecvValueFuture<'_, K, F> {
     }
 }
 
-/// One poll of an owned receive (`Vec<u8>` or `T`) made by `attempt`.
+/// One poll of an owned receive (`Vec<u8>` or `T`) made by `attempt`: the
+/// attempt goes through the receiver (its format's own receive), so `drive`
+/// is given the receiver and the way to its ring. A receive never says
+/// `Full` (only a send does), so here only `Empty` means "not now".
 fn poll_message<K: RingKind, M: Format, T>(
     rx: &mut Receiver<K, M>,
     parking: &mut Parking,
     waker: &Waker,
-    mut attempt: impl FnMut(&mut Receiver<K, M>) -> Result<T>,
+    attempt: impl FnMut(&mut Receiver<K, M>) -> Result<T>,
 ) -> Poll<Result<T>> {
-    // `drive` wants the handle and the attempt apart: the attempt goes through
-    // the receiver (its format's own receive), so it is driven here by hand.
-    for _ in 0..ROUNDS {
-        match attempt(rx) {
-            Err(Error::Empty) => {}
-            done => {
-                parking.release();
-                return Poll::Ready(done);
-            }
-        }
-        let ring = match rx.end.ring() {
-            Ok(r) => r,
-            Err(e) => return Poll::Ready(Err(e)),
-        };
-        match park_consumer(ring, parking, waker) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-            Poll::Pending => return Poll::Pending,
-        }
-    }
-    waker.wake_by_ref();
-    Poll::Pending
+    drive(
+        rx,
+        |rx| rx.end.ring(),
+        parking,
+        waker,
+        attempt,
+        park_consumer,
+    )
 }
 
 /// The future of [`Sender::send_async`] (bytes).
@@ -219,6 +222,7 @@ impl<K: RingKind> Future for SendFuture<'_, K> {
         let msg = this.msg;
         drive(
             &mut this.tx.end,
+            Handle::ring,
             &mut this.parking,
             cx.waker(),
             |end| end.run(|r| r.try_send(msg)),
@@ -289,6 +293,7 @@ impl<'a, K: RingKind> Future for ReserveFuture<'a, K> {
         // and held in the producer (`try_hold`), then handed out as a guard.
         let held = drive(
             &mut tx.end,
+            Handle::ring,
             &mut this.parking,
             cx.waker(),
             |end| match end.run(|r| r.try_hold(len)) {
@@ -298,22 +303,12 @@ impl<'a, K: RingKind> Future for ReserveFuture<'a, K> {
             },
             |p, parking, w| park_room(p, len, parking, w),
         );
-        match held {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => {
-                this.tx = None;
-                Poll::Ready(Err(e))
-            }
-            Poll::Ready(Ok(())) => {
-                let tx = this.tx.take().expect("checked above");
-                // The handle was attached and checked by the `run` above.
-                Poll::Ready(
-                    tx.end
-                        .ring()
-                        .map(|p| p.take_held().expect("a claim held by this poll")),
-                )
-            }
-        }
+        lend(&mut this.tx, held, |tx| {
+            // The handle was attached and checked by the `run` above.
+            tx.end
+                .ring()
+                .map(|p| p.take_held().expect("a claim held by this poll"))
+        })
     }
 }
 

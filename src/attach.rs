@@ -741,22 +741,45 @@ pub trait RingKind: shmq_ring::Kind + sealed::Sealed {
     /// The geometry, if the channel is of this kind.
     #[doc(hidden)]
     fn geometry(g: &RingGeometry) -> Option<shmq_ring::Geometry<Self>>;
-    /// Attaches a producer in `slot`.
+    /// Attaches a producer (an MPSC one: in `a.slot`).
     #[doc(hidden)]
-    fn attach_producer(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<shmq_ring::Producer<Self>>;
-    /// Attaches a consumer (a broadcast subscriber: in `slot`).
+    fn attach_producer(a: Attach<'_>) -> shmq_ring::Result<shmq_ring::Producer<Self>>;
+    /// Attaches a consumer (a broadcast subscriber: in `a.slot`).
     #[doc(hidden)]
-    fn attach_consumer(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<shmq_ring::Consumer<Self>>;
+    fn attach_consumer(a: Attach<'_>) -> shmq_ring::Result<shmq_ring::Consumer<Self>>;
+}
+
+/// What attaching one side of a mapped channel takes, whatever the ring kind
+/// and side.
+#[doc(hidden)]
+pub struct Attach<'a> {
+    /// The channel.
+    m: &'a Mapped,
+    /// Which of the side's endpoints it takes, counted from the side's first
+    /// (0 for a side that has one).
+    slot: u16,
+    /// How the side waits.
+    wait: WaitConfig,
+    /// How the side tells whether its peers are alive.
+    live: Arc<dyn Liveness>,
+}
+
+impl<'a> Attach<'a> {
+    /// The ring region in the channel's segment.
+    fn region(&self) -> &'a Region {
+        &self.m.region
+    }
+
+    /// The channel's geometry as kind `K`. The segment's kind was checked
+    /// against the shape's when it was opened, so a mismatch here is a bug in
+    /// this crate; it is reported as a region too small for the ring, never a
+    /// panic.
+    fn geometry<K: RingKind>(&self) -> shmq_ring::Result<Geometry<K>> {
+        K::geometry(&self.m.geometry).ok_or(shmq_ring::Error::RegionTooSmall {
+            needed: self.m.region.len() as u64 + 1,
+            len: self.m.region.len() as u64,
+        })
+    }
 }
 
 mod sealed {
@@ -776,21 +799,11 @@ impl RingKind for Spsc {
             _ => None,
         }
     }
-    fn attach_producer(
-        m: &Mapped,
-        _slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<spsc::Producer> {
-        spsc::Producer::attach(&m.region, geometry_of(m)?, wait, live)
+    fn attach_producer(a: Attach<'_>) -> shmq_ring::Result<spsc::Producer> {
+        spsc::Producer::attach(a.region(), a.geometry()?, a.wait, a.live)
     }
-    fn attach_consumer(
-        m: &Mapped,
-        _slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<spsc::Consumer> {
-        spsc::Consumer::attach(&m.region, geometry_of(m)?, wait, live)
+    fn attach_consumer(a: Attach<'_>) -> shmq_ring::Result<spsc::Consumer> {
+        spsc::Consumer::attach(a.region(), a.geometry()?, a.wait, a.live)
     }
 }
 
@@ -804,21 +817,11 @@ impl RingKind for Mpsc {
             _ => None,
         }
     }
-    fn attach_producer(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<mpsc::Producer> {
-        mpsc::Producer::attach(&m.region, geometry_of(m)?, slot, wait, live)
+    fn attach_producer(a: Attach<'_>) -> shmq_ring::Result<mpsc::Producer> {
+        mpsc::Producer::attach(a.region(), a.geometry()?, a.slot, a.wait, a.live)
     }
-    fn attach_consumer(
-        m: &Mapped,
-        _slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<mpsc::Consumer> {
-        mpsc::Consumer::attach(&m.region, geometry_of(m)?, wait, live)
+    fn attach_consumer(a: Attach<'_>) -> shmq_ring::Result<mpsc::Consumer> {
+        mpsc::Consumer::attach(a.region(), a.geometry()?, a.wait, a.live)
     }
 }
 
@@ -832,33 +835,21 @@ impl RingKind for Broadcast {
             _ => None,
         }
     }
-    fn attach_producer(
-        m: &Mapped,
-        _slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<broadcast::Publisher> {
-        broadcast::Publisher::attach(&m.region, geometry_of(m)?, wait, live)
+    fn attach_producer(a: Attach<'_>) -> shmq_ring::Result<broadcast::Publisher> {
+        broadcast::Publisher::attach(a.region(), a.geometry()?, a.wait, a.live)
     }
-    fn attach_consumer(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<broadcast::Subscriber> {
-        let s = m.subscribe;
-        broadcast::Subscriber::attach(&m.region, geometry_of(m)?, slot, s.mode, s.join, wait, live)
+    fn attach_consumer(a: Attach<'_>) -> shmq_ring::Result<broadcast::Subscriber> {
+        let s = a.m.subscribe;
+        broadcast::Subscriber::attach(
+            a.region(),
+            a.geometry()?,
+            a.slot,
+            s.mode,
+            s.join,
+            a.wait,
+            a.live,
+        )
     }
-}
-
-/// The geometry of a mapped channel of kind `K`. The segment's kind was checked
-/// against the shape's when it was opened, so a mismatch here is a bug in this
-/// crate; it is reported as a region too small for the ring, never a panic.
-fn geometry_of<K: RingKind>(m: &Mapped) -> shmq_ring::Result<Geometry<K>> {
-    K::geometry(&m.geometry).ok_or(shmq_ring::Error::RegionTooSmall {
-        needed: m.region.len() as u64 + 1,
-        len: m.region.len() as u64,
-    })
 }
 
 /// One side of a ring, as the facade drives it: a producer or the consumer of
@@ -875,12 +866,7 @@ pub(crate) trait Attachable: Sized {
     } else {
         "producer"
     };
-    fn attach(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<Self>;
+    fn attach(a: Attach<'_>) -> shmq_ring::Result<Self>;
     fn detach(self);
     fn set_interrupter(&mut self, i: Interrupter);
     /// Right after attaching: what the side needs from the channel beyond
@@ -897,13 +883,8 @@ impl<K: RingKind> Attachable for shmq_ring::Producer<K> {
         Slots::Producers => Slots::Producers,
         Slots::One | Slots::Subscribers => Slots::One,
     };
-    fn attach(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<Self> {
-        K::attach_producer(m, slot, wait, live)
+    fn attach(a: Attach<'_>) -> shmq_ring::Result<Self> {
+        K::attach_producer(a)
     }
     fn set_interrupter(&mut self, i: Interrupter) {
         shmq_ring::Producer::set_interrupter(self, i);
@@ -924,13 +905,8 @@ impl<K: RingKind> Attachable for shmq_ring::Consumer<K> {
         Slots::Subscribers => Slots::Subscribers,
         Slots::One | Slots::Producers => Slots::One,
     };
-    fn attach(
-        m: &Mapped,
-        slot: u16,
-        wait: WaitConfig,
-        live: Arc<dyn Liveness>,
-    ) -> shmq_ring::Result<Self> {
-        K::attach_consumer(m, slot, wait, live)
+    fn attach(a: Attach<'_>) -> shmq_ring::Result<Self> {
+        K::attach_consumer(a)
     }
     fn set_interrupter(&mut self, i: Interrupter) {
         shmq_ring::Consumer::set_interrupter(self, i);
@@ -1275,7 +1251,13 @@ fn attach<R: Attachable>(
             }
             Err(e) => return Err(e.into()),
         }
-        let mut ring = match R::attach(&mapped, index - first, wait, live.clone()) {
+        let a = Attach {
+            m: &mapped,
+            slot: index - first,
+            wait,
+            live: live.clone(),
+        };
+        let mut ring = match R::attach(a) {
             Ok(r) => r,
             Err(e) => {
                 let _ = mapped.seg.release_endpoint(index);
