@@ -1058,22 +1058,26 @@ fn errors_are_one_line_and_usage_errors_exit_2() {
     }
 }
 
+/// The message type of the typed-channel tests: 16 bytes, align 8, named
+/// `cli.test.Point` at version 3.
+#[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+#[bytemuck(crate = "shmq::bytemuck")]
+#[repr(C)]
+struct Point {
+    x: u64,
+    y: u64,
+}
+
+impl shmq::Message for Point {
+    const NAME: &'static str = "cli.test.Point";
+    const VERSION: u32 = 3;
+}
+
 /// A typed channel's message type is shown in words: `ls` names it in its TYPE
 /// column, `inspect` in a row of its own and in its JSON; a damaged type name
 /// field is a finding in words.
 #[test]
 fn ls_and_inspect_name_the_message_type() {
-    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
-    #[bytemuck(crate = "shmq::bytemuck")]
-    #[repr(C)]
-    struct Point {
-        x: u64,
-        y: u64,
-    }
-    impl shmq::Message for Point {
-        const NAME: &'static str = "cli.test.Point";
-        const VERSION: u32 = 3;
-    }
     let n = name("msgtype");
     let u = name("msgtype-u64");
     let _cleanup = Cleanup(vec![n.clone(), u.clone()]);
@@ -1518,17 +1522,6 @@ fn peek_shows_waiting_messages_and_leaves_them() {
 /// the message type its header records.
 #[test]
 fn peek_labels_a_typed_channel_s_records_with_its_type() {
-    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
-    #[bytemuck(crate = "shmq::bytemuck")]
-    #[repr(C)]
-    struct Point {
-        x: u64,
-        y: u64,
-    }
-    impl shmq::Message for Point {
-        const NAME: &'static str = "cli.test.Point";
-        const VERSION: u32 = 3;
-    }
     let n = name("peek-typed");
     let _cleanup = Cleanup(vec![n.clone()]);
     let o = shmq::Options::new().capacity(8);
