@@ -192,6 +192,16 @@ fn corrupt(name: &str, offset: u64, bytes: &[u8]) {
     f.write_all_at(bytes, offset).expect("write");
 }
 
+/// `shmq args` succeeds, says it removed `name`, and `name` is gone.
+fn removes(args: &[&str], name: &str) {
+    shmq()
+        .args(args)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("removed {name}")));
+    assert!(!shm_path(name).exists());
+}
+
 fn no_panic() -> impl Predicate<str> {
     predicate::str::contains("panicked").not()
 }
@@ -415,12 +425,7 @@ fn gc_removes_only_stale_segments() {
 
     sender.kill();
     // Its producer died: now the live one is stale too.
-    shmq()
-        .args(["gc", "--prefix", &base])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {live}")));
-    assert!(!shm_path(&live).exists());
+    removes(&["gc", "--prefix", &base], &live);
 }
 
 #[test]
@@ -462,12 +467,7 @@ fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
 
     // An empty one that nobody has open goes without --force; a zero-filled one
     // needs it; someone else's object is never removed.
-    shmq()
-        .args(["rm", &empty])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {empty}")));
-    assert!(!shm_path(&empty).exists());
+    removes(&["rm", &empty], &empty);
     shmq().args(["rm", &zero]).assert().code(1).stderr(
         predicate::str::contains("refusing to remove").and(predicate::str::contains("--force")),
     );
@@ -566,12 +566,10 @@ fn gc_keeps_messages_waiting_for_a_consumer() {
 
     // Removing them takes the explicit flag.
     stale_channel(&dropped, "doomed\n");
-    shmq()
-        .args(["gc", "--discard-messages", "--prefix", &dropped])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {dropped}")));
-    assert!(!shm_path(&dropped).exists());
+    removes(
+        &["gc", "--discard-messages", "--prefix", &dropped],
+        &dropped,
+    );
 }
 
 #[test]
