@@ -192,6 +192,22 @@ fn corrupt(name: &str, offset: u64, bytes: &[u8]) {
     f.write_all_at(bytes, offset).expect("write");
 }
 
+/// A broadcast channel named after `tag`, of `capacity` bytes with room for
+/// `max_subscribers`: its name, what removes it, and its publisher.
+fn publisher(
+    tag: &str,
+    capacity: u64,
+    max_subscribers: u16,
+) -> (String, Cleanup, shmq::broadcast::Publisher) {
+    let n = name(tag);
+    let cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new()
+        .capacity(capacity)
+        .max_subscribers(max_subscribers);
+    let tx = shmq::broadcast::Publisher::create(&n, &o).expect("create");
+    (n, cleanup, tx)
+}
+
 /// `shmq args` succeeds, says it removed `name`, and `name` is gone.
 fn removes(args: &[&str], name: &str) {
     shmq()
@@ -1221,11 +1237,8 @@ fn rm_takes_a_file_channel_path() {
 /// row each (a closed subscriber as closed; slots never attached left out).
 #[test]
 fn ls_and_inspect_show_each_broadcast_subscriber() {
-    use shmq::broadcast::{Mode, Publisher, Subscriber};
-    let n = name("bcast-subs");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let o = shmq::Options::new().capacity(4096).max_subscribers(4);
-    let mut tx = Publisher::create(&n, &o).expect("create");
+    use shmq::broadcast::{Mode, Subscriber};
+    let (n, _cleanup, mut tx) = publisher("bcast-subs", 4096, 4);
     let mut fast = Subscriber::open(&n, &shmq::Options::new()).expect("lossless");
     let lossy = shmq::Options::new().subscribe(Mode::Lossy);
     let mut slow = Subscriber::open(&n, &lossy).expect("lossy");
@@ -1346,10 +1359,7 @@ fn output_of(child: std::process::Child) -> (ExitStatus, String, String) {
 fn recv_subscribes_to_a_broadcast_channel_lossily() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let n = name("bcast-recv");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let o = shmq::Options::new().capacity(256).max_subscribers(2);
-    let mut tx = shmq::broadcast::Publisher::create(&n, &o).expect("create");
+    let (n, _cleanup, mut tx) = publisher("bcast-recv", 256, 2);
     let child = piped(&["recv", &n]);
     let pid = Pid::from_raw(child.id() as i32);
     wait_until("the subscriber to attach", || {
@@ -1540,11 +1550,8 @@ fn peek_labels_a_typed_channel_s_records_with_its_type() {
 /// in its line output one indented line each after the refresh's line.
 #[test]
 fn top_shows_each_broadcast_subscriber() {
-    use shmq::broadcast::{Mode, Publisher, Subscriber};
-    let n = name("bcast-top");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let o = shmq::Options::new().capacity(4096).max_subscribers(2);
-    let mut tx = Publisher::create(&n, &o).expect("create");
+    use shmq::broadcast::{Mode, Subscriber};
+    let (n, _cleanup, mut tx) = publisher("bcast-top", 4096, 2);
     let lossy = shmq::Options::new().subscribe(Mode::Lossy);
     let sub = Subscriber::open(&n, &lossy).expect("lossy");
     tx.send(b"waiting").expect("send");
