@@ -149,33 +149,32 @@ pub fn send(args: &SendArgs) -> Result<ExitCode> {
         Some(k) if k.is_typed() => Err(refuse_typed(&args.name, k)),
         Some(ChannelKind::Mpsc) => {
             let tx = open_sender::<Mpsc>(&args.name, &opts, false);
-            send_with(args, tx.map_err(|e| open_send_error(&args.name, kind, e))?)
+            let tx = tx.map_err(|e| open_send_error(&args.name, kind, e))?;
+            send_with(args, tx, send_raw_copied)
         }
         Some(ChannelKind::Broadcast) => {
             let tx = open_sender::<Broadcast>(&args.name, &opts, false);
-            send_with(args, tx.map_err(|e| open_send_error(&args.name, kind, e))?)
+            let tx = tx.map_err(|e| open_send_error(&args.name, kind, e))?;
+            send_with(args, tx, send_raw_copied)
         }
-        _ => {
-            let mut tx = open_sender::<Spsc>(&args.name, &opts, true)?;
-            let max = tx.max_message_len();
-            let stdin = io::stdin().lock();
-            if args.raw {
-                send_raw(&mut tx, stdin, args.chunk, max)?;
-            } else {
-                send_lines(&mut tx, BufReader::with_capacity(IO_BUF, stdin), max)?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        _ => send_with(
+            args,
+            open_sender::<Spsc>(&args.name, &opts, true)?,
+            send_raw,
+        ),
     }
 }
 
-/// Sends stdin through `tx` (MPSC or broadcast): lines, or with `--raw`
-/// chunks copied into each message.
-fn send_with<K: RingKind>(args: &SendArgs, mut tx: Sender<K>) -> Result<ExitCode> {
+/// How `--raw` sends stdin through a sender of kind `K`: [`send_raw`] reads
+/// straight into SPSC reservations, [`send_raw_copied`] copies each chunk.
+type SendRaw<K> = fn(&mut Sender<K>, io::StdinLock<'static>, u64, usize) -> Result<()>;
+
+/// Sends stdin through `tx`: lines, or with `--raw` chunks sent by `raw`.
+fn send_with<K: RingKind>(args: &SendArgs, mut tx: Sender<K>, raw: SendRaw<K>) -> Result<ExitCode> {
     let max = tx.max_message_len();
     let stdin = io::stdin().lock();
     if args.raw {
-        send_raw_copied(&mut tx, stdin, args.chunk, max)?;
+        raw(&mut tx, stdin, args.chunk, max)?;
     } else {
         send_lines(&mut tx, BufReader::with_capacity(IO_BUF, stdin), max)?;
     }

@@ -19,6 +19,7 @@
 //! temporaries of creators that died while building under a named temporary.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
@@ -47,13 +48,57 @@ fn why_busy(r: &Report) -> Option<String> {
     }
 }
 
+/// What `rm` names: a `/dev/shm` segment or a file channel.
+enum Target<'a> {
+    /// A `/dev/shm` name (`/orders`).
+    Shm(&'a str),
+    /// A file channel's path (`./orders`, see [`crate::cli::as_file`]).
+    File(PathBuf),
+}
+
+impl<'a> Target<'a> {
+    /// The target `name` (as given on the command line) names.
+    fn of(name: &'a str) -> Self {
+        match crate::cli::as_file(name) {
+            Some(path) => Target::File(path),
+            None => Target::Shm(name),
+        }
+    }
+
+    /// Removes the name or file unconditionally (`--force`).
+    fn unlink(&self) -> Result<()> {
+        match self {
+            Target::Shm(name) => shmq::inspect::unlink(name)?,
+            Target::File(path) => std::fs::remove_file(path)
+                .map_err(|e| CliError::msg(format!("could not remove {}: {e}", path.display())))?,
+        }
+        Ok(())
+    }
+
+    /// Removes it if stale, under its owner lock, messages and all.
+    fn remove_stale(&self) -> shmq::Result<Removal> {
+        match self {
+            Target::Shm(name) => shmq::inspect::remove_stale(name, true),
+            Target::File(path) => shmq::inspect::remove_stale_file(path, true),
+        }
+    }
+
+    /// Its report now (`None`: not a shmq segment).
+    fn inspect(&self) -> shmq::Result<Option<Report>> {
+        match self {
+            Target::Shm(name) => shmq::inspect::inspect(name),
+            Target::File(path) => shmq::inspect::inspect_file(path),
+        }
+    }
+}
+
 /// Removes one segment. Without `--force` it refuses a segment that a process has
 /// open or with a live endpoint; it never removes an object that is not a shmq
 /// segment or a leftover of an interrupted create (see [`rm_leftover`]).
 pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     let name = &args.name;
-    let file = crate::cli::as_file(name);
-    if file.is_none()
+    let target = Target::of(name);
+    if let Target::Shm(name) = target
         && let Ok(Some(l)) = shmq::inspect::leftover(name)
     {
         return rm_leftover(name, &l, args.force);
@@ -61,11 +106,7 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
     let r = fetch(name)?;
     let mut stdout = std::io::stdout().lock();
     if args.force {
-        match &file {
-            Some(path) => std::fs::remove_file(path)
-                .map_err(|e| CliError::msg(format!("could not remove {name}: {e}")))?,
-            None => shmq::inspect::unlink(name)?,
-        }
+        target.unlink()?;
         let note = why_busy(&r)
             .map(|why| format!(" ({why}; those processes keep their mapping)"))
             .unwrap_or_default();
@@ -78,20 +119,12 @@ pub fn rm(args: &RmArgs) -> Result<ExitCode> {
         )));
     }
     // Named explicitly: messages still waiting in it go too (the report said so).
-    let removal = match &file {
-        Some(path) => shmq::inspect::remove_stale_file(path, true)?,
-        None => shmq::inspect::remove_stale(name, true)?,
-    };
-    if removal == Removal::Removed {
+    if target.remove_stale()? == Removal::Removed {
         writeln!(stdout, "removed {name}")?;
         return Ok(ExitCode::SUCCESS);
     }
     // Declined: find out why for the message (opened meanwhile, gone, not ours).
-    let now = match &file {
-        Some(path) => shmq::inspect::inspect_file(path),
-        None => shmq::inspect::inspect(name),
-    };
-    let why = match now {
+    let why = match target.inspect() {
         Ok(Some(now)) => why_busy(&now).unwrap_or_else(|| "it is not owned by this user".into()),
         Ok(None) => "it was replaced by a non-shmq object".into(),
         Err(e) => e.to_string(),

@@ -192,6 +192,32 @@ fn corrupt(name: &str, offset: u64, bytes: &[u8]) {
     f.write_all_at(bytes, offset).expect("write");
 }
 
+/// A broadcast channel named after `tag`, of `capacity` bytes with room for
+/// `max_subscribers`: its name, what removes it, and its publisher.
+fn publisher(
+    tag: &str,
+    capacity: u64,
+    max_subscribers: u16,
+) -> (String, Cleanup, shmq::broadcast::Publisher) {
+    let n = name(tag);
+    let cleanup = Cleanup(vec![n.clone()]);
+    let o = shmq::Options::new()
+        .capacity(capacity)
+        .max_subscribers(max_subscribers);
+    let tx = shmq::broadcast::Publisher::create(&n, &o).expect("create");
+    (n, cleanup, tx)
+}
+
+/// `shmq args` succeeds, says it removed `name`, and `name` is gone.
+fn removes(args: &[&str], name: &str) {
+    shmq()
+        .args(args)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!("removed {name}")));
+    assert!(!shm_path(name).exists());
+}
+
 fn no_panic() -> impl Predicate<str> {
     predicate::str::contains("panicked").not()
 }
@@ -415,12 +441,7 @@ fn gc_removes_only_stale_segments() {
 
     sender.kill();
     // Its producer died: now the live one is stale too.
-    shmq()
-        .args(["gc", "--prefix", &base])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {live}")));
-    assert!(!shm_path(&live).exists());
+    removes(&["gc", "--prefix", &base], &live);
 }
 
 #[test]
@@ -462,12 +483,7 @@ fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
 
     // An empty one that nobody has open goes without --force; a zero-filled one
     // needs it; someone else's object is never removed.
-    shmq()
-        .args(["rm", &empty])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {empty}")));
-    assert!(!shm_path(&empty).exists());
+    removes(&["rm", &empty], &empty);
     shmq().args(["rm", &zero]).assert().code(1).stderr(
         predicate::str::contains("refusing to remove").and(predicate::str::contains("--force")),
     );
@@ -566,12 +582,10 @@ fn gc_keeps_messages_waiting_for_a_consumer() {
 
     // Removing them takes the explicit flag.
     stale_channel(&dropped, "doomed\n");
-    shmq()
-        .args(["gc", "--discard-messages", "--prefix", &dropped])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {dropped}")));
-    assert!(!shm_path(&dropped).exists());
+    removes(
+        &["gc", "--discard-messages", "--prefix", &dropped],
+        &dropped,
+    );
 }
 
 #[test]
@@ -1058,22 +1072,26 @@ fn errors_are_one_line_and_usage_errors_exit_2() {
     }
 }
 
+/// The message type of the typed-channel tests: 16 bytes, align 8, named
+/// `cli.test.Point` at version 3.
+#[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+#[bytemuck(crate = "shmq::bytemuck")]
+#[repr(C)]
+struct Point {
+    x: u64,
+    y: u64,
+}
+
+impl shmq::Message for Point {
+    const NAME: &'static str = "cli.test.Point";
+    const VERSION: u32 = 3;
+}
+
 /// A typed channel's message type is shown in words: `ls` names it in its TYPE
 /// column, `inspect` in a row of its own and in its JSON; a damaged type name
 /// field is a finding in words.
 #[test]
 fn ls_and_inspect_name_the_message_type() {
-    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
-    #[bytemuck(crate = "shmq::bytemuck")]
-    #[repr(C)]
-    struct Point {
-        x: u64,
-        y: u64,
-    }
-    impl shmq::Message for Point {
-        const NAME: &'static str = "cli.test.Point";
-        const VERSION: u32 = 3;
-    }
     let n = name("msgtype");
     let u = name("msgtype-u64");
     let _cleanup = Cleanup(vec![n.clone(), u.clone()]);
@@ -1219,11 +1237,8 @@ fn rm_takes_a_file_channel_path() {
 /// row each (a closed subscriber as closed; slots never attached left out).
 #[test]
 fn ls_and_inspect_show_each_broadcast_subscriber() {
-    use shmq::broadcast::{Mode, Publisher, Subscriber};
-    let n = name("bcast-subs");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let o = shmq::Options::new().capacity(4096).max_subscribers(4);
-    let mut tx = Publisher::create(&n, &o).expect("create");
+    use shmq::broadcast::{Mode, Subscriber};
+    let (n, _cleanup, mut tx) = publisher("bcast-subs", 4096, 4);
     let mut fast = Subscriber::open(&n, &shmq::Options::new()).expect("lossless");
     let lossy = shmq::Options::new().subscribe(Mode::Lossy);
     let mut slow = Subscriber::open(&n, &lossy).expect("lossy");
@@ -1344,10 +1359,7 @@ fn output_of(child: std::process::Child) -> (ExitStatus, String, String) {
 fn recv_subscribes_to_a_broadcast_channel_lossily() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let n = name("bcast-recv");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let o = shmq::Options::new().capacity(256).max_subscribers(2);
-    let mut tx = shmq::broadcast::Publisher::create(&n, &o).expect("create");
+    let (n, _cleanup, mut tx) = publisher("bcast-recv", 256, 2);
     let child = piped(&["recv", &n]);
     let pid = Pid::from_raw(child.id() as i32);
     wait_until("the subscriber to attach", || {
@@ -1518,17 +1530,6 @@ fn peek_shows_waiting_messages_and_leaves_them() {
 /// the message type its header records.
 #[test]
 fn peek_labels_a_typed_channel_s_records_with_its_type() {
-    #[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
-    #[bytemuck(crate = "shmq::bytemuck")]
-    #[repr(C)]
-    struct Point {
-        x: u64,
-        y: u64,
-    }
-    impl shmq::Message for Point {
-        const NAME: &'static str = "cli.test.Point";
-        const VERSION: u32 = 3;
-    }
     let n = name("peek-typed");
     let _cleanup = Cleanup(vec![n.clone()]);
     let o = shmq::Options::new().capacity(8);
@@ -1549,11 +1550,8 @@ fn peek_labels_a_typed_channel_s_records_with_its_type() {
 /// in its line output one indented line each after the refresh's line.
 #[test]
 fn top_shows_each_broadcast_subscriber() {
-    use shmq::broadcast::{Mode, Publisher, Subscriber};
-    let n = name("bcast-top");
-    let _cleanup = Cleanup(vec![n.clone()]);
-    let o = shmq::Options::new().capacity(4096).max_subscribers(2);
-    let mut tx = Publisher::create(&n, &o).expect("create");
+    use shmq::broadcast::{Mode, Subscriber};
+    let (n, _cleanup, mut tx) = publisher("bcast-top", 4096, 2);
     let lossy = shmq::Options::new().subscribe(Mode::Lossy);
     let sub = Subscriber::open(&n, &lossy).expect("lossy");
     tx.send(b"waiting").expect("send");
