@@ -725,7 +725,11 @@ fn every_kind_format_and_lifecycle() {
     // Sessions (anonymous) and queues (named), each kind, each format.
     let (tx, rx) = shmq::anonymous::<Spsc, shmq::Bytes>(&park).unwrap();
     bytes(vec![tx], rx);
-    let (tx, rx) = shmq::anonymous::<Mpsc, shmq::Bytes>(&park).unwrap();
+    let (tx, mut rx) = shmq::anonymous::<Mpsc, shmq::Bytes>(&park).unwrap();
+    // A clone attaches on its first send: without this, `tx` could send all
+    // and close before `tx2`'s thread attaches, and the session (which expects
+    // one producer) would rightly end there.
+    rx.expect_producers(2).unwrap();
     let tx2 = tx.clone();
     bytes(vec![tx, tx2], rx);
     let n = names.name("q-spsc");
