@@ -241,6 +241,61 @@ pub fn as_file(target: &str) -> Option<std::path::PathBuf> {
         .then(|| std::path::PathBuf::from(target))
 }
 
+/// What a NAME argument names: a `/dev/shm` segment or a file channel
+/// ([`as_file`] tells them apart).
+pub enum Target<'a> {
+    /// A `/dev/shm` name (`/orders`).
+    Shm(&'a str),
+    /// A file channel's path (`./orders`, see [`as_file`]).
+    File(std::path::PathBuf),
+}
+
+impl<'a> Target<'a> {
+    /// The target `name` (as given on the command line) names.
+    pub fn of(name: &'a str) -> Self {
+        match as_file(name) {
+            Some(path) => Target::File(path),
+            None => Target::Shm(name),
+        }
+    }
+
+    /// Removes the name or file unconditionally (`--force`).
+    pub fn unlink(&self) -> crate::error::Result<()> {
+        match self {
+            Target::Shm(name) => shmq::inspect::unlink(name)?,
+            Target::File(path) => std::fs::remove_file(path).map_err(|e| {
+                crate::error::CliError::msg(format!("could not remove {}: {e}", path.display()))
+            })?,
+        }
+        Ok(())
+    }
+
+    /// Removes it if stale, under its owner lock, messages and all.
+    pub fn remove_stale(&self) -> shmq::Result<shmq::inspect::Removal> {
+        match self {
+            Target::Shm(name) => shmq::inspect::remove_stale(name, true),
+            Target::File(path) => shmq::inspect::remove_stale_file(path, true),
+        }
+    }
+
+    /// Up to `max` of the messages waiting in it, oldest first, consuming
+    /// nothing (`None`: not a shmq segment).
+    pub fn peek_messages(&self, max: usize) -> shmq::Result<Option<Vec<Vec<u8>>>> {
+        match self {
+            Target::Shm(name) => shmq::inspect::peek_messages(name, max),
+            Target::File(path) => shmq::inspect::peek_messages_file(path, max),
+        }
+    }
+
+    /// Its report now (`None`: not a shmq segment).
+    pub fn inspect(&self) -> shmq::Result<Option<shmq::inspect::Report>> {
+        match self {
+            Target::Shm(name) => shmq::inspect::inspect(name),
+            Target::File(path) => shmq::inspect::inspect_file(path),
+        }
+    }
+}
+
 /// Parses `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -16,11 +16,7 @@ use crate::report;
 /// Fetches the report for `name`: an error for a bad name, a missing object or
 /// an object that is not a shmq segment.
 pub fn fetch(name: &str) -> Result<Report> {
-    let found = match crate::cli::as_file(name) {
-        Some(path) => shmq::inspect::inspect_file(&path)?,
-        None => shmq::inspect::inspect(name)?,
-    };
-    found.ok_or_else(|| {
+    crate::cli::Target::of(name).inspect()?.ok_or_else(|| {
         CliError::msg(format!(
             "{name} is not a shmq segment (no shmq header): left alone"
         ))

@@ -23,10 +23,7 @@ pub fn run(args: &PeekArgs) -> Result<ExitCode> {
     let r = fetch(&args.name)?;
     let limit = usize::try_from(args.count).unwrap_or(usize::MAX);
     let max = limit.saturating_add(1);
-    let found = match crate::cli::as_file(&args.name) {
-        Some(path) => shmq::inspect::peek_messages_file(&path, max)?,
-        None => shmq::inspect::peek_messages(&args.name, max)?,
-    };
+    let found = crate::cli::Target::of(&args.name).peek_messages(max)?;
     let mut messages = found.ok_or_else(|| {
         CliError::msg(format!(
             "{} is not a shmq segment (no shmq header): left alone",

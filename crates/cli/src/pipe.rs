@@ -73,11 +73,11 @@ fn send_error(e: Error, sent: u64) -> CliError {
 /// is (it is made as an SPSC byte channel) or what is there cannot be read
 /// as a channel (opening it then says why, in words).
 fn existing_kind(name: &str) -> Option<ChannelKind> {
-    let found = match crate::cli::as_file(name) {
-        Some(path) => shmq::inspect::inspect_file(&path),
-        None => shmq::inspect::inspect(name),
-    };
-    found.ok().flatten().and_then(|r| r.kind)
+    crate::cli::Target::of(name)
+        .inspect()
+        .ok()
+        .flatten()
+        .and_then(|r| r.kind)
 }
 
 /// A refusal for a typed channel: `send` and `recv` carry byte messages.

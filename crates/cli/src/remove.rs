@@ -19,13 +19,12 @@
 //! temporaries of creators that died while building under a named temporary.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use shmq::inspect::{EndpointStatus, Leftover, Removal, Report};
 
-use crate::cli::{GcArgs, RmArgs};
+use crate::cli::{GcArgs, RmArgs, Target};
 use crate::error::{CliError, Result};
 use crate::inspect::fetch;
 use crate::out::{Out, Style};
@@ -45,50 +44,6 @@ fn why_busy(r: &Report) -> Option<String> {
         Some("a process has it open".into())
     } else {
         None
-    }
-}
-
-/// What `rm` names: a `/dev/shm` segment or a file channel.
-enum Target<'a> {
-    /// A `/dev/shm` name (`/orders`).
-    Shm(&'a str),
-    /// A file channel's path (`./orders`, see [`crate::cli::as_file`]).
-    File(PathBuf),
-}
-
-impl<'a> Target<'a> {
-    /// The target `name` (as given on the command line) names.
-    fn of(name: &'a str) -> Self {
-        match crate::cli::as_file(name) {
-            Some(path) => Target::File(path),
-            None => Target::Shm(name),
-        }
-    }
-
-    /// Removes the name or file unconditionally (`--force`).
-    fn unlink(&self) -> Result<()> {
-        match self {
-            Target::Shm(name) => shmq::inspect::unlink(name)?,
-            Target::File(path) => std::fs::remove_file(path)
-                .map_err(|e| CliError::msg(format!("could not remove {}: {e}", path.display())))?,
-        }
-        Ok(())
-    }
-
-    /// Removes it if stale, under its owner lock, messages and all.
-    fn remove_stale(&self) -> shmq::Result<Removal> {
-        match self {
-            Target::Shm(name) => shmq::inspect::remove_stale(name, true),
-            Target::File(path) => shmq::inspect::remove_stale_file(path, true),
-        }
-    }
-
-    /// Its report now (`None`: not a shmq segment).
-    fn inspect(&self) -> shmq::Result<Option<Report>> {
-        match self {
-            Target::Shm(name) => shmq::inspect::inspect(name),
-            Target::File(path) => shmq::inspect::inspect_file(path),
-        }
     }
 }
 
