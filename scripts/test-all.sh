@@ -10,6 +10,18 @@ cd "$(dirname "$0")/.."
 section() { printf '\n=== %s\n' "$*"; }
 started=$SECONDS
 
+# The names the tests create in /dev/shm; what matches before the run (a run
+# interrupted earlier on this machine, another user's) is not this run's leak.
+ours() {
+  find /dev/shm -maxdepth 1 \( -name 't-*' -o -name 'cli-test-*' -o -name 'doc*' \
+    -o -name 'agg*' -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \
+    -o -name '.shmq-tmp-*' -o -name '.shmq-bell-*' \) | sort
+}
+before=$(ours)
+if [ -n "$before" ]; then
+  echo "in /dev/shm before the run (not counted as this run's leaks):"; echo "$before"
+fi
+
 section "tools: strace (used by a CF-10 test and the system-call count)"
 if ! command -v strace >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq strace) >/dev/null 2>&1 || true
@@ -60,9 +72,7 @@ section "documentation builds without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --features async --quiet
 
 section "nothing left behind in /dev/shm"
-left=$(find /dev/shm -maxdepth 1 \( -name 't-*' -o -name 'cli-test-*' -o -name 'doc*' \
-  -o -name 'agg*' -o -name 'seg-unit-*' -o -name 'ps04-*' -o -name 'jobs-*' -o -name 'futex-count-*' \
-  -o -name '.shmq-tmp-*' -o -name '.shmq-bell-*' \) | head -n 20)
+left=$(comm -13 <(echo "$before") <(ours) | sed '/^$/d' | head -n 20)
 if [ -n "$left" ]; then
   echo "left in /dev/shm by the tests:"; echo "$left"; exit 1
 fi
