@@ -31,8 +31,9 @@ use shmq_ring::park::Parking;
 use shmq_ring::select::{Room, Selectable};
 use shmq_ring::{Consumer, Producer};
 
-use crate::attach::{Handle, RingKind};
+use crate::attach::{Attachable, Handle, RingKind};
 use crate::channel::{Format, ReadGuard, Receiver, Sender, WriteGuard};
+use crate::durable::Moves;
 use crate::typed::TypedFormat;
 use crate::{Error, Result};
 
@@ -73,6 +74,25 @@ fn drive<E, R, T>(
     }
     waker.wake_by_ref();
     Poll::Pending
+}
+
+/// `drive` on a handle's own ring: the attempt is one ring operation, run
+/// through [`Handle::run`] (attach, damage and sync checks).
+fn poll_ring<R: Attachable, T: Moves>(
+    end: &mut Handle<R>,
+    parking: &mut Parking,
+    waker: &Waker,
+    mut attempt: impl FnMut(&mut R) -> shmq_ring::Result<T>,
+    park: impl FnMut(&mut R, &mut Parking, &Waker) -> Poll<shmq_ring::Result<()>>,
+) -> Poll<Result<T>> {
+    drive(
+        end,
+        Handle::ring,
+        parking,
+        waker,
+        |end| end.run(&mut attempt),
+        park,
+    )
 }
 
 /// The wait of a consumer.
@@ -159,12 +179,11 @@ impl<K: RingKind> Future for RecvIntoFuture<'_, K> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         let buf = &mut *this.buf;
-        drive(
+        poll_ring(
             &mut this.rx.end,
-            Handle::ring,
             &mut this.parking,
             cx.waker(),
-            |end| end.run(|r| r.try_recv_into(buf)),
+            |r| r.try_recv_into(buf),
             park_consumer,
         )
     }
@@ -220,12 +239,11 @@ impl<K: RingKind> Future for SendFuture<'_, K> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         let msg = this.msg;
-        drive(
+        poll_ring(
             &mut this.tx.end,
-            Handle::ring,
             &mut this.parking,
             cx.waker(),
-            |end| end.run(|r| r.try_send(msg)),
+            |r| r.try_send(msg),
             |p, parking, w| park_room(p, msg.len(), parking, w),
         )
     }
