@@ -364,15 +364,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
         }
     } else {
         write!(out, "{}", render(&plain, &plan, false))?;
-        if probe.enabled && plan.pin && two_cpus {
-            writeln!(
-                out,
-                "# placement: before each measurement, {} bare spin round trips between the \
-                 two CPUs; close if their median is below {} ns (--probe-ns), far otherwise",
-                placement::PROBE_ROUND_TRIPS,
-                probe.threshold_ns
-            )?;
-        }
+        write!(out, "{}", probe.footnote(plan.pin && two_cpus))?;
         if args.report.goals {
             write!(out, "{}", goals_text(&plain))?;
         }

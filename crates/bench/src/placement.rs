@@ -116,6 +116,20 @@ impl Probe {
         }
     }
 
+    /// The line below a table that says how its placements were found, or
+    /// nothing when there was no probe (`pinned`: the rows ran on two CPUs).
+    pub fn footnote(&self, pinned: bool) -> String {
+        if !(self.enabled && pinned) {
+            return String::new();
+        }
+        format!(
+            "# placement: before each measurement, {PROBE_ROUND_TRIPS} bare spin round trips \
+             between the two CPUs; close if their median is below {} ns (--probe-ns), far \
+             otherwise\n",
+            self.threshold_ns
+        )
+    }
+
     /// Probes the CPU pair the harness pins to (when `pin` and there are two
     /// CPUs): the placement and the probe's median round trip in ns (0 when not
     /// probed).

@@ -982,15 +982,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
     } else {
         let pinned = pin && process::cpu_pair().is_some();
         write!(out, "{}", render(&rows, pinned, args.batch))?;
-        if probe.enabled && pinned {
-            writeln!(
-                out,
-                "# placement: before each measurement, {} bare spin round trips between the \
-                 two CPUs; close if their median is below {} ns (--probe-ns), far otherwise",
-                placement::PROBE_ROUND_TRIPS,
-                probe.threshold_ns
-            )?;
-        }
+        write!(out, "{}", probe.footnote(pinned))?;
         if rows.iter().any(|r| r.flow.is_fanout()) {
             writeln!(out, "{}", fanout_note(pin))?;
         }
