@@ -40,10 +40,12 @@
 //!
 //! Fan-out (asked for by name or with `--fanout`, not in the default set):
 //! `shmq-broadcast-N`, one broadcast channel to N lossless subscriber
-//! processes, beside `spsc-fanout-N`, N SPSC channels fed in turn by one
-//! producer, for each N of `--subscribers` (default 1, 2, 4, 8), interleaved
-//! (broadcast then SPSC at each N); the rate is the producer's (distinct
-//! messages per second) until every consumer has checked every message, and
+//! processes, and `shmq-broadcast-lossy-N`, the same with lossy subscribers
+//! (its `drops`: the messages they were told they missed, summed), beside
+//! `spsc-fanout-N`, N SPSC channels fed in turn by one producer, for each N
+//! of `--subscribers` (default 1, 2, 4, 8), interleaved (broadcast, lossy,
+//! then SPSC at each N); the rate is the producer's (distinct messages per
+//! second) until every consumer has checked every message it received, and
 //! the table adds each row's ratio to its own 1-consumer row and the
 //! broadcast rows' ratio to `spsc-fanout` at the same N (see `fanout`).
 //!
@@ -64,6 +66,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use shmq::broadcast::Mode;
 use shmq::{Options, Receiver, RingKind, Sender, mpsc, spsc};
 
 use crate::placement::{self, Placement};
@@ -99,12 +102,11 @@ pub struct Args {
     /// Producer processes for shmq-mpsc (a comma-separated list).
     #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 4])]
     pub producers: Vec<u16>,
-    /// The fan-out comparison: shmq-broadcast and spsc-fanout (added to
-    /// --transport; alone when it is not given).
+    /// The fan-out comparison: shmq-broadcast, shmq-broadcast-lossy and
+    /// spsc-fanout (added to --transport; alone when it is not given).
     #[arg(long)]
     pub fanout: bool,
-    /// Consumer processes of the fan-out rows, shmq-broadcast and spsc-fanout
-    /// (a comma-separated list).
+    /// Consumer processes of the fan-out rows (a comma-separated list).
     #[arg(long, value_delimiter = ',', default_values_t = [1u16, 2, 4, 8])]
     pub subscribers: Vec<u16>,
     /// Bytes to move per row (the message count is this over the size, capped by
@@ -178,6 +180,10 @@ pub enum Flow {
     /// One shmq broadcast channel, one publisher process, N lossless
     /// subscriber processes.
     ShmqBroadcast,
+    /// One shmq broadcast channel, one publisher process, N lossy subscriber
+    /// processes: the publisher never waits for them (what "written once"
+    /// costs the publisher when nobody can hold it back).
+    ShmqBroadcastLossy,
     /// N shmq SPSC channels fed in turn by one producer process, one consumer
     /// process each.
     SpscFanout,
@@ -211,7 +217,11 @@ impl Flow {
 
     /// The fan-out flows, run only when named (or with `--fanout`), at each
     /// consumer count of `--subscribers`.
-    pub const FANOUT: [Flow; 2] = [Flow::ShmqBroadcast, Flow::SpscFanout];
+    pub const FANOUT: [Flow; 3] = [
+        Flow::ShmqBroadcast,
+        Flow::ShmqBroadcastLossy,
+        Flow::SpscFanout,
+    ];
 
     /// Whether the flow is a fan-out flow (its rows are named
     /// `<name>-<consumers>`).
@@ -255,6 +265,7 @@ impl Flow {
             Flow::ShmqFilePeriodic => "shmq-file-periodic",
             Flow::ShmqFileEvery => "shmq-file-every",
             Flow::ShmqBroadcast => "shmq-broadcast",
+            Flow::ShmqBroadcastLossy => "shmq-broadcast-lossy",
             Flow::SpscFanout => "spsc-fanout",
             Flow::FloorStream => "floor-stream",
             Flow::ShmqSpsc => "shmq-spsc",
@@ -412,6 +423,8 @@ struct Checker {
     size: usize,
     next: Vec<u64>,
     received: u64,
+    /// Messages [`Checker::skip`]ped.
+    skipped: u64,
     /// Folded words of every message (kept so the reads are not optimised away).
     folded: u64,
     error: Option<String>,
@@ -423,6 +436,7 @@ impl Checker {
             size,
             next: vec![0; usize::from(producers)],
             received: 0,
+            skipped: 0,
             folded: 0,
             error: None,
         }
@@ -453,6 +467,13 @@ impl Checker {
                 ));
             }
         }
+    }
+
+    /// `n` messages of producer 0 that will not come: a lossy subscriber was
+    /// told it missed them (`Error::Lagged`).
+    fn skip(&mut self, n: u64) {
+        self.next[0] += n;
+        self.skipped += n;
     }
 
     fn result(self) -> Result<()> {
@@ -533,7 +554,8 @@ pub fn measure(flow: Flow, n: u16, plan: &Plan) -> Result<Row> {
     };
     let per = messages.div_ceil(u64::from(producers)).max(1);
     let total = per * u64::from(producers);
-    // Seconds, and messages dropped (only iceoryx2 may drop without failing).
+    // Seconds, and messages dropped: iceoryx2 may drop without failing, and
+    // lossy subscribers report the messages they were told they missed.
     let (secs, drops) = match flow {
         Flow::FloorStream => (floor::floor_stream(plan, per, theirs)?, 0),
         Flow::ShmqSpsc => (shmq_spsc(plan, per, theirs)?, 0),
@@ -551,8 +573,13 @@ pub fn measure(flow: Flow, n: u16, plan: &Plan) -> Result<Row> {
         Flow::ShmqShm | Flow::ShmqFileNone | Flow::ShmqFilePeriodic | Flow::ShmqFileEvery => {
             (shmq_durable(flow, plan, per, theirs)?, 0)
         }
-        Flow::ShmqBroadcast => (fanout::shmq_broadcast(plan, consumers, per, theirs)?, 0),
-        Flow::SpscFanout => (fanout::spsc_fanout(plan, consumers, per, theirs)?, 0),
+        Flow::ShmqBroadcast => {
+            fanout::shmq_broadcast(plan, Mode::Lossless, consumers, per, theirs)?
+        }
+        Flow::ShmqBroadcastLossy => {
+            fanout::shmq_broadcast(plan, Mode::Lossy, consumers, per, theirs)?
+        }
+        Flow::SpscFanout => fanout::spsc_fanout(plan, consumers, per, theirs)?,
         #[cfg(feature = "peers")]
         Flow::Ringfire => (peers::ringfire(plan, per, theirs)?, 0),
         #[cfg(feature = "peers")]
@@ -1014,8 +1041,10 @@ fn fanout_note(pin: bool) -> String {
     format!(
         "# fan-out: msgs/s is the producer's (distinct messages, each delivered to N \
          consumer processes that check every one) until the last consumer is done; \
-         shmq-broadcast-N: one broadcast channel, N lossless subscribers; spsc-fanout-N: \
-         N SPSC channels fed in turn; {place}"
+         shmq-broadcast-N: one broadcast channel, N lossless subscribers; \
+         shmq-broadcast-lossy-N: N lossy subscribers (never waited for; drops: the \
+         messages they were told they missed, summed); spsc-fanout-N: N SPSC channels \
+         fed in turn; {place}"
     )
 }
 
@@ -1178,7 +1207,7 @@ pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
                     table::ratio_cell(base.and_then(|b| ratio(r.msgs_per_sec(), b.msgs_per_sec())))
                 };
                 c.push(fan_to(r.flow, 1));
-                c.push(if r.flow == Flow::ShmqBroadcast {
+                c.push(if r.flow != Flow::SpscFanout {
                     fan_to(Flow::SpscFanout, r.consumers)
                 } else {
                     table::ratio_cell(None)
@@ -1378,7 +1407,7 @@ mod tests {
 
     #[test]
     fn fanout_rows_interleave_by_consumer_count() {
-        use Flow::{ShmqBroadcast as B, SpscFanout as F};
+        use Flow::{ShmqBroadcast as B, ShmqBroadcastLossy as L, SpscFanout as F};
         // Not in the default set.
         assert!(
             !parse(&[])
@@ -1392,19 +1421,26 @@ mod tests {
             a.runs().unwrap(),
             vec![
                 (B, 1),
+                (L, 1),
                 (F, 1),
                 (B, 2),
+                (L, 2),
                 (F, 2),
                 (B, 4),
+                (L, 4),
                 (F, 4),
                 (B, 8),
+                (L, 8),
                 (F, 8)
             ]
         );
         let b = parse(&["--transport", "pipe,spsc-fanout", "--subscribers", "3"]);
         assert_eq!(b.runs().unwrap(), vec![(Flow::Pipe, 1), (F, 3)]);
         let c = parse(&["--transport", "pipe", "--fanout", "--subscribers", "2"]);
-        assert_eq!(c.runs().unwrap(), vec![(Flow::Pipe, 1), (B, 2), (F, 2)]);
+        assert_eq!(
+            c.runs().unwrap(),
+            vec![(Flow::Pipe, 1), (B, 2), (L, 2), (F, 2)]
+        );
         assert!(parse(&["--fanout", "--subscribers", "0"]).runs().is_err());
         assert!(
             parse(&["--fanout", "--subscribers", "1001"])
@@ -1412,6 +1448,30 @@ mod tests {
                 .is_err()
         );
         assert_eq!("shmq-broadcast".parse::<Flow>().unwrap(), B);
+        assert_eq!("shmq-broadcast-lossy".parse::<Flow>().unwrap(), L);
+    }
+
+    /// Message `seq` of producer 0, stamped as the producers stamp theirs.
+    fn stamped(seq: u64, size: usize) -> Vec<u8> {
+        let mut m = vec![0u8; size];
+        stamp(&mut m, 0, seq);
+        m
+    }
+
+    #[test]
+    fn a_lossy_checker_takes_the_message_after_the_missed_ones_only() {
+        let mut c = Checker::new(64, 1);
+        c.check(&stamped(0, 64));
+        c.skip(3);
+        c.check(&stamped(4, 64));
+        assert_eq!((c.received, c.skipped), (2, 3));
+        c.result().unwrap();
+        // A count one short: the next message is out of order.
+        let mut c = Checker::new(64, 1);
+        c.check(&stamped(0, 64));
+        c.skip(2);
+        c.check(&stamped(4, 64));
+        assert!(c.result().is_err());
     }
 
     #[test]

@@ -83,6 +83,8 @@ fn flows_deliver() {
             (throughput::Flow::ShmqFileEvery, 1),
             (throughput::Flow::ShmqBroadcast, 1),
             (throughput::Flow::ShmqBroadcast, 3),
+            (throughput::Flow::ShmqBroadcastLossy, 1),
+            (throughput::Flow::ShmqBroadcastLossy, 3),
             (throughput::Flow::SpscFanout, 1),
             (throughput::Flow::SpscFanout, 3),
         ] {
@@ -100,6 +102,13 @@ fn flows_deliver() {
             let row = throughput::measure(flow, producers, &plan)
                 .unwrap_or_else(|e| panic!("{flow} x{producers} {size} B: {e}"));
             assert_eq!(row.messages, 300, "{flow} x{producers} {size} B");
+            // Only lossy subscribers may miss messages, each at most all of them.
+            let most = if flow == throughput::Flow::ShmqBroadcastLossy {
+                300 * u64::from(producers)
+            } else {
+                0
+            };
+            assert!(row.drops <= most, "{flow} x{producers} {size} B: {row:?}");
             if flow.is_fanout() {
                 assert_eq!((row.producers, row.consumers), (1, producers));
             } else {
@@ -113,6 +122,7 @@ fn flows_deliver() {
         (throughput::Flow::FloorStream, 1),
         (throughput::Flow::ShmqSpscTyped, 1),
         (throughput::Flow::ShmqBroadcast, 2),
+        (throughput::Flow::ShmqBroadcastLossy, 2),
         (throughput::Flow::SpscFanout, 2),
     ] {
         let plan = throughput::Plan {

@@ -6,6 +6,10 @@
 //!   publisher in one process and N lossless subscribers in N others: each
 //!   message is written once and read N times; the publisher waits for the
 //!   slowest subscriber.
+//! - `shmq-broadcast-lossy-N`: the same with lossy subscribers: the
+//!   publisher never waits for them; one that is lapped is told how many
+//!   messages it missed (`Error::Lagged`), checks that the next one it gets is
+//!   the first after them, and reports the count (the row's `drops`).
 //! - `spsc-fanout-N`: what users did before broadcast: N separate SPSC
 //!   channels, one per consumer process, fed in turn by one producer (each
 //!   batch of `--batch` messages is stamped once, then sent on channel 0, 1,
@@ -22,6 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use shmq::broadcast::Mode;
 use shmq::{Options, Receiver, RingKind, Sender};
 
 use super::{
@@ -30,8 +35,9 @@ use super::{
 };
 use crate::process::{self, Child};
 
-/// A pipe on which each consumer process writes one byte when it reaches a
-/// step (attached; done), and this process counts them.
+/// A pipe on which each consumer process writes one record when it reaches a
+/// step (attached: one byte; done: the messages it was told it missed, eight
+/// bytes, one write, so records never interleave), and this process reads them.
 struct Signal {
     read: OwnedFd,
     write: Option<OwnedFd>,
@@ -60,16 +66,17 @@ impl Signal {
         self.write = None;
     }
 
-    /// Waits for `n` bytes. Between looks (every 20 ms) checks `children`:
-    /// one that failed fails the wait, instead of leaving it hanging.
-    fn wait_for(&self, n: usize, children: &[Child], what: &str) -> Result<()> {
+    /// Waits for `n` bytes and returns them. Between looks (every 20 ms)
+    /// checks `children`: one that failed fails the wait, instead of leaving it
+    /// hanging.
+    fn wait_for(&self, n: usize, children: &[Child], what: &str) -> Result<Vec<u8>> {
         let mut got = 0;
-        let mut buf = [0u8; 64];
+        let mut buf = vec![0u8; n];
         while got < n {
             let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(20u8)) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => {}
-                Ok(_) => match nix::unistd::read(&self.read, &mut buf[..(n - got).min(64)])? {
+                Ok(_) => match nix::unistd::read(&self.read, &mut buf[got..])? {
                     0 => return Err(format!("{what}: {got} of {n} consumers got there").into()),
                     k => got += k,
                 },
@@ -79,13 +86,13 @@ impl Signal {
                 return Err(format!("{what}: {e}").into());
             }
         }
-        Ok(())
+        Ok(buf)
     }
 }
 
-/// In a consumer process: writes its byte.
-fn signal(w: &OwnedFd) -> Result<()> {
-    if nix::unistd::write(w, &[1u8])? != 1 {
+/// In a consumer process: writes its record in one write.
+fn signal(w: &OwnedFd, record: &[u8]) -> Result<()> {
+    if nix::unistd::write(w, record)? != record.len() {
         return Err("signal pipe: short write".into());
     }
     Ok(())
@@ -103,7 +110,8 @@ fn consumer_cpu(producer: Option<usize>, k: usize) -> Option<usize> {
 }
 
 /// In a consumer process: attaches (before the clock starts), says so, checks
-/// `count` messages, says so.
+/// `count` messages (received, or reported missed by a lossy subscriber's
+/// `Lagged`), says so with the number missed.
 fn consume<K: RingKind>(
     rx: &mut Receiver<K>,
     (size, cap): (usize, u64),
@@ -115,28 +123,39 @@ fn consume<K: RingKind>(
         Ok(_) => return Err("a message before the start".into()),
         Err(e) => return Err(e.into()),
     }
-    signal(ready)?;
+    signal(ready, &[1])?;
     let batch = recv_batch(size, cap);
     let mut check = Checker::new(size, 1);
-    while check.received < count {
-        let n = rx.try_recv_batch(batch, |m| check.check(m))?;
+    while check.received + check.skipped < count {
+        let n = match rx.try_recv_batch(batch, |m| check.check(m)) {
+            Err(shmq::Error::Lagged(missed)) => {
+                check.skip(missed);
+                continue;
+            }
+            n => n?,
+        };
         if n == 0 {
-            let m = rx.recv()?;
-            check.check(&m);
+            match rx.recv() {
+                Ok(m) => check.check(&m),
+                Err(shmq::Error::Lagged(missed)) => check.skip(missed),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
+    let skipped = check.skipped;
     check.result()?;
-    signal(done)
+    signal(done, &skipped.to_le_bytes())
 }
 
 /// Forks the consumers (`consumer(k, ready, done)` each), waits until all
 /// have attached, forks the producer (`producer(trigger)`), fires, and
-/// returns the seconds until every consumer has checked every message.
+/// returns the seconds until every consumer has checked every message, and
+/// the messages the consumers were told they missed (summed).
 fn fan_out(
     n: u16,
     mut consumer: impl FnMut(usize, OwnedFd, OwnedFd) -> Result<Child>,
     producer: impl FnOnce(OwnedFd) -> Result<Child>,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let (mut ready, mut done) = (Signal::new()?, Signal::new()?);
     let mut children = Vec::new();
     for k in 0..usize::from(n) {
@@ -149,22 +168,30 @@ fn fan_out(
     children.push(producer(gun.trigger()?)?);
     let t0 = Instant::now();
     gun.fire(1)?;
-    done.wait_for(usize::from(n), &children, "receiving")?;
+    let missed = done.wait_for(8 * usize::from(n), &children, "receiving")?;
     let secs = t0.elapsed().as_secs_f64();
     reap_all(children)?;
-    Ok(secs)
+    let missed = missed
+        .chunks_exact(8)
+        .map(|r| u64::from_le_bytes(r.try_into().expect("eight bytes")))
+        .sum();
+    Ok((secs, missed))
 }
 
-/// `shmq-broadcast-N`: `count` messages through one broadcast channel to
-/// `subscribers` lossless subscriber processes.
+/// `shmq-broadcast-N` and `shmq-broadcast-lossy-N`: `count` messages through
+/// one broadcast channel to `subscribers` subscriber processes in `mode`.
 pub(super) fn shmq_broadcast(
     plan: &Plan,
+    mode: Mode,
     subscribers: u16,
     count: u64,
     cpu: Option<usize>,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let cap = ring_capacity(plan.size, plan.capacity);
-    let opts = Options::new().capacity(cap).max_subscribers(subscribers);
+    let opts = Options::new()
+        .capacity(cap)
+        .max_subscribers(subscribers)
+        .subscribe(mode);
     let (tx, mut rx) = shmq::anonymous::<shmq::Broadcast, shmq::Bytes>(&opts)?;
     let (size, batch) = (plan.size, plan.batch);
     fan_out(
@@ -195,7 +222,7 @@ pub(super) fn spsc_fanout(
     consumers: u16,
     count: u64,
     cpu: Option<usize>,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let cap = ring_capacity(plan.size, plan.capacity);
     let opts = Options::new().capacity(cap);
     let mut txs: Vec<Sender<shmq::Spsc>> = Vec::new();
