@@ -66,6 +66,19 @@ fn harness_measures() {
     }
 }
 
+/// A pinned throughput plan of `messages` messages of `size` bytes through a
+/// ring of `capacity` bytes, `batch` per call.
+fn flow_plan(size: usize, messages: u64, capacity: u64, batch: usize) -> throughput::Plan {
+    throughput::Plan {
+        size,
+        messages,
+        capacity,
+        pin: true,
+        batch,
+        file_dir: std::env::temp_dir(),
+    }
+}
+
 fn flows_deliver() {
     for size in [24, 64, 4096, 65536] {
         for (flow, producers) in [
@@ -91,14 +104,7 @@ fn flows_deliver() {
             if !flow.supports(size) {
                 continue;
             }
-            let plan = throughput::Plan {
-                size,
-                messages: 300,
-                capacity: 1 << 16,
-                pin: true,
-                batch: 8,
-                file_dir: std::env::temp_dir(),
-            };
+            let plan = flow_plan(size, 300, 1 << 16, 8);
             let row = throughput::measure(flow, producers, &plan)
                 .unwrap_or_else(|e| panic!("{flow} x{producers} {size} B: {e}"));
             assert_eq!(row.messages, 300, "{flow} x{producers} {size} B");
@@ -125,14 +131,7 @@ fn flows_deliver() {
         (throughput::Flow::ShmqBroadcastLossy, 2),
         (throughput::Flow::SpscFanout, 2),
     ] {
-        let plan = throughput::Plan {
-            size: 64,
-            messages: 5000,
-            capacity: 1 << 10,
-            pin: true,
-            batch: 1,
-            file_dir: std::env::temp_dir(),
-        };
+        let plan = flow_plan(64, 5000, 1 << 10, 1);
         let row = throughput::measure(flow, n, &plan).unwrap_or_else(|e| panic!("{flow}: {e}"));
         assert_eq!(row.messages, 5000, "{flow}");
     }
@@ -177,14 +176,7 @@ fn peers_one_at_a_time() {
     }
     for flow in throughput::Flow::PEERS {
         for (size, batch) in [(64, 1), (64, 8), (4096, 8)] {
-            let plan = throughput::Plan {
-                size,
-                messages: 3000,
-                capacity: 1 << 14,
-                pin: true,
-                batch,
-                file_dir: std::env::temp_dir(),
-            };
+            let plan = flow_plan(size, 3000, 1 << 14, batch);
             let row = throughput::measure(flow, 1, &plan)
                 .unwrap_or_else(|e| panic!("{flow} {size} B: {e}"));
             assert_eq!((row.messages, row.drops), (3000, 0), "{flow} {size} B");
