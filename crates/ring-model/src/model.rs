@@ -651,7 +651,11 @@ struct SpscModel {
     queue: VecDeque<(Vec<u8>, usize)>,
 }
 
-impl SpscModel {
+impl Model for SpscModel {
+    fn max(&self) -> usize {
+        self.max
+    }
+
     /// Where a frame of `len` bytes goes: `(padding, room needed)`, or `None` when
     /// it does not fit now.
     fn place(&self, len: usize) -> Option<(usize, usize)> {
@@ -673,27 +677,9 @@ impl SpscModel {
         self.head = self.head.wrapping_add((pad + frame_len(m.len())) as u64);
         Some(m)
     }
-}
-
-impl Model for SpscModel {
-    fn max(&self) -> usize {
-        self.max
-    }
-
-    fn place(&self, len: usize) -> Option<(usize, usize)> {
-        SpscModel::place(self, len)
-    }
-
-    fn commit(&mut self, msg: Vec<u8>, pad: usize) {
-        SpscModel::commit(self, msg, pad);
-    }
-
-    fn pop(&mut self) -> Option<Vec<u8>> {
-        SpscModel::pop(self)
-    }
 
     fn batch(&mut self, max: usize) -> Vec<Vec<u8>> {
-        (0..max).map_while(|_| SpscModel::pop(self)).collect()
+        (0..max).map_while(|_| self.pop()).collect()
     }
 
     fn tail_head(&self) -> (u64, u64) {
@@ -880,16 +866,6 @@ struct MpscModel {
 }
 
 impl MpscModel {
-    /// `(padding, need)` for a claim of `len` bytes, or `None` when full.
-    fn place(&self, len: usize) -> Option<(usize, usize)> {
-        let f = frame_len(len);
-        let o = (self.tail & (self.cap as u64 - 1)) as usize;
-        let pad = if o + f <= self.cap { 0 } else { self.cap - o };
-        let need = pad + f;
-        (self.tail.wrapping_sub(self.head_pub) + need as u64 <= self.cap as u64)
-            .then_some((pad, need))
-    }
-
     /// Claims room; returns the index of the frame's entry.
     fn claim(&mut self, len: usize, pad: usize) -> u64 {
         if pad > 0 {
@@ -943,6 +919,28 @@ impl MpscModel {
             }
         }
     }
+}
+
+impl Model for MpscModel {
+    fn max(&self) -> usize {
+        self.max
+    }
+
+    /// `(padding, need)` for a claim of `len` bytes, or `None` when full.
+    fn place(&self, len: usize) -> Option<(usize, usize)> {
+        let f = frame_len(len);
+        let o = (self.tail & (self.cap as u64 - 1)) as usize;
+        let pad = if o + f <= self.cap { 0 } else { self.cap - o };
+        let need = pad + f;
+        (self.tail.wrapping_sub(self.head_pub) + need as u64 <= self.cap as u64)
+            .then_some((pad, need))
+    }
+
+    /// A claim settled at once (`try_send`).
+    fn commit(&mut self, msg: Vec<u8>, pad: usize) {
+        let pos = self.claim(msg.len(), pad);
+        self.settle(pos, Kind::Msg(msg));
+    }
 
     /// A single receive: the walk, then the release of the message.
     fn pop(&mut self) -> Option<Vec<u8>> {
@@ -965,30 +963,6 @@ impl MpscModel {
             self.head_pub = self.head;
         }
         out
-    }
-}
-
-impl Model for MpscModel {
-    fn max(&self) -> usize {
-        self.max
-    }
-
-    fn place(&self, len: usize) -> Option<(usize, usize)> {
-        MpscModel::place(self, len)
-    }
-
-    /// A claim settled at once (`try_send`).
-    fn commit(&mut self, msg: Vec<u8>, pad: usize) {
-        let pos = self.claim(msg.len(), pad);
-        self.settle(pos, Kind::Msg(msg));
-    }
-
-    fn pop(&mut self) -> Option<Vec<u8>> {
-        MpscModel::pop(self)
-    }
-
-    fn batch(&mut self, max: usize) -> Vec<Vec<u8>> {
-        MpscModel::batch(self, max)
     }
 
     fn tail_head(&self) -> (u64, u64) {
