@@ -274,8 +274,12 @@ fn hostile_ok<T>(r: &Result<T, Error>, len: Option<usize>, max: usize) -> Result
 
 /// What the two models answer alike.
 trait Model {
+    /// The data area's capacity in bytes.
+    fn cap(&self) -> usize;
     /// Largest payload.
-    fn max(&self) -> usize;
+    fn max(&self) -> usize {
+        max_payload(self.cap())
+    }
     /// `(padding, need)` for a frame of `len` bytes, or `None` when full.
     fn place(&self, len: usize) -> Option<(usize, usize)>;
     /// Commits a message placed after `pad` bytes of padding.
@@ -288,6 +292,23 @@ trait Model {
     fn tail_head(&self) -> (u64, u64);
     /// What the `inspect` view must show with an honest peer.
     fn view(&self) -> ModelView;
+}
+
+/// A reservation's result split into what the model checks (`Ok(())` or the
+/// error) and the guard, if there is one.
+fn split<G>(r: Result<G, Error>) -> (Result<(), Error>, Option<G>) {
+    match r {
+        Ok(g) => (Ok(()), Some(g)),
+        Err(e) => (Err(e), None),
+    }
+}
+
+/// A frame of `len` bytes claimed at `tail` in a data area of `cap` bytes:
+/// its size, and the padding before it (up to the end, if it would cross it).
+fn frame_at(tail: u64, cap: usize, len: usize) -> (usize, usize) {
+    let f = frame_len(len);
+    let o = (tail & (cap as u64 - 1)) as usize;
+    (f, if o + f <= cap { 0 } else { cap - o })
 }
 
 /// What the model says the `inspect` view shows.
@@ -645,23 +666,20 @@ impl<K: ModelKind> Run<K> {
 /// padding that precedes it.
 struct SpscModel {
     cap: usize,
-    max: usize,
     tail: u64,
     head: u64,
     queue: VecDeque<(Vec<u8>, usize)>,
 }
 
 impl Model for SpscModel {
-    fn max(&self) -> usize {
-        self.max
+    fn cap(&self) -> usize {
+        self.cap
     }
 
     /// Where a frame of `len` bytes goes: `(padding, room needed)`, or `None` when
     /// it does not fit now.
     fn place(&self, len: usize) -> Option<(usize, usize)> {
-        let f = frame_len(len);
-        let o = (self.tail & (self.cap as u64 - 1)) as usize;
-        let pad = if o + f <= self.cap { 0 } else { self.cap - o };
+        let (f, pad) = frame_at(self.tail, self.cap, len);
         // The frame, its padding, and the header slot after it (the end marker).
         let need = pad + f + frame::HEADER_LEN;
         (self.tail.wrapping_sub(self.head) + need as u64 <= self.cap as u64).then_some((pad, need))
@@ -708,7 +726,6 @@ impl ModelKind for Spsc {
     fn model(cap: usize, start: u64) -> SpscModel {
         SpscModel {
             cap,
-            max: max_payload(cap),
             tail: start,
             head: start,
             queue: VecDeque::new(),
@@ -732,7 +749,7 @@ impl Run<Spsc> {
     /// Reservations (committed short with `commit_len`, aborted, or held across
     /// receives) and `try_send_batch`.
     fn produce(&mut self, op: &Op) -> Result<(), Mismatch> {
-        let max = self.model.max;
+        let max = self.model.max();
         match *op {
             Op::ReserveCommit { len, keep, .. } => {
                 let len = len_of(len, max);
@@ -770,10 +787,7 @@ impl Run<Spsc> {
                     return Ok(());
                 };
                 let res: Result<(), Mismatch> = (|| {
-                    let (r, g) = match tx.try_reserve(len) {
-                        Ok(g) => (Ok(()), Some(g)),
-                        Err(e) => (Err(e), None),
-                    };
+                    let (r, g) = split(tx.try_reserve(len));
                     let pad = self.expect_room(&r, len)?;
                     let Some(mut g) = g else {
                         return Ok(());
@@ -856,7 +870,6 @@ struct Entry {
 /// the consumer's position on (messages, padding, claims still held).
 struct MpscModel {
     cap: usize,
-    max: usize,
     tail: u64,
     /// The consumer's own position: past every frame it has received or skipped.
     head: u64,
@@ -922,15 +935,13 @@ impl MpscModel {
 }
 
 impl Model for MpscModel {
-    fn max(&self) -> usize {
-        self.max
+    fn cap(&self) -> usize {
+        self.cap
     }
 
     /// `(padding, need)` for a claim of `len` bytes, or `None` when full.
     fn place(&self, len: usize) -> Option<(usize, usize)> {
-        let f = frame_len(len);
-        let o = (self.tail & (self.cap as u64 - 1)) as usize;
-        let pad = if o + f <= self.cap { 0 } else { self.cap - o };
+        let (f, pad) = frame_at(self.tail, self.cap, len);
         let need = pad + f;
         (self.tail.wrapping_sub(self.head_pub) + need as u64 <= self.cap as u64)
             .then_some((pad, need))
@@ -1003,7 +1014,6 @@ impl ModelKind for Mpsc {
     fn model(cap: usize, start: u64) -> MpscModel {
         MpscModel {
             cap,
-            max: max_payload(cap),
             tail: start,
             head: start,
             head_pub: start,
@@ -1032,7 +1042,7 @@ impl Run<Mpsc> {
     /// Reservations (committed, aborted, or held across the other producer's sends
     /// and receives) and batches (sent one by one).
     fn produce(&mut self, op: &Op) -> Result<(), Mismatch> {
-        let max = self.model.max;
+        let max = self.model.max();
         match *op {
             Op::ReserveCommit { p, len, .. } | Op::ReserveAbort { p, len } => {
                 let commit = matches!(op, Op::ReserveCommit { .. });
@@ -1070,10 +1080,7 @@ impl Run<Mpsc> {
             return Ok(());
         };
         let res: Result<(), Mismatch> = (|| {
-            let (r, g) = match tx.try_reserve(len) {
-                Ok(g) => (Ok(()), Some(g)),
-                Err(e) => (Err(e), None),
-            };
+            let (r, g) = split(tx.try_reserve(len));
             let pad = self.expect_room(&r, len)?;
             let pos = pad.map(|pad| self.model.claim(len, pad));
             let Some(mut g) = g else {
