@@ -35,3 +35,16 @@ pub fn parse<A: clap::Args>(about: &'static str) -> A {
 pub(crate) fn try_parse_from<A: clap::Args>(argv: &[&str]) -> Result<A, clap::Error> {
     Cli::<A>::try_parse_from(std::iter::once("test").chain(argv.iter().copied())).map(|c| c.args)
 }
+
+/// Flags parsed from a command line written out in a test.
+#[cfg(test)]
+pub(crate) trait FromArgv: clap::Args {
+    /// `argv` (without the program's name) parsed as these flags; panics on a
+    /// usage error.
+    fn from_argv(argv: &[&str]) -> Self {
+        try_parse_from(argv).unwrap()
+    }
+}
+
+#[cfg(test)]
+impl<A: clap::Args> FromArgv for A {}

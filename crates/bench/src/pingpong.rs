@@ -758,14 +758,11 @@ fn evaluate(rows: &[Row]) -> (Vec<Goal>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(argv: &[&str]) -> Args {
-        crate::cli::try_parse_from(argv).unwrap()
-    }
+    use crate::cli::FromArgv;
 
     #[test]
     fn defaults() {
-        let a = parse(&[]);
+        let a = Args::from_argv(&[]);
         assert_eq!(a.iters, 100_000);
         assert_eq!(a.size, vec![8, 64]);
         assert!(a.transport.is_empty());
@@ -784,7 +781,7 @@ mod tests {
 
     #[test]
     fn lists_and_flags() {
-        let a = parse(&[
+        let a = Args::from_argv(&[
             "--iters",
             "50",
             "--size",
@@ -814,19 +811,19 @@ mod tests {
             vec![Transport::Pipe, Transport::ShmqSpin, Transport::Tcp]
         );
         assert_eq!(a.plan().warmup, 3);
-        assert_eq!(parse(&["--iters", "5"]).plan().warmup, 1000);
+        assert_eq!(Args::from_argv(&["--iters", "5"]).plan().warmup, 1000);
     }
 
     #[test]
     fn rounds_split_the_work() {
-        let p = parse(&["--iters", "1003", "--warmup", "250", "--rounds", "4"]).plan();
+        let p = Args::from_argv(&["--iters", "1003", "--warmup", "250", "--rounds", "4"]).plan();
         let parts: Vec<Plan> = (0..4).map(|r| p.round(r)).collect();
         assert_eq!(parts.iter().map(|q| q.iters).sum::<u64>(), 1003);
         assert_eq!(parts[0].iters, 251);
         assert_eq!(parts[3].iters, 250);
         assert!(parts.iter().all(|q| q.warmup == 100 && q.rounds == 1));
         assert_eq!(parts[0].max_time, Some(Duration::from_secs_f64(1.5) / 4));
-        let one = parse(&["--rounds", "0", "--warmup", "7"]).plan();
+        let one = Args::from_argv(&["--rounds", "0", "--warmup", "7"]).plan();
         assert_eq!((one.rounds, one.round(0).warmup), (1, 7));
     }
 
@@ -898,7 +895,7 @@ mod tests {
             row(Transport::Pipe, 8, 8_000, 20_000),
             row(Transport::UdsStream, 8, 12_000, 20_000),
         ];
-        let plan = parse(&[]).plan();
+        let plan = Args::from_argv(&[]).plan();
         let text = render(&rows, &plan, true);
         assert!(text.contains("p50/floor-spin"));
         // shmq-spin: 190 / 200 of the spin floor, 190 / 10000 of the futex floor.
@@ -965,7 +962,7 @@ mod tests {
         assert!((g[0].value - 150.0 / 140.0).abs() < 1e-9);
         assert_eq!(g[1].placement, Placement::Far);
         // The table's ratio is to the floor of the same placement.
-        let text = render(&rows, &parse(&[]).plan(), false);
+        let text = render(&rows, &Args::from_argv(&[]).plan(), false);
         let far = text
             .lines()
             .find(|l| l.starts_with("shmq-spin") && l.contains("far"))
@@ -982,7 +979,7 @@ mod tests {
             notes[0].contains("no same-placement pair (shmq-spin ran close, floor-spin ran far)"),
             "{notes:?}"
         );
-        assert!(render(&rows, &parse(&[]).plan(), true).contains("not judged"));
+        assert!(render(&rows, &Args::from_argv(&[]).plan(), true).contains("not judged"));
     }
 
     #[test]

@@ -1373,14 +1373,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn parse(argv: &[&str]) -> Args {
-        crate::cli::try_parse_from(argv).unwrap()
-    }
+    use crate::cli::FromArgv;
 
     #[test]
     fn defaults_and_lists() {
-        let a = parse(&[]);
+        let a = Args::from_argv(&[]);
         assert_eq!(a.size, vec![64, 4096, 65536]);
         assert_eq!(a.producers, vec![1, 2, 4]);
         assert_eq!(a.messages_for(64), 2_000_000);
@@ -1388,7 +1385,7 @@ mod tests {
         let runs = a.runs().unwrap();
         assert_eq!(runs.len(), 9 + Flow::PEERS.len());
         assert!(runs.contains(&(Flow::ShmqMpsc, 4)));
-        let b = parse(&[
+        let b = Args::from_argv(&[
             "--transport",
             "pipe,shmq-mpsc",
             "--producers",
@@ -1401,8 +1398,8 @@ mod tests {
             vec![(Flow::Pipe, 1), (Flow::ShmqMpsc, 3)]
         );
         assert_eq!(b.messages_for(65536), 10);
-        assert!(parse(&["--transport", "nope"]).runs().is_err());
-        assert!(parse(&["--producers", "0"]).runs().is_err());
+        assert!(Args::from_argv(&["--transport", "nope"]).runs().is_err());
+        assert!(Args::from_argv(&["--producers", "0"]).runs().is_err());
     }
 
     #[test]
@@ -1410,13 +1407,13 @@ mod tests {
         use Flow::{ShmqBroadcast as B, ShmqBroadcastLossy as L, SpscFanout as F};
         // Not in the default set.
         assert!(
-            !parse(&[])
+            !Args::from_argv(&[])
                 .runs()
                 .unwrap()
                 .iter()
                 .any(|(f, _)| f.is_fanout())
         );
-        let a = parse(&["--fanout"]);
+        let a = Args::from_argv(&["--fanout"]);
         assert_eq!(
             a.runs().unwrap(),
             vec![
@@ -1434,16 +1431,20 @@ mod tests {
                 (F, 8)
             ]
         );
-        let b = parse(&["--transport", "pipe,spsc-fanout", "--subscribers", "3"]);
+        let b = Args::from_argv(&["--transport", "pipe,spsc-fanout", "--subscribers", "3"]);
         assert_eq!(b.runs().unwrap(), vec![(Flow::Pipe, 1), (F, 3)]);
-        let c = parse(&["--transport", "pipe", "--fanout", "--subscribers", "2"]);
+        let c = Args::from_argv(&["--transport", "pipe", "--fanout", "--subscribers", "2"]);
         assert_eq!(
             c.runs().unwrap(),
             vec![(Flow::Pipe, 1), (B, 2), (L, 2), (F, 2)]
         );
-        assert!(parse(&["--fanout", "--subscribers", "0"]).runs().is_err());
         assert!(
-            parse(&["--fanout", "--subscribers", "1001"])
+            Args::from_argv(&["--fanout", "--subscribers", "0"])
+                .runs()
+                .is_err()
+        );
+        assert!(
+            Args::from_argv(&["--fanout", "--subscribers", "1001"])
                 .runs()
                 .is_err()
         );
@@ -1555,8 +1556,8 @@ mod tests {
         assert_eq!(median_row(vec![ms(30), ms(10), ms(20)]).unwrap().secs, 0.02);
         assert_eq!(median_row(vec![ms(30), ms(10)]).unwrap().secs, 0.01);
         assert!(median_row(Vec::new()).is_none());
-        assert_eq!(parse(&["--rounds", "3"]).rounds, 3);
-        assert_eq!(parse(&[]).rounds, 1);
+        assert_eq!(Args::from_argv(&["--rounds", "3"]).rounds, 3);
+        assert_eq!(Args::from_argv(&[]).rounds, 1);
     }
 
     #[test]
