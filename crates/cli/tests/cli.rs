@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use assert_cmd::assert::Assert;
 use predicates::prelude::*;
 use serde_json::Value;
 use shmq::inspect::{EndpointStatus, Report, RingReport};
@@ -31,6 +32,11 @@ fn shmq() -> Command {
     c
 }
 
+/// Runs `shmq ARGS`, which must succeed, for more assertions on its output.
+fn succeeds(args: &[&str]) -> Assert {
+    shmq().args(args).assert().success()
+}
+
 /// A long-running `shmq` child process.
 fn spawn(args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(bin());
@@ -40,6 +46,12 @@ fn spawn(args: &[&str]) -> std::process::Command {
 
 fn name(tag: &str) -> String {
     shmq::unique_name(&format!("cli-test-{tag}")).expect("unique name")
+}
+
+/// A fresh name after `tag`, and what unlinks its segment at the end.
+fn named(tag: &str) -> (String, Cleanup) {
+    let n = name(tag);
+    (n.clone(), Cleanup(vec![n]))
 }
 
 fn shm_path(name: &str) -> PathBuf {
@@ -199,8 +211,7 @@ fn publisher(
     capacity: u64,
     max_subscribers: u16,
 ) -> (String, Cleanup, shmq::broadcast::Publisher) {
-    let n = name(tag);
-    let cleanup = Cleanup(vec![n.clone()]);
+    let (n, cleanup) = named(tag);
     let o = shmq::Options::new()
         .capacity(capacity)
         .max_subscribers(max_subscribers);
@@ -210,11 +221,7 @@ fn publisher(
 
 /// `shmq args` succeeds, says it removed `name`, and `name` is gone.
 fn removes(args: &[&str], name: &str) {
-    shmq()
-        .args(args)
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(format!("removed {name}")));
+    succeeds(args).stdout(predicate::str::contains(format!("removed {name}")));
     assert!(!shm_path(name).exists());
 }
 
@@ -224,13 +231,7 @@ fn no_panic() -> impl Predicate<str> {
 
 /// What `shmq ARGS` writes to stdout; it must succeed.
 fn stdout_of(args: &[&str]) -> Vec<u8> {
-    shmq()
-        .args(args)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone()
+    succeeds(args).get_output().stdout.clone()
 }
 
 /// Runs `shmq ARGS` with `input` on stdin: it must exit with status 1 and a
@@ -246,8 +247,7 @@ fn fails_with(args: &[&str], input: &str, words: &str) {
 
 #[test]
 fn ls_shows_a_live_segment_and_a_killed_producer_as_dead() {
-    let n = name("ls");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("ls");
     let (mut sender, mut stdin) = live_sender(&n);
     feed(&n, &mut stdin, "one\ntwo\n", 2);
 
@@ -301,26 +301,21 @@ fn ls_skips_foreign_objects_and_lists_damaged_segments() {
     ] {
         fails_with(&args, "", "not a shmq segment");
     }
-    shmq()
-        .args(["gc", "--prefix", &foreign])
-        .assert()
-        .success()
-        .stdout("no stale segments\n");
+    succeeds(&["gc", "--prefix", &foreign]).stdout("no stale segments\n");
     assert!(shm_path(&foreign).exists());
 }
 
 #[test]
 fn inspect_names_a_damaged_header() {
-    let n = name("inspect-hdr");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("inspect-hdr");
     stale_channel(&n, "a\nb\nc\n");
-    let healthy = shmq().args(["inspect", &n]).assert().success();
+    let healthy = succeeds(&["inspect", &n]);
     let text = String::from_utf8(healthy.get_output().stdout.clone()).unwrap();
     assert!(text.contains("none: the segment is healthy"), "{text}");
     assert!(text.contains("3 (3 B of payload)"), "{text}");
 
     corrupt(&n, 8, &99u32.to_le_bytes());
-    shmq().args(["inspect", &n]).assert().success().stdout(
+    succeeds(&["inspect", &n]).stdout(
         predicate::str::contains("header version: expected 3, found 99")
             .and(predicate::str::contains(
                 "99  <- expected 3 (another layout version",
@@ -341,7 +336,7 @@ fn inspect_names_a_damaged_header() {
     corrupt(&n, 8, &3u32.to_le_bytes()); // this build's layout version
     corrupt(&n, 12, &0xdeadu32.to_le_bytes()); // the state field
     corrupt(&n, 16, &0u16.to_le_bytes()); // the kind field
-    shmq().args(["inspect", &n]).assert().success().stdout(
+    succeeds(&["inspect", &n]).stdout(
         predicate::str::contains("header state: expected ready, found 0xdead").and(
             predicate::str::contains("header kind: expected not 0, found 0"),
         ),
@@ -360,8 +355,7 @@ fn inspect_names_a_damaged_header() {
 
 #[test]
 fn inspect_names_a_damaged_frame() {
-    let n = name("inspect-frame");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("inspect-frame");
     stale_channel(&n, "hello\nworld\n");
     let data_offset = inspect_json(&n)["header"]["data_offset"]
         .as_u64()
@@ -370,7 +364,7 @@ fn inspect_names_a_damaged_frame() {
     let first_frame = data_offset + shmq_ring::spsc::CONTROL_LEN as u64;
     corrupt(&n, first_frame, &0xdead_beef_0000_0005u64.to_le_bytes());
 
-    shmq().args(["inspect", &n]).assert().success().stdout(
+    succeeds(&["inspect", &n]).stdout(
         predicate::str::contains(
             "frame at position 0: expected a valid frame header, \
              found 0xdeadbeef00000005 (unknown frame tag)",
@@ -389,8 +383,7 @@ fn inspect_names_a_damaged_frame() {
 
 #[test]
 fn rm_refuses_a_live_segment_unless_forced() {
-    let n = name("rm");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("rm");
     let (mut sender, _stdin) = live_sender(&n);
 
     shmq().args(["rm", &n]).assert().code(1).stderr(
@@ -398,17 +391,13 @@ fn rm_refuses_a_live_segment_unless_forced() {
     );
     assert!(shm_path(&n).exists());
 
-    shmq()
-        .args(["rm", "--force", &n])
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with(format!("removed {n}")));
+    succeeds(&["rm", "--force", &n]).stdout(predicate::str::starts_with(format!("removed {n}")));
     assert!(!shm_path(&n).exists());
     sender.kill();
 
     // A stale one goes without --force; a missing one is a one-line error.
     stale_channel(&n, "x\n");
-    shmq().args(["rm", &n]).assert().success();
+    succeeds(&["rm", &n]);
     assert!(!shm_path(&n).exists());
     fails_with(&["rm", &n], "", "not found");
 }
@@ -421,14 +410,10 @@ fn gc_removes_only_stale_segments() {
     stale_channel(&stale, "left\nbehind\n");
     let (mut sender, _stdin) = live_sender(&live);
 
-    shmq()
-        .args(["gc", "--dry-run", "--discard-messages", "--prefix", &base])
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains(format!("would remove {stale}"))
-                .and(predicate::str::contains(&live).not()),
-        );
+    succeeds(&["gc", "--dry-run", "--discard-messages", "--prefix", &base]).stdout(
+        predicate::str::contains(format!("would remove {stale}"))
+            .and(predicate::str::contains(&live).not()),
+    );
     assert!(shm_path(&stale).exists(), "--dry-run removes nothing");
 
     let out = stdout_of(&["gc", "--json", "--discard-messages", "--prefix", &base]);
@@ -473,13 +458,9 @@ fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
         assert!(shm_path(n).exists(), "gc must only report {n}");
     }
     // `ls` lists no segment here, but says what else there is.
-    shmq()
-        .args(["ls", "--prefix", &base])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "2 leftover(s) of interrupted creates",
-        ));
+    succeeds(&["ls", "--prefix", &base]).stdout(predicate::str::contains(
+        "2 leftover(s) of interrupted creates",
+    ));
 
     // An empty one that nobody has open goes without --force; a zero-filled one
     // needs it; someone else's object is never removed.
@@ -488,7 +469,7 @@ fn gc_reports_and_rm_removes_leftovers_of_interrupted_creates() {
         predicate::str::contains("refusing to remove").and(predicate::str::contains("--force")),
     );
     assert!(shm_path(&zero).exists());
-    shmq().args(["rm", "--force", &zero]).assert().success();
+    succeeds(&["rm", "--force", &zero]);
     assert!(!shm_path(&zero).exists());
     fails_with(&["rm", "--force", &other], "", "not a shmq segment");
     assert!(shm_path(&other).exists());
@@ -553,21 +534,12 @@ fn gc_keeps_messages_waiting_for_a_consumer() {
     let why =
         format!("5 messages ({bytes} bytes) waiting for a consumer; --discard-messages removes it");
 
-    shmq()
-        .args(["gc", "--dry-run", "--prefix", &base])
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains(format!("would keep {kept}"))
-                .and(predicate::str::contains(&why)),
-        );
-    shmq()
-        .args(["gc", "--prefix", &base])
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains(format!("kept {kept}")).and(predicate::str::contains(&why)),
-        );
+    succeeds(&["gc", "--dry-run", "--prefix", &base]).stdout(
+        predicate::str::contains(format!("would keep {kept}")).and(predicate::str::contains(&why)),
+    );
+    succeeds(&["gc", "--prefix", &base]).stdout(
+        predicate::str::contains(format!("kept {kept}")).and(predicate::str::contains(&why)),
+    );
     let out = stdout_of(&["gc", "--json", "--prefix", &base]);
     let actions: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(actions[0]["action"], "kept", "{actions}");
@@ -631,8 +603,7 @@ fn tools_survive_an_owner_truncating_the_segment() {
     // The owner of a valid segment shrinks and regrows it while `ls`, `inspect`,
     // `gc --dry-run` and `top` read it: they copy what they read (pread), so none
     // may die by a signal (SIGBUS from a mapping).
-    let n = name("truncate");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("truncate");
     // Messages over many pages, so that reading the ring touches them all.
     let lines: String = (0..2000).map(|i| format!("{i:0>200}\n")).collect();
     stale_channel(&n, &lines);
@@ -690,8 +661,7 @@ fn send_refuses_an_endless_line_without_buffering_it() {
     // known to be too long, having read little of it (the writer hits a closed
     // pipe long before the end), with an error naming the limit; not a signal.
     const TOTAL: usize = 10 << 20;
-    let n = name("pipe-endless");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("pipe-endless");
     let mut child = Child::start(
         spawn(&["send", &n, "--capacity", "4096"])
             .stdin(Stdio::piped())
@@ -743,8 +713,7 @@ fn numbered_lines(n: u32) -> String {
 /// `shmq send` and `shmq recv --count 100000` carry 100000 lines exactly,
 /// whichever starts first (the first one creates the channel).
 fn pipe_100000_lines(tag: &str, sender_first: bool) {
-    let n = name(tag);
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named(tag);
     let input = numbered_lines(100_000);
     let start_sender = || {
         let mut sender = Child::start(spawn(&["send", &n]).stdin(Stdio::piped()));
@@ -802,17 +771,12 @@ fn recv_then_send_reproduces_100000_lines() {
 
 #[test]
 fn recv_without_count_stops_when_the_sender_is_gone() {
-    let n = name("pipe-eof");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("pipe-eof");
     // Empty lines, an unterminated last line (it gains a newline), long lines.
     let long = "x".repeat(10_000);
     let input = format!("first\n\n{long}\nlast");
     stale_channel(&n, &input);
-    shmq()
-        .args(["recv", &n])
-        .assert()
-        .success()
-        .stdout(format!("{input}\n"));
+    succeeds(&["recv", &n]).stdout(format!("{input}\n"));
     assert!(!shm_path(&n).exists());
 }
 
@@ -821,8 +785,7 @@ fn recv_fails_when_the_sender_dies_and_closes_on_ctrl_c() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
 
-    let n = name("pipe-died");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("pipe-died");
     let (mut sender, mut stdin) = live_sender(&n);
     feed(&n, &mut stdin, "before the crash\n", 1);
     let mut receiver = Child::start(
@@ -856,8 +819,7 @@ fn recv_fails_when_the_sender_dies_and_closes_on_ctrl_c() {
     assert!(err.contains("the sender died"), "{err}");
 
     // Ctrl-C: the receiver closes its end (closed, not dead) and exits 130.
-    let n = name("pipe-int");
-    let _cleanup2 = Cleanup(vec![n.clone()]);
+    let (n, _cleanup2) = named("pipe-int");
     let mut receiver = Child::start(spawn(&["recv", &n]).stdout(Stdio::null()));
     wait_until("the receiver to attach", || {
         endpoint_status(&n, 0) == Some(EndpointStatus::Alive)
@@ -873,8 +835,7 @@ fn recv_fails_when_the_sender_dies_and_closes_on_ctrl_c() {
 
 #[test]
 fn raw_mode_carries_any_bytes() {
-    let n = name("pipe-raw");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("pipe-raw");
     let input: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -898,8 +859,7 @@ fn raw_mode_carries_any_bytes() {
 
 #[test]
 fn send_refuses_what_cannot_fit() {
-    let n = name("pipe-big");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("pipe-big");
     let line = format!("{}\n", "y".repeat(100));
     fails_with(
         &["send", &n, "--capacity", "128"],
@@ -915,15 +875,13 @@ fn send_refuses_what_cannot_fit() {
 
 #[test]
 fn recv_timeout_gives_up() {
-    let n = name("pipe-timeout");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("pipe-timeout");
     fails_with(&["recv", &n, "--timeout", "200ms"], "", "no message for");
 }
 
 #[test]
 fn top_prints_n_refreshes_of_rates() {
-    let n = name("top");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("top");
     let (mut sender, mut stdin) = live_sender(&n);
     feed(&n, &mut stdin, &numbered_lines(100), 100);
 
@@ -960,8 +918,7 @@ fn top_ends_cleanly_on_ctrl_c() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
 
-    let n = name("top-int");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("top-int");
     stale_channel(&n, "x\n");
     let mut top = Child::start(spawn(&["top", &n, "--interval", "50ms"]).stdout(Stdio::piped()));
     let mut stdout = top.inner().stdout.take().unwrap();
@@ -1158,27 +1115,17 @@ fn file_channels_are_listed_inspected_and_piped() {
         .success();
     std::fs::write(dir.join("notes.txt"), "not a channel").expect("write");
     let dir_s = dir.to_str().expect("utf-8 path");
-    shmq()
-        .args(["ls", dir_s])
-        .assert()
-        .success()
+    succeeds(&["ls", dir_s])
         .stdout(predicate::str::contains(path).and(predicate::str::contains("every-commit")))
         .stdout(predicate::str::contains("notes.txt").not());
-    shmq()
-        .args(["inspect", path])
-        .assert()
-        .success()
+    succeeds(&["inspect", path])
         .stdout(predicate::str::contains("every commit"))
         .stdout(predicate::str::contains("syncs since creation"))
         .stdout(predicate::str::contains("messages waiting    2"));
     let j: Value = serde_json::from_slice(&stdout_of(&["inspect", "--json", path])).expect("json");
     assert_eq!(j["durability"], "every-commit", "{j}");
     assert!(j["syncs"].as_u64().is_some_and(|n| n >= 1), "{j}");
-    shmq()
-        .args(["recv", path])
-        .assert()
-        .success()
-        .stdout("one\ntwo\n");
+    succeeds(&["recv", path]).stdout("one\ntwo\n");
     assert!(!chan.exists(), "the drained file is removed");
     // A symbolic link is refused, in words.
     std::os::unix::fs::symlink(dir.join("notes.txt"), dir.join("link")).expect("symlink");
@@ -1206,20 +1153,12 @@ fn rm_takes_a_file_channel_path() {
     assert!(chan.exists());
     drop(tx); // closed with a message waiting: the file stays
     assert!(chan.exists());
-    shmq()
-        .args(["rm", path])
-        .assert()
-        .success()
-        .stdout(format!("removed {path}\n"));
+    succeeds(&["rm", path]).stdout(format!("removed {path}\n"));
     assert!(!chan.exists());
     let tx = shmq::spsc::Sender::create_file(&chan, &shmq::Options::new()).expect("again");
-    shmq()
-        .args(["rm", "--force", path])
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with(format!(
-            "removed {path} (alive"
-        )));
+    succeeds(&["rm", "--force", path]).stdout(predicate::str::starts_with(format!(
+        "removed {path} (alive"
+    )));
     assert!(!chan.exists());
     drop(tx);
     let other = dir.join("notes.txt");
@@ -1406,8 +1345,7 @@ fn recv_subscribes_to_a_broadcast_channel_lossily() {
 /// more producer: several `send`s go into one channel.
 #[test]
 fn send_and_recv_tap_an_mpsc_channel() {
-    let n = name("mpsc-pipe");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("mpsc-pipe");
     let o = shmq::Options::new().capacity(4096);
     let mut producer = shmq::mpsc::Sender::create(&n, &o).expect("create");
     producer.send(b"from the test").expect("send");
@@ -1433,8 +1371,7 @@ fn send_and_recv_tap_an_mpsc_channel() {
 #[test]
 fn send_publishes_to_a_broadcast_channel_with_no_publisher() {
     use shmq::broadcast::{Publisher, Subscriber};
-    let n = name("bcast-send");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("bcast-send");
     let o = shmq::Options::new().capacity(4096);
     let mut sub = Subscriber::create(&n, &o).expect("create");
     shmq()
@@ -1466,25 +1403,10 @@ fn peek_shows_waiting_messages_and_leaves_them() {
     let mut tx = shmq::spsc::Sender::create(&s, &o).expect("create");
     tx.send(b"one").expect("send");
     tx.send(b"two \xff").expect("send");
-    shmq()
-        .args(["peek", &s])
-        .assert()
-        .success()
-        .stdout("one\ntwo \u{fffd}\n");
-    shmq()
-        .args(["peek", "--hex", &s])
-        .assert()
-        .success()
-        .stdout("6f 6e 65\n74 77 6f 20 ff\n");
-    shmq()
-        .args(["recv", &s, "--raw", "--count", "2"])
-        .assert()
-        .success()
-        .stdout(&b"onetwo \xff"[..]);
-    shmq()
-        .args(["peek", &s])
-        .assert()
-        .success()
+    succeeds(&["peek", &s]).stdout("one\ntwo \u{fffd}\n");
+    succeeds(&["peek", "--hex", &s]).stdout("6f 6e 65\n74 77 6f 20 ff\n");
+    succeeds(&["recv", &s, "--raw", "--count", "2"]).stdout(&b"onetwo \xff"[..]);
+    succeeds(&["peek", &s])
         .stdout("")
         .stderr(predicate::str::contains("no messages waiting"));
 
@@ -1494,15 +1416,8 @@ fn peek_shows_waiting_messages_and_leaves_them() {
         p.send(msg.as_bytes()).expect("send");
     }
     drop(rx.recv().expect("recv x"));
-    shmq()
-        .args(["peek", &m])
-        .assert()
-        .success()
-        .stdout("y\nz\n");
-    shmq()
-        .args(["peek", &m, "--count", "1"])
-        .assert()
-        .success()
+    succeeds(&["peek", &m]).stdout("y\nz\n");
+    succeeds(&["peek", &m, "--count", "1"])
         .stdout("y\n")
         .stderr(predicate::str::contains("more than 1 messages wait"));
     assert_eq!(&*rx.recv().expect("recv"), b"y");
@@ -1530,15 +1445,14 @@ fn peek_shows_waiting_messages_and_leaves_them() {
 /// the message type its header records.
 #[test]
 fn peek_labels_a_typed_channel_s_records_with_its_type() {
-    let n = name("peek-typed");
-    let _cleanup = Cleanup(vec![n.clone()]);
+    let (n, _cleanup) = named("peek-typed");
     let o = shmq::Options::new().capacity(8);
     let mut rx = shmq::mpsc::declared::Receiver::<Point>::create(&n, &o).expect("create");
     let mut tx = shmq::mpsc::declared::Sender::<Point>::open(&n, &o).expect("open");
     tx.send(&Point { x: 1, y: 2 }).expect("send");
     tx.send(&Point { x: 0x0304, y: 5 }).expect("send");
     let zeros = "00 00 00 00 00 00";
-    shmq().args(["peek", &n]).assert().success().stdout(format!(
+    succeeds(&["peek", &n]).stdout(format!(
         "cli.test.Point v3 [0]: 01 00 {zeros} 02 00 {zeros}\n\
              cli.test.Point v3 [1]: 04 03 {zeros} 05 00 {zeros}\n"
     ));
