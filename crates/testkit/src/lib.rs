@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`DEATH_BUDGET`] |
 //! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`, `expect_signal`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
-//! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
+//! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`role::hold_end`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
 //! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
 //! | [`names`] | [`Names`], [`shm_path`], descriptor and mapping counts, [`shm_entries`], [`remove_stale`], [`PrefixCleanup`], [`send_fd`] / [`recv_fd`] |
 //! | [`msg`] | the examples' verifiable message format, its [`Verifier`] and [`msg::drain`] |
