@@ -171,13 +171,13 @@ extern "C" fn on_sigusr1(_: libc::c_int) {
 /// SIGTERM into an orderly shutdown.
 #[test]
 fn a_signal_handler_stops_a_parked_recv() {
-    let (wd, names, name) = kit::start("shutdown_signal", "shutdown-signal");
-    let o = Options::new().wait(WaitStrategy::Park);
-    let mut rx = shmq::spsc::Receiver::create(&name, &o).expect("create");
-    let mut p = Spawn::role_on("silent_tx", &name)
-        .arg("KIND", "spsc")
-        .spawn(&wd);
-    p.event("ready");
+    let (wd, names) = (Watchdog::new("shutdown_signal"), Names::new());
+    let (name, mut rx, mut p) = facing_a_silent_peer::<Spsc, _>(
+        (&wd, &names),
+        WaitStrategy::Park,
+        "rx",
+        Receiver::<Spsc>::create,
+    );
     ON_SIGNAL.set(rx.interrupter()).expect("set once");
     // SAFETY: installs a handler that only does async-signal-safe work.
     let old = unsafe { libc::signal(libc::SIGUSR1, on_sigusr1 as *const () as libc::sighandler_t) };
