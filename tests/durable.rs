@@ -557,12 +557,7 @@ fn syncs_of(wd: &Watchdog, dir: &TempDir, policy: &str, count: u64) -> (u64, u64
 
 #[test]
 fn file_sync_policies_make_the_syncs_they_promise() {
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: strace is not installed");
+    if !kit::strace_or_skip("it counts the syncs") {
         return;
     }
     let wd = Watchdog::new("file_sync_counts");

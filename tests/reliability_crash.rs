@@ -929,12 +929,7 @@ fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
 /// name it was told it created (or fail), never hold a channel nobody can reach.
 #[test]
 fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: strace is not installed (it injects the delay)");
+    if !kit::strace_or_skip("it injects the delay") {
         return;
     }
     let (wd, names) = (Watchdog::new("cf10_window"), Names::new());

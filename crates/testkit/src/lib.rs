@@ -6,7 +6,7 @@
 //!
 //! | module | what is there |
 //! | --- | --- |
-//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`DEATH_BUDGET`] |
+//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`strace_or_skip`], [`DEATH_BUDGET`] |
 //! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`, `expect_signal`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
 //! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`role::hold_end`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
 //! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
@@ -260,6 +260,20 @@ pub fn root_or_skip(what: &str) -> bool {
         eprintln!("SKIP {what}");
     }
     root
+}
+
+/// Whether `strace` is installed; if not, prints `SKIP: strace is not
+/// installed (<why>)` (`why`: what the test needs it for), for a test that
+/// runs its children under `strace` to return at once.
+pub fn strace_or_skip(why: &str) -> bool {
+    let there = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok();
+    if !there {
+        eprintln!("SKIP: strace is not installed ({why})");
+    }
+    there
 }
 
 /// Locks `m`, taking the data of a poisoned lock too: a test that panicked
