@@ -187,6 +187,15 @@ fn tx_of<K: KindExt>() {
     kit::role::report_sent(tx, batch + count, futex0);
 }
 
+/// The receiving roles' end: the channel NAME of kind `K`, reached by HOW
+/// (default `create`).
+fn role_receiver<K: KindExt>() -> Receiver<K> {
+    let name: String = arg("NAME");
+    let how = How::parse(&arg_or("HOW", "create".to_owned()));
+    how.receiver::<K>(&name, &role_options())
+        .unwrap_or_else(|e| panic!("{how:?} {} receiver {name}: {e:?}", K::NAME))
+}
+
 /// A consumer: reaches the KIND channel NAME (HOW, default `create`), reports
 /// `ready` (WAIT_FIRST=1: `waiting` with its thread id), receives and verifies
 /// COUNT messages (`first` with the time of the first), reports `received`; with
@@ -197,12 +206,7 @@ fn role_rx() {
 
 /// [`role_rx`] over a channel of kind `K`.
 fn rx_of<K: KindExt>() {
-    let name: String = arg("NAME");
-    let kind = K::NAME;
-    let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let mut rx = how
-        .receiver::<K>(&name, &role_options())
-        .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
+    let mut rx = role_receiver::<K>();
     K::expect_producers(&mut rx, arg_or("EXPECT", 1));
     emit("ready", json!({}));
     kit::role::receive_and_report(|b| rx.recv_into(b));
@@ -217,12 +221,7 @@ fn role_hold_rx() {
 
 /// [`role_hold_rx`] over a channel of kind `K`.
 fn hold_rx_of<K: KindExt>() {
-    let name: String = arg("NAME");
-    let kind = K::NAME;
-    let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let rx = how
-        .receiver::<K>(&name, &role_options())
-        .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
+    let rx = role_receiver::<K>();
     emit("attached", json!({}));
     if let Some(ms) = kit::arg_opt::<u64>("CLOSE_AFTER_MS") {
         std::thread::sleep(Duration::from_millis(ms));
