@@ -335,14 +335,20 @@ fn the_example_programs_take_a_file() {
 /// Messages one producer life sends, if not killed first.
 const PER_LIFE: u64 = 20_000;
 
-/// A producer life of the kill storm on the `kind` file channel `p`.
-fn spawn_tx(wd: &Watchdog, kind: &str, p: &str, dir: &TempDir, life: u32, policy: &str) -> Proc {
-    let mut tx = Spawn::role("file_tx")
+/// The role `role` of the kill storm on the `kind` file channel `p`: it
+/// reaches it with `create_or_open` (a 64 KiB ring, policy `policy`).
+fn storm_role(role: &str, kind: &str, p: &str, policy: &str) -> Spawn {
+    Spawn::role(role)
         .arg("KIND", kind)
         .arg("PATH", p)
         .arg("HOW", "create_or_open")
         .arg("CAP", 1 << 16)
         .arg("POLICY", policy)
+}
+
+/// A producer life of the kill storm on the `kind` file channel `p`.
+fn spawn_tx(wd: &Watchdog, kind: &str, p: &str, dir: &TempDir, life: u32, policy: &str) -> Proc {
+    let mut tx = storm_role("file_tx", kind, p, policy)
         .arg("COUNT", PER_LIFE)
         .arg("SIZE", 32)
         .arg("PRODUCER", life)
@@ -362,12 +368,7 @@ fn spawn_rx(
     mode: &str,
     policy: &str,
 ) -> Proc {
-    let mut rx = Spawn::role("file_rx")
-        .arg("KIND", kind)
-        .arg("PATH", p)
-        .arg("HOW", "create_or_open")
-        .arg("CAP", 1 << 16)
-        .arg("POLICY", policy)
+    let mut rx = storm_role("file_rx", kind, p, policy)
         .arg("MODE", mode)
         .arg("RECORD", dir.path(&format!("c{life}")).display())
         .spawn(wd);
@@ -829,6 +830,14 @@ fn file_pair(path: &Path, policy: Durability) -> (Sender<Spsc>, Receiver<Spsc>) 
     (tx, rx)
 }
 
+/// Closes `ends`, both ends of the drained file channel at `path`, and
+/// asserts that the last close removed the file.
+#[track_caller]
+fn close_drained<T>(ends: T, path: &Path) {
+    drop(ends);
+    assert!(!path.exists(), "drained: removed by the last close");
+}
+
 /// One call of every kind that finds nothing to do, on each side: a batch
 /// receive that returns 0, a `try_recv` and a `try_recv_into` that say
 /// `Empty`, and a batch send of nothing (`Full` on SPSC).
@@ -902,8 +911,7 @@ fn every_commit_syncs_messages_not_empty_polls() {
         idle_calls(&mut tx, &mut rx);
     }
     assert_eq!(syncs(), 6);
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 
     // MPSC: a batch send of nothing is `Ok(0)`, a call that moved nothing.
     let path = dir.path("mpsc");
@@ -916,8 +924,7 @@ fn every_commit_syncs_messages_not_empty_polls() {
         assert_eq!(rx.try_recv_batch(16, |_| ()).expect("nothing"), 0);
     }
     assert_eq!(syncs_in(&path) - s0, 0, "MPSC calls that moved nothing");
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 }
 
 #[test]
@@ -977,8 +984,7 @@ fn periodic_message_budget_counts_messages_not_calls() {
         idle_calls(&mut tx, &mut rx);
     }
     assert_eq!(syncs(), 2 * (n / 10) + 4, "idle calls spent the budget");
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 }
 
 #[test]
@@ -1017,8 +1023,7 @@ fn periodic_interval_syncs_only_what_moved() {
     assert_eq!(syncs(), 4, "each side's last message, synced once");
     idle_for(&mut tx, &mut rx, interval + Duration::from_millis(100));
     assert_eq!(syncs(), 4);
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 }
 
 // ---------------------------------------------------------------------------
