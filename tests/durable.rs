@@ -50,6 +50,7 @@ use serde_json::json;
 use shmq::{Durability, Error, Mpsc, Options, Receiver, RingKind, Sender, Spsc};
 use shmq_segment::{Error as SegError, Segment, SegmentOptions};
 use shmq_testkit as kit;
+use shmq_testkit::kinds::How;
 use shmq_testkit::msg::{self, Verifier};
 use shmq_testkit::{Proc, Rng, Spawn, Watchdog, arg, arg_opt, emit};
 
@@ -87,6 +88,17 @@ fn role_options() -> Options {
     Options::new()
         .capacity(arg("CAP"))
         .durability(policy(&arg::<String>("POLICY")))
+}
+
+/// The role's end of the file channel PATH, reached by HOW (`create`, `open`
+/// or `create_or_open`) with `reach` ([`How::file_sender`] or
+/// [`How::file_receiver`]; `end` names it for the message), with
+/// [`role_options`].
+fn role_end<T>(end: &str, reach: fn(How, &Path, &Options) -> shmq::Result<T>) -> T {
+    let path: String = arg("PATH");
+    let how = How::parse(&arg::<String>("HOW"));
+    reach(how, path.as_ref(), &role_options())
+        .unwrap_or_else(|e| panic!("{how:?} {end} on {path}: {e}"))
 }
 
 /// Appends `bytes` to `file` with one `write(2)` (so that a kill never
@@ -128,13 +140,7 @@ fn role_file_tx() {
 }
 
 fn file_tx<K: RingKind>() {
-    let path: String = arg("PATH");
-    let opts = role_options();
-    let mut tx = match arg::<String>("HOW").as_str() {
-        "create" => Sender::<K>::create_file(&path, &opts),
-        _ => Sender::<K>::create_or_open_file(&path, &opts),
-    }
-    .unwrap_or_else(|e| panic!("sender on {path}: {e}"));
+    let mut tx = role_end("sender", How::file_sender::<K>);
     let (count, size, producer): (u64, usize, u32) = (arg("COUNT"), arg("SIZE"), arg("PRODUCER"));
     let mut rec = arg_opt::<String>("RECORD").map(|p| append(&p));
     emit("ready", json!({}));
@@ -160,13 +166,7 @@ fn role_file_rx() {
 }
 
 fn file_rx<K: RingKind>() {
-    let path: String = arg("PATH");
-    let opts = role_options();
-    let mut rx = match arg::<String>("HOW").as_str() {
-        "open" => Receiver::<K>::open_file(&path, &opts),
-        _ => Receiver::<K>::create_or_open_file(&path, &opts),
-    }
-    .unwrap_or_else(|e| panic!("receiver on {path}: {e}"));
+    let mut rx = role_end("receiver", How::file_receiver::<K>);
     let mut rec = arg_opt::<String>("RECORD").map(|p| append(&p));
     let verify = arg_opt::<u32>("VERIFY").is_some();
     let drain = arg::<String>("MODE") == "drain";
