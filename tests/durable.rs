@@ -79,6 +79,13 @@ impl Drop for TempDir {
     }
 }
 
+/// What a test with children starts with: a [`Watchdog`] labelled `test` and
+/// a [`TempDir`] tagged `tag`. Bind them in this order (`let (wd, dir) =
+/// ...`), so that the directory is removed before the watchdog stops.
+fn start(test: &str, tag: &str) -> (Watchdog, TempDir) {
+    (Watchdog::new(test), TempDir::new(tag))
+}
+
 /// A policy from its role spelling: `none`, `every`, `periodic:MS:MESSAGES`.
 fn policy(spec: &str) -> Durability {
     kit::parse_durability(spec).unwrap_or_else(|e| panic!("{e}"))
@@ -268,8 +275,7 @@ fn role_full_disk() {
 
 #[test]
 fn million_file_messages_outlive_their_producer() {
-    let wd = Watchdog::new("million_file");
-    let dir = TempDir::new("million");
+    let (wd, dir) = start("million_file", "million");
     let path = dir.path("chan");
     let count = kit::scaled(1_000_000);
     // 10^6 16-byte messages take 24 bytes each in the ring: 24 MB of 32 MiB.
@@ -310,8 +316,7 @@ fn million_file_messages_outlive_their_producer() {
 
 #[test]
 fn the_example_programs_take_a_file() {
-    let wd = Watchdog::new("examples_file");
-    let dir = TempDir::new("examples");
+    let (wd, dir) = start("examples_file", "examples");
     let p = dir.path("chan").display().to_string();
     let mut tx = Spawn::example("producer")
         .args(["--file", &p, "--durability", "periodic:5:100"])
@@ -561,8 +566,7 @@ fn file_sync_policies_make_the_syncs_they_promise() {
     if !kit::strace_or_skip("it counts the syncs") {
         return;
     }
-    let wd = Watchdog::new("file_sync_counts");
-    let dir = TempDir::new("strace");
+    let (wd, dir) = start("file_sync_counts", "strace");
     let n = 200;
     // Every commit: one per send, one at creation (before the file is named),
     // one at close; and the directory's fsync once named.
@@ -725,8 +729,7 @@ fn a_full_file_system_is_no_space_at_creation() {
     if !kit::root_or_skip("a full file system: needs root to mount a small tmpfs") {
         return;
     }
-    let wd = Watchdog::new("full_disk");
-    let dir = TempDir::new("full");
+    let (wd, dir) = start("full_disk", "full");
     let mut c = Spawn::role("full_disk")
         .arg("DIR", dir.0.display())
         .spawn(&wd);
