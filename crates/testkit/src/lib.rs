@@ -6,7 +6,7 @@
 //!
 //! | module | what is there |
 //! | --- | --- |
-//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`strace_or_skip`], [`DEATH_BUDGET`] |
+//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`poll_until`], [`assert_no_failures`], [`root_or_skip`], [`strace_or_skip`], [`DEATH_BUDGET`] |
 //! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`, `expect_signal`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
 //! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`role::hold_end`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
 //! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
@@ -169,6 +169,25 @@ pub fn start_after_a_consumer_died_asleep(
         .arg("CAP", capacity)
         .kill_after_wait_flag_set(&wd);
     (wd, names, name)
+}
+
+/// Polls `check` every `every` until it returns `Ok`, and returns what it
+/// holds; panics with the last `Err` (what was seen instead) if `within`
+/// passes first. For a test that waits for a state it can only look at.
+#[track_caller]
+pub fn poll_until<T>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check() {
+            Ok(t) => return t,
+            Err(seen) => assert!(std::time::Instant::now() < deadline, "{seen}"),
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// Whether this process runs as root (root-only parts skip otherwise).
