@@ -172,23 +172,23 @@ impl How {
     /// (`create_file`, `open_file` or `create_or_open_file`).
     pub fn file_sender<K: RingKind>(self, path: &Path, o: &Options) -> Result<Sender<K>> {
         self.pick(
-            |p, o| Sender::create_file(p, o),
-            |p, o| Sender::open_file(p, o),
-            |p, o| Sender::create_or_open_file(p, o),
+            Sender::create_file,
+            Sender::open_file,
+            Sender::create_or_open_file,
         )(path, o)
     }
 
     /// Reaches the file channel at `path` of kind `K` as its receiver.
     pub fn file_receiver<K: RingKind>(self, path: &Path, o: &Options) -> Result<Receiver<K>> {
         self.pick(
-            |p, o| Receiver::create_file(p, o),
-            |p, o| Receiver::open_file(p, o),
-            |p, o| Receiver::create_or_open_file(p, o),
+            Receiver::create_file,
+            Receiver::open_file,
+            Receiver::create_or_open_file,
         )(path, o)
     }
 
     /// The one of `create`, `open` and `create_or_open` this is.
-    fn pick<A: ?Sized, T>(
+    fn pick<A, T>(
         self,
         create: Reach<A, T>,
         open: Reach<A, T>,
@@ -203,8 +203,8 @@ impl How {
 }
 
 /// An endpoint's `create`, `open` or `create_or_open` (of a named channel,
-/// `A` = `str`), or their `_file` forms (`A` = `Path`).
-type Reach<A, T> = fn(&A, &Options) -> Result<T>;
+/// `A` = `&str`), or their `_file` forms (`A` = `&Path`).
+type Reach<A, T> = fn(A, &Options) -> Result<T>;
 
 /// Asserts that `end`, the error that ended a stream, is `Disconnected(Closed)`:
 /// the other side closed, it did not die.
