@@ -160,6 +160,23 @@ fn ready(wd: &Watchdog, s: Spawn) -> Proc {
     p
 }
 
+/// The setting of the hostile tests: the publisher of the channel `name`, and
+/// its two subscribers, both ready: the role `hostile` (SEED `seed`; with
+/// `ring` it also writes into the ring), started first so that it gets slot
+/// 0, and an honest lossless one.
+fn beside_a_hostile(wd: &Watchdog, name: &str, seed: u64, ring: bool) -> (Publisher, Proc, Proc) {
+    let tx = Publisher::create(name, &opts()).expect("create");
+    let hostile = ready(
+        wd,
+        Spawn::role("hostile")
+            .arg("NAME", name)
+            .arg("SEED", seed)
+            .arg("RING", u8::from(ring)),
+    );
+    let honest = ready(wd, subscriber(name, "lossless"));
+    (tx, hostile, honest)
+}
+
 /// A subscriber's `done` report: asserts it has no failures.
 fn done(p: &mut Proc) -> (u64, u64, Option<u64>, Option<u64>) {
     let d = p.event("done");
@@ -348,12 +365,7 @@ fn subscribers_join_and_leave_at_random_while_messages_flow() {
 fn a_hostile_subscribers_position_neither_stops_the_publisher_nor_harms_the_others() {
     let (wd, _names, name) = kit::start("hostile_cursor", "bchost");
     let n = messages().min(50_000);
-    let mut tx = Publisher::create(&name, &opts()).expect("create");
-    let mut hostile = ready(
-        &wd,
-        Spawn::role("hostile").arg("NAME", &name).arg("SEED", 7),
-    );
-    let mut honest = ready(&wd, subscriber(&name, "lossless"));
+    let (mut tx, mut hostile, mut honest) = beside_a_hostile(&wd, &name, 7, false);
     for seq in 0..n {
         tx.send_timeout(&msg(seq), Duration::from_secs(30))
             .expect("send beside a hostile subscriber");
@@ -377,15 +389,7 @@ fn a_hostile_subscribers_position_neither_stops_the_publisher_nor_harms_the_othe
 fn a_hostile_subscriber_writing_into_the_ring_yields_errors_or_valid_messages() {
     let (wd, _names, name) = kit::start("hostile_ring", "bcring");
     let n = messages().min(50_000);
-    let mut tx = Publisher::create(&name, &opts()).expect("create");
-    let mut hostile = ready(
-        &wd,
-        Spawn::role("hostile")
-            .arg("NAME", &name)
-            .arg("SEED", 11)
-            .arg("RING", 1),
-    );
-    let mut honest = ready(&wd, subscriber(&name, "lossless"));
+    let (mut tx, mut hostile, mut honest) = beside_a_hostile(&wd, &name, 11, true);
     let mut sent = 0;
     for seq in 0..n {
         match tx.send_timeout(&msg(seq), Duration::from_secs(30)) {

@@ -5,7 +5,7 @@
 //! Run: `cargo test --release --test broadcast_examples`; a longer stream with
 //! `SHMQ_BROADCAST_COUNT=10000000` (default 20,000 messages).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use shmq::inspect::EndpointState;
@@ -22,8 +22,7 @@ fn stream_count() -> u64 {
 
 /// Waits until `n` subscribers are attached to the broadcast channel `name`.
 fn wait_subscribed(name: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    kit::poll_until(Duration::from_secs(30), Duration::from_millis(2), || {
         let attached = shmq::inspect::inspect(name)
             .ok()
             .flatten()
@@ -34,15 +33,10 @@ fn wait_subscribed(name: &str, n: usize) {
                     .filter(|s| s.end.state == EndpointState::Attached)
                     .count()
             });
-        if attached >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: {attached} of {n} subscribers attached after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        (attached >= n)
+            .then_some(())
+            .ok_or_else(|| format!("{name}: {attached} of {n} subscribers attached after 30 s"))
+    })
 }
 
 /// One publisher, a lossless and a lossy subscriber, three unrelated

@@ -50,6 +50,7 @@ use serde_json::json;
 use shmq::{Durability, Error, Mpsc, Options, Receiver, RingKind, Sender, Spsc};
 use shmq_segment::{Error as SegError, Segment, SegmentOptions};
 use shmq_testkit as kit;
+use shmq_testkit::kinds::How;
 use shmq_testkit::msg::{self, Verifier};
 use shmq_testkit::{Proc, Rng, Spawn, Watchdog, arg, arg_opt, emit};
 
@@ -78,6 +79,13 @@ impl Drop for TempDir {
     }
 }
 
+/// What a test with children starts with: a [`Watchdog`] labelled `test` and
+/// a [`TempDir`] tagged `tag`. Bind them in this order (`let (wd, dir) =
+/// ...`), so that the directory is removed before the watchdog stops.
+fn start(test: &str, tag: &str) -> (Watchdog, TempDir) {
+    (Watchdog::new(test), TempDir::new(tag))
+}
+
 /// A policy from its role spelling: `none`, `every`, `periodic:MS:MESSAGES`.
 fn policy(spec: &str) -> Durability {
     kit::parse_durability(spec).unwrap_or_else(|e| panic!("{e}"))
@@ -87,6 +95,17 @@ fn role_options() -> Options {
     Options::new()
         .capacity(arg("CAP"))
         .durability(policy(&arg::<String>("POLICY")))
+}
+
+/// The role's end of the file channel PATH, reached by HOW (`create`, `open`
+/// or `create_or_open`) with `reach` ([`How::file_sender`] or
+/// [`How::file_receiver`]; `end` names it for the message), with
+/// [`role_options`].
+fn role_end<T>(end: &str, reach: fn(How, &Path, &Options) -> shmq::Result<T>) -> T {
+    let path: String = arg("PATH");
+    let how = How::parse(&arg::<String>("HOW"));
+    reach(how, path.as_ref(), &role_options())
+        .unwrap_or_else(|e| panic!("{how:?} {end} on {path}: {e}"))
 }
 
 /// Appends `bytes` to `file` with one `write(2)` (so that a kill never
@@ -128,13 +147,7 @@ fn role_file_tx() {
 }
 
 fn file_tx<K: RingKind>() {
-    let path: String = arg("PATH");
-    let opts = role_options();
-    let mut tx = match arg::<String>("HOW").as_str() {
-        "create" => Sender::<K>::create_file(&path, &opts),
-        _ => Sender::<K>::create_or_open_file(&path, &opts),
-    }
-    .unwrap_or_else(|e| panic!("sender on {path}: {e}"));
+    let mut tx = role_end("sender", How::file_sender::<K>);
     let (count, size, producer): (u64, usize, u32) = (arg("COUNT"), arg("SIZE"), arg("PRODUCER"));
     let mut rec = arg_opt::<String>("RECORD").map(|p| append(&p));
     emit("ready", json!({}));
@@ -160,13 +173,7 @@ fn role_file_rx() {
 }
 
 fn file_rx<K: RingKind>() {
-    let path: String = arg("PATH");
-    let opts = role_options();
-    let mut rx = match arg::<String>("HOW").as_str() {
-        "open" => Receiver::<K>::open_file(&path, &opts),
-        _ => Receiver::<K>::create_or_open_file(&path, &opts),
-    }
-    .unwrap_or_else(|e| panic!("receiver on {path}: {e}"));
+    let mut rx = role_end("receiver", How::file_receiver::<K>);
     let mut rec = arg_opt::<String>("RECORD").map(|p| append(&p));
     let verify = arg_opt::<u32>("VERIFY").is_some();
     let drain = arg::<String>("MODE") == "drain";
@@ -268,8 +275,7 @@ fn role_full_disk() {
 
 #[test]
 fn million_file_messages_outlive_their_producer() {
-    let wd = Watchdog::new("million_file");
-    let dir = TempDir::new("million");
+    let (wd, dir) = start("million_file", "million");
     let path = dir.path("chan");
     let count = kit::scaled(1_000_000);
     // 10^6 16-byte messages take 24 bytes each in the ring: 24 MB of 32 MiB.
@@ -310,8 +316,7 @@ fn million_file_messages_outlive_their_producer() {
 
 #[test]
 fn the_example_programs_take_a_file() {
-    let wd = Watchdog::new("examples_file");
-    let dir = TempDir::new("examples");
+    let (wd, dir) = start("examples_file", "examples");
     let p = dir.path("chan").display().to_string();
     let mut tx = Spawn::example("producer")
         .args(["--file", &p, "--durability", "periodic:5:100"])
@@ -335,14 +340,20 @@ fn the_example_programs_take_a_file() {
 /// Messages one producer life sends, if not killed first.
 const PER_LIFE: u64 = 20_000;
 
-/// A producer life of the kill storm on the `kind` file channel `p`.
-fn spawn_tx(wd: &Watchdog, kind: &str, p: &str, dir: &TempDir, life: u32, policy: &str) -> Proc {
-    let mut tx = Spawn::role("file_tx")
+/// The role `role` of the kill storm on the `kind` file channel `p`: it
+/// reaches it with `create_or_open` (a 64 KiB ring, policy `policy`).
+fn storm_role(role: &str, kind: &str, p: &str, policy: &str) -> Spawn {
+    Spawn::role(role)
         .arg("KIND", kind)
         .arg("PATH", p)
         .arg("HOW", "create_or_open")
         .arg("CAP", 1 << 16)
         .arg("POLICY", policy)
+}
+
+/// A producer life of the kill storm on the `kind` file channel `p`.
+fn spawn_tx(wd: &Watchdog, kind: &str, p: &str, dir: &TempDir, life: u32, policy: &str) -> Proc {
+    let mut tx = storm_role("file_tx", kind, p, policy)
         .arg("COUNT", PER_LIFE)
         .arg("SIZE", 32)
         .arg("PRODUCER", life)
@@ -362,12 +373,7 @@ fn spawn_rx(
     mode: &str,
     policy: &str,
 ) -> Proc {
-    let mut rx = Spawn::role("file_rx")
-        .arg("KIND", kind)
-        .arg("PATH", p)
-        .arg("HOW", "create_or_open")
-        .arg("CAP", 1 << 16)
-        .arg("POLICY", policy)
+    let mut rx = storm_role("file_rx", kind, p, policy)
         .arg("MODE", mode)
         .arg("RECORD", dir.path(&format!("c{life}")).display())
         .spawn(wd);
@@ -557,16 +563,10 @@ fn syncs_of(wd: &Watchdog, dir: &TempDir, policy: &str, count: u64) -> (u64, u64
 
 #[test]
 fn file_sync_policies_make_the_syncs_they_promise() {
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: strace is not installed");
+    if !kit::strace_or_skip("it counts the syncs") {
         return;
     }
-    let wd = Watchdog::new("file_sync_counts");
-    let dir = TempDir::new("strace");
+    let (wd, dir) = start("file_sync_counts", "strace");
     let n = 200;
     // Every commit: one per send, one at creation (before the file is named),
     // one at close; and the directory's fsync once named.
@@ -729,8 +729,7 @@ fn a_full_file_system_is_no_space_at_creation() {
     if !kit::root_or_skip("a full file system: needs root to mount a small tmpfs") {
         return;
     }
-    let wd = Watchdog::new("full_disk");
-    let dir = TempDir::new("full");
+    let (wd, dir) = start("full_disk", "full");
     let mut c = Spawn::role("full_disk")
         .arg("DIR", dir.0.display())
         .spawn(&wd);
@@ -834,6 +833,14 @@ fn file_pair(path: &Path, policy: Durability) -> (Sender<Spsc>, Receiver<Spsc>) 
     (tx, rx)
 }
 
+/// Closes `ends`, both ends of the drained file channel at `path`, and
+/// asserts that the last close removed the file.
+#[track_caller]
+fn close_drained<T>(ends: T, path: &Path) {
+    drop(ends);
+    assert!(!path.exists(), "drained: removed by the last close");
+}
+
 /// One call of every kind that finds nothing to do, on each side: a batch
 /// receive that returns 0, a `try_recv` and a `try_recv_into` that say
 /// `Empty`, and a batch send of nothing (`Full` on SPSC).
@@ -907,8 +914,7 @@ fn every_commit_syncs_messages_not_empty_polls() {
         idle_calls(&mut tx, &mut rx);
     }
     assert_eq!(syncs(), 6);
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 
     // MPSC: a batch send of nothing is `Ok(0)`, a call that moved nothing.
     let path = dir.path("mpsc");
@@ -921,8 +927,7 @@ fn every_commit_syncs_messages_not_empty_polls() {
         assert_eq!(rx.try_recv_batch(16, |_| ()).expect("nothing"), 0);
     }
     assert_eq!(syncs_in(&path) - s0, 0, "MPSC calls that moved nothing");
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 }
 
 #[test]
@@ -982,8 +987,7 @@ fn periodic_message_budget_counts_messages_not_calls() {
         idle_calls(&mut tx, &mut rx);
     }
     assert_eq!(syncs(), 2 * (n / 10) + 4, "idle calls spent the budget");
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 }
 
 #[test]
@@ -1022,8 +1026,7 @@ fn periodic_interval_syncs_only_what_moved() {
     assert_eq!(syncs(), 4, "each side's last message, synced once");
     idle_for(&mut tx, &mut rx, interval + Duration::from_millis(100));
     assert_eq!(syncs(), 4);
-    drop((tx, rx));
-    assert!(!path.exists(), "drained: removed by the last close");
+    close_drained((tx, rx), &path);
 }
 
 // ---------------------------------------------------------------------------

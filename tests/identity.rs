@@ -36,6 +36,12 @@ fn reading(seq: u64) -> Reading {
     }
 }
 
+/// This end of the channel `name`, made here: an SPSC sender of declared
+/// [`Reading`]s, 64 bytes of ring.
+fn reading_sender(name: &str) -> spsc::declared::Sender<Reading> {
+    spsc::declared::Sender::create(name, &Options::new().capacity(64)).expect("create")
+}
+
 /// Starts `typed_peer` with `args` on `name`.
 fn spawn_peer(wd: &Watchdog, name: &str, args: &[&str]) -> Proc {
     Spawn::example("typed_peer")
@@ -63,8 +69,7 @@ const V1: &str = "\"shmq.example.Reading\" v1 (16 bytes, align 8)";
 #[test]
 fn two_programs_with_the_same_declared_type_talk_over_spsc() {
     let (wd, names, name) = shmq_testkit::start("identity_spsc", "ident-spsc");
-    let mut tx = spsc::declared::Sender::<Reading>::create(&name, &Options::new().capacity(64))
-        .expect("create");
+    let mut tx = reading_sender(&name);
     let n = 500u64;
     let mut p = spawn_peer(&wd, &name, &["--role", "recv", "--count", &n.to_string()]);
     for seq in 0..n {
@@ -118,8 +123,7 @@ fn an_undeclared_type_with_the_same_rust_path_still_talks_across_programs() {
 #[test]
 fn another_version_or_layout_under_the_same_name_is_refused_naming_both() {
     let (wd, names, name) = shmq_testkit::start("identity_refused", "ident-refused");
-    let tx = spsc::declared::Sender::<Reading>::create(&name, &Options::new().capacity(64))
-        .expect("create");
+    let tx = reading_sender(&name);
     let recv = ["--role", "recv", "--count", "1", "--as"];
     let mismatch = |this_end: &str| {
         format!("message type mismatch: the channel holds {V1}, this end uses {this_end}")
@@ -242,8 +246,7 @@ fn a_declared_name_too_long_for_the_header_is_refused() {
 fn the_type_is_checked_before_the_capacity() {
     let names = shmq_testkit::Names::new();
     let name = names.name("ident-cap");
-    let tx = spsc::declared::Sender::<Reading>::create(&name, &Options::new().capacity(64))
-        .expect("create");
+    let tx = reading_sender(&name);
     let e = spsc::typed::Receiver::<[u64; 3]>::open(&name, &Options::new().capacity(64))
         .expect_err("another type");
     assert!(matches!(e, Error::WrongMessageType { .. }), "{e:?}");

@@ -36,10 +36,7 @@ fn role_rx() {
             next += 1;
         }
         emit("got", json!({ "next": next }));
-        if arg_or("ENDING", "close".to_owned()) == "hang" {
-            let _keep = rx;
-            hang();
-        }
+        close_or_hang(rx);
     }
     kit::by_kind!(arg::<String>("KIND").as_str(), run())
 }
@@ -55,27 +52,24 @@ fn role_tx() {
                 .expect("send");
         }
         emit("sent", json!({ "pid": std::process::id() }));
-        if arg_or("ENDING", "close".to_owned()) == "hang" {
-            let _keep = tx;
-            hang();
-        }
+        close_or_hang(tx);
     }
     kit::by_kind!(arg::<String>("KIND").as_str(), run())
 }
 
-/// Holds an end of the KIND channel NAME (ROLE: `rx` or `tx`) until killed.
-fn role_holder() {
-    fn run<K: RingKind>() {
-        let name = arg::<String>("NAME");
-        let _end: Box<dyn std::any::Any> = if arg::<String>("ROLE") == "rx" {
-            Box::new(Receiver::<K>::open(&name, &Options::new()).expect("rx"))
-        } else {
-            Box::new(Sender::<K>::open(&name, &Options::new()).expect("tx"))
-        };
-        emit("ready", json!({ "pid": std::process::id() }));
+/// How a role ends with its channel end `end`, as ENDING says: `close` (the
+/// default) drops it, `hang` holds it until killed.
+fn close_or_hang<T>(end: T) {
+    if arg_or("ENDING", "close".to_owned()) == "hang" {
+        let _keep = end;
         hang();
     }
-    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+}
+
+/// Holds an end of the KIND channel NAME (ROLE: `rx` or `tx`) until killed,
+/// reporting `ready` with its pid.
+fn role_holder() {
+    kit::role::hold_end(&arg::<String>("ROLE"))
 }
 
 fn unlink(name: &str) {

@@ -224,52 +224,38 @@ fn consume(mut rx: mpsc::Receiver, p: &Progress) -> Outcome {
 /// Waits until producers have attached to `name` `n` times in all.
 #[cfg(feature = "failpoints")]
 fn wait_attached(name: &str, n: u32) {
-    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
-    loop {
+    kit::poll_until(kit::EVENT_TIMEOUT, Duration::from_millis(1), || {
         let attached: u32 = ring_view(name)
             .producers
             .iter()
             .map(|p| p.incarnation)
             .sum();
-        if attached >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {attached} of {n} producers attached"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        (attached >= n)
+            .then_some(())
+            .ok_or_else(|| format!("only {attached} of {n} producers attached"))
+    })
 }
 
 /// Waits until the consumer has received at least `n` messages.
 fn wait_received(p: &Progress, n: u64) {
-    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
-    while p.received.load(Ordering::Relaxed) < n {
-        assert!(
-            Instant::now() < deadline,
-            "the consumer never got {n} messages"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    kit::poll_until(kit::EVENT_TIMEOUT, Duration::from_millis(1), || {
+        (p.received.load(Ordering::Relaxed) >= n)
+            .then_some(())
+            .ok_or_else(|| format!("the consumer never got {n} messages"))
+    })
 }
 
 /// Waits until the consumer has taken every committed message before the first
 /// uncommitted claim (the ring's walk from `head` meets no message before it),
 /// then until it has been quiet for 50 ms; returns its count.
 fn wait_stuck(p: &Progress, name: &str) -> u64 {
-    let deadline = Instant::now() + kit::EVENT_TIMEOUT;
-    loop {
+    kit::poll_until(kit::EVENT_TIMEOUT, Duration::from_millis(2), || {
         let view = ring_view(name);
-        if view.uncommitted >= 1 && view.messages == 0 {
-            return wait_quiet(p, Duration::from_millis(50));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the consumer never got stuck at the claim: {view:?}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        (view.uncommitted >= 1 && view.messages == 0)
+            .then_some(())
+            .ok_or_else(|| format!("the consumer never got stuck at the claim: {view:?}"))
+    });
+    wait_quiet(p, Duration::from_millis(50))
 }
 
 /// Waits until the consumer has received nothing for `quiet`; returns its count.

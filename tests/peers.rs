@@ -36,12 +36,7 @@ fn role_tx() {
 /// A consumer on the KIND channel NAME: reports `ready` with its pid and holds
 /// the channel until killed, receiving nothing.
 fn role_rx() {
-    fn run<K: RingKind>() {
-        let _rx = Receiver::<K>::open(&arg::<String>("NAME"), &Options::new()).expect("receiver");
-        emit("ready", json!({ "pid": std::process::id() }));
-        hang();
-    }
-    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+    kit::role::hold_end("rx")
 }
 
 /// A producer that opens the KIND channel NAME and closes it again, COUNT
@@ -59,6 +54,18 @@ fn role_churn() {
 
 fn pid_of(ev: &serde_json::Value) -> u32 {
     ev["pid"].as_u64().expect("pid") as u32
+}
+
+/// Runs the producer role `tx` on the channel `name` of kind `K`: it sends
+/// `count` messages and closes; returns once it has exited successfully.
+fn send_and_close<K: RingKind>(wd: &Watchdog, name: &str, count: u64) {
+    let mut p = Spawn::role_on("tx", name)
+        .arg("KIND", K::NAME)
+        .arg("COUNT", count)
+        .arg("ENDING", "close")
+        .spawn(wd);
+    p.event("sent");
+    p.expect_success();
 }
 
 /// The producer's state as the receiver sees it, through each ending.
@@ -125,13 +132,7 @@ kit::test_both_kinds! {
 fn no_death_in_a_clean_close<K: RingKind>(wd: &Watchdog, names: &Names) {
     let name = names.name(&format!("peers-churn-{}", K::NAME));
     let rx = Receiver::<K>::create(&name, &Options::new().capacity(1 << 20)).expect("create");
-    let mut fill = Spawn::role_on("tx", &name)
-        .arg("KIND", K::NAME)
-        .arg("COUNT", 8000)
-        .arg("ENDING", "close")
-        .spawn(wd);
-    fill.event("sent");
-    fill.expect_success();
+    send_and_close::<K>(wd, &name, 8000);
     let count: u32 = kit::env_or("SHMQ_PEER_CHURN", 5_000);
     let mut p = Spawn::role_on("churn", &name)
         .arg("KIND", K::NAME)
@@ -167,13 +168,7 @@ fn len_and_iter<K: RingKind>(wd: &Watchdog, names: &Names) {
     rx.expect_producers(1).expect("expect_producers");
     assert!(rx.is_empty().expect("is_empty"));
     assert_eq!(rx.try_iter().count(), 0, "nothing sent yet");
-    let mut p = Spawn::role_on("tx", &name)
-        .arg("KIND", K::NAME)
-        .arg("COUNT", 40)
-        .arg("ENDING", "close")
-        .spawn(wd);
-    p.event("sent");
-    p.expect_success();
+    send_and_close::<K>(wd, &name, 40);
     assert_eq!(rx.len().expect("len"), 40, "{}", K::NAME);
     let mut v = kit::Verifier::new();
     for m in rx.try_iter().take(15) {

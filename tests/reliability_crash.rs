@@ -187,6 +187,15 @@ fn tx_of<K: KindExt>() {
     kit::role::report_sent(tx, batch + count, futex0);
 }
 
+/// The receiving roles' end: the channel NAME of kind `K`, reached by HOW
+/// (default `create`).
+fn role_receiver<K: KindExt>() -> Receiver<K> {
+    let name: String = arg("NAME");
+    let how = How::parse(&arg_or("HOW", "create".to_owned()));
+    how.receiver::<K>(&name, &role_options())
+        .unwrap_or_else(|e| panic!("{how:?} {} receiver {name}: {e:?}", K::NAME))
+}
+
 /// A consumer: reaches the KIND channel NAME (HOW, default `create`), reports
 /// `ready` (WAIT_FIRST=1: `waiting` with its thread id), receives and verifies
 /// COUNT messages (`first` with the time of the first), reports `received`; with
@@ -197,12 +206,7 @@ fn role_rx() {
 
 /// [`role_rx`] over a channel of kind `K`.
 fn rx_of<K: KindExt>() {
-    let name: String = arg("NAME");
-    let kind = K::NAME;
-    let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let mut rx = how
-        .receiver::<K>(&name, &role_options())
-        .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
+    let mut rx = role_receiver::<K>();
     K::expect_producers(&mut rx, arg_or("EXPECT", 1));
     emit("ready", json!({}));
     kit::role::receive_and_report(|b| rx.recv_into(b));
@@ -217,12 +221,7 @@ fn role_hold_rx() {
 
 /// [`role_hold_rx`] over a channel of kind `K`.
 fn hold_rx_of<K: KindExt>() {
-    let name: String = arg("NAME");
-    let kind = K::NAME;
-    let how = How::parse(&arg_or("HOW", "create".to_owned()));
-    let rx = how
-        .receiver::<K>(&name, &role_options())
-        .unwrap_or_else(|e| panic!("{how:?} {kind} receiver {name}: {e:?}"));
+    let rx = role_receiver::<K>();
     emit("attached", json!({}));
     if let Some(ms) = kit::arg_opt::<u64>("CLOSE_AFTER_MS") {
         std::thread::sleep(Duration::from_millis(ms));
@@ -929,12 +928,7 @@ fn cf10_serial_storm_of_create_open_cleanup_never_removes_a_live_segment() {
 /// name it was told it created (or fail), never hold a channel nobody can reach.
 #[test]
 fn cf10_a_creator_between_o_excl_and_its_lock_is_not_removed_under_it() {
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: strace is not installed (it injects the delay)");
+    if !kit::strace_or_skip("it injects the delay") {
         return;
     }
     let (wd, names) = (Watchdog::new("cf10_window"), Names::new());

@@ -419,6 +419,23 @@ fn killed_repeatedly<K: KindExt>(form: &str) {
     drop(wd);
 }
 
+/// The first ten of `list` (or all of a shorter one), for a message.
+fn first_ten<T>(list: &[T]) -> &[T] {
+    &list[..list.len().min(10)]
+}
+
+/// Asserts that `list` is empty; if not, says how many `what` it holds and
+/// shows the first ten.
+#[track_caller]
+fn assert_none<T: std::fmt::Debug>(list: &[T], what: &str) {
+    assert!(
+        list.is_empty(),
+        "{} {what}: first {:?}",
+        list.len(),
+        first_ten(list)
+    );
+}
+
 /// Checks what the consumer lives recorded (the last one, the final
 /// consumer's, in no particular order within a producer) against the
 /// guarantee of `form`; `held[i]` is the message life `i` was killed holding
@@ -460,11 +477,9 @@ fn check_union(
     match form {
         "guard" => {
             // At least once: nothing missing.
-            assert!(
-                missing.is_empty(),
-                "{} messages never received (a guard released before its holder recorded it?): first {:?}",
-                missing.len(),
-                &missing[..missing.len().min(10)]
+            assert_none(
+                &missing,
+                "messages never received (a guard released before its holder recorded it?)",
             );
             // A redelivery is the message a killed life held: its last record,
             // and the first record of the next life; if that life was killed
@@ -517,17 +532,12 @@ fn check_union(
         }
         "copy" => {
             // At most once: nothing twice; at most one lost per kill.
-            assert!(
-                twice.is_empty(),
-                "{} messages received twice after a copying receive: {:?}",
-                twice.len(),
-                &twice[..twice.len().min(10)]
-            );
+            assert_none(&twice, "messages received twice after a copying receive");
             assert!(
                 missing.len() <= kills,
                 "{} messages lost in {kills} kills: {:?}",
                 missing.len(),
-                &missing[..missing.len().min(10)]
+                first_ten(&missing)
             );
             // At most one per kill: a message lost at kill k was copied by
             // life k, which lies between the life that recorded the message
@@ -562,7 +572,7 @@ fn check_union(
                          lost one: more than one loss per kill ({} lost: {:?})",
                         hi + 1,
                         missing.len(),
-                        &missing[..missing.len().min(10)]
+                        first_ten(&missing)
                     )
                 });
                 taken[k] = true;

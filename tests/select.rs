@@ -16,7 +16,7 @@ use shmq::{
     WaitStrategy,
 };
 use shmq_testkit as kit;
-use shmq_testkit::{DEATH_BUDGET, Names, Rng, Spawn, Watchdog, arg, emit};
+use shmq_testkit::{DEATH_BUDGET, Names, Proc, Rng, Spawn, Watchdog, arg, emit};
 
 /// The default wait slice: a death is seen within one.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
@@ -54,6 +54,33 @@ fn role_hold_rx() {
     let _rx = Receiver::<Spsc>::open(&arg::<String>("NAME"), &kit::session()).expect("open");
     emit("ready", json!({}));
     kit::hang();
+}
+
+/// Asserts that nothing in `sel` is ready: `try_ready` says `Empty`, and a
+/// wait of `wait` ends in `Timeout`.
+#[track_caller]
+fn assert_nothing_ready(sel: &mut Select<'_>, wait: Duration) {
+    assert!(matches!(sel.try_ready(), Err(Error::Empty)));
+    assert!(matches!(sel.ready_timeout(wait), Err(Error::Timeout)));
+}
+
+/// Runs `wait` (a select that should end with the death) while another
+/// thread SIGKILLs `p` 120 ms in (not a multiple of the slice: the death falls
+/// inside a sleep); returns what `wait` returned and how long after the
+/// signal it did.
+fn killed_during<R>(p: &Proc, wait: impl FnOnce() -> R) -> (R, Duration) {
+    let pid = nix::unistd::Pid::from_raw(p.pid());
+    std::thread::scope(|s| {
+        let killer = s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(120));
+            let t = kit::mono_ns();
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
+            t
+        });
+        let r = wait();
+        let done = kit::mono_ns();
+        (r, Duration::from_nanos(done - killer.join().unwrap()))
+    })
 }
 
 /// One select over all of `rxs`, waiting at most `timeout`.
@@ -159,19 +186,7 @@ fn many_channels<K: RingKind>(channels: usize) {
     );
 
     // The producer dies while the select sleeps.
-    let pid = nix::unistd::Pid::from_raw(producer.pid());
-    let (r, latency) = std::thread::scope(|s| {
-        let killer = s.spawn(move || {
-            // Not a multiple of the slice: the death falls inside a sleep.
-            std::thread::sleep(Duration::from_millis(120));
-            let t = kit::mono_ns();
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
-            t
-        });
-        let r = select(&mut rxs, Duration::from_secs(10));
-        let done = kit::mono_ns();
-        (r, Duration::from_nanos(done - killer.join().unwrap()))
-    });
+    let (r, latency) = killed_during(&producer, || select(&mut rxs, Duration::from_secs(10)));
     producer.expect_killed();
     let i = r.expect("a receiver whose producer died");
     assert!(matches!(
@@ -227,11 +242,7 @@ fn select_every_kind_and_format() {
         sel.recv(&mut rx_b);
         sel.recv(&mut rx_c);
         sel.recv(&mut rx_d);
-        assert!(matches!(sel.try_ready(), Err(Error::Empty)));
-        assert!(matches!(
-            sel.ready_timeout(Duration::from_millis(20)),
-            Err(Error::Timeout)
-        ));
+        assert_nothing_ready(&mut sel, Duration::from_millis(20));
     }
     let (ack, acked) = std::sync::mpsc::channel::<usize>();
     let senders = std::thread::spawn(move || {
@@ -468,11 +479,7 @@ fn select_waits_for_room_in_senders() {
         let mut sel = Select::new();
         sel.send(&mut tx, 40);
         sel.send_typed(&mut txt);
-        assert!(matches!(sel.try_ready(), Err(Error::Empty)));
-        assert!(matches!(
-            sel.ready_timeout(Duration::from_millis(30)),
-            Err(Error::Timeout)
-        ));
+        assert_nothing_ready(&mut sel, Duration::from_millis(30));
     }
     let (go, gate) = std::sync::mpsc::channel::<usize>();
     let (drained, wait_drained) = std::sync::mpsc::channel::<()>();
@@ -551,19 +558,10 @@ fn select_sees_a_dead_receiver_of_a_full_sender() {
     let mut holder = Spawn::role("hold_rx").arg("NAME", &name).spawn(&wd);
     holder.event("ready");
     while tx.try_send(&[1; 100]).is_ok() {}
-    let pid = nix::unistd::Pid::from_raw(holder.pid());
-    let (r, latency) = std::thread::scope(|s| {
-        let killer = s.spawn(move || {
-            std::thread::sleep(Duration::from_millis(120));
-            let t = kit::mono_ns();
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
-            t
-        });
+    let (r, latency) = killed_during(&holder, || {
         let mut sel = Select::new();
         sel.send(&mut tx, 100);
-        let r = sel.ready_timeout(Duration::from_secs(10));
-        let done = kit::mono_ns();
-        (r, Duration::from_nanos(done - killer.join().unwrap()))
+        sel.ready_timeout(Duration::from_secs(10))
     });
     holder.expect_killed();
     assert_eq!(r.expect("the sender is ready: its receiver died"), 0);

@@ -8,10 +8,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use shmq::{Error, Interrupter, Mpsc, Options, Receiver, RingKind, Sender, Spsc, WaitStrategy};
 use shmq_testkit as kit;
-use shmq_testkit::{DEATH_BUDGET, Names, Proc, Spawn, Watchdog, arg, emit, hang};
+use shmq_testkit::{DEATH_BUDGET, Names, Proc, Spawn, Watchdog};
 
 /// The default wait slice.
 const SLICE: Duration = shmq::DEFAULT_WAIT_SLICE;
@@ -23,22 +22,12 @@ shmq_testkit::roles! { role_silent_tx role_silent_rx }
 
 /// Opens the KIND channel NAME as a producer, reports `ready`, sends nothing.
 fn role_silent_tx() {
-    fn run<K: RingKind>() {
-        let _tx = Sender::<K>::open(&arg::<String>("NAME"), &Options::new()).expect("sender");
-        emit("ready", json!({}));
-        hang();
-    }
-    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+    kit::role::hold_end("tx")
 }
 
 /// Opens the KIND channel NAME as the consumer, reports `ready`, receives nothing.
 fn role_silent_rx() {
-    fn run<K: RingKind>() {
-        let _rx = Receiver::<K>::open(&arg::<String>("NAME"), &Options::new()).expect("receiver");
-        emit("ready", json!({}));
-        hang();
-    }
-    kit::by_kind!(arg::<String>("KIND").as_str(), run())
+    kit::role::hold_end("rx")
 }
 
 /// The strategies a blocked call can wait in.
@@ -182,13 +171,13 @@ extern "C" fn on_sigusr1(_: libc::c_int) {
 /// SIGTERM into an orderly shutdown.
 #[test]
 fn a_signal_handler_stops_a_parked_recv() {
-    let (wd, names, name) = kit::start("shutdown_signal", "shutdown-signal");
-    let o = Options::new().wait(WaitStrategy::Park);
-    let mut rx = shmq::spsc::Receiver::create(&name, &o).expect("create");
-    let mut p = Spawn::role_on("silent_tx", &name)
-        .arg("KIND", "spsc")
-        .spawn(&wd);
-    p.event("ready");
+    let (wd, names) = (Watchdog::new("shutdown_signal"), Names::new());
+    let (name, mut rx, mut p) = facing_a_silent_peer::<Spsc, _>(
+        (&wd, &names),
+        WaitStrategy::Park,
+        "rx",
+        Receiver::<Spsc>::create,
+    );
     ON_SIGNAL.set(rx.interrupter()).expect("set once");
     // SAFETY: installs a handler that only does async-signal-safe work.
     let old = unsafe { libc::signal(libc::SIGUSR1, on_sigusr1 as *const () as libc::sighandler_t) };

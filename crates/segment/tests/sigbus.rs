@@ -190,13 +190,7 @@ fn dies_of_sigbus(tag: &str, role: &str, what: &str) {
     with_children(tag, |wd, name| {
         let mut c = Spawn::role_on(role, name).spawn(wd);
         c.event("armed");
-        let status = c.wait();
-        assert_eq!(
-            status.signal(),
-            Some(libc::SIGBUS),
-            "{what}: {status:?}\n{}",
-            c.log()
-        );
+        c.expect_signal(nix::sys::signal::Signal::SIGBUS, what);
     });
 }
 

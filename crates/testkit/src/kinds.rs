@@ -8,6 +8,8 @@
 //! by `create`, `open` or `create_or_open`. The helpers below check how a
 //! stream ended.
 
+use std::path::Path;
+
 use shmq::{Error, Options, Receiver, Result, Sender};
 
 pub use shmq::{Mpsc, RingKind, Spsc};
@@ -133,7 +135,8 @@ macro_rules! test_each_kind {
     )+};
 }
 
-/// How to reach a named channel.
+/// How to reach a named channel (or a file channel: [`How::file_sender`],
+/// [`How::file_receiver`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum How {
     /// `create`.
@@ -165,8 +168,32 @@ impl How {
         self.pick(Receiver::create, Receiver::open, Receiver::create_or_open)(name, o)
     }
 
+    /// Reaches the file channel at `path` of kind `K` as its sender
+    /// (`create_file`, `open_file` or `create_or_open_file`).
+    pub fn file_sender<K: RingKind>(self, path: &Path, o: &Options) -> Result<Sender<K>> {
+        self.pick(
+            Sender::create_file,
+            Sender::open_file,
+            Sender::create_or_open_file,
+        )(path, o)
+    }
+
+    /// Reaches the file channel at `path` of kind `K` as its receiver.
+    pub fn file_receiver<K: RingKind>(self, path: &Path, o: &Options) -> Result<Receiver<K>> {
+        self.pick(
+            Receiver::create_file,
+            Receiver::open_file,
+            Receiver::create_or_open_file,
+        )(path, o)
+    }
+
     /// The one of `create`, `open` and `create_or_open` this is.
-    fn pick<T>(self, create: Reach<T>, open: Reach<T>, create_or_open: Reach<T>) -> Reach<T> {
+    fn pick<A, T>(
+        self,
+        create: Reach<A, T>,
+        open: Reach<A, T>,
+        create_or_open: Reach<A, T>,
+    ) -> Reach<A, T> {
         match self {
             How::Create => create,
             How::Open => open,
@@ -175,8 +202,9 @@ impl How {
     }
 }
 
-/// An endpoint's `create`, `open` or `create_or_open`.
-type Reach<T> = fn(&str, &Options) -> Result<T>;
+/// An endpoint's `create`, `open` or `create_or_open` (of a named channel,
+/// `A` = `&str`), or their `_file` forms (`A` = `&Path`).
+type Reach<A, T> = fn(A, &Options) -> Result<T>;
 
 /// Asserts that `end`, the error that ended a stream, is `Disconnected(Closed)`:
 /// the other side closed, it did not die.

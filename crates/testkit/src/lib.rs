@@ -6,9 +6,9 @@
 //!
 //! | module | what is there |
 //! | --- | --- |
-//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`assert_no_failures`], [`root_or_skip`], [`DEATH_BUDGET`] |
-//! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
-//! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
+//! | this crate | [`start`] (watchdog, names, a first name), [`serial`], [`scaled`], [`poll_until`], [`assert_no_failures`], [`root_or_skip`], [`strace_or_skip`], [`DEATH_BUDGET`] |
+//! | [`process`] | [`Spawn`] (`role`, `role_on`, `example`, `spawn_to` a failpoint, `run` to an event), [`Proc`] (events, `stop`, `kill_then`, `kill_seen_by`, `expect_signal`), [`Watchdog`], [`example_path`], [`assert_no_leak`] |
+//! | [`role`] | the child's side: [`roles!`] and [`child_main`], [`arg`], [`wait_strategy`], [`emit`], [`role::hold_end`], [`fork_child`], [`wait_child`], [`inherited_fd`], [`unshare`] |
 //! | [`procfs`] | `/proc` reads: [`proc_state`], [`wait_stopped`], [`wait_dead`], [`wait_in_futex`], [`diagnose`] |
 //! | [`names`] | [`Names`], [`shm_path`], descriptor and mapping counts, [`shm_entries`], [`remove_stale`], [`PrefixCleanup`], [`send_fd`] / [`recv_fd`] |
 //! | [`msg`] | the examples' verifiable message format, its [`Verifier`] and [`msg::drain`] |
@@ -171,6 +171,25 @@ pub fn start_after_a_consumer_died_asleep(
     (wd, names, name)
 }
 
+/// Polls `check` every `every` until it returns `Ok`, and returns what it
+/// holds; panics with the last `Err` (what was seen instead) if `within`
+/// passes first. For a test that waits for a state it can only look at.
+#[track_caller]
+pub fn poll_until<T>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check() {
+            Ok(t) => return t,
+            Err(seen) => assert!(std::time::Instant::now() < deadline, "{seen}"),
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Whether this process runs as root (root-only parts skip otherwise).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -260,6 +279,20 @@ pub fn root_or_skip(what: &str) -> bool {
         eprintln!("SKIP {what}");
     }
     root
+}
+
+/// Whether `strace` is installed; if not, prints `SKIP: strace is not
+/// installed (<why>)` (`why`: what the test needs it for), for a test that
+/// runs its children under `strace` to return at once.
+pub fn strace_or_skip(why: &str) -> bool {
+    let there = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok();
+    if !there {
+        eprintln!("SKIP: strace is not installed ({why})");
+    }
+    there
 }
 
 /// Locks `m`, taking the data of a poisoned lock too: a test that panicked

@@ -738,13 +738,21 @@ impl Proc {
     }
 
     /// Waits for it to exit and asserts that SIGKILL ended it.
+    #[track_caller]
     pub fn expect_killed(&mut self) {
+        self.expect_signal(Signal::SIGKILL, "a kill");
+    }
+
+    /// Waits for it to exit and asserts that the signal `sig` ended it
+    /// (`what` names the case, for the message).
+    #[track_caller]
+    pub fn expect_signal(&mut self, sig: Signal, what: &str) {
         use std::os::unix::process::ExitStatusExt;
         let s = self.wait();
         assert_eq!(
             s.signal(),
-            Some(libc::SIGKILL),
-            "{} ended with {s:?}, expected SIGKILL\n{}",
+            Some(sig as i32),
+            "{what}: {} ended with {s:?}, expected {sig}\n{}",
             self.label,
             self.log()
         );

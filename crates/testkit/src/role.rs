@@ -195,6 +195,25 @@ macro_rules! roles {
     };
 }
 
+/// A role's body that holds one end of the channel NAME, of the kind KIND
+/// (`spsc` or `mpsc`), opened with default options: `end` is `rx` for the
+/// receiver, anything else for the sender. Reports `ready` (with its pid) once
+/// attached, and holds the end, silent, until killed.
+pub fn hold_end(end: &str) -> ! {
+    fn run<K: shmq::RingKind>(end: &str) -> ! {
+        let name = arg::<String>("NAME");
+        let o = shmq::Options::new();
+        let _end: Box<dyn std::any::Any> = if end == "rx" {
+            Box::new(shmq::Receiver::<K>::open(&name, &o).expect("receiver"))
+        } else {
+            Box::new(shmq::Sender::<K>::open(&name, &o).expect("sender"))
+        };
+        emit("ready", serde_json::json!({ "pid": std::process::id() }));
+        hang();
+    }
+    crate::by_kind!(arg::<String>("KIND").as_str(), run(end))
+}
+
 /// The end of a sending role: reports `sent` (COUNT sent, futex calls since
 /// `futex0`, a [`shmq::futex_calls`] reading), then with THEN=hang holds `tx`
 /// until killed, otherwise closes it and reports `closed`.
