@@ -720,6 +720,15 @@ impl ConsumerCore {
                         limit = d;
                     }
                 }
+                // The claim at `head` may have got its header since we read it
+                // as 0: its producer then withdrew its intent and is copying
+                // its payload, which the gap walk below must never read (a
+                // data race; ThreadSanitizer found it). Relaxed: an intent read
+                // as withdrawn (Acquire above) pairs with the withdrawal's
+                // Release, which follows the header. Changed: look next round.
+                if sh.data.word(off).load(Ordering::Relaxed) != raw {
+                    return Ok(false);
+                }
                 let mut gap = HEADER_LEN as u64;
                 while gap < limit {
                     // Acquire: a non-zero word is the next claim's header.

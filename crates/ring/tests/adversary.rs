@@ -502,6 +502,75 @@ mod tests {
         );
     }
 
+    /// Found by ThreadSanitizer (2026-12-05, `four_threads_exactly_once_in_per_producer_order`
+    /// in 2 of 30 runs): the reclamation pass read the header at `head` as 0
+    /// (a claim without its header yet); then the live producer wrote that
+    /// header, withdrew its intent and copied its payload; the pass, finding no
+    /// intent, looked for the next header through that payload, reading bytes a
+    /// producer was writing. It must look at the header again after the intents
+    /// and stop. Here the peer does the producer's three steps just before the
+    /// pass reads slot 1's intent.
+    #[test]
+    fn reclamation_never_reads_a_live_claims_payload() {
+        let mut s = mpsc_scene(0, &[5], 1, false);
+        let region = s.region.clone();
+        let base = adversary::base_address(&region).unwrap();
+        let data = mpsc::control_len(2);
+        let g = Geometry::mpsc(CAP as u64, 2).unwrap();
+        // Slot 1 attached and alive; it claims 20 bytes at `head` (intent, then
+        // `tail`), its header not written yet.
+        let _b = Mpsc::producer(&region, g, 1, no_wait(), Arc::new(Dead::default())).unwrap();
+        // The ring is empty: the claim starts at `tail`, where the consumer is.
+        let tail = region.load_word(0).unwrap();
+        let intent = 512 + 128 + 8;
+        assert!(region.store_word(intent, tail | 1));
+        let need = 32u64; // frame_len(20)
+        assert!(region.store_word(0, tail + need));
+        let at = data + tail as usize;
+        let payload = at + 8..at + need as usize;
+        let header = MpscHeader {
+            len: MpscHeader::claimed_len(20),
+            kind: MPSC_MSG,
+            slot: 1,
+            incarnation: 1,
+        }
+        .encode();
+        let after = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let (seen, r) = (after.clone(), region.clone());
+        let mut struck = false;
+        let out = adversary::with_hook(
+            move |rd: &Read| {
+                let off = rd.addr.wrapping_sub(base);
+                if struck {
+                    if rd.value.is_none() {
+                        seen.borrow_mut().push(off);
+                    }
+                } else if off == intent && rd.value.is_none() {
+                    // The pass read the header as 0 and `tail`, and is about to
+                    // look at the intents: the producer writes its header,
+                    // withdraws its intent and copies its payload.
+                    r.store_word(at, header);
+                    r.store_word(intent, 0); // NO_CLAIM
+                    for w in (at + 8..at + need as usize).step_by(8) {
+                        r.store_word(w, 0x5a5a_5a5a_5a5a_5a5a);
+                    }
+                    struck = true;
+                }
+            },
+            || s.rx.recv_timeout(Duration::ZERO).map(|g| g.len()),
+        );
+        let after = after.borrow();
+        assert!(
+            !after.is_empty(),
+            "the pass never read the header at head ({out:?})"
+        );
+        assert!(
+            after.iter().all(|o| !payload.contains(o)),
+            "read the live claim's payload: offsets {after:?}, payload {payload:?} ({out:?})"
+        );
+        assert_eq!(s.rx.reclaimed(), 0);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
