@@ -587,16 +587,74 @@ pub mod sim {
             region: region.clone(),
             dead: dead.clone(),
         });
-        let run = Rc::new(RefCell::new(Run {
-            stream: Stream {
-                data: stream.to_vec(),
-                pos: 0,
-            },
-            reads: Vec::new(),
-            wrote: false,
-        }));
-        let hook = {
-            let (w, r) = (world.clone(), run.clone());
+        let sim = Sim {
+            world,
+            run: Rc::new(RefCell::new(Run {
+                stream: Stream {
+                    data: stream.to_vec(),
+                    pos: 0,
+                },
+                reads: Vec::new(),
+                wrote: false,
+            })),
+        };
+        if is_mpsc {
+            mpsc::init(
+                &region,
+                shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
+                start,
+            )
+            .unwrap();
+            sim.run_mpsc(&steps)
+        } else {
+            spsc::init(
+                &region,
+                shmq_ring::Geometry::spsc(cap as u64).unwrap(),
+                start,
+            )
+            .unwrap();
+            sim.run_spsc(&steps)
+        }
+    }
+
+    fn check_bound(reads: &[Rd], cap: usize, what: &str) -> Result<(), String> {
+        if reads.len() > read_bound(cap) {
+            return Err(format!("{what}: {} reads in one call", reads.len()));
+        }
+        Ok(())
+    }
+
+    fn recv_allowed(e: &Error) -> bool {
+        matches!(
+            e,
+            Error::Empty | Error::Timeout | Error::Corrupted(_) | Error::Disconnected(_)
+        )
+    }
+
+    fn send_allowed(e: &Error, len: usize, max: usize) -> bool {
+        match e {
+            Error::Full | Error::Corrupted(_) | Error::Disconnected(_) => true,
+            Error::MessageTooLarge { .. } => len > max,
+            _ => false,
+        }
+    }
+
+    fn payload(seq: u64, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (seq as usize * 13 + i) as u8).collect()
+    }
+
+    /// One program's run: the ring under attack and the run's shared state, which
+    /// the read hook works on.
+    struct Sim {
+        world: Rc<World>,
+        run: Rc<RefCell<Run>>,
+    }
+
+    impl Sim {
+        /// The read hook: before a read of the region, the peer's write (if the
+        /// stream says so); after it, the read recorded.
+        fn hook(&self) -> impl FnMut(&Read) + 'static {
+            let (w, r) = (self.world.clone(), self.run.clone());
             move |rd: &Read| {
                 let Some(off) = rd.addr.checked_sub(w.base) else {
                     return;
@@ -620,168 +678,192 @@ pub mod sim {
                     }),
                 }
             }
-        };
-        if is_mpsc {
-            mpsc::init(
-                &region,
-                shmq_ring::Geometry::mpsc(cap as u64, slots).unwrap(),
-                start,
-            )
-            .unwrap();
-            run_mpsc(&world, &run, hook, &steps)
-        } else {
-            spsc::init(
-                &region,
-                shmq_ring::Geometry::spsc(cap as u64).unwrap(),
-                start,
-            )
-            .unwrap();
-            run_spsc(&world, &run, hook, &steps)
         }
-    }
 
-    fn reads_of(run: &Rc<RefCell<Run>>) -> Vec<Rd> {
-        std::mem::take(&mut run.borrow_mut().reads)
-    }
-
-    fn check_bound(reads: &[Rd], cap: usize, what: &str) -> Result<(), String> {
-        if reads.len() > read_bound(cap) {
-            return Err(format!("{what}: {} reads in one call", reads.len()));
+        /// The reads of the current call (taken: the next call starts afresh).
+        fn reads(&self) -> Vec<Rd> {
+            std::mem::take(&mut self.run.borrow_mut().reads)
         }
-        Ok(())
-    }
 
-    /// The checks after step `seq`, a call `what` that delivered messages of
-    /// `delivered` bytes: its reads are bounded and agree with what it delivered.
-    fn check_step(
-        w: &World,
-        run: &Rc<RefCell<Run>>,
-        slots: Option<u16>,
-        seq: usize,
-        what: &str,
-        delivered: &[usize],
-        batch: bool,
-    ) -> Result<(), String> {
-        let reads = reads_of(run);
-        check_bound(&reads, w.cap, what)?;
-        check_delivery(delivered, &reads, w.data, w.cap, slots, batch)
-            .map_err(|e| format!("{what} (step {seq}): {e}"))
-    }
-
-    fn recv_allowed(e: &Error) -> bool {
-        matches!(
-            e,
-            Error::Empty | Error::Timeout | Error::Corrupted(_) | Error::Disconnected(_)
-        )
-    }
-
-    fn send_allowed(e: &Error, len: usize, max: usize) -> bool {
-        match e {
-            Error::Full | Error::Corrupted(_) | Error::Disconnected(_) => true,
-            Error::MessageTooLarge { .. } => len > max,
-            _ => false,
+        /// The checks after step `seq`, a call `what` that delivered messages of
+        /// `delivered` bytes: its reads are bounded and agree with what it delivered.
+        fn check_step(
+            &self,
+            slots: Option<u16>,
+            seq: usize,
+            what: &str,
+            delivered: &[usize],
+            batch: bool,
+        ) -> Result<(), String> {
+            let w = &self.world;
+            let reads = self.reads();
+            check_bound(&reads, w.cap, what)?;
+            check_delivery(delivered, &reads, w.data, w.cap, slots, batch)
+                .map_err(|e| format!("{what} (step {seq}): {e}"))
         }
-    }
 
-    fn payload(seq: u64, len: usize) -> Vec<u8> {
-        (0..len).map(|i| (seq as usize * 13 + i) as u8).collect()
-    }
+        /// `try_send(m)` under the hook, checked: its reads are bounded and its
+        /// result allowed. Whether it sent.
+        fn send<K: Kind>(&self, tx: &mut Producer<K>, m: &[u8]) -> Result<bool, String> {
+            let cap = self.world.cap;
+            let r = adversary::with_hook(self.hook(), || tx.try_send(m));
+            check_bound(&self.reads(), cap, "try_send")?;
+            match r {
+                Ok(()) => Ok(true),
+                Err(e) if send_allowed(&e, m.len(), max_payload(cap)) => Ok(false),
+                Err(e) => Err(format!("try_send: {e:?}")),
+            }
+        }
 
-    fn run_spsc(
-        w: &World,
-        run: &Rc<RefCell<Run>>,
-        hook: impl FnMut(&Read) + Clone + 'static,
-        steps: &[Step],
-    ) -> Result<(), String> {
-        let cap = w.cap;
-        let max = max_payload(cap);
-        let g = Geometry::spsc(cap as u64).unwrap();
-        let mut tx = w.producer(g, 0)?;
-        let mut rx = w.consumer(g)?;
-        let mut sent: VecDeque<Vec<u8>> = VecDeque::new();
-        let mut buf = Vec::new();
-        for (seq, &step) in steps.iter().enumerate() {
-            // "Clean": the peer has written nothing so far, this call included.
-            let clean = || !run.borrow().wrote;
-            let (delivered, batch, what): (Vec<usize>, bool, &str) = match step {
-                Step::Push(len) | Step::ClaimAndDie(len) | Step::ZeroClaimAndDie(len) => {
-                    let m = payload(seq as u64, len.min(max));
-                    if send(&mut tx, &m, run, hook.clone(), cap)? {
-                        sent.push_back(m);
-                    }
-                    continue;
-                }
-                Step::Pop | Step::PopSlow => {
-                    let r = adversary::with_hook(hook.clone(), || {
-                        if step_is_slow(step) {
-                            rx.recv_into_timeout(&mut buf, Duration::ZERO)
-                        } else {
-                            rx.try_recv_into(&mut buf)
+        /// `try_recv_batch(n)` under the hook, its result checked. The lengths it
+        /// handed over.
+        fn batch<K: Kind>(&self, rx: &mut Consumer<K>, n: usize) -> Result<Vec<usize>, String> {
+            let mut lens = Vec::new();
+            let r =
+                adversary::with_hook(self.hook(), || rx.try_recv_batch(n, |m| lens.push(m.len())));
+            match r {
+                Ok(k) if k == lens.len() && k <= n => {}
+                // Good frames handed over before a bad header is met.
+                Err(Error::Corrupted(_)) if lens.len() <= n => {}
+                Err(e) if recv_allowed(&e) && lens.is_empty() => {}
+                r => return Err(format!("try_recv_batch({n}): {r:?} with {lens:?}")),
+            }
+            Ok(lens)
+        }
+
+        fn run_spsc(&self, steps: &[Step]) -> Result<(), String> {
+            let w = &self.world;
+            let g = Geometry::spsc(w.cap as u64).unwrap();
+            let mut tx = w.producer(g, 0)?;
+            let mut rx = w.consumer(g)?;
+            let mut sent: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut buf = Vec::new();
+            for (seq, &step) in steps.iter().enumerate() {
+                // "Clean": the peer has written nothing so far, this call included.
+                let clean = || !self.run.borrow().wrote;
+                let (delivered, batch, what): (Vec<usize>, bool, &str) = match step {
+                    Step::Push(len) | Step::ClaimAndDie(len) | Step::ZeroClaimAndDie(len) => {
+                        let m = payload(seq as u64, len.min(max_payload(w.cap)));
+                        if self.send(&mut tx, &m)? {
+                            sent.push_back(m);
                         }
-                    });
-                    let d = receive_result(r, &buf, &mut sent, clean())?;
-                    (d, false, "recv")
-                }
-                Step::PopGuard => {
-                    let r =
-                        adversary::with_hook(hook.clone(), || rx.try_recv().map(|g| g.to_vec()));
-                    let got = r.clone().unwrap_or_default();
-                    let d = receive_result(r.map(|_| ()), &got, &mut sent, clean())?;
-                    (d, false, "try_recv")
-                }
-                Step::PopBatch(n) => {
-                    let lens = batch(&mut rx, n, hook.clone())?;
-                    if clean() {
-                        for _ in &lens {
-                            sent.pop_front();
-                        }
+                        continue;
                     }
-                    (lens, true, "try_recv_batch")
-                }
-            };
-            check_step(w, run, None, seq, what, &delivered, batch)?;
+                    Step::Pop | Step::PopSlow => {
+                        let r = adversary::with_hook(self.hook(), || {
+                            if step_is_slow(step) {
+                                rx.recv_into_timeout(&mut buf, Duration::ZERO)
+                            } else {
+                                rx.try_recv_into(&mut buf)
+                            }
+                        });
+                        let d = receive_result(r, &buf, &mut sent, clean())?;
+                        (d, false, "recv")
+                    }
+                    Step::PopGuard => {
+                        let r =
+                            adversary::with_hook(self.hook(), || rx.try_recv().map(|g| g.to_vec()));
+                        let got = r.clone().unwrap_or_default();
+                        let d = receive_result(r.map(|_| ()), &got, &mut sent, clean())?;
+                        (d, false, "try_recv")
+                    }
+                    Step::PopBatch(n) => {
+                        let lens = self.batch(&mut rx, n)?;
+                        if clean() {
+                            for _ in &lens {
+                                sent.pop_front();
+                            }
+                        }
+                        (lens, true, "try_recv_batch")
+                    }
+                };
+                self.check_step(None, seq, what, &delivered, batch)?;
+            }
+            tx.detach();
+            rx.detach();
+            Ok(())
         }
-        tx.detach();
-        rx.detach();
-        Ok(())
-    }
 
-    /// `try_send(m)` under `hook`, checked: its reads are bounded and its result
-    /// allowed. Whether it sent.
-    fn send<K: Kind>(
-        tx: &mut Producer<K>,
-        m: &[u8],
-        run: &Rc<RefCell<Run>>,
-        hook: impl FnMut(&Read) + 'static,
-        cap: usize,
-    ) -> Result<bool, String> {
-        let r = adversary::with_hook(hook, || tx.try_send(m));
-        let reads = reads_of(run);
-        check_bound(&reads, cap, "try_send")?;
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if send_allowed(&e, m.len(), max_payload(cap)) => Ok(false),
-            Err(e) => Err(format!("try_send: {e:?}")),
+        fn run_mpsc(&self, steps: &[Step]) -> Result<(), String> {
+            let w = &self.world;
+            let (cap, slots) = (w.cap, 2u16);
+            let g = Geometry::mpsc(cap as u64, slots).unwrap();
+            let mut tx = w.producer(g, 0)?;
+            let mut other = Some(w.producer(g, 1)?);
+            let mut rx = w.consumer(g)?;
+            let mut buf = Vec::new();
+            // With no peer write, what the consumer receives is checked only for size
+            // and agreement with its reads here: the exact order is the model's job
+            // (tests/model.rs), and dead claims and full rings hit known bugs there.
+            let mut sent = VecDeque::new();
+            for (seq, &step) in steps.iter().enumerate() {
+                let (delivered, batch, what): (Vec<usize>, bool, &str) = match step {
+                    Step::Push(len) => {
+                        self.send(&mut tx, &payload(seq as u64, len))?;
+                        continue;
+                    }
+                    Step::ClaimAndDie(len) => {
+                        if let Some(mut p) = other.take() {
+                            // The guard is forgotten (it owns nothing), so the claim stays
+                            // uncommitted; the producer is detached, not closed: it "died".
+                            let r = adversary::with_hook(self.hook(), || {
+                                p.try_reserve(len).map(std::mem::forget)
+                            });
+                            check_bound(&self.reads(), cap, "try_reserve")?;
+                            if let Err(e) = r
+                                && !send_allowed(&e, len, max_payload(cap))
+                            {
+                                return Err(format!("try_reserve: {e:?}"));
+                            }
+                            p.detach();
+                            w.dead.0.fetch_or(0b10, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    Step::ZeroClaimAndDie(need) => {
+                        if let Some(p) = other.take() {
+                            // Intent recorded, tail moved, no header: as a producer killed
+                            // between its compare-and-swap and its header store.
+                            let tail = w.region.load_word(0).unwrap();
+                            let head = w.region.load_word(128).unwrap();
+                            // (The peer may have made the positions anything.)
+                            let used = tail.wrapping_sub(head).checked_add(need as u64);
+                            if used.is_some_and(|u| u <= cap as u64) {
+                                w.region.store_word(512 + 128 + 8, tail | 1);
+                                w.region.store_word(0, tail.wrapping_add(need as u64));
+                            }
+                            p.detach();
+                            w.dead.0.fetch_or(0b10, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    Step::Pop | Step::PopSlow | Step::PopGuard => {
+                        let r = adversary::with_hook(self.hook(), || match step {
+                            Step::PopSlow => rx
+                                .recv_into_timeout(&mut buf, Duration::ZERO)
+                                .map(|()| buf.clone()),
+                            Step::PopGuard => rx.try_recv().map(|g| g.to_vec()),
+                            _ => rx.try_recv_into(&mut buf).map(|()| buf.clone()),
+                        });
+                        let d = match r {
+                            Ok(m) => vec![m.len()],
+                            Err(e) if recv_allowed(&e) => Vec::new(),
+                            Err(e) => return Err(format!("receive: {e:?}")),
+                        };
+                        (d, false, "recv")
+                    }
+                    Step::PopBatch(n) => {
+                        let lens = self.batch(&mut rx, n)?;
+                        (lens, true, "try_recv_batch")
+                    }
+                };
+                self.check_step(Some(slots), seq, what, &delivered, batch)?;
+                sent.extend(delivered);
+            }
+            tx.detach();
+            rx.detach();
+            Ok(())
         }
-    }
-
-    /// `try_recv_batch(n)` under `hook`, its result checked. The lengths it handed
-    /// over.
-    fn batch<K: Kind>(
-        rx: &mut Consumer<K>,
-        n: usize,
-        hook: impl FnMut(&Read) + 'static,
-    ) -> Result<Vec<usize>, String> {
-        let mut lens = Vec::new();
-        let r = adversary::with_hook(hook, || rx.try_recv_batch(n, |m| lens.push(m.len())));
-        match r {
-            Ok(k) if k == lens.len() && k <= n => {}
-            // Good frames handed over before a bad header is met.
-            Err(Error::Corrupted(_)) if lens.len() <= n => {}
-            Err(e) if recv_allowed(&e) && lens.is_empty() => {}
-            r => return Err(format!("try_recv_batch({n}): {r:?} with {lens:?}")),
-        }
-        Ok(lens)
     }
 
     fn step_is_slow(s: Step) -> bool {
@@ -822,95 +904,6 @@ pub mod sim {
             Err(e) => Err(format!("receive: {e:?}")),
         }
     }
-
-    fn run_mpsc(
-        w: &World,
-        run: &Rc<RefCell<Run>>,
-        hook: impl FnMut(&Read) + Clone + 'static,
-        steps: &[Step],
-    ) -> Result<(), String> {
-        let cap = w.cap;
-        let max = max_payload(cap);
-        let slots = 2u16;
-        let g = Geometry::mpsc(cap as u64, slots).unwrap();
-        let mut tx = w.producer(g, 0)?;
-        let mut other = Some(w.producer(g, 1)?);
-        let mut rx = w.consumer(g)?;
-        let mut buf = Vec::new();
-        // With no peer write, what the consumer receives is checked only for size
-        // and agreement with its reads here: the exact order is the model's job
-        // (tests/model.rs), and dead claims and full rings hit known bugs there.
-        let mut sent = VecDeque::new();
-        for (seq, &step) in steps.iter().enumerate() {
-            let (delivered, batch, what): (Vec<usize>, bool, &str) = match step {
-                Step::Push(len) => {
-                    send(&mut tx, &payload(seq as u64, len), run, hook.clone(), cap)?;
-                    continue;
-                }
-                Step::ClaimAndDie(len) => {
-                    if let Some(mut p) = other.take() {
-                        // The guard is forgotten (it owns nothing), so the claim stays
-                        // uncommitted; the producer is detached, not closed: it "died".
-                        let r = adversary::with_hook(hook.clone(), || {
-                            p.try_reserve(len).map(std::mem::forget)
-                        });
-                        let reads = reads_of(run);
-                        check_bound(&reads, cap, "try_reserve")?;
-                        if let Err(e) = r
-                            && !send_allowed(&e, len, max)
-                        {
-                            return Err(format!("try_reserve: {e:?}"));
-                        }
-                        p.detach();
-                        w.dead.0.fetch_or(0b10, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                Step::ZeroClaimAndDie(need) => {
-                    if let Some(p) = other.take() {
-                        // Intent recorded, tail moved, no header: as a producer killed
-                        // between its compare-and-swap and its header store.
-                        let tail = w.region.load_word(0).unwrap();
-                        let head = w.region.load_word(128).unwrap();
-                        // (The peer may have made the positions anything.)
-                        let used = tail.wrapping_sub(head).checked_add(need as u64);
-                        if used.is_some_and(|u| u <= cap as u64) {
-                            w.region.store_word(512 + 128 + 8, tail | 1);
-                            w.region.store_word(0, tail.wrapping_add(need as u64));
-                        }
-                        p.detach();
-                        w.dead.0.fetch_or(0b10, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                Step::Pop | Step::PopSlow | Step::PopGuard => {
-                    let r = adversary::with_hook(hook.clone(), || match step {
-                        Step::PopSlow => rx
-                            .recv_into_timeout(&mut buf, Duration::ZERO)
-                            .map(|()| buf.clone()),
-                        Step::PopGuard => rx.try_recv().map(|g| g.to_vec()),
-                        _ => rx.try_recv_into(&mut buf).map(|()| buf.clone()),
-                    });
-                    let d = match r {
-                        Ok(m) => vec![m.len()],
-                        Err(e) if recv_allowed(&e) => Vec::new(),
-                        Err(e) => return Err(format!("receive: {e:?}")),
-                    };
-                    (d, false, "recv")
-                }
-                Step::PopBatch(n) => {
-                    let lens = batch(&mut rx, n, hook.clone())?;
-                    (lens, true, "try_recv_batch")
-                }
-            };
-            check_step(w, run, Some(slots), seq, what, &delivered, batch)?;
-            sent.extend(delivered);
-        }
-        tx.detach();
-        rx.detach();
-        Ok(())
-    }
-
     /// Seed inputs for the fuzz target: unit-test-like programs with a quiet peer,
     /// and a few with a peer that strikes at every read.
     pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
