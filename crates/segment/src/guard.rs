@@ -385,7 +385,6 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
     /// A file-backed shared mapping, registered, then the file truncated under it:
     /// the read completes (no signal), sees the poison, and the slot is damaged.
@@ -393,31 +392,8 @@ mod tests {
     fn a_read_past_the_end_of_a_registered_mapping_is_damage_not_a_signal() {
         install();
         assert!(sigbus_guard_installed());
-        let dir = std::env::temp_dir().join(format!("shmq-guard-{}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&dir)
-            .unwrap();
-        let _ = std::fs::remove_file(&dir);
         let len = 4 * 4096;
-        f.set_len(len as u64).unwrap();
-        // SAFETY: a fresh shared mapping of a file we own, at an address the
-        // kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        let p = p.cast::<u8>();
+        let (f, p) = shmq_testkit::hostile::file_mapping("guard", len);
         // SAFETY: within the mapping, which the file still covers.
         unsafe { p.add(3 * 4096).write_volatile(7) };
         let guard = register(p, len).expect("a free slot");

@@ -7,7 +7,6 @@
 //!
 //! Run: `cargo test --release -p shmq-segment --test sigbus`.
 
-use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -46,31 +45,10 @@ fn read_at(seg: &Segment, off: usize) -> u8 {
 /// *not* a segment (so not registered with the guard), then the file truncated
 /// to nothing: touching it faults.
 fn stray_truncated_mapping(len: usize) -> *mut u8 {
-    let path = std::env::temp_dir().join(format!("shmq-stray-{}", std::process::id()));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("temp file");
-    let _ = std::fs::remove_file(&path);
-    f.set_len(len as u64).expect("size");
-    // SAFETY: a fresh shared mapping at an address the kernel picks; it stays
-    // mapped until the process exits.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "mmap");
+    // Never unmapped: it stays until the process exits.
+    let (f, p) = kit::hostile::file_mapping("stray", len);
     f.set_len(0).expect("truncate");
-    p.cast()
+    p
 }
 
 /// Touches a stray truncated mapping: SIGBUS, not ours to handle.

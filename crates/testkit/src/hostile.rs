@@ -2,7 +2,8 @@
 //! ([`ring_off`]), raw atomic and byte access to the user region
 //! ([`RawRegion`]), and an open that trusts nothing ([`open_raw`]); objects a
 //! peer may leave where a segment is expected ([`plant`], [`poke`],
-//! [`unsealed_memfd`]) and names it may try ([`InvalidNames`]).
+//! [`unsealed_memfd`]), a mapping whose file it can truncate underneath
+//! ([`file_mapping`]), and names it may try ([`InvalidNames`]).
 
 use std::os::fd::OwnedFd;
 
@@ -216,6 +217,41 @@ pub fn unsealed_memfd(allow_sealing: bool) -> OwnedFd {
     let fd = memfd_create(c"shmq-test-unsealed", flags).expect("memfd_create");
     nix::unistd::ftruncate(&fd, 1 << 16).expect("ftruncate");
     fd
+}
+
+/// A writable shared mapping of `len` bytes of a fresh temporary file (named
+/// after `tag` and the process, and unlinked at once), and the file: truncated
+/// under the mapping, it makes a touch of the pages past its end fault. The
+/// mapping is the caller's, until it unmaps it or the process exits.
+///
+/// # Panics
+/// If the file cannot be made or sized, or the mapping fails.
+pub fn file_mapping(tag: &str, len: usize) -> (std::fs::File, *mut u8) {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("shmq-{tag}-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("temp file");
+    let _ = std::fs::remove_file(&path);
+    f.set_len(len as u64).expect("size");
+    // SAFETY: a fresh shared mapping of a file we own, at an address the kernel
+    // picks.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap");
+    (f, p.cast())
 }
 
 /// Invalid segment names, among them names glibc's `shm_open` would accept (it
