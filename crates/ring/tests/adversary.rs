@@ -454,6 +454,16 @@ mod tests {
         );
     }
 
+    /// An empty two-slot MPSC ring (one message sent and received) for a peer
+    /// racing the consumer: the scene, its region, the region's address as the
+    /// shim reports it, and where the data area starts.
+    fn raced() -> (Scene<Mpsc>, Region, usize, usize) {
+        let s = mpsc_scene(0, &[5], 1, false);
+        let region = s.region.clone();
+        let base = adversary::base_address(&region).unwrap();
+        (s, region, base, mpsc::control_len(2))
+    }
+
     /// Bug found with the shim: the MPSC consumer's reclamation loop
     /// (`check_producers`: `while reclaim_dead()? { peek }`) has no bound. A
     /// producer that writes a dead producer's claim header (negative length) at
@@ -462,10 +472,7 @@ mod tests {
     /// (pitfall 26, HP-03: every call must be bounded).
     #[test]
     fn reclamation_is_bounded_against_a_racing_peer() {
-        let mut s = mpsc_scene(0, &[5], 1, false);
-        let region = s.region.clone();
-        let base = adversary::base_address(&region).unwrap();
-        let data = mpsc::control_len(2);
+        let (mut s, region, base, data) = raced();
         let dead_claim = MpscHeader {
             len: -16,
             kind: MPSC_MSG,
@@ -512,10 +519,7 @@ mod tests {
     /// pass reads slot 1's intent.
     #[test]
     fn reclamation_never_reads_a_live_claims_payload() {
-        let mut s = mpsc_scene(0, &[5], 1, false);
-        let region = s.region.clone();
-        let base = adversary::base_address(&region).unwrap();
-        let data = mpsc::control_len(2);
+        let (mut s, region, base, data) = raced();
         let g = Geometry::mpsc(CAP as u64, 2).unwrap();
         // Slot 1 attached and alive; it claims 20 bytes at `head` (intent, then
         // `tail`), its header not written yet.
