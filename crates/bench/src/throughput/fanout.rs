@@ -66,18 +66,26 @@ impl Signal {
         self.write = None;
     }
 
-    /// Waits for `n` bytes and returns them. Between looks (every 20 ms)
-    /// checks `children`: one that failed fails the wait, instead of leaving it
-    /// hanging.
-    fn wait_for(&self, n: usize, children: &[Child], what: &str) -> Result<Vec<u8>> {
+    /// Waits for `n` records of `size` bytes and returns their bytes. Between
+    /// looks (every 20 ms) checks `children`: one that failed fails the wait,
+    /// instead of leaving it hanging.
+    fn wait_for(
+        &self,
+        (n, size): (usize, usize),
+        children: &[Child],
+        what: &str,
+    ) -> Result<Vec<u8>> {
         let mut got = 0;
-        let mut buf = vec![0u8; n];
-        while got < n {
+        let mut buf = vec![0u8; n * size];
+        while got < buf.len() {
             let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(20u8)) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => {}
                 Ok(_) => match nix::unistd::read(&self.read, &mut buf[got..])? {
-                    0 => return Err(format!("{what}: {got} of {n} consumers got there").into()),
+                    0 => {
+                        let done = got / size;
+                        return Err(format!("{what}: {done} of {n} consumers got there").into());
+                    }
                     k => got += k,
                 },
                 Err(e) => return Err(e.into()),
@@ -163,12 +171,12 @@ fn fan_out(
     }
     ready.close_mine();
     done.close_mine();
-    ready.wait_for(usize::from(n), &children, "attaching")?;
+    ready.wait_for((usize::from(n), 1), &children, "attaching")?;
     let gun = Gun::new()?;
     children.push(producer(gun.trigger()?)?);
     let t0 = Instant::now();
     gun.fire(1)?;
-    let missed = done.wait_for(8 * usize::from(n), &children, "receiving")?;
+    let missed = done.wait_for((usize::from(n), 8), &children, "receiving")?;
     let secs = t0.elapsed().as_secs_f64();
     reap_all(children)?;
     let missed = missed
