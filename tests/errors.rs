@@ -3,17 +3,14 @@
 //!
 //! Run: `cargo test --release --test errors`.
 
-use serde_json::json;
 use shmq::{Error, Options, SegmentOptions, mpsc, spsc};
-use shmq_testkit::{Names, Spawn, arg, emit, hang};
+use shmq_testkit::{Names, Spawn};
 
 shmq_testkit::roles! { role_hold }
 
 /// Holds the consumer of the SPSC channel NAME until killed.
 fn role_hold() {
-    let _rx = spsc::Receiver::open(&arg::<String>("NAME"), &Options::new()).expect("receiver");
-    emit("ready", json!({ "pid": std::process::id() }));
-    hang();
+    shmq_testkit::role::hold_end("rx")
 }
 
 #[test]
@@ -53,7 +50,7 @@ fn a_typed_channel_without_room_for_a_message_is_refused() {
 fn already_attached_names_the_holders_pid() {
     let (wd, names, name) = shmq_testkit::start("errors_already_attached", "errors-attached");
     let tx = spsc::Sender::create(&name, &Options::new()).expect("create");
-    let mut p = Spawn::role_on("hold", &name).spawn(&wd);
+    let mut p = Spawn::role_on("hold", &name).arg("KIND", "spsc").spawn(&wd);
     let pid = p.event("ready")["pid"].as_u64().expect("pid");
     match spsc::Receiver::open(&name, &Options::new()) {
         Err(e @ Error::AlreadyAttached { .. }) => assert_eq!(

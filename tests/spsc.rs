@@ -495,14 +495,11 @@ fn a_typed_channel_opened_as_another_type_is_refused_naming_both() {
 
 /// Waits until `name` exists in /dev/shm.
 fn wait_created(name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !kit::shm_path(name).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{name} never appeared in /dev/shm"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    kit::poll_until(Duration::from_secs(30), Duration::from_millis(1), || {
+        (kit::shm_path(name).exists())
+            .then_some(())
+            .ok_or_else(|| format!("{name} never appeared in /dev/shm"))
+    })
 }
 
 fn million_by_name(producer_first: bool) {
