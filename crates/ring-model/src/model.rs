@@ -732,48 +732,34 @@ impl ModelKind for Spsc {
         }
     }
 
-    fn produce(run: &mut Run<Spsc>, op: &Op) -> Result<(), Mismatch> {
-        run.produce(op)
-    }
-
-    fn after_recv(_rx: &spsc::Consumer) -> Result<(), Mismatch> {
-        Ok(())
-    }
-
-    fn inspect(region: &Region, geometry: Geometry<Spsc>) -> shmq_ring::Result<inspect::RingView> {
-        inspect::spsc(region, geometry.capacity() as u64)
-    }
-}
-
-impl Run<Spsc> {
     /// Reservations (committed short with `commit_len`, aborted, or held across
     /// receives) and `try_send_batch`.
-    fn produce(&mut self, op: &Op) -> Result<(), Mismatch> {
-        let max = self.model.max();
+    fn produce(run: &mut Run<Spsc>, op: &Op) -> Result<(), Mismatch> {
+        let max = run.model.max();
         match *op {
             Op::ReserveCommit { len, keep, .. } => {
                 let len = len_of(len, max);
-                let m = self.next_payload(len);
+                let m = run.next_payload(len);
                 let keep = usize::from(keep).min(len);
-                let Some(tx) = self.tx[0].as_mut() else {
+                let Some(tx) = run.tx[0].as_mut() else {
                     return Ok(());
                 };
                 let r = tx.try_reserve(len).map(|mut g| {
                     g.copy_from_slice(&m);
                     g.commit_len(keep);
                 });
-                if let Some(pad) = self.expect_room(&r, len)? {
-                    self.model.commit(m[..keep].to_vec(), pad);
+                if let Some(pad) = run.expect_room(&r, len)? {
+                    run.model.commit(m[..keep].to_vec(), pad);
                 }
             }
             Op::ReserveAbort { len, .. } => {
                 let len = len_of(len, max);
-                let m = self.next_payload(len);
-                let Some(tx) = self.tx[0].as_mut() else {
+                let m = run.next_payload(len);
+                let Some(tx) = run.tx[0].as_mut() else {
                     return Ok(());
                 };
                 let r = tx.try_reserve(len).map(|mut g| g.copy_from_slice(&m));
-                self.expect_room(&r, len)?;
+                run.expect_room(&r, len)?;
             }
             Op::Hold {
                 len,
@@ -782,29 +768,29 @@ impl Run<Spsc> {
                 ..
             } => {
                 let len = len_of(len, max);
-                let m = self.next_payload(len);
-                let Some(mut tx) = self.tx[0].take() else {
+                let m = run.next_payload(len);
+                let Some(mut tx) = run.tx[0].take() else {
                     return Ok(());
                 };
                 let res: Result<(), Mismatch> = (|| {
                     let (r, g) = split(tx.try_reserve(len));
-                    let pad = self.expect_room(&r, len)?;
+                    let pad = run.expect_room(&r, len)?;
                     let Some(mut g) = g else {
                         return Ok(());
                     };
                     g.copy_from_slice(&m);
                     for &i in inner {
-                        self.inner(None, i)?;
+                        run.inner(None, i)?;
                     }
                     if commit {
                         g.commit();
                         if let Some(pad) = pad {
-                            self.model.commit(m, pad);
+                            run.model.commit(m, pad);
                         }
                     }
                     Ok(())
                 })();
-                self.tx[0] = Some(tx);
+                run.tx[0] = Some(tx);
                 res?;
             }
             Op::PushBatch { ref lens, .. } => {
@@ -814,27 +800,27 @@ impl Run<Spsc> {
                     .iter()
                     .map(|&l| {
                         let len = len_of(l, max).min(max);
-                        self.next_payload(len)
+                        run.next_payload(len)
                     })
                     .collect();
-                let Some(tx) = self.tx[0].as_mut() else {
+                let Some(tx) = run.tx[0].as_mut() else {
                     return Ok(());
                 };
                 let r = tx.try_send_batch(msgs.iter().map(Vec::as_slice));
-                if self.hostile {
+                if run.hostile {
                     hostile_ok(&r, None, max)?;
                     return Ok(());
                 }
                 let mut n = 0;
                 for m in &msgs {
-                    let Some((pad, _)) = self.model.place(m.len()) else {
+                    let Some((pad, _)) = run.model.place(m.len()) else {
                         break;
                     };
-                    self.model.commit(m.clone(), pad);
+                    run.model.commit(m.clone(), pad);
                     n += 1;
                 }
                 match (n, r) {
-                    (0, Err(Error::Full)) if !msgs.is_empty() => self.stats.full += 1,
+                    (0, Err(Error::Full)) if !msgs.is_empty() => run.stats.full += 1,
                     (0, Err(Error::Full)) => {}
                     (n, Ok(k)) if n == k && n > 0 => {}
                     (n, r) => {
@@ -845,6 +831,14 @@ impl Run<Spsc> {
             _ => unreachable!("{op:?} is not a kind-specific producer operation"),
         }
         Ok(())
+    }
+
+    fn after_recv(_rx: &spsc::Consumer) -> Result<(), Mismatch> {
+        Ok(())
+    }
+
+    fn inspect(region: &Region, geometry: Geometry<Spsc>) -> shmq_ring::Result<inspect::RingView> {
+        inspect::spsc(region, geometry.capacity() as u64)
     }
 }
 
@@ -1021,8 +1015,29 @@ impl ModelKind for Mpsc {
         }
     }
 
+    /// Reservations (committed, aborted, or held across the other producer's sends
+    /// and receives) and batches (sent one by one).
     fn produce(run: &mut Run<Mpsc>, op: &Op) -> Result<(), Mismatch> {
-        run.produce(op)
+        let max = run.model.max();
+        match *op {
+            Op::ReserveCommit { p, len, .. } | Op::ReserveAbort { p, len } => {
+                let commit = matches!(op, Op::ReserveCommit { .. });
+                run.hold(usize::from(p % 2), len_of(len, max), &[], commit)
+            }
+            Op::Hold {
+                p,
+                len,
+                ref inner,
+                commit,
+            } => run.hold(usize::from(p % 2), len_of(len, max), inner, commit),
+            Op::PushBatch { p, ref lens } => {
+                for &l in lens {
+                    run.push(usize::from(p % 2), len_of(l, max))?;
+                }
+                Ok(())
+            }
+            _ => unreachable!("{op:?} is not a kind-specific producer operation"),
+        }
     }
 
     fn after_recv(rx: &mpsc::Consumer) -> Result<(), Mismatch> {
@@ -1039,31 +1054,6 @@ impl ModelKind for Mpsc {
 }
 
 impl Run<Mpsc> {
-    /// Reservations (committed, aborted, or held across the other producer's sends
-    /// and receives) and batches (sent one by one).
-    fn produce(&mut self, op: &Op) -> Result<(), Mismatch> {
-        let max = self.model.max();
-        match *op {
-            Op::ReserveCommit { p, len, .. } | Op::ReserveAbort { p, len } => {
-                let commit = matches!(op, Op::ReserveCommit { .. });
-                self.hold(usize::from(p % 2), len_of(len, max), &[], commit)
-            }
-            Op::Hold {
-                p,
-                len,
-                ref inner,
-                commit,
-            } => self.hold(usize::from(p % 2), len_of(len, max), inner, commit),
-            Op::PushBatch { p, ref lens } => {
-                for &l in lens {
-                    self.push(usize::from(p % 2), len_of(l, max))?;
-                }
-                Ok(())
-            }
-            _ => unreachable!("{op:?} is not a kind-specific producer operation"),
-        }
-    }
-
     fn hold(
         &mut self,
         p: usize,
