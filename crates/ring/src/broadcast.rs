@@ -29,8 +29,9 @@
 //! **A lossless subscriber** at `pos` loads `tail` (`Acquire`) and reads the
 //! frames below it in place: the gate keeps the publisher off them until it
 //! stores a later `pos` (`Release`), which it does when it releases them.
-//! Alone (the only attached lossless subscriber), it first hands the freed
-//! lines back (`Data::hand_back`), as an SPSC consumer does.
+//! It first hands back (`Data::hand_back`, as an SPSC consumer does) the freed
+//! lines that every other lossless subscriber has released already: each line
+//! is taken for writing by the last lossless subscriber to release it.
 //!
 //! **A lossy subscriber** is never waited for. It reads the header, copies the
 //! payload into its own buffer, then `fence(Acquire)` and loads `intent`: if
@@ -229,14 +230,15 @@ pub struct SubscriberCore {
     /// The `pos` we last published: the bytes from here to `pos` are read and
     /// still ours (lossless: the gate keeps the publisher off them).
     released: u64,
-    /// Lossless: whether releases hand their lines back (`Data::hand_back`)
-    /// when we are the channel's only lossless subscriber; off for a lossy
-    /// one (the publisher does not wait for it) and on a synced file.
+    /// Lossless: whether releases hand their lines back (`Data::hand_back`):
+    /// the lines every other lossless subscriber has released already; off
+    /// for a lossy one (the publisher does not wait for it) and on a synced
+    /// file.
     hand_back: bool,
-    /// The epoch at which `alone` was found, and whether we were then the
-    /// only attached lossless subscriber (see `alone`).
-    alone_at: u32,
-    alone: bool,
+    /// The epoch at which `others` was found, and the slots of the other
+    /// lossless subscribers attached then (see `hand_back_end`).
+    others_at: u32,
+    others: Vec<u16>,
     local: Local,
 }
 
@@ -731,8 +733,8 @@ impl Subscriber {
                 stage: Vec::new(),
                 released: pos,
                 hand_back: !lossy,
-                alone_at: seen_epoch.wrapping_sub(1),
-                alone: false,
+                others_at: seen_epoch.wrapping_sub(1),
+                others: Vec::new(),
                 local,
             },
         })
@@ -779,25 +781,41 @@ fn start_at(pl: &PublisherLine, join: Join) -> (u64, Option<u64>) {
 }
 
 impl SubscriberCore {
-    /// Whether we are the only attached lossless subscriber, found again when
-    /// the endpoints' epoch moves (every attach and close bumps it). Only then
-    /// do our releases hand lines back: with other subscribers reading the
-    /// same lines, taking them for writing would take them from those too. A
-    /// hint, read `Relaxed`: a stale answer costs cache traffic, never a byte
-    /// (the store-back writes what the words hold, in bytes the gate keeps the
-    /// publisher off until our `Release` store of `pos`).
-    fn alone(&mut self) -> bool {
+    /// How far from `released` our release may hand lines back: to `pos`,
+    /// but not past the `pos` of any other attached lossless subscriber, so
+    /// that only the last of them to release a line takes it for writing
+    /// (taking it earlier would take it from those still reading it). The
+    /// other lossless slots are found again when the endpoints' epoch moves
+    /// (every attach and close bumps it), a hint read `Relaxed`: a stale list
+    /// costs cache traffic, never a byte (the store-back writes what the
+    /// words hold, in bytes the gate keeps the publisher off until our
+    /// `Release` store of `pos`).
+    fn hand_back_end(&mut self) -> u64 {
         let epoch = self.sh.ctl.ends.epoch.load(Ordering::Relaxed);
-        if epoch != self.alone_at {
-            self.alone_at = epoch;
+        if epoch != self.others_at {
+            self.others_at = epoch;
             let me = self.slot;
-            self.alone = (0..self.sh.nslots).filter(|&s| s != me).all(|s| {
-                let slot = self.sh.slot(s);
-                slot.end.state.load(Ordering::Relaxed) != ATTACHED
-                    || slot.mode.load(Ordering::Relaxed) != LOSSLESS
-            });
+            let sh = &self.sh;
+            self.others.clear();
+            self.others.extend((0..sh.nslots).filter(|&s| {
+                let slot = sh.slot(s);
+                s != me
+                    && slot.end.state.load(Ordering::Relaxed) == ATTACHED
+                    && slot.mode.load(Ordering::Relaxed) == LOSSLESS
+            }));
         }
-        self.alone
+        let mut ahead = self.pos.wrapping_sub(self.released);
+        for &s in &self.others {
+            // Acquire: pairs with that subscriber's Release store of `pos` in
+            // its `release`: its reads of the bytes below come before our
+            // store-back. Behind `released` (it still reads some of ours), we
+            // hand back nothing; a hostile value far ahead is capped by our
+            // own range.
+            let theirs = self.sh.slot(s).pos.load(Ordering::Acquire);
+            let d = theirs.wrapping_sub(self.released);
+            ahead = ahead.min(if (d as i64) < 0 { 0 } else { d });
+        }
+        self.released.wrapping_add(ahead)
     }
 
     /// Whether the publisher may have overwritten the bytes at `pos` (a lossy
@@ -992,8 +1010,9 @@ impl crate::kind::ConsumerCore for SubscriberCore {
     }
 
     fn release(&mut self, messages: u64) {
-        if self.hand_back && self.pos.wrapping_sub(self.released) >= HAND_BACK_MIN && self.alone() {
-            self.sh.data.hand_back(self.released, self.pos);
+        if self.hand_back && self.pos.wrapping_sub(self.released) >= HAND_BACK_MIN {
+            let end = self.hand_back_end();
+            self.sh.data.hand_back(self.released, end);
         }
         self.released = self.pos;
         self.received = self.received.wrapping_add(messages);
@@ -1041,5 +1060,72 @@ impl crate::kind::ConsumerCore for SubscriberCore {
             .slot(self.slot)
             .lagged
             .store(self.lagged, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InProcess;
+    use crate::region::HANDED_BACK;
+
+    fn handed_back() -> u64 {
+        HANDED_BACK.with(core::cell::Cell::get)
+    }
+
+    /// With two lossless subscribers, a release hands back only the lines the
+    /// other has released already: the first to release a stretch hands back
+    /// nothing (the other still reads it), the last hands back all of it.
+    #[test]
+    fn only_the_last_lossless_subscriber_to_release_a_line_hands_it_back() {
+        let g = Geometry::broadcast(4096, 2).unwrap();
+        let r = Region::heap(g.region_len());
+        init(&r, g, 0).unwrap();
+        let sub = |slot| {
+            let live = Arc::new(InProcess);
+            Subscriber::attach(
+                &r,
+                g,
+                slot,
+                Mode::Lossless,
+                Join::Next,
+                WaitConfig::default(),
+                live,
+            )
+        };
+        let (mut a, mut b) = (sub(0).unwrap(), sub(1).unwrap());
+        let mut tx = Publisher::attach(&r, g, WaitConfig::default(), Arc::new(InProcess)).unwrap();
+        // 16 frames of 8 + 120 bytes: 2 KiB, 32 lines.
+        for i in 0..16u8 {
+            tx.send(&[i; 120]).unwrap();
+        }
+        let take_all = |rx: &mut Subscriber| {
+            let before = handed_back();
+            assert_eq!(
+                rx.try_recv_batch(64, |m| assert_eq!(m.len(), 120)).unwrap(),
+                16
+            );
+            handed_back() - before
+        };
+        assert_eq!(
+            take_all(&mut a),
+            0,
+            "the first to release handed back lines the other reads"
+        );
+        assert_eq!(
+            take_all(&mut b),
+            32,
+            "the last to release did not hand back every line"
+        );
+        // Alone again: the next release hands back whatever the other did.
+        drop(a);
+        for i in 0..16u8 {
+            tx.send(&[i; 120]).unwrap();
+        }
+        assert_eq!(
+            take_all(&mut b),
+            32,
+            "alone, it did not hand back every line"
+        );
     }
 }

@@ -31,6 +31,13 @@ use crate::sync::AtomicU64;
 /// gain; the models hand back at every release that frees a line.
 pub(crate) const HAND_BACK_MIN: u64 = if crate::sync::MODEL { 8 } else { 256 };
 
+#[cfg(test)]
+thread_local! {
+    /// Lines [`Data::hand_back`] stored back on this thread (for tests of who
+    /// hands lines back).
+    pub(crate) static HANDED_BACK: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
 /// Bytes a ring's data area is aligned to, and the size of one control "line"
 /// (two 64-byte cache lines: the adjacent-line prefetcher moves pairs).
 pub const LINE: usize = 128;
@@ -557,6 +564,8 @@ impl Data {
             // Relaxed, both (in `store_back`): the word is the caller's until
             // its Release store, and we store back what it holds.
             crate::sync::store_back(self.word((at & mask) as usize));
+            #[cfg(test)]
+            HANDED_BACK.with(|n| n.set(n.get() + 1));
             end = end.wrapping_add(CACHE_LINE);
         }
     }

@@ -778,32 +778,62 @@ fn publisher(r: &Region, g: Geometry<shmq_ring::Broadcast>) -> broadcast::Publis
     broadcast::Publisher::attach(r, g, park(), Arc::new(shmq_ring::InProcess)).unwrap()
 }
 
-/// MC-17e: a broadcast channel with one lossless subscriber, who is then
-/// alone and hands lines back (`Data::hand_back`, before its Release store of
-/// `pos`) while the publisher rewrites them. A 128-byte ring: "a" at 0..48,
-/// "b" at 48..96, "c" at 96..128, "d" at 128..176 (offset 0, writable once
-/// "a" is released, while the release of "b" frees the whole first line: a
-/// store-back at the line's start would hit it, as in MC-01b), "e" at
-/// 176..224 (offset 48, writable once "b" is released: a store-back made
-/// after the `pos` store would hit it). With the hand-back moved after the
-/// `pos` store by hand, this model fails (the four models above did not).
-#[test]
-fn broadcast_release_hands_back_lines_the_publisher_is_reusing() {
-    loom::model(|| {
-        let (r, g) = broadcast_ring(128, 1);
-        let mut rx = subscriber(&r, g, 0, Mode::Lossless);
-        let mut tx = publisher(&r, g);
-        let msgs: [(u8, usize); 5] = [(1, 40), (2, 40), (3, 24), (4, 40), (5, 40)];
-        let t = thread::spawn(move || {
-            for (b, len) in msgs {
-                tx.send(&vec![b; len]).unwrap();
-            }
-        });
-        for (b, len) in msgs {
+/// MC-17e: lossless subscribers hand lines back (`Data::hand_back`, before
+/// their Release store of `pos`) while the publisher rewrites them. A 128-byte
+/// ring: "a" at 0..48, "b" at 48..96, "c" at 96..128, "d" at 128..176 (offset
+/// 0, writable once "a" is released, while the release of "b" frees the whole
+/// first line: a store-back at the line's start would hit it, as in MC-01b),
+/// "e" at 176..224 (offset 48, writable once "b" is released: a store-back
+/// made after the `pos` store would hit it). Every subscriber gets every
+/// message whole. With the hand-back moved after the `pos` store by hand, the
+/// one-subscriber model fails (the four models below did not).
+fn broadcast_hand_back(subs: u16) {
+    let (r, g) = broadcast_ring(128, subs);
+    let mut rxs: Vec<_> = (0..subs)
+        .map(|s| subscriber(&r, g, s, Mode::Lossless))
+        .collect();
+    let mut tx = publisher(&r, g);
+    // Two subscribers: without "e" (three threads through five messages take
+    // minutes); "d" still rewrites the line both handed back.
+    let all: &'static [(u8, usize)] = &[(1, 40), (2, 40), (3, 24), (4, 40), (5, 40)];
+    let msgs = &all[..if subs == 1 { 5 } else { 4 }];
+    let p = thread::spawn(move || {
+        for &(b, len) in msgs {
+            tx.send(&vec![b; len]).unwrap();
+        }
+    });
+    let take = move |mut rx: broadcast::Subscriber| {
+        for &(b, len) in msgs {
             assert_eq!(*rx.recv().unwrap(), vec![b; len][..]);
         }
+    };
+    let first = rxs.remove(0);
+    let others: Vec<_> = rxs
+        .into_iter()
+        .map(|rx| thread::spawn(move || take(rx)))
+        .collect();
+    take(first);
+    p.join().unwrap();
+    for t in others {
         t.join().unwrap();
-    });
+    }
+}
+
+/// MC-17e, one subscriber: it is alone, and hands back every line it frees.
+#[test]
+fn broadcast_release_hands_back_lines_the_publisher_is_reusing() {
+    loom::model(|| broadcast_hand_back(1));
+}
+
+/// MC-17e, two subscribers: a release hands back only what the other has
+/// released already, so each line is handed back by the later of the two,
+/// while the publisher waits for both and rewrites it.
+#[test]
+fn broadcast_releases_of_two_subscribers_hand_back_what_both_read() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(1);
+    b.max_branches = 10_000;
+    b.check(|| broadcast_hand_back(2));
 }
 
 /// Whether subscriber `b` of [`broadcast_fan_out`] stays to the end.
