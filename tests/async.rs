@@ -627,16 +627,7 @@ fn interrupter_ends_async_waits() {
 /// receives and sends against blocking peers in threads, every form.
 #[test]
 fn every_kind_format_and_lifecycle() {
-    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    #[repr(C)]
-    struct Sample {
-        seq: u64,
-        from: u64,
-    }
-    impl shmq::Message for Sample {
-        const NAME: &'static str = "test.async.Sample";
-        const VERSION: u32 = 1;
-    }
+    use kit::Stamp as Sample;
     const N: u64 = 2000;
     let names = Names::new();
     let park = Options::new().wait(WaitStrategy::Park).capacity(512);

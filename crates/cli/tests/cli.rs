@@ -1029,20 +1029,9 @@ fn errors_are_one_line_and_usage_errors_exit_2() {
     }
 }
 
-/// The message type of the typed-channel tests: 16 bytes, align 8, named
-/// `cli.test.Point` at version 3.
-#[derive(Clone, Copy, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
-#[bytemuck(crate = "shmq::bytemuck")]
-#[repr(C)]
-struct Point {
-    x: u64,
-    y: u64,
-}
-
-impl shmq::Message for Point {
-    const NAME: &'static str = "cli.test.Point";
-    const VERSION: u32 = 3;
-}
+/// The message type of the typed-channel tests: the kit's, 16 bytes, align 8,
+/// named `shmq.test.Stamp` at version 3.
+use shmq_testkit::Stamp;
 
 /// A typed channel's message type is shown in words: `ls` names it in its TYPE
 /// column, `inspect` in a row of its own and in its JSON; a damaged type name
@@ -1053,20 +1042,20 @@ fn ls_and_inspect_name_the_message_type() {
     let u = name("msgtype-u64");
     let _cleanup = Cleanup(vec![n.clone(), u.clone()]);
     let o = shmq::Options::new().capacity(8);
-    let mut tx = shmq::spsc::declared::Sender::<Point>::create(&n, &o).expect("create");
-    tx.send(&Point { x: 1, y: 2 }).expect("send");
+    let mut tx = shmq::spsc::declared::Sender::<Stamp>::create(&n, &o).expect("create");
+    tx.send(&Stamp { seq: 1, from: 2 }).expect("send");
     let plain = shmq::mpsc::typed::Receiver::<u64>::create(&u, &o).expect("create");
 
-    assert!(ls_row(&n).contains("cli.test.Point v3"), "{}", ls_row(&n));
+    assert!(ls_row(&n).contains("shmq.test.Stamp v3"), "{}", ls_row(&n));
     assert!(ls_row(&u).contains(" u64 "), "{}", ls_row(&u));
     let text = String::from_utf8(stdout_of(&["inspect", &n])).expect("utf-8");
     assert!(
-        text.contains("message type        \"cli.test.Point\" v3 (16 bytes, align 8)"),
+        text.contains("message type        \"shmq.test.Stamp\" v3 (16 bytes, align 8)"),
         "{text}"
     );
     assert!(text.contains("1 (declared name and version)"), "{text}");
     let j = inspect_json(&n);
-    assert_eq!(j["message_type"]["name"], "cli.test.Point", "{j}");
+    assert_eq!(j["message_type"]["name"], "shmq.test.Stamp", "{j}");
     assert_eq!(j["message_type"]["version"], 3, "{j}");
     assert_eq!(j["message_type"]["size"], 16, "{j}");
     let j = inspect_json(&u);
@@ -1447,16 +1436,20 @@ fn peek_shows_waiting_messages_and_leaves_them() {
 fn peek_labels_a_typed_channel_s_records_with_its_type() {
     let (n, _cleanup) = named("peek-typed");
     let o = shmq::Options::new().capacity(8);
-    let mut rx = shmq::mpsc::declared::Receiver::<Point>::create(&n, &o).expect("create");
-    let mut tx = shmq::mpsc::declared::Sender::<Point>::open(&n, &o).expect("open");
-    tx.send(&Point { x: 1, y: 2 }).expect("send");
-    tx.send(&Point { x: 0x0304, y: 5 }).expect("send");
+    let mut rx = shmq::mpsc::declared::Receiver::<Stamp>::create(&n, &o).expect("create");
+    let mut tx = shmq::mpsc::declared::Sender::<Stamp>::open(&n, &o).expect("open");
+    tx.send(&Stamp { seq: 1, from: 2 }).expect("send");
+    tx.send(&Stamp {
+        seq: 0x0304,
+        from: 5,
+    })
+    .expect("send");
     let zeros = "00 00 00 00 00 00";
     succeeds(&["peek", &n]).stdout(format!(
-        "cli.test.Point v3 [0]: 01 00 {zeros} 02 00 {zeros}\n\
-             cli.test.Point v3 [1]: 04 03 {zeros} 05 00 {zeros}\n"
+        "shmq.test.Stamp v3 [0]: 01 00 {zeros} 02 00 {zeros}\n\
+             shmq.test.Stamp v3 [1]: 04 03 {zeros} 05 00 {zeros}\n"
     ));
-    assert_eq!(rx.recv().expect("recv").x, 1, "left in the channel");
+    assert_eq!(rx.recv().expect("recv").seq, 1, "left in the channel");
     drop(tx);
 }
 

@@ -76,7 +76,7 @@ pub use measure::{
     cpu_ns, futex_json, mono_ns, process_cpu_ns, rss_kib, self_cpu_ns, thread_cpu_ns,
     zombie_children,
 };
-pub use msg::{Verifier, message};
+pub use msg::{Stamp, Verifier, message};
 pub use names::{
     Names, PrefixCleanup, fd_count, fd_identity, fd_table, name_identity, recv_fd, remove_stale,
     send_fd, shm_entries, shm_fds, shm_fds_without_cloexec, shm_maps, shm_path, warm_up_fork_guard,

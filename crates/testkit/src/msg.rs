@@ -12,6 +12,24 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+/// The declared message type of the typed-channel tests: 16 bytes, align 8,
+/// named `shmq.test.Stamp` at version 3 (what `shmq ls`, `inspect` and `peek`
+/// show for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, shmq::bytemuck::Pod, shmq::bytemuck::Zeroable)]
+#[bytemuck(crate = "shmq::bytemuck")]
+#[repr(C)]
+pub struct Stamp {
+    /// A sequence number.
+    pub seq: u64,
+    /// Who sent it (a producer's number).
+    pub from: u64,
+}
+
+impl shmq::Message for Stamp {
+    const NAME: &'static str = "shmq.test.Stamp";
+    const VERSION: u32 = 3;
+}
+
 /// Smallest message: the 16-byte header.
 pub const MIN_SIZE: usize = 16;
 
