@@ -57,6 +57,13 @@ fn with_consumer(cap: usize, producers: u16) -> (Region, Arc<Mock>, Consumer) {
     (r, live, rx)
 }
 
+/// [`with_consumer`] with all `N` producers attached too, slot by slot.
+fn with_all<const N: usize>(cap: usize) -> (Region, Arc<Mock>, Consumer, [Producer; N]) {
+    let (r, live, rx) = with_consumer(cap, N as u16);
+    let txs = std::array::from_fn(|s| producer(&r, cap, N as u16, s as u16, &live));
+    (r, live, rx, txs)
+}
+
 fn geometry(cap: usize, producers: u16) -> shmq_ring::Geometry<shmq_ring::Mpsc> {
     shmq_ring::Geometry::mpsc(cap as u64, producers).unwrap()
 }
@@ -297,10 +304,7 @@ fn four_threads_exactly_once_in_per_producer_order() {
 
 #[test]
 fn a_dead_producers_claimed_frame_is_reclaimed_and_others_go_on() {
-    let cap = 1024;
-    let (r, live, mut rx) = with_consumer(cap, 2);
-    let mut dead = producer(&r, cap, 2, 0, &live);
-    let mut alive = producer(&r, cap, 2, 1, &live);
+    let (_r, live, mut rx, [mut dead, mut alive]) = with_all::<2>(1024);
     dead.send(b"before").unwrap();
     let mut g = dead.try_reserve(20).unwrap();
     g.copy_from_slice(&[7; 20]);
@@ -327,11 +331,7 @@ fn claim_without_header(r: &Region, slot: u16, need: u64) {
 
 #[test]
 fn a_producer_dead_before_its_header_is_reclaimed_without_tearing_the_next_claim() {
-    let cap = 1024;
-    let (r, live, mut rx) = with_consumer(cap, 3);
-    let mut a = producer(&r, cap, 3, 0, &live);
-    let _b = producer(&r, cap, 3, 1, &live);
-    let mut c = producer(&r, cap, 3, 2, &live);
+    let (r, live, mut rx, [mut a, _b, mut c]) = with_all::<3>(1024);
     a.send(b"first").unwrap();
     claim_without_header(&r, 1, 32); // b claims 32 bytes and stops
     // c claims right after b and is still writing (header negative).
@@ -372,10 +372,7 @@ fn a_zero_gap_stops_at_a_live_producers_intent() {
 
 #[test]
 fn wrapping_claims_of_dead_producers_are_reclaimed() {
-    let cap = 256;
-    let (r, live, mut rx) = with_consumer(cap, 2);
-    let mut a = producer(&r, cap, 2, 0, &live);
-    let _b = producer(&r, cap, 2, 1, &live);
+    let (r, live, mut rx, [mut a, _b]) = with_all::<2>(256);
     // Move to offset 200, so a 64-byte frame must wrap.
     for _ in 0..25 {
         a.send(&[]).unwrap();
