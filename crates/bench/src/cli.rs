@@ -9,6 +9,49 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+/// The rows a harness measures, by name: `pingpong`'s transports and
+/// `throughput`'s flows. Written once here: the set of this build (the default
+/// rows, then the peers when the feature `peers` is on) and the lookup by name,
+/// with its error.
+pub trait Rows: Copy + Eq + std::fmt::Display + 'static {
+    /// The default rows, in table order.
+    const DEFAULT: &'static [Self];
+    /// The peers (feature `peers`; none without it), after the default rows.
+    const PEERS: &'static [Self];
+
+    /// Rows run only when asked for by name (or by a flag of their own).
+    fn named_only() -> Vec<Self> {
+        Vec::new()
+    }
+
+    /// The peers of this build for which `present` holds, in table order.
+    fn peers_among(present: impl Fn(Self) -> bool) -> Vec<Self> {
+        Self::PEERS
+            .iter()
+            .copied()
+            .filter(|&r| present(r))
+            .collect()
+    }
+
+    /// Every row of this build: [`Rows::DEFAULT`], then [`Rows::PEERS`].
+    fn every() -> Vec<Self> {
+        Self::DEFAULT.iter().chain(Self::PEERS).copied().collect()
+    }
+
+    /// The row whose name (its `Display`) is `s`, among every row of this build
+    /// and [`Rows::named_only`].
+    ///
+    /// # Errors
+    /// An unknown name, with the known ones.
+    fn named(s: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let known = || Self::every().into_iter().chain(Self::named_only());
+        known().find(|r| r.to_string() == s.trim()).ok_or_else(|| {
+            let names: Vec<String> = known().map(|r| r.to_string()).collect();
+            format!("unknown transport {s:?} (known: {})", names.join(", ")).into()
+        })
+    }
+}
+
 /// A command line made of the flags `A` alone, such as [`crate::pingpong::Args`]
 /// or [`crate::throughput::Args`].
 #[derive(Parser, Debug)]

@@ -26,8 +26,8 @@ pub(crate) mod peers;
 mod rawsync;
 mod shmq_pair;
 
+use crate::cli::Rows;
 use std::fmt;
-use std::str::FromStr;
 use std::thread::JoinHandle;
 
 use nix::sys::signal::{Signal, kill};
@@ -131,19 +131,10 @@ impl Transport {
 
     /// The peers (feature `peers`), after [`Transport::ALL`] in table order.
     #[cfg(feature = "peers")]
-    pub const PEERS: [Transport; 2] = [Transport::Ringfire, Transport::Iceoryx2];
+    pub const PEER_ROWS: [Transport; 2] = [Transport::Ringfire, Transport::Iceoryx2];
     /// The peers (feature `peers`: not enabled in this build).
     #[cfg(not(feature = "peers"))]
-    pub const PEERS: [Transport; 0] = [];
-
-    /// Every transport of this build: [`Transport::ALL`] then [`Transport::PEERS`].
-    pub fn every() -> Vec<Transport> {
-        Transport::ALL
-            .iter()
-            .chain(Transport::PEERS.iter())
-            .copied()
-            .collect()
-    }
+    pub const PEER_ROWS: [Transport; 0] = [];
 
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -191,32 +182,9 @@ impl fmt::Display for Transport {
     }
 }
 
-/// An unknown transport name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownTransport(pub String);
-
-impl fmt::Display for UnknownTransport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = Transport::every().iter().map(|t| t.name()).collect();
-        write!(
-            f,
-            "unknown transport {:?} (known: {})",
-            self.0,
-            names.join(", ")
-        )
-    }
-}
-
-impl std::error::Error for UnknownTransport {}
-
-impl FromStr for Transport {
-    type Err = UnknownTransport;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Transport::every()
-            .into_iter()
-            .find(|t| t.name() == s.trim())
-            .ok_or_else(|| UnknownTransport(s.to_string()))
-    }
+impl Rows for Transport {
+    const DEFAULT: &'static [Transport] = &Transport::ALL;
+    const PEERS: &'static [Transport] = &Transport::PEER_ROWS;
 }
 
 /// The parent's side of a transport.
@@ -443,10 +411,10 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for t in Transport::ALL {
-            assert_eq!(t.name().parse::<Transport>(), Ok(t));
+            assert_eq!(Transport::named(t.name()).unwrap(), t);
             assert_eq!(t.to_string(), t.name());
         }
-        let e = "carrier-pigeon".parse::<Transport>().unwrap_err();
+        let e = Transport::named("carrier-pigeon").unwrap_err();
         assert!(e.to_string().contains("floor-spin"));
     }
 

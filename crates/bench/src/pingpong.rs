@@ -21,6 +21,7 @@
 //! their ratios to the floors (and to the peers, with the feature `peers`);
 //! `--goals` adds the project's internal goals.
 
+use crate::cli::Rows;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -225,7 +226,7 @@ fn select(names: &[String], two_cpus: bool) -> Result<(Vec<Transport>, Vec<Strin
     }
     let mut out = Vec::new();
     for n in names {
-        let t: Transport = n.parse()?;
+        let t = Transport::named(n)?;
         if !out.contains(&t) {
             out.push(t);
         }
@@ -454,10 +455,7 @@ pub fn render(rows: &[Row], plan: &Plan, goals: bool) -> String {
         if plan.rounds == 1 { "" } else { "s" }
     ));
     s.push_str("# ratios: p50 over the p50 of the row of the same size and placement (-: none)\n");
-    let peers: Vec<Transport> = Transport::PEERS
-        .into_iter()
-        .filter(|&t| rows.iter().any(|r| r.transport == t))
-        .collect();
+    let peers = Transport::peers_among(|t| rows.iter().any(|r| r.transport == t));
     let peer_names: Vec<String> = peers.iter().map(|t| format!("p50/{t}")).collect();
     let mut header = vec![
         "transport",

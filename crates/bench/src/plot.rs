@@ -2,6 +2,7 @@
 //! transport; x is the percentile on a "nines" axis (p50, p90, p99, p99.9, ...),
 //! y the round-trip latency on a log axis.
 
+use crate::cli::Rows;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
@@ -38,8 +39,7 @@ const COLOURS: [RGBColor; 18] = [
 
 /// The colour and line width of the curve of `label` (the `i`th label drawn).
 fn style_of(label: &str, i: usize) -> (RGBColor, u32) {
-    let at = label
-        .parse::<Transport>()
+    let at = Transport::named(label)
         .ok()
         .and_then(|t| Transport::ALL.iter().position(|&a| a == t))
         .unwrap_or(i);

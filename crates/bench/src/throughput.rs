@@ -57,12 +57,12 @@
 //! `try_send_batch` call on the producer's side and per `try_recv_batch` call
 //! on the receiver's; its rows move at most [`EVERY_COMMIT_MAX_MSGS`] messages).
 
+use crate::cli::Rows;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::str::FromStr;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -207,6 +207,13 @@ impl Flow {
         Flow::Memcpy,
     ];
 
+    /// The peers (feature `peers`), after [`Flow::ALL`] in table order.
+    #[cfg(feature = "peers")]
+    pub const PEER_ROWS: [Flow; 2] = [Flow::Ringfire, Flow::Iceoryx2];
+    /// The peers (feature `peers`: not enabled in this build).
+    #[cfg(not(feature = "peers"))]
+    pub const PEER_ROWS: [Flow; 0] = [];
+
     /// The durable-channel flows, run only when named.
     pub const FILES: [Flow; 4] = [
         Flow::ShmqShm,
@@ -227,22 +234,6 @@ impl Flow {
     /// `<name>-<consumers>`).
     pub fn is_fanout(self) -> bool {
         Flow::FANOUT.contains(&self)
-    }
-
-    /// The peers (feature `peers`), after [`Flow::ALL`] in table order.
-    #[cfg(feature = "peers")]
-    pub const PEERS: [Flow; 2] = [Flow::Ringfire, Flow::Iceoryx2];
-    /// The peers (feature `peers`: not enabled in this build).
-    #[cfg(not(feature = "peers"))]
-    pub const PEERS: [Flow; 0] = [];
-
-    /// Every flow of this build: [`Flow::ALL`] then [`Flow::PEERS`].
-    pub fn every() -> Vec<Flow> {
-        Flow::ALL
-            .iter()
-            .chain(Flow::PEERS.iter())
-            .copied()
-            .collect()
     }
 
     /// Whether the flow carries messages of `size` bytes (the typed row and the
@@ -288,23 +279,11 @@ impl fmt::Display for Flow {
     }
 }
 
-impl FromStr for Flow {
-    type Err = Box<dyn std::error::Error>;
-    fn from_str(s: &str) -> Result<Self> {
-        Flow::every()
-            .into_iter()
-            .chain(Flow::FILES)
-            .chain(Flow::FANOUT)
-            .find(|f| f.name() == s.trim())
-            .ok_or_else(|| {
-                let names: Vec<&str> = Flow::every()
-                    .iter()
-                    .chain(&Flow::FILES)
-                    .chain(&Flow::FANOUT)
-                    .map(|f| f.name())
-                    .collect();
-                format!("unknown transport {s:?} (known: {})", names.join(", ")).into()
-            })
+impl Rows for Flow {
+    const DEFAULT: &'static [Flow] = &Flow::ALL;
+    const PEERS: &'static [Flow] = &Flow::PEER_ROWS;
+    fn named_only() -> Vec<Flow> {
+        Flow::FILES.iter().chain(&Flow::FANOUT).copied().collect()
     }
 }
 
@@ -868,7 +847,7 @@ fn select(names: &[String]) -> Result<Vec<Flow>> {
     }
     let mut out = Vec::new();
     for n in names {
-        let f: Flow = n.parse()?;
+        let f = Flow::named(n)?;
         if !out.contains(&f) {
             out.push(f);
         }
@@ -1158,10 +1137,7 @@ pub fn render(rows: &[Row], pinned: bool, batch: usize) -> String {
         "/ memcpy",
         "/ pipe",
     ];
-    let peers: Vec<Flow> = Flow::PEERS
-        .into_iter()
-        .filter(|&f| rows.iter().any(|r| r.flow == f))
-        .collect();
+    let peers = Flow::peers_among(|f| rows.iter().any(|r| r.flow == f));
     let peer_names: Vec<String> = peers.iter().map(|f| format!("/ {f}")).collect();
     header.extend(peer_names.iter().map(String::as_str));
     let drops = rows.iter().any(|r| r.drops > 0) || peers.iter().any(|f| f.name() == "iceoryx2");
@@ -1383,7 +1359,7 @@ mod tests {
         assert_eq!(a.messages_for(64), 2_000_000);
         assert_eq!(a.messages_for(65536), 32768);
         let runs = a.runs().unwrap();
-        assert_eq!(runs.len(), 9 + Flow::PEERS.len());
+        assert_eq!(runs.len(), 9 + Flow::PEER_ROWS.len());
         assert!(runs.contains(&(Flow::ShmqMpsc, 4)));
         let b = Args::from_argv(&[
             "--transport",
@@ -1448,8 +1424,8 @@ mod tests {
                 .runs()
                 .is_err()
         );
-        assert_eq!("shmq-broadcast".parse::<Flow>().unwrap(), B);
-        assert_eq!("shmq-broadcast-lossy".parse::<Flow>().unwrap(), L);
+        assert_eq!(Flow::named("shmq-broadcast").unwrap(), B);
+        assert_eq!(Flow::named("shmq-broadcast-lossy").unwrap(), L);
     }
 
     /// Message `seq` of producer 0, stamped as the producers stamp theirs.
