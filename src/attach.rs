@@ -303,14 +303,15 @@ impl Mapped {
                 return false;
             }
         }
-        self.view()
-            .is_ok_and(|v| v.messages == 0 && v.uncommitted == 0 && v.problems.is_empty())
+        self.view().is_ok_and(|v| {
+            v.state.messages == 0 && v.state.uncommitted == 0 && v.problems.is_empty()
+        })
     }
 
     /// Committed messages waiting for the consumer, as the inspection walk
     /// counts them.
     pub(crate) fn waiting(&self) -> Result<u64> {
-        Ok(self.view()?.messages)
+        Ok(self.view()?.state.messages)
     }
 
     /// The state of the consumer (`consumer`) or of each producer endpoint:

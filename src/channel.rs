@@ -164,7 +164,9 @@ impl PeerState {
             _ if (second.state, second.incarnation) != (first.state, first.incarnation) => {
                 return None;
             }
-            S::Never | S::Attached | S::Invalid(_) => PeerState::Died,
+            // Never (claimed), Attached or Invalid, unchanged, with no live
+            // marker.
+            _ => PeerState::Died,
         })
     }
 }

@@ -408,125 +408,16 @@ impl Finding {
 }
 
 /// What an endpoint's state word in the ring says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndpointState {
-    /// Never attached.
-    Never,
-    /// Attached (alive or dead: see [`EndpointReport::status`]).
-    Attached,
-    /// Closed by its holder.
-    Closed,
-    /// A value no endpoint writes.
-    Invalid(u32),
-}
-
-/// One broadcast subscriber slot as its words describe it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SubscriberRecord {
-    /// Its state word.
-    pub end: EndpointRecord,
-    /// Lossless (the publisher waits for it) or lossy.
-    pub lossless: bool,
-    /// The position it has released up to.
-    pub position: u64,
-    /// Bytes it is behind the publisher.
-    pub behind: u64,
-    /// Messages it received since it attached.
-    pub received: u64,
-    /// Messages it was told it missed (lossy).
-    pub lagged: u64,
-}
-
+pub use shmq_ring::inspect::EndpointState;
 /// One endpoint as the ring's state words describe it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndpointRecord {
-    /// Its state.
-    pub state: EndpointState,
-    /// How many times it has been attached.
-    pub incarnation: u32,
-    /// MPSC producers: the position of a claim whose header is not written yet.
-    pub pending_claim: Option<u64>,
-}
-
-impl EndpointRecord {
-    fn of(v: &ring::EndpointView) -> EndpointRecord {
-        EndpointRecord {
-            state: match v.state {
-                ring::EndpointState::Never => EndpointState::Never,
-                ring::EndpointState::Attached => EndpointState::Attached,
-                ring::EndpointState::Closed => EndpointState::Closed,
-                ring::EndpointState::Invalid(x) => EndpointState::Invalid(x),
-            },
-            incarnation: v.incarnation,
-            pending_claim: v.pending_claim,
-        }
-    }
-}
-
-/// A snapshot of a channel's ring: positions, counts and endpoint states. Its
-/// problems are in [`Report::problems`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RingReport {
-    /// Data area capacity in bytes.
-    pub capacity: usize,
-    /// The consumer's published position.
-    pub head: u64,
-    /// Messages the consumer has received since the ring was created.
-    pub received: u64,
-    /// The producers' published position (SPSC) or claim position (MPSC).
-    pub tail: u64,
-    /// Bytes between `head` and `tail`, if those are consistent.
-    pub used_bytes: Option<u64>,
-    /// Committed messages waiting, as far as the walk could tell.
-    pub messages: u64,
-    /// Payload bytes of those messages.
-    pub message_bytes: u64,
-    /// MPSC: claims not yet committed (or never to be, if their producer died).
-    pub uncommitted: u64,
-    /// The consumer.
-    pub consumer: EndpointRecord,
-    /// The producer (SPSC: one) or producer slots (MPSC); the publisher
-    /// (broadcast).
-    pub producers: Vec<EndpointRecord>,
-    /// Broadcast: each subscriber slot's mode, position and lag.
-    pub subscribers: Vec<SubscriberRecord>,
-    /// The consumer has announced that it sleeps.
-    pub consumer_waiting: bool,
-    /// Some producer has announced that it sleeps.
-    pub producers_waiting: bool,
-}
-
-impl RingReport {
-    fn of(v: &RingView) -> RingReport {
-        RingReport {
-            capacity: v.capacity,
-            head: v.head,
-            received: v.received,
-            tail: v.tail,
-            used_bytes: v.used_bytes,
-            messages: v.messages,
-            message_bytes: v.message_bytes,
-            uncommitted: v.uncommitted,
-            consumer: EndpointRecord::of(&v.consumer),
-            producers: v.producers.iter().map(EndpointRecord::of).collect(),
-            subscribers: v
-                .subscribers
-                .iter()
-                .map(|s| SubscriberRecord {
-                    end: EndpointRecord::of(&s.end),
-                    lossless: s.lossless,
-                    position: s.position,
-                    behind: s.behind,
-                    received: s.received,
-                    lagged: s.lagged,
-                })
-                .collect(),
-            consumer_waiting: v.consumer_waiting,
-            producers_waiting: v.producers_waiting,
-        }
-    }
-}
+pub use shmq_ring::inspect::EndpointView as EndpointRecord;
+/// A channel's ring as its words describe it (positions, counts, endpoint
+/// states; broadcast: each subscriber slot's mode, position and lag), the
+/// ring's own reading passed through; its problems are in
+/// [`Report::problems`].
+pub use shmq_ring::inspect::RingState as RingReport;
+/// One broadcast subscriber slot: its mode, position and lag.
+pub use shmq_ring::inspect::SubscriberView as SubscriberRecord;
 
 /// Everything known about one shmq segment.
 #[derive(Clone, Debug)]
@@ -730,7 +621,7 @@ fn waiting(name: &str, peek: &Peek, max: usize) -> Result<Vec<Vec<u8>>> {
     }
     let mut walk = Walk {
         peek,
-        cap: copy.view.capacity,
+        cap: copy.view.state.capacity,
         copy: &copy,
         found: Vec::new(),
         max,
@@ -815,7 +706,7 @@ impl Walk<'_> {
     /// (fetched from the segment: the copy holds only its header).
     fn spsc(&mut self) -> Result<()> {
         let v = &self.copy.view;
-        let (head, used) = (v.head, v.used_bytes.unwrap_or(0));
+        let (head, used) = (v.state.head, v.state.used_bytes.unwrap_or(0));
         // The copy holds the waiting frames and the word after them.
         let copied_to = head.wrapping_add(used).wrapping_add(8);
         let mut pos = head;
@@ -848,7 +739,7 @@ impl Walk<'_> {
     /// walk counts them; it stops at a claim whose header is not written.
     fn mpsc(&mut self, producers: u16) -> Result<()> {
         let v = &self.copy.view;
-        let (head, tail, used) = (v.head, v.tail, v.used_bytes.unwrap_or(0));
+        let (head, tail, used) = (v.state.head, v.state.tail, v.state.used_bytes.unwrap_or(0));
         let mut pos = head;
         for _ in 0..=self.cap / 8 {
             if pos == tail {
@@ -953,17 +844,22 @@ pub fn list_dir(dir: &std::path::Path) -> Result<Vec<(String, Result<Report>)>> 
         .map(|e| e.path())
         .collect();
     paths.sort();
-    let mut out = Vec::new();
-    for path in paths {
-        let name = path.display().to_string();
-        match inspect_file(&path) {
-            Ok(Some(r)) => out.push((name, Ok(r))),
-            Ok(None) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => out.push((name, Err(e))),
-        }
+    Ok(paths
+        .iter()
+        .filter_map(|p| listed(p.display().to_string(), inspect_file(p)))
+        .collect())
+}
+
+/// A listing's row for `name`: its report, or the error met reading it; none
+/// for what is not a channel and for what was removed since the directory was
+/// read (a channel whose last endpoint closed).
+fn listed(name: String, r: Result<Option<Report>>) -> Option<(String, Result<Report>)> {
+    match r {
+        Ok(Some(r)) => Some((name, Ok(r))),
+        Ok(None) => None,
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => Some((name, Err(e))),
     }
-    Ok(out)
 }
 
 /// The names of the regular files in `/dev/shm` that are valid segment names,
@@ -995,18 +891,13 @@ fn shm_names() -> Result<Vec<String>> {
 /// # Errors
 /// [`Error::Segment`](crate::Error::Segment) if `/dev/shm` cannot be listed.
 pub fn list() -> Result<Vec<(String, Result<Report>)>> {
-    let mut out = Vec::new();
-    for name in shm_names()? {
-        match inspect(&name) {
-            Ok(Some(r)) => out.push((name, Ok(r))),
-            // Not ours, or removed since the directory was read (a channel whose
-            // last endpoint closed): nothing to list.
-            Ok(None) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => out.push((name, Err(e))),
-        }
-    }
-    Ok(out)
+    Ok(shm_names()?
+        .into_iter()
+        .filter_map(|name| {
+            let r = inspect(&name);
+            listed(name, r)
+        })
+        .collect())
 }
 
 /// Whether `e` says that the segment does not exist (any more).
@@ -1243,7 +1134,7 @@ fn report(name: &str, peek: &Peek) -> Report {
         Some(kind) if problems.is_empty() => match ring_view(peek, kind, &info) {
             Ok(v) => {
                 problems.extend(v.problems.iter().map(Finding::of_ring));
-                Some(RingReport::of(&v))
+                Some(v.state)
             }
             Err(f) => {
                 problems.push(f);
@@ -1415,9 +1306,9 @@ fn ring_copy(
     let region = crate::mem::zeroed_region(data_len.min(region_len));
     copy_in(peek, &region, 0, control_len.min(region.len())).map_err(|_| region_unreadable())?;
     let first = view(&region)?;
-    let cap = first.capacity;
+    let cap = first.state.capacity;
     let mask = cap as u64 - 1;
-    match first.used_bytes {
+    match first.state.used_bytes {
         Some(0) => {
             return Ok(RingCopy {
                 view: first,
@@ -1429,7 +1320,7 @@ fn ring_copy(
             // The waiting frames, plus the word after them (an SPSC producer that
             // died between writing a frame and publishing `tail` left one there).
             let want = usize::try_from(used).map_or(cap, |u| u.saturating_add(8).min(cap));
-            let start = (first.head & mask) as usize;
+            let start = (first.state.head & mask) as usize;
             let before_end = want.min(cap - start);
             copy_in(peek, &region, control_len + start, before_end)
                 .and_then(|()| copy_in(peek, &region, control_len, want - before_end))

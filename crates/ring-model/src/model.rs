@@ -634,25 +634,25 @@ impl<K: ModelKind> Run<K> {
         let m = self.model.view();
         check!(v.problems.is_empty(), "view problems {:?}", v.problems);
         check!(
-            (v.head, v.tail) == (m.head, m.tail),
+            (v.state.head, v.state.tail) == (m.head, m.tail),
             "view head/tail {}/{}, model {}/{}",
-            v.head,
-            v.tail,
+            v.state.head,
+            v.state.tail,
             m.head,
             m.tail
         );
         check!(
-            (v.messages, v.uncommitted) == (m.messages, m.uncommitted),
+            (v.state.messages, v.state.uncommitted) == (m.messages, m.uncommitted),
             "view counts {} messages and {} claims, model {} and {}",
-            v.messages,
-            v.uncommitted,
+            v.state.messages,
+            v.state.uncommitted,
             m.messages,
             m.uncommitted
         );
         check!(
-            v.message_bytes == m.message_bytes,
+            v.state.message_bytes == m.message_bytes,
             "view counts {} bytes, model {}",
-            v.message_bytes,
+            v.state.message_bytes,
             m.message_bytes
         );
         Ok(())

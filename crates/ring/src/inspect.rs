@@ -16,6 +16,7 @@ use crate::{broadcast, mpsc, spsc};
 
 /// What an endpoint's state word says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndpointState {
     /// Never attached.
     Never,
@@ -119,9 +120,20 @@ pub struct SubscriberView {
     pub lagged: u64,
 }
 
-/// A snapshot of a ring's control block and contents.
+/// A snapshot of a ring's control block and contents, and what is wrong with
+/// them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingView {
+    /// Positions, counts and endpoint states, as read.
+    pub state: RingState,
+    /// Every check that failed.
+    pub problems: Vec<RingFinding>,
+}
+
+/// A ring's positions, counts and endpoint states, as its words describe them
+/// (the facade shows it as `shmq::inspect::RingReport`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingState {
     /// Data area capacity in bytes.
     pub capacity: usize,
     /// The consumer's published position.
@@ -149,8 +161,6 @@ pub struct RingView {
     pub consumer_waiting: bool,
     /// Some producer has announced that it sleeps.
     pub producers_waiting: bool,
-    /// Every check that failed.
-    pub problems: Vec<RingFinding>,
 }
 
 fn end_view(e: &EndState, end: EndpointName, problems: &mut Vec<RingFinding>) -> EndpointView {
@@ -308,7 +318,7 @@ fn view(
     wake: &WakeLine,
     problems: Vec<RingFinding>,
 ) -> RingView {
-    RingView {
+    let state = RingState {
         capacity: s.cap,
         head: s.head,
         received: 0,
@@ -322,8 +332,8 @@ fn view(
         subscribers: Vec::new(),
         consumer_waiting: flag(&wake.consumer_waiting),
         producers_waiting: flag(&wake.producers_waiting),
-        problems,
-    }
+    };
+    RingView { state, problems }
 }
 
 /// Reads an SPSC ring.
@@ -371,11 +381,10 @@ pub fn spsc(region: &Region, capacity: u64) -> Result<RingView> {
         }
     }
     let ends = one_producer_endpoints(&ctl.ends, &mut problems);
-    Ok(RingView {
-        // Relaxed: a counter for display; nothing is read on its strength.
-        received: ctl.head.received.load(Ordering::Relaxed),
-        ..view(&s, used_bytes, counts, ends, &ctl.wake, problems)
-    })
+    let mut v = view(&s, used_bytes, counts, ends, &ctl.wake, problems);
+    // Relaxed: a counter for display; nothing is read on its strength.
+    v.state.received = ctl.head.received.load(Ordering::Relaxed);
+    Ok(v)
 }
 
 /// Reads an MPSC ring with `producers` slots.
@@ -443,11 +452,10 @@ pub fn mpsc(region: &Region, capacity: u64, producers: u16) -> Result<RingView> 
         }
     }
     let ends = mpsc_endpoints(&ctl, &slots, &mut problems);
-    Ok(RingView {
-        // Relaxed: a counter for display; nothing is read on its strength.
-        received: ctl.head.received.load(Ordering::Relaxed),
-        ..view(&s, used_bytes, counts, ends, &ctl.wake, problems)
-    })
+    let mut v = view(&s, used_bytes, counts, ends, &ctl.wake, problems);
+    // Relaxed: a counter for display; nothing is read on its strength.
+    v.state.received = ctl.head.received.load(Ordering::Relaxed);
+    Ok(v)
 }
 
 /// A ring's endpoints as their state words describe them, without the walk
@@ -546,11 +554,10 @@ pub fn broadcast(region: &Region, capacity: u64, subscribers: u16) -> Result<Rin
             pos = pos.wrapping_add(f.size() as u64);
         }
     }
-    Ok(RingView {
-        received: subs.iter().map(|s| s.received).sum(),
-        subscribers: subs,
-        ..view(&start, used_bytes, counts, ends, &ctl.wake, problems)
-    })
+    let mut v = view(&start, used_bytes, counts, ends, &ctl.wake, problems);
+    v.state.received = subs.iter().map(|s| s.received).sum();
+    v.state.subscribers = subs;
+    Ok(v)
 }
 
 /// A broadcast publisher's positions, as its line says.
@@ -665,11 +672,11 @@ mod tests {
         }
         let v = spsc(&r, cap as u64).unwrap();
         assert_eq!(
-            (v.messages, v.message_bytes, v.used_bytes),
+            (v.state.messages, v.state.message_bytes, v.state.used_bytes),
             (5, 50, Some(5 * 24))
         );
-        assert_eq!(v.producers[0].state, EndpointState::Attached);
-        assert_eq!(v.consumer.state, EndpointState::Never);
+        assert_eq!(v.state.producers[0].state, EndpointState::Attached);
+        assert_eq!(v.state.consumer.state, EndpointState::Never);
         assert!(v.problems.is_empty());
         r.store_word(128, 3); // head not aligned
         r.store_word(spsc::CONTROL_LEN, 0xdead_beef_0000_0001);
@@ -733,8 +740,8 @@ mod tests {
         let g = tx.try_reserve(4).unwrap();
         std::mem::forget(g);
         let v = mpsc(&r, cap as u64, 2).unwrap();
-        assert_eq!((v.messages, v.uncommitted), (1, 1));
-        assert_eq!(v.producers[1].state, EndpointState::Attached);
-        assert_eq!(v.producers[0].state, EndpointState::Never);
+        assert_eq!((v.state.messages, v.state.uncommitted), (1, 1));
+        assert_eq!(v.state.producers[1].state, EndpointState::Attached);
+        assert_eq!(v.state.producers[0].state, EndpointState::Never);
     }
 }
