@@ -905,11 +905,7 @@ impl crate::kind::EndCore for SubscriberCore {
     /// `Err(Disconnected)` if the publisher is gone and nothing is left.
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
-        let ends = &self.sh.ctl.ends;
-        let moved = self.local.moved(self.tail);
-        let status =
-            self.local
-                .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?;
+        let status = self.local.look_at_producer(&self.sh.ctl.ends, self.tail)?;
         self.judge_the_producer(status)
     }
 

@@ -365,6 +365,15 @@ impl Local {
         }
     }
 
+    /// A consumer's full look at its one producer (the SPSC producer, the
+    /// broadcast publisher); `pos`: the position that tells whether the ring
+    /// moved since this end attached (see [`Local::moved`]: the SPSC
+    /// consumer's `head`, the tail a broadcast subscriber last read).
+    pub(crate) fn look_at_producer(&mut self, ends: &Ends, pos: u64) -> Result<PeerStatus> {
+        let moved = self.moved(pos);
+        self.look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)
+    }
+
     /// On a producer's fast path: in a session, a consumer that announced it
     /// closed gets `Disconnected` (a hint read `Relaxed`; the full look reads it
     /// with `Acquire`). In a queue, nothing: the producer sends on.

@@ -566,11 +566,7 @@ impl crate::kind::EndCore for ConsumerCore {
     /// `Err(Disconnected)` if the producer is gone and nothing is left to read.
     #[cold]
     fn check_peer(&mut self) -> Result<()> {
-        let ends = &self.ctl.ends;
-        let moved = self.local.moved(self.head);
-        let status =
-            self.local
-                .look_at(&ends.epoch, &ends.producer, Endpoint::Producer(0), moved)?;
+        let status = self.local.look_at_producer(&self.ctl.ends, self.head)?;
         self.judge_the_producer(status)
     }
 
