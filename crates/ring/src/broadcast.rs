@@ -1113,7 +1113,7 @@ mod tests {
             32,
             "the last to release did not hand back every line"
         );
-        // Alone again: the next release hands back whatever the other did.
+        // Alone again (`a` closed): a release hands back all it frees.
         drop(a);
         for i in 0..16u8 {
             tx.send(&[i; 120]).unwrap();
