@@ -167,6 +167,14 @@ impl WakeLine {
         // SeqCst fence (or its light half): as in `notify_data`, with
         // `producers_waiting`.
         local.notifier_barrier();
+        self.wake_producers();
+    }
+
+    /// The second half of [`WakeLine::notify_space`], for a notifier that made
+    /// the barrier itself (a broadcast subscriber, which looks at the
+    /// publisher's `need` first).
+    #[inline]
+    pub(crate) fn wake_producers(&self) {
         if take_flag(&self.producers_waiting) != 0 {
             // Release: pairs with the Acquire load of the sequence in `wait::block`.
             self.space_seq.fetch_add(1, Ordering::Release);
@@ -334,6 +342,12 @@ pub(crate) struct PublisherLine {
     /// The first frame not yet overwritten: where a lapped lossy subscriber
     /// (and a subscriber joining at the oldest message) starts.
     pub(crate) oldest: AtomicU64,
+    /// `need | 1` while the publisher waits for room: its claim fits once
+    /// every lossless subscriber's `pos` has reached `need`. Stored before the
+    /// publisher sets its waiting flag; a lossless subscriber wakes it only
+    /// when its release crosses `need` (0, as a publisher of an earlier
+    /// version leaves it: every release wakes).
+    pub(crate) need: AtomicU64,
 }
 
 /// A subscriber's mode word: gating the publisher.
@@ -402,6 +416,7 @@ const _: () = {
     assert!(offset_of!(BroadcastControl, wake) == 256);
     assert!(offset_of!(BroadcastControl, ends) == 384);
     assert!(offset_of!(PublisherLine, intent) == 16);
+    assert!(offset_of!(PublisherLine, need) == 32);
     assert!(size_of::<Line<SubscriberSlot>>() == 128);
     assert!(offset_of!(SubscriberSlot, pos) == 16);
     // 64-bit positions must be lock-free atomics on this target.

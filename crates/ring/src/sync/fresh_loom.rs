@@ -79,6 +79,7 @@ impl Fresh for BroadcastControl {
                 count: AtomicU64::new(0),
                 intent: AtomicU64::new(0),
                 oldest: AtomicU64::new(0),
+                need: AtomicU64::new(0),
             }),
             _spare: Line(AtomicU64::new(0)),
             wake: Line(wake()),
