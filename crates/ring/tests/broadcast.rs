@@ -348,3 +348,76 @@ fn threads_fan_out_and_lossy_readers_never_see_a_torn_message() {
         }
     });
 }
+
+/// Waking the publisher (PROTOCOL.md section 8): with the publisher asleep,
+/// gated by two lossless subscribers, only a release that reaches the
+/// position it waits for takes its waiting flag and wakes it. The publisher
+/// parks at once; `a` releases every message, one at a time, and after each
+/// one that woke the publisher the test waits until it sleeps again (still
+/// gated by `b`): exactly one of `a`'s releases bumps the publisher's futex
+/// word (before, every lossless release woke it). Then `b` releases its
+/// messages and the send goes through.
+#[test]
+fn only_a_release_that_reaches_the_publishers_need_wakes_it() {
+    use shmq_ring::WaitStrategy;
+    // The wake line: `space_seq` (u32) at 264, `producers_waiting` (u32) at 268.
+    const SPACE: usize = 264;
+    let (r, g) = ring(1024, 2);
+    let mut a = subscriber(&r, g, 0, Mode::Lossless, Join::Next);
+    let mut b = subscriber(&r, g, 1, Mode::Lossless, Join::Next);
+    let park = WaitConfig {
+        strategy: WaitStrategy::Park,
+        ..WaitConfig::default()
+    };
+    let mut tx = Publisher::attach(&r, g, park, Arc::new(InProcess)).unwrap();
+    let mut sent = 0;
+    while tx.try_send(&msg(sent)).is_ok() {
+        sent += 1;
+    }
+    assert!(sent >= 5, "only {sent} messages fit");
+    let space = |r: &Region| {
+        let w = r.load_word(SPACE).unwrap();
+        (w as u32, (w >> 32) as u32)
+    };
+    // Waits until the publisher sleeps with its word at `seq`; a generous
+    // limit only catches a publisher that never does.
+    let asleep_at = |r: &Region, seq: u32| {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while space(r) != (seq, 1) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the publisher did not sleep again: {:?}, waited for word {seq}",
+                space(r)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let (mut seq, _) = space(&r);
+    let p = std::thread::spawn(move || {
+        tx.send_timeout(&msg(sent), Duration::from_secs(60))
+            .unwrap();
+        tx
+    });
+    asleep_at(&r, seq);
+    let mut wakes = 0;
+    for m in 0..sent {
+        assert_eq!(check(&a.try_recv().unwrap()), m);
+        let (now, _) = space(&r);
+        if now != seq {
+            wakes += 1;
+            seq = now;
+            asleep_at(&r, seq);
+        }
+    }
+    assert_eq!(
+        wakes, 1,
+        "{sent} releases of a subscriber woke the publisher {wakes} times"
+    );
+    for m in 0..sent {
+        assert_eq!(check(&b.try_recv().unwrap()), m);
+    }
+    let mut tx = p.join().unwrap();
+    assert_eq!(check(&b.try_recv().unwrap()), sent);
+    assert_eq!(check(&a.try_recv().unwrap()), sent);
+    goes_through(&mut tx, &mut a, sent + 1);
+}
