@@ -507,12 +507,16 @@ impl PublisherCore {
     /// wait starts with a claim that failed.
     #[cold]
     fn gated(&self, end: u64) {
-        // Relaxed: ordered before the waiting flag by its Release store in
-        // `wait::park`, which the subscriber loads with Acquire.
-        self.sh
-            .publisher()
-            .need
-            .store(end.wrapping_sub(self.sh.cap as u64) | 1, Ordering::Relaxed);
+        let need = &self.sh.publisher().need;
+        let v = end.wrapping_sub(self.sh.cap as u64) | 1;
+        // Relaxed, both: our own word. Stored only when it changes: a waiter
+        // that spins claims again and again, and each store would take the
+        // line from the subscribers polling `tail` beside it. Ordered before
+        // the waiting flag by its Release store in `wait::park`, which the
+        // subscriber loads with Acquire.
+        if need.load(Ordering::Relaxed) != v {
+            need.store(v, Ordering::Relaxed);
+        }
     }
 
     /// Stores the header(s) of a frame claimed at `tail` (padding before it
