@@ -614,3 +614,73 @@ fn select_wakes_for_a_broadcast_subscriber() {
         assert_eq!(&*rx_b.try_recv().expect("the message"), &[round; 8]);
     }
 }
+
+/// A select waiting for room on a broadcast publisher is woken by the release
+/// that makes the room, with a 60 s wait slice (a missed wake-up would leave
+/// it asleep until its 30 s deadline). The publisher last failed a send of 16
+/// bytes, then the select waits for room for 600: subscribers wake a sleeping
+/// publisher only when a release crosses the position it waits for
+/// (PROTOCOL.md section 8), so the select's own look at the room must record
+/// that position; one left over from the failed 16-byte send is crossed long
+/// before 600 bytes are free. The draining thread releases one message at a
+/// time, each after the select is asleep again (its flag set, as `shmq
+/// inspect` would show it).
+#[test]
+fn select_wakes_for_room_on_a_broadcast_publisher() {
+    use shmq::broadcast::{Publisher, Subscriber};
+    let names = Names::new();
+    let name = names.name("sel-bcast-room");
+    let opts = kit::session()
+        .capacity(2048)
+        .wait(WaitStrategy::Park)
+        .wait_slice(Duration::from_secs(60));
+    let mut tx = Publisher::create(&name, &opts).unwrap();
+    let mut rx = Subscriber::open(&name, &opts).unwrap();
+    let mut sent = 0u64;
+    while tx.try_send(&sent.to_le_bytes().repeat(2)).is_ok() {
+        sent += 1;
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiting = {
+        let name = name.clone();
+        move || {
+            let r = shmq::inspect::inspect(&name).unwrap().unwrap();
+            r.ring.is_some_and(|ring| ring.producers_waiting)
+        }
+    };
+    let drain = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut got = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) && got < sent {
+                // Only while the select sleeps: each release after it armed.
+                let until = Instant::now() + Duration::from_secs(20);
+                while !waiting() && !done.load(std::sync::atomic::Ordering::Acquire) {
+                    assert!(Instant::now() < until, "the select never slept");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let m = rx.try_recv().expect("a message");
+                assert_eq!(&m[..8], &got.to_le_bytes());
+                got += 1;
+            }
+            rx
+        })
+    };
+    let t0 = Instant::now();
+    let ready = {
+        let mut sel = Select::new();
+        sel.send(&mut tx, 600);
+        sel.ready_timeout(Duration::from_secs(30))
+    };
+    // A hang detector, not a speed bound: asleep past a missed wake-up, the
+    // select returns at its 30 s deadline (its slice is 60 s).
+    let took = t0.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _rx = drain.join().unwrap();
+    assert!(
+        matches!(ready, Ok(0)) && took < Duration::from_secs(15),
+        "the select was not woken when room for 600 bytes came: {ready:?} after {took:?}"
+    );
+    tx.try_send(&[7; 600])
+        .expect("the room the select reported");
+}

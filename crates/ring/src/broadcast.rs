@@ -504,7 +504,8 @@ impl PublisherCore {
     /// every lossless subscriber must reach for it, so that one whose release
     /// does not get there leaves a sleeping publisher asleep (module docs,
     /// "Waking the publisher"). Before any wait sets the waiting flag: every
-    /// wait starts with a claim that failed.
+    /// wait starts with a claim that failed, or (a select's, an async send's)
+    /// with a look at the room, `room_ready`, which stores it too.
     #[cold]
     fn gated(&self, end: u64) {
         let need = &self.sh.publisher().need;
@@ -649,8 +650,15 @@ impl crate::kind::ProducerCore for PublisherCore {
             self.sh.cap - o + f
         };
         let end = self.tail.wrapping_add(need as u64);
-        self.lowest_lossless()
-            .is_none_or(|g| end.wrapping_sub(g) <= self.sh.cap as u64)
+        let ready = self
+            .lowest_lossless()
+            .is_none_or(|g| end.wrapping_sub(g) <= self.sh.cap as u64);
+        if !ready {
+            // A select or an async send looks here, not through a claim,
+            // before it sets the waiting flag: `need` must be this wait's.
+            self.gated(end);
+        }
+        ready
     }
 
     fn ring_if_armed(&self) {
