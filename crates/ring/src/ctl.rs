@@ -195,6 +195,18 @@ impl WakeLine {
     }
 }
 
+/// Sets a waiting flag ([`WAIT_FUTEX`]) before the waiter's barrier: every
+/// futex waiter arms this way, in `wait::park` and in `select::arm` (a select,
+/// an async wait).
+///
+/// Release: pairs with a broadcast subscriber's Acquire load of the
+/// publisher's flag, so that it reads the publisher's `need`, stored before
+/// (`PublisherCore::gated`); the barrier that follows orders the rest.
+#[inline]
+pub(crate) fn arm_flag(flag: &AtomicU32) {
+    flag.store(WAIT_FUTEX, Ordering::Release);
+}
+
 /// Clears a waiting flag if it is set; returns the value this call cleared (0
 /// if none: of several notifiers only one makes the wake system call).
 ///

@@ -367,8 +367,8 @@ pub(crate) fn arm(ends: &mut [&mut (dyn Selectable + '_)], seqs: &mut Vec<u32>) 
         // `wake_all`; an increment after this load makes the sleep on it
         // return at once.
         seqs.push(seq.load(Ordering::Acquire));
-        // Relaxed: ordered before the re-checks by the barrier below.
-        flag.store(crate::ctl::WAIT_FUTEX, Ordering::Relaxed);
+        // Ordered before the re-checks by the barrier below.
+        crate::ctl::arm_flag(flag);
     }
     // SeqCst fence, or the heavy barrier if one of the rings has asymmetric
     // fences (it is a full barrier here too): pairs with the notifier's barrier

@@ -411,12 +411,7 @@ fn park<S: Side>(side: &mut S, cfg: &WaitConfig, deadline: Option<Instant>) -> R
         let seq = side.words().0.load(Ordering::Acquire);
         // Relaxed: our own store, or a notifier's clear (then we arm again).
         if !armed || side.words().1.load(Ordering::Relaxed) != crate::ctl::WAIT_FUTEX {
-            // Release: pairs with a broadcast subscriber's Acquire load of the
-            // flag, so that it reads the publisher's `need`, stored before
-            // (`PublisherCore::gated`); the barrier below orders the rest.
-            side.words()
-                .1
-                .store(crate::ctl::WAIT_FUTEX, Ordering::Release);
+            crate::ctl::arm_flag(side.words().1);
             failpoint::hit("after_wait_flag_set");
             // SeqCst fence, or on an asymmetric ring the heavy barrier: pairs
             // with the notifier's barrier in `WakeLine::notify_*` (see module
