@@ -26,7 +26,6 @@ pub(crate) mod peers;
 mod rawsync;
 mod shmq_pair;
 
-use crate::cli::Rows;
 use std::fmt;
 use std::thread::JoinHandle;
 
@@ -35,6 +34,7 @@ use nix::unistd::Pid;
 
 pub(crate) use shmq_pair::capacity_for;
 
+use crate::cli::Rows;
 use crate::process::{self, Pinned};
 
 /// Result of the harness's fallible steps.
@@ -129,13 +129,6 @@ impl Transport {
         Transport::ShmqBroadcast4,
     ];
 
-    /// The peers (feature `peers`), after [`Transport::ALL`] in table order.
-    #[cfg(feature = "peers")]
-    pub const PEER_ROWS: [Transport; 2] = [Transport::Ringfire, Transport::Iceoryx2];
-    /// The peers (feature `peers`: not enabled in this build).
-    #[cfg(not(feature = "peers"))]
-    pub const PEER_ROWS: [Transport; 0] = [];
-
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
@@ -184,7 +177,12 @@ impl fmt::Display for Transport {
 
 impl Rows for Transport {
     const DEFAULT: &'static [Transport] = &Transport::ALL;
-    const PEERS: &'static [Transport] = &Transport::PEER_ROWS;
+    const PEERS: &'static [Transport] = &[
+        #[cfg(feature = "peers")]
+        Transport::Ringfire,
+        #[cfg(feature = "peers")]
+        Transport::Iceoryx2,
+    ];
 }
 
 /// The parent's side of a transport.

@@ -21,7 +21,6 @@
 //! their ratios to the floors (and to the peers, with the feature `peers`);
 //! `--goals` adds the project's internal goals.
 
-use crate::cli::Rows;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cli::Rows;
 use crate::echo::{Echo, MAX_SIZE, MIN_SIZE, Transport};
 use crate::placement::{self, Placement};
 use crate::stats::{self, Percentiles, ratio};

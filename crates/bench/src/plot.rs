@@ -2,12 +2,12 @@
 //! transport; x is the percentile on a "nines" axis (p50, p90, p99, p99.9, ...),
 //! y the round-trip latency on a log axis.
 
-use crate::cli::Rows;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
+use crate::cli::Rows;
 use crate::echo::Transport;
 use crate::stats;
 

@@ -57,7 +57,6 @@
 //! `try_send_batch` call on the producer's side and per `try_recv_batch` call
 //! on the receiver's; its rows move at most [`EVERY_COMMIT_MAX_MSGS`] messages).
 
-use crate::cli::Rows;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -69,6 +68,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shmq::broadcast::Mode;
 use shmq::{Options, Receiver, RingKind, Sender, mpsc, spsc};
 
+use crate::cli::Rows;
 use crate::placement::{self, Placement};
 use crate::process;
 use crate::stats::ratio;
@@ -207,13 +207,6 @@ impl Flow {
         Flow::Memcpy,
     ];
 
-    /// The peers (feature `peers`), after [`Flow::ALL`] in table order.
-    #[cfg(feature = "peers")]
-    pub const PEER_ROWS: [Flow; 2] = [Flow::Ringfire, Flow::Iceoryx2];
-    /// The peers (feature `peers`: not enabled in this build).
-    #[cfg(not(feature = "peers"))]
-    pub const PEER_ROWS: [Flow; 0] = [];
-
     /// The durable-channel flows, run only when named.
     pub const FILES: [Flow; 4] = [
         Flow::ShmqShm,
@@ -281,7 +274,12 @@ impl fmt::Display for Flow {
 
 impl Rows for Flow {
     const DEFAULT: &'static [Flow] = &Flow::ALL;
-    const PEERS: &'static [Flow] = &Flow::PEER_ROWS;
+    const PEERS: &'static [Flow] = &[
+        #[cfg(feature = "peers")]
+        Flow::Ringfire,
+        #[cfg(feature = "peers")]
+        Flow::Iceoryx2,
+    ];
     fn named_only() -> Vec<Flow> {
         Flow::FILES.iter().chain(&Flow::FANOUT).copied().collect()
     }
@@ -1359,7 +1357,7 @@ mod tests {
         assert_eq!(a.messages_for(64), 2_000_000);
         assert_eq!(a.messages_for(65536), 32768);
         let runs = a.runs().unwrap();
-        assert_eq!(runs.len(), 9 + Flow::PEER_ROWS.len());
+        assert_eq!(runs.len(), 9 + Flow::PEERS.len());
         assert!(runs.contains(&(Flow::ShmqMpsc, 4)));
         let b = Args::from_argv(&[
             "--transport",

@@ -9,6 +9,8 @@
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+#[cfg(feature = "peers")]
+use shmq_bench::cli::Rows;
 use shmq_bench::echo::{Echo, Transport};
 use shmq_bench::{pingpong, throughput};
 
@@ -162,7 +164,7 @@ fn every_transport_one_at_a_time() {
 #[cfg(feature = "peers")]
 #[test]
 fn peers_one_at_a_time() {
-    for t in Transport::PEER_ROWS {
+    for &t in Transport::PEERS {
         for size in [8, 64, 4096] {
             echo_checks(&[t], size, true);
         }
@@ -175,7 +177,7 @@ fn peers_one_at_a_time() {
             "{t}: round trips kept succeeding with the server dead"
         );
     }
-    for flow in throughput::Flow::PEER_ROWS {
+    for &flow in throughput::Flow::PEERS {
         for (size, batch) in [(64, 1), (64, 8), (4096, 8)] {
             let plan = flow_plan(size, 3000, 1 << 14, batch);
             let row = throughput::measure(flow, 1, &plan)
