@@ -654,11 +654,11 @@ fn select_wakes_for_room_on_a_broadcast_publisher() {
             let mut got = 0u64;
             while !done.load(std::sync::atomic::Ordering::Acquire) && got < sent {
                 // Only while the select sleeps: each release after it armed.
-                let until = Instant::now() + Duration::from_secs(20);
-                while !waiting() && !done.load(std::sync::atomic::Ordering::Acquire) {
-                    assert!(Instant::now() < until, "the select never slept");
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                kit::poll_until(Duration::from_secs(20), Duration::from_millis(1), || {
+                    let go = waiting() || done.load(std::sync::atomic::Ordering::Acquire);
+                    go.then_some(())
+                        .ok_or_else(|| "the select never slept".to_string())
+                });
                 let m = rx.try_recv().expect("a message");
                 assert_eq!(&m[..8], &got.to_le_bytes());
                 got += 1;
