@@ -1068,18 +1068,14 @@ impl crate::kind::ConsumerCore for SubscriberCore {
                     continue;
                 }
             }
-            return Ok(Some(Readable {
-                at,
-                len: f.len,
-                next,
-            }));
+            return Ok(Some(Readable { at, len: f.len }));
         }
         Ok(None)
     }
 
     #[inline]
     fn advance(&mut self, f: Readable) {
-        self.pos = f.next;
+        self.pos = f.next(self.pos);
         self.next_seq = self.next_seq.wrapping_add(1);
     }
 

@@ -80,15 +80,27 @@ mod sealed {
     impl Sealed for super::Broadcast {}
 }
 
-/// Where a readable frame's payload is, and where the next frame starts.
+/// Where a readable frame's payload is. Two words, as [`Claim`], so that it
+/// travels in registers: with a third (the next frame's position, which the
+/// core now works out in `advance` from its own position and `len`), every
+/// receive moved it through the stack, and loading two of its words with one
+/// 16-byte load that two 8-byte stores had just written missed store-to-load
+/// forwarding on the receive path.
 #[derive(Clone, Copy, Debug)]
 pub struct Readable {
     /// Offset of the payload in the data area.
     pub(crate) at: usize,
     /// Payload length.
     pub(crate) len: usize,
-    /// Position of the next frame.
-    pub(crate) next: u64,
+}
+
+impl Readable {
+    /// Where the next frame starts, for a message frame starting at `pos`
+    /// (every kind's message frame is `frame_len(len)` bytes).
+    #[inline]
+    pub(crate) fn next(&self, pos: u64) -> u64 {
+        pos.wrapping_add(crate::frame::frame_len(self.len) as u64)
+    }
 }
 
 /// Room for one frame, claimed and not yet published. Two words, so that it
@@ -257,7 +269,8 @@ pub trait ProducerCore: EndCore {
 pub trait ConsumerCore: EndCore {
     /// The next readable frame, skipping padding (`Ok(None)`: nothing yet).
     fn peek(&mut self) -> Result<Option<Readable>>;
-    /// Moves past a frame that was read (its space is released later).
+    /// Moves past a frame that was read (its space is released later): the
+    /// frame `peek` returned last, which starts at the core's position.
     fn advance(&mut self, f: Readable);
     /// Releases everything read so far (`messages` more were received) and
     /// wakes a waiting producer.

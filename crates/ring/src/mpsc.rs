@@ -886,7 +886,6 @@ impl crate::kind::ConsumerCore for ConsumerCore {
             return Ok(Some(Readable {
                 at: off + HEADER_LEN,
                 len: h.len as usize,
-                next,
             }));
         }
         Err(self.local.corrupt("a lap of padding", self.head, 0))
@@ -894,7 +893,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
 
     #[inline]
     fn advance(&mut self, f: Readable) {
-        self.head = f.next;
+        self.head = f.next(self.head);
     }
 
     /// Zeroes everything consumed since the last release, then publishes `head`.

@@ -599,11 +599,9 @@ impl crate::kind::ConsumerCore for ConsumerCore {
             match frame::decode_spsc(raw, off, self.cap) {
                 Ok(SpscFrame::Empty) => return Ok(None),
                 Ok(SpscFrame::Message { len }) => {
-                    let next = self.head.wrapping_add(frame::frame_len(len) as u64);
                     return Ok(Some(Readable {
                         at: off + HEADER_LEN,
                         len,
-                        next,
                     }));
                 }
                 Ok(SpscFrame::Padding { len }) => {
@@ -617,7 +615,7 @@ impl crate::kind::ConsumerCore for ConsumerCore {
 
     #[inline]
     fn advance(&mut self, f: Readable) {
-        self.head = f.next;
+        self.head = f.next(self.head);
     }
 
     /// Publishes our position: the producer may reuse everything before it.
