@@ -140,6 +140,24 @@ fn report(read: Read) {
     });
 }
 
+/// A compare-and-swap method of a shim: the core type's method of the same
+/// name, its read reported through `cas`.
+macro_rules! cas_method {
+    ($(#[$doc:meta])* $method:ident, $int:ty) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $method(
+            &self,
+            current: $int,
+            new: $int,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<$int, $int> {
+            self.cas(|w| w.$method(current, new, success, failure))
+        }
+    };
+}
+
 macro_rules! shim {
     ($name:ident, $int:ty, $core:ty, $width:expr) => {
         /// A core atomic whose reads are reported to the hook (see the module docs).
@@ -231,36 +249,24 @@ macro_rules! shim {
                 Self::after(a, true, self.0.fetch_sub(v, order))
             }
 
-            /// Stores `new` if the value is `current`; returns the value read either
-            /// way (reported).
-            ///
-            /// # Errors
-            /// The value read, if it was not `current`.
-            #[inline]
-            pub fn compare_exchange(
-                &self,
-                current: $int,
-                new: $int,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<$int, $int> {
-                self.cas(|w| w.compare_exchange(current, new, success, failure))
-            }
+            cas_method!(
+                /// Stores `new` if the value is `current`; returns the value read
+                /// either way (reported).
+                ///
+                /// # Errors
+                /// The value read, if it was not `current`.
+                compare_exchange,
+                $int
+            );
 
-            /// As [`Self::compare_exchange`], allowed to fail spuriously.
-            ///
-            /// # Errors
-            /// The value read, if it was not `current` (or spuriously).
-            #[inline]
-            pub fn compare_exchange_weak(
-                &self,
-                current: $int,
-                new: $int,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<$int, $int> {
-                self.cas(|w| w.compare_exchange_weak(current, new, success, failure))
-            }
+            cas_method!(
+                /// As [`Self::compare_exchange`], allowed to fail spuriously.
+                ///
+                /// # Errors
+                /// The value read, if it was not `current` (or spuriously).
+                compare_exchange_weak,
+                $int
+            );
 
             /// One compare-and-swap `op` on the word, counted as a read.
             #[inline]
