@@ -377,16 +377,20 @@ impl ProducerCore {
         } else {
             free_end
         };
-        let mut pos = start;
-        while end.wrapping_sub(pos).wrapping_sub(1) < self.cap as u64 {
-            // Relaxed: the consumer reads these zeroes (the next frame's end marker)
-            // only after the Release header store of a later commit publishes them;
-            // the space is ours (below `cached_head + cap`, Acquire-loaded).
-            self.data
-                .word((pos & self.mask) as usize)
-                .store(0, Ordering::Relaxed);
-            pos = pos.wrapping_add(8);
-        }
+        let len = end.wrapping_sub(start);
+        let pos = if len.wrapping_sub(1) < self.cap as u64 {
+            // Relaxed (in `zero`): the consumer reads these zeroes (the next
+            // frame's end marker) only after the Release header store of a later
+            // commit publishes them; the space is ours (below `cached_head + cap`,
+            // Acquire-loaded). Two stretches when it wraps.
+            let (off, len) = ((start & self.mask) as usize, len as usize);
+            let first = len.min(self.cap - off);
+            self.data.zero(off, first);
+            self.data.zero(0, len - first);
+            end
+        } else {
+            start
+        };
         if pos.wrapping_sub(self.tail) > self.zeroed_len() {
             self.zeroed_to = pos;
         }
