@@ -211,60 +211,46 @@ fn debug_end<K: RingKind, M: Format>(
         .finish()
 }
 
-/// The constructors both ends have alike (a named channel: create, open,
-/// create or open; an anonymous one from a descriptor), written once so that
-/// their checks and docs cannot drift apart: invoked in the `impl` of
-/// [`Sender`] and of [`Receiver`], where `Self::attach` makes that end.
-macro_rules! named_constructors {
-    () => {
-        /// Creates the channel under `name` (one leading `/`, as for `shm_open`);
-        /// fails if it exists. (A typed channel's [`Options::capacity`] counts
-        /// messages.)
-        ///
-        /// # Errors
-        /// [`Error::Segment`](crate::Error::Segment) (invalid name, already exists,
-        /// permissions, ...), [`Error::InvalidCapacity`](crate::Error::InvalidCapacity).
-        pub fn create(name: &str, opts: &Options) -> Result<Self> {
-            Self::attach(Source::Create(name), opts)
-        }
-
-        /// Opens the existing channel under `name`, waiting for its creator to finish.
-        ///
-        /// # Errors
-        /// [`Error::Segment`](crate::Error::Segment) (not found, foreign or damaged
-        /// segment, layout mismatch, ...), [`Error::AlreadyAttached`](crate::Error::AlreadyAttached)
-        /// (the channel's one end of this side is taken),
-        /// [`Error::TooManyProducers`](crate::Error::TooManyProducers) or
-        /// [`Error::TooManySubscribers`](crate::Error::TooManySubscribers)
-        /// (every slot of this side is taken).
-        pub fn open(name: &str, opts: &Options) -> Result<Self> {
-            Self::attach(Source::Open(name), opts)
-        }
-
-        /// Creates the channel under `name`, or opens it if it exists: either side
-        /// may start first.
-        ///
-        /// # Errors
-        /// As [`Self::create`] and [`Self::open`].
-        pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
-            Self::attach(Source::CreateOrOpen(name), opts)
-        }
-
-        /// Opens an anonymous channel from a file descriptor received from another
-        /// process ([`Sender::export_fd`], [`Receiver::export_fd`]). Its seals are
-        /// checked before it is mapped.
-        ///
-        /// # Errors
-        /// [`Error::Segment`](crate::Error::Segment) (`Unsealed`, `Untrusted`, layout
-        /// mismatch, ...).
-        pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
-            Self::attach(Source::Fd(fd), opts)
-        }
-    };
-}
-
 impl<K: RingKind, M: Format> Sender<K, M> {
-    named_constructors!();
+    /// Creates the channel under `name` (one leading `/`, as for `shm_open`);
+    /// fails if it exists. (A typed channel's [`Options::capacity`] counts
+    /// messages.)
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) (invalid name, already exists,
+    /// permissions, ...), [`Error::InvalidCapacity`](crate::Error::InvalidCapacity).
+    pub fn create(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Create(name), opts)
+    }
+
+    /// Opens the existing channel under `name`, waiting for its creator to finish.
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) (not found, foreign or damaged
+    /// segment, layout mismatch, ...), [`Error::AlreadyAttached`](crate::Error::AlreadyAttached),
+    /// [`Error::TooManyProducers`](crate::Error::TooManyProducers).
+    pub fn open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Open(name), opts)
+    }
+
+    /// Creates the channel under `name`, or opens it if it exists: either side
+    /// may start first.
+    ///
+    /// # Errors
+    /// As [`Sender::create`] and [`Sender::open`].
+    pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateOrOpen(name), opts)
+    }
+
+    /// Opens an anonymous channel from a file descriptor received from another
+    /// process ([`Sender::export_fd`]). Its seals are checked before it is mapped.
+    ///
+    /// # Errors
+    /// [`Error::Segment`](crate::Error::Segment) (`Unsealed`, `Untrusted`, layout
+    /// mismatch, ...).
+    pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Fd(fd), opts)
+    }
 
     pub(crate) fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Sender {
@@ -502,7 +488,38 @@ impl<M: Format> Clone for Sender<Mpsc, M> {
 }
 
 impl<K: RingKind, M: Format> Receiver<K, M> {
-    named_constructors!();
+    /// Creates the channel under `name`; fails if it exists.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    pub fn create(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Create(name), opts)
+    }
+
+    /// Opens the existing channel under `name`, waiting for its creator to finish.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    pub fn open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Open(name), opts)
+    }
+
+    /// Creates the channel under `name`, or opens it if it exists.
+    ///
+    /// # Errors
+    /// As [`Sender::create_or_open`].
+    pub fn create_or_open(name: &str, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateOrOpen(name), opts)
+    }
+
+    /// Opens an anonymous channel from a file descriptor received from another
+    /// process.
+    ///
+    /// # Errors
+    /// As [`Sender::from_fd`].
+    pub fn from_fd(fd: OwnedFd, opts: &Options) -> Result<Self> {
+        Self::attach(Source::Fd(fd), opts)
+    }
 
     pub(crate) fn attach(source: Source<'_>, opts: &Options) -> Result<Self> {
         Ok(Receiver {

@@ -249,67 +249,88 @@ fn sync_error(errno: i32) -> Error {
     })
 }
 
-/// The file constructors and `sync`, alike on both ends and written once:
-/// invoked in the `impl` of [`Sender`] and of [`Receiver`].
-macro_rules! file_constructors {
-    () => {
-        /// Creates a file channel at `path` on a local file system; fails if
-        /// something is there. The file is built under a temporary name in the same
-        /// directory and named once complete (never following a symbolic link);
-        /// its space is reserved (`posix_fallocate`), so a full disk is
-        /// [`NoSpace`](shmq_segment::Error::NoSpace) now, never `SIGBUS` later.
-        /// [`Options::durability`] chooses when writes reach the disk; with a
-        /// policy other than `None`, the file and then its directory are synced
-        /// before this returns. Like a named channel, a file channel is a queue
-        /// (docs/LIFECYCLE.md), and the last end to close removes it if it is
-        /// drained.
-        ///
-        /// # Errors
-        /// As [`Self::create`], with paths for names.
-        pub fn create_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
-            Self::attach(Source::CreateFile(path.as_ref()), opts)
-        }
-
-        /// Opens the file channel at `path`: the same checks as a named channel
-        /// (owner, mode, a regular file with one link, not a symbolic link, every
-        /// header field), and the durability policy recorded in it is followed.
-        /// The consumer's position lives in the file: a receiver that opens it
-        /// after another one stopped (or died, or the machine restarted) resumes
-        /// there.
-        ///
-        /// # Errors
-        /// As [`Self::open`]; [`Error::WrongDurability`] if
-        /// [`Options::durability`] is set to another policy.
-        pub fn open_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
-            Self::attach(Source::OpenFile(path.as_ref()), opts)
-        }
-
-        /// Creates the file channel at `path`, or opens it if it exists.
-        ///
-        /// # Errors
-        /// As [`Self::create_file`] and [`Self::open_file`].
-        pub fn create_or_open_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
-            Self::attach(Source::CreateOrOpenFile(path.as_ref()), opts)
-        }
-
-        /// Writes everything this end has done so far back to the file and waits
-        /// (`msync(MS_SYNC)`), whatever the policy: once it returns, the messages
-        /// a sender sent, or the position a receiver released up to, survive a
-        /// power loss. A no-op for channels that are not files.
-        ///
-        /// # Errors
-        /// [`Error::Segment`] with the I/O error; after one, every call on this
-        /// handle reports it (see [`Durability`]).
-        pub fn sync(&mut self) -> Result<()> {
-            self.end.sync()
-        }
-    };
-}
-
 impl<K: RingKind, M: Format> Sender<K, M> {
-    file_constructors!();
+    /// Creates a file channel at `path` on a local file system; fails if
+    /// something is there. The file is built under a temporary name in the same
+    /// directory and named once complete (never following a symbolic link);
+    /// its space is reserved (`posix_fallocate`), so a full disk is
+    /// [`NoSpace`](shmq_segment::Error::NoSpace) now, never `SIGBUS` later.
+    /// [`Options::durability`] chooses when writes reach the disk; with a
+    /// policy other than `None`, the file and then its directory are synced
+    /// before this returns. Like a named channel, a file channel is a queue
+    /// (docs/LIFECYCLE.md), and the last end to close removes it if it is
+    /// drained.
+    ///
+    /// # Errors
+    /// As [`Sender::create`], with paths for names.
+    pub fn create_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateFile(path.as_ref()), opts)
+    }
+
+    /// Opens the file channel at `path`: the same checks as a named channel
+    /// (owner, mode, a regular file with one link, not a symbolic link, every
+    /// header field), and the durability policy recorded in it is followed.
+    ///
+    /// # Errors
+    /// As [`Sender::open`]; [`Error::WrongDurability`] if
+    /// [`Options::durability`] is set to another policy.
+    pub fn open_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        Self::attach(Source::OpenFile(path.as_ref()), opts)
+    }
+
+    /// Creates the file channel at `path`, or opens it if it exists.
+    ///
+    /// # Errors
+    /// As [`Sender::create_file`] and [`Sender::open_file`].
+    pub fn create_or_open_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateOrOpenFile(path.as_ref()), opts)
+    }
+
+    /// Writes everything committed so far back to the file and waits
+    /// (`msync(MS_SYNC)`), whatever the policy: once it returns, the messages
+    /// sent before survive a power loss. A no-op for channels that are not files.
+    ///
+    /// # Errors
+    /// [`Error::Segment`] with the I/O error; after one, every call on this
+    /// handle reports it (see [`Durability`]).
+    pub fn sync(&mut self) -> Result<()> {
+        self.end.sync()
+    }
 }
 
 impl<K: RingKind, M: Format> Receiver<K, M> {
-    file_constructors!();
+    /// Creates a file channel at `path` (see [`Sender::create_file`]).
+    ///
+    /// # Errors
+    /// As [`Sender::create_file`].
+    pub fn create_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateFile(path.as_ref()), opts)
+    }
+
+    /// Opens the file channel at `path` (see [`Sender::open_file`]). The
+    /// consumer's position lives in the file: a receiver that opens it after
+    /// another one stopped (or died, or the machine restarted) resumes there.
+    ///
+    /// # Errors
+    /// As [`Sender::open_file`].
+    pub fn open_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        Self::attach(Source::OpenFile(path.as_ref()), opts)
+    }
+
+    /// Creates the file channel at `path`, or opens it if it exists.
+    ///
+    /// # Errors
+    /// As [`Sender::create_or_open_file`].
+    pub fn create_or_open_file(path: impl AsRef<Path>, opts: &Options) -> Result<Self> {
+        Self::attach(Source::CreateOrOpenFile(path.as_ref()), opts)
+    }
+
+    /// Writes the file back and waits (see [`Sender::sync`]): the consumer's
+    /// position, as of the messages released so far, survives a power loss.
+    ///
+    /// # Errors
+    /// As [`Sender::sync`].
+    pub fn sync(&mut self) -> Result<()> {
+        self.end.sync()
+    }
 }
