@@ -190,6 +190,21 @@ impl Drop for Intent<'_> {
     }
 }
 
+/// [`claim_space`] on a producer core's own fields, borrowed one by one: the
+/// intent it returns borrows only `sh`, so the caller can go on using the
+/// core's other fields (a method taking `&mut self` would hold all of it).
+macro_rules! claim_here {
+    ($core:expr, $fit:expr) => {
+        claim_space(
+            &$core.sh,
+            $core.slot,
+            &mut $core.cached_head,
+            &mut $core.local,
+            $fit,
+        )
+    };
+}
+
 /// The one claim loop, for single frames and batches. At a `tail` of `t`,
 /// `fit(offset, room)` says how many bytes to claim when `room` bytes are free
 /// (0: not even the first frame fits). Returns the claimed position and length,
@@ -349,14 +364,7 @@ impl ProducerCore {
             let need = (pad + f) as u64;
             if need <= room { need } else { 0 }
         };
-        let Some((t, need, intent)) = claim_space(
-            &self.sh,
-            self.slot,
-            &mut self.cached_head,
-            &mut self.local,
-            fit,
-        )?
-        else {
+        let Some((t, need, intent)) = claim_here!(self, fit)? else {
             return Ok(None);
         };
         failpoint::hit("after_claim");
@@ -493,14 +501,7 @@ impl crate::kind::ProducerCore for ProducerCore {
             n = count;
             total
         };
-        let Some((t, total, intent)) = claim_space(
-            &self.sh,
-            self.slot,
-            &mut self.cached_head,
-            &mut self.local,
-            fit,
-        )?
-        else {
+        let Some((t, total, intent)) = claim_here!(self, fit)? else {
             // The first message must wrap (or the ring is full): send it alone.
             return match self.claim(first.len())? {
                 Some(c) => {
