@@ -386,7 +386,9 @@ impl ProducerCore {
             let (off, len) = ((start & self.mask) as usize, len as usize);
             let first = len.min(self.cap - off);
             self.data.zero(off, first);
-            self.data.zero(0, len - first);
+            if first < len {
+                self.data.zero(0, len - first);
+            }
             end
         } else {
             start
