@@ -239,6 +239,19 @@ fn an_idle_level_triggered_loop_does_not_spin() {
     drop(tx);
 }
 
+/// A batch of at most none, with a doorbell and a message waiting, takes
+/// nothing and returns (until 2026-12-05 it armed the doorbell, found the
+/// message and tried again, without end: a hang in a release build); the
+/// message is still there.
+#[test]
+fn an_empty_batch_with_a_doorbell_and_a_message_waiting_returns_none() {
+    let (mut tx, mut rx) = shmq::spsc::anonymous(&kit::session()).expect("anonymous");
+    let (_ep, _bell) = epoll_on(&mut rx);
+    tx.send(b"kept").expect("send");
+    assert_eq!(rx.try_recv_batch(0, |_| panic!("max 0")).expect("max 0"), 0);
+    assert_eq!(&*rx.try_recv().expect("the message"), b"kept");
+}
+
 /// `gc` removes the doorbell of a receiver that was killed, and never that of
 /// a live one; a receiver that is dropped removes its own.
 #[test]
