@@ -127,39 +127,57 @@ impl Options {
             ..self.wait
         }
     }
-}
 
-shmq_segment::field_setters! {
-    Options;
     /// Capacity: bytes for byte channels (a power of two from 64 B to 4 GiB),
     /// messages for typed channels. When opening, a set capacity must match.
-    capacity(capacity: u64) => capacity = Some(capacity);
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
 
     /// Producer slots of an MPSC channel (default [`DEFAULT_PRODUCERS`], at most
     /// 256). When opening, a set value must match.
-    max_producers(n: u16) => producers = Some(n);
+    pub fn max_producers(mut self, n: u16) -> Self {
+        self.producers = Some(n);
+        self
+    }
 
     /// Subscriber slots of a broadcast channel (default
     /// [`DEFAULT_SUBSCRIBERS`], at most
     /// [`broadcast::MAX_SUBSCRIBERS`](crate::broadcast::MAX_SUBSCRIBERS)).
     /// When opening, a set value must match.
-    max_subscribers(n: u16) => subscribers = Some(n);
+    pub fn max_subscribers(mut self, n: u16) -> Self {
+        self.subscribers = Some(n);
+        self
+    }
 
     /// How a broadcast subscriber receives: [`Mode::Lossless`] (the default:
     /// the publisher waits for it) or [`Mode::Lossy`] (never waited for; told
     /// what it missed).
-    subscribe(mode: Mode) => subscribe.mode = mode;
+    pub fn subscribe(mut self, mode: Mode) -> Self {
+        self.subscribe.mode = mode;
+        self
+    }
 
     /// Where a broadcast subscriber starts: [`Join::Next`] (the default) or
     /// [`Join::Oldest`] (the oldest message still in the channel).
-    join(at: Join) => subscribe.join = at;
+    pub fn join(mut self, at: Join) -> Self {
+        self.subscribe.join = at;
+        self
+    }
 
     /// How blocking calls wait.
-    wait(strategy: WaitStrategy) => wait.strategy = strategy;
+    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
+        self.wait.strategy = strategy;
+        self
+    }
 
     /// Longest single sleep; a blocked call notices a dead peer within it
     /// (default 50 ms).
-    wait_slice(slice: Duration) => wait.slice = slice;
+    pub fn wait_slice(mut self, slice: Duration) -> Self {
+        self.wait.slice = slice;
+        self
+    }
 
     /// What an absent peer means ([`Lifecycle`], docs/LIFECYCLE.md). Unset,
     /// named channels are queues (a sender waits only for room, whatever the
@@ -169,7 +187,10 @@ shmq_segment::field_setters! {
     /// sessions (`Disconnected` once the peer is gone and everything is drained,
     /// final). Choose a session for a named channel whose sender must learn at
     /// once that its receiver went away.
-    lifecycle(lifecycle: Lifecycle) => lifecycle = Some(lifecycle);
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
 
     /// When a file channel's writes are forced to the disk ([`Durability`];
     /// file channels only: `create_file`, `open_file`, `create_or_open_file`).
@@ -178,7 +199,10 @@ shmq_segment::field_setters! {
     /// requires it ([`Error::WrongDurability`](crate::Error::WrongDurability)
     /// otherwise). What each policy survives and costs: README, "Durable
     /// channels".
-    durability(durability: Durability) => durability = Some(durability);
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
 }
 
 segment_settings! {
