@@ -57,37 +57,37 @@ pub struct Options {
     settings: Vec<Setting>,
 }
 
-/// The segment settings [`Options`] offers, each once: a setter of
-/// `Options` that records it (`Setting::Variant`) and, in
-/// [`Options::segment`], the `SegmentOptions` setter of the same name that
-/// applies it.
-macro_rules! segment_settings {
-    ($($(#[$doc:meta])* $method:ident($arg:ident: $ty:ty) => $variant:ident;)*) => {
-        /// One segment setting made through [`Options`].
-        #[derive(Clone, Copy, Debug)]
-        enum Setting {
-            $($variant($ty),)*
-        }
+/// One segment setting made through [`Options`]: the setter of `Options` that
+/// records it has the name of the `SegmentOptions` setter that applies it (in
+/// [`Options::segment`]).
+#[derive(Clone, Copy, Debug)]
+enum Setting {
+    Mode(u32),
+    Populate(bool),
+    Lock(bool),
+    HugePages(bool),
+    OpenTimeout(Duration),
+    ReclaimStale(bool),
+    SigbusGuard(bool),
+    ExpectedOwner(Option<u32>),
+    AllowSharedWrite(bool),
+}
 
-        impl Setting {
-            /// `o` with this setting made.
-            fn apply(self, o: SegmentOptions) -> SegmentOptions {
-                match self {
-                    $(Setting::$variant($arg) => o.$method($arg),)*
-                }
-            }
+impl Setting {
+    /// `o` with this setting made.
+    fn apply(self, o: SegmentOptions) -> SegmentOptions {
+        match self {
+            Setting::Mode(mode) => o.mode(mode),
+            Setting::Populate(yes) => o.populate(yes),
+            Setting::Lock(yes) => o.lock(yes),
+            Setting::HugePages(yes) => o.huge_pages(yes),
+            Setting::OpenTimeout(timeout) => o.open_timeout(timeout),
+            Setting::ReclaimStale(yes) => o.reclaim_stale(yes),
+            Setting::SigbusGuard(yes) => o.sigbus_guard(yes),
+            Setting::ExpectedOwner(uid) => o.expected_owner(uid),
+            Setting::AllowSharedWrite(yes) => o.allow_shared_write(yes),
         }
-
-        impl Options {
-            $(
-                $(#[$doc])*
-                pub fn $method(mut self, $arg: $ty) -> Self {
-                    self.settings.push(Setting::$variant($arg));
-                    self
-                }
-            )*
-        }
-    };
+    }
 }
 
 impl Default for Options {
@@ -127,39 +127,57 @@ impl Options {
             ..self.wait
         }
     }
-}
 
-shmq_segment::field_setters! {
-    Options;
     /// Capacity: bytes for byte channels (a power of two from 64 B to 4 GiB),
     /// messages for typed channels. When opening, a set capacity must match.
-    capacity(capacity: u64) => capacity = Some(capacity);
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
 
     /// Producer slots of an MPSC channel (default [`DEFAULT_PRODUCERS`], at most
     /// 256). When opening, a set value must match.
-    max_producers(n: u16) => producers = Some(n);
+    pub fn max_producers(mut self, n: u16) -> Self {
+        self.producers = Some(n);
+        self
+    }
 
     /// Subscriber slots of a broadcast channel (default
     /// [`DEFAULT_SUBSCRIBERS`], at most
     /// [`broadcast::MAX_SUBSCRIBERS`](crate::broadcast::MAX_SUBSCRIBERS)).
     /// When opening, a set value must match.
-    max_subscribers(n: u16) => subscribers = Some(n);
+    pub fn max_subscribers(mut self, n: u16) -> Self {
+        self.subscribers = Some(n);
+        self
+    }
 
     /// How a broadcast subscriber receives: [`Mode::Lossless`] (the default:
     /// the publisher waits for it) or [`Mode::Lossy`] (never waited for; told
     /// what it missed).
-    subscribe(mode: Mode) => subscribe.mode = mode;
+    pub fn subscribe(mut self, mode: Mode) -> Self {
+        self.subscribe.mode = mode;
+        self
+    }
 
     /// Where a broadcast subscriber starts: [`Join::Next`] (the default) or
     /// [`Join::Oldest`] (the oldest message still in the channel).
-    join(at: Join) => subscribe.join = at;
+    pub fn join(mut self, at: Join) -> Self {
+        self.subscribe.join = at;
+        self
+    }
 
     /// How blocking calls wait.
-    wait(strategy: WaitStrategy) => wait.strategy = strategy;
+    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
+        self.wait.strategy = strategy;
+        self
+    }
 
     /// Longest single sleep; a blocked call notices a dead peer within it
     /// (default 50 ms).
-    wait_slice(slice: Duration) => wait.slice = slice;
+    pub fn wait_slice(mut self, slice: Duration) -> Self {
+        self.wait.slice = slice;
+        self
+    }
 
     /// What an absent peer means ([`Lifecycle`], docs/LIFECYCLE.md). Unset,
     /// named channels are queues (a sender waits only for room, whatever the
@@ -169,7 +187,10 @@ shmq_segment::field_setters! {
     /// sessions (`Disconnected` once the peer is gone and everything is drained,
     /// final). Choose a session for a named channel whose sender must learn at
     /// once that its receiver went away.
-    lifecycle(lifecycle: Lifecycle) => lifecycle = Some(lifecycle);
+    pub fn lifecycle(mut self, lifecycle: Lifecycle) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
 
     /// When a file channel's writes are forced to the disk ([`Durability`];
     /// file channels only: `create_file`, `open_file`, `create_or_open_file`).
@@ -178,34 +199,49 @@ shmq_segment::field_setters! {
     /// requires it ([`Error::WrongDurability`](crate::Error::WrongDurability)
     /// otherwise). What each policy survives and costs: README, "Durable
     /// channels".
-    durability(durability: Durability) => durability = Some(durability);
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
 }
 
-segment_settings! {
+impl Options {
     /// Permission bits of a created segment (default `0o600`), applied with `fchmod`.
-    mode(mode: u32) => Mode;
+    pub fn mode(self, mode: u32) -> Self {
+        self.record(Setting::Mode(mode))
+    }
 
     /// Pre-fault the mapping (`MAP_POPULATE`).
-    populate(yes: bool) => Populate;
+    pub fn populate(self, yes: bool) -> Self {
+        self.record(Setting::Populate(yes))
+    }
 
     /// Lock the mapping in memory (`mlock`).
-    lock(yes: bool) => Lock;
+    pub fn lock(self, yes: bool) -> Self {
+        self.record(Setting::Lock(yes))
+    }
 
     /// Huge pages for anonymous channels (`MFD_HUGETLB`).
-    huge_pages(yes: bool) => HugePages;
+    pub fn huge_pages(self, yes: bool) -> Self {
+        self.record(Setting::HugePages(yes))
+    }
 
     /// How long opening waits for a segment under the name to become usable
     /// (default 2 s): one being removed, or one an older shmq's creator has not
     /// finished. A channel of this version appears under its name only once it
     /// is complete, so opening before its creator is done is `NotFound` at once.
-    open_timeout(timeout: Duration) => OpenTimeout;
+    pub fn open_timeout(self, timeout: Duration) -> Self {
+        self.record(Setting::OpenTimeout(timeout))
+    }
 
     /// Let `create` replace a stale segment (no live process has it open) left
     /// under the same name by a crash. A stale channel whose ring still holds
     /// messages that no consumer has received is not replaced: they are data, and
     /// `create` fails with [`Error::StaleWithMessages`](crate::Error::StaleWithMessages)
     /// (open the channel to receive them, or remove it to discard them).
-    reclaim_stale(yes: bool) => ReclaimStale;
+    pub fn reclaim_stale(self, yes: bool) -> Self {
+        self.record(Setting::ReclaimStale(yes))
+    }
 
     /// Guard this channel's mappings against `SIGBUS` (default on): a peer that
     /// truncates a named channel's segment makes this end's calls return
@@ -214,26 +250,36 @@ segment_settings! {
     /// process. Installs a process-global `SIGBUS` handler on first use, which
     /// chains to any handler installed before it; see
     /// [`SegmentOptions::sigbus_guard`] for what it does and when to turn it off.
-    sigbus_guard(yes: bool) => SigbusGuard;
+    pub fn sigbus_guard(self, yes: bool) -> Self {
+        self.record(Setting::SigbusGuard(yes))
+    }
 
     /// Owner uid an opened channel's segment must have: `Some(uid)`, or `None`
     /// for any owner (default: this process's effective uid). With
     /// [`Options::allow_shared_write`] and a creator's [`Options::mode`], this is
     /// how two users share a channel.
-    expected_owner(uid: Option<u32>) => ExpectedOwner;
+    pub fn expected_owner(self, uid: Option<u32>) -> Self {
+        self.record(Setting::ExpectedOwner(uid))
+    }
 
     /// Accept segments that group or others may write (default: refuse them,
     /// unless [`Options::mode`] itself grants such bits).
-    allow_shared_write(yes: bool) => AllowSharedWrite;
-}
+    pub fn allow_shared_write(self, yes: bool) -> Self {
+        self.record(Setting::AllowSharedWrite(yes))
+    }
 
-impl Options {
     /// The segment options to start from (size limits and any setting this
     /// builder has no method for). The builder's own segment settings
     /// ([`Options::mode`], [`Options::open_timeout`], ...) apply on top of it,
     /// whether they were called before or after this.
     pub fn segment_options(mut self, segment: SegmentOptions) -> Self {
         self.base = segment;
+        self
+    }
+
+    /// This builder with `setting` recorded, to apply in [`Options::segment`].
+    fn record(mut self, setting: Setting) -> Self {
+        self.settings.push(setting);
         self
     }
 

@@ -67,25 +67,3 @@ pub use segment::{
     Backing, Creating, EndpointInfo, Leftover, Opened, Peek, Segment, SegmentOptions,
     TEMPORARY_PREFIX,
 };
-
-/// Builder setters that only store their argument, each written once (for
-/// the option builders of this workspace: [`SegmentOptions`] and `shmq`'s
-/// `Options`). `Type;` names the builder, then each
-/// `method(arg: Type) => field = value;`, with its docs, is a setter `method`
-/// that sets `field` (a path into the builder) to `value` and returns the
-/// builder.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! field_setters {
-    ($builder:ty; $($(#[$doc:meta])* $method:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;)*) => {
-        impl $builder {
-            $(
-                $(#[$doc])*
-                pub fn $method(mut self, $arg: $ty) -> Self {
-                    self.$($field).+ = $value;
-                    self
-                }
-            )*
-        }
-    };
-}

@@ -86,10 +86,7 @@ impl SegmentOptions {
     pub fn reclaims_stale(&self) -> bool {
         self.reclaim_stale
     }
-}
 
-crate::field_setters! {
-    SegmentOptions;
     /// Guard this segment's mappings against `SIGBUS` (default on).
     ///
     /// A peer that shrinks a named or file-backed segment (`ftruncate`; POSIX
@@ -111,45 +108,75 @@ crate::field_setters! {
     /// a process-global handler installed by a library. At most
     /// [`GUARD_SLOTS`](crate::GUARD_SLOTS) mappings are guarded at once; more are
     /// mapped unguarded.
-    sigbus_guard(yes: bool) => sigbus_guard = yes;
+    pub fn sigbus_guard(mut self, yes: bool) -> Self {
+        self.sigbus_guard = yes;
+        self
+    }
 
     /// Pre-fault every page when mapping (`MAP_POPULATE`).
-    populate(yes: bool) => populate = yes;
+    pub fn populate(mut self, yes: bool) -> Self {
+        self.populate = yes;
+        self
+    }
 
     /// Lock the mapping in memory (`mlock`); needs `RLIMIT_MEMLOCK` headroom.
-    lock(yes: bool) => lock = yes;
+    pub fn lock(mut self, yes: bool) -> Self {
+        self.lock = yes;
+        self
+    }
 
     /// Back an anonymous segment with huge pages (`MFD_HUGETLB`). Named and
     /// file-backed segments refuse it with [`Error::HugePagesUnavailable`] (put a
     /// file-backed segment on a hugetlbfs mount instead).
-    huge_pages(yes: bool) => huge_pages = yes;
+    pub fn huge_pages(mut self, yes: bool) -> Self {
+        self.huge_pages = yes;
+        self
+    }
 
     /// Allocate the segment's pages at creation (`posix_fallocate`, default on), so
     /// that running out of space is [`Error::NoSpace`] at creation rather than a
     /// `SIGBUS` on some later write.
-    reserve(yes: bool) => reserve = yes;
+    pub fn reserve(mut self, yes: bool) -> Self {
+        self.reserve = yes;
+        self
+    }
 
     /// Let `create` replace an existing segment under the same name that no live
     /// process has open (left behind by a crash), instead of failing with
     /// [`Error::AlreadyExists`].
-    reclaim_stale(yes: bool) => reclaim_stale = yes;
+    pub fn reclaim_stale(mut self, yes: bool) -> Self {
+        self.reclaim_stale = yes;
+        self
+    }
 
     /// How long `open` waits for the object under a name to become usable
     /// (default 2 s): one held exclusively (being removed), or one that a
     /// creator of an older shmq version has not published yet. A segment of
     /// this version appears under its name only complete, so `open` before its
     /// creator publishes is [`Error::NotFound`] at once.
-    open_timeout(timeout: Duration) => open_timeout = timeout;
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
 
     /// Largest object `open` agrees to map (default 1 TiB).
-    max_len(max: u64) => max_len = max;
+    pub fn max_len(mut self, max: u64) -> Self {
+        self.max_len = max;
+        self
+    }
 
     /// Owner uid an opened object must have: `Some(uid)`, or `None` for any owner.
     /// Default: this process's effective uid.
-    expected_owner(uid: Option<u32>) => trust.owner = uid;
+    pub fn expected_owner(mut self, uid: Option<u32>) -> Self {
+        self.trust.owner = uid;
+        self
+    }
 
     /// Accept objects that group or others may write (default: refuse them).
-    allow_shared_write(yes: bool) => trust.allow_shared_write = yes;
+    pub fn allow_shared_write(mut self, yes: bool) -> Self {
+        self.trust.allow_shared_write = yes;
+        self
+    }
 
     /// Build a new named or file-backed segment as an unnamed `O_TMPFILE`
     /// object, published with `linkat`, instead of under a named temporary
@@ -166,7 +193,10 @@ crate::field_setters! {
     /// (for `/dev/shm`, run by `shmq gc`) or
     /// [`Segment::remove_dead_temporaries_in`] removes. Either way the
     /// segment's own name is never left half-made.
-    build_unnamed(yes: bool) => build_unnamed = yes;
+    pub fn build_unnamed(mut self, yes: bool) -> Self {
+        self.build_unnamed = yes;
+        self
+    }
 }
 
 /// Where a segment lives.
