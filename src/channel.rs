@@ -706,13 +706,45 @@ impl<K: RingKind> Receiver<K> {
     }
 
     /// Hands up to `max` waiting messages to `each`, in place and in order, and
-    /// releases them all with one store. Returns how many (0 if none waited).
+    /// releases them all with one store. Returns how many (0 if none waited,
+    /// or `max` is 0).
     ///
     /// # Errors
     /// [`Error::Disconnected`](crate::Error::Disconnected) when nothing waited and
     /// the senders are gone; [`Error::Corrupted`](crate::Error::Corrupted).
     pub fn try_recv_batch(&mut self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
         self.end.run(|r| r.try_recv_batch(max, each))
+    }
+
+    /// Hands up to `max` messages to `each` (as [`Receiver::try_recv_batch`]),
+    /// waiting as the wait strategy says until there is at least one. Returns
+    /// how many (0 only if `max` is 0).
+    ///
+    /// With a linger ([`Options::linger`](crate::Options::linger)), a call
+    /// that comes less than the linger after the previous one took everything
+    /// there first waits until the linger has passed since then, without
+    /// reading the ring: a receiver that keeps up with a stream of large
+    /// messages otherwise reads each one while the sender writes the next
+    /// beside it, which slows both (README, "Throughput").
+    ///
+    /// # Errors
+    /// As [`Receiver::recv`].
+    pub fn recv_batch(&mut self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
+        self.end.run(|r| r.recv_batch(max, each))
+    }
+
+    /// As [`Receiver::recv_batch`], waiting at most `timeout` (the linger
+    /// included).
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_timeout`].
+    pub fn recv_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        each: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        self.end.run(|r| r.recv_batch_timeout(max, timeout, each))
     }
 
     /// The largest message this channel takes.

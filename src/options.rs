@@ -179,6 +179,21 @@ impl Options {
         self
     }
 
+    /// A receiver's linger (default zero: none). A blocking batch receive
+    /// ([`Receiver::recv_batch`](crate::Receiver::recv_batch)) that comes less
+    /// than `linger` after the previous one took every message there first
+    /// waits, without reading the ring, until `linger` has passed since then,
+    /// and takes what came meanwhile in one batch. For a receiver of a stream
+    /// of large messages: one that keeps up reads each message while the
+    /// sender writes the next beside it, which slows both (README,
+    /// "Throughput"). A message after a quiet spell of at least `linger` is
+    /// not delayed; one that follows the previous batch closely waits at most
+    /// `linger`. Other receive forms do not linger.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.wait.linger = linger;
+        self
+    }
+
     /// What an absent peer means ([`Lifecycle`], docs/LIFECYCLE.md). Unset,
     /// named channels are queues (a sender waits only for room, whatever the
     /// receiver does; a receiver waits for senders until

@@ -291,18 +291,60 @@ impl<F: TypedFormat, K: RingKind> crate::Receiver<K, F> {
     /// As the byte [`crate::Receiver::try_recv_batch`]; a frame of the wrong size
     /// (a peer that broke the protocol) is `Corrupted`, reported after the batch:
     /// every well-formed value in it was handed over, the malformed ones were not.
-    pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(F::Item)) -> Result<usize> {
+    pub fn try_recv_batch(&mut self, max: usize, each: impl FnMut(F::Item)) -> Result<usize> {
+        self.batch(max, Take::Now, each)
+    }
+
+    /// Hands up to `max` values to `each`, waiting as the wait strategy says
+    /// until there is at least one (as the byte
+    /// [`crate::Receiver::recv_batch`], linger included).
+    ///
+    /// # Errors
+    /// As the byte [`crate::Receiver::recv_batch`]; a frame of the wrong size
+    /// as in [`Receiver::try_recv_batch`].
+    pub fn recv_batch(&mut self, max: usize, each: impl FnMut(F::Item)) -> Result<usize> {
+        self.batch(max, Take::Wait(None), each)
+    }
+
+    /// As [`Receiver::recv_batch`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As the byte [`crate::Receiver::recv_batch_timeout`].
+    pub fn recv_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        each: impl FnMut(F::Item),
+    ) -> Result<usize> {
+        self.batch(max, Take::Wait(Some(timeout)), each)
+    }
+
+    /// Every batch form: each frame is decoded into a value for `each`; a
+    /// malformed one is reported after the batch.
+    fn batch(&mut self, max: usize, take: Take, mut each: impl FnMut(F::Item)) -> Result<usize> {
         let mut bad = None;
-        let n = self.end.run(|r| {
-            r.try_recv_batch(max, |bytes| match read::<F::Item>(bytes) {
-                Ok(v) => each(v),
-                Err(e) => {
-                    bad.get_or_insert(e);
-                }
-            })
+        let mut decode = |bytes: &[u8]| match read::<F::Item>(bytes) {
+            Ok(v) => each(v),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        };
+        let n = self.end.run(|r| match take {
+            Take::Now => r.try_recv_batch(max, &mut decode),
+            Take::Wait(None) => r.recv_batch(max, &mut decode),
+            Take::Wait(Some(timeout)) => r.recv_batch_timeout(max, timeout, &mut decode),
         })?;
         bad.map_or(Ok(n), Err)
     }
+}
+
+/// How a typed batch receive waits for its first value.
+#[derive(Clone, Copy)]
+enum Take {
+    /// Not at all.
+    Now,
+    /// At most this long (`None`: as long as it takes).
+    Wait(Option<Duration>),
 }
 
 /// A new anonymous typed channel of kind `K` (both ends, for `fork`).

@@ -160,3 +160,115 @@ fn a_typed_batch_hands_over_every_value_around_a_malformed_frame() {
     shmq_segment::Segment::unlink(&name).expect("unlink");
     names.assert_clean();
 }
+
+/// `recv_batch` waits for the first message and then takes what is there, for
+/// both kinds and typed channels, with and without a linger: a sender thread
+/// sends bursts of random length while the receiver takes batches of at most
+/// `max`; every message arrives once and in order, and no batch is empty or
+/// larger than `max`.
+#[test]
+fn a_blocking_batch_takes_every_message_once_in_order() {
+    fn run<K: RingKind>(linger: Duration) {
+        let opts = Options::new().capacity(1024).linger(linger);
+        let (mut tx, mut rx) = shmq::anonymous::<K, shmq::Bytes>(&opts).expect("channel");
+        const N: u64 = 20_000;
+        let sender = std::thread::spawn(move || {
+            for seq in 0..N {
+                tx.send(&seq.to_le_bytes()).expect("send");
+                if seq % 997 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        let mut next = 0u64;
+        while next < N {
+            let n = rx
+                .recv_batch(7, |m| {
+                    assert_eq!(u64::from_le_bytes(m.try_into().unwrap()), next);
+                    next += 1;
+                })
+                .expect("recv_batch");
+            assert!((1..=7).contains(&n), "a batch of {n}");
+        }
+        sender.join().unwrap();
+        assert_eq!(rx.recv_batch(0, |_| panic!("max 0")).expect("max 0"), 0);
+    }
+    for linger in [Duration::ZERO, Duration::from_micros(50)] {
+        run::<Spsc>(linger);
+        run::<Mpsc>(linger);
+    }
+    let opts = Options::new().linger(Duration::from_micros(50));
+    let (mut tx, mut rx) = spsc::typed::anonymous::<Tick>(&opts).expect("typed");
+    let ticks: Vec<Tick> = (0..5)
+        .map(|seq| Tick {
+            seq,
+            price: 2 * seq,
+        })
+        .collect();
+    assert_eq!(tx.try_send_batch(&ticks).expect("send"), 5);
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        rx.recv_batch(2, |t| got.push(t)).expect("typed recv_batch");
+    }
+    assert_eq!(got, ticks);
+    assert!(matches!(
+        rx.recv_batch_timeout(2, Duration::from_millis(10), |_| {}),
+        Err(Error::Timeout)
+    ));
+}
+
+/// The linger's promises, with a linger far longer than any test (only lower
+/// bounds and hangs are timed): the first batch does not linger, nor one after
+/// a full batch (more may be waiting); after a batch that took everything, the
+/// next waits for the linger, but never past its deadline, and stops at an
+/// interrupt; a message after a quiet spell as long as the linger is not
+/// delayed.
+#[test]
+fn a_linger_delays_only_a_batch_that_follows_a_drained_one() {
+    let hour = Duration::from_secs(3600);
+    let (mut tx, mut rx) = spsc::anonymous(&Options::new().linger(hour)).expect("spsc");
+    for m in [b"a", b"b", b"c"] {
+        tx.send(m).unwrap();
+    }
+    // The first batch, then one after a full batch: at once (an hour otherwise).
+    assert_eq!(rx.recv_batch(2, |_| {}).unwrap(), 2);
+    assert_eq!(rx.recv_batch(2, |_| {}).unwrap(), 1);
+    // That one drained the ring: the next lingers, here until its deadline.
+    tx.send(b"d").unwrap();
+    let t = std::time::Instant::now();
+    let mut got = Vec::new();
+    assert_eq!(
+        rx.recv_batch_timeout(8, Duration::from_millis(200), |m| got.push(m.to_vec()))
+            .unwrap(),
+        1
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(got, [b"d".to_vec()]);
+    // Interrupted: the linger ends; a waiting message is still handed over,
+    // and with none the call says so.
+    rx.interrupter().interrupt();
+    tx.send(b"e").unwrap();
+    assert_eq!(rx.recv_batch(8, |m| assert_eq!(m, b"e")).unwrap(), 1);
+    assert!(matches!(rx.recv_batch(8, |_| {}), Err(Error::Interrupted)));
+    rx.interrupter().clear();
+
+    // A quiet spell as long as the linger: the next message is not delayed.
+    let linger = Duration::from_millis(1500);
+    let (mut tx, mut rx) = spsc::anonymous(&Options::new().linger(linger)).expect("spsc");
+    tx.send(b"f").unwrap();
+    assert_eq!(rx.recv_batch(8, |_| {}).unwrap(), 1);
+    std::thread::sleep(linger);
+    tx.send(b"g").unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(rx.recv_batch(8, |m| assert_eq!(m, b"g")).unwrap(), 1);
+    // Without the quiet spell counted, the call would linger 1.5 s more.
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ctl::WAIT_BELL;
 use crate::error::{Error, Result};
@@ -159,7 +159,7 @@ impl<K: Kind> Consumer<K> {
 
     /// Hands up to `max` waiting messages to `each`, in order, in place, then
     /// releases all their space with one store and one notification. Returns how
-    /// many were handed over (0 if none were waiting).
+    /// many were handed over (0 if none were waiting, or `max` is 0).
     ///
     /// # Errors
     /// [`Error::Disconnected`] if none were waiting and the producers are gone;
@@ -202,6 +202,35 @@ impl<K: Kind> Consumer<K> {
         }
     }
 
+    /// Hands up to `max` messages to `each` (as [`Consumer::try_recv_batch`]),
+    /// waiting as the wait strategy says until there is at least one. Returns
+    /// how many (0 only if `max` is 0).
+    ///
+    /// With a linger ([`WaitConfig::linger`]), a call that comes less than the
+    /// linger after the previous one took every message there first waits
+    /// until the linger has passed since then, without reading the ring, so
+    /// that a stream is taken in batches while the producer writes undisturbed.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub fn recv_batch(&mut self, max: usize, each: impl FnMut(&[u8])) -> Result<usize> {
+        self.recv_batch_with(max, None, each)
+    }
+
+    /// As [`Consumer::recv_batch`], waiting at most `timeout` (the linger
+    /// included).
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn recv_batch_timeout(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        each: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        self.recv_batch_with(max, Some(Instant::now() + timeout), each)
+    }
+
     /// Bytes published and not yet consumed.
     pub fn len_hint(&self) -> usize {
         self.core.len_hint()
@@ -230,6 +259,33 @@ impl<K: Kind> Consumer<K> {
     /// Marks the consumer closed and wakes the producers. Dropping does it too.
     pub fn close(&mut self) {
         self.core.close_once();
+    }
+
+    /// Every blocking batch form: the linger, a wait for the first message,
+    /// then what is there.
+    fn recv_batch_with(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        each: impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let linger = self.core.local().cfg.linger;
+        if !linger.is_zero() {
+            let local = self.core.local();
+            if let Some(drained) = local.drained_at {
+                wait::linger(&local.cfg, &local.interrupt, drained + linger, deadline);
+            }
+        }
+        self.next(Wait::Until(deadline))?;
+        let n = self.try_recv_batch(max, each)?;
+        if !linger.is_zero() {
+            // A full batch may have left more behind: the next call looks at once.
+            self.core.local_mut().drained_at = (n < max).then(Instant::now);
+        }
+        Ok(n)
     }
 
     #[inline(always)]

@@ -53,6 +53,9 @@ pub struct Local {
     /// Consumers: the doorbell a non-blocking receive that finds nothing arms
     /// (`Consumer::set_doorbell`); none: the futex only.
     pub(crate) doorbell: Option<Arc<dyn Doorbell>>,
+    /// Consumers with a linger (`WaitConfig::linger`): when the last blocking
+    /// batch receive drained the ring (none: it did not, or none was made).
+    pub(crate) drained_at: Option<Instant>,
     /// Producers: how to ring a consumer's doorbell (`Producer::set_ringer`);
     /// none: a consumer waiting on one is not woken by this producer (it looks
     /// again once a slice).
@@ -128,6 +131,7 @@ impl Local {
             moved: false,
             expected: None,
             doorbell: None,
+            drained_at: None,
             ringer: None,
             asym: false,
             light: false,

@@ -82,6 +82,16 @@ pub struct WaitConfig {
     pub slice: Duration,
     /// Session (the default) or queue.
     pub lifecycle: Lifecycle,
+    /// A consumer's linger (zero, the default: none): a blocking batch
+    /// receive (`Consumer::recv_batch`) that comes less than `linger` after
+    /// the previous one drained the ring first waits, without looking at the
+    /// ring, until `linger` has passed since then. A consumer that keeps up
+    /// with a stream of large messages reads each one while the producer
+    /// writes the next beside it, and both slow down; one that looks at most
+    /// once per linger takes what came meanwhile in one batch. A message after
+    /// a quiet spell of at least `linger` is not delayed; one that follows the
+    /// previous batch closely waits at most `linger`.
+    pub linger: Duration,
 }
 
 impl Default for WaitConfig {
@@ -90,6 +100,7 @@ impl Default for WaitConfig {
             strategy: WaitStrategy::default(),
             slice: DEFAULT_WAIT_SLICE,
             lifecycle: Lifecycle::Session,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -240,6 +251,41 @@ impl Wait {
     /// Waiting at most `timeout` from now.
     pub(crate) fn timeout(timeout: Duration) -> Wait {
         Wait::Until(Some(Instant::now() + timeout))
+    }
+}
+
+/// Waits until `until` (or the deadline, whichever is first) without looking
+/// at the ring: a consumer's linger (`Consumer::recv_batch`). Spins while the
+/// strategy would spin, then sleeps in slices; ends early if the end's flag is
+/// set (the receive that follows hands over what is there, or says
+/// `Interrupted`). Under a model it returns at once (time does not pass
+/// there).
+pub(crate) fn linger(
+    cfg: &WaitConfig,
+    interrupt: &Interrupter,
+    until: Instant,
+    deadline: Option<Instant>,
+) {
+    if crate::sync::MODEL {
+        return;
+    }
+    let until = deadline.map_or(until, |d| d.min(until));
+    let started = Instant::now();
+    let spin_until = match cfg.strategy {
+        WaitStrategy::Spin => until,
+        WaitStrategy::SpinThenPark { spin } => (started + spin).min(until),
+        WaitStrategy::Park => started,
+    };
+    loop {
+        let now = Instant::now();
+        if now >= until || interrupt.is_interrupted() {
+            return;
+        }
+        if now < spin_until {
+            crate::sync::spin_loop();
+        } else {
+            std::thread::sleep((until - now).min(cfg.slice));
+        }
     }
 }
 

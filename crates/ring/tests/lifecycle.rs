@@ -15,6 +15,7 @@ fn cfg(lifecycle: Lifecycle) -> WaitConfig {
         strategy: WaitStrategy::Park,
         slice: Duration::from_millis(5),
         lifecycle,
+        linger: Duration::ZERO,
     }
 }
 

@@ -44,6 +44,7 @@ const PARK: WaitConfig = WaitConfig {
     strategy: WaitStrategy::Park,
     slice: Duration::from_millis(5),
     lifecycle: shmq_ring::Lifecycle::Session,
+    linger: Duration::ZERO,
 };
 
 fn setup(cap: usize, producers: u16, start: u64) -> (Region, Arc<Mock>) {
