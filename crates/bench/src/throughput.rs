@@ -12,7 +12,7 @@
 //!
 //! Transports: `floor-stream` (records in a bare ring in shared memory, no
 //! protocol: the ceiling; see below), `shmq-spsc` (`try_send_batch`,
-//! `try_recv_batch`), `shmq-spsc-typed` (a 64-byte `Pod` through a typed SPSC
+//! `recv_batch`, with `--linger` if given), `shmq-spsc-typed` (a 64-byte `Pod` through a typed SPSC
 //! channel, 64 B only), `shmq-mpsc` with 1, 2, 4 producer processes (the same
 //! calls), `pipe` and `uds-stream` (one `write` per batch; the receiver reads
 //! through a 256 KiB buffer), and `memcpy` (one thread copying each message into
@@ -130,6 +130,11 @@ pub struct Args {
     /// many, and no more than 64 KiB of them. 1 sends message by message.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// The shmq receivers' linger in nanoseconds (`Options::linger`; 0, the
+    /// default: none): each takes its messages with `recv_batch`, which then
+    /// looks at the ring at most once per linger while messages keep coming.
+    #[arg(long, default_value_t = 0)]
+    pub linger: u64,
     /// One JSON object per row instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -365,6 +370,8 @@ pub struct Plan {
     pub pin: bool,
     /// Most messages per send call (see [`Args::batch`]).
     pub batch: usize,
+    /// The shmq receivers' linger (see [`Args::linger`]).
+    pub linger: std::time::Duration,
     /// Directory of the file channels.
     pub file_dir: std::path::PathBuf,
 }
@@ -658,7 +665,7 @@ fn hand_over<K: RingKind>(tx: &mut Sender<K>, bufs: &[Vec<u8>]) -> Result<()> {
 
 fn shmq_spsc(plan: &Plan, count: u64, cpu: Option<usize>) -> Result<f64> {
     let cap = ring_capacity(plan.size, plan.capacity);
-    let opts = Options::new().capacity(cap);
+    let opts = Options::new().capacity(cap).linger(plan.linger);
     let (mut tx, mut rx) = spsc::anonymous(&opts)?;
     let gun = Gun::new()?;
     let trigger = gun.trigger()?;
@@ -728,8 +735,9 @@ fn shmq_durable(flow: Flow, plan: &Plan, count: u64, cpu: Option<usize>) -> Resu
 }
 
 /// The shmq consumer's loop: fires the gun for `producers`, then receives
-/// `total` messages in batches (waiting with `recv` when none is there) and
-/// checks them; returns the seconds it took.
+/// `total` messages with `recv_batch` (which waits for the first of each
+/// batch, and lingers if the channel says so) and checks them; returns the
+/// seconds it took.
 fn receive_all<K: RingKind>(
     rx: &mut Receiver<K>,
     gun: &Gun,
@@ -742,11 +750,7 @@ fn receive_all<K: RingKind>(
     let t0 = Instant::now();
     gun.fire(producers)?;
     while check.received < total {
-        let n = rx.try_recv_batch(batch, |m| check.check(m))?;
-        if n == 0 {
-            let m = rx.recv()?;
-            check.check(&m);
-        }
+        rx.recv_batch(batch, |m| check.check(m))?;
     }
     let secs = t0.elapsed().as_secs_f64();
     check.result()?;
@@ -755,7 +759,10 @@ fn receive_all<K: RingKind>(
 
 fn shmq_mpsc(plan: &Plan, producers: u16, per: u64, cpu: Option<usize>) -> Result<f64> {
     let cap = ring_capacity(plan.size, plan.capacity);
-    let opts = Options::new().capacity(cap).max_producers(producers);
+    let opts = Options::new()
+        .capacity(cap)
+        .max_producers(producers)
+        .linger(plan.linger);
     let (tx, mut rx) = mpsc::anonymous(&opts)?;
     let gun = Gun::new()?;
     let (size, batch) = (plan.size, plan.batch);
@@ -958,6 +965,7 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
                 capacity: args.capacity,
                 pin,
                 batch: args.batch,
+                linger: std::time::Duration::from_nanos(args.linger),
                 file_dir: args.file_dir.clone().unwrap_or_else(std::env::temp_dir),
             };
             bar.set_prefix(format!("{flow} x{p} {size} B"));
@@ -986,6 +994,13 @@ pub fn run(args: &Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
     } else {
         let pinned = pin && process::cpu_pair().is_some();
         write!(out, "{}", render(&rows, pinned, args.batch))?;
+        if args.linger > 0 {
+            writeln!(
+                out,
+                "# shmq receivers linger {} ns (recv_batch)",
+                args.linger
+            )?;
+        }
         write!(out, "{}", probe.footnote(pinned))?;
         if rows.iter().any(|r| r.flow.is_fanout()) {
             writeln!(out, "{}", fanout_note(pin))?;

@@ -77,6 +77,7 @@ fn flow_plan(size: usize, messages: u64, capacity: u64, batch: usize) -> through
         capacity,
         pin: true,
         batch,
+        linger: std::time::Duration::ZERO,
         file_dir: std::env::temp_dir(),
     }
 }
@@ -137,6 +138,24 @@ fn flows_deliver() {
         let plan = flow_plan(64, 5000, 1 << 10, 1);
         let row = throughput::measure(flow, n, &plan).unwrap_or_else(|e| panic!("{flow}: {e}"));
         assert_eq!(row.messages, 5000, "{flow}");
+    }
+    // Receivers that linger (`recv_batch` looking at most every 20 us) still
+    // get every message once, in order, message by message and in batches,
+    // through a ring they lap.
+    for (flow, producers) in [
+        (throughput::Flow::ShmqSpsc, 1),
+        (throughput::Flow::ShmqSpscTyped, 1),
+        (throughput::Flow::ShmqMpsc, 2),
+    ] {
+        for batch in [1, 8] {
+            let plan = throughput::Plan {
+                linger: std::time::Duration::from_micros(20),
+                ..flow_plan(64, 5000, 1 << 10, batch)
+            };
+            let row = throughput::measure(flow, producers, &plan)
+                .unwrap_or_else(|e| panic!("{flow} lingering, batch {batch}: {e}"));
+            assert_eq!(row.messages, 5000, "{flow} lingering, batch {batch}");
+        }
     }
 }
 

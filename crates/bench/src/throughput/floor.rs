@@ -236,6 +236,7 @@ mod tests {
             capacity: 1 << 16,
             pin: false,
             batch: 1,
+            linger: std::time::Duration::ZERO,
             file_dir: std::env::temp_dir(),
         };
         assert!(floor_stream(&plan, 10, None).is_err());

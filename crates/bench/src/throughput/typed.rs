@@ -1,7 +1,7 @@
 //! `shmq-spsc-typed`: a 64-byte `Pod` through a typed SPSC channel
 //! (`shmq::spsc::typed`), the like-for-like comparison with rings of fixed
 //! 64-byte slots. Sent with `try_send_batch` in batches of `--batch` values
-//! (`--batch 1`: `try_send` value by value), received with `try_recv_batch`;
+//! (`--batch 1`: `try_send` value by value), received with `recv_batch`;
 //! the receiver checks each value's sequence number and trailer and reads all
 //! its words, as the byte rows' receivers do. Only at 64 B.
 
@@ -58,7 +58,7 @@ pub(super) fn shmq_spsc_typed(plan: &Plan, count: u64, cpu: Option<usize>) -> Re
         return Err(format!("shmq-spsc-typed: {SIZE}-byte messages only").into());
     }
     let cap = capacity_msgs(ring_capacity(SIZE, plan.capacity));
-    let opts = Options::new().capacity(cap);
+    let opts = Options::new().capacity(cap).linger(plan.linger);
     let (mut tx, mut rx) = shmq::spsc::typed::anonymous::<Line>(&opts)?;
     let gun = Gun::new()?;
     let trigger = gun.trigger()?;
@@ -112,12 +112,7 @@ pub(super) fn shmq_spsc_typed(plan: &Plan, count: u64, cpu: Option<usize>) -> Re
     gun.fire(1)?;
     let mut received = 0;
     while received < count {
-        let n = rx.try_recv_batch(batch, &mut check)?;
-        received += n as u64;
-        if n == 0 {
-            check(rx.recv()?);
-            received += 1;
-        }
+        received += rx.recv_batch(batch, &mut check)? as u64;
     }
     let secs = t0.elapsed().as_secs_f64();
     std::hint::black_box(folded);
