@@ -166,11 +166,6 @@ impl<K: Kind> Consumer<K> {
     /// [`Error::Corrupted`].
     #[inline]
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
-        if max == 0 {
-            // Nothing to hand over, whatever is there (with a doorbell set, the
-            // arming below would find the message and come back here forever).
-            return Ok(0);
-        }
         let mut n = 0;
         while n < max {
             let f = match self.core.peek() {
@@ -195,8 +190,10 @@ impl<K: Kind> Consumer<K> {
             return Ok(n);
         }
         match self.try_slow() {
-            // A message came while the doorbell was armed: hand it over now.
-            Ok(_) => self.try_recv_batch(max, each),
+            // A message came while the doorbell was armed: hand it over now
+            // (none if `max` is 0: looking again would find it again, for ever).
+            Ok(_) if max > 0 => self.try_recv_batch(max, each),
+            Ok(_) => Ok(0),
             Err(Error::Empty) => Ok(0),
             Err(e) => Err(self.reported(e)),
         }
@@ -270,7 +267,8 @@ impl<K: Kind> Consumer<K> {
         each: impl FnMut(&[u8]),
     ) -> Result<usize> {
         if max == 0 {
-            return Ok(0);
+            // As a non-blocking batch of none: 0, or why this end stopped.
+            return self.try_recv_batch(0, each);
         }
         let linger = self.core.local().cfg.linger;
         if !linger.is_zero() {
