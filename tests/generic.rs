@@ -276,3 +276,34 @@ fn a_linger_delays_only_a_batch_that_follows_a_drained_one() {
         t.elapsed()
     );
 }
+
+/// Broadcast subscribers have the blocking batch too: a lossless and a lossy
+/// subscriber, both lingering, each take every message of a burst once and in
+/// order (the lossy one is never lapped here: the ring holds the burst).
+#[test]
+fn broadcast_subscribers_take_batches_and_linger() {
+    use shmq::broadcast;
+    let names = shmq_testkit::Names::new();
+    let name = names.name("gen-bcast");
+    let mut tx = broadcast::Publisher::create(&name, &Options::new()).expect("publisher");
+    let linger = Options::new().linger(Duration::from_micros(50));
+    let mut lossless = broadcast::Subscriber::open(&name, &linger).expect("lossless");
+    let mut lossy =
+        broadcast::Subscriber::open(&name, &linger.clone().subscribe(broadcast::Mode::Lossy))
+            .expect("lossy");
+    for round in 0..3u64 {
+        for i in 0..100u64 {
+            tx.send(&(round * 100 + i).to_le_bytes()).expect("send");
+        }
+        for rx in [&mut lossless, &mut lossy] {
+            let mut got = Vec::new();
+            while got.len() < 100 {
+                rx.recv_batch(32, |m| got.push(u64::from_le_bytes(m.try_into().unwrap())))
+                    .expect("recv_batch");
+            }
+            assert_eq!(got, (round * 100..round * 100 + 100).collect::<Vec<_>>());
+        }
+    }
+    drop((tx, lossless, lossy));
+    names.assert_clean();
+}
