@@ -18,7 +18,10 @@
 # compare commits with NEW_REV, not a commit with the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-old_rev=${1:?usage: bench-compare.sh OLD_REV}
+# Both revisions are resolved here, in this checkout: inside a worktree, `HEAD`
+# (or `HEAD~2`) would name the worktree's own commit (until 2026-12-05 a
+# reused worktree kept measuring the commit it had first checked out).
+old_rev=$(git rev-parse --verify "${1:?usage: bench-compare.sh OLD_REV}^{commit}")
 rounds=${ROUNDS:-3}
 work=$PWD/target/bench-compare
 mkdir -p "$work"
@@ -39,15 +42,16 @@ else
 fi
 old=$(bench_bin "$work/old" "$work/target-old")
 if [[ -n ${NEW_REV:-} ]]; then
+  new_rev=$(git rev-parse --verify "$NEW_REV^{commit}")
   # Both sides built alike (a worktree and a target directory of their own):
   # a build's code placement alone moves the small rows by a few per cent.
   if [[ ! -d $work/new ]]; then
-    git worktree add --detach "$work/new" "$NEW_REV" >/dev/null
+    git worktree add --detach "$work/new" "$new_rev" >/dev/null
   else
-    git -C "$work/new" checkout --detach -q "$NEW_REV"
+    git -C "$work/new" checkout --detach -q "$new_rev"
   fi
   new=$(bench_bin "$work/new" "$work/target-new")
-  new_name=$NEW_REV
+  new_name="$NEW_REV ($new_rev)"
 else
   new=$(bench_bin "$PWD" "$PWD/target")
   new_name="working tree"
