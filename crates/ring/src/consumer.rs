@@ -166,34 +166,14 @@ impl<K: Kind> Consumer<K> {
     /// [`Error::Corrupted`].
     #[inline]
     pub fn try_recv_batch(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> Result<usize> {
-        let mut n = 0;
-        while n < max {
-            let f = match self.core.peek() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                // Hand over what was read; the next receive reports the lap.
-                Err(Error::Lagged(_)) if n > 0 => break,
-                Err(e) => return Err(self.reported(e)),
-            };
-            match self.core.staged() {
-                Some(copy) => each(copy),
-                // SAFETY: the frame is published (the core's Acquire load of its
-                // header) and not released until `release` below, so no producer
-                // writes it meanwhile; `&mut self` keeps this process away too.
-                None => unsafe { self.core.data().lend(f.at, f.len, &mut each) },
-            }
-            self.core.advance(f);
-            n += 1;
-        }
+        let n = self.hand_over(None, max, &mut each)?;
         if n > 0 {
-            self.core.release(n as u64);
             return Ok(n);
         }
         match self.try_slow() {
-            // A message came while the doorbell was armed: hand it over now
-            // (none if `max` is 0: looking again would find it again, for ever).
-            Ok(_) if max > 0 => self.try_recv_batch(max, each),
-            Ok(_) => Ok(0),
+            // A message came while the doorbell was armed: hand it over, from
+            // the frame found (none if `max` is 0).
+            Ok(f) => self.hand_over(Some(f), max, &mut each),
             Err(Error::Empty) => Ok(0),
             Err(e) => Err(self.reported(e)),
         }
@@ -258,13 +238,52 @@ impl<K: Kind> Consumer<K> {
         self.core.close_once();
     }
 
+    /// Hands up to `max` frames to `each`, starting with `first` (a frame the
+    /// caller's look just found) or with a look of its own, then releases them
+    /// all with one store. Stops at the first look that finds nothing, and at a
+    /// lap once something was handed over (the next receive reports it).
+    #[inline(always)]
+    fn hand_over(
+        &mut self,
+        mut first: Option<Readable>,
+        max: usize,
+        each: &mut impl FnMut(&[u8]),
+    ) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let look = match first.take() {
+                Some(f) => Ok(Some(f)),
+                None => self.core.peek(),
+            };
+            let f = match look {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(Error::Lagged(_)) if n > 0 => break,
+                Err(e) => return Err(self.reported(e)),
+            };
+            match self.core.staged() {
+                Some(copy) => each(copy),
+                // SAFETY: the frame is published (the core's Acquire load of its
+                // header) and not released until `release` below, so no producer
+                // writes it meanwhile; `&mut self` keeps this process away too.
+                None => unsafe { self.core.data().lend(f.at, f.len, &mut *each) },
+            }
+            self.core.advance(f);
+            n += 1;
+        }
+        if n > 0 {
+            self.core.release(n as u64);
+        }
+        Ok(n)
+    }
+
     /// Every blocking batch form: the linger, a wait for the first message,
     /// then what is there.
     fn recv_batch_with(
         &mut self,
         max: usize,
         deadline: Option<Instant>,
-        each: impl FnMut(&[u8]),
+        mut each: impl FnMut(&[u8]),
     ) -> Result<usize> {
         if max == 0 {
             // As a non-blocking batch of none: 0, or why this end stopped.
@@ -277,8 +296,8 @@ impl<K: Kind> Consumer<K> {
                 wait::linger(&local.cfg, &local.interrupt, drained + linger, deadline);
             }
         }
-        self.next(Wait::Until(deadline))?;
-        let n = self.try_recv_batch(max, each)?;
+        let first = self.next(Wait::Until(deadline))?;
+        let n = self.hand_over(Some(first), max, &mut each)?;
         if !linger.is_zero() {
             // A full batch may have left more behind: the next call looks at once.
             self.core.local_mut().drained_at = (n < max).then(Instant::now);
