@@ -54,7 +54,7 @@
 //! in `--file-dir` (default: the temporary directory) under each durability
 //! policy: `shmq-file-none`, `shmq-file-periodic` (every 10 ms or 1,000
 //! commits) and `shmq-file-every` (every commit: one `msync(MS_SYNC)` per
-//! `try_send_batch` call on the producer's side and per `try_recv_batch` call
+//! `try_send_batch` call on the producer's side and per `recv_batch` call
 //! on the receiver's; its rows move at most [`EVERY_COMMIT_MAX_MSGS`] messages).
 
 use std::fmt;
@@ -602,7 +602,7 @@ fn send_batch(size: usize, batch: usize) -> usize {
     (65536 / size).min(batch).max(1)
 }
 
-/// Messages the receiver takes per `try_recv_batch`: up to 256, and no more than
+/// Messages the receiver takes per `recv_batch`: up to 256, and no more than
 /// half the ring, so that a batch releases space while producers still have room.
 fn recv_batch(size: usize, capacity: u64) -> usize {
     let frame = shmq::message_footprint(size);
