@@ -5,7 +5,13 @@
 //!
 //! ```text
 //! cargo bench --bench ring
+//! SHMQ_BENCH_HAND_BACK=off cargo bench --bench ring   # SPSC consumers hand no lines back
 //! ```
+//!
+//! In one thread the SPSC consumer's hand-back (`Consumer::set_hand_back`: a
+//! store to every cache line a release frees, so that a producer on another CPU
+//! finds it owned) is pure overhead; `SHMQ_BENCH_HAND_BACK=off` turns it off,
+//! to tell its cost from the rest of the path.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -22,7 +28,10 @@ fn spsc_pair() -> (spsc::Producer, spsc::Consumer) {
     spsc::init(&region, g, 0).expect("init");
     let cfg = WaitConfig::default();
     let tx = spsc::Producer::attach(&region, g, cfg, Arc::new(InProcess)).expect("tx");
-    let rx = spsc::Consumer::attach(&region, g, cfg, Arc::new(InProcess)).expect("rx");
+    let mut rx = spsc::Consumer::attach(&region, g, cfg, Arc::new(InProcess)).expect("rx");
+    if std::env::var_os("SHMQ_BENCH_HAND_BACK").is_some_and(|v| v == "off") {
+        rx.set_hand_back(false);
+    }
     (tx, rx)
 }
 
