@@ -476,42 +476,43 @@ impl crate::kind::ProducerCore for ProducerCore {
 
     /// Writes every frame that fits now, then publishes them all with a single
     /// header store (the first frame's, last) and one notification.
-    fn send_batch<'m>(&mut self, msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize> {
-        let mut first: Option<(Claim, (usize, usize), usize)> = None;
-        let mut n = 0;
-        for msg in msgs {
-            let c = match self.reserve_now(msg.len()) {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                // Publish what was written; the next call reports the error (found by
-                // the ops-vs-model property test: returning here left frames written
-                // and never published, and the ring wedged).
-                Err(_) if first.is_some() => break,
-                Err(e) => return Err(e),
-            };
-            // The consumer polls the first frame's header line (see
-            // `Data::write_payload`); the later frames are copied front to back.
-            if first.is_none() {
-                self.data.write_payload(c.at, msg);
-            } else {
-                self.data.write(c.at, msg);
-            }
-            let padding = self.padding_of(c);
-            match first {
-                None => first = Some((c, padding, msg.len())),
-                Some(_) => self.write_headers(c, padding, msg.len(), Ordering::Relaxed),
-            }
-            let size = padding.0 + frame::frame_len(msg.len());
-            self.tail = self.tail.wrapping_add(size as u64);
-            n += 1;
-        }
-        let Some((c, padding, len)) = first else {
+    fn send_batch<'m>(&mut self, mut msgs: impl Iterator<Item = &'m [u8]>) -> Result<usize> {
+        // The first frame: its header is stored last, and the consumer polls its
+        // line (see `Data::write_payload`). Nothing (or no room) sends nothing.
+        let first = match msgs.next() {
+            Some(msg) => self.reserve_now(msg.len())?.map(|c| (c, msg)),
+            None => None,
+        };
+        let Some((first, msg)) = first else {
             crate::kind::ProducerCore::full_or_gone(self)?;
             return Err(Error::Full);
         };
+        self.data.write_payload(first.at, msg);
+        let (first_padding, first_len) = (self.padding_of(first), msg.len());
+        self.tail = self
+            .tail
+            .wrapping_add((first_padding.0 + frame::frame_len(first_len)) as u64);
+        // The later frames, copied front to back, their headers stored at once.
+        let mut n = 1;
+        for msg in msgs {
+            // An error (or no room) ends the batch: what was written is
+            // published, and the next call reports the error (found by the
+            // ops-vs-model property test: returning here left frames written
+            // and never published, and the ring wedged).
+            let Ok(Some(c)) = self.reserve_now(msg.len()) else {
+                break;
+            };
+            self.data.write(c.at, msg);
+            let padding = self.padding_of(c);
+            self.write_headers(c, padding, msg.len(), Ordering::Relaxed);
+            self.tail = self
+                .tail
+                .wrapping_add((padding.0 + frame::frame_len(msg.len())) as u64);
+            n += 1;
+        }
         self.end_marker(self.tail);
         // The first frame's header, stored last with Release, publishes the batch.
-        self.write_headers(c, padding, len, Ordering::Release);
+        self.write_headers(first, first_padding, first_len, Ordering::Release);
         self.publish_tail();
         self.zero_ahead();
         Ok(n)
