@@ -590,9 +590,8 @@ impl Data {
         // header is then in the line before).
         let room = off.wrapping_neg() % CACHE_LINE;
         if room == 0 || src.len() <= room {
-            // One line, or the header's line holds none of it: one copy, as
-            // `write` (a split copy here cost a send of 8 bytes 2 ns of 17 in
-            // one thread, criterion `send_recv/spsc/8`, 2026-12-05).
+            // All of it in the header's line, or none of it: one copy, as
+            // `write` makes it.
             self.write(off, src);
         } else {
             self.write(off + room, &src[room..]);
