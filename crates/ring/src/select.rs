@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::kind::{ConsumerCore, EndCore, Kind, ProducerCore};
 use crate::producer::Producer;
 use crate::sync::{self, Ordering, WAITV_MAX, fence_seqcst, wait_any};
-use crate::wait::{WaitConfig, WaitStrategy};
+use crate::wait::WaitConfig;
 
 /// The most rings one sleep waits on (the kernel's `FUTEX_WAITV_MAX`). A select
 /// over more consumers sets the waiting flags of, and sleeps on, the first
@@ -251,11 +251,7 @@ fn combined(ends: &[&mut (dyn Selectable + '_)]) -> (Option<Duration>, Duration)
     for e in ends {
         let cfg: WaitConfig = e.cfg();
         slice = slice.min(cfg.slice);
-        spin = match (spin, cfg.strategy) {
-            (None, _) | (_, WaitStrategy::Spin) => None,
-            (Some(s), WaitStrategy::SpinThenPark { spin }) => Some(s.max(spin)),
-            (Some(s), WaitStrategy::Park) => Some(s),
-        };
+        spin = spin.zip(cfg.strategy.spin_limit()).map(|(a, b)| a.max(b));
     }
     (spin, slice)
 }

@@ -55,6 +55,18 @@ impl Default for WaitStrategy {
     }
 }
 
+impl WaitStrategy {
+    /// How long a wait spins before it sleeps: `None` for as long as it
+    /// waits ([`WaitStrategy::Spin`]), zero for [`WaitStrategy::Park`].
+    pub(crate) fn spin_limit(self) -> Option<Duration> {
+        match self {
+            WaitStrategy::Spin => None,
+            WaitStrategy::SpinThenPark { spin } => Some(spin),
+            WaitStrategy::Park => Some(Duration::ZERO),
+        }
+    }
+}
+
 /// What an absent peer means to a ring end (docs/LIFECYCLE.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Lifecycle {
@@ -270,12 +282,10 @@ pub(crate) fn linger(
         return;
     }
     let until = deadline.map_or(until, |d| d.min(until));
-    let started = Instant::now();
-    let spin_until = match cfg.strategy {
-        WaitStrategy::Spin => until,
-        WaitStrategy::SpinThenPark { spin } => (started + spin).min(until),
-        WaitStrategy::Park => started,
-    };
+    let spin_until = cfg
+        .strategy
+        .spin_limit()
+        .map_or(until, |spin| (Instant::now() + spin).min(until));
     loop {
         let now = Instant::now();
         if now >= until || interrupt.is_interrupted() {
@@ -397,12 +407,7 @@ pub(crate) fn block<S: Side>(
     }
     // A model does not spin: time does not pass in it.
     if !crate::sync::MODEL {
-        let started = Instant::now();
-        let spin_until = match cfg.strategy {
-            WaitStrategy::Spin => None,
-            WaitStrategy::SpinThenPark { spin } => Some(started + spin),
-            WaitStrategy::Park => Some(started),
-        };
+        let spin_until = cfg.strategy.spin_limit().map(|spin| Instant::now() + spin);
         while spin_until.is_none_or(|until| Instant::now() < until) {
             for _ in 0..SPIN_BATCH {
                 crate::sync::spin_loop();
