@@ -259,9 +259,10 @@ fn combined(ends: &[&mut (dyn Selectable + '_)]) -> (Option<Duration>, Duration)
 /// Waits until one of `ends` is ready (as [`try_ready`]) and returns its index.
 ///
 /// Each end's wait strategy and slice apply to the set: it spins for the longest
-/// spin budget among them (forever if one is [`WaitStrategy::Spin`]), then
-/// sleeps on all their data sequences at once, at most the shortest wait slice
-/// at a time, and looks at each end's producers as its blocking receive would.
+/// spin budget among them (forever if one is
+/// [`WaitStrategy::Spin`](crate::WaitStrategy::Spin)), then sleeps on all their
+/// data sequences at once, at most the shortest wait slice at a time, and looks
+/// at each end's producers as its blocking receive would.
 /// A select is a blocking call of every end in it: it returns
 /// [`Error::Interrupted`] when any end's [`Interrupter`](crate::Interrupter) is
 /// set. An empty set waits until the deadline.
